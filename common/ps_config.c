@@ -1,0 +1,295 @@
+/* ps_config.c - table-driven config: file, flags, help. Startup thread only. */
+#include "ps_config.h"
+
+#include <assert.h>
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+static const size_t type_size[] = {
+    [PS_OPT_T_STR] = PS_OPT_STR_MAX, [PS_OPT_T_INT] = sizeof(int64_t),
+    [PS_OPT_T_DBL] = sizeof(double), [PS_OPT_T_BOOL] = sizeof(bool),
+    [PS_OPT_T_ENUM] = sizeof(int),
+};
+
+const ps_opt_t *ps_config_find(const ps_optset_t *set, const char *key)
+{
+    for (size_t i = 0; i < set->n_opts; i++)
+        if (strcmp(set->opts[i].name, key) == 0)
+            return &set->opts[i];
+    return NULL;
+}
+
+/* Index of value in "a|b|c", or -1. */
+static int enum_index(const char *choices, const char *value)
+{
+    size_t vlen = strlen(value);
+    int idx = 0;
+    for (const char *p = choices; *p; idx++) {
+        const char *bar = strchr(p, '|');
+        size_t len = bar ? (size_t)(bar - p) : strlen(p);
+        if (len == vlen && strncmp(p, value, len) == 0)
+            return idx;
+        if (!bar)
+            break;
+        p = bar + 1;
+    }
+    return -1;
+}
+
+static int parse_bool(const char *v, bool *out)
+{
+    static const char *yes[] = {"1", "yes", "true", "on"}, *no[] = {"0", "no", "false", "off"};
+    for (int i = 0; i < 4; i++) {
+        if (strcasecmp(v, yes[i]) == 0)
+            return *out = true, 0;
+        if (strcasecmp(v, no[i]) == 0)
+            return *out = false, 0;
+    }
+    return -1;
+}
+
+static int set_opt(const ps_opt_t *opt, void *cfg, const char *value, ps_errbuf_t *err)
+{
+    char *field = (char *)cfg + opt->offset;
+    char *end;
+
+    switch (opt->type) {
+    case PS_OPT_T_STR:
+        if (strlen(value) >= PS_OPT_STR_MAX)
+            return ps_err_set(err, PS_ERANGE, "value of '%s' is longer than %d bytes", opt->name,
+                              PS_OPT_STR_MAX - 1);
+        strcpy(field, value);
+        return PS_OK;
+    case PS_OPT_T_INT: {
+        errno = 0;
+        long long v = strtoll(value, &end, 0);
+        if (errno || end == value || *end)
+            return ps_err_set(err, PS_EINVAL, "'%s' is not an integer", value);
+        if ((double)v < opt->min || (double)v > opt->max)
+            return ps_err_set(err, PS_ERANGE, "%s %lld is outside [%.0f, %.0f]", opt->name, v,
+                              opt->min, opt->max);
+        *(int64_t *)field = v;
+        return PS_OK;
+    }
+    case PS_OPT_T_DBL: {
+        errno = 0;
+        double v = strtod(value, &end);
+        if (errno || end == value || *end || !isfinite(v))
+            return ps_err_set(err, PS_EINVAL, "'%s' is not a number", value);
+        if (v < opt->min || v > opt->max)
+            return ps_err_set(err, PS_ERANGE, "%s %g is outside [%g, %g]", opt->name, v, opt->min,
+                              opt->max);
+        *(double *)field = v;
+        return PS_OK;
+    }
+    case PS_OPT_T_BOOL:
+        if (parse_bool(value, (bool *)field) != 0)
+            return ps_err_set(err, PS_EINVAL, "'%s' is not a boolean (yes/no)", value);
+        return PS_OK;
+    case PS_OPT_T_ENUM: {
+        int idx = enum_index(opt->choices, value);
+        if (idx < 0)
+            return ps_err_set(err, PS_EINVAL, "'%s' is not one of %s", value, opt->choices);
+        *(int *)field = idx;
+        return PS_OK;
+    }
+    }
+    return ps_err_set(err, PS_EINVAL, "bad option type");
+}
+
+int ps_config_defaults(const ps_optset_t *set, void *cfg)
+{
+    for (size_t i = 0; i < set->n_opts; i++) {
+        const ps_opt_t *opt = &set->opts[i];
+        assert(opt->size == type_size[opt->type]);
+        int rc = set_opt(opt, cfg, opt->def, NULL);
+        assert(rc == PS_OK);
+        (void)rc;
+    }
+    return PS_OK;
+}
+
+int ps_config_set(const ps_optset_t *set, void *cfg, const char *key, const char *value,
+                  ps_errbuf_t *err)
+{
+    const ps_opt_t *opt = ps_config_find(set, key);
+    if (!opt)
+        return ps_err_set(err, PS_EINVAL, "unknown option '%s' (see --help)", key);
+    return set_opt(opt, cfg, value, err);
+}
+
+static char *trim(char *s)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *e = s + strlen(s);
+    while (e > s && isspace((unsigned char)e[-1]))
+        *--e = '\0';
+    return s;
+}
+
+int ps_config_load_file(const ps_optset_t *set, void *cfg, const char *path, ps_errbuf_t *err)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return ps_err_set(err, PS_EIO, "cannot read config '%s': %s", path, strerror(errno));
+    char line[4096];
+    int lineno = 0, rc = PS_OK;
+    while (fgets(line, sizeof line, f)) {
+        lineno++;
+        char text[4096];
+        snprintf(text, sizeof text, "%s", line);
+        char *hash = strchr(line, '#');
+        if (hash)
+            *hash = '\0';
+        char *key = trim(line);
+        if (!*key)
+            continue;
+        char *value = key;
+        while (*value && !isspace((unsigned char)*value))
+            value++;
+        if (*value)
+            *value++ = '\0';
+        value = trim(value);
+        ps_errbuf_t why;
+        rc = *value ? ps_config_set(set, cfg, key, value, &why)
+                    : ps_err_set(&why, PS_EINVAL, "option '%s' has no value", key);
+        if (rc != PS_OK) {
+            ps_err_set(err, rc, "%s:%d: '%s': %s", path, lineno, trim(text), why.msg);
+            break;
+        }
+    }
+    fclose(f);
+    return rc;
+}
+
+int ps_config_load(const ps_optset_t *set, void *cfg, int argc, char **argv, ps_errbuf_t *err)
+{
+    ps_config_defaults(set, cfg);
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
+            ps_config_help(set, stdout);
+            return PS_CONFIG_HELP;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *path = NULL;
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            path = argv[++i];
+        else if (strncmp(argv[i], "--config=", 9) == 0)
+            path = argv[i] + 9;
+        if (path) {
+            int rc = ps_config_load_file(set, cfg, path, err);
+            if (rc != PS_OK)
+                return rc;
+        }
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (strncmp(arg, "--", 2) != 0)
+            return ps_err_set(err, PS_EINVAL, "unexpected argument '%s' (see --help)", arg);
+        char key[128];
+        const char *value;
+        const char *eq = strchr(arg, '=');
+        if (eq) {
+            snprintf(key, sizeof key, "%.*s", (int)(eq - arg - 2), arg + 2);
+            value = eq + 1;
+        } else {
+            snprintf(key, sizeof key, "%s", arg + 2);
+            for (char *k = key; *k; k++)
+                if (*k == '-')
+                    *k = '_';
+            const ps_opt_t *opt = ps_config_find(set, key);
+            bool next_is_value = i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0;
+            if (opt && opt->type == PS_OPT_T_BOOL && !next_is_value)
+                value = "yes";
+            else if (i + 1 < argc)
+                value = argv[++i];
+            else
+                return ps_err_set(err, PS_EINVAL, "flag '--%s' needs a value", key);
+        }
+        /* --ready-file and --ready_file name the same option */
+        for (char *k = key; *k; k++)
+            if (*k == '-')
+                *k = '_';
+        if (strcmp(key, "config") == 0)
+            continue;
+        ps_errbuf_t why;
+        int rc = ps_config_set(set, cfg, key, value, &why);
+        if (rc != PS_OK)
+            return ps_err_set(err, rc, "flag '--%s': %s", key, why.msg);
+    }
+    return PS_OK;
+}
+
+static const char *type_name(const ps_opt_t *opt)
+{
+    static const char *names[] = {"text", "int", "num", "bool", ""};
+    return opt->type == PS_OPT_T_ENUM ? opt->choices : names[opt->type];
+}
+
+void ps_config_help(const ps_optset_t *set, FILE *out)
+{
+    fprintf(out, "%s\n\nOptions (in a --config file: `key value`; as flags: --key value or --key=value,\n- and _ alike; flags win over the file):\n",
+            set->usage);
+    fprintf(out, "  --%-22s %s\n", "config FILE", "read options from FILE first");
+    for (size_t i = 0; i < set->n_opts; i++) {
+        const ps_opt_t *o = &set->opts[i];
+        char head[128];
+        snprintf(head, sizeof head, "%s <%s>", o->name, type_name(o));
+        fprintf(out, "  --%-22s %s (default: %s)\n", head, o->help,
+                *o->def ? o->def : "\"\"");
+    }
+    fprintf(out, "  --%-22s %s\n", "help", "show this help");
+}
+
+void ps_config_value_str(const ps_opt_t *opt, const void *cfg, char *buf, size_t cap)
+{
+    const char *field = (const char *)cfg + opt->offset;
+    switch (opt->type) {
+    case PS_OPT_T_STR:
+        snprintf(buf, cap, "%s", field);
+        break;
+    case PS_OPT_T_INT:
+        snprintf(buf, cap, "%lld", (long long)*(const int64_t *)field);
+        break;
+    case PS_OPT_T_DBL:
+        snprintf(buf, cap, "%.17g", *(const double *)field);
+        break;
+    case PS_OPT_T_BOOL:
+        snprintf(buf, cap, "%s", *(const bool *)field ? "yes" : "no");
+        break;
+    case PS_OPT_T_ENUM: {
+        int idx = *(const int *)field;
+        const char *p = opt->choices;
+        for (int k = 0; k < idx && p; k++) {
+            p = strchr(p, '|');
+            if (p)
+                p++;
+        }
+        const char *bar = p ? strchr(p, '|') : NULL;
+        snprintf(buf, cap, "%.*s", p ? (int)(bar ? (size_t)(bar - p) : strlen(p)) : 0,
+                 p ? p : "");
+        break;
+    }
+    }
+}
+
+size_t ps_config_format(const ps_optset_t *set, const void *cfg, char *buf, size_t cap)
+{
+    size_t len = 0;
+    for (size_t i = 0; i < set->n_opts; i++) {
+        char value[PS_OPT_STR_MAX];
+        ps_config_value_str(&set->opts[i], cfg, value, sizeof value);
+        int n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s %s\n",
+                         set->opts[i].name, value);
+        len += (size_t)n;
+    }
+    if (cap && len >= cap)
+        buf[cap - 1] = '\0';
+    return len;
+}

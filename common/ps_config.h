@@ -1,0 +1,81 @@
+/* ps_config.h - one option table drives the config file parser, the flag
+ * parser, --help and the stats socket's config dump. Used at startup only.
+ *
+ * Order (later wins): defaults, then `--config FILE` (`key value` lines, `#`
+ * comments), then `--key value` / `--key=value` flags. */
+#ifndef PS_CONFIG_H
+#define PS_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "ps_err.h"
+
+#define PS_OPT_STR_MAX 512
+
+typedef enum {
+    PS_OPT_T_STR,  /* char[PS_OPT_STR_MAX] */
+    PS_OPT_T_INT,  /* int64_t, within [min, max] */
+    PS_OPT_T_DBL,  /* double, within [min, max] */
+    PS_OPT_T_BOOL, /* bool: yes/no, true/false, on/off, 1/0 */
+    PS_OPT_T_ENUM, /* int: index into choices "a|b|c" */
+} ps_opt_type_t;
+
+typedef struct {
+    const char *name;
+    ps_opt_type_t type;
+    size_t offset;
+    size_t size;         /* sizeof the field, checked against type */
+    const char *def;     /* default, as text in the file syntax */
+    double min, max;     /* INT and DBL bounds */
+    const char *choices; /* ENUM */
+    const char *help;
+} ps_opt_t;
+
+#define PS_OPT_FIELD(T, f) offsetof(T, f), sizeof(((T *)0)->f)
+#define PS_OPT_STR(name, T, f, def, help) {name, PS_OPT_T_STR, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help}
+#define PS_OPT_INT(name, T, f, def, lo, hi, help) \
+    {name, PS_OPT_T_INT, PS_OPT_FIELD(T, f), def, lo, hi, NULL, help}
+#define PS_OPT_DBL(name, T, f, def, lo, hi, help) \
+    {name, PS_OPT_T_DBL, PS_OPT_FIELD(T, f), def, lo, hi, NULL, help}
+#define PS_OPT_BOOL(name, T, f, def, help) {name, PS_OPT_T_BOOL, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help}
+#define PS_OPT_ENUM(name, T, f, def, choices, help) \
+    {name, PS_OPT_T_ENUM, PS_OPT_FIELD(T, f), def, 0, 0, choices, help}
+
+typedef struct {
+    const char *prog;    /* program name for --help */
+    const char *usage;   /* one paragraph shown by --help before the options */
+    const ps_opt_t *opts;
+    size_t n_opts;
+} ps_optset_t;
+
+/* ps_config_load returns this (not an error) after printing --help. */
+#define PS_CONFIG_HELP 1
+
+/* Fills cfg with every option's default. Returns PS_OK (defaults are ours;
+ * a bad default is a bug and asserts). */
+int ps_config_defaults(const ps_optset_t *set, void *cfg);
+/* Finds an option by name; NULL if none. */
+const ps_opt_t *ps_config_find(const ps_optset_t *set, const char *key);
+/* Parses value for key into cfg. PS_EINVAL (unknown key, bad value) or
+ * PS_ERANGE (out of bounds) with the reason in err. */
+int ps_config_set(const ps_optset_t *set, void *cfg, const char *key, const char *value,
+                  ps_errbuf_t *err);
+/* Applies every `key value` line of path. On a bad line returns its code with
+ * err = "PATH:LINE: 'TEXT': reason". PS_EIO if the file cannot be read. */
+int ps_config_load_file(const ps_optset_t *set, void *cfg, const char *path, ps_errbuf_t *err);
+/* Defaults, then --config FILE (wherever it is in argv), then the flags.
+ * Returns PS_OK, PS_CONFIG_HELP after printing help on stdout, or an error
+ * naming the flag or file line. Positional arguments are errors. */
+int ps_config_load(const ps_optset_t *set, void *cfg, int argc, char **argv, ps_errbuf_t *err);
+/* Prints usage and every option with type, default and help. */
+void ps_config_help(const ps_optset_t *set, FILE *out);
+/* Writes one `key value` line per option into buf (NUL-terminated, truncated
+ * to cap). Returns the length it needed. */
+size_t ps_config_format(const ps_optset_t *set, const void *cfg, char *buf, size_t cap);
+/* The text of the current value of one option into buf. */
+void ps_config_value_str(const ps_opt_t *opt, const void *cfg, char *buf, size_t cap);
+
+#endif

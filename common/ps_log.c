@@ -1,0 +1,78 @@
+/* ps_log.c - timestamped log lines; a single write() per line keeps lines
+ * from different threads and processes whole. */
+#include "ps_log.h"
+
+#include <fcntl.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+int ps_log_level_current = PS_LOG_INFO;
+static char log_progname[32] = "ps";
+static int log_fd = 2;
+/* Under systemd (JOURNAL_STREAM set) journald adds the time; we add <N>. */
+static int log_is_journal;
+
+void ps_log_init(const char *progname, ps_log_level_t level)
+{
+    snprintf(log_progname, sizeof log_progname, "%s", progname);
+    ps_log_level_current = (int)level;
+    log_is_journal = getenv("JOURNAL_STREAM") != NULL;
+}
+
+int ps_log_level_parse(const char *name)
+{
+    static const char *names[] = {"debug", "info", "notice", "warn", "error"};
+    for (int i = 0; i < 5; i++)
+        if (strcasecmp(name, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+int ps_log_open_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0)
+        return -1;
+    log_fd = fd;
+    log_is_journal = 0;
+    return 0;
+}
+
+void ps_log_write(ps_log_level_t level, const char *fmt, ...)
+{
+    static const char letters[] = "DINWE";
+    static const int syslog_prio[] = {7, 6, 5, 4, 3};
+    char line[2048];
+    size_t n;
+
+    if (log_is_journal) {
+        n = (size_t)snprintf(line, sizeof line, "<%d>", syslog_prio[level]);
+    } else {
+        struct timeval tv;
+        struct tm tm;
+        gettimeofday(&tv, NULL);
+        gmtime_r(&tv.tv_sec, &tm);
+        n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
+        n += (size_t)snprintf(line + n, sizeof line - n, ".%03dZ %s[%d] %c ",
+                              (int)(tv.tv_usec / 1000), log_progname, (int)getpid(),
+                              letters[level]);
+    }
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
+    va_end(ap);
+    if (m < 0)
+        m = 0;
+    n += (size_t)m;
+    if (n > sizeof line - 2)
+        n = sizeof line - 2;
+    line[n++] = '\n';
+    ssize_t w = write(log_fd, line, n);
+    (void)w;
+}

@@ -1,0 +1,101 @@
+/* ps_wire.c - multipart send/receive helpers over libzmq. */
+#include "ps_wire.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ps_err.h"
+
+int ps_wire_recv(void *sock, ps_wire_msg_t *m, int flags)
+{
+    int rc = PS_OK, more = 1;
+    m->n_parts = 0;
+    while (more) {
+        zmq_msg_t part;
+        zmq_msg_init(&part);
+        if (zmq_msg_recv(&part, sock, m->n_parts ? 0 : flags) < 0) {
+            int e = zmq_errno();
+            zmq_msg_close(&part);
+            if (e == EAGAIN && m->n_parts == 0)
+                return PS_EAGAIN;
+            return PS_ENET;
+        }
+        more = zmq_msg_more(&part);
+        if (m->n_parts < PS_WIRE_MAX_PARTS) {
+            m->parts[m->n_parts++] = part;
+        } else {
+            zmq_msg_close(&part);
+            rc = PS_EPROTO;
+        }
+    }
+    return rc;
+}
+
+void ps_wire_msg_close(ps_wire_msg_t *m)
+{
+    for (int i = 0; i < m->n_parts; i++)
+        zmq_msg_close(&m->parts[i]);
+    m->n_parts = 0;
+}
+
+size_t ps_wire_msg_bytes(const ps_wire_msg_t *m)
+{
+    size_t n = 0;
+    for (int i = 0; i < m->n_parts; i++)
+        n += zmq_msg_size((zmq_msg_t *)&m->parts[i]);
+    return n;
+}
+
+Ps__Header *ps_wire_unpack_header(zmq_msg_t *part)
+{
+    return ps__header__unpack(NULL, zmq_msg_size(part), zmq_msg_data(part));
+}
+
+int ps_wire_send_msg(void *sock, zmq_msg_t *msg, int more)
+{
+    int n = zmq_msg_send(msg, sock, more ? ZMQ_SNDMORE : 0);
+    if (n < 0) {
+        zmq_msg_close(msg);
+        return PS_ENET;
+    }
+    return n;
+}
+
+int ps_wire_send_header(void *sock, const Ps__Header *h, int more)
+{
+    size_t len = ps__header__get_packed_size(h);
+    zmq_msg_t msg;
+    if (zmq_msg_init_size(&msg, len) != 0)
+        return PS_ENOMEM;
+    ps__header__pack(h, zmq_msg_data(&msg));
+    return ps_wire_send_msg(sock, &msg, more);
+}
+
+int ps_wire_send_copy(void *sock, const void *buf, size_t len, int more)
+{
+    zmq_msg_t msg;
+    if (zmq_msg_init_size(&msg, len) != 0)
+        return PS_ENOMEM;
+    if (len)
+        memcpy(zmq_msg_data(&msg), buf, len);
+    return ps_wire_send_msg(sock, &msg, more);
+}
+
+size_t ps_dtype_size(int dtype)
+{
+    switch (dtype) {
+    case PS__DTYPE__F32:
+        return 4;
+    case PS__DTYPE__F16:
+    case PS__DTYPE__BF16:
+        return 2;
+    }
+    return 0;
+}
+
+const char *ps_op_name(int op)
+{
+    const ProtobufCEnumValue *v = protobuf_c_enum_descriptor_get_value(&ps__op__descriptor, op);
+    return v ? v->name : "UNKNOWN_OP";
+}

@@ -1,0 +1,51 @@
+/* ps_wire.h - ZeroMQ multipart framing of ps.Header + raw frames. Used by the
+ * server loop and the worker client, each on its own thread and sockets.
+ * A message is: [identity (ROUTER side only)] header [keys] [values]. */
+#ifndef PS_WIRE_H
+#define PS_WIRE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "ps.pb-c.h"
+
+#define PS_PROTOCOL_VERSION 1
+#define PS_WIRE_MAX_PARTS 5
+
+/* Header.flags */
+#define PS_FLAG_AFTER_ALL_DONE 0x1u /* PULL: wait until every worker said DONE */
+
+typedef struct {
+    zmq_msg_t parts[PS_WIRE_MAX_PARTS];
+    int n_parts;
+} ps_wire_msg_t;
+
+/* Receives every part of one message. PS_OK; PS_EAGAIN (ZMQ_DONTWAIT and
+ * nothing there); PS_EPROTO if it had more than PS_WIRE_MAX_PARTS parts (the
+ * rest is drained, m holds the first ones so the sender can be answered);
+ * PS_ENET on a socket error. On any return, ps_wire_msg_close is safe. */
+int ps_wire_recv(void *sock, ps_wire_msg_t *m, int flags);
+/* Closes every part; safe twice. */
+void ps_wire_msg_close(ps_wire_msg_t *m);
+/* Sum of the part sizes. */
+size_t ps_wire_msg_bytes(const ps_wire_msg_t *m);
+
+/* Unpacks a header part; NULL if it is not a valid ps.Header. The caller
+ * frees it with ps__header__free_unpacked(h, NULL). */
+Ps__Header *ps_wire_unpack_header(zmq_msg_t *part);
+
+/* Sends header as one part (ZMQ_SNDMORE if more). Returns bytes sent or a
+ * negative PS_E* code. */
+int ps_wire_send_header(void *sock, const Ps__Header *h, int more);
+/* Sends a copy of buf as one part. Returns bytes sent or a negative code. */
+int ps_wire_send_copy(void *sock, const void *buf, size_t len, int more);
+/* Sends msg (ownership passes to ZeroMQ; msg is closed either way). */
+int ps_wire_send_msg(void *sock, zmq_msg_t *msg, int more);
+
+/* Bytes per element of a dtype; 0 for an unknown one. */
+size_t ps_dtype_size(int dtype);
+/* Name of an op ("PUSH_PULL") for log lines; never NULL. */
+const char *ps_op_name(int op);
+
+#endif

@@ -1,0 +1,129 @@
+/* ps_optim.c - optimizer kernels. Each kernel is one tight loop over the
+ * slice that the compiler vectorises; the per-update scalars (lr, bias
+ * corrections) are computed once outside it. */
+#include "ps_optim.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ps_err.h"
+
+size_t ps_optim_state_bytes_per_elem(ps_optim_kind_t kind)
+{
+    switch (kind) {
+    case PS_OPTIM_SGD:
+        return 0;
+    case PS_OPTIM_ADAM:
+    case PS_OPTIM_ADAMW:
+        return 8;
+    default:
+        return 4;
+    }
+}
+
+int ps_optim_init(ps_optim_t *opt, const ps_optim_spec_t *spec, size_t len)
+{
+    memset(opt, 0, sizeof *opt);
+    opt->spec = *spec;
+    opt->len = len;
+    size_t per = ps_optim_state_bytes_per_elem(spec->kind) / sizeof(float);
+    if (per >= 1 && !(opt->m = calloc(len ? len : 1, sizeof(float))))
+        return PS_ENOMEM;
+    if (per >= 2 && !(opt->v = calloc(len ? len : 1, sizeof(float)))) {
+        ps_optim_fini(opt);
+        return PS_ENOMEM;
+    }
+    return PS_OK;
+}
+
+void ps_optim_fini(ps_optim_t *opt)
+{
+    free(opt->m);
+    free(opt->v);
+    opt->m = opt->v = NULL;
+}
+
+double ps_optim_lr(const ps_optim_spec_t *s, uint64_t t)
+{
+    if (s->warmup_steps && t < s->warmup_steps)
+        return s->lr * (double)(t + 1) / (double)s->warmup_steps;
+    uint64_t u = t - s->warmup_steps;
+    switch (s->schedule) {
+    case PS_SCHED_STEP:
+        return s->lr * pow(s->gamma, (double)(u / s->step_size));
+    case PS_SCHED_COSINE: {
+        double frac = u >= s->total_steps ? 1.0 : (double)u / (double)s->total_steps;
+        return s->min_lr + (s->lr - s->min_lr) * 0.5 * (1.0 + cos(M_PI * frac));
+    }
+    default:
+        return s->lr;
+    }
+}
+
+void ps_optim_step(ps_optim_t *opt, float *restrict w, const float *restrict g, float scale)
+{
+    const ps_optim_spec_t *s = &opt->spec;
+    const size_t n = opt->len;
+    const float lr = (float)ps_optim_lr(s, opt->t);
+    const float wd = (float)s->weight_decay;
+    float *restrict m = opt->m, *restrict v = opt->v;
+    opt->t++;
+
+    switch (s->kind) {
+    case PS_OPTIM_SGD:
+        for (size_t i = 0; i < n; i++)
+            w[i] -= lr * (g[i] * scale + wd * w[i]);
+        break;
+    case PS_OPTIM_MOMENTUM: {
+        const float mu = (float)s->momentum;
+        if (s->nesterov) {
+            for (size_t i = 0; i < n; i++) {
+                float gi = g[i] * scale + wd * w[i];
+                m[i] = mu * m[i] + gi;
+                w[i] -= lr * (gi + mu * m[i]);
+            }
+        } else {
+            for (size_t i = 0; i < n; i++) {
+                m[i] = mu * m[i] + g[i] * scale + wd * w[i];
+                w[i] -= lr * m[i];
+            }
+        }
+        break;
+    }
+    case PS_OPTIM_ADAGRAD: {
+        const float eps = (float)s->eps;
+        for (size_t i = 0; i < n; i++) {
+            float gi = g[i] * scale + wd * w[i];
+            m[i] += gi * gi;
+            w[i] -= lr * gi / (sqrtf(m[i]) + eps);
+        }
+        break;
+    }
+    case PS_OPTIM_RMSPROP: {
+        const float rho = (float)s->rho, eps = (float)s->eps;
+        for (size_t i = 0; i < n; i++) {
+            float gi = g[i] * scale + wd * w[i];
+            m[i] = rho * m[i] + (1 - rho) * gi * gi;
+            w[i] -= lr * gi / (sqrtf(m[i]) + eps);
+        }
+        break;
+    }
+    case PS_OPTIM_ADAM:
+    case PS_OPTIM_ADAMW: {
+        const float b1 = (float)s->beta1, b2 = (float)s->beta2, eps = (float)s->eps;
+        const double t = (double)opt->t;
+        const float step = (float)((double)lr / (1.0 - pow(s->beta1, t)));
+        const float inv_bc2 = (float)(1.0 / sqrt(1.0 - pow(s->beta2, t)));
+        const float l2 = s->kind == PS_OPTIM_ADAM ? wd : 0.0f;
+        const float decay = s->kind == PS_OPTIM_ADAMW ? 1.0f - lr * wd : 1.0f;
+        for (size_t i = 0; i < n; i++) {
+            float gi = g[i] * scale + l2 * w[i];
+            m[i] = b1 * m[i] + (1 - b1) * gi;
+            v[i] = b2 * v[i] + (1 - b2) * gi * gi;
+            w[i] = w[i] * decay - step * m[i] / (sqrtf(v[i]) * inv_bc2 + eps);
+        }
+        break;
+    }
+    }
+}

@@ -1,0 +1,34 @@
+/* ps_optim.h - server-side optimizers with fp32 state, applied to one slice
+ * of a table. Used by the server loop thread only. Conventions follow
+ * PyTorch's (torch.optim), so results can be compared. */
+#ifndef PS_OPTIM_H
+#define PS_OPTIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ps_optim_spec.h"
+
+typedef struct {
+    ps_optim_spec_t spec;
+    uint64_t t;  /* updates applied so far */
+    size_t len;  /* elements */
+    float *m;    /* momentum / first moment / accumulator; NULL for SGD */
+    float *v;    /* second moment (ADAM(W)); NULL otherwise */
+} ps_optim_t;
+
+/* Sets up state for len elements (zeroed). PS_ENOMEM if allocation fails. */
+int ps_optim_init(ps_optim_t *opt, const ps_optim_spec_t *spec, size_t len);
+/* Frees state; safe twice. */
+void ps_optim_fini(ps_optim_t *opt);
+/* Learning rate of update number t (0-based) under the spec's schedule. */
+double ps_optim_lr(const ps_optim_spec_t *spec, uint64_t t);
+/* One update: the gradient is grad_sum[i] * grad_scale (grad_scale turns a
+ * sum over samples into a mean without a separate pass). w has opt->len
+ * elements. Increments opt->t. */
+void ps_optim_step(ps_optim_t *opt, float *w, const float *grad_sum, float grad_scale);
+/* Bytes of optimizer state per element (0, 4 or 8). */
+size_t ps_optim_state_bytes_per_elem(ps_optim_kind_t kind);
+
+#endif

@@ -1,0 +1,665 @@
+/* ps_server.c - the shard's request loop: jobs, membership, consistency
+ * (BSP rounds, SSP/ASP clocks) and the replies that wait on them.
+ *
+ * A pull that may not be answered yet (its clock is ahead of what the
+ * consistency model allows) is parked with the requester's identity in the
+ * job's pending list; every event that can move a clock re-checks the list.
+ * This is the whole barrier: nothing blocks the loop. */
+#include "ps_server.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "ps_log.h"
+#include "ps_shardmap.h"
+#include "ps_table.h"
+#include "ps_time.h"
+#include "ps_wire.h"
+
+#define JOB_NAME_MAX 64
+
+static const ps_opt_t server_opts[] = {
+    PS_OPT_STR("bind", ps_server_config_t, bind_addr, "127.0.0.1", "address to bind"),
+    PS_OPT_INT("port", ps_server_config_t, port, "0", 0, 65535, "TCP port; 0 = any free port"),
+    PS_OPT_INT("shard", ps_server_config_t, shard, "0", 0, 1023, "this server's shard index"),
+    PS_OPT_INT("shards", ps_server_config_t, shards, "1", 1, 1024, "number of shards (servers)"),
+    PS_OPT_STR("ready_file", ps_server_config_t, ready_file, "",
+               "once bound, write 'endpoint ADDR' here (temp file + rename)"),
+    PS_OPT_ENUM("log_level", ps_server_config_t, log_level, "info", "debug|info|notice|warn|error",
+                "least severe level logged"),
+    PS_OPT_STR("log_file", ps_server_config_t, log_file, "", "log here instead of stderr"),
+    PS_OPT_INT("max_jobs", ps_server_config_t, max_jobs, "16", 1, 4096, "jobs served at once"),
+    PS_OPT_INT("max_tables", ps_server_config_t, max_tables, "1024", 1, 1 << 20,
+               "tables per job"),
+    PS_OPT_INT("max_message_mb", ps_server_config_t, max_message_mb, "1024", 1, 1 << 20,
+               "largest request accepted (ZMQ_MAXMSGSIZE), MiB"),
+    PS_OPT_INT("io_threads", ps_server_config_t, io_threads, "1", 1, 64, "ZeroMQ I/O threads"),
+    PS_OPT_INT("poll_ms", ps_server_config_t, poll_ms, "100", 1, 10000,
+               "loop wake-up interval for signals and housekeeping"),
+};
+
+const ps_optset_t ps_server_optset = {
+    "ps-server",
+    "Usage: ps-server [--config FILE] [--OPTION VALUE ...]\n"
+    "One shard of a parameter server: holds its slice of every table, applies\n"
+    "the optimizer to pushed gradients, and answers pulls under the job's\n"
+    "consistency model (BSP, SSP or ASP).",
+    server_opts,
+    sizeof server_opts / sizeof server_opts[0],
+};
+
+int ps_server_config_validate(const ps_server_config_t *cfg, ps_errbuf_t *err)
+{
+    if (cfg->shard >= cfg->shards)
+        return ps_err_set(err, PS_EINVAL, "shard %lld must be below shards %lld",
+                          (long long)cfg->shard, (long long)cfg->shards);
+    if (!*cfg->bind_addr)
+        return ps_err_set(err, PS_EINVAL, "bind must not be empty");
+    return PS_OK;
+}
+
+typedef struct {
+    zmq_msg_t identity;
+    uint64_t request_id;
+    uint32_t table_id;
+    uint32_t rank;
+    uint32_t flags;
+    int64_t clock;
+} pending_t;
+
+typedef struct {
+    char name[JOB_NAME_MAX];
+    uint32_t world;
+    int max_staleness;
+    uint8_t *joined, *live, *done, *left;
+    ps_table_t **tables;
+    uint32_t n_tables;  /* capacity of tables[] (ids below it) */
+    pending_t *pending;
+    size_t n_pending, cap_pending;
+} job_t;
+
+typedef struct {
+    uint64_t requests[16];
+    uint64_t errors;
+    uint64_t bytes_in, bytes_out;
+} server_stats_t;
+
+struct ps_server {
+    ps_server_config_t cfg;
+    void *ctx, *router;
+    char endpoint[256];
+    uint64_t incarnation;
+    job_t **jobs;
+    size_t n_jobs;
+    server_stats_t stats;
+    int64_t log_budget_reset_ms;
+    int log_budget;
+};
+
+/* The request being handled: the parsed header plus its frames. */
+typedef struct {
+    ps_wire_msg_t *msg;
+    Ps__Header *hdr;
+    zmq_msg_t *values; /* NULL if the request has none */
+    const char *peer;
+} request_t;
+
+/* ---- jobs ---------------------------------------------------------------- */
+
+static void job_destroy(job_t *job)
+{
+    if (!job)
+        return;
+    for (uint32_t i = 0; i < job->n_tables; i++)
+        ps_table_destroy(&job->tables[i]);
+    for (size_t i = 0; i < job->n_pending; i++)
+        zmq_msg_close(&job->pending[i].identity);
+    free(job->tables);
+    free(job->pending);
+    free(job->joined);
+    free(job->live);
+    free(job->done);
+    free(job->left);
+    free(job);
+}
+
+static job_t *job_new(const char *name, uint32_t world, int max_staleness)
+{
+    job_t *job = ps_xcalloc(1, sizeof *job);
+    snprintf(job->name, sizeof job->name, "%s", name);
+    job->world = world;
+    job->max_staleness = max_staleness;
+    job->joined = ps_xcalloc(world, 1);
+    job->live = ps_xcalloc(world, 1);
+    job->done = ps_xcalloc(world, 1);
+    job->left = ps_xcalloc(world, 1);
+    /* Until a rank says DONE it counts in every barrier, joined or not yet. */
+    memset(job->live, 1, world);
+    return job;
+}
+
+static job_t *find_job(ps_server_t *srv, const char *name)
+{
+    for (size_t i = 0; i < srv->n_jobs; i++)
+        if (strcmp(srv->jobs[i]->name, name) == 0)
+            return srv->jobs[i];
+    return NULL;
+}
+
+static void drop_job(ps_server_t *srv, job_t *job)
+{
+    for (size_t i = 0; i < srv->n_jobs; i++) {
+        if (srv->jobs[i] == job) {
+            srv->jobs[i] = srv->jobs[--srv->n_jobs];
+            break;
+        }
+    }
+    ps_log(PS_LOG_INFO, "job '%s': all %u workers left; tables dropped", job->name, job->world);
+    job_destroy(job);
+}
+
+static bool all_done(const job_t *job)
+{
+    for (uint32_t r = 0; r < job->world; r++)
+        if (!job->done[r])
+            return false;
+    return true;
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static void send_reply(ps_server_t *srv, zmq_msg_t *identity, Ps__Header *rep,
+                       const float *values, uint64_t n_values)
+{
+    zmq_msg_t id;
+    zmq_msg_init(&id);
+    zmq_msg_copy(&id, identity);
+    int n1 = ps_wire_send_msg(srv->router, &id, 1);
+    int n2 = ps_wire_send_header(srv->router, rep, values != NULL);
+    int n3 = values ? ps_wire_send_copy(srv->router, values, n_values * sizeof(float), 0) : 0;
+    if (n1 < 0 || n2 < 0 || n3 < 0) {
+        /* The peer is gone (ROUTER drops unroutable messages); nothing to undo. */
+        ps_log(PS_LOG_DEBUG, "reply to request %llu not sent",
+               (unsigned long long)rep->request_id);
+        return;
+    }
+    srv->stats.bytes_out += (uint64_t)n2 + (uint64_t)n3;
+}
+
+static void reply_init(Ps__Header *rep, const Ps__Header *req)
+{
+    ps__header__init(rep);
+    rep->version = PS_PROTOCOL_VERSION;
+    rep->op = req ? req->op : PS__OP__OP_NONE;
+    rep->request_id = req ? req->request_id : 0;
+    rep->table_id = req ? req->table_id : 0;
+    rep->clock = req ? req->clock : 0;
+}
+
+static int reply_error(ps_server_t *srv, request_t *rq, int code, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Answers a bad request with its status and reason, counts it and logs it
+ * (at most 20 lines a second, so a hostile peer cannot flood the log). */
+static int reply_error(ps_server_t *srv, request_t *rq, int code, const char *fmt, ...)
+{
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    srv->stats.errors++;
+    int64_t now = ps_time_ms();
+    if (now - srv->log_budget_reset_ms >= 1000) {
+        srv->log_budget_reset_ms = now;
+        srv->log_budget = 20;
+    }
+    if (srv->log_budget > 0) {
+        srv->log_budget--;
+        ps_log(PS_LOG_WARN, "peer '%s': %s request rejected: %s: %s", rq->peer,
+               rq->hdr ? ps_op_name(rq->hdr->op) : "unparsable", ps_errname(code), msg);
+    }
+    Ps__Header rep;
+    reply_init(&rep, rq->hdr);
+    rep.status = code;
+    rep.message = msg;
+    send_reply(srv, &rq->msg->parts[0], &rep, NULL, 0);
+    return code;
+}
+
+static void reply_params(ps_server_t *srv, zmq_msg_t *identity, uint64_t request_id, int op,
+                         uint32_t table_id, int64_t clock, const ps_table_t *t)
+{
+    Ps__Header rep;
+    reply_init(&rep, NULL);
+    rep.op = op;
+    rep.request_id = request_id;
+    rep.table_id = table_id;
+    rep.clock = clock;
+    rep.dtype = PS__DTYPE__F32;
+    rep.offset = ps_table_offset(t);
+    rep.n_elems = ps_table_len(t);
+    send_reply(srv, identity, &rep, ps_table_params(t), ps_table_len(t));
+}
+
+/* ---- pending pulls ------------------------------------------------------- */
+
+static bool pull_is_ready(const job_t *job, const pending_t *p)
+{
+    if ((p->flags & PS_FLAG_AFTER_ALL_DONE) && !all_done(job))
+        return false;
+    if (job->max_staleness < 0)
+        return true;
+    const ps_table_t *t = job->tables[p->table_id];
+    return ps_table_ready_clock(t, job->live) >= p->clock - job->max_staleness;
+}
+
+/* Answers every parked pull whose clock the consistency model now allows. */
+static void serve_pending(ps_server_t *srv, job_t *job)
+{
+    size_t i = 0;
+    while (i < job->n_pending) {
+        pending_t *p = &job->pending[i];
+        if (!pull_is_ready(job, p)) {
+            i++;
+            continue;
+        }
+        reply_params(srv, &p->identity, p->request_id, PS__OP__PULL, p->table_id, p->clock,
+                     job->tables[p->table_id]);
+        zmq_msg_close(&p->identity);
+        job->pending[i] = job->pending[--job->n_pending];
+    }
+}
+
+static void park_pull(job_t *job, request_t *rq, int64_t clock)
+{
+    if (job->n_pending == job->cap_pending) {
+        job->cap_pending = job->cap_pending ? job->cap_pending * 2 : 16;
+        job->pending = ps_xrealloc(job->pending, job->cap_pending * sizeof *job->pending);
+    }
+    pending_t *p = &job->pending[job->n_pending++];
+    zmq_msg_init(&p->identity);
+    zmq_msg_copy(&p->identity, &rq->msg->parts[0]);
+    p->request_id = rq->hdr->request_id;
+    p->table_id = rq->hdr->table_id;
+    p->rank = rq->hdr->rank;
+    p->flags = rq->hdr->flags;
+    p->clock = clock;
+}
+
+/* After a rank stops counting in barriers, rounds it held up may complete. */
+static void recheck_job(ps_server_t *srv, job_t *job)
+{
+    for (uint32_t i = 0; i < job->n_tables; i++)
+        if (job->tables[i])
+            ps_table_try_complete(job->tables[i], job->live);
+    serve_pending(srv, job);
+}
+
+/* ---- request validation -------------------------------------------------- */
+
+/* Finds the job and checks the rank; replies with an error if either fails. */
+static job_t *request_job(ps_server_t *srv, request_t *rq)
+{
+    job_t *job = find_job(srv, rq->hdr->job);
+    if (!job) {
+        reply_error(srv, rq, PS_ENOJOB, "job '%s' is not known here (send HELLO first)",
+                    rq->hdr->job);
+        return NULL;
+    }
+    if (rq->hdr->rank >= job->world) {
+        reply_error(srv, rq, PS_ERANGE, "rank %u is outside job '%s' of %u workers",
+                    rq->hdr->rank, job->name, job->world);
+        return NULL;
+    }
+    return job;
+}
+
+static ps_table_t *request_table(ps_server_t *srv, request_t *rq, job_t *job)
+{
+    uint32_t id = rq->hdr->table_id;
+    if (id >= job->n_tables || !job->tables[id]) {
+        reply_error(srv, rq, PS_ENOTABLE, "table %u is not defined in job '%s'", id, job->name);
+        return NULL;
+    }
+    return job->tables[id];
+}
+
+/* Checks that the values frame is exactly this shard's slice of the table. */
+static int check_values(ps_server_t *srv, request_t *rq, uint64_t offset, uint64_t len)
+{
+    const Ps__Header *h = rq->hdr;
+    if (!rq->values)
+        return reply_error(srv, rq, PS_EPROTO, "%s without a values frame", ps_op_name(h->op));
+    if (h->dtype != PS__DTYPE__F32)
+        return reply_error(srv, rq, PS_EPROTO, "dtype %d is not supported here", h->dtype);
+    if (h->offset != offset || h->n_elems != len)
+        return reply_error(srv, rq, PS_ERANGE,
+                           "slice [%llu, +%llu) does not match this shard's [%llu, +%llu)",
+                           (unsigned long long)h->offset, (unsigned long long)h->n_elems,
+                           (unsigned long long)offset, (unsigned long long)len);
+    size_t bytes = zmq_msg_size(rq->values);
+    if (bytes != len * sizeof(float))
+        return reply_error(srv, rq, PS_EPROTO, "values frame has %zu bytes, header says %llu",
+                           bytes, (unsigned long long)(len * sizeof(float)));
+    return PS_OK;
+}
+
+static bool all_finite(const float *v, uint64_t n)
+{
+    /* x - x is 0 for finite x and NaN for inf/NaN; summing keeps one branch. */
+    float acc = 0;
+    for (uint64_t i = 0; i < n; i++)
+        acc += v[i] - v[i];
+    return acc == 0;
+}
+
+/* ---- handlers ------------------------------------------------------------ */
+
+static int handle_hello(ps_server_t *srv, request_t *rq)
+{
+    const Ps__Header *h = rq->hdr;
+    if (h->version != PS_PROTOCOL_VERSION)
+        return reply_error(srv, rq, PS_EVERSION, "client speaks protocol %u, server %u",
+                           h->version, PS_PROTOCOL_VERSION);
+    if (!*h->job || strlen(h->job) >= JOB_NAME_MAX)
+        return reply_error(srv, rq, PS_EINVAL, "job name must have 1 to %d bytes",
+                           JOB_NAME_MAX - 1);
+    if (h->world_size == 0 || h->world_size > 65536 || h->rank >= h->world_size)
+        return reply_error(srv, rq, PS_ERANGE, "rank %u / world size %u out of range", h->rank,
+                           h->world_size);
+    job_t *job = find_job(srv, h->job);
+    if (job && (job->world != h->world_size || job->max_staleness != h->max_staleness))
+        return reply_error(srv, rq, PS_ECONFLICT,
+                           "job '%s' has %u workers and max_staleness %d; hello says %u and %d",
+                           job->name, job->world, job->max_staleness, h->world_size,
+                           h->max_staleness);
+    if (!job) {
+        if (srv->n_jobs >= (size_t)srv->cfg.max_jobs)
+            return reply_error(srv, rq, PS_EAGAIN, "server already serves %zu jobs", srv->n_jobs);
+        job = job_new(h->job, h->world_size, h->max_staleness);
+        srv->jobs = ps_xrealloc(srv->jobs, (srv->n_jobs + 1) * sizeof *srv->jobs);
+        srv->jobs[srv->n_jobs++] = job;
+        ps_log(PS_LOG_INFO, "job '%s': created (%u workers, max_staleness %d)", job->name,
+               job->world, job->max_staleness);
+    }
+    job->joined[h->rank] = 1;
+    ps_log(PS_LOG_INFO, "job '%s': worker %u joined from '%s'", job->name, h->rank, rq->peer);
+    Ps__Header rep;
+    reply_init(&rep, h);
+    rep.shard = (uint32_t)srv->cfg.shard;
+    rep.n_shards = (uint32_t)srv->cfg.shards;
+    rep.incarnation = srv->incarnation;
+    send_reply(srv, &rq->msg->parts[0], &rep, NULL, 0);
+    return PS_OK;
+}
+
+static int handle_init_table(ps_server_t *srv, request_t *rq)
+{
+    const Ps__Header *h = rq->hdr;
+    job_t *job = request_job(srv, rq);
+    if (!job)
+        return PS_EINVAL;
+    const Ps__TableSpec *spec = h->table;
+    if (!spec || !*spec->name || spec->n_shape < 1 || spec->n_shape > PS_TABLE_MAX_DIMS)
+        return reply_error(srv, rq, PS_EPROTO, "INIT_TABLE needs a name and 1 to %d dims",
+                           PS_TABLE_MAX_DIMS);
+    uint64_t prod = 1;
+    for (size_t i = 0; i < spec->n_shape; i++)
+        prod *= spec->shape[i];
+    if (prod != spec->n_elems || spec->n_elems == 0)
+        return reply_error(srv, rq, PS_EPROTO, "table '%s': shape does not multiply to %llu",
+                           spec->name, (unsigned long long)spec->n_elems);
+    if (h->table_id >= (uint64_t)srv->cfg.max_tables)
+        return reply_error(srv, rq, PS_ERANGE, "table id %u is above max_tables %lld",
+                           h->table_id, (long long)srv->cfg.max_tables);
+    ps_slice_t slice = ps_shardmap_slice(spec->n_elems, h->table_id, (uint32_t)srv->cfg.shard,
+                                         (uint32_t)srv->cfg.shards);
+    if (h->table_id < job->n_tables && job->tables[h->table_id]) {
+        if (!ps_table_same_layout(job->tables[h->table_id], spec->name, spec->n_elems))
+            return reply_error(srv, rq, PS_ECONFLICT, "table %u is already '%s' with %llu elements",
+                               h->table_id, ps_table_name(job->tables[h->table_id]),
+                               (unsigned long long)ps_table_n_total(job->tables[h->table_id]));
+    } else {
+        if (check_values(srv, rq, slice.offset, slice.len) != PS_OK)
+            return PS_EINVAL;
+        ps_table_params_t p = {
+            .name = spec->name, .id = h->table_id, .n_total = spec->n_elems,
+            .shape = spec->shape, .ndim = (int)spec->n_shape, .offset = slice.offset,
+            .len = slice.len, .world = job->world, .max_staleness = job->max_staleness,
+        };
+        if (!spec->optim)
+            return reply_error(srv, rq, PS_EPROTO, "table '%s' has no optimizer", spec->name);
+        ps_optim_spec_from_wire(spec->optim, &p.optim);
+        ps_errbuf_t err;
+        ps_table_t *t = ps_table_new(&p, zmq_msg_data(rq->values), &err);
+        if (!t)
+            return reply_error(srv, rq, err.code, "%s", err.msg);
+        if (h->table_id >= job->n_tables) {
+            uint32_t n = h->table_id + 1;
+            job->tables = ps_xrealloc(job->tables, n * sizeof *job->tables);
+            memset(job->tables + job->n_tables, 0, (n - job->n_tables) * sizeof *job->tables);
+            job->n_tables = n;
+        }
+        job->tables[h->table_id] = t;
+        ps_log(PS_LOG_DEBUG, "job '%s': table %u '%s' holds [%llu, +%llu) of %llu", job->name,
+               h->table_id, spec->name, (unsigned long long)slice.offset,
+               (unsigned long long)slice.len, (unsigned long long)spec->n_elems);
+    }
+    Ps__Header rep;
+    reply_init(&rep, h);
+    rep.offset = slice.offset;
+    rep.n_elems = slice.len;
+    send_reply(srv, &rq->msg->parts[0], &rep, NULL, 0);
+    return PS_OK;
+}
+
+/* PULL, PUSH and PUSH_PULL: a push is applied (or kept for its BSP round),
+ * and a pull is answered now or parked until its clock is readable. */
+static int handle_push_pull(ps_server_t *srv, request_t *rq)
+{
+    const Ps__Header *h = rq->hdr;
+    job_t *job = request_job(srv, rq);
+    ps_table_t *t = job ? request_table(srv, rq, job) : NULL;
+    if (!t)
+        return PS_EINVAL;
+    int64_t pull_clock = h->clock;
+    if (h->op != PS__OP__PULL) {
+        if (check_values(srv, rq, ps_table_offset(t), ps_table_len(t)) != PS_OK)
+            return PS_EINVAL;
+        if (job->done[h->rank])
+            return reply_error(srv, rq, PS_ECONFLICT, "worker %u already said DONE", h->rank);
+        if (!all_finite(zmq_msg_data(rq->values), ps_table_len(t)))
+            return reply_error(srv, rq, PS_ENONFINITE,
+                               "push to table '%s' clock %lld contains inf or NaN",
+                               ps_table_name(t), (long long)h->clock);
+        int rc = ps_table_push(t, h->rank, h->clock, rq->values, h->n_samples);
+        if (rc != PS_OK)
+            return reply_error(srv, rq, rc, "push of clock %lld to table '%s' but worker %u is at %lld",
+                               (long long)h->clock, ps_table_name(t), h->rank,
+                               (long long)ps_table_worker_clock(t, h->rank));
+        if (ps_table_try_complete(t, job->live) || job->max_staleness != 0)
+            serve_pending(srv, job);
+        pull_clock = h->clock + 1;
+    }
+    if (h->op == PS__OP__PUSH) {
+        Ps__Header rep;
+        reply_init(&rep, h);
+        send_reply(srv, &rq->msg->parts[0], &rep, NULL, 0);
+        return PS_OK;
+    }
+    park_pull(job, rq, pull_clock);
+    serve_pending(srv, job);
+    return PS_OK;
+}
+
+static int handle_done_bye(ps_server_t *srv, request_t *rq)
+{
+    const Ps__Header *h = rq->hdr;
+    job_t *job = request_job(srv, rq);
+    if (!job)
+        return PS_EINVAL;
+    Ps__Header rep;
+    reply_init(&rep, h);
+    send_reply(srv, &rq->msg->parts[0], &rep, NULL, 0);
+    job->done[h->rank] = 1;
+    job->live[h->rank] = 0;
+    if (h->op == PS__OP__BYE)
+        job->left[h->rank] = 1;
+    recheck_job(srv, job);
+    for (uint32_t r = 0; r < job->world; r++)
+        if (!job->left[r])
+            return PS_OK;
+    drop_job(srv, job);
+    return PS_OK;
+}
+
+static int handle_heartbeat(ps_server_t *srv, request_t *rq)
+{
+    Ps__Header rep;
+    reply_init(&rep, rq->hdr);
+    rep.incarnation = srv->incarnation;
+    send_reply(srv, &rq->msg->parts[0], &rep, NULL, 0);
+    return PS_OK;
+}
+
+typedef int (*handler_fn)(ps_server_t *, request_t *);
+
+static const handler_fn handlers[] = {
+    [PS__OP__HELLO] = handle_hello,         [PS__OP__INIT_TABLE] = handle_init_table,
+    [PS__OP__PULL] = handle_push_pull,      [PS__OP__PUSH] = handle_push_pull,
+    [PS__OP__PUSH_PULL] = handle_push_pull, [PS__OP__HEARTBEAT] = handle_heartbeat,
+    [PS__OP__DONE] = handle_done_bye,       [PS__OP__BYE] = handle_done_bye,
+};
+#define N_HANDLERS (sizeof handlers / sizeof handlers[0])
+
+/* Frames after the identity: header, then values (dense ops). */
+static void handle_message(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
+{
+    request_t rq = {.msg = msg, .peer = "?"};
+    if (msg->n_parts < 1)
+        return;
+    srv->stats.bytes_in += ps_wire_msg_bytes(msg);
+    if (msg->n_parts >= 2) {
+        const char *addr = zmq_msg_gets(&msg->parts[1], "Peer-Address");
+        if (addr)
+            rq.peer = addr;
+        rq.hdr = ps_wire_unpack_header(&msg->parts[1]);
+    }
+    if (!rq.hdr) {
+        reply_error(srv, &rq, PS_EPROTO, "first frame is not a ps.Header");
+    } else if (recv_rc == PS_EPROTO || msg->n_parts > 3) {
+        reply_error(srv, &rq, PS_EPROTO, "too many frames");
+    } else if ((unsigned)rq.hdr->op >= N_HANDLERS || !handlers[rq.hdr->op]) {
+        reply_error(srv, &rq, PS_EPROTO, "unknown op %d", rq.hdr->op);
+    } else {
+        rq.values = msg->n_parts == 3 ? &msg->parts[2] : NULL;
+        srv->stats.requests[rq.hdr->op]++;
+        handlers[rq.hdr->op](srv, &rq);
+    }
+    if (rq.hdr)
+        ps__header__free_unpacked(rq.hdr, NULL);
+}
+
+/* ---- lifecycle ----------------------------------------------------------- */
+
+static int write_ready_file(const char *path, const char *endpoint, ps_errbuf_t *err)
+{
+    char tmp[PS_OPT_STR_MAX + 16];
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    FILE *f = fopen(tmp, "w");
+    if (!f)
+        return ps_err_set(err, PS_EIO, "cannot write ready file '%s': %s", tmp, strerror(errno));
+    fprintf(f, "endpoint %s\npid %d\n", endpoint, (int)getpid());
+    if (fclose(f) != 0 || rename(tmp, path) != 0)
+        return ps_err_set(err, PS_EIO, "cannot write ready file '%s': %s", path, strerror(errno));
+    return PS_OK;
+}
+
+ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err)
+{
+    ps_server_t *srv = ps_xcalloc(1, sizeof *srv);
+    srv->cfg = *cfg;
+    srv->incarnation = ((uint64_t)ps_time_ns() << 16) ^ (uint64_t)getpid();
+    srv->ctx = zmq_ctx_new();
+    zmq_ctx_set(srv->ctx, ZMQ_IO_THREADS, (int)cfg->io_threads);
+    srv->router = zmq_socket(srv->ctx, ZMQ_ROUTER);
+    int64_t maxmsg = cfg->max_message_mb * 1024 * 1024;
+    int zero = 0, one = 1;
+    zmq_setsockopt(srv->router, ZMQ_MAXMSGSIZE, &maxmsg, sizeof maxmsg);
+    zmq_setsockopt(srv->router, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(srv->router, ZMQ_ROUTER_MANDATORY, &zero, sizeof zero);
+    zmq_setsockopt(srv->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+    char ep[600];
+    if (cfg->port)
+        snprintf(ep, sizeof ep, "tcp://%s:%lld", cfg->bind_addr, (long long)cfg->port);
+    else
+        snprintf(ep, sizeof ep, "tcp://%s:*", cfg->bind_addr);
+    if (zmq_bind(srv->router, ep) != 0) {
+        ps_err_set(err, PS_ENET, "cannot bind '%s': %s", ep, zmq_strerror(zmq_errno()));
+        ps_server_destroy(&srv);
+        return NULL;
+    }
+    size_t len = sizeof srv->endpoint;
+    zmq_getsockopt(srv->router, ZMQ_LAST_ENDPOINT, srv->endpoint, &len);
+    if (*cfg->ready_file && write_ready_file(cfg->ready_file, srv->endpoint, err) != PS_OK) {
+        ps_server_destroy(&srv);
+        return NULL;
+    }
+    return srv;
+}
+
+void ps_server_destroy(ps_server_t **srvp)
+{
+    ps_server_t *srv = *srvp;
+    if (!srv)
+        return;
+    for (size_t i = 0; i < srv->n_jobs; i++)
+        job_destroy(srv->jobs[i]);
+    free(srv->jobs);
+    if (srv->router)
+        zmq_close(srv->router);
+    if (srv->ctx)
+        zmq_ctx_term(srv->ctx);
+    free(srv);
+    *srvp = NULL;
+}
+
+const char *ps_server_endpoint(const ps_server_t *srv)
+{
+    return srv->endpoint;
+}
+
+int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop)
+{
+    zmq_pollitem_t item = {srv->router, 0, ZMQ_POLLIN, 0};
+    while (!*stop) {
+        int n = zmq_poll(&item, 1, (long)srv->cfg.poll_ms);
+        if (n < 0) {
+            if (zmq_errno() == EINTR)
+                continue;
+            ps_log(PS_LOG_ERROR, "shard %lld: poll failed: %s", (long long)srv->cfg.shard,
+                   zmq_strerror(zmq_errno()));
+            return PS_ENET;
+        }
+        /* Drain what is queued, but look at the stop flag between batches. */
+        for (int burst = 0; burst < 256 && !*stop; burst++) {
+            ps_wire_msg_t msg;
+            int rc = ps_wire_recv(srv->router, &msg, ZMQ_DONTWAIT);
+            if (rc == PS_EAGAIN)
+                break;
+            if (rc == PS_ENET) {
+                ps_wire_msg_close(&msg);
+                break;
+            }
+            handle_message(srv, &msg, rc);
+            ps_wire_msg_close(&msg);
+        }
+    }
+    return PS_OK;
+}

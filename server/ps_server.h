@@ -1,0 +1,47 @@
+/* ps_server.h - one ps-server process: one shard of K, serving any number of
+ * jobs over a ZeroMQ ROUTER socket. The loop thread owns everything here. */
+#ifndef PS_SERVER_H
+#define PS_SERVER_H
+
+#include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ps_config.h"
+#include "ps_err.h"
+
+typedef struct {
+    char bind_addr[PS_OPT_STR_MAX];
+    int64_t port;
+    int64_t shard;
+    int64_t shards;
+    char ready_file[PS_OPT_STR_MAX];
+    int log_level;
+    char log_file[PS_OPT_STR_MAX];
+    int64_t max_jobs;
+    int64_t max_tables;
+    int64_t max_message_mb;
+    int64_t io_threads;
+    int64_t poll_ms;
+} ps_server_config_t;
+
+/* The option table of ps-server (for --help, files and flags). */
+extern const ps_optset_t ps_server_optset;
+
+/* Cross-field checks after defaults, file and flags. */
+int ps_server_config_validate(const ps_server_config_t *cfg, ps_errbuf_t *err);
+
+typedef struct ps_server ps_server_t;
+
+/* Binds the ROUTER socket and writes the ready file (if configured). NULL
+ * with err set if the endpoint cannot be bound. cfg is copied. */
+ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err);
+/* Closes sockets, frees every job; NULL-safe, sets *srv to NULL. */
+void ps_server_destroy(ps_server_t **srv);
+/* The endpoint actually bound ("tcp://127.0.0.1:40123"); borrowed. */
+const char *ps_server_endpoint(const ps_server_t *srv);
+/* Serves requests until *stop becomes non-zero (set by a signal handler).
+ * Returns PS_OK, or PS_ENET if the socket fails. */
+int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop);
+
+#endif

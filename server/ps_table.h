@@ -1,0 +1,74 @@
+/* ps_table.h - this shard's slice of one dense table: fp32 parameters, their
+ * optimizer state and the consistency bookkeeping (per-worker clocks, the
+ * BSP round in progress). Server loop thread only. */
+#ifndef PS_TABLE_H
+#define PS_TABLE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <zmq.h>
+
+#include "ps_err.h"
+#include "ps_optim.h"
+
+#define PS_TABLE_MAX_DIMS 4
+#define PS_TABLE_NAME_MAX 64
+
+typedef struct ps_table ps_table_t;
+
+typedef struct {
+    const char *name;
+    uint32_t id;
+    uint64_t n_total;       /* elements of the whole table, all shards */
+    const uint64_t *shape;  /* product == n_total */
+    int ndim;
+    uint64_t offset, len;   /* this shard's slice */
+    ps_optim_spec_t optim;
+    uint32_t world;         /* workers in the job */
+    int max_staleness;      /* 0 BSP, > 0 SSP, -1 ASP */
+} ps_table_params_t;
+
+/* New slice holding a copy of init (len floats). NULL with err set if the
+ * parameters are invalid or memory runs out. */
+ps_table_t *ps_table_new(const ps_table_params_t *p, const float *init, ps_errbuf_t *err);
+/* Frees *t (including any stashed pushes) and sets it to NULL; NULL-safe. */
+void ps_table_destroy(ps_table_t **t);
+
+const char *ps_table_name(const ps_table_t *t);
+uint64_t ps_table_n_total(const ps_table_t *t);
+uint64_t ps_table_offset(const ps_table_t *t);
+uint64_t ps_table_len(const ps_table_t *t);
+/* Current parameters (len floats); borrowed, valid until the next update. */
+const float *ps_table_params(const ps_table_t *t);
+/* Updates applied so far. */
+uint64_t ps_table_updates(const ps_table_t *t);
+/* Pushes accepted from rank so far (its clock as this slice sees it). */
+int64_t ps_table_worker_clock(const ps_table_t *t, uint32_t rank);
+const ps_optim_spec_t *ps_table_optim(const ps_table_t *t);
+/* Bytes held: parameters, optimizer state and bookkeeping. */
+size_t ps_table_bytes(const ps_table_t *t);
+/* True if the spec (name, size, shape) matches this table's. */
+bool ps_table_same_layout(const ps_table_t *t, const char *name, uint64_t n_total);
+
+/* Accepts rank's push of clock: *values holds len floats, the gradient
+ * summed over n_samples samples.
+ *  - BSP: kept until every live worker has pushed this clock; then
+ *    ps_table_try_complete sums them in rank order and applies once.
+ *    Ownership of *values passes to the table (it is left empty).
+ *  - SSP/ASP: applied at once as a mean over n_samples.
+ * A push of a clock already accepted is a duplicate (a retry): PS_OK, not
+ * applied again. PS_ERANGE for a clock ahead of the one expected. */
+int ps_table_push(ps_table_t *t, uint32_t rank, int64_t clock, zmq_msg_t *values,
+                  uint64_t n_samples);
+/* BSP: if every rank with live[rank] has pushed the current clock, sums the
+ * kept pushes in rank order, applies the optimizer once to the mean over all
+ * their samples, advances the clock and returns true. False otherwise (and
+ * always for SSP/ASP). */
+bool ps_table_try_complete(ps_table_t *t, const uint8_t *live);
+/* The newest clock every live worker's pushes are reflected in: a pull of
+ * clock c may be answered once this is >= c - max_staleness. BSP: rounds
+ * applied. SSP/ASP: min over live ranks of pushes accepted (INT64_MAX if no
+ * rank is live). */
+int64_t ps_table_ready_clock(const ps_table_t *t, const uint8_t *live);
+
+#endif

@@ -1,0 +1,74 @@
+/* main.c - ps-worker: parse config, run the training job, report. */
+#include <cblas.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "ps_log.h"
+#include "ps_trainer.h"
+#include "ps_worker.h"
+
+/* OpenBLAS extensions, declared here because Debian's cblas.h may not. */
+extern char *openblas_get_corename(void);
+extern void openblas_set_num_threads(int n);
+
+static volatile sig_atomic_t stop_signal;
+
+static void on_signal(int sig)
+{
+    stop_signal = sig;
+}
+
+static int exit_code(int rc)
+{
+    switch (rc) {
+    case PS_EIO:
+    case PS_EFORMAT:
+        return EX_DATAERR;
+    case PS_ETIME:
+    case PS_ENET:
+        return EX_UNAVAILABLE;
+    case PS_EINVAL:
+    case PS_ECONFLICT:
+        return EX_CONFIG;
+    default:
+        return EX_SOFTWARE;
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static ps_worker_config_t cfg;
+    ps_errbuf_t err;
+    int rc = ps_config_load(&ps_worker_optset, &cfg, argc, argv, &err);
+    if (rc == PS_CONFIG_HELP)
+        return 0;
+    ps_worker_config_env(&cfg);
+    if (rc == PS_OK)
+        rc = ps_worker_config_validate(&cfg, &err);
+    if (rc != PS_OK) {
+        fprintf(stderr, "ps-worker: %s\n", err.msg);
+        return EX_CONFIG;
+    }
+    ps_log_init("ps-worker", (ps_log_level_t)cfg.log_level);
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    openblas_set_num_threads((int)cfg.blas_threads);
+    ps_log(PS_LOG_INFO, "worker %lld of %lld: OpenBLAS core '%s', %lld thread(s)%s",
+           (long long)cfg.rank, (long long)cfg.world, openblas_get_corename(),
+           (long long)cfg.blas_threads,
+           strcmp(openblas_get_corename(), "Prescott") == 0
+               ? " (generic kernels: set OPENBLAS_CORETYPE, see docs/operations.md)"
+               : "");
+    rc = ps_trainer_run(&cfg, &stop_signal, &err);
+    if (rc != PS_OK) {
+        ps_log(PS_LOG_ERROR, "%s", err.msg);
+        return exit_code(rc);
+    }
+    return 0;
+}

@@ -1,0 +1,422 @@
+/* ps_client.c - request tracking over one DEALER per shard.
+ *
+ * Gradients are sent zero-copy (zmq_msg_init_data) straight from the
+ * caller's buffer; a free callback counts them back, and ps_client_wait
+ * does not return while ZeroMQ still holds one, so the caller may reuse
+ * the buffer as soon as it returns. */
+#include "ps_client.h"
+
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "ps_shardmap.h"
+#include "ps_time.h"
+#include "ps_wire.h"
+
+#define MAX_SHARDS 1024
+
+typedef struct {
+    char name[64];
+    uint64_t n_elems;
+    int defined;
+} table_info_t;
+
+typedef struct {
+    uint64_t request_id;
+    uint32_t shard;
+    uint32_t table_id;
+    int op;
+    int64_t clock;
+    float *dst;        /* where the reply's values go (NULL: none expected) */
+    uint64_t offset, len;
+    int64_t deadline_ms;
+} inflight_t;
+
+struct ps_client {
+    ps_client_opts_t opts;
+    char job[64];
+    void *ctx;
+    void **socks;
+    char **endpoints;
+    uint32_t n_shards;
+    table_info_t *tables;
+    uint32_t n_tables;
+    inflight_t *inflight;
+    size_t n_inflight, cap_inflight;
+    uint64_t next_id;
+    atomic_int zero_copy_held;
+    uint64_t bytes_sent, bytes_received, requests;
+};
+
+ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, ps_errbuf_t *err)
+{
+    ps_client_t *c = ps_xcalloc(1, sizeof *c);
+    c->opts = *opts;
+    snprintf(c->job, sizeof c->job, "%s", opts->job);
+    c->opts.job = c->job;
+    c->ctx = zmq_ctx_new();
+    c->next_id = 1;
+    atomic_init(&c->zero_copy_held, 0);
+    char *list = ps_xstrdup(endpoints), *save = NULL;
+    for (char *ep = strtok_r(list, ",", &save); ep; ep = strtok_r(NULL, ",", &save)) {
+        if (c->n_shards == MAX_SHARDS) {
+            ps_err_set(err, PS_ERANGE, "more than %d servers listed", MAX_SHARDS);
+            goto fail;
+        }
+        void *s = zmq_socket(c->ctx, ZMQ_DEALER);
+        int zero = 0;
+        zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+        c->socks = ps_xrealloc(c->socks, (c->n_shards + 1) * sizeof *c->socks);
+        c->endpoints = ps_xrealloc(c->endpoints, (c->n_shards + 1) * sizeof *c->endpoints);
+        c->socks[c->n_shards] = s;
+        c->endpoints[c->n_shards] = ps_xstrdup(ep);
+        c->n_shards++;
+        if (zmq_connect(s, ep) != 0) {
+            ps_err_set(err, PS_EINVAL, "server %u: bad endpoint '%s': %s", c->n_shards - 1, ep,
+                       zmq_strerror(zmq_errno()));
+            goto fail;
+        }
+    }
+    if (c->n_shards == 0) {
+        ps_err_set(err, PS_EINVAL, "no server endpoints given");
+        goto fail;
+    }
+    free(list);
+    return c;
+fail:
+    free(list);
+    ps_client_destroy(&c);
+    return NULL;
+}
+
+void ps_client_destroy(ps_client_t **cp)
+{
+    ps_client_t *c = *cp;
+    if (!c)
+        return;
+    for (uint32_t i = 0; i < c->n_shards; i++) {
+        zmq_close(c->socks[i]);
+        free(c->endpoints[i]);
+    }
+    free(c->socks);
+    free(c->endpoints);
+    free(c->tables);
+    free(c->inflight);
+    zmq_ctx_term(c->ctx);
+    free(c);
+    *cp = NULL;
+}
+
+uint32_t ps_client_n_shards(const ps_client_t *c) { return c->n_shards; }
+uint64_t ps_client_bytes_sent(const ps_client_t *c) { return c->bytes_sent; }
+uint64_t ps_client_bytes_received(const ps_client_t *c) { return c->bytes_received; }
+uint64_t ps_client_requests(const ps_client_t *c) { return c->requests; }
+
+static void header_init(ps_client_t *c, Ps__Header *h, int op, uint64_t id)
+{
+    ps__header__init(h);
+    h->version = PS_PROTOCOL_VERSION;
+    h->op = op;
+    h->request_id = id;
+    h->job = c->job;
+    h->rank = c->opts.rank;
+}
+
+static inflight_t *track(ps_client_t *c, uint32_t shard, const Ps__Header *h, float *dst,
+                         uint64_t offset, uint64_t len)
+{
+    if (c->n_inflight == c->cap_inflight) {
+        c->cap_inflight = c->cap_inflight ? c->cap_inflight * 2 : 32;
+        c->inflight = ps_xrealloc(c->inflight, c->cap_inflight * sizeof *c->inflight);
+    }
+    inflight_t *f = &c->inflight[c->n_inflight++];
+    *f = (inflight_t){h->request_id, shard, h->table_id, h->op, h->clock, dst, offset, len,
+                      ps_time_ms() + c->opts.timeout_ms};
+    c->requests++;
+    return f;
+}
+
+static void release_zero_copy(void *data, void *hint)
+{
+    (void)data;
+    atomic_fetch_sub((atomic_int *)hint, 1);
+}
+
+/* Sends header (+ values, zero-copy from buf) to one shard and tracks it. */
+static int send_request(ps_client_t *c, uint32_t shard, Ps__Header *h, const float *values,
+                        uint64_t n_values, float *dst, uint64_t dst_offset, uint64_t dst_len)
+{
+    void *s = c->socks[shard];
+    int n = ps_wire_send_header(s, h, values != NULL);
+    if (n < 0)
+        return n;
+    c->bytes_sent += (uint64_t)n;
+    if (values) {
+        zmq_msg_t m;
+        size_t bytes = n_values * sizeof(float);
+        atomic_fetch_add(&c->zero_copy_held, 1);
+        zmq_msg_init_data(&m, (void *)values, bytes, release_zero_copy, &c->zero_copy_held);
+        n = ps_wire_send_msg(s, &m, 0);
+        if (n < 0)
+            return n;
+        c->bytes_sent += bytes;
+    }
+    track(c, shard, h, dst, dst_offset, dst_len);
+    return PS_OK;
+}
+
+static inflight_t *find_inflight(ps_client_t *c, uint64_t id)
+{
+    for (size_t i = 0; i < c->n_inflight; i++)
+        if (c->inflight[i].request_id == id)
+            return &c->inflight[i];
+    return NULL;
+}
+
+static int describe(ps_client_t *c, ps_errbuf_t *err, const inflight_t *f, int code,
+                    const char *what)
+{
+    const char *tname = f->table_id < c->n_tables ? c->tables[f->table_id].name : "";
+    return ps_err_set(err, code, "worker %u: shard %u '%s': %s table %u '%s' clock %lld: %s",
+                      c->opts.rank, f->shard, c->endpoints[f->shard], ps_op_name(f->op),
+                      f->table_id, tname, (long long)f->clock, what);
+}
+
+/* Handles one reply from shard; PS_OK or an error about its request. */
+static int take_reply(ps_client_t *c, uint32_t shard, ps_errbuf_t *err)
+{
+    ps_wire_msg_t m;
+    int rc = ps_wire_recv(c->socks[shard], &m, ZMQ_DONTWAIT);
+    if (rc == PS_EAGAIN)
+        return PS_EAGAIN;
+    c->bytes_received += ps_wire_msg_bytes(&m);
+    Ps__Header *h = m.n_parts >= 1 ? ps_wire_unpack_header(&m.parts[0]) : NULL;
+    if (rc != PS_OK || !h) {
+        ps_wire_msg_close(&m);
+        if (h)
+            ps__header__free_unpacked(h, NULL);
+        return ps_err_set(err, PS_EPROTO, "worker %u: shard %u '%s' sent a malformed reply",
+                          c->opts.rank, shard, c->endpoints[shard]);
+    }
+    inflight_t *f = find_inflight(c, h->request_id);
+    if (!f) { /* a late reply to a request we gave up on */
+        ps__header__free_unpacked(h, NULL);
+        ps_wire_msg_close(&m);
+        return PS_OK;
+    }
+    rc = PS_OK;
+    if (h->status != 0) {
+        char what[600];
+        snprintf(what, sizeof what, "%s: %s", ps_strerror(h->status), h->message);
+        rc = describe(c, err, f, h->status, what);
+    } else if (f->dst) {
+        size_t bytes = m.n_parts == 2 ? zmq_msg_size(&m.parts[1]) : 0;
+        if (h->offset != f->offset || h->n_elems != f->len || bytes != f->len * sizeof(float))
+            rc = describe(c, err, f, PS_EPROTO, "reply does not carry the slice asked for");
+        else
+            memcpy(f->dst + f->offset, zmq_msg_data(&m.parts[1]), bytes);
+    }
+    *f = c->inflight[--c->n_inflight];
+    ps__header__free_unpacked(h, NULL);
+    ps_wire_msg_close(&m);
+    return rc;
+}
+
+int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
+{
+    zmq_pollitem_t items[MAX_SHARDS];
+    for (uint32_t i = 0; i < c->n_shards; i++)
+        items[i] = (zmq_pollitem_t){c->socks[i], 0, ZMQ_POLLIN, 0};
+    while (c->n_inflight > 0) {
+        int64_t now = ps_time_ms(), next = INT64_MAX;
+        for (size_t i = 0; i < c->n_inflight; i++) {
+            if (c->inflight[i].deadline_ms <= now) {
+                char what[128];
+                snprintf(what, sizeof what, "no reply after %lld ms",
+                         (long long)c->opts.timeout_ms);
+                return describe(c, err, &c->inflight[i], PS_ETIME, what);
+            }
+            if (c->inflight[i].deadline_ms < next)
+                next = c->inflight[i].deadline_ms;
+        }
+        int n = zmq_poll(items, (int)c->n_shards, (long)(next - now));
+        if (n < 0 && zmq_errno() != EINTR)
+            return ps_err_set(err, PS_ENET, "worker %u: poll failed: %s", c->opts.rank,
+                              zmq_strerror(zmq_errno()));
+        for (uint32_t i = 0; n > 0 && i < c->n_shards; i++) {
+            if (!(items[i].revents & ZMQ_POLLIN))
+                continue;
+            int rc;
+            while ((rc = take_reply(c, i, err)) == PS_OK)
+                ;
+            if (rc != PS_EAGAIN)
+                return rc;
+        }
+    }
+    /* Every reply is in, so every request was read by its server; the I/O
+     * thread lets go of the zero-copy buffers right after. */
+    int64_t deadline = ps_time_ms() + c->opts.timeout_ms;
+    while (atomic_load(&c->zero_copy_held) > 0) {
+        if (ps_time_ms() > deadline)
+            return ps_err_set(err, PS_ETIME, "worker %u: ZeroMQ still holds %d send buffers",
+                              c->opts.rank, atomic_load(&c->zero_copy_held));
+        sched_yield();
+    }
+    return PS_OK;
+}
+
+static int broadcast(ps_client_t *c, int op, ps_errbuf_t *err)
+{
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        Ps__Header h;
+        header_init(c, &h, op, c->next_id++);
+        if (op == PS__OP__HELLO) {
+            h.world_size = c->opts.world;
+            h.max_staleness = c->opts.max_staleness;
+        }
+        int rc = send_request(c, s, &h, NULL, 0, NULL, 0, 0);
+        if (rc != PS_OK)
+            return ps_err_set(err, rc, "worker %u: cannot send %s to shard %u '%s'",
+                              c->opts.rank, ps_op_name(op), s, c->endpoints[s]);
+    }
+    return ps_client_wait(c, err);
+}
+
+int ps_client_hello(ps_client_t *c, ps_errbuf_t *err)
+{
+    /* The shard index check needs the replies themselves, so HELLO is sent
+     * and collected one shard at a time. */
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        Ps__Header h;
+        header_init(c, &h, PS__OP__HELLO, c->next_id++);
+        h.world_size = c->opts.world;
+        h.max_staleness = c->opts.max_staleness;
+        int rc = ps_wire_send_header(c->socks[s], &h, 0);
+        if (rc < 0)
+            return ps_err_set(err, rc, "worker %u: cannot send HELLO to shard %u '%s'",
+                              c->opts.rank, s, c->endpoints[s]);
+        c->bytes_sent += (uint64_t)rc;
+        zmq_pollitem_t item = {c->socks[s], 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, (long)c->opts.timeout_ms) <= 0)
+            return ps_err_set(err, PS_ETIME, "worker %u: shard %u '%s': no reply to HELLO after %lld ms (is ps-server running there?)",
+                              c->opts.rank, s, c->endpoints[s], (long long)c->opts.timeout_ms);
+        ps_wire_msg_t m;
+        rc = ps_wire_recv(c->socks[s], &m, 0);
+        c->bytes_received += ps_wire_msg_bytes(&m);
+        Ps__Header *r = rc == PS_OK && m.n_parts >= 1 ? ps_wire_unpack_header(&m.parts[0]) : NULL;
+        ps_wire_msg_close(&m);
+        if (!r)
+            return ps_err_set(err, PS_EPROTO, "worker %u: shard %u '%s': malformed HELLO reply",
+                              c->opts.rank, s, c->endpoints[s]);
+        rc = r->status;
+        if (rc != 0)
+            ps_err_set(err, rc, "worker %u: shard %u '%s' refused HELLO: %s: %s", c->opts.rank, s,
+                       c->endpoints[s], ps_strerror(rc), r->message);
+        else if (r->shard != s || r->n_shards != c->n_shards)
+            rc = ps_err_set(err, PS_ECONFLICT,
+                            "worker %u: server '%s' is shard %u of %u, but is listed as %u of %u",
+                            c->opts.rank, c->endpoints[s], r->shard, r->n_shards, s, c->n_shards);
+        ps__header__free_unpacked(r, NULL);
+        if (rc != 0)
+            return rc;
+    }
+    return PS_OK;
+}
+
+static table_info_t *table_info(ps_client_t *c, uint32_t id)
+{
+    if (id >= c->n_tables) {
+        c->tables = ps_xrealloc(c->tables, (id + 1) * sizeof *c->tables);
+        memset(c->tables + c->n_tables, 0, (id + 1 - c->n_tables) * sizeof *c->tables);
+        c->n_tables = id + 1;
+    }
+    return &c->tables[id];
+}
+
+int ps_client_init_table(ps_client_t *c, uint32_t id, const char *name, const uint64_t *shape,
+                         int ndim, const ps_optim_spec_t *optim, const float *init,
+                         ps_errbuf_t *err)
+{
+    table_info_t *t = table_info(c, id);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->n_elems = 1;
+    for (int i = 0; i < ndim; i++)
+        t->n_elems *= shape[i];
+    t->defined = 1;
+    Ps__OptimSpec wire_optim;
+    ps_optim_spec_to_wire(optim, &wire_optim);
+    Ps__TableSpec spec;
+    ps__table_spec__init(&spec);
+    spec.name = t->name;
+    spec.n_elems = t->n_elems;
+    spec.shape = (uint64_t *)shape;
+    spec.n_shape = (size_t)ndim;
+    spec.optim = &wire_optim;
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        ps_slice_t sl = ps_shardmap_slice(t->n_elems, id, s, c->n_shards);
+        if (!sl.len)
+            continue;
+        Ps__Header h;
+        header_init(c, &h, PS__OP__INIT_TABLE, c->next_id++);
+        h.table_id = id;
+        h.table = &spec;
+        h.offset = sl.offset;
+        h.n_elems = sl.len;
+        int rc = send_request(c, s, &h, init + sl.offset, sl.len, NULL, 0, 0);
+        if (rc != PS_OK)
+            return ps_err_set(err, rc, "worker %u: cannot send INIT_TABLE to shard %u",
+                              c->opts.rank, s);
+    }
+    return ps_client_wait(c, err);
+}
+
+static int send_table_op(ps_client_t *c, int op, uint32_t id, int64_t clock, uint32_t flags,
+                         const float *grad, uint64_t n_samples, float *params)
+{
+    if (id >= c->n_tables || !c->tables[id].defined)
+        return PS_ENOTABLE;
+    uint64_t n = c->tables[id].n_elems;
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        ps_slice_t sl = ps_shardmap_slice(n, id, s, c->n_shards);
+        if (!sl.len)
+            continue;
+        Ps__Header h;
+        header_init(c, &h, op, c->next_id++);
+        h.table_id = id;
+        h.clock = clock;
+        h.flags = flags;
+        h.offset = sl.offset;
+        h.n_elems = sl.len;
+        h.n_samples = n_samples;
+        int rc = send_request(c, s, &h, grad ? grad + sl.offset : NULL, sl.len, params,
+                              sl.offset, sl.len);
+        if (rc != PS_OK)
+            return rc;
+    }
+    return PS_OK;
+}
+
+int ps_client_push_pull(ps_client_t *c, uint32_t id, int64_t clock, const float *grad,
+                        uint64_t n_samples, float *params)
+{
+    return send_table_op(c, PS__OP__PUSH_PULL, id, clock, 0, grad, n_samples, params);
+}
+
+int ps_client_pull(ps_client_t *c, uint32_t id, int64_t clock, uint32_t flags, float *params)
+{
+    return send_table_op(c, PS__OP__PULL, id, clock, flags, NULL, 0, params);
+}
+
+int ps_client_done(ps_client_t *c, ps_errbuf_t *err)
+{
+    return broadcast(c, PS__OP__DONE, err);
+}
+
+int ps_client_bye(ps_client_t *c, ps_errbuf_t *err)
+{
+    return broadcast(c, PS__OP__BYE, err);
+}

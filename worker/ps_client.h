@@ -1,0 +1,64 @@
+/* ps_client.h - the worker side of the protocol: one DEALER socket per shard,
+ * many requests in flight, replies matched by request id, a deadline on
+ * every wait. Usable by any program that wants to push and pull. Not
+ * thread-safe: one thread drives a client. */
+#ifndef PS_CLIENT_H
+#define PS_CLIENT_H
+
+#include <stdint.h>
+
+#include "ps_err.h"
+#include "ps_optim_spec.h"
+
+typedef struct ps_client ps_client_t;
+
+typedef struct {
+    const char *job;        /* job name shared by all workers of the job */
+    uint32_t rank, world;   /* this worker, and how many there are */
+    int max_staleness;      /* 0 BSP, > 0 SSP, -1 ASP */
+    int64_t timeout_ms;     /* deadline for each reply */
+} ps_client_opts_t;
+
+/* Connects to the shards listed in endpoints ("tcp://a:1,tcp://b:2", shard i
+ * at position i). Connecting does not wait; ps_client_hello does. NULL with
+ * err set on a malformed list. */
+ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, ps_errbuf_t *err);
+/* Closes sockets; NULL-safe, sets *c to NULL. */
+void ps_client_destroy(ps_client_t **c);
+uint32_t ps_client_n_shards(const ps_client_t *c);
+
+/* Joins the job on every shard; checks each shard's index and count against
+ * the endpoint list. Error (naming the shard) on timeout, version or job
+ * mismatch. */
+int ps_client_hello(ps_client_t *c, ps_errbuf_t *err);
+/* Defines table id (dense, shape[0..ndim), optimizer spec) on every shard
+ * that holds part of it, sending that shard's slice of init. The first
+ * worker to define a table wins; later definitions must match in name and
+ * size. Waits for every reply. */
+int ps_client_init_table(ps_client_t *c, uint32_t id, const char *name, const uint64_t *shape,
+                         int ndim, const ps_optim_spec_t *optim, const float *init,
+                         ps_errbuf_t *err);
+
+/* Starts PUSH_PULL of table id: grad (whole table, sums over n_samples
+ * samples) for clock, and asks for the parameters of clock + 1 into params
+ * (whole table). grad must stay untouched and params unread until
+ * ps_client_wait returns. Returns PS_OK or a send error. */
+int ps_client_push_pull(ps_client_t *c, uint32_t id, int64_t clock, const float *grad,
+                        uint64_t n_samples, float *params);
+/* Starts PULL of table id at clock into params. flags: PS_FLAG_*. */
+int ps_client_pull(ps_client_t *c, uint32_t id, int64_t clock, uint32_t flags, float *params);
+/* Waits for every request in flight. PS_OK, or the first error with err
+ * naming shard, endpoint, op, table and clock (PS_ETIME after timeout_ms of
+ * silence on a request). After an error the client should be destroyed. */
+int ps_client_wait(ps_client_t *c, ps_errbuf_t *err);
+/* Tells every shard this worker pushed its last clock (DONE), or that it
+ * leaves (BYE); waits for the replies. */
+int ps_client_done(ps_client_t *c, ps_errbuf_t *err);
+int ps_client_bye(ps_client_t *c, ps_errbuf_t *err);
+
+/* Bytes this client put on and took off the wire, all frames counted. */
+uint64_t ps_client_bytes_sent(const ps_client_t *c);
+uint64_t ps_client_bytes_received(const ps_client_t *c);
+uint64_t ps_client_requests(const ps_client_t *c);
+
+#endif

@@ -1,0 +1,308 @@
+/* ps_data.c - IDX and CSV readers. Everything read from a file is checked
+ * against the sizes the file itself declares before it is trusted. */
+#include "ps_data.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+
+#define IDX_MAX_ITEMS (1u << 28)
+
+void ps_data_free(ps_dataset_t *ds)
+{
+    free(ds->x);
+    free(ds->y);
+    ds->x = ds->y = NULL;
+    ds->n = ds->d = 0;
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Reads exactly len bytes; -1 on short read. */
+static int gz_read_all(gzFile f, void *buf, size_t len)
+{
+    unsigned char *p = buf;
+    while (len > 0) {
+        unsigned chunk = len > (1u << 30) ? (1u << 30) : (unsigned)len;
+        int n = gzread(f, p, chunk);
+        if (n <= 0)
+            return -1;
+        p += n;
+        len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* Opens an IDX ubyte file and reads its header: dims[0..ndim). */
+static gzFile idx_open(const char *path, int want_ndim_min, int want_ndim_max, uint32_t *dims,
+                       int *ndim, ps_errbuf_t *err)
+{
+    gzFile f = gzopen(path, "rb");
+    if (!f) {
+        ps_err_set(err, PS_EIO, "cannot read '%s': %s", path, strerror(errno));
+        return NULL;
+    }
+    unsigned char head[4];
+    if (gz_read_all(f, head, 4) != 0 || head[0] != 0 || head[1] != 0) {
+        ps_err_set(err, PS_EFORMAT, "'%s': bad magic: not an IDX file", path);
+        goto fail;
+    }
+    if (head[2] != 0x08) {
+        ps_err_set(err, PS_EFORMAT, "'%s': IDX element type 0x%02x is not ubyte (0x08)", path,
+                   head[2]);
+        goto fail;
+    }
+    *ndim = head[3];
+    if (*ndim < want_ndim_min || *ndim > want_ndim_max) {
+        ps_err_set(err, PS_EFORMAT, "'%s': %d dimensions, expected %d to %d", path, *ndim,
+                   want_ndim_min, want_ndim_max);
+        goto fail;
+    }
+    for (int i = 0; i < *ndim; i++) {
+        unsigned char b[4];
+        if (gz_read_all(f, b, 4) != 0) {
+            ps_err_set(err, PS_EFORMAT, "'%s': truncated header", path);
+            goto fail;
+        }
+        dims[i] = be32(b);
+        if (dims[i] == 0 || dims[i] > IDX_MAX_ITEMS) {
+            ps_err_set(err, PS_EFORMAT, "'%s': dimension %d is %u", path, i, dims[i]);
+            goto fail;
+        }
+    }
+    return f;
+fail:
+    gzclose(f);
+    return NULL;
+}
+
+int ps_data_load_idx(const char *images, const char *labels, ps_dataset_t *ds, ps_errbuf_t *err)
+{
+    uint32_t idims[8], ldims[8];
+    int indim, lndim, rc = PS_OK;
+    unsigned char *buf = NULL;
+    memset(ds, 0, sizeof *ds);
+    gzFile fi = idx_open(images, 2, 4, idims, &indim, err);
+    gzFile fl = fi ? idx_open(labels, 1, 1, ldims, &lndim, err) : NULL;
+    if (!fi || !fl) {
+        rc = err ? err->code : PS_EFORMAT;
+        goto out;
+    }
+    size_t n = idims[0], d = 1;
+    for (int i = 1; i < indim; i++)
+        d *= idims[i];
+    if (ldims[0] != n) {
+        rc = ps_err_set(err, PS_EFORMAT, "'%s' has %u labels but '%s' has %zu images", labels,
+                        ldims[0], images, n);
+        goto out;
+    }
+    if (n * d > (size_t)IDX_MAX_ITEMS * 4) {
+        rc = ps_err_set(err, PS_ERANGE, "'%s': %zu x %zu values is too large", images, n, d);
+        goto out;
+    }
+    buf = malloc(n * d);
+    ds->x = malloc(n * d * sizeof(float));
+    ds->y = malloc(n * sizeof(float));
+    if (!buf || !ds->x || !ds->y) {
+        rc = ps_err_set(err, PS_ENOMEM, "'%s': cannot allocate %zu x %zu floats", images, n, d);
+        goto out;
+    }
+    if (gz_read_all(fi, buf, n * d) != 0) {
+        rc = ps_err_set(err, PS_EFORMAT, "'%s': truncated: header promises %zu bytes of pixels",
+                        images, n * d);
+        goto out;
+    }
+    for (size_t i = 0; i < n * d; i++)
+        ds->x[i] = (float)buf[i] * (1.0f / 255.0f);
+    if (gz_read_all(fl, buf, n) != 0) {
+        rc = ps_err_set(err, PS_EFORMAT, "'%s': truncated: header promises %zu labels", labels, n);
+        goto out;
+    }
+    uint32_t max_label = 0;
+    for (size_t i = 0; i < n; i++) {
+        ds->y[i] = buf[i];
+        if (buf[i] > max_label)
+            max_label = buf[i];
+    }
+    ds->n = n;
+    ds->d = d;
+    ds->n_classes = max_label + 1;
+out:
+    free(buf);
+    if (fi)
+        gzclose(fi);
+    if (fl)
+        gzclose(fl);
+    if (rc != PS_OK)
+        ps_data_free(ds);
+    return rc;
+}
+
+/* Splits line at commas in place; returns the field count (max cap). */
+static size_t split_csv(char *line, char **fields, size_t cap)
+{
+    size_t n = 0;
+    char *p = line;
+    while (n < cap) {
+        fields[n++] = p;
+        char *comma = strchr(p, ',');
+        if (!comma)
+            break;
+        *comma = '\0';
+        p = comma + 1;
+    }
+    return n;
+}
+
+static int parse_float(const char *s, float *out)
+{
+    while (isspace((unsigned char)*s))
+        s++;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno == ERANGE)
+        return -1;
+    while (isspace((unsigned char)*end))
+        end++;
+    if (*end || !isfinite(v))
+        return -1;
+    *out = (float)v;
+    return 0;
+}
+
+typedef struct {
+    float *vals;
+    size_t n, cap;
+} floatvec_t;
+
+static int push_float(floatvec_t *v, float x)
+{
+    if (v->n == v->cap) {
+        size_t cap = v->cap ? v->cap * 2 : 4096;
+        float *p = realloc(v->vals, cap * sizeof(float));
+        if (!p)
+            return -1;
+        v->vals = p;
+        v->cap = cap;
+    }
+    v->vals[v->n++] = x;
+    return 0;
+}
+
+static void chomp(char *line)
+{
+    size_t len = strlen(line);
+    while (len && (line[len - 1] == '\n' || line[len - 1] == '\r'))
+        line[--len] = '\0';
+}
+
+int ps_data_load_csv(const char *path, int label_col, ps_dataset_t *ds, ps_errbuf_t *err)
+{
+    enum { MAX_FIELDS = 1 << 16 };
+    memset(ds, 0, sizeof *ds);
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return ps_err_set(err, PS_EIO, "cannot read '%s': %s", path, strerror(errno));
+    char **fields = malloc(MAX_FIELDS * sizeof *fields);
+    floatvec_t xs = {0}, ys = {0};
+    char *line = NULL;
+    size_t line_cap = 0, n_cols = 0, lineno = 0;
+    int rc = PS_OK;
+    while (getline(&line, &line_cap, f) > 0) {
+        lineno++;
+        chomp(line);
+        if (!*line)
+            continue;
+        size_t nf = split_csv(line, fields, MAX_FIELDS);
+        float vals[1];
+        if (n_cols == 0) {
+            n_cols = nf;
+            size_t lc = label_col < 0 ? (size_t)((int)nf + label_col) : (size_t)label_col;
+            if (nf < 2 || lc >= nf) {
+                rc = ps_err_set(err, PS_EFORMAT, "%s:%zu: %zu columns; need features and a label column %d",
+                                path, lineno, nf, label_col);
+                break;
+            }
+            label_col = (int)lc;
+            if (parse_float(fields[0], vals) != 0)
+                continue; /* header line */
+        }
+        if (nf != n_cols) {
+            rc = ps_err_set(err, PS_EFORMAT, "%s:%zu: %zu fields, expected %zu like line 1", path,
+                            lineno, nf, n_cols);
+            break;
+        }
+        for (size_t i = 0; i < nf && rc == PS_OK; i++) {
+            float v;
+            if (parse_float(fields[i], &v) != 0)
+                rc = ps_err_set(err, PS_EFORMAT, "%s:%zu: field %zu '%.40s' is not a number", path,
+                                lineno, i + 1, fields[i]);
+            else if (push_float((int)i == label_col ? &ys : &xs, v) != 0)
+                rc = ps_err_set(err, PS_ENOMEM, "%s:%zu: out of memory", path, lineno);
+        }
+        if (rc != PS_OK)
+            break;
+    }
+    if (rc == PS_OK && ys.n == 0)
+        rc = ps_err_set(err, PS_EFORMAT, "%s: no data rows", path);
+    free(line);
+    free(fields);
+    fclose(f);
+    if (rc != PS_OK) {
+        free(xs.vals);
+        free(ys.vals);
+        return rc;
+    }
+    ds->n = ys.n;
+    ds->d = n_cols - 1;
+    ds->x = xs.vals;
+    ds->y = ys.vals;
+    uint32_t max_label = 0;
+    for (size_t i = 0; i < ds->n; i++) {
+        float y = ds->y[i];
+        if (y < 0 || y != floorf(y) || y > 65535) {
+            max_label = UINT32_MAX;
+            break;
+        }
+        if ((uint32_t)y > max_label)
+            max_label = (uint32_t)y;
+    }
+    ds->n_classes = max_label == UINT32_MAX ? 0 : max_label + 1;
+    return PS_OK;
+}
+
+void ps_data_standardize(ps_dataset_t *train, ps_dataset_t *test)
+{
+    size_t d = train->d;
+    for (size_t j = 0; j < d; j++) {
+        double sum = 0, sq = 0;
+        for (size_t i = 0; i < train->n; i++) {
+            double v = train->x[i * d + j];
+            sum += v;
+            sq += v * v;
+        }
+        double mean = sum / (double)train->n;
+        double var = sq / (double)train->n - mean * mean;
+        float inv = var > 1e-12 ? (float)(1.0 / sqrt(var)) : 1.0f;
+        for (size_t i = 0; i < train->n; i++)
+            train->x[i * d + j] = (train->x[i * d + j] - (float)mean) * inv;
+        for (size_t i = 0; test && i < test->n; i++)
+            test->x[i * d + j] = (test->x[i * d + j] - (float)mean) * inv;
+    }
+}
+
+void ps_data_gather(const ps_dataset_t *ds, const uint32_t *idx, size_t n, float *x, float *y)
+{
+    for (size_t i = 0; i < n; i++) {
+        memcpy(x + i * ds->d, ds->x + (size_t)idx[i] * ds->d, ds->d * sizeof(float));
+        y[i] = ds->y[idx[i]];
+    }
+}

@@ -1,0 +1,36 @@
+/* ps_data.h - training and test data in memory: n samples of d float
+ * features and one float label each (a class index, or a regression
+ * target). Readers for IDX (MNIST, Fashion-MNIST; gzip or plain) and CSV.
+ * Worker thread only. */
+#ifndef PS_DATA_H
+#define PS_DATA_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ps_err.h"
+
+typedef struct {
+    size_t n, d;
+    float *x;           /* n * d, row-major */
+    float *y;           /* n labels */
+    uint32_t n_classes; /* 1 + largest label if all labels are small whole numbers, else 0 */
+} ps_dataset_t;
+
+/* Reads an IDX image file (ubyte, >= 2 dims; pixels scaled to [0, 1]) and an
+ * IDX label file (ubyte, 1 dim) with the same count. Gzip is detected.
+ * PS_EFORMAT / PS_EIO with the file name and the reason in err. */
+int ps_data_load_idx(const char *images, const char *labels, ps_dataset_t *ds, ps_errbuf_t *err);
+/* Reads a CSV of numbers; label_col is the label's column (negative counts
+ * from the end: -1 = last). A first line that is not all numbers is a header.
+ * Errors name file:line and the field. */
+int ps_data_load_csv(const char *path, int label_col, ps_dataset_t *ds, ps_errbuf_t *err);
+/* Frees the arrays; safe twice. */
+void ps_data_free(ps_dataset_t *ds);
+/* Scales every feature of train to mean 0, std 1 and applies the same
+ * transform to test (may be NULL). Constant features are left centred. */
+void ps_data_standardize(ps_dataset_t *train, ps_dataset_t *test);
+/* Copies rows idx[0..n) into x (n * d) and y (n). */
+void ps_data_gather(const ps_dataset_t *ds, const uint32_t *idx, size_t n, float *x, float *y);
+
+#endif

@@ -1,0 +1,331 @@
+/* ps_trainer.c - the worker's step loop.
+ *
+ * Partitioning: epoch e visits the training set in the order of a shuffle
+ * seeded by (seed, e). Step t of the epoch covers the global batch
+ * [t*G, t*G + g) of that order, G = world * batch_size (g < G only for the
+ * last step). Worker r takes the r-th of world equal slices of it. Every
+ * worker therefore runs the same number of steps, and under BSP the server's
+ * sum over workers is exactly the gradient of the global batch: N workers
+ * with batch b train the same model as one worker with batch N*b. */
+#include "ps_trainer.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "ps_client.h"
+#include "ps_json.h"
+#include "ps_log.h"
+#include "ps_npy.h"
+#include "ps_rng.h"
+#include "ps_time.h"
+#include "ps_wire.h"
+
+typedef struct {
+    const ps_worker_config_t *cfg;
+    uint32_t rank, world;
+    ps_dataset_t train, test;
+    ps_model_t *model;
+    ps_client_t *client;
+    uint32_t *order;        /* this epoch's shuffle */
+    float *bx, *by;         /* batch buffers */
+    int64_t clock;          /* steps pushed so far */
+    size_t cur_batch;       /* samples in the step being pushed */
+    int send_rc;
+    uint64_t samples;       /* samples trained by this worker */
+    double t_start;
+} trainer_t;
+
+static int load_data(trainer_t *tr, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    int rc;
+    if (c->data_format == PS_FORMAT_IDX)
+        rc = ps_data_load_idx(c->train_data, c->train_labels, &tr->train, err);
+    else
+        rc = ps_data_load_csv(c->train_data, (int)c->label_column, &tr->train, err);
+    if (rc != PS_OK || !*c->test_data)
+        return rc;
+    if (c->data_format == PS_FORMAT_IDX)
+        rc = ps_data_load_idx(c->test_data, c->test_labels, &tr->test, err);
+    else
+        rc = ps_data_load_csv(c->test_data, (int)c->label_column, &tr->test, err);
+    if (rc == PS_OK && tr->test.d != tr->train.d)
+        rc = ps_err_set(err, PS_EFORMAT, "'%s' has %zu features but '%s' has %zu", c->test_data,
+                        tr->test.d, c->train_data, tr->train.d);
+    return rc;
+}
+
+static void on_grad_ready(void *ctx, uint32_t id)
+{
+    trainer_t *tr = ctx;
+    if (tr->send_rc != PS_OK)
+        return;
+    tr->send_rc = ps_client_push_pull(tr->client, id, tr->clock, ps_model_grads(tr->model, id),
+                                      tr->cur_batch, ps_model_params(tr->model, id));
+}
+
+static uint64_t steps_per_epoch(const trainer_t *tr)
+{
+    uint64_t g = (uint64_t)tr->world * (uint64_t)tr->cfg->batch_size;
+    return (tr->train.n + g - 1) / g;
+}
+
+static int setup(trainer_t *tr, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    size_t n_out = tr->train.n_classes >= 2 ? tr->train.n_classes : 1;
+    ps_model_spec_t spec;
+    int rc = ps_worker_model_spec(c, tr->train.d, n_out, &spec, err);
+    if (rc != PS_OK)
+        return rc;
+    size_t max_batch = (size_t)c->batch_size < 1024 ? 1024 : (size_t)c->batch_size;
+    tr->model = ps_model_new(&spec, max_batch, err);
+    if (!tr->model)
+        return PS_EINVAL;
+    ps_model_init_params(tr->model, (uint64_t)c->seed);
+    tr->order = ps_xmalloc(tr->train.n * sizeof *tr->order);
+    tr->bx = ps_xmalloc((size_t)c->batch_size * tr->train.d * sizeof(float));
+    tr->by = ps_xmalloc((size_t)c->batch_size * sizeof(float));
+
+    ps_client_opts_t co = {c->job, tr->rank, tr->world, (int)c->max_staleness,
+                           c->request_timeout_ms};
+    tr->client = ps_client_new(c->servers, &co, err);
+    if (!tr->client)
+        return PS_EINVAL;
+    if ((rc = ps_client_hello(tr->client, err)) != PS_OK)
+        return rc;
+    uint64_t steps = steps_per_epoch(tr) * (uint64_t)c->epochs;
+    if (c->max_steps && (uint64_t)c->max_steps < steps)
+        steps = (uint64_t)c->max_steps;
+    /* Under SSP/ASP every worker's push is an update of its own. */
+    uint64_t updates = c->max_staleness == 0 ? steps : steps * tr->world;
+    ps_optim_spec_t optim;
+    ps_worker_optim_spec(c, updates, &optim);
+    for (uint32_t id = 0; id < ps_model_n_tables(tr->model); id++) {
+        char name[64];
+        uint64_t shape[2];
+        int ndim = ps_model_table_shape(tr->model, id, shape);
+        ps_model_table_name(tr->model, id, name, sizeof name);
+        rc = ps_client_init_table(tr->client, id, name, shape, ndim, &optim,
+                                  ps_model_params(tr->model, id), err);
+        if (rc != PS_OK)
+            return rc;
+    }
+    /* Start from what the servers hold (the first worker's init, or a later
+     * state if this worker joins a running job). */
+    for (uint32_t id = 0; id < ps_model_n_tables(tr->model); id++)
+        ps_client_pull(tr->client, id, 0, 0, ps_model_params(tr->model, id));
+    rc = ps_client_wait(tr->client, err);
+    ps_log(PS_LOG_INFO,
+           "worker %u: job '%s': model %s, %llu parameters in %u tables over %u shards; %zu "
+           "training samples, %llu steps per epoch",
+           tr->rank, c->job, ps_worker_model_name(c),
+           (unsigned long long)ps_model_n_params(tr->model), ps_model_n_tables(tr->model),
+           ps_client_n_shards(tr->client), tr->train.n,
+           (unsigned long long)steps_per_epoch(tr));
+    return rc;
+}
+
+/* One step: gather this worker's slice, backprop, push every table as its
+ * gradient is ready, wait for the parameters of the next clock. */
+static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_t *err)
+{
+    uint64_t g_full = (uint64_t)tr->world * (uint64_t)tr->cfg->batch_size;
+    uint64_t start = step * g_full;
+    uint64_t g = tr->train.n - start < g_full ? tr->train.n - start : g_full;
+    uint64_t lo = start + tr->rank * g / tr->world, hi = start + (tr->rank + 1) * g / tr->world;
+    tr->cur_batch = (size_t)(hi - lo);
+    ps_data_gather(&tr->train, tr->order + lo, tr->cur_batch, tr->bx, tr->by);
+    tr->send_rc = PS_OK;
+    *loss_sum += ps_model_train_batch(tr->model, tr->bx, tr->by, tr->cur_batch, on_grad_ready, tr);
+    if (tr->send_rc != PS_OK)
+        return ps_err_set(err, tr->send_rc, "worker %u: cannot send push of clock %lld: %s",
+                          tr->rank, (long long)tr->clock, ps_strerror(tr->send_rc));
+    int rc = ps_client_wait(tr->client, err);
+    tr->clock++;
+    tr->samples += tr->cur_batch;
+    return rc;
+}
+
+static void print_metric_fields(const trainer_t *tr, const ps_eval_t *ev, char *buf, size_t cap)
+{
+    if (ps_model_is_classifier(tr->model))
+        snprintf(buf, cap, "\"test_loss\":%.6f,\"test_accuracy\":%.6f", ev->loss, ev->accuracy);
+    else
+        snprintf(buf, cap, "\"test_loss\":%.6f,\"test_mae\":%.6f", ev->loss, ev->mae);
+}
+
+static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64_t n,
+                         double epoch_s, bool evaluate)
+{
+    char metrics[256] = "";
+    char human[128] = "";
+    if (evaluate && tr->test.n) {
+        ps_eval_t ev;
+        ps_model_evaluate(tr->model, &tr->test, &ev);
+        print_metric_fields(tr, &ev, metrics + 1, sizeof metrics - 1);
+        metrics[0] = ',';
+        snprintf(human, sizeof human, " test_loss %.4f %s %.4f", ev.loss,
+                 ps_model_is_classifier(tr->model) ? "test_acc" : "test_mae",
+                 ps_model_is_classifier(tr->model) ? ev.accuracy : ev.mae);
+    }
+    double sps = epoch_s > 0 ? (double)n * tr->world / epoch_s : 0;
+    ps_log(tr->rank == 0 ? PS_LOG_INFO : PS_LOG_DEBUG, "worker %u: epoch %lld/%lld train_loss %.4f%s samples/s %.0f (%.2f s)",
+           tr->rank, (long long)epoch, (long long)tr->cfg->epochs, train_loss, human, sps,
+           epoch_s);
+    printf("{\"event\":\"epoch\",\"rank\":%u,\"epoch\":%lld,\"steps\":%lld,\"train_loss\":%.6f%s,"
+           "\"epoch_s\":%.3f,\"samples_per_s\":%.1f}\n",
+           tr->rank, (long long)epoch, (long long)tr->clock, train_loss, metrics, epoch_s, sps);
+    fflush(stdout);
+}
+
+static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run,
+                 ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    uint64_t spe = steps_per_epoch(tr);
+    for (int64_t epoch = 1; epoch <= c->epochs; epoch++) {
+        ps_rng_t rng;
+        ps_rng_seed(&rng, ps_rng_mix((uint64_t)c->seed, (uint64_t)epoch));
+        for (size_t i = 0; i < tr->train.n; i++)
+            tr->order[i] = (uint32_t)i;
+        ps_rng_shuffle_u32(&rng, tr->order, tr->train.n);
+        double t0 = ps_time_wall_s(), last_progress = t0, loss_sum = 0;
+        uint64_t n0 = tr->samples;
+        *epochs_run = epoch;
+        for (uint64_t step = 0; step < spe; step++) {
+            if (*stop)
+                return ps_err_set(err, PS_EINVAL, "worker %u: stopped by signal", tr->rank);
+            if (c->max_steps && tr->clock >= c->max_steps)
+                return PS_OK;
+            int rc = train_step(tr, step, &loss_sum, err);
+            if (rc != PS_OK)
+                return rc;
+            double now = ps_time_wall_s();
+            if (tr->rank == 0 && c->progress_every_s && now - last_progress >= (double)c->progress_every_s) {
+                last_progress = now;
+                ps_log(PS_LOG_INFO, "worker 0: epoch %lld step %llu/%llu loss %.4f samples/s %.0f",
+                       (long long)epoch, (unsigned long long)step + 1, (unsigned long long)spe,
+                       loss_sum / (double)(tr->samples - n0 ? tr->samples - n0 : 1),
+                       (double)(tr->samples - n0) * tr->world / (now - t0));
+            }
+        }
+        uint64_t n = tr->samples - n0;
+        bool eval = tr->rank == 0 && c->eval_every && epoch % c->eval_every == 0;
+        report_epoch(tr, epoch, n ? loss_sum / (double)n : 0, n, ps_time_wall_s() - t0, eval);
+    }
+    return PS_OK;
+}
+
+static int save_model(trainer_t *tr, const ps_eval_t *ev, ps_errbuf_t *err)
+{
+    const char *dir = tr->cfg->save_model;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return ps_err_set(err, PS_EIO, "cannot create model directory '%s': %s", dir,
+                          strerror(errno));
+    char path[PS_OPT_STR_MAX + 128], json[8192];
+    size_t len = (size_t)snprintf(json, sizeof json, "{\"model\":\"%s\",\"tables\":[",
+                                  ps_worker_model_name(tr->cfg));
+    for (uint32_t id = 0; id < ps_model_n_tables(tr->model); id++) {
+        char name[64];
+        uint64_t shape[2];
+        int ndim = ps_model_table_shape(tr->model, id, shape);
+        ps_model_table_name(tr->model, id, name, sizeof name);
+        snprintf(path, sizeof path, "%s/%s.npy", dir, name);
+        int rc = ps_npy_write(path, ps_model_params(tr->model, id), shape, ndim, err);
+        if (rc != PS_OK)
+            return rc;
+        char dims[64];
+        if (ndim == 2)
+            snprintf(dims, sizeof dims, "%llu,%llu", (unsigned long long)shape[0],
+                     (unsigned long long)shape[1]);
+        else
+            snprintf(dims, sizeof dims, "%llu", (unsigned long long)shape[0]);
+        len += (size_t)snprintf(json + len, sizeof json - len,
+                                "%s{\"name\":\"%s\",\"file\":\"%s.npy\",\"shape\":[%s]}",
+                                id ? "," : "", name, name, dims);
+    }
+    static const char *acts[] = {"relu", "tanh", "sigmoid"};
+    static const char *heads[] = {"softmax_ce", "sigmoid_bce", "mse"};
+    ps_model_spec_t spec;
+    ps_worker_model_spec(tr->cfg, tr->train.d,
+                         tr->train.n_classes >= 2 ? tr->train.n_classes : 1, &spec, NULL);
+    len += (size_t)snprintf(json + len, sizeof json - len,
+                            "],\"layers\":%d,\"activation\":\"%s\",\"head\":\"%s\",\"inputs\":%zu,"
+                            "\"outputs\":%zu,\"steps\":%lld,\"seed\":%lld,\"test_loss\":%.6f,"
+                            "\"test_accuracy\":%.6f,\"test_mae\":%.6f}\n",
+                            spec.n_layers, acts[spec.act], heads[spec.head], spec.dims[0],
+                            spec.dims[spec.n_layers], (long long)tr->clock,
+                            (long long)tr->cfg->seed, ev->loss, ev->accuracy, ev->mae);
+    snprintf(path, sizeof path, "%s/model.json", dir);
+    FILE *f = fopen(path, "w");
+    if (!f || fwrite(json, 1, len, f) != len || fclose(f) != 0)
+        return ps_err_set(err, PS_EIO, "cannot write '%s': %s", path, strerror(errno));
+    ps_log(PS_LOG_INFO, "worker %u: model saved to '%s'", tr->rank, dir);
+    return PS_OK;
+}
+
+/* After the last step: say DONE, read the final model once every worker is
+ * done, evaluate it, export it (rank 0), leave. */
+static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
+{
+    int rc = ps_client_done(tr->client, err);
+    for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_tables(tr->model); id++)
+        rc = ps_client_pull(tr->client, id, tr->clock, PS_FLAG_AFTER_ALL_DONE,
+                            ps_model_params(tr->model, id));
+    if (rc == PS_OK)
+        rc = ps_client_wait(tr->client, err);
+    if (rc != PS_OK)
+        return rc;
+    ps_eval_t ev = {0};
+    if (tr->test.n)
+        ps_model_evaluate(tr->model, &tr->test, &ev);
+    if (tr->rank == 0 && *tr->cfg->save_model && (rc = save_model(tr, &ev, err)) != PS_OK)
+        return rc;
+    if ((rc = ps_client_bye(tr->client, err)) != PS_OK)
+        return rc;
+    double wall = ps_time_wall_s() - tr->t_start;
+    char metrics[256] = "";
+    if (tr->test.n) {
+        print_metric_fields(tr, &ev, metrics + 1, sizeof metrics - 1);
+        metrics[0] = ',';
+    }
+    printf("{\"event\":\"done\",\"model\":\"%s\",\"rank\":%u,\"world\":%u,\"epochs\":%lld,"
+           "\"steps\":%lld,\"samples\":%llu%s,\"wall_s\":%.3f,\"samples_per_s\":%.1f,"
+           "\"bytes_sent\":%llu,\"bytes_received\":%llu}\n",
+           ps_worker_model_name(tr->cfg), tr->rank, tr->world, (long long)epochs_run,
+           (long long)tr->clock, (unsigned long long)tr->samples, metrics, wall,
+           wall > 0 ? (double)tr->samples / wall : 0,
+           (unsigned long long)ps_client_bytes_sent(tr->client),
+           (unsigned long long)ps_client_bytes_received(tr->client));
+    fflush(stdout);
+    return PS_OK;
+}
+
+int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, ps_errbuf_t *err)
+{
+    trainer_t tr = {.cfg = cfg, .rank = (uint32_t)cfg->rank, .world = (uint32_t)cfg->world};
+    tr.t_start = ps_time_wall_s();
+    int64_t epochs_run = 0;
+    int rc = load_data(&tr, err);
+    if (rc == PS_OK && cfg->standardize)
+        ps_data_standardize(&tr.train, tr.test.n ? &tr.test : NULL);
+    if (rc == PS_OK)
+        rc = setup(&tr, err);
+    if (rc == PS_OK)
+        rc = train(&tr, stop, &epochs_run, err);
+    if (rc == PS_OK)
+        rc = finish(&tr, epochs_run, err);
+    ps_client_destroy(&tr.client);
+    ps_model_destroy(&tr.model);
+    ps_data_free(&tr.train);
+    ps_data_free(&tr.test);
+    free(tr.order);
+    free(tr.bx);
+    free(tr.by);
+    return rc;
+}

@@ -1,0 +1,186 @@
+/* ps_worker.c - ps-worker options and their interpretation. */
+#include "ps_worker.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define W ps_worker_config_t
+static const ps_opt_t worker_opts[] = {
+    PS_OPT_STR("servers", W, servers, "", "comma-separated server endpoints, shard 0 first"),
+    PS_OPT_STR("job", W, job, "default", "job name shared by all workers of one job"),
+    PS_OPT_INT("rank", W, rank, "-1", -1, 65535, "this worker's rank; -1 = from environment or 0"),
+    PS_OPT_INT("world", W, world, "-1", -1, 65536, "number of workers; -1 = from environment or 1"),
+    PS_OPT_ENUM("model", W, model, "mlp", "linear|logistic|softmax|mlp", "model to train"),
+    PS_OPT_STR("hidden", W, hidden, "256,128", "mlp hidden layer widths, comma-separated"),
+    PS_OPT_ENUM("activation", W, activation, "relu", "relu|tanh|sigmoid", "mlp hidden activation"),
+    PS_OPT_ENUM("loss", W, loss, "auto", "auto|ce|mse",
+                "mlp head: softmax cross-entropy or MSE on one-hot targets"),
+    PS_OPT_ENUM("data_format", W, data_format, "idx", "idx|csv", "format of the data files"),
+    PS_OPT_STR("train_data", W, train_data, "", "training features (IDX images or CSV)"),
+    PS_OPT_STR("train_labels", W, train_labels, "", "training labels (IDX only)"),
+    PS_OPT_STR("test_data", W, test_data, "", "test features; empty = no evaluation"),
+    PS_OPT_STR("test_labels", W, test_labels, "", "test labels (IDX only)"),
+    PS_OPT_INT("label_column", W, label_column, "-1", -65536, 65535,
+               "CSV label column; negative counts from the end"),
+    PS_OPT_BOOL("standardize", W, standardize, "no", "scale features to mean 0, std 1"),
+    PS_OPT_INT("epochs", W, epochs, "10", 1, 1000000, "passes over the training data"),
+    PS_OPT_INT("batch_size", W, batch_size, "64", 1, 1 << 20, "samples per step per worker"),
+    PS_OPT_INT("max_steps", W, max_steps, "0", 0, INT64_MAX / 2, "stop after this many steps; 0 = no limit"),
+    PS_OPT_INT("seed", W, seed, "1", 0, INT64_MAX / 2, "seed of weights and shuffles"),
+    PS_OPT_ENUM("optimizer", W, optimizer, "sgd", "sgd|momentum|adagrad|rmsprop|adam|adamw",
+                "server-side optimizer"),
+    PS_OPT_DBL("lr", W, lr, "0.01", 1e-12, 1e6, "learning rate"),
+    PS_OPT_DBL("momentum", W, momentum, "0.9", 0, 0.999999, "momentum factor"),
+    PS_OPT_BOOL("nesterov", W, nesterov, "no", "Nesterov momentum"),
+    PS_OPT_DBL("beta1", W, beta1, "0.9", 0, 0.999999, "Adam first-moment decay"),
+    PS_OPT_DBL("beta2", W, beta2, "0.999", 0, 0.999999999, "Adam second-moment decay"),
+    PS_OPT_DBL("eps", W, eps, "1e-8", 1e-30, 1, "Adam/Adagrad/RMSprop epsilon"),
+    PS_OPT_DBL("weight_decay", W, weight_decay, "0", 0, 1e3, "L2 weight decay (decoupled for adamw)"),
+    PS_OPT_DBL("rho", W, rho, "0.99", 0, 0.999999, "RMSprop decay"),
+    PS_OPT_ENUM("lr_schedule", W, lr_schedule, "constant", "constant|step|cosine",
+                "learning-rate schedule"),
+    PS_OPT_INT("lr_step_size", W, lr_step_size, "1000", 1, INT64_MAX / 2, "step schedule: updates between decays"),
+    PS_OPT_DBL("lr_gamma", W, lr_gamma, "0.1", 1e-9, 1, "step schedule: decay factor"),
+    PS_OPT_DBL("min_lr", W, min_lr, "0", 0, 1e6, "cosine schedule: final learning rate"),
+    PS_OPT_INT("warmup_steps", W, warmup_steps, "0", 0, INT64_MAX / 2, "linear warm-up updates"),
+    PS_OPT_INT("max_staleness", W, max_staleness, "0", -1, 1000000,
+               "0 = BSP (synchronous), s > 0 = SSP, -1 = ASP (asynchronous)"),
+    PS_OPT_INT("request_timeout_ms", W, request_timeout_ms, "60000", 10, 86400000,
+               "deadline for each reply from a server"),
+    PS_OPT_INT("eval_every", W, eval_every, "1", 0, 1000000,
+               "rank 0 evaluates the test set every N epochs; 0 = only at the end"),
+    PS_OPT_STR("save_model", W, save_model, "", "rank 0 writes .npy tables and model.json here"),
+    PS_OPT_INT("blas_threads", W, blas_threads, "1", 1, 256, "OpenBLAS threads"),
+    PS_OPT_ENUM("log_level", W, log_level, "info", "debug|info|notice|warn|error",
+                "least severe level logged"),
+    PS_OPT_INT("progress_every_s", W, progress_every_s, "5", 0, 86400,
+               "rank 0 logs a progress line this often within an epoch; 0 = never"),
+};
+#undef W
+
+const ps_optset_t ps_worker_optset = {
+    "ps-worker",
+    "Usage: ps-worker --servers EP[,EP...] [--config FILE] [--OPTION VALUE ...]\n"
+    "Trains its partition of the data against the parameter servers: pulls\n"
+    "parameters, computes gradients with OpenBLAS, pushes them. Prints progress\n"
+    "on stderr, JSON epoch events and a final {\"event\":\"done\",...} line on stdout.\n"
+    "Data partitioning: every global batch of world*batch_size samples (from a\n"
+    "shuffle seeded by seed and epoch) is cut into world equal slices and\n"
+    "worker r takes slice r, so BSP with N workers equals one worker with N\n"
+    "times the batch.",
+    worker_opts,
+    sizeof worker_opts / sizeof worker_opts[0],
+};
+
+static int64_t env_int(const char *const *names, int64_t fallback)
+{
+    for (; *names; names++) {
+        const char *v = getenv(*names);
+        if (v && *v)
+            return strtoll(v, NULL, 10);
+    }
+    return fallback;
+}
+
+void ps_worker_config_env(ps_worker_config_t *cfg)
+{
+    static const char *ranks[] = {"PS_RANK", "SLURM_PROCID", "OMPI_COMM_WORLD_RANK", NULL};
+    static const char *worlds[] = {"PS_WORLD", "SLURM_NTASKS", "OMPI_COMM_WORLD_SIZE", NULL};
+    if (cfg->rank < 0)
+        cfg->rank = env_int(ranks, 0);
+    if (cfg->world < 0)
+        cfg->world = env_int(worlds, 1);
+}
+
+int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
+{
+    if (!*cfg->servers)
+        return ps_err_set(err, PS_EINVAL, "--servers is required (comma-separated endpoints)");
+    if (cfg->world < 1 || cfg->rank < 0 || cfg->rank >= cfg->world)
+        return ps_err_set(err, PS_EINVAL, "rank %lld must be below world %lld",
+                          (long long)cfg->rank, (long long)cfg->world);
+    if (!*cfg->train_data)
+        return ps_err_set(err, PS_EINVAL, "train_data is required");
+    if (cfg->data_format == PS_FORMAT_IDX && !*cfg->train_labels)
+        return ps_err_set(err, PS_EINVAL, "train_labels is required for IDX data");
+    if (cfg->data_format == PS_FORMAT_IDX && *cfg->test_data && !*cfg->test_labels)
+        return ps_err_set(err, PS_EINVAL, "test_labels is required for IDX test data");
+    if (strlen(cfg->job) >= 64)
+        return ps_err_set(err, PS_EINVAL, "job name '%s' is longer than 63 bytes", cfg->job);
+    ps_optim_spec_t spec;
+    ps_worker_optim_spec(cfg, 1, &spec);
+    const char *why = ps_optim_spec_check(&spec);
+    if (why)
+        return ps_err_set(err, PS_EINVAL, "optimizer: %s", why);
+    return PS_OK;
+}
+
+const char *ps_worker_model_name(const ps_worker_config_t *cfg)
+{
+    static const char *names[] = {"linear", "logistic", "softmax", "mlp"};
+    return names[cfg->model];
+}
+
+int ps_worker_model_spec(const ps_worker_config_t *cfg, size_t n_inputs, size_t n_outputs,
+                         ps_model_spec_t *spec, ps_errbuf_t *err)
+{
+    memset(spec, 0, sizeof *spec);
+    spec->dims[0] = n_inputs;
+    spec->act = (ps_act_t)cfg->activation;
+    int n = 0;
+    if (cfg->model == PS_MODEL_MLP) {
+        char list[PS_OPT_STR_MAX], *save = NULL;
+        snprintf(list, sizeof list, "%s", cfg->hidden);
+        for (char *w = strtok_r(list, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
+            char *end;
+            long v = strtol(w, &end, 10);
+            if (*end || v < 1 || v > (1 << 20))
+                return ps_err_set(err, PS_EINVAL, "hidden: '%s' is not a layer width", w);
+            if (n + 1 >= PS_MODEL_MAX_LAYERS)
+                return ps_err_set(err, PS_EINVAL, "hidden: more than %d layers",
+                                  PS_MODEL_MAX_LAYERS - 1);
+            spec->dims[++n] = (size_t)v;
+        }
+    }
+    switch (cfg->model) {
+    case PS_MODEL_LINEAR:
+        spec->head = PS_HEAD_MSE;
+        n_outputs = 1;
+        break;
+    case PS_MODEL_LOGISTIC:
+        spec->head = PS_HEAD_SIGMOID_BCE;
+        n_outputs = 1;
+        break;
+    case PS_MODEL_SOFTMAX:
+        spec->head = PS_HEAD_SOFTMAX_CE;
+        break;
+    default:
+        spec->head = cfg->loss == 2 ? PS_HEAD_MSE : PS_HEAD_SOFTMAX_CE;
+        break;
+    }
+    if (spec->head == PS_HEAD_SOFTMAX_CE && n_outputs < 2)
+        return ps_err_set(err, PS_EINVAL,
+                          "model '%s' needs class labels 0..C-1 (C >= 2) in the training data",
+                          ps_worker_model_name(cfg));
+    spec->dims[++n] = n_outputs;
+    spec->n_layers = n;
+    return PS_OK;
+}
+
+void ps_worker_optim_spec(const ps_worker_config_t *cfg, uint64_t total_updates,
+                          ps_optim_spec_t *s)
+{
+    *s = (ps_optim_spec_t){
+        .kind = (ps_optim_kind_t)cfg->optimizer, .lr = cfg->lr,
+        .momentum = cfg->optimizer == PS_OPTIM_MOMENTUM ? cfg->momentum : 0,
+        .nesterov = cfg->nesterov, .beta1 = cfg->beta1, .beta2 = cfg->beta2, .eps = cfg->eps,
+        .weight_decay = cfg->weight_decay, .rho = cfg->rho,
+        .schedule = (ps_sched_kind_t)cfg->lr_schedule, .step_size = (uint64_t)cfg->lr_step_size,
+        .gamma = cfg->lr_gamma, .warmup_steps = (uint64_t)cfg->warmup_steps,
+        .total_steps = total_updates > (uint64_t)cfg->warmup_steps
+                           ? total_updates - (uint64_t)cfg->warmup_steps
+                           : 1,
+        .min_lr = cfg->min_lr,
+    };
+}

@@ -1,0 +1,63 @@
+/* ps_worker.h - ps-worker's configuration: the option table, rank and world
+ * size from flags or the environment (PS_RANK/PS_WORLD, Slurm, Open MPI),
+ * and the model the config describes. Startup thread only. */
+#ifndef PS_WORKER_H
+#define PS_WORKER_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ps_config.h"
+#include "ps_model.h"
+#include "ps_optim_spec.h"
+
+typedef enum { PS_MODEL_LINEAR, PS_MODEL_LOGISTIC, PS_MODEL_SOFTMAX, PS_MODEL_MLP } ps_model_kind_t;
+typedef enum { PS_FORMAT_IDX, PS_FORMAT_CSV } ps_data_format_t;
+
+typedef struct {
+    char servers[PS_OPT_STR_MAX];
+    char job[PS_OPT_STR_MAX];
+    int64_t rank, world;
+    int model;          /* ps_model_kind_t */
+    char hidden[PS_OPT_STR_MAX];
+    int activation;     /* ps_act_t */
+    int loss;           /* 0 = the model's natural loss, 1 = ce, 2 = mse */
+    int data_format;    /* ps_data_format_t */
+    char train_data[PS_OPT_STR_MAX], train_labels[PS_OPT_STR_MAX];
+    char test_data[PS_OPT_STR_MAX], test_labels[PS_OPT_STR_MAX];
+    int64_t label_column;
+    bool standardize;
+    int64_t epochs, batch_size, max_steps, seed;
+    int optimizer;      /* ps_optim_kind_t */
+    double lr, momentum, beta1, beta2, eps, weight_decay, rho;
+    bool nesterov;
+    int lr_schedule;    /* ps_sched_kind_t */
+    int64_t lr_step_size, warmup_steps;
+    double lr_gamma, min_lr;
+    int64_t max_staleness;
+    int64_t request_timeout_ms;
+    int64_t eval_every;
+    char save_model[PS_OPT_STR_MAX];
+    int64_t blas_threads;
+    int log_level;
+    int64_t progress_every_s;
+} ps_worker_config_t;
+
+extern const ps_optset_t ps_worker_optset;
+
+/* Fills rank/world from PS_RANK/PS_WORLD, SLURM_PROCID/SLURM_NTASKS or
+ * OMPI_COMM_WORLD_RANK/SIZE when the flags left them at -1 (else 0 and 1). */
+void ps_worker_config_env(ps_worker_config_t *cfg);
+/* Cross-field checks: rank < world, files given for the format, etc. */
+int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err);
+/* The network the config describes for n_inputs features and n_outputs
+ * (classes, or 1). */
+int ps_worker_model_spec(const ps_worker_config_t *cfg, size_t n_inputs, size_t n_outputs,
+                         ps_model_spec_t *spec, ps_errbuf_t *err);
+/* The optimizer spec for total_updates updates. */
+void ps_worker_optim_spec(const ps_worker_config_t *cfg, uint64_t total_updates,
+                          ps_optim_spec_t *spec);
+/* Name of the configured model kind ("mlp"). */
+const char *ps_worker_model_name(const ps_worker_config_t *cfg);
+
+#endif
