@@ -1,0 +1,39 @@
+# ps-launch and the daemons' command lines: --help, config errors with
+# file:line, a failing worker fails the job and stops everything.
+. "$(dirname "$0")/lib.sh"
+for b in ps-server ps-worker ps-launch ps-datagen; do
+    "$BIN/$b" --help > "$WORK/help.txt" || fail "$b --help exited $?"
+    grep -q "Usage:" "$WORK/help.txt" || fail "$b --help has no usage"
+done
+grep -q -- "--max_staleness" <("$BIN/ps-worker" --help) || fail "worker help lacks options"
+grep -q "default: 0.01" <("$BIN/ps-worker" --help) || fail "worker help lacks defaults"
+pass "--help on every binary"
+
+printf 'port 7000\nshards two\n' > "$WORK/bad.conf"
+rc=0
+"$BIN/ps-server" --config "$WORK/bad.conf" 2>"$WORK/badconf.log" || rc=$?
+check "$rc == 78"
+grep -q "bad.conf:2: 'shards two'" "$WORK/badconf.log" || fail "no file:line in config error"
+pass "bad config: $(cat "$WORK/badconf.log")"
+
+rc=0
+timeout 60 "$BIN/ps-launch" --servers 2 --workers 2 \
+    --config "$SRC/deploy/examples/fashion-softmax.conf" --set train_data=/nonexistent.gz \
+    >"$WORK/fail.out" 2>"$WORK/fail.log" || rc=$?
+check "$rc == 65"
+grep -q "launch: worker . (pid [0-9]*) failed: exit status 65" "$WORK/fail.log" || fail "launch did not name the failed worker"
+grep -q "job failed" "$WORK/fail.log" || fail "launch did not report failure"
+for pid in $(grep -o 'ps-server\[[0-9]*\]' "$WORK/fail.log" | grep -o '[0-9]*' | sort -u); do
+    ! kill -0 "$pid" 2>/dev/null || fail "server $pid still running after the failed job"
+done
+pass "failed worker fails the job (exit $rc) and the servers are stopped"
+
+"$BIN/ps-datagen" --kind binary --rows 4000 --test_rows 1000 --out "$WORK/b.csv" \
+    --test_out "$WORK/bt.csv" > "$WORK/truth.json"
+timeout 120 "$BIN/ps-launch" --servers 1 --workers 3 \
+    --config "$SRC/deploy/examples/logistic-regression.conf" \
+    --set train_data="$WORK/b.csv" --set test_data="$WORK/bt.csv" \
+    >"$WORK/logit.out" 2>"$WORK/logit.log" || fail "logistic job failed"
+check "$(json "$WORK/logit.out" test_accuracy) > 0.7"
+check "$(json "$WORK/logit.out" workers) == 3"
+pass "logistic regression, 3 workers, uneven split of 4000 samples: accuracy $(json "$WORK/logit.out" test_accuracy)"

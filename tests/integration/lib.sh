@@ -1,0 +1,74 @@
+# lib.sh - helpers for integration tests: real binaries on 127.0.0.1 with
+# run-time ports, a private work directory, deadlines on every wait, and
+# teardown that ends only the processes this test started (by PID).
+set -euo pipefail
+BIN=${PS_BIN:?PS_BIN must point at build/bin}
+SRC=${PS_SRC:?PS_SRC must point at the source tree}
+PY=${PS_PYTHON:-/usr/bin/python3}
+[ -x "$PY" ] || PY=/usr/bin/python3
+FM=/usr/share/datasets/fashion-mnist
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/ps-it.XXXXXX")
+STARTED_PIDS=()
+
+cleanup() {
+    local rc=$?
+    for pid in "${STARTED_PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${STARTED_PIDS[@]}"; do
+        for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$pid" 2>/dev/null || true
+    done
+    if [ $rc -ne 0 ]; then
+        for log in "$WORK"/*.log; do
+            [ -f "$log" ] || continue
+            echo "---- $log (last 30 lines)" >&2
+            tail -n 30 "$log" >&2
+        done
+    fi
+    rm -rf "$WORK"
+    exit $rc
+}
+trap cleanup EXIT
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+
+# start_server NAME SHARD SHARDS [flags...]: starts ps-server, waits (10 s
+# deadline) for its ready file, and sets EP_<NAME> to its endpoint.
+start_server() {
+    local name=$1 shard=$2 shards=$3; shift 3
+    local ready="$WORK/$name.ready"
+    "$BIN/ps-server" --shard "$shard" --shards "$shards" --port 0 --ready-file "$ready" "$@" \
+        2>"$WORK/$name.log" &
+    local pid=$!
+    STARTED_PIDS+=("$pid")
+    local deadline=$((SECONDS + 10))
+    until [ -f "$ready" ]; do
+        kill -0 "$pid" 2>/dev/null || fail "server $name exited before it was ready"
+        [ $SECONDS -lt $deadline ] || fail "server $name not ready after 10 s"
+        sleep 0.05
+    done
+    printf -v "EP_$name" '%s' "$(awk '/^endpoint/{print $2}' "$ready")"
+    printf -v "PID_$name" '%s' "$pid"
+}
+
+# json FILE KEY: the value of KEY in the last {"event":"done"} line of FILE.
+json() {
+    "$PY" - "$1" "$2" <<'PYEOF'
+import json, sys
+done = [json.loads(l) for l in open(sys.argv[1]) if '"event":"done"' in l]
+if not done:
+    sys.exit("no done line in " + sys.argv[1])
+print(done[-1][sys.argv[2]])
+PYEOF
+}
+
+# check EXPR...: evaluates a Python boolean expression; fails with it if false.
+check() {
+    "$PY" -c "import sys; sys.exit(0 if ($*) else 1)" || fail "expected: $*"
+}
+
+fashion_flags() {
+    echo --data_format idx --train_data "$FM/train-images-idx3-ubyte.gz" \
+        --train_labels "$FM/train-labels-idx1-ubyte.gz" \
+        --test_data "$FM/t10k-images-idx3-ubyte.gz" --test_labels "$FM/t10k-labels-idx1-ubyte.gz"
+}

@@ -1,0 +1,174 @@
+/* test_data.c - IDX and CSV readers on good and malformed files. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "ps_data.h"
+
+static char dir[] = "/tmp/ps_test_data_XXXXXX";
+
+static int setup(void **state)
+{
+    (void)state;
+    return mkdtemp(dir) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static const char *path_of(const char *name)
+{
+    static char buf[8][256];
+    static int k;
+    k = (k + 1) % 8;
+    snprintf(buf[k], sizeof buf[k], "%s/%s", dir, name);
+    return buf[k];
+}
+
+static void write_gz(const char *name, const void *data, size_t len)
+{
+    gzFile f = gzopen(path_of(name), "wb");
+    assert_non_null(f);
+    assert_int_equal(gzwrite(f, data, (unsigned)len), (int)len);
+    gzclose(f);
+}
+
+static void write_text(const char *name, const char *text)
+{
+    FILE *f = fopen(path_of(name), "w");
+    assert_non_null(f);
+    fputs(text, f);
+    fclose(f);
+}
+
+/* 3 images of 2x2 and their labels. */
+static void write_idx_pair(const char *img, const char *lab, size_t img_bytes, uint8_t label_n)
+{
+    unsigned char images[16 + 12] = {0, 0, 8, 3, 0, 0, 0, 3, 0, 0, 0, 2, 0, 0, 0, 2};
+    for (int i = 0; i < 12; i++)
+        images[16 + i] = (unsigned char)(i * 20);
+    unsigned char labels[8 + 3] = {0, 0, 8, 1, 0, 0, 0, label_n, 2, 0, 1};
+    write_gz(img, images, img_bytes);
+    write_gz(lab, labels, sizeof labels);
+}
+
+static void test_idx_reads_images_and_labels(void **state)
+{
+    (void)state;
+    write_idx_pair("i.gz", "l.gz", 28, 3);
+    ps_dataset_t ds;
+    ps_errbuf_t err;
+    assert_int_equal(ps_data_load_idx(path_of("i.gz"), path_of("l.gz"), &ds, &err), PS_OK);
+    assert_int_equal(ds.n, 3);
+    assert_int_equal(ds.d, 4);
+    assert_int_equal(ds.n_classes, 3);
+    assert_true(fabsf(ds.x[5] - 100.0f / 255.0f) < 1e-7f);
+    assert_true(ds.y[0] == 2.0f && ds.y[2] == 1.0f);
+    ps_data_free(&ds);
+    ps_data_free(&ds);
+}
+
+static void test_idx_truncated_names_the_file(void **state)
+{
+    (void)state;
+    write_idx_pair("ti.gz", "tl.gz", 20, 3);
+    ps_dataset_t ds;
+    ps_errbuf_t err;
+    assert_int_equal(ps_data_load_idx(path_of("ti.gz"), path_of("tl.gz"), &ds, &err), PS_EFORMAT);
+    assert_non_null(strstr(err.msg, "ti.gz"));
+    assert_non_null(strstr(err.msg, "truncated"));
+    assert_null(ds.x);
+}
+
+static void test_idx_bad_magic_and_count_mismatch(void **state)
+{
+    (void)state;
+    write_gz("bad.gz", "\x12\x34\x08\x03", 4);
+    write_idx_pair("i2.gz", "l2.gz", 28, 4);
+    ps_dataset_t ds;
+    ps_errbuf_t err;
+    assert_int_equal(ps_data_load_idx(path_of("bad.gz"), path_of("l2.gz"), &ds, &err), PS_EFORMAT);
+    assert_non_null(strstr(err.msg, "bad magic"));
+    assert_int_equal(ps_data_load_idx(path_of("i2.gz"), path_of("l2.gz"), &ds, &err), PS_EFORMAT);
+    assert_non_null(strstr(err.msg, "4 labels"));
+    assert_int_equal(ps_data_load_idx(path_of("missing.gz"), path_of("l2.gz"), &ds, &err), PS_EIO);
+    assert_non_null(strstr(err.msg, "missing.gz"));
+}
+
+static void test_csv_with_header_and_label_column(void **state)
+{
+    (void)state;
+    write_text("a.csv", "f1,label,f2\n1.5,0,2\n-1,1,3e2\n\n4,2,5\n");
+    ps_dataset_t ds;
+    ps_errbuf_t err;
+    assert_int_equal(ps_data_load_csv(path_of("a.csv"), 1, &ds, &err), PS_OK);
+    assert_int_equal(ds.n, 3);
+    assert_int_equal(ds.d, 2);
+    assert_true(ds.x[0] == 1.5f && ds.x[1] == 2.0f && ds.x[3] == 300.0f);
+    assert_true(ds.y[2] == 2.0f);
+    assert_int_equal(ds.n_classes, 3);
+    ps_data_free(&ds);
+    write_text("r.csv", "1,2,0.5\n3,4,-7.25\n");
+    assert_int_equal(ps_data_load_csv(path_of("r.csv"), -1, &ds, &err), PS_OK);
+    assert_int_equal(ds.n_classes, 0); /* real-valued targets */
+    assert_true(ds.y[1] == -7.25f);
+    ps_data_free(&ds);
+}
+
+static void test_csv_ragged_and_non_numbers_name_file_and_line(void **state)
+{
+    (void)state;
+    ps_dataset_t ds;
+    ps_errbuf_t err;
+    write_text("rag.csv", "1,2,3\n4,5\n");
+    assert_int_equal(ps_data_load_csv(path_of("rag.csv"), -1, &ds, &err), PS_EFORMAT);
+    assert_non_null(strstr(err.msg, "rag.csv:2:"));
+    write_text("nan.csv", "1,2,3\n4,abc,6\n");
+    assert_int_equal(ps_data_load_csv(path_of("nan.csv"), -1, &ds, &err), PS_EFORMAT);
+    assert_non_null(strstr(err.msg, "nan.csv:2: field 2 'abc'"));
+    write_text("empty.csv", "x,y\n");
+    assert_int_equal(ps_data_load_csv(path_of("empty.csv"), -1, &ds, &err), PS_EFORMAT);
+    write_text("inf.csv", "1,inf\n");
+    assert_int_equal(ps_data_load_csv(path_of("inf.csv"), -1, &ds, &err), PS_EFORMAT);
+}
+
+static void test_standardize_and_gather(void **state)
+{
+    (void)state;
+    float x[] = {1, 10, 3, 10, 5, 10};
+    float y[] = {0, 1, 2};
+    ps_dataset_t ds = {.n = 3, .d = 2, .x = x, .y = y};
+    ps_data_standardize(&ds, NULL);
+    assert_true(x[2] == 0.0f && x[0] < 0 && x[4] > 0);
+    assert_true(x[1] == 0.0f); /* constant feature: centred only */
+    uint32_t idx[2] = {2, 0};
+    float bx[4], by[2];
+    ps_data_gather(&ds, idx, 2, bx, by);
+    assert_true(bx[0] == x[4] && by[0] == 2.0f && by[1] == 0.0f);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_idx_reads_images_and_labels),
+        cmocka_unit_test(test_idx_truncated_names_the_file),
+        cmocka_unit_test(test_idx_bad_magic_and_count_mismatch),
+        cmocka_unit_test(test_csv_with_header_and_label_column),
+        cmocka_unit_test(test_csv_ragged_and_non_numbers_name_file_and_line),
+        cmocka_unit_test(test_standardize_and_gather),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# setup.sh - installs what ps needs on Debian 12 (build tools, libraries,
+# the Fashion-MNIST data set, NumPy for the tests' independent checks) and
+# builds it into build/. Safe to run again.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+PACKAGES=(
+  build-essential cmake pkg-config      # compiler and build
+  libzmq3-dev                           # transport (ZeroMQ)
+  libprotobuf-c-dev protobuf-c-compiler # message headers
+  libopenblas-dev                       # sgemm for forward/backward
+  libuv1-dev                            # stats socket event loop
+  zlib1g-dev                            # gzip IDX files
+  libcmocka-dev                         # unit tests
+  dataset-fashion-mnist                 # the real data set for the demo and tests
+  python3-numpy                         # tests check exported .npy models independently
+)
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "setup: installing ${missing[*]}"
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
+BUILD=${BUILD_DIR:-build}
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" ${CMAKE_EXTRA:-}
+cmake --build "$BUILD" -j"$(nproc)"
