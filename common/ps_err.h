@@ -19,7 +19,8 @@
     XX(ECONFLICT, -11, "conflicts with existing state") \
     XX(ENONFINITE, -12, "non-finite value")             \
     XX(EIO, -13, "i/o error")                           \
-    XX(EFORMAT, -14, "bad file format")
+    XX(EFORMAT, -14, "bad file format")                \
+    XX(EINTR, -15, "interrupted")
 
 typedef enum {
     PS_OK = 0,

@@ -7,6 +7,12 @@
 
 #include "ps_err.h"
 
+static void free_heap(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
 int ps_wire_recv(void *sock, ps_wire_msg_t *m, int flags)
 {
     int rc = PS_OK, more = 1;
@@ -80,6 +86,31 @@ int ps_wire_send_copy(void *sock, const void *buf, size_t len, int more)
     if (len)
         memcpy(zmq_msg_data(&msg), buf, len);
     return ps_wire_send_msg(sock, &msg, more);
+}
+
+int ps_wire_align(zmq_msg_t *part)
+{
+    if (((uintptr_t)zmq_msg_data(part) & 7u) == 0)
+        return PS_OK;
+    zmq_msg_t copy;
+    size_t len = zmq_msg_size(part);
+    if (zmq_msg_init_size(&copy, len) != 0)
+        return PS_ENOMEM;
+    if (((uintptr_t)zmq_msg_data(&copy) & 7u) != 0) {
+        /* a small frame stored inside the message: the struct itself is only
+         * 8-byte aligned, so a short copy may still be off; give it a heap
+         * buffer of its own */
+        zmq_msg_close(&copy);
+        void *buf = malloc(len ? len : 1);
+        if (!buf)
+            return PS_ENOMEM;
+        zmq_msg_init_data(&copy, buf, len, free_heap, NULL);
+    }
+    memcpy(zmq_msg_data(&copy), zmq_msg_data(part), len);
+    zmq_msg_close(part);
+    zmq_msg_init(part);
+    zmq_msg_move(part, &copy);
+    return PS_OK;
 }
 
 size_t ps_dtype_size(int dtype)

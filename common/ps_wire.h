@@ -43,6 +43,12 @@ int ps_wire_send_copy(void *sock, const void *buf, size_t len, int more);
 /* Sends msg (ownership passes to ZeroMQ; msg is closed either way). */
 int ps_wire_send_msg(void *sock, zmq_msg_t *msg, int more);
 
+/* ZeroMQ may deliver a frame's bytes at any address (small frames live
+ * inside the message, large ones may share a receive buffer). Makes part's
+ * data 8-byte aligned, copying only if it is not. PS_ENOMEM if the copy
+ * cannot be allocated (part is unchanged). */
+int ps_wire_align(zmq_msg_t *part);
+
 /* Bytes per element of a dtype; 0 for an unknown one. */
 size_t ps_dtype_size(int dtype);
 /* Name of an op ("PUSH_PULL") for log lines; never NULL. */

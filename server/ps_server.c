@@ -560,7 +560,11 @@ static void handle_message(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
     } else {
         rq.values = msg->n_parts == 3 ? &msg->parts[2] : NULL;
         srv->stats.requests[rq.hdr->op]++;
-        handlers[rq.hdr->op](srv, &rq);
+        if (rq.values && ps_wire_align(rq.values) != PS_OK)
+            reply_error(srv, &rq, PS_ENOMEM, "cannot copy a %zu-byte frame",
+                        zmq_msg_size(rq.values));
+        else
+            handlers[rq.hdr->op](srv, &rq);
     }
     if (rq.hdr)
         ps__header__free_unpacked(rq.hdr, NULL);

@@ -543,6 +543,15 @@ int main(int argc, char **argv)
         if (L.workers[r].out_fd >= 0)
             close(L.workers[r].out_fd);
     stop_all(L.servers, L.o.n_servers, 5000);
+    for (int i = 0; rc == 0 && i < L.o.n_servers; i++) {
+        int st = L.servers[i].status;
+        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
+            char why[64];
+            ps_log(PS_LOG_ERROR, "launch: server %d (pid %d) did not shut down cleanly: %s", i,
+                   (int)L.servers[i].pid, describe_status(st, why, sizeof why));
+            rc = 1;
+        }
+    }
     if (rc == 0)
         print_summary(&L, ps_time_wall_s() - t0);
     if (!L.o.keep_state)

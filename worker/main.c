@@ -29,6 +29,8 @@ static int exit_code(int rc)
     case PS_ETIME:
     case PS_ENET:
         return EX_UNAVAILABLE;
+    case PS_EINTR:
+        return 128 + (int)stop_signal;
     case PS_EINVAL:
     case PS_ECONFLICT:
         return EX_CONFIG;

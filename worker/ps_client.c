@@ -243,7 +243,12 @@ int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
             if (c->inflight[i].deadline_ms < next)
                 next = c->inflight[i].deadline_ms;
         }
-        int n = zmq_poll(items, (int)c->n_shards, (long)(next - now));
+        if (c->opts.stop && *c->opts.stop)
+            return ps_err_set(err, PS_EINTR, "worker %u: interrupted with %zu requests in flight",
+                              c->opts.rank, c->n_inflight);
+        /* Wake at least every 100 ms to notice a stop request. */
+        int64_t wait_ms = next - now < 100 ? next - now : 100;
+        int n = zmq_poll(items, (int)c->n_shards, (long)wait_ms);
         if (n < 0 && zmq_errno() != EINTR)
             return ps_err_set(err, PS_ENET, "worker %u: poll failed: %s", c->opts.rank,
                               zmq_strerror(zmq_errno()));
@@ -301,7 +306,16 @@ int ps_client_hello(ps_client_t *c, ps_errbuf_t *err)
                               c->opts.rank, s, c->endpoints[s]);
         c->bytes_sent += (uint64_t)rc;
         zmq_pollitem_t item = {c->socks[s], 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&item, 1, (long)c->opts.timeout_ms) <= 0)
+        int64_t deadline = ps_time_ms() + c->opts.timeout_ms;
+        int ready = 0;
+        while (!ready && ps_time_ms() < deadline) {
+            if (c->opts.stop && *c->opts.stop)
+                return ps_err_set(err, PS_EINTR, "worker %u: interrupted waiting for HELLO",
+                                  c->opts.rank);
+            int64_t left = ps_deadline_left_ms(deadline);
+            ready = zmq_poll(&item, 1, (long)(left < 100 ? left : 100)) > 0;
+        }
+        if (!ready)
             return ps_err_set(err, PS_ETIME, "worker %u: shard %u '%s': no reply to HELLO after %lld ms (is ps-server running there?)",
                               c->opts.rank, s, c->endpoints[s], (long long)c->opts.timeout_ms);
         ps_wire_msg_t m;

@@ -5,6 +5,7 @@
 #ifndef PS_CLIENT_H
 #define PS_CLIENT_H
 
+#include <signal.h>
 #include <stdint.h>
 
 #include "ps_err.h"
@@ -17,6 +18,7 @@ typedef struct {
     uint32_t rank, world;   /* this worker, and how many there are */
     int max_staleness;      /* 0 BSP, > 0 SSP, -1 ASP */
     int64_t timeout_ms;     /* deadline for each reply */
+    volatile sig_atomic_t *stop; /* if not NULL: waits end with PS_EINTR once *stop != 0 */
 } ps_client_opts_t;
 
 /* Connects to the shards listed in endpoints ("tcp://a:1,tcp://b:2", shard i

@@ -26,6 +26,7 @@
 
 typedef struct {
     const ps_worker_config_t *cfg;
+    volatile sig_atomic_t *stop;
     uint32_t rank, world;
     ps_dataset_t train, test;
     ps_model_t *model;
@@ -92,7 +93,7 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     tr->by = ps_xmalloc((size_t)c->batch_size * sizeof(float));
 
     ps_client_opts_t co = {c->job, tr->rank, tr->world, (int)c->max_staleness,
-                           c->request_timeout_ms};
+                           c->request_timeout_ms, tr->stop};
     tr->client = ps_client_new(c->servers, &co, err);
     if (!tr->client)
         return PS_EINVAL;
@@ -308,7 +309,7 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
 
 int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, ps_errbuf_t *err)
 {
-    trainer_t tr = {.cfg = cfg, .rank = (uint32_t)cfg->rank, .world = (uint32_t)cfg->world};
+    trainer_t tr = {.cfg = cfg, .stop = stop, .rank = (uint32_t)cfg->rank, .world = (uint32_t)cfg->world};
     tr.t_start = ps_time_wall_s();
     int64_t epochs_run = 0;
     int rc = load_data(&tr, err);
