@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ps_err.h"
+#include "ps_half.h"
 
 static void free_heap(void *data, void *hint)
 {
@@ -110,6 +111,65 @@ int ps_wire_align(zmq_msg_t *part)
     zmq_msg_close(part);
     zmq_msg_init(part);
     zmq_msg_move(part, &copy);
+    return PS_OK;
+}
+
+int ps_wire_to_f32(zmq_msg_t *part, int dtype, uint64_t n, double scale)
+{
+    float inv = scale == 0.0 ? 1.0f : (float)(1.0 / scale);
+    if (dtype == PS__DTYPE__F32) {
+        int rc = ps_wire_align(part);
+        if (rc == PS_OK && inv != 1.0f) {
+            float *v = zmq_msg_data(part);
+            for (uint64_t i = 0; i < n; i++)
+                v[i] *= inv;
+        }
+        return rc;
+    }
+    if (dtype != PS__DTYPE__F16 && dtype != PS__DTYPE__BF16)
+        return PS_EPROTO;
+    zmq_msg_t out;
+    if (zmq_msg_init_size(&out, n * sizeof(float)) != 0)
+        return PS_ENOMEM;
+    const uint16_t *src = zmq_msg_data(part);
+    uint16_t *tmp = NULL;
+    if (((uintptr_t)src & 1u) != 0) { /* odd address: copy to read u16 safely */
+        if (!(tmp = malloc(n * 2 + 2))) {
+            zmq_msg_close(&out);
+            return PS_ENOMEM;
+        }
+        memcpy(tmp, src, n * 2);
+        src = tmp;
+    }
+    if (dtype == PS__DTYPE__F16)
+        ps_f16_to_f32_scaled_n(src, zmq_msg_data(&out), n, inv);
+    else
+        ps_bf16_to_f32_n(src, zmq_msg_data(&out), n);
+    if (dtype == PS__DTYPE__BF16 && inv != 1.0f) {
+        float *v = zmq_msg_data(&out);
+        for (uint64_t i = 0; i < n; i++)
+            v[i] *= inv;
+    }
+    free(tmp);
+    zmq_msg_close(part);
+    zmq_msg_init(part);
+    zmq_msg_move(part, &out);
+    return ps_wire_align(part);
+}
+
+int ps_wire_from_f32(zmq_msg_t *msg, int dtype, const float *values, uint64_t n)
+{
+    size_t size = ps_dtype_size(dtype);
+    if (!size)
+        return PS_EPROTO;
+    if (zmq_msg_init_size(msg, n * size) != 0)
+        return PS_ENOMEM;
+    if (dtype == PS__DTYPE__F32)
+        memcpy(zmq_msg_data(msg), values, n * size);
+    else if (dtype == PS__DTYPE__F16)
+        ps_f32_to_f16_n(values, zmq_msg_data(msg), n);
+    else
+        ps_f32_to_bf16_n(values, zmq_msg_data(msg), n);
     return PS_OK;
 }
 

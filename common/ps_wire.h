@@ -15,6 +15,8 @@
 
 /* Header.flags */
 #define PS_FLAG_AFTER_ALL_DONE 0x1u /* PULL: wait until every worker said DONE */
+#define PS_FLAG_SKIP 0x2u           /* PUSH: no values; this worker's step overflowed */
+#define PS_FLAG_SKIPPED 0x4u        /* reply: the update of this clock was skipped */
 
 typedef struct {
     zmq_msg_t parts[PS_WIRE_MAX_PARTS];
@@ -48,6 +50,14 @@ int ps_wire_send_msg(void *sock, zmq_msg_t *msg, int more);
  * data 8-byte aligned, copying only if it is not. PS_ENOMEM if the copy
  * cannot be allocated (part is unchanged). */
 int ps_wire_align(zmq_msg_t *part);
+
+/* Replaces part (n elements of dtype) by an aligned fp32 frame holding the
+ * values divided by scale (scale 0 or 1: unchanged). F32 frames are only
+ * aligned (and scaled if asked). PS_ENOMEM, or PS_EPROTO for an unknown
+ * dtype. The caller has checked the frame holds n elements. */
+int ps_wire_to_f32(zmq_msg_t *part, int dtype, uint64_t n, double scale);
+/* New frame in msg with n fp32 values converted to dtype. PS_ENOMEM. */
+int ps_wire_from_f32(zmq_msg_t *msg, int dtype, const float *values, uint64_t n);
 
 /* Bytes per element of a dtype; 0 for an unknown one. */
 size_t ps_dtype_size(int dtype);

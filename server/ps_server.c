@@ -8,6 +8,7 @@
 #include "ps_server.h"
 
 #include <errno.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,18 +68,29 @@ typedef struct {
     zmq_msg_t identity;
     uint64_t request_id;
     uint32_t table_id;
+    uint32_t chunk;
     uint32_t rank;
     uint32_t flags;
+    uint32_t reply_flags; /* PS_FLAG_SKIPPED known when parked (SSP/ASP) */
+    int dtype;            /* values in the reply */
     int64_t clock;
 } pending_t;
+
+/* A table of a job: its chunks that live on this shard (others NULL). */
+typedef struct {
+    uint64_t n_elems;   /* 0 = not defined */
+    uint32_t n_chunks;
+    ps_table_t **chunks;
+} table_entry_t;
 
 typedef struct {
     char name[JOB_NAME_MAX];
     uint32_t world;
     int max_staleness;
     uint8_t *joined, *live, *done, *left;
-    ps_table_t **tables;
+    table_entry_t *tables;
     uint32_t n_tables;  /* capacity of tables[] (ids below it) */
+    int64_t skip_logged_clock; /* newest skipped clock already logged */
     pending_t *pending;
     size_t n_pending, cap_pending;
 } job_t;
@@ -86,6 +98,7 @@ typedef struct {
 typedef struct {
     uint64_t requests[16];
     uint64_t errors;
+    uint64_t nonfinite_pushes;
     uint64_t bytes_in, bytes_out;
 } server_stats_t;
 
@@ -115,8 +128,11 @@ static void job_destroy(job_t *job)
 {
     if (!job)
         return;
-    for (uint32_t i = 0; i < job->n_tables; i++)
-        ps_table_destroy(&job->tables[i]);
+    for (uint32_t i = 0; i < job->n_tables; i++) {
+        for (uint32_t c = 0; c < job->tables[i].n_chunks; c++)
+            ps_table_destroy(&job->tables[i].chunks[c]);
+        free(job->tables[i].chunks);
+    }
     for (size_t i = 0; i < job->n_pending; i++)
         zmq_msg_close(&job->pending[i].identity);
     free(job->tables);
@@ -138,6 +154,7 @@ static job_t *job_new(const char *name, uint32_t world, int max_staleness)
     job->live = ps_xcalloc(world, 1);
     job->done = ps_xcalloc(world, 1);
     job->left = ps_xcalloc(world, 1);
+    job->skip_logged_clock = -1;
     /* Until a rank says DONE it counts in every barrier, joined or not yet. */
     memset(job->live, 1, world);
     return job;
@@ -163,6 +180,14 @@ static void drop_job(ps_server_t *srv, job_t *job)
     job_destroy(job);
 }
 
+/* This shard's chunk of a table, or NULL. */
+static ps_table_t *job_chunk(const job_t *job, uint32_t table_id, uint32_t chunk)
+{
+    if (table_id >= job->n_tables || chunk >= job->tables[table_id].n_chunks)
+        return NULL;
+    return job->tables[table_id].chunks[chunk];
+}
+
 static bool all_done(const job_t *job)
 {
     for (uint32_t r = 0; r < job->world; r++)
@@ -173,15 +198,23 @@ static bool all_done(const job_t *job)
 
 /* ---- replies ------------------------------------------------------------- */
 
+/* Sends [identity][header][values converted to rep->dtype, if values]. */
 static void send_reply(ps_server_t *srv, zmq_msg_t *identity, Ps__Header *rep,
                        const float *values, uint64_t n_values)
 {
-    zmq_msg_t id;
+    zmq_msg_t id, vals;
+    if (values && ps_wire_from_f32(&vals, rep->dtype, values, n_values) != PS_OK) {
+        ps_log(PS_LOG_ERROR, "shard %lld: cannot allocate a %llu-element reply",
+               (long long)srv->cfg.shard, (unsigned long long)n_values);
+        return;
+    }
     zmq_msg_init(&id);
     zmq_msg_copy(&id, identity);
     int n1 = ps_wire_send_msg(srv->router, &id, 1);
-    int n2 = ps_wire_send_header(srv->router, rep, values != NULL);
-    int n3 = values ? ps_wire_send_copy(srv->router, values, n_values * sizeof(float), 0) : 0;
+    int n2 = n1 < 0 ? n1 : ps_wire_send_header(srv->router, rep, values != NULL);
+    int n3 = 0;
+    if (values)
+        n3 = n2 < 0 ? (zmq_msg_close(&vals), n2) : ps_wire_send_msg(srv->router, &vals, 0);
     if (n1 < 0 || n2 < 0 || n3 < 0) {
         /* The peer is gone (ROUTER drops unroutable messages); nothing to undo. */
         ps_log(PS_LOG_DEBUG, "reply to request %llu not sent",
@@ -198,6 +231,7 @@ static void reply_init(Ps__Header *rep, const Ps__Header *req)
     rep->op = req ? req->op : PS__OP__OP_NONE;
     rep->request_id = req ? req->request_id : 0;
     rep->table_id = req ? req->table_id : 0;
+    rep->chunk = req ? req->chunk : 0;
     rep->clock = req ? req->clock : 0;
 }
 
@@ -232,19 +266,22 @@ static int reply_error(ps_server_t *srv, request_t *rq, int code, const char *fm
     return code;
 }
 
-static void reply_params(ps_server_t *srv, zmq_msg_t *identity, uint64_t request_id, int op,
-                         uint32_t table_id, int64_t clock, const ps_table_t *t)
+static void reply_params(ps_server_t *srv, const pending_t *p, const ps_table_t *t)
 {
     Ps__Header rep;
     reply_init(&rep, NULL);
-    rep.op = op;
-    rep.request_id = request_id;
-    rep.table_id = table_id;
-    rep.clock = clock;
-    rep.dtype = PS__DTYPE__F32;
+    rep.op = PS__OP__PULL;
+    rep.request_id = p->request_id;
+    rep.table_id = p->table_id;
+    rep.chunk = p->chunk;
+    rep.clock = p->clock;
+    rep.dtype = p->dtype;
+    rep.flags = p->reply_flags;
+    if (ps_table_last_skipped_round(t) == p->clock - 1 && p->clock > 0)
+        rep.flags |= PS_FLAG_SKIPPED;
     rep.offset = ps_table_offset(t);
     rep.n_elems = ps_table_len(t);
-    send_reply(srv, identity, &rep, ps_table_params(t), ps_table_len(t));
+    send_reply(srv, (zmq_msg_t *)&p->identity, &rep, ps_table_params(t), ps_table_len(t));
 }
 
 /* ---- pending pulls ------------------------------------------------------- */
@@ -255,7 +292,7 @@ static bool pull_is_ready(const job_t *job, const pending_t *p)
         return false;
     if (job->max_staleness < 0)
         return true;
-    const ps_table_t *t = job->tables[p->table_id];
+    const ps_table_t *t = job_chunk(job, p->table_id, p->chunk);
     return ps_table_ready_clock(t, job->live) >= p->clock - job->max_staleness;
 }
 
@@ -269,14 +306,13 @@ static void serve_pending(ps_server_t *srv, job_t *job)
             i++;
             continue;
         }
-        reply_params(srv, &p->identity, p->request_id, PS__OP__PULL, p->table_id, p->clock,
-                     job->tables[p->table_id]);
+        reply_params(srv, p, job_chunk(job, p->table_id, p->chunk));
         zmq_msg_close(&p->identity);
         job->pending[i] = job->pending[--job->n_pending];
     }
 }
 
-static void park_pull(job_t *job, request_t *rq, int64_t clock)
+static void park_pull(job_t *job, request_t *rq, int64_t clock, uint32_t reply_flags)
 {
     if (job->n_pending == job->cap_pending) {
         job->cap_pending = job->cap_pending ? job->cap_pending * 2 : 16;
@@ -287,8 +323,11 @@ static void park_pull(job_t *job, request_t *rq, int64_t clock)
     zmq_msg_copy(&p->identity, &rq->msg->parts[0]);
     p->request_id = rq->hdr->request_id;
     p->table_id = rq->hdr->table_id;
+    p->chunk = rq->hdr->chunk;
     p->rank = rq->hdr->rank;
     p->flags = rq->hdr->flags;
+    p->reply_flags = reply_flags;
+    p->dtype = rq->hdr->dtype;
     p->clock = clock;
 }
 
@@ -296,8 +335,9 @@ static void park_pull(job_t *job, request_t *rq, int64_t clock)
 static void recheck_job(ps_server_t *srv, job_t *job)
 {
     for (uint32_t i = 0; i < job->n_tables; i++)
-        if (job->tables[i])
-            ps_table_try_complete(job->tables[i], job->live);
+        for (uint32_t c = 0; c < job->tables[i].n_chunks; c++)
+            if (job->tables[i].chunks[c])
+                ps_table_try_complete(job->tables[i].chunks[c], job->live);
     serve_pending(srv, job);
 }
 
@@ -322,31 +362,44 @@ static job_t *request_job(ps_server_t *srv, request_t *rq)
 
 static ps_table_t *request_table(ps_server_t *srv, request_t *rq, job_t *job)
 {
-    uint32_t id = rq->hdr->table_id;
-    if (id >= job->n_tables || !job->tables[id]) {
-        reply_error(srv, rq, PS_ENOTABLE, "table %u is not defined in job '%s'", id, job->name);
-        return NULL;
-    }
-    return job->tables[id];
+    uint32_t id = rq->hdr->table_id, chunk = rq->hdr->chunk;
+    ps_table_t *t = job_chunk(job, id, chunk);
+    if (!t)
+        reply_error(srv, rq, PS_ENOTABLE, "table %u chunk %u is not defined on shard %lld in job '%s'",
+                    id, chunk, (long long)srv->cfg.shard, job->name);
+    return t;
 }
 
-/* Checks that the values frame is exactly this shard's slice of the table. */
-static int check_values(ps_server_t *srv, request_t *rq, uint64_t offset, uint64_t len)
+/* Checks that the request addresses exactly this shard's slice of the table
+ * and, if has_values, that the values frame holds it in the header's dtype;
+ * then turns that frame into aligned fp32 (unscaled by grad_scale). */
+static int check_values(ps_server_t *srv, request_t *rq, uint64_t offset, uint64_t len,
+                        bool has_values)
 {
     const Ps__Header *h = rq->hdr;
-    if (!rq->values)
-        return reply_error(srv, rq, PS_EPROTO, "%s without a values frame", ps_op_name(h->op));
-    if (h->dtype != PS__DTYPE__F32)
-        return reply_error(srv, rq, PS_EPROTO, "dtype %d is not supported here", h->dtype);
+    size_t dsize = ps_dtype_size(h->dtype);
+    if (!dsize)
+        return reply_error(srv, rq, PS_EPROTO, "unknown dtype %d", h->dtype);
     if (h->offset != offset || h->n_elems != len)
         return reply_error(srv, rq, PS_ERANGE,
                            "slice [%llu, +%llu) does not match this shard's [%llu, +%llu)",
                            (unsigned long long)h->offset, (unsigned long long)h->n_elems,
                            (unsigned long long)offset, (unsigned long long)len);
+    if (!has_values)
+        return rq->values ? reply_error(srv, rq, PS_EPROTO, "unexpected values frame") : PS_OK;
+    if (!rq->values)
+        return reply_error(srv, rq, PS_EPROTO, "%s without a values frame", ps_op_name(h->op));
     size_t bytes = zmq_msg_size(rq->values);
-    if (bytes != len * sizeof(float))
+    if (bytes != len * dsize)
         return reply_error(srv, rq, PS_EPROTO, "values frame has %zu bytes, header says %llu",
-                           bytes, (unsigned long long)(len * sizeof(float)));
+                           bytes, (unsigned long long)(len * dsize));
+    if (!isfinite(h->grad_scale) || h->grad_scale < 0)
+        return reply_error(srv, rq, PS_ERANGE, "grad_scale %g is not a positive number",
+                           h->grad_scale);
+    int rc = ps_wire_to_f32(rq->values, h->dtype, len, h->grad_scale);
+    if (rc != PS_OK)
+        return reply_error(srv, rq, rc, "cannot convert %llu values to fp32",
+                           (unsigned long long)len);
     return PS_OK;
 }
 
@@ -418,15 +471,38 @@ static int handle_init_table(ps_server_t *srv, request_t *rq)
     if (h->table_id >= (uint64_t)srv->cfg.max_tables)
         return reply_error(srv, rq, PS_ERANGE, "table id %u is above max_tables %lld",
                            h->table_id, (long long)srv->cfg.max_tables);
-    ps_slice_t slice = ps_shardmap_slice(spec->n_elems, h->table_id, (uint32_t)srv->cfg.shard,
-                                         (uint32_t)srv->cfg.shards);
-    if (h->table_id < job->n_tables && job->tables[h->table_id]) {
-        if (!ps_table_same_layout(job->tables[h->table_id], spec->name, spec->n_elems))
+    uint32_t shards = (uint32_t)srv->cfg.shards, n_chunks = ps_shardmap_n_chunks(spec->n_elems, shards);
+    if (h->chunk >= n_chunks)
+        return reply_error(srv, rq, PS_ERANGE, "table '%s' has %u chunks, not %u", spec->name,
+                           n_chunks, h->chunk + 1);
+    ps_chunk_t slice = ps_shardmap_chunk(spec->n_elems, h->table_id, h->chunk, shards);
+    if (slice.shard != srv->cfg.shard)
+        return reply_error(srv, rq, PS_ERANGE, "chunk %u of table '%s' belongs to shard %u, not %lld",
+                           h->chunk, spec->name, slice.shard, (long long)srv->cfg.shard);
+    if (h->table_id >= job->n_tables) {
+        uint32_t n = h->table_id + 1;
+        job->tables = ps_xrealloc(job->tables, n * sizeof *job->tables);
+        memset(job->tables + job->n_tables, 0, (n - job->n_tables) * sizeof *job->tables);
+        job->n_tables = n;
+    }
+    table_entry_t *e = &job->tables[h->table_id];
+    if (e->n_elems && e->n_elems != spec->n_elems)
+        return reply_error(srv, rq, PS_ECONFLICT, "table %u already has %llu elements, not %llu",
+                           h->table_id, (unsigned long long)e->n_elems,
+                           (unsigned long long)spec->n_elems);
+    if (!e->n_elems) {
+        e->n_elems = spec->n_elems;
+        e->n_chunks = n_chunks;
+        e->chunks = ps_xcalloc(n_chunks, sizeof *e->chunks);
+    }
+    ps_table_t *existing = e->chunks[h->chunk];
+    if (existing) {
+        if (!ps_table_same_layout(existing, spec->name, spec->n_elems))
             return reply_error(srv, rq, PS_ECONFLICT, "table %u is already '%s' with %llu elements",
-                               h->table_id, ps_table_name(job->tables[h->table_id]),
-                               (unsigned long long)ps_table_n_total(job->tables[h->table_id]));
+                               h->table_id, ps_table_name(existing),
+                               (unsigned long long)ps_table_n_total(existing));
     } else {
-        if (check_values(srv, rq, slice.offset, slice.len) != PS_OK)
+        if (check_values(srv, rq, slice.offset, slice.len, true) != PS_OK)
             return PS_EINVAL;
         ps_table_params_t p = {
             .name = spec->name, .id = h->table_id, .n_total = spec->n_elems,
@@ -440,19 +516,14 @@ static int handle_init_table(ps_server_t *srv, request_t *rq)
         ps_table_t *t = ps_table_new(&p, zmq_msg_data(rq->values), &err);
         if (!t)
             return reply_error(srv, rq, err.code, "%s", err.msg);
-        if (h->table_id >= job->n_tables) {
-            uint32_t n = h->table_id + 1;
-            job->tables = ps_xrealloc(job->tables, n * sizeof *job->tables);
-            memset(job->tables + job->n_tables, 0, (n - job->n_tables) * sizeof *job->tables);
-            job->n_tables = n;
-        }
-        job->tables[h->table_id] = t;
-        ps_log(PS_LOG_DEBUG, "job '%s': table %u '%s' holds [%llu, +%llu) of %llu", job->name,
-               h->table_id, spec->name, (unsigned long long)slice.offset,
+        e->chunks[h->chunk] = t;
+        ps_log(PS_LOG_DEBUG, "job '%s': table %u '%s' chunk %u holds [%llu, +%llu) of %llu",
+               job->name, h->table_id, spec->name, h->chunk, (unsigned long long)slice.offset,
                (unsigned long long)slice.len, (unsigned long long)spec->n_elems);
     }
     Ps__Header rep;
     reply_init(&rep, h);
+    rep.chunk = h->chunk;
     rep.offset = slice.offset;
     rep.n_elems = slice.len;
     send_reply(srv, &rq->msg->parts[0], &rep, NULL, 0);
@@ -469,16 +540,27 @@ static int handle_push_pull(ps_server_t *srv, request_t *rq)
     if (!t)
         return PS_EINVAL;
     int64_t pull_clock = h->clock;
+    uint32_t reply_flags = 0;
     if (h->op != PS__OP__PULL) {
-        if (check_values(srv, rq, ps_table_offset(t), ps_table_len(t)) != PS_OK)
+        bool skip = (h->flags & PS_FLAG_SKIP) != 0;
+        if (check_values(srv, rq, ps_table_offset(t), ps_table_len(t), !skip) != PS_OK)
             return PS_EINVAL;
         if (job->done[h->rank])
             return reply_error(srv, rq, PS_ECONFLICT, "worker %u already said DONE", h->rank);
-        if (!all_finite(zmq_msg_data(rq->values), ps_table_len(t)))
+        if (!skip && !all_finite(zmq_msg_data(rq->values), ps_table_len(t))) {
+            srv->stats.nonfinite_pushes++;
             return reply_error(srv, rq, PS_ENONFINITE,
                                "push to table '%s' clock %lld contains inf or NaN",
                                ps_table_name(t), (long long)h->clock);
-        int rc = ps_table_push(t, h->rank, h->clock, rq->values, h->n_samples);
+        }
+        if (skip && h->clock > job->skip_logged_clock) {
+            job->skip_logged_clock = h->clock;
+            ps_log(PS_LOG_NOTICE, "job '%s': worker %u overflowed at clock %lld; step skipped",
+                   job->name, h->rank, (long long)h->clock);
+        }
+        if (skip && job->max_staleness != 0)
+            reply_flags = PS_FLAG_SKIPPED;
+        int rc = ps_table_push(t, h->rank, h->clock, skip ? NULL : rq->values, h->n_samples);
         if (rc != PS_OK)
             return reply_error(srv, rq, rc, "push of clock %lld to table '%s' but worker %u is at %lld",
                                (long long)h->clock, ps_table_name(t), h->rank,
@@ -493,7 +575,7 @@ static int handle_push_pull(ps_server_t *srv, request_t *rq)
         send_reply(srv, &rq->msg->parts[0], &rep, NULL, 0);
         return PS_OK;
     }
-    park_pull(job, rq, pull_clock);
+    park_pull(job, rq, pull_clock, reply_flags);
     serve_pending(srv, job);
     return PS_OK;
 }
@@ -560,11 +642,7 @@ static void handle_message(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
     } else {
         rq.values = msg->n_parts == 3 ? &msg->parts[2] : NULL;
         srv->stats.requests[rq.hdr->op]++;
-        if (rq.values && ps_wire_align(rq.values) != PS_OK)
-            reply_error(srv, &rq, PS_ENOMEM, "cannot copy a %zu-byte frame",
-                        zmq_msg_size(rq.values));
-        else
-            handlers[rq.hdr->op](srv, &rq);
+        handlers[rq.hdr->op](srv, &rq);
     }
     if (rq.hdr)
         ps__header__free_unpacked(rq.hdr, NULL);

@@ -21,7 +21,8 @@ struct ps_table {
     /* BSP round in progress */
     zmq_msg_t *stash;      /* per rank: gradient sums of the current clock */
     uint64_t *stash_samples;
-    uint8_t *stashed;
+    uint8_t *stashed;      /* 1 = values kept, 2 = a skip */
+    int64_t last_skipped;  /* clock of the newest skipped BSP round */
     float *accum;          /* sum of the round, len floats */
 };
 
@@ -60,6 +61,7 @@ ps_table_t *ps_table_new(const ps_table_params_t *p, const float *init, ps_errbu
         (p->max_staleness == 0 && !t->accum) || ps_optim_init(&t->opt, &p->optim, p->len) != PS_OK)
         goto oom;
     memcpy(t->w, init, p->len * sizeof(float));
+    t->last_skipped = -1;
     return t;
 oom:
     ps_table_destroy(&t);
@@ -74,7 +76,7 @@ void ps_table_destroy(ps_table_t **tp)
     if (!t)
         return;
     for (uint32_t r = 0; t->stashed && r < t->world; r++)
-        if (t->stashed[r])
+        if (t->stashed[r] == 1)
             zmq_msg_close(&t->stash[r]);
     ps_optim_fini(&t->opt);
     free(t->w);
@@ -120,10 +122,12 @@ int ps_table_push(ps_table_t *t, uint32_t rank, int64_t clock, zmq_msg_t *values
             return PS_OK; /* a retry of a push already counted */
         if (clock > t->clock)
             return PS_ERANGE;
-        zmq_msg_init(&t->stash[rank]);
-        zmq_msg_move(&t->stash[rank], values);
+        if (values) {
+            zmq_msg_init(&t->stash[rank]);
+            zmq_msg_move(&t->stash[rank], values);
+        }
         t->stash_samples[rank] = n_samples;
-        t->stashed[rank] = 1;
+        t->stashed[rank] = values ? 1 : 2;
         t->pushes[rank] = clock + 1;
         return PS_OK;
     }
@@ -131,7 +135,7 @@ int ps_table_push(ps_table_t *t, uint32_t rank, int64_t clock, zmq_msg_t *values
         return PS_OK;
     if (clock > t->pushes[rank])
         return PS_ERANGE;
-    if (n_samples)
+    if (values && n_samples)
         ps_optim_step(&t->opt, t->w, zmq_msg_data(values), 1.0f / (float)n_samples);
     t->pushes[rank]++;
     return PS_OK;
@@ -150,10 +154,16 @@ bool ps_table_try_complete(ps_table_t *t, const uint8_t *live)
     if (n_stashed == 0)
         return false;
     uint64_t samples = 0;
-    bool first = true;
+    bool first = true, skip = false;
+    for (uint32_t r = 0; r < t->world; r++)
+        skip |= t->stashed[r] == 2;
     for (uint32_t r = 0; r < t->world; r++) {
-        if (!t->stashed[r])
+        if (t->stashed[r] != 1 || skip) {
+            if (t->stashed[r] == 1)
+                zmq_msg_close(&t->stash[r]);
+            t->stashed[r] = 0;
             continue;
+        }
         const float *g = zmq_msg_data(&t->stash[r]);
         if (first)
             memcpy(t->accum, g, t->len * sizeof(float));
@@ -165,10 +175,17 @@ bool ps_table_try_complete(ps_table_t *t, const uint8_t *live)
         zmq_msg_close(&t->stash[r]);
         t->stashed[r] = 0;
     }
-    if (samples)
+    if (skip)
+        t->last_skipped = t->clock;
+    else if (samples)
         ps_optim_step(&t->opt, t->w, t->accum, 1.0f / (float)samples);
     t->clock++;
     return true;
+}
+
+int64_t ps_table_last_skipped_round(const ps_table_t *t)
+{
+    return t->last_skipped;
 }
 
 int64_t ps_table_ready_clock(const ps_table_t *t, const uint8_t *live)

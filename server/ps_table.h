@@ -51,7 +51,10 @@ size_t ps_table_bytes(const ps_table_t *t);
 bool ps_table_same_layout(const ps_table_t *t, const char *name, uint64_t n_total);
 
 /* Accepts rank's push of clock: *values holds len floats, the gradient
- * summed over n_samples samples.
+ * summed over n_samples samples. values NULL means the worker skips this
+ * step (fp16 overflow): under BSP the whole round is then skipped (no
+ * update, the clock still advances); under SSP/ASP the push counts but
+ * changes nothing.
  *  - BSP: kept until every live worker has pushed this clock; then
  *    ps_table_try_complete sums them in rank order and applies once.
  *    Ownership of *values passes to the table (it is left empty).
@@ -65,6 +68,8 @@ int ps_table_push(ps_table_t *t, uint32_t rank, int64_t clock, zmq_msg_t *values
  * their samples, advances the clock and returns true. False otherwise (and
  * always for SSP/ASP). */
 bool ps_table_try_complete(ps_table_t *t, const uint8_t *live);
+/* BSP: the clock of the newest round that was skipped, -1 if none. */
+int64_t ps_table_last_skipped_round(const ps_table_t *t);
 /* The newest clock every live worker's pushes are reflected in: a pull of
  * clock c may be answered once this is >= c - max_staleness. BSP: rounds
  * applied. SSP/ASP: min over live ranks of pushes accepted (INT64_MAX if no

@@ -486,8 +486,9 @@ static void print_summary(launch_t *L, double wall_s)
         samples += field(l, "samples");
         sps += field(l, "samples_per_s");
     }
-    char model[64] = "?", metrics[256] = "";
+    char model[64] = "?", precision[16] = "fp32", metrics[256] = "";
     ps_json_get_string(r0, "model", model, sizeof model);
+    ps_json_get_string(r0, "precision", precision, sizeof precision);
     static const char *keys[] = {"test_loss", "test_accuracy", "test_mae"};
     size_t len = 0;
     for (int k = 0; k < 3; k++) {
@@ -495,10 +496,11 @@ static void print_summary(launch_t *L, double wall_s)
         if (ps_json_get_number(r0, keys[k], &v) == 0)
             len += (size_t)snprintf(metrics + len, sizeof metrics - len, ",\"%s\":%.6f", keys[k], v);
     }
-    printf("{\"event\":\"done\",\"model\":\"%s\",\"servers\":%d,\"workers\":%d,\"epochs\":%.0f,"
+    printf("{\"event\":\"done\",\"model\":\"%s\",\"precision\":\"%s\",\"skipped_steps\":%.0f,"
+           "\"servers\":%d,\"workers\":%d,\"epochs\":%.0f,"
            "\"steps\":%.0f,\"samples\":%.0f%s,\"wall_s\":%.3f,\"samples_per_s\":%.1f,"
            "\"bytes_sent\":%.0f,\"bytes_received\":%.0f}\n",
-           model, L->o.n_servers, L->o.n_workers, field(r0, "epochs"), field(r0, "steps"), samples,
+           model, precision, field(r0, "skipped_steps"), L->o.n_servers, L->o.n_workers, field(r0, "epochs"), field(r0, "steps"), samples,
            metrics, wall_s, sps, sent, recv);
     fflush(stdout);
 }

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "ps_half.h"
 #include "ps_shardmap.h"
 #include "ps_time.h"
 #include "ps_wire.h"
@@ -23,12 +24,14 @@ typedef struct {
     char name[64];
     uint64_t n_elems;
     int defined;
+    uint16_t *wire; /* n_elems half values being sent (F16/BF16 clients) */
 } table_info_t;
 
 typedef struct {
     uint64_t request_id;
     uint32_t shard;
     uint32_t table_id;
+    uint32_t chunk;
     int op;
     int64_t clock;
     float *dst;        /* where the reply's values go (NULL: none expected) */
@@ -50,6 +53,7 @@ struct ps_client {
     uint64_t next_id;
     atomic_int zero_copy_held;
     uint64_t bytes_sent, bytes_received, requests;
+    uint32_t reply_flags;
 };
 
 ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, ps_errbuf_t *err)
@@ -104,6 +108,8 @@ void ps_client_destroy(ps_client_t **cp)
     }
     free(c->socks);
     free(c->endpoints);
+    for (uint32_t i = 0; i < c->n_tables; i++)
+        free(c->tables[i].wire);
     free(c->tables);
     free(c->inflight);
     zmq_ctx_term(c->ctx);
@@ -115,6 +121,7 @@ uint32_t ps_client_n_shards(const ps_client_t *c) { return c->n_shards; }
 uint64_t ps_client_bytes_sent(const ps_client_t *c) { return c->bytes_sent; }
 uint64_t ps_client_bytes_received(const ps_client_t *c) { return c->bytes_received; }
 uint64_t ps_client_requests(const ps_client_t *c) { return c->requests; }
+uint32_t ps_client_reply_flags(const ps_client_t *c) { return c->reply_flags; }
 
 static void header_init(ps_client_t *c, Ps__Header *h, int op, uint64_t id)
 {
@@ -124,6 +131,7 @@ static void header_init(ps_client_t *c, Ps__Header *h, int op, uint64_t id)
     h->request_id = id;
     h->job = c->job;
     h->rank = c->opts.rank;
+    h->dtype = c->opts.dtype;
 }
 
 static inflight_t *track(ps_client_t *c, uint32_t shard, const Ps__Header *h, float *dst,
@@ -134,8 +142,8 @@ static inflight_t *track(ps_client_t *c, uint32_t shard, const Ps__Header *h, fl
         c->inflight = ps_xrealloc(c->inflight, c->cap_inflight * sizeof *c->inflight);
     }
     inflight_t *f = &c->inflight[c->n_inflight++];
-    *f = (inflight_t){h->request_id, shard, h->table_id, h->op, h->clock, dst, offset, len,
-                      ps_time_ms() + c->opts.timeout_ms};
+    *f = (inflight_t){h->request_id, shard, h->table_id, h->chunk, h->op, h->clock, dst, offset,
+                      len, ps_time_ms() + c->opts.timeout_ms};
     c->requests++;
     return f;
 }
@@ -146,8 +154,9 @@ static void release_zero_copy(void *data, void *hint)
     atomic_fetch_sub((atomic_int *)hint, 1);
 }
 
-/* Sends header (+ values, zero-copy from buf) to one shard and tracks it. */
-static int send_request(ps_client_t *c, uint32_t shard, Ps__Header *h, const float *values,
+/* Sends header (+ values of the header's dtype, zero-copy from buf) to one
+ * shard and tracks it. */
+static int send_request(ps_client_t *c, uint32_t shard, Ps__Header *h, const void *values,
                         uint64_t n_values, float *dst, uint64_t dst_offset, uint64_t dst_len)
 {
     void *s = c->socks[shard];
@@ -157,7 +166,7 @@ static int send_request(ps_client_t *c, uint32_t shard, Ps__Header *h, const flo
     c->bytes_sent += (uint64_t)n;
     if (values) {
         zmq_msg_t m;
-        size_t bytes = n_values * sizeof(float);
+        size_t bytes = n_values * ps_dtype_size(h->dtype);
         atomic_fetch_add(&c->zero_copy_held, 1);
         zmq_msg_init_data(&m, (void *)values, bytes, release_zero_copy, &c->zero_copy_held);
         n = ps_wire_send_msg(s, &m, 0);
@@ -181,9 +190,32 @@ static int describe(ps_client_t *c, ps_errbuf_t *err, const inflight_t *f, int c
                     const char *what)
 {
     const char *tname = f->table_id < c->n_tables ? c->tables[f->table_id].name : "";
-    return ps_err_set(err, code, "worker %u: shard %u '%s': %s table %u '%s' clock %lld: %s",
+    return ps_err_set(err, code, "worker %u: shard %u '%s': %s table %u '%s' chunk %u clock %lld: %s",
                       c->opts.rank, f->shard, c->endpoints[f->shard], ps_op_name(f->op),
-                      f->table_id, tname, (long long)f->clock, what);
+                      f->table_id, tname, f->chunk, (long long)f->clock, what);
+}
+
+/* Writes n reply values of dtype into dst (fp32) in one pass. Frame bytes
+ * may sit at any address: an odd one is first copied for the u16 reads. */
+static void copy_reply(int dtype, const void *src, float *dst, uint64_t n)
+{
+    if (dtype == PS__DTYPE__F32) {
+        memcpy(dst, src, n * sizeof(float));
+        return;
+    }
+    uint16_t bounce[4096];
+    for (uint64_t i = 0; i < n; i += 4096) {
+        uint64_t m = n - i < 4096 ? n - i : 4096;
+        const uint16_t *s = (const uint16_t *)src + i;
+        if ((uintptr_t)src & 1u) {
+            memcpy(bounce, (const char *)src + i * 2, m * 2);
+            s = bounce;
+        }
+        if (dtype == PS__DTYPE__F16)
+            ps_f16_to_f32_n(s, dst + i, m);
+        else
+            ps_bf16_to_f32_n(s, dst + i, m);
+    }
 }
 
 /* Handles one reply from shard; PS_OK or an error about its request. */
@@ -215,11 +247,13 @@ static int take_reply(ps_client_t *c, uint32_t shard, ps_errbuf_t *err)
         rc = describe(c, err, f, h->status, what);
     } else if (f->dst) {
         size_t bytes = m.n_parts == 2 ? zmq_msg_size(&m.parts[1]) : 0;
-        if (h->offset != f->offset || h->n_elems != f->len || bytes != f->len * sizeof(float))
+        if (h->offset != f->offset || h->n_elems != f->len || h->dtype != (Ps__DType)c->opts.dtype ||
+            bytes != f->len * ps_dtype_size(c->opts.dtype))
             rc = describe(c, err, f, PS_EPROTO, "reply does not carry the slice asked for");
         else
-            memcpy(f->dst + f->offset, zmq_msg_data(&m.parts[1]), bytes);
+            copy_reply(h->dtype, zmq_msg_data(&m.parts[1]), f->dst + f->offset, f->len);
     }
+    c->reply_flags |= h->flags;
     *f = c->inflight[--c->n_inflight];
     ps__header__free_unpacked(h, NULL);
     ps_wire_msg_close(&m);
@@ -228,6 +262,7 @@ static int take_reply(ps_client_t *c, uint32_t shard, ps_errbuf_t *err)
 
 int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
 {
+    c->reply_flags = 0;
     zmq_pollitem_t items[MAX_SHARDS];
     for (uint32_t i = 0; i < c->n_shards; i++)
         items[i] = (zmq_pollitem_t){c->socks[i], 0, ZMQ_POLLIN, 0};
@@ -361,6 +396,8 @@ int ps_client_init_table(ps_client_t *c, uint32_t id, const char *name, const ui
     for (int i = 0; i < ndim; i++)
         t->n_elems *= shape[i];
     t->defined = 1;
+    if (c->opts.dtype != PS__DTYPE__F32 && !t->wire)
+        t->wire = ps_xmalloc(t->n_elems * sizeof(uint16_t));
     Ps__OptimSpec wire_optim;
     ps_optim_spec_to_wire(optim, &wire_optim);
     Ps__TableSpec spec;
@@ -370,44 +407,59 @@ int ps_client_init_table(ps_client_t *c, uint32_t id, const char *name, const ui
     spec.shape = (uint64_t *)shape;
     spec.n_shape = (size_t)ndim;
     spec.optim = &wire_optim;
-    for (uint32_t s = 0; s < c->n_shards; s++) {
-        ps_slice_t sl = ps_shardmap_slice(t->n_elems, id, s, c->n_shards);
-        if (!sl.len)
-            continue;
+    uint32_t n_chunks = ps_shardmap_n_chunks(t->n_elems, c->n_shards);
+    for (uint32_t k = 0; k < n_chunks; k++) {
+        ps_chunk_t ch = ps_shardmap_chunk(t->n_elems, id, k, c->n_shards);
         Ps__Header h;
         header_init(c, &h, PS__OP__INIT_TABLE, c->next_id++);
         h.table_id = id;
+        h.chunk = k;
         h.table = &spec;
-        h.offset = sl.offset;
-        h.n_elems = sl.len;
-        int rc = send_request(c, s, &h, init + sl.offset, sl.len, NULL, 0, 0);
+        h.offset = ch.offset;
+        h.n_elems = ch.len;
+        h.dtype = PS__DTYPE__F32; /* initial values travel exact */
+        int rc = send_request(c, ch.shard, &h, init + ch.offset, ch.len, NULL, 0, 0);
         if (rc != PS_OK)
             return ps_err_set(err, rc, "worker %u: cannot send INIT_TABLE to shard %u",
-                              c->opts.rank, s);
+                              c->opts.rank, ch.shard);
     }
     return ps_client_wait(c, err);
 }
 
 static int send_table_op(ps_client_t *c, int op, uint32_t id, int64_t clock, uint32_t flags,
-                         const float *grad, uint64_t n_samples, float *params)
+                         const float *grad, uint64_t n_samples, float grad_scale, float *params)
 {
     if (id >= c->n_tables || !c->tables[id].defined)
         return PS_ENOTABLE;
-    uint64_t n = c->tables[id].n_elems;
-    for (uint32_t s = 0; s < c->n_shards; s++) {
-        ps_slice_t sl = ps_shardmap_slice(n, id, s, c->n_shards);
-        if (!sl.len)
-            continue;
+    table_info_t *t = &c->tables[id];
+    uint64_t n = t->n_elems;
+    const void *wire = grad;
+    size_t dsize = ps_dtype_size(c->opts.dtype);
+    if (grad && c->opts.dtype == PS__DTYPE__F16) {
+        ps_f32_to_f16_scaled_n(grad, t->wire, n, grad_scale);
+        wire = t->wire;
+    } else if (grad && c->opts.dtype == PS__DTYPE__BF16) {
+        ps_f32_to_bf16_n(grad, t->wire, n); /* bf16 has fp32's range: no scaling */
+        wire = t->wire;
+        grad_scale = 1;
+    } else if (grad && grad_scale != 1.0f) {
+        return PS_EINVAL; /* fp32 pushes are never scaled */
+    }
+    uint32_t n_chunks = ps_shardmap_n_chunks(n, c->n_shards);
+    for (uint32_t k = 0; k < n_chunks; k++) {
+        ps_chunk_t ch = ps_shardmap_chunk(n, id, k, c->n_shards);
         Ps__Header h;
         header_init(c, &h, op, c->next_id++);
         h.table_id = id;
+        h.chunk = k;
         h.clock = clock;
         h.flags = flags;
-        h.offset = sl.offset;
-        h.n_elems = sl.len;
+        h.offset = ch.offset;
+        h.n_elems = ch.len;
         h.n_samples = n_samples;
-        int rc = send_request(c, s, &h, grad ? grad + sl.offset : NULL, sl.len, params,
-                              sl.offset, sl.len);
+        h.grad_scale = grad_scale;
+        int rc = send_request(c, ch.shard, &h, wire ? (const char *)wire + ch.offset * dsize : NULL,
+                              ch.len, params, ch.offset, ch.len);
         if (rc != PS_OK)
             return rc;
     }
@@ -415,14 +467,15 @@ static int send_table_op(ps_client_t *c, int op, uint32_t id, int64_t clock, uin
 }
 
 int ps_client_push_pull(ps_client_t *c, uint32_t id, int64_t clock, const float *grad,
-                        uint64_t n_samples, float *params)
+                        uint64_t n_samples, float grad_scale, uint32_t flags, float *params)
 {
-    return send_table_op(c, PS__OP__PUSH_PULL, id, clock, 0, grad, n_samples, params);
+    return send_table_op(c, PS__OP__PUSH_PULL, id, clock, flags, grad, n_samples, grad_scale,
+                         params);
 }
 
 int ps_client_pull(ps_client_t *c, uint32_t id, int64_t clock, uint32_t flags, float *params)
 {
-    return send_table_op(c, PS__OP__PULL, id, clock, flags, NULL, 0, params);
+    return send_table_op(c, PS__OP__PULL, id, clock, flags, NULL, 0, 1.0f, params);
 }
 
 int ps_client_done(ps_client_t *c, ps_errbuf_t *err)

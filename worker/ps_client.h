@@ -19,6 +19,7 @@ typedef struct {
     int max_staleness;      /* 0 BSP, > 0 SSP, -1 ASP */
     int64_t timeout_ms;     /* deadline for each reply */
     volatile sig_atomic_t *stop; /* if not NULL: waits end with PS_EINTR once *stop != 0 */
+    int dtype;              /* PS__DTYPE__F32/F16/BF16: values on the wire */
 } ps_client_opts_t;
 
 /* Connects to the shards listed in endpoints ("tcp://a:1,tcp://b:2", shard i
@@ -43,16 +44,21 @@ int ps_client_init_table(ps_client_t *c, uint32_t id, const char *name, const ui
 
 /* Starts PUSH_PULL of table id: grad (whole table, sums over n_samples
  * samples) for clock, and asks for the parameters of clock + 1 into params
- * (whole table). grad must stay untouched and params unread until
- * ps_client_wait returns. Returns PS_OK or a send error. */
+ * (whole table). On the wire the values are grad * grad_scale in the
+ * client's dtype; the server divides the scale out. grad == NULL with
+ * PS_FLAG_SKIP in flags skips this step (fp16 overflow). grad must stay
+ * untouched and params unread until ps_client_wait returns. */
 int ps_client_push_pull(ps_client_t *c, uint32_t id, int64_t clock, const float *grad,
-                        uint64_t n_samples, float *params);
+                        uint64_t n_samples, float grad_scale, uint32_t flags, float *params);
 /* Starts PULL of table id at clock into params. flags: PS_FLAG_*. */
 int ps_client_pull(ps_client_t *c, uint32_t id, int64_t clock, uint32_t flags, float *params);
 /* Waits for every request in flight. PS_OK, or the first error with err
  * naming shard, endpoint, op, table and clock (PS_ETIME after timeout_ms of
  * silence on a request). After an error the client should be destroyed. */
 int ps_client_wait(ps_client_t *c, ps_errbuf_t *err);
+/* OR of the flags (PS_FLAG_SKIPPED ...) of the replies the last
+ * ps_client_wait collected. */
+uint32_t ps_client_reply_flags(const ps_client_t *c);
 /* Tells every shard this worker pushed its last clock (DONE), or that it
  * leaves (BYE); waits for the replies. */
 int ps_client_done(ps_client_t *c, ps_errbuf_t *err);

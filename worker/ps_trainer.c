@@ -17,6 +17,8 @@
 #include <sys/stat.h>
 
 #include "ps_client.h"
+#include "ps_half.h"
+#include "ps_loss_scale.h"
 #include "ps_json.h"
 #include "ps_log.h"
 #include "ps_npy.h"
@@ -36,8 +38,10 @@ typedef struct {
     int64_t clock;          /* steps pushed so far */
     size_t cur_batch;       /* samples in the step being pushed */
     int send_rc;
+    ps_loss_scale_t scaler; /* fp16 only */
     uint64_t samples;       /* samples trained by this worker */
     double t_start;
+    double t_train;         /* when the first step started */
 } trainer_t;
 
 static int load_data(trainer_t *tr, ps_errbuf_t *err)
@@ -66,7 +70,24 @@ static void on_grad_ready(void *ctx, uint32_t id)
     if (tr->send_rc != PS_OK)
         return;
     tr->send_rc = ps_client_push_pull(tr->client, id, tr->clock, ps_model_grads(tr->model, id),
-                                      tr->cur_batch, ps_model_params(tr->model, id));
+                                      tr->cur_batch, 1.0f, 0, ps_model_params(tr->model, id));
+}
+
+/* fp16: after the whole backward pass, either every table goes out scaled
+ * by the loss scale, or (if any scaled gradient would overflow fp16) every
+ * table goes out as a skip. */
+static void push_scaled(trainer_t *tr)
+{
+    float scale = tr->scaler.scale;
+    uint32_t n = ps_model_n_tables(tr->model);
+    bool overflow = false;
+    for (uint32_t id = 0; id < n && !overflow; id++)
+        overflow = ps_f16_overflows(ps_model_grads(tr->model, id),
+                                    ps_model_table_len(tr->model, id), scale);
+    for (uint32_t id = 0; id < n && tr->send_rc == PS_OK; id++)
+        tr->send_rc = ps_client_push_pull(
+            tr->client, id, tr->clock, overflow ? NULL : ps_model_grads(tr->model, id),
+            tr->cur_batch, scale, overflow ? PS_FLAG_SKIP : 0, ps_model_params(tr->model, id));
 }
 
 static uint64_t steps_per_epoch(const trainer_t *tr)
@@ -93,7 +114,8 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     tr->by = ps_xmalloc((size_t)c->batch_size * sizeof(float));
 
     ps_client_opts_t co = {c->job, tr->rank, tr->world, (int)c->max_staleness,
-                           c->request_timeout_ms, tr->stop};
+                           c->request_timeout_ms, tr->stop, c->precision};
+    ps_loss_scale_init(&tr->scaler, (float)c->loss_scale, c->loss_scale_window);
     tr->client = ps_client_new(c->servers, &co, err);
     if (!tr->client)
         return PS_EINVAL;
@@ -142,11 +164,23 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
     tr->cur_batch = (size_t)(hi - lo);
     ps_data_gather(&tr->train, tr->order + lo, tr->cur_batch, tr->bx, tr->by);
     tr->send_rc = PS_OK;
-    *loss_sum += ps_model_train_batch(tr->model, tr->bx, tr->by, tr->cur_batch, on_grad_ready, tr);
+    bool fp16 = tr->cfg->precision == PS__DTYPE__F16;
+    /* fp16 decides "overflow or not" for the whole step before sending any
+     * table, so it gives up the push-as-you-go overlap. */
+    *loss_sum += ps_model_train_batch(tr->model, tr->bx, tr->by, tr->cur_batch,
+                                      fp16 ? NULL : on_grad_ready, tr);
+    if (fp16)
+        push_scaled(tr);
     if (tr->send_rc != PS_OK)
         return ps_err_set(err, tr->send_rc, "worker %u: cannot send push of clock %lld: %s",
                           tr->rank, (long long)tr->clock, ps_strerror(tr->send_rc));
     int rc = ps_client_wait(tr->client, err);
+    if (rc == PS_OK && fp16) {
+        bool skipped = (ps_client_reply_flags(tr->client) & PS_FLAG_SKIPPED) != 0;
+        if (ps_loss_scale_update(&tr->scaler, skipped) && skipped && tr->rank == 0)
+            ps_log(PS_LOG_NOTICE, "worker 0: fp16 overflow at clock %lld: step skipped, loss "
+                   "scale now %g", (long long)tr->clock, (double)tr->scaler.scale);
+    }
     tr->clock++;
     tr->samples += tr->cur_batch;
     return rc;
@@ -184,11 +218,27 @@ static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64
     fflush(stdout);
 }
 
+/* Mid-epoch evaluation for learning curves and time-to-accuracy figures;
+ * wall_s counts from the start of training (after setup). */
+static void report_eval(trainer_t *tr)
+{
+    if (!tr->test.n)
+        return;
+    ps_eval_t ev;
+    ps_model_evaluate(tr->model, &tr->test, &ev);
+    char metrics[256];
+    print_metric_fields(tr, &ev, metrics, sizeof metrics);
+    printf("{\"event\":\"eval\",\"rank\":%u,\"steps\":%lld,%s,\"wall_s\":%.3f}\n", tr->rank,
+           (long long)tr->clock, metrics, ps_time_wall_s() - tr->t_train);
+    fflush(stdout);
+}
+
 static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run,
                  ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
     uint64_t spe = steps_per_epoch(tr);
+    tr->t_train = ps_time_wall_s();
     for (int64_t epoch = 1; epoch <= c->epochs; epoch++) {
         ps_rng_t rng;
         ps_rng_seed(&rng, ps_rng_mix((uint64_t)c->seed, (uint64_t)epoch));
@@ -198,14 +248,19 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
         double t0 = ps_time_wall_s(), last_progress = t0, loss_sum = 0;
         uint64_t n0 = tr->samples;
         *epochs_run = epoch;
+        bool last = false;
         for (uint64_t step = 0; step < spe; step++) {
             if (*stop)
                 return ps_err_set(err, PS_EINVAL, "worker %u: stopped by signal", tr->rank);
-            if (c->max_steps && tr->clock >= c->max_steps)
-                return PS_OK;
+            if (c->max_steps && tr->clock >= c->max_steps) {
+                last = true; /* report the partial epoch, then finish */
+                break;
+            }
             int rc = train_step(tr, step, &loss_sum, err);
             if (rc != PS_OK)
                 return rc;
+            if (tr->rank == 0 && c->eval_every_steps && tr->clock % c->eval_every_steps == 0)
+                report_eval(tr);
             double now = ps_time_wall_s();
             if (tr->rank == 0 && c->progress_every_s && now - last_progress >= (double)c->progress_every_s) {
                 last_progress = now;
@@ -218,6 +273,8 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
         uint64_t n = tr->samples - n0;
         bool eval = tr->rank == 0 && c->eval_every && epoch % c->eval_every == 0;
         report_epoch(tr, epoch, n ? loss_sum / (double)n : 0, n, ps_time_wall_s() - t0, eval);
+        if (last)
+            break;
     }
     return PS_OK;
 }
@@ -295,10 +352,12 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
         print_metric_fields(tr, &ev, metrics + 1, sizeof metrics - 1);
         metrics[0] = ',';
     }
-    printf("{\"event\":\"done\",\"model\":\"%s\",\"rank\":%u,\"world\":%u,\"epochs\":%lld,"
-           "\"steps\":%lld,\"samples\":%llu%s,\"wall_s\":%.3f,\"samples_per_s\":%.1f,"
+    static const char *precisions[] = {"fp32", "fp16", "bf16"};
+    printf("{\"event\":\"done\",\"model\":\"%s\",\"precision\":\"%s\",\"skipped_steps\":%llu,"
+           "\"rank\":%u,\"world\":%u,\"epochs\":%lld,\"steps\":%lld,\"samples\":%llu%s,\"wall_s\":%.3f,\"samples_per_s\":%.1f,"
            "\"bytes_sent\":%llu,\"bytes_received\":%llu}\n",
-           ps_worker_model_name(tr->cfg), tr->rank, tr->world, (long long)epochs_run,
+           ps_worker_model_name(tr->cfg), precisions[tr->cfg->precision],
+           (unsigned long long)tr->scaler.n_skipped, tr->rank, tr->world, (long long)epochs_run,
            (long long)tr->clock, (unsigned long long)tr->samples, metrics, wall,
            wall > 0 ? (double)tr->samples / wall : 0,
            (unsigned long long)ps_client_bytes_sent(tr->client),

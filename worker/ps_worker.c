@@ -56,6 +56,14 @@ static const ps_opt_t worker_opts[] = {
                 "least severe level logged"),
     PS_OPT_INT("progress_every_s", W, progress_every_s, "5", 0, 86400,
                "rank 0 logs a progress line this often within an epoch; 0 = never"),
+    PS_OPT_ENUM("precision", W, precision, "fp32", "fp32|fp16|bf16",
+                "values on the wire; the server keeps fp32 master weights and state"),
+    PS_OPT_DBL("loss_scale", W, loss_scale, "65536", 1e-6, 1e12,
+               "fp16: initial dynamic loss scale"),
+    PS_OPT_INT("loss_scale_window", W, loss_scale_window, "2000", 1, 1000000000,
+               "fp16: clean steps before the loss scale doubles"),
+    PS_OPT_INT("eval_every_steps", W, eval_every_steps, "0", 0, 1000000000,
+               "rank 0 also evaluates every N steps ({\"event\":\"eval\"} lines); 0 = off"),
 };
 #undef W
 

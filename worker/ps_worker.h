@@ -41,6 +41,10 @@ typedef struct {
     int64_t blas_threads;
     int log_level;
     int64_t progress_every_s;
+    int precision;          /* 0 fp32, 1 fp16, 2 bf16 (= the wire's Ps__DType) */
+    double loss_scale;      /* fp16: initial loss scale */
+    int64_t loss_scale_window;
+    int64_t eval_every_steps;
 } ps_worker_config_t;
 
 extern const ps_optset_t ps_worker_optset;

@@ -29,3 +29,16 @@ for l in sys.stdin:
     e = json.loads(l)
     print("epoch %d: test accuracy %.4f, %.2f s, %.0f samples/s" % (e["epoch"], e["test_accuracy"], e["epoch_s"], e["samples_per_s"]))'
 pass "mlp test accuracy $acc"
+
+# Mixed precision: fp16 and bf16 runs of the same config and seed end within
+# 0.5 accuracy points of the fp32 run, moving at most 0.55x its bytes.
+for p in fp16 bf16; do
+    timeout 800 "$BIN/ps-launch" --servers 2 --workers 2 \
+        --config "$SRC/deploy/examples/fashion-mlp.conf" --set precision=$p \
+        >"$WORK/$p.out" 2>"$WORK/$p.log" || fail "$p: ps-launch exited $?"
+    pacc=$(json "$WORK/$p.out" test_accuracy)
+    ratio=$("$PY" -c "print(($(json "$WORK/$p.out" bytes_sent) + $(json "$WORK/$p.out" bytes_received)) / ($(json "$WORK/out" bytes_sent) + $(json "$WORK/out" bytes_received)))")
+    check "abs($pacc - $acc) <= 0.005"
+    check "$ratio <= 0.55"
+    pass "$p: test accuracy $pacc (fp32 $acc), bytes ratio $ratio, skipped steps $(json "$WORK/$p.out" skipped_steps)"
+done

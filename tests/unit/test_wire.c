@@ -107,18 +107,26 @@ static void test_shardmap_covers_large_tables_evenly(void **state)
     const uint64_t sizes[] = {4096 * 2, 200704, 1000003, 12345678};
     for (size_t si = 0; si < 4; si++) {
         for (uint32_t k = 1; k <= 7; k++) {
-            uint64_t n = sizes[si], next = 0, min = UINT64_MAX, max = 0;
+            uint64_t n = sizes[si], next = 0, per_shard[8] = {0};
             if (n < (uint64_t)PS_SHARD_MIN_SPLIT * k)
                 continue;
-            for (uint32_t s = 0; s < k; s++) {
-                ps_slice_t sl = ps_shardmap_slice(n, 3, s, k);
-                assert_int_equal(sl.offset, next); /* contiguous, in shard order */
-                next += sl.len;
-                min = sl.len < min ? sl.len : min;
-                max = sl.len > max ? sl.len : max;
+            uint32_t nc = ps_shardmap_n_chunks(n, k);
+            assert_int_equal(nc % k, 0);
+            assert_true(nc >= k);
+            uint64_t min = UINT64_MAX, max = 0;
+            for (uint32_t ch = 0; ch < nc; ch++) {
+                ps_chunk_t c = ps_shardmap_chunk(n, 3, ch, k);
+                assert_int_equal(c.offset, next); /* contiguous, in order */
+                assert_true(c.len <= PS_CHUNK_ELEMS + 1 || nc == k);
+                next += c.len;
+                per_shard[c.shard] += c.len;
+                min = c.len < min ? c.len : min;
+                max = c.len > max ? c.len : max;
             }
             assert_int_equal(next, n);
             assert_true(max - min <= 1);
+            for (uint32_t s = 0; s < k; s++) /* every shard carries the same load */
+                assert_true(per_shard[s] + nc / k >= n / k && per_shard[s] <= n / k + nc / k);
         }
     }
 }
@@ -127,18 +135,26 @@ static void test_shardmap_keeps_small_tables_whole(void **state)
 {
     (void)state;
     for (uint32_t id = 0; id < 10; id++) {
-        int holders = 0;
-        for (uint32_t s = 0; s < 3; s++) {
-            ps_slice_t sl = ps_shardmap_slice(1280, id, s, 3);
-            if (sl.len) {
-                holders++;
-                assert_int_equal(sl.len, 1280);
-                assert_int_equal(sl.offset, 0);
-                assert_int_equal(s, id % 3);
-            }
-        }
-        assert_int_equal(holders, 1);
+        assert_int_equal(ps_shardmap_n_chunks(1280, 3), 1);
+        ps_chunk_t c = ps_shardmap_chunk(1280, id, 0, 3);
+        assert_int_equal(c.offset, 0);
+        assert_int_equal(c.len, 1280);
+        assert_int_equal(c.shard, id % 3);
     }
+}
+
+static void test_shardmap_is_stable(void **state)
+{
+    (void)state;
+    /* The map is part of the protocol: pin a few values. */
+    assert_int_equal(ps_shardmap_n_chunks(200704, 2), 2);
+    assert_int_equal(ps_shardmap_n_chunks(16777216, 2), 64);
+    ps_chunk_t c = ps_shardmap_chunk(200704, 0, 1, 2);
+    assert_int_equal(c.offset, 100352);
+    assert_int_equal(c.shard, 1);
+    c = ps_shardmap_chunk(16777216, 5, 63, 4);
+    assert_int_equal(c.offset, 63 * 262144);
+    assert_int_equal(c.shard, (5 + 63) % 4);
 }
 
 static void test_dtype_sizes_and_names(void **state)
@@ -162,6 +178,7 @@ int main(void)
         cmocka_unit_test(test_recv_dontwait_on_empty_socket_is_eagain),
         cmocka_unit_test(test_shardmap_covers_large_tables_evenly),
         cmocka_unit_test(test_shardmap_keeps_small_tables_whole),
+        cmocka_unit_test(test_shardmap_is_stable),
         cmocka_unit_test(test_dtype_sizes_and_names),
     };
     return cmocka_run_group_tests(tests, setup_pair, teardown_pair);

@@ -1,0 +1,127 @@
+/* bench_train.c - training throughput of the Fashion-MNIST MLP:
+ *   baseline: one process, no server: the same ps_model forward/backward and
+ *             the same ps_optim update code, applied in place;
+ *   ps 1x1:   ps-launch with 1 shard and 1 worker (BSP);
+ *   ps 1x2:   1 shard and 2 workers, the same per-worker batch (scaling).
+ * All at per-worker batch 64, one BLAS thread per process, one epoch.
+ * Samples/s of the distributed runs come from rank 0's epoch event (training
+ * time only, like the baseline's). Prints JSON lines with the ratios.
+ * Usage: bench_train [--quick] [--bin-dir DIR] [--config FILE] */
+#include <cblas.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ps_data.h"
+#include "ps_json.h"
+#include "ps_log.h"
+#include "ps_model.h"
+#include "ps_optim.h"
+#include "ps_rng.h"
+#include "ps_time.h"
+
+extern void openblas_set_num_threads(int n);
+
+#define FM "/usr/share/datasets/fashion-mnist"
+
+static double baseline(size_t steps, size_t batch)
+{
+    ps_dataset_t ds;
+    ps_errbuf_t err;
+    if (ps_data_load_idx(FM "/train-images-idx3-ubyte.gz", FM "/train-labels-idx1-ubyte.gz", &ds,
+                         &err) != PS_OK) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        exit(1);
+    }
+    ps_model_spec_t spec = {.n_layers = 3, .dims = {784, 256, 128, 10}, .act = PS_ACT_RELU,
+                            .head = PS_HEAD_SOFTMAX_CE};
+    ps_model_t *m = ps_model_new(&spec, batch, &err);
+    ps_model_init_params(m, 1);
+    ps_optim_spec_t adam = {.kind = PS_OPTIM_ADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999,
+                            .eps = 1e-8};
+    ps_optim_t opt[6];
+    for (uint32_t t = 0; t < 6; t++)
+        ps_optim_init(&opt[t], &adam, ps_model_table_len(m, t));
+    uint32_t *order = malloc(ds.n * sizeof *order);
+    for (size_t i = 0; i < ds.n; i++)
+        order[i] = (uint32_t)i;
+    ps_rng_t rng;
+    ps_rng_seed(&rng, 1);
+    ps_rng_shuffle_u32(&rng, order, ds.n);
+    float *x = malloc(batch * ds.d * sizeof(float)), *y = malloc(batch * sizeof(float));
+    double t0 = ps_time_wall_s();
+    for (size_t s = 0; s < steps; s++) {
+        size_t start = (s * batch) % (ds.n - batch);
+        ps_data_gather(&ds, order + start, batch, x, y);
+        ps_model_train_batch(m, x, y, batch, NULL, NULL);
+        for (uint32_t t = 0; t < 6; t++)
+            ps_optim_step(&opt[t], ps_model_params(m, t), ps_model_grads(m, t), 1.0f / (float)batch);
+    }
+    double rate = (double)(steps * batch) / (ps_time_wall_s() - t0);
+    for (uint32_t t = 0; t < 6; t++)
+        ps_optim_fini(&opt[t]);
+    ps_model_destroy(&m);
+    ps_data_free(&ds);
+    free(order);
+    free(x);
+    free(y);
+    return rate;
+}
+
+/* Runs ps-launch and returns rank 0's epoch samples/s. */
+static double launch(const char *bin_dir, const char *config, int workers, long steps)
+{
+    char cmd[2048];
+    snprintf(cmd, sizeof cmd,
+             "%s/ps-launch --servers 1 --workers %d --config %s --set batch_size=64 "
+             "--set epochs=1 --set eval_every=0 --set max_steps=%ld --set progress_every_s=0 "
+             "2>/dev/null",
+             bin_dir, workers, config, steps);
+    FILE *p = popen(cmd, "r");
+    char line[4096];
+    double rate = -1;
+    while (p && fgets(line, sizeof line, p)) {
+        double v;
+        if (strstr(line, "\"event\":\"epoch\"") && ps_json_get_number(line, "samples_per_s", &v) == 0)
+            rate = v;
+    }
+    if (!p || pclose(p) != 0 || rate < 0) {
+        fprintf(stderr, "bench: '%s' failed\n", cmd);
+        exit(1);
+    }
+    return rate;
+}
+
+int main(int argc, char **argv)
+{
+    const char *bin_dir = "build/bin", *config = "deploy/examples/fashion-mlp.conf";
+    long steps = 0; /* whole epoch */
+    for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--quick") == 0)
+            steps = 40;
+        else if (strcmp(argv[i], "--bin-dir") == 0 && i + 1 < argc)
+            bin_dir = argv[++i];
+        else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+            config = argv[++i];
+        else {
+            fprintf(stderr, "usage: bench_train [--quick] [--bin-dir DIR] [--config FILE]\n");
+            return 2;
+        }
+    }
+    ps_log_init("bench", PS_LOG_ERROR);
+    openblas_set_num_threads(1);
+    /* One epoch at batch 64 is 938 steps; --quick stops after 40 (the
+     * worker still reports that partial epoch). */
+    size_t n_steps = steps ? (size_t)steps : 938;
+    double base = baseline(n_steps, 64);
+    printf("{\"bench\":\"train\",\"setup\":\"in-process\",\"samples_per_s\":%.1f,\"ratio\":1}\n", base);
+    fflush(stdout);
+    double one = launch(bin_dir, config, 1, steps);
+    printf("{\"bench\":\"train\",\"setup\":\"1 shard x 1 worker\",\"samples_per_s\":%.1f,"
+           "\"baseline\":\"in-process\",\"ratio\":%.3f}\n", one, one / base);
+    fflush(stdout);
+    double two = launch(bin_dir, config, 2, steps);
+    printf("{\"bench\":\"train\",\"setup\":\"1 shard x 2 workers\",\"samples_per_s\":%.1f,"
+           "\"baseline\":\"1 shard x 1 worker\",\"ratio\":%.3f}\n", two, two / one);
+    return 0;
+}

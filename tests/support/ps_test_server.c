@@ -1,0 +1,36 @@
+/* ps_test_server.c - in-process server for client-level tests and benches. */
+#include "ps_test_server.h"
+
+#include <stdio.h>
+
+static void *run(void *arg)
+{
+    ps_test_server_t *ts = arg;
+    ps_server_run(ts->srv, &ts->stop);
+    return NULL;
+}
+
+int ps_test_server_start(ps_test_server_t *ts, int shard, int shards)
+{
+    ps_server_config_t cfg;
+    ps_errbuf_t err;
+    ps_config_defaults(&ps_server_optset, &cfg);
+    cfg.shard = shard;
+    cfg.shards = shards;
+    cfg.poll_ms = 20;
+    cfg.log_level = 3; /* warnings only */
+    ts->stop = 0;
+    ts->srv = ps_server_new(&cfg, &err);
+    if (!ts->srv) {
+        fprintf(stderr, "test server: %s\n", err.msg);
+        return -1;
+    }
+    return pthread_create(&ts->thread, NULL, run, ts) == 0 ? 0 : -1;
+}
+
+void ps_test_server_stop(ps_test_server_t *ts)
+{
+    ts->stop = 1;
+    pthread_join(ts->thread, NULL);
+    ps_server_destroy(&ts->srv);
+}

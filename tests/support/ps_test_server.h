@@ -1,0 +1,22 @@
+/* ps_test_server.h - runs the real server core on a thread of the test
+ * process, bound to 127.0.0.1 on a run-time port. */
+#ifndef PS_TEST_SERVER_H
+#define PS_TEST_SERVER_H
+
+#include <pthread.h>
+#include <signal.h>
+
+#include "ps_server.h"
+
+typedef struct {
+    ps_server_t *srv;
+    pthread_t thread;
+    volatile sig_atomic_t stop;
+} ps_test_server_t;
+
+/* Starts shard `shard` of `shards`; returns 0 or -1. */
+int ps_test_server_start(ps_test_server_t *ts, int shard, int shards);
+/* Stops the loop, joins the thread, frees the server. */
+void ps_test_server_stop(ps_test_server_t *ts);
+
+#endif

@@ -1,0 +1,158 @@
+/* test_client_server.c - the client against a real server core on a thread:
+ * precision on the wire, non-finite pushes refused, BSP skip rounds. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <math.h>
+#include <string.h>
+
+#include "ps_client.h"
+#include "ps_half.h"
+#include "ps_log.h"
+#include "ps_test_server.h"
+#include "ps_wire.h"
+
+#define N 10000
+
+static ps_test_server_t server;
+
+static int setup(void **state)
+{
+    (void)state;
+    ps_log_init("test", PS_LOG_ERROR);
+    return ps_test_server_start(&server, 0, 1);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    ps_test_server_stop(&server);
+    return 0;
+}
+
+static ps_client_t *client(const char *job, uint32_t rank, uint32_t world, int dtype)
+{
+    ps_client_opts_t o = {job, rank, world, 0, 5000, NULL, dtype};
+    ps_errbuf_t err;
+    ps_client_t *c = ps_client_new(ps_server_endpoint(server.srv), &o, &err);
+    assert_non_null(c);
+    assert_int_equal(ps_client_hello(c, &err), PS_OK);
+    return c;
+}
+
+static void init_table(ps_client_t *c, const float *init)
+{
+    uint64_t shape[1] = {N};
+    ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 1.0};
+    ps_errbuf_t err;
+    assert_int_equal(ps_client_init_table(c, 0, "t", shape, 1, &sgd, init, &err), PS_OK);
+}
+
+static void test_fp16_and_bf16_pushes_update_fp32_master_weights(void **state)
+{
+    (void)state;
+    static float init[N], grad[N], got[N];
+    for (int i = 0; i < N; i++) {
+        init[i] = 1.0f + (float)i * 1e-4f; /* not representable in fp16: the server keeps it */
+        grad[i] = (float)(i % 7) * 0.25f;
+    }
+    ps_errbuf_t err;
+    for (int dtype = PS__DTYPE__F16; dtype <= PS__DTYPE__BF16; dtype++) {
+        char job[16];
+        snprintf(job, sizeof job, "prec%d", dtype);
+        ps_client_t *c = client(job, 0, 1, dtype);
+        init_table(c, init);
+        uint64_t sent_before = ps_client_bytes_sent(c);
+        /* push grad * 512 in half precision; the server divides by 512 * n_samples */
+        assert_int_equal(ps_client_push_pull(c, 0, 0, grad, 2, 512.0f, 0, got), PS_OK);
+        assert_int_equal(ps_client_wait(c, &err), PS_OK);
+        for (int i = 0; i < N; i++) {
+            float want = init[i] - grad[i] / 2; /* lr 1, mean over 2 samples */
+            float tol = dtype == PS__DTYPE__F16 ? 2e-3f : 1.6e-2f; /* the reply's rounding */
+            assert_true(fabsf(got[i] - want) <= tol * fabsf(want));
+        }
+        /* the same slice pulled as fp32 by another client shows the exact master value */
+        ps_client_t *exact = client(job, 0, 1, PS__DTYPE__F32);
+        /* (HELLO from the same rank again is allowed: it rejoins) */
+        uint64_t shape[1] = {N};
+        ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 1.0};
+        assert_int_equal(ps_client_init_table(exact, 0, "t", shape, 1, &sgd, init, &err), PS_OK);
+        assert_int_equal(ps_client_pull(exact, 0, 1, 0, got), PS_OK);
+        assert_int_equal(ps_client_wait(exact, &err), PS_OK);
+        assert_true(fabsf(got[9999] - (init[9999] - grad[9999] / 2)) < 1e-6f);
+        /* half precision on the wire: 2 bytes per value plus a small header */
+        assert_true(ps_client_bytes_sent(c) - sent_before < N * 2 + 256);
+        ps_client_destroy(&exact);
+        ps_client_destroy(&c);
+    }
+}
+
+static void test_non_finite_push_is_refused_and_server_serves_on(void **state)
+{
+    (void)state;
+    static float init[N], grad[N], got[N];
+    ps_errbuf_t err;
+    ps_client_t *c = client("nan", 0, 1, PS__DTYPE__F32);
+    init_table(c, init);
+    grad[17] = NAN;
+    assert_int_equal(ps_client_push_pull(c, 0, 0, grad, 1, 1.0f, 0, got), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_ENONFINITE);
+    assert_non_null(strstr(err.msg, "inf or NaN"));
+    ps_client_destroy(&c);
+    /* fp16: a value beyond 65504 becomes inf on the wire and is refused too */
+    c = client("inf16", 0, 1, PS__DTYPE__F16);
+    init_table(c, init);
+    grad[17] = 1e6f;
+    assert_int_equal(ps_client_push_pull(c, 0, 0, grad, 1, 1.0f, 0, got), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_ENONFINITE);
+    ps_client_destroy(&c);
+    /* the table was not touched, and the server still answers */
+    c = client("nan", 0, 1, PS__DTYPE__F32);
+    init_table(c, init);
+    grad[17] = 1.0f;
+    assert_int_equal(ps_client_push_pull(c, 0, 0, grad, 1, 1.0f, 0, got), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    assert_true(got[17] == -1.0f && got[0] == 0.0f);
+    ps_client_destroy(&c);
+}
+
+static void test_bsp_overflow_on_one_worker_skips_the_step_for_all(void **state)
+{
+    (void)state;
+    static float init[N], grad[N], got0[N], got1[N];
+    for (int i = 0; i < N; i++)
+        grad[i] = 1.0f;
+    ps_errbuf_t err;
+    ps_client_t *a = client("skip", 0, 2, PS__DTYPE__F16);
+    ps_client_t *b = client("skip", 1, 2, PS__DTYPE__F16);
+    init_table(a, init);
+    init_table(b, init);
+    assert_int_equal(ps_client_push_pull(a, 0, 0, grad, 1, 1.0f, 0, got0), PS_OK);
+    assert_int_equal(ps_client_push_pull(b, 0, 0, NULL, 1, 1.0f, PS_FLAG_SKIP, got1), PS_OK);
+    assert_int_equal(ps_client_wait(a, &err), PS_OK);
+    assert_int_equal(ps_client_wait(b, &err), PS_OK);
+    assert_true(ps_client_reply_flags(a) & PS_FLAG_SKIPPED);
+    assert_true(ps_client_reply_flags(b) & PS_FLAG_SKIPPED);
+    assert_true(got0[5] == 0.0f && got1[5] == 0.0f); /* no update applied */
+    /* the next clock applies normally */
+    assert_int_equal(ps_client_push_pull(a, 0, 1, grad, 1, 1.0f, 0, got0), PS_OK);
+    assert_int_equal(ps_client_push_pull(b, 0, 1, grad, 1, 1.0f, 0, got1), PS_OK);
+    assert_int_equal(ps_client_wait(a, &err), PS_OK);
+    assert_int_equal(ps_client_wait(b, &err), PS_OK);
+    assert_false(ps_client_reply_flags(a) & PS_FLAG_SKIPPED);
+    assert_true(got0[5] == -1.0f && got1[5] == -1.0f);
+    ps_client_destroy(&a);
+    ps_client_destroy(&b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_fp16_and_bf16_pushes_update_fp32_master_weights),
+        cmocka_unit_test(test_non_finite_push_is_refused_and_server_serves_on),
+        cmocka_unit_test(test_bsp_overflow_on_one_worker_skips_the_step_for_all),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
