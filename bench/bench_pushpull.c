@@ -6,7 +6,7 @@
  *   ps:  one worker, PUSH_PULL rounds of a dense fp32 tensor of n bytes
  *        against the server core (ASP, SGD); the reply carries n bytes.
  * Also 2 workers x 2 shards (threads) against 2 raw echo servers.
- * Usage: bench_pushpull [--quick] [--seconds S]        Prints JSON lines. */
+ * Usage: bench_pushpull [--quick] [--seconds S] [--bytes N]   Prints JSON lines. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -167,13 +167,16 @@ static void report(const char *setup, size_t bytes, double ps, double raw)
 int main(int argc, char **argv)
 {
     int quick = 0;
+    size_t only = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
             quick = 1, seconds = 0.05;
+        else if (strcmp(argv[i], "--bytes") == 0 && i + 1 < argc)
+            only = (size_t)atoll(argv[++i]);
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
             seconds = atof(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_pushpull [--quick] [--seconds S]\n");
+            fprintf(stderr, "usage: bench_pushpull [--quick] [--seconds S] [--bytes N]\n");
             return 2;
         }
     }
@@ -188,6 +191,8 @@ int main(int argc, char **argv)
     if (ps_test_server_start(&srv[0], 0, 1) != 0)
         return 1;
     for (int i = 0; i < n_sizes; i++) {
+        if (only && sizes[i] != only)
+            continue;
         double raw = raw_rate(echo, 1, sizes[i]);
         ps_run_t r = {ps_server_endpoint(srv[0].srv), 0, 1, sizes[i] / 4, 0};
         ps_run(&r);
@@ -201,6 +206,8 @@ int main(int argc, char **argv)
     char eps[512];
     snprintf(eps, sizeof eps, "%s,%s", ps_server_endpoint(srv[0].srv), ps_server_endpoint(srv[1].srv));
     for (int i = 1; i < n_sizes; i++) {
+        if (only && sizes[i] != only)
+            continue;
         pthread_t th[2];
         raw_arg_t ra[2] = {{echo, sizes[i], 0}, {echo, sizes[i], 0}};
         for (int w = 0; w < 2; w++)
