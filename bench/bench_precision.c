@@ -21,7 +21,7 @@ static double push_pull_rate(ps_test_server_t *ts, size_t n, int dtype, double s
 {
     char job[64];
     snprintf(job, sizeof job, "bench-%zu-%d", n, dtype);
-    ps_client_opts_t o = {job, 0, 1, -1, 60000, NULL, dtype};
+    ps_client_opts_t o = {job, 0, 1, -1, 60000, NULL, dtype, 0};
     ps_errbuf_t err;
     ps_client_t *c = ps_client_new(ps_server_endpoint(ts->srv), &o, &err);
     float *params = calloc(n, sizeof(float)), *grad = calloc(n, sizeof(float));
@@ -29,7 +29,7 @@ static double push_pull_rate(ps_test_server_t *ts, size_t n, int dtype, double s
         grad[i] = (float)(i % 100) * 1e-3f;
     uint64_t shape[1] = {n};
     ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 1e-3};
-    if (!c || ps_client_hello(c, &err) || ps_client_init_table(c, 0, "t", shape, 1, &sgd, params, &err)) {
+    if (!c || ps_client_hello(c, NULL, &err) || ps_client_init_table(c, 0, "t", shape, 1, &sgd, params, &err)) {
         fprintf(stderr, "bench: %s\n", err.msg);
         exit(1);
     }

@@ -114,13 +114,13 @@ static void *ps_run(void *arg)
     ps_run_t *r = arg;
     char job[64];
     snprintf(job, sizeof job, "pp-%zu-%u", r->n, r->world);
-    ps_client_opts_t o = {job, r->rank, r->world, -1, 60000, NULL, 0};
+    ps_client_opts_t o = {job, r->rank, r->world, -1, 60000, NULL, 0, 0};
     ps_errbuf_t err;
     ps_client_t *c = ps_client_new(r->endpoints, &o, &err);
     float *params = calloc(r->n, sizeof(float)), *grad = calloc(r->n, sizeof(float));
     uint64_t shape[1] = {r->n};
     ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 1e-3};
-    if (!c || ps_client_hello(c, &err) || ps_client_init_table(c, 0, "t", shape, 1, &sgd, params, &err)) {
+    if (!c || ps_client_hello(c, NULL, &err) || ps_client_init_table(c, 0, "t", shape, 1, &sgd, params, &err)) {
         fprintf(stderr, "bench: %s\n", err.msg);
         exit(1);
     }

@@ -20,7 +20,8 @@
     XX(ENONFINITE, -12, "non-finite value")             \
     XX(EIO, -13, "i/o error")                           \
     XX(EFORMAT, -14, "bad file format")                \
-    XX(EINTR, -15, "interrupted")
+    XX(EINTR, -15, "interrupted")                      \
+    XX(EDEAD, -16, "declared dead; send HELLO to rejoin")
 
 typedef enum {
     PS_OK = 0,

@@ -42,6 +42,8 @@ static const ps_opt_t server_opts[] = {
     PS_OPT_INT("io_threads", ps_server_config_t, io_threads, "1", 1, 64, "ZeroMQ I/O threads"),
     PS_OPT_INT("poll_ms", ps_server_config_t, poll_ms, "100", 1, 10000,
                "loop wake-up interval for signals and housekeeping"),
+    PS_OPT_INT("heartbeat_timeout_ms", ps_server_config_t, heartbeat_timeout_ms, "10000", 100,
+               86400000, "a worker silent this long is declared dead and leaves the barriers"),
 };
 
 const ps_optset_t ps_server_optset = {
@@ -87,7 +89,8 @@ typedef struct {
     char name[JOB_NAME_MAX];
     uint32_t world;
     int max_staleness;
-    uint8_t *joined, *live, *done, *left;
+    uint8_t *joined, *live, *done, *left, *dead;
+    int64_t *last_seen_ms;  /* per rank: last request (or job creation) */
     table_entry_t *tables;
     uint32_t n_tables;  /* capacity of tables[] (ids below it) */
     int64_t skip_logged_clock; /* newest skipped clock already logged */
@@ -141,6 +144,8 @@ static void job_destroy(job_t *job)
     free(job->live);
     free(job->done);
     free(job->left);
+    free(job->dead);
+    free(job->last_seen_ms);
     free(job);
 }
 
@@ -154,6 +159,11 @@ static job_t *job_new(const char *name, uint32_t world, int max_staleness)
     job->live = ps_xcalloc(world, 1);
     job->done = ps_xcalloc(world, 1);
     job->left = ps_xcalloc(world, 1);
+    job->dead = ps_xcalloc(world, 1);
+    job->last_seen_ms = ps_xcalloc(world, sizeof *job->last_seen_ms);
+    int64_t now = ps_time_ms();
+    for (uint32_t r = 0; r < world; r++)
+        job->last_seen_ms[r] = now; /* a rank that never shows up times out too */
     job->skip_logged_clock = -1;
     /* Until a rank says DONE it counts in every barrier, joined or not yet. */
     memset(job->live, 1, world);
@@ -176,8 +186,23 @@ static void drop_job(ps_server_t *srv, job_t *job)
             break;
         }
     }
-    ps_log(PS_LOG_INFO, "job '%s': all %u workers left; tables dropped", job->name, job->world);
+    ps_log(PS_LOG_INFO, "job '%s': all %u workers left or died; tables dropped", job->name,
+           job->world);
     job_destroy(job);
+}
+
+/* The clock a (re)joining worker should start at: the oldest clock any of
+ * this shard's chunks is still waiting for (0 for a new job). */
+static int64_t job_resume_clock(const job_t *job)
+{
+    int64_t clock = INT64_MAX;
+    for (uint32_t i = 0; i < job->n_tables; i++)
+        for (uint32_t c = 0; c < job->tables[i].n_chunks; c++)
+            if (job->tables[i].chunks[c]) {
+                int64_t t = ps_table_clock(job->tables[i].chunks[c]);
+                clock = t < clock ? t : clock;
+            }
+    return clock == INT64_MAX ? 0 : clock;
 }
 
 /* This shard's chunk of a table, or NULL. */
@@ -188,10 +213,11 @@ static ps_table_t *job_chunk(const job_t *job, uint32_t table_id, uint32_t chunk
     return job->tables[table_id].chunks[chunk];
 }
 
+/* Every rank has said DONE or was declared dead. */
 static bool all_done(const job_t *job)
 {
     for (uint32_t r = 0; r < job->world; r++)
-        if (!job->done[r])
+        if (!job->done[r] && !job->dead[r])
             return false;
     return true;
 }
@@ -357,6 +383,12 @@ static job_t *request_job(ps_server_t *srv, request_t *rq)
                     rq->hdr->rank, job->name, job->world);
         return NULL;
     }
+    job->last_seen_ms[rq->hdr->rank] = ps_time_ms();
+    if (job->dead[rq->hdr->rank] && rq->hdr->op != PS__OP__BYE) {
+        reply_error(srv, rq, PS_EDEAD, "worker %u of job '%s' was declared dead", rq->hdr->rank,
+                    job->name);
+        return NULL;
+    }
     return job;
 }
 
@@ -443,10 +475,21 @@ static int handle_hello(ps_server_t *srv, request_t *rq)
         ps_log(PS_LOG_INFO, "job '%s': created (%u workers, max_staleness %d)", job->name,
                job->world, job->max_staleness);
     }
+    bool rejoin = job->joined[h->rank];
     job->joined[h->rank] = 1;
-    ps_log(PS_LOG_INFO, "job '%s': worker %u joined from '%s'", job->name, h->rank, rq->peer);
+    job->last_seen_ms[h->rank] = ps_time_ms();
+    if (job->dead[h->rank] || job->done[h->rank]) {
+        job->dead[h->rank] = 0;
+        job->done[h->rank] = 0;
+        job->left[h->rank] = 0;
+        job->live[h->rank] = 1;
+    }
+    int64_t clock = job_resume_clock(job);
+    ps_log(PS_LOG_INFO, "job '%s': worker %u %s from '%s' at clock %lld", job->name, h->rank,
+           rejoin ? "rejoined" : "joined", rq->peer, (long long)clock);
     Ps__Header rep;
     reply_init(&rep, h);
+    rep.clock = clock;
     rep.shard = (uint32_t)srv->cfg.shard;
     rep.n_shards = (uint32_t)srv->cfg.shards;
     rep.incarnation = srv->incarnation;
@@ -597,7 +640,7 @@ static int handle_done_bye(ps_server_t *srv, request_t *rq)
         job->left[h->rank] = 1;
     recheck_job(srv, job);
     for (uint32_t r = 0; r < job->world; r++)
-        if (!job->left[r])
+        if (!job->left[r] && !job->dead[r])
             return PS_OK;
     drop_job(srv, job);
     return PS_OK;
@@ -605,6 +648,10 @@ static int handle_done_bye(ps_server_t *srv, request_t *rq)
 
 static int handle_heartbeat(ps_server_t *srv, request_t *rq)
 {
+    /* Keeps a live rank alive; a rank already declared dead must HELLO. */
+    job_t *job = find_job(srv, rq->hdr->job);
+    if (job && rq->hdr->rank < job->world && !job->dead[rq->hdr->rank])
+        job->last_seen_ms[rq->hdr->rank] = ps_time_ms();
     Ps__Header rep;
     reply_init(&rep, rq->hdr);
     rep.incarnation = srv->incarnation;
@@ -719,8 +766,44 @@ const char *ps_server_endpoint(const ps_server_t *srv)
     return srv->endpoint;
 }
 
+/* Declares dead every rank silent past heartbeat_timeout_ms: it stops
+ * counting in barriers (rounds it held up complete) and its later requests
+ * get EDEAD until it sends HELLO again. */
+static void sweep_dead_workers(ps_server_t *srv)
+{
+    int64_t now = ps_time_ms();
+    for (size_t j = 0; j < srv->n_jobs; j++) {
+        job_t *job = srv->jobs[j];
+        bool changed = false;
+        for (uint32_t r = 0; r < job->world; r++) {
+            int64_t silent = now - job->last_seen_ms[r];
+            if (job->dead[r] || job->done[r] || silent <= srv->cfg.heartbeat_timeout_ms)
+                continue;
+            job->dead[r] = 1;
+            job->live[r] = 0;
+            changed = true;
+            ps_log(PS_LOG_WARN, "job '%s': worker %u declared dead: %s for %lld ms", job->name, r,
+                   job->joined[r] ? "silent" : "never joined", (long long)silent);
+        }
+        if (changed)
+            recheck_job(srv, job);
+    }
+    /* a job whose every rank left or died is over */
+    for (size_t j = 0; j < srv->n_jobs;) {
+        job_t *job = srv->jobs[j];
+        bool over = true;
+        for (uint32_t r = 0; r < job->world && over; r++)
+            over = job->left[r] || job->dead[r];
+        if (over && job->n_pending == 0)
+            drop_job(srv, job);
+        else
+            j++;
+    }
+}
+
 int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop)
 {
+    int64_t next_sweep = ps_time_ms() + srv->cfg.poll_ms;
     zmq_pollitem_t item = {srv->router, 0, ZMQ_POLLIN, 0};
     while (!*stop) {
         int n = zmq_poll(&item, 1, (long)srv->cfg.poll_ms);
@@ -743,6 +826,10 @@ int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop)
             }
             handle_message(srv, &msg, rc);
             ps_wire_msg_close(&msg);
+        }
+        if (ps_time_ms() >= next_sweep) {
+            sweep_dead_workers(srv);
+            next_sweep = ps_time_ms() + srv->cfg.poll_ms;
         }
     }
     return PS_OK;

@@ -23,6 +23,7 @@ typedef struct {
     int64_t max_message_mb;
     int64_t io_threads;
     int64_t poll_ms;
+    int64_t heartbeat_timeout_ms;
 } ps_server_config_t;
 
 /* The option table of ps-server (for --help, files and flags). */

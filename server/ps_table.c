@@ -183,6 +183,16 @@ bool ps_table_try_complete(ps_table_t *t, const uint8_t *live)
     return true;
 }
 
+int64_t ps_table_clock(const ps_table_t *t)
+{
+    if (t->max_staleness == 0)
+        return t->clock;
+    int64_t min = INT64_MAX;
+    for (uint32_t r = 0; r < t->world; r++)
+        min = t->pushes[r] < min ? t->pushes[r] : min;
+    return min;
+}
+
 int64_t ps_table_last_skipped_round(const ps_table_t *t)
 {
     return t->last_skipped;

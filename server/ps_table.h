@@ -40,6 +40,9 @@ uint64_t ps_table_offset(const ps_table_t *t);
 uint64_t ps_table_len(const ps_table_t *t);
 /* Current parameters (len floats); borrowed, valid until the next update. */
 const float *ps_table_params(const ps_table_t *t);
+/* BSP: rounds completed (the clock being gathered). SSP/ASP: the lowest
+ * clock over all ranks' pushes. */
+int64_t ps_table_clock(const ps_table_t *t);
 /* Updates applied so far. */
 uint64_t ps_table_updates(const ps_table_t *t);
 /* Pushes accepted from rank so far (its clock as this slice sees it). */

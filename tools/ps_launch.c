@@ -41,6 +41,7 @@ typedef struct {
     size_t buf_len;
     char done_line[4096];
     int exited, status;
+    int lost;            /* killed by a signal: the job went on without it */
     char name[32];
 } proc_t;
 
@@ -410,14 +411,25 @@ static int supervise(launch_t *L)
                 running++;
                 continue;
             }
-            if (!WIFEXITED(p->status) || WEXITSTATUS(p->status) != 0) {
+            if (WIFSIGNALED(p->status) && !p->lost) {
+                /* a killed worker is a lost machine: the servers declare it
+                 * dead after their heartbeat timeout and the others go on */
+                p->lost = 1;
+                ps_log(PS_LOG_WARN, "launch: worker %d (pid %d) lost: %s; the job goes on without it",
+                       r, (int)p->pid, describe_status(p->status, why, sizeof why));
+            } else if (!p->lost && WEXITSTATUS(p->status) != 0) {
                 ps_log(PS_LOG_ERROR, "launch: worker %d (pid %d) failed: %s; stopping the job", r,
                        (int)p->pid, describe_status(p->status, why, sizeof why));
-                return WIFEXITED(p->status) ? WEXITSTATUS(p->status) : 1;
+                return WEXITSTATUS(p->status);
             }
         }
-        if (!running)
-            return 0;
+        if (!running) {
+            for (int r = 0; r < L->o.n_workers; r++)
+                if (!L->workers[r].lost)
+                    return 0;
+            ps_log(PS_LOG_ERROR, "launch: every worker was lost");
+            return 1;
+        }
         for (int i = 0; i < L->o.n_servers; i++) {
             if (L->servers[i].exited) {
                 ps_log(PS_LOG_ERROR, "launch: server %d (pid %d) died during the job: %s", i,
@@ -477,7 +489,17 @@ static double field(const char *line, const char *key)
 
 static void print_summary(launch_t *L, double wall_s)
 {
-    const char *r0 = L->workers[0].done_line;
+    /* rank 0's figures, or the lowest surviving rank's if rank 0 was lost */
+    const char *r0 = "";
+    char lost[512] = "";
+    size_t lost_len = 0;
+    for (int r = L->o.n_workers - 1; r >= 0; r--)
+        if (!L->workers[r].lost)
+            r0 = L->workers[r].done_line;
+    for (int r = 0; r < L->o.n_workers; r++)
+        if (L->workers[r].lost && lost_len < sizeof lost - 16)
+            lost_len += (size_t)snprintf(lost + lost_len, sizeof lost - lost_len, "%s%d",
+                                         lost_len ? "," : "", r);
     double sent = 0, recv = 0, samples = 0, sps = 0;
     for (int r = 0; r < L->o.n_workers; r++) {
         const char *l = L->workers[r].done_line;
@@ -499,9 +521,9 @@ static void print_summary(launch_t *L, double wall_s)
     printf("{\"event\":\"done\",\"model\":\"%s\",\"precision\":\"%s\",\"skipped_steps\":%.0f,"
            "\"servers\":%d,\"workers\":%d,\"epochs\":%.0f,"
            "\"steps\":%.0f,\"samples\":%.0f%s,\"wall_s\":%.3f,\"samples_per_s\":%.1f,"
-           "\"bytes_sent\":%.0f,\"bytes_received\":%.0f}\n",
+           "\"bytes_sent\":%.0f,\"bytes_received\":%.0f,\"lost_workers\":[%s]}\n",
            model, precision, field(r0, "skipped_steps"), L->o.n_servers, L->o.n_workers, field(r0, "epochs"), field(r0, "steps"), samples,
-           metrics, wall_s, sps, sent, recv);
+           metrics, wall_s, sps, sent, recv, lost);
     fflush(stdout);
 }
 

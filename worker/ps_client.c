@@ -6,6 +6,7 @@
  * the buffer as soon as it returns. */
 #include "ps_client.h"
 
+#include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -54,6 +55,9 @@ struct ps_client {
     atomic_int zero_copy_held;
     uint64_t bytes_sent, bytes_received, requests;
     uint32_t reply_flags;
+    pthread_t heartbeat_thread;
+    int has_heartbeat;
+    atomic_int heartbeat_stop;
 };
 
 ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, ps_errbuf_t *err)
@@ -102,6 +106,10 @@ void ps_client_destroy(ps_client_t **cp)
     ps_client_t *c = *cp;
     if (!c)
         return;
+    if (c->has_heartbeat) {
+        atomic_store(&c->heartbeat_stop, 1);
+        pthread_join(c->heartbeat_thread, NULL);
+    }
     for (uint32_t i = 0; i < c->n_shards; i++) {
         zmq_close(c->socks[i]);
         free(c->endpoints[i]);
@@ -326,8 +334,94 @@ static int broadcast(ps_client_t *c, int op, ps_errbuf_t *err)
     return ps_client_wait(c, err);
 }
 
-int ps_client_hello(ps_client_t *c, ps_errbuf_t *err)
+/* The heartbeat thread: its own DEALER per shard (ZeroMQ sockets belong to
+ * one thread), a HEARTBEAT to every shard each period, replies discarded.
+ * It runs while the main thread computes or waits, so only a process that
+ * is really stopped or gone falls silent. */
+static void *heartbeat_run(void *arg)
 {
+    ps_client_t *c = arg;
+    void **socks = ps_xcalloc(c->n_shards, sizeof *socks);
+    zmq_pollitem_t *items = ps_xcalloc(c->n_shards, sizeof *items);
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        int zero = 0;
+        socks[s] = zmq_socket(c->ctx, ZMQ_DEALER);
+        zmq_setsockopt(socks[s], ZMQ_LINGER, &zero, sizeof zero);
+        zmq_connect(socks[s], c->endpoints[s]);
+        items[s] = (zmq_pollitem_t){socks[s], 0, ZMQ_POLLIN, 0};
+    }
+    int64_t next = 0;
+    while (!atomic_load(&c->heartbeat_stop)) {
+        if (ps_time_ms() >= next) {
+            for (uint32_t s = 0; s < c->n_shards; s++) {
+                Ps__Header h;
+                header_init(c, &h, PS__OP__HEARTBEAT, 0);
+                ps_wire_send_header(socks[s], &h, 0);
+            }
+            next = ps_time_ms() + c->opts.heartbeat_ms;
+        }
+        if (zmq_poll(items, (int)c->n_shards, 50) > 0) {
+            for (uint32_t s = 0; s < c->n_shards; s++) {
+                ps_wire_msg_t m;
+                while (ps_wire_recv(socks[s], &m, ZMQ_DONTWAIT) != PS_EAGAIN)
+                    ps_wire_msg_close(&m);
+            }
+        }
+    }
+    for (uint32_t s = 0; s < c->n_shards; s++)
+        zmq_close(socks[s]);
+    free(socks);
+    free(items);
+    return NULL;
+}
+
+void ps_client_reset(ps_client_t *c)
+{
+    c->n_inflight = 0;
+    int64_t deadline = ps_time_ms() + c->opts.timeout_ms;
+    while (atomic_load(&c->zero_copy_held) > 0 && ps_time_ms() < deadline)
+        sched_yield();
+}
+
+/* Waits (against the request deadline) for the reply to request_id from
+ * shard s, dropping late replies to requests given up on. The caller frees
+ * the header. NULL with err set on timeout, interruption or a bad reply. */
+static Ps__Header *await_reply(ps_client_t *c, uint32_t s, uint64_t request_id, const char *what,
+                               ps_errbuf_t *err)
+{
+    zmq_pollitem_t item = {c->socks[s], 0, ZMQ_POLLIN, 0};
+    int64_t deadline = ps_time_ms() + c->opts.timeout_ms;
+    while (ps_time_ms() < deadline) {
+        if (c->opts.stop && *c->opts.stop) {
+            ps_err_set(err, PS_EINTR, "worker %u: interrupted waiting for %s", c->opts.rank, what);
+            return NULL;
+        }
+        int64_t left = ps_deadline_left_ms(deadline);
+        if (zmq_poll(&item, 1, (long)(left < 100 ? left : 100)) <= 0)
+            continue;
+        ps_wire_msg_t m;
+        int rc = ps_wire_recv(c->socks[s], &m, 0);
+        c->bytes_received += ps_wire_msg_bytes(&m);
+        Ps__Header *r = rc == PS_OK && m.n_parts >= 1 ? ps_wire_unpack_header(&m.parts[0]) : NULL;
+        ps_wire_msg_close(&m);
+        if (!r) {
+            ps_err_set(err, PS_EPROTO, "worker %u: shard %u '%s': malformed %s reply",
+                       c->opts.rank, s, c->endpoints[s], what);
+            return NULL;
+        }
+        if (r->request_id == request_id)
+            return r;
+        ps__header__free_unpacked(r, NULL); /* a late reply to an abandoned request */
+    }
+    ps_err_set(err, PS_ETIME,
+               "worker %u: shard %u '%s': no reply to %s after %lld ms (is ps-server running there?)",
+               c->opts.rank, s, c->endpoints[s], what, (long long)c->opts.timeout_ms);
+    return NULL;
+}
+
+int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err)
+{
+    int64_t resume = INT64_MAX;
     /* The shard index check needs the replies themselves, so HELLO is sent
      * and collected one shard at a time. */
     for (uint32_t s = 0; s < c->n_shards; s++) {
@@ -340,27 +434,9 @@ int ps_client_hello(ps_client_t *c, ps_errbuf_t *err)
             return ps_err_set(err, rc, "worker %u: cannot send HELLO to shard %u '%s'",
                               c->opts.rank, s, c->endpoints[s]);
         c->bytes_sent += (uint64_t)rc;
-        zmq_pollitem_t item = {c->socks[s], 0, ZMQ_POLLIN, 0};
-        int64_t deadline = ps_time_ms() + c->opts.timeout_ms;
-        int ready = 0;
-        while (!ready && ps_time_ms() < deadline) {
-            if (c->opts.stop && *c->opts.stop)
-                return ps_err_set(err, PS_EINTR, "worker %u: interrupted waiting for HELLO",
-                                  c->opts.rank);
-            int64_t left = ps_deadline_left_ms(deadline);
-            ready = zmq_poll(&item, 1, (long)(left < 100 ? left : 100)) > 0;
-        }
-        if (!ready)
-            return ps_err_set(err, PS_ETIME, "worker %u: shard %u '%s': no reply to HELLO after %lld ms (is ps-server running there?)",
-                              c->opts.rank, s, c->endpoints[s], (long long)c->opts.timeout_ms);
-        ps_wire_msg_t m;
-        rc = ps_wire_recv(c->socks[s], &m, 0);
-        c->bytes_received += ps_wire_msg_bytes(&m);
-        Ps__Header *r = rc == PS_OK && m.n_parts >= 1 ? ps_wire_unpack_header(&m.parts[0]) : NULL;
-        ps_wire_msg_close(&m);
+        Ps__Header *r = await_reply(c, s, h.request_id, "HELLO", err);
         if (!r)
-            return ps_err_set(err, PS_EPROTO, "worker %u: shard %u '%s': malformed HELLO reply",
-                              c->opts.rank, s, c->endpoints[s]);
+            return err ? err->code : PS_ETIME;
         rc = r->status;
         if (rc != 0)
             ps_err_set(err, rc, "worker %u: shard %u '%s' refused HELLO: %s: %s", c->opts.rank, s,
@@ -369,9 +445,20 @@ int ps_client_hello(ps_client_t *c, ps_errbuf_t *err)
             rc = ps_err_set(err, PS_ECONFLICT,
                             "worker %u: server '%s' is shard %u of %u, but is listed as %u of %u",
                             c->opts.rank, c->endpoints[s], r->shard, r->n_shards, s, c->n_shards);
+        if (r->clock < resume)
+            resume = r->clock;
         ps__header__free_unpacked(r, NULL);
         if (rc != 0)
             return rc;
+    }
+    if (clock)
+        *clock = resume == INT64_MAX ? 0 : resume;
+    if (c->opts.heartbeat_ms > 0 && !c->has_heartbeat) {
+        atomic_init(&c->heartbeat_stop, 0);
+        if (pthread_create(&c->heartbeat_thread, NULL, heartbeat_run, c) != 0)
+            return ps_err_set(err, PS_ENOMEM, "worker %u: cannot start the heartbeat thread",
+                              c->opts.rank);
+        c->has_heartbeat = 1;
     }
     return PS_OK;
 }

@@ -20,6 +20,7 @@ typedef struct {
     int64_t timeout_ms;     /* deadline for each reply */
     volatile sig_atomic_t *stop; /* if not NULL: waits end with PS_EINTR once *stop != 0 */
     int dtype;              /* PS__DTYPE__F32/F16/BF16: values on the wire */
+    int64_t heartbeat_ms;   /* > 0: a thread heartbeats every shard this often */
 } ps_client_opts_t;
 
 /* Connects to the shards listed in endpoints ("tcp://a:1,tcp://b:2", shard i
@@ -30,10 +31,16 @@ ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, 
 void ps_client_destroy(ps_client_t **c);
 uint32_t ps_client_n_shards(const ps_client_t *c);
 
-/* Joins the job on every shard; checks each shard's index and count against
- * the endpoint list. Error (naming the shard) on timeout, version or job
- * mismatch. */
-int ps_client_hello(ps_client_t *c, ps_errbuf_t *err);
+/* Joins (or rejoins) the job on every shard; checks each shard's index and
+ * count against the endpoint list. *clock (if not NULL) is set to the
+ * clock to resume at: the lowest any shard reports (0 for a new job).
+ * Starts the heartbeat thread on first success. Error (naming the shard) on
+ * timeout, version or job mismatch. */
+int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err);
+/* Forgets every request in flight (their late replies are ignored), e.g.
+ * after PS_EDEAD before rejoining. Waits for ZeroMQ to release the
+ * zero-copy buffers. */
+void ps_client_reset(ps_client_t *c);
 /* Defines table id (dense, shape[0..ndim), optimizer spec) on every shard
  * that holds part of it, sending that shard's slice of init. The first
  * worker to define a table wins; later definitions must match in name and

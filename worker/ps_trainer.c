@@ -114,13 +114,16 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     tr->by = ps_xmalloc((size_t)c->batch_size * sizeof(float));
 
     ps_client_opts_t co = {c->job, tr->rank, tr->world, (int)c->max_staleness,
-                           c->request_timeout_ms, tr->stop, c->precision};
+                           c->request_timeout_ms, tr->stop, c->precision, c->heartbeat_ms};
     ps_loss_scale_init(&tr->scaler, (float)c->loss_scale, c->loss_scale_window);
     tr->client = ps_client_new(c->servers, &co, err);
     if (!tr->client)
         return PS_EINVAL;
-    if ((rc = ps_client_hello(tr->client, err)) != PS_OK)
+    int64_t start_clock;
+    if ((rc = ps_client_hello(tr->client, &start_clock, err)) != PS_OK)
         return rc;
+    /* A worker (re)started into a running job resumes where the job is. */
+    tr->clock = start_clock;
     uint64_t steps = steps_per_epoch(tr) * (uint64_t)c->epochs;
     if (c->max_steps && (uint64_t)c->max_steps < steps)
         steps = (uint64_t)c->max_steps;
@@ -141,7 +144,7 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     /* Start from what the servers hold (the first worker's init, or a later
      * state if this worker joins a running job). */
     for (uint32_t id = 0; id < ps_model_n_tables(tr->model); id++)
-        ps_client_pull(tr->client, id, 0, 0, ps_model_params(tr->model, id));
+        ps_client_pull(tr->client, id, tr->clock, 0, ps_model_params(tr->model, id));
     rc = ps_client_wait(tr->client, err);
     ps_log(PS_LOG_INFO,
            "worker %u: job '%s': model %s, %llu parameters in %u tables over %u shards; %zu "
@@ -175,7 +178,9 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
         return ps_err_set(err, tr->send_rc, "worker %u: cannot send push of clock %lld: %s",
                           tr->rank, (long long)tr->clock, ps_strerror(tr->send_rc));
     int rc = ps_client_wait(tr->client, err);
-    if (rc == PS_OK && fp16) {
+    if (rc != PS_OK)
+        return rc;
+    if (fp16) {
         bool skipped = (ps_client_reply_flags(tr->client) & PS_FLAG_SKIPPED) != 0;
         if (ps_loss_scale_update(&tr->scaler, skipped) && skipped && tr->rank == 0)
             ps_log(PS_LOG_NOTICE, "worker 0: fp16 overflow at clock %lld: step skipped, loss "
@@ -183,7 +188,7 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
     }
     tr->clock++;
     tr->samples += tr->cur_batch;
-    return rc;
+    return PS_OK;
 }
 
 static void print_metric_fields(const trainer_t *tr, const ps_eval_t *ev, char *buf, size_t cap)
@@ -233,49 +238,99 @@ static void report_eval(trainer_t *tr)
     fflush(stdout);
 }
 
+static void shuffle_epoch(trainer_t *tr, int64_t epoch)
+{
+    ps_rng_t rng;
+    ps_rng_seed(&rng, ps_rng_mix((uint64_t)tr->cfg->seed, (uint64_t)epoch));
+    for (size_t i = 0; i < tr->train.n; i++)
+        tr->order[i] = (uint32_t)i;
+    ps_rng_shuffle_u32(&rng, tr->order, tr->train.n);
+}
+
+/* The servers declared this worker dead (it was stopped, or cut off, past
+ * their heartbeat timeout). Rejoin and resume at the clock they are at; the
+ * data position follows from the clock. */
+static int rejoin(trainer_t *tr, ps_errbuf_t *err)
+{
+    ps_log(PS_LOG_WARN, "worker %u: the servers declared this worker dead at clock %lld; rejoining",
+           tr->rank, (long long)tr->clock);
+    ps_client_reset(tr->client);
+    int64_t clock;
+    int rc = ps_client_hello(tr->client, &clock, err);
+    for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_tables(tr->model); id++)
+        rc = ps_client_pull(tr->client, id, clock, 0, ps_model_params(tr->model, id));
+    if (rc == PS_OK)
+        rc = ps_client_wait(tr->client, err);
+    if (rc == PS_OK) {
+        ps_log(PS_LOG_NOTICE, "worker %u: rejoined at clock %lld (was at %lld)", tr->rank,
+               (long long)clock, (long long)tr->clock);
+        tr->clock = clock;
+    }
+    return rc;
+}
+
+typedef struct {
+    int64_t epoch;      /* 0: none started */
+    double t0, last_progress, loss_sum;
+    uint64_t n0;        /* tr->samples when it started */
+} epoch_t;
+
+static void end_epoch(trainer_t *tr, const epoch_t *e)
+{
+    if (!e->epoch)
+        return;
+    uint64_t n = tr->samples - e->n0;
+    const ps_worker_config_t *c = tr->cfg;
+    bool eval = tr->rank == 0 && c->eval_every && e->epoch % c->eval_every == 0;
+    report_epoch(tr, e->epoch, n ? e->loss_sum / (double)n : 0, n, ps_time_wall_s() - e->t0, eval);
+}
+
+static void log_progress(trainer_t *tr, epoch_t *e, uint64_t step, uint64_t spe)
+{
+    double now = ps_time_wall_s();
+    if (tr->rank != 0 || !tr->cfg->progress_every_s ||
+        now - e->last_progress < (double)tr->cfg->progress_every_s)
+        return;
+    e->last_progress = now;
+    uint64_t n = tr->samples - e->n0;
+    ps_log(PS_LOG_INFO, "worker 0: epoch %lld step %llu/%llu loss %.4f samples/s %.0f",
+           (long long)e->epoch, (unsigned long long)step + 1, (unsigned long long)spe,
+           e->loss_sum / (double)(n ? n : 1), (double)n * tr->world / (now - e->t0));
+}
+
+/* Steps are numbered globally by the clock: epoch = clock / steps_per_epoch
+ * + 1, step = clock % steps_per_epoch, so a worker can resume anywhere. */
 static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run,
                  ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
     uint64_t spe = steps_per_epoch(tr);
+    uint64_t total = spe * (uint64_t)c->epochs;
+    if (c->max_steps && (uint64_t)c->max_steps < total)
+        total = (uint64_t)c->max_steps;
+    epoch_t e = {0};
     tr->t_train = ps_time_wall_s();
-    for (int64_t epoch = 1; epoch <= c->epochs; epoch++) {
-        ps_rng_t rng;
-        ps_rng_seed(&rng, ps_rng_mix((uint64_t)c->seed, (uint64_t)epoch));
-        for (size_t i = 0; i < tr->train.n; i++)
-            tr->order[i] = (uint32_t)i;
-        ps_rng_shuffle_u32(&rng, tr->order, tr->train.n);
-        double t0 = ps_time_wall_s(), last_progress = t0, loss_sum = 0;
-        uint64_t n0 = tr->samples;
-        *epochs_run = epoch;
-        bool last = false;
-        for (uint64_t step = 0; step < spe; step++) {
-            if (*stop)
-                return ps_err_set(err, PS_EINVAL, "worker %u: stopped by signal", tr->rank);
-            if (c->max_steps && tr->clock >= c->max_steps) {
-                last = true; /* report the partial epoch, then finish */
-                break;
-            }
-            int rc = train_step(tr, step, &loss_sum, err);
-            if (rc != PS_OK)
-                return rc;
-            if (tr->rank == 0 && c->eval_every_steps && tr->clock % c->eval_every_steps == 0)
-                report_eval(tr);
-            double now = ps_time_wall_s();
-            if (tr->rank == 0 && c->progress_every_s && now - last_progress >= (double)c->progress_every_s) {
-                last_progress = now;
-                ps_log(PS_LOG_INFO, "worker 0: epoch %lld step %llu/%llu loss %.4f samples/s %.0f",
-                       (long long)epoch, (unsigned long long)step + 1, (unsigned long long)spe,
-                       loss_sum / (double)(tr->samples - n0 ? tr->samples - n0 : 1),
-                       (double)(tr->samples - n0) * tr->world / (now - t0));
-            }
+    while ((uint64_t)tr->clock < total) {
+        if (*stop)
+            return ps_err_set(err, PS_EINVAL, "worker %u: stopped by signal", tr->rank);
+        int64_t epoch = (int64_t)((uint64_t)tr->clock / spe) + 1;
+        uint64_t step = (uint64_t)tr->clock % spe;
+        if (epoch != e.epoch) {
+            end_epoch(tr, &e);
+            shuffle_epoch(tr, epoch);
+            e = (epoch_t){epoch, ps_time_wall_s(), ps_time_wall_s(), 0, tr->samples};
+            *epochs_run = epoch;
         }
-        uint64_t n = tr->samples - n0;
-        bool eval = tr->rank == 0 && c->eval_every && epoch % c->eval_every == 0;
-        report_epoch(tr, epoch, n ? loss_sum / (double)n : 0, n, ps_time_wall_s() - t0, eval);
-        if (last)
-            break;
+        int rc = train_step(tr, step, &e.loss_sum, err);
+        if (rc == PS_EDEAD)
+            rc = rejoin(tr, err);
+        if (rc != PS_OK)
+            return rc;
+        if (tr->rank == 0 && c->eval_every_steps && tr->clock % c->eval_every_steps == 0)
+            report_eval(tr);
+        log_progress(tr, &e, step, spe);
     }
+    end_epoch(tr, &e);
     return PS_OK;
 }
 

@@ -62,6 +62,8 @@ static const ps_opt_t worker_opts[] = {
                "fp16: initial dynamic loss scale"),
     PS_OPT_INT("loss_scale_window", W, loss_scale_window, "2000", 1, 1000000000,
                "fp16: clean steps before the loss scale doubles"),
+    PS_OPT_INT("heartbeat_ms", W, heartbeat_ms, "1000", 10, 3600000,
+               "heartbeat period; keep well below the servers' heartbeat_timeout_ms"),
     PS_OPT_INT("eval_every_steps", W, eval_every_steps, "0", 0, 1000000000,
                "rank 0 also evaluates every N steps ({\"event\":\"eval\"} lines); 0 = off"),
 };

@@ -45,6 +45,7 @@ typedef struct {
     double loss_scale;      /* fp16: initial loss scale */
     int64_t loss_scale_window;
     int64_t eval_every_steps;
+    int64_t heartbeat_ms;
 } ps_worker_config_t;
 
 extern const ps_optset_t ps_worker_optset;

@@ -34,11 +34,11 @@ static int teardown(void **state)
 
 static ps_client_t *client(const char *job, uint32_t rank, uint32_t world, int dtype)
 {
-    ps_client_opts_t o = {job, rank, world, 0, 5000, NULL, dtype};
+    ps_client_opts_t o = {job, rank, world, 0, 5000, NULL, dtype, 0};
     ps_errbuf_t err;
     ps_client_t *c = ps_client_new(ps_server_endpoint(server.srv), &o, &err);
     assert_non_null(c);
-    assert_int_equal(ps_client_hello(c, &err), PS_OK);
+    assert_int_equal(ps_client_hello(c, NULL, &err), PS_OK);
     return c;
 }
 

@@ -1,0 +1,56 @@
+# Workers that die or stall do not hang the job: kill -9 one of 3 workers
+# mid-run and the others finish within the heartbeat timeout plus a few
+# seconds, with the summary naming the lost worker; SIGSTOP a worker past the
+# timeout, then SIGCONT: it is declared dead, rejoins, and the job finishes.
+. "$(dirname "$0")/lib.sh"
+TIMEOUT_MS=2000
+
+# wait_for FILE PATTERN SECONDS: until a line matches, or fail.
+wait_for() {
+    local deadline=$((SECONDS + $3))
+    until grep -q -- "$2" "$1" 2>/dev/null; do
+        [ $SECONDS -lt $deadline ] || fail "no '$2' in $1 after $3 s"
+        sleep 0.05
+    done
+}
+
+worker_pid() { # LOG RANK
+    grep -o "ps-worker\[[0-9]*\] I worker $2 of" "$1" | head -1 | grep -o '[0-9]\+' | head -1
+}
+
+run_job() { # NAME
+    "$BIN/ps-launch" --servers 2 --workers 3 --config "$SRC/deploy/examples/fashion-mlp.conf" \
+        --set epochs=2 --set eval_every_steps=50 --set heartbeat_ms=200 \
+        --set hidden=128 --server-set heartbeat_timeout_ms=$TIMEOUT_MS --timeout 200 \
+        >"$WORK/$1.out" 2>"$WORK/$1.log" &
+    LAUNCH_PID=$!
+    STARTED_PIDS+=("$LAUNCH_PID")
+}
+
+# 1. kill -9 worker 2 once training is under way
+run_job kill
+wait_for "$WORK/kill.out" '"event":"eval"' 60
+victim=$(worker_pid "$WORK/kill.log" 2)
+[ -n "$victim" ] || fail "no pid for worker 2"
+kill -KILL "$victim"
+killed_at=$SECONDS
+wait_for "$WORK/kill.log" "worker 2 declared dead" 30
+declared=$((SECONDS - killed_at))
+wait "$LAUNCH_PID" || fail "job with a killed worker exited $?"
+check "$declared <= $TIMEOUT_MS / 1000 + 3"
+check "$(json "$WORK/kill.out" lost_workers) == [2]"
+check "$(json "$WORK/kill.out" test_accuracy) > 0.8"
+pass "kill -9 worker 2: declared dead after ~${declared} s, job finished, lost_workers [2], accuracy $(json "$WORK/kill.out" test_accuracy)"
+
+# 2. SIGSTOP worker 1 past the timeout, then SIGCONT
+run_job stop
+wait_for "$WORK/stop.out" '"event":"eval"' 60
+victim=$(worker_pid "$WORK/stop.log" 1)
+kill -STOP "$victim"
+wait_for "$WORK/stop.log" "worker 1 declared dead" 30
+kill -CONT "$victim"
+wait_for "$WORK/stop.log" "worker 1: rejoined at clock" 30
+wait "$LAUNCH_PID" || fail "job with a stopped worker exited $?"
+check "$(json "$WORK/stop.out" lost_workers) == []"
+check "$(json "$WORK/stop.out" test_accuracy) > 0.8"
+pass "SIGSTOP/SIGCONT worker 1: declared dead, $(grep -o 'rejoined at clock [0-9]*' "$WORK/stop.log" | head -1), accuracy $(json "$WORK/stop.out" test_accuracy)"
