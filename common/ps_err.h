@@ -21,7 +21,10 @@
     XX(EIO, -13, "i/o error")                           \
     XX(EFORMAT, -14, "bad file format")                \
     XX(EINTR, -15, "interrupted")                      \
-    XX(EDEAD, -16, "declared dead; send HELLO to rejoin")
+    XX(EDEAD, -16, "declared dead; send HELLO to rejoin")  \
+    XX(ERESTARTED, -17, "server restarted; send HELLO")   \
+    XX(ESTALE, -18, "job was rolled back; send HELLO")    \
+    XX(ENOCKPT, -19, "no such checkpoint")
 
 typedef enum {
     PS_OK = 0,

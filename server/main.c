@@ -49,6 +49,9 @@ int main(int argc, char **argv)
     rc = ps_server_run(srv, &stop_signal);
     if (stop_signal)
         ps_log(PS_LOG_INFO, "shutdown: signal %d", (int)stop_signal);
+    /* the request in hand is finished; keep every job's state for a restart */
+    if (*cfg.state_dir && ps_server_checkpoint_all(srv) != 0)
+        rc = PS_EIO;
     ps_server_destroy(&srv);
     return rc == PS_OK ? 0 : EX_SOFTWARE;
 }

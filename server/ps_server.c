@@ -13,9 +13,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 #include <zmq.h>
 
+#include "ps_checkpoint.h"
 #include "ps_log.h"
 #include "ps_shardmap.h"
 #include "ps_table.h"
@@ -44,6 +46,12 @@ static const ps_opt_t server_opts[] = {
                "loop wake-up interval for signals and housekeeping"),
     PS_OPT_INT("heartbeat_timeout_ms", ps_server_config_t, heartbeat_timeout_ms, "10000", 100,
                86400000, "a worker silent this long is declared dead and leaves the barriers"),
+    PS_OPT_STR("state_dir", ps_server_config_t, state_dir, "",
+               "checkpoint directory (one per shard); empty = no checkpoints"),
+    PS_OPT_INT("checkpoint_every", ps_server_config_t, checkpoint_every, "0", 0, 1LL << 40,
+               "checkpoint each job every N clocks (and at shutdown); 0 = only at shutdown"),
+    PS_OPT_INT("checkpoint_keep", ps_server_config_t, checkpoint_keep, "3", 1, 1000,
+               "checkpoints kept per job"),
 };
 
 const ps_optset_t ps_server_optset = {
@@ -94,6 +102,8 @@ typedef struct {
     table_entry_t *tables;
     uint32_t n_tables;  /* capacity of tables[] (ids below it) */
     int64_t skip_logged_clock; /* newest skipped clock already logged */
+    uint64_t generation;       /* bumped by every ROLLBACK */
+    int64_t next_ckpt_clock;   /* checkpoint when the lowest chunk clock reaches this */
     pending_t *pending;
     size_t n_pending, cap_pending;
 } job_t;
@@ -115,6 +125,7 @@ struct ps_server {
     server_stats_t stats;
     int64_t log_budget_reset_ms;
     int log_budget;
+    pid_t ckpt_child;  /* forked checkpoint writer, 0 if none */
 };
 
 /* The request being handled: the parsed header plus its frames. */
@@ -124,6 +135,8 @@ typedef struct {
     zmq_msg_t *values; /* NULL if the request has none */
     const char *peer;
 } request_t;
+
+static void reap_ckpt_child(ps_server_t *srv, bool block);
 
 /* ---- jobs ---------------------------------------------------------------- */
 
@@ -188,6 +201,10 @@ static void drop_job(ps_server_t *srv, job_t *job)
     }
     ps_log(PS_LOG_INFO, "job '%s': all %u workers left or died; tables dropped", job->name,
            job->world);
+    if (*srv->cfg.state_dir) {
+        reap_ckpt_child(srv, true);
+        ps_ckpt_remove_job(srv->cfg.state_dir, job->name);
+    }
     job_destroy(job);
 }
 
@@ -203,6 +220,40 @@ static int64_t job_resume_clock(const job_t *job)
                 clock = t < clock ? t : clock;
             }
     return clock == INT64_MAX ? 0 : clock;
+}
+
+static int64_t job_max_clock(const job_t *job)
+{
+    int64_t clock = 0;
+    for (uint32_t i = 0; i < job->n_tables; i++)
+        for (uint32_t c = 0; c < job->tables[i].n_chunks; c++)
+            if (job->tables[i].chunks[c]) {
+                int64_t t = ps_table_clock(job->tables[i].chunks[c]);
+                clock = t > clock ? t : clock;
+            }
+    return clock;
+}
+
+/* The entry of table_id, created (with room for n_chunks) if new. NULL if
+ * it exists with another size. */
+static table_entry_t *job_entry(job_t *job, uint32_t table_id, uint64_t n_elems,
+                                uint32_t n_chunks)
+{
+    if (table_id >= job->n_tables) {
+        uint32_t n = table_id + 1;
+        job->tables = ps_xrealloc(job->tables, n * sizeof *job->tables);
+        memset(job->tables + job->n_tables, 0, (n - job->n_tables) * sizeof *job->tables);
+        job->n_tables = n;
+    }
+    table_entry_t *e = &job->tables[table_id];
+    if (e->n_elems && (e->n_elems != n_elems || e->n_chunks != n_chunks))
+        return NULL;
+    if (!e->n_elems) {
+        e->n_elems = n_elems;
+        e->n_chunks = n_chunks;
+        e->chunks = ps_xcalloc(n_chunks, sizeof *e->chunks);
+    }
+    return e;
 }
 
 /* This shard's chunk of a table, or NULL. */
@@ -367,6 +418,171 @@ static void recheck_job(ps_server_t *srv, job_t *job)
     serve_pending(srv, job);
 }
 
+/* ---- checkpoints --------------------------------------------------------- */
+
+/* Writes a checkpoint of job in this process. */
+static int write_job_ckpt(ps_server_t *srv, job_t *job, ps_errbuf_t *err)
+{
+    ps_ckpt_job_t cj = {.world = job->world, .max_staleness = job->max_staleness,
+                        .generation = job->generation, .shard = (uint32_t)srv->cfg.shard,
+                        .n_shards = (uint32_t)srv->cfg.shards, .clock = job_resume_clock(job)};
+    snprintf(cj.job, sizeof cj.job, "%s", job->name);
+    uint32_t n = 0, cap = 0;
+    ps_table_t **chunks = NULL;
+    uint32_t *ids = NULL;
+    for (uint32_t i = 0; i < job->n_tables; i++) {
+        for (uint32_t c = 0; c < job->tables[i].n_chunks; c++) {
+            if (!job->tables[i].chunks[c])
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 16;
+                chunks = ps_xrealloc(chunks, cap * sizeof *chunks);
+                ids = ps_xrealloc(ids, cap * sizeof *ids);
+            }
+            chunks[n] = job->tables[i].chunks[c];
+            ids[n++] = c;
+        }
+    }
+    int rc = ps_ckpt_write(srv->cfg.state_dir, &cj, chunks, ids, n, (int)srv->cfg.checkpoint_keep,
+                           err);
+    free(chunks);
+    free(ids);
+    return rc;
+}
+
+static void reap_ckpt_child(ps_server_t *srv, bool block)
+{
+    int status;
+    if (srv->ckpt_child <= 0 || waitpid(srv->ckpt_child, &status, block ? 0 : WNOHANG) <= 0)
+        return;
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+        ps_log(PS_LOG_ERROR, "shard %lld: checkpoint writer (pid %d) failed", (long long)srv->cfg.shard,
+               (int)srv->ckpt_child);
+    srv->ckpt_child = 0;
+}
+
+/* Every checkpoint_every clocks a forked child writes the job's state from
+ * its copy-on-write view of memory while the loop keeps serving. Under BSP
+ * the lowest chunk clock reaches c only once every chunk is at exactly c
+ * (no worker pushes c before it has every table at c), so the file is a
+ * consistent cut, taken at the same clocks on every shard. */
+static void maybe_checkpoint(ps_server_t *srv, job_t *job)
+{
+    if (!*srv->cfg.state_dir || !srv->cfg.checkpoint_every)
+        return;
+    int64_t clock = job_resume_clock(job);
+    if (clock < job->next_ckpt_clock)
+        return;
+    job->next_ckpt_clock = (clock / srv->cfg.checkpoint_every + 1) * srv->cfg.checkpoint_every;
+    reap_ckpt_child(srv, true); /* one writer at a time */
+    pid_t pid = fork();
+    if (pid == 0) {
+        ps_errbuf_t err;
+        int rc = write_job_ckpt(srv, job, &err);
+        if (rc != PS_OK)
+            ps_log(PS_LOG_ERROR, "shard %lld: %s", (long long)srv->cfg.shard, err.msg);
+        _exit(rc == PS_OK ? 0 : 1);
+    }
+    if (pid < 0) {
+        ps_errbuf_t err;
+        if (write_job_ckpt(srv, job, &err) != PS_OK)
+            ps_log(PS_LOG_ERROR, "shard %lld: %s", (long long)srv->cfg.shard, err.msg);
+        return;
+    }
+    srv->ckpt_child = pid;
+}
+
+int ps_server_checkpoint_all(ps_server_t *srv)
+{
+    int failed = 0;
+    reap_ckpt_child(srv, true);
+    for (size_t j = 0; *srv->cfg.state_dir && j < srv->n_jobs; j++) {
+        ps_errbuf_t err;
+        if (write_job_ckpt(srv, srv->jobs[j], &err) != PS_OK) {
+            ps_log(PS_LOG_ERROR, "shard %lld: %s", (long long)srv->cfg.shard, err.msg);
+            failed++;
+        } else {
+            ps_log(PS_LOG_INFO, "job '%s': checkpoint written at clock %lld", srv->jobs[j]->name,
+                   (long long)job_resume_clock(srv->jobs[j]));
+        }
+    }
+    return failed;
+}
+
+/* Puts the chunks of a checkpoint into job (creating missing ones). */
+static int restore_chunks(ps_server_t *srv, job_t *job, const ps_ckpt_t *ck, ps_errbuf_t *err)
+{
+    uint32_t shards = (uint32_t)srv->cfg.shards;
+    for (uint32_t i = 0; i < ck->n_chunks; i++) {
+        const ps_ckpt_chunk_t *c = &ck->chunks[i];
+        uint32_t n_chunks = ps_shardmap_n_chunks(c->n_total, shards);
+        ps_chunk_t where = c->chunk < n_chunks
+                               ? ps_shardmap_chunk(c->n_total, c->table_id, c->chunk, shards)
+                               : (ps_chunk_t){0, 0, UINT32_MAX};
+        table_entry_t *e = job_entry(job, c->table_id, c->n_total, n_chunks);
+        if (!e || where.shard != srv->cfg.shard || where.offset != c->offset ||
+            where.len != c->state.len)
+            return ps_err_set(err, PS_ECONFLICT, "chunk %u of table '%s' does not fit this shard",
+                              c->chunk, c->name);
+        ps_table_t *t = e->chunks[c->chunk];
+        if (!t) {
+            ps_table_params_t p = {.name = c->name, .id = c->table_id, .n_total = c->n_total,
+                                   .shape = c->shape, .ndim = c->ndim, .offset = c->offset,
+                                   .len = c->state.len, .optim = c->optim, .world = job->world,
+                                   .max_staleness = job->max_staleness};
+            if (!(t = e->chunks[c->chunk] = ps_table_new(&p, c->state.params, err)))
+                return err->code;
+        }
+        if (ps_table_set_state(t, &c->state) != PS_OK)
+            return ps_err_set(err, PS_ECONFLICT, "chunk %u of table '%s' has another layout",
+                              c->chunk, c->name);
+    }
+    return PS_OK;
+}
+
+/* At startup: every job with a checkpoint under state_dir comes back at
+ * its newest valid one (corrupt ones are skipped with a warning). */
+static void restore_jobs(ps_server_t *srv)
+{
+    char **names;
+    int n = ps_ckpt_list_jobs(srv->cfg.state_dir, &names);
+    for (int i = 0; i < n; i++) {
+        ps_ckpt_t ck;
+        ps_errbuf_t err;
+        if (ps_ckpt_load(srv->cfg.state_dir, names[i], -1, &ck, &err) != PS_OK) {
+            ps_log(PS_LOG_WARN, "shard %lld: %s", (long long)srv->cfg.shard, err.msg);
+            continue;
+        }
+        if (ck.job.shard != srv->cfg.shard || ck.job.n_shards != srv->cfg.shards ||
+            find_job(srv, ck.job.job) || srv->n_jobs >= (size_t)srv->cfg.max_jobs) {
+            ps_log(PS_LOG_WARN, "shard %lld: checkpoint of job '%s' is for shard %u of %u; ignored",
+                   (long long)srv->cfg.shard, ck.job.job, ck.job.shard, ck.job.n_shards);
+            ps_ckpt_free(&ck);
+            continue;
+        }
+        job_t *job = job_new(ck.job.job, ck.job.world, ck.job.max_staleness);
+        job->generation = ck.job.generation;
+        if (restore_chunks(srv, job, &ck, &err) != PS_OK) {
+            ps_log(PS_LOG_WARN, "shard %lld: job '%s' not restored: %s", (long long)srv->cfg.shard,
+                   ck.job.job, err.msg);
+            job_destroy(job);
+        } else {
+            int64_t clock = job_resume_clock(job);
+            if (srv->cfg.checkpoint_every)
+                job->next_ckpt_clock = (clock / srv->cfg.checkpoint_every + 1) *
+                                       srv->cfg.checkpoint_every;
+            srv->jobs = ps_xrealloc(srv->jobs, (srv->n_jobs + 1) * sizeof *srv->jobs);
+            srv->jobs[srv->n_jobs++] = job;
+            ps_log(PS_LOG_INFO, "job '%s': restored from checkpoint at clock %lld (%u chunks, generation %llu)",
+                   job->name, (long long)clock, ck.n_chunks, (unsigned long long)job->generation);
+        }
+        ps_ckpt_free(&ck);
+    }
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
 /* ---- request validation -------------------------------------------------- */
 
 /* Finds the job and checks the rank; replies with an error if either fails. */
@@ -490,6 +706,8 @@ static int handle_hello(ps_server_t *srv, request_t *rq)
     Ps__Header rep;
     reply_init(&rep, h);
     rep.clock = clock;
+    rep.max_clock = job_max_clock(job);
+    rep.generation = job->generation;
     rep.shard = (uint32_t)srv->cfg.shard;
     rep.n_shards = (uint32_t)srv->cfg.shards;
     rep.incarnation = srv->incarnation;
@@ -524,22 +742,11 @@ static int handle_init_table(ps_server_t *srv, request_t *rq)
     if (slice.shard != srv->cfg.shard)
         return reply_error(srv, rq, PS_ERANGE, "chunk %u of table '%s' belongs to shard %u, not %lld",
                            h->chunk, spec->name, slice.shard, (long long)srv->cfg.shard);
-    if (h->table_id >= job->n_tables) {
-        uint32_t n = h->table_id + 1;
-        job->tables = ps_xrealloc(job->tables, n * sizeof *job->tables);
-        memset(job->tables + job->n_tables, 0, (n - job->n_tables) * sizeof *job->tables);
-        job->n_tables = n;
-    }
-    table_entry_t *e = &job->tables[h->table_id];
-    if (e->n_elems && e->n_elems != spec->n_elems)
+    table_entry_t *e = job_entry(job, h->table_id, spec->n_elems, n_chunks);
+    if (!e)
         return reply_error(srv, rq, PS_ECONFLICT, "table %u already has %llu elements, not %llu",
-                           h->table_id, (unsigned long long)e->n_elems,
+                           h->table_id, (unsigned long long)job->tables[h->table_id].n_elems,
                            (unsigned long long)spec->n_elems);
-    if (!e->n_elems) {
-        e->n_elems = spec->n_elems;
-        e->n_chunks = n_chunks;
-        e->chunks = ps_xcalloc(n_chunks, sizeof *e->chunks);
-    }
     ps_table_t *existing = e->chunks[h->chunk];
     if (existing) {
         if (!ps_table_same_layout(existing, spec->name, spec->n_elems))
@@ -584,6 +791,10 @@ static int handle_push_pull(ps_server_t *srv, request_t *rq)
     ps_table_t *t = job ? request_table(srv, rq, job) : NULL;
     if (!t)
         return PS_EINVAL;
+    if (h->generation != job->generation)
+        return reply_error(srv, rq, PS_ESTALE, "job '%s' is at generation %llu, request at %llu",
+                           job->name, (unsigned long long)job->generation,
+                           (unsigned long long)h->generation);
     int64_t pull_clock = h->clock;
     uint32_t reply_flags = 0;
     if (h->op != PS__OP__PULL) {
@@ -610,8 +821,10 @@ static int handle_push_pull(ps_server_t *srv, request_t *rq)
             return reply_error(srv, rq, rc, "push of clock %lld to table '%s' but worker %u is at %lld",
                                (long long)h->clock, ps_table_name(t), h->rank,
                                (long long)ps_table_worker_clock(t, h->rank));
-        if (ps_table_try_complete(t, job->live) || job->max_staleness != 0)
+        if (ps_table_try_complete(t, job->live) || job->max_staleness != 0) {
             serve_pending(srv, job);
+            maybe_checkpoint(srv, job);
+        }
         pull_clock = h->clock + 1;
     }
     if (h->op == PS__OP__PUSH) {
@@ -646,6 +859,52 @@ static int handle_done_bye(ps_server_t *srv, request_t *rq)
     return PS_OK;
 }
 
+/* ROLLBACK to clock as generation: reload this shard's checkpoint of that
+ * clock, drop rounds in progress and parked pulls (their workers get
+ * ESTALE and recover too). Idempotent: a generation already reached is
+ * acknowledged without reloading, so every worker may ask. */
+static int handle_rollback(ps_server_t *srv, request_t *rq)
+{
+    const Ps__Header *h = rq->hdr;
+    job_t *job = request_job(srv, rq);
+    if (!job)
+        return PS_EINVAL;
+    if (h->generation > job->generation) {
+        ps_ckpt_t ck;
+        ps_errbuf_t err;
+        if (!*srv->cfg.state_dir || ps_ckpt_load(srv->cfg.state_dir, job->name, h->clock, &ck, &err) != PS_OK)
+            return reply_error(srv, rq, PS_ENOCKPT, "shard %lld has no checkpoint of job '%s' at clock %lld",
+                               (long long)srv->cfg.shard, job->name, (long long)h->clock);
+        int rc = restore_chunks(srv, job, &ck, &err);
+        ps_ckpt_free(&ck);
+        if (rc != PS_OK)
+            return reply_error(srv, rq, rc, "%s", err.msg);
+        for (size_t i = 0; i < job->n_pending; i++) {
+            Ps__Header rep;
+            reply_init(&rep, NULL);
+            rep.request_id = job->pending[i].request_id;
+            rep.op = PS__OP__PULL;
+            rep.status = PS_ESTALE;
+            rep.message = "the job was rolled back";
+            send_reply(srv, &job->pending[i].identity, &rep, NULL, 0);
+            zmq_msg_close(&job->pending[i].identity);
+        }
+        job->n_pending = 0;
+        job->generation = h->generation;
+        if (srv->cfg.checkpoint_every)
+            job->next_ckpt_clock = (h->clock / srv->cfg.checkpoint_every + 1) * srv->cfg.checkpoint_every;
+        ps_log(PS_LOG_NOTICE, "job '%s': rolled back to clock %lld (generation %llu) for worker %u",
+               job->name, (long long)h->clock, (unsigned long long)h->generation, h->rank);
+    }
+    Ps__Header rep;
+    reply_init(&rep, h);
+    rep.clock = job_resume_clock(job);
+    rep.max_clock = job_max_clock(job);
+    rep.generation = job->generation;
+    send_reply(srv, &rq->msg->parts[0], &rep, NULL, 0);
+    return PS_OK;
+}
+
 static int handle_heartbeat(ps_server_t *srv, request_t *rq)
 {
     /* Keeps a live rank alive; a rank already declared dead must HELLO. */
@@ -666,6 +925,7 @@ static const handler_fn handlers[] = {
     [PS__OP__PULL] = handle_push_pull,      [PS__OP__PUSH] = handle_push_pull,
     [PS__OP__PUSH_PULL] = handle_push_pull, [PS__OP__HEARTBEAT] = handle_heartbeat,
     [PS__OP__DONE] = handle_done_bye,       [PS__OP__BYE] = handle_done_bye,
+    [PS__OP__ROLLBACK] = handle_rollback,
 };
 #define N_HANDLERS (sizeof handlers / sizeof handlers[0])
 
@@ -688,6 +948,10 @@ static void handle_message(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
         reply_error(srv, &rq, PS_EPROTO, "too many frames");
     } else if ((unsigned)rq.hdr->op >= N_HANDLERS || !handlers[rq.hdr->op]) {
         reply_error(srv, &rq, PS_EPROTO, "unknown op %d", rq.hdr->op);
+    } else if (rq.hdr->incarnation && rq.hdr->incarnation != srv->incarnation &&
+               rq.hdr->op != PS__OP__HELLO && rq.hdr->op != PS__OP__HEARTBEAT) {
+        reply_error(srv, &rq, PS_ERESTARTED, "shard %lld restarted (incarnation %llx); HELLO again",
+                    (long long)srv->cfg.shard, (unsigned long long)srv->incarnation);
     } else {
         rq.values = msg->n_parts == 3 ? &msg->parts[2] : NULL;
         srv->stats.requests[rq.hdr->op]++;
@@ -738,6 +1002,8 @@ ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err)
     }
     size_t len = sizeof srv->endpoint;
     zmq_getsockopt(srv->router, ZMQ_LAST_ENDPOINT, srv->endpoint, &len);
+    if (*cfg->state_dir)
+        restore_jobs(srv);
     if (*cfg->ready_file && write_ready_file(cfg->ready_file, srv->endpoint, err) != PS_OK) {
         ps_server_destroy(&srv);
         return NULL;
@@ -750,6 +1016,7 @@ void ps_server_destroy(ps_server_t **srvp)
     ps_server_t *srv = *srvp;
     if (!srv)
         return;
+    reap_ckpt_child(srv, true);
     for (size_t i = 0; i < srv->n_jobs; i++)
         job_destroy(srv->jobs[i]);
     free(srv->jobs);
@@ -828,6 +1095,7 @@ int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop)
             ps_wire_msg_close(&msg);
         }
         if (ps_time_ms() >= next_sweep) {
+            reap_ckpt_child(srv, false);
             sweep_dead_workers(srv);
             next_sweep = ps_time_ms() + srv->cfg.poll_ms;
         }

@@ -24,6 +24,9 @@ typedef struct {
     int64_t io_threads;
     int64_t poll_ms;
     int64_t heartbeat_timeout_ms;
+    char state_dir[PS_OPT_STR_MAX];
+    int64_t checkpoint_every;
+    int64_t checkpoint_keep;
 } ps_server_config_t;
 
 /* The option table of ps-server (for --help, files and flags). */
@@ -44,5 +47,8 @@ const char *ps_server_endpoint(const ps_server_t *srv);
 /* Serves requests until *stop becomes non-zero (set by a signal handler).
  * Returns PS_OK, or PS_ENET if the socket fails. */
 int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop);
+/* Writes a checkpoint of every job now, in this thread (shutdown, SAVE).
+ * Returns the number that failed (each logged). */
+int ps_server_checkpoint_all(ps_server_t *srv);
 
 #endif

@@ -183,6 +183,45 @@ bool ps_table_try_complete(ps_table_t *t, const uint8_t *live)
     return true;
 }
 
+void ps_table_get_state(const ps_table_t *t, ps_table_state_t *s)
+{
+    *s = (ps_table_state_t){t->len, t->world, t->clock, t->pushes, t->opt.t, t->w, t->opt.m,
+                            t->opt.v};
+}
+
+int ps_table_set_state(ps_table_t *t, const ps_table_state_t *s)
+{
+    if (s->len != t->len || s->world != t->world || (!s->m) != (!t->opt.m) ||
+        (!s->v) != (!t->opt.v))
+        return PS_ERANGE;
+    for (uint32_t r = 0; r < t->world; r++) {
+        if (t->stashed[r] == 1)
+            zmq_msg_close(&t->stash[r]);
+        t->stashed[r] = 0;
+        t->pushes[r] = s->pushes[r];
+    }
+    t->clock = s->clock;
+    t->opt.t = s->updates;
+    memcpy(t->w, s->params, t->len * sizeof(float));
+    if (t->opt.m)
+        memcpy(t->opt.m, s->m, t->len * sizeof(float));
+    if (t->opt.v)
+        memcpy(t->opt.v, s->v, t->len * sizeof(float));
+    t->last_skipped = -1;
+    return PS_OK;
+}
+
+const uint64_t *ps_table_shape(const ps_table_t *t, int *ndim)
+{
+    *ndim = t->ndim;
+    return t->shape;
+}
+
+uint32_t ps_table_id(const ps_table_t *t)
+{
+    return t->id;
+}
+
 int64_t ps_table_clock(const ps_table_t *t)
 {
     if (t->max_staleness == 0)

@@ -40,6 +40,26 @@ uint64_t ps_table_offset(const ps_table_t *t);
 uint64_t ps_table_len(const ps_table_t *t);
 /* Current parameters (len floats); borrowed, valid until the next update. */
 const float *ps_table_params(const ps_table_t *t);
+/* What a checkpoint holds of a chunk: a read-only view (save) or the values
+ * to put back (restore). Arrays have len floats; pushes has world entries. */
+typedef struct {
+    uint64_t len;
+    uint32_t world;
+    int64_t clock;          /* BSP rounds applied */
+    const int64_t *pushes;  /* per rank: pushes accepted */
+    uint64_t updates;       /* optimizer steps applied */
+    const float *params, *m, *v; /* m, v NULL if the optimizer has none */
+} ps_table_state_t;
+
+/* Borrowed view of the chunk's state, valid until it changes. */
+void ps_table_get_state(const ps_table_t *t, ps_table_state_t *s);
+/* Puts a saved state back: parameters, optimizer state and clocks; drops
+ * any BSP round in progress. PS_ERANGE if sizes do not match the table. */
+int ps_table_set_state(ps_table_t *t, const ps_table_state_t *s);
+/* The table's layout, for checkpoints. */
+const uint64_t *ps_table_shape(const ps_table_t *t, int *ndim);
+uint32_t ps_table_id(const ps_table_t *t);
+
 /* BSP: rounds completed (the clock being gathered). SSP/ASP: the lowest
  * clock over all ranks' pushes. */
 int64_t ps_table_clock(const ps_table_t *t);

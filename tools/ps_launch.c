@@ -3,6 +3,7 @@
  * temporary state directory), then N workers pointed at them; streams
  * progress; stops everything; exits with the job's status. Single thread. */
 #include <errno.h>
+#include <ftw.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <poll.h>
@@ -32,6 +33,7 @@ typedef struct {
     char bin_dir[PATH_MAX];
     int64_t timeout_s, ready_timeout_s;
     int keep_state;
+    int restart_servers;
 } launch_opts_t;
 
 typedef struct {
@@ -49,6 +51,7 @@ typedef struct {
     launch_opts_t o;
     char state_dir[PATH_MAX];
     proc_t servers[MAX_PROCS], workers[MAX_PROCS];
+    int ports[MAX_PROCS];   /* each server's port, once ready */
     char endpoints[8192];
 } launch_t;
 
@@ -81,6 +84,8 @@ static void usage(FILE *out)
             "  --ready-timeout S      how long servers may take to start (default 30)\n"
             "  --bin-dir DIR          where ps-server and ps-worker are (default: beside ps-launch)\n"
             "  --keep-state           keep the temporary state directory\n"
+            "  --restart-servers      restart a server that dies, same command and port; it\n"
+            "                         resumes from its checkpoints (see checkpoint_every)\n"
             "  --help                 show this help\n");
 }
 
@@ -103,6 +108,10 @@ static int parse_args(launch_opts_t *o, int argc, char **argv)
         }
         if (strcmp(a, "--keep-state") == 0) {
             o->keep_state = 1;
+            continue;
+        }
+        if (strcmp(a, "--restart-servers") == 0) {
+            o->restart_servers = 1;
             continue;
         }
         if (!v) {
@@ -204,40 +213,52 @@ static pid_t spawn(args_t *a, int *out_fd)
     return pid;
 }
 
+/* Starts server i (port 0 = any; a restart reuses its port). Each server
+ * keeps its checkpoints in STATE/server-i. */
+static int start_server(launch_t *L, int i, int port)
+{
+    args_t a = {0};
+    char path[PATH_MAX + 64], num[32];
+    snprintf(path, sizeof path, "%s/ps-server", L->o.bin_dir);
+    arg(&a, path);
+    if (L->o.server_config) {
+        arg(&a, "--config");
+        arg(&a, L->o.server_config);
+    }
+    for (int k = 0; k < L->o.n_server_sets; k++)
+        arg_set(&a, L->o.server_sets[k]);
+    snprintf(num, sizeof num, "%d", i);
+    arg(&a, "--shard");
+    arg(&a, num);
+    snprintf(num, sizeof num, "%d", L->o.n_servers);
+    arg(&a, "--shards");
+    arg(&a, num);
+    snprintf(num, sizeof num, "%d", port);
+    arg(&a, "--port");
+    arg(&a, num);
+    snprintf(path, sizeof path, "%s/server-%d", L->state_dir, i);
+    arg(&a, "--state-dir");
+    arg(&a, path);
+    snprintf(path, sizeof path, "%s/server-%d.ready", L->state_dir, i);
+    arg(&a, "--ready-file");
+    arg(&a, path);
+    proc_t *p = &L->servers[i];
+    *p = (proc_t){.out_fd = -1};
+    snprintf(p->name, sizeof p->name, "server %d", i);
+    p->pid = spawn(&a, NULL);
+    args_free(&a);
+    if (p->pid < 0) {
+        ps_log(PS_LOG_ERROR, "launch: cannot start %s: %s", p->name, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 static int start_servers(launch_t *L)
 {
-    for (int i = 0; i < L->o.n_servers; i++) {
-        args_t a = {0};
-        char path[PATH_MAX + 64], num[32];
-        snprintf(path, sizeof path, "%s/ps-server", L->o.bin_dir);
-        arg(&a, path);
-        if (L->o.server_config) {
-            arg(&a, "--config");
-            arg(&a, L->o.server_config);
-        }
-        for (int k = 0; k < L->o.n_server_sets; k++)
-            arg_set(&a, L->o.server_sets[k]);
-        snprintf(num, sizeof num, "%d", i);
-        arg(&a, "--shard");
-        arg(&a, num);
-        snprintf(num, sizeof num, "%d", L->o.n_servers);
-        arg(&a, "--shards");
-        arg(&a, num);
-        arg(&a, "--port");
-        arg(&a, "0");
-        snprintf(path, sizeof path, "%s/server-%d.ready", L->state_dir, i);
-        arg(&a, "--ready-file");
-        arg(&a, path);
-        proc_t *p = &L->servers[i];
-        snprintf(p->name, sizeof p->name, "server %d", i);
-        p->out_fd = -1;
-        p->pid = spawn(&a, NULL);
-        args_free(&a);
-        if (p->pid < 0) {
-            ps_log(PS_LOG_ERROR, "launch: cannot start %s: %s", p->name, strerror(errno));
+    for (int i = 0; i < L->o.n_servers; i++)
+        if (start_server(L, i, 0) != 0)
             return -1;
-        }
-    }
     return 0;
 }
 
@@ -299,6 +320,8 @@ static int wait_servers_ready(launch_t *L)
         }
         len += (size_t)snprintf(L->endpoints + len, sizeof L->endpoints - len, "%s%s",
                                 i ? "," : "", ep);
+        const char *colon = strrchr(ep, ':');
+        L->ports[i] = colon ? atoi(colon + 1) : 0;
     }
     ps_log(PS_LOG_INFO, "launch: %d servers ready: %s", L->o.n_servers, L->endpoints);
     return 0;
@@ -431,12 +454,18 @@ static int supervise(launch_t *L)
             return 1;
         }
         for (int i = 0; i < L->o.n_servers; i++) {
-            if (L->servers[i].exited) {
+            if (!L->servers[i].exited)
+                continue;
+            describe_status(L->servers[i].status, why, sizeof why);
+            if (!L->o.restart_servers) {
                 ps_log(PS_LOG_ERROR, "launch: server %d (pid %d) died during the job: %s", i,
-                       (int)L->servers[i].pid,
-                       describe_status(L->servers[i].status, why, sizeof why));
+                       (int)L->servers[i].pid, why);
                 return 1;
             }
+            ps_log(PS_LOG_WARN, "launch: server %d (pid %d) died (%s); restarting it on port %d", i,
+                   (int)L->servers[i].pid, why, L->ports[i]);
+            if (start_server(L, i, L->ports[i]) != 0)
+                return 1;
         }
         if (stop_signal) {
             ps_log(PS_LOG_ERROR, "launch: stopped by signal %d", (int)stop_signal);
@@ -527,14 +556,19 @@ static void print_summary(launch_t *L, double wall_s)
     fflush(stdout);
 }
 
+static int remove_entry(const char *path, const struct stat *st, int type, struct FTW *ftw)
+{
+    (void)st;
+    (void)type;
+    (void)ftw;
+    remove(path); /* best effort: keep going */
+    return 0;
+}
+
+/* Removes the state directory and everything the servers left in it. */
 static void remove_state_dir(const char *dir)
 {
-    char path[PATH_MAX + 64];
-    for (int i = 0; i < MAX_PROCS; i++) {
-        snprintf(path, sizeof path, "%s/server-%d.ready", dir, i);
-        unlink(path);
-    }
-    rmdir(dir);
+    nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
 int main(int argc, char **argv)

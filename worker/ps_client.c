@@ -38,6 +38,14 @@ typedef struct {
     float *dst;        /* where the reply's values go (NULL: none expected) */
     uint64_t offset, len;
     int64_t deadline_ms;
+    int64_t waited_ms; /* over all attempts so far */
+    int attempts;
+    /* what a resend needs (never for INIT_TABLE, whose spec is borrowed) */
+    uint32_t flags;
+    uint64_t n_samples;
+    double grad_scale;
+    const void *values;
+    uint64_t n_values;
 } inflight_t;
 
 struct ps_client {
@@ -58,6 +66,14 @@ struct ps_client {
     pthread_t heartbeat_thread;
     int has_heartbeat;
     atomic_int heartbeat_stop;
+    /* per shard, from the last HELLO; incarnation is also read by the
+     * heartbeat thread, which raises `restarted` when a shard's changes */
+    _Atomic uint64_t *incarnation;
+    _Atomic int64_t *last_reply_ms; /* per shard: last heartbeat reply (heartbeat thread) */
+    int64_t *min_clock, *max_clock;
+    uint64_t *shard_generation;
+    uint64_t generation;    /* sent with every request */
+    atomic_int restarted;   /* 1 + index of a shard seen restarted, or 0 */
 };
 
 ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, ps_errbuf_t *err)
@@ -93,6 +109,12 @@ ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, 
         ps_err_set(err, PS_EINVAL, "no server endpoints given");
         goto fail;
     }
+    c->incarnation = ps_xcalloc(c->n_shards, sizeof *c->incarnation);
+    c->last_reply_ms = ps_xcalloc(c->n_shards, sizeof *c->last_reply_ms);
+    c->min_clock = ps_xcalloc(c->n_shards, sizeof *c->min_clock);
+    c->max_clock = ps_xcalloc(c->n_shards, sizeof *c->max_clock);
+    c->shard_generation = ps_xcalloc(c->n_shards, sizeof *c->shard_generation);
+    atomic_init(&c->restarted, 0);
     free(list);
     return c;
 fail:
@@ -120,6 +142,11 @@ void ps_client_destroy(ps_client_t **cp)
         free(c->tables[i].wire);
     free(c->tables);
     free(c->inflight);
+    free((void *)c->incarnation);
+    free((void *)c->last_reply_ms);
+    free(c->min_clock);
+    free(c->max_clock);
+    free(c->shard_generation);
     zmq_ctx_term(c->ctx);
     free(c);
     *cp = NULL;
@@ -140,10 +167,11 @@ static void header_init(ps_client_t *c, Ps__Header *h, int op, uint64_t id)
     h->job = c->job;
     h->rank = c->opts.rank;
     h->dtype = c->opts.dtype;
+    h->generation = c->generation;
 }
 
-static inflight_t *track(ps_client_t *c, uint32_t shard, const Ps__Header *h, float *dst,
-                         uint64_t offset, uint64_t len)
+static inflight_t *track(ps_client_t *c, uint32_t shard, const Ps__Header *h, const void *values,
+                         uint64_t n_values, float *dst, uint64_t offset, uint64_t len)
 {
     if (c->n_inflight == c->cap_inflight) {
         c->cap_inflight = c->cap_inflight ? c->cap_inflight * 2 : 32;
@@ -151,7 +179,8 @@ static inflight_t *track(ps_client_t *c, uint32_t shard, const Ps__Header *h, fl
     }
     inflight_t *f = &c->inflight[c->n_inflight++];
     *f = (inflight_t){h->request_id, shard, h->table_id, h->chunk, h->op, h->clock, dst, offset,
-                      len, ps_time_ms() + c->opts.timeout_ms};
+                      len, ps_time_ms() + c->opts.timeout_ms, 0, 1, h->flags, h->n_samples,
+                      h->grad_scale, values, n_values};
     c->requests++;
     return f;
 }
@@ -168,6 +197,7 @@ static int send_request(ps_client_t *c, uint32_t shard, Ps__Header *h, const voi
                         uint64_t n_values, float *dst, uint64_t dst_offset, uint64_t dst_len)
 {
     void *s = c->socks[shard];
+    h->incarnation = atomic_load(&c->incarnation[shard]);
     int n = ps_wire_send_header(s, h, values != NULL);
     if (n < 0)
         return n;
@@ -182,8 +212,36 @@ static int send_request(ps_client_t *c, uint32_t shard, Ps__Header *h, const voi
             return n;
         c->bytes_sent += bytes;
     }
-    track(c, shard, h, dst, dst_offset, dst_len);
+    track(c, shard, h, values, n_values, dst, dst_offset, dst_len);
     return PS_OK;
+}
+
+/* Sends request f again, unchanged (same id, clock and values): the server
+ * deduplicates pushes by worker and clock, so a retry is never applied
+ * twice, and a second reply to the same id is ignored. */
+static int resend(ps_client_t *c, inflight_t *f)
+{
+    Ps__Header h;
+    header_init(c, &h, f->op, f->request_id);
+    h.table_id = f->table_id;
+    h.chunk = f->chunk;
+    h.clock = f->clock;
+    h.flags = f->flags;
+    h.offset = f->offset;
+    h.n_elems = f->len;
+    h.n_samples = f->n_samples;
+    h.grad_scale = f->grad_scale;
+    h.incarnation = atomic_load(&c->incarnation[f->shard]);
+    void *s = c->socks[f->shard];
+    int n = ps_wire_send_header(s, &h, f->values != NULL);
+    if (n >= 0 && f->values) {
+        zmq_msg_t m;
+        size_t bytes = f->n_values * ps_dtype_size(h.dtype);
+        atomic_fetch_add(&c->zero_copy_held, 1);
+        zmq_msg_init_data(&m, (void *)f->values, bytes, release_zero_copy, &c->zero_copy_held);
+        n = ps_wire_send_msg(s, &m, 0);
+    }
+    return n < 0 ? n : PS_OK;
 }
 
 static inflight_t *find_inflight(ps_client_t *c, uint64_t id)
@@ -277,18 +335,42 @@ int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
     while (c->n_inflight > 0) {
         int64_t now = ps_time_ms(), next = INT64_MAX;
         for (size_t i = 0; i < c->n_inflight; i++) {
-            if (c->inflight[i].deadline_ms <= now) {
-                char what[128];
-                snprintf(what, sizeof what, "no reply after %lld ms",
-                         (long long)c->opts.timeout_ms);
-                return describe(c, err, &c->inflight[i], PS_ETIME, what);
+            inflight_t *f = &c->inflight[i];
+            if (f->deadline_ms <= now) {
+                int64_t waited = f->waited_ms + c->opts.timeout_ms * (1LL << (f->attempts - 1));
+                if (f->attempts > c->opts.retries || f->op == PS__OP__INIT_TABLE) {
+                    char what[160];
+                    snprintf(what, sizeof what, "no reply after %lld ms and %d attempts",
+                             (long long)waited, f->attempts);
+                    return describe(c, err, f, PS_ETIME, what);
+                }
+                f->waited_ms = waited;
+                f->attempts++;
+                f->deadline_ms = now + c->opts.timeout_ms * (1LL << (f->attempts - 1));
+                if (resend(c, f) != PS_OK)
+                    return describe(c, err, f, PS_ENET, "cannot resend");
             }
-            if (c->inflight[i].deadline_ms < next)
-                next = c->inflight[i].deadline_ms;
+            if (f->deadline_ms < next)
+                next = f->deadline_ms;
+            /* a shard that answers no heartbeat is gone: say so now rather
+             * than at the request's deadline */
+            int64_t last = atomic_load(&c->last_reply_ms[f->shard]);
+            if (c->has_heartbeat && c->opts.server_timeout_ms && last &&
+                now - last > c->opts.server_timeout_ms) {
+                char what[160];
+                snprintf(what, sizeof what,
+                         "shard silent for %lld ms (no heartbeat replies): is ps-server running?",
+                         (long long)(now - last));
+                return describe(c, err, f, PS_ETIME, what);
+            }
         }
         if (c->opts.stop && *c->opts.stop)
             return ps_err_set(err, PS_EINTR, "worker %u: interrupted with %zu requests in flight",
                               c->opts.rank, c->n_inflight);
+        int restarted = atomic_load(&c->restarted);
+        if (restarted)
+            return ps_err_set(err, PS_ERESTARTED, "worker %u: shard %d '%s' restarted",
+                              c->opts.rank, restarted - 1, c->endpoints[restarted - 1]);
         /* Wake at least every 100 ms to notice a stop request. */
         int64_t wait_ms = next - now < 100 ? next - now : 100;
         int n = zmq_poll(items, (int)c->n_shards, (long)wait_ms);
@@ -314,6 +396,43 @@ int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
                               c->opts.rank, atomic_load(&c->zero_copy_held));
         sched_yield();
     }
+    return PS_OK;
+}
+
+int ps_client_recover(ps_client_t *c, int64_t *clock, ps_errbuf_t *err)
+{
+    ps_client_reset(c);
+    int64_t low;
+    int rc = ps_client_hello(c, &low, err);
+    if (rc != PS_OK)
+        return rc;
+    uint64_t gen_min = UINT64_MAX, gen_max = 0;
+    int64_t high = 0;
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        gen_min = c->shard_generation[s] < gen_min ? c->shard_generation[s] : gen_min;
+        gen_max = c->shard_generation[s] > gen_max ? c->shard_generation[s] : gen_max;
+        high = c->max_clock[s] > high ? c->max_clock[s] : high;
+    }
+    /* Consistent: one generation, and no chunk more than a clock ahead of
+     * the lowest (a chunk one ahead just ignores the replayed pushes). */
+    *clock = low;
+    if (gen_min == gen_max && high <= low + 1)
+        return PS_OK;
+    /* A rollback half done by another worker is finished at its generation;
+     * otherwise a new one starts. Every shard reloads its checkpoint of the
+     * lowest clock; the shards that already did just acknowledge. */
+    uint64_t target = gen_min == gen_max ? gen_max + 1 : gen_max;
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        Ps__Header h;
+        header_init(c, &h, PS__OP__ROLLBACK, c->next_id++);
+        h.clock = low;
+        h.generation = target;
+        if ((rc = send_request(c, s, &h, NULL, 0, NULL, 0, 0)) != PS_OK)
+            return ps_err_set(err, rc, "worker %u: cannot send ROLLBACK to shard %u", c->opts.rank, s);
+    }
+    if ((rc = ps_client_wait(c, err)) != PS_OK)
+        return rc;
+    c->generation = target;
     return PS_OK;
 }
 
@@ -363,8 +482,16 @@ static void *heartbeat_run(void *arg)
         if (zmq_poll(items, (int)c->n_shards, 50) > 0) {
             for (uint32_t s = 0; s < c->n_shards; s++) {
                 ps_wire_msg_t m;
-                while (ps_wire_recv(socks[s], &m, ZMQ_DONTWAIT) != PS_EAGAIN)
+                while (ps_wire_recv(socks[s], &m, ZMQ_DONTWAIT) != PS_EAGAIN) {
+                    Ps__Header *r = m.n_parts ? ps_wire_unpack_header(&m.parts[0]) : NULL;
+                    uint64_t known = atomic_load(&c->incarnation[s]);
+                    atomic_store(&c->last_reply_ms[s], ps_time_ms());
+                    if (r && r->incarnation && known && r->incarnation != known)
+                        atomic_store(&c->restarted, (int)s + 1);
+                    if (r)
+                        ps__header__free_unpacked(r, NULL);
                     ps_wire_msg_close(&m);
+                }
             }
         }
     }
@@ -422,6 +549,7 @@ static Ps__Header *await_reply(ps_client_t *c, uint32_t s, uint64_t request_id, 
 int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err)
 {
     int64_t resume = INT64_MAX;
+    c->generation = 0;
     /* The shard index check needs the replies themselves, so HELLO is sent
      * and collected one shard at a time. */
     for (uint32_t s = 0; s < c->n_shards; s++) {
@@ -447,12 +575,21 @@ int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err)
                             c->opts.rank, c->endpoints[s], r->shard, r->n_shards, s, c->n_shards);
         if (r->clock < resume)
             resume = r->clock;
+        atomic_store(&c->incarnation[s], r->incarnation);
+        c->min_clock[s] = r->clock;
+        c->max_clock[s] = r->max_clock;
+        c->shard_generation[s] = r->generation;
+        if (s == 0 || r->generation > c->generation)
+            c->generation = r->generation;
         ps__header__free_unpacked(r, NULL);
         if (rc != 0)
             return rc;
     }
     if (clock)
         *clock = resume == INT64_MAX ? 0 : resume;
+    atomic_store(&c->restarted, 0);
+    for (uint32_t s = 0; s < c->n_shards; s++)
+        atomic_store(&c->last_reply_ms[s], ps_time_ms()); /* HELLO was answered just now */
     if (c->opts.heartbeat_ms > 0 && !c->has_heartbeat) {
         atomic_init(&c->heartbeat_stop, 0);
         if (pthread_create(&c->heartbeat_thread, NULL, heartbeat_run, c) != 0)

@@ -21,6 +21,10 @@ typedef struct {
     volatile sig_atomic_t *stop; /* if not NULL: waits end with PS_EINTR once *stop != 0 */
     int dtype;              /* PS__DTYPE__F32/F16/BF16: values on the wire */
     int64_t heartbeat_ms;   /* > 0: a thread heartbeats every shard this often */
+    int64_t server_timeout_ms; /* with heartbeats: a shard that answers none for this long
+                                  fails the wait at once (0 = never) */
+    int retries;            /* resends of a request whose deadline passed, each
+                               waiting twice as long (pushes are deduplicated) */
 } ps_client_opts_t;
 
 /* Connects to the shards listed in endpoints ("tcp://a:1,tcp://b:2", shard i
@@ -37,6 +41,13 @@ uint32_t ps_client_n_shards(const ps_client_t *c);
  * Starts the heartbeat thread on first success. Error (naming the shard) on
  * timeout, version or job mismatch. */
 int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err);
+/* After PS_EDEAD, PS_ERESTARTED or PS_ESTALE: forgets the requests in
+ * flight, HELLOs every shard, and if the shards disagree (a restarted shard
+ * came back at an older checkpoint, or a rollback is half done) asks them
+ * all to roll back to the lowest clock among them. *clock is the clock to
+ * resume at; the caller re-pulls its parameters there. */
+int ps_client_recover(ps_client_t *c, int64_t *clock, ps_errbuf_t *err);
+
 /* Forgets every request in flight (their late replies are ignored), e.g.
  * after PS_EDEAD before rejoining. Waits for ZeroMQ to release the
  * zero-copy buffers. */

@@ -42,6 +42,7 @@ typedef struct {
     uint64_t samples;       /* samples trained by this worker */
     double t_start;
     double t_train;         /* when the first step started */
+    unsigned recoveries;    /* rejoins and rollbacks so far */
 } trainer_t;
 
 static int load_data(trainer_t *tr, ps_errbuf_t *err)
@@ -114,7 +115,8 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     tr->by = ps_xmalloc((size_t)c->batch_size * sizeof(float));
 
     ps_client_opts_t co = {c->job, tr->rank, tr->world, (int)c->max_staleness,
-                           c->request_timeout_ms, tr->stop, c->precision, c->heartbeat_ms};
+                           c->request_timeout_ms, tr->stop, c->precision, c->heartbeat_ms,
+                           c->server_timeout_ms, (int)c->request_retries};
     ps_loss_scale_init(&tr->scaler, (float)c->loss_scale, c->loss_scale_window);
     tr->client = ps_client_new(c->servers, &co, err);
     if (!tr->client)
@@ -247,16 +249,19 @@ static void shuffle_epoch(trainer_t *tr, int64_t epoch)
     ps_rng_shuffle_u32(&rng, tr->order, tr->train.n);
 }
 
-/* The servers declared this worker dead (it was stopped, or cut off, past
- * their heartbeat timeout). Rejoin and resume at the clock they are at; the
- * data position follows from the clock. */
-static int rejoin(trainer_t *tr, ps_errbuf_t *err)
+/* The servers declared this worker dead (it was stopped or cut off past
+ * their heartbeat timeout), a shard restarted from a checkpoint, or the job
+ * was rolled back: rejoin, let the client bring every shard to one clock,
+ * and resume there. The data position follows from the clock, so the steps
+ * replayed are the very steps of an uninterrupted run. */
+static int recover(trainer_t *tr, int why, ps_errbuf_t *err)
 {
-    ps_log(PS_LOG_WARN, "worker %u: the servers declared this worker dead at clock %lld; rejoining",
-           tr->rank, (long long)tr->clock);
-    ps_client_reset(tr->client);
+    ps_log(PS_LOG_WARN, "worker %u: %s at clock %lld; recovering", tr->rank,
+           why == PS_EDEAD ? "the servers declared this worker dead"
+                           : why == PS_ERESTARTED ? "a shard restarted" : "the job was rolled back",
+           (long long)tr->clock);
     int64_t clock;
-    int rc = ps_client_hello(tr->client, &clock, err);
+    int rc = ps_client_recover(tr->client, &clock, err);
     for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_tables(tr->model); id++)
         rc = ps_client_pull(tr->client, id, clock, 0, ps_model_params(tr->model, id));
     if (rc == PS_OK)
@@ -264,6 +269,7 @@ static int rejoin(trainer_t *tr, ps_errbuf_t *err)
     if (rc == PS_OK) {
         ps_log(PS_LOG_NOTICE, "worker %u: rejoined at clock %lld (was at %lld)", tr->rank,
                (long long)clock, (long long)tr->clock);
+        tr->recoveries++;
         tr->clock = clock;
     }
     return rc;
@@ -322,8 +328,12 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
             *epochs_run = epoch;
         }
         int rc = train_step(tr, step, &e.loss_sum, err);
-        if (rc == PS_EDEAD)
-            rc = rejoin(tr, err);
+        if (rc == PS_EDEAD || rc == PS_ERESTARTED || rc == PS_ESTALE) {
+            if (tr->recoveries >= 100)
+                return ps_err_set(err, rc, "worker %u: giving up after %u recoveries: %s", tr->rank,
+                                  tr->recoveries, err->msg);
+            rc = recover(tr, rc, err);
+        }
         if (rc != PS_OK)
             return rc;
         if (tr->rank == 0 && c->eval_every_steps && tr->clock % c->eval_every_steps == 0)

@@ -64,6 +64,10 @@ static const ps_opt_t worker_opts[] = {
                "fp16: clean steps before the loss scale doubles"),
     PS_OPT_INT("heartbeat_ms", W, heartbeat_ms, "1000", 10, 3600000,
                "heartbeat period; keep well below the servers' heartbeat_timeout_ms"),
+    PS_OPT_INT("server_timeout_ms", W, server_timeout_ms, "15000", 0, 86400000,
+               "fail a wait at once when a shard answers no heartbeat this long; 0 = off"),
+    PS_OPT_INT("request_retries", W, request_retries, "2", 0, 100,
+               "resends of a request whose deadline passed (each waits twice as long)"),
     PS_OPT_INT("eval_every_steps", W, eval_every_steps, "0", 0, 1000000000,
                "rank 0 also evaluates every N steps ({\"event\":\"eval\"} lines); 0 = off"),
 };

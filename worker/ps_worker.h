@@ -46,6 +46,8 @@ typedef struct {
     int64_t loss_scale_window;
     int64_t eval_every_steps;
     int64_t heartbeat_ms;
+    int64_t server_timeout_ms;
+    int64_t request_retries;
 } ps_worker_config_t;
 
 extern const ps_optset_t ps_worker_optset;

@@ -24,7 +24,7 @@ cleanup() {
             tail -n 30 "$log" >&2
         done
     fi
-    rm -rf "$WORK"
+    [ -n "${PS_KEEP_WORK:-}" ] || rm -rf "$WORK"; [ -n "${PS_KEEP_WORK:-}" ] && echo "work dir kept: $WORK" >&2
     exit $rc
 }
 trap cleanup EXIT

@@ -1,0 +1,446 @@
+/* ps_checkpoint.c - checkpoint file writer and reader. The reader checks
+ * every length against the bytes left before it reads, so a truncated or
+ * corrupted file is an error, never a crash. */
+#include "ps_checkpoint.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+
+#include "ps_log.h"
+
+#define MAGIC "PSCKPT\0\0"
+#define FORMAT 1
+#define HEAD_BYTES 24
+
+typedef struct {
+    FILE *f;
+    uLong crc;
+    uint64_t bytes;
+    int failed;
+} writer_t;
+
+static void put(writer_t *w, const void *p, size_t n)
+{
+    if (!n || w->failed)
+        return;
+    if (fwrite(p, 1, n, w->f) != n)
+        w->failed = 1;
+    w->crc = crc32(w->crc, p, (uInt)n);
+    w->bytes += n;
+}
+
+#define PUT(w, v) put((w), &(v), sizeof(v))
+
+static void put_str(writer_t *w, const char *s)
+{
+    uint16_t len = (uint16_t)strlen(s);
+    PUT(w, len);
+    put(w, s, len);
+}
+
+static void put_floats(writer_t *w, const float *v, uint64_t n)
+{
+    /* crc32 takes uInt lengths: feed big arrays in pieces */
+    const char *p = (const char *)v;
+    uint64_t left = n * sizeof(float);
+    while (left) {
+        size_t piece = left > (1u << 30) ? (1u << 30) : (size_t)left;
+        put(w, p, piece);
+        p += piece;
+        left -= piece;
+    }
+}
+
+static void put_optim(writer_t *w, const ps_optim_spec_t *o)
+{
+    uint32_t kind = o->kind, sched = o->schedule, nesterov = o->nesterov;
+    PUT(w, kind);
+    PUT(w, o->lr);
+    PUT(w, o->momentum);
+    PUT(w, nesterov);
+    PUT(w, o->beta1);
+    PUT(w, o->beta2);
+    PUT(w, o->eps);
+    PUT(w, o->weight_decay);
+    PUT(w, o->rho);
+    PUT(w, sched);
+    PUT(w, o->step_size);
+    PUT(w, o->gamma);
+    PUT(w, o->warmup_steps);
+    PUT(w, o->total_steps);
+    PUT(w, o->min_lr);
+}
+
+static void put_chunk(writer_t *w, const ps_table_t *t, uint32_t chunk)
+{
+    ps_table_state_t s;
+    ps_table_get_state(t, &s);
+    int ndim;
+    const uint64_t *shape = ps_table_shape(t, &ndim);
+    uint32_t id = ps_table_id(t), nd = (uint32_t)ndim;
+    uint64_t n_total = ps_table_n_total(t), offset = ps_table_offset(t);
+    uint8_t has_m = s.m != NULL, has_v = s.v != NULL;
+    PUT(w, id);
+    PUT(w, chunk);
+    put_str(w, ps_table_name(t));
+    PUT(w, n_total);
+    PUT(w, nd);
+    put(w, shape, nd * sizeof *shape);
+    put_optim(w, ps_table_optim(t));
+    PUT(w, offset);
+    PUT(w, s.len);
+    PUT(w, s.world);
+    PUT(w, s.clock);
+    put(w, s.pushes, s.world * sizeof *s.pushes);
+    PUT(w, s.updates);
+    PUT(w, has_m);
+    PUT(w, has_v);
+    put_floats(w, s.params, s.len);
+    if (has_m)
+        put_floats(w, s.m, s.len);
+    if (has_v)
+        put_floats(w, s.v, s.len);
+}
+
+static int fsync_dir(const char *dir)
+{
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0)
+        return -1;
+    int rc = fsync(fd);
+    close(fd);
+    return rc;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted names of the ckpt-*.psc files in jobdir (caller frees). */
+static int list_ckpts(const char *jobdir, char ***out)
+{
+    DIR *d = opendir(jobdir);
+    int n = 0, cap = 0;
+    *out = NULL;
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "ckpt-", 5) != 0 || len < 9 || strcmp(e->d_name + len - 4, ".psc"))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *out = ps_xrealloc(*out, (size_t)cap * sizeof **out);
+        }
+        (*out)[n++] = ps_xstrdup(e->d_name);
+    }
+    closedir(d);
+    if (n)
+        qsort(*out, (size_t)n, sizeof **out, cmp_names);
+    return n;
+}
+
+static void free_names(char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *chunks,
+                  const uint32_t *chunk_ids, uint32_t n_chunks, int keep, ps_errbuf_t *err)
+{
+    char jobdir[1024], path[1100], tmp[1200];
+    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job->job);
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+        return ps_err_set(err, PS_EIO, "cannot create '%s': %s", dir, strerror(errno));
+    if (mkdir(jobdir, 0750) != 0 && errno != EEXIST)
+        return ps_err_set(err, PS_EIO, "cannot create '%s': %s", jobdir, strerror(errno));
+    snprintf(path, sizeof path, "%s/ckpt-%012lld.psc", jobdir, (long long)job->clock);
+    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
+    writer_t w = {fopen(tmp, "wb"), crc32(0, NULL, 0), 0, 0};
+    if (!w.f)
+        return ps_err_set(err, PS_EIO, "cannot write '%s': %s", tmp, strerror(errno));
+    char head[HEAD_BYTES] = MAGIC;
+    fwrite(head, 1, HEAD_BYTES, w.f); /* filled in below */
+    uint32_t sh = job->shard, nsh = job->n_shards, world = job->world;
+    int32_t stale = job->max_staleness;
+    put_str(&w, job->job);
+    PUT(&w, world);
+    PUT(&w, stale);
+    PUT(&w, job->generation);
+    PUT(&w, sh);
+    PUT(&w, nsh);
+    PUT(&w, job->clock);
+    PUT(&w, n_chunks);
+    for (uint32_t i = 0; i < n_chunks; i++)
+        put_chunk(&w, chunks[i], chunk_ids[i]);
+    uint32_t format = FORMAT, crc = (uint32_t)w.crc;
+    memcpy(head + 8, &format, 4);
+    memcpy(head + 12, &crc, 4);
+    memcpy(head + 16, &w.bytes, 8);
+    int ok = !w.failed && fseek(w.f, 0, SEEK_SET) == 0 && fwrite(head, 1, HEAD_BYTES, w.f) == HEAD_BYTES &&
+             fflush(w.f) == 0 && fsync(fileno(w.f)) == 0;
+    ok = fclose(w.f) == 0 && ok;
+    if (!ok || rename(tmp, path) != 0 || fsync_dir(jobdir) != 0) {
+        int e = errno;
+        unlink(tmp);
+        return ps_err_set(err, PS_EIO, "cannot write checkpoint '%s': %s", path, strerror(e));
+    }
+    char **names;
+    int n = list_ckpts(jobdir, &names);
+    for (int i = 0; i + keep < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
+        unlink(path);
+    }
+    free_names(names, n);
+    return PS_OK;
+}
+
+/* ---- reading ---- */
+
+typedef struct {
+    const char *p, *end;
+    int bad;
+} reader_t;
+
+static const void *take(reader_t *r, uint64_t n)
+{
+    if (r->bad || (uint64_t)(r->end - r->p) < n) {
+        r->bad = 1;
+        return NULL;
+    }
+    const void *q = r->p;
+    r->p += n;
+    return q;
+}
+
+#define GET(r, v) do { const void *q_ = take((r), sizeof(v)); if (q_) memcpy(&(v), q_, sizeof(v)); } while (0)
+
+static void get_str(reader_t *r, char *buf, size_t cap)
+{
+    uint16_t len = 0;
+    GET(r, len);
+    const char *s = take(r, len);
+    if (!s || len >= cap) {
+        r->bad = 1;
+        buf[0] = '\0';
+        return;
+    }
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+}
+
+static void get_optim(reader_t *r, ps_optim_spec_t *o)
+{
+    uint32_t kind = 0, sched = 0, nesterov = 0;
+    GET(r, kind);
+    GET(r, o->lr);
+    GET(r, o->momentum);
+    GET(r, nesterov);
+    GET(r, o->beta1);
+    GET(r, o->beta2);
+    GET(r, o->eps);
+    GET(r, o->weight_decay);
+    GET(r, o->rho);
+    GET(r, sched);
+    GET(r, o->step_size);
+    GET(r, o->gamma);
+    GET(r, o->warmup_steps);
+    GET(r, o->total_steps);
+    GET(r, o->min_lr);
+    o->kind = (ps_optim_kind_t)kind;
+    o->schedule = (ps_sched_kind_t)sched;
+    o->nesterov = nesterov != 0;
+}
+
+static void get_chunk(reader_t *r, ps_ckpt_chunk_t *c)
+{
+    uint32_t nd = 0;
+    uint8_t has_m = 0, has_v = 0;
+    GET(r, c->table_id);
+    GET(r, c->chunk);
+    get_str(r, c->name, sizeof c->name);
+    GET(r, c->n_total);
+    GET(r, nd);
+    if (nd < 1 || nd > PS_TABLE_MAX_DIMS) {
+        r->bad = 1;
+        return;
+    }
+    c->ndim = (int)nd;
+    const void *shape = take(r, nd * sizeof(uint64_t));
+    if (shape)
+        memcpy(c->shape, shape, nd * sizeof(uint64_t));
+    get_optim(r, &c->optim);
+    GET(r, c->offset);
+    GET(r, c->state.len);
+    GET(r, c->state.world);
+    GET(r, c->state.clock);
+    if (c->state.world == 0 || c->state.world > 65536) {
+        r->bad = 1;
+        return;
+    }
+    c->state.pushes = take(r, c->state.world * sizeof(int64_t));
+    GET(r, c->state.updates);
+    GET(r, has_m);
+    GET(r, has_v);
+    uint64_t bytes = c->state.len * sizeof(float);
+    if (c->state.len > (uint64_t)(r->end - r->p)) {
+        r->bad = 1;
+        return;
+    }
+    c->state.params = take(r, bytes);
+    c->state.m = has_m ? take(r, bytes) : NULL;
+    c->state.v = has_v ? take(r, bytes) : NULL;
+}
+
+void ps_ckpt_free(ps_ckpt_t *c)
+{
+    free(c->chunks);
+    free(c->buf);
+    c->chunks = NULL;
+    c->buf = NULL;
+    c->n_chunks = 0;
+}
+
+int ps_ckpt_read(const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
+{
+    memset(out, 0, sizeof *out);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return ps_err_set(err, PS_EIO, "cannot read '%s': %s", path, strerror(errno));
+    char head[HEAD_BYTES];
+    uint32_t format = 0, crc = 0;
+    uint64_t len = 0;
+    struct stat st;
+    int rc = PS_EFORMAT;
+    if (fread(head, 1, HEAD_BYTES, f) != HEAD_BYTES || memcmp(head, MAGIC, 8) != 0) {
+        ps_err_set(err, rc, "'%s': not a checkpoint (bad magic)", path);
+        goto out;
+    }
+    memcpy(&format, head + 8, 4);
+    memcpy(&crc, head + 12, 4);
+    memcpy(&len, head + 16, 8);
+    if (format != FORMAT) {
+        ps_err_set(err, rc, "'%s': format %u, this server reads %u", path, format, FORMAT);
+        goto out;
+    }
+    if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size != len + HEAD_BYTES) {
+        ps_err_set(err, rc, "'%s': truncated or padded: %lld bytes, header says %llu", path,
+                   (long long)st.st_size, (unsigned long long)(len + HEAD_BYTES));
+        goto out;
+    }
+    out->buf = malloc(len ? len : 1);
+    if (!out->buf) {
+        rc = ps_err_set(err, PS_ENOMEM, "'%s': cannot allocate %llu bytes", path,
+                        (unsigned long long)len);
+        goto out;
+    }
+    if (fread(out->buf, 1, len, f) != len) {
+        ps_err_set(err, rc, "'%s': short read", path);
+        goto out;
+    }
+    uLong sum = crc32(0, NULL, 0);
+    for (uint64_t off = 0; off < len; off += 1u << 30) {
+        uint64_t piece = len - off < (1u << 30) ? len - off : (1u << 30);
+        sum = crc32(sum, (const Bytef *)out->buf + off, (uInt)piece);
+    }
+    if ((uint32_t)sum != crc) {
+        ps_err_set(err, rc, "'%s': checksum mismatch (corrupt)", path);
+        goto out;
+    }
+    reader_t r = {out->buf, (const char *)out->buf + len, 0};
+    ps_ckpt_job_t *j = &out->job;
+    int32_t stale = 0;
+    get_str(&r, j->job, sizeof j->job);
+    GET(&r, j->world);
+    GET(&r, stale);
+    GET(&r, j->generation);
+    GET(&r, j->shard);
+    GET(&r, j->n_shards);
+    GET(&r, j->clock);
+    GET(&r, out->n_chunks);
+    j->max_staleness = stale;
+    if (r.bad || out->n_chunks > (1u << 24)) {
+        ps_err_set(err, rc, "'%s': malformed job record", path);
+        goto out;
+    }
+    out->chunks = calloc(out->n_chunks ? out->n_chunks : 1, sizeof *out->chunks);
+    for (uint32_t i = 0; out->chunks && i < out->n_chunks && !r.bad; i++)
+        get_chunk(&r, &out->chunks[i]);
+    if (!out->chunks || r.bad || r.p != r.end) {
+        ps_err_set(err, rc, "'%s': malformed chunk records", path);
+        goto out;
+    }
+    rc = PS_OK;
+out:
+    fclose(f);
+    if (rc != PS_OK)
+        ps_ckpt_free(out);
+    return rc;
+}
+
+int ps_ckpt_load(const char *dir, const char *job, int64_t clock, ps_ckpt_t *out,
+                 ps_errbuf_t *err)
+{
+    char jobdir[1024], path[1100];
+    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job);
+    char **names;
+    int n = list_ckpts(jobdir, &names);
+    int rc = ps_err_set(err, PS_ENOJOB, "no valid checkpoint of job '%s'%s in '%s'", job,
+                        clock >= 0 ? " at that clock" : "", jobdir);
+    for (int i = n - 1; i >= 0; i--) {
+        if (clock >= 0 && atoll(names[i] + 5) != clock)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
+        ps_errbuf_t why;
+        if (ps_ckpt_read(path, out, &why) == PS_OK) {
+            rc = PS_OK;
+            break;
+        }
+        ps_log(PS_LOG_WARN, "checkpoint '%s' skipped: %s", path, why.msg);
+    }
+    free_names(names, n);
+    return rc;
+}
+
+void ps_ckpt_remove_job(const char *dir, const char *job)
+{
+    char jobdir[1024], path[1100];
+    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job);
+    char **names;
+    int n = list_ckpts(jobdir, &names);
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
+        unlink(path);
+    }
+    free_names(names, n);
+    rmdir(jobdir);
+}
+
+int ps_ckpt_list_jobs(const char *dir, char ***names)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    *names = NULL;
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        *names = ps_xrealloc(*names, (size_t)(n + 1) * sizeof **names);
+        (*names)[n++] = ps_xstrdup(e->d_name);
+    }
+    closedir(d);
+    return n;
+}

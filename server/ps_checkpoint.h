@@ -1,0 +1,69 @@
+/* ps_checkpoint.h - checkpoint files of one job on one shard: every chunk
+ * of every table this shard holds, with optimizer state and clocks.
+ * Written by a forked child (copy-on-write snapshot of the loop's memory)
+ * or, at shutdown, by the loop itself; read at startup and on ROLLBACK.
+ *
+ * File: DIR/JOB/ckpt-CLOCK.psc (CLOCK zero-padded), little-endian:
+ *   "PSCKPT\0\0" | u32 format (1) | u32 crc32(payload) | u64 payload bytes | payload
+ * The payload lists the job (name, world, staleness, generation, shard) and
+ * each chunk (table id, chunk, name, shape, optimizer spec, slice, clocks,
+ * parameters and state). A file whose length or checksum is wrong is
+ * skipped with a warning naming it. */
+#ifndef PS_CHECKPOINT_H
+#define PS_CHECKPOINT_H
+
+#include <stdint.h>
+
+#include "ps_err.h"
+#include "ps_optim_spec.h"
+#include "ps_table.h"
+
+typedef struct {
+    char job[64];
+    uint32_t world;
+    int max_staleness;
+    uint64_t generation;  /* bumped by every ROLLBACK */
+    uint32_t shard, n_shards;
+    int64_t clock;        /* the lowest chunk clock: what the file is named by */
+} ps_ckpt_job_t;
+
+/* One chunk as read from a file (arrays owned by the ps_ckpt_t). */
+typedef struct {
+    uint32_t table_id, chunk;
+    char name[64];
+    uint64_t n_total, shape[PS_TABLE_MAX_DIMS];
+    int ndim;
+    ps_optim_spec_t optim;
+    uint64_t offset;
+    ps_table_state_t state;
+} ps_ckpt_chunk_t;
+
+typedef struct {
+    ps_ckpt_job_t job;
+    ps_ckpt_chunk_t *chunks;
+    uint32_t n_chunks;
+    void *buf;            /* the file's payload; the chunks point into it */
+} ps_ckpt_t;
+
+/* Writes a checkpoint of the given chunks to DIR/JOB/ckpt-CLOCK.psc:
+ * temp file, fsync, rename, fsync of the directory; then deletes all but
+ * the newest `keep` checkpoints of the job. PS_EIO with err naming the file. */
+int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *chunks,
+                  const uint32_t *chunk_ids, uint32_t n_chunks, int keep, ps_errbuf_t *err);
+/* Reads one file. PS_EIO / PS_EFORMAT (bad magic, length, checksum) with
+ * err naming it. */
+int ps_ckpt_read(const char *path, ps_ckpt_t *out, ps_errbuf_t *err);
+/* Frees what ps_ckpt_read allocated; safe twice. */
+void ps_ckpt_free(ps_ckpt_t *c);
+/* Loads the newest valid checkpoint of job dir DIR/JOB (clock == -1) or the
+ * one with exactly that clock, skipping corrupt ones with a warning each.
+ * PS_ENOJOB if there is none. */
+int ps_ckpt_load(const char *dir, const char *job, int64_t clock, ps_ckpt_t *out,
+                 ps_errbuf_t *err);
+/* Deletes every checkpoint of a job that has ended, and its directory. */
+void ps_ckpt_remove_job(const char *dir, const char *job);
+/* Names of the job directories under dir (for startup); caller frees each
+ * and the array. Returns the count (0 if none or unreadable). */
+int ps_ckpt_list_jobs(const char *dir, char ***names);
+
+#endif

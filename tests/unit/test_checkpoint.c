@@ -1,0 +1,209 @@
+/* test_checkpoint.c - checkpoint files: round trip of parameters, optimizer
+ * state and clocks; the newest K kept; a corrupt (flipped byte) or
+ * truncated newest file skipped with a warning naming it. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "ps_checkpoint.h"
+#include "ps_log.h"
+#include "ps_time.h"
+
+static char dir[] = "/tmp/ps_test_ckpt_XXXXXX";
+static char logpath[300];
+
+static int setup(void **state)
+{
+    (void)state;
+    if (!mkdtemp(dir))
+        return -1;
+    snprintf(logpath, sizeof logpath, "%s/log", dir);
+    ps_log_init("test", PS_LOG_INFO);
+    return ps_log_open_file(logpath);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+static ps_table_t *make_table(uint64_t len, float base)
+{
+    uint64_t shape[1] = {len};
+    float *init = malloc(len * sizeof(float));
+    for (uint64_t i = 0; i < len; i++)
+        init[i] = base + (float)i;
+    ps_table_params_t p = {.name = "w", .id = 0, .n_total = len, .shape = shape, .ndim = 1,
+                           .offset = 0, .len = len, .world = 2, .max_staleness = 0};
+    p.optim = (ps_optim_spec_t){.kind = PS_OPTIM_ADAM, .lr = 0.1, .beta1 = 0.9, .beta2 = 0.999,
+                                .eps = 1e-8};
+    ps_errbuf_t err;
+    ps_table_t *t = ps_table_new(&p, init, &err);
+    free(init);
+    assert_non_null(t);
+    return t;
+}
+
+/* One BSP round with gradient g from both ranks. */
+static void round_of(ps_table_t *t, float g, int64_t clock)
+{
+    uint8_t live[2] = {1, 1};
+    for (uint32_t r = 0; r < 2; r++) {
+        zmq_msg_t m;
+        uint64_t len = ps_table_len(t);
+        zmq_msg_init_size(&m, len * sizeof(float));
+        float *v = zmq_msg_data(&m);
+        for (uint64_t i = 0; i < len; i++)
+            v[i] = g;
+        assert_int_equal(ps_table_push(t, r, clock, &m, 1), PS_OK);
+        zmq_msg_close(&m);
+    }
+    assert_true(ps_table_try_complete(t, live));
+}
+
+static void write_at(ps_table_t *t, int64_t clock, int keep)
+{
+    ps_ckpt_job_t job = {.job = "j", .world = 2, .max_staleness = 0, .generation = 3,
+                         .shard = 0, .n_shards = 1, .clock = clock};
+    uint32_t ids[1] = {0};
+    ps_errbuf_t err;
+    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, keep, &err), PS_OK);
+}
+
+static bool log_mentions(const char *what)
+{
+    FILE *f = fopen(logpath, "r");
+    char line[2048];
+    bool found = false;
+    while (f && fgets(line, sizeof line, f))
+        found |= strstr(line, what) != NULL;
+    if (f)
+        fclose(f);
+    return found;
+}
+
+static void test_round_trip_and_corrupt_files_are_skipped(void **state)
+{
+    (void)state;
+    ps_table_t *t = make_table(1000, 1.0f);
+    float saved[3][1000];
+    for (int c = 1; c <= 3; c++) {
+        round_of(t, 0.5f * (float)c, c - 1);
+        write_at(t, c * 10, 3);
+        memcpy(saved[c - 1], ps_table_params(t), sizeof saved[0]);
+    }
+    ps_ckpt_t ck;
+    ps_errbuf_t err;
+    assert_int_equal(ps_ckpt_load(dir, "j", -1, &ck, &err), PS_OK);
+    assert_int_equal(ck.job.clock, 30);
+    assert_int_equal(ck.job.generation, 3);
+    assert_int_equal(ck.n_chunks, 1);
+    assert_memory_equal(ck.chunks[0].state.params, saved[2], sizeof saved[2]);
+    assert_int_equal(ck.chunks[0].state.updates, 3);
+    assert_int_equal(ck.chunks[0].state.clock, 3);
+    assert_non_null(ck.chunks[0].state.v); /* Adam state travels too */
+    /* restoring into a fresh table gives back the exact state */
+    ps_table_t *back = make_table(1000, 0.0f);
+    assert_int_equal(ps_table_set_state(back, &ck.chunks[0].state), PS_OK);
+    assert_memory_equal(ps_table_params(back), saved[2], sizeof saved[2]);
+    assert_int_equal(ps_table_updates(back), 3);
+    ps_ckpt_free(&ck);
+    ps_ckpt_free(&ck);
+
+    /* flip a byte in the newest: skipped with a warning, the previous loads */
+    char path[400];
+    snprintf(path, sizeof path, "%s/j/ckpt-%012d.psc", dir, 30);
+    FILE *f = fopen(path, "r+b");
+    fseek(f, 5000, SEEK_SET);
+    int byte = fgetc(f);
+    fseek(f, 5000, SEEK_SET);
+    fputc(byte ^ 0x40, f);
+    fclose(f);
+    assert_int_equal(ps_ckpt_load(dir, "j", -1, &ck, &err), PS_OK);
+    assert_int_equal(ck.job.clock, 20);
+    assert_memory_equal(ck.chunks[0].state.params, saved[1], sizeof saved[1]);
+    ps_ckpt_free(&ck);
+    assert_true(log_mentions("ckpt-000000000030.psc' skipped"));
+    assert_true(log_mentions("checksum mismatch"));
+
+    /* truncate the next one as well: the oldest loads */
+    snprintf(path, sizeof path, "%s/j/ckpt-%012d.psc", dir, 20);
+    assert_int_equal(truncate(path, 3000), 0);
+    assert_int_equal(ps_ckpt_load(dir, "j", -1, &ck, &err), PS_OK);
+    assert_int_equal(ck.job.clock, 10);
+    ps_ckpt_free(&ck);
+    assert_true(log_mentions("ckpt-000000000020.psc' skipped"));
+    assert_true(log_mentions("truncated"));
+    /* asking for an exact clock that is corrupt fails cleanly */
+    assert_int_equal(ps_ckpt_load(dir, "j", 30, &ck, &err), PS_ENOJOB);
+    ps_table_destroy(&t);
+    ps_table_destroy(&back);
+}
+
+static void test_only_the_newest_k_are_kept(void **state)
+{
+    (void)state;
+    ps_table_t *t = make_table(10, 0.0f);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/k; mkdir -p %s", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    ps_ckpt_job_t job = {.job = "k", .world = 2, .shard = 0, .n_shards = 1};
+    uint32_t ids[1] = {0};
+    ps_errbuf_t err;
+    for (int c = 1; c <= 5; c++) {
+        job.clock = c;
+        assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, 2, &err), PS_OK);
+    }
+    char path[400];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/k/ckpt-%012d.psc", dir, 3);
+    assert_int_not_equal(stat(path, &st), 0);
+    snprintf(path, sizeof path, "%s/k/ckpt-%012d.psc", dir, 4);
+    assert_int_equal(stat(path, &st), 0);
+    ps_ckpt_remove_job(dir, "k");
+    snprintf(path, sizeof path, "%s/k", dir);
+    assert_int_not_equal(stat(path, &st), 0);
+    ps_table_destroy(&t);
+}
+
+/* Not a timing assertion: prints the write time and size of a shard of the
+ * demo MLP (235,146 parameters with Adam state, half of them) for the notes. */
+static void test_demo_sized_checkpoint_is_written(void **state)
+{
+    (void)state;
+    ps_table_t *t = make_table(117573, 0.0f);
+    ps_ckpt_job_t job = {.job = "demo", .world = 2, .shard = 0, .n_shards = 1, .clock = 1};
+    uint32_t ids[1] = {0};
+    ps_errbuf_t err;
+    int64_t t0 = ps_time_ns();
+    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, 1, &err), PS_OK);
+    double ms = (double)(ps_time_ns() - t0) / 1e6;
+    char path[400];
+    struct stat st;
+    snprintf(path, sizeof path, "%s/demo/ckpt-%012d.psc", dir, 1);
+    assert_int_equal(stat(path, &st), 0);
+    assert_true(st.st_size > 117573 * 12);
+    printf("demo shard checkpoint: %lld bytes written and fsynced in %.1f ms\n",
+           (long long)st.st_size, ms);
+    ps_table_destroy(&t);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_round_trip_and_corrupt_files_are_skipped),
+        cmocka_unit_test(test_only_the_newest_k_are_kept),
+        cmocka_unit_test(test_demo_sized_checkpoint_is_written),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
