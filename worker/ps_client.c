@@ -473,8 +473,14 @@ static void *heartbeat_run(void *arg)
     while (!atomic_load(&c->heartbeat_stop)) {
         if (ps_time_ms() >= next) {
             for (uint32_t s = 0; s < c->n_shards; s++) {
+                /* built here, not by header_init: the main thread may be
+                 * changing the generation this very moment */
                 Ps__Header h;
-                header_init(c, &h, PS__OP__HEARTBEAT, 0);
+                ps__header__init(&h);
+                h.version = PS_PROTOCOL_VERSION;
+                h.op = PS__OP__HEARTBEAT;
+                h.job = c->job;
+                h.rank = c->opts.rank;
                 ps_wire_send_header(socks[s], &h, 0);
             }
             next = ps_time_ms() + c->opts.heartbeat_ms;

@@ -54,3 +54,27 @@ wait "$LAUNCH_PID" || fail "job with a stopped worker exited $?"
 check "$(json "$WORK/stop.out" lost_workers) == []"
 check "$(json "$WORK/stop.out" test_accuracy) > 0.8"
 pass "SIGSTOP/SIGCONT worker 1: declared dead, $(grep -o 'rejoined at clock [0-9]*' "$WORK/stop.log" | head -1), accuracy $(json "$WORK/stop.out" test_accuracy)"
+
+# 3. kill -9 worker 2 and restart it with the same command: it rejoins at
+#    the job's clock and the job finishes with all three.
+start_server a 0 2 --heartbeat_timeout_ms $TIMEOUT_MS
+start_server b 1 2 --heartbeat_timeout_ms $TIMEOUT_MS
+start_worker() { # RANK LOGNAME
+    "$BIN/ps-worker" --config "$SRC/deploy/examples/fashion-mlp.conf" --servers "$EP_a,$EP_b" \
+        --rank "$1" --world 3 --hidden 128 --epochs 2 --eval_every_steps 50 --heartbeat_ms 200 \
+        >"$WORK/$2.out" 2>"$WORK/$2.log" &
+    STARTED_PIDS+=("$!")
+    LAST_WORKER=$!
+}
+start_worker 0 w0; w0=$LAST_WORKER
+start_worker 1 w1; w1=$LAST_WORKER
+start_worker 2 w2; w2=$LAST_WORKER
+wait_for "$WORK/w0.out" '"event":"eval"' 60
+kill -KILL "$w2"
+wait "$w2" 2>/dev/null || true
+start_worker 2 w2b; w2b=$LAST_WORKER
+wait_for "$WORK/a.log" "worker 2 rejoined" 30
+for p in $w0 $w1 $w2b; do wait "$p" || fail "worker (pid $p) exited $?"; done
+check "$(json "$WORK/w2b.out" steps) == $(json "$WORK/w0.out" steps)"
+check "$(json "$WORK/w0.out" test_accuracy) > 0.8"
+pass "kill -9 worker 2 and restart it: $(grep -o 'worker 2 rejoined from .* at clock [0-9]*' "$WORK/a.log" | head -1), all finished at step $(json "$WORK/w0.out" steps)"
