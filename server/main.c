@@ -5,6 +5,7 @@
 #include <sysexits.h>
 
 #include "ps_log.h"
+#include "ps_proc.h"
 #include "ps_server.h"
 
 static volatile sig_atomic_t stop_signal;
@@ -32,12 +33,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ps-server: cannot open log file '%s'\n", cfg.log_file);
         return EX_CANTCREAT;
     }
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    ps_proc_on_stop(on_signal);
 
     ps_server_t *srv = ps_server_new(&cfg, &err);
     if (!srv) {

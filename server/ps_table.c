@@ -198,8 +198,8 @@ int ps_table_set_state(ps_table_t *t, const ps_table_state_t *s)
         if (t->stashed[r] == 1)
             zmq_msg_close(&t->stash[r]);
         t->stashed[r] = 0;
-        t->pushes[r] = s->pushes[r];
     }
+    memcpy(t->pushes, s->pushes, t->world * sizeof *t->pushes);
     t->clock = s->clock;
     t->opt.t = s->updates;
     memcpy(t->w, s->params, t->len * sizeof(float));

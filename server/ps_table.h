@@ -41,7 +41,8 @@ uint64_t ps_table_len(const ps_table_t *t);
 /* Current parameters (len floats); borrowed, valid until the next update. */
 const float *ps_table_params(const ps_table_t *t);
 /* What a checkpoint holds of a chunk: a read-only view (save) or the values
- * to put back (restore). Arrays have len floats; pushes has world entries. */
+ * to put back (restore). Arrays have len floats; pushes has world entries.
+ * Arrays read from a file may be unaligned: they are only ever memcpy'd. */
 typedef struct {
     uint64_t len;
     uint32_t world;

@@ -19,6 +19,7 @@
 #include "ps_err.h"
 #include "ps_json.h"
 #include "ps_log.h"
+#include "ps_proc.h"
 #include "ps_time.h"
 
 #define MAX_PROCS 256
@@ -213,20 +214,28 @@ static pid_t spawn(args_t *a, int *out_fd)
     return pid;
 }
 
+/* argv of a child: BIN_DIR/program [--config FILE] [--KEY VALUE for each set]. */
+static void args_program(args_t *a, const launch_t *L, const char *program, const char *config,
+                         const char *const *sets, int n_sets)
+{
+    char path[PATH_MAX + 64];
+    snprintf(path, sizeof path, "%s/%s", L->o.bin_dir, program);
+    arg(a, path);
+    if (config) {
+        arg(a, "--config");
+        arg(a, config);
+    }
+    for (int k = 0; k < n_sets; k++)
+        arg_set(a, sets[k]);
+}
+
 /* Starts server i (port 0 = any; a restart reuses its port). Each server
  * keeps its checkpoints in STATE/server-i. */
 static int start_server(launch_t *L, int i, int port)
 {
     args_t a = {0};
     char path[PATH_MAX + 64], num[32];
-    snprintf(path, sizeof path, "%s/ps-server", L->o.bin_dir);
-    arg(&a, path);
-    if (L->o.server_config) {
-        arg(&a, "--config");
-        arg(&a, L->o.server_config);
-    }
-    for (int k = 0; k < L->o.n_server_sets; k++)
-        arg_set(&a, L->o.server_sets[k]);
+    args_program(&a, L, "ps-server", L->o.server_config, L->o.server_sets, L->o.n_server_sets);
     snprintf(num, sizeof num, "%d", i);
     arg(&a, "--shard");
     arg(&a, num);
@@ -331,15 +340,8 @@ static int start_workers(launch_t *L)
 {
     for (int r = 0; r < L->o.n_workers; r++) {
         args_t a = {0};
-        char path[PATH_MAX + 64], num[32];
-        snprintf(path, sizeof path, "%s/ps-worker", L->o.bin_dir);
-        arg(&a, path);
-        if (L->o.config) {
-            arg(&a, "--config");
-            arg(&a, L->o.config);
-        }
-        for (int k = 0; k < L->o.n_sets; k++)
-            arg_set(&a, L->o.sets[k]);
+        char num[32];
+        args_program(&a, L, "ps-worker", L->o.config, L->o.sets, L->o.n_sets);
         arg(&a, "--servers");
         arg(&a, L->endpoints);
         arg(&a, "--job");
@@ -577,12 +579,7 @@ int main(int argc, char **argv)
     ps_log_init("ps-launch", PS_LOG_INFO);
     if (parse_args(&L.o, argc, argv) != 0)
         return EX_USAGE;
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    ps_proc_on_stop(on_signal);
     const char *tmp = getenv("TMPDIR");
     snprintf(L.state_dir, sizeof L.state_dir, "%s/ps-launch.XXXXXX", tmp && *tmp ? tmp : "/tmp");
     if (!mkdtemp(L.state_dir)) {

@@ -6,6 +6,7 @@
 #include <sysexits.h>
 
 #include "ps_log.h"
+#include "ps_proc.h"
 #include "ps_trainer.h"
 #include "ps_worker.h"
 
@@ -54,12 +55,7 @@ int main(int argc, char **argv)
         return EX_CONFIG;
     }
     ps_log_init("ps-worker", (ps_log_level_t)cfg.log_level);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    ps_proc_on_stop(on_signal);
     openblas_set_num_threads((int)cfg.blas_threads);
     ps_log(PS_LOG_INFO, "worker %lld of %lld: OpenBLAS core '%s', %lld thread(s)%s",
            (long long)cfg.rank, (long long)cfg.world, openblas_get_corename(),

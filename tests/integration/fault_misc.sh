@@ -5,14 +5,6 @@
 # once: the model equals an undisturbed run's.
 . "$(dirname "$0")/lib.sh"
 
-wait_for() { # FILE PATTERN SECONDS
-    local deadline=$((SECONDS + $3))
-    until grep -q -- "$2" "$1" 2>/dev/null; do
-        [ $SECONDS -lt $deadline ] || fail "no '$2' in $1 after $3 s"
-        sleep 0.05
-    done
-}
-
 # 1. idle server, SIGTERM
 start_server idle 0 1
 kill -TERM "$PID_idle"

@@ -5,14 +5,6 @@
 # checkpoints: tests/unit/test_checkpoint.c.)
 . "$(dirname "$0")/lib.sh"
 
-wait_for() { # FILE PATTERN SECONDS
-    local deadline=$((SECONDS + $3))
-    until grep -q -- "$2" "$1" 2>/dev/null; do
-        [ $SECONDS -lt $deadline ] || fail "no '$2' in $1 after $3 s"
-        sleep 0.05
-    done
-}
-
 run() { # NAME [extra ps-launch args]
     local name=$1; shift
     "$BIN/ps-launch" --servers 2 --workers 2 --config "$SRC/deploy/examples/fashion-mlp.conf" \

@@ -5,15 +5,6 @@
 . "$(dirname "$0")/lib.sh"
 TIMEOUT_MS=2000
 
-# wait_for FILE PATTERN SECONDS: until a line matches, or fail.
-wait_for() {
-    local deadline=$((SECONDS + $3))
-    until grep -q -- "$2" "$1" 2>/dev/null; do
-        [ $SECONDS -lt $deadline ] || fail "no '$2' in $1 after $3 s"
-        sleep 0.05
-    done
-}
-
 worker_pid() { # LOG RANK
     grep -o "ps-worker\[[0-9]*\] I worker $2 of" "$1" | head -1 | grep -o '[0-9]\+' | head -1
 }

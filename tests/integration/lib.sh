@@ -51,6 +51,15 @@ start_server() {
     printf -v "PID_$name" '%s' "$pid"
 }
 
+# wait_for FILE PATTERN SECONDS: until a line of FILE matches, or fail.
+wait_for() { # FILE PATTERN SECONDS
+    local deadline=$((SECONDS + $3))
+    until grep -q -- "$2" "$1" 2>/dev/null; do
+        [ $SECONDS -lt $deadline ] || fail "no '$2' in $1 after $3 s"
+        sleep 0.05
+    done
+}
+
 # json FILE KEY: the value of KEY in the last {"event":"done"} line of FILE.
 json() {
     "$PY" - "$1" "$2" <<'PYEOF'
