@@ -18,7 +18,10 @@
 #include <zmq.h>
 
 #include "ps_checkpoint.h"
+#include "ps_json.h"
 #include "ps_log.h"
+#include "ps_notify.h"
+#include "ps_statsd.h"
 #include "ps_shardmap.h"
 #include "ps_table.h"
 #include "ps_time.h"
@@ -52,6 +55,12 @@ static const ps_opt_t server_opts[] = {
                "checkpoint each job every N clocks (and at shutdown); 0 = only at shutdown"),
     PS_OPT_INT("checkpoint_keep", ps_server_config_t, checkpoint_keep, "3", 1, 1000,
                "checkpoints kept per job"),
+    PS_OPT_STR("stats_socket", ps_server_config_t, stats_socket, "",
+               "UNIX stats socket path (mode 0660); empty = none (see ps-ctl)"),
+    PS_OPT_INT("stats_port", ps_server_config_t, stats_port, "-1", -1, 65535,
+               "stats commands over TCP on 127.0.0.1; 0 = any free port, -1 = off"),
+    PS_OPT_INT("metrics_port", ps_server_config_t, metrics_port, "-1", -1, 65535,
+               "Prometheus GET /metrics on 127.0.0.1; 0 = any free port, -1 = off"),
 };
 
 const ps_optset_t ps_server_optset = {
@@ -82,6 +91,7 @@ typedef struct {
     uint32_t rank;
     uint32_t flags;
     uint32_t reply_flags; /* PS_FLAG_SKIPPED known when parked (SSP/ASP) */
+    int64_t recv_ns;      /* when the request arrived, for the latency histogram */
     int dtype;            /* values in the reply */
     int64_t clock;
 } pending_t;
@@ -99,6 +109,9 @@ typedef struct {
     int max_staleness;
     uint8_t *joined, *live, *done, *left, *dead;
     int64_t *last_seen_ms;  /* per rank: last request (or job creation) */
+    char (*peer)[48];       /* per rank: address of its last HELLO */
+    double *samples, *samples_per_s, *loss; /* per rank, from heartbeats */
+    int64_t *samples_at_ms;
     table_entry_t *tables;
     uint32_t n_tables;  /* capacity of tables[] (ids below it) */
     int64_t skip_logged_clock; /* newest skipped clock already logged */
@@ -108,12 +121,40 @@ typedef struct {
     size_t n_pending, cap_pending;
 } job_t;
 
+#define N_BUCKETS 16
+static const double bucket_le[N_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                            0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                            1,      2.5,     5,      10};
+
+/* A Prometheus histogram: cumulative counts are built when published. */
+typedef struct {
+    uint64_t counts[N_BUCKETS + 1]; /* last: above every bound */
+    uint64_t count;
+    double sum_s;
+} hist_t;
+
+/* Counters of the loop thread; published as snapshots, never shared. */
 typedef struct {
     uint64_t requests[16];
     uint64_t errors;
+    uint64_t errors_by_code[32];
     uint64_t nonfinite_pushes;
     uint64_t bytes_in, bytes_out;
+    uint64_t checkpoints_written, checkpoints_failed;
+    int64_t last_checkpoint_ms;
+    hist_t push_latency, pull_latency;
 } server_stats_t;
+
+static void hist_observe(hist_t *h, int64_t ns)
+{
+    double s = (double)ns / 1e9;
+    int b = 0;
+    while (b < N_BUCKETS && s > bucket_le[b])
+        b++;
+    h->counts[b]++;
+    h->count++;
+    h->sum_s += s;
+}
 
 struct ps_server {
     ps_server_config_t cfg;
@@ -126,6 +167,9 @@ struct ps_server {
     int64_t log_budget_reset_ms;
     int log_budget;
     pid_t ckpt_child;  /* forked checkpoint writer, 0 if none */
+    ps_statsd_t *statsd;
+    atomic_int save_requested; /* set by the stats thread's `save` */
+    int64_t started_ms;
 };
 
 /* The request being handled: the parsed header plus its frames. */
@@ -134,9 +178,12 @@ typedef struct {
     Ps__Header *hdr;
     zmq_msg_t *values; /* NULL if the request has none */
     const char *peer;
+    int64_t recv_ns;
 } request_t;
 
 static void reap_ckpt_child(ps_server_t *srv, bool block);
+static void publish_config(ps_server_t *srv);
+static void publish_all(ps_server_t *srv);
 
 /* ---- jobs ---------------------------------------------------------------- */
 
@@ -159,6 +206,11 @@ static void job_destroy(job_t *job)
     free(job->left);
     free(job->dead);
     free(job->last_seen_ms);
+    free(job->peer);
+    free(job->samples);
+    free(job->samples_per_s);
+    free(job->loss);
+    free(job->samples_at_ms);
     free(job);
 }
 
@@ -174,6 +226,11 @@ static job_t *job_new(const char *name, uint32_t world, int max_staleness)
     job->left = ps_xcalloc(world, 1);
     job->dead = ps_xcalloc(world, 1);
     job->last_seen_ms = ps_xcalloc(world, sizeof *job->last_seen_ms);
+    job->peer = ps_xcalloc(world, sizeof *job->peer);
+    job->samples = ps_xcalloc(world, sizeof *job->samples);
+    job->samples_per_s = ps_xcalloc(world, sizeof *job->samples_per_s);
+    job->loss = ps_xcalloc(world, sizeof *job->loss);
+    job->samples_at_ms = ps_xcalloc(world, sizeof *job->samples_at_ms);
     int64_t now = ps_time_ms();
     for (uint32_t r = 0; r < world; r++)
         job->last_seen_ms[r] = now; /* a rank that never shows up times out too */
@@ -325,6 +382,8 @@ static int reply_error(ps_server_t *srv, request_t *rq, int code, const char *fm
     vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     srv->stats.errors++;
+    if (code < 0 && code > -32)
+        srv->stats.errors_by_code[-code]++;
     int64_t now = ps_time_ms();
     if (now - srv->log_budget_reset_ms >= 1000) {
         srv->log_budget_reset_ms = now;
@@ -384,6 +443,7 @@ static void serve_pending(ps_server_t *srv, job_t *job)
             continue;
         }
         reply_params(srv, p, job_chunk(job, p->table_id, p->chunk));
+        hist_observe(&srv->stats.pull_latency, ps_time_ns() - p->recv_ns);
         zmq_msg_close(&p->identity);
         job->pending[i] = job->pending[--job->n_pending];
     }
@@ -406,6 +466,7 @@ static void park_pull(job_t *job, request_t *rq, int64_t clock, uint32_t reply_f
     p->reply_flags = reply_flags;
     p->dtype = rq->hdr->dtype;
     p->clock = clock;
+    p->recv_ns = rq->recv_ns;
 }
 
 /* After a rank stops counting in barriers, rounds it held up may complete. */
@@ -455,9 +516,14 @@ static void reap_ckpt_child(ps_server_t *srv, bool block)
     int status;
     if (srv->ckpt_child <= 0 || waitpid(srv->ckpt_child, &status, block ? 0 : WNOHANG) <= 0)
         return;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0)
+    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
         ps_log(PS_LOG_ERROR, "shard %lld: checkpoint writer (pid %d) failed", (long long)srv->cfg.shard,
                (int)srv->ckpt_child);
+        srv->stats.checkpoints_failed++;
+    } else {
+        srv->stats.checkpoints_written++;
+        srv->stats.last_checkpoint_ms = ps_time_ms();
+    }
     srv->ckpt_child = 0;
 }
 
@@ -501,7 +567,10 @@ int ps_server_checkpoint_all(ps_server_t *srv)
         if (write_job_ckpt(srv, srv->jobs[j], &err) != PS_OK) {
             ps_log(PS_LOG_ERROR, "shard %lld: %s", (long long)srv->cfg.shard, err.msg);
             failed++;
+            srv->stats.checkpoints_failed++;
         } else {
+            srv->stats.checkpoints_written++;
+            srv->stats.last_checkpoint_ms = ps_time_ms();
             ps_log(PS_LOG_INFO, "job '%s': checkpoint written at clock %lld", srv->jobs[j]->name,
                    (long long)job_resume_clock(srv->jobs[j]));
         }
@@ -692,6 +761,7 @@ static int handle_hello(ps_server_t *srv, request_t *rq)
                job->world, job->max_staleness);
     }
     bool rejoin = job->joined[h->rank];
+    snprintf(job->peer[h->rank], sizeof job->peer[h->rank], "%s", rq->peer);
     job->joined[h->rank] = 1;
     job->last_seen_ms[h->rank] = ps_time_ms();
     if (job->dead[h->rank] || job->done[h->rank]) {
@@ -825,6 +895,7 @@ static int handle_push_pull(ps_server_t *srv, request_t *rq)
             serve_pending(srv, job);
             maybe_checkpoint(srv, job);
         }
+        hist_observe(&srv->stats.push_latency, ps_time_ns() - rq->recv_ns);
         pull_clock = h->clock + 1;
     }
     if (h->op == PS__OP__PUSH) {
@@ -909,8 +980,18 @@ static int handle_heartbeat(ps_server_t *srv, request_t *rq)
 {
     /* Keeps a live rank alive; a rank already declared dead must HELLO. */
     job_t *job = find_job(srv, rq->hdr->job);
-    if (job && rq->hdr->rank < job->world && !job->dead[rq->hdr->rank])
-        job->last_seen_ms[rq->hdr->rank] = ps_time_ms();
+    uint32_t r = rq->hdr->rank;
+    if (job && r < job->world && !job->dead[r]) {
+        int64_t now = ps_time_ms();
+        job->last_seen_ms[r] = now;
+        double samples = (double)rq->hdr->n_samples;
+        if (job->samples_at_ms[r] && now > job->samples_at_ms[r] && samples >= job->samples[r])
+            job->samples_per_s[r] = (samples - job->samples[r]) * 1000.0 /
+                                    (double)(now - job->samples_at_ms[r]);
+        job->samples[r] = samples;
+        job->samples_at_ms[r] = now;
+        job->loss[r] = rq->hdr->loss;
+    }
     Ps__Header rep;
     reply_init(&rep, rq->hdr);
     rep.incarnation = srv->incarnation;
@@ -932,10 +1013,11 @@ static const handler_fn handlers[] = {
 /* Frames after the identity: header, then values (dense ops). */
 static void handle_message(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
 {
-    request_t rq = {.msg = msg, .peer = "?"};
+    request_t rq = {.msg = msg, .peer = "?", .recv_ns = ps_time_ns()};
     if (msg->n_parts < 1)
         return;
-    srv->stats.bytes_in += ps_wire_msg_bytes(msg);
+    /* the routing identity is ZeroMQ's, not the peer's bytes */
+    srv->stats.bytes_in += ps_wire_msg_bytes(msg) - zmq_msg_size(&msg->parts[0]);
     if (msg->n_parts >= 2) {
         const char *addr = zmq_msg_gets(&msg->parts[1], "Peer-Address");
         if (addr)
@@ -1004,6 +1086,18 @@ ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err)
     zmq_getsockopt(srv->router, ZMQ_LAST_ENDPOINT, srv->endpoint, &len);
     if (*cfg->state_dir)
         restore_jobs(srv);
+    srv->started_ms = ps_time_ms();
+    atomic_init(&srv->save_requested, 0);
+    if (*cfg->stats_socket || cfg->stats_port >= 0 || cfg->metrics_port >= 0) {
+        srv->statsd = ps_statsd_start(cfg->stats_socket, (int)cfg->stats_port, (int)cfg->metrics_port,
+                                      *cfg->state_dir ? &srv->save_requested : NULL, err);
+        if (!srv->statsd) {
+            ps_server_destroy(&srv);
+            return NULL;
+        }
+        publish_config(srv);
+        publish_all(srv);
+    }
     if (*cfg->ready_file && write_ready_file(cfg->ready_file, srv->endpoint, err) != PS_OK) {
         ps_server_destroy(&srv);
         return NULL;
@@ -1017,6 +1111,7 @@ void ps_server_destroy(ps_server_t **srvp)
     if (!srv)
         return;
     reap_ckpt_child(srv, true);
+    ps_statsd_stop(&srv->statsd);
     for (size_t i = 0; i < srv->n_jobs; i++)
         job_destroy(srv->jobs[i]);
     free(srv->jobs);
@@ -1068,8 +1163,312 @@ static void sweep_dead_workers(ps_server_t *srv)
     }
 }
 
+/* ---- stats publication (loop thread; the stats thread only serves) ------ */
+
+static long rss_bytes(void)
+{
+    long pages = 0, rss = 0;
+    FILE *f = fopen("/proc/self/statm", "r");
+    if (f) {
+        if (fscanf(f, "%ld %ld", &pages, &rss) != 2)
+            rss = 0;
+        fclose(f);
+    }
+    return rss * sysconf(_SC_PAGESIZE);
+}
+
+static const char *rank_state(const job_t *job, uint32_t r)
+{
+    if (job->dead[r])
+        return "dead";
+    if (job->left[r])
+        return "left";
+    if (job->done[r])
+        return "done";
+    return job->joined[r] ? "live" : "waiting";
+}
+
+/* Pushes of rank r reflected on this shard: the lowest over its chunks. */
+static int64_t rank_clock(const job_t *job, uint32_t r)
+{
+    int64_t clock = INT64_MAX;
+    for (uint32_t i = 0; i < job->n_tables; i++)
+        for (uint32_t c = 0; c < job->tables[i].n_chunks; c++)
+            if (job->tables[i].chunks[c]) {
+                int64_t w = ps_table_worker_clock(job->tables[i].chunks[c], r);
+                clock = w < clock ? w : clock;
+            }
+    return clock == INT64_MAX ? 0 : clock;
+}
+
+static void publish_info(ps_server_t *srv, int64_t now)
+{
+    char *text = NULL, *json = NULL;
+    size_t tl, jl;
+    FILE *t = open_memstream(&text, &tl), *j = open_memstream(&json, &jl);
+    uint32_t alive = 0;
+    for (size_t i = 0; i < srv->n_jobs; i++)
+        for (uint32_t r = 0; r < srv->jobs[i]->world; r++)
+            alive += srv->jobs[i]->joined[r] && !srv->jobs[i]->dead[r] && !srv->jobs[i]->left[r];
+    const server_stats_t *st = &srv->stats;
+    fprintf(t, "# server\nversion:%s\npid:%d\nuptime_s:%.1f\nrole:server\nshard:%lld\nshards:%lld\n"
+               "endpoint:%s\nincarnation:%llx\n# jobs\njobs:%zu\nworkers_alive:%u\n",
+            PS_VERSION, (int)getpid(), (double)(now - srv->started_ms) / 1000.0,
+            (long long)srv->cfg.shard, (long long)srv->cfg.shards, srv->endpoint,
+            (unsigned long long)srv->incarnation, srv->n_jobs, alive);
+    fprintf(j, "{\"version\":\"%s\",\"pid\":%d,\"uptime_s\":%.1f,\"role\":\"server\",\"shard\":%lld,"
+               "\"shards\":%lld,\"endpoint\":\"%s\",\"jobs\":%zu,\"workers_alive\":%u,\"clocks\":{",
+            PS_VERSION, (int)getpid(), (double)(now - srv->started_ms) / 1000.0,
+            (long long)srv->cfg.shard, (long long)srv->cfg.shards, srv->endpoint, srv->n_jobs, alive);
+    for (size_t i = 0; i < srv->n_jobs; i++) {
+        fprintf(t, "clock_%s:%lld\n", srv->jobs[i]->name, (long long)job_resume_clock(srv->jobs[i]));
+        fprintf(j, "%s\"%s\":%lld", i ? "," : "", srv->jobs[i]->name,
+                (long long)job_resume_clock(srv->jobs[i]));
+    }
+    fprintf(t, "# requests\n");
+    fprintf(j, "},\"requests\":{");
+    for (int op = 1; op <= PS__OP__ROLLBACK; op++) {
+        fprintf(t, "requests_%s:%llu\n", ps_op_name(op), (unsigned long long)st->requests[op]);
+        fprintf(j, "%s\"%s\":%llu", op > 1 ? "," : "", ps_op_name(op),
+                (unsigned long long)st->requests[op]);
+    }
+    fprintf(t, "bytes_received:%llu\nbytes_sent:%llu\n# errors\nerrors:%llu\nnonfinite_pushes:%llu\n",
+            (unsigned long long)st->bytes_in, (unsigned long long)st->bytes_out,
+            (unsigned long long)st->errors, (unsigned long long)st->nonfinite_pushes);
+    fprintf(j, "},\"bytes_received\":%llu,\"bytes_sent\":%llu,\"errors\":%llu,\"nonfinite_pushes\":%llu,"
+               "\"errors_by_code\":{",
+            (unsigned long long)st->bytes_in, (unsigned long long)st->bytes_out,
+            (unsigned long long)st->errors, (unsigned long long)st->nonfinite_pushes);
+    int first = 1;
+    for (int code = 1; code < 32; code++) {
+        if (!st->errors_by_code[code])
+            continue;
+        fprintf(t, "errors_%s:%llu\n", ps_errname(-code), (unsigned long long)st->errors_by_code[code]);
+        fprintf(j, "%s\"%s\":%llu", first ? "" : ",", ps_errname(-code),
+                (unsigned long long)st->errors_by_code[code]);
+        first = 0;
+    }
+    double ckpt_age = st->last_checkpoint_ms ? (double)(now - st->last_checkpoint_ms) / 1000.0 : -1;
+    fprintf(t, "# memory\nrss_bytes:%ld\n# checkpoint\nstate_dir:%s\ncheckpoint_every:%lld\n"
+               "checkpoints_written:%llu\ncheckpoints_failed:%llu\nlast_checkpoint_age_s:%.1f\n",
+            rss_bytes(), srv->cfg.state_dir, (long long)srv->cfg.checkpoint_every,
+            (unsigned long long)st->checkpoints_written, (unsigned long long)st->checkpoints_failed,
+            ckpt_age);
+    fprintf(j, "},\"rss_bytes\":%ld,\"checkpoint_every\":%lld,\"checkpoints_written\":%llu,"
+               "\"checkpoints_failed\":%llu,\"last_checkpoint_age_s\":%.1f}\n",
+            rss_bytes(), (long long)srv->cfg.checkpoint_every,
+            (unsigned long long)st->checkpoints_written, (unsigned long long)st->checkpoints_failed,
+            ckpt_age);
+    fclose(t);
+    fclose(j);
+    ps_statsd_publish(srv->statsd, PS_STATS_INFO, text, json);
+}
+
+static void publish_workers(ps_server_t *srv, int64_t now)
+{
+    char *text = NULL, *json = NULL;
+    size_t tl, jl;
+    FILE *t = open_memstream(&text, &tl), *j = open_memstream(&json, &jl);
+    fprintf(t, "%-12s %4s %-7s %-16s %8s %9s %12s %12s %9s\n", "job", "rank", "state", "address",
+            "clock", "staleness", "heartbeat_ms", "samples/s", "loss");
+    fprintf(j, "[");
+    for (size_t i = 0; i < srv->n_jobs; i++) {
+        const job_t *job = srv->jobs[i];
+        int64_t top = job_max_clock(job);
+        for (uint32_t r = 0; r < job->world; r++) {
+            int64_t clock = rank_clock(job, r);
+            fprintf(t, "%-12s %4u %-7s %-16s %8lld %9lld %12lld %12.0f %9.4f\n", job->name, r,
+                    rank_state(job, r), *job->peer[r] ? job->peer[r] : "-", (long long)clock,
+                    (long long)(top - clock), (long long)(now - job->last_seen_ms[r]),
+                    job->samples_per_s[r], job->loss[r]);
+            fprintf(j, "%s{\"job\":\"%s\",\"rank\":%u,\"state\":\"%s\",\"address\":\"%s\",\"clock\":%lld,"
+                       "\"staleness\":%lld,\"heartbeat_age_ms\":%lld,\"samples_per_s\":%.1f,\"loss\":%.6f}",
+                    i || r ? "," : "", job->name, r, rank_state(job, r), job->peer[r],
+                    (long long)clock, (long long)(top - clock),
+                    (long long)(now - job->last_seen_ms[r]), job->samples_per_s[r], job->loss[r]);
+        }
+    }
+    fprintf(j, "]\n");
+    fclose(t);
+    fclose(j);
+    ps_statsd_publish(srv->statsd, PS_STATS_WORKERS, text, json);
+}
+
+static void publish_tables(ps_server_t *srv)
+{
+    char *text = NULL, *json = NULL;
+    size_t tl, jl;
+    FILE *t = open_memstream(&text, &tl), *j = open_memstream(&json, &jl);
+    fprintf(t, "%-12s %3s %-12s %-6s %-14s %-5s %6s %12s %-9s %12s\n", "job", "id", "name", "kind",
+            "shape", "dtype", "chunks", "elems_here", "optimizer", "bytes");
+    fprintf(j, "[");
+    int first = 1;
+    for (size_t i = 0; i < srv->n_jobs; i++) {
+        const job_t *job = srv->jobs[i];
+        for (uint32_t id = 0; id < job->n_tables; id++) {
+            const table_entry_t *e = &job->tables[id];
+            uint64_t here = 0, bytes = 0;
+            uint32_t held = 0;
+            const ps_table_t *any = NULL;
+            for (uint32_t c = 0; c < e->n_chunks; c++) {
+                if (!e->chunks[c])
+                    continue;
+                any = e->chunks[c];
+                here += ps_table_len(any);
+                bytes += ps_table_bytes(any);
+                held++;
+            }
+            if (!any)
+                continue;
+            int ndim;
+            const uint64_t *shape = ps_table_shape(any, &ndim);
+            char dims[64] = "";
+            size_t dl = 0;
+            for (int d = 0; d < ndim; d++)
+                dl += (size_t)snprintf(dims + dl, sizeof dims - dl, "%s%llu", d ? "x" : "",
+                                       (unsigned long long)shape[d]);
+            const char *opt = ps_optim_name(ps_table_optim(any)->kind);
+            fprintf(t, "%-12s %3u %-12s %-6s %-14s %-5s %3u/%-2u %12llu %-9s %12llu\n", job->name, id,
+                    ps_table_name(any), "dense", dims, "f32", held, e->n_chunks,
+                    (unsigned long long)here, opt, (unsigned long long)bytes);
+            fprintf(j, "%s{\"job\":\"%s\",\"id\":%u,\"name\":\"%s\",\"kind\":\"dense\",\"shape\":\"%s\","
+                       "\"dtype\":\"f32\",\"chunks_here\":%u,\"chunks\":%u,\"elems_here\":%llu,"
+                       "\"optimizer\":\"%s\",\"bytes\":%llu}",
+                    first ? "" : ",", job->name, id, ps_table_name(any), dims, held, e->n_chunks,
+                    (unsigned long long)here, opt, (unsigned long long)bytes);
+            first = 0;
+        }
+    }
+    fprintf(j, "]\n");
+    fclose(t);
+    fclose(j);
+    ps_statsd_publish(srv->statsd, PS_STATS_TABLES, text, json);
+}
+
+static void publish_hist(FILE *m, const char *name, const char *help, const hist_t *h)
+{
+    fprintf(m, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
+    uint64_t cum = 0;
+    for (int b = 0; b < N_BUCKETS; b++) {
+        cum += h->counts[b];
+        fprintf(m, "%s_bucket{le=\"%g\"} %llu\n", name, bucket_le[b], (unsigned long long)cum);
+    }
+    fprintf(m, "%s_bucket{le=\"+Inf\"} %llu\n%s_sum %.9f\n%s_count %llu\n", name,
+            (unsigned long long)h->count, name, h->sum_s, name, (unsigned long long)h->count);
+}
+
+static void publish_metrics(ps_server_t *srv, int64_t now)
+{
+    char *text = NULL;
+    size_t tl;
+    FILE *m = open_memstream(&text, &tl);
+    const server_stats_t *st = &srv->stats;
+    fprintf(m, "# HELP ps_build_info Build of this ps-server.\n# TYPE ps_build_info gauge\n"
+               "ps_build_info{version=\"%s\",role=\"server\",shard=\"%lld\"} 1\n",
+            PS_VERSION, (long long)srv->cfg.shard);
+    fprintf(m, "# HELP ps_uptime_seconds Time since this process started.\n# TYPE ps_uptime_seconds gauge\n"
+               "ps_uptime_seconds %.3f\n", (double)(now - srv->started_ms) / 1000.0);
+    fprintf(m, "# HELP ps_requests_total Requests handled, by op.\n# TYPE ps_requests_total counter\n");
+    for (int op = 1; op <= PS__OP__ROLLBACK; op++)
+        fprintf(m, "ps_requests_total{op=\"%s\"} %llu\n", ps_op_name(op),
+                (unsigned long long)st->requests[op]);
+    fprintf(m, "# HELP ps_received_bytes_total Bytes received in requests.\n# TYPE ps_received_bytes_total counter\n"
+               "ps_received_bytes_total %llu\n", (unsigned long long)st->bytes_in);
+    fprintf(m, "# HELP ps_sent_bytes_total Bytes sent in replies.\n# TYPE ps_sent_bytes_total counter\n"
+               "ps_sent_bytes_total %llu\n", (unsigned long long)st->bytes_out);
+    fprintf(m, "# HELP ps_errors_total Requests refused, by error code.\n# TYPE ps_errors_total counter\n");
+    for (int code = 1; code < 20; code++)
+        fprintf(m, "ps_errors_total{code=\"%s\"} %llu\n", ps_errname(-code),
+                (unsigned long long)st->errors_by_code[code]);
+    fprintf(m, "# HELP ps_checkpoints_total Checkpoints written, by result.\n# TYPE ps_checkpoints_total counter\n"
+               "ps_checkpoints_total{result=\"ok\"} %llu\nps_checkpoints_total{result=\"failed\"} %llu\n",
+            (unsigned long long)st->checkpoints_written, (unsigned long long)st->checkpoints_failed);
+    fprintf(m, "# HELP ps_jobs Jobs served.\n# TYPE ps_jobs gauge\nps_jobs %zu\n", srv->n_jobs);
+    fprintf(m, "# HELP ps_job_clock Lowest chunk clock of a job on this shard.\n# TYPE ps_job_clock gauge\n");
+    for (size_t i = 0; i < srv->n_jobs; i++)
+        fprintf(m, "ps_job_clock{job=\"%s\"} %lld\n", srv->jobs[i]->name,
+                (long long)job_resume_clock(srv->jobs[i]));
+    fprintf(m, "# HELP ps_resident_memory_bytes Resident set size.\n# TYPE ps_resident_memory_bytes gauge\n"
+               "ps_resident_memory_bytes %ld\n", rss_bytes());
+    publish_hist(m, "ps_push_seconds", "Time from receiving a push to applying or keeping it.",
+                 &st->push_latency);
+    publish_hist(m, "ps_pull_seconds", "Time from receiving a pull to answering it (barrier waits included).",
+                 &st->pull_latency);
+    fclose(m);
+    ps_statsd_publish(srv->statsd, PS_STATS_METRICS, text, NULL);
+}
+
+static void publish_config(ps_server_t *srv)
+{
+    size_t need = ps_config_format(&ps_server_optset, &srv->cfg, NULL, 0);
+    char *text = ps_xmalloc(need + 1);
+    ps_config_format(&ps_server_optset, &srv->cfg, text, need + 1);
+    char *json = NULL;
+    size_t jl;
+    FILE *j = open_memstream(&json, &jl);
+    fprintf(j, "{");
+    for (size_t i = 0; i < ps_server_optset.n_opts; i++) {
+        char value[PS_OPT_STR_MAX], quoted[2 * PS_OPT_STR_MAX];
+        ps_config_value_str(&ps_server_optset.opts[i], &srv->cfg, value, sizeof value);
+        fprintf(j, "%s\"%s\":%s", i ? "," : "", ps_server_optset.opts[i].name,
+                ps_json_quote(value, quoted, sizeof quoted));
+    }
+    fprintf(j, "}\n");
+    fclose(j);
+    ps_statsd_publish(srv->statsd, PS_STATS_CONFIG, text, json);
+}
+
+static void publish_all(ps_server_t *srv)
+{
+    if (!srv->statsd)
+        return;
+    int64_t now = ps_time_ms();
+    publish_info(srv, now);
+    publish_workers(srv, now);
+    publish_tables(srv);
+    publish_metrics(srv, now);
+}
+
+int ps_server_stats_port(const ps_server_t *srv)
+{
+    return srv->statsd ? ps_statsd_tcp_port(srv->statsd) : -1;
+}
+
+int ps_server_metrics_port(const ps_server_t *srv)
+{
+    return srv->statsd ? ps_statsd_http_port(srv->statsd) : -1;
+}
+
+/* systemd: STATUS every few seconds; WATCHDOG=1 only from this loop, so a
+ * stuck loop stops the pings and systemd restarts us. */
+static void notify_systemd(ps_server_t *srv, int64_t now, int64_t *next_status, int64_t *next_dog,
+                           int64_t dog_ms)
+{
+    if (now >= *next_status) {
+        char status[256];
+        uint32_t alive = 0;
+        for (size_t i = 0; i < srv->n_jobs; i++)
+            for (uint32_t r = 0; r < srv->jobs[i]->world; r++)
+                alive += srv->jobs[i]->joined[r] && !srv->jobs[i]->dead[r] && !srv->jobs[i]->left[r];
+        snprintf(status, sizeof status, "STATUS=shard %lld/%lld: %zu jobs, %u workers alive, clock %lld",
+                 (long long)srv->cfg.shard, (long long)srv->cfg.shards, srv->n_jobs, alive,
+                 srv->n_jobs ? (long long)job_resume_clock(srv->jobs[0]) : 0LL);
+        ps_notify(status);
+        *next_status = now + 2000;
+    }
+    if (dog_ms && now >= *next_dog) {
+        ps_notify("WATCHDOG=1");
+        *next_dog = now + dog_ms;
+    }
+}
+
 int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop)
 {
+    int64_t next_status = 0, next_dog = 0, dog_ms = ps_notify_watchdog_ms();
+    char ready[600];
+    snprintf(ready, sizeof ready, "READY=1\nSTATUS=serving shard %lld of %lld on %s",
+             (long long)srv->cfg.shard, (long long)srv->cfg.shards, srv->endpoint);
+    ps_notify(ready);
     int64_t next_sweep = ps_time_ms() + srv->cfg.poll_ms;
     zmq_pollitem_t item = {srv->router, 0, ZMQ_POLLIN, 0};
     while (!*stop) {
@@ -1097,6 +1496,10 @@ int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop)
         if (ps_time_ms() >= next_sweep) {
             reap_ckpt_child(srv, false);
             sweep_dead_workers(srv);
+            if (atomic_exchange(&srv->save_requested, 0))
+                ps_server_checkpoint_all(srv);
+            publish_all(srv);
+            notify_systemd(srv, ps_time_ms(), &next_status, &next_dog, dog_ms);
             next_sweep = ps_time_ms() + srv->cfg.poll_ms;
         }
     }

@@ -27,6 +27,9 @@ typedef struct {
     char state_dir[PS_OPT_STR_MAX];
     int64_t checkpoint_every;
     int64_t checkpoint_keep;
+    char stats_socket[PS_OPT_STR_MAX];
+    int64_t stats_port;
+    int64_t metrics_port;
 } ps_server_config_t;
 
 /* The option table of ps-server (for --help, files and flags). */
@@ -42,6 +45,9 @@ typedef struct ps_server ps_server_t;
 ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err);
 /* Closes sockets, frees every job; NULL-safe, sets *srv to NULL. */
 void ps_server_destroy(ps_server_t **srv);
+/* The stats socket's TCP and HTTP (/metrics) ports actually bound, -1 if off. */
+int ps_server_stats_port(const ps_server_t *srv);
+int ps_server_metrics_port(const ps_server_t *srv);
 /* The endpoint actually bound ("tcp://127.0.0.1:40123"); borrowed. */
 const char *ps_server_endpoint(const ps_server_t *srv);
 /* Serves requests until *stop becomes non-zero (set by a signal handler).

@@ -248,6 +248,9 @@ static int start_server(launch_t *L, int i, int port)
     snprintf(path, sizeof path, "%s/server-%d", L->state_dir, i);
     arg(&a, "--state-dir");
     arg(&a, path);
+    snprintf(path, sizeof path, "%s/server-%d.sock", L->state_dir, i);
+    arg(&a, "--stats-socket");
+    arg(&a, path);
     snprintf(path, sizeof path, "%s/server-%d.ready", L->state_dir, i);
     arg(&a, "--ready-file");
     arg(&a, path);
@@ -332,7 +335,8 @@ static int wait_servers_ready(launch_t *L)
         const char *colon = strrchr(ep, ':');
         L->ports[i] = colon ? atoi(colon + 1) : 0;
     }
-    ps_log(PS_LOG_INFO, "launch: %d servers ready: %s", L->o.n_servers, L->endpoints);
+    ps_log(PS_LOG_INFO, "launch: %d servers ready: %s; stats sockets %s/server-N.sock (ps-ctl -s)",
+           L->o.n_servers, L->endpoints, L->state_dir);
     return 0;
 }
 

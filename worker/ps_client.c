@@ -74,6 +74,8 @@ struct ps_client {
     uint64_t *shard_generation;
     uint64_t generation;    /* sent with every request */
     atomic_int restarted;   /* 1 + index of a shard seen restarted, or 0 */
+    _Atomic uint64_t report_samples, report_loss_bits; /* for heartbeats */
+    _Atomic uint64_t hb_bytes_sent, hb_bytes_received;  /* the heartbeat thread's traffic */
 };
 
 ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, ps_errbuf_t *err)
@@ -128,10 +130,7 @@ void ps_client_destroy(ps_client_t **cp)
     ps_client_t *c = *cp;
     if (!c)
         return;
-    if (c->has_heartbeat) {
-        atomic_store(&c->heartbeat_stop, 1);
-        pthread_join(c->heartbeat_thread, NULL);
-    }
+    ps_client_stop_heartbeats(c);
     for (uint32_t i = 0; i < c->n_shards; i++) {
         zmq_close(c->socks[i]);
         free(c->endpoints[i]);
@@ -153,8 +152,15 @@ void ps_client_destroy(ps_client_t **cp)
 }
 
 uint32_t ps_client_n_shards(const ps_client_t *c) { return c->n_shards; }
-uint64_t ps_client_bytes_sent(const ps_client_t *c) { return c->bytes_sent; }
-uint64_t ps_client_bytes_received(const ps_client_t *c) { return c->bytes_received; }
+uint64_t ps_client_bytes_sent(const ps_client_t *c)
+{
+    return c->bytes_sent + atomic_load(&((ps_client_t *)c)->hb_bytes_sent);
+}
+
+uint64_t ps_client_bytes_received(const ps_client_t *c)
+{
+    return c->bytes_received + atomic_load(&((ps_client_t *)c)->hb_bytes_received);
+}
 uint64_t ps_client_requests(const ps_client_t *c) { return c->requests; }
 uint32_t ps_client_reply_flags(const ps_client_t *c) { return c->reply_flags; }
 
@@ -481,7 +487,12 @@ static void *heartbeat_run(void *arg)
                 h.op = PS__OP__HEARTBEAT;
                 h.job = c->job;
                 h.rank = c->opts.rank;
-                ps_wire_send_header(socks[s], &h, 0);
+                h.n_samples = atomic_load(&c->report_samples);
+                uint64_t bits = atomic_load(&c->report_loss_bits);
+                memcpy(&h.loss, &bits, sizeof h.loss);
+                int n = ps_wire_send_header(socks[s], &h, 0);
+                if (n > 0)
+                    atomic_fetch_add(&c->hb_bytes_sent, (uint64_t)n);
             }
             next = ps_time_ms() + c->opts.heartbeat_ms;
         }
@@ -489,6 +500,7 @@ static void *heartbeat_run(void *arg)
             for (uint32_t s = 0; s < c->n_shards; s++) {
                 ps_wire_msg_t m;
                 while (ps_wire_recv(socks[s], &m, ZMQ_DONTWAIT) != PS_EAGAIN) {
+                    atomic_fetch_add(&c->hb_bytes_received, ps_wire_msg_bytes(&m));
                     Ps__Header *r = m.n_parts ? ps_wire_unpack_header(&m.parts[0]) : NULL;
                     uint64_t known = atomic_load(&c->incarnation[s]);
                     atomic_store(&c->last_reply_ms[s], ps_time_ms());
@@ -506,6 +518,23 @@ static void *heartbeat_run(void *arg)
     free(socks);
     free(items);
     return NULL;
+}
+
+void ps_client_stop_heartbeats(ps_client_t *c)
+{
+    if (c->has_heartbeat) {
+        atomic_store(&c->heartbeat_stop, 1);
+        pthread_join(c->heartbeat_thread, NULL);
+        c->has_heartbeat = 0;
+    }
+}
+
+void ps_client_report(ps_client_t *c, uint64_t samples, double loss)
+{
+    uint64_t bits;
+    memcpy(&bits, &loss, sizeof bits);
+    atomic_store(&c->report_samples, samples);
+    atomic_store(&c->report_loss_bits, bits);
 }
 
 void ps_client_reset(ps_client_t *c)

@@ -48,6 +48,13 @@ int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err);
  * resume at; the caller re-pulls its parameters there. */
 int ps_client_recover(ps_client_t *c, int64_t *clock, ps_errbuf_t *err);
 
+/* Stops the heartbeat thread (before BYE, so the counts are final). */
+void ps_client_stop_heartbeats(ps_client_t *c);
+
+/* Progress carried by the next heartbeats (shown by the servers' stats
+ * socket): samples trained so far and the latest loss. Cheap; any time. */
+void ps_client_report(ps_client_t *c, uint64_t samples, double loss);
+
 /* Forgets every request in flight (their late replies are ignored), e.g.
  * after PS_EDEAD before rejoining. Waits for ZeroMQ to release the
  * zero-copy buffers. */
@@ -82,7 +89,9 @@ uint32_t ps_client_reply_flags(const ps_client_t *c);
 int ps_client_done(ps_client_t *c, ps_errbuf_t *err);
 int ps_client_bye(ps_client_t *c, ps_errbuf_t *err);
 
-/* Bytes this client put on and took off the wire, all frames counted. */
+/* Bytes this client put on and took off the wire, all frames counted,
+ * heartbeats included. Call after ps_client_destroy's thread is joined, or
+ * accept that heartbeats in flight may be missing. */
 uint64_t ps_client_bytes_sent(const ps_client_t *c);
 uint64_t ps_client_bytes_received(const ps_client_t *c);
 uint64_t ps_client_requests(const ps_client_t *c);

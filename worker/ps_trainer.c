@@ -339,6 +339,8 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
         if (tr->rank == 0 && c->eval_every_steps && tr->clock % c->eval_every_steps == 0)
             report_eval(tr);
         log_progress(tr, &e, step, spe);
+        uint64_t n = tr->samples - e.n0;
+        ps_client_report(tr->client, tr->samples, n ? e.loss_sum / (double)n : 0);
     }
     end_epoch(tr, &e);
     return PS_OK;
@@ -409,6 +411,7 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
         ps_model_evaluate(tr->model, &tr->test, &ev);
     if (tr->rank == 0 && *tr->cfg->save_model && (rc = save_model(tr, &ev, err)) != PS_OK)
         return rc;
+    ps_client_stop_heartbeats(tr->client);
     if ((rc = ps_client_bye(tr->client, err)) != PS_OK)
         return rc;
     double wall = ps_time_wall_s() - tr->t_start;

@@ -1,0 +1,104 @@
+# The stats socket and ps-ctl against a running job; its numbers agree with
+# the worker's summary at the end; sd_notify: READY=1, STATUS= and
+# WATCHDOG=1 arrive on a NOTIFY_SOCKET the test creates.
+. "$(dirname "$0")/lib.sh"
+CTL="$BIN/ps-ctl"
+
+# 1. a launched job, queried while it runs
+"$BIN/ps-launch" --servers 2 --workers 2 --config "$SRC/deploy/examples/fashion-mlp.conf" \
+    --set hidden=128 --set epochs=2 --set eval_every_steps=100 --set heartbeat_ms=100 \
+    --keep-state >"$WORK/job.out" 2>"$WORK/job.log" &
+STARTED_PIDS+=("$!")
+launch=$!
+wait_for "$WORK/job.out" '"event":"eval"' 60
+dir=$(grep -o "stats sockets [^ ]*/server-N.sock" "$WORK/job.log" | head -1 | sed 's/stats sockets //; s|/server-N.sock||')
+sock="$dir/server-0.sock"
+[ -S "$sock" ] || fail "no stats socket at '$sock'"
+check "'$(stat -c %a "$sock")' == '660'"
+"$CTL" -s "$sock" show workers > "$WORK/workers.txt" || fail "show workers failed"
+grep -qE "^launch +0 +live +127.0.0.1" "$WORK/workers.txt" || fail "rank 0 not live in: $(cat "$WORK/workers.txt")"
+grep -qE "^launch +1 +live" "$WORK/workers.txt" || fail "rank 1 not live"
+"$CTL" -s "$sock" --json show workers > "$WORK/workers.json"
+"$CTL" -s "$sock" --json show info > "$WORK/info.json"
+"$CTL" -s "$sock" --json show tables > "$WORK/tables.json"
+"$CTL" -s "$sock" show tables | grep -q "dense1.W" || fail "show tables lacks dense1.W"
+"$CTL" -s "$sock" show config | grep -q "^shard 0" || fail "show config lacks shard"
+"$CTL" -s "$sock" metrics > "$WORK/metrics.txt"
+"$CTL" -s "$sock" help | grep -q "show workers" || fail "help"
+"$CTL" -s "$sock" save | grep -q "ok: checkpoint requested" || fail "save"
+rc=0; "$CTL" -s "$sock" show nonsense > "$WORK/bad.txt" || rc=$?
+check "$rc == 1"
+grep -q "error: unknown command" "$WORK/bad.txt" || fail "no error for a bad command"
+"$PY" - "$WORK" <<'PYEOF' || fail "JSON replies"
+import json, sys
+w = sys.argv[1]
+workers = json.load(open(f"{w}/workers.json"))
+assert {x["rank"] for x in workers} == {0, 1}, workers
+assert all(x["state"] == "live" and x["clock"] >= 100 for x in workers), workers
+assert all(x["heartbeat_age_ms"] < 2000 and x["samples_per_s"] > 0 and x["loss"] > 0 for x in workers), workers
+info = json.load(open(f"{w}/info.json"))
+assert info["role"] == "server" and info["requests"]["PUSH_PULL"] > 0 and info["bytes_received"] > 0
+tables = json.load(open(f"{w}/tables.json"))
+assert any(t["name"] == "dense1.W" and t["optimizer"] == "adam" for t in tables), tables
+m = open(f"{w}/metrics.txt").read()
+for needed in ('ps_requests_total{op="PUSH_PULL"}', "ps_push_seconds_bucket", "ps_pull_seconds_count",
+               "ps_build_info{", "# TYPE ps_received_bytes_total counter"):
+    assert needed in m, needed
+PYEOF
+wait "$launch" || fail "job exited $?"
+rm -rf "$dir"
+pass "ps-ctl show workers/info/tables/config, metrics, save, help and errors on a live job"
+
+# 2. the numbers agree with the worker's summary (1 worker, 1 shard)
+start_server s 0 1 --stats-socket "$WORK/s.sock" --metrics-port 0
+"$BIN/ps-worker" --servers "$EP_s" $(fashion_flags) --model softmax --lr 0.1 --max_steps 200 \
+    --heartbeat_ms 100 >"$WORK/one.out" 2>"$WORK/one.log" || fail "worker exited $?"
+sleep_until_published() { # the loop publishes every poll_ms (100 ms): wait for the BYE
+    local deadline=$((SECONDS + 10))
+    until "$CTL" -s "$WORK/s.sock" show info | grep -q "requests_BYE:1"; do
+        [ $SECONDS -lt $deadline ] || fail "stats never showed the BYE"
+        sleep 0.05
+    done
+}
+sleep_until_published
+"$CTL" -s "$WORK/s.sock" --json show info > "$WORK/final.json"
+"$PY" - "$WORK" <<'PYEOF' || fail "stats disagree with the summary"
+import json, sys
+w = sys.argv[1]
+info = json.load(open(f"{w}/final.json"))
+done = [json.loads(l) for l in open(f"{w}/one.out") if '"done"' in l][-1]
+assert info["bytes_received"] == done["bytes_sent"], (info["bytes_received"], done["bytes_sent"])
+assert info["bytes_sent"] == done["bytes_received"], (info["bytes_sent"], done["bytes_received"])
+assert info["requests"]["PUSH_PULL"] == done["steps"] * 2, (info["requests"], done["steps"])
+print(f"server received {info['bytes_received']} = worker sent {done['bytes_sent']}; "
+      f"{info['requests']['PUSH_PULL']} PUSH_PULL = {done['steps']} steps x 2 tables")
+PYEOF
+
+pass "server counters equal the worker's summary"
+
+# 3. sd_notify
+"$PY" - "$BIN" "$WORK" <<'PYEOF' || fail "sd_notify"
+import os, socket, subprocess, sys, time
+bin_dir, work = sys.argv[1], sys.argv[2]
+path = f"{work}/notify.sock"
+s = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+s.bind(path)
+s.settimeout(0.2)
+env = dict(os.environ, NOTIFY_SOCKET=path, WATCHDOG_USEC="400000")
+p = subprocess.Popen([f"{bin_dir}/ps-server", "--port", "0"], env=env, stderr=subprocess.DEVNULL)
+seen, deadline = set(), time.time() + 10
+try:
+    while time.time() < deadline and not {"READY=1", "STATUS", "WATCHDOG=1"} <= seen:
+        try:
+            msg = s.recv(4096).decode()
+        except socket.timeout:
+            continue
+        for line in msg.split("\n"):
+            seen.add("STATUS" if line.startswith("STATUS=") else line)
+finally:
+    p.terminate()
+    p.wait(timeout=5)
+assert {"READY=1", "STATUS", "WATCHDOG=1"} <= seen, seen
+print("received", sorted(x for x in seen if x in ("READY=1", "STATUS", "WATCHDOG=1")))
+PYEOF
+pass "READY=1, STATUS= and WATCHDOG=1 received on NOTIFY_SOCKET"
