@@ -16,6 +16,8 @@ PACKAGES=(
   libcmocka-dev                         # unit tests
   dataset-fashion-mnist                 # the real data set for the demo and tests
   python3-numpy                         # tests check exported .npy models independently
+  systemd                               # systemd-analyze verify of the shipped units
+  iproute2                              # benchmarks shape links in network namespaces
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
