@@ -182,6 +182,8 @@ typedef struct {
 } request_t;
 
 static void reap_ckpt_child(ps_server_t *srv, bool block);
+int ps_server_stats_port(const ps_server_t *srv);
+int ps_server_metrics_port(const ps_server_t *srv);
 static void publish_config(ps_server_t *srv);
 static void publish_all(ps_server_t *srv);
 
@@ -1045,14 +1047,17 @@ static void handle_message(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
 
 /* ---- lifecycle ----------------------------------------------------------- */
 
-static int write_ready_file(const char *path, const char *endpoint, ps_errbuf_t *err)
+/* "endpoint ADDR", "pid N", "stats_port N", "metrics_port N" (-1 if off):
+ * what a supervisor or test needs to reach us, written once all listen. */
+static int write_ready_file(const char *path, const ps_server_t *srv, ps_errbuf_t *err)
 {
     char tmp[PS_OPT_STR_MAX + 16];
     snprintf(tmp, sizeof tmp, "%s.tmp", path);
     FILE *f = fopen(tmp, "w");
     if (!f)
         return ps_err_set(err, PS_EIO, "cannot write ready file '%s': %s", tmp, strerror(errno));
-    fprintf(f, "endpoint %s\npid %d\n", endpoint, (int)getpid());
+    fprintf(f, "endpoint %s\npid %d\nstats_port %d\nmetrics_port %d\n", srv->endpoint, (int)getpid(),
+            ps_server_stats_port(srv), ps_server_metrics_port(srv));
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         return ps_err_set(err, PS_EIO, "cannot write ready file '%s': %s", path, strerror(errno));
     return PS_OK;
@@ -1098,7 +1103,7 @@ ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err)
         publish_config(srv);
         publish_all(srv);
     }
-    if (*cfg->ready_file && write_ready_file(cfg->ready_file, srv->endpoint, err) != PS_OK) {
+    if (*cfg->ready_file && write_ready_file(cfg->ready_file, srv, err) != PS_OK) {
         ps_server_destroy(&srv);
         return NULL;
     }

@@ -17,7 +17,8 @@ PACKAGES=(
   dataset-fashion-mnist                 # the real data set for the demo and tests
   python3-numpy                         # tests check exported .npy models independently
   systemd                               # systemd-analyze verify of the shipped units
-  iproute2                              # benchmarks shape links in network namespaces
+  iproute2                              # network-namespace test and shaped-link benchmarks
+  prometheus                            # promtool check metrics, and a real scrape in a test
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

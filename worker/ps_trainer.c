@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include "ps_client.h"
 #include "ps_half.h"
@@ -43,6 +44,7 @@ typedef struct {
     double t_start;
     double t_train;         /* when the first step started */
     unsigned recoveries;    /* rejoins and rollbacks so far */
+    bool is_tty;            /* stderr is a terminal: a live progress line */
 } trainer_t;
 
 static int load_data(trainer_t *tr, ps_errbuf_t *err)
@@ -291,9 +293,33 @@ static void end_epoch(trainer_t *tr, const epoch_t *e)
     report_epoch(tr, e->epoch, n ? e->loss_sum / (double)n : 0, n, ps_time_wall_s() - e->t0, eval);
 }
 
+/* On a terminal, rank 0 keeps one live line up to date (\r, 4 times a
+ * second); elsewhere progress goes to the log every progress_every_s. */
+static void tty_progress(trainer_t *tr, epoch_t *e, uint64_t step, uint64_t spe, double now)
+{
+    static double last;
+    if (now - last < 0.25 && step + 1 < spe)
+        return;
+    last = now;
+    int width = 30, filled = (int)((double)(step + 1) * width / (double)spe);
+    char bar[64];
+    for (int i = 0; i < width; i++)
+        bar[i] = i < filled ? '#' : '.';
+    bar[width] = '\0';
+    uint64_t n = tr->samples - e->n0;
+    fprintf(stderr, "\repoch %lld/%lld [%s] %5.1f%% loss %.4f %8.0f samples/s%s",
+            (long long)e->epoch, (long long)tr->cfg->epochs, bar, 100.0 * (double)(step + 1) / (double)spe,
+            e->loss_sum / (double)(n ? n : 1), (double)n * tr->world / (now - e->t0 + 1e-9),
+            step + 1 == spe ? "\n" : "");
+}
+
 static void log_progress(trainer_t *tr, epoch_t *e, uint64_t step, uint64_t spe)
 {
     double now = ps_time_wall_s();
+    if (tr->rank == 0 && tr->is_tty) {
+        tty_progress(tr, e, step, spe, now);
+        return;
+    }
     if (tr->rank != 0 || !tr->cfg->progress_every_s ||
         now - e->last_progress < (double)tr->cfg->progress_every_s)
         return;
@@ -436,7 +462,8 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
 
 int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, ps_errbuf_t *err)
 {
-    trainer_t tr = {.cfg = cfg, .stop = stop, .rank = (uint32_t)cfg->rank, .world = (uint32_t)cfg->world};
+    trainer_t tr = {.cfg = cfg, .stop = stop, .is_tty = isatty(2) && cfg->progress_every_s > 0,
+                    .rank = (uint32_t)cfg->rank, .world = (uint32_t)cfg->world};
     tr.t_start = ps_time_wall_s();
     int64_t epochs_run = 0;
     int rc = load_data(&tr, err);

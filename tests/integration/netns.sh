@@ -1,0 +1,63 @@
+# Across real addresses: one network namespace per "machine" (2 servers, 2
+# workers) joined by a bridge, each on its own IP inside namespaces this test
+# creates and deletes; train to the end and read a server's stats socket.
+# Exit 77 (a ctest skip) with the reason only where namespaces are forbidden.
+. "$(dirname "$0")/lib.sh"
+command -v ip >/dev/null || { echo "SKIP: iproute2 (ip) is not installed"; exit 77; }
+tag=$$
+probe="psprobe$tag"
+if ! ip netns add "$probe" 2>"$WORK/probe.log"; then
+    echo "SKIP: this machine forbids network namespaces: $(cat "$WORK/probe.log")"; exit 77
+fi
+ip netns del "$probe"
+
+BR="psbr$tag"
+HOSTS=(s0 s1 w0 w1)
+declare -A IP=([s0]=10.250.$((tag % 200)).1 [s1]=10.250.$((tag % 200)).2 [w0]=10.250.$((tag % 200)).3 [w1]=10.250.$((tag % 200)).4)
+netns_cleanup() {
+    for h in "${HOSTS[@]}"; do ip netns del "ps$h$tag" 2>/dev/null || true; done
+    ip netns del "$BR" 2>/dev/null || true
+}
+trap 'rc=$?; netns_cleanup; cleanup' EXIT
+
+ip netns add "$BR"
+ip -n "$BR" link add br0 type bridge
+ip -n "$BR" link set br0 up
+i=0
+for h in "${HOSTS[@]}"; do
+    ns="ps$h$tag"
+    ip netns add "$ns"
+    ip link add "v$i$tag" type veth peer name "b$i$tag"
+    ip link set "v$i$tag" netns "$ns"
+    ip link set "b$i$tag" netns "$BR"
+    ip -n "$BR" link set "b$i$tag" master br0 up
+    ip -n "$ns" link set "v$i$tag" name eth0
+    ip -n "$ns" addr add "${IP[$h]}/24" dev eth0
+    ip -n "$ns" link set eth0 up
+    ip -n "$ns" link set lo up
+    i=$((i + 1))
+done
+
+for s in 0 1; do
+    ip netns exec "pss$s$tag" "$BIN/ps-server" --bind "${IP[s$s]}" --port 7000 --shard $s --shards 2 \
+        --stats-socket "$WORK/s$s.sock" --ready-file "$WORK/s$s.ready" 2>"$WORK/s$s.log" &
+    STARTED_PIDS+=("$!")
+done
+for s in 0 1; do wait_for "$WORK/s$s.ready" "endpoint" 10; done
+servers="tcp://${IP[s0]}:7000,tcp://${IP[s1]}:7000"
+pids=()
+for r in 0 1; do
+    ip netns exec "psw$r$tag" "$BIN/ps-worker" --servers "$servers" --rank $r --world 2 $(fashion_flags) \
+        --model softmax --lr 0.1 --max_steps 300 --eval_every_steps 100 --job netns \
+        >"$WORK/w$r.out" 2>"$WORK/w$r.log" &
+    pids+=("$!")
+    STARTED_PIDS+=("$!")
+done
+wait_for "$WORK/w0.out" '"event":"eval"' 60
+"$BIN/ps-ctl" -s "$WORK/s0.sock" show workers > "$WORK/workers.txt" || fail "ps-ctl show workers"
+grep -qE "^netns +0 +live +${IP[w0]}" "$WORK/workers.txt" || fail "worker 0 not seen from ${IP[w0]}: $(cat "$WORK/workers.txt")"
+grep -qE "^netns +1 +live +${IP[w1]}" "$WORK/workers.txt" || fail "worker 1 not seen from ${IP[w1]}"
+for p in "${pids[@]}"; do wait "$p" || fail "worker exited $?"; done
+check "$(json "$WORK/w0.out" test_accuracy) > 0.7"
+"$BIN/ps-ctl" -s "$WORK/s1.sock" show info | grep -qE "^requests_PUSH_PULL:[1-9]" || fail "shard 1 served nothing"
+pass "2 servers + 2 workers on ${IP[s0]}..${IP[w1]} in 5 namespaces: accuracy $(json "$WORK/w0.out" test_accuracy); show workers saw the workers' own addresses"
