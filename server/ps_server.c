@@ -169,6 +169,9 @@ struct ps_server {
     pid_t ckpt_child;  /* forked checkpoint writer, 0 if none */
     ps_statsd_t *statsd;
     atomic_int save_requested; /* set by the stats thread's `save` */
+    char last_job[JOB_NAME_MAX]; /* the newest job that ended, for show info */
+    int64_t last_job_clock;
+    uint64_t jobs_finished;
     int64_t started_ms;
 };
 
@@ -250,8 +253,13 @@ static job_t *find_job(ps_server_t *srv, const char *name)
     return NULL;
 }
 
+static int64_t job_resume_clock(const job_t *job);
+
 static void drop_job(ps_server_t *srv, job_t *job)
 {
+    snprintf(srv->last_job, sizeof srv->last_job, "%s", job->name);
+    srv->last_job_clock = job_resume_clock(job);
+    srv->jobs_finished++;
     for (size_t i = 0; i < srv->n_jobs; i++) {
         if (srv->jobs[i] == job) {
             srv->jobs[i] = srv->jobs[--srv->n_jobs];
@@ -1222,9 +1230,13 @@ static void publish_info(ps_server_t *srv, int64_t now)
             (long long)srv->cfg.shard, (long long)srv->cfg.shards, srv->endpoint,
             (unsigned long long)srv->incarnation, srv->n_jobs, alive);
     fprintf(j, "{\"version\":\"%s\",\"pid\":%d,\"uptime_s\":%.1f,\"role\":\"server\",\"shard\":%lld,"
-               "\"shards\":%lld,\"endpoint\":\"%s\",\"jobs\":%zu,\"workers_alive\":%u,\"clocks\":{",
+               "\"shards\":%lld,\"endpoint\":\"%s\",\"jobs\":%zu,\"workers_alive\":%u,"
+               "\"jobs_finished\":%llu,\"last_job\":\"%s\",\"last_job_clock\":%lld,\"clocks\":{",
             PS_VERSION, (int)getpid(), (double)(now - srv->started_ms) / 1000.0,
-            (long long)srv->cfg.shard, (long long)srv->cfg.shards, srv->endpoint, srv->n_jobs, alive);
+            (long long)srv->cfg.shard, (long long)srv->cfg.shards, srv->endpoint, srv->n_jobs, alive,
+            (unsigned long long)srv->jobs_finished, srv->last_job, (long long)srv->last_job_clock);
+    fprintf(t, "jobs_finished:%llu\nlast_job:%s\nlast_job_clock:%lld\n",
+            (unsigned long long)srv->jobs_finished, srv->last_job, (long long)srv->last_job_clock);
     for (size_t i = 0; i < srv->n_jobs; i++) {
         fprintf(t, "clock_%s:%lld\n", srv->jobs[i]->name, (long long)job_resume_clock(srv->jobs[i]));
         fprintf(j, "%s\"%s\":%lld", i ? "," : "", srv->jobs[i]->name,

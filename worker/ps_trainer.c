@@ -24,6 +24,7 @@
 #include "ps_log.h"
 #include "ps_npy.h"
 #include "ps_rng.h"
+#include "ps_statsd.h"
 #include "ps_time.h"
 #include "ps_wire.h"
 
@@ -45,6 +46,9 @@ typedef struct {
     double t_train;         /* when the first step started */
     unsigned recoveries;    /* rejoins and rollbacks so far */
     bool is_tty;            /* stderr is a terminal: a live progress line */
+    ps_statsd_t *statsd;    /* optional stats socket */
+    double last_publish;
+    double last_loss;
 } trainer_t;
 
 static int load_data(trainer_t *tr, ps_errbuf_t *err)
@@ -242,6 +246,92 @@ static void report_eval(trainer_t *tr)
     fflush(stdout);
 }
 
+/* The worker's stats socket: info, tables (its model), config and metrics,
+ * published from the training loop at most twice a second. */
+static void publish_stats(trainer_t *tr, int64_t epoch, bool force)
+{
+    double now = ps_time_wall_s();
+    if (!tr->statsd || (!force && now - tr->last_publish < 0.5))
+        return;
+    tr->last_publish = now;
+    const ps_worker_config_t *c = tr->cfg;
+    static const char *precisions[] = {"fp32", "fp16", "bf16"};
+    double wall = now - tr->t_start, sps = wall > 0 ? (double)tr->samples / wall : 0;
+    unsigned long long sent = ps_client_bytes_sent(tr->client),
+                       recv = ps_client_bytes_received(tr->client);
+    char *text = NULL, *json = NULL, *metrics = NULL;
+    size_t l;
+    FILE *t = open_memstream(&text, &l);
+    fprintf(t, "# worker\nversion:%s\npid:%d\nuptime_s:%.1f\nrole:worker\njob:%s\nrank:%u\nworld:%u\n"
+               "model:%s\nprecision:%s\n# progress\nepoch:%lld\nepochs:%lld\nclock:%lld\nsamples:%llu\n"
+               "samples_per_s:%.1f\nloss:%.6f\nloss_scale:%g\nskipped_steps:%llu\nrecoveries:%u\n"
+               "# network\nbytes_sent:%llu\nbytes_received:%llu\nrequests:%llu\n",
+            PS_VERSION, (int)getpid(), wall, c->job, tr->rank, tr->world, ps_worker_model_name(c),
+            precisions[c->precision], (long long)epoch, (long long)c->epochs, (long long)tr->clock,
+            (unsigned long long)tr->samples, sps, tr->last_loss, (double)tr->scaler.scale,
+            (unsigned long long)tr->scaler.n_skipped, tr->recoveries, sent, recv,
+            (unsigned long long)ps_client_requests(tr->client));
+    fclose(t);
+    t = open_memstream(&json, &l);
+    fprintf(t, "{\"role\":\"worker\",\"job\":\"%s\",\"rank\":%u,\"world\":%u,\"epoch\":%lld,\"clock\":%lld,"
+               "\"samples\":%llu,\"samples_per_s\":%.1f,\"loss\":%.6f,\"bytes_sent\":%llu,"
+               "\"bytes_received\":%llu,\"recoveries\":%u}\n",
+            c->job, tr->rank, tr->world, (long long)epoch, (long long)tr->clock,
+            (unsigned long long)tr->samples, sps, tr->last_loss, sent, recv, tr->recoveries);
+    fclose(t);
+    ps_statsd_publish(tr->statsd, PS_STATS_INFO, text, json);
+    t = open_memstream(&metrics, &l);
+    fprintf(t, "# HELP ps_build_info Build of this ps-worker.\n# TYPE ps_build_info gauge\n"
+               "ps_build_info{version=\"%s\",role=\"worker\",rank=\"%u\"} 1\n"
+               "# HELP ps_worker_samples_total Samples trained.\n# TYPE ps_worker_samples_total counter\n"
+               "ps_worker_samples_total %llu\n"
+               "# HELP ps_worker_clock Steps pushed.\n# TYPE ps_worker_clock gauge\nps_worker_clock %lld\n"
+               "# HELP ps_worker_loss Mean training loss of the current epoch.\n# TYPE ps_worker_loss gauge\n"
+               "ps_worker_loss %.6f\n"
+               "# HELP ps_sent_bytes_total Bytes sent to servers.\n# TYPE ps_sent_bytes_total counter\n"
+               "ps_sent_bytes_total %llu\n"
+               "# HELP ps_received_bytes_total Bytes received from servers.\n# TYPE ps_received_bytes_total counter\n"
+               "ps_received_bytes_total %llu\n",
+            PS_VERSION, tr->rank, (unsigned long long)tr->samples, (long long)tr->clock,
+            tr->last_loss, sent, recv);
+    fclose(t);
+    ps_statsd_publish(tr->statsd, PS_STATS_METRICS, metrics, NULL);
+}
+
+/* The model's tables and the configuration: published once at start. */
+static void publish_static(trainer_t *tr)
+{
+    char *text = NULL, *json = NULL;
+    size_t l;
+    FILE *t = open_memstream(&text, &l), *j = open_memstream(&json, &l);
+    fprintf(t, "%3s %-12s %-14s %12s\n", "id", "name", "shape", "elems");
+    fprintf(j, "[");
+    for (uint32_t id = 0; id < ps_model_n_tables(tr->model); id++) {
+        char name[64], dims[64];
+        uint64_t shape[2];
+        int nd = ps_model_table_shape(tr->model, id, shape);
+        ps_model_table_name(tr->model, id, name, sizeof name);
+        if (nd == 2)
+            snprintf(dims, sizeof dims, "%llux%llu", (unsigned long long)shape[0], (unsigned long long)shape[1]);
+        else
+            snprintf(dims, sizeof dims, "%llu", (unsigned long long)shape[0]);
+        fprintf(t, "%3u %-12s %-14s %12llu\n", id, name, dims,
+                (unsigned long long)ps_model_table_len(tr->model, id));
+        fprintf(j, "%s{\"id\":%u,\"name\":\"%s\",\"shape\":\"%s\",\"elems\":%llu}", id ? "," : "", id,
+                name, dims, (unsigned long long)ps_model_table_len(tr->model, id));
+    }
+    fprintf(j, "]\n");
+    fclose(t);
+    fclose(j);
+    ps_statsd_publish(tr->statsd, PS_STATS_TABLES, text, json);
+    size_t need = ps_config_format(&ps_worker_optset, tr->cfg, NULL, 0);
+    char *cfg = ps_xmalloc(need + 1);
+    ps_config_format(&ps_worker_optset, tr->cfg, cfg, need + 1);
+    ps_statsd_publish(tr->statsd, PS_STATS_CONFIG, cfg, NULL);
+    ps_statsd_publish(tr->statsd, PS_STATS_WORKERS,
+                      ps_xstrdup("this is a worker: ask a server for show workers\n"), NULL);
+}
+
 static void shuffle_epoch(trainer_t *tr, int64_t epoch)
 {
     ps_rng_t rng;
@@ -366,9 +456,12 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
             report_eval(tr);
         log_progress(tr, &e, step, spe);
         uint64_t n = tr->samples - e.n0;
-        ps_client_report(tr->client, tr->samples, n ? e.loss_sum / (double)n : 0);
+        tr->last_loss = n ? e.loss_sum / (double)n : 0;
+        ps_client_report(tr->client, tr->samples, tr->last_loss);
+        publish_stats(tr, e.epoch, false);
     }
     end_epoch(tr, &e);
+    publish_stats(tr, e.epoch, true);
     return PS_OK;
 }
 
@@ -471,10 +564,17 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
         ps_data_standardize(&tr.train, tr.test.n ? &tr.test : NULL);
     if (rc == PS_OK)
         rc = setup(&tr, err);
+    if (rc == PS_OK && *cfg->stats_socket) {
+        if (!(tr.statsd = ps_statsd_start(cfg->stats_socket, -1, -1, NULL, err)))
+            rc = err->code;
+        else
+            publish_static(&tr);
+    }
     if (rc == PS_OK)
         rc = train(&tr, stop, &epochs_run, err);
     if (rc == PS_OK)
         rc = finish(&tr, epochs_run, err);
+    ps_statsd_stop(&tr.statsd);
     ps_client_destroy(&tr.client);
     ps_model_destroy(&tr.model);
     ps_data_free(&tr.train);

@@ -68,6 +68,8 @@ static const ps_opt_t worker_opts[] = {
                "fail a wait at once when a shard answers no heartbeat this long; 0 = off"),
     PS_OPT_INT("request_retries", W, request_retries, "2", 0, 100,
                "resends of a request whose deadline passed (each waits twice as long)"),
+    PS_OPT_STR("stats_socket", W, stats_socket, "",
+               "UNIX stats socket path (ps-ctl -s PATH show info); empty = none"),
     PS_OPT_INT("eval_every_steps", W, eval_every_steps, "0", 0, 1000000000,
                "rank 0 also evaluates every N steps ({\"event\":\"eval\"} lines); 0 = off"),
 };

@@ -48,6 +48,7 @@ typedef struct {
     int64_t heartbeat_ms;
     int64_t server_timeout_ms;
     int64_t request_retries;
+    char stats_socket[PS_OPT_STR_MAX];
 } ps_worker_config_t;
 
 extern const ps_optset_t ps_worker_optset;

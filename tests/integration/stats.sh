@@ -70,8 +70,10 @@ done = [json.loads(l) for l in open(f"{w}/one.out") if '"done"' in l][-1]
 assert info["bytes_received"] == done["bytes_sent"], (info["bytes_received"], done["bytes_sent"])
 assert info["bytes_sent"] == done["bytes_received"], (info["bytes_sent"], done["bytes_received"])
 assert info["requests"]["PUSH_PULL"] == done["steps"] * 2, (info["requests"], done["steps"])
+assert info["last_job_clock"] == done["steps"], (info["last_job_clock"], done["steps"])
 print(f"server received {info['bytes_received']} = worker sent {done['bytes_sent']}; "
-      f"{info['requests']['PUSH_PULL']} PUSH_PULL = {done['steps']} steps x 2 tables")
+      f"{info['requests']['PUSH_PULL']} PUSH_PULL = {done['steps']} steps x 2 tables; "
+      f"final clock {info['last_job_clock']} = {done['steps']} steps")
 PYEOF
 
 pass "server counters equal the worker's summary"
@@ -102,3 +104,28 @@ assert {"READY=1", "STATUS", "WATCHDOG=1"} <= seen, seen
 print("received", sorted(x for x in seen if x in ("READY=1", "STATUS", "WATCHDOG=1")))
 PYEOF
 pass "READY=1, STATUS= and WATCHDOG=1 received on NOTIFY_SOCKET"
+
+# 4. under systemd (JOURNAL_STREAM set) log lines carry <N> priorities, no timestamp
+JOURNAL_STREAM=8:1234 "$BIN/ps-server" --port 0 --ready-file "$WORK/j.ready" 2>"$WORK/journal.log" &
+jpid=$!
+STARTED_PIDS+=("$jpid")
+wait_for "$WORK/j.ready" endpoint 10
+kill -TERM "$jpid"
+wait "$jpid" || fail "server exited $?"
+grep -q "^<6>ready: endpoint 'tcp://" "$WORK/journal.log" || fail "no <6> prefix: $(head -2 "$WORK/journal.log")"
+! grep -q "^20[0-9][0-9]-" "$WORK/journal.log" || fail "timestamps under journald"
+pass "journald lines: $(head -1 "$WORK/journal.log" | cut -c1-60)"
+
+# 5. a worker's own stats socket
+start_server ws 0 1
+"$BIN/ps-worker" --servers "$EP_ws" $(fashion_flags) --model mlp --hidden 128 --epochs 1 \
+    --eval_every_steps 100 --stats_socket "$WORK/worker.sock" >"$WORK/ws.out" 2>"$WORK/ws.log" &
+wp=$!
+STARTED_PIDS+=("$wp")
+wait_for "$WORK/ws.out" '"event":"eval"' 60
+"$CTL" -s "$WORK/worker.sock" show info > "$WORK/winfo.txt" || fail "worker show info"
+grep -q "^role:worker" "$WORK/winfo.txt" && grep -qE "^clock:[1-9]" "$WORK/winfo.txt" || fail "worker info: $(cat "$WORK/winfo.txt")"
+"$CTL" -s "$WORK/worker.sock" show tables | grep -q "dense1.W" || fail "worker tables"
+"$CTL" -s "$WORK/worker.sock" metrics | grep -q "^ps_worker_samples_total [1-9]" || fail "worker metrics"
+wait "$wp" || fail "worker exited $?"
+pass "ps-ctl against a worker: $(grep -E '^(clock|samples_per_s):' "$WORK/winfo.txt" | tr '\n' ' ')"
