@@ -6,20 +6,23 @@ BUILD=$(dirname "$BIN")
 command -v systemd-analyze >/dev/null || fail "systemd-analyze missing (tools/setup.sh installs systemd)"
 
 root="$WORK/root"
+# the prefix this build was configured with (/usr by default; the units name it)
+prefix=$(sed -n 's/^CMAKE_INSTALL_PREFIX:PATH=//p' "$BUILD/CMakeCache.txt")
+etc=$([ "$prefix" = /usr ] && echo /etc || echo "$prefix/etc")
 DESTDIR="$root" cmake --install "$BUILD" >"$WORK/install.log" 2>&1 || fail "cmake --install"
-for f in usr/bin/ps-server usr/bin/ps-worker usr/bin/ps-launch usr/bin/ps-ctl \
-         usr/lib/systemd/system/ps-server@.service usr/lib/systemd/system/ps-worker@.service \
-         usr/lib/systemd/system/ps.target etc/ps/server.conf etc/ps/worker.conf \
-         usr/share/doc/ps/README.md usr/share/doc/ps/examples/fashion-mlp.conf; do
-    [ -e "$root/$f" ] || fail "not installed: /$f"
+for f in $prefix/bin/ps-server $prefix/bin/ps-worker $prefix/bin/ps-launch $prefix/bin/ps-ctl \
+         $prefix/lib/systemd/system/ps-server@.service $prefix/lib/systemd/system/ps-worker@.service \
+         $prefix/lib/systemd/system/ps.target $etc/ps/server.conf $etc/ps/worker.conf \
+         $prefix/share/doc/ps/README.md $prefix/share/doc/ps/examples/fashion-mlp.conf; do
+    [ -e "$root$f" ] || fail "not installed: $f"
 done
 units="$WORK/units"
 mkdir -p "$units"
 # verify needs the executables the units name: point them into the install root
 for u in ps-server ps-worker; do
-    sed "s|/usr/bin/|$root/usr/bin/|g" "$root/usr/lib/systemd/system/$u@.service" > "$units/$u@0.service"
+    sed "s|$prefix/bin/|$root$prefix/bin/|g" "$root$prefix/lib/systemd/system/$u@.service" > "$units/$u@0.service"
 done
-cp "$root/usr/lib/systemd/system/ps.target" "$units/"
+cp "$root$prefix/lib/systemd/system/ps.target" "$units/"
 (cd "$units" && systemd-analyze verify ./ps-server@0.service ./ps-worker@0.service ./ps.target) \
     >"$WORK/verify.log" 2>&1 || { cat "$WORK/verify.log" >&2; fail "systemd-analyze verify"; }
 [ ! -s "$WORK/verify.log" ] || { cat "$WORK/verify.log" >&2; fail "systemd-analyze verify warned"; }
