@@ -18,23 +18,32 @@ netns_cleanup() {
     for h in "${HOSTS[@]}"; do ip netns del "ps$h$tag" 2>/dev/null || true; done
     ip netns del "$BR" 2>/dev/null || true
 }
-trap 'rc=$?; netns_cleanup; cleanup' EXIT
+# keep the test's own exit status through both cleanups
+trap 'rc=$?; netns_cleanup; (exit $rc); cleanup' EXIT
+# net CMD...: a step of building the test network; if the machine will not
+# let us (a chroot without /run/netns, no bridge module...), skip with why.
+net() {
+    "$@" 2>>"$WORK/net.log" || {
+        echo "SKIP: cannot build the test network here: '$*' failed: $(tail -1 "$WORK/net.log")"
+        exit 77
+    }
+}
 
-ip netns add "$BR"
-ip -n "$BR" link add br0 type bridge
-ip -n "$BR" link set br0 up
+net ip netns add "$BR"
+net ip -n "$BR" link add br0 type bridge
+net ip -n "$BR" link set br0 up
 i=0
 for h in "${HOSTS[@]}"; do
     ns="ps$h$tag"
-    ip netns add "$ns"
-    ip link add "v$i$tag" type veth peer name "b$i$tag"
-    ip link set "v$i$tag" netns "$ns"
-    ip link set "b$i$tag" netns "$BR"
-    ip -n "$BR" link set "b$i$tag" master br0 up
-    ip -n "$ns" link set "v$i$tag" name eth0
-    ip -n "$ns" addr add "${IP[$h]}/24" dev eth0
-    ip -n "$ns" link set eth0 up
-    ip -n "$ns" link set lo up
+    net ip netns add "$ns"
+    net ip link add "v$i$tag" type veth peer name "b$i$tag"
+    net ip link set "v$i$tag" netns "$ns"
+    net ip link set "b$i$tag" netns "$BR"
+    net ip -n "$BR" link set "b$i$tag" master br0 up
+    net ip -n "$ns" link set "v$i$tag" name eth0
+    net ip -n "$ns" addr add "${IP[$h]}/24" dev eth0
+    net ip -n "$ns" link set eth0 up
+    net ip -n "$ns" link set lo up
     i=$((i + 1))
 done
 
