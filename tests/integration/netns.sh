@@ -5,6 +5,21 @@
 . "$(dirname "$0")/lib.sh"
 command -v ip >/dev/null || { echo "SKIP: iproute2 (ip) is not installed"; exit 77; }
 tag=$$
+# iproute2 mounts /run/netns on first use; if this test is what made it a
+# mount point, unmount it at the end (in a chroot it would otherwise stay
+# in the chroot's tree and keep its owner from deleting the root)
+had_netns_mount=0
+mountpoint -q /run/netns 2>/dev/null && had_netns_mount=1
+netns_cleanup() {
+    for h in s0 s1 w0 w1; do ip netns del "ps$h$tag" 2>/dev/null || true; done
+    ip netns del "psbr$tag" 2>/dev/null || true
+    ip netns del "psprobe$tag" 2>/dev/null || true
+    if [ $had_netns_mount = 0 ] && mountpoint -q /run/netns 2>/dev/null; then
+        umount -l /run/netns 2>/dev/null || true
+    fi
+}
+# keep the test's own exit status through both cleanups
+trap 'rc=$?; netns_cleanup; (exit $rc); cleanup' EXIT
 probe="psprobe$tag"
 if ! ip netns add "$probe" 2>"$WORK/probe.log"; then
     echo "SKIP: this machine forbids network namespaces: $(cat "$WORK/probe.log")"; exit 77
@@ -14,12 +29,6 @@ ip netns del "$probe"
 BR="psbr$tag"
 HOSTS=(s0 s1 w0 w1)
 declare -A IP=([s0]=10.250.$((tag % 200)).1 [s1]=10.250.$((tag % 200)).2 [w0]=10.250.$((tag % 200)).3 [w1]=10.250.$((tag % 200)).4)
-netns_cleanup() {
-    for h in "${HOSTS[@]}"; do ip netns del "ps$h$tag" 2>/dev/null || true; done
-    ip netns del "$BR" 2>/dev/null || true
-}
-# keep the test's own exit status through both cleanups
-trap 'rc=$?; netns_cleanup; (exit $rc); cleanup' EXIT
 # net CMD...: a step of building the test network; if the machine will not
 # let us (a chroot without /run/netns, no bridge module...), skip with why.
 net() {
