@@ -12,13 +12,19 @@ static void *run(void *arg)
 
 int ps_test_server_start(ps_test_server_t *ts, int shard, int shards)
 {
+    return ps_test_server_start_stats(ts, shard, shards, "");
+}
+
+int ps_test_server_start_stats(ps_test_server_t *ts, int shard, int shards, const char *stats_path)
+{
     ps_server_config_t cfg;
     ps_errbuf_t err;
     ps_config_defaults(&ps_server_optset, &cfg);
     cfg.shard = shard;
     cfg.shards = shards;
     cfg.poll_ms = 20;
-    cfg.log_level = 3; /* warnings only */
+    cfg.log_level = 4; /* errors only: hostile-input tests make many warnings */
+    snprintf(cfg.stats_socket, sizeof cfg.stats_socket, "%s", stats_path);
     ts->stop = 0;
     ts->srv = ps_server_new(&cfg, &err);
     if (!ts->srv) {

@@ -16,6 +16,8 @@ typedef struct {
 
 /* Starts shard `shard` of `shards`; returns 0 or -1. */
 int ps_test_server_start(ps_test_server_t *ts, int shard, int shards);
+/* Same, with a stats socket at stats_path (for tests that read counters). */
+int ps_test_server_start_stats(ps_test_server_t *ts, int shard, int shards, const char *stats_path);
 /* Stops the loop, joins the thread, frees the server. */
 void ps_test_server_stop(ps_test_server_t *ts);
 

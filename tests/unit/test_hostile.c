@@ -1,0 +1,225 @@
+/* test_hostile.c - tens of thousands of random and mutated multipart
+ * messages against the real server core: it must not crash, must answer
+ * what it can parse with an error, count the errors in its stats, and then
+ * serve a well-behaved client correctly. Seeded; the seed is printed. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "ps_client.h"
+#include "ps_json.h"
+#include "ps_log.h"
+#include "ps_rng.h"
+#include "ps_test_server.h"
+#include "ps_time.h"
+#include "ps_wire.h"
+
+#define SEED 4242
+#define N_MESSAGES 30000
+
+static ps_test_server_t server;
+static char stats_path[96];
+
+static int setup(void **state)
+{
+    (void)state;
+    ps_log_init("test", PS_LOG_ERROR);
+    snprintf(stats_path, sizeof stats_path, "/tmp/ps_test_hostile_%d.sock", (int)getpid());
+    return ps_test_server_start_stats(&server, 0, 1, stats_path);
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    ps_test_server_stop(&server);
+    return 0;
+}
+
+/* A header that is valid protobuf with fields drawn to hit every check. */
+static size_t mutated_header(ps_rng_t *rng, uint8_t *buf, size_t cap)
+{
+    static const char *jobs[] = {"hostile", "", "x", "a-very-long-job-name-that-goes-on-and-on-for-more-than-sixty-four-bytes"};
+    Ps__Header h;
+    ps__header__init(&h);
+    h.version = ps_rng_below(rng, 8) ? PS_PROTOCOL_VERSION : (uint32_t)ps_rng_next(rng);
+    h.op = (Ps__Op)(ps_rng_below(rng, 14));
+    h.request_id = ps_rng_next(rng);
+    h.job = (char *)jobs[ps_rng_below(rng, 4)];
+    h.rank = (uint32_t)ps_rng_below(rng, 4);
+    h.world_size = (uint32_t)ps_rng_below(rng, 4);
+    h.max_staleness = (int32_t)ps_rng_below(rng, 3) - 1;
+    h.table_id = (uint32_t)ps_rng_below(rng, 4);
+    h.chunk = (uint32_t)ps_rng_below(rng, 3);
+    h.clock = (int64_t)ps_rng_below(rng, 5) - 1;
+    h.dtype = (Ps__DType)ps_rng_below(rng, 4);
+    h.n_elems = ps_rng_below(rng, 4) ? ps_rng_below(rng, 300) : ps_rng_next(rng);
+    h.offset = ps_rng_below(rng, 4) ? 0 : ps_rng_next(rng);
+    h.n_samples = ps_rng_below(rng, 5);
+    h.flags = (uint32_t)ps_rng_below(rng, 8);
+    h.grad_scale = ps_rng_below(rng, 4) ? 0 : (double)(int64_t)ps_rng_next(rng);
+    h.generation = ps_rng_below(rng, 4) ? 0 : ps_rng_below(rng, 3);
+    uint64_t shape[2] = {ps_rng_below(rng, 20), ps_rng_below(rng, 20)};
+    Ps__OptimSpec o;
+    ps__optim_spec__init(&o);
+    o.kind = (Ps__Optimizer)ps_rng_below(rng, 8);
+    o.lr = ps_rng_below(rng, 4) ? 0.1 : -1;
+    Ps__TableSpec spec;
+    ps__table_spec__init(&spec);
+    spec.name = "t";
+    spec.n_elems = shape[0] * shape[1];
+    spec.shape = shape;
+    spec.n_shape = ps_rng_below(rng, 3);
+    spec.optim = ps_rng_below(rng, 4) ? &o : NULL;
+    if (ps_rng_below(rng, 2))
+        h.table = &spec;
+    size_t len = ps__header__get_packed_size(&h);
+    if (len > cap)
+        return 0;
+    ps__header__pack(&h, buf);
+    /* sometimes flip a byte: the result may or may not still parse */
+    if (len && ps_rng_below(rng, 4) == 0)
+        buf[ps_rng_below(rng, len)] ^= (uint8_t)(1 + ps_rng_below(rng, 255));
+    return len;
+}
+
+static void send_random_message(void *sock, ps_rng_t *rng)
+{
+    uint8_t buf[4096];
+    int n_frames = (int)ps_rng_below(rng, 7); /* 0 = an empty message */
+    if (n_frames == 0)
+        n_frames = 1;
+    for (int f = 0; f < n_frames; f++) {
+        size_t len;
+        if (f == 0 && ps_rng_below(rng, 4) != 0) {
+            len = mutated_header(rng, buf, sizeof buf);
+        } else {
+            len = ps_rng_below(rng, 3) ? ps_rng_below(rng, 1200) : ps_rng_below(rng, 8);
+            for (size_t i = 0; i < len; i++)
+                buf[i] = (uint8_t)ps_rng_next(rng);
+        }
+        zmq_send(sock, buf, len, f + 1 < n_frames ? ZMQ_SNDMORE : 0);
+    }
+}
+
+static int drain(void *sock, int *errors)
+{
+    int n = 0;
+    for (;;) {
+        ps_wire_msg_t m;
+        if (ps_wire_recv(sock, &m, ZMQ_DONTWAIT) == PS_EAGAIN)
+            return n;
+        Ps__Header *h = m.n_parts ? ps_wire_unpack_header(&m.parts[0]) : NULL;
+        if (h && h->status != 0)
+            (*errors)++;
+        if (h)
+            ps__header__free_unpacked(h, NULL);
+        ps_wire_msg_close(&m);
+        n++;
+    }
+}
+
+static double stats_errors(void)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    snprintf(a.sun_path, sizeof a.sun_path, "%s", stats_path);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
+        return -1;
+    const char *cmd = "show info json\n";
+    assert_int_equal(write(fd, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
+    char reply[8192];
+    size_t n = 0;
+    int64_t deadline = ps_time_ms() + 5000;
+    while (n < sizeof reply - 1 && ps_time_ms() < deadline) {
+        ssize_t got = read(fd, reply + n, sizeof reply - 1 - n);
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+        reply[n] = '\0';
+        if (n >= 2 && reply[n - 1] == '\n' && reply[n - 2] == '\n')
+            break;
+    }
+    close(fd);
+    reply[n] = '\0';
+    double errors = -1;
+    ps_json_get_number(reply, "errors", &errors);
+    return errors;
+}
+
+static void test_random_and_mutated_messages_leave_the_server_serving(void **state)
+{
+    (void)state;
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_connect(sock, ps_server_endpoint(server.srv)), 0);
+    ps_rng_t rng;
+    ps_rng_seed(&rng, SEED);
+    int replies = 0, errors = 0;
+    for (int i = 0; i < N_MESSAGES; i++) {
+        send_random_message(sock, &rng);
+        if (i % 256 == 255)
+            replies += drain(sock, &errors);
+    }
+    /* let the server catch up (bounded), then collect what it answered */
+    int64_t deadline = ps_time_ms() + 10000;
+    int quiet = 0;
+    while (ps_time_ms() < deadline && quiet < 5) {
+        zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 100) > 0) {
+            replies += drain(sock, &errors);
+            quiet = 0;
+        } else {
+            quiet++;
+        }
+    }
+    printf("seed %d: %d messages sent, %d replies, %d error replies\n", SEED, N_MESSAGES, replies,
+           errors);
+    assert_true(errors > N_MESSAGES / 10);
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+
+    /* the server still serves a well-behaved client exactly */
+    ps_client_opts_t o = {"after", 0, 1, 0, 5000, NULL, 0, 0, 0, 0};
+    ps_errbuf_t err;
+    ps_client_t *c = ps_client_new(ps_server_endpoint(server.srv), &o, &err);
+    assert_non_null(c);
+    assert_int_equal(ps_client_hello(c, NULL, &err), PS_OK);
+    float init[100] = {0}, grad[100], got[100];
+    for (int i = 0; i < 100; i++)
+        grad[i] = (float)i;
+    uint64_t shape[1] = {100};
+    ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 1.0};
+    assert_int_equal(ps_client_init_table(c, 0, "w", shape, 1, &sgd, init, &err), PS_OK);
+    assert_int_equal(ps_client_push_pull(c, 0, 0, grad, 2, 1.0f, 0, got), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    for (int i = 0; i < 100; i++)
+        assert_true(got[i] == -(float)i / 2);
+    ps_client_destroy(&c);
+
+    /* and it counted the errors in its stats (published every poll) */
+    double counted = -1;
+    deadline = ps_time_ms() + 5000;
+    while (ps_time_ms() < deadline && (counted = stats_errors()) < errors)
+        usleep(20000);
+    printf("stats: errors %.0f\n", counted);
+    assert_true(counted >= errors);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_random_and_mutated_messages_leave_the_server_serving),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
