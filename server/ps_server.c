@@ -180,9 +180,18 @@ typedef struct {
     ps_wire_msg_t *msg;
     Ps__Header *hdr;
     zmq_msg_t *values; /* NULL if the request has none */
-    const char *peer;
     int64_t recv_ns;
 } request_t;
+
+/* The sender's address, for logs and HELLO only: looking it up costs a
+ * metadata search, so no request on the hot path pays for it. */
+static const char *request_peer(const request_t *rq)
+{
+    const char *addr = rq->msg && rq->msg->n_parts >= 2
+                           ? zmq_msg_gets(&rq->msg->parts[1], "Peer-Address")
+                           : NULL;
+    return addr ? addr : "?";
+}
 
 static void reap_ckpt_child(ps_server_t *srv, bool block);
 int ps_server_stats_port(const ps_server_t *srv);
@@ -401,7 +410,7 @@ static int reply_error(ps_server_t *srv, request_t *rq, int code, const char *fm
     }
     if (srv->log_budget > 0) {
         srv->log_budget--;
-        ps_log(PS_LOG_WARN, "peer '%s': %s request rejected: %s: %s", rq->peer,
+        ps_log(PS_LOG_WARN, "peer '%s': %s request rejected: %s: %s", request_peer(rq),
                rq->hdr ? ps_op_name(rq->hdr->op) : "unparsable", ps_errname(code), msg);
     }
     Ps__Header rep;
@@ -771,7 +780,7 @@ static int handle_hello(ps_server_t *srv, request_t *rq)
                job->world, job->max_staleness);
     }
     bool rejoin = job->joined[h->rank];
-    snprintf(job->peer[h->rank], sizeof job->peer[h->rank], "%s", rq->peer);
+    snprintf(job->peer[h->rank], sizeof job->peer[h->rank], "%s", request_peer(rq));
     job->joined[h->rank] = 1;
     job->last_seen_ms[h->rank] = ps_time_ms();
     if (job->dead[h->rank] || job->done[h->rank]) {
@@ -782,7 +791,7 @@ static int handle_hello(ps_server_t *srv, request_t *rq)
     }
     int64_t clock = job_resume_clock(job);
     ps_log(PS_LOG_INFO, "job '%s': worker %u %s from '%s' at clock %lld", job->name, h->rank,
-           rejoin ? "rejoined" : "joined", rq->peer, (long long)clock);
+           rejoin ? "rejoined" : "joined", job->peer[h->rank], (long long)clock);
     Ps__Header rep;
     reply_init(&rep, h);
     rep.clock = clock;
@@ -1023,17 +1032,13 @@ static const handler_fn handlers[] = {
 /* Frames after the identity: header, then values (dense ops). */
 static void handle_message(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
 {
-    request_t rq = {.msg = msg, .peer = "?", .recv_ns = ps_time_ns()};
+    request_t rq = {.msg = msg, .recv_ns = ps_time_ns()};
     if (msg->n_parts < 1)
         return;
     /* the routing identity is ZeroMQ's, not the peer's bytes */
     srv->stats.bytes_in += ps_wire_msg_bytes(msg) - zmq_msg_size(&msg->parts[0]);
-    if (msg->n_parts >= 2) {
-        const char *addr = zmq_msg_gets(&msg->parts[1], "Peer-Address");
-        if (addr)
-            rq.peer = addr;
+    if (msg->n_parts >= 2)
         rq.hdr = ps_wire_unpack_header(&msg->parts[1]);
-    }
     if (!rq.hdr) {
         reply_error(srv, &rq, PS_EPROTO, "first frame is not a ps.Header");
     } else if (recv_rc == PS_EPROTO || msg->n_parts > 3) {

@@ -180,6 +180,15 @@ static void arg_set(args_t *a, const char *kv)
     arg(a, eq + 1);
 }
 
+/* Appends "--flag N". */
+static void arg_num(args_t *a, const char *flag, long long n)
+{
+    char num[32];
+    snprintf(num, sizeof num, "%lld", n);
+    arg(a, flag);
+    arg(a, num);
+}
+
 static void args_free(args_t *a)
 {
     for (int i = 0; i < a->n; i++)
@@ -234,17 +243,11 @@ static void args_program(args_t *a, const launch_t *L, const char *program, cons
 static int start_server(launch_t *L, int i, int port)
 {
     args_t a = {0};
-    char path[PATH_MAX + 64], num[32];
+    char path[PATH_MAX + 64];
     args_program(&a, L, "ps-server", L->o.server_config, L->o.server_sets, L->o.n_server_sets);
-    snprintf(num, sizeof num, "%d", i);
-    arg(&a, "--shard");
-    arg(&a, num);
-    snprintf(num, sizeof num, "%d", L->o.n_servers);
-    arg(&a, "--shards");
-    arg(&a, num);
-    snprintf(num, sizeof num, "%d", port);
-    arg(&a, "--port");
-    arg(&a, num);
+    arg_num(&a, "--shard", i);
+    arg_num(&a, "--shards", L->o.n_servers);
+    arg_num(&a, "--port", port);
     snprintf(path, sizeof path, "%s/server-%d", L->state_dir, i);
     arg(&a, "--state-dir");
     arg(&a, path);
@@ -344,18 +347,13 @@ static int start_workers(launch_t *L)
 {
     for (int r = 0; r < L->o.n_workers; r++) {
         args_t a = {0};
-        char num[32];
         args_program(&a, L, "ps-worker", L->o.config, L->o.sets, L->o.n_sets);
         arg(&a, "--servers");
         arg(&a, L->endpoints);
         arg(&a, "--job");
         arg(&a, L->o.job);
-        snprintf(num, sizeof num, "%d", r);
-        arg(&a, "--rank");
-        arg(&a, num);
-        snprintf(num, sizeof num, "%d", L->o.n_workers);
-        arg(&a, "--world");
-        arg(&a, num);
+        arg_num(&a, "--rank", r);
+        arg_num(&a, "--world", L->o.n_workers);
         if (L->o.save_model && r == 0) {
             arg(&a, "--save-model");
             arg(&a, L->o.save_model);

@@ -447,10 +447,6 @@ static int broadcast(ps_client_t *c, int op, ps_errbuf_t *err)
     for (uint32_t s = 0; s < c->n_shards; s++) {
         Ps__Header h;
         header_init(c, &h, op, c->next_id++);
-        if (op == PS__OP__HELLO) {
-            h.world_size = c->opts.world;
-            h.max_staleness = c->opts.max_staleness;
-        }
         int rc = send_request(c, s, &h, NULL, 0, NULL, 0, 0);
         if (rc != PS_OK)
             return ps_err_set(err, rc, "worker %u: cannot send %s to shard %u '%s'",
