@@ -25,10 +25,12 @@ victim=$(grep -o 'ps-server\[[0-9]*\] I ready: endpoint .* shard 1 of 2' "$WORK/
 kill -KILL "$victim"
 killed_at=$(date +%s.%N)
 wait_for "$WORK/killed.log" "restored from checkpoint at clock" 30
-wait_for "$WORK/killed.log" "rolled back to clock" 60
+# the workers resume: with a rollback when the other shard got ahead of the
+# restored checkpoint, without one when the kill landed on a checkpoint
+wait_for "$WORK/killed.log" "worker [01]: rejoined at clock" 60
 wait "$LAUNCH_PID" || fail "run with a killed shard exited $?"
 restored=$(grep -o 'restored from checkpoint at clock [0-9]*' "$WORK/killed.log" | head -1)
-grep -q "worker [01]: rejoined at clock" "$WORK/killed.log" || fail "workers did not resume"
+rollback=$(grep -o 'rolled back to clock [0-9]*' "$WORK/killed.log" | head -1)
 
 "$PY" - "$WORK" <<'PYEOF' || fail "models differ"
 import json, sys, numpy as np
@@ -39,5 +41,5 @@ diff = max(float(np.abs(np.load(f"{w}/plain/{t['file']}") - np.load(f"{w}/killed
 print(f"max abs difference after a shard crash: {diff}")
 assert diff == 0.0, diff
 PYEOF
-pass "shard 1 killed and restarted: $restored, job finished with the uninterrupted model"
+pass "shard 1 killed and restarted: $restored, ${rollback:-no rollback needed}, job finished with the uninterrupted model"
 
