@@ -21,7 +21,7 @@ static double push_pull_rate(ps_test_server_t *ts, size_t n, int dtype, double s
 {
     char job[64];
     snprintf(job, sizeof job, "bench-%zu-%d", n, dtype);
-    ps_client_opts_t o = {job, 0, 1, -1, 60000, NULL, dtype, 0, 0, 0};
+    ps_client_opts_t o = {.job = job, .world = 1, .max_staleness = -1, .timeout_ms = 60000, .dtype = dtype};
     ps_errbuf_t err;
     ps_client_t *c = ps_client_new(ps_server_endpoint(ts->srv), &o, &err);
     float *params = calloc(n, sizeof(float)), *grad = calloc(n, sizeof(float));

@@ -114,7 +114,7 @@ static void *ps_run(void *arg)
     ps_run_t *r = arg;
     char job[64];
     snprintf(job, sizeof job, "pp-%zu-%u", r->n, r->world);
-    ps_client_opts_t o = {job, r->rank, r->world, -1, 60000, NULL, 0, 0, 0, 0};
+    ps_client_opts_t o = {.job = job, .rank = r->rank, .world = r->world, .max_staleness = -1, .timeout_ms = 60000};
     ps_errbuf_t err;
     ps_client_t *c = ps_client_new(r->endpoints, &o, &err);
     float *params = calloc(r->n, sizeof(float)), *grad = calloc(r->n, sizeof(float));

@@ -24,7 +24,9 @@
     XX(EDEAD, -16, "declared dead; send HELLO to rejoin")  \
     XX(ERESTARTED, -17, "server restarted; send HELLO")   \
     XX(ESTALE, -18, "job was rolled back; send HELLO")    \
-    XX(ENOCKPT, -19, "no such checkpoint")
+    XX(ENOCKPT, -19, "no such checkpoint")                \
+    XX(EPERM, -20, "not permitted for this key's role")  \
+    XX(EAUTH, -21, "authentication refused")
 
 typedef enum {
     PS_OK = 0,

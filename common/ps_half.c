@@ -12,6 +12,7 @@
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define PS_HAVE_X86 1
 #endif
@@ -147,14 +148,32 @@ __attribute__((target("avx2"))) static void bf16_to_f32_avx2(const uint16_t *s, 
         d[i] = ps_bf16_to_f32(s[i]);
 }
 
+/* CPUID by hand: clang 14's __builtin_cpu_supports does not know "f16c".
+ * AVX state must also be enabled by the OS (OSXSAVE, XCR0 bits 1 and 2). */
+static int cpu_has(int want_f16c)
+{
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d) || !(c & bit_OSXSAVE) || !(c & bit_AVX))
+        return 0;
+    unsigned lo, hi;
+    __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6)
+        return 0;
+    if (want_f16c && !(c & bit_F16C))
+        return 0;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d))
+        return 0;
+    return (b & bit_AVX2) != 0;
+}
+
 static int has_f16c(void)
 {
-    return !force_scalar && __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+    return !force_scalar && cpu_has(1);
 }
 
 static int has_avx2(void)
 {
-    return !force_scalar && __builtin_cpu_supports("avx2");
+    return !force_scalar && cpu_has(0);
 }
 #else
 static int has_f16c(void) { return 0; }

@@ -13,3 +13,11 @@ void ps_proc_on_stop(void (*on_stop)(int))
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
 }
+
+void ps_proc_on_reload(void (*on_reload)(int))
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_reload;
+    sigaction(SIGHUP, &sa, NULL);
+}

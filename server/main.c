@@ -8,11 +8,17 @@
 #include "ps_proc.h"
 #include "ps_server.h"
 
-static volatile sig_atomic_t stop_signal;
+static volatile sig_atomic_t stop_signal, reload_signal;
 
 static void on_signal(int sig)
 {
     stop_signal = sig;
+}
+
+static void on_hangup(int sig)
+{
+    (void)sig;
+    reload_signal = 1;
 }
 
 int main(int argc, char **argv)
@@ -34,6 +40,7 @@ int main(int argc, char **argv)
         return EX_CANTCREAT;
     }
     ps_proc_on_stop(on_signal);
+    ps_proc_on_reload(on_hangup);
 
     ps_server_t *srv = ps_server_new(&cfg, &err);
     if (!srv) {
@@ -42,7 +49,7 @@ int main(int argc, char **argv)
     }
     ps_log(PS_LOG_INFO, "ready: endpoint '%s' shard %lld of %lld", ps_server_endpoint(srv),
            (long long)cfg.shard, (long long)cfg.shards);
-    rc = ps_server_run(srv, &stop_signal);
+    rc = ps_server_run(srv, &stop_signal, &reload_signal);
     if (stop_signal)
         ps_log(PS_LOG_INFO, "shutdown: signal %d", (int)stop_signal);
     /* the request in hand is finished; keep every job's state for a restart */

@@ -18,6 +18,7 @@
 #include <zmq.h>
 
 #include "ps_checkpoint.h"
+#include "ps_curve.h"
 #include "ps_json.h"
 #include "ps_log.h"
 #include "ps_notify.h"
@@ -61,6 +62,15 @@ static const ps_opt_t server_opts[] = {
                "stats commands over TCP on 127.0.0.1; 0 = any free port, -1 = off"),
     PS_OPT_INT("metrics_port", ps_server_config_t, metrics_port, "-1", -1, 65535,
                "Prometheus GET /metrics on 127.0.0.1; 0 = any free port, -1 = off"),
+    PS_OPT_STR("curve_secret_file", ps_server_config_t, curve_secret_file, "",
+               "this server's CURVE key pair (ps-keygen; mode 0600); set = CURVE on every socket"),
+    PS_OPT_STR("allow_file", ps_server_config_t, allow_file, "",
+               "with CURVE: 'ROLE KEY [NAME]' per client key (worker|admin|monitor); SIGHUP re-reads"),
+    PS_OPT_BOOL("insecure", ps_server_config_t, insecure, "no",
+                "allow binding a non-loopback address without CURVE (anyone reaching the port "
+                "can overwrite the model)"),
+    PS_OPT_INT("max_table_elems", ps_server_config_t, max_table_elems, "4294967296", 1,
+               1LL << 48, "largest table a job may define (elements, all shards)"),
 };
 
 const ps_optset_t ps_server_optset = {
@@ -80,6 +90,17 @@ int ps_server_config_validate(const ps_server_config_t *cfg, ps_errbuf_t *err)
                           (long long)cfg->shard, (long long)cfg->shards);
     if (!*cfg->bind_addr)
         return ps_err_set(err, PS_EINVAL, "bind must not be empty");
+    if (*cfg->curve_secret_file && !*cfg->allow_file)
+        return ps_err_set(err, PS_EINVAL,
+                          "curve_secret_file needs allow_file (the client keys let in)");
+    if (!*cfg->curve_secret_file && *cfg->allow_file)
+        return ps_err_set(err, PS_EINVAL, "allow_file needs curve_secret_file (CURVE is off)");
+    if (!*cfg->curve_secret_file && !cfg->insecure && !ps_is_loopback(cfg->bind_addr))
+        return ps_err_set(err, PS_EINVAL,
+                          "refusing to bind '%s' in plain text: anyone who reaches it could "
+                          "overwrite the model. Set curve_secret_file and allow_file (see "
+                          "docs/security.md), or insecure yes on a network you trust",
+                          cfg->bind_addr);
     return PS_OK;
 }
 
@@ -139,6 +160,8 @@ typedef struct {
     uint64_t errors;
     uint64_t errors_by_code[32];
     uint64_t nonfinite_pushes;
+    uint64_t handshake_failures; /* plain-text or broken clients (monitor events) */
+    uint64_t handshake_failures_by_kind[3]; /* auth, mechanism mismatch, other */
     uint64_t bytes_in, bytes_out;
     uint64_t checkpoints_written, checkpoints_failed;
     int64_t last_checkpoint_ms;
@@ -173,6 +196,10 @@ struct ps_server {
     int64_t last_job_clock;
     uint64_t jobs_finished;
     int64_t started_ms;
+    ps_zap_t *zap;       /* CURVE on: who may connect, in which role */
+    void *monitor;       /* PAIR receiving the router's handshake failures */
+    bool shutdown_requested; /* an admin's SHUTDOWN */
+    atomic_int stop_requested; /* ps_server_stop, from another thread */
 };
 
 /* The request being handled: the parsed header plus its frames. */
@@ -814,9 +841,13 @@ static int handle_init_table(ps_server_t *srv, request_t *rq)
     if (!spec || !*spec->name || spec->n_shape < 1 || spec->n_shape > PS_TABLE_MAX_DIMS)
         return reply_error(srv, rq, PS_EPROTO, "INIT_TABLE needs a name and 1 to %d dims",
                            PS_TABLE_MAX_DIMS);
+    if (spec->n_elems > (uint64_t)srv->cfg.max_table_elems)
+        return reply_error(srv, rq, PS_ERANGE, "table '%s' of %llu elements is above max_table_elems %lld",
+                           spec->name, (unsigned long long)spec->n_elems,
+                           (long long)srv->cfg.max_table_elems);
     uint64_t prod = 1;
     for (size_t i = 0; i < spec->n_shape; i++)
-        prod *= spec->shape[i];
+        prod = spec->shape[i] && prod > UINT64_MAX / spec->shape[i] ? 0 : prod * spec->shape[i];
     if (prod != spec->n_elems || spec->n_elems == 0)
         return reply_error(srv, rq, PS_EPROTO, "table '%s': shape does not multiply to %llu",
                            spec->name, (unsigned long long)spec->n_elems);
@@ -1018,6 +1049,97 @@ static int handle_heartbeat(ps_server_t *srv, request_t *rq)
     return PS_OK;
 }
 
+static void build_info(ps_server_t *srv, int64_t now, char **text, char **json);
+
+/* STATS: the `show info json` document, for monitors reaching us over
+ * CURVE (the stats socket itself is local only). */
+static int handle_stats(ps_server_t *srv, request_t *rq)
+{
+    char *text, *json;
+    build_info(srv, ps_time_ms(), &text, &json);
+    Ps__Header rep;
+    reply_init(&rep, rq->hdr);
+    rep.message = json;
+    send_reply(srv, &rq->msg->parts[0], &rep, NULL, 0);
+    free(text);
+    free(json);
+    return PS_OK;
+}
+
+static int handle_save(ps_server_t *srv, request_t *rq)
+{
+    if (!*srv->cfg.state_dir)
+        return reply_error(srv, rq, PS_ENOCKPT, "shard %lld has no state_dir: checkpoints are off",
+                           (long long)srv->cfg.shard);
+    int failed = ps_server_checkpoint_all(srv);
+    if (failed)
+        return reply_error(srv, rq, PS_EIO, "%d checkpoints failed (see the server log)", failed);
+    Ps__Header rep;
+    reply_init(&rep, rq->hdr);
+    send_reply(srv, &rq->msg->parts[0], &rep, NULL, 0);
+    return PS_OK;
+}
+
+/* SHUTDOWN: answered first, then the loop ends and main checkpoints. */
+static int handle_shutdown(ps_server_t *srv, request_t *rq)
+{
+    ps_log(PS_LOG_NOTICE, "shard %lld: SHUTDOWN requested by %s", (long long)srv->cfg.shard,
+           request_peer(rq));
+    srv->shutdown_requested = true;
+    Ps__Header rep;
+    reply_init(&rep, rq->hdr);
+    send_reply(srv, &rq->msg->parts[0], &rep, NULL, 0);
+    return PS_OK;
+}
+
+/* What each role may ask for. Plain text (no CURVE; only served on
+ * loopback unless the operator said `insecure`) may do what a worker may
+ * and SAVE, as the local stats socket may: stopping a daemon over the
+ * network takes an authenticated admin key (locally there is SIGTERM). */
+static bool role_permits(ps_role_t role, int op)
+{
+    switch (role) {
+    case PS_ROLE_NONE:
+        return op != PS__OP__SHUTDOWN;
+    case PS_ROLE_ADMIN:
+        return true;
+    case PS_ROLE_WORKER:
+        return op != PS__OP__SAVE && op != PS__OP__SHUTDOWN;
+    case PS_ROLE_MONITOR:
+        return op == PS__OP__STATS;
+    default:
+        return false;
+    }
+}
+
+/* With CURVE, the role of the key this request came with, as the list in
+ * force says now; replies EAUTH/EPERM and returns false if it may not. */
+static bool request_permitted(ps_server_t *srv, request_t *rq)
+{
+    if (!srv->zap) {
+        if (role_permits(PS_ROLE_NONE, rq->hdr->op))
+            return true;
+        reply_error(srv, rq, PS_EPERM, "%s needs CURVE and an admin key (locally: SIGTERM)",
+                    ps_op_name(rq->hdr->op));
+        return false;
+    }
+    const char *user_id = zmq_msg_gets(&rq->msg->parts[1], "User-Id");
+    ps_role_t role = ps_zap_role(srv->zap, user_id);
+    if (role == PS_ROLE_NONE) {
+        reply_error(srv, rq, PS_EAUTH, "the key of %s is not on shard %lld's allow-list any more",
+                    request_peer(rq), (long long)srv->cfg.shard);
+        return false;
+    }
+    if (!role_permits(role, rq->hdr->op)) {
+        char name[64];
+        ps_zap_name(srv->zap, user_id, name, sizeof name);
+        reply_error(srv, rq, PS_EPERM, "key '%s' of %s has role %s, which may not %s", name,
+                    request_peer(rq), ps_role_name(role), ps_op_name(rq->hdr->op));
+        return false;
+    }
+    return true;
+}
+
 typedef int (*handler_fn)(ps_server_t *, request_t *);
 
 static const handler_fn handlers[] = {
@@ -1025,11 +1147,19 @@ static const handler_fn handlers[] = {
     [PS__OP__PULL] = handle_push_pull,      [PS__OP__PUSH] = handle_push_pull,
     [PS__OP__PUSH_PULL] = handle_push_pull, [PS__OP__HEARTBEAT] = handle_heartbeat,
     [PS__OP__DONE] = handle_done_bye,       [PS__OP__BYE] = handle_done_bye,
-    [PS__OP__ROLLBACK] = handle_rollback,
+    [PS__OP__ROLLBACK] = handle_rollback,  [PS__OP__STATS] = handle_stats,
+    [PS__OP__SAVE] = handle_save,          [PS__OP__SHUTDOWN] = handle_shutdown,
 };
 #define N_HANDLERS (sizeof handlers / sizeof handlers[0])
 
 /* Frames after the identity: header, then values (dense ops). */
+static void handle_message(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc);
+
+void ps_server_handle(ps_server_t *srv, ps_wire_msg_t *msg)
+{
+    handle_message(srv, msg, msg->n_parts > 3 ? PS_EPROTO : PS_OK);
+}
+
 static void handle_message(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
 {
     request_t rq = {.msg = msg, .recv_ns = ps_time_ns()};
@@ -1045,6 +1175,8 @@ static void handle_message(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
         reply_error(srv, &rq, PS_EPROTO, "too many frames");
     } else if ((unsigned)rq.hdr->op >= N_HANDLERS || !handlers[rq.hdr->op]) {
         reply_error(srv, &rq, PS_EPROTO, "unknown op %d", rq.hdr->op);
+    } else if (!request_permitted(srv, &rq)) {
+        /* answered */
     } else if (rq.hdr->incarnation && rq.hdr->incarnation != srv->incarnation &&
                rq.hdr->op != PS__OP__HELLO && rq.hdr->op != PS__OP__HEARTBEAT) {
         reply_error(srv, &rq, PS_ERESTARTED, "shard %lld restarted (incarnation %llx); HELLO again",
@@ -1076,6 +1208,28 @@ static int write_ready_file(const char *path, const ps_server_t *srv, ps_errbuf_
     return PS_OK;
 }
 
+/* CURVE server: the ZAP handler is up (and fails closed: no handler, no
+ * service) before the socket binds. */
+static int setup_curve(ps_server_t *srv, ps_errbuf_t *err)
+{
+    ps_curve_keys_t keys;
+    int rc = ps_curve_load(srv->cfg.curve_secret_file, true, &keys, err);
+    if (rc != PS_OK)
+        return rc;
+    srv->zap = ps_zap_start(srv->ctx, srv->cfg.allow_file, err);
+    if (!srv->zap)
+        return err ? err->code : PS_EINVAL;
+    int one = 1;
+    if (zmq_setsockopt(srv->router, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
+        zmq_setsockopt(srv->router, ZMQ_CURVE_SECRETKEY, keys.secret_z85, PS_Z85_KEY_LEN) != 0 ||
+        zmq_setsockopt(srv->router, ZMQ_ZAP_DOMAIN, "ps", 2) != 0)
+        return ps_err_set(err, PS_ENET, "cannot enable CURVE: %s", zmq_strerror(zmq_errno()));
+    memset(keys.secret_z85, 0, sizeof keys.secret_z85);
+    ps_log(PS_LOG_INFO, "shard %lld: CURVE server key %s", (long long)srv->cfg.shard,
+           keys.public_z85);
+    return PS_OK;
+}
+
 ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err)
 {
     ps_server_t *srv = ps_xcalloc(1, sizeof *srv);
@@ -1090,6 +1244,20 @@ ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err)
     zmq_setsockopt(srv->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(srv->router, ZMQ_ROUTER_MANDATORY, &zero, sizeof zero);
     zmq_setsockopt(srv->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+    if (*cfg->curve_secret_file && setup_curve(srv, err) != PS_OK) {
+        ps_server_destroy(&srv);
+        return NULL;
+    }
+    /* handshake failures (plain text to CURVE, bad keys) show up here */
+    char mon_ep[64];
+    snprintf(mon_ep, sizeof mon_ep, "inproc://ps-server-monitor-%p", (void *)srv);
+    if (zmq_socket_monitor(srv->router, mon_ep,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_AUTH) == 0) {
+        srv->monitor = zmq_socket(srv->ctx, ZMQ_PAIR);
+        zmq_setsockopt(srv->monitor, ZMQ_LINGER, &zero, sizeof zero);
+        zmq_connect(srv->monitor, mon_ep);
+    }
     char ep[600];
     if (cfg->port)
         snprintf(ep, sizeof ep, "tcp://%s:%lld", cfg->bind_addr, (long long)cfg->port);
@@ -1106,6 +1274,7 @@ ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err)
         restore_jobs(srv);
     srv->started_ms = ps_time_ms();
     atomic_init(&srv->save_requested, 0);
+    atomic_init(&srv->stop_requested, 0);
     if (*cfg->stats_socket || cfg->stats_port >= 0 || cfg->metrics_port >= 0) {
         srv->statsd = ps_statsd_start(cfg->stats_socket, (int)cfg->stats_port, (int)cfg->metrics_port,
                                       *cfg->state_dir ? &srv->save_requested : NULL, err);
@@ -1135,6 +1304,9 @@ void ps_server_destroy(ps_server_t **srvp)
     free(srv->jobs);
     if (srv->router)
         zmq_close(srv->router);
+    if (srv->monitor)
+        zmq_close(srv->monitor);
+    ps_zap_stop(&srv->zap);
     if (srv->ctx)
         zmq_ctx_term(srv->ctx);
     free(srv);
@@ -1219,7 +1391,8 @@ static int64_t rank_clock(const job_t *job, uint32_t r)
     return clock == INT64_MAX ? 0 : clock;
 }
 
-static void publish_info(ps_server_t *srv, int64_t now)
+/* The `show info` section, as text and as JSON; the caller frees both. */
+static void build_info(ps_server_t *srv, int64_t now, char **textp, char **jsonp)
 {
     char *text = NULL, *json = NULL;
     size_t tl, jl;
@@ -1249,7 +1422,7 @@ static void publish_info(ps_server_t *srv, int64_t now)
     }
     fprintf(t, "# requests\n");
     fprintf(j, "},\"requests\":{");
-    for (int op = 1; op <= PS__OP__ROLLBACK; op++) {
+    for (int op = 1; op <= PS__OP__SHUTDOWN; op++) {
         fprintf(t, "requests_%s:%llu\n", ps_op_name(op), (unsigned long long)st->requests[op]);
         fprintf(j, "%s\"%s\":%llu", op > 1 ? "," : "", ps_op_name(op),
                 (unsigned long long)st->requests[op]);
@@ -1257,10 +1430,21 @@ static void publish_info(ps_server_t *srv, int64_t now)
     fprintf(t, "bytes_received:%llu\nbytes_sent:%llu\n# errors\nerrors:%llu\nnonfinite_pushes:%llu\n",
             (unsigned long long)st->bytes_in, (unsigned long long)st->bytes_out,
             (unsigned long long)st->errors, (unsigned long long)st->nonfinite_pushes);
-    fprintf(j, "},\"bytes_received\":%llu,\"bytes_sent\":%llu,\"errors\":%llu,\"nonfinite_pushes\":%llu,"
-               "\"errors_by_code\":{",
+    fprintf(j, "},\"bytes_received\":%llu,\"bytes_sent\":%llu,\"errors\":%llu,\"nonfinite_pushes\":%llu,",
             (unsigned long long)st->bytes_in, (unsigned long long)st->bytes_out,
             (unsigned long long)st->errors, (unsigned long long)st->nonfinite_pushes);
+    uint64_t accepted = srv->zap ? ps_zap_accepted(srv->zap) : 0;
+    uint64_t refused = srv->zap ? ps_zap_refused(srv->zap) : 0;
+    size_t keys = srv->zap ? ps_zap_keys(srv->zap) : 0;
+    fprintf(t, "# security\nsecurity:%s\nkeys_allowed:%zu\nhandshakes_accepted:%llu\n"
+               "handshakes_refused:%llu\nhandshake_failures:%llu\n",
+            srv->zap ? "curve" : "plain", keys, (unsigned long long)accepted,
+            (unsigned long long)refused, (unsigned long long)st->handshake_failures);
+    fprintf(j, "\"security\":\"%s\",\"keys_allowed\":%zu,\"handshakes_accepted\":%llu,"
+               "\"handshakes_refused\":%llu,\"handshake_failures\":%llu,",
+            srv->zap ? "curve" : "plain", keys, (unsigned long long)accepted,
+            (unsigned long long)refused, (unsigned long long)st->handshake_failures);
+    fprintf(j, "\"errors_by_code\":{");
     int first = 1;
     for (int code = 1; code < 32; code++) {
         if (!st->errors_by_code[code])
@@ -1283,6 +1467,14 @@ static void publish_info(ps_server_t *srv, int64_t now)
             ckpt_age);
     fclose(t);
     fclose(j);
+    *textp = text;
+    *jsonp = json;
+}
+
+static void publish_info(ps_server_t *srv, int64_t now)
+{
+    char *text, *json;
+    build_info(srv, now, &text, &json);
     ps_statsd_publish(srv->statsd, PS_STATS_INFO, text, json);
 }
 
@@ -1391,7 +1583,7 @@ static void publish_metrics(ps_server_t *srv, int64_t now)
     fprintf(m, "# HELP ps_uptime_seconds Time since this process started.\n# TYPE ps_uptime_seconds gauge\n"
                "ps_uptime_seconds %.3f\n", (double)(now - srv->started_ms) / 1000.0);
     fprintf(m, "# HELP ps_requests_total Requests handled, by op.\n# TYPE ps_requests_total counter\n");
-    for (int op = 1; op <= PS__OP__ROLLBACK; op++)
+    for (int op = 1; op <= PS__OP__SHUTDOWN; op++)
         fprintf(m, "ps_requests_total{op=\"%s\"} %llu\n", ps_op_name(op),
                 (unsigned long long)st->requests[op]);
     fprintf(m, "# HELP ps_received_bytes_total Bytes received in requests.\n# TYPE ps_received_bytes_total counter\n"
@@ -1399,12 +1591,21 @@ static void publish_metrics(ps_server_t *srv, int64_t now)
     fprintf(m, "# HELP ps_sent_bytes_total Bytes sent in replies.\n# TYPE ps_sent_bytes_total counter\n"
                "ps_sent_bytes_total %llu\n", (unsigned long long)st->bytes_out);
     fprintf(m, "# HELP ps_errors_total Requests refused, by error code.\n# TYPE ps_errors_total counter\n");
-    for (int code = 1; code < 20; code++)
+    for (int code = 1; code <= -PS_EAUTH; code++)
         fprintf(m, "ps_errors_total{code=\"%s\"} %llu\n", ps_errname(-code),
                 (unsigned long long)st->errors_by_code[code]);
     fprintf(m, "# HELP ps_checkpoints_total Checkpoints written, by result.\n# TYPE ps_checkpoints_total counter\n"
                "ps_checkpoints_total{result=\"ok\"} %llu\nps_checkpoints_total{result=\"failed\"} %llu\n",
             (unsigned long long)st->checkpoints_written, (unsigned long long)st->checkpoints_failed);
+    if (srv->zap)
+        fprintf(m, "# HELP ps_handshakes_total CURVE handshakes, by ZAP verdict.\n"
+                   "# TYPE ps_handshakes_total counter\nps_handshakes_total{result=\"accepted\"} %llu\n"
+                   "ps_handshakes_total{result=\"refused\"} %llu\n",
+                (unsigned long long)ps_zap_accepted(srv->zap),
+                (unsigned long long)ps_zap_refused(srv->zap));
+    fprintf(m, "# HELP ps_handshake_failures_total Connections that failed the handshake "
+               "(e.g. plain text to CURVE).\n# TYPE ps_handshake_failures_total counter\n"
+               "ps_handshake_failures_total %llu\n", (unsigned long long)st->handshake_failures);
     fprintf(m, "# HELP ps_jobs Jobs served.\n# TYPE ps_jobs gauge\nps_jobs %zu\n", srv->n_jobs);
     fprintf(m, "# HELP ps_job_clock Lowest chunk clock of a job on this shard.\n# TYPE ps_job_clock gauge\n");
     for (size_t i = 0; i < srv->n_jobs; i++)
@@ -1484,7 +1685,63 @@ static void notify_systemd(ps_server_t *srv, int64_t now, int64_t *next_status, 
     }
 }
 
-int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop)
+/* Logs handshake failures (the first of each kind, then every 1000th of it):
+ * a plain-text client knocking at a CURVE server retries ten times a
+ * second. */
+static void drain_monitor(ps_server_t *srv)
+{
+    zmq_msg_t ev, addr;
+    zmq_msg_init(&ev);
+    while (zmq_msg_recv(&ev, srv->monitor, ZMQ_DONTWAIT) >= 0) {
+        zmq_msg_init(&addr);
+        if (zmq_msg_more(&ev))
+            zmq_msg_recv(&addr, srv->monitor, 0);
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (char *)zmq_msg_data(&ev) + 2, 4);
+        }
+        srv->stats.handshake_failures++;
+        int kind = event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH                  ? 0
+                   : value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH ? 1
+                                                                          : 2;
+        static const char *const why[3] = {
+            "the ZAP handler refused the client's key",
+            "security mechanism mismatch: a plain-text client at a CURVE server, or the reverse",
+            "protocol error (wrong server key, or not a ps client)"};
+        uint64_t n = ++srv->stats.handshake_failures_by_kind[kind];
+        if (n == 1 || n % 1000 == 0)
+            ps_log(PS_LOG_WARN, "shard %lld: handshake failed on %.*s: %s (event %u, code %u; %llu so far)",
+                   (long long)srv->cfg.shard, (int)zmq_msg_size(&addr), (char *)zmq_msg_data(&addr),
+                   why[kind], event, value, (unsigned long long)n);
+        zmq_msg_close(&addr);
+    }
+    zmq_msg_close(&ev);
+}
+
+static void reload_allow_list(ps_server_t *srv)
+{
+    if (!srv->zap) {
+        ps_log(PS_LOG_INFO, "shard %lld: SIGHUP: CURVE is off, nothing to reload",
+               (long long)srv->cfg.shard);
+        return;
+    }
+    ps_errbuf_t err;
+    if (ps_zap_reload(srv->zap, &err) != PS_OK)
+        ps_log(PS_LOG_ERROR, "shard %lld: SIGHUP: %s; the previous allow-list stays in force",
+               (long long)srv->cfg.shard, err.msg);
+    else
+        ps_log(PS_LOG_NOTICE, "shard %lld: SIGHUP: allow-list '%s' reloaded, %zu keys",
+               (long long)srv->cfg.shard, srv->cfg.allow_file, ps_zap_keys(srv->zap));
+}
+
+void ps_server_stop(ps_server_t *srv)
+{
+    atomic_store(&srv->stop_requested, 1);
+}
+
+int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
     int64_t next_status = 0, next_dog = 0, dog_ms = ps_notify_watchdog_ms();
     char ready[600];
@@ -1492,9 +1749,9 @@ int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop)
              (long long)srv->cfg.shard, (long long)srv->cfg.shards, srv->endpoint);
     ps_notify(ready);
     int64_t next_sweep = ps_time_ms() + srv->cfg.poll_ms;
-    zmq_pollitem_t item = {srv->router, 0, ZMQ_POLLIN, 0};
-    while (!*stop) {
-        int n = zmq_poll(&item, 1, (long)srv->cfg.poll_ms);
+    zmq_pollitem_t items[2] = {{srv->router, 0, ZMQ_POLLIN, 0}, {srv->monitor, 0, ZMQ_POLLIN, 0}};
+    while (!*stop && !srv->shutdown_requested && !atomic_load(&srv->stop_requested)) {
+        int n = zmq_poll(items, srv->monitor ? 2 : 1, (long)srv->cfg.poll_ms);
         if (n < 0) {
             if (zmq_errno() == EINTR)
                 continue;
@@ -1502,8 +1759,14 @@ int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop)
                    zmq_strerror(zmq_errno()));
             return PS_ENET;
         }
+        if (reload && *reload) {
+            *reload = 0;
+            reload_allow_list(srv);
+        }
+        if (srv->monitor && (items[1].revents & ZMQ_POLLIN))
+            drain_monitor(srv);
         /* Drain what is queued, but look at the stop flag between batches. */
-        for (int burst = 0; burst < 256 && !*stop; burst++) {
+        for (int burst = 0; burst < 256 && !*stop && !srv->shutdown_requested; burst++) {
             ps_wire_msg_t msg;
             int rc = ps_wire_recv(srv->router, &msg, ZMQ_DONTWAIT);
             if (rc == PS_EAGAIN)

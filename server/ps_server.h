@@ -9,6 +9,7 @@
 
 #include "ps_config.h"
 #include "ps_err.h"
+#include "ps_wire.h"
 
 typedef struct {
     char bind_addr[PS_OPT_STR_MAX];
@@ -30,6 +31,10 @@ typedef struct {
     char stats_socket[PS_OPT_STR_MAX];
     int64_t stats_port;
     int64_t metrics_port;
+    char curve_secret_file[PS_OPT_STR_MAX];
+    char allow_file[PS_OPT_STR_MAX];
+    bool insecure;
+    int64_t max_table_elems;
 } ps_server_config_t;
 
 /* The option table of ps-server (for --help, files and flags). */
@@ -50,9 +55,18 @@ int ps_server_stats_port(const ps_server_t *srv);
 int ps_server_metrics_port(const ps_server_t *srv);
 /* The endpoint actually bound ("tcp://127.0.0.1:40123"); borrowed. */
 const char *ps_server_endpoint(const ps_server_t *srv);
-/* Serves requests until *stop becomes non-zero (set by a signal handler).
- * Returns PS_OK, or PS_ENET if the socket fails. */
-int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop);
+/* Serves requests until *stop becomes non-zero (set by a signal handler) or
+ * an admin sends SHUTDOWN. Whenever *reload (if not NULL) is non-zero it is
+ * cleared and the CURVE allow-list re-read (SIGHUP). Returns PS_OK, or
+ * PS_ENET if the socket fails. */
+int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload);
+/* Asks the loop to end, from any thread (ps_server_run returns within
+ * poll_ms). Tests and embedders use it; daemons use the signal flag. */
+void ps_server_stop(ps_server_t *srv);
+/* Handles one request as the loop would: msg holds the routing identity and
+ * the frames after it; replies go out on the server's socket (to nobody, if
+ * the identity is not connected). For fuzzing and tests; loop thread only. */
+void ps_server_handle(ps_server_t *srv, ps_wire_msg_t *msg);
 /* Writes a checkpoint of every job now, in this thread (shutdown, SAVE).
  * Returns the number that failed (each logged). */
 int ps_server_checkpoint_all(ps_server_t *srv);

@@ -1,11 +1,35 @@
 #!/usr/bin/env bash
-# check.sh - set up, build and run the whole test suite twice: an optimised
-# build (every test), then an AddressSanitizer + UndefinedBehaviorSanitizer
-# build (every test but the long accuracy runs, which exercise the same code
-# paths as the short jobs).
+# check.sh - set up, build and run every test and checker:
+#  1. the optimised build: every test (unit, integration, accuracy, bench smoke);
+#  2. AddressSanitizer + UndefinedBehaviorSanitizer build: every test but the
+#     long accuracy runs (they exercise the code paths of the short jobs);
+#  3. ThreadSanitizer build: the tests of the threaded parts (label threads:
+#     64-client load, client/server threads, CURVE with its ZAP thread, stats
+#     thread, heartbeat threads);
+#  4. libFuzzer (clang, ASan, UBSan): each fuzz target for PS_FUZZ_SECONDS
+#     (default 45) from its seed corpus;
+#  5. Valgrind memcheck: the unit tests and a short real job.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 (cd build && ctest --output-on-failure -j1)
+
 BUILD_DIR=build-asan BUILD_TYPE=Debug CMAKE_EXTRA="-DPS_SANITIZE=address,undefined" tools/setup.sh
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j1 -LE accuracy)
+
+BUILD_DIR=build-tsan BUILD_TYPE=RelWithDebInfo CMAKE_EXTRA="-DPS_SANITIZE=thread" \
+    BUILD_TARGETS="ps-server ps-worker ps-ctl ps-keygen test_client_server test_load" tools/setup.sh
+tsan_logs=$(mktemp -d)
+(cd build-tsan && PS_TIME_SCALE=10 \
+    TSAN_OPTIONS="suppressions=$PWD/../tests/sanitizers/tsan.supp log_path=$tsan_logs/tsan" \
+    ctest --output-on-failure -j1 -L threads)
+if compgen -G "$tsan_logs/tsan.*" >/dev/null; then
+    echo "FAIL: ThreadSanitizer reports:" >&2
+    cat "$tsan_logs"/tsan.* >&2
+    exit 1
+fi
+rm -rf "$tsan_logs"
+
+tools/fuzz.sh "${PS_FUZZ_SECONDS:-45}"
+tools/valgrind.sh build
+echo "check: all passed"

@@ -1,6 +1,10 @@
 /* ps_ctl.c - ps-ctl: client of the stats socket. Sends one command, prints
  * the reply (which ends with an empty line), exits 0 if the server answered
- * without "error:". Every wait has a deadline. */
+ * without "error:". Every wait has a deadline.
+ *
+ * With -e ENDPOINT it talks to the server's request socket instead (over
+ * CURVE with --server-key and --key), for the remote operations a role
+ * grants: info (monitor), save and shutdown (admin). */
 #include <errno.h>
 #include <poll.h>
 #include <stdio.h>
@@ -13,7 +17,11 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
+#include <zmq.h>
+
+#include "ps_curve.h"
 #include "ps_time.h"
+#include "ps_wire.h"
 
 static void usage(FILE *out)
 {
@@ -26,10 +34,16 @@ static void usage(FILE *out)
             "  save           checkpoint every job now\n"
             "  help           the server's own command list\n\n"
             "Options:\n"
+            "Or: ps-ctl -e tcp://HOST:PORT [--server-key FILE --key FILE] info|save|shutdown\n"
+            "  over the request socket (CURVE if keys are given): info = show info json\n"
+            "  (monitor, admin), save = checkpoint now, shutdown = checkpoint and exit (admin)\n\n"
             "  -s SOCKET      UNIX stats socket (server option stats_socket)\n"
             "  -t HOST:PORT   TCP stats port (server option stats_port)\n"
             "  --json         ask for the JSON form of a show command\n"
-            "  --timeout MS   give up after this long (default 5000)\n");
+            "  --timeout MS   give up after this long (default 5000)\n"
+            "  -e ENDPOINT    a server's request endpoint (tcp://HOST:PORT)\n"
+            "  --server-key F the server's public key file (ps-keygen's .pub)\n"
+            "  --key F        our key pair (ps-keygen's .secret), on the server's allow-list\n");
 }
 
 static int connect_to(const char *unix_path, const char *tcp)
@@ -64,9 +78,79 @@ static int connect_to(const char *unix_path, const char *tcp)
     return fd;
 }
 
+/* One request over the server's ZeroMQ socket; prints the reply's message
+ * (info) or "ok". */
+static int remote(const char *endpoint, const char *server_key_file, const char *key_file,
+                  const char *cmd, long timeout_ms)
+{
+    int op = strcmp(cmd, "info") == 0       ? PS__OP__STATS
+             : strcmp(cmd, "save") == 0     ? PS__OP__SAVE
+             : strcmp(cmd, "shutdown") == 0 ? PS__OP__SHUTDOWN
+                                            : 0;
+    if (!op) {
+        fprintf(stderr, "ps-ctl: with -e the commands are info, save and shutdown, not '%s'\n", cmd);
+        return EX_USAGE;
+    }
+    ps_curve_keys_t server = {0}, own = {0};
+    ps_errbuf_t err;
+    if (!server_key_file != !key_file) {
+        fprintf(stderr, "ps-ctl: CURVE needs both --server-key and --key\n");
+        return EX_USAGE;
+    }
+    if (server_key_file && (ps_curve_load(server_key_file, false, &server, &err) != PS_OK ||
+                            ps_curve_load(key_file, true, &own, &err) != PS_OK)) {
+        fprintf(stderr, "ps-ctl: %s\n", err.msg);
+        return EX_CONFIG;
+    }
+    void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0, rc = EX_UNAVAILABLE;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    if (server_key_file) {
+        zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, server.public_z85, 40);
+        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, own.public_z85, 40);
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, own.secret_z85, 40);
+    }
+    Ps__Header h;
+    ps__header__init(&h);
+    h.version = PS_PROTOCOL_VERSION;
+    h.op = op;
+    h.request_id = 1;
+    ps_wire_msg_t m = {0};
+    if (zmq_connect(s, endpoint) != 0) {
+        fprintf(stderr, "ps-ctl: bad endpoint '%s': %s\n", endpoint, zmq_strerror(zmq_errno()));
+        rc = EX_USAGE;
+    } else if (ps_wire_send_header(s, &h, 0) < 0) {
+        fprintf(stderr, "ps-ctl: cannot send to '%s'\n", endpoint);
+    } else {
+        zmq_pollitem_t item = {s, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&item, 1, timeout_ms) <= 0) {
+            fprintf(stderr, "ps-ctl: no reply from '%s' to %s after %ld ms%s\n", endpoint, cmd,
+                    timeout_ms, server_key_file ? " (is our key on its allow-list?)" : "");
+        } else if (ps_wire_recv(s, &m, 0) == PS_OK && m.n_parts >= 1) {
+            Ps__Header *r = ps_wire_unpack_header(&m.parts[0]);
+            if (!r) {
+                fprintf(stderr, "ps-ctl: malformed reply from '%s'\n", endpoint);
+            } else if (r->status) {
+                fprintf(stderr, "ps-ctl: %s: %s: %s\n", endpoint, ps_strerror(r->status), r->message);
+                rc = 1;
+            } else {
+                printf("%s\n", op == PS__OP__STATS ? r->message : "ok");
+                rc = 0;
+            }
+            if (r)
+                ps__header__free_unpacked(r, NULL);
+        }
+    }
+    ps_wire_msg_close(&m);
+    memset(own.secret_z85, 0, sizeof own.secret_z85);
+    zmq_close(s);
+    zmq_ctx_term(ctx);
+    return rc;
+}
+
 int main(int argc, char **argv)
 {
-    const char *unix_path = NULL, *tcp = NULL;
+    const char *unix_path = NULL, *tcp = NULL, *endpoint = NULL, *server_key = NULL, *key = NULL;
     int json = 0;
     long timeout_ms = 5000;
     char cmd[1024] = "";
@@ -79,6 +163,12 @@ int main(int argc, char **argv)
             unix_path = argv[++i];
         } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
             tcp = argv[++i];
+        } else if (strcmp(argv[i], "-e") == 0 && i + 1 < argc) {
+            endpoint = argv[++i];
+        } else if (strcmp(argv[i], "--server-key") == 0 && i + 1 < argc) {
+            server_key = argv[++i];
+        } else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) {
+            key = argv[++i];
         } else if (strcmp(argv[i], "--json") == 0) {
             json = 1;
         } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
@@ -87,6 +177,8 @@ int main(int argc, char **argv)
             len += (size_t)snprintf(cmd + len, sizeof cmd - len, "%s%s", len ? " " : "", argv[i]);
         }
     }
+    if (endpoint && len)
+        return remote(endpoint, server_key, key, cmd, timeout_ms);
     if ((!unix_path && !tcp) || !len) {
         usage(stderr);
         return EX_USAGE;

@@ -16,6 +16,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "ps_curve.h"
 #include "ps_err.h"
 #include "ps_json.h"
 #include "ps_log.h"
@@ -35,6 +36,7 @@ typedef struct {
     int64_t timeout_s, ready_timeout_s;
     int keep_state;
     int restart_servers;
+    int curve;
 } launch_opts_t;
 
 typedef struct {
@@ -85,6 +87,8 @@ static void usage(FILE *out)
             "  --ready-timeout S      how long servers may take to start (default 30)\n"
             "  --bin-dir DIR          where ps-server and ps-worker are (default: beside ps-launch)\n"
             "  --keep-state           keep the temporary state directory\n"
+            "  --curve                CURVE on every socket: a key pair for the servers and one\n"
+            "                         per worker, and an allow-list, in the state directory\n"
             "  --restart-servers      restart a server that dies, same command and port; it\n"
             "                         resumes from its checkpoints (see checkpoint_every)\n"
             "  --help                 show this help\n");
@@ -113,6 +117,10 @@ static int parse_args(launch_opts_t *o, int argc, char **argv)
         }
         if (strcmp(a, "--restart-servers") == 0) {
             o->restart_servers = 1;
+            continue;
+        }
+        if (strcmp(a, "--curve") == 0) {
+            o->curve = 1;
             continue;
         }
         if (!v) {
@@ -257,6 +265,14 @@ static int start_server(launch_t *L, int i, int port)
     snprintf(path, sizeof path, "%s/server-%d.ready", L->state_dir, i);
     arg(&a, "--ready-file");
     arg(&a, path);
+    if (L->o.curve) {
+        snprintf(path, sizeof path, "%s/keys/server.secret", L->state_dir);
+        arg(&a, "--curve-secret-file");
+        arg(&a, path);
+        snprintf(path, sizeof path, "%s/keys/allow", L->state_dir);
+        arg(&a, "--allow-file");
+        arg(&a, path);
+    }
     proc_t *p = &L->servers[i];
     *p = (proc_t){.out_fd = -1};
     snprintf(p->name, sizeof p->name, "server %d", i);
@@ -343,6 +359,47 @@ static int wait_servers_ready(launch_t *L)
     return 0;
 }
 
+/* --curve: STATE/keys/ holds server.{secret,pub}, worker-R.{secret,pub}
+ * and the allow-list naming each worker's key. */
+static int make_keys(launch_t *L)
+{
+    char dir[PATH_MAX + 16], base[PATH_MAX + 64];
+    snprintf(dir, sizeof dir, "%s/keys", L->state_dir);
+    if (mkdir(dir, 0700) != 0) {
+        ps_log(PS_LOG_ERROR, "launch: cannot create '%s': %s", dir, strerror(errno));
+        return -1;
+    }
+    ps_errbuf_t err;
+    ps_curve_keys_t keys;
+    snprintf(base, sizeof base, "%s/server", dir);
+    if (ps_curve_keygen(base, &keys, &err) != PS_OK)
+        goto fail;
+    snprintf(base, sizeof base, "%s/allow", dir);
+    FILE *allow = fopen(base, "w");
+    if (!allow) {
+        ps_err_set(&err, PS_EIO, "cannot write '%s': %s", base, strerror(errno));
+        goto fail;
+    }
+    for (int r = 0; r < L->o.n_workers; r++) {
+        snprintf(base, sizeof base, "%s/worker-%d", dir, r);
+        if (ps_curve_keygen(base, &keys, &err) != PS_OK) {
+            fclose(allow);
+            goto fail;
+        }
+        fprintf(allow, "worker %s worker-%d\n", keys.public_z85, r);
+    }
+    memset(keys.secret_z85, 0, sizeof keys.secret_z85);
+    if (fclose(allow) != 0) {
+        ps_err_set(&err, PS_EIO, "cannot write the allow-list in '%s'", dir);
+        goto fail;
+    }
+    ps_log(PS_LOG_INFO, "launch: CURVE on, keys in '%s'", dir);
+    return 0;
+fail:
+    ps_log(PS_LOG_ERROR, "launch: %s", err.msg);
+    return -1;
+}
+
 static int start_workers(launch_t *L)
 {
     for (int r = 0; r < L->o.n_workers; r++) {
@@ -357,6 +414,15 @@ static int start_workers(launch_t *L)
         if (L->o.save_model && r == 0) {
             arg(&a, "--save-model");
             arg(&a, L->o.save_model);
+        }
+        if (L->o.curve) {
+            char path[PATH_MAX + 64];
+            snprintf(path, sizeof path, "%s/keys/server.pub", L->state_dir);
+            arg(&a, "--curve-server-key-file");
+            arg(&a, path);
+            snprintf(path, sizeof path, "%s/keys/worker-%d.secret", L->state_dir, r);
+            arg(&a, "--curve-secret-file");
+            arg(&a, path);
         }
         proc_t *p = &L->workers[r];
         snprintf(p->name, sizeof p->name, "worker %d", r);
@@ -541,14 +607,18 @@ static void print_summary(launch_t *L, double wall_s)
         samples += field(l, "samples");
         sps += field(l, "samples_per_s");
     }
-    char model[64] = "?", precision[16] = "fp32", metrics[256] = "";
+    char model[64] = "?", precision[16] = "fp32", metrics[512] = "";
     ps_json_get_string(r0, "model", model, sizeof model);
     ps_json_get_string(r0, "precision", precision, sizeof precision);
-    static const char *keys[] = {"test_loss", "test_accuracy", "test_mae"};
+    /* val_* come from rank 0 only, which holds the validation split's metrics */
+    const char *val_line = L->workers[0].lost ? "" : L->workers[0].done_line;
+    static const char *keys[] = {"test_loss", "test_accuracy", "test_mae", "test_auc",
+                                 "val_loss",  "val_accuracy",  "val_mae",  "val_auc"};
     size_t len = 0;
-    for (int k = 0; k < 3; k++) {
+    for (int k = 0; k < 8; k++) {
+        const char *src = k < 4 ? r0 : val_line;
         double v;
-        if (ps_json_get_number(r0, keys[k], &v) == 0)
+        if (ps_json_get_number(src, keys[k], &v) == 0)
             len += (size_t)snprintf(metrics + len, sizeof metrics - len, ",\"%s\":%.6f", keys[k], v);
     }
     printf("{\"event\":\"done\",\"model\":\"%s\",\"precision\":\"%s\",\"skipped_steps\":%.0f,"
@@ -590,7 +660,10 @@ int main(int argc, char **argv)
         return EX_CANTCREAT;
     }
     double t0 = ps_time_wall_s();
-    int rc = start_servers(&L) == 0 && wait_servers_ready(&L) == 0 ? 0 : EX_UNAVAILABLE;
+    int rc = (!L.o.curve || make_keys(&L) == 0) && start_servers(&L) == 0 &&
+                     wait_servers_ready(&L) == 0
+                 ? 0
+                 : EX_UNAVAILABLE;
     if (rc == 0) {
         ps_log(PS_LOG_INFO, "launch: starting %d workers (job '%s')", L.o.n_workers, L.o.job);
         rc = start_workers(&L) == 0 ? supervise(&L) : EX_OSERR;

@@ -19,6 +19,8 @@ PACKAGES=(
   systemd                               # systemd-analyze verify of the shipped units
   iproute2                              # network-namespace test and shaped-link benchmarks
   prometheus                            # promtool check metrics, and a real scrape in a test
+  clang libclang-rt-14-dev              # libFuzzer targets (tools/fuzz.sh)
+  valgrind                              # memcheck run of the tests (tools/check.sh)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -31,4 +33,4 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 BUILD=${BUILD_DIR:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE="${BUILD_TYPE:-RelWithDebInfo}" ${CMAKE_EXTRA:-}
-cmake --build "$BUILD" -j"$(nproc)"
+cmake --build "$BUILD" -j"$(nproc)" ${BUILD_TARGETS:+--target $BUILD_TARGETS}

@@ -35,6 +35,9 @@ static int exit_code(int rc)
     case PS_EINVAL:
     case PS_ECONFLICT:
         return EX_CONFIG;
+    case PS_EAUTH:
+    case PS_EPERM:
+        return EX_NOPERM;
     default:
         return EX_SOFTWARE;
     }

@@ -53,7 +53,9 @@ struct ps_client {
     char job[64];
     void *ctx;
     void **socks;
+    void **monitors; /* per shard: PAIR receiving that socket's handshake failures */
     char **endpoints;
+    char curve_server[41], curve_public[41], curve_secret[41];
     uint32_t n_shards;
     table_info_t *tables;
     uint32_t n_tables;
@@ -78,6 +80,74 @@ struct ps_client {
     _Atomic uint64_t hb_bytes_sent, hb_bytes_received;  /* the heartbeat thread's traffic */
 };
 
+/* A DEALER to ep, with CURVE if the client has keys. */
+static void *open_socket(ps_client_t *c, const char *ep)
+{
+    void *s = zmq_socket(c->ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    if (c->curve_server[0]) {
+        zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, c->curve_server, 40);
+        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, c->curve_public, 40);
+        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, c->curve_secret, 40);
+    }
+    if (zmq_connect(s, ep) != 0) {
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+/* A PAIR that receives the handshake failures of shard s's socket. */
+static void *watch_handshakes(ps_client_t *c, uint32_t s)
+{
+    char ep[96];
+    snprintf(ep, sizeof ep, "inproc://ps-client-%p-%u", (void *)c, s);
+    if (zmq_socket_monitor(c->socks[s], ep,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0)
+        return NULL;
+    void *m = zmq_socket(c->ctx, ZMQ_PAIR);
+    int zero = 0;
+    zmq_setsockopt(m, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_connect(m, ep);
+    return m;
+}
+
+/* Reads shard s's handshake failures; PS_EAUTH with the reason if there
+ * was one, else PS_OK. */
+static int handshake_failure(ps_client_t *c, uint32_t s, ps_errbuf_t *err)
+{
+    int rc = PS_OK;
+    zmq_msg_t ev;
+    zmq_msg_init(&ev);
+    while (c->monitors[s] && zmq_msg_recv(&ev, c->monitors[s], ZMQ_DONTWAIT) >= 0) {
+        uint16_t event = 0;
+        uint32_t value = 0;
+        if (zmq_msg_size(&ev) >= 6) {
+            memcpy(&event, zmq_msg_data(&ev), 2);
+            memcpy(&value, (char *)zmq_msg_data(&ev) + 2, 4);
+        }
+        while (zmq_msg_more(&ev) && zmq_msg_recv(&ev, c->monitors[s], 0) >= 0)
+            ;
+        const char *why;
+        if (event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+            why = "refused our CURVE key (not on its allow-list?)";
+        else if (!c->curve_server[0])
+            /* the server drops a plain-text greeting without a word */
+            why = "broke off the handshake: it requires CURVE (set curve_server_key_file and "
+                  "curve_secret_file)";
+        else if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+            why = "speaks plain text but we use CURVE";
+        else
+            why = "broke off the CURVE handshake (wrong server key?)";
+        rc = ps_err_set(err, PS_EAUTH, "worker %u: shard %u '%s' %s (ZMTP event %u, code %u)",
+                        c->opts.rank, s, c->endpoints[s], why, event, value);
+    }
+    zmq_msg_close(&ev);
+    return rc;
+}
+
 ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, ps_errbuf_t *err)
 {
     ps_client_t *c = ps_xcalloc(1, sizeof *c);
@@ -86,6 +156,19 @@ ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, 
     c->opts.job = c->job;
     c->ctx = zmq_ctx_new();
     c->next_id = 1;
+    if (opts->curve_server_key && *opts->curve_server_key) {
+        if (strlen(opts->curve_server_key) != 40 || !opts->curve_public_key ||
+            strlen(opts->curve_public_key) != 40 || !opts->curve_secret_key ||
+            strlen(opts->curve_secret_key) != 40) {
+            ps_err_set(err, PS_EINVAL, "CURVE needs the server's public key and our key pair "
+                                       "(40 Z85 characters each)");
+            goto fail_early;
+        }
+        memcpy(c->curve_server, opts->curve_server_key, 41);
+        memcpy(c->curve_public, opts->curve_public_key, 41);
+        memcpy(c->curve_secret, opts->curve_secret_key, 41);
+    }
+    c->opts.curve_server_key = c->opts.curve_public_key = c->opts.curve_secret_key = NULL;
     atomic_init(&c->zero_copy_held, 0);
     char *list = ps_xstrdup(endpoints), *save = NULL;
     for (char *ep = strtok_r(list, ",", &save); ep; ep = strtok_r(NULL, ",", &save)) {
@@ -93,19 +176,19 @@ ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, 
             ps_err_set(err, PS_ERANGE, "more than %d servers listed", MAX_SHARDS);
             goto fail;
         }
-        void *s = zmq_socket(c->ctx, ZMQ_DEALER);
-        int zero = 0;
-        zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
-        c->socks = ps_xrealloc(c->socks, (c->n_shards + 1) * sizeof *c->socks);
-        c->endpoints = ps_xrealloc(c->endpoints, (c->n_shards + 1) * sizeof *c->endpoints);
-        c->socks[c->n_shards] = s;
-        c->endpoints[c->n_shards] = ps_xstrdup(ep);
-        c->n_shards++;
-        if (zmq_connect(s, ep) != 0) {
-            ps_err_set(err, PS_EINVAL, "server %u: bad endpoint '%s': %s", c->n_shards - 1, ep,
+        void *s = open_socket(c, ep);
+        if (!s) {
+            ps_err_set(err, PS_EINVAL, "server %u: bad endpoint '%s': %s", c->n_shards, ep,
                        zmq_strerror(zmq_errno()));
             goto fail;
         }
+        c->socks = ps_xrealloc(c->socks, (c->n_shards + 1) * sizeof *c->socks);
+        c->monitors = ps_xrealloc(c->monitors, (c->n_shards + 1) * sizeof *c->monitors);
+        c->endpoints = ps_xrealloc(c->endpoints, (c->n_shards + 1) * sizeof *c->endpoints);
+        c->socks[c->n_shards] = s;
+        c->endpoints[c->n_shards] = ps_xstrdup(ep);
+        c->monitors[c->n_shards] = watch_handshakes(c, c->n_shards);
+        c->n_shards++;
     }
     if (c->n_shards == 0) {
         ps_err_set(err, PS_EINVAL, "no server endpoints given");
@@ -121,6 +204,7 @@ ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, 
     return c;
 fail:
     free(list);
+fail_early:
     ps_client_destroy(&c);
     return NULL;
 }
@@ -132,10 +216,15 @@ void ps_client_destroy(ps_client_t **cp)
         return;
     ps_client_stop_heartbeats(c);
     for (uint32_t i = 0; i < c->n_shards; i++) {
+        zmq_socket_monitor(c->socks[i], NULL, 0);
         zmq_close(c->socks[i]);
+        if (c->monitors[i])
+            zmq_close(c->monitors[i]);
         free(c->endpoints[i]);
     }
     free(c->socks);
+    free(c->monitors);
+    memset(c->curve_secret, 0, sizeof c->curve_secret);
     free(c->endpoints);
     for (uint32_t i = 0; i < c->n_tables; i++)
         free(c->tables[i].wire);
@@ -335,9 +424,13 @@ static int take_reply(ps_client_t *c, uint32_t shard, ps_errbuf_t *err)
 int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
 {
     c->reply_flags = 0;
-    zmq_pollitem_t items[MAX_SHARDS];
+    zmq_pollitem_t items[2 * MAX_SHARDS];
+    int n_items = 0;
     for (uint32_t i = 0; i < c->n_shards; i++)
-        items[i] = (zmq_pollitem_t){c->socks[i], 0, ZMQ_POLLIN, 0};
+        items[n_items++] = (zmq_pollitem_t){c->socks[i], 0, ZMQ_POLLIN, 0};
+    for (uint32_t i = 0; i < c->n_shards; i++)
+        if (c->monitors[i])
+            items[n_items++] = (zmq_pollitem_t){c->monitors[i], 0, ZMQ_POLLIN, 0};
     while (c->n_inflight > 0) {
         int64_t now = ps_time_ms(), next = INT64_MAX;
         for (size_t i = 0; i < c->n_inflight; i++) {
@@ -379,10 +472,17 @@ int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
                               c->opts.rank, restarted - 1, c->endpoints[restarted - 1]);
         /* Wake at least every 100 ms to notice a stop request. */
         int64_t wait_ms = next - now < 100 ? next - now : 100;
-        int n = zmq_poll(items, (int)c->n_shards, (long)wait_ms);
+        int n = zmq_poll(items, n_items, (long)wait_ms);
         if (n < 0 && zmq_errno() != EINTR)
             return ps_err_set(err, PS_ENET, "worker %u: poll failed: %s", c->opts.rank,
                               zmq_strerror(zmq_errno()));
+        for (int i = (int)c->n_shards; n > 0 && i < n_items; i++) {
+            if (!(items[i].revents & ZMQ_POLLIN))
+                continue;
+            for (uint32_t s = 0; s < c->n_shards; s++)
+                if (c->monitors[s] == items[i].socket && handshake_failure(c, s, err) != PS_OK)
+                    return PS_EAUTH;
+        }
         for (uint32_t i = 0; n > 0 && i < c->n_shards; i++) {
             if (!(items[i].revents & ZMQ_POLLIN))
                 continue;
@@ -465,10 +565,7 @@ static void *heartbeat_run(void *arg)
     void **socks = ps_xcalloc(c->n_shards, sizeof *socks);
     zmq_pollitem_t *items = ps_xcalloc(c->n_shards, sizeof *items);
     for (uint32_t s = 0; s < c->n_shards; s++) {
-        int zero = 0;
-        socks[s] = zmq_socket(c->ctx, ZMQ_DEALER);
-        zmq_setsockopt(socks[s], ZMQ_LINGER, &zero, sizeof zero);
-        zmq_connect(socks[s], c->endpoints[s]);
+        socks[s] = open_socket(c, c->endpoints[s]);
         items[s] = (zmq_pollitem_t){socks[s], 0, ZMQ_POLLIN, 0};
     }
     int64_t next = 0;
@@ -547,7 +644,7 @@ void ps_client_reset(ps_client_t *c)
 static Ps__Header *await_reply(ps_client_t *c, uint32_t s, uint64_t request_id, const char *what,
                                ps_errbuf_t *err)
 {
-    zmq_pollitem_t item = {c->socks[s], 0, ZMQ_POLLIN, 0};
+    zmq_pollitem_t items[2] = {{c->socks[s], 0, ZMQ_POLLIN, 0}, {c->monitors[s], 0, ZMQ_POLLIN, 0}};
     int64_t deadline = ps_time_ms() + c->opts.timeout_ms;
     while (ps_time_ms() < deadline) {
         if (c->opts.stop && *c->opts.stop) {
@@ -555,7 +652,11 @@ static Ps__Header *await_reply(ps_client_t *c, uint32_t s, uint64_t request_id, 
             return NULL;
         }
         int64_t left = ps_deadline_left_ms(deadline);
-        if (zmq_poll(&item, 1, (long)(left < 100 ? left : 100)) <= 0)
+        if (zmq_poll(items, c->monitors[s] ? 2 : 1, (long)(left < 100 ? left : 100)) <= 0)
+            continue;
+        if ((items[1].revents & ZMQ_POLLIN) && handshake_failure(c, s, err) != PS_OK)
+            return NULL;
+        if (!(items[0].revents & ZMQ_POLLIN))
             continue;
         ps_wire_msg_t m;
         int rc = ps_wire_recv(c->socks[s], &m, 0);

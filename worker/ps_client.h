@@ -25,11 +25,16 @@ typedef struct {
                                   fails the wait at once (0 = never) */
     int retries;            /* resends of a request whose deadline passed, each
                                waiting twice as long (pushes are deduplicated) */
+    /* CURVE (all three Z85, 40 characters) or NULL/"" for plain text: the
+     * servers' public key and this client's key pair. */
+    const char *curve_server_key, *curve_public_key, *curve_secret_key;
 } ps_client_opts_t;
 
 /* Connects to the shards listed in endpoints ("tcp://a:1,tcp://b:2", shard i
  * at position i). Connecting does not wait; ps_client_hello does. NULL with
- * err set on a malformed list. */
+ * err set on a malformed list. A handshake a shard refuses (our key not on
+ * its allow-list, or plain text against CURVE) fails the next wait at once
+ * with PS_EAUTH, naming the shard and the reason. */
 ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, ps_errbuf_t *err);
 /* Closes sockets; NULL-safe, sets *c to NULL. */
 void ps_client_destroy(ps_client_t **c);

@@ -10,6 +10,8 @@
 #include <string.h>
 #include <zlib.h>
 
+#include "ps_rng.h"
+
 #define IDX_MAX_ITEMS (1u << 28)
 
 void ps_data_free(ps_dataset_t *ds)
@@ -38,6 +40,34 @@ static int gz_read_all(gzFile f, void *buf, size_t len)
         len -= (size_t)n;
     }
     return 0;
+}
+
+/* Reads up to want bytes into a buffer that grows with what actually
+ * arrives, so a header that promises gigabytes costs nothing until the
+ * bytes are there. *got is the count read; NULL if out of memory. */
+static unsigned char *gz_read_grow(gzFile f, size_t want, size_t *got)
+{
+    size_t cap = want < (1u << 20) ? want : (1u << 20), n = 0;
+    unsigned char *buf = malloc(cap ? cap : 1);
+    while (buf && n < want) {
+        if (n == cap) {
+            size_t next = cap * 2 < want ? cap * 2 : want;
+            unsigned char *grown = realloc(buf, next);
+            if (!grown) {
+                free(buf);
+                return NULL;
+            }
+            buf = grown;
+            cap = next;
+        }
+        size_t chunk = cap - n > (1u << 30) ? (1u << 30) : cap - n;
+        int r = gzread(f, buf + n, (unsigned)chunk);
+        if (r <= 0)
+            break;
+        n += (size_t)r;
+    }
+    *got = n;
+    return buf;
 }
 
 /* Opens an IDX ubyte file and reads its header: dims[0..ndim). */
@@ -107,16 +137,18 @@ int ps_data_load_idx(const char *images, const char *labels, ps_dataset_t *ds, p
         rc = ps_err_set(err, PS_ERANGE, "'%s': %zu x %zu values is too large", images, n, d);
         goto out;
     }
-    buf = malloc(n * d);
-    ds->x = malloc(n * d * sizeof(float));
-    ds->y = malloc(n * sizeof(float));
-    if (!buf || !ds->x || !ds->y) {
-        rc = ps_err_set(err, PS_ENOMEM, "'%s': cannot allocate %zu x %zu floats", images, n, d);
+    size_t got;
+    buf = gz_read_grow(fi, n * d, &got);
+    if (buf && got < n * d) {
+        rc = ps_err_set(err, PS_EFORMAT,
+                        "'%s': truncated: header promises %zu bytes of pixels, file has %zu", images,
+                        n * d, got);
         goto out;
     }
-    if (gz_read_all(fi, buf, n * d) != 0) {
-        rc = ps_err_set(err, PS_EFORMAT, "'%s': truncated: header promises %zu bytes of pixels",
-                        images, n * d);
+    ds->x = buf ? malloc(n * d * sizeof(float)) : NULL;
+    ds->y = buf ? malloc(n * sizeof(float)) : NULL;
+    if (!buf || !ds->x || !ds->y) {
+        rc = ps_err_set(err, PS_ENOMEM, "'%s': cannot allocate %zu x %zu floats", images, n, d);
         goto out;
     }
     for (size_t i = 0; i < n * d; i++)
@@ -279,7 +311,7 @@ int ps_data_load_csv(const char *path, int label_col, ps_dataset_t *ds, ps_errbu
     return PS_OK;
 }
 
-void ps_data_standardize(ps_dataset_t *train, ps_dataset_t *test)
+void ps_data_standardize(ps_dataset_t *train, ps_dataset_t *test, ps_dataset_t *val)
 {
     size_t d = train->d;
     for (size_t j = 0; j < d; j++) {
@@ -296,7 +328,44 @@ void ps_data_standardize(ps_dataset_t *train, ps_dataset_t *test)
             train->x[i * d + j] = (train->x[i * d + j] - (float)mean) * inv;
         for (size_t i = 0; test && i < test->n; i++)
             test->x[i * d + j] = (test->x[i * d + j] - (float)mean) * inv;
+        for (size_t i = 0; val && i < val->n; i++)
+            val->x[i * d + j] = (val->x[i * d + j] - (float)mean) * inv;
     }
+}
+
+int ps_data_split(ps_dataset_t *ds, double val_fraction, size_t subset, uint64_t seed,
+                  ps_dataset_t *val, ps_errbuf_t *err)
+{
+    memset(val, 0, sizeof *val);
+    size_t n_val = (size_t)(val_fraction * (double)ds->n + 0.5);
+    size_t n_train = ds->n - (n_val < ds->n ? n_val : ds->n);
+    if (subset && subset < n_train)
+        n_train = subset;
+    if (n_train == 0)
+        return ps_err_set(err, PS_EINVAL,
+                          "no training samples left: %zu samples, %zu for validation", ds->n, n_val);
+    if (n_val == 0 && n_train == ds->n)
+        return PS_OK;
+    uint32_t *idx = ps_xmalloc(ds->n * sizeof *idx);
+    for (size_t i = 0; i < ds->n; i++)
+        idx[i] = (uint32_t)i;
+    ps_rng_t rng;
+    ps_rng_seed(&rng, seed);
+    ps_rng_shuffle_u32(&rng, idx, ds->n);
+    ps_dataset_t train = {.n = n_train, .d = ds->d, .n_classes = ds->n_classes};
+    train.x = ps_xmalloc(n_train * ds->d * sizeof(float));
+    train.y = ps_xmalloc(n_train * sizeof(float));
+    ps_data_gather(ds, idx + n_val, n_train, train.x, train.y);
+    if (n_val) {
+        *val = (ps_dataset_t){.n = n_val, .d = ds->d, .n_classes = ds->n_classes};
+        val->x = ps_xmalloc(n_val * ds->d * sizeof(float));
+        val->y = ps_xmalloc(n_val * sizeof(float));
+        ps_data_gather(ds, idx, n_val, val->x, val->y);
+    }
+    free(idx);
+    ps_data_free(ds);
+    *ds = train;
+    return PS_OK;
 }
 
 void ps_data_gather(const ps_dataset_t *ds, const uint32_t *idx, size_t n, float *x, float *y)

@@ -28,8 +28,16 @@ int ps_data_load_csv(const char *path, int label_col, ps_dataset_t *ds, ps_errbu
 /* Frees the arrays; safe twice. */
 void ps_data_free(ps_dataset_t *ds);
 /* Scales every feature of train to mean 0, std 1 and applies the same
- * transform to test (may be NULL). Constant features are left centred. */
-void ps_data_standardize(ps_dataset_t *train, ps_dataset_t *test);
+ * transform to test and val (either may be NULL). Constant features are
+ * left centred. */
+void ps_data_standardize(ps_dataset_t *train, ps_dataset_t *test, ps_dataset_t *val);
+/* Splits ds (consumed: its arrays move or are freed) into a validation set
+ * of round(val_fraction * n) samples and a training set of the rest, after
+ * shuffling with seed (the same seed gives the same split on every worker
+ * and in every trial). subset > 0 keeps only that many training samples.
+ * PS_EINVAL (naming the sizes) if nothing would be left to train on. */
+int ps_data_split(ps_dataset_t *ds, double val_fraction, size_t subset, uint64_t seed,
+                  ps_dataset_t *val, ps_errbuf_t *err);
 /* Copies rows idx[0..n) into x (n * d) and y (n). */
 void ps_data_gather(const ps_dataset_t *ds, const uint32_t *idx, size_t n, float *x, float *y);
 

@@ -34,6 +34,7 @@ typedef struct {
     double loss;     /* mean per sample */
     double accuracy; /* classification heads */
     double mae;      /* regression (MSE head with one output) */
+    double auc;      /* binary (sigmoid) head: area under the ROC curve; else 0 */
     size_t n;
 } ps_eval_t;
 

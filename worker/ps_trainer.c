@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "ps_client.h"
+#include "ps_curve.h"
 #include "ps_half.h"
 #include "ps_loss_scale.h"
 #include "ps_json.h"
@@ -36,6 +37,7 @@ typedef struct {
     ps_model_t *model;
     ps_client_t *client;
     uint32_t *order;        /* this epoch's shuffle */
+    ps_dataset_t val;       /* split off the training data (val_fraction) */
     float *bx, *by;         /* batch buffers */
     int64_t clock;          /* steps pushed so far */
     size_t cur_batch;       /* samples in the step being pushed */
@@ -59,6 +61,9 @@ static int load_data(trainer_t *tr, ps_errbuf_t *err)
         rc = ps_data_load_idx(c->train_data, c->train_labels, &tr->train, err);
     else
         rc = ps_data_load_csv(c->train_data, (int)c->label_column, &tr->train, err);
+    if (rc == PS_OK && (c->val_fraction > 0 || c->train_subset > 0))
+        rc = ps_data_split(&tr->train, c->val_fraction, (size_t)c->train_subset,
+                           (uint64_t)c->split_seed, &tr->val, err);
     if (rc != PS_OK || !*c->test_data)
         return rc;
     if (c->data_format == PS_FORMAT_IDX)
@@ -120,9 +125,22 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     tr->bx = ps_xmalloc((size_t)c->batch_size * tr->train.d * sizeof(float));
     tr->by = ps_xmalloc((size_t)c->batch_size * sizeof(float));
 
-    ps_client_opts_t co = {c->job, tr->rank, tr->world, (int)c->max_staleness,
-                           c->request_timeout_ms, tr->stop, c->precision, c->heartbeat_ms,
-                           c->server_timeout_ms, (int)c->request_retries};
+    ps_curve_keys_t server_key = {0}, own_keys = {0};
+    if (*c->curve_server_key_file) {
+        rc = ps_curve_load(c->curve_server_key_file, false, &server_key, err);
+        if (rc == PS_OK)
+            rc = ps_curve_load(c->curve_secret_file, true, &own_keys, err);
+        if (rc != PS_OK)
+            return rc;
+    }
+    ps_client_opts_t co = {
+        .job = c->job, .rank = tr->rank, .world = tr->world,
+        .max_staleness = (int)c->max_staleness, .timeout_ms = c->request_timeout_ms,
+        .stop = tr->stop, .dtype = c->precision, .heartbeat_ms = c->heartbeat_ms,
+        .server_timeout_ms = c->server_timeout_ms, .retries = (int)c->request_retries,
+        .curve_server_key = server_key.public_z85, .curve_public_key = own_keys.public_z85,
+        .curve_secret_key = own_keys.secret_z85,
+    };
     ps_loss_scale_init(&tr->scaler, (float)c->loss_scale, c->loss_scale_window);
     tr->client = ps_client_new(c->servers, &co, err);
     if (!tr->client)
@@ -199,28 +217,41 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
     return PS_OK;
 }
 
-static void print_metric_fields(const trainer_t *tr, const ps_eval_t *ev, char *buf, size_t cap)
+/* ,"PREFIX_loss":..,"PREFIX_accuracy" (or _mae)[,"PREFIX_auc"] appended to
+ * buf; nothing if the set is empty. */
+static void append_metrics(const trainer_t *tr, const ps_dataset_t *ds, const char *prefix,
+                           char *buf, size_t cap)
 {
+    if (!ds->n)
+        return;
+    ps_eval_t ev;
+    ps_model_evaluate(tr->model, ds, &ev);
+    size_t len = strlen(buf);
     if (ps_model_is_classifier(tr->model))
-        snprintf(buf, cap, "\"test_loss\":%.6f,\"test_accuracy\":%.6f", ev->loss, ev->accuracy);
+        len += (size_t)snprintf(buf + len, cap - len, ",\"%s_loss\":%.6f,\"%s_accuracy\":%.6f",
+                                prefix, ev.loss, prefix, ev.accuracy);
     else
-        snprintf(buf, cap, "\"test_loss\":%.6f,\"test_mae\":%.6f", ev->loss, ev->mae);
+        len += (size_t)snprintf(buf + len, cap - len, ",\"%s_loss\":%.6f,\"%s_mae\":%.6f", prefix,
+                                ev.loss, prefix, ev.mae);
+    if (ev.auc > 0 && len < cap)
+        snprintf(buf + len, cap - len, ",\"%s_auc\":%.6f", prefix, ev.auc);
 }
 
 static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64_t n,
                          double epoch_s, bool evaluate)
 {
-    char metrics[256] = "";
+    char metrics[512] = "";
     char human[128] = "";
     if (evaluate && tr->test.n) {
         ps_eval_t ev;
         ps_model_evaluate(tr->model, &tr->test, &ev);
-        print_metric_fields(tr, &ev, metrics + 1, sizeof metrics - 1);
-        metrics[0] = ',';
         snprintf(human, sizeof human, " test_loss %.4f %s %.4f", ev.loss,
                  ps_model_is_classifier(tr->model) ? "test_acc" : "test_mae",
                  ps_model_is_classifier(tr->model) ? ev.accuracy : ev.mae);
+        append_metrics(tr, &tr->test, "test", metrics, sizeof metrics);
     }
+    if (tr->rank == 0)
+        append_metrics(tr, &tr->val, "val", metrics, sizeof metrics);
     double sps = epoch_s > 0 ? (double)n * tr->world / epoch_s : 0;
     ps_log(tr->rank == 0 ? PS_LOG_INFO : PS_LOG_DEBUG, "worker %u: epoch %lld/%lld train_loss %.4f%s samples/s %.0f (%.2f s)",
            tr->rank, (long long)epoch, (long long)tr->cfg->epochs, train_loss, human, sps,
@@ -235,14 +266,14 @@ static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64
  * wall_s counts from the start of training (after setup). */
 static void report_eval(trainer_t *tr)
 {
-    if (!tr->test.n)
+    if (!tr->test.n && !tr->val.n)
         return;
-    ps_eval_t ev;
-    ps_model_evaluate(tr->model, &tr->test, &ev);
-    char metrics[256];
-    print_metric_fields(tr, &ev, metrics, sizeof metrics);
-    printf("{\"event\":\"eval\",\"rank\":%u,\"steps\":%lld,%s,\"wall_s\":%.3f}\n", tr->rank,
-           (long long)tr->clock, metrics, ps_time_wall_s() - tr->t_train);
+    char metrics[512] = "";
+    append_metrics(tr, &tr->val, "val", metrics, sizeof metrics);
+    append_metrics(tr, &tr->test, "test", metrics, sizeof metrics);
+    printf("{\"event\":\"eval\",\"rank\":%u,\"steps\":%lld,\"epoch\":%.4f%s,\"wall_s\":%.3f}\n",
+           tr->rank, (long long)tr->clock, (double)tr->clock / (double)steps_per_epoch(tr), metrics,
+           ps_time_wall_s() - tr->t_train);
     fflush(stdout);
 }
 
@@ -430,6 +461,18 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
     uint64_t total = spe * (uint64_t)c->epochs;
     if (c->max_steps && (uint64_t)c->max_steps < total)
         total = (uint64_t)c->max_steps;
+    /* evals_per_epoch: rungs for ps-tune's early stopping, whatever the
+     * data size; eval_every_steps: a fixed cadence */
+    uint64_t eval_every_steps = (uint64_t)c->eval_every_steps;
+    if (c->evals_per_epoch)
+        eval_every_steps = (spe + (uint64_t)c->evals_per_epoch - 1) / (uint64_t)c->evals_per_epoch;
+    if (tr->rank == 0) {
+        printf("{\"event\":\"start\",\"steps_per_epoch\":%llu,\"total_steps\":%llu,"
+               "\"train_samples\":%zu,\"val_samples\":%zu,\"test_samples\":%zu}\n",
+               (unsigned long long)spe, (unsigned long long)total, tr->train.n, tr->val.n,
+               tr->test.n);
+        fflush(stdout);
+    }
     epoch_t e = {0};
     tr->t_train = ps_time_wall_s();
     while ((uint64_t)tr->clock < total) {
@@ -452,7 +495,7 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
         }
         if (rc != PS_OK)
             return rc;
-        if (tr->rank == 0 && c->eval_every_steps && tr->clock % c->eval_every_steps == 0)
+        if (tr->rank == 0 && eval_every_steps && tr->clock % eval_every_steps == 0)
             report_eval(tr);
         log_progress(tr, &e, step, spe);
         uint64_t n = tr->samples - e.n0;
@@ -534,11 +577,10 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
     if ((rc = ps_client_bye(tr->client, err)) != PS_OK)
         return rc;
     double wall = ps_time_wall_s() - tr->t_start;
-    char metrics[256] = "";
-    if (tr->test.n) {
-        print_metric_fields(tr, &ev, metrics + 1, sizeof metrics - 1);
-        metrics[0] = ',';
-    }
+    char metrics[512] = "";
+    append_metrics(tr, &tr->test, "test", metrics, sizeof metrics);
+    if (tr->rank == 0)
+        append_metrics(tr, &tr->val, "val", metrics, sizeof metrics);
     static const char *precisions[] = {"fp32", "fp16", "bf16"};
     printf("{\"event\":\"done\",\"model\":\"%s\",\"precision\":\"%s\",\"skipped_steps\":%llu,"
            "\"rank\":%u,\"world\":%u,\"epochs\":%lld,\"steps\":%lld,\"samples\":%llu%s,\"wall_s\":%.3f,\"samples_per_s\":%.1f,"
@@ -561,7 +603,7 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
     int64_t epochs_run = 0;
     int rc = load_data(&tr, err);
     if (rc == PS_OK && cfg->standardize)
-        ps_data_standardize(&tr.train, tr.test.n ? &tr.test : NULL);
+        ps_data_standardize(&tr.train, tr.test.n ? &tr.test : NULL, tr.val.n ? &tr.val : NULL);
     if (rc == PS_OK)
         rc = setup(&tr, err);
     if (rc == PS_OK && *cfg->stats_socket) {
@@ -579,6 +621,7 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
     ps_model_destroy(&tr.model);
     ps_data_free(&tr.train);
     ps_data_free(&tr.test);
+    ps_data_free(&tr.val);
     free(tr.order);
     free(tr.bx);
     free(tr.by);

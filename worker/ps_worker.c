@@ -26,8 +26,8 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_BOOL("standardize", W, standardize, "no", "scale features to mean 0, std 1"),
     PS_OPT_INT("epochs", W, epochs, "10", 1, 1000000, "passes over the training data"),
     PS_OPT_INT("batch_size", W, batch_size, "64", 1, 1 << 20, "samples per step per worker"),
-    PS_OPT_INT("max_steps", W, max_steps, "0", 0, INT64_MAX / 2, "stop after this many steps; 0 = no limit"),
-    PS_OPT_INT("seed", W, seed, "1", 0, INT64_MAX / 2, "seed of weights and shuffles"),
+    PS_OPT_INT("max_steps", W, max_steps, "0", 0, 1LL << 62, "stop after this many steps; 0 = no limit"),
+    PS_OPT_INT("seed", W, seed, "1", 0, 1LL << 62, "seed of weights and shuffles"),
     PS_OPT_ENUM("optimizer", W, optimizer, "sgd", "sgd|momentum|adagrad|rmsprop|adam|adamw",
                 "server-side optimizer"),
     PS_OPT_DBL("lr", W, lr, "0.01", 1e-12, 1e6, "learning rate"),
@@ -40,10 +40,10 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_DBL("rho", W, rho, "0.99", 0, 0.999999, "RMSprop decay"),
     PS_OPT_ENUM("lr_schedule", W, lr_schedule, "constant", "constant|step|cosine",
                 "learning-rate schedule"),
-    PS_OPT_INT("lr_step_size", W, lr_step_size, "1000", 1, INT64_MAX / 2, "step schedule: updates between decays"),
+    PS_OPT_INT("lr_step_size", W, lr_step_size, "1000", 1, 1LL << 62, "step schedule: updates between decays"),
     PS_OPT_DBL("lr_gamma", W, lr_gamma, "0.1", 1e-9, 1, "step schedule: decay factor"),
     PS_OPT_DBL("min_lr", W, min_lr, "0", 0, 1e6, "cosine schedule: final learning rate"),
-    PS_OPT_INT("warmup_steps", W, warmup_steps, "0", 0, INT64_MAX / 2, "linear warm-up updates"),
+    PS_OPT_INT("warmup_steps", W, warmup_steps, "0", 0, 1LL << 62, "linear warm-up updates"),
     PS_OPT_INT("max_staleness", W, max_staleness, "0", -1, 1000000,
                "0 = BSP (synchronous), s > 0 = SSP, -1 = ASP (asynchronous)"),
     PS_OPT_INT("request_timeout_ms", W, request_timeout_ms, "60000", 10, 86400000,
@@ -72,6 +72,18 @@ static const ps_opt_t worker_opts[] = {
                "UNIX stats socket path (ps-ctl -s PATH show info); empty = none"),
     PS_OPT_INT("eval_every_steps", W, eval_every_steps, "0", 0, 1000000000,
                "rank 0 also evaluates every N steps ({\"event\":\"eval\"} lines); 0 = off"),
+    PS_OPT_DBL("val_fraction", W, val_fraction, "0", 0, 0.9,
+               "hold out this fraction of the training data for validation (val_* metrics)"),
+    PS_OPT_INT("train_subset", W, train_subset, "0", 0, 1LL << 40,
+               "train on only this many samples (after the validation split); 0 = all"),
+    PS_OPT_INT("split_seed", W, split_seed, "20261129", 0, 1LL << 62,
+               "seed of the validation split (the same split in every trial)"),
+    PS_OPT_INT("evals_per_epoch", W, evals_per_epoch, "0", 0, 10000,
+               "rank 0 evaluates this many times per epoch ({\"event\":\"eval\"}); 0 = off"),
+    PS_OPT_STR("curve_server_key_file", W, curve_server_key_file, "",
+               "the servers' CURVE public key (ps-keygen's .pub); set = CURVE to every shard"),
+    PS_OPT_STR("curve_secret_file", W, curve_secret_file, "",
+               "this worker's CURVE key pair (ps-keygen's .secret, mode 0600)"),
 };
 #undef W
 
@@ -118,6 +130,9 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
                           (long long)cfg->rank, (long long)cfg->world);
     if (!*cfg->train_data)
         return ps_err_set(err, PS_EINVAL, "train_data is required");
+    if (!*cfg->curve_server_key_file != !*cfg->curve_secret_file)
+        return ps_err_set(err, PS_EINVAL,
+                          "CURVE needs both curve_server_key_file and curve_secret_file");
     if (cfg->data_format == PS_FORMAT_IDX && !*cfg->train_labels)
         return ps_err_set(err, PS_EINVAL, "train_labels is required for IDX data");
     if (cfg->data_format == PS_FORMAT_IDX && *cfg->test_data && !*cfg->test_labels)

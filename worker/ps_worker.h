@@ -49,6 +49,12 @@ typedef struct {
     int64_t server_timeout_ms;
     int64_t request_retries;
     char stats_socket[PS_OPT_STR_MAX];
+    double val_fraction;
+    int64_t train_subset;
+    int64_t split_seed;
+    int64_t evals_per_epoch;
+    char curve_server_key_file[PS_OPT_STR_MAX];
+    char curve_secret_file[PS_OPT_STR_MAX];
 } ps_worker_config_t;
 
 extern const ps_optset_t ps_worker_optset;

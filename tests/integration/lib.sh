@@ -52,8 +52,10 @@ start_server() {
 }
 
 # wait_for FILE PATTERN SECONDS: until a line of FILE matches, or fail.
+# PS_TIME_SCALE (default 1) stretches the deadline for slow builds (TSan).
+TIME_SCALE=${PS_TIME_SCALE:-1}
 wait_for() { # FILE PATTERN SECONDS
-    local deadline=$((SECONDS + $3))
+    local deadline=$((SECONDS + $3 * TIME_SCALE))
     until grep -q -- "$2" "$1" 2>/dev/null; do
         [ $SECONDS -lt $deadline ] || fail "no '$2' in $1 after $3 s"
         sleep 0.05

@@ -56,8 +56,13 @@ for h in "${HOSTS[@]}"; do
     i=$((i + 1))
 done
 
+# Across "machines" the servers speak CURVE only (a plain-text bind beyond
+# loopback is refused): one server key pair, one per worker, an allow-list.
+"$BIN/ps-keygen" "$WORK/server" 2>/dev/null
+for r in 0 1; do "$BIN/ps-keygen" --role worker "$WORK/worker-$r" >> "$WORK/allow"; done
 for s in 0 1; do
     ip netns exec "pss$s$tag" "$BIN/ps-server" --bind "${IP[s$s]}" --port 7000 --shard $s --shards 2 \
+        --curve-secret-file "$WORK/server.secret" --allow-file "$WORK/allow" \
         --stats-socket "$WORK/s$s.sock" --ready-file "$WORK/s$s.ready" 2>"$WORK/s$s.log" &
     STARTED_PIDS+=("$!")
 done
@@ -67,6 +72,7 @@ pids=()
 for r in 0 1; do
     ip netns exec "psw$r$tag" "$BIN/ps-worker" --servers "$servers" --rank $r --world 2 $(fashion_flags) \
         --model softmax --lr 0.1 --max_steps 300 --eval_every_steps 100 --job netns \
+        --curve-server-key-file "$WORK/server.pub" --curve-secret-file "$WORK/worker-$r.secret" \
         >"$WORK/w$r.out" 2>"$WORK/w$r.log" &
     pids+=("$!")
     STARTED_PIDS+=("$!")
@@ -78,4 +84,4 @@ grep -qE "^netns +1 +live +${IP[w1]}" "$WORK/workers.txt" || fail "worker 1 not 
 for p in "${pids[@]}"; do wait "$p" || fail "worker exited $?"; done
 check "$(json "$WORK/w0.out" test_accuracy) > 0.7"
 "$BIN/ps-ctl" -s "$WORK/s1.sock" show info | grep -qE "^requests_PUSH_PULL:[1-9]" || fail "shard 1 served nothing"
-pass "2 servers + 2 workers on ${IP[s0]}..${IP[w1]} in 5 namespaces: accuracy $(json "$WORK/w0.out" test_accuracy); show workers saw the workers' own addresses"
+pass "CURVE: 2 servers + 2 workers on ${IP[s0]}..${IP[w1]} in 5 namespaces: accuracy $(json "$WORK/w0.out" test_accuracy); show workers saw the workers' own addresses"

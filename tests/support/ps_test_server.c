@@ -6,7 +6,8 @@
 static void *run(void *arg)
 {
     ps_test_server_t *ts = arg;
-    ps_server_run(ts->srv, &ts->stop);
+    static volatile sig_atomic_t never; /* stopped by ps_server_stop instead */
+    ps_server_run(ts->srv, &never, NULL);
     return NULL;
 }
 
@@ -25,7 +26,6 @@ int ps_test_server_start_stats(ps_test_server_t *ts, int shard, int shards, cons
     cfg.poll_ms = 20;
     cfg.log_level = 4; /* errors only: hostile-input tests make many warnings */
     snprintf(cfg.stats_socket, sizeof cfg.stats_socket, "%s", stats_path);
-    ts->stop = 0;
     ts->srv = ps_server_new(&cfg, &err);
     if (!ts->srv) {
         fprintf(stderr, "test server: %s\n", err.msg);
@@ -36,7 +36,7 @@ int ps_test_server_start_stats(ps_test_server_t *ts, int shard, int shards, cons
 
 void ps_test_server_stop(ps_test_server_t *ts)
 {
-    ts->stop = 1;
+    ps_server_stop(ts->srv);
     pthread_join(ts->thread, NULL);
     ps_server_destroy(&ts->srv);
 }

@@ -11,7 +11,6 @@
 typedef struct {
     ps_server_t *srv;
     pthread_t thread;
-    volatile sig_atomic_t stop;
 } ps_test_server_t;
 
 /* Starts shard `shard` of `shards`; returns 0 or -1. */

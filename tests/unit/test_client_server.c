@@ -34,7 +34,7 @@ static int teardown(void **state)
 
 static ps_client_t *client(const char *job, uint32_t rank, uint32_t world, int dtype)
 {
-    ps_client_opts_t o = {job, rank, world, 0, 5000, NULL, dtype, 0, 0, 0};
+    ps_client_opts_t o = {.job = job, .rank = rank, .world = world, .timeout_ms = 5000, .dtype = dtype};
     ps_errbuf_t err;
     ps_client_t *c = ps_client_new(ps_server_endpoint(server.srv), &o, &err);
     assert_non_null(c);

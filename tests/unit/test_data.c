@@ -151,7 +151,7 @@ static void test_standardize_and_gather(void **state)
     float x[] = {1, 10, 3, 10, 5, 10};
     float y[] = {0, 1, 2};
     ps_dataset_t ds = {.n = 3, .d = 2, .x = x, .y = y};
-    ps_data_standardize(&ds, NULL);
+    ps_data_standardize(&ds, NULL, NULL);
     assert_true(x[2] == 0.0f && x[0] < 0 && x[4] > 0);
     assert_true(x[1] == 0.0f); /* constant feature: centred only */
     uint32_t idx[2] = {2, 0};

@@ -190,7 +190,7 @@ static void test_random_and_mutated_messages_leave_the_server_serving(void **sta
     zmq_ctx_term(ctx);
 
     /* the server still serves a well-behaved client exactly */
-    ps_client_opts_t o = {"after", 0, 1, 0, 5000, NULL, 0, 0, 0, 0};
+    ps_client_opts_t o = {.job = "after", .world = 1, .timeout_ms = 5000};
     ps_errbuf_t err;
     ps_client_t *c = ps_client_new(ps_server_endpoint(server.srv), &o, &err);
     assert_non_null(c);
