@@ -1,0 +1,78 @@
+# ps-tune runs real ps-launch jobs: grid enumerates exactly the product;
+# random survives kill -9 and --resume finishes with exactly max_trials
+# distinct trials; hyperband stops trials early and spends fewer epochs;
+# the journal (JSON lines), summary and SVG report parse.
+. "$(dirname "$0")/lib.sh"
+cd "$WORK"
+TUNE=("$BIN/ps-tune" --config "$SRC/deploy/examples/fashion-mlp.conf" --servers 1 --workers 2
+      --set train_subset=3000 --set "train_data=$FM/train-images-idx3-ubyte.gz"
+      --set "train_labels=$FM/train-labels-idx1-ubyte.gz")
+
+check_study() { # DIR TRIALS: valid journal/summary/SVG, TRIALS distinct ended trials
+    "$PY" - "$1" "$2" <<'PYEOF' || fail "study $1 is not valid"
+import json, sys, xml.etree.ElementTree as ET
+d, want = sys.argv[1], int(sys.argv[2])
+lines = [json.loads(l) for l in open(f"{d}/journal.jsonl")]
+assert lines[0]["type"] == "study", lines[0]
+trials = [l for l in lines if l["type"] == "trial"]
+keys = [(t["trial_id"], t["execution"]) for t in trials]
+assert len(keys) == len(set(keys)), f"a trial ran twice: {keys}"
+assert len({t["trial_id"] for t in trials}) == want, f"{len(trials)} trials, want {want}"
+assert all(t["status"] in ("finished", "stopped", "failed") for t in trials)
+summary = json.load(open(f"{d}/summary.json"))
+assert summary["trials"] == want and summary["best_trial"] >= 0, summary
+root = ET.parse(f"{d}/report.svg").getroot()
+assert root.tag == "{http://www.w3.org/2000/svg}svg", root.tag
+assert len(root.findall(".//{http://www.w3.org/2000/svg}circle")) == sum(t["status"] != "failed" for t in trials)
+PYEOF
+}
+
+# grid: 2 x 2 = 4 points, each exactly once
+cat > grid.space <<'SPACE'
+lr      choice(0.003, 0.01)
+hidden  int(16, 32, 16)
+SPACE
+"${TUNE[@]}" --space grid.space --study grid --strategy grid > grid.out 2> grid.log || fail "grid study failed"
+check_study grid 4
+"$PY" - <<'PYEOF' || fail "grid is not the product"
+import json
+t = [json.loads(l) for l in open("grid/journal.jsonl")][1:]
+got = sorted((x["params"]["lr"], x["params"]["hidden"]) for x in t)
+assert got == sorted((lr, h) for lr in ("0.003", "0.01") for h in ("16", "32")), got
+PYEOF
+pass "grid: exactly the 4 points of 2 x 2; $(grep '^best:' grid.out)"
+
+# random, killed with SIGKILL mid-study, then resumed
+cat > random.space <<'SPACE'
+lr      log(1e-3, 3e-2)
+hidden  choice(16, 32, 64)
+SPACE
+"${TUNE[@]}" --space random.space --study rnd --strategy random --max-trials 6 > rnd1.out 2> rnd1.log &
+tune=$!
+STARTED_PIDS+=("$tune")
+deadline=$((SECONDS + 120 * TIME_SCALE))
+until [ "$(grep -c '"type":"trial"' rnd/journal.jsonl 2>/dev/null || true)" -ge 2 ]; do
+    kill -0 "$tune" 2>/dev/null || fail "ps-tune ended before it could be killed"
+    [ $SECONDS -lt $deadline ] || fail "no 2 trials in the journal after 120 s"
+    sleep 0.05
+done
+kill -KILL "$tune"
+wait "$tune" 2>/dev/null || true
+before=$(grep -c '"type":"trial"' rnd/journal.jsonl)
+check "$before < 6"
+"${TUNE[@]}" --space random.space --study rnd --strategy random --max-trials 6 --resume \
+    > rnd2.out 2> rnd2.log || fail "resume failed"
+grep -q "($before replayed)" rnd2.log || fail "resume did not replay the journal"
+check_study rnd 6
+pass "random: killed after $before trials, --resume finished exactly 6 distinct trials"
+
+# hyperband over the same space: early stopping, fewer epochs
+"${TUNE[@]}" --space random.space --study hb --strategy hyperband --max-trials 9 > hb.out 2> hb.log ||
+    fail "hyperband study failed"
+check_study hb 9
+"$PY" - <<'PYEOF' || fail "hyperband stopped nothing early"
+import json
+s = json.load(open("hb/summary.json"))
+assert s["stopped"] > 0 and s["epochs_spent"] < s["epochs_if_all_full"], s
+PYEOF
+pass "hyperband: $(grep -o '[0-9]* stopped early' hb.out), $(grep -o '[0-9.]* epochs spent = [0-9]*%' hb.out)"
