@@ -5,14 +5,14 @@
 
 const char *ps_optim_name(ps_optim_kind_t kind)
 {
-    static const char *names[] = {"sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw"};
-    return (unsigned)kind < 6 ? names[kind] : "unknown";
+    static const char *names[] = {"sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw", "ftrl"};
+    return (unsigned)kind < 7 ? names[kind] : "unknown";
 }
 
 const char *ps_optim_spec_check(const ps_optim_spec_t *s)
 {
     if ((unsigned)s->kind > PS_OPTIM_ADAMW)
-        return "unknown optimizer";
+        return s->kind == PS_OPTIM_FTRL ? "ftrl is for sparse tables" : "unknown optimizer";
     if (!(s->lr > 0) || !isfinite(s->lr))
         return "lr must be > 0";
     if (s->momentum < 0 || s->momentum >= 1)
@@ -52,6 +52,9 @@ void ps_optim_spec_to_wire(const ps_optim_spec_t *s, Ps__OptimSpec *o)
     o->warmup_steps = s->warmup_steps;
     o->total_steps = s->total_steps;
     o->min_lr = s->min_lr;
+    o->l1 = s->l1;
+    o->l2 = s->l2;
+    o->ftrl_beta = s->ftrl_beta;
 }
 
 void ps_optim_spec_from_wire(const Ps__OptimSpec *o, ps_optim_spec_t *s)
@@ -61,6 +64,7 @@ void ps_optim_spec_from_wire(const Ps__OptimSpec *o, ps_optim_spec_t *s)
         .nesterov = o->nesterov, .beta1 = o->beta1, .beta2 = o->beta2, .eps = o->eps,
         .weight_decay = o->weight_decay, .rho = o->rho, .schedule = (ps_sched_kind_t)o->schedule,
         .step_size = o->step_size, .gamma = o->gamma, .warmup_steps = o->warmup_steps,
-        .total_steps = o->total_steps, .min_lr = o->min_lr,
+        .total_steps = o->total_steps, .min_lr = o->min_lr, .l1 = o->l1, .l2 = o->l2,
+        .ftrl_beta = o->ftrl_beta,
     };
 }

@@ -16,6 +16,7 @@ typedef enum {
     PS_OPTIM_RMSPROP = 3,
     PS_OPTIM_ADAM = 4,
     PS_OPTIM_ADAMW = 5,
+    PS_OPTIM_FTRL = 6, /* sparse tables only */
 } ps_optim_kind_t;
 
 typedef enum {
@@ -39,6 +40,8 @@ typedef struct {
     uint64_t warmup_steps; /* linear warm-up, before the schedule */
     uint64_t total_steps;  /* COSINE: updates from lr down to min_lr */
     double min_lr;         /* COSINE */
+    double l1, l2;         /* FTRL regularisation */
+    double ftrl_beta;      /* FTRL: rate = lr / (ftrl_beta + sqrt(n)) */
 } ps_optim_spec_t;
 /* Returns NULL if the spec is valid, else a static reason ("lr must be > 0"). */
 const char *ps_optim_spec_check(const ps_optim_spec_t *spec);

@@ -25,3 +25,14 @@ ps_chunk_t ps_shardmap_chunk(uint64_t n_elems, uint32_t table_id, uint32_t chunk
     c.shard = (uint32_t)(((uint64_t)table_id + chunk) % n_shards);
     return c;
 }
+
+uint32_t ps_shardmap_key_shard(uint64_t key, uint32_t n_shards)
+{
+    uint64_t h = key;
+    h ^= h >> 33;
+    h *= 0xff51afd7ed558ccdULL;
+    h ^= h >> 33;
+    h *= 0xc4ceb9fe1a85ec53ULL;
+    h ^= h >> 33;
+    return (uint32_t)(h % n_shards);
+}

@@ -35,4 +35,10 @@ uint32_t ps_shardmap_n_chunks(uint64_t n_elems, uint32_t n_shards);
 ps_chunk_t ps_shardmap_chunk(uint64_t n_elems, uint32_t table_id, uint32_t chunk,
                              uint32_t n_shards);
 
+/* The shard of a sparse key: a hash of the key (murmur3's finaliser, not
+ * the one the shards' hash tables use, so a shard's keys do not share low
+ * bits) modulo n_shards. A pure function both sides compute; it never
+ * changes for a given (key, n_shards). */
+uint32_t ps_shardmap_key_shard(uint64_t key, uint32_t n_shards);
+
 #endif

@@ -15,6 +15,7 @@
 
 /* Header.flags */
 #define PS_FLAG_AFTER_ALL_DONE 0x1u /* PULL: wait until every worker said DONE */
+#define PS_FLAG_NO_CREATE 0x8u      /* SPARSE_PULL: do not store rows of unseen keys */
 #define PS_FLAG_SKIP 0x2u           /* PUSH: no values; this worker's step overflowed */
 #define PS_FLAG_SKIPPED 0x4u        /* reply: the update of this clock was skipped */
 

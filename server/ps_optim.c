@@ -125,5 +125,7 @@ void ps_optim_step(ps_optim_t *opt, float *restrict w, const float *restrict g, 
         }
         break;
     }
+    case PS_OPTIM_FTRL: /* sparse tables only (ps_sparse.c); dense specs refuse it */
+        break;
     }
 }

@@ -24,6 +24,7 @@
 #include "ps_notify.h"
 #include "ps_statsd.h"
 #include "ps_shardmap.h"
+#include "ps_sparse.h"
 #include "ps_table.h"
 #include "ps_time.h"
 #include "ps_wire.h"
@@ -71,6 +72,10 @@ static const ps_opt_t server_opts[] = {
                 "can overwrite the model)"),
     PS_OPT_INT("max_table_elems", ps_server_config_t, max_table_elems, "4294967296", 1,
                1LL << 48, "largest table a job may define (elements, all shards)"),
+    PS_OPT_INT("max_request_keys", ps_server_config_t, max_request_keys, "1048576", 1,
+               1LL << 30, "most keys one sparse request may carry"),
+    PS_OPT_INT("max_sparse_keys", ps_server_config_t, max_sparse_keys, "1000000000", 1,
+               4294967293LL, "most keys one sparse table may hold on this shard"),
 };
 
 const ps_optset_t ps_server_optset = {
@@ -115,6 +120,7 @@ typedef struct {
     int64_t recv_ns;      /* when the request arrived, for the latency histogram */
     int dtype;            /* values in the reply */
     int64_t clock;
+    zmq_msg_t keys;       /* SPARSE_PULL: the keys to answer (empty otherwise) */
 } pending_t;
 
 /* A table of a job: its chunks that live on this shard (others NULL). */
@@ -122,6 +128,7 @@ typedef struct {
     uint64_t n_elems;   /* 0 = not defined */
     uint32_t n_chunks;
     ps_table_t **chunks;
+    ps_sparse_t *sparse; /* a sparse table: this shard's keys (n_elems 0) */
 } table_entry_t;
 
 typedef struct {
@@ -236,9 +243,12 @@ static void job_destroy(job_t *job)
         for (uint32_t c = 0; c < job->tables[i].n_chunks; c++)
             ps_table_destroy(&job->tables[i].chunks[c]);
         free(job->tables[i].chunks);
+        ps_sparse_destroy(&job->tables[i].sparse);
     }
-    for (size_t i = 0; i < job->n_pending; i++)
+    for (size_t i = 0; i < job->n_pending; i++) {
         zmq_msg_close(&job->pending[i].identity);
+        zmq_msg_close(&job->pending[i].keys);
+    }
     free(job->tables);
     free(job->pending);
     free(job->joined);
@@ -349,7 +359,7 @@ static table_entry_t *job_entry(job_t *job, uint32_t table_id, uint64_t n_elems,
         job->n_tables = n;
     }
     table_entry_t *e = &job->tables[table_id];
-    if (e->n_elems && (e->n_elems != n_elems || e->n_chunks != n_chunks))
+    if (e->sparse || (e->n_elems && (e->n_elems != n_elems || e->n_chunks != n_chunks)))
         return NULL;
     if (!e->n_elems) {
         e->n_elems = n_elems;
@@ -474,9 +484,14 @@ static bool pull_is_ready(const job_t *job, const pending_t *p)
         return false;
     if (job->max_staleness < 0)
         return true;
+    if (zmq_msg_size((zmq_msg_t *)&p->keys))
+        return ps_sparse_ready_clock(job->tables[p->table_id].sparse, job->live) >=
+               p->clock - job->max_staleness;
     const ps_table_t *t = job_chunk(job, p->table_id, p->chunk);
     return ps_table_ready_clock(t, job->live) >= p->clock - job->max_staleness;
 }
+
+static void reply_sparse(ps_server_t *srv, pending_t *p, ps_sparse_t *t);
 
 /* Answers every parked pull whose clock the consistency model now allows. */
 static void serve_pending(ps_server_t *srv, job_t *job)
@@ -488,9 +503,13 @@ static void serve_pending(ps_server_t *srv, job_t *job)
             i++;
             continue;
         }
-        reply_params(srv, p, job_chunk(job, p->table_id, p->chunk));
+        if (zmq_msg_size(&p->keys))
+            reply_sparse(srv, p, job->tables[p->table_id].sparse);
+        else
+            reply_params(srv, p, job_chunk(job, p->table_id, p->chunk));
         hist_observe(&srv->stats.pull_latency, ps_time_ns() - p->recv_ns);
         zmq_msg_close(&p->identity);
+        zmq_msg_close(&p->keys);
         job->pending[i] = job->pending[--job->n_pending];
     }
 }
@@ -513,15 +532,19 @@ static void park_pull(job_t *job, request_t *rq, int64_t clock, uint32_t reply_f
     p->dtype = rq->hdr->dtype;
     p->clock = clock;
     p->recv_ns = rq->recv_ns;
+    zmq_msg_init(&p->keys);
 }
 
 /* After a rank stops counting in barriers, rounds it held up may complete. */
 static void recheck_job(ps_server_t *srv, job_t *job)
 {
-    for (uint32_t i = 0; i < job->n_tables; i++)
+    for (uint32_t i = 0; i < job->n_tables; i++) {
         for (uint32_t c = 0; c < job->tables[i].n_chunks; c++)
             if (job->tables[i].chunks[c])
                 ps_table_try_complete(job->tables[i].chunks[c], job->live);
+        if (job->tables[i].sparse)
+            ps_sparse_try_complete(job->tables[i].sparse, job->live);
+    }
     serve_pending(srv, job);
 }
 
@@ -831,6 +854,159 @@ static int handle_hello(ps_server_t *srv, request_t *rq)
     return PS_OK;
 }
 
+/* INIT_TABLE of a sparse table: every shard holds the keys that hash to it,
+ * so every shard gets the definition (no values frame). */
+static int init_sparse_table(ps_server_t *srv, request_t *rq, job_t *job)
+{
+    const Ps__Header *h = rq->hdr;
+    const Ps__TableSpec *spec = h->table;
+    if (h->table_id >= (uint64_t)srv->cfg.max_tables)
+        return reply_error(srv, rq, PS_ERANGE, "table id %u is above max_tables %lld",
+                           h->table_id, (long long)srv->cfg.max_tables);
+    if (!*spec->name || !spec->optim)
+        return reply_error(srv, rq, PS_EPROTO, "sparse INIT_TABLE needs a name and an optimizer");
+    if (rq->values)
+        return reply_error(srv, rq, PS_EPROTO, "sparse INIT_TABLE carries no values");
+    job_entry(job, h->table_id, 0, 0); /* makes room for the id */
+    table_entry_t *e = &job->tables[h->table_id];
+    if (e->n_elems)
+        return reply_error(srv, rq, PS_ECONFLICT, "table %u is already a dense table", h->table_id);
+    if (e->sparse) {
+        if (!ps_sparse_same_layout(e->sparse, spec->name, spec->dim))
+            return reply_error(srv, rq, PS_ECONFLICT, "table %u is already sparse '%s' of dim %u",
+                               h->table_id, ps_sparse_name(e->sparse), ps_sparse_dim(e->sparse));
+    } else {
+        ps_sparse_params_t p = {.name = spec->name, .id = h->table_id, .dim = spec->dim,
+                                .seed = spec->seed, .init_scale = spec->init_scale,
+                                .world = job->world, .max_staleness = job->max_staleness};
+        ps_optim_spec_from_wire(spec->optim, &p.optim);
+        ps_errbuf_t err;
+        e->sparse = ps_sparse_new(&p, &err);
+        if (!e->sparse)
+            return reply_error(srv, rq, err.code, "%s", err.msg);
+        ps_log(PS_LOG_INFO, "job '%s': sparse table %u '%s' (dim %u, %s)", job->name, h->table_id,
+               spec->name, spec->dim, ps_optim_name(p.optim.kind));
+        if (*srv->cfg.state_dir)
+            ps_log(PS_LOG_WARN, "job '%s': sparse table '%s' is not in checkpoints yet: a restarted "
+                   "shard starts its rows over", job->name, spec->name);
+    }
+    Ps__Header rep;
+    reply_init(&rep, h);
+    send_reply(srv, &rq->msg->parts[0], &rep, NULL, 0);
+    return PS_OK;
+}
+
+static void reply_sparse(ps_server_t *srv, pending_t *p, ps_sparse_t *t)
+{
+    uint64_t n = zmq_msg_size(&p->keys) / sizeof(uint64_t);
+    uint32_t dim = ps_sparse_dim(t);
+    Ps__Header rep;
+    reply_init(&rep, NULL);
+    rep.op = PS__OP__SPARSE_PULL;
+    rep.request_id = p->request_id;
+    rep.table_id = p->table_id;
+    rep.clock = p->clock;
+    rep.n_elems = n;
+    float *rows = malloc(n * dim * sizeof(float) + 1);
+    const uint64_t *keys = zmq_msg_data(&p->keys); /* a copy we made aligned (see park) */
+    if (rows && (p->flags & PS_FLAG_NO_CREATE))
+        ps_sparse_peek(t, keys, n, rows);
+    if (!rows || (!(p->flags & PS_FLAG_NO_CREATE) && ps_sparse_pull(t, keys, n, rows) != PS_OK)) {
+        rep.status = rows ? PS_ERANGE : PS_ENOMEM;
+        rep.message = rows ? "sparse table is full on this shard" : "out of memory";
+        send_reply(srv, &p->identity, &rep, NULL, 0);
+    } else {
+        send_reply(srv, &p->identity, &rep, rows, n * dim);
+    }
+    free(rows);
+}
+
+/* SPARSE_PULL and SPARSE_PUSH: [header][keys][gradient rows (push)]. Every
+ * key must hash to this shard; counts and sizes must agree; no NaN. */
+static int handle_sparse(ps_server_t *srv, request_t *rq)
+{
+    const Ps__Header *h = rq->hdr;
+    job_t *job = request_job(srv, rq);
+    if (!job)
+        return PS_EINVAL;
+    ps_sparse_t *t = h->table_id < job->n_tables ? job->tables[h->table_id].sparse : NULL;
+    if (!t)
+        return reply_error(srv, rq, PS_ENOTABLE, "table %u is not a sparse table in job '%s'",
+                           h->table_id, job->name);
+    if (h->generation != job->generation)
+        return reply_error(srv, rq, PS_ESTALE, "job '%s' is at generation %llu, request at %llu",
+                           job->name, (unsigned long long)job->generation,
+                           (unsigned long long)h->generation);
+    bool push = h->op == PS__OP__SPARSE_PUSH;
+    int want_parts = push ? 4 : 3;
+    if (rq->msg->n_parts != want_parts)
+        return reply_error(srv, rq, PS_EPROTO, "%s needs %s frames, got %d", ps_op_name(h->op),
+                           push ? "header, keys and values" : "header and keys",
+                           rq->msg->n_parts - 1);
+    zmq_msg_t *keys_msg = &rq->msg->parts[2];
+    size_t kbytes = zmq_msg_size(keys_msg);
+    uint64_t n = kbytes / sizeof(uint64_t);
+    if (kbytes % sizeof(uint64_t) || n != h->n_elems || n == 0)
+        return reply_error(srv, rq, PS_EPROTO, "keys frame has %zu bytes for n_elems %llu", kbytes,
+                           (unsigned long long)h->n_elems);
+    if (n > (uint64_t)srv->cfg.max_request_keys)
+        return reply_error(srv, rq, PS_ERANGE, "%llu keys in one request, above max_request_keys %lld",
+                           (unsigned long long)n, (long long)srv->cfg.max_request_keys);
+    uint32_t shards = (uint32_t)srv->cfg.shards, me = (uint32_t)srv->cfg.shard;
+    const char *kp = zmq_msg_data(keys_msg);
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t key;
+        memcpy(&key, kp + i * sizeof key, sizeof key);
+        if (ps_shardmap_key_shard(key, shards) != me)
+            return reply_error(srv, rq, PS_ERANGE, "key %llu belongs to shard %u, not %u",
+                               (unsigned long long)key, ps_shardmap_key_shard(key, shards), me);
+    }
+    if (ps_sparse_keys(t) + n > (uint64_t)srv->cfg.max_sparse_keys)
+        return reply_error(srv, rq, PS_ERANGE, "sparse table '%s' holds %llu keys here, limit %lld",
+                           ps_sparse_name(t), (unsigned long long)ps_sparse_keys(t),
+                           (long long)srv->cfg.max_sparse_keys);
+    int64_t pull_clock = h->clock;
+    if (push) {
+        zmq_msg_t *vals = &rq->msg->parts[3];
+        uint64_t len = n * ps_sparse_dim(t);
+        if (h->dtype != PS__DTYPE__F32)
+            return reply_error(srv, rq, PS_EPROTO, "sparse gradients travel as f32");
+        if (zmq_msg_size(vals) != len * sizeof(float))
+            return reply_error(srv, rq, PS_EPROTO, "values frame has %zu bytes, %llu keys x dim %u "
+                               "need %llu", zmq_msg_size(vals), (unsigned long long)n,
+                               ps_sparse_dim(t), (unsigned long long)(len * sizeof(float)));
+        if (job->done[h->rank])
+            return reply_error(srv, rq, PS_ECONFLICT, "worker %u already said DONE", h->rank);
+        rq->values = vals;
+        if (ps_wire_to_f32(vals, PS__DTYPE__F32, len, 1.0) != PS_OK ||
+            !all_finite(zmq_msg_data(vals), len)) {
+            srv->stats.nonfinite_pushes++;
+            return reply_error(srv, rq, PS_ENONFINITE, "sparse push to '%s' clock %lld contains "
+                               "inf or NaN", ps_sparse_name(t), (long long)h->clock);
+        }
+        int rc = ps_sparse_push(t, h->rank, h->clock, keys_msg, vals);
+        if (rc != PS_OK)
+            return reply_error(srv, rq, rc, "sparse push of clock %lld to '%s' but worker %u is at %lld",
+                               (long long)h->clock, ps_sparse_name(t), h->rank,
+                               (long long)ps_sparse_worker_clock(t, h->rank));
+        if (ps_sparse_try_complete(t, job->live) || job->max_staleness != 0)
+            serve_pending(srv, job);
+        hist_observe(&srv->stats.push_latency, ps_time_ns() - rq->recv_ns);
+        Ps__Header rep;
+        reply_init(&rep, h);
+        send_reply(srv, &rq->msg->parts[0], &rep, NULL, 0);
+        return PS_OK;
+    }
+    /* a pull: parked with an aligned copy of its keys until the clock allows */
+    park_pull(job, rq, pull_clock, 0);
+    pending_t *p = &job->pending[job->n_pending - 1];
+    zmq_msg_close(&p->keys);
+    zmq_msg_init_size(&p->keys, kbytes);
+    memcpy(zmq_msg_data(&p->keys), kp, kbytes);
+    serve_pending(srv, job);
+    return PS_OK;
+}
+
 static int handle_init_table(ps_server_t *srv, request_t *rq)
 {
     const Ps__Header *h = rq->hdr;
@@ -838,6 +1014,8 @@ static int handle_init_table(ps_server_t *srv, request_t *rq)
     if (!job)
         return PS_EINVAL;
     const Ps__TableSpec *spec = h->table;
+    if (spec && spec->sparse)
+        return init_sparse_table(srv, rq, job);
     if (!spec || !*spec->name || spec->n_shape < 1 || spec->n_shape > PS_TABLE_MAX_DIMS)
         return reply_error(srv, rq, PS_EPROTO, "INIT_TABLE needs a name and 1 to %d dims",
                            PS_TABLE_MAX_DIMS);
@@ -1149,6 +1327,7 @@ static const handler_fn handlers[] = {
     [PS__OP__DONE] = handle_done_bye,       [PS__OP__BYE] = handle_done_bye,
     [PS__OP__ROLLBACK] = handle_rollback,  [PS__OP__STATS] = handle_stats,
     [PS__OP__SAVE] = handle_save,          [PS__OP__SHUTDOWN] = handle_shutdown,
+    [PS__OP__SPARSE_PULL] = handle_sparse, [PS__OP__SPARSE_PUSH] = handle_sparse,
 };
 #define N_HANDLERS (sizeof handlers / sizeof handlers[0])
 
@@ -1157,7 +1336,7 @@ static void handle_message(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc);
 
 void ps_server_handle(ps_server_t *srv, ps_wire_msg_t *msg)
 {
-    handle_message(srv, msg, msg->n_parts > 3 ? PS_EPROTO : PS_OK);
+    handle_message(srv, msg, msg->n_parts > 4 ? PS_EPROTO : PS_OK);
 }
 
 static void handle_message(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
@@ -1171,7 +1350,8 @@ static void handle_message(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
         rq.hdr = ps_wire_unpack_header(&msg->parts[1]);
     if (!rq.hdr) {
         reply_error(srv, &rq, PS_EPROTO, "first frame is not a ps.Header");
-    } else if (recv_rc == PS_EPROTO || msg->n_parts > 3) {
+    } else if (recv_rc == PS_EPROTO || msg->n_parts > 4 ||
+               (msg->n_parts == 4 && rq.hdr->op != PS__OP__SPARSE_PUSH)) {
         reply_error(srv, &rq, PS_EPROTO, "too many frames");
     } else if ((unsigned)rq.hdr->op >= N_HANDLERS || !handlers[rq.hdr->op]) {
         reply_error(srv, &rq, PS_EPROTO, "unknown op %d", rq.hdr->op);
@@ -1182,7 +1362,7 @@ static void handle_message(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
         reply_error(srv, &rq, PS_ERESTARTED, "shard %lld restarted (incarnation %llx); HELLO again",
                     (long long)srv->cfg.shard, (unsigned long long)srv->incarnation);
     } else {
-        rq.values = msg->n_parts == 3 ? &msg->parts[2] : NULL;
+        rq.values = msg->n_parts == 3 && rq.hdr->op != PS__OP__SPARSE_PULL ? &msg->parts[2] : NULL;
         srv->stats.requests[rq.hdr->op]++;
         handlers[rq.hdr->op](srv, &rq);
     }
@@ -1422,7 +1602,7 @@ static void build_info(ps_server_t *srv, int64_t now, char **textp, char **jsonp
     }
     fprintf(t, "# requests\n");
     fprintf(j, "},\"requests\":{");
-    for (int op = 1; op <= PS__OP__SHUTDOWN; op++) {
+    for (int op = 1; op <= PS__OP__SPARSE_PUSH; op++) {
         fprintf(t, "requests_%s:%llu\n", ps_op_name(op), (unsigned long long)st->requests[op]);
         fprintf(j, "%s\"%s\":%llu", op > 1 ? "," : "", ps_op_name(op),
                 (unsigned long long)st->requests[op]);
@@ -1521,6 +1701,21 @@ static void publish_tables(ps_server_t *srv)
         const job_t *job = srv->jobs[i];
         for (uint32_t id = 0; id < job->n_tables; id++) {
             const table_entry_t *e = &job->tables[id];
+            if (e->sparse) {
+                const ps_sparse_t *sp = e->sparse;
+                const char *opt = ps_optim_name(ps_sparse_optim(sp)->kind);
+                fprintf(t, "%-12s %3u %-12s %-6s dim %-10u %-5s %6s %12llu %-9s %12llu\n", job->name,
+                        id, ps_sparse_name(sp), "sparse", ps_sparse_dim(sp), "f32", "-",
+                        (unsigned long long)ps_sparse_keys(sp), opt,
+                        (unsigned long long)ps_sparse_bytes(sp));
+                fprintf(j, "%s{\"job\":\"%s\",\"id\":%u,\"name\":\"%s\",\"kind\":\"sparse\",\"dim\":%u,"
+                           "\"dtype\":\"f32\",\"keys_here\":%llu,\"optimizer\":\"%s\",\"bytes\":%llu}",
+                        first ? "" : ",", job->name, id, ps_sparse_name(sp), ps_sparse_dim(sp),
+                        (unsigned long long)ps_sparse_keys(sp), opt,
+                        (unsigned long long)ps_sparse_bytes(sp));
+                first = 0;
+                continue;
+            }
             uint64_t here = 0, bytes = 0;
             uint32_t held = 0;
             const ps_table_t *any = NULL;
@@ -1583,7 +1778,7 @@ static void publish_metrics(ps_server_t *srv, int64_t now)
     fprintf(m, "# HELP ps_uptime_seconds Time since this process started.\n# TYPE ps_uptime_seconds gauge\n"
                "ps_uptime_seconds %.3f\n", (double)(now - srv->started_ms) / 1000.0);
     fprintf(m, "# HELP ps_requests_total Requests handled, by op.\n# TYPE ps_requests_total counter\n");
-    for (int op = 1; op <= PS__OP__SHUTDOWN; op++)
+    for (int op = 1; op <= PS__OP__SPARSE_PUSH; op++)
         fprintf(m, "ps_requests_total{op=\"%s\"} %llu\n", ps_op_name(op),
                 (unsigned long long)st->requests[op]);
     fprintf(m, "# HELP ps_received_bytes_total Bytes received in requests.\n# TYPE ps_received_bytes_total counter\n"
@@ -1607,6 +1802,14 @@ static void publish_metrics(ps_server_t *srv, int64_t now)
                "(e.g. plain text to CURVE).\n# TYPE ps_handshake_failures_total counter\n"
                "ps_handshake_failures_total %llu\n", (unsigned long long)st->handshake_failures);
     fprintf(m, "# HELP ps_jobs Jobs served.\n# TYPE ps_jobs gauge\nps_jobs %zu\n", srv->n_jobs);
+    fprintf(m, "# HELP ps_sparse_keys Keys a sparse table holds on this shard.\n"
+               "# TYPE ps_sparse_keys gauge\n");
+    for (size_t i = 0; i < srv->n_jobs; i++)
+        for (uint32_t id = 0; id < srv->jobs[i]->n_tables; id++)
+            if (srv->jobs[i]->tables[id].sparse)
+                fprintf(m, "ps_sparse_keys{job=\"%s\",table=\"%s\"} %llu\n", srv->jobs[i]->name,
+                        ps_sparse_name(srv->jobs[i]->tables[id].sparse),
+                        (unsigned long long)ps_sparse_keys(srv->jobs[i]->tables[id].sparse));
     fprintf(m, "# HELP ps_job_clock Lowest chunk clock of a job on this shard.\n# TYPE ps_job_clock gauge\n");
     for (size_t i = 0; i < srv->n_jobs; i++)
         fprintf(m, "ps_job_clock{job=\"%s\"} %lld\n", srv->jobs[i]->name,

@@ -35,6 +35,8 @@ typedef struct {
     char allow_file[PS_OPT_STR_MAX];
     bool insecure;
     int64_t max_table_elems;
+    int64_t max_request_keys;
+    int64_t max_sparse_keys;
 } ps_server_config_t;
 
 /* The option table of ps-server (for --help, files and flags). */

@@ -46,7 +46,22 @@ typedef struct {
     double grad_scale;
     const void *values;
     uint64_t n_values;
+    /* sparse ops: the keys frame, and where the reply's rows go */
+    const uint64_t *keys;
+    const uint64_t *scatter; /* row i of the reply -> dst + scatter[i] * dim */
+    uint32_t dim;
 } inflight_t;
+
+/* A sparse request's keys grouped by shard: shard s's keys are
+ * keys[off[s] .. off[s+1]), pos[] their positions in the caller's array,
+ * vals[] (push) their gradient rows in the same order. Kept until the
+ * replies are in (the frames are sent zero-copy). */
+typedef struct {
+    uint64_t *keys, *pos;
+    float *vals;
+    uint64_t *off;
+    size_t cap, vcap;
+} sparse_stage_t;
 
 struct ps_client {
     ps_client_opts_t opts;
@@ -78,6 +93,7 @@ struct ps_client {
     atomic_int restarted;   /* 1 + index of a shard seen restarted, or 0 */
     _Atomic uint64_t report_samples, report_loss_bits; /* for heartbeats */
     _Atomic uint64_t hb_bytes_sent, hb_bytes_received;  /* the heartbeat thread's traffic */
+    sparse_stage_t stage_pull, stage_push;
 };
 
 /* A DEALER to ep, with CURVE if the client has keys. */
@@ -235,6 +251,13 @@ void ps_client_destroy(ps_client_t **cp)
     free(c->min_clock);
     free(c->max_clock);
     free(c->shard_generation);
+    sparse_stage_t *stages[2] = {&c->stage_pull, &c->stage_push};
+    for (int i = 0; i < 2; i++) {
+        free(stages[i]->keys);
+        free(stages[i]->pos);
+        free(stages[i]->vals);
+        free(stages[i]->off);
+    }
     zmq_ctx_term(c->ctx);
     free(c);
     *cp = NULL;
@@ -273,9 +296,12 @@ static inflight_t *track(ps_client_t *c, uint32_t shard, const Ps__Header *h, co
         c->inflight = ps_xrealloc(c->inflight, c->cap_inflight * sizeof *c->inflight);
     }
     inflight_t *f = &c->inflight[c->n_inflight++];
-    *f = (inflight_t){h->request_id, shard, h->table_id, h->chunk, h->op, h->clock, dst, offset,
-                      len, ps_time_ms() + c->opts.timeout_ms, 0, 1, h->flags, h->n_samples,
-                      h->grad_scale, values, n_values};
+    *f = (inflight_t){.request_id = h->request_id, .shard = shard, .table_id = h->table_id,
+                      .chunk = h->chunk, .op = h->op, .clock = h->clock, .dst = dst,
+                      .offset = offset, .len = len,
+                      .deadline_ms = ps_time_ms() + c->opts.timeout_ms, .attempts = 1,
+                      .flags = h->flags, .n_samples = h->n_samples, .grad_scale = h->grad_scale,
+                      .values = values, .n_values = n_values};
     c->requests++;
     return f;
 }
@@ -327,8 +353,17 @@ static int resend(ps_client_t *c, inflight_t *f)
     h.n_samples = f->n_samples;
     h.grad_scale = f->grad_scale;
     h.incarnation = atomic_load(&c->incarnation[f->shard]);
+    if (f->keys)
+        h.dtype = PS__DTYPE__F32; /* sparse rows always travel as f32 */
     void *s = c->socks[f->shard];
-    int n = ps_wire_send_header(s, &h, f->values != NULL);
+    int n = ps_wire_send_header(s, &h, f->values != NULL || f->keys != NULL);
+    if (n >= 0 && f->keys) {
+        zmq_msg_t m;
+        atomic_fetch_add(&c->zero_copy_held, 1);
+        zmq_msg_init_data(&m, (void *)f->keys, f->len * sizeof(uint64_t), release_zero_copy,
+                          &c->zero_copy_held);
+        n = ps_wire_send_msg(s, &m, f->values ? ZMQ_SNDMORE : 0);
+    }
     if (n >= 0 && f->values) {
         zmq_msg_t m;
         size_t bytes = f->n_values * ps_dtype_size(h.dtype);
@@ -406,6 +441,16 @@ static int take_reply(ps_client_t *c, uint32_t shard, ps_errbuf_t *err)
         char what[600];
         snprintf(what, sizeof what, "%s: %s", ps_strerror(h->status), h->message);
         rc = describe(c, err, f, h->status, what);
+    } else if (f->scatter) {
+        size_t bytes = m.n_parts == 2 ? zmq_msg_size(&m.parts[1]) : 0;
+        size_t row = f->dim * sizeof(float);
+        if (h->n_elems != f->len || h->dtype != PS__DTYPE__F32 || bytes != f->len * row) {
+            rc = describe(c, err, f, PS_EPROTO, "sparse reply does not carry the rows asked for");
+        } else {
+            const char *rows = zmq_msg_data(&m.parts[1]);
+            for (uint64_t i = 0; i < f->len; i++)
+                memcpy(f->dst + f->scatter[i] * f->dim, rows + i * row, row);
+        }
     } else if (f->dst) {
         size_t bytes = m.n_parts == 2 ? zmq_msg_size(&m.parts[1]) : 0;
         if (h->offset != f->offset || h->n_elems != f->len || h->dtype != (Ps__DType)c->opts.dtype ||
@@ -785,7 +830,7 @@ int ps_client_init_table(ps_client_t *c, uint32_t id, const char *name, const ui
 static int send_table_op(ps_client_t *c, int op, uint32_t id, int64_t clock, uint32_t flags,
                          const float *grad, uint64_t n_samples, float grad_scale, float *params)
 {
-    if (id >= c->n_tables || !c->tables[id].defined)
+    if (id >= c->n_tables || c->tables[id].defined != 1)
         return PS_ENOTABLE;
     table_info_t *t = &c->tables[id];
     uint64_t n = t->n_elems;
@@ -842,4 +887,139 @@ int ps_client_done(ps_client_t *c, ps_errbuf_t *err)
 int ps_client_bye(ps_client_t *c, ps_errbuf_t *err)
 {
     return broadcast(c, PS__OP__BYE, err);
+}
+
+/* ---- sparse tables ----------------------------------------------------- */
+
+int ps_client_init_sparse(ps_client_t *c, uint32_t id, const char *name, uint32_t dim,
+                          const ps_optim_spec_t *optim, double init_scale, uint64_t seed,
+                          ps_errbuf_t *err)
+{
+    table_info_t *t = table_info(c, id);
+    snprintf(t->name, sizeof t->name, "%s", name);
+    t->n_elems = dim; /* per row */
+    t->defined = 2;   /* sparse */
+    Ps__OptimSpec wire_optim;
+    ps_optim_spec_to_wire(optim, &wire_optim);
+    Ps__TableSpec spec;
+    ps__table_spec__init(&spec);
+    spec.name = t->name;
+    spec.optim = &wire_optim;
+    spec.sparse = 1;
+    spec.dim = dim;
+    spec.init_scale = init_scale;
+    spec.seed = seed;
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        Ps__Header h;
+        header_init(c, &h, PS__OP__INIT_TABLE, c->next_id++);
+        h.table_id = id;
+        h.table = &spec;
+        int rc = send_request(c, s, &h, NULL, 0, NULL, 0, 0);
+        if (rc != PS_OK)
+            return ps_err_set(err, rc, "worker %u: cannot send INIT_TABLE to shard %u",
+                              c->opts.rank, s);
+    }
+    return ps_client_wait(c, err);
+}
+
+static void stage_reserve(sparse_stage_t *st, uint64_t n, uint64_t n_vals, uint32_t n_shards)
+{
+    if (n > st->cap) {
+        st->cap = n * 2;
+        st->keys = ps_xrealloc(st->keys, st->cap * sizeof *st->keys);
+        st->pos = ps_xrealloc(st->pos, st->cap * sizeof *st->pos);
+    }
+    if (n_vals > st->vcap) {
+        st->vcap = n_vals * 2;
+        st->vals = ps_xrealloc(st->vals, st->vcap * sizeof *st->vals);
+    }
+    if (!st->off)
+        st->off = ps_xmalloc((n_shards + 1) * sizeof *st->off);
+}
+
+/* Groups keys (and their gradient rows) by shard: a counting sort, O(n). */
+static void stage_keys(ps_client_t *c, sparse_stage_t *st, const uint64_t *keys, uint64_t n,
+                       const float *grads, uint32_t dim)
+{
+    stage_reserve(st, n, grads ? n * dim : 0, c->n_shards);
+    uint64_t *off = st->off;
+    memset(off, 0, (c->n_shards + 1) * sizeof *off);
+    for (uint64_t i = 0; i < n; i++)
+        off[ps_shardmap_key_shard(keys[i], c->n_shards) + 1]++;
+    for (uint32_t s = 0; s < c->n_shards; s++)
+        off[s + 1] += off[s];
+    /* fill with a moving cursor per shard, then restore the offsets */
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t s = ps_shardmap_key_shard(keys[i], c->n_shards);
+        uint64_t at = off[s]++;
+        st->keys[at] = keys[i];
+        st->pos[at] = i;
+        if (grads)
+            memcpy(st->vals + at * dim, grads + i * dim, dim * sizeof(float));
+    }
+    for (uint32_t s = c->n_shards; s > 0; s--)
+        off[s] = off[s - 1];
+    off[0] = 0;
+}
+
+static int send_sparse(ps_client_t *c, int op, uint32_t id, int64_t clock, uint32_t flags,
+                       const uint64_t *keys, uint64_t n, const float *grads, float *rows)
+{
+    if (id >= c->n_tables || c->tables[id].defined != 2)
+        return PS_ENOTABLE;
+    uint32_t dim = (uint32_t)c->tables[id].n_elems;
+    sparse_stage_t *st = op == PS__OP__SPARSE_PUSH ? &c->stage_push : &c->stage_pull;
+    stage_keys(c, st, keys, n, grads, dim);
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        uint64_t a = st->off[s], len = st->off[s + 1] - a;
+        if (!len)
+            continue;
+        Ps__Header h;
+        header_init(c, &h, op, c->next_id++);
+        h.dtype = PS__DTYPE__F32;
+        h.table_id = id;
+        h.clock = clock;
+        h.flags = flags;
+        h.n_elems = len;
+        h.incarnation = atomic_load(&c->incarnation[s]);
+        void *sock = c->socks[s];
+        int rc = ps_wire_send_header(sock, &h, 1);
+        if (rc < 0)
+            return rc;
+        c->bytes_sent += (uint64_t)rc;
+        zmq_msg_t m;
+        atomic_fetch_add(&c->zero_copy_held, 1);
+        zmq_msg_init_data(&m, st->keys + a, len * sizeof(uint64_t), release_zero_copy,
+                          &c->zero_copy_held);
+        if ((rc = ps_wire_send_msg(sock, &m, grads ? ZMQ_SNDMORE : 0)) < 0)
+            return rc;
+        c->bytes_sent += (uint64_t)rc;
+        if (grads) {
+            atomic_fetch_add(&c->zero_copy_held, 1);
+            zmq_msg_init_data(&m, st->vals + a * dim, len * dim * sizeof(float), release_zero_copy,
+                              &c->zero_copy_held);
+            if ((rc = ps_wire_send_msg(sock, &m, 0)) < 0)
+                return rc;
+            c->bytes_sent += (uint64_t)rc;
+        }
+        inflight_t *f = track(c, s, &h, grads ? st->vals + a * dim : NULL, len * dim, rows, 0, len);
+        f->keys = st->keys + a;
+        f->scatter = grads ? NULL : st->pos + a;
+        f->dim = dim;
+        if (grads)
+            f->dst = NULL;
+    }
+    return PS_OK;
+}
+
+int ps_client_sparse_pull(ps_client_t *c, uint32_t id, int64_t clock, uint32_t flags,
+                          const uint64_t *keys, uint64_t n, float *rows)
+{
+    return send_sparse(c, PS__OP__SPARSE_PULL, id, clock, flags, keys, n, NULL, rows);
+}
+
+int ps_client_sparse_push(ps_client_t *c, uint32_t id, int64_t clock, const uint64_t *keys,
+                          uint64_t n, const float *grads)
+{
+    return send_sparse(c, PS__OP__SPARSE_PUSH, id, clock, 0, keys, n, grads, NULL);
 }

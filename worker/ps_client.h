@@ -94,6 +94,24 @@ uint32_t ps_client_reply_flags(const ps_client_t *c);
 int ps_client_done(ps_client_t *c, ps_errbuf_t *err);
 int ps_client_bye(ps_client_t *c, ps_errbuf_t *err);
 
+/* Defines sparse table id (64-bit keys -> rows of dim floats, made on
+ * first touch from (seed, id, key) scaled by init_scale) on every shard;
+ * the optimizer is SGD, ADAGRAD or FTRL. Waits for every reply. */
+int ps_client_init_sparse(ps_client_t *c, uint32_t id, const char *name, uint32_t dim,
+                          const ps_optim_spec_t *optim, double init_scale, uint64_t seed,
+                          ps_errbuf_t *err);
+/* Starts SPARSE_PULL of the rows of keys[0..n) (distinct) at clock, into
+ * rows (n * dim floats, row i for keys[i]). Keys go to their shards
+ * (ps_shardmap_key_shard); keys, rows stay untouched until ps_client_wait.
+ * flags: PS_FLAG_AFTER_ALL_DONE, PS_FLAG_NO_CREATE (keys never trained
+ * read their start value and are not stored: for evaluation). */
+int ps_client_sparse_pull(ps_client_t *c, uint32_t id, int64_t clock, uint32_t flags,
+                          const uint64_t *keys, uint64_t n, float *rows);
+/* Starts SPARSE_PUSH of grads (n * dim floats, row i for keys[i], sums over
+ * the batch) for clock. The inputs are copied; may be reused at once. */
+int ps_client_sparse_push(ps_client_t *c, uint32_t id, int64_t clock, const uint64_t *keys,
+                          uint64_t n, const float *grads);
+
 /* Bytes this client put on and took off the wire, all frames counted,
  * heartbeats included. Call after ps_client_destroy's thread is joined, or
  * accept that heartbeats in flight may be missing. */

@@ -331,6 +331,18 @@ static double auc_of(scored_t *s, size_t n)
     return (rank_sum - pos * (pos + 1) / 2.0) / (pos * neg);
 }
 
+double ps_metric_auc(const float *scores, const float *labels, size_t n)
+{
+    if (!n)
+        return 0;
+    scored_t *s = ps_xmalloc(n * sizeof *s);
+    for (size_t i = 0; i < n; i++)
+        s[i] = (scored_t){scores[i], labels[i]};
+    double auc = auc_of(s, n);
+    free(s);
+    return auc;
+}
+
 void ps_model_evaluate(ps_model_t *m, const ps_dataset_t *ds, ps_eval_t *out)
 {
     size_t n_out = m->spec.dims[m->spec.n_layers];

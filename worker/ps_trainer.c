@@ -25,6 +25,7 @@
 #include "ps_log.h"
 #include "ps_npy.h"
 #include "ps_rng.h"
+#include "ps_sparse_trainer.h"
 #include "ps_statsd.h"
 #include "ps_time.h"
 #include "ps_wire.h"
@@ -597,6 +598,8 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
 
 int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, ps_errbuf_t *err)
 {
+    if (PS_MODEL_IS_SPARSE(cfg->model))
+        return ps_sparse_trainer_run(cfg, stop, err);
     trainer_t tr = {.cfg = cfg, .stop = stop, .is_tty = isatty(2) && cfg->progress_every_s > 0,
                     .rank = (uint32_t)cfg->rank, .world = (uint32_t)cfg->world};
     tr.t_start = ps_time_wall_s();

@@ -11,12 +11,21 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_STR("job", W, job, "default", "job name shared by all workers of one job"),
     PS_OPT_INT("rank", W, rank, "-1", -1, 65535, "this worker's rank; -1 = from environment or 0"),
     PS_OPT_INT("world", W, world, "-1", -1, 65536, "number of workers; -1 = from environment or 1"),
-    PS_OPT_ENUM("model", W, model, "mlp", "linear|logistic|softmax|mlp", "model to train"),
+    PS_OPT_ENUM("model", W, model, "mlp", "linear|logistic|softmax|mlp|sparse_lr|fm",
+                "model to train (sparse_lr, fm: LIBSVM data on a sparse table)"),
     PS_OPT_STR("hidden", W, hidden, "256,128", "mlp hidden layer widths, comma-separated"),
     PS_OPT_ENUM("activation", W, activation, "relu", "relu|tanh|sigmoid", "mlp hidden activation"),
     PS_OPT_ENUM("loss", W, loss, "auto", "auto|ce|mse",
                 "mlp head: softmax cross-entropy or MSE on one-hot targets"),
-    PS_OPT_ENUM("data_format", W, data_format, "idx", "idx|csv", "format of the data files"),
+    PS_OPT_ENUM("data_format", W, data_format, "idx", "idx|csv|libsvm", "format of the data files"),
+    PS_OPT_INT("hash_bits", W, hash_bits, "24", 0, 62,
+               "libsvm: hash feature indices into this many bits (0 = use them as keys)"),
+    PS_OPT_INT("fm_dim", W, fm_dim, "8", 1, 256, "fm: factor dimension"),
+    PS_OPT_DBL("init_scale", W, init_scale, "0.01", 0, 10,
+               "sparse: start values uniform in [-s, s] (fm factors; ftrl starts at 0)"),
+    PS_OPT_DBL("l1", W, l1, "0", 0, 1e6, "ftrl: L1 regularisation"),
+    PS_OPT_DBL("l2", W, l2, "0", 0, 1e6, "ftrl: L2 regularisation"),
+    PS_OPT_DBL("ftrl_beta", W, ftrl_beta, "1", 0, 1e6, "ftrl: beta of the per-coordinate rate"),
     PS_OPT_STR("train_data", W, train_data, "", "training features (IDX images or CSV)"),
     PS_OPT_STR("train_labels", W, train_labels, "", "training labels (IDX only)"),
     PS_OPT_STR("test_data", W, test_data, "", "test features; empty = no evaluation"),
@@ -28,8 +37,8 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_INT("batch_size", W, batch_size, "64", 1, 1 << 20, "samples per step per worker"),
     PS_OPT_INT("max_steps", W, max_steps, "0", 0, 1LL << 62, "stop after this many steps; 0 = no limit"),
     PS_OPT_INT("seed", W, seed, "1", 0, 1LL << 62, "seed of weights and shuffles"),
-    PS_OPT_ENUM("optimizer", W, optimizer, "sgd", "sgd|momentum|adagrad|rmsprop|adam|adamw",
-                "server-side optimizer"),
+    PS_OPT_ENUM("optimizer", W, optimizer, "sgd", "sgd|momentum|adagrad|rmsprop|adam|adamw|ftrl",
+                "server-side optimizer (sparse tables: sgd, adagrad, ftrl)"),
     PS_OPT_DBL("lr", W, lr, "0.01", 1e-12, 1e6, "learning rate"),
     PS_OPT_DBL("momentum", W, momentum, "0.9", 0, 0.999999, "momentum factor"),
     PS_OPT_BOOL("nesterov", W, nesterov, "no", "Nesterov momentum"),
@@ -140,6 +149,15 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
     if (strlen(cfg->job) >= 64)
         return ps_err_set(err, PS_EINVAL, "job name '%s' is longer than 63 bytes", cfg->job);
     ps_optim_spec_t spec;
+    bool sparse = PS_MODEL_IS_SPARSE(cfg->model);
+    if (sparse != (cfg->data_format == PS_FORMAT_LIBSVM))
+        return ps_err_set(err, PS_EINVAL, "models sparse_lr and fm take data_format libsvm, and "
+                                          "libsvm data takes one of them");
+    if (sparse && cfg->optimizer != PS_OPTIM_SGD && cfg->optimizer != PS_OPTIM_ADAGRAD &&
+        cfg->optimizer != PS_OPTIM_FTRL)
+        return ps_err_set(err, PS_EINVAL, "sparse models take optimizer sgd, adagrad or ftrl");
+    if (sparse)
+        return PS_OK;
     ps_worker_optim_spec(cfg, 1, &spec);
     const char *why = ps_optim_spec_check(&spec);
     if (why)
@@ -149,7 +167,7 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
 
 const char *ps_worker_model_name(const ps_worker_config_t *cfg)
 {
-    static const char *names[] = {"linear", "logistic", "softmax", "mlp"};
+    static const char *names[] = {"linear", "logistic", "softmax", "mlp", "sparse_lr", "fm"};
     return names[cfg->model];
 }
 
@@ -212,6 +230,6 @@ void ps_worker_optim_spec(const ps_worker_config_t *cfg, uint64_t total_updates,
         .total_steps = total_updates > (uint64_t)cfg->warmup_steps
                            ? total_updates - (uint64_t)cfg->warmup_steps
                            : 1,
-        .min_lr = cfg->min_lr,
+        .min_lr = cfg->min_lr, .l1 = cfg->l1, .l2 = cfg->l2, .ftrl_beta = cfg->ftrl_beta,
     };
 }

@@ -11,8 +11,18 @@
 #include "ps_model.h"
 #include "ps_optim_spec.h"
 
-typedef enum { PS_MODEL_LINEAR, PS_MODEL_LOGISTIC, PS_MODEL_SOFTMAX, PS_MODEL_MLP } ps_model_kind_t;
-typedef enum { PS_FORMAT_IDX, PS_FORMAT_CSV } ps_data_format_t;
+typedef enum {
+    PS_MODEL_LINEAR,
+    PS_MODEL_LOGISTIC,
+    PS_MODEL_SOFTMAX,
+    PS_MODEL_MLP,
+    PS_MODEL_SPARSE_LR, /* hashed-feature logistic regression on a sparse table */
+    PS_MODEL_FM,        /* factorization machine on a sparse table */
+} ps_model_kind_t;
+typedef enum { PS_FORMAT_IDX, PS_FORMAT_CSV, PS_FORMAT_LIBSVM } ps_data_format_t;
+
+/* Sparse models run their own step loop (ps_sparse_trainer.c). */
+#define PS_MODEL_IS_SPARSE(m) ((m) == PS_MODEL_SPARSE_LR || (m) == PS_MODEL_FM)
 
 typedef struct {
     char servers[PS_OPT_STR_MAX];
@@ -49,6 +59,10 @@ typedef struct {
     int64_t server_timeout_ms;
     int64_t request_retries;
     char stats_socket[PS_OPT_STR_MAX];
+    int64_t hash_bits;      /* libsvm: feature indices hashed into this many bits */
+    int64_t fm_dim;         /* fm: factor dimension k */
+    double init_scale;      /* sparse: rows start uniform in [-s, s] (fm factors) */
+    double l1, l2, ftrl_beta;
     double val_fraction;
     int64_t train_subset;
     int64_t split_seed;

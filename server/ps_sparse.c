@@ -1,0 +1,304 @@
+/* ps_sparse.c - see ps_sparse.h. */
+#include "ps_sparse.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ps_hashmap.h"
+#include "ps_rng.h"
+
+#define BLOCK_SHIFT 16
+#define BLOCK_ROWS (1u << BLOCK_SHIFT)
+#define MAX_ROWS (UINT32_MAX - 2)
+
+struct ps_sparse {
+    char name[64];
+    uint32_t id, dim, stride; /* stride: floats per row, value then optimizer state */
+    ps_optim_spec_t optim;
+    uint64_t seed;
+    double init_scale;
+    uint32_t world;
+    int max_staleness;
+    ps_hashmap_t index;
+    float **blocks;
+    uint32_t n_blocks, cap_blocks;
+    uint32_t n_rows;
+    int64_t clock;   /* BSP: rounds applied */
+    int64_t *pushes; /* per rank: pushes accepted */
+    zmq_msg_t *stash_keys, *stash_grads; /* BSP: per rank, the round's push */
+    uint8_t *stashed;
+    size_t stash_bytes;
+};
+
+static uint32_t state_per_elem(ps_optim_kind_t kind)
+{
+    return kind == PS_OPTIM_FTRL ? 2 : kind == PS_OPTIM_ADAGRAD ? 1 : 0;
+}
+
+ps_sparse_t *ps_sparse_new(const ps_sparse_params_t *p, ps_errbuf_t *err)
+{
+    const ps_optim_spec_t *o = &p->optim;
+    if (p->dim < 1 || p->dim > 4096) {
+        ps_err_set(err, PS_EINVAL, "sparse table '%s': dim %u must be 1 to 4096", p->name, p->dim);
+        return NULL;
+    }
+    if (o->kind != PS_OPTIM_SGD && o->kind != PS_OPTIM_ADAGRAD && o->kind != PS_OPTIM_FTRL) {
+        ps_err_set(err, PS_EINVAL, "sparse table '%s': optimizer %s (sparse tables take sgd, "
+                                   "adagrad or ftrl)", p->name, ps_optim_name(o->kind));
+        return NULL;
+    }
+    if (!(o->lr > 0) || !isfinite(o->lr) || o->l1 < 0 || o->l2 < 0 || o->ftrl_beta < 0 ||
+        (o->kind == PS_OPTIM_ADAGRAD && !(o->eps > 0)) || !(p->init_scale >= 0) ||
+        (o->kind == PS_OPTIM_FTRL && p->init_scale != 0)) {
+        ps_err_set(err, PS_EINVAL,
+                   "sparse table '%s': needs lr > 0, l1, l2, ftrl_beta >= 0, adagrad eps > 0, "
+                   "init_scale >= 0 (0 for ftrl, whose weights follow from its state)", p->name);
+        return NULL;
+    }
+    ps_sparse_t *t = ps_xcalloc(1, sizeof *t);
+    snprintf(t->name, sizeof t->name, "%s", p->name);
+    t->id = p->id;
+    t->dim = p->dim;
+    t->stride = p->dim * (1 + state_per_elem(o->kind));
+    t->optim = *o;
+    t->seed = p->seed;
+    t->init_scale = p->init_scale;
+    t->world = p->world;
+    t->max_staleness = p->max_staleness;
+    ps_hashmap_init(&t->index, 1024);
+    t->pushes = ps_xcalloc(p->world, sizeof *t->pushes);
+    t->stash_keys = ps_xcalloc(p->world, sizeof *t->stash_keys);
+    t->stash_grads = ps_xcalloc(p->world, sizeof *t->stash_grads);
+    t->stashed = ps_xcalloc(p->world, 1);
+    return t;
+}
+
+void ps_sparse_destroy(ps_sparse_t **tp)
+{
+    ps_sparse_t *t = *tp;
+    if (!t)
+        return;
+    for (uint32_t r = 0; r < t->world; r++)
+        if (t->stashed[r]) {
+            zmq_msg_close(&t->stash_keys[r]);
+            zmq_msg_close(&t->stash_grads[r]);
+        }
+    for (uint32_t b = 0; b < t->n_blocks; b++)
+        free(t->blocks[b]);
+    free(t->blocks);
+    ps_hashmap_free(&t->index);
+    free(t->pushes);
+    free(t->stash_keys);
+    free(t->stash_grads);
+    free(t->stashed);
+    free(t);
+    *tp = NULL;
+}
+
+const char *ps_sparse_name(const ps_sparse_t *t) { return t->name; }
+uint32_t ps_sparse_dim(const ps_sparse_t *t) { return t->dim; }
+uint64_t ps_sparse_keys(const ps_sparse_t *t) { return t->n_rows; }
+const ps_optim_spec_t *ps_sparse_optim(const ps_sparse_t *t) { return &t->optim; }
+
+size_t ps_sparse_bytes(const ps_sparse_t *t)
+{
+    return (size_t)t->n_blocks * BLOCK_ROWS * t->stride * sizeof(float) +
+           ps_hashmap_bytes(&t->index) + t->stash_bytes + t->cap_blocks * sizeof(float *);
+}
+
+bool ps_sparse_same_layout(const ps_sparse_t *t, const char *name, uint32_t dim)
+{
+    return strcmp(t->name, name) == 0 && t->dim == dim;
+}
+
+float ps_sparse_init_value(uint64_t seed, uint32_t table_id, uint64_t key, uint32_t j,
+                           double init_scale)
+{
+    if (init_scale == 0)
+        return 0;
+    uint64_t h = ps_rng_mix(ps_rng_mix(ps_rng_mix(seed, table_id), key), j);
+    double u = (double)(h >> 11) * (1.0 / 9007199254740992.0); /* [0, 1) */
+    return (float)((2 * u - 1) * init_scale);
+}
+
+static float *row_at(const ps_sparse_t *t, uint32_t row)
+{
+    return t->blocks[row >> BLOCK_SHIFT] + (size_t)(row & (BLOCK_ROWS - 1)) * t->stride;
+}
+
+/* The row of key, made (with its start value) if new; NULL past the limit. */
+static float *touch(ps_sparse_t *t, uint64_t key)
+{
+    if (t->n_rows >= MAX_ROWS)
+        return ps_hashmap_get(&t->index, key) == PS_HASHMAP_NONE
+                   ? NULL
+                   : row_at(t, ps_hashmap_get(&t->index, key));
+    int inserted;
+    uint32_t row = ps_hashmap_get_or_insert(&t->index, key, t->n_rows, &inserted);
+    if (!inserted)
+        return row_at(t, row);
+    if ((row >> BLOCK_SHIFT) >= t->n_blocks) {
+        if (t->n_blocks == t->cap_blocks) {
+            t->cap_blocks = t->cap_blocks ? t->cap_blocks * 2 : 16;
+            t->blocks = ps_xrealloc(t->blocks, t->cap_blocks * sizeof *t->blocks);
+        }
+        /* zeroed: optimizer state starts at 0 */
+        t->blocks[t->n_blocks++] = ps_xcalloc((size_t)BLOCK_ROWS * t->stride, sizeof(float));
+    }
+    t->n_rows++;
+    float *r = row_at(t, row);
+    for (uint32_t j = 0; j < t->dim; j++)
+        r[j] = ps_sparse_init_value(t->seed, t->id, key, j, t->init_scale);
+    return r;
+}
+
+int ps_sparse_pull(ps_sparse_t *t, const uint64_t *keys, uint64_t n, float *out)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        const float *r = touch(t, keys[i]);
+        if (!r)
+            return PS_ERANGE;
+        memcpy(out + i * t->dim, r, t->dim * sizeof(float));
+    }
+    return PS_OK;
+}
+
+void ps_sparse_peek(const ps_sparse_t *t, const uint64_t *keys, uint64_t n, float *out)
+{
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t row = ps_hashmap_get(&t->index, keys[i]);
+        for (uint32_t j = 0; j < t->dim; j++)
+            out[i * t->dim + j] = row != PS_HASHMAP_NONE
+                                      ? row_at(t, row)[j]
+                                      : ps_sparse_init_value(t->seed, t->id, keys[i], j, t->init_scale);
+    }
+}
+
+static void step_row(const ps_sparse_t *t, float *r, const float *g)
+{
+    const ps_optim_spec_t *o = &t->optim;
+    uint32_t d = t->dim;
+    switch (o->kind) {
+    case PS_OPTIM_FTRL: {
+        float *z = r + d, *nn = r + 2 * d;
+        for (uint32_t j = 0; j < d; j++) {
+            double gj = g[j], n_old = nn[j], n_new = n_old + gj * gj;
+            double sigma = (sqrt(n_new) - sqrt(n_old)) / o->lr;
+            z[j] += (float)(gj - sigma * r[j]);
+            nn[j] = (float)n_new;
+            double zj = z[j];
+            r[j] = fabs(zj) <= o->l1
+                       ? 0.0f
+                       : (float)(-(zj - copysign(o->l1, zj)) /
+                                 ((o->ftrl_beta + sqrt(n_new)) / o->lr + o->l2));
+        }
+        break;
+    }
+    case PS_OPTIM_ADAGRAD: {
+        float *acc = r + d;
+        for (uint32_t j = 0; j < d; j++) {
+            float gj = g[j] + (float)o->weight_decay * r[j];
+            acc[j] += gj * gj;
+            r[j] -= (float)o->lr * gj / (sqrtf(acc[j]) + (float)o->eps);
+        }
+        break;
+    }
+    default:
+        for (uint32_t j = 0; j < d; j++)
+            r[j] -= (float)o->lr * (g[j] + (float)o->weight_decay * r[j]);
+    }
+}
+
+int ps_sparse_apply(ps_sparse_t *t, uint64_t key, const float *grad)
+{
+    float *r = touch(t, key);
+    if (!r)
+        return PS_ERANGE;
+    step_row(t, r, grad);
+    return PS_OK;
+}
+
+static void apply_push(ps_sparse_t *t, const zmq_msg_t *keys, const zmq_msg_t *grads)
+{
+    uint64_t n = zmq_msg_size((zmq_msg_t *)keys) / sizeof(uint64_t);
+    const char *k = zmq_msg_data((zmq_msg_t *)keys);
+    const char *g = zmq_msg_data((zmq_msg_t *)grads);
+    float row_grad[4096];
+    for (uint64_t i = 0; i < n; i++) {
+        uint64_t key;
+        memcpy(&key, k + i * sizeof key, sizeof key); /* frames need not be aligned */
+        memcpy(row_grad, g + i * t->dim * sizeof(float), t->dim * sizeof(float));
+        ps_sparse_apply(t, key, row_grad);
+    }
+}
+
+int ps_sparse_push(ps_sparse_t *t, uint32_t rank, int64_t clock, zmq_msg_t *keys,
+                   zmq_msg_t *grads)
+{
+    if (clock < t->pushes[rank])
+        return PS_OK; /* a retry of a push already accepted */
+    if (clock > t->pushes[rank])
+        return PS_ERANGE;
+    if (t->max_staleness != 0) {
+        apply_push(t, keys, grads);
+        t->pushes[rank]++;
+        return PS_OK;
+    }
+    if (clock != t->clock)
+        return PS_ERANGE;
+    zmq_msg_init(&t->stash_keys[rank]);
+    zmq_msg_init(&t->stash_grads[rank]);
+    zmq_msg_move(&t->stash_keys[rank], keys);
+    zmq_msg_move(&t->stash_grads[rank], grads);
+    t->stash_bytes += zmq_msg_size(&t->stash_keys[rank]) + zmq_msg_size(&t->stash_grads[rank]);
+    t->stashed[rank] = 1;
+    t->pushes[rank]++;
+    return PS_OK;
+}
+
+bool ps_sparse_try_complete(ps_sparse_t *t, const uint8_t *live)
+{
+    if (t->max_staleness != 0)
+        return false;
+    bool any = false;
+    for (uint32_t r = 0; r < t->world; r++) {
+        if (live[r] && !t->stashed[r])
+            return false;
+        any |= t->stashed[r] != 0;
+    }
+    if (!any)
+        return false;
+    for (uint32_t r = 0; r < t->world; r++) {
+        if (!t->stashed[r])
+            continue;
+        apply_push(t, &t->stash_keys[r], &t->stash_grads[r]);
+        zmq_msg_close(&t->stash_keys[r]);
+        zmq_msg_close(&t->stash_grads[r]);
+        t->stashed[r] = 0;
+    }
+    t->stash_bytes = 0;
+    t->clock++;
+    /* a rank that is not live and did not push stays behind: catch it up,
+     * as the round went on without it */
+    for (uint32_t r = 0; r < t->world; r++)
+        if (t->pushes[r] < t->clock)
+            t->pushes[r] = t->clock;
+    return true;
+}
+
+int64_t ps_sparse_ready_clock(const ps_sparse_t *t, const uint8_t *live)
+{
+    if (t->max_staleness == 0)
+        return t->clock;
+    int64_t low = INT64_MAX;
+    for (uint32_t r = 0; r < t->world; r++)
+        if (live[r] && t->pushes[r] < low)
+            low = t->pushes[r];
+    return low;
+}
+
+int64_t ps_sparse_worker_clock(const ps_sparse_t *t, uint32_t rank)
+{
+    return t->pushes[rank];
+}

@@ -1,0 +1,426 @@
+/* ps_sparse_trainer.c - the step loop of the sparse models (sparse_lr, fm)
+ * on LIBSVM data: each step a worker collects the distinct keys its batch
+ * touches (plus a bias key), pulls just those rows from their shards,
+ * computes the gradient rows, and pushes them back. Nothing ever holds the
+ * whole key space.
+ *
+ * Partitioning: sample i belongs to worker i % world; every worker runs
+ * the same number of steps per epoch (BSP needs every rank each clock), a
+ * short or empty batch still pushes the bias row. */
+#include "ps_sparse_trainer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ps_client.h"
+#include "ps_curve.h"
+#include "ps_log.h"
+#include "ps_model.h"
+#include "ps_rng.h"
+#include "ps_svm.h"
+#include "ps_time.h"
+#include "ps_wire.h"
+
+/* hash_bits <= 62, so no hashed feature is ever this key */
+#define BIAS_KEY ((1ULL << 63) | 1ULL)
+#define EVAL_CHUNK 262144
+
+typedef struct {
+    uint64_t key;
+    uint32_t occ; /* occurrence index in the batch (nnz order), or UINT32_MAX for the bias */
+} key_occ_t;
+
+typedef struct {
+    const ps_worker_config_t *cfg;
+    uint32_t rank, world, dim, k; /* k: fm factors (0 for sparse_lr) */
+    ps_svm_t train, test;
+    uint32_t *mine;    /* this worker's sample indices */
+    size_t n_mine;
+    uint64_t steps_per_epoch;
+    ps_client_t *client;
+    int64_t clock;
+    /* per-step scratch */
+    key_occ_t *ko;
+    uint64_t *ukeys;
+    uint32_t *occ_uid; /* occurrence -> unique index */
+    float *rows, *grads, *s;
+    size_t cap_occ, cap_u;
+    const float **row_ptrs;
+    float **grad_ptrs;
+    size_t cap_ptrs;
+    uint64_t keys_pulled, samples;
+    double t_start, t_train;
+} strainer_t;
+
+static int cmp_ko(const void *a, const void *b)
+{
+    uint64_t x = ((const key_occ_t *)a)->key, y = ((const key_occ_t *)b)->key;
+    return (x > y) - (x < y);
+}
+
+double ps_sparse_sample_loss(uint32_t k, const float *bias, const float *const *rows,
+                             const float *x, size_t nf, float y, float *scratch, double *logit_out,
+                             float *grad_bias, float *const *grads)
+{
+    double z = bias[0], sq = 0;
+    for (uint32_t f = 0; f < k; f++)
+        scratch[f] = 0;
+    for (size_t j = 0; j < nf; j++) {
+        const float *r = rows[j];
+        double xj = x[j];
+        z += r[0] * xj;
+        for (uint32_t f = 0; f < k; f++) {
+            scratch[f] += (float)(r[1 + f] * xj);
+            sq += (double)r[1 + f] * r[1 + f] * xj * xj;
+        }
+    }
+    for (uint32_t f = 0; f < k; f++)
+        z += 0.5 * (double)scratch[f] * scratch[f];
+    z -= 0.5 * sq;
+    if (logit_out)
+        *logit_out = z;
+    /* log(1 + e^-z) for y = 1, log(1 + e^z) for y = 0, without overflow */
+    double m = y > 0.5f ? -z : z;
+    double loss = m > 0 ? m + log1p(exp(-m)) : log1p(exp(m));
+    if (grad_bias) {
+        float g = (float)(1.0 / (1.0 + exp(-z)) - y);
+        grad_bias[0] += g;
+        for (size_t j = 0; j < nf; j++) {
+            const float *r = rows[j];
+            float xj = x[j];
+            grads[j][0] += g * xj;
+            for (uint32_t f = 0; f < k; f++)
+                grads[j][1 + f] += g * (xj * scratch[f] - r[1 + f] * xj * xj);
+        }
+    }
+    return loss;
+}
+
+/* Loss (and gradient into tr->grads, if grad) of sample i of d whose
+ * occurrences' unique indices start at occ_uid. */
+static double sample(strainer_t *tr, const ps_svm_t *d, size_t i, const uint32_t *occ_uid,
+                     uint32_t bias_uid, bool grad, double *logit_out)
+{
+    uint64_t first = d->row_ptr[i];
+    size_t nf = (size_t)(d->row_ptr[i + 1] - first);
+    if (nf > tr->cap_ptrs) {
+        tr->cap_ptrs = nf * 2;
+        tr->row_ptrs = ps_xrealloc(tr->row_ptrs, tr->cap_ptrs * sizeof *tr->row_ptrs);
+        tr->grad_ptrs = ps_xrealloc(tr->grad_ptrs, tr->cap_ptrs * sizeof *tr->grad_ptrs);
+    }
+    for (size_t j = 0; j < nf; j++) {
+        tr->row_ptrs[j] = tr->rows + (size_t)occ_uid[j] * tr->dim;
+        tr->grad_ptrs[j] = tr->grads + (size_t)occ_uid[j] * tr->dim;
+    }
+    return ps_sparse_sample_loss(tr->k, tr->rows + (size_t)bias_uid * tr->dim,
+                                 (const float *const *)tr->row_ptrs, d->vals + first, nf, d->y[i],
+                                 tr->s, logit_out, grad ? tr->grads + (size_t)bias_uid * tr->dim : NULL,
+                                 tr->grad_ptrs);
+}
+
+/* The distinct keys of samples idx[0..n) of d (+ the bias key) into
+ * tr->ukeys, and each occurrence's unique index into tr->occ_uid (the
+ * occurrences in sample order). Returns the number of distinct keys; the
+ * bias key's index goes to *bias_uid. O(m log m) in the occurrences. */
+static uint64_t collect_keys(strainer_t *tr, const ps_svm_t *d, const uint32_t *idx, size_t n,
+                             uint32_t *bias_uid)
+{
+    uint64_t m = 0;
+    for (size_t b = 0; b < n; b++)
+        m += d->row_ptr[idx[b] + 1] - d->row_ptr[idx[b]];
+    if (m + 1 > tr->cap_occ) {
+        tr->cap_occ = (m + 1) * 2;
+        tr->ko = ps_xrealloc(tr->ko, tr->cap_occ * sizeof *tr->ko);
+        tr->occ_uid = ps_xrealloc(tr->occ_uid, tr->cap_occ * sizeof *tr->occ_uid);
+        tr->ukeys = ps_xrealloc(tr->ukeys, tr->cap_occ * sizeof *tr->ukeys);
+    }
+    uint64_t o = 0;
+    for (size_t b = 0; b < n; b++)
+        for (uint64_t j = d->row_ptr[idx[b]]; j < d->row_ptr[idx[b] + 1]; j++, o++)
+            tr->ko[o] = (key_occ_t){d->keys[j], (uint32_t)o};
+    tr->ko[o++] = (key_occ_t){BIAS_KEY, UINT32_MAX};
+    qsort(tr->ko, o, sizeof *tr->ko, cmp_ko);
+    uint64_t u = 0;
+    for (uint64_t i = 0; i < o; i++) {
+        if (i == 0 || tr->ko[i].key != tr->ko[i - 1].key)
+            tr->ukeys[u++] = tr->ko[i].key;
+        if (tr->ko[i].occ == UINT32_MAX)
+            *bias_uid = (uint32_t)(u - 1);
+        else
+            tr->occ_uid[tr->ko[i].occ] = (uint32_t)(u - 1);
+    }
+    if (u * tr->dim > tr->cap_u) {
+        tr->cap_u = u * tr->dim * 2;
+        tr->rows = ps_xrealloc(tr->rows, tr->cap_u * sizeof *tr->rows);
+        tr->grads = ps_xrealloc(tr->grads, tr->cap_u * sizeof *tr->grads);
+    }
+    return u;
+}
+
+/* One step on samples idx[0..n) (n may be 0): pull, gradient, push. */
+static int step(strainer_t *tr, const uint32_t *idx, size_t n, double *loss_sum, ps_errbuf_t *err)
+{
+    uint32_t bias_uid = 0, dim = tr->dim;
+    uint64_t u = collect_keys(tr, &tr->train, idx, n, &bias_uid);
+    int rc = ps_client_sparse_pull(tr->client, 0, tr->clock, 0, tr->ukeys, u, tr->rows);
+    if (rc == PS_OK)
+        rc = ps_client_wait(tr->client, err);
+    if (rc != PS_OK)
+        return rc;
+    tr->keys_pulled += u;
+    memset(tr->grads, 0, u * dim * sizeof *tr->grads);
+    const ps_svm_t *d = &tr->train;
+    uint64_t occ = 0; /* occ_uid is in batch occurrence order */
+    for (size_t b = 0; b < n; b++) {
+        *loss_sum += sample(tr, d, idx[b], tr->occ_uid + occ, bias_uid, true, NULL);
+        occ += d->row_ptr[idx[b] + 1] - d->row_ptr[idx[b]];
+    }
+    rc = ps_client_sparse_push(tr->client, 0, tr->clock, tr->ukeys, u, tr->grads);
+    if (rc == PS_OK)
+        rc = ps_client_wait(tr->client, err);
+    if (rc != PS_OK)
+        return rc;
+    tr->clock++;
+    tr->samples += n;
+    return PS_OK;
+}
+
+typedef struct {
+    double auc, logloss, accuracy;
+} seval_t;
+
+/* Scores the test set with the rows the servers hold now (keys never
+ * trained read their start value and are not stored). */
+static int evaluate(strainer_t *tr, uint32_t flags, seval_t *out, ps_errbuf_t *err)
+{
+    const ps_svm_t *d = &tr->test;
+    memset(out, 0, sizeof *out);
+    if (!d->n)
+        return PS_OK;
+    float *scores = ps_xmalloc(d->n * sizeof *scores);
+    double ll = 0;
+    size_t correct = 0;
+    /* in chunks of samples whose distinct keys stay below EVAL_CHUNK */
+    uint32_t *idx = ps_xmalloc(d->n * sizeof *idx);
+    for (size_t i = 0; i < d->n; i++)
+        idx[i] = (uint32_t)i;
+    int rc = PS_OK;
+    for (size_t a = 0; a < d->n && rc == PS_OK;) {
+        size_t b = a;
+        uint64_t occ = 0;
+        while (b < d->n && occ + (d->row_ptr[b + 1] - d->row_ptr[b]) < EVAL_CHUNK) {
+            occ += d->row_ptr[b + 1] - d->row_ptr[b];
+            b++;
+        }
+        if (b == a)
+            b = a + 1;
+        uint32_t bias_uid = 0;
+        uint64_t u = collect_keys(tr, d, idx + a, b - a, &bias_uid);
+        rc = ps_client_sparse_pull(tr->client, 0, tr->clock, flags | PS_FLAG_NO_CREATE, tr->ukeys,
+                                   u, tr->rows);
+        if (rc == PS_OK)
+            rc = ps_client_wait(tr->client, err);
+        uint64_t o = 0;
+        for (size_t i = a; rc == PS_OK && i < b; i++) {
+            double z;
+            ll += sample(tr, d, i, tr->occ_uid + o, bias_uid, false, &z);
+            o += d->row_ptr[i + 1] - d->row_ptr[i];
+            scores[i] = (float)z;
+            correct += (z >= 0) == (d->y[i] > 0.5f);
+        }
+        a = b;
+    }
+    if (rc == PS_OK) {
+        out->auc = ps_metric_auc(scores, d->y, d->n);
+        out->logloss = ll / (double)d->n;
+        out->accuracy = (double)correct / (double)d->n;
+    }
+    free(scores);
+    free(idx);
+    return rc;
+}
+
+static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomic_t *stop,
+                 ps_errbuf_t *err)
+{
+    tr->cfg = c;
+    tr->rank = (uint32_t)c->rank;
+    tr->world = (uint32_t)c->world;
+    tr->k = c->model == PS_MODEL_FM ? (uint32_t)c->fm_dim : 0;
+    tr->dim = 1 + tr->k;
+    tr->s = ps_xcalloc(tr->k + 1, sizeof *tr->s);
+    tr->t_start = ps_time_wall_s();
+    int rc = ps_svm_load(c->train_data, (int)c->hash_bits, &tr->train, err);
+    if (rc == PS_OK && *c->test_data)
+        rc = ps_svm_load(c->test_data, (int)c->hash_bits, &tr->test, err);
+    if (rc != PS_OK)
+        return rc;
+    tr->mine = ps_xmalloc((tr->train.n / tr->world + 1) * sizeof *tr->mine);
+    for (size_t i = tr->rank; i < tr->train.n; i += tr->world)
+        tr->mine[tr->n_mine++] = (uint32_t)i;
+    size_t per_worker = (tr->train.n + tr->world - 1) / tr->world;
+    tr->steps_per_epoch = (per_worker + (size_t)c->batch_size - 1) / (size_t)c->batch_size;
+    ps_curve_keys_t server_key = {0}, own_keys = {0};
+    if (*c->curve_server_key_file) {
+        rc = ps_curve_load(c->curve_server_key_file, false, &server_key, err);
+        if (rc == PS_OK)
+            rc = ps_curve_load(c->curve_secret_file, true, &own_keys, err);
+        if (rc != PS_OK)
+            return rc;
+    }
+    ps_client_opts_t co = {
+        .job = c->job, .rank = tr->rank, .world = tr->world,
+        .max_staleness = (int)c->max_staleness, .timeout_ms = c->request_timeout_ms,
+        .stop = stop, .dtype = PS__DTYPE__F32, .heartbeat_ms = c->heartbeat_ms,
+        .server_timeout_ms = c->server_timeout_ms, .retries = (int)c->request_retries,
+        .curve_server_key = server_key.public_z85, .curve_public_key = own_keys.public_z85,
+        .curve_secret_key = own_keys.secret_z85,
+    };
+    tr->client = ps_client_new(c->servers, &co, err);
+    if (!tr->client)
+        return PS_EINVAL;
+    int64_t start_clock;
+    if ((rc = ps_client_hello(tr->client, &start_clock, err)) != PS_OK)
+        return rc;
+    if (start_clock != 0)
+        return ps_err_set(err, PS_ECONFLICT, "worker %u: job '%s' is at clock %lld: sparse jobs "
+                          "do not resume yet; start a new job", tr->rank, c->job,
+                          (long long)start_clock);
+    ps_optim_spec_t optim;
+    ps_worker_optim_spec(c, tr->steps_per_epoch * (uint64_t)c->epochs, &optim);
+    optim.schedule = PS_SCHED_CONSTANT;
+    double init = c->optimizer == PS_OPTIM_FTRL || !tr->k ? 0 : c->init_scale;
+    rc = ps_client_init_sparse(tr->client, 0, tr->k ? "fm" : "weights", tr->dim, &optim, init,
+                               (uint64_t)c->seed, err);
+    if (rc != PS_OK)
+        return rc;
+    ps_log(PS_LOG_INFO,
+           "worker %u: job '%s': model %s (dim %u), %zu training samples (%zu here, %zu features), "
+           "%llu steps per epoch, %s over %u shards",
+           tr->rank, c->job, ps_worker_model_name(c), tr->dim, tr->train.n, tr->n_mine,
+           tr->train.nnz, (unsigned long long)tr->steps_per_epoch, ps_optim_name(optim.kind),
+           ps_client_n_shards(tr->client));
+    return PS_OK;
+}
+
+static void report(const strainer_t *tr, const char *event, int64_t epoch, double train_loss,
+                   const seval_t *ev, double secs)
+{
+    char metrics[256] = "";
+    if (tr->test.n)
+        snprintf(metrics, sizeof metrics, ",\"test_auc\":%.6f,\"test_logloss\":%.6f,"
+                 "\"test_accuracy\":%.6f", ev->auc, ev->logloss, ev->accuracy);
+    printf("{\"event\":\"%s\",\"rank\":%u,\"epoch\":%lld,\"steps\":%lld,\"train_loss\":%.6f%s,"
+           "\"epoch_s\":%.3f,\"keys_pulled\":%llu}\n",
+           event, tr->rank, (long long)epoch, (long long)tr->clock, train_loss, metrics, secs,
+           (unsigned long long)tr->keys_pulled);
+    fflush(stdout);
+    ps_log(PS_LOG_INFO, "worker %u: epoch %lld train_logloss %.4f test_auc %.4f test_logloss %.4f "
+           "(%.2f s)", tr->rank, (long long)epoch, train_loss, ev->auc, ev->logloss, secs);
+}
+
+static int run(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    uint64_t total = tr->steps_per_epoch * (uint64_t)c->epochs;
+    if (c->max_steps && (uint64_t)c->max_steps < total)
+        total = (uint64_t)c->max_steps;
+    if (tr->rank == 0) {
+        printf("{\"event\":\"start\",\"steps_per_epoch\":%llu,\"total_steps\":%llu,"
+               "\"train_samples\":%zu,\"val_samples\":0,\"test_samples\":%zu}\n",
+               (unsigned long long)tr->steps_per_epoch, (unsigned long long)total, tr->train.n,
+               tr->test.n);
+        fflush(stdout);
+    }
+    tr->t_train = ps_time_wall_s();
+    size_t b = (size_t)c->batch_size;
+    int64_t epoch = 0;
+    double loss_sum = 0, t_epoch = ps_time_wall_s();
+    uint64_t samples_epoch = 0;
+    while ((uint64_t)tr->clock < total) {
+        if (*stop)
+            return ps_err_set(err, PS_EINTR, "worker %u: stopped by signal", tr->rank);
+        uint64_t s = (uint64_t)tr->clock % tr->steps_per_epoch;
+        if (s == 0) {
+            epoch = tr->clock / (int64_t)tr->steps_per_epoch + 1;
+            ps_rng_t rng;
+            ps_rng_seed(&rng, ps_rng_mix((uint64_t)c->seed, (uint64_t)epoch * 1000003 + tr->rank));
+            ps_rng_shuffle_u32(&rng, tr->mine, tr->n_mine);
+            loss_sum = 0;
+            samples_epoch = 0;
+            t_epoch = ps_time_wall_s();
+        }
+        size_t a = s * b < tr->n_mine ? s * b : tr->n_mine;
+        size_t n = a + b <= tr->n_mine ? b : tr->n_mine - a;
+        int rc = step(tr, tr->mine + a, n, &loss_sum, err);
+        if (rc != PS_OK)
+            return rc;
+        samples_epoch += n;
+        ps_client_report(tr->client, tr->samples, samples_epoch ? loss_sum / samples_epoch : 0);
+        bool epoch_end = (uint64_t)tr->clock % tr->steps_per_epoch == 0 || (uint64_t)tr->clock == total;
+        if (epoch_end && tr->rank == 0 && c->eval_every && epoch % c->eval_every == 0) {
+            seval_t ev;
+            if ((rc = evaluate(tr, 0, &ev, err)) != PS_OK)
+                return rc;
+            report(tr, "epoch", epoch, samples_epoch ? loss_sum / samples_epoch : 0, &ev,
+                   ps_time_wall_s() - t_epoch);
+        }
+    }
+    return PS_OK;
+}
+
+static int finish(strainer_t *tr, ps_errbuf_t *err)
+{
+    int rc = ps_client_done(tr->client, err);
+    if (rc != PS_OK)
+        return rc;
+    seval_t ev = {0};
+    if (tr->rank == 0 && (rc = evaluate(tr, PS_FLAG_AFTER_ALL_DONE, &ev, err)) != PS_OK)
+        return rc;
+    ps_client_stop_heartbeats(tr->client);
+    if ((rc = ps_client_bye(tr->client, err)) != PS_OK)
+        return rc;
+    double wall = ps_time_wall_s() - tr->t_start;
+    char metrics[256] = "";
+    if (tr->rank == 0 && tr->test.n)
+        snprintf(metrics, sizeof metrics, ",\"test_auc\":%.6f,\"test_logloss\":%.6f,"
+                 "\"test_accuracy\":%.6f", ev.auc, ev.logloss, ev.accuracy);
+    printf("{\"event\":\"done\",\"model\":\"%s\",\"precision\":\"fp32\",\"skipped_steps\":0,"
+           "\"rank\":%u,\"world\":%u,\"epochs\":%lld,\"steps\":%lld,\"samples\":%llu%s,"
+           "\"wall_s\":%.3f,\"samples_per_s\":%.1f,\"keys_pulled\":%llu,\"bytes_sent\":%llu,"
+           "\"bytes_received\":%llu}\n",
+           ps_worker_model_name(tr->cfg), tr->rank, tr->world,
+           (long long)((tr->clock + (int64_t)tr->steps_per_epoch - 1) / (int64_t)tr->steps_per_epoch),
+           (long long)tr->clock, (unsigned long long)tr->samples, metrics, wall,
+           wall > 0 ? (double)tr->samples / wall : 0, (unsigned long long)tr->keys_pulled,
+           (unsigned long long)ps_client_bytes_sent(tr->client),
+           (unsigned long long)ps_client_bytes_received(tr->client));
+    fflush(stdout);
+    return PS_OK;
+}
+
+int ps_sparse_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop,
+                          ps_errbuf_t *err)
+{
+    strainer_t tr = {0};
+    int rc = setup(&tr, cfg, stop, err);
+    if (rc == PS_OK)
+        rc = run(&tr, stop, err);
+    if (rc == PS_OK)
+        rc = finish(&tr, err);
+    ps_client_destroy(&tr.client);
+    ps_svm_free(&tr.train);
+    ps_svm_free(&tr.test);
+    free(tr.mine);
+    free(tr.ko);
+    free(tr.ukeys);
+    free(tr.occ_uid);
+    free(tr.rows);
+    free(tr.grads);
+    free(tr.s);
+    free(tr.row_ptrs);
+    free(tr.grad_ptrs);
+    return rc;
+}
