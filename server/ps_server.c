@@ -349,8 +349,8 @@ static int64_t job_max_clock(const job_t *job)
 
 /* The entry of table_id, created (with room for n_chunks) if new. NULL if
  * it exists with another size. */
-static table_entry_t *job_entry(job_t *job, uint32_t table_id, uint64_t n_elems,
-                                uint32_t n_chunks)
+/* The entry of table_id, growing the array (new entries empty). */
+static table_entry_t *job_slot(job_t *job, uint32_t table_id)
 {
     if (table_id >= job->n_tables) {
         uint32_t n = table_id + 1;
@@ -358,7 +358,13 @@ static table_entry_t *job_entry(job_t *job, uint32_t table_id, uint64_t n_elems,
         memset(job->tables + job->n_tables, 0, (n - job->n_tables) * sizeof *job->tables);
         job->n_tables = n;
     }
-    table_entry_t *e = &job->tables[table_id];
+    return &job->tables[table_id];
+}
+
+static table_entry_t *job_entry(job_t *job, uint32_t table_id, uint64_t n_elems,
+                                uint32_t n_chunks)
+{
+    table_entry_t *e = job_slot(job, table_id);
     if (e->sparse || (e->n_elems && (e->n_elems != n_elems || e->n_chunks != n_chunks)))
         return NULL;
     if (!e->n_elems) {
@@ -867,8 +873,7 @@ static int init_sparse_table(ps_server_t *srv, request_t *rq, job_t *job)
         return reply_error(srv, rq, PS_EPROTO, "sparse INIT_TABLE needs a name and an optimizer");
     if (rq->values)
         return reply_error(srv, rq, PS_EPROTO, "sparse INIT_TABLE carries no values");
-    job_entry(job, h->table_id, 0, 0); /* makes room for the id */
-    table_entry_t *e = &job->tables[h->table_id];
+    table_entry_t *e = job_slot(job, h->table_id);
     if (e->n_elems)
         return reply_error(srv, rq, PS_ECONFLICT, "table %u is already a dense table", h->table_id);
     if (e->sparse) {

@@ -1,13 +1,15 @@
 /* fuzz_data.c - any bytes as training data: an IDX image and label file
- * pair (gzip or plain), and a CSV file. Readers must load it or fail with
+ * pair (gzip or plain), a CSV file and a LIBSVM file. Readers must load it or fail with
  * PS_EFORMAT / PS_EIO; a loaded set must be internally consistent.
  *
  * Input: a little-endian uint16 length L, then L bytes of the IDX image
- * file, then the label file; the whole input is also read as CSV. */
+ * file, then the label file; the whole input is also read as CSV and as
+ * LIBSVM. */
 #include <string.h>
 
 #include "fuzz_util.h"
 #include "ps_data.h"
+#include "ps_svm.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -44,6 +46,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                 check(&ds);
             ps_data_free(&ds);
         }
+    }
+    if (fc >= 0) {
+        ps_svm_t svm;
+        for (int bits = 0; bits <= 20; bits += 20)
+            if (ps_svm_load(csv, bits, &svm, &err) == PS_OK) {
+                /* a loaded set is consistent CSR: touch every entry */
+                if (svm.row_ptr[svm.n] != svm.nnz)
+                    __builtin_trap();
+                for (size_t i = 0; i < svm.nnz; i++)
+                    if (svm.vals[i] != svm.vals[i])
+                        __builtin_trap();
+                ps_svm_free(&svm);
+            }
     }
     if (fi >= 0)
         close(fi);

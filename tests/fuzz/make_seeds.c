@@ -34,6 +34,27 @@ static void write_seed(const char *dir, const char *name, const Ps__Header *h, c
     fclose(f);
 }
 
+static void write_seed2(const char *dir, const char *name, const Ps__Header *h, const void *keys,
+                        size_t klen, const void *values, size_t vlen)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    if (!f) {
+        perror(path);
+        exit(1);
+    }
+    size_t len = ps__header__get_packed_size(h);
+    unsigned char *buf = malloc(len);
+    ps__header__pack(h, buf);
+    put_frame(f, buf, len);
+    put_frame(f, keys, klen);
+    if (values)
+        put_frame(f, values, vlen);
+    free(buf);
+    fclose(f);
+}
+
 static Ps__Header base(int op)
 {
     Ps__Header h;
@@ -110,6 +131,27 @@ int main(int argc, char **argv)
         h = base(simple[i].op);
         write_seed(dir, simple[i].name, &h, NULL, 0);
     }
+    /* sparse: a table, then pull and push of two keys */
+    h = base(PS__OP__INIT_TABLE);
+    Ps__TableSpec sspec = PS__TABLE_SPEC__INIT;
+    Ps__OptimSpec ftrl = PS__OPTIM_SPEC__INIT;
+    ftrl.kind = PS__OPTIMIZER__FTRL;
+    ftrl.lr = 0.1;
+    ftrl.ftrl_beta = 1;
+    sspec.name = "s";
+    sspec.sparse = 1;
+    sspec.dim = 2;
+    sspec.optim = &ftrl;
+    h.table = &sspec;
+    h.table_id = 1;
+    write_seed(dir, "init_sparse", &h, NULL, 0);
+    uint64_t keys[2] = {4, 8};
+    h = base(PS__OP__SPARSE_PULL);
+    h.table_id = 1;
+    h.n_elems = 2;
+    write_seed2(dir, "sparse_pull", &h, keys, sizeof keys, NULL, 0);
+    h.op = PS__OP__SPARSE_PUSH;
+    write_seed2(dir, "sparse_push", &h, keys, sizeof keys, vals, 4 * sizeof(float));
     h = base(PS__OP__ROLLBACK);
     h.clock = 0;
     h.generation = 1;
