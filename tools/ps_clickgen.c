@@ -16,6 +16,7 @@
 #include <sysexits.h>
 
 #include "ps_config.h"
+#include "ps_metric.h"
 #include "ps_rng.h"
 
 typedef struct {
@@ -70,40 +71,10 @@ static uint64_t zipf_id(const click_config_t *c, ps_rng_t *rng)
     return id < 1 ? 1 : id > (uint64_t)F ? (uint64_t)F : id;
 }
 
-typedef struct {
-    float score;
-    float label;
-} scored_t;
-
-static int cmp_scored(const void *a, const void *b)
-{
-    float x = ((const scored_t *)a)->score, y = ((const scored_t *)b)->score;
-    return (x > y) - (x < y);
-}
-
-static double auc(scored_t *s, size_t n)
-{
-    qsort(s, n, sizeof *s, cmp_scored);
-    double pos = 0, rank_sum = 0;
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j < n && s[j].score == s[i].score)
-            j++;
-        for (size_t k = i; k < j; k++)
-            if (s[k].label > 0) {
-                pos++;
-                rank_sum += (double)(i + j + 1) / 2.0;
-            }
-        i = j;
-    }
-    double neg = (double)n - pos;
-    return pos && neg ? (rank_sum - pos * (pos + 1) / 2) / (pos * neg) : 0;
-}
-
-/* Writes rows samples to path; scored (if not NULL) gets each sample's true
- * logit and label. */
+/* Writes rows samples to path; scores and labels (if not NULL) get each
+ * sample's true logit and label. */
 static int write_set(const click_config_t *c, const char *path, int64_t rows, ps_rng_t *rng,
-                     scored_t *scored, double *logloss)
+                     float *scores, float *labels, double *logloss)
 {
     FILE *f = fopen(path, "w");
     if (!f) {
@@ -133,8 +104,9 @@ static int write_set(const click_config_t *c, const char *path, int64_t rows, ps
         for (int64_t j = 0; j < k; j++)
             fprintf(f, " %llu:1", (unsigned long long)ids[j]);
         fputc('\n', f);
-        if (scored) {
-            scored[i] = (scored_t){(float)z, (float)y};
+        if (scores) {
+            scores[i] = (float)z;
+            labels[i] = (float)y;
             ll -= y ? log(fmax(p, 1e-12)) : log(fmax(1 - p, 1e-12));
         }
     }
@@ -166,17 +138,18 @@ int main(int argc, char **argv)
     }
     ps_rng_t rng;
     ps_rng_seed(&rng, (uint64_t)c.seed);
-    scored_t *scored = malloc((size_t)c.test_rows * sizeof *scored);
+    float *scores = malloc((size_t)c.test_rows * sizeof *scores);
+    float *labels = malloc((size_t)c.test_rows * sizeof *labels);
     double ll = 0;
-    if (!scored)
+    if (!scores || !labels)
         return EX_OSERR;
-    if (write_set(&c, c.out, c.rows, &rng, NULL, NULL) != 0 ||
-        write_set(&c, c.test_out, c.test_rows, &rng, scored, &ll) != 0)
+    if (write_set(&c, c.out, c.rows, &rng, NULL, NULL, NULL) != 0 ||
+        write_set(&c, c.test_out, c.test_rows, &rng, scores, labels, &ll) != 0)
         return EX_CANTCREAT;
     double pos = 0;
     for (int64_t i = 0; i < c.test_rows; i++)
-        pos += scored[i].label;
-    double a = auc(scored, (size_t)c.test_rows);
+        pos += labels[i];
+    double a = ps_metric_auc(scores, labels, (size_t)c.test_rows);
     FILE *t = fopen(c.truth, "w");
     if (!t) {
         fprintf(stderr, "ps-clickgen: cannot write '%s': %s\n", c.truth, strerror(errno));
@@ -189,6 +162,7 @@ int main(int argc, char **argv)
     fclose(t);
     printf("ps-clickgen: %lld + %lld samples; the true model's test AUC %.4f, log-loss %.4f\n",
            (long long)c.rows, (long long)c.test_rows, a, ll);
-    free(scored);
+    free(scores);
+    free(labels);
     return 0;
 }

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ps_metric.h"
 #include "ps_rng.h"
 
 struct ps_model {
@@ -296,53 +297,6 @@ double ps_model_train_batch(ps_model_t *m, const float *x, const float *y, size_
     return loss;
 }
 
-typedef struct {
-    float score;
-    float label;
-} scored_t;
-
-static int cmp_scored(const void *a, const void *b)
-{
-    float x = ((const scored_t *)a)->score, y = ((const scored_t *)b)->score;
-    return (x > y) - (x < y);
-}
-
-/* Mann-Whitney: the probability that a random positive outscores a random
- * negative, ties counting half (average ranks). 0 if a class is missing. */
-static double auc_of(scored_t *s, size_t n)
-{
-    qsort(s, n, sizeof *s, cmp_scored);
-    double pos = 0, rank_sum = 0;
-    for (size_t i = 0; i < n;) {
-        size_t j = i;
-        while (j < n && s[j].score == s[i].score)
-            j++;
-        double avg_rank = (double)(i + j + 1) / 2.0; /* ranks i+1 .. j */
-        for (size_t k = i; k < j; k++)
-            if (s[k].label > 0) {
-                pos++;
-                rank_sum += avg_rank;
-            }
-        i = j;
-    }
-    double neg = (double)n - pos;
-    if (pos == 0 || neg == 0)
-        return 0;
-    return (rank_sum - pos * (pos + 1) / 2.0) / (pos * neg);
-}
-
-double ps_metric_auc(const float *scores, const float *labels, size_t n)
-{
-    if (!n)
-        return 0;
-    scored_t *s = ps_xmalloc(n * sizeof *s);
-    for (size_t i = 0; i < n; i++)
-        s[i] = (scored_t){scores[i], labels[i]};
-    double auc = auc_of(s, n);
-    free(s);
-    return auc;
-}
-
 void ps_model_evaluate(ps_model_t *m, const ps_dataset_t *ds, ps_eval_t *out)
 {
     size_t n_out = m->spec.dims[m->spec.n_layers];
@@ -350,7 +304,7 @@ void ps_model_evaluate(ps_model_t *m, const ps_dataset_t *ds, ps_eval_t *out)
     size_t correct = 0;
     memset(out, 0, sizeof *out);
     bool binary = n_out == 1 && m->spec.head == PS_HEAD_SIGMOID_BCE;
-    scored_t *scored = binary && ds->n ? ps_xmalloc(ds->n * sizeof *scored) : NULL;
+    float *scores = binary && ds->n ? ps_xmalloc(ds->n * sizeof *scores) : NULL;
     for (size_t start = 0; start < ds->n; start += m->max_batch) {
         size_t b = ds->n - start < m->max_batch ? ds->n - start : m->max_batch;
         const float *x = ds->x + start * ds->d, *y = ds->y + start;
@@ -360,7 +314,7 @@ void ps_model_evaluate(ps_model_t *m, const ps_dataset_t *ds, ps_eval_t *out)
             const float *zi = z + i * n_out;
             if (binary) {
                 correct += (zi[0] >= 0) == (y[i] > 0);
-                scored[start + i] = (scored_t){zi[0], y[i]};
+                scores[start + i] = zi[0];
             } else if (n_out == 1) {
                 abs_err += fabs((double)zi[0] - y[i]);
             } else {
@@ -378,8 +332,8 @@ void ps_model_evaluate(ps_model_t *m, const ps_dataset_t *ds, ps_eval_t *out)
         out->accuracy = (double)correct / (double)ds->n;
         out->mae = abs_err / (double)ds->n;
     }
-    if (scored) {
-        out->auc = auc_of(scored, ds->n);
-        free(scored);
+    if (scores) {
+        out->auc = ps_metric_auc(scores, ds->y, ds->n);
+        free(scores);
     }
 }

@@ -72,9 +72,6 @@ double ps_model_train_batch(ps_model_t *m, const float *x, const float *y, size_
 double ps_model_loss(ps_model_t *m, const float *x, const float *y, size_t b);
 /* Loss, accuracy or MAE over a whole data set. */
 void ps_model_evaluate(ps_model_t *m, const ps_dataset_t *ds, ps_eval_t *out);
-/* Area under the ROC curve of scores against 0/1 labels (ties count half);
- * 0 if one class is missing. O(n log n). */
-double ps_metric_auc(const float *scores, const float *labels, size_t n);
 /* True if the head reports accuracy (false: MAE). */
 int ps_model_is_classifier(const ps_model_t *m);
 

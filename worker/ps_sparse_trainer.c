@@ -15,8 +15,8 @@
 #include <string.h>
 
 #include "ps_client.h"
-#include "ps_curve.h"
 #include "ps_log.h"
+#include "ps_metric.h"
 #include "ps_model.h"
 #include "ps_rng.h"
 #include "ps_svm.h"
@@ -262,22 +262,11 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
         tr->mine[tr->n_mine++] = (uint32_t)i;
     size_t per_worker = (tr->train.n + tr->world - 1) / tr->world;
     tr->steps_per_epoch = (per_worker + (size_t)c->batch_size - 1) / (size_t)c->batch_size;
-    ps_curve_keys_t server_key = {0}, own_keys = {0};
-    if (*c->curve_server_key_file) {
-        rc = ps_curve_load(c->curve_server_key_file, false, &server_key, err);
-        if (rc == PS_OK)
-            rc = ps_curve_load(c->curve_secret_file, true, &own_keys, err);
-        if (rc != PS_OK)
-            return rc;
-    }
-    ps_client_opts_t co = {
-        .job = c->job, .rank = tr->rank, .world = tr->world,
-        .max_staleness = (int)c->max_staleness, .timeout_ms = c->request_timeout_ms,
-        .stop = stop, .dtype = PS__DTYPE__F32, .heartbeat_ms = c->heartbeat_ms,
-        .server_timeout_ms = c->server_timeout_ms, .retries = (int)c->request_retries,
-        .curve_server_key = server_key.public_z85, .curve_public_key = own_keys.public_z85,
-        .curve_secret_key = own_keys.secret_z85,
-    };
+    ps_worker_keys_t keys;
+    ps_client_opts_t co;
+    if ((rc = ps_worker_client_opts(c, tr->rank, tr->world, stop, PS__DTYPE__F32, &keys, &co,
+                                    err)) != PS_OK)
+        return rc;
     tr->client = ps_client_new(c->servers, &co, err);
     if (!tr->client)
         return PS_EINVAL;

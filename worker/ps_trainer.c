@@ -18,7 +18,6 @@
 #include <unistd.h>
 
 #include "ps_client.h"
-#include "ps_curve.h"
 #include "ps_half.h"
 #include "ps_loss_scale.h"
 #include "ps_json.h"
@@ -126,22 +125,11 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     tr->bx = ps_xmalloc((size_t)c->batch_size * tr->train.d * sizeof(float));
     tr->by = ps_xmalloc((size_t)c->batch_size * sizeof(float));
 
-    ps_curve_keys_t server_key = {0}, own_keys = {0};
-    if (*c->curve_server_key_file) {
-        rc = ps_curve_load(c->curve_server_key_file, false, &server_key, err);
-        if (rc == PS_OK)
-            rc = ps_curve_load(c->curve_secret_file, true, &own_keys, err);
-        if (rc != PS_OK)
-            return rc;
-    }
-    ps_client_opts_t co = {
-        .job = c->job, .rank = tr->rank, .world = tr->world,
-        .max_staleness = (int)c->max_staleness, .timeout_ms = c->request_timeout_ms,
-        .stop = tr->stop, .dtype = c->precision, .heartbeat_ms = c->heartbeat_ms,
-        .server_timeout_ms = c->server_timeout_ms, .retries = (int)c->request_retries,
-        .curve_server_key = server_key.public_z85, .curve_public_key = own_keys.public_z85,
-        .curve_secret_key = own_keys.secret_z85,
-    };
+    ps_worker_keys_t keys;
+    ps_client_opts_t co;
+    rc = ps_worker_client_opts(c, tr->rank, tr->world, tr->stop, c->precision, &keys, &co, err);
+    if (rc != PS_OK)
+        return rc;
     ps_loss_scale_init(&tr->scaler, (float)c->loss_scale, c->loss_scale_window);
     tr->client = ps_client_new(c->servers, &co, err);
     if (!tr->client)

@@ -165,6 +165,28 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
     return PS_OK;
 }
 
+int ps_worker_client_opts(const ps_worker_config_t *c, uint32_t rank, uint32_t world,
+                          volatile sig_atomic_t *stop, int dtype, ps_worker_keys_t *keys,
+                          ps_client_opts_t *out, ps_errbuf_t *err)
+{
+    memset(keys, 0, sizeof *keys);
+    if (*c->curve_server_key_file) {
+        int rc = ps_curve_load(c->curve_server_key_file, false, &keys->server, err);
+        if (rc == PS_OK)
+            rc = ps_curve_load(c->curve_secret_file, true, &keys->own, err);
+        if (rc != PS_OK)
+            return rc;
+    }
+    *out = (ps_client_opts_t){
+        .job = c->job, .rank = rank, .world = world, .max_staleness = (int)c->max_staleness,
+        .timeout_ms = c->request_timeout_ms, .stop = stop, .dtype = dtype,
+        .heartbeat_ms = c->heartbeat_ms, .server_timeout_ms = c->server_timeout_ms,
+        .retries = (int)c->request_retries, .curve_server_key = keys->server.public_z85,
+        .curve_public_key = keys->own.public_z85, .curve_secret_key = keys->own.secret_z85,
+    };
+    return PS_OK;
+}
+
 const char *ps_worker_model_name(const ps_worker_config_t *cfg)
 {
     static const char *names[] = {"linear", "logistic", "softmax", "mlp", "sparse_lr", "fm"};

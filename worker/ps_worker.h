@@ -8,6 +8,8 @@
 #include <stdint.h>
 
 #include "ps_config.h"
+#include "ps_client.h"
+#include "ps_curve.h"
 #include "ps_model.h"
 #include "ps_optim_spec.h"
 
@@ -85,6 +87,19 @@ int ps_worker_model_spec(const ps_worker_config_t *cfg, size_t n_inputs, size_t 
 /* The optimizer spec for total_updates updates. */
 void ps_worker_optim_spec(const ps_worker_config_t *cfg, uint64_t total_updates,
                           ps_optim_spec_t *spec);
+/* Key storage behind a ps_client_opts_t's CURVE strings. */
+typedef struct {
+    ps_curve_keys_t server, own;
+} ps_worker_keys_t;
+
+/* The client options cfg describes for rank of world (timeouts, retries,
+ * heartbeats, consistency, dtype) and, if curve_server_key_file is set, the
+ * CURVE keys read into *keys (which must outlive ps_client_new). Errors name
+ * the key file. */
+int ps_worker_client_opts(const ps_worker_config_t *cfg, uint32_t rank, uint32_t world,
+                          volatile sig_atomic_t *stop, int dtype, ps_worker_keys_t *keys,
+                          ps_client_opts_t *out, ps_errbuf_t *err);
+
 /* Name of the configured model kind ("mlp"). */
 const char *ps_worker_model_name(const ps_worker_config_t *cfg);
 

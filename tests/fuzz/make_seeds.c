@@ -14,26 +14,7 @@ static void put_frame(FILE *f, const void *data, size_t len)
     fwrite(data, 1, len, f);
 }
 
-static void write_seed(const char *dir, const char *name, const Ps__Header *h, const void *values,
-                       size_t vlen)
-{
-    char path[1024];
-    snprintf(path, sizeof path, "%s/%s", dir, name);
-    FILE *f = fopen(path, "wb");
-    if (!f) {
-        perror(path);
-        exit(1);
-    }
-    size_t len = ps__header__get_packed_size(h);
-    unsigned char *buf = malloc(len);
-    ps__header__pack(h, buf);
-    put_frame(f, buf, len);
-    if (values)
-        put_frame(f, values, vlen);
-    free(buf);
-    fclose(f);
-}
-
+/* One message: the header frame, a keys frame if keys, a values frame if values. */
 static void write_seed2(const char *dir, const char *name, const Ps__Header *h, const void *keys,
                         size_t klen, const void *values, size_t vlen)
 {
@@ -48,11 +29,18 @@ static void write_seed2(const char *dir, const char *name, const Ps__Header *h, 
     unsigned char *buf = malloc(len);
     ps__header__pack(h, buf);
     put_frame(f, buf, len);
-    put_frame(f, keys, klen);
+    if (keys)
+        put_frame(f, keys, klen);
     if (values)
         put_frame(f, values, vlen);
     free(buf);
     fclose(f);
+}
+
+static void write_seed(const char *dir, const char *name, const Ps__Header *h, const void *values,
+                       size_t vlen)
+{
+    write_seed2(dir, name, h, NULL, 0, values, vlen);
 }
 
 static Ps__Header base(int op)

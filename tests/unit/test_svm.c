@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "ps_metric.h"
 #include "ps_rng.h"
 #include "ps_sparse_trainer.h"
 #include "ps_svm.h"
@@ -134,6 +135,17 @@ static void check_gradients(uint32_t k)
     }
 }
 
+static void test_auc(void **state)
+{
+    (void)state;
+    float s[4] = {0.1f, 0.4f, 0.35f, 0.8f}, y[4] = {0, 0, 1, 1};
+    assert_true(fabs(ps_metric_auc(s, y, 4) - 0.75) < 1e-12); /* 3 of 4 pairs ordered */
+    float tie[4] = {1, 1, 1, 1};
+    assert_true(fabs(ps_metric_auc(tie, y, 4) - 0.5) < 1e-12);
+    float one_class[2] = {1, 1};
+    assert_true(ps_metric_auc(s, one_class, 2) == 0);
+}
+
 static void test_lr_gradient_matches_finite_differences(void **state)
 {
     (void)state;
@@ -151,6 +163,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reads_labels_comments_and_indices),
         cmocka_unit_test(test_malformed_lines_name_file_and_line),
+        cmocka_unit_test(test_auc),
         cmocka_unit_test(test_lr_gradient_matches_finite_differences),
         cmocka_unit_test(test_fm_gradient_matches_finite_differences),
     };
