@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "ps_hashmap.h"
+#include "ps_optim.h"
 #include "ps_rng.h"
 
 #define BLOCK_SHIFT 16
@@ -33,7 +34,23 @@ struct ps_sparse {
 
 static uint32_t state_per_elem(ps_optim_kind_t kind)
 {
-    return kind == PS_OPTIM_FTRL ? 2 : kind == PS_OPTIM_ADAGRAD ? 1 : 0;
+    switch (kind) {
+    case PS_OPTIM_SGD:
+        return 0;
+    case PS_OPTIM_MOMENTUM:
+    case PS_OPTIM_ADAGRAD:
+    case PS_OPTIM_RMSPROP:
+        return 1;
+    default: /* ADAM(W): m and v; FTRL: z and n */
+        return 2;
+    }
+}
+
+/* Adam's bias correction needs the row's own step count: one more float
+ * at the end of the row holds it (as uint32 bits). */
+static bool has_row_steps(ps_optim_kind_t kind)
+{
+    return kind == PS_OPTIM_ADAM || kind == PS_OPTIM_ADAMW;
 }
 
 ps_sparse_t *ps_sparse_new(const ps_sparse_params_t *p, ps_errbuf_t *err)
@@ -43,24 +60,29 @@ ps_sparse_t *ps_sparse_new(const ps_sparse_params_t *p, ps_errbuf_t *err)
         ps_err_set(err, PS_EINVAL, "sparse table '%s': dim %u must be 1 to 4096", p->name, p->dim);
         return NULL;
     }
-    if (o->kind != PS_OPTIM_SGD && o->kind != PS_OPTIM_ADAGRAD && o->kind != PS_OPTIM_FTRL) {
-        ps_err_set(err, PS_EINVAL, "sparse table '%s': optimizer %s (sparse tables take sgd, "
-                                   "adagrad or ftrl)", p->name, ps_optim_name(o->kind));
+    const char *why = o->kind == PS_OPTIM_FTRL ? NULL : ps_optim_spec_check(o);
+    if (why || (unsigned)o->kind > PS_OPTIM_FTRL) {
+        ps_err_set(err, PS_EINVAL, "sparse table '%s': optimizer: %s", p->name,
+                   why ? why : "unknown optimizer");
+        return NULL;
+    }
+    if (o->schedule != PS_SCHED_CONSTANT || o->warmup_steps) {
+        ps_err_set(err, PS_EINVAL, "sparse table '%s': rows are updated when their keys come up, "
+                                   "so only a constant learning rate applies", p->name);
         return NULL;
     }
     if (!(o->lr > 0) || !isfinite(o->lr) || o->l1 < 0 || o->l2 < 0 || o->ftrl_beta < 0 ||
-        (o->kind == PS_OPTIM_ADAGRAD && !(o->eps > 0)) || !(p->init_scale >= 0) ||
-        (o->kind == PS_OPTIM_FTRL && p->init_scale != 0)) {
+        !(p->init_scale >= 0) || (o->kind == PS_OPTIM_FTRL && p->init_scale != 0)) {
         ps_err_set(err, PS_EINVAL,
-                   "sparse table '%s': needs lr > 0, l1, l2, ftrl_beta >= 0, adagrad eps > 0, "
-                   "init_scale >= 0 (0 for ftrl, whose weights follow from its state)", p->name);
+                   "sparse table '%s': needs lr > 0, l1, l2, ftrl_beta >= 0, init_scale >= 0 "
+                   "(0 for ftrl, whose weights follow from its state)", p->name);
         return NULL;
     }
     ps_sparse_t *t = ps_xcalloc(1, sizeof *t);
     snprintf(t->name, sizeof t->name, "%s", p->name);
     t->id = p->id;
     t->dim = p->dim;
-    t->stride = p->dim * (1 + state_per_elem(o->kind));
+    t->stride = p->dim * (1 + state_per_elem(o->kind)) + (has_row_steps(o->kind) ? 1 : 0);
     t->optim = *o;
     t->seed = p->seed;
     t->init_scale = p->init_scale;
@@ -195,18 +217,22 @@ static void step_row(const ps_sparse_t *t, float *r, const float *g)
         }
         break;
     }
-    case PS_OPTIM_ADAGRAD: {
-        float *acc = r + d;
-        for (uint32_t j = 0; j < d; j++) {
-            float gj = g[j] + (float)o->weight_decay * r[j];
-            acc[j] += gj * gj;
-            r[j] -= (float)o->lr * gj / (sqrtf(acc[j]) + (float)o->eps);
+    default: {
+        /* every dense optimizer, row-wise, through the dense code itself:
+         * the row's values, then its state (m, then v) */
+        uint32_t steps = 0;
+        bool counted = has_row_steps(o->kind);
+        if (counted)
+            memcpy(&steps, r + t->stride - 1, sizeof steps);
+        ps_optim_t view = {.spec = *o, .t = steps, .len = d,
+                           .m = state_per_elem(o->kind) >= 1 ? r + d : NULL,
+                           .v = state_per_elem(o->kind) >= 2 ? r + 2 * d : NULL};
+        ps_optim_step(&view, r, g, 1.0f);
+        if (counted) {
+            steps = (uint32_t)view.t;
+            memcpy(r + t->stride - 1, &steps, sizeof steps);
         }
-        break;
     }
-    default:
-        for (uint32_t j = 0; j < d; j++)
-            r[j] -= (float)o->lr * (g[j] + (float)o->weight_decay * r[j]);
     }
 }
 

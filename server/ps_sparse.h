@@ -26,7 +26,7 @@ typedef struct {
     const char *name;
     uint32_t id;
     uint32_t dim;          /* floats per row, >= 1 */
-    ps_optim_spec_t optim; /* SGD, ADAGRAD or FTRL */
+    ps_optim_spec_t optim; /* any (dense ones row-wise, constant lr), or FTRL */
     uint64_t seed;
     double init_scale;     /* rows start uniform in [-s, s]; FTRL needs 0 */
     uint32_t world;
@@ -72,7 +72,9 @@ bool ps_sparse_try_complete(ps_sparse_t *t, const uint8_t *live);
 int64_t ps_sparse_ready_clock(const ps_sparse_t *t, const uint8_t *live);
 int64_t ps_sparse_worker_clock(const ps_sparse_t *t, uint32_t rank);
 /* Applies one gradient row to key's row (creating it): the optimizer step
- * itself, exposed for tests and the benchmark's in-process baseline. */
+ * itself (FTRL here; the dense optimizers through ps_optim_step on the row,
+ * with a per-row step count for Adam), exposed for tests and the
+ * benchmark's in-process baseline. */
 int ps_sparse_apply(ps_sparse_t *t, uint64_t key, const float *grad);
 
 #endif

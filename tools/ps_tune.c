@@ -434,8 +434,9 @@ static int write_trial_conf(int id, int exec, const char *dir)
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
-    fprintf(f, "# ps-tune trial %d execution %d: the job's config, then these overrides\n", id, exec);
-    fprintf(f, "# (ps-worker --config %s --config-overrides below)\n", O.config);
+    fprintf(f, "# ps-tune trial %d execution %d: %s, then the study's settings and this\n"
+               "# trial's values (later lines win); ps-launch adds epochs and seed\n",
+            id, exec, O.config);
     FILE *base = fopen(O.config, "r");
     if (base) {
         char line[1024];

@@ -279,7 +279,8 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
                           (long long)start_clock);
     ps_optim_spec_t optim;
     ps_worker_optim_spec(c, tr->steps_per_epoch * (uint64_t)c->epochs, &optim);
-    optim.schedule = PS_SCHED_CONSTANT;
+    optim.schedule = PS_SCHED_CONSTANT; /* checked by ps_worker_config_validate too */
+    optim.warmup_steps = 0;
     double init = c->optimizer == PS_OPTIM_FTRL || !tr->k ? 0 : c->init_scale;
     rc = ps_client_init_sparse(tr->client, 0, tr->k ? "fm" : "weights", tr->dim, &optim, init,
                                (uint64_t)c->seed, err);

@@ -38,7 +38,7 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_INT("max_steps", W, max_steps, "0", 0, 1LL << 62, "stop after this many steps; 0 = no limit"),
     PS_OPT_INT("seed", W, seed, "1", 0, 1LL << 62, "seed of weights and shuffles"),
     PS_OPT_ENUM("optimizer", W, optimizer, "sgd", "sgd|momentum|adagrad|rmsprop|adam|adamw|ftrl",
-                "server-side optimizer (sparse tables: sgd, adagrad, ftrl)"),
+                "server-side optimizer (ftrl: sparse models only)"),
     PS_OPT_DBL("lr", W, lr, "0.01", 1e-12, 1e6, "learning rate"),
     PS_OPT_DBL("momentum", W, momentum, "0.9", 0, 0.999999, "momentum factor"),
     PS_OPT_BOOL("nesterov", W, nesterov, "no", "Nesterov momentum"),
@@ -153,9 +153,11 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
     if (sparse != (cfg->data_format == PS_FORMAT_LIBSVM))
         return ps_err_set(err, PS_EINVAL, "models sparse_lr and fm take data_format libsvm, and "
                                           "libsvm data takes one of them");
-    if (sparse && cfg->optimizer != PS_OPTIM_SGD && cfg->optimizer != PS_OPTIM_ADAGRAD &&
-        cfg->optimizer != PS_OPTIM_FTRL)
-        return ps_err_set(err, PS_EINVAL, "sparse models take optimizer sgd, adagrad or ftrl");
+    if (!sparse && cfg->optimizer == PS_OPTIM_FTRL)
+        return ps_err_set(err, PS_EINVAL, "optimizer ftrl is for the sparse models");
+    if (sparse && cfg->lr_schedule != PS_SCHED_CONSTANT)
+        return ps_err_set(err, PS_EINVAL, "sparse models take lr_schedule constant (a row is "
+                                          "updated only when its key comes up)");
     if (sparse)
         return PS_OK;
     ps_worker_optim_spec(cfg, 1, &spec);

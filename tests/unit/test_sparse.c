@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "ps_hashmap.h"
+#include "ps_optim.h"
 #include "ps_shardmap.h"
 #include "ps_sparse.h"
 
@@ -184,6 +185,42 @@ static void test_bsp_round_waits_for_every_live_rank(void **state)
     ps_sparse_destroy(&t);
 }
 
+/* Every dense optimizer works row-wise: a row updated at every step
+ * follows exactly what the dense optimizer does to the same numbers. */
+static void test_dense_optimizers_row_wise(void **state)
+{
+    (void)state;
+    static const ps_optim_kind_t kinds[] = {PS_OPTIM_SGD, PS_OPTIM_MOMENTUM, PS_OPTIM_ADAGRAD,
+                                            PS_OPTIM_RMSPROP, PS_OPTIM_ADAM, PS_OPTIM_ADAMW};
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        ps_optim_spec_t spec = {.kind = kinds[k], .lr = 0.05, .momentum = 0.9, .beta1 = 0.9,
+                                .beta2 = 0.99, .eps = 1e-6, .rho = 0.9, .weight_decay = 0.01};
+        ps_sparse_params_t p = {.name = "rows", .id = 1, .dim = 3, .seed = 5, .init_scale = 0.5,
+                                .world = 1, .max_staleness = -1, .optim = spec};
+        ps_errbuf_t err;
+        ps_sparse_t *t = ps_sparse_new(&p, &err);
+        assert_non_null(t);
+        ps_optim_t dense;
+        assert_int_equal(ps_optim_init(&dense, &spec, 3), PS_OK);
+        float w[3];
+        uint64_t key = 77;
+        ps_sparse_pull(t, &key, 1, w); /* the row's start value */
+        for (int s = 0; s < 6; s++) {
+            float g[3] = {0.3f * (float)(s - 2), -0.1f, 1.0f / (float)(s + 1)};
+            ps_optim_step(&dense, w, g, 1.0f);
+            assert_int_equal(ps_sparse_apply(t, key, g), PS_OK);
+            float row[3];
+            ps_sparse_pull(t, &key, 1, row);
+            for (int j = 0; j < 3; j++)
+                if (fabsf(row[j] - w[j]) > 1e-6f)
+                    fail_msg("%s step %d elem %d: row %g, dense %g", ps_optim_name(kinds[k]), s, j,
+                             (double)row[j], (double)w[j]);
+        }
+        ps_optim_fini(&dense);
+        ps_sparse_destroy(&t);
+    }
+}
+
 static void test_invalid_tables_are_refused(void **state)
 {
     (void)state;
@@ -192,9 +229,14 @@ static void test_invalid_tables_are_refused(void **state)
     ps_errbuf_t err;
     assert_null(ps_sparse_new(&p, &err));
     p.dim = 1;
-    p.optim.kind = PS_OPTIM_ADAM;
+    p.optim.schedule = PS_SCHED_COSINE;
+    p.optim.total_steps = 10;
     assert_null(ps_sparse_new(&p, &err));
-    assert_non_null(strstr(err.msg, "sgd, adagrad or ftrl"));
+    assert_non_null(strstr(err.msg, "constant learning rate"));
+    p.optim.schedule = PS_SCHED_CONSTANT;
+    p.optim.kind = PS_OPTIM_ADAM; /* beta1 0 is fine; eps 0 is not */
+    assert_null(ps_sparse_new(&p, &err));
+    assert_non_null(strstr(err.msg, "eps"));
     p.optim.kind = PS_OPTIM_FTRL;
     p.init_scale = 0.1;
     assert_null(ps_sparse_new(&p, &err));
@@ -209,6 +251,7 @@ int main(void)
         cmocka_unit_test(test_rows_start_from_seed_table_and_key),
         cmocka_unit_test(test_ftrl_matches_reference),
         cmocka_unit_test(test_bsp_round_waits_for_every_live_rank),
+        cmocka_unit_test(test_dense_optimizers_row_wise),
         cmocka_unit_test(test_invalid_tables_are_refused),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
