@@ -613,10 +613,11 @@ static void print_summary(launch_t *L, double wall_s)
     /* val_* come from rank 0 only, which holds the validation split's metrics */
     const char *val_line = L->workers[0].lost ? "" : L->workers[0].done_line;
     static const char *keys[] = {"test_loss", "test_accuracy", "test_mae", "test_auc",
-                                 "val_loss",  "val_accuracy",  "val_mae",  "val_auc"};
+                                 "test_logloss", "val_loss", "val_accuracy", "val_mae",
+                                 "val_auc", "val_logloss"};
     size_t len = 0;
-    for (int k = 0; k < 8; k++) {
-        const char *src = k < 4 ? r0 : val_line;
+    for (int k = 0; k < 10; k++) {
+        const char *src = k < 5 ? r0 : val_line;
         double v;
         if (ps_json_get_number(src, keys[k], &v) == 0)
             len += (size_t)snprintf(metrics + len, sizeof metrics - len, ",\"%s\":%.6f", keys[k], v);

@@ -38,6 +38,9 @@ typedef struct {
     ps_svm_t train, test;
     uint32_t *mine;    /* this worker's sample indices */
     size_t n_mine;
+    uint32_t *val;     /* the validation split (indices into train), rank 0 */
+    size_t n_val;
+    uint32_t *test_idx; /* 0 .. test.n - 1 */
     uint64_t steps_per_epoch;
     ps_client_t *client;
     int64_t clock;
@@ -191,27 +194,24 @@ typedef struct {
     double auc, logloss, accuracy;
 } seval_t;
 
-/* Scores the test set with the rows the servers hold now (keys never
- * trained read their start value and are not stored). */
-static int evaluate(strainer_t *tr, uint32_t flags, seval_t *out, ps_errbuf_t *err)
+/* Scores samples idx[0..n) of d with the rows the servers hold now (keys
+ * never trained read their start value and are not stored). */
+static int evaluate(strainer_t *tr, const ps_svm_t *d, const uint32_t *idx, size_t n,
+                    uint32_t flags, seval_t *out, ps_errbuf_t *err)
 {
-    const ps_svm_t *d = &tr->test;
     memset(out, 0, sizeof *out);
-    if (!d->n)
+    if (!n)
         return PS_OK;
-    float *scores = ps_xmalloc(d->n * sizeof *scores);
+    float *scores = ps_xmalloc(n * sizeof *scores), *labels = ps_xmalloc(n * sizeof *labels);
     double ll = 0;
     size_t correct = 0;
-    /* in chunks of samples whose distinct keys stay below EVAL_CHUNK */
-    uint32_t *idx = ps_xmalloc(d->n * sizeof *idx);
-    for (size_t i = 0; i < d->n; i++)
-        idx[i] = (uint32_t)i;
     int rc = PS_OK;
-    for (size_t a = 0; a < d->n && rc == PS_OK;) {
+    /* in chunks of samples whose distinct keys stay below EVAL_CHUNK */
+    for (size_t a = 0; a < n && rc == PS_OK;) {
         size_t b = a;
         uint64_t occ = 0;
-        while (b < d->n && occ + (d->row_ptr[b + 1] - d->row_ptr[b]) < EVAL_CHUNK) {
-            occ += d->row_ptr[b + 1] - d->row_ptr[b];
+        while (b < n && occ + (d->row_ptr[idx[b] + 1] - d->row_ptr[idx[b]]) < EVAL_CHUNK) {
+            occ += d->row_ptr[idx[b] + 1] - d->row_ptr[idx[b]];
             b++;
         }
         if (b == a)
@@ -225,20 +225,46 @@ static int evaluate(strainer_t *tr, uint32_t flags, seval_t *out, ps_errbuf_t *e
         uint64_t o = 0;
         for (size_t i = a; rc == PS_OK && i < b; i++) {
             double z;
-            ll += sample(tr, d, i, tr->occ_uid + o, bias_uid, false, &z);
-            o += d->row_ptr[i + 1] - d->row_ptr[i];
+            uint32_t s = idx[i];
+            ll += sample(tr, d, s, tr->occ_uid + o, bias_uid, false, &z);
+            o += d->row_ptr[s + 1] - d->row_ptr[s];
             scores[i] = (float)z;
-            correct += (z >= 0) == (d->y[i] > 0.5f);
+            labels[i] = d->y[s];
+            correct += (z >= 0) == (d->y[s] > 0.5f);
         }
         a = b;
     }
     if (rc == PS_OK) {
-        out->auc = ps_metric_auc(scores, d->y, d->n);
-        out->logloss = ll / (double)d->n;
-        out->accuracy = (double)correct / (double)d->n;
+        out->auc = ps_metric_auc(scores, labels, n);
+        out->logloss = ll / (double)n;
+        out->accuracy = (double)correct / (double)n;
     }
     free(scores);
-    free(idx);
+    free(labels);
+    return rc;
+}
+
+/* ,"PREFIX_auc":..,"PREFIX_logloss":..,"PREFIX_accuracy":.. appended to buf. */
+static void append(char *buf, size_t cap, const char *prefix, const seval_t *ev)
+{
+    size_t len = strlen(buf);
+    snprintf(buf + len, cap - len, ",\"%s_auc\":%.6f,\"%s_logloss\":%.6f,\"%s_accuracy\":%.6f",
+             prefix, ev->auc, prefix, ev->logloss, prefix, ev->accuracy);
+}
+
+/* Rank 0: the validation split and the test set, as event fields. */
+static int eval_fields(strainer_t *tr, uint32_t flags, char *buf, size_t cap, seval_t *test,
+                       ps_errbuf_t *err)
+{
+    seval_t val;
+    int rc = PS_OK;
+    buf[0] = '\0';
+    memset(test, 0, sizeof *test);
+    if (tr->n_val && (rc = evaluate(tr, &tr->train, tr->val, tr->n_val, flags, &val, err)) == PS_OK)
+        append(buf, cap, "val", &val);
+    if (rc == PS_OK && tr->test.n &&
+        (rc = evaluate(tr, &tr->test, tr->test_idx, tr->test.n, flags, test, err)) == PS_OK)
+        append(buf, cap, "test", test);
     return rc;
 }
 
@@ -257,10 +283,28 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
         rc = ps_svm_load(c->test_data, (int)c->hash_bits, &tr->test, err);
     if (rc != PS_OK)
         return rc;
+    /* the validation split: a fixed hash of (split_seed, sample), the same
+     * on every worker, so no worker trains on it */
     tr->mine = ps_xmalloc((tr->train.n / tr->world + 1) * sizeof *tr->mine);
-    for (size_t i = tr->rank; i < tr->train.n; i += tr->world)
-        tr->mine[tr->n_mine++] = (uint32_t)i;
-    size_t per_worker = (tr->train.n + tr->world - 1) / tr->world;
+    tr->val = ps_xmalloc((tr->train.n + 1) * sizeof *tr->val);
+    size_t n_train = 0;
+    uint64_t cut = (uint64_t)(c->val_fraction * 1e9);
+    for (size_t i = 0; i < tr->train.n; i++) {
+        if (ps_rng_mix((uint64_t)c->split_seed, i) % 1000000000ULL < cut) {
+            tr->val[tr->n_val++] = (uint32_t)i;
+            continue;
+        }
+        if (n_train++ % tr->world == tr->rank)
+            tr->mine[tr->n_mine++] = (uint32_t)i;
+    }
+    if (tr->rank != 0)
+        tr->n_val = 0; /* only rank 0 evaluates */
+    tr->test_idx = ps_xmalloc((tr->test.n + 1) * sizeof *tr->test_idx);
+    for (size_t i = 0; i < tr->test.n; i++)
+        tr->test_idx[i] = (uint32_t)i;
+    if (!n_train)
+        return ps_err_set(err, PS_EINVAL, "no training samples left after the validation split");
+    size_t per_worker = (n_train + tr->world - 1) / tr->world;
     tr->steps_per_epoch = (per_worker + (size_t)c->batch_size - 1) / (size_t)c->batch_size;
     ps_worker_keys_t keys;
     ps_client_opts_t co;
@@ -295,20 +339,16 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
     return PS_OK;
 }
 
-static void report(const strainer_t *tr, const char *event, int64_t epoch, double train_loss,
-                   const seval_t *ev, double secs)
+static void report(const strainer_t *tr, int64_t epoch, double train_loss, const char *fields,
+                   const seval_t *test, double secs)
 {
-    char metrics[256] = "";
-    if (tr->test.n)
-        snprintf(metrics, sizeof metrics, ",\"test_auc\":%.6f,\"test_logloss\":%.6f,"
-                 "\"test_accuracy\":%.6f", ev->auc, ev->logloss, ev->accuracy);
-    printf("{\"event\":\"%s\",\"rank\":%u,\"epoch\":%lld,\"steps\":%lld,\"train_loss\":%.6f%s,"
+    printf("{\"event\":\"epoch\",\"rank\":%u,\"epoch\":%lld,\"steps\":%lld,\"train_loss\":%.6f%s,"
            "\"epoch_s\":%.3f,\"keys_pulled\":%llu}\n",
-           event, tr->rank, (long long)epoch, (long long)tr->clock, train_loss, metrics, secs,
+           tr->rank, (long long)epoch, (long long)tr->clock, train_loss, fields, secs,
            (unsigned long long)tr->keys_pulled);
     fflush(stdout);
     ps_log(PS_LOG_INFO, "worker %u: epoch %lld train_logloss %.4f test_auc %.4f test_logloss %.4f "
-           "(%.2f s)", tr->rank, (long long)epoch, train_loss, ev->auc, ev->logloss, secs);
+           "(%.2f s)", tr->rank, (long long)epoch, train_loss, test->auc, test->logloss, secs);
 }
 
 static int run(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
@@ -319,12 +359,16 @@ static int run(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
         total = (uint64_t)c->max_steps;
     if (tr->rank == 0) {
         printf("{\"event\":\"start\",\"steps_per_epoch\":%llu,\"total_steps\":%llu,"
-               "\"train_samples\":%zu,\"val_samples\":0,\"test_samples\":%zu}\n",
-               (unsigned long long)tr->steps_per_epoch, (unsigned long long)total, tr->train.n,
-               tr->test.n);
+               "\"train_samples\":%zu,\"val_samples\":%zu,\"test_samples\":%zu}\n",
+               (unsigned long long)tr->steps_per_epoch, (unsigned long long)total,
+               tr->train.n - tr->n_val, tr->n_val, tr->test.n);
         fflush(stdout);
     }
     tr->t_train = ps_time_wall_s();
+    uint64_t eval_every_steps = (uint64_t)c->eval_every_steps;
+    if (c->evals_per_epoch)
+        eval_every_steps = (tr->steps_per_epoch + (uint64_t)c->evals_per_epoch - 1) /
+                           (uint64_t)c->evals_per_epoch;
     size_t b = (size_t)c->batch_size;
     int64_t epoch = 0;
     double loss_sum = 0, t_epoch = ps_time_wall_s();
@@ -350,11 +394,21 @@ static int run(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
         samples_epoch += n;
         ps_client_report(tr->client, tr->samples, samples_epoch ? loss_sum / samples_epoch : 0);
         bool epoch_end = (uint64_t)tr->clock % tr->steps_per_epoch == 0 || (uint64_t)tr->clock == total;
-        if (epoch_end && tr->rank == 0 && c->eval_every && epoch % c->eval_every == 0) {
-            seval_t ev;
-            if ((rc = evaluate(tr, 0, &ev, err)) != PS_OK)
+        char fields[512];
+        seval_t test;
+        if (tr->rank == 0 && eval_every_steps && tr->clock % (int64_t)eval_every_steps == 0 &&
+            !epoch_end) {
+            if ((rc = eval_fields(tr, 0, fields, sizeof fields, &test, err)) != PS_OK)
                 return rc;
-            report(tr, "epoch", epoch, samples_epoch ? loss_sum / samples_epoch : 0, &ev,
+            printf("{\"event\":\"eval\",\"rank\":0,\"steps\":%lld,\"epoch\":%.4f%s,\"wall_s\":%.3f}\n",
+                   (long long)tr->clock, (double)tr->clock / (double)tr->steps_per_epoch, fields,
+                   ps_time_wall_s() - tr->t_train);
+            fflush(stdout);
+        }
+        if (epoch_end && tr->rank == 0 && c->eval_every && epoch % c->eval_every == 0) {
+            if ((rc = eval_fields(tr, 0, fields, sizeof fields, &test, err)) != PS_OK)
+                return rc;
+            report(tr, epoch, samples_epoch ? loss_sum / samples_epoch : 0, fields, &test,
                    ps_time_wall_s() - t_epoch);
         }
     }
@@ -366,17 +420,15 @@ static int finish(strainer_t *tr, ps_errbuf_t *err)
     int rc = ps_client_done(tr->client, err);
     if (rc != PS_OK)
         return rc;
-    seval_t ev = {0};
-    if (tr->rank == 0 && (rc = evaluate(tr, PS_FLAG_AFTER_ALL_DONE, &ev, err)) != PS_OK)
+    seval_t test = {0};
+    char metrics[512] = "";
+    if (tr->rank == 0 &&
+        (rc = eval_fields(tr, PS_FLAG_AFTER_ALL_DONE, metrics, sizeof metrics, &test, err)) != PS_OK)
         return rc;
     ps_client_stop_heartbeats(tr->client);
     if ((rc = ps_client_bye(tr->client, err)) != PS_OK)
         return rc;
     double wall = ps_time_wall_s() - tr->t_start;
-    char metrics[256] = "";
-    if (tr->rank == 0 && tr->test.n)
-        snprintf(metrics, sizeof metrics, ",\"test_auc\":%.6f,\"test_logloss\":%.6f,"
-                 "\"test_accuracy\":%.6f", ev.auc, ev.logloss, ev.accuracy);
     printf("{\"event\":\"done\",\"model\":\"%s\",\"precision\":\"fp32\",\"skipped_steps\":0,"
            "\"rank\":%u,\"world\":%u,\"epochs\":%lld,\"steps\":%lld,\"samples\":%llu%s,"
            "\"wall_s\":%.3f,\"samples_per_s\":%.1f,\"keys_pulled\":%llu,\"bytes_sent\":%llu,"
@@ -404,6 +456,8 @@ int ps_sparse_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *
     ps_svm_free(&tr.train);
     ps_svm_free(&tr.test);
     free(tr.mine);
+    free(tr.val);
+    free(tr.test_idx);
     free(tr.ko);
     free(tr.ukeys);
     free(tr.occ_uid);

@@ -39,6 +39,25 @@ PYEOF
     pass "$mode: test AUC $auc vs the true model's $truth ($(json $mode.out wall_s) s)"
 done
 
+# A validation split for ps-tune: held out of training on every worker,
+# scored by rank 0 (val_auc) at evals_per_epoch points and at the end.
+head -n 100000 train.svm > small.svm
+"$BIN/ps-launch" --servers 2 --workers 2 --config "$SRC/deploy/examples/click-lr.conf" \
+    --set train_data=small.svm --set test_data=test.svm --set epochs=1 --set val_fraction=0.2 \
+    --set evals_per_epoch=2 > val.out 2> val.log || fail "validation-split job failed"
+"$PY" - <<'PYEOF' || fail "validation split"
+import json
+ev = [json.loads(l) for l in open("val.out")]
+start = [e for e in ev if e["event"] == "start"][0]
+assert start["train_samples"] + start["val_samples"] == 100000, start
+assert abs(start["val_samples"] - 20000) < 600, start
+evals = [e for e in ev if e["event"] == "eval"]
+done = ev[-1]
+assert len(evals) >= 1 and all(0.5 < e["val_auc"] <= 1 for e in evals), evals
+assert done["event"] == "done" and 0.5 < done["val_auc"] <= 1, done
+PYEOF
+pass "validation split: $(grep -o '"val_samples":[0-9]*' val.out), final $(grep -o '"val_auc":[0-9.]*' val.out | tail -1)"
+
 # A malformed line: the worker names file and line and exits 65.
 head -n 1000 train.svm > bad.svm
 echo "1 17:1 oops" >> bad.svm
