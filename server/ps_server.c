@@ -1176,6 +1176,7 @@ static int handle_rollback(ps_server_t *srv, request_t *rq)
     if (h->generation > job->generation) {
         ps_ckpt_t ck;
         ps_errbuf_t err;
+        reap_ckpt_child(srv, true); /* the checkpoint asked for may be being written */
         if (!*srv->cfg.state_dir || ps_ckpt_load(srv->cfg.state_dir, job->name, h->clock, &ck, &err) != PS_OK)
             return reply_error(srv, rq, PS_ENOCKPT, "shard %lld has no checkpoint of job '%s' at clock %lld",
                                (long long)srv->cfg.shard, job->name, (long long)h->clock);
@@ -1192,6 +1193,7 @@ static int handle_rollback(ps_server_t *srv, request_t *rq)
             rep.message = "the job was rolled back";
             send_reply(srv, &job->pending[i].identity, &rep, NULL, 0);
             zmq_msg_close(&job->pending[i].identity);
+            zmq_msg_close(&job->pending[i].keys);
         }
         job->n_pending = 0;
         job->generation = h->generation;

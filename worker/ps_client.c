@@ -550,7 +550,7 @@ int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
     return PS_OK;
 }
 
-int ps_client_recover(ps_client_t *c, int64_t *clock, ps_errbuf_t *err)
+int ps_client_recover(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t *err)
 {
     ps_client_reset(c);
     int64_t low;
@@ -564,10 +564,11 @@ int ps_client_recover(ps_client_t *c, int64_t *clock, ps_errbuf_t *err)
         gen_max = c->shard_generation[s] > gen_max ? c->shard_generation[s] : gen_max;
         high = c->max_clock[s] > high ? c->max_clock[s] : high;
     }
-    /* Consistent: one generation, and no chunk more than a clock ahead of
-     * the lowest (a chunk one ahead just ignores the replayed pushes). */
+    /* Consistent: one generation, and no chunk ahead of the lowest (or, when
+     * not exact, at most one round ahead: it ignores the replayed pushes,
+     * but the replayed step reads its newer parameters). */
     *clock = low;
-    if (gen_min == gen_max && high <= low + 1)
+    if (gen_min == gen_max && high <= low + (exact ? 0 : 1))
         return PS_OK;
     /* A rollback half done by another worker is finished at its generation;
      * otherwise a new one starts. Every shard reloads its checkpoint of the

@@ -51,7 +51,12 @@ int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err);
  * came back at an older checkpoint, or a rollback is half done) asks them
  * all to roll back to the lowest clock among them. *clock is the clock to
  * resume at; the caller re-pulls its parameters there. */
-int ps_client_recover(ps_client_t *c, int64_t *clock, ps_errbuf_t *err);
+/* exact: roll back whenever the shards' clocks differ at all (after a shard
+ * restart: the lowest clock is then the restored checkpoint, which every
+ * shard holds, and a chunk one round ahead would serve parameters newer
+ * than the replayed step's). Otherwise a chunk one round ahead is accepted
+ * (it ignores the replayed pushes), so a rejoin needs no checkpoint. */
+int ps_client_recover(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t *err);
 
 /* Stops the heartbeat thread (before BYE, so the counts are final). */
 void ps_client_stop_heartbeats(ps_client_t *c);

@@ -373,7 +373,7 @@ static int recover(trainer_t *tr, int why, ps_errbuf_t *err)
                            : why == PS_ERESTARTED ? "a shard restarted" : "the job was rolled back",
            (long long)tr->clock);
     int64_t clock;
-    int rc = ps_client_recover(tr->client, &clock, err);
+    int rc = ps_client_recover(tr->client, why == PS_ERESTARTED, &clock, err);
     for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_tables(tr->model); id++)
         rc = ps_client_pull(tr->client, id, clock, 0, ps_model_params(tr->model, id));
     if (rc == PS_OK)
