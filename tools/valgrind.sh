@@ -13,7 +13,10 @@ for t in config wire optim table model data npy half loss_scale checkpoint clien
 done
 work=$(mktemp -d)
 trap 'kill "$server" 2>/dev/null || true; rm -rf "$work"' EXIT
-"${VG[@]}" "$build/bin/ps-server" --port 0 --ready-file "$work/ready" 2>"$work/server.log" &
+# Under Valgrind every thread runs in turn and ~20x slower: generous
+# liveness timeouts, so a slow heartbeat is not taken for a dead worker.
+"${VG[@]}" "$build/bin/ps-server" --port 0 --ready-file "$work/ready" \
+    --heartbeat-timeout-ms 600000 2>"$work/server.log" &
 server=$!
 for _ in $(seq 300); do [ -f "$work/ready" ] && break; sleep 0.1; done
 [ -f "$work/ready" ] || { echo "FAIL: ps-server under valgrind not ready in 30 s" >&2; exit 1; }
@@ -22,7 +25,7 @@ FM=/usr/share/datasets/fashion-mnist
 "${VG[@]}" "$build/bin/ps-worker" --servers "$ep" --model softmax --max_steps 30 --lr 0.1 \
     --data_format idx --train_data $FM/train-images-idx3-ubyte.gz \
     --train_labels $FM/train-labels-idx1-ubyte.gz --test_data $FM/t10k-images-idx3-ubyte.gz \
-    --test_labels $FM/t10k-labels-idx1-ubyte.gz --request_timeout_ms 60000 \
+    --test_labels $FM/t10k-labels-idx1-ubyte.gz --request_timeout_ms 120000 --server_timeout_ms 0 \
     >"$work/worker.out" 2>"$work/worker.log" ||
     { echo "FAIL: ps-worker under valgrind" >&2; cat "$work/worker.log" >&2; exit 1; }
 kill -TERM "$server"
