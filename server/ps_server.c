@@ -394,20 +394,20 @@ static bool all_done(const job_t *job)
 
 /* ---- replies ------------------------------------------------------------- */
 
-/* Sends [identity][header][values converted to rep->dtype, if values]. */
-static void send_reply(ps_server_t *srv, zmq_msg_t *identity, Ps__Header *rep,
-                       const float *values, uint64_t n_values)
+/* Sends [identity][header][vals, if not NULL; its ownership moves]. */
+static void send_reply_msg(ps_server_t *srv, zmq_msg_t *identity, Ps__Header *rep,
+                           zmq_msg_t *vals_in)
 {
     zmq_msg_t id, vals;
-    if (values && ps_wire_from_f32(&vals, rep->dtype, values, n_values) != PS_OK) {
-        ps_log(PS_LOG_ERROR, "shard %lld: cannot allocate a %llu-element reply",
-               (long long)srv->cfg.shard, (unsigned long long)n_values);
-        return;
+    bool values = vals_in != NULL;
+    if (values) {
+        zmq_msg_init(&vals);
+        zmq_msg_move(&vals, vals_in);
     }
     zmq_msg_init(&id);
     zmq_msg_copy(&id, identity);
     int n1 = ps_wire_send_msg(srv->router, &id, 1);
-    int n2 = n1 < 0 ? n1 : ps_wire_send_header(srv->router, rep, values != NULL);
+    int n2 = n1 < 0 ? n1 : ps_wire_send_header(srv->router, rep, values);
     int n3 = 0;
     if (values)
         n3 = n2 < 0 ? (zmq_msg_close(&vals), n2) : ps_wire_send_msg(srv->router, &vals, 0);
@@ -418,6 +418,19 @@ static void send_reply(ps_server_t *srv, zmq_msg_t *identity, Ps__Header *rep,
         return;
     }
     srv->stats.bytes_out += (uint64_t)n2 + (uint64_t)n3;
+}
+
+/* Sends [identity][header][values converted to rep->dtype, if values]. */
+static void send_reply(ps_server_t *srv, zmq_msg_t *identity, Ps__Header *rep,
+                       const float *values, uint64_t n_values)
+{
+    zmq_msg_t vals;
+    if (values && ps_wire_from_f32(&vals, rep->dtype, values, n_values) != PS_OK) {
+        ps_log(PS_LOG_ERROR, "shard %lld: cannot allocate a %llu-element reply",
+               (long long)srv->cfg.shard, (unsigned long long)n_values);
+        return;
+    }
+    send_reply_msg(srv, identity, rep, values ? &vals : NULL);
 }
 
 static void reply_init(Ps__Header *rep, const Ps__Header *req)
@@ -912,18 +925,22 @@ static void reply_sparse(ps_server_t *srv, pending_t *p, ps_sparse_t *t)
     rep.table_id = p->table_id;
     rep.clock = p->clock;
     rep.n_elems = n;
-    float *rows = malloc(n * dim * sizeof(float) + 1);
+    /* the rows go straight into the reply frame: no buffer to copy from */
+    zmq_msg_t vals;
+    bool ok = zmq_msg_init_size(&vals, n * dim * sizeof(float)) == 0;
+    float *rows = ok ? zmq_msg_data(&vals) : NULL;
     const uint64_t *keys = zmq_msg_data(&p->keys); /* a copy we made aligned (see park) */
     if (rows && (p->flags & PS_FLAG_NO_CREATE))
         ps_sparse_peek(t, keys, n, rows);
     if (!rows || (!(p->flags & PS_FLAG_NO_CREATE) && ps_sparse_pull(t, keys, n, rows) != PS_OK)) {
         rep.status = rows ? PS_ERANGE : PS_ENOMEM;
         rep.message = rows ? "sparse table is full on this shard" : "out of memory";
-        send_reply(srv, &p->identity, &rep, NULL, 0);
+        if (ok)
+            zmq_msg_close(&vals);
+        send_reply_msg(srv, &p->identity, &rep, NULL);
     } else {
-        send_reply(srv, &p->identity, &rep, rows, n * dim);
+        send_reply_msg(srv, &p->identity, &rep, &vals);
     }
-    free(rows);
 }
 
 /* SPARSE_PULL and SPARSE_PUSH: [header][keys][gradient rows (push)]. Every

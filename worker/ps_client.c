@@ -312,27 +312,44 @@ static void release_zero_copy(void *data, void *hint)
     atomic_fetch_sub((atomic_int *)hint, 1);
 }
 
-/* Sends header (+ values of the header's dtype, zero-copy from buf) to one
- * shard and tracks it. */
-static int send_request(ps_client_t *c, uint32_t shard, Ps__Header *h, const void *values,
-                        uint64_t n_values, float *dst, uint64_t dst_offset, uint64_t dst_len)
+/* Sends one zero-copy frame; ZeroMQ lets go of buf later (zero_copy_held). */
+static int send_zero_copy(ps_client_t *c, void *sock, const void *buf, size_t bytes, int more)
+{
+    zmq_msg_t m;
+    atomic_fetch_add(&c->zero_copy_held, 1);
+    zmq_msg_init_data(&m, (void *)buf, bytes, release_zero_copy, &c->zero_copy_held);
+    int n = ps_wire_send_msg(sock, &m, more);
+    if (n >= 0)
+        c->bytes_sent += (uint64_t)n;
+    return n;
+}
+
+/* The frames of every request: header, then (sparse ops) h->n_elems keys,
+ * then n_values values of the header's dtype; keys and values zero-copy. */
+static int send_frames(ps_client_t *c, uint32_t shard, Ps__Header *h, const uint64_t *keys,
+                       const void *values, uint64_t n_values)
 {
     void *s = c->socks[shard];
     h->incarnation = atomic_load(&c->incarnation[shard]);
-    int n = ps_wire_send_header(s, h, values != NULL);
+    int n = ps_wire_send_header(s, h, keys || values);
     if (n < 0)
         return n;
     c->bytes_sent += (uint64_t)n;
-    if (values) {
-        zmq_msg_t m;
-        size_t bytes = n_values * ps_dtype_size(h->dtype);
-        atomic_fetch_add(&c->zero_copy_held, 1);
-        zmq_msg_init_data(&m, (void *)values, bytes, release_zero_copy, &c->zero_copy_held);
-        n = ps_wire_send_msg(s, &m, 0);
-        if (n < 0)
-            return n;
-        c->bytes_sent += bytes;
-    }
+    if (keys && (n = send_zero_copy(c, s, keys, h->n_elems * sizeof *keys, values ? ZMQ_SNDMORE : 0)) < 0)
+        return n;
+    if (values && (n = send_zero_copy(c, s, values, n_values * ps_dtype_size(h->dtype), 0)) < 0)
+        return n;
+    return PS_OK;
+}
+
+/* Sends header (+ values of the header's dtype, zero-copy) to one shard and
+ * tracks it. */
+static int send_request(ps_client_t *c, uint32_t shard, Ps__Header *h, const void *values,
+                        uint64_t n_values, float *dst, uint64_t dst_offset, uint64_t dst_len)
+{
+    int rc = send_frames(c, shard, h, NULL, values, n_values);
+    if (rc != PS_OK)
+        return rc;
     track(c, shard, h, values, n_values, dst, dst_offset, dst_len);
     return PS_OK;
 }
@@ -352,26 +369,10 @@ static int resend(ps_client_t *c, inflight_t *f)
     h.n_elems = f->len;
     h.n_samples = f->n_samples;
     h.grad_scale = f->grad_scale;
-    h.incarnation = atomic_load(&c->incarnation[f->shard]);
     if (f->keys)
         h.dtype = PS__DTYPE__F32; /* sparse rows always travel as f32 */
-    void *s = c->socks[f->shard];
-    int n = ps_wire_send_header(s, &h, f->values != NULL || f->keys != NULL);
-    if (n >= 0 && f->keys) {
-        zmq_msg_t m;
-        atomic_fetch_add(&c->zero_copy_held, 1);
-        zmq_msg_init_data(&m, (void *)f->keys, f->len * sizeof(uint64_t), release_zero_copy,
-                          &c->zero_copy_held);
-        n = ps_wire_send_msg(s, &m, f->values ? ZMQ_SNDMORE : 0);
-    }
-    if (n >= 0 && f->values) {
-        zmq_msg_t m;
-        size_t bytes = f->n_values * ps_dtype_size(h.dtype);
-        atomic_fetch_add(&c->zero_copy_held, 1);
-        zmq_msg_init_data(&m, (void *)f->values, bytes, release_zero_copy, &c->zero_copy_held);
-        n = ps_wire_send_msg(s, &m, 0);
-    }
-    return n < 0 ? n : PS_OK;
+    int rc = send_frames(c, f->shard, &h, f->keys, f->values, f->n_values);
+    return rc < 0 ? rc : PS_OK;
 }
 
 static inflight_t *find_inflight(ps_client_t *c, uint64_t id)
@@ -982,28 +983,11 @@ static int send_sparse(ps_client_t *c, int op, uint32_t id, int64_t clock, uint3
         h.clock = clock;
         h.flags = flags;
         h.n_elems = len;
-        h.incarnation = atomic_load(&c->incarnation[s]);
-        void *sock = c->socks[s];
-        int rc = ps_wire_send_header(sock, &h, 1);
-        if (rc < 0)
+        const float *vals = grads ? st->vals + a * dim : NULL;
+        int rc = send_frames(c, s, &h, st->keys + a, vals, len * dim);
+        if (rc != PS_OK)
             return rc;
-        c->bytes_sent += (uint64_t)rc;
-        zmq_msg_t m;
-        atomic_fetch_add(&c->zero_copy_held, 1);
-        zmq_msg_init_data(&m, st->keys + a, len * sizeof(uint64_t), release_zero_copy,
-                          &c->zero_copy_held);
-        if ((rc = ps_wire_send_msg(sock, &m, grads ? ZMQ_SNDMORE : 0)) < 0)
-            return rc;
-        c->bytes_sent += (uint64_t)rc;
-        if (grads) {
-            atomic_fetch_add(&c->zero_copy_held, 1);
-            zmq_msg_init_data(&m, st->vals + a * dim, len * dim * sizeof(float), release_zero_copy,
-                              &c->zero_copy_held);
-            if ((rc = ps_wire_send_msg(sock, &m, 0)) < 0)
-                return rc;
-            c->bytes_sent += (uint64_t)rc;
-        }
-        inflight_t *f = track(c, s, &h, grads ? st->vals + a * dim : NULL, len * dim, rows, 0, len);
+        inflight_t *f = track(c, s, &h, vals, len * dim, rows, 0, len);
         f->keys = st->keys + a;
         f->scatter = grads ? NULL : st->pos + a;
         f->dim = dim;
