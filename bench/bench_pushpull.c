@@ -6,6 +6,11 @@
  *   ps:  one worker, PUSH_PULL rounds of a dense fp32 tensor of n bytes
  *        against the server core (ASP, SGD); the reply carries n bytes.
  * Also 2 workers x 2 shards (threads) against 2 raw echo servers.
+ *
+ * The two are measured in alternating slices of SLICE_S seconds (raw, ps,
+ * raw, ps, ...) with every connection open all along, so a shared machine's
+ * slow moments hit both alike and the ratio stays put while the absolute
+ * figures drift.
  * Usage: bench_pushpull [--quick] [--seconds S] [--bytes N]   Prints JSON lines. */
 #include <pthread.h>
 #include <stdio.h>
@@ -18,7 +23,9 @@
 #include "ps_test_server.h"
 #include "ps_time.h"
 
-static double seconds = 1.0;
+#define SLICE_S 0.025
+
+static double seconds = 2.0;
 
 /* ---- raw ZeroMQ echo ---- */
 typedef struct {
@@ -62,102 +69,140 @@ static void echo_stop(echo_t *e)
     zmq_ctx_term(e->ctx);
 }
 
-/* Round trips of `bytes` split over n_servers echo servers; returns bytes/s
- * (one direction). */
-static double raw_rate(echo_t *servers, int n_servers, size_t bytes)
+/* ---- one worker's two connections: raw sockets and a ps client ---- */
+typedef struct {
+    /* in */
+    echo_t *echo;
+    const char *ps_endpoints;
+    uint32_t rank, world, n_shards;
+    size_t bytes;                /* per round, split evenly over the shards */
+    pthread_barrier_t *barrier;  /* NULL for a single worker */
+    /* state */
+    void *ctx, *socks[2];
+    char *raw_buf;
+    ps_client_t *client;
+    float *params, *grad;
+    long ps_round;
+    /* out */
+    double raw_s, ps_s;
+    long raw_rounds, ps_rounds;
+} worker_t;
+
+static void die(const char *what, const char *msg)
 {
-    void *ctx = zmq_ctx_new();
-    void *socks[4];
-    for (int s = 0; s < n_servers; s++) {
-        socks[s] = zmq_socket(ctx, ZMQ_DEALER);
-        zmq_connect(socks[s], servers[s].endpoint);
-    }
-    char *buf = calloc(1, bytes);
-    size_t part = bytes / (size_t)n_servers;
-    long rounds = 0;
-    double t0 = ps_time_wall_s(), t;
-    do {
-        for (int s = 0; s < n_servers; s++) {
-            zmq_msg_t m;
-            zmq_msg_init_data(&m, buf + (size_t)s * part, part, NULL, NULL);
-            zmq_msg_send(&m, socks[s], 0);
-        }
-        for (int s = 0; s < n_servers; s++) {
-            zmq_msg_t m;
-            zmq_msg_init(&m);
-            zmq_msg_recv(&m, socks[s], 0);
-            zmq_msg_close(&m);
-        }
-        rounds++;
-        t = ps_time_wall_s() - t0;
-    } while (t < seconds || rounds < 3);
-    for (int s = 0; s < n_servers; s++) {
+    fprintf(stderr, "bench_pushpull: %s: %s\n", what, msg);
+    exit(1);
+}
+
+static void worker_open(worker_t *w)
+{
+    w->ctx = zmq_ctx_new();
+    for (uint32_t s = 0; s < w->n_shards; s++) {
+        w->socks[s] = zmq_socket(w->ctx, ZMQ_DEALER);
         int zero = 0;
-        zmq_setsockopt(socks[s], ZMQ_LINGER, &zero, sizeof zero);
-        zmq_close(socks[s]);
+        zmq_setsockopt(w->socks[s], ZMQ_LINGER, &zero, sizeof zero);
+        zmq_connect(w->socks[s], w->echo[s].endpoint);
     }
-    zmq_ctx_term(ctx);
-    free(buf);
-    return (double)bytes * (double)rounds / t;
+    w->raw_buf = calloc(1, w->bytes);
+    char job[64];
+    snprintf(job, sizeof job, "pp-%zu-%u", w->bytes, w->world);
+    ps_client_opts_t o = {.job = job, .rank = w->rank, .world = w->world, .max_staleness = -1,
+                          .timeout_ms = 60000};
+    ps_errbuf_t err;
+    size_t n = w->bytes / sizeof(float);
+    w->params = calloc(n, sizeof(float));
+    w->grad = calloc(n, sizeof(float));
+    uint64_t shape[1] = {n};
+    ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 1e-3};
+    w->client = ps_client_new(w->ps_endpoints, &o, &err);
+    if (!w->client || ps_client_hello(w->client, NULL, &err) ||
+        ps_client_init_table(w->client, 0, "t", shape, 1, &sgd, w->params, &err))
+        die("ps client", err.msg);
 }
 
-/* ---- ps ---- */
-typedef struct {
-    const char *endpoints;
-    uint32_t rank, world;
-    size_t n;
-    double rate;
-} ps_run_t;
-
-static void *ps_run(void *arg)
+static void worker_close(worker_t *w)
 {
-    ps_run_t *r = arg;
-    char job[64];
-    snprintf(job, sizeof job, "pp-%zu-%u", r->n, r->world);
-    ps_client_opts_t o = {.job = job, .rank = r->rank, .world = r->world, .max_staleness = -1, .timeout_ms = 60000};
     ps_errbuf_t err;
-    ps_client_t *c = ps_client_new(r->endpoints, &o, &err);
-    float *params = calloc(r->n, sizeof(float)), *grad = calloc(r->n, sizeof(float));
-    uint64_t shape[1] = {r->n};
-    ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 1e-3};
-    if (!c || ps_client_hello(c, NULL, &err) || ps_client_init_table(c, 0, "t", shape, 1, &sgd, params, &err)) {
-        fprintf(stderr, "bench: %s\n", err.msg);
-        exit(1);
+    ps_client_bye(w->client, &err);
+    ps_client_destroy(&w->client);
+    for (uint32_t s = 0; s < w->n_shards; s++)
+        zmq_close(w->socks[s]);
+    zmq_ctx_term(w->ctx);
+    free(w->raw_buf);
+    free(w->params);
+    free(w->grad);
+}
+
+static void raw_round(worker_t *w)
+{
+    size_t part = w->bytes / w->n_shards;
+    for (uint32_t s = 0; s < w->n_shards; s++) {
+        zmq_msg_t m;
+        zmq_msg_init_data(&m, w->raw_buf + (size_t)s * part, part, NULL, NULL);
+        if (zmq_msg_send(&m, w->socks[s], 0) < 0)
+            die("raw send", zmq_strerror(zmq_errno()));
     }
-    long rounds = 0;
+    for (uint32_t s = 0; s < w->n_shards; s++) {
+        zmq_msg_t m;
+        zmq_msg_init(&m);
+        if (zmq_msg_recv(&m, w->socks[s], 0) < 0)
+            die("raw recv", zmq_strerror(zmq_errno()));
+        zmq_msg_close(&m);
+    }
+}
+
+static void ps_round(worker_t *w)
+{
+    ps_errbuf_t err;
+    ps_client_push_pull(w->client, 0, w->ps_round, w->grad, 1, 1.0f, 0, w->params);
+    if (ps_client_wait(w->client, &err) != PS_OK)
+        die("ps round", err.msg);
+    w->ps_round++;
+}
+
+/* Rounds of one kind for SLICE_S seconds (at least one round). */
+static void run_slice(worker_t *w, void (*round)(worker_t *), double *secs, long *rounds)
+{
     double t0 = ps_time_wall_s(), t;
     do {
-        ps_client_push_pull(c, 0, rounds, grad, 1, 1.0f, 0, params);
-        if (ps_client_wait(c, &err) != PS_OK) {
-            fprintf(stderr, "bench: %s\n", err.msg);
-            exit(1);
-        }
-        rounds++;
+        round(w);
+        (*rounds)++;
         t = ps_time_wall_s() - t0;
-    } while (t < seconds || rounds < 3);
-    ps_client_bye(c, &err);
-    ps_client_destroy(&c);
-    free(params);
-    free(grad);
-    r->rate = (double)r->n * sizeof(float) * (double)rounds / t;
+    } while (t < SLICE_S);
+    *secs += t;
+}
+
+static void sync_workers(worker_t *w)
+{
+    if (w->barrier)
+        pthread_barrier_wait(w->barrier);
+}
+
+static void *worker_run(void *arg)
+{
+    worker_t *w = arg;
+    worker_open(w);
+    raw_round(w); /* warm both paths up: connections, first allocations */
+    ps_round(w);
+    int slices = (int)(seconds / SLICE_S / 2);
+    slices = slices < 2 ? 2 : slices;
+    for (int i = 0; i < slices; i++) {
+        sync_workers(w);
+        run_slice(w, raw_round, &w->raw_s, &w->raw_rounds);
+        sync_workers(w);
+        run_slice(w, ps_round, &w->ps_s, &w->ps_rounds);
+    }
+    worker_close(w);
     return NULL;
 }
 
-typedef struct {
-    echo_t *servers;
-    size_t bytes;
-    double rate;
-} raw_arg_t;
-
-static void *raw_thread(void *arg)
+static void report(const char *setup, size_t bytes, const worker_t *w, int n)
 {
-    raw_arg_t *a = arg;
-    a->rate = raw_rate(a->servers, 2, a->bytes);
-    return NULL;
-}
-
-static void report(const char *setup, size_t bytes, double ps, double raw)
-{
+    double ps = 0, raw = 0;
+    for (int i = 0; i < n; i++) {
+        ps += (double)bytes * (double)w[i].ps_rounds / w[i].ps_s;
+        raw += (double)bytes * (double)w[i].raw_rounds / w[i].raw_s;
+    }
     printf("{\"bench\":\"push_pull\",\"setup\":\"%s\",\"bytes\":%zu,\"ps_bytes_per_s\":%.4g,"
            "\"baseline\":\"raw_zmq\",\"baseline_bytes_per_s\":%.4g,\"ratio\":%.3f}\n",
            setup, bytes, ps, raw, ps / raw);
@@ -170,13 +215,15 @@ int main(int argc, char **argv)
     size_t only = 0;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
-            quick = 1, seconds = 0.05;
+            quick = 1, seconds = 0.1;
         else if (strcmp(argv[i], "--bytes") == 0 && i + 1 < argc)
             only = (size_t)atoll(argv[++i]);
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
             seconds = atof(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_pushpull [--quick] [--seconds S] [--bytes N]\n");
+            fprintf(stderr, "usage: bench_pushpull [--quick] [--seconds S] [--bytes N]\n"
+                            "  S: seconds of each of raw and ps per size (default 2)\n"
+                            "  N: only this tensor size in bytes (65536, 1048576, 4194304, 16777216)\n");
             return 2;
         }
     }
@@ -193,10 +240,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < n_sizes; i++) {
         if (only && sizes[i] != only)
             continue;
-        double raw = raw_rate(echo, 1, sizes[i]);
-        ps_run_t r = {ps_server_endpoint(srv[0].srv), 0, 1, sizes[i] / 4, 0};
-        ps_run(&r);
-        report("1 worker x 1 shard", sizes[i], r.rate, raw);
+        worker_t w = {.echo = echo, .ps_endpoints = ps_server_endpoint(srv[0].srv), .rank = 0,
+                      .world = 1, .n_shards = 1, .bytes = sizes[i]};
+        worker_run(&w);
+        report("1 worker x 1 shard", sizes[i], &w, 1);
     }
     ps_test_server_stop(&srv[0]);
 
@@ -208,18 +255,19 @@ int main(int argc, char **argv)
     for (int i = 1; i < n_sizes; i++) {
         if (only && sizes[i] != only)
             continue;
+        pthread_barrier_t barrier;
+        pthread_barrier_init(&barrier, NULL, 2);
         pthread_t th[2];
-        raw_arg_t ra[2] = {{echo, sizes[i], 0}, {echo, sizes[i], 0}};
-        for (int w = 0; w < 2; w++)
-            pthread_create(&th[w], NULL, raw_thread, &ra[w]);
-        for (int w = 0; w < 2; w++)
-            pthread_join(th[w], NULL);
-        ps_run_t r[2] = {{eps, 0, 2, sizes[i] / 4, 0}, {eps, 1, 2, sizes[i] / 4, 0}};
-        for (int w = 0; w < 2; w++)
-            pthread_create(&th[w], NULL, ps_run, &r[w]);
-        for (int w = 0; w < 2; w++)
-            pthread_join(th[w], NULL);
-        report("2 workers x 2 shards", sizes[i], r[0].rate + r[1].rate, ra[0].rate + ra[1].rate);
+        worker_t w[2];
+        for (uint32_t r = 0; r < 2; r++) {
+            w[r] = (worker_t){.echo = echo, .ps_endpoints = eps, .rank = r, .world = 2,
+                              .n_shards = 2, .bytes = sizes[i], .barrier = &barrier};
+            pthread_create(&th[r], NULL, worker_run, &w[r]);
+        }
+        for (int r = 0; r < 2; r++)
+            pthread_join(th[r], NULL);
+        pthread_barrier_destroy(&barrier);
+        report("2 workers x 2 shards", sizes[i], w, 2);
     }
     ps_test_server_stop(&srv[0]);
     ps_test_server_stop(&srv[1]);
