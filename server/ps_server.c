@@ -477,7 +477,7 @@ static int reply_error(ps_server_t *srv, request_t *rq, int code, const char *fm
     return code;
 }
 
-static void reply_params(ps_server_t *srv, const pending_t *p, const ps_table_t *t)
+static void reply_params(ps_server_t *srv, const pending_t *p, ps_table_t *t)
 {
     Ps__Header rep;
     reply_init(&rep, NULL);
@@ -492,6 +492,12 @@ static void reply_params(ps_server_t *srv, const pending_t *p, const ps_table_t 
         rep.flags |= PS_FLAG_SKIPPED;
     rep.offset = ps_table_offset(t);
     rep.n_elems = ps_table_len(t);
+    zmq_msg_t vals;
+    if (p->dtype == PS__DTYPE__F32 && ps_table_lend_params(t, &vals) == PS_OK) {
+        /* fp32 goes out as the table's own buffer: no copy, no allocation */
+        send_reply_msg(srv, (zmq_msg_t *)&p->identity, &rep, &vals);
+        return;
+    }
     send_reply(srv, (zmq_msg_t *)&p->identity, &rep, ps_table_params(t), ps_table_len(t));
 }
 

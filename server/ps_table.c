@@ -1,10 +1,51 @@
 /* ps_table.c - dense table slice with BSP rounds and SSP/ASP clocks. */
 #include "ps_table.h"
 
+#include <stdalign.h>
+#include <stdatomic.h>
+
 #include <stdlib.h>
 #include <string.h>
 
 #include "ps_log.h"
+
+/* Parameters live in reference-counted buffers so that a reply can carry
+ * them without a copy: ZeroMQ's I/O thread holds a reference while it sends
+ * one, and an update never writes a buffer that is being sent (it writes
+ * its result into a free one instead). The table's own reference is one of
+ * the count; the last holder frees the buffer. */
+typedef struct {
+    alignas(64) atomic_int refs;
+    float data[]; /* at offset 64: aligned for vector loads */
+} param_buf_t;
+
+static param_buf_t *buf_new(uint64_t len)
+{
+    param_buf_t *b = aligned_alloc(64, sizeof *b + ((len ? len : 1) * sizeof(float) + 63) / 64 * 64);
+    if (b)
+        atomic_init(&b->refs, 1);
+    return b;
+}
+
+static void buf_unref(param_buf_t *b)
+{
+    if (b && atomic_fetch_sub_explicit(&b->refs, 1, memory_order_acq_rel) == 1)
+        free(b);
+}
+
+/* zmq_free_fn, run by ZeroMQ's I/O thread once the frame is sent. */
+static void buf_release(void *data, void *hint)
+{
+    (void)data;
+    buf_unref(hint);
+}
+
+/* Only the table holds it: nothing reads it but us. Acquire pairs with the
+ * release in buf_unref, so the sender's reads are over before we write. */
+static bool buf_is_ours(param_buf_t *b)
+{
+    return atomic_load_explicit(&b->refs, memory_order_acquire) == 1;
+}
 
 struct ps_table {
     char name[PS_TABLE_NAME_MAX];
@@ -14,7 +55,8 @@ struct ps_table {
     int ndim;
     uint32_t world;
     int max_staleness;
-    float *w;
+    param_buf_t *cur;      /* the parameters */
+    param_buf_t *spare;    /* a second buffer for updates while cur is being sent, or NULL */
     ps_optim_t opt;
     int64_t clock;         /* BSP rounds applied */
     int64_t *pushes;       /* per rank: pushes accepted */
@@ -51,16 +93,16 @@ ps_table_t *ps_table_new(const ps_table_params_t *p, const float *init, ps_errbu
     t->world = p->world;
     t->max_staleness = p->max_staleness;
     size_t n = p->len ? p->len : 1;
-    t->w = malloc(n * sizeof(float));
+    t->cur = buf_new(n);
     t->pushes = calloc(p->world, sizeof *t->pushes);
     t->stash = calloc(p->world, sizeof *t->stash);
     t->stash_samples = calloc(p->world, sizeof *t->stash_samples);
     t->stashed = calloc(p->world, 1);
     t->accum = p->max_staleness == 0 ? malloc(n * sizeof(float)) : NULL;
-    if (!t->w || !t->pushes || !t->stash || !t->stash_samples || !t->stashed ||
+    if (!t->cur || !t->pushes || !t->stash || !t->stash_samples || !t->stashed ||
         (p->max_staleness == 0 && !t->accum) || ps_optim_init(&t->opt, &p->optim, p->len) != PS_OK)
         goto oom;
-    memcpy(t->w, init, p->len * sizeof(float));
+    memcpy(t->cur->data, init, p->len * sizeof(float));
     t->last_skipped = -1;
     return t;
 oom:
@@ -79,7 +121,8 @@ void ps_table_destroy(ps_table_t **tp)
         if (t->stashed[r] == 1)
             zmq_msg_close(&t->stash[r]);
     ps_optim_fini(&t->opt);
-    free(t->w);
+    buf_unref(t->cur);
+    buf_unref(t->spare);
     free(t->pushes);
     free(t->stash);
     free(t->stash_samples);
@@ -93,7 +136,55 @@ const char *ps_table_name(const ps_table_t *t) { return t->name; }
 uint64_t ps_table_n_total(const ps_table_t *t) { return t->n_total; }
 uint64_t ps_table_offset(const ps_table_t *t) { return t->offset; }
 uint64_t ps_table_len(const ps_table_t *t) { return t->len; }
-const float *ps_table_params(const ps_table_t *t) { return t->w; }
+const float *ps_table_params(const ps_table_t *t) { return t->cur->data; }
+
+int ps_table_lend_params(ps_table_t *t, zmq_msg_t *msg)
+{
+    atomic_fetch_add_explicit(&t->cur->refs, 1, memory_order_relaxed);
+    if (zmq_msg_init_data(msg, t->cur->data, t->len * sizeof(float), buf_release, t->cur) != 0) {
+        buf_unref(t->cur);
+        return PS_ENOMEM;
+    }
+    return PS_OK;
+}
+
+/* A buffer the next parameters may be written to: cur itself if no reply is
+ * sending it (in place touches the least memory), else the spare if that is
+ * free, else a new spare (the busy one is let go; its last sender frees it). */
+static param_buf_t *writable_buf(ps_table_t *t)
+{
+    if (buf_is_ours(t->cur))
+        return t->cur;
+    if (t->spare && buf_is_ours(t->spare))
+        return t->spare;
+    buf_unref(t->spare);
+    /* A chunk is at most about PS_CHUNK_ELEMS floats (ps_shardmap), a size we
+     * choose, so running out here is treated like ps_xmalloc does. */
+    t->spare = buf_new(t->len);
+    if (!t->spare) {
+        ps_log(PS_LOG_ERROR, "table '%s': out of memory for a %llu-float buffer", t->name,
+               (unsigned long long)t->len);
+        abort();
+    }
+    return t->spare;
+}
+
+/* b (from writable_buf) now holds the parameters. */
+static void commit_buf(ps_table_t *t, param_buf_t *b)
+{
+    if (b != t->cur) {
+        t->spare = t->cur;
+        t->cur = b;
+    }
+}
+
+/* One optimizer step from cur into a buffer no reply is reading. */
+static void apply_update(ps_table_t *t, const float *grad, float scale)
+{
+    param_buf_t *b = writable_buf(t);
+    ps_optim_step_to(&t->opt, t->cur->data, b->data, grad, scale);
+    commit_buf(t, b);
+}
 uint64_t ps_table_updates(const ps_table_t *t) { return t->opt.t; }
 const ps_optim_spec_t *ps_table_optim(const ps_table_t *t) { return &t->opt.spec; }
 
@@ -136,7 +227,7 @@ int ps_table_push(ps_table_t *t, uint32_t rank, int64_t clock, zmq_msg_t *values
     if (clock > t->pushes[rank])
         return PS_ERANGE;
     if (values && n_samples)
-        ps_optim_step(&t->opt, t->w, zmq_msg_data(values), 1.0f / (float)n_samples);
+        apply_update(t, zmq_msg_data(values), 1.0f / (float)n_samples);
     t->pushes[rank]++;
     return PS_OK;
 }
@@ -154,38 +245,51 @@ bool ps_table_try_complete(ps_table_t *t, const uint8_t *live)
     if (n_stashed == 0)
         return false;
     uint64_t samples = 0;
-    bool first = true, skip = false;
-    for (uint32_t r = 0; r < t->world; r++)
-        skip |= t->stashed[r] == 2;
+    uint32_t n_values = 0, last = 0;
+    bool skip = false;
     for (uint32_t r = 0; r < t->world; r++) {
-        if (t->stashed[r] != 1 || skip) {
-            if (t->stashed[r] == 1)
-                zmq_msg_close(&t->stash[r]);
-            t->stashed[r] = 0;
+        skip |= t->stashed[r] == 2;
+        if (t->stashed[r] == 1)
+            n_values++, last = r;
+    }
+    /* A single push (one worker, or one live) is applied straight from its
+     * frame; more are summed in rank order, the first two in one pass. */
+    const float *grad = n_values == 1 ? zmq_msg_data(&t->stash[last]) : t->accum;
+    const float *first = NULL;
+    uint32_t summed = 0;
+    for (uint32_t r = 0; r < t->world && !skip; r++) {
+        if (t->stashed[r] != 1)
             continue;
-        }
+        samples += t->stash_samples[r];
         const float *g = zmq_msg_data(&t->stash[r]);
-        if (first)
-            memcpy(t->accum, g, t->len * sizeof(float));
+        if (n_values == 1)
+            break;
+        if (summed == 0)
+            first = g;
+        else if (summed == 1)
+            for (uint64_t i = 0; i < t->len; i++)
+                t->accum[i] = first[i] + g[i];
         else
             for (uint64_t i = 0; i < t->len; i++)
                 t->accum[i] += g[i];
-        first = false;
-        samples += t->stash_samples[r];
-        zmq_msg_close(&t->stash[r]);
-        t->stashed[r] = 0;
+        summed++;
     }
     if (skip)
         t->last_skipped = t->clock;
     else if (samples)
-        ps_optim_step(&t->opt, t->w, t->accum, 1.0f / (float)samples);
+        apply_update(t, grad, 1.0f / (float)samples);
+    for (uint32_t r = 0; r < t->world; r++) {
+        if (t->stashed[r] == 1)
+            zmq_msg_close(&t->stash[r]);
+        t->stashed[r] = 0;
+    }
     t->clock++;
     return true;
 }
 
 void ps_table_get_state(const ps_table_t *t, ps_table_state_t *s)
 {
-    *s = (ps_table_state_t){t->len, t->world, t->clock, t->pushes, t->opt.t, t->w, t->opt.m,
+    *s = (ps_table_state_t){t->len, t->world, t->clock, t->pushes, t->opt.t, t->cur->data, t->opt.m,
                             t->opt.v};
 }
 
@@ -202,7 +306,9 @@ int ps_table_set_state(ps_table_t *t, const ps_table_state_t *s)
     memcpy(t->pushes, s->pushes, t->world * sizeof *t->pushes);
     t->clock = s->clock;
     t->opt.t = s->updates;
-    memcpy(t->w, s->params, t->len * sizeof(float));
+    param_buf_t *b = writable_buf(t);
+    memcpy(b->data, s->params, t->len * sizeof(float));
+    commit_buf(t, b);
     if (t->opt.m)
         memcpy(t->opt.m, s->m, t->len * sizeof(float));
     if (t->opt.v)

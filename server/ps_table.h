@@ -40,6 +40,12 @@ uint64_t ps_table_offset(const ps_table_t *t);
 uint64_t ps_table_len(const ps_table_t *t);
 /* Current parameters (len floats); borrowed, valid until the next update. */
 const float *ps_table_params(const ps_table_t *t);
+/* Makes *msg (uninitialised on entry) a frame of the current parameters
+ * without copying them: the frame holds a reference, and later updates
+ * write elsewhere until ZeroMQ has sent it (the table then keeps at most
+ * one second buffer of its own). Any thread may close the frame.
+ * PS_ENOMEM if ZeroMQ cannot make the frame (*msg is then not open). */
+int ps_table_lend_params(ps_table_t *t, zmq_msg_t *msg);
 /* What a checkpoint holds of a chunk: a read-only view (save) or the values
  * to put back (restore). Arrays have len floats; pushes has world entries.
  * Arrays read from a file may be unaligned: they are only ever memcpy'd. */

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
+#include <string.h>
 
 #include "ps_optim.h"
 
@@ -120,6 +121,44 @@ static void test_schedules(void **state)
     assert_close(ps_optim_lr(&s, 4), 1.0); /* cosine starts after warm-up */
 }
 
+/* Writing the update elsewhere (as a table does while a reply sends its
+ * parameters) must give the very bits of the in-place update and leave the
+ * source alone, for every optimizer, over lengths that exercise the vector
+ * loop and its tail. */
+static void test_step_to_matches_in_place(void **state)
+{
+    (void)state;
+    enum { N = 1000 + 7 };
+    static const ps_optim_kind_t kinds[] = {PS_OPTIM_SGD, PS_OPTIM_MOMENTUM, PS_OPTIM_ADAGRAD,
+                                            PS_OPTIM_RMSPROP, PS_OPTIM_ADAM, PS_OPTIM_ADAMW};
+    static float w0[N], g[N], in_place[N], src[N], dst[N];
+    for (int i = 0; i < N; i++) {
+        w0[i] = sinf((float)i * 0.37f);
+        g[i] = cosf((float)i * 1.3f) * (float)(i % 5);
+    }
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        ps_optim_spec_t s = base(kinds[k], 0.05);
+        s.momentum = 0.9;
+        s.weight_decay = 0.01;
+        ps_optim_t a, b;
+        assert_int_equal(ps_optim_init(&a, &s, N), 0);
+        assert_int_equal(ps_optim_init(&b, &s, N), 0);
+        memcpy(in_place, w0, sizeof w0);
+        memcpy(src, w0, sizeof w0);
+        for (int step = 0; step < 3; step++) {
+            ps_optim_step(&a, in_place, g, 0.25f);
+            ps_optim_step_to(&b, src, dst, g, 0.25f);
+            assert_memory_equal(in_place, dst, sizeof dst);
+            memcpy(src, dst, sizeof dst);
+            memset(dst, 0xff, sizeof dst); /* NaNs: a stale read would show */
+        }
+        ps_optim_step_to(&b, src, dst, g, 0.25f);
+        assert_memory_not_equal(src, dst, sizeof dst);
+        ps_optim_fini(&a);
+        ps_optim_fini(&b);
+    }
+}
+
 static void test_spec_check_rejects_nonsense(void **state)
 {
     (void)state;
@@ -144,6 +183,7 @@ int main(void)
         cmocka_unit_test(test_adagrad),      cmocka_unit_test(test_rmsprop),
         cmocka_unit_test(test_adam_and_adamw), cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_spec_check_rejects_nonsense),
+        cmocka_unit_test(test_step_to_matches_in_place),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

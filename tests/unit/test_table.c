@@ -121,6 +121,43 @@ static void test_ssp_applies_at_once_and_tracks_min_clock(void **state)
     ps_table_destroy(&t);
 }
 
+static void assert_floats(const float *v, float a, float b, float c)
+{
+    assert_true(v[0] == a && v[1] == b && v[2] == c);
+}
+
+/* A reply lent the parameters keeps the values it was given while updates
+ * go on; once no reply holds a buffer, updates go back to working in place. */
+static void test_lent_parameters_survive_updates(void **state)
+{
+    (void)state;
+    ps_table_t *t = make(-1, 1); /* ASP, SGD lr 1, w = {1, 2, 3} */
+    zmq_msg_t r1, r2, g;
+    assert_int_equal(ps_table_lend_params(t, &r1), PS_OK);
+    assert_int_equal(zmq_msg_size(&r1), 3 * sizeof(float));
+    grad_msg(&g, 1, 1, 1);
+    assert_int_equal(ps_table_push(t, 0, 0, &g, 1), PS_OK);
+    assert_floats(zmq_msg_data(&r1), 1, 2, 3);
+    assert_floats(ps_table_params(t), 0, 1, 2);
+    /* both buffers in flight: the next update needs a third */
+    assert_int_equal(ps_table_lend_params(t, &r2), PS_OK);
+    assert_int_equal(ps_table_push(t, 0, 1, &g, 1), PS_OK);
+    assert_floats(zmq_msg_data(&r1), 1, 2, 3);
+    assert_floats(zmq_msg_data(&r2), 0, 1, 2);
+    assert_floats(ps_table_params(t), -1, 0, 1);
+    zmq_msg_close(&r1); /* the buffer the table let go is freed here */
+    /* nothing lent any more from the current buffer: in place */
+    const float *before = ps_table_params(t);
+    assert_int_equal(ps_table_push(t, 0, 2, &g, 1), PS_OK);
+    assert_ptr_equal(ps_table_params(t), before);
+    assert_floats(ps_table_params(t), -2, -1, 0);
+    assert_floats(zmq_msg_data(&r2), 0, 1, 2);
+    zmq_msg_close(&g);
+    ps_table_destroy(&t); /* r2 still holds its buffer... */
+    assert_floats(zmq_msg_data(&r2), 0, 1, 2);
+    zmq_msg_close(&r2); /* ...and frees it (ASan: no leak, no use after free) */
+}
+
 static void test_invalid_optimizer_is_refused(void **state)
 {
     (void)state;
@@ -142,6 +179,7 @@ int main(void)
         cmocka_unit_test(test_bsp_keeps_pushes_until_destroyed_without_leaks),
         cmocka_unit_test(test_ssp_applies_at_once_and_tracks_min_clock),
         cmocka_unit_test(test_invalid_optimizer_is_refused),
+        cmocka_unit_test(test_lent_parameters_survive_updates),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
