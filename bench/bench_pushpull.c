@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <zmq.h>
 
 #include "ps_client.h"
@@ -86,6 +87,7 @@ typedef struct {
     /* out */
     double raw_s, ps_s;
     long raw_rounds, ps_rounds;
+    double raw_cpu_s, ps_cpu_s; /* CPU time of the whole process during the slices */
 } worker_t;
 
 static void die(const char *what, const char *msg)
@@ -160,16 +162,25 @@ static void ps_round(worker_t *w)
     w->ps_round++;
 }
 
-/* Rounds of one kind for SLICE_S seconds (at least one round). */
-static void run_slice(worker_t *w, void (*round)(worker_t *), double *secs, long *rounds)
+static double process_cpu_s(void)
 {
-    double t0 = ps_time_wall_s(), t;
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Rounds of one kind for SLICE_S seconds (at least one round). */
+static void run_slice(worker_t *w, void (*round)(worker_t *), double *secs, long *rounds,
+                      double *cpu)
+{
+    double t0 = ps_time_wall_s(), c0 = process_cpu_s(), t;
     do {
         round(w);
         (*rounds)++;
         t = ps_time_wall_s() - t0;
     } while (t < SLICE_S);
     *secs += t;
+    *cpu += process_cpu_s() - c0;
 }
 
 static void sync_workers(worker_t *w)
@@ -188,24 +199,31 @@ static void *worker_run(void *arg)
     slices = slices < 2 ? 2 : slices;
     for (int i = 0; i < slices; i++) {
         sync_workers(w);
-        run_slice(w, raw_round, &w->raw_s, &w->raw_rounds);
+        run_slice(w, raw_round, &w->raw_s, &w->raw_rounds, &w->raw_cpu_s);
         sync_workers(w);
-        run_slice(w, ps_round, &w->ps_s, &w->ps_rounds);
+        run_slice(w, ps_round, &w->ps_s, &w->ps_rounds, &w->ps_cpu_s);
     }
     worker_close(w);
     return NULL;
 }
 
+/* ratio: bytes/s of ps over raw. cpu_per_byte_vs_raw: CPU time the process
+ * spent per byte moved, ps over raw (rank 0's slices; the workers run the
+ * same phase at once): above 1 where ps does work the echo does not. */
 static void report(const char *setup, size_t bytes, const worker_t *w, int n)
 {
-    double ps = 0, raw = 0;
+    double ps = 0, raw = 0, ps_bytes = 0, raw_bytes = 0;
     for (int i = 0; i < n; i++) {
         ps += (double)bytes * (double)w[i].ps_rounds / w[i].ps_s;
         raw += (double)bytes * (double)w[i].raw_rounds / w[i].raw_s;
+        ps_bytes += (double)bytes * (double)w[i].ps_rounds * (w[0].ps_s / w[i].ps_s);
+        raw_bytes += (double)bytes * (double)w[i].raw_rounds * (w[0].raw_s / w[i].raw_s);
     }
+    double cpu = (w[0].ps_cpu_s / ps_bytes) / (w[0].raw_cpu_s / raw_bytes);
     printf("{\"bench\":\"push_pull\",\"setup\":\"%s\",\"bytes\":%zu,\"ps_bytes_per_s\":%.4g,"
-           "\"baseline\":\"raw_zmq\",\"baseline_bytes_per_s\":%.4g,\"ratio\":%.3f}\n",
-           setup, bytes, ps, raw, ps / raw);
+           "\"baseline\":\"raw_zmq\",\"baseline_bytes_per_s\":%.4g,\"ratio\":%.3f,"
+           "\"cpu_per_byte_vs_raw\":%.3f}\n",
+           setup, bytes, ps, raw, ps / raw, cpu);
     fflush(stdout);
 }
 
