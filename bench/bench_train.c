@@ -5,8 +5,9 @@
  *   ps 1x2:   1 shard and 2 workers, the same per-worker batch (scaling).
  * All at per-worker batch 64, one BLAS thread per process, one epoch.
  * Samples/s of the distributed runs come from rank 0's epoch event (training
- * time only, like the baseline's). Prints JSON lines with the ratios.
- * Usage: bench_train [--quick] [--bin-dir DIR] [--config FILE] */
+ * time only, like the baseline's). The three take turns for --rounds
+ * rounds; JSON lines give the medians and their ratios.
+ * Usage: bench_train [--quick] [--rounds N] [--bin-dir DIR] [--config FILE] */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,7 +54,7 @@ static double baseline(size_t steps, size_t batch)
     for (size_t s = 0; s < steps; s++) {
         size_t start = (s * batch) % (ds.n - batch);
         ps_data_gather(&ds, order + start, batch, x, y);
-        ps_model_train_batch(m, x, y, batch, NULL, NULL);
+        ps_model_train_batch(m, x, y, batch, NULL, NULL, NULL);
         for (uint32_t t = 0; t < 6; t++)
             ps_optim_step(&opt[t], ps_model_params(m, t), ps_model_grads(m, t), 1.0f / (float)batch);
     }
@@ -92,36 +93,62 @@ static double launch(const char *bin_dir, const char *config, int workers, long 
     return rate;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_double);
+    return n % 2 ? v[n / 2] : (v[n / 2 - 1] + v[n / 2]) / 2;
+}
+
 int main(int argc, char **argv)
 {
     const char *bin_dir = "build/bin", *config = "deploy/examples/fashion-mlp.conf";
     long steps = 0; /* whole epoch */
+    int rounds = 3;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--quick") == 0)
-            steps = 40;
+            steps = 40, rounds = 1;
         else if (strcmp(argv[i], "--bin-dir") == 0 && i + 1 < argc)
             bin_dir = argv[++i];
         else if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
             config = argv[++i];
+        else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
+            rounds = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_train [--quick] [--bin-dir DIR] [--config FILE]\n");
+            fprintf(stderr, "usage: bench_train [--quick] [--rounds N] [--bin-dir DIR] [--config FILE]\n"
+                            "  N: rounds of (in-process, 1x1, 1x2), medians reported (default 3)\n");
             return 2;
         }
+    }
+    if (rounds < 1 || rounds > 100) {
+        fprintf(stderr, "bench_train: --rounds must be 1 to 100\n");
+        return 2;
     }
     ps_log_init("bench", PS_LOG_ERROR);
     openblas_set_num_threads(1);
     /* One epoch at batch 64 is 938 steps; --quick stops after 40 (the
-     * worker still reports that partial epoch). */
+     * worker still reports that partial epoch). The three setups take turns
+     * so that a shared machine's slow minutes hit all of them. */
     size_t n_steps = steps ? (size_t)steps : 938;
-    double base = baseline(n_steps, 64);
-    printf("{\"bench\":\"train\",\"setup\":\"in-process\",\"samples_per_s\":%.1f,\"ratio\":1}\n", base);
-    fflush(stdout);
-    double one = launch(bin_dir, config, 1, steps);
+    double base[100], one[100], two[100];
+    for (int r = 0; r < rounds; r++) {
+        base[r] = baseline(n_steps, 64);
+        one[r] = launch(bin_dir, config, 1, steps);
+        two[r] = launch(bin_dir, config, 2, steps);
+        fprintf(stderr, "bench_train: round %d: in-process %.0f, 1x1 %.0f, 1x2 %.0f samples/s\n",
+                r + 1, base[r], one[r], two[r]);
+    }
+    double b = median(base, rounds), o = median(one, rounds), t = median(two, rounds);
+    printf("{\"bench\":\"train\",\"setup\":\"in-process\",\"samples_per_s\":%.1f,\"rounds\":%d,"
+           "\"ratio\":1}\n", b, rounds);
     printf("{\"bench\":\"train\",\"setup\":\"1 shard x 1 worker\",\"samples_per_s\":%.1f,"
-           "\"baseline\":\"in-process\",\"ratio\":%.3f}\n", one, one / base);
-    fflush(stdout);
-    double two = launch(bin_dir, config, 2, steps);
+           "\"rounds\":%d,\"baseline\":\"in-process\",\"ratio\":%.3f}\n", o, rounds, o / b);
     printf("{\"bench\":\"train\",\"setup\":\"1 shard x 2 workers\",\"samples_per_s\":%.1f,"
-           "\"baseline\":\"1 shard x 1 worker\",\"ratio\":%.3f}\n", two, two / one);
+           "\"rounds\":%d,\"baseline\":\"1 shard x 1 worker\",\"ratio\":%.3f}\n", t, rounds, t / o);
     return 0;
 }

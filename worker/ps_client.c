@@ -467,9 +467,22 @@ static int take_reply(ps_client_t *c, uint32_t shard, ps_errbuf_t *err)
     return rc;
 }
 
-int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
+/* Is a request for table (ALL_TABLES: any) still waiting for its reply? */
+#define ALL_TABLES UINT32_MAX
+static bool awaiting(const ps_client_t *c, uint32_t table)
 {
-    c->reply_flags = 0;
+    if (table == ALL_TABLES)
+        return c->n_inflight > 0;
+    for (size_t i = 0; i < c->n_inflight; i++)
+        if (c->inflight[i].table_id == table)
+            return true;
+    return false;
+}
+
+/* Takes replies (of any table, as they come) until none for table is due;
+ * watches every request's deadline meanwhile. */
+static int wait_replies(ps_client_t *c, uint32_t table, ps_errbuf_t *err)
+{
     zmq_pollitem_t items[2 * MAX_SHARDS];
     int n_items = 0;
     for (uint32_t i = 0; i < c->n_shards; i++)
@@ -477,7 +490,7 @@ int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
     for (uint32_t i = 0; i < c->n_shards; i++)
         if (c->monitors[i])
             items[n_items++] = (zmq_pollitem_t){c->monitors[i], 0, ZMQ_POLLIN, 0};
-    while (c->n_inflight > 0) {
+    while (awaiting(c, table)) {
         int64_t now = ps_time_ms(), next = INT64_MAX;
         for (size_t i = 0; i < c->n_inflight; i++) {
             inflight_t *f = &c->inflight[i];
@@ -539,6 +552,20 @@ int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
                 return rc;
         }
     }
+    return PS_OK;
+}
+
+int ps_client_wait_table(ps_client_t *c, uint32_t id, ps_errbuf_t *err)
+{
+    return awaiting(c, id) ? wait_replies(c, id, err) : PS_OK;
+}
+
+int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
+{
+    c->reply_flags = 0;
+    int rc = wait_replies(c, ALL_TABLES, err);
+    if (rc != PS_OK)
+        return rc;
     /* Every reply is in, so every request was read by its server; the I/O
      * thread lets go of the zero-copy buffers right after. */
     int64_t deadline = ps_time_ms() + c->opts.timeout_ms;

@@ -91,8 +91,15 @@ int ps_client_pull(ps_client_t *c, uint32_t id, int64_t clock, uint32_t flags, f
  * naming shard, endpoint, op, table and clock (PS_ETIME after timeout_ms of
  * silence on a request). After an error the client should be destroyed. */
 int ps_client_wait(ps_client_t *c, ps_errbuf_t *err);
-/* OR of the flags (PS_FLAG_SKIPPED ...) of the replies the last
- * ps_client_wait collected. */
+/* Waits only until no request for table id is in flight (taking whatever
+ * replies come meanwhile, with the same deadlines and errors as
+ * ps_client_wait): its params are then written and its grad may be
+ * changed (the server has read it; ZeroMQ may still hold the buffer for a
+ * moment, so do not free it before ps_client_wait). Lets a worker start on
+ * the first tables while later ones are still on the way. */
+int ps_client_wait_table(ps_client_t *c, uint32_t id, ps_errbuf_t *err);
+/* OR of the flags (PS_FLAG_SKIPPED ...) of the replies collected since the
+ * last ps_client_wait began. */
 uint32_t ps_client_reply_flags(const ps_client_t *c);
 /* Tells every shard this worker pushed its last clock (DONE), or that it
  * leaves (BYE); waits for the replies. */

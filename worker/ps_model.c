@@ -12,9 +12,20 @@
 #include "ps_metric.h"
 #include "ps_rng.h"
 
+/* A slice: rows [row0, row0 + rows) of W_l (table 2l), or all of b_l
+ * (table 2l + 1, rows 0). */
+typedef struct {
+    uint32_t table;
+    uint64_t row0, rows;
+} slice_t;
+
 struct ps_model {
     ps_model_spec_t spec;
     size_t max_batch;
+    slice_t *slices;
+    uint32_t n_slices;
+    uint32_t first_slice[PS_MODEL_MAX_LAYERS]; /* W_l's first block; b_l follows its last */
+    uint32_t n_blocks[PS_MODEL_MAX_LAYERS];
     float *params[2 * PS_MODEL_MAX_LAYERS];
     float *grads[2 * PS_MODEL_MAX_LAYERS];
     float *z[PS_MODEL_MAX_LAYERS];  /* pre-activations, batch x dims[l+1] */
@@ -29,6 +40,36 @@ static size_t max_width(const ps_model_spec_t *s)
         if (s->dims[l] > w)
             w = s->dims[l];
     return w;
+}
+
+/* Row blocks of nearly equal size (they differ by at most one row), each
+ * of at most about slice_elems floats but never less than a row. */
+static void make_slices(ps_model_t *m)
+{
+    const ps_model_spec_t *s = &m->spec;
+    size_t cap = 0;
+    for (int l = 0; l < s->n_layers; l++) {
+        size_t k = s->dims[l], o = s->dims[l + 1], nb = 1;
+        if (s->slice_elems && k * o > s->slice_elems) {
+            size_t rows = s->slice_elems / o ? s->slice_elems / o : 1;
+            nb = (k + rows - 1) / rows;
+        }
+        m->first_slice[l] = (uint32_t)cap;
+        m->n_blocks[l] = (uint32_t)nb;
+        cap += nb + 1;
+    }
+    m->slices = ps_xcalloc(cap, sizeof *m->slices);
+    for (int l = 0; l < s->n_layers; l++) {
+        size_t k = s->dims[l], nb = m->n_blocks[l], row = 0;
+        slice_t *sl = &m->slices[m->first_slice[l]];
+        for (size_t i = 0; i < nb; i++) {
+            size_t rows = k / nb + (i < k % nb);
+            sl[i] = (slice_t){(uint32_t)(2 * l), row, rows};
+            row += rows;
+        }
+        sl[nb] = (slice_t){(uint32_t)(2 * l + 1), 0, 0};
+    }
+    m->n_slices = (uint32_t)cap;
 }
 
 ps_model_t *ps_model_new(const ps_model_spec_t *spec, size_t max_batch, ps_errbuf_t *err)
@@ -66,6 +107,7 @@ ps_model_t *ps_model_new(const ps_model_spec_t *spec, size_t max_batch, ps_errbu
     }
     m->dz = ps_xcalloc(max_batch * max_width(spec), sizeof(float));
     m->dz_prev = ps_xcalloc(max_batch * max_width(spec), sizeof(float));
+    make_slices(m);
     return m;
 }
 
@@ -84,6 +126,7 @@ void ps_model_destroy(ps_model_t **mp)
     }
     free(m->dz);
     free(m->dz_prev);
+    free(m->slices);
     free(m);
     *mp = NULL;
 }
@@ -127,6 +170,56 @@ uint64_t ps_model_n_params(const ps_model_t *m)
     for (uint32_t i = 0; i < ps_model_n_tables(m); i++)
         n += ps_model_table_len(m, i);
     return n;
+}
+
+uint32_t ps_model_n_slices(const ps_model_t *m) { return m->n_slices; }
+
+static bool is_block(const ps_model_t *m, uint32_t slice)
+{
+    return m->slices[slice].table % 2 == 0 && m->n_blocks[m->slices[slice].table / 2] > 1;
+}
+
+const char *ps_model_slice_name(const ps_model_t *m, uint32_t slice, char *buf, size_t cap)
+{
+    const slice_t *sl = &m->slices[slice];
+    ps_model_table_name(m, sl->table, buf, cap);
+    if (is_block(m, slice)) {
+        size_t len = strlen(buf);
+        snprintf(buf + len, cap - len, "[%llu:%llu]", (unsigned long long)sl->row0,
+                 (unsigned long long)(sl->row0 + sl->rows));
+    }
+    return buf;
+}
+
+int ps_model_slice_shape(const ps_model_t *m, uint32_t slice, uint64_t shape[2])
+{
+    const slice_t *sl = &m->slices[slice];
+    int ndim = ps_model_table_shape(m, sl->table, shape);
+    if (ndim == 2)
+        shape[0] = sl->rows;
+    return ndim;
+}
+
+uint64_t ps_model_slice_len(const ps_model_t *m, uint32_t slice)
+{
+    uint64_t shape[2];
+    return ps_model_slice_shape(m, slice, shape) == 1 ? shape[0] : shape[0] * shape[1];
+}
+
+static size_t slice_offset(const ps_model_t *m, uint32_t slice)
+{
+    const slice_t *sl = &m->slices[slice];
+    return sl->rows ? sl->row0 * m->spec.dims[sl->table / 2 + 1] : 0;
+}
+
+float *ps_model_slice_params(ps_model_t *m, uint32_t slice)
+{
+    return m->params[m->slices[slice].table] + slice_offset(m, slice);
+}
+
+float *ps_model_slice_grads(ps_model_t *m, uint32_t slice)
+{
+    return m->grads[m->slices[slice].table] + slice_offset(m, slice);
 }
 
 void ps_model_init_params(ps_model_t *m, uint64_t seed)
@@ -180,22 +273,34 @@ static void activate_backward(ps_act_t act, const float *z, const float *a, floa
     }
 }
 
-/* z[l] = input W_l + b_l for every layer; hidden layers activated into a[l]. */
-static void forward(ps_model_t *m, const float *x, size_t b)
+/* z[l] = input W_l + b_l for every layer; hidden layers activated into a[l].
+ * W_l is applied block by block (the sum over its row blocks), each block
+ * once need says its values are in. -1 if need abandoned the pass. */
+static int forward(ps_model_t *m, const float *x, size_t b, ps_params_needed_fn need, void *ctx)
 {
     const float *in = x;
     for (int l = 0; l < m->spec.n_layers; l++) {
         size_t k = m->spec.dims[l], o = m->spec.dims[l + 1];
+        uint32_t s0 = m->first_slice[l], nb = m->n_blocks[l];
         float *z = m->z[l];
+        if (need && need(ctx, s0 + nb) != 0)
+            return -1;
         for (size_t i = 0; i < b; i++)
             memcpy(z + i * o, m->params[2 * l + 1], o * sizeof(float));
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)o, (int)k, 1.0f, in,
-                    (int)k, m->params[2 * l], (int)o, 1.0f, z, (int)o);
+        for (uint32_t s = s0; s < s0 + nb; s++) {
+            const slice_t *sl = &m->slices[s];
+            if (need && need(ctx, s) != 0)
+                return -1;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, (int)b, (int)o, (int)sl->rows,
+                        1.0f, in + sl->row0, (int)k, m->params[2 * l] + sl->row0 * o, (int)o, 1.0f,
+                        z, (int)o);
+        }
         if (l + 1 < m->spec.n_layers) {
             activate(m->spec.act, z, m->a[l], b * o);
             in = m->a[l];
         }
     }
+    return 0;
 }
 
 static float head_target(float y, size_t j, size_t out)
@@ -251,47 +356,57 @@ double ps_model_loss(ps_model_t *m, const float *x, const float *y, size_t b)
 {
     if (b == 0)
         return 0;
-    forward(m, x, b);
+    forward(m, x, b, NULL, NULL);
     return head_loss(m, y, b, NULL);
 }
 
 double ps_model_train_batch(ps_model_t *m, const float *x, const float *y, size_t b,
-                            ps_grad_ready_fn ready, void *ctx)
+                            ps_params_needed_fn need, ps_grad_ready_fn ready, void *ctx)
 {
     int L = m->spec.n_layers;
     if (b == 0) {
-        for (int t = 2 * L - 1; t >= 0; t--) {
-            memset(m->grads[t], 0, ps_model_table_len(m, (uint32_t)t) * sizeof(float));
-            if (ready)
-                ready(ctx, (uint32_t)t);
+        for (int l = L - 1; l >= 0; l--) {
+            uint32_t s0 = m->first_slice[l], nb = m->n_blocks[l];
+            memset(m->grads[2 * l], 0, ps_model_table_len(m, (uint32_t)(2 * l)) * sizeof(float));
+            memset(m->grads[2 * l + 1], 0, m->spec.dims[l + 1] * sizeof(float));
+            for (uint32_t i = 0; ready && i <= nb; i++)
+                ready(ctx, i == 0 ? s0 + nb : s0 + i - 1);
         }
         return 0;
     }
-    forward(m, x, b);
+    if (forward(m, x, b, need, ctx) != 0)
+        return NAN;
     double loss = head_loss(m, y, b, m->dz);
     for (int l = L - 1; l >= 0; l--) {
         size_t k = m->spec.dims[l], o = m->spec.dims[l + 1];
+        uint32_t s0 = m->first_slice[l], nb = m->n_blocks[l];
         const float *in = l > 0 ? m->a[l - 1] : x;
-        /* dW = in^T dz ; db = column sums of dz */
-        cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)k, (int)o, (int)b, 1.0f, in,
-                    (int)k, m->dz, (int)o, 0.0f, m->grads[2 * l], (int)o);
+        /* db = column sums of dz, then dW = in^T dz block by block, each
+         * handed over as soon as it is final */
         float *db = m->grads[2 * l + 1];
         memset(db, 0, o * sizeof(float));
         for (size_t i = 0; i < b; i++)
             for (size_t j = 0; j < o; j++)
                 db[j] += m->dz[i * o + j];
+        if (ready)
+            ready(ctx, s0 + nb);
+        for (uint32_t s = s0; s < s0 + nb; s++) {
+            const slice_t *sl = &m->slices[s];
+            cblas_sgemm(CblasRowMajor, CblasTrans, CblasNoTrans, (int)sl->rows, (int)o, (int)b,
+                        1.0f, in + sl->row0, (int)k, m->dz, (int)o, 0.0f,
+                        m->grads[2 * l] + sl->row0 * o, (int)o);
+            if (ready)
+                ready(ctx, s);
+        }
         if (l > 0) {
-            /* d(in) = dz W^T, then through the activation */
+            /* d(in) = dz W^T, then through the activation. W is only read:
+             * a pushed slice's new values land during need, in forward. */
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)b, (int)k, (int)o, 1.0f,
                         m->dz, (int)o, m->params[2 * l], (int)o, 0.0f, m->dz_prev, (int)k);
             activate_backward(m->spec.act, m->z[l - 1], m->a[l - 1], m->dz_prev, b * k);
             float *t = m->dz;
             m->dz = m->dz_prev;
             m->dz_prev = t;
-        }
-        if (ready) {
-            ready(ctx, (uint32_t)(2 * l));
-            ready(ctx, (uint32_t)(2 * l + 1));
         }
     }
     return loss;

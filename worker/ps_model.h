@@ -26,6 +26,10 @@ typedef struct {
     size_t dims[PS_MODEL_MAX_LAYERS + 1]; /* dims[0] inputs ... dims[n_layers] outputs */
     ps_act_t act;                       /* between hidden layers */
     ps_head_t head;
+    /* > 0: a weight matrix of more floats is cut into row blocks of about
+     * this many floats, each a slice of its own (see below). 0: one slice
+     * per table. */
+    size_t slice_elems;
 } ps_model_spec_t;
 
 typedef struct ps_model ps_model_t;
@@ -38,9 +42,19 @@ typedef struct {
     size_t n;
 } ps_eval_t;
 
-/* Called as soon as a table's gradient is final during backward (last layer
- * first), so it can be pushed while earlier layers still compute. */
-typedef void (*ps_grad_ready_fn)(void *ctx, uint32_t table_id);
+/* Slices are how the parameters travel: each is a contiguous piece of one
+ * table (a block of rows of a weight matrix, or a whole table), pushed and
+ * pulled on its own. Backward finishes them one by one, last layer first
+ * and within a layer its bias, then its row blocks in order; forward needs
+ * them in that same order (from the first layer), so a worker can push each
+ * slice the moment its gradient is final and wait for each slice's new
+ * values only when forward is about to read them. */
+
+/* Called once per slice during backward as soon as its gradient is final. */
+typedef void (*ps_grad_ready_fn)(void *ctx, uint32_t slice);
+/* Called during forward before a slice's parameters are read; returns 0 to
+ * go on, anything else to abandon the batch. */
+typedef int (*ps_params_needed_fn)(void *ctx, uint32_t slice);
 
 /* New model with buffers for batches of up to max_batch samples. NULL with
  * err set if the spec is invalid. */
@@ -58,6 +72,19 @@ float *ps_model_params(ps_model_t *m, uint32_t id);
 float *ps_model_grads(ps_model_t *m, uint32_t id);
 uint64_t ps_model_n_params(const ps_model_t *m);
 
+/* Slices, numbered layer by layer: the row blocks of dense1.W, dense1.b,
+ * the blocks of dense2.W, ... With one block per matrix they are exactly
+ * the tables (slice id == table id). */
+uint32_t ps_model_n_slices(const ps_model_t *m);
+/* The table's name, with the rows for a block: "dense1.W[112:224]". */
+const char *ps_model_slice_name(const ps_model_t *m, uint32_t slice, char *buf, size_t cap);
+/* Shape (rows x outputs for a block of W) into shape[0..2); returns ndim. */
+int ps_model_slice_shape(const ps_model_t *m, uint32_t slice, uint64_t shape[2]);
+uint64_t ps_model_slice_len(const ps_model_t *m, uint32_t slice);
+/* The slice's part of its table's parameter / gradient buffer. */
+float *ps_model_slice_params(ps_model_t *m, uint32_t slice);
+float *ps_model_slice_grads(ps_model_t *m, uint32_t slice);
+
 /* Deterministic initial weights from seed: Glorot uniform (He uniform for
  * ReLU layers) with a stream per table; biases 0. */
 void ps_model_init_params(ps_model_t *m, uint64_t seed);
@@ -65,9 +92,10 @@ void ps_model_init_params(ps_model_t *m, uint64_t seed);
 /* Forward and backward on b samples (b <= max_batch; b == 0 gives zero
  * gradients). Gradients are SUMS over the batch, so gradients of several
  * workers add up exactly; the server divides by the total sample count.
- * ready (may be NULL) is called once per table. Returns the summed loss. */
+ * need and ready (each may be NULL) are called once per slice. Returns the
+ * summed loss, or NAN if need abandoned the batch (gradients then unset). */
 double ps_model_train_batch(ps_model_t *m, const float *x, const float *y, size_t b,
-                            ps_grad_ready_fn ready, void *ctx);
+                            ps_params_needed_fn need, ps_grad_ready_fn ready, void *ctx);
 /* Summed loss of b samples, forward only. */
 double ps_model_loss(ps_model_t *m, const float *x, const float *y, size_t b);
 /* Loss, accuracy or MAE over a whole data set. */

@@ -42,6 +42,8 @@ typedef struct {
     int64_t clock;          /* steps pushed so far */
     size_t cur_batch;       /* samples in the step being pushed */
     int send_rc;
+    int wait_rc;            /* a wait in forward failed: why (detail in wait_err) */
+    ps_errbuf_t wait_err;
     ps_loss_scale_t scaler; /* fp16 only */
     uint64_t samples;       /* samples trained by this worker */
     double t_start;
@@ -76,13 +78,34 @@ static int load_data(trainer_t *tr, ps_errbuf_t *err)
     return rc;
 }
 
+/* The wire tables are the model's slices: table id == slice id. */
 static void on_grad_ready(void *ctx, uint32_t id)
 {
     trainer_t *tr = ctx;
-    if (tr->send_rc != PS_OK)
+    if (tr->send_rc != PS_OK || tr->wait_rc != PS_OK)
         return;
-    tr->send_rc = ps_client_push_pull(tr->client, id, tr->clock, ps_model_grads(tr->model, id),
-                                      tr->cur_batch, 1.0f, 0, ps_model_params(tr->model, id));
+    /* forward waited for every slice, except in a batch with no samples:
+     * never two requests of one slice in flight */
+    if ((tr->wait_rc = ps_client_wait_table(tr->client, id, &tr->wait_err)) != PS_OK)
+        return;
+    tr->send_rc = ps_client_push_pull(tr->client, id, tr->clock,
+                                      ps_model_slice_grads(tr->model, id), tr->cur_batch, 1.0f, 0,
+                                      ps_model_slice_params(tr->model, id));
+}
+
+/* Forward is about to read slice id: its reply from the last step must be
+ * in. The replies of later slices keep arriving while this one computes. */
+static int on_params_needed(void *ctx, uint32_t id)
+{
+    trainer_t *tr = ctx;
+    tr->wait_rc = ps_client_wait_table(tr->client, id, &tr->wait_err);
+    return tr->wait_rc;
+}
+
+/* Every reply in: before anything but forward reads the parameters. */
+static int settle(trainer_t *tr, ps_errbuf_t *err)
+{
+    return ps_client_wait(tr->client, err);
 }
 
 /* fp16: after the whole backward pass, either every table goes out scaled
@@ -91,15 +114,16 @@ static void on_grad_ready(void *ctx, uint32_t id)
 static void push_scaled(trainer_t *tr)
 {
     float scale = tr->scaler.scale;
-    uint32_t n = ps_model_n_tables(tr->model);
+    uint32_t n = ps_model_n_slices(tr->model);
     bool overflow = false;
     for (uint32_t id = 0; id < n && !overflow; id++)
-        overflow = ps_f16_overflows(ps_model_grads(tr->model, id),
-                                    ps_model_table_len(tr->model, id), scale);
+        overflow = ps_f16_overflows(ps_model_slice_grads(tr->model, id),
+                                    ps_model_slice_len(tr->model, id), scale);
     for (uint32_t id = 0; id < n && tr->send_rc == PS_OK; id++)
         tr->send_rc = ps_client_push_pull(
-            tr->client, id, tr->clock, overflow ? NULL : ps_model_grads(tr->model, id),
-            tr->cur_batch, scale, overflow ? PS_FLAG_SKIP : 0, ps_model_params(tr->model, id));
+            tr->client, id, tr->clock, overflow ? NULL : ps_model_slice_grads(tr->model, id),
+            tr->cur_batch, scale, overflow ? PS_FLAG_SKIP : 0,
+            ps_model_slice_params(tr->model, id));
 }
 
 static uint64_t steps_per_epoch(const trainer_t *tr)
@@ -146,33 +170,37 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     uint64_t updates = c->max_staleness == 0 ? steps : steps * tr->world;
     ps_optim_spec_t optim;
     ps_worker_optim_spec(c, updates, &optim);
-    for (uint32_t id = 0; id < ps_model_n_tables(tr->model); id++) {
+    for (uint32_t id = 0; id < ps_model_n_slices(tr->model); id++) {
         char name[64];
         uint64_t shape[2];
-        int ndim = ps_model_table_shape(tr->model, id, shape);
-        ps_model_table_name(tr->model, id, name, sizeof name);
+        int ndim = ps_model_slice_shape(tr->model, id, shape);
+        ps_model_slice_name(tr->model, id, name, sizeof name);
         rc = ps_client_init_table(tr->client, id, name, shape, ndim, &optim,
-                                  ps_model_params(tr->model, id), err);
+                                  ps_model_slice_params(tr->model, id), err);
         if (rc != PS_OK)
             return rc;
     }
     /* Start from what the servers hold (the first worker's init, or a later
      * state if this worker joins a running job). */
-    for (uint32_t id = 0; id < ps_model_n_tables(tr->model); id++)
-        ps_client_pull(tr->client, id, tr->clock, 0, ps_model_params(tr->model, id));
+    for (uint32_t id = 0; id < ps_model_n_slices(tr->model); id++)
+        ps_client_pull(tr->client, id, tr->clock, 0, ps_model_slice_params(tr->model, id));
     rc = ps_client_wait(tr->client, err);
     ps_log(PS_LOG_INFO,
-           "worker %u: job '%s': model %s, %llu parameters in %u tables over %u shards; %zu "
-           "training samples, %llu steps per epoch",
+           "worker %u: job '%s': model %s, %llu parameters in %u tables (%u slices on the wire) "
+           "over %u shards; %zu training samples, %llu steps per epoch",
            tr->rank, c->job, ps_worker_model_name(c),
            (unsigned long long)ps_model_n_params(tr->model), ps_model_n_tables(tr->model),
-           ps_client_n_shards(tr->client), tr->train.n,
+           ps_model_n_slices(tr->model), ps_client_n_shards(tr->client), tr->train.n,
            (unsigned long long)steps_per_epoch(tr));
     return rc;
 }
 
-/* One step: gather this worker's slice, backprop, push every table as its
- * gradient is ready, wait for the parameters of the next clock. */
+/* One step: gather this worker's part of the batch; forward, waiting for
+ * each slice's new parameters (pulled by the last step) just before it is
+ * read; backprop, pushing each slice as its gradient is final. The step
+ * ends with the pulls in flight: they arrive while the next batch is
+ * gathered and the first layers compute. fp16 waits for all at the end (the
+ * loss scale needs every reply's flags). */
 static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_t *err)
 {
     uint64_t g_full = (uint64_t)tr->world * (uint64_t)tr->cfg->batch_size;
@@ -182,20 +210,26 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
     tr->cur_batch = (size_t)(hi - lo);
     ps_data_gather(&tr->train, tr->order + lo, tr->cur_batch, tr->bx, tr->by);
     tr->send_rc = PS_OK;
+    tr->wait_rc = PS_OK;
     bool fp16 = tr->cfg->precision == PS__DTYPE__F16;
     /* fp16 decides "overflow or not" for the whole step before sending any
      * table, so it gives up the push-as-you-go overlap. */
-    *loss_sum += ps_model_train_batch(tr->model, tr->bx, tr->by, tr->cur_batch,
-                                      fp16 ? NULL : on_grad_ready, tr);
+    double loss = ps_model_train_batch(tr->model, tr->bx, tr->by, tr->cur_batch,
+                                       on_params_needed, fp16 ? NULL : on_grad_ready, tr);
+    if (tr->wait_rc != PS_OK) {
+        *err = tr->wait_err;
+        return tr->wait_rc;
+    }
+    *loss_sum += loss;
     if (fp16)
         push_scaled(tr);
     if (tr->send_rc != PS_OK)
         return ps_err_set(err, tr->send_rc, "worker %u: cannot send push of clock %lld: %s",
                           tr->rank, (long long)tr->clock, ps_strerror(tr->send_rc));
-    int rc = ps_client_wait(tr->client, err);
-    if (rc != PS_OK)
-        return rc;
     if (fp16) {
+        int rc = ps_client_wait(tr->client, err);
+        if (rc != PS_OK)
+            return rc;
         bool skipped = (ps_client_reply_flags(tr->client) & PS_FLAG_SKIPPED) != 0;
         if (ps_loss_scale_update(&tr->scaler, skipped) && skipped && tr->rank == 0)
             ps_log(PS_LOG_NOTICE, "worker 0: fp16 overflow at clock %lld: step skipped, loss "
@@ -374,8 +408,8 @@ static int recover(trainer_t *tr, int why, ps_errbuf_t *err)
            (long long)tr->clock);
     int64_t clock;
     int rc = ps_client_recover(tr->client, why == PS_ERESTARTED, &clock, err);
-    for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_tables(tr->model); id++)
-        rc = ps_client_pull(tr->client, id, clock, 0, ps_model_params(tr->model, id));
+    for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_slices(tr->model); id++)
+        rc = ps_client_pull(tr->client, id, clock, 0, ps_model_slice_params(tr->model, id));
     if (rc == PS_OK)
         rc = ps_client_wait(tr->client, err);
     if (rc == PS_OK) {
@@ -476,6 +510,10 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
             *epochs_run = epoch;
         }
         int rc = train_step(tr, step, &e.loss_sum, err);
+        /* evaluation and the end of an epoch read the parameters */
+        bool eval_now = tr->rank == 0 && eval_every_steps && tr->clock % eval_every_steps == 0;
+        if (rc == PS_OK && (eval_now || (uint64_t)tr->clock % spe == 0 || (uint64_t)tr->clock >= total))
+            rc = settle(tr, err);
         if (rc == PS_EDEAD || rc == PS_ERESTARTED || rc == PS_ESTALE) {
             if (tr->recoveries >= 100)
                 return ps_err_set(err, rc, "worker %u: giving up after %u recoveries: %s", tr->rank,
@@ -550,9 +588,9 @@ static int save_model(trainer_t *tr, const ps_eval_t *ev, ps_errbuf_t *err)
 static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
 {
     int rc = ps_client_done(tr->client, err);
-    for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_tables(tr->model); id++)
+    for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_slices(tr->model); id++)
         rc = ps_client_pull(tr->client, id, tr->clock, PS_FLAG_AFTER_ALL_DONE,
-                            ps_model_params(tr->model, id));
+                            ps_model_slice_params(tr->model, id));
     if (rc == PS_OK)
         rc = ps_client_wait(tr->client, err);
     if (rc != PS_OK)

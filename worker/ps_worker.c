@@ -89,6 +89,10 @@ static const ps_opt_t worker_opts[] = {
                "seed of the validation split (the same split in every trial)"),
     PS_OPT_INT("evals_per_epoch", W, evals_per_epoch, "0", 0, 10000,
                "rank 0 evaluates this many times per epoch ({\"event\":\"eval\"}); 0 = off"),
+    PS_OPT_INT("slice_elems", W, slice_elems, "32768", 0, 1LL << 40,
+               "weight matrices above this many floats travel as row blocks of about this "
+               "size, each pushed as soon as backprop makes it and awaited only when the "
+               "forward pass reads it (overlap); 0 = one piece per matrix"),
     PS_OPT_STR("curve_server_key_file", W, curve_server_key_file, "",
                "the servers' CURVE public key (ps-keygen's .pub); set = CURVE to every shard"),
     PS_OPT_STR("curve_secret_file", W, curve_secret_file, "",
@@ -238,6 +242,7 @@ int ps_worker_model_spec(const ps_worker_config_t *cfg, size_t n_inputs, size_t 
                           ps_worker_model_name(cfg));
     spec->dims[++n] = n_outputs;
     spec->n_layers = n;
+    spec->slice_elems = (size_t)cfg->slice_elems;
     return PS_OK;
 }
 

@@ -69,6 +69,7 @@ typedef struct {
     int64_t train_subset;
     int64_t split_seed;
     int64_t evals_per_epoch;
+    int64_t slice_elems;    /* wire slices of weight matrices (ps_model_spec_t) */
     char curve_server_key_file[PS_OPT_STR_MAX];
     char curve_secret_file[PS_OPT_STR_MAX];
 } ps_worker_config_t;

@@ -118,6 +118,38 @@ static void test_non_finite_push_is_refused_and_server_serves_on(void **state)
     ps_client_destroy(&c);
 }
 
+/* Waiting for one table: its values are in on return, a table with
+ * nothing in flight returns at once, and an error of the awaited table's
+ * request comes back from that wait. */
+static void test_wait_for_one_table(void **state)
+{
+    (void)state;
+    static float init[N], grad[N], got0[N], got1[N];
+    ps_errbuf_t err;
+    ps_client_t *c = client("wait1", 0, 1, PS__DTYPE__F32);
+    init_table(c, init);
+    uint64_t shape[1] = {N};
+    ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 1.0};
+    assert_int_equal(ps_client_init_table(c, 1, "u", shape, 1, &sgd, init, &err), PS_OK);
+    for (int i = 0; i < N; i++)
+        grad[i] = (float)(i % 5);
+    assert_int_equal(ps_client_wait_table(c, 0, &err), PS_OK); /* nothing in flight */
+    assert_int_equal(ps_client_push_pull(c, 0, 0, grad, 1, 1.0f, 0, got0), PS_OK);
+    assert_int_equal(ps_client_push_pull(c, 1, 0, grad, 1, 1.0f, 0, got1), PS_OK);
+    assert_int_equal(ps_client_wait_table(c, 0, &err), PS_OK);
+    for (int i = 0; i < N; i++)
+        assert_true(got0[i] == -(float)(i % 5));
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    for (int i = 0; i < N; i++)
+        assert_true(got1[i] == -(float)(i % 5));
+    /* table 1's push is refused (NaN): its wait reports it */
+    grad[3] = NAN;
+    assert_int_equal(ps_client_push_pull(c, 1, 1, grad, 1, 1.0f, 0, got1), PS_OK);
+    assert_int_equal(ps_client_wait_table(c, 1, &err), PS_ENONFINITE);
+    assert_non_null(strstr(err.msg, "'u'"));
+    ps_client_destroy(&c);
+}
+
 static void test_bsp_overflow_on_one_worker_skips_the_step_for_all(void **state)
 {
     (void)state;
@@ -153,6 +185,7 @@ int main(void)
         cmocka_unit_test(test_fp16_and_bf16_pushes_update_fp32_master_weights),
         cmocka_unit_test(test_non_finite_push_is_refused_and_server_serves_on),
         cmocka_unit_test(test_bsp_overflow_on_one_worker_skips_the_step_for_all),
+        cmocka_unit_test(test_wait_for_one_table),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
