@@ -9,6 +9,7 @@
 #include "ps_half.h"
 
 #include <math.h>
+#include <stdatomic.h>
 #include <string.h>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -166,14 +167,30 @@ static int cpu_has(int want_f16c)
     return (b & bit_AVX2) != 0;
 }
 
+/* CPUID is asked once: in a virtual machine every CPUID instruction traps
+ * to the hypervisor, and the conversions are called per 4096-value block
+ * (bf16 replies spent more time in CPUID than converting). 0 = not asked
+ * yet, else 1 + the answer. Racing first calls store the same value. */
+static _Atomic int f16c_known, avx2_known;
+
+static int cpu_has_cached(_Atomic int *known, int want_f16c)
+{
+    int v = atomic_load_explicit(known, memory_order_relaxed);
+    if (!v) {
+        v = 1 + cpu_has(want_f16c);
+        atomic_store_explicit(known, v, memory_order_relaxed);
+    }
+    return v - 1;
+}
+
 static int has_f16c(void)
 {
-    return !force_scalar && cpu_has(1);
+    return !force_scalar && cpu_has_cached(&f16c_known, 1);
 }
 
 static int has_avx2(void)
 {
-    return !force_scalar && cpu_has(0);
+    return !force_scalar && cpu_has_cached(&avx2_known, 0);
 }
 #else
 static int has_f16c(void) { return 0; }
