@@ -66,15 +66,11 @@ double ps_optim_lr(const ps_optim_spec_t *s, uint64_t t)
  * AVX2 and for the x86-64 baseline, picked at load time: 8 lanes instead of
  * 4, and the same IEEE operations (no FMA), so results do not depend on the
  * CPU. */
-#if defined(__has_feature)
-#if __has_feature(thread_sanitizer)
-#define PS_NO_TARGET_CLONES /* clang's spelling of the check below */
-#endif
-#endif
-/* The resolver runs while the dynamic linker relocates, before
- * ThreadSanitizer's runtime is up: an instrumented resolver crashes there. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__SANITIZE_THREAD__) && \
-    !defined(PS_NO_TARGET_CLONES)
+/* GCC only: clang 14 names the dispatcher so that other files' calls do
+ * not link. Not under ThreadSanitizer: the resolver runs while the dynamic
+ * linker relocates, before TSan's runtime is up, and crashed there. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("avx2", "default")))
 #endif
 void ps_optim_step_to(ps_optim_t *opt, const float *src, float *dst, const float *restrict g,
