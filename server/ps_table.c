@@ -197,6 +197,7 @@ size_t ps_table_bytes(const ps_table_t *t)
 {
     size_t per = sizeof(float) + ps_optim_state_bytes_per_elem(t->opt.spec.kind);
     return sizeof *t + t->len * per + (t->accum ? t->len * sizeof(float) : 0) +
+           (t->spare ? t->len * sizeof(float) : 0) +
            t->world * (sizeof(int64_t) + sizeof(zmq_msg_t) + 9);
 }
 

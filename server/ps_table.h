@@ -75,7 +75,8 @@ uint64_t ps_table_updates(const ps_table_t *t);
 /* Pushes accepted from rank so far (its clock as this slice sees it). */
 int64_t ps_table_worker_clock(const ps_table_t *t, uint32_t rank);
 const ps_optim_spec_t *ps_table_optim(const ps_table_t *t);
-/* Bytes held: parameters, optimizer state and bookkeeping. */
+/* Bytes held: parameters (and a second buffer, once replies in flight
+ * made one necessary), optimizer state and bookkeeping. */
 size_t ps_table_bytes(const ps_table_t *t);
 /* True if the spec (name, size, shape) matches this table's. */
 bool ps_table_same_layout(const ps_table_t *t, const char *name, uint64_t n_total);
