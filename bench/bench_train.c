@@ -6,12 +6,15 @@
  * All at per-worker batch 64, one BLAS thread per process, one epoch.
  * Samples/s of the distributed runs come from rank 0's epoch event (training
  * time only, like the baseline's). The three take turns for --rounds
- * rounds; JSON lines give the medians and their ratios.
+ * rounds; JSON lines give the medians and their ratios, and for the
+ * distributed runs the cores the whole launch kept busy and the kernel's
+ * share of that CPU (loopback TCP copies: what bounds them on 2 cores).
  * Usage: bench_train [--quick] [--rounds N] [--bin-dir DIR] [--config FILE] */
 #include <cblas.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "ps_data.h"
 #include "ps_json.h"
@@ -69,9 +72,27 @@ static double baseline(size_t steps, size_t batch)
     return rate;
 }
 
-/* Runs ps-launch and returns rank 0's epoch samples/s. */
-static double launch(const char *bin_dir, const char *config, int workers, long steps)
+/* CPU of the finished children (ps-launch and everything it waited for). */
+static void children_cpu(double *user, double *sys)
 {
+    struct rusage ru;
+    getrusage(RUSAGE_CHILDREN, &ru);
+    *user = (double)ru.ru_utime.tv_sec + 1e-6 * (double)ru.ru_utime.tv_usec;
+    *sys = (double)ru.ru_stime.tv_sec + 1e-6 * (double)ru.ru_stime.tv_usec;
+}
+
+typedef struct {
+    double cores; /* CPU seconds of the whole launch per wall second */
+    double sys;   /* share of that CPU spent in the kernel */
+} launch_cpu_t;
+
+/* Runs ps-launch and returns rank 0's epoch samples/s; *cpu gets what the
+ * launch (servers, workers, data loading included) cost in CPU. */
+static double launch(const char *bin_dir, const char *config, int workers, long steps,
+                     launch_cpu_t *cpu)
+{
+    double u0, s0, u1, s1, t0 = ps_time_wall_s();
+    children_cpu(&u0, &s0);
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "%s/ps-launch --servers 1 --workers %d --config %s --set batch_size=64 "
@@ -90,6 +111,10 @@ static double launch(const char *bin_dir, const char *config, int workers, long 
         fprintf(stderr, "bench: '%s' failed\n", cmd);
         exit(1);
     }
+    children_cpu(&u1, &s1);
+    double used = (u1 - u0) + (s1 - s0);
+    cpu->cores = used / (ps_time_wall_s() - t0);
+    cpu->sys = used > 0 ? (s1 - s0) / used : 0;
     return rate;
 }
 
@@ -135,20 +160,28 @@ int main(int argc, char **argv)
      * worker still reports that partial epoch). The three setups take turns
      * so that a shared machine's slow minutes hit all of them. */
     size_t n_steps = steps ? (size_t)steps : 938;
-    double base[100], one[100], two[100];
+    double base[100], one[100], two[100], cores1[100], cores2[100], sys1[100], sys2[100];
     for (int r = 0; r < rounds; r++) {
+        launch_cpu_t c1, c2;
         base[r] = baseline(n_steps, 64);
-        one[r] = launch(bin_dir, config, 1, steps);
-        two[r] = launch(bin_dir, config, 2, steps);
+        one[r] = launch(bin_dir, config, 1, steps, &c1);
+        two[r] = launch(bin_dir, config, 2, steps, &c2);
+        cores1[r] = c1.cores, sys1[r] = c1.sys, cores2[r] = c2.cores, sys2[r] = c2.sys;
         fprintf(stderr, "bench_train: round %d: in-process %.0f, 1x1 %.0f, 1x2 %.0f samples/s\n",
                 r + 1, base[r], one[r], two[r]);
     }
     double b = median(base, rounds), o = median(one, rounds), t = median(two, rounds);
     printf("{\"bench\":\"train\",\"setup\":\"in-process\",\"samples_per_s\":%.1f,\"rounds\":%d,"
            "\"ratio\":1}\n", b, rounds);
+    /* cpu_cores: what the whole launch kept busy (of this machine's cores),
+     * sys_share: how much of it the kernel took - the bound on 2 cores */
     printf("{\"bench\":\"train\",\"setup\":\"1 shard x 1 worker\",\"samples_per_s\":%.1f,"
-           "\"rounds\":%d,\"baseline\":\"in-process\",\"ratio\":%.3f}\n", o, rounds, o / b);
+           "\"rounds\":%d,\"baseline\":\"in-process\",\"ratio\":%.3f,\"cpu_cores\":%.2f,"
+           "\"sys_share\":%.2f}\n",
+           o, rounds, o / b, median(cores1, rounds), median(sys1, rounds));
     printf("{\"bench\":\"train\",\"setup\":\"1 shard x 2 workers\",\"samples_per_s\":%.1f,"
-           "\"rounds\":%d,\"baseline\":\"1 shard x 1 worker\",\"ratio\":%.3f}\n", t, rounds, t / o);
+           "\"rounds\":%d,\"baseline\":\"1 shard x 1 worker\",\"ratio\":%.3f,\"cpu_cores\":%.2f,"
+           "\"sys_share\":%.2f}\n",
+           t, rounds, t / o, median(cores2, rounds), median(sys2, rounds));
     return 0;
 }
