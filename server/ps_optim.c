@@ -65,10 +65,9 @@ double ps_optim_lr(const ps_optim_spec_t *s, uint64_t t)
  * for overlap at run time and still takes the vector loop. Built twice, for
  * AVX2 and for the x86-64 baseline, picked at load time: 8 lanes instead of
  * 4, and the same IEEE operations (no FMA), so results do not depend on the
- * CPU. */
-/* GCC only: clang 14 names the dispatcher so that other files' calls do
- * not link. Not under ThreadSanitizer: the resolver runs while the dynamic
- * linker relocates, before TSan's runtime is up, and crashed there. */
+ * CPU. GCC only: clang 14 names the dispatcher so that other files' calls
+ * do not link. Not under ThreadSanitizer: the resolver runs while the
+ * dynamic linker relocates, before TSan's runtime is up, and crashed there. */
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
     !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("avx2", "default")))

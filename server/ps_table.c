@@ -233,6 +233,30 @@ int ps_table_push(ps_table_t *t, uint32_t rank, int64_t clock, zmq_msg_t *values
     return PS_OK;
 }
 
+/* The gradient of a BSP round: a single kept push straight from its frame;
+ * more summed in rank order into accum, the first two in one pass. */
+static const float *round_gradient(ps_table_t *t)
+{
+    const float *first = NULL;
+    bool summed = false;
+    for (uint32_t r = 0; r < t->world; r++) {
+        if (t->stashed[r] != 1)
+            continue;
+        const float *g = zmq_msg_data(&t->stash[r]);
+        if (!first) {
+            first = g;
+        } else if (!summed) {
+            for (uint64_t i = 0; i < t->len; i++)
+                t->accum[i] = first[i] + g[i];
+            summed = true;
+        } else {
+            for (uint64_t i = 0; i < t->len; i++)
+                t->accum[i] += g[i];
+        }
+    }
+    return summed ? t->accum : first;
+}
+
 bool ps_table_try_complete(ps_table_t *t, const uint8_t *live)
 {
     if (t->max_staleness != 0)
@@ -246,39 +270,16 @@ bool ps_table_try_complete(ps_table_t *t, const uint8_t *live)
     if (n_stashed == 0)
         return false;
     uint64_t samples = 0;
-    uint32_t n_values = 0, last = 0;
     bool skip = false;
     for (uint32_t r = 0; r < t->world; r++) {
         skip |= t->stashed[r] == 2;
         if (t->stashed[r] == 1)
-            n_values++, last = r;
-    }
-    /* A single push (one worker, or one live) is applied straight from its
-     * frame; more are summed in rank order, the first two in one pass. */
-    const float *grad = n_values == 1 ? zmq_msg_data(&t->stash[last]) : t->accum;
-    const float *first = NULL;
-    uint32_t summed = 0;
-    for (uint32_t r = 0; r < t->world && !skip; r++) {
-        if (t->stashed[r] != 1)
-            continue;
-        samples += t->stash_samples[r];
-        const float *g = zmq_msg_data(&t->stash[r]);
-        if (n_values == 1)
-            break;
-        if (summed == 0)
-            first = g;
-        else if (summed == 1)
-            for (uint64_t i = 0; i < t->len; i++)
-                t->accum[i] = first[i] + g[i];
-        else
-            for (uint64_t i = 0; i < t->len; i++)
-                t->accum[i] += g[i];
-        summed++;
+            samples += t->stash_samples[r];
     }
     if (skip)
         t->last_skipped = t->clock;
     else if (samples)
-        apply_update(t, grad, 1.0f / (float)samples);
+        apply_update(t, round_gradient(t), 1.0f / (float)samples);
     for (uint32_t r = 0; r < t->world; r++) {
         if (t->stashed[r] == 1)
             zmq_msg_close(&t->stash[r]);

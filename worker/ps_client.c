@@ -557,7 +557,7 @@ static int wait_replies(ps_client_t *c, uint32_t table, ps_errbuf_t *err)
 
 int ps_client_wait_table(ps_client_t *c, uint32_t id, ps_errbuf_t *err)
 {
-    return awaiting(c, id) ? wait_replies(c, id, err) : PS_OK;
+    return wait_replies(c, id, err);
 }
 
 int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)

@@ -82,11 +82,7 @@ static int load_data(trainer_t *tr, ps_errbuf_t *err)
 static void on_grad_ready(void *ctx, uint32_t id)
 {
     trainer_t *tr = ctx;
-    if (tr->send_rc != PS_OK || tr->wait_rc != PS_OK)
-        return;
-    /* forward waited for every slice, except in a batch with no samples:
-     * never two requests of one slice in flight */
-    if ((tr->wait_rc = ps_client_wait_table(tr->client, id, &tr->wait_err)) != PS_OK)
+    if (tr->send_rc != PS_OK)
         return;
     tr->send_rc = ps_client_push_pull(tr->client, id, tr->clock,
                                       ps_model_slice_grads(tr->model, id), tr->cur_batch, 1.0f, 0,
@@ -209,6 +205,14 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
     uint64_t lo = start + tr->rank * g / tr->world, hi = start + (tr->rank + 1) * g / tr->world;
     tr->cur_batch = (size_t)(hi - lo);
     ps_data_gather(&tr->train, tr->order + lo, tr->cur_batch, tr->bx, tr->by);
+    /* Forward waits for each slice before it pushes it again; a batch with
+     * no samples runs no forward, so it waits for all here: never two
+     * requests of one slice in flight. */
+    if (tr->cur_batch == 0) {
+        int rc = settle(tr, err);
+        if (rc != PS_OK)
+            return rc;
+    }
     tr->send_rc = PS_OK;
     tr->wait_rc = PS_OK;
     bool fp16 = tr->cfg->precision == PS__DTYPE__F16;
