@@ -1,6 +1,8 @@
 /* ps_config.c - table-driven config: file, flags, help. Startup thread only. */
 #include "ps_config.h"
 
+#include "ps_enum.h"
+
 #include <assert.h>
 #include <ctype.h>
 #include <errno.h>
@@ -23,9 +25,12 @@ const ps_opt_t *ps_config_find(const ps_optset_t *set, const char *key)
     return NULL;
 }
 
-/* Index of value in "a|b|c", or -1. */
-static int enum_index(const char *choices, const char *value)
+/* Index of value among the option's choices, or -1. */
+static int enum_index(const ps_opt_t *opt, const char *value)
 {
+    if (opt->names)
+        return ps_enum_find(opt->names, value);
+    const char *choices = opt->choices;
     size_t vlen = strlen(value);
     int idx = 0;
     for (const char *p = choices; *p; idx++) {
@@ -38,6 +43,18 @@ static int enum_index(const char *choices, const char *value)
         p = bar + 1;
     }
     return -1;
+}
+
+/* "a|b|c", whichever way the option lists its choices. */
+static const char *choices_text(const ps_opt_t *opt, char *buf, size_t cap)
+{
+    if (!opt->names)
+        return opt->choices;
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; opt->names[i] && len < cap; i++)
+        len += (size_t)snprintf(buf + len, cap - len, "%s%s", i ? "|" : "", opt->names[i]);
+    return buf;
 }
 
 static int parse_bool(const char *v, bool *out)
@@ -91,9 +108,12 @@ static int set_opt(const ps_opt_t *opt, void *cfg, const char *value, ps_errbuf_
             return ps_err_set(err, PS_EINVAL, "'%s' is not a boolean (yes/no)", value);
         return PS_OK;
     case PS_OPT_T_ENUM: {
-        int idx = enum_index(opt->choices, value);
-        if (idx < 0)
-            return ps_err_set(err, PS_EINVAL, "'%s' is not one of %s", value, opt->choices);
+        int idx = enum_index(opt, value);
+        if (idx < 0) {
+            char choices[512];
+            return ps_err_set(err, PS_EINVAL, "'%s' is not one of %s", value,
+                              choices_text(opt, choices, sizeof choices));
+        }
         *(int *)field = idx;
         return PS_OK;
     }
@@ -226,10 +246,10 @@ int ps_config_load(const ps_optset_t *set, void *cfg, int argc, char **argv, ps_
     return PS_OK;
 }
 
-static const char *type_name(const ps_opt_t *opt)
+static const char *type_name(const ps_opt_t *opt, char *buf, size_t cap)
 {
     static const char *names[] = {"text", "int", "num", "bool", ""};
-    return opt->type == PS_OPT_T_ENUM ? opt->choices : names[opt->type];
+    return opt->type == PS_OPT_T_ENUM ? choices_text(opt, buf, cap) : names[opt->type];
 }
 
 void ps_config_help(const ps_optset_t *set, FILE *out)
@@ -239,8 +259,8 @@ void ps_config_help(const ps_optset_t *set, FILE *out)
     fprintf(out, "  --%-22s %s\n", "config FILE", "read options from FILE first");
     for (size_t i = 0; i < set->n_opts; i++) {
         const ps_opt_t *o = &set->opts[i];
-        char head[128];
-        snprintf(head, sizeof head, "%s <%s>", o->name, type_name(o));
+        char head[640], choices[512];
+        snprintf(head, sizeof head, "%s <%s>", o->name, type_name(o, choices, sizeof choices));
         fprintf(out, "  --%-22s %s (default: %s)\n", head, o->help,
                 *o->def ? o->def : "\"\"");
     }
@@ -265,6 +285,10 @@ void ps_config_value_str(const ps_opt_t *opt, const void *cfg, char *buf, size_t
         break;
     case PS_OPT_T_ENUM: {
         int idx = *(const int *)field;
+        if (opt->names) {
+            snprintf(buf, cap, "%s", ps_enum_name(opt->names, idx, "?"));
+            break;
+        }
         const char *p = opt->choices;
         for (int k = 0; k < idx && p; k++) {
             p = strchr(p, '|');

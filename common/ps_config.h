@@ -20,7 +20,7 @@ typedef enum {
     PS_OPT_T_INT,  /* int64_t, within [min, max] */
     PS_OPT_T_DBL,  /* double, within [min, max] */
     PS_OPT_T_BOOL, /* bool: yes/no, true/false, on/off, 1/0 */
-    PS_OPT_T_ENUM, /* int: index into choices "a|b|c" */
+    PS_OPT_T_ENUM, /* int: index into choices "a|b|c", or into names */
 } ps_opt_type_t;
 
 typedef struct {
@@ -30,19 +30,26 @@ typedef struct {
     size_t size;         /* sizeof the field, checked against type */
     const char *def;     /* default, as text in the file syntax */
     double min, max;     /* INT and DBL bounds */
-    const char *choices; /* ENUM */
+    const char *choices; /* ENUM given as "a|b|c" */
     const char *help;
+    const char *const *names; /* ENUM given as an enum's NULL-terminated names (ps_enum.h) */
 } ps_opt_t;
 
 #define PS_OPT_FIELD(T, f) offsetof(T, f), sizeof(((T *)0)->f)
-#define PS_OPT_STR(name, T, f, def, help) {name, PS_OPT_T_STR, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help}
+#define PS_OPT_STR(name, T, f, def, help) \
+    {name, PS_OPT_T_STR, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, NULL}
 #define PS_OPT_INT(name, T, f, def, lo, hi, help) \
-    {name, PS_OPT_T_INT, PS_OPT_FIELD(T, f), def, lo, hi, NULL, help}
+    {name, PS_OPT_T_INT, PS_OPT_FIELD(T, f), def, lo, hi, NULL, help, NULL}
 #define PS_OPT_DBL(name, T, f, def, lo, hi, help) \
-    {name, PS_OPT_T_DBL, PS_OPT_FIELD(T, f), def, lo, hi, NULL, help}
-#define PS_OPT_BOOL(name, T, f, def, help) {name, PS_OPT_T_BOOL, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help}
+    {name, PS_OPT_T_DBL, PS_OPT_FIELD(T, f), def, lo, hi, NULL, help, NULL}
+#define PS_OPT_BOOL(name, T, f, def, help) \
+    {name, PS_OPT_T_BOOL, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, NULL}
 #define PS_OPT_ENUM(name, T, f, def, choices, help) \
-    {name, PS_OPT_T_ENUM, PS_OPT_FIELD(T, f), def, 0, 0, choices, help}
+    {name, PS_OPT_T_ENUM, PS_OPT_FIELD(T, f), def, 0, 0, choices, help, NULL}
+/* An enum option whose values are the names of an enum (ps_enum.h): the
+ * option table, the enum and its name function share one list. */
+#define PS_OPT_NAMES(name, T, f, def, names, help) \
+    {name, PS_OPT_T_ENUM, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, names}
 
 typedef struct {
     const char *prog;    /* program name for --help */

@@ -441,3 +441,66 @@ void ps_zap_stop(ps_zap_t **zapp)
     free(zap);
     *zapp = NULL;
 }
+
+/* ---- sockets ---- */
+
+int ps_curve_server_socket(void *sock, const char *secret_z85, ps_errbuf_t *err)
+{
+    int one = 1;
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVER, &one, sizeof one) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret_z85, PS_Z85_KEY_LEN) != 0 ||
+        zmq_setsockopt(sock, ZMQ_ZAP_DOMAIN, "ps", 2) != 0)
+        return ps_err_set(err, PS_ENET, "cannot enable CURVE: %s", zmq_strerror(zmq_errno()));
+    return PS_OK;
+}
+
+int ps_curve_client_socket(void *sock, const char *server_z85, const char *public_z85,
+                           const char *secret_z85, ps_errbuf_t *err)
+{
+    if (zmq_setsockopt(sock, ZMQ_CURVE_SERVERKEY, server_z85, PS_Z85_KEY_LEN) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_PUBLICKEY, public_z85, PS_Z85_KEY_LEN) != 0 ||
+        zmq_setsockopt(sock, ZMQ_CURVE_SECRETKEY, secret_z85, PS_Z85_KEY_LEN) != 0)
+        return ps_err_set(err, PS_ENET, "cannot enable CURVE: %s", zmq_strerror(zmq_errno()));
+    return PS_OK;
+}
+
+void *ps_handshake_monitor(void *ctx, void *sock)
+{
+    static atomic_uint next_id;
+    char ep[96];
+    snprintf(ep, sizeof ep, "inproc://ps-handshakes-%p-%u", sock, atomic_fetch_add(&next_id, 1));
+    if (zmq_socket_monitor(sock, ep,
+                           ZMQ_EVENT_HANDSHAKE_FAILED_AUTH | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL |
+                               ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL) != 0)
+        return NULL;
+    void *m = zmq_socket(ctx, ZMQ_PAIR);
+    int zero = 0;
+    zmq_setsockopt(m, ZMQ_LINGER, &zero, sizeof zero);
+    if (zmq_connect(m, ep) != 0) {
+        zmq_close(m);
+        return NULL;
+    }
+    return m;
+}
+
+int ps_handshake_read(void *monitor, ps_handshake_event_t *ev)
+{
+    zmq_msg_t part;
+    zmq_msg_init(&part);
+    if (zmq_msg_recv(&part, monitor, ZMQ_DONTWAIT) < 0) {
+        zmq_msg_close(&part);
+        return PS_EAGAIN;
+    }
+    *ev = (ps_handshake_event_t){0};
+    if (zmq_msg_size(&part) >= 6) {
+        memcpy(&ev->event, zmq_msg_data(&part), 2);
+        memcpy(&ev->value, (char *)zmq_msg_data(&part) + 2, 4);
+    }
+    /* the second part is the endpoint; any further parts are read and dropped */
+    for (int k = 0; zmq_msg_more(&part) && zmq_msg_recv(&part, monitor, 0) >= 0; k++)
+        if (k == 0)
+            snprintf(ev->addr, sizeof ev->addr, "%.*s", (int)zmq_msg_size(&part),
+                     (const char *)zmq_msg_data(&part));
+    zmq_msg_close(&part);
+    return PS_OK;
+}

@@ -84,4 +84,30 @@ size_t ps_zap_keys(ps_zap_t *zap);
  * Call before terminating ctx. */
 void ps_zap_stop(ps_zap_t **zap);
 
+/* ---- sockets ---- */
+
+/* Makes sock a CURVE server with secret_z85 (before it binds). PS_ENET
+ * with err naming the ZeroMQ error. Clients are checked by the ZAP
+ * handler of the socket's context (domain "ps"). */
+int ps_curve_server_socket(void *sock, const char *secret_z85, ps_errbuf_t *err);
+/* Makes sock a CURVE client of the server with public key server_z85,
+ * with the key pair public_z85/secret_z85 (before it connects). */
+int ps_curve_client_socket(void *sock, const char *server_z85, const char *public_z85,
+                           const char *secret_z85, ps_errbuf_t *err);
+
+/* A handshake that failed, as a socket monitor reports it. */
+typedef struct {
+    uint16_t event;  /* ZMQ_EVENT_HANDSHAKE_FAILED_* */
+    uint32_t value;  /* the ZMTP error code */
+    char addr[256];  /* the peer's endpoint as the monitor gives it */
+} ps_handshake_event_t;
+
+/* A PAIR socket in ctx receiving sock's failed handshakes (auth, protocol,
+ * no detail), or NULL if the monitor cannot be set up. The caller closes
+ * it (after zmq_socket_monitor(sock, NULL, 0)). */
+void *ps_handshake_monitor(void *ctx, void *sock);
+/* Reads one event from such a monitor without waiting: PS_OK, or
+ * PS_EAGAIN if none is queued. */
+int ps_handshake_read(void *monitor, ps_handshake_event_t *ev);
+
 #endif

@@ -25,11 +25,12 @@ void ps_log_init(const char *progname, ps_log_level_t level)
     log_is_journal = getenv("JOURNAL_STREAM") != NULL;
 }
 
+const char *const ps_log_level_names[] = {PS_LOG_LEVEL_MAP(PS_ENUM_NAME) NULL};
+
 int ps_log_level_parse(const char *name)
 {
-    static const char *names[] = {"debug", "info", "notice", "warn", "error"};
-    for (int i = 0; i < 5; i++)
-        if (strcasecmp(name, names[i]) == 0)
+    for (int i = 0; ps_log_level_names[i]; i++)
+        if (strcasecmp(name, ps_log_level_names[i]) == 0)
             return i;
     return -1;
 }

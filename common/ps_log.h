@@ -3,13 +3,20 @@
 #ifndef PS_LOG_H
 #define PS_LOG_H
 
-typedef enum {
-    PS_LOG_DEBUG = 0,
-    PS_LOG_INFO = 1,
-    PS_LOG_NOTICE = 2,
-    PS_LOG_WARN = 3,
-    PS_LOG_ERROR = 4,
-} ps_log_level_t;
+#include "ps_enum.h"
+
+/* The levels, least severe first (see ps_enum.h). */
+#define PS_LOG_LEVEL_MAP(XX) \
+    XX(DEBUG, "debug")       \
+    XX(INFO, "info")         \
+    XX(NOTICE, "notice")     \
+    XX(WARN, "warn")         \
+    XX(ERROR, "error")
+
+#define PS_LOG_MEMBER(e, s) PS_ENUM_MEMBER(PS_LOG_, e)
+typedef enum { PS_LOG_LEVEL_MAP(PS_LOG_MEMBER) } ps_log_level_t;
+/* "debug" ... "error", NULL: for option tables. */
+extern const char *const ps_log_level_names[];
 
 extern int ps_log_level_current;
 

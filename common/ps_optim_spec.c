@@ -3,10 +3,12 @@
 
 #include <math.h>
 
+const char *const ps_optim_names[] = {PS_OPTIM_MAP(PS_ENUM_NAME) NULL};
+const char *const ps_sched_names[] = {PS_SCHED_MAP(PS_ENUM_NAME) NULL};
+
 const char *ps_optim_name(ps_optim_kind_t kind)
 {
-    static const char *names[] = {"sgd", "momentum", "adagrad", "rmsprop", "adam", "adamw", "ftrl"};
-    return (unsigned)kind < 7 ? names[kind] : "unknown";
+    return ps_enum_name(ps_optim_names, (int)kind, "unknown");
 }
 
 const char *ps_optim_spec_check(const ps_optim_spec_t *s)
@@ -37,34 +39,14 @@ const char *ps_optim_spec_check(const ps_optim_spec_t *s)
 void ps_optim_spec_to_wire(const ps_optim_spec_t *s, Ps__OptimSpec *o)
 {
     ps__optim_spec__init(o);
-    o->kind = (Ps__Optimizer)s->kind;
-    o->lr = s->lr;
-    o->momentum = s->momentum;
-    o->nesterov = s->nesterov;
-    o->beta1 = s->beta1;
-    o->beta2 = s->beta2;
-    o->eps = s->eps;
-    o->weight_decay = s->weight_decay;
-    o->rho = s->rho;
-    o->schedule = (Ps__Schedule)s->schedule;
-    o->step_size = s->step_size;
-    o->gamma = s->gamma;
-    o->warmup_steps = s->warmup_steps;
-    o->total_steps = s->total_steps;
-    o->min_lr = s->min_lr;
-    o->l1 = s->l1;
-    o->l2 = s->l2;
-    o->ftrl_beta = s->ftrl_beta;
+#define XX(type, f) o->f = (__typeof__(o->f))s->f;
+    PS_OPTIM_SPEC_FIELDS(XX)
+#undef XX
 }
 
 void ps_optim_spec_from_wire(const Ps__OptimSpec *o, ps_optim_spec_t *s)
 {
-    *s = (ps_optim_spec_t){
-        .kind = (ps_optim_kind_t)o->kind, .lr = o->lr, .momentum = o->momentum,
-        .nesterov = o->nesterov, .beta1 = o->beta1, .beta2 = o->beta2, .eps = o->eps,
-        .weight_decay = o->weight_decay, .rho = o->rho, .schedule = (ps_sched_kind_t)o->schedule,
-        .step_size = o->step_size, .gamma = o->gamma, .warmup_steps = o->warmup_steps,
-        .total_steps = o->total_steps, .min_lr = o->min_lr, .l1 = o->l1, .l2 = o->l2,
-        .ftrl_beta = o->ftrl_beta,
-    };
+#define XX(type, f) s->f = (__typeof__(s->f))o->f;
+    PS_OPTIM_SPEC_FIELDS(XX)
+#undef XX
 }

@@ -7,43 +7,9 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "ps_config.h"
 #include "ps_err.h"
+#include "ps_server_config.h"
 #include "ps_wire.h"
-
-typedef struct {
-    char bind_addr[PS_OPT_STR_MAX];
-    int64_t port;
-    int64_t shard;
-    int64_t shards;
-    char ready_file[PS_OPT_STR_MAX];
-    int log_level;
-    char log_file[PS_OPT_STR_MAX];
-    int64_t max_jobs;
-    int64_t max_tables;
-    int64_t max_message_mb;
-    int64_t io_threads;
-    int64_t poll_ms;
-    int64_t heartbeat_timeout_ms;
-    char state_dir[PS_OPT_STR_MAX];
-    int64_t checkpoint_every;
-    int64_t checkpoint_keep;
-    char stats_socket[PS_OPT_STR_MAX];
-    int64_t stats_port;
-    int64_t metrics_port;
-    char curve_secret_file[PS_OPT_STR_MAX];
-    char allow_file[PS_OPT_STR_MAX];
-    bool insecure;
-    int64_t max_table_elems;
-    int64_t max_request_keys;
-    int64_t max_sparse_keys;
-} ps_server_config_t;
-
-/* The option table of ps-server (for --help, files and flags). */
-extern const ps_optset_t ps_server_optset;
-
-/* Cross-field checks after defaults, file and flags. */
-int ps_server_config_validate(const ps_server_config_t *cfg, ps_errbuf_t *err);
 
 typedef struct ps_server ps_server_t;
 

@@ -8,6 +8,7 @@
 #include "ps_hashmap.h"
 #include "ps_optim.h"
 #include "ps_rng.h"
+#include "ps_round.h"
 
 #define BLOCK_SHIFT 16
 #define BLOCK_ROWS (1u << BLOCK_SHIFT)
@@ -20,15 +21,12 @@ struct ps_sparse {
     uint64_t seed;
     double init_scale;
     uint32_t world;
-    int max_staleness;
     ps_hashmap_t index;
     float **blocks;
     uint32_t n_blocks, cap_blocks;
     uint32_t n_rows;
-    int64_t clock;   /* BSP: rounds applied */
-    int64_t *pushes; /* per rank: pushes accepted */
-    zmq_msg_t *stash_keys, *stash_grads; /* BSP: per rank, the round's push */
-    uint8_t *stashed;
+    ps_round_t round; /* which pushes count, and the clocks */
+    zmq_msg_t *stash_keys, *stash_grads; /* BSP: per rank with values, the round's push */
     size_t stash_bytes;
 };
 
@@ -87,13 +85,27 @@ ps_sparse_t *ps_sparse_new(const ps_sparse_params_t *p, ps_errbuf_t *err)
     t->seed = p->seed;
     t->init_scale = p->init_scale;
     t->world = p->world;
-    t->max_staleness = p->max_staleness;
     ps_hashmap_init(&t->index, 1024);
-    t->pushes = ps_xcalloc(p->world, sizeof *t->pushes);
+    if (ps_round_init(&t->round, p->world, p->max_staleness) != PS_OK) {
+        ps_err_set(err, PS_ENOMEM, "sparse table '%s': out of memory", p->name);
+        ps_hashmap_free(&t->index);
+        free(t);
+        return NULL;
+    }
     t->stash_keys = ps_xcalloc(p->world, sizeof *t->stash_keys);
     t->stash_grads = ps_xcalloc(p->world, sizeof *t->stash_grads);
-    t->stashed = ps_xcalloc(p->world, 1);
     return t;
+}
+
+/* Lets go of the pushes kept for the BSP round in progress. */
+static void drop_stash(ps_sparse_t *t)
+{
+    for (uint32_t r = 0; r < t->world; r++)
+        if (t->round.slot[r] == PS_ROUND_VALUES) {
+            zmq_msg_close(&t->stash_keys[r]);
+            zmq_msg_close(&t->stash_grads[r]);
+        }
+    t->stash_bytes = 0;
 }
 
 void ps_sparse_destroy(ps_sparse_t **tp)
@@ -101,19 +113,14 @@ void ps_sparse_destroy(ps_sparse_t **tp)
     ps_sparse_t *t = *tp;
     if (!t)
         return;
-    for (uint32_t r = 0; r < t->world; r++)
-        if (t->stashed[r]) {
-            zmq_msg_close(&t->stash_keys[r]);
-            zmq_msg_close(&t->stash_grads[r]);
-        }
+    drop_stash(t);
     for (uint32_t b = 0; b < t->n_blocks; b++)
         free(t->blocks[b]);
     free(t->blocks);
     ps_hashmap_free(&t->index);
-    free(t->pushes);
+    ps_round_fini(&t->round);
     free(t->stash_keys);
     free(t->stash_grads);
-    free(t->stashed);
     free(t);
     *tp = NULL;
 }
@@ -262,69 +269,43 @@ static void apply_push(ps_sparse_t *t, const zmq_msg_t *keys, const zmq_msg_t *g
 int ps_sparse_push(ps_sparse_t *t, uint32_t rank, int64_t clock, zmq_msg_t *keys,
                    zmq_msg_t *grads)
 {
-    if (clock < t->pushes[rank])
-        return PS_OK; /* a retry of a push already accepted */
-    if (clock > t->pushes[rank])
+    switch (ps_round_offer(&t->round, rank, clock, true)) {
+    case PS_ROUND_RETRY:
+        return PS_OK;
+    case PS_ROUND_AHEAD:
         return PS_ERANGE;
-    if (t->max_staleness != 0) {
+    case PS_ROUND_APPLY:
         apply_push(t, keys, grads);
-        t->pushes[rank]++;
+        return PS_OK;
+    case PS_ROUND_KEEP:
+        zmq_msg_init(&t->stash_keys[rank]);
+        zmq_msg_init(&t->stash_grads[rank]);
+        zmq_msg_move(&t->stash_keys[rank], keys);
+        zmq_msg_move(&t->stash_grads[rank], grads);
+        t->stash_bytes += zmq_msg_size(&t->stash_keys[rank]) + zmq_msg_size(&t->stash_grads[rank]);
         return PS_OK;
     }
-    if (clock != t->clock)
-        return PS_ERANGE;
-    zmq_msg_init(&t->stash_keys[rank]);
-    zmq_msg_init(&t->stash_grads[rank]);
-    zmq_msg_move(&t->stash_keys[rank], keys);
-    zmq_msg_move(&t->stash_grads[rank], grads);
-    t->stash_bytes += zmq_msg_size(&t->stash_keys[rank]) + zmq_msg_size(&t->stash_grads[rank]);
-    t->stashed[rank] = 1;
-    t->pushes[rank]++;
-    return PS_OK;
+    return PS_EINVAL;
 }
 
 bool ps_sparse_try_complete(ps_sparse_t *t, const uint8_t *live)
 {
-    if (t->max_staleness != 0)
+    if (!ps_round_is_complete(&t->round, live))
         return false;
-    bool any = false;
-    for (uint32_t r = 0; r < t->world; r++) {
-        if (live[r] && !t->stashed[r])
-            return false;
-        any |= t->stashed[r] != 0;
-    }
-    if (!any)
-        return false;
-    for (uint32_t r = 0; r < t->world; r++) {
-        if (!t->stashed[r])
-            continue;
-        apply_push(t, &t->stash_keys[r], &t->stash_grads[r]);
-        zmq_msg_close(&t->stash_keys[r]);
-        zmq_msg_close(&t->stash_grads[r]);
-        t->stashed[r] = 0;
-    }
-    t->stash_bytes = 0;
-    t->clock++;
-    /* a rank that is not live and did not push stays behind: catch it up,
-     * as the round went on without it */
     for (uint32_t r = 0; r < t->world; r++)
-        if (t->pushes[r] < t->clock)
-            t->pushes[r] = t->clock;
+        if (t->round.slot[r] == PS_ROUND_VALUES)
+            apply_push(t, &t->stash_keys[r], &t->stash_grads[r]);
+    drop_stash(t);
+    ps_round_close(&t->round);
     return true;
 }
 
 int64_t ps_sparse_ready_clock(const ps_sparse_t *t, const uint8_t *live)
 {
-    if (t->max_staleness == 0)
-        return t->clock;
-    int64_t low = INT64_MAX;
-    for (uint32_t r = 0; r < t->world; r++)
-        if (live[r] && t->pushes[r] < low)
-            low = t->pushes[r];
-    return low;
+    return ps_round_ready_clock(&t->round, live);
 }
 
 int64_t ps_sparse_worker_clock(const ps_sparse_t *t, uint32_t rank)
 {
-    return t->pushes[rank];
+    return ps_round_rank_clock(&t->round, rank);
 }

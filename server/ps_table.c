@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "ps_log.h"
+#include "ps_round.h"
 
 /* Parameters live in reference-counted buffers so that a reply can carry
  * them without a copy: ZeroMQ's I/O thread holds a reference while it sends
@@ -54,19 +55,23 @@ struct ps_table {
     uint64_t shape[PS_TABLE_MAX_DIMS];
     int ndim;
     uint32_t world;
-    int max_staleness;
     param_buf_t *cur;      /* the parameters */
     param_buf_t *spare;    /* a second buffer for updates while cur is being sent, or NULL */
     ps_optim_t opt;
-    int64_t clock;         /* BSP rounds applied */
-    int64_t *pushes;       /* per rank: pushes accepted */
-    /* BSP round in progress */
+    ps_round_t round;      /* which pushes count, and the clocks */
+    /* BSP round in progress: what the ranks whose slot is PS_ROUND_VALUES sent */
     zmq_msg_t *stash;      /* per rank: gradient sums of the current clock */
     uint64_t *stash_samples;
-    uint8_t *stashed;      /* 1 = values kept, 2 = a skip */
-    int64_t last_skipped;  /* clock of the newest skipped BSP round */
     float *accum;          /* sum of the round, len floats */
 };
+
+/* Lets go of the values kept for the BSP round in progress. */
+static void drop_stash(ps_table_t *t)
+{
+    for (uint32_t r = 0; t->round.slot && r < t->world; r++)
+        if (t->round.slot[r] == PS_ROUND_VALUES)
+            zmq_msg_close(&t->stash[r]);
+}
 
 ps_table_t *ps_table_new(const ps_table_params_t *p, const float *init, ps_errbuf_t *err)
 {
@@ -91,19 +96,16 @@ ps_table_t *ps_table_new(const ps_table_params_t *p, const float *init, ps_errbu
     t->ndim = p->ndim;
     memcpy(t->shape, p->shape, (size_t)p->ndim * sizeof *p->shape);
     t->world = p->world;
-    t->max_staleness = p->max_staleness;
     size_t n = p->len ? p->len : 1;
     t->cur = buf_new(n);
-    t->pushes = calloc(p->world, sizeof *t->pushes);
     t->stash = calloc(p->world, sizeof *t->stash);
     t->stash_samples = calloc(p->world, sizeof *t->stash_samples);
-    t->stashed = calloc(p->world, 1);
     t->accum = p->max_staleness == 0 ? malloc(n * sizeof(float)) : NULL;
-    if (!t->cur || !t->pushes || !t->stash || !t->stash_samples || !t->stashed ||
-        (p->max_staleness == 0 && !t->accum) || ps_optim_init(&t->opt, &p->optim, p->len) != PS_OK)
+    if (!t->cur || !t->stash || !t->stash_samples || (p->max_staleness == 0 && !t->accum) ||
+        ps_round_init(&t->round, p->world, p->max_staleness) != PS_OK ||
+        ps_optim_init(&t->opt, &p->optim, p->len) != PS_OK)
         goto oom;
     memcpy(t->cur->data, init, p->len * sizeof(float));
-    t->last_skipped = -1;
     return t;
 oom:
     ps_table_destroy(&t);
@@ -117,16 +119,13 @@ void ps_table_destroy(ps_table_t **tp)
     ps_table_t *t = *tp;
     if (!t)
         return;
-    for (uint32_t r = 0; t->stashed && r < t->world; r++)
-        if (t->stashed[r] == 1)
-            zmq_msg_close(&t->stash[r]);
+    drop_stash(t);
+    ps_round_fini(&t->round);
     ps_optim_fini(&t->opt);
     buf_unref(t->cur);
     buf_unref(t->spare);
-    free(t->pushes);
     free(t->stash);
     free(t->stash_samples);
-    free(t->stashed);
     free(t->accum);
     free(t);
     *tp = NULL;
@@ -190,7 +189,7 @@ const ps_optim_spec_t *ps_table_optim(const ps_table_t *t) { return &t->opt.spec
 
 int64_t ps_table_worker_clock(const ps_table_t *t, uint32_t rank)
 {
-    return rank < t->world ? t->pushes[rank] : -1;
+    return ps_round_rank_clock(&t->round, rank);
 }
 
 size_t ps_table_bytes(const ps_table_t *t)
@@ -209,28 +208,24 @@ bool ps_table_same_layout(const ps_table_t *t, const char *name, uint64_t n_tota
 int ps_table_push(ps_table_t *t, uint32_t rank, int64_t clock, zmq_msg_t *values,
                   uint64_t n_samples)
 {
-    if (t->max_staleness == 0) {
-        if (clock < t->clock || (clock == t->clock && t->stashed[rank]))
-            return PS_OK; /* a retry of a push already counted */
-        if (clock > t->clock)
-            return PS_ERANGE;
+    switch (ps_round_offer(&t->round, rank, clock, values != NULL)) {
+    case PS_ROUND_RETRY:
+        return PS_OK;
+    case PS_ROUND_AHEAD:
+        return PS_ERANGE;
+    case PS_ROUND_KEEP:
         if (values) {
             zmq_msg_init(&t->stash[rank]);
             zmq_msg_move(&t->stash[rank], values);
         }
         t->stash_samples[rank] = n_samples;
-        t->stashed[rank] = values ? 1 : 2;
-        t->pushes[rank] = clock + 1;
+        return PS_OK;
+    case PS_ROUND_APPLY:
+        if (values && n_samples)
+            apply_update(t, zmq_msg_data(values), 1.0f / (float)n_samples);
         return PS_OK;
     }
-    if (clock < t->pushes[rank])
-        return PS_OK;
-    if (clock > t->pushes[rank])
-        return PS_ERANGE;
-    if (values && n_samples)
-        apply_update(t, zmq_msg_data(values), 1.0f / (float)n_samples);
-    t->pushes[rank]++;
-    return PS_OK;
+    return PS_EINVAL;
 }
 
 /* The gradient of a BSP round: a single kept push straight from its frame;
@@ -240,7 +235,7 @@ static const float *round_gradient(ps_table_t *t)
     const float *first = NULL;
     bool summed = false;
     for (uint32_t r = 0; r < t->world; r++) {
-        if (t->stashed[r] != 1)
+        if (t->round.slot[r] != PS_ROUND_VALUES)
             continue;
         const float *g = zmq_msg_data(&t->stash[r]);
         if (!first) {
@@ -259,40 +254,23 @@ static const float *round_gradient(ps_table_t *t)
 
 bool ps_table_try_complete(ps_table_t *t, const uint8_t *live)
 {
-    if (t->max_staleness != 0)
-        return false;
-    uint32_t n_stashed = 0;
-    for (uint32_t r = 0; r < t->world; r++) {
-        if (live[r] && !t->stashed[r])
-            return false;
-        n_stashed += t->stashed[r];
-    }
-    if (n_stashed == 0)
+    if (!ps_round_is_complete(&t->round, live))
         return false;
     uint64_t samples = 0;
-    bool skip = false;
-    for (uint32_t r = 0; r < t->world; r++) {
-        skip |= t->stashed[r] == 2;
-        if (t->stashed[r] == 1)
+    for (uint32_t r = 0; r < t->world; r++)
+        if (t->round.slot[r] == PS_ROUND_VALUES)
             samples += t->stash_samples[r];
-    }
-    if (skip)
-        t->last_skipped = t->clock;
-    else if (samples)
+    if (!ps_round_is_skipped(&t->round) && samples)
         apply_update(t, round_gradient(t), 1.0f / (float)samples);
-    for (uint32_t r = 0; r < t->world; r++) {
-        if (t->stashed[r] == 1)
-            zmq_msg_close(&t->stash[r]);
-        t->stashed[r] = 0;
-    }
-    t->clock++;
+    drop_stash(t);
+    ps_round_close(&t->round);
     return true;
 }
 
 void ps_table_get_state(const ps_table_t *t, ps_table_state_t *s)
 {
-    *s = (ps_table_state_t){t->len, t->world, t->clock, t->pushes, t->opt.t, t->cur->data, t->opt.m,
-                            t->opt.v};
+    *s = (ps_table_state_t){t->len, t->world, t->round.clock, t->round.pushes, t->opt.t,
+                            t->cur->data, t->opt.m, t->opt.v};
 }
 
 int ps_table_set_state(ps_table_t *t, const ps_table_state_t *s)
@@ -300,13 +278,8 @@ int ps_table_set_state(ps_table_t *t, const ps_table_state_t *s)
     if (s->len != t->len || s->world != t->world || (!s->m) != (!t->opt.m) ||
         (!s->v) != (!t->opt.v))
         return PS_ERANGE;
-    for (uint32_t r = 0; r < t->world; r++) {
-        if (t->stashed[r] == 1)
-            zmq_msg_close(&t->stash[r]);
-        t->stashed[r] = 0;
-    }
-    memcpy(t->pushes, s->pushes, t->world * sizeof *t->pushes);
-    t->clock = s->clock;
+    drop_stash(t);
+    ps_round_restore(&t->round, s->clock, s->pushes);
     t->opt.t = s->updates;
     param_buf_t *b = writable_buf(t);
     memcpy(b->data, s->params, t->len * sizeof(float));
@@ -315,7 +288,6 @@ int ps_table_set_state(ps_table_t *t, const ps_table_state_t *s)
         memcpy(t->opt.m, s->m, t->len * sizeof(float));
     if (t->opt.v)
         memcpy(t->opt.v, s->v, t->len * sizeof(float));
-    t->last_skipped = -1;
     return PS_OK;
 }
 
@@ -332,26 +304,15 @@ uint32_t ps_table_id(const ps_table_t *t)
 
 int64_t ps_table_clock(const ps_table_t *t)
 {
-    if (t->max_staleness == 0)
-        return t->clock;
-    int64_t min = INT64_MAX;
-    for (uint32_t r = 0; r < t->world; r++)
-        min = t->pushes[r] < min ? t->pushes[r] : min;
-    return min;
+    return ps_round_clock(&t->round);
 }
 
 int64_t ps_table_last_skipped_round(const ps_table_t *t)
 {
-    return t->last_skipped;
+    return t->round.last_skipped;
 }
 
 int64_t ps_table_ready_clock(const ps_table_t *t, const uint8_t *live)
 {
-    if (t->max_staleness == 0)
-        return t->clock;
-    int64_t min = INT64_MAX;
-    for (uint32_t r = 0; r < t->world; r++)
-        if (live[r] && t->pushes[r] < min)
-            min = t->pushes[r];
-    return min;
+    return ps_round_ready_clock(&t->round, live);
 }

@@ -1,0 +1,20 @@
+/* ps_handler.h - one handler per op, dispatched through a table. A
+ * handler validates its request (ps_request), acts on the job (ps_job,
+ * ps_table, ps_sparse) and returns the reply to send, or NULL when a
+ * parked pull will be answered later (ps_pending). Loop thread only. */
+#ifndef PS_HANDLER_H
+#define PS_HANDLER_H
+
+#include "ps_server_int.h"
+
+/* Handles one received message ([identity][header][keys][values]);
+ * recv_rc is ps_wire_recv's result (PS_EPROTO: too many frames). Every
+ * request gets exactly one reply, now or when its pull is served. */
+void psrv_handle(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc);
+
+/* The handlers of the data ops (ps_handler_data.c). */
+psrv_reply_t *psrv_handle_init_table(ps_server_t *srv, psrv_request_t *rq);
+psrv_reply_t *psrv_handle_push_pull(ps_server_t *srv, psrv_request_t *rq);
+psrv_reply_t *psrv_handle_sparse(ps_server_t *srv, psrv_request_t *rq);
+
+#endif

@@ -1,0 +1,31 @@
+/* ps_snapshot.h - when this shard's checkpoints are written and read back:
+ * every checkpoint_every clocks by a forked writer (a copy-on-write view of
+ * memory, so the loop keeps serving), at shutdown and on SAVE in the loop
+ * itself; every job with a checkpoint is restored at start; ROLLBACK
+ * reloads one. The file format is ps_checkpoint's. Loop thread only. */
+#ifndef PS_SNAPSHOT_H
+#define PS_SNAPSHOT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ps_server_int.h"
+
+/* Checkpoints job in a forked writer if its lowest chunk clock reached the
+ * next multiple of checkpoint_every (no-op without state_dir). */
+void psrv_snapshot_maybe(ps_server_t *srv, ps_job_t *job);
+/* Writes a checkpoint of every job now, in this thread (shutdown, SAVE).
+ * Returns the number that failed (each logged). */
+int psrv_snapshot_all(ps_server_t *srv);
+/* Collects a finished writer (block: wait for it) and counts its result. */
+void psrv_snapshot_reap(ps_server_t *srv, bool block);
+/* At start: every job with a checkpoint under state_dir comes back at its
+ * newest valid one (corrupt ones are skipped with a warning each). */
+void psrv_snapshot_restore_all(ps_server_t *srv);
+/* Puts job back to its checkpoint of exactly clock (ROLLBACK). PS_ENOCKPT
+ * if this shard has none, or an error with err saying why it does not fit. */
+int psrv_snapshot_rollback(ps_server_t *srv, ps_job_t *job, int64_t clock, ps_errbuf_t *err);
+/* Deletes every checkpoint of a job that ended (no-op without state_dir). */
+void psrv_snapshot_remove_job(ps_server_t *srv, const char *job);
+
+#endif

@@ -1,0 +1,48 @@
+/* ps_stats.h - the shard's counters and latency histograms, and every
+ * section the stats socket and /metrics serve (show info, workers, tables,
+ * config, metrics), each built once as a ps_doc and rendered as text, JSON
+ * and Prometheus from that one source. The loop thread counts and
+ * publishes; the stats thread only serves published snapshots. */
+#ifndef PS_STATS_H
+#define PS_STATS_H
+
+#include <stdint.h>
+
+#define PS_STATS_N_BUCKETS 16
+
+/* A latency histogram: observations per bucket (not cumulative). */
+typedef struct {
+    uint64_t counts[PS_STATS_N_BUCKETS + 1]; /* last: above every bound */
+    uint64_t count;
+    double sum_s;
+} ps_hist_t;
+
+/* Counters of the loop thread. */
+typedef struct {
+    uint64_t requests[16];          /* by op */
+    uint64_t errors;
+    uint64_t errors_by_code[32];    /* by -code */
+    uint64_t nonfinite_pushes;
+    uint64_t handshake_failures;    /* plain-text or broken clients (monitor events) */
+    uint64_t handshake_failures_by_kind[3]; /* auth, mechanism mismatch, other */
+    uint64_t bytes_in, bytes_out;
+    uint64_t checkpoints_written, checkpoints_failed;
+    int64_t last_checkpoint_ms;
+    ps_hist_t push_latency, pull_latency;
+} ps_server_stats_t;
+
+/* Counts one observation of ns nanoseconds. */
+void ps_hist_observe(ps_hist_t *h, int64_t ns);
+/* The buckets' upper bounds, in seconds (PS_STATS_N_BUCKETS of them). */
+const double *ps_hist_bounds(void);
+
+typedef struct ps_server ps_server_t;
+
+/* Publishes every section to the stats thread (no-op without one). */
+void psrv_stats_publish(ps_server_t *srv);
+/* Publishes `show config` (once, at start: the config never changes). */
+void psrv_stats_publish_config(ps_server_t *srv);
+/* The `show info` document as JSON (the STATS op's reply); caller frees. */
+char *psrv_stats_info_json(ps_server_t *srv);
+
+#endif
