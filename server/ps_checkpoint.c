@@ -16,7 +16,8 @@
 #include "ps_log.h"
 
 #define MAGIC "PSCKPT\0\0"
-#define FORMAT 1
+/* 2: the optimizer record holds every field (1 lacked l1, l2, ftrl_beta) */
+#define FORMAT 2
 #define HEAD_BYTES 24
 
 typedef struct {
@@ -58,24 +59,20 @@ static void put_floats(writer_t *w, const float *v, uint64_t n)
     }
 }
 
+/* The optimizer spec, field by field from the one list (ps_optim_spec.h). */
 static void put_optim(writer_t *w, const ps_optim_spec_t *o)
 {
-    uint32_t kind = o->kind, sched = o->schedule, nesterov = o->nesterov;
-    PUT(w, kind);
-    PUT(w, o->lr);
-    PUT(w, o->momentum);
-    PUT(w, nesterov);
-    PUT(w, o->beta1);
-    PUT(w, o->beta2);
-    PUT(w, o->eps);
-    PUT(w, o->weight_decay);
-    PUT(w, o->rho);
-    PUT(w, sched);
-    PUT(w, o->step_size);
-    PUT(w, o->gamma);
-    PUT(w, o->warmup_steps);
-    PUT(w, o->total_steps);
-    PUT(w, o->min_lr);
+#define PUT_ENUM(f) { uint32_t v_ = (uint32_t)o->f; PUT(w, v_); }
+#define PUT_BOOL(f) { uint32_t v_ = o->f ? 1 : 0; PUT(w, v_); }
+#define PUT_DBL(f) PUT(w, o->f);
+#define PUT_U64(f) PUT(w, o->f);
+#define XX(type, f) PUT_##type(f)
+    PS_OPTIM_SPEC_FIELDS(XX)
+#undef XX
+#undef PUT_ENUM
+#undef PUT_BOOL
+#undef PUT_DBL
+#undef PUT_U64
 }
 
 static void put_chunk(writer_t *w, const ps_table_t *t, uint32_t chunk)
@@ -240,30 +237,26 @@ static void get_str(reader_t *r, char *buf, size_t cap)
     buf[len] = '\0';
 }
 
-static void get_optim(reader_t *r, ps_optim_spec_t *o)
+/* Reads the spec as put_optim wrote it; a format-1 file stops after the
+ * first PS_OPTIM_SPEC_FIELDS_V1 fields (the rest stay 0). */
+static void get_optim(reader_t *r, ps_optim_spec_t *o, uint32_t format)
 {
-    uint32_t kind = 0, sched = 0, nesterov = 0;
-    GET(r, kind);
-    GET(r, o->lr);
-    GET(r, o->momentum);
-    GET(r, nesterov);
-    GET(r, o->beta1);
-    GET(r, o->beta2);
-    GET(r, o->eps);
-    GET(r, o->weight_decay);
-    GET(r, o->rho);
-    GET(r, sched);
-    GET(r, o->step_size);
-    GET(r, o->gamma);
-    GET(r, o->warmup_steps);
-    GET(r, o->total_steps);
-    GET(r, o->min_lr);
-    o->kind = (ps_optim_kind_t)kind;
-    o->schedule = (ps_sched_kind_t)sched;
-    o->nesterov = nesterov != 0;
+    int n = format == 1 ? PS_OPTIM_SPEC_FIELDS_V1 : 1 << 20, k = 0;
+    uint32_t u;
+#define GET_ENUM(f) if (k++ < n) { u = 0; GET(r, u); o->f = (__typeof__(o->f))u; }
+#define GET_BOOL(f) if (k++ < n) { u = 0; GET(r, u); o->f = u != 0; }
+#define GET_DBL(f) if (k++ < n) GET(r, o->f);
+#define GET_U64(f) if (k++ < n) GET(r, o->f);
+#define XX(type, f) GET_##type(f)
+    PS_OPTIM_SPEC_FIELDS(XX)
+#undef XX
+#undef GET_ENUM
+#undef GET_BOOL
+#undef GET_DBL
+#undef GET_U64
 }
 
-static void get_chunk(reader_t *r, ps_ckpt_chunk_t *c)
+static void get_chunk(reader_t *r, ps_ckpt_chunk_t *c, uint32_t format)
 {
     uint32_t nd = 0;
     uint8_t has_m = 0, has_v = 0;
@@ -280,7 +273,7 @@ static void get_chunk(reader_t *r, ps_ckpt_chunk_t *c)
     const void *shape = take(r, nd * sizeof(uint64_t));
     if (shape)
         memcpy(c->shape, shape, nd * sizeof(uint64_t));
-    get_optim(r, &c->optim);
+    get_optim(r, &c->optim, format);
     GET(r, c->offset);
     GET(r, c->state.len);
     GET(r, c->state.world);
@@ -330,8 +323,8 @@ int ps_ckpt_read(const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
     memcpy(&format, head + 8, 4);
     memcpy(&crc, head + 12, 4);
     memcpy(&len, head + 16, 8);
-    if (format != FORMAT) {
-        ps_err_set(err, rc, "'%s': format %u, this server reads %u", path, format, FORMAT);
+    if (format < 1 || format > FORMAT) {
+        ps_err_set(err, rc, "'%s': format %u, this server reads 1 to %u", path, format, FORMAT);
         goto out;
     }
     if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size != len + HEAD_BYTES) {
@@ -376,7 +369,7 @@ int ps_ckpt_read(const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
     }
     out->chunks = calloc(out->n_chunks ? out->n_chunks : 1, sizeof *out->chunks);
     for (uint32_t i = 0; out->chunks && i < out->n_chunks && !r.bad; i++)
-        get_chunk(&r, &out->chunks[i]);
+        get_chunk(&r, &out->chunks[i], format);
     if (!out->chunks || r.bad || r.p != r.end) {
         ps_err_set(err, rc, "'%s': malformed chunk records", path);
         goto out;

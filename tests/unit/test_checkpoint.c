@@ -198,12 +198,54 @@ static void test_demo_sized_checkpoint_is_written(void **state)
     ps_table_destroy(&t);
 }
 
+/* Every field of the optimizer spec comes back from a checkpoint, the
+ * regularisation of FTRL-style specs (l1, l2, ftrl_beta) included: a
+ * restored shard must apply the same optimizer as before the crash. */
+static void test_every_optimizer_field_round_trips(void **state)
+{
+    (void)state;
+    uint64_t shape[1] = {8};
+    float init[8] = {0};
+    ps_optim_spec_t spec = {.kind = PS_OPTIM_ADAMW, .lr = 0.25, .momentum = 0.5,
+                            .nesterov = true, .beta1 = 0.8, .beta2 = 0.95, .eps = 1e-6,
+                            .weight_decay = 0.01, .rho = 0.7, .schedule = PS_SCHED_COSINE,
+                            .step_size = 17, .gamma = 0.3, .warmup_steps = 5,
+                            .total_steps = 99, .min_lr = 0.001, .l1 = 0.125, .l2 = 0.0625,
+                            .ftrl_beta = 1.5};
+    ps_table_params_t p = {.name = "opt", .id = 4, .n_total = 8, .shape = shape, .ndim = 1,
+                           .offset = 0, .len = 8, .world = 1, .max_staleness = 0, .optim = spec};
+    ps_errbuf_t err;
+    ps_table_t *t = ps_table_new(&p, init, &err);
+    assert_non_null(t);
+    ps_ckpt_job_t job = {.job = "opt", .world = 1, .shard = 0, .n_shards = 1, .clock = 0};
+    uint32_t ids[1] = {0};
+    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, 1, &err), PS_OK);
+    ps_ckpt_t ck;
+    assert_int_equal(ps_ckpt_load(dir, "opt", -1, &ck, &err), PS_OK);
+    const ps_optim_spec_t *o = &ck.chunks[0].optim;
+    assert_int_equal(o->kind, spec.kind);
+    assert_true(o->lr == spec.lr && o->momentum == spec.momentum && o->nesterov);
+    assert_true(o->beta1 == spec.beta1 && o->beta2 == spec.beta2 && o->eps == spec.eps);
+    assert_true(o->weight_decay == spec.weight_decay && o->rho == spec.rho);
+    assert_int_equal(o->schedule, spec.schedule);
+    assert_int_equal(o->step_size, 17);
+    assert_true(o->gamma == spec.gamma && o->min_lr == spec.min_lr);
+    assert_int_equal(o->warmup_steps, 5);
+    assert_int_equal(o->total_steps, 99);
+    assert_true(o->l1 == spec.l1);
+    assert_true(o->l2 == spec.l2);
+    assert_true(o->ftrl_beta == spec.ftrl_beta);
+    ps_ckpt_free(&ck);
+    ps_table_destroy(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_and_corrupt_files_are_skipped),
         cmocka_unit_test(test_only_the_newest_k_are_kept),
         cmocka_unit_test(test_demo_sized_checkpoint_is_written),
+        cmocka_unit_test(test_every_optimizer_field_round_trips),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
