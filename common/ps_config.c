@@ -2,6 +2,7 @@
 #include "ps_config.h"
 
 #include "ps_enum.h"
+#include "ps_json.h"
 
 #include <assert.h>
 #include <ctype.h>
@@ -316,4 +317,35 @@ size_t ps_config_format(const ps_optset_t *set, const void *cfg, char *buf, size
     if (cap && len >= cap)
         buf[cap - 1] = '\0';
     return len;
+}
+
+char *ps_config_json(const ps_optset_t *set, const void *cfg)
+{
+    json_t *o = json_object();
+    for (size_t i = 0; i < set->n_opts; i++) {
+        const ps_opt_t *opt = &set->opts[i];
+        const char *field = (const char *)cfg + opt->offset;
+        json_t *v;
+        if (opt->type == PS_OPT_T_INT) {
+            v = json_integer(*(const int64_t *)field);
+        } else if (opt->type == PS_OPT_T_DBL) {
+            v = json_real(*(const double *)field);
+        } else if (opt->type == PS_OPT_T_BOOL) {
+            v = json_boolean(*(const bool *)field);
+        } else {
+            char value[PS_OPT_STR_MAX];
+            ps_config_value_str(opt, cfg, value, sizeof value);
+            v = ps_json_string(value);
+        }
+        json_object_set_new(o, opt->name, v);
+    }
+    char *s = json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17));
+    json_decref(o);
+    size_t n = s ? strlen(s) : 0;
+    char *out = ps_xmalloc(n + 2);
+    memcpy(out, s ? s : "", n);
+    out[n] = '\n';
+    out[n + 1] = '\0';
+    free(s);
+    return out;
 }

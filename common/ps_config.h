@@ -82,6 +82,10 @@ void ps_config_help(const ps_optset_t *set, FILE *out);
 /* Writes one `key value` line per option into buf (NUL-terminated, truncated
  * to cap). Returns the length it needed. */
 size_t ps_config_format(const ps_optset_t *set, const void *cfg, char *buf, size_t cap);
+/* Every option and its value as one JSON object (`show config json`):
+ * ints, numbers and booleans as such, the rest as strings. Malloc'd, with
+ * a final newline; the caller frees. */
+char *ps_config_json(const ps_optset_t *set, const void *cfg);
 /* The text of the current value of one option into buf. */
 void ps_config_value_str(const ps_opt_t *opt, const void *cfg, char *buf, size_t cap);
 

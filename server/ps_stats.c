@@ -338,17 +338,11 @@ void psrv_stats_publish_config(ps_server_t *srv)
 {
     if (!srv->statsd)
         return;
-    ps_doc_t *d = ps_doc_new();
-    for (size_t i = 0; i < ps_server_optset.n_opts; i++) {
-        char value[PS_OPT_STR_MAX];
-        ps_config_value_str(&ps_server_optset.opts[i], &srv->cfg, value, sizeof value);
-        ps_doc_str(d, ps_server_optset.opts[i].name, value);
-    }
     size_t need = ps_config_format(&ps_server_optset, &srv->cfg, NULL, 0);
     char *text = ps_xmalloc(need + 1);
     ps_config_format(&ps_server_optset, &srv->cfg, text, need + 1);
-    ps_statsd_publish(srv->statsd, PS_STATS_CONFIG, text, ps_doc_json(d));
-    ps_doc_destroy(&d);
+    ps_statsd_publish(srv->statsd, PS_STATS_CONFIG, text,
+                      ps_config_json(&ps_server_optset, &srv->cfg));
 }
 
 void psrv_stats_publish(ps_server_t *srv)

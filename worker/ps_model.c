@@ -12,6 +12,9 @@
 #include "ps_metric.h"
 #include "ps_rng.h"
 
+const char *const ps_act_names[] = {PS_ACT_MAP(PS_ENUM_NAME) NULL};
+const char *const ps_head_names[] = {PS_HEAD_MAP(PS_ENUM_NAME) NULL};
+
 /* A slice: rows [row0, row0 + rows) of W_l (table 2l), or all of b_l
  * (table 2l + 1, rows 0). */
 typedef struct {

@@ -10,16 +10,22 @@
 #include <stdint.h>
 
 #include "ps_data.h"
+#include "ps_enum.h"
 
 #define PS_MODEL_MAX_LAYERS 16
 
-typedef enum { PS_ACT_RELU = 0, PS_ACT_TANH = 1, PS_ACT_SIGMOID = 2 } ps_act_t;
+#define PS_ACT_MAP(XX) XX(RELU, "relu") XX(TANH, "tanh") XX(SIGMOID, "sigmoid")
+#define PS_ACT_MEMBER(e, s) PS_ENUM_MEMBER(PS_ACT_, e)
+typedef enum { PS_ACT_MAP(PS_ACT_MEMBER) } ps_act_t;
+extern const char *const ps_act_names[];
 
-typedef enum {
-    PS_HEAD_SOFTMAX_CE = 0,  /* classes; loss = cross-entropy */
-    PS_HEAD_SIGMOID_BCE = 1, /* one output, labels {0,1} (<= 0 counts as 0) */
-    PS_HEAD_MSE = 2,         /* one output: regression; several: one-hot class targets */
-} ps_head_t;
+#define PS_HEAD_MAP(XX)                                                                   \
+    XX(SOFTMAX_CE, "softmax_ce")   /* classes; loss = cross-entropy */                    \
+    XX(SIGMOID_BCE, "sigmoid_bce") /* one output, labels {0,1} (<= 0 counts as 0) */      \
+    XX(MSE, "mse")                 /* one output: regression; several: one-hot targets */
+#define PS_HEAD_MEMBER(e, s) PS_ENUM_MEMBER(PS_HEAD_, e)
+typedef enum { PS_HEAD_MAP(PS_HEAD_MEMBER) } ps_head_t;
+extern const char *const ps_head_names[];
 
 typedef struct {
     int n_layers;                       /* dense layers, >= 1 */

@@ -15,9 +15,11 @@
 #include <string.h>
 
 #include "ps_client.h"
+#include "ps_event.h"
 #include "ps_log.h"
 #include "ps_metric.h"
 #include "ps_model.h"
+#include "ps_report.h"
 #include "ps_rng.h"
 #include "ps_svm.h"
 #include "ps_time.h"
@@ -244,27 +246,27 @@ static int evaluate(strainer_t *tr, const ps_svm_t *d, const uint32_t *idx, size
     return rc;
 }
 
-/* ,"PREFIX_auc":..,"PREFIX_logloss":..,"PREFIX_accuracy":.. appended to buf. */
-static void append(char *buf, size_t cap, const char *prefix, const seval_t *ev)
+/* The metrics of one evaluation into ev. */
+static void add_metrics(ps_event_t *ev, ps_eval_set_t set, const seval_t *e)
 {
-    size_t len = strlen(buf);
-    snprintf(buf + len, cap - len, ",\"%s_auc\":%.6f,\"%s_logloss\":%.6f,\"%s_accuracy\":%.6f",
-             prefix, ev->auc, prefix, ev->logloss, prefix, ev->accuracy);
+    bool test = set == PS_EVAL_TEST;
+    ps_event_set_num(ev, test ? PS_EF_TEST_AUC : PS_EF_VAL_AUC, e->auc);
+    ps_event_set_num(ev, test ? PS_EF_TEST_LOGLOSS : PS_EF_VAL_LOGLOSS, e->logloss);
+    ps_event_set_num(ev, test ? PS_EF_TEST_ACCURACY : PS_EF_VAL_ACCURACY, e->accuracy);
 }
 
 /* Rank 0: the validation split and the test set, as event fields. */
-static int eval_fields(strainer_t *tr, uint32_t flags, char *buf, size_t cap, seval_t *test,
+static int eval_fields(strainer_t *tr, uint32_t flags, ps_event_t *ev, seval_t *test,
                        ps_errbuf_t *err)
 {
     seval_t val;
     int rc = PS_OK;
-    buf[0] = '\0';
     memset(test, 0, sizeof *test);
     if (tr->n_val && (rc = evaluate(tr, &tr->train, tr->val, tr->n_val, flags, &val, err)) == PS_OK)
-        append(buf, cap, "val", &val);
+        add_metrics(ev, PS_EVAL_VAL, &val);
     if (rc == PS_OK && tr->test.n &&
         (rc = evaluate(tr, &tr->test, tr->test_idx, tr->test.n, flags, test, err)) == PS_OK)
-        append(buf, cap, "test", test);
+        add_metrics(ev, PS_EVAL_TEST, test);
     return rc;
 }
 
@@ -325,7 +327,7 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
     ps_worker_optim_spec(c, tr->steps_per_epoch * (uint64_t)c->epochs, &optim);
     optim.schedule = PS_SCHED_CONSTANT; /* checked by ps_worker_config_validate too */
     optim.warmup_steps = 0;
-    double init = c->optimizer == PS_OPTIM_FTRL || !tr->k ? 0 : c->init_scale;
+    double init = c->optim.kind == PS_OPTIM_FTRL || !tr->k ? 0 : c->init_scale;
     rc = ps_client_init_sparse(tr->client, 0, tr->k ? "fm" : "weights", tr->dim, &optim, init,
                                (uint64_t)c->seed, err);
     if (rc != PS_OK)
@@ -339,16 +341,37 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
     return PS_OK;
 }
 
-static void report(const strainer_t *tr, int64_t epoch, double train_loss, const char *fields,
+/* Prints the epoch event ev (its metrics already in) and logs the epoch. */
+static void report(const strainer_t *tr, ps_event_t *ev, int64_t epoch, double train_loss,
                    const seval_t *test, double secs)
 {
-    printf("{\"event\":\"epoch\",\"rank\":%u,\"epoch\":%lld,\"steps\":%lld,\"train_loss\":%.6f%s,"
-           "\"epoch_s\":%.3f,\"keys_pulled\":%llu}\n",
-           tr->rank, (long long)epoch, (long long)tr->clock, train_loss, fields, secs,
-           (unsigned long long)tr->keys_pulled);
-    fflush(stdout);
+    ps_event_set_int(ev, PS_EF_RANK, tr->rank);
+    ps_event_set_num(ev, PS_EF_EPOCH, (double)epoch);
+    ps_event_set_int(ev, PS_EF_STEPS, tr->clock);
+    ps_event_set_num(ev, PS_EF_TRAIN_LOSS, train_loss);
+    ps_event_set_num(ev, PS_EF_EPOCH_S, secs);
+    ps_event_set_int(ev, PS_EF_KEYS_PULLED, (int64_t)tr->keys_pulled);
+    ps_event_print(ev, stdout);
     ps_log(PS_LOG_INFO, "worker %u: epoch %lld train_logloss %.4f test_auc %.4f test_logloss %.4f "
            "(%.2f s)", tr->rank, (long long)epoch, train_loss, test->auc, test->logloss, secs);
+}
+
+/* Rank 0's mid-epoch {"event":"eval"} line. */
+static int report_eval(strainer_t *tr, ps_errbuf_t *err)
+{
+    ps_event_t ev;
+    seval_t test;
+    ps_event_init(&ev, PS_EVENT_EVAL);
+    int rc = eval_fields(tr, 0, &ev, &test, err);
+    if (rc == PS_OK) {
+        ps_event_set_int(&ev, PS_EF_RANK, 0);
+        ps_event_set_int(&ev, PS_EF_STEPS, tr->clock);
+        ps_event_set_num(&ev, PS_EF_EPOCH, (double)tr->clock / (double)tr->steps_per_epoch);
+        ps_event_set_num(&ev, PS_EF_WALL_S, ps_time_wall_s() - tr->t_train);
+        ps_event_print(&ev, stdout);
+    }
+    ps_event_fini(&ev);
+    return rc;
 }
 
 static int run(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
@@ -357,13 +380,9 @@ static int run(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
     uint64_t total = tr->steps_per_epoch * (uint64_t)c->epochs;
     if (c->max_steps && (uint64_t)c->max_steps < total)
         total = (uint64_t)c->max_steps;
-    if (tr->rank == 0) {
-        printf("{\"event\":\"start\",\"steps_per_epoch\":%llu,\"total_steps\":%llu,"
-               "\"train_samples\":%zu,\"val_samples\":%zu,\"test_samples\":%zu}\n",
-               (unsigned long long)tr->steps_per_epoch, (unsigned long long)total,
-               tr->train.n - tr->n_val, tr->n_val, tr->test.n);
-        fflush(stdout);
-    }
+    if (tr->rank == 0)
+        ps_report_start(tr->steps_per_epoch, total, tr->train.n - tr->n_val, tr->n_val,
+                        tr->test.n);
     tr->t_train = ps_time_wall_s();
     uint64_t eval_every_steps = (uint64_t)c->eval_every_steps;
     if (c->evals_per_epoch)
@@ -394,22 +413,19 @@ static int run(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
         samples_epoch += n;
         ps_client_report(tr->client, tr->samples, samples_epoch ? loss_sum / samples_epoch : 0);
         bool epoch_end = (uint64_t)tr->clock % tr->steps_per_epoch == 0 || (uint64_t)tr->clock == total;
-        char fields[512];
-        seval_t test;
         if (tr->rank == 0 && eval_every_steps && tr->clock % (int64_t)eval_every_steps == 0 &&
-            !epoch_end) {
-            if ((rc = eval_fields(tr, 0, fields, sizeof fields, &test, err)) != PS_OK)
-                return rc;
-            printf("{\"event\":\"eval\",\"rank\":0,\"steps\":%lld,\"epoch\":%.4f%s,\"wall_s\":%.3f}\n",
-                   (long long)tr->clock, (double)tr->clock / (double)tr->steps_per_epoch, fields,
-                   ps_time_wall_s() - tr->t_train);
-            fflush(stdout);
-        }
+            !epoch_end && (rc = report_eval(tr, err)) != PS_OK)
+            return rc;
         if (epoch_end && tr->rank == 0 && c->eval_every && epoch % c->eval_every == 0) {
-            if ((rc = eval_fields(tr, 0, fields, sizeof fields, &test, err)) != PS_OK)
+            ps_event_t ev;
+            seval_t test;
+            ps_event_init(&ev, PS_EVENT_EPOCH);
+            if ((rc = eval_fields(tr, 0, &ev, &test, err)) == PS_OK)
+                report(tr, &ev, epoch, samples_epoch ? loss_sum / samples_epoch : 0, &test,
+                       ps_time_wall_s() - t_epoch);
+            ps_event_fini(&ev);
+            if (rc != PS_OK)
                 return rc;
-            report(tr, epoch, samples_epoch ? loss_sum / samples_epoch : 0, fields, &test,
-                   ps_time_wall_s() - t_epoch);
         }
     }
     return PS_OK;
@@ -421,25 +437,30 @@ static int finish(strainer_t *tr, ps_errbuf_t *err)
     if (rc != PS_OK)
         return rc;
     seval_t test = {0};
-    char metrics[512] = "";
-    if (tr->rank == 0 &&
-        (rc = eval_fields(tr, PS_FLAG_AFTER_ALL_DONE, metrics, sizeof metrics, &test, err)) != PS_OK)
+    ps_event_t done;
+    int64_t epochs = (tr->clock + (int64_t)tr->steps_per_epoch - 1) / (int64_t)tr->steps_per_epoch;
+    ps_report_summary(&done, tr->cfg, tr->rank, tr->world, epochs, tr->clock, tr->samples, 0,
+                      tr->client);
+    if (tr->rank == 0 && (rc = eval_fields(tr, PS_FLAG_AFTER_ALL_DONE, &done, &test, err)) != PS_OK) {
+        ps_event_fini(&done);
         return rc;
+    }
     ps_client_stop_heartbeats(tr->client);
-    if ((rc = ps_client_bye(tr->client, err)) != PS_OK)
+    if ((rc = ps_client_bye(tr->client, err)) != PS_OK) {
+        ps_event_fini(&done);
         return rc;
+    }
+    /* sparse rows always travel as fp32; bytes and time after BYE, as the
+     * dense trainer counts them */
+    ps_event_set_str(&done, PS_EF_PRECISION, "fp32");
     double wall = ps_time_wall_s() - tr->t_start;
-    printf("{\"event\":\"done\",\"model\":\"%s\",\"precision\":\"fp32\",\"skipped_steps\":0,"
-           "\"rank\":%u,\"world\":%u,\"epochs\":%lld,\"steps\":%lld,\"samples\":%llu%s,"
-           "\"wall_s\":%.3f,\"samples_per_s\":%.1f,\"keys_pulled\":%llu,\"bytes_sent\":%llu,"
-           "\"bytes_received\":%llu}\n",
-           ps_worker_model_name(tr->cfg), tr->rank, tr->world,
-           (long long)((tr->clock + (int64_t)tr->steps_per_epoch - 1) / (int64_t)tr->steps_per_epoch),
-           (long long)tr->clock, (unsigned long long)tr->samples, metrics, wall,
-           wall > 0 ? (double)tr->samples / wall : 0, (unsigned long long)tr->keys_pulled,
-           (unsigned long long)ps_client_bytes_sent(tr->client),
-           (unsigned long long)ps_client_bytes_received(tr->client));
-    fflush(stdout);
+    ps_event_set_num(&done, PS_EF_WALL_S, wall);
+    ps_event_set_num(&done, PS_EF_SAMPLES_PER_S, wall > 0 ? (double)tr->samples / wall : 0);
+    ps_event_set_int(&done, PS_EF_BYTES_SENT, (int64_t)ps_client_bytes_sent(tr->client));
+    ps_event_set_int(&done, PS_EF_BYTES_RECEIVED, (int64_t)ps_client_bytes_received(tr->client));
+    ps_event_set_int(&done, PS_EF_KEYS_PULLED, (int64_t)tr->keys_pulled);
+    ps_event_print(&done, stdout);
+    ps_event_fini(&done);
     return PS_OK;
 }
 

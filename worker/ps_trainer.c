@@ -20,9 +20,10 @@
 #include "ps_client.h"
 #include "ps_half.h"
 #include "ps_loss_scale.h"
-#include "ps_json.h"
 #include "ps_log.h"
-#include "ps_npy.h"
+#include "ps_event.h"
+#include "ps_export.h"
+#include "ps_report.h"
 #include "ps_rng.h"
 #include "ps_sparse_trainer.h"
 #include "ps_statsd.h"
@@ -244,49 +245,46 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
     return PS_OK;
 }
 
-/* ,"PREFIX_loss":..,"PREFIX_accuracy" (or _mae)[,"PREFIX_auc"] appended to
- * buf; nothing if the set is empty. */
-static void append_metrics(const trainer_t *tr, const ps_dataset_t *ds, const char *prefix,
-                           char *buf, size_t cap)
+/* The metrics of ds (test or validation set) into ev; nothing if the set
+ * is empty. */
+static void add_metrics(const trainer_t *tr, const ps_dataset_t *ds, ps_eval_set_t set,
+                        ps_event_t *ev)
 {
     if (!ds->n)
         return;
-    ps_eval_t ev;
-    ps_model_evaluate(tr->model, ds, &ev);
-    size_t len = strlen(buf);
-    if (ps_model_is_classifier(tr->model))
-        len += (size_t)snprintf(buf + len, cap - len, ",\"%s_loss\":%.6f,\"%s_accuracy\":%.6f",
-                                prefix, ev.loss, prefix, ev.accuracy);
-    else
-        len += (size_t)snprintf(buf + len, cap - len, ",\"%s_loss\":%.6f,\"%s_mae\":%.6f", prefix,
-                                ev.loss, prefix, ev.mae);
-    if (ev.auc > 0 && len < cap)
-        snprintf(buf + len, cap - len, ",\"%s_auc\":%.6f", prefix, ev.auc);
+    ps_eval_t e;
+    ps_model_evaluate(tr->model, ds, &e);
+    ps_report_metrics(ev, set, &e, ps_model_is_classifier(tr->model));
 }
 
 static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64_t n,
                          double epoch_s, bool evaluate)
 {
-    char metrics[512] = "";
+    ps_event_t ev;
+    ps_event_init(&ev, PS_EVENT_EPOCH);
     char human[128] = "";
     if (evaluate && tr->test.n) {
-        ps_eval_t ev;
-        ps_model_evaluate(tr->model, &tr->test, &ev);
-        snprintf(human, sizeof human, " test_loss %.4f %s %.4f", ev.loss,
-                 ps_model_is_classifier(tr->model) ? "test_acc" : "test_mae",
-                 ps_model_is_classifier(tr->model) ? ev.accuracy : ev.mae);
-        append_metrics(tr, &tr->test, "test", metrics, sizeof metrics);
+        ps_eval_t e;
+        ps_model_evaluate(tr->model, &tr->test, &e);
+        bool cls = ps_model_is_classifier(tr->model);
+        snprintf(human, sizeof human, " test_loss %.4f %s %.4f", e.loss,
+                 cls ? "test_acc" : "test_mae", cls ? e.accuracy : e.mae);
+        ps_report_metrics(&ev, PS_EVAL_TEST, &e, cls);
     }
     if (tr->rank == 0)
-        append_metrics(tr, &tr->val, "val", metrics, sizeof metrics);
+        add_metrics(tr, &tr->val, PS_EVAL_VAL, &ev);
     double sps = epoch_s > 0 ? (double)n * tr->world / epoch_s : 0;
-    ps_log(tr->rank == 0 ? PS_LOG_INFO : PS_LOG_DEBUG, "worker %u: epoch %lld/%lld train_loss %.4f%s samples/s %.0f (%.2f s)",
-           tr->rank, (long long)epoch, (long long)tr->cfg->epochs, train_loss, human, sps,
-           epoch_s);
-    printf("{\"event\":\"epoch\",\"rank\":%u,\"epoch\":%lld,\"steps\":%lld,\"train_loss\":%.6f%s,"
-           "\"epoch_s\":%.3f,\"samples_per_s\":%.1f}\n",
-           tr->rank, (long long)epoch, (long long)tr->clock, train_loss, metrics, epoch_s, sps);
-    fflush(stdout);
+    ps_log(tr->rank == 0 ? PS_LOG_INFO : PS_LOG_DEBUG,
+           "worker %u: epoch %lld/%lld train_loss %.4f%s samples/s %.0f (%.2f s)", tr->rank,
+           (long long)epoch, (long long)tr->cfg->epochs, train_loss, human, sps, epoch_s);
+    ps_event_set_int(&ev, PS_EF_RANK, tr->rank);
+    ps_event_set_num(&ev, PS_EF_EPOCH, (double)epoch);
+    ps_event_set_int(&ev, PS_EF_STEPS, tr->clock);
+    ps_event_set_num(&ev, PS_EF_TRAIN_LOSS, train_loss);
+    ps_event_set_num(&ev, PS_EF_EPOCH_S, epoch_s);
+    ps_event_set_num(&ev, PS_EF_SAMPLES_PER_S, sps);
+    ps_event_print(&ev, stdout);
+    ps_event_fini(&ev);
 }
 
 /* Mid-epoch evaluation for learning curves and time-to-accuracy figures;
@@ -295,99 +293,35 @@ static void report_eval(trainer_t *tr)
 {
     if (!tr->test.n && !tr->val.n)
         return;
-    char metrics[512] = "";
-    append_metrics(tr, &tr->val, "val", metrics, sizeof metrics);
-    append_metrics(tr, &tr->test, "test", metrics, sizeof metrics);
-    printf("{\"event\":\"eval\",\"rank\":%u,\"steps\":%lld,\"epoch\":%.4f%s,\"wall_s\":%.3f}\n",
-           tr->rank, (long long)tr->clock, (double)tr->clock / (double)steps_per_epoch(tr), metrics,
-           ps_time_wall_s() - tr->t_train);
-    fflush(stdout);
+    ps_event_t ev;
+    ps_event_init(&ev, PS_EVENT_EVAL);
+    ps_event_set_int(&ev, PS_EF_RANK, tr->rank);
+    ps_event_set_int(&ev, PS_EF_STEPS, tr->clock);
+    ps_event_set_num(&ev, PS_EF_EPOCH, (double)tr->clock / (double)steps_per_epoch(tr));
+    add_metrics(tr, &tr->val, PS_EVAL_VAL, &ev);
+    add_metrics(tr, &tr->test, PS_EVAL_TEST, &ev);
+    ps_event_set_num(&ev, PS_EF_WALL_S, ps_time_wall_s() - tr->t_train);
+    ps_event_print(&ev, stdout);
+    ps_event_fini(&ev);
 }
 
-/* The worker's stats socket: info, tables (its model), config and metrics,
- * published from the training loop at most twice a second. */
+/* The worker's stats socket: info and metrics, at most twice a second. */
 static void publish_stats(trainer_t *tr, int64_t epoch, bool force)
 {
     double now = ps_time_wall_s();
     if (!tr->statsd || (!force && now - tr->last_publish < 0.5))
         return;
     tr->last_publish = now;
-    const ps_worker_config_t *c = tr->cfg;
-    static const char *precisions[] = {"fp32", "fp16", "bf16"};
-    double wall = now - tr->t_start, sps = wall > 0 ? (double)tr->samples / wall : 0;
-    unsigned long long sent = ps_client_bytes_sent(tr->client),
-                       recv = ps_client_bytes_received(tr->client);
-    char *text = NULL, *json = NULL, *metrics = NULL;
-    size_t l;
-    FILE *t = open_memstream(&text, &l);
-    fprintf(t, "# worker\nversion:%s\npid:%d\nuptime_s:%.1f\nrole:worker\njob:%s\nrank:%u\nworld:%u\n"
-               "model:%s\nprecision:%s\n# progress\nepoch:%lld\nepochs:%lld\nclock:%lld\nsamples:%llu\n"
-               "samples_per_s:%.1f\nloss:%.6f\nloss_scale:%g\nskipped_steps:%llu\nrecoveries:%u\n"
-               "# network\nbytes_sent:%llu\nbytes_received:%llu\nrequests:%llu\n",
-            PS_VERSION, (int)getpid(), wall, c->job, tr->rank, tr->world, ps_worker_model_name(c),
-            precisions[c->precision], (long long)epoch, (long long)c->epochs, (long long)tr->clock,
-            (unsigned long long)tr->samples, sps, tr->last_loss, (double)tr->scaler.scale,
-            (unsigned long long)tr->scaler.n_skipped, tr->recoveries, sent, recv,
-            (unsigned long long)ps_client_requests(tr->client));
-    fclose(t);
-    t = open_memstream(&json, &l);
-    fprintf(t, "{\"role\":\"worker\",\"job\":\"%s\",\"rank\":%u,\"world\":%u,\"epoch\":%lld,\"clock\":%lld,"
-               "\"samples\":%llu,\"samples_per_s\":%.1f,\"loss\":%.6f,\"bytes_sent\":%llu,"
-               "\"bytes_received\":%llu,\"recoveries\":%u}\n",
-            c->job, tr->rank, tr->world, (long long)epoch, (long long)tr->clock,
-            (unsigned long long)tr->samples, sps, tr->last_loss, sent, recv, tr->recoveries);
-    fclose(t);
-    ps_statsd_publish(tr->statsd, PS_STATS_INFO, text, json);
-    t = open_memstream(&metrics, &l);
-    fprintf(t, "# HELP ps_build_info Build of this ps-worker.\n# TYPE ps_build_info gauge\n"
-               "ps_build_info{version=\"%s\",role=\"worker\",rank=\"%u\"} 1\n"
-               "# HELP ps_worker_samples_total Samples trained.\n# TYPE ps_worker_samples_total counter\n"
-               "ps_worker_samples_total %llu\n"
-               "# HELP ps_worker_clock Steps pushed.\n# TYPE ps_worker_clock gauge\nps_worker_clock %lld\n"
-               "# HELP ps_worker_loss Mean training loss of the current epoch.\n# TYPE ps_worker_loss gauge\n"
-               "ps_worker_loss %.6f\n"
-               "# HELP ps_sent_bytes_total Bytes sent to servers.\n# TYPE ps_sent_bytes_total counter\n"
-               "ps_sent_bytes_total %llu\n"
-               "# HELP ps_received_bytes_total Bytes received from servers.\n# TYPE ps_received_bytes_total counter\n"
-               "ps_received_bytes_total %llu\n",
-            PS_VERSION, tr->rank, (unsigned long long)tr->samples, (long long)tr->clock,
-            tr->last_loss, sent, recv);
-    fclose(t);
-    ps_statsd_publish(tr->statsd, PS_STATS_METRICS, metrics, NULL);
-}
-
-/* The model's tables and the configuration: published once at start. */
-static void publish_static(trainer_t *tr)
-{
-    char *text = NULL, *json = NULL;
-    size_t l;
-    FILE *t = open_memstream(&text, &l), *j = open_memstream(&json, &l);
-    fprintf(t, "%3s %-12s %-14s %12s\n", "id", "name", "shape", "elems");
-    fprintf(j, "[");
-    for (uint32_t id = 0; id < ps_model_n_tables(tr->model); id++) {
-        char name[64], dims[64];
-        uint64_t shape[2];
-        int nd = ps_model_table_shape(tr->model, id, shape);
-        ps_model_table_name(tr->model, id, name, sizeof name);
-        if (nd == 2)
-            snprintf(dims, sizeof dims, "%llux%llu", (unsigned long long)shape[0], (unsigned long long)shape[1]);
-        else
-            snprintf(dims, sizeof dims, "%llu", (unsigned long long)shape[0]);
-        fprintf(t, "%3u %-12s %-14s %12llu\n", id, name, dims,
-                (unsigned long long)ps_model_table_len(tr->model, id));
-        fprintf(j, "%s{\"id\":%u,\"name\":\"%s\",\"shape\":\"%s\",\"elems\":%llu}", id ? "," : "", id,
-                name, dims, (unsigned long long)ps_model_table_len(tr->model, id));
-    }
-    fprintf(j, "]\n");
-    fclose(t);
-    fclose(j);
-    ps_statsd_publish(tr->statsd, PS_STATS_TABLES, text, json);
-    size_t need = ps_config_format(&ps_worker_optset, tr->cfg, NULL, 0);
-    char *cfg = ps_xmalloc(need + 1);
-    ps_config_format(&ps_worker_optset, tr->cfg, cfg, need + 1);
-    ps_statsd_publish(tr->statsd, PS_STATS_CONFIG, cfg, NULL);
-    ps_statsd_publish(tr->statsd, PS_STATS_WORKERS,
-                      ps_xstrdup("this is a worker: ask a server for show workers\n"), NULL);
+    double wall = now - tr->t_start;
+    ps_progress_t p = {
+        .epoch = epoch, .clock = tr->clock, .samples = tr->samples,
+        .samples_per_s = wall > 0 ? (double)tr->samples / wall : 0, .loss = tr->last_loss,
+        .uptime_s = wall, .loss_scale = tr->scaler.scale, .skipped_steps = tr->scaler.n_skipped,
+        .recoveries = tr->recoveries, .bytes_sent = ps_client_bytes_sent(tr->client),
+        .bytes_received = ps_client_bytes_received(tr->client),
+        .requests = ps_client_requests(tr->client),
+    };
+    ps_report_progress(tr->statsd, tr->cfg, tr->rank, tr->world, &p);
 }
 
 static void shuffle_epoch(trainer_t *tr, int64_t epoch)
@@ -493,13 +427,8 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
     uint64_t eval_every_steps = (uint64_t)c->eval_every_steps;
     if (c->evals_per_epoch)
         eval_every_steps = (spe + (uint64_t)c->evals_per_epoch - 1) / (uint64_t)c->evals_per_epoch;
-    if (tr->rank == 0) {
-        printf("{\"event\":\"start\",\"steps_per_epoch\":%llu,\"total_steps\":%llu,"
-               "\"train_samples\":%zu,\"val_samples\":%zu,\"test_samples\":%zu}\n",
-               (unsigned long long)spe, (unsigned long long)total, tr->train.n, tr->val.n,
-               tr->test.n);
-        fflush(stdout);
-    }
+    if (tr->rank == 0)
+        ps_report_start(spe, total, tr->train.n, tr->val.n, tr->test.n);
     epoch_t e = {0};
     tr->t_train = ps_time_wall_s();
     while ((uint64_t)tr->clock < total) {
@@ -539,54 +468,6 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
     return PS_OK;
 }
 
-static int save_model(trainer_t *tr, const ps_eval_t *ev, ps_errbuf_t *err)
-{
-    const char *dir = tr->cfg->save_model;
-    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
-        return ps_err_set(err, PS_EIO, "cannot create model directory '%s': %s", dir,
-                          strerror(errno));
-    char path[PS_OPT_STR_MAX + 128], json[8192];
-    size_t len = (size_t)snprintf(json, sizeof json, "{\"model\":\"%s\",\"tables\":[",
-                                  ps_worker_model_name(tr->cfg));
-    for (uint32_t id = 0; id < ps_model_n_tables(tr->model); id++) {
-        char name[64];
-        uint64_t shape[2];
-        int ndim = ps_model_table_shape(tr->model, id, shape);
-        ps_model_table_name(tr->model, id, name, sizeof name);
-        snprintf(path, sizeof path, "%s/%s.npy", dir, name);
-        int rc = ps_npy_write(path, ps_model_params(tr->model, id), shape, ndim, err);
-        if (rc != PS_OK)
-            return rc;
-        char dims[64];
-        if (ndim == 2)
-            snprintf(dims, sizeof dims, "%llu,%llu", (unsigned long long)shape[0],
-                     (unsigned long long)shape[1]);
-        else
-            snprintf(dims, sizeof dims, "%llu", (unsigned long long)shape[0]);
-        len += (size_t)snprintf(json + len, sizeof json - len,
-                                "%s{\"name\":\"%s\",\"file\":\"%s.npy\",\"shape\":[%s]}",
-                                id ? "," : "", name, name, dims);
-    }
-    static const char *acts[] = {"relu", "tanh", "sigmoid"};
-    static const char *heads[] = {"softmax_ce", "sigmoid_bce", "mse"};
-    ps_model_spec_t spec;
-    ps_worker_model_spec(tr->cfg, tr->train.d,
-                         tr->train.n_classes >= 2 ? tr->train.n_classes : 1, &spec, NULL);
-    len += (size_t)snprintf(json + len, sizeof json - len,
-                            "],\"layers\":%d,\"activation\":\"%s\",\"head\":\"%s\",\"inputs\":%zu,"
-                            "\"outputs\":%zu,\"steps\":%lld,\"seed\":%lld,\"test_loss\":%.6f,"
-                            "\"test_accuracy\":%.6f,\"test_mae\":%.6f}\n",
-                            spec.n_layers, acts[spec.act], heads[spec.head], spec.dims[0],
-                            spec.dims[spec.n_layers], (long long)tr->clock,
-                            (long long)tr->cfg->seed, ev->loss, ev->accuracy, ev->mae);
-    snprintf(path, sizeof path, "%s/model.json", dir);
-    FILE *f = fopen(path, "w");
-    if (!f || fwrite(json, 1, len, f) != len || fclose(f) != 0)
-        return ps_err_set(err, PS_EIO, "cannot write '%s': %s", path, strerror(errno));
-    ps_log(PS_LOG_INFO, "worker %u: model saved to '%s'", tr->rank, dir);
-    return PS_OK;
-}
-
 /* After the last step: say DONE, read the final model once every worker is
  * done, evaluate it, export it (rank 0), leave. */
 static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
@@ -602,27 +483,22 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
     ps_eval_t ev = {0};
     if (tr->test.n)
         ps_model_evaluate(tr->model, &tr->test, &ev);
-    if (tr->rank == 0 && *tr->cfg->save_model && (rc = save_model(tr, &ev, err)) != PS_OK)
+    if (tr->rank == 0 && *tr->cfg->save_model &&
+        (rc = ps_export_model(tr->cfg, tr->model, tr->train.d, tr->train.n_classes, tr->clock, &ev,
+                              err)) != PS_OK)
         return rc;
     ps_client_stop_heartbeats(tr->client);
     if ((rc = ps_client_bye(tr->client, err)) != PS_OK)
         return rc;
-    double wall = ps_time_wall_s() - tr->t_start;
-    char metrics[512] = "";
-    append_metrics(tr, &tr->test, "test", metrics, sizeof metrics);
+    ps_event_t done;
+    ps_report_summary(&done, tr->cfg, tr->rank, tr->world, epochs_run, tr->clock, tr->samples,
+                      ps_time_wall_s() - tr->t_start, tr->client);
+    ps_event_set_int(&done, PS_EF_SKIPPED_STEPS, (int64_t)tr->scaler.n_skipped);
+    add_metrics(tr, &tr->test, PS_EVAL_TEST, &done);
     if (tr->rank == 0)
-        append_metrics(tr, &tr->val, "val", metrics, sizeof metrics);
-    static const char *precisions[] = {"fp32", "fp16", "bf16"};
-    printf("{\"event\":\"done\",\"model\":\"%s\",\"precision\":\"%s\",\"skipped_steps\":%llu,"
-           "\"rank\":%u,\"world\":%u,\"epochs\":%lld,\"steps\":%lld,\"samples\":%llu%s,\"wall_s\":%.3f,\"samples_per_s\":%.1f,"
-           "\"bytes_sent\":%llu,\"bytes_received\":%llu}\n",
-           ps_worker_model_name(tr->cfg), precisions[tr->cfg->precision],
-           (unsigned long long)tr->scaler.n_skipped, tr->rank, tr->world, (long long)epochs_run,
-           (long long)tr->clock, (unsigned long long)tr->samples, metrics, wall,
-           wall > 0 ? (double)tr->samples / wall : 0,
-           (unsigned long long)ps_client_bytes_sent(tr->client),
-           (unsigned long long)ps_client_bytes_received(tr->client));
-    fflush(stdout);
+        add_metrics(tr, &tr->val, PS_EVAL_VAL, &done);
+    ps_event_print(&done, stdout);
+    ps_event_fini(&done);
     return PS_OK;
 }
 
@@ -643,7 +519,7 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
         if (!(tr.statsd = ps_statsd_start(cfg->stats_socket, -1, -1, NULL, err)))
             rc = err->code;
         else
-            publish_static(&tr);
+            ps_report_static(tr.statsd, cfg, tr.model);
     }
     if (rc == PS_OK)
         rc = train(&tr, stop, &epochs_run, err);

@@ -1,9 +1,16 @@
 /* ps_worker.c - ps-worker options and their interpretation. */
 #include "ps_worker.h"
 
+#include "ps_log.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+
+const char *const ps_model_kind_names[] = {PS_MODEL_KIND_MAP(PS_ENUM_NAME) NULL};
+const char *const ps_format_names[] = {PS_FORMAT_MAP(PS_ENUM_NAME) NULL};
+const char *const ps_loss_names[] = {PS_LOSS_MAP(PS_ENUM_NAME) NULL};
+const char *const ps_precision_names[] = {PS_PRECISION_MAP(PS_ENUM_NAME) NULL};
 
 #define W ps_worker_config_t
 static const ps_opt_t worker_opts[] = {
@@ -11,21 +18,21 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_STR("job", W, job, "default", "job name shared by all workers of one job"),
     PS_OPT_INT("rank", W, rank, "-1", -1, 65535, "this worker's rank; -1 = from environment or 0"),
     PS_OPT_INT("world", W, world, "-1", -1, 65536, "number of workers; -1 = from environment or 1"),
-    PS_OPT_ENUM("model", W, model, "mlp", "linear|logistic|softmax|mlp|sparse_lr|fm",
+    PS_OPT_NAMES("model", W, model, "mlp", ps_model_kind_names,
                 "model to train (sparse_lr, fm: LIBSVM data on a sparse table)"),
     PS_OPT_STR("hidden", W, hidden, "256,128", "mlp hidden layer widths, comma-separated"),
-    PS_OPT_ENUM("activation", W, activation, "relu", "relu|tanh|sigmoid", "mlp hidden activation"),
-    PS_OPT_ENUM("loss", W, loss, "auto", "auto|ce|mse",
+    PS_OPT_NAMES("activation", W, activation, "relu", ps_act_names, "mlp hidden activation"),
+    PS_OPT_NAMES("loss", W, loss, "auto", ps_loss_names,
                 "mlp head: softmax cross-entropy or MSE on one-hot targets"),
-    PS_OPT_ENUM("data_format", W, data_format, "idx", "idx|csv|libsvm", "format of the data files"),
+    PS_OPT_NAMES("data_format", W, data_format, "idx", ps_format_names, "format of the data files"),
     PS_OPT_INT("hash_bits", W, hash_bits, "24", 0, 62,
                "libsvm: hash feature indices into this many bits (0 = use them as keys)"),
     PS_OPT_INT("fm_dim", W, fm_dim, "8", 1, 256, "fm: factor dimension"),
     PS_OPT_DBL("init_scale", W, init_scale, "0.01", 0, 10,
                "sparse: start values uniform in [-s, s] (fm factors; ftrl starts at 0)"),
-    PS_OPT_DBL("l1", W, l1, "0", 0, 1e6, "ftrl: L1 regularisation"),
-    PS_OPT_DBL("l2", W, l2, "0", 0, 1e6, "ftrl: L2 regularisation"),
-    PS_OPT_DBL("ftrl_beta", W, ftrl_beta, "1", 0, 1e6, "ftrl: beta of the per-coordinate rate"),
+    PS_OPT_DBL("l1", W, optim.l1, "0", 0, 1e6, "ftrl: L1 regularisation"),
+    PS_OPT_DBL("l2", W, optim.l2, "0", 0, 1e6, "ftrl: L2 regularisation"),
+    PS_OPT_DBL("ftrl_beta", W, optim.ftrl_beta, "1", 0, 1e6, "ftrl: beta of the per-coordinate rate"),
     PS_OPT_STR("train_data", W, train_data, "", "training features (IDX images or CSV)"),
     PS_OPT_STR("train_labels", W, train_labels, "", "training labels (IDX only)"),
     PS_OPT_STR("test_data", W, test_data, "", "test features; empty = no evaluation"),
@@ -37,22 +44,22 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_INT("batch_size", W, batch_size, "64", 1, 1 << 20, "samples per step per worker"),
     PS_OPT_INT("max_steps", W, max_steps, "0", 0, 1LL << 62, "stop after this many steps; 0 = no limit"),
     PS_OPT_INT("seed", W, seed, "1", 0, 1LL << 62, "seed of weights and shuffles"),
-    PS_OPT_ENUM("optimizer", W, optimizer, "sgd", "sgd|momentum|adagrad|rmsprop|adam|adamw|ftrl",
+    PS_OPT_NAMES("optimizer", W, optim.kind, "sgd", ps_optim_names,
                 "server-side optimizer (ftrl: sparse models only)"),
-    PS_OPT_DBL("lr", W, lr, "0.01", 1e-12, 1e6, "learning rate"),
-    PS_OPT_DBL("momentum", W, momentum, "0.9", 0, 0.999999, "momentum factor"),
-    PS_OPT_BOOL("nesterov", W, nesterov, "no", "Nesterov momentum"),
-    PS_OPT_DBL("beta1", W, beta1, "0.9", 0, 0.999999, "Adam first-moment decay"),
-    PS_OPT_DBL("beta2", W, beta2, "0.999", 0, 0.999999999, "Adam second-moment decay"),
-    PS_OPT_DBL("eps", W, eps, "1e-8", 1e-30, 1, "Adam/Adagrad/RMSprop epsilon"),
-    PS_OPT_DBL("weight_decay", W, weight_decay, "0", 0, 1e3, "L2 weight decay (decoupled for adamw)"),
-    PS_OPT_DBL("rho", W, rho, "0.99", 0, 0.999999, "RMSprop decay"),
-    PS_OPT_ENUM("lr_schedule", W, lr_schedule, "constant", "constant|step|cosine",
+    PS_OPT_DBL("lr", W, optim.lr, "0.01", 1e-12, 1e6, "learning rate"),
+    PS_OPT_DBL("momentum", W, optim.momentum, "0.9", 0, 0.999999, "momentum factor"),
+    PS_OPT_BOOL("nesterov", W, optim.nesterov, "no", "Nesterov momentum"),
+    PS_OPT_DBL("beta1", W, optim.beta1, "0.9", 0, 0.999999, "Adam first-moment decay"),
+    PS_OPT_DBL("beta2", W, optim.beta2, "0.999", 0, 0.999999999, "Adam second-moment decay"),
+    PS_OPT_DBL("eps", W, optim.eps, "1e-8", 1e-30, 1, "Adam/Adagrad/RMSprop epsilon"),
+    PS_OPT_DBL("weight_decay", W, optim.weight_decay, "0", 0, 1e3, "L2 weight decay (decoupled for adamw)"),
+    PS_OPT_DBL("rho", W, optim.rho, "0.99", 0, 0.999999, "RMSprop decay"),
+    PS_OPT_NAMES("lr_schedule", W, optim.schedule, "constant", ps_sched_names,
                 "learning-rate schedule"),
-    PS_OPT_INT("lr_step_size", W, lr_step_size, "1000", 1, 1LL << 62, "step schedule: updates between decays"),
-    PS_OPT_DBL("lr_gamma", W, lr_gamma, "0.1", 1e-9, 1, "step schedule: decay factor"),
-    PS_OPT_DBL("min_lr", W, min_lr, "0", 0, 1e6, "cosine schedule: final learning rate"),
-    PS_OPT_INT("warmup_steps", W, warmup_steps, "0", 0, 1LL << 62, "linear warm-up updates"),
+    PS_OPT_INT("lr_step_size", W, optim.step_size, "1000", 1, 1LL << 62, "step schedule: updates between decays"),
+    PS_OPT_DBL("lr_gamma", W, optim.gamma, "0.1", 1e-9, 1, "step schedule: decay factor"),
+    PS_OPT_DBL("min_lr", W, optim.min_lr, "0", 0, 1e6, "cosine schedule: final learning rate"),
+    PS_OPT_INT("warmup_steps", W, optim.warmup_steps, "0", 0, 1LL << 62, "linear warm-up updates"),
     PS_OPT_INT("max_staleness", W, max_staleness, "0", -1, 1000000,
                "0 = BSP (synchronous), s > 0 = SSP, -1 = ASP (asynchronous)"),
     PS_OPT_INT("request_timeout_ms", W, request_timeout_ms, "60000", 10, 86400000,
@@ -61,11 +68,11 @@ static const ps_opt_t worker_opts[] = {
                "rank 0 evaluates the test set every N epochs; 0 = only at the end"),
     PS_OPT_STR("save_model", W, save_model, "", "rank 0 writes .npy tables and model.json here"),
     PS_OPT_INT("blas_threads", W, blas_threads, "1", 1, 256, "OpenBLAS threads"),
-    PS_OPT_ENUM("log_level", W, log_level, "info", "debug|info|notice|warn|error",
+    PS_OPT_NAMES("log_level", W, log_level, "info", ps_log_level_names,
                 "least severe level logged"),
     PS_OPT_INT("progress_every_s", W, progress_every_s, "5", 0, 86400,
                "rank 0 logs a progress line this often within an epoch; 0 = never"),
-    PS_OPT_ENUM("precision", W, precision, "fp32", "fp32|fp16|bf16",
+    PS_OPT_NAMES("precision", W, precision, "fp32", ps_precision_names,
                 "values on the wire; the server keeps fp32 master weights and state"),
     PS_OPT_DBL("loss_scale", W, loss_scale, "65536", 1e-6, 1e12,
                "fp16: initial dynamic loss scale"),
@@ -157,9 +164,9 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
     if (sparse != (cfg->data_format == PS_FORMAT_LIBSVM))
         return ps_err_set(err, PS_EINVAL, "models sparse_lr and fm take data_format libsvm, and "
                                           "libsvm data takes one of them");
-    if (!sparse && cfg->optimizer == PS_OPTIM_FTRL)
+    if (!sparse && cfg->optim.kind == PS_OPTIM_FTRL)
         return ps_err_set(err, PS_EINVAL, "optimizer ftrl is for the sparse models");
-    if (sparse && cfg->lr_schedule != PS_SCHED_CONSTANT)
+    if (sparse && cfg->optim.schedule != PS_SCHED_CONSTANT)
         return ps_err_set(err, PS_EINVAL, "sparse models take lr_schedule constant (a row is "
                                           "updated only when its key comes up)");
     if (sparse)
@@ -195,8 +202,7 @@ int ps_worker_client_opts(const ps_worker_config_t *c, uint32_t rank, uint32_t w
 
 const char *ps_worker_model_name(const ps_worker_config_t *cfg)
 {
-    static const char *names[] = {"linear", "logistic", "softmax", "mlp", "sparse_lr", "fm"};
-    return names[cfg->model];
+    return ps_enum_name(ps_model_kind_names, cfg->model, "?");
 }
 
 int ps_worker_model_spec(const ps_worker_config_t *cfg, size_t n_inputs, size_t n_outputs,
@@ -233,7 +239,7 @@ int ps_worker_model_spec(const ps_worker_config_t *cfg, size_t n_inputs, size_t 
         spec->head = PS_HEAD_SOFTMAX_CE;
         break;
     default:
-        spec->head = cfg->loss == 2 ? PS_HEAD_MSE : PS_HEAD_SOFTMAX_CE;
+        spec->head = cfg->loss == PS_LOSS_MSE ? PS_HEAD_MSE : PS_HEAD_SOFTMAX_CE;
         break;
     }
     if (spec->head == PS_HEAD_SOFTMAX_CE && n_outputs < 2)
@@ -249,16 +255,9 @@ int ps_worker_model_spec(const ps_worker_config_t *cfg, size_t n_inputs, size_t 
 void ps_worker_optim_spec(const ps_worker_config_t *cfg, uint64_t total_updates,
                           ps_optim_spec_t *s)
 {
-    *s = (ps_optim_spec_t){
-        .kind = (ps_optim_kind_t)cfg->optimizer, .lr = cfg->lr,
-        .momentum = cfg->optimizer == PS_OPTIM_MOMENTUM ? cfg->momentum : 0,
-        .nesterov = cfg->nesterov, .beta1 = cfg->beta1, .beta2 = cfg->beta2, .eps = cfg->eps,
-        .weight_decay = cfg->weight_decay, .rho = cfg->rho,
-        .schedule = (ps_sched_kind_t)cfg->lr_schedule, .step_size = (uint64_t)cfg->lr_step_size,
-        .gamma = cfg->lr_gamma, .warmup_steps = (uint64_t)cfg->warmup_steps,
-        .total_steps = total_updates > (uint64_t)cfg->warmup_steps
-                           ? total_updates - (uint64_t)cfg->warmup_steps
-                           : 1,
-        .min_lr = cfg->min_lr, .l1 = cfg->l1, .l2 = cfg->l2, .ftrl_beta = cfg->ftrl_beta,
-    };
+    uint64_t warmup = cfg->optim.warmup_steps;
+    *s = cfg->optim;
+    if (s->kind != PS_OPTIM_MOMENTUM)
+        s->momentum = 0; /* its default is for the momentum optimizer only */
+    s->total_steps = total_updates > warmup ? total_updates - warmup : 1;
 }

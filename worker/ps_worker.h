@@ -10,18 +10,38 @@
 #include "ps_config.h"
 #include "ps_client.h"
 #include "ps_curve.h"
+#include "ps_enum.h"
 #include "ps_model.h"
 #include "ps_optim_spec.h"
 
-typedef enum {
-    PS_MODEL_LINEAR,
-    PS_MODEL_LOGISTIC,
-    PS_MODEL_SOFTMAX,
-    PS_MODEL_MLP,
-    PS_MODEL_SPARSE_LR, /* hashed-feature logistic regression on a sparse table */
-    PS_MODEL_FM,        /* factorization machine on a sparse table */
-} ps_model_kind_t;
-typedef enum { PS_FORMAT_IDX, PS_FORMAT_CSV, PS_FORMAT_LIBSVM } ps_data_format_t;
+/* The models (ps_enum.h: one list for the enum, the option and the names). */
+#define PS_MODEL_KIND_MAP(XX)                                                         \
+    XX(LINEAR, "linear")                                                              \
+    XX(LOGISTIC, "logistic")                                                          \
+    XX(SOFTMAX, "softmax")                                                            \
+    XX(MLP, "mlp")                                                                    \
+    XX(SPARSE_LR, "sparse_lr") /* hashed-feature logistic regression, sparse table */ \
+    XX(FM, "fm")               /* factorization machine on a sparse table */
+#define PS_MODEL_KIND_MEMBER(e, s) PS_ENUM_MEMBER(PS_MODEL_, e)
+typedef enum { PS_MODEL_KIND_MAP(PS_MODEL_KIND_MEMBER) } ps_model_kind_t;
+extern const char *const ps_model_kind_names[];
+
+#define PS_FORMAT_MAP(XX) XX(IDX, "idx") XX(CSV, "csv") XX(LIBSVM, "libsvm")
+#define PS_FORMAT_MEMBER(e, s) PS_ENUM_MEMBER(PS_FORMAT_, e)
+typedef enum { PS_FORMAT_MAP(PS_FORMAT_MEMBER) } ps_data_format_t;
+extern const char *const ps_format_names[];
+
+/* The loss of an MLP head: the model's natural one, cross-entropy, MSE. */
+#define PS_LOSS_MAP(XX) XX(AUTO, "auto") XX(CE, "ce") XX(MSE, "mse")
+#define PS_LOSS_MEMBER(e, s) PS_ENUM_MEMBER(PS_LOSS_, e)
+typedef enum { PS_LOSS_MAP(PS_LOSS_MEMBER) } ps_loss_kind_t;
+extern const char *const ps_loss_names[];
+
+/* Values on the wire, in the order of ps.DType (so a precision is a dtype). */
+#define PS_PRECISION_MAP(XX) XX(FP32, "fp32") XX(FP16, "fp16") XX(BF16, "bf16")
+#define PS_PRECISION_MEMBER(e, s) PS_ENUM_MEMBER(PS_PRECISION_, e)
+typedef enum { PS_PRECISION_MAP(PS_PRECISION_MEMBER) } ps_precision_t;
+extern const char *const ps_precision_names[];
 
 /* Sparse models run their own step loop (ps_sparse_trainer.c). */
 #define PS_MODEL_IS_SPARSE(m) ((m) == PS_MODEL_SPARSE_LR || (m) == PS_MODEL_FM)
@@ -33,19 +53,16 @@ typedef struct {
     int model;          /* ps_model_kind_t */
     char hidden[PS_OPT_STR_MAX];
     int activation;     /* ps_act_t */
-    int loss;           /* 0 = the model's natural loss, 1 = ce, 2 = mse */
+    int loss;           /* ps_loss_kind_t */
     int data_format;    /* ps_data_format_t */
     char train_data[PS_OPT_STR_MAX], train_labels[PS_OPT_STR_MAX];
     char test_data[PS_OPT_STR_MAX], test_labels[PS_OPT_STR_MAX];
     int64_t label_column;
     bool standardize;
     int64_t epochs, batch_size, max_steps, seed;
-    int optimizer;      /* ps_optim_kind_t */
-    double lr, momentum, beta1, beta2, eps, weight_decay, rho;
-    bool nesterov;
-    int lr_schedule;    /* ps_sched_kind_t */
-    int64_t lr_step_size, warmup_steps;
-    double lr_gamma, min_lr;
+    /* the server-side optimizer, set by its options directly (total_steps
+     * follows from the data: see ps_worker_optim_spec) */
+    ps_optim_spec_t optim;
     int64_t max_staleness;
     int64_t request_timeout_ms;
     int64_t eval_every;
@@ -53,7 +70,7 @@ typedef struct {
     int64_t blas_threads;
     int log_level;
     int64_t progress_every_s;
-    int precision;          /* 0 fp32, 1 fp16, 2 bf16 (= the wire's Ps__DType) */
+    int precision;          /* ps_precision_t (= the wire's Ps__DType) */
     double loss_scale;      /* fp16: initial loss scale */
     int64_t loss_scale_window;
     int64_t eval_every_steps;
@@ -64,7 +81,6 @@ typedef struct {
     int64_t hash_bits;      /* libsvm: feature indices hashed into this many bits */
     int64_t fm_dim;         /* fm: factor dimension k */
     double init_scale;      /* sparse: rows start uniform in [-s, s] (fm factors) */
-    double l1, l2, ftrl_beta;
     double val_fraction;
     int64_t train_subset;
     int64_t split_seed;

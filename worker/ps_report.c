@@ -1,0 +1,136 @@
+/* ps_report.c - see ps_report.h. */
+#include "ps_report.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "ps_config.h"
+#include "ps_doc.h"
+
+void ps_report_start(uint64_t steps_per_epoch, uint64_t total_steps, size_t train_samples,
+                     size_t val_samples, size_t test_samples)
+{
+    ps_event_t ev;
+    ps_event_init(&ev, PS_EVENT_START);
+    ps_event_set_int(&ev, PS_EF_STEPS_PER_EPOCH, (int64_t)steps_per_epoch);
+    ps_event_set_int(&ev, PS_EF_TOTAL_STEPS, (int64_t)total_steps);
+    ps_event_set_int(&ev, PS_EF_TRAIN_SAMPLES, (int64_t)train_samples);
+    ps_event_set_int(&ev, PS_EF_VAL_SAMPLES, (int64_t)val_samples);
+    ps_event_set_int(&ev, PS_EF_TEST_SAMPLES, (int64_t)test_samples);
+    ps_event_print(&ev, stdout);
+    ps_event_fini(&ev);
+}
+
+void ps_report_metrics(ps_event_t *ev, ps_eval_set_t set, const ps_eval_t *e, bool classifier)
+{
+    bool test = set == PS_EVAL_TEST;
+    ps_event_set_num(ev, test ? PS_EF_TEST_LOSS : PS_EF_VAL_LOSS, e->loss);
+    if (classifier)
+        ps_event_set_num(ev, test ? PS_EF_TEST_ACCURACY : PS_EF_VAL_ACCURACY, e->accuracy);
+    else
+        ps_event_set_num(ev, test ? PS_EF_TEST_MAE : PS_EF_VAL_MAE, e->mae);
+    if (e->auc > 0)
+        ps_event_set_num(ev, test ? PS_EF_TEST_AUC : PS_EF_VAL_AUC, e->auc);
+}
+
+void ps_report_summary(ps_event_t *ev, const ps_worker_config_t *cfg, uint32_t rank,
+                       uint32_t world, int64_t epochs, int64_t steps, uint64_t samples,
+                       double wall_s, const ps_client_t *client)
+{
+    ps_event_init(ev, PS_EVENT_DONE);
+    ps_event_set_str(ev, PS_EF_MODEL, ps_worker_model_name(cfg));
+    ps_event_set_str(ev, PS_EF_PRECISION, ps_enum_name(ps_precision_names, cfg->precision, "?"));
+    ps_event_set_int(ev, PS_EF_SKIPPED_STEPS, 0);
+    ps_event_set_int(ev, PS_EF_RANK, rank);
+    ps_event_set_int(ev, PS_EF_WORLD, world);
+    ps_event_set_int(ev, PS_EF_EPOCHS, epochs);
+    ps_event_set_int(ev, PS_EF_STEPS, steps);
+    ps_event_set_int(ev, PS_EF_SAMPLES, (int64_t)samples);
+    ps_event_set_num(ev, PS_EF_WALL_S, wall_s);
+    ps_event_set_num(ev, PS_EF_SAMPLES_PER_S, wall_s > 0 ? (double)samples / wall_s : 0);
+    ps_event_set_int(ev, PS_EF_BYTES_SENT, (int64_t)ps_client_bytes_sent(client));
+    ps_event_set_int(ev, PS_EF_BYTES_RECEIVED, (int64_t)ps_client_bytes_received(client));
+}
+
+static const ps_col_t table_cols[] = {
+    {"id", NULL, 3, 0, 0, false},
+    {"name", NULL, -12, 0, 0, false},
+    {"shape", NULL, -14, 0, 0, false},
+    {"elems", NULL, 12, 0, 0, false},
+};
+
+void ps_report_static(ps_statsd_t *sd, const ps_worker_config_t *cfg, const ps_model_t *model)
+{
+    ps_rows_t *t = ps_rows_new(table_cols, sizeof table_cols / sizeof table_cols[0]);
+    for (uint32_t id = 0; id < ps_model_n_tables(model); id++) {
+        char name[64], dims[64];
+        uint64_t shape[2];
+        int nd = ps_model_table_shape(model, id, shape);
+        ps_model_table_name(model, id, name, sizeof name);
+        if (nd == 2)
+            snprintf(dims, sizeof dims, "%llux%llu", (unsigned long long)shape[0],
+                     (unsigned long long)shape[1]);
+        else
+            snprintf(dims, sizeof dims, "%llu", (unsigned long long)shape[0]);
+        ps_rows_add(t);
+        ps_rows_int(t, id);
+        ps_rows_str(t, name);
+        ps_rows_str(t, dims);
+        ps_rows_int(t, (int64_t)ps_model_table_len(model, id));
+    }
+    ps_statsd_publish(sd, PS_STATS_TABLES, ps_rows_text(t), ps_rows_json(t));
+    ps_rows_destroy(&t);
+    size_t need = ps_config_format(&ps_worker_optset, cfg, NULL, 0);
+    char *text = ps_xmalloc(need + 1);
+    ps_config_format(&ps_worker_optset, cfg, text, need + 1);
+    ps_statsd_publish(sd, PS_STATS_CONFIG, text, ps_config_json(&ps_worker_optset, cfg));
+    ps_statsd_publish(sd, PS_STATS_WORKERS,
+                      ps_xstrdup("this is a worker: ask a server for show workers\n"), NULL);
+}
+
+#define COUNTER(n, h) (&(ps_metric_t){n, PS_METRIC_COUNTER, h, {NULL}})
+#define GAUGE(n, h) (&(ps_metric_t){n, PS_METRIC_GAUGE, h, {NULL}})
+
+void ps_report_progress(ps_statsd_t *sd, const ps_worker_config_t *c, uint32_t rank,
+                        uint32_t world, const ps_progress_t *p)
+{
+    char rank_s[16];
+    snprintf(rank_s, sizeof rank_s, "%u", rank);
+    ps_doc_t *d = ps_doc_new();
+    ps_doc_section(d, "worker");
+    ps_doc_str(d, "version", PS_VERSION);
+    ps_doc_metric_only(d, 1, &(ps_metric_t){"ps_build_info", PS_METRIC_GAUGE,
+                                            "Build of this ps-worker.",
+                                            {"version", PS_VERSION, "role", "worker", "rank",
+                                             rank_s}});
+    ps_doc_int(d, "pid", getpid(), NULL);
+    ps_doc_real(d, "uptime_s", p->uptime_s, 1, NULL);
+    ps_doc_str(d, "role", "worker");
+    ps_doc_str(d, "job", c->job);
+    ps_doc_int(d, "rank", rank, NULL);
+    ps_doc_int(d, "world", world, NULL);
+    ps_doc_str(d, "model", ps_worker_model_name(c));
+    ps_doc_str(d, "precision", ps_enum_name(ps_precision_names, c->precision, "?"));
+    ps_doc_section(d, "progress");
+    ps_doc_int(d, "epoch", p->epoch, NULL);
+    ps_doc_int(d, "epochs", c->epochs, NULL);
+    ps_doc_int(d, "clock", p->clock, GAUGE("ps_worker_clock", "Steps pushed."));
+    ps_doc_int(d, "samples", (int64_t)p->samples,
+               COUNTER("ps_worker_samples_total", "Samples trained."));
+    ps_doc_real(d, "samples_per_s", p->samples_per_s, 1, NULL);
+    ps_doc_real(d, "loss", p->loss, 6,
+                GAUGE("ps_worker_loss", "Mean training loss of the current epoch."));
+    ps_doc_real(d, "loss_scale", p->loss_scale, 1, NULL);
+    ps_doc_int(d, "skipped_steps", (int64_t)p->skipped_steps, NULL);
+    ps_doc_int(d, "recoveries", p->recoveries, NULL);
+    ps_doc_section(d, "network");
+    ps_doc_int(d, "bytes_sent", (int64_t)p->bytes_sent,
+               COUNTER("ps_sent_bytes_total", "Bytes sent to servers."));
+    ps_doc_int(d, "bytes_received", (int64_t)p->bytes_received,
+               COUNTER("ps_received_bytes_total", "Bytes received from servers."));
+    ps_doc_int(d, "requests", (int64_t)p->requests, NULL);
+    ps_statsd_publish(sd, PS_STATS_INFO, ps_doc_text(d), ps_doc_json(d));
+    ps_statsd_publish(sd, PS_STATS_METRICS, ps_doc_prometheus(d), NULL);
+    ps_doc_destroy(&d);
+}
