@@ -75,7 +75,7 @@ typedef struct {
 void ps_statsd_opts_defaults(ps_statsd_opts_t *o)
 {
     o->max_clients = 64;
-    o->idle_timeout_ms = 60000;
+    o->idle_timeout_ms = 10000; /* HAProxy's stats timeout */
     o->max_queued_bytes = 1 << 20;
     o->max_http_clients = 32;
     o->max_http_per_ip = 16;

@@ -46,7 +46,7 @@ typedef enum {
 /* Limits; ps_statsd_opts_defaults fills in the values ps_statsd_start uses. */
 typedef struct {
     int max_clients;         /* line-protocol clients, UNIX and TCP together (64) */
-    int idle_timeout_ms;     /* line protocol: close after this long without progress (60000) */
+    int idle_timeout_ms;     /* line protocol: close after this long without progress (10000) */
     size_t max_queued_bytes; /* per client: stop reading while more replies wait (1 MiB) */
     int max_http_clients;    /* HTTP connections at once (32) */
     int max_http_per_ip;     /* HTTP connections from one address (16) */
