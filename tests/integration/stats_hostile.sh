@@ -9,6 +9,9 @@
 . "$(dirname "$0")/lib.sh"
 CTL="$BIN/ps-ctl"
 command -v chromium >/dev/null || fail "chromium missing (tools/setup.sh installs it)"
+# Under AddressSanitizer freed replies sit in its 256 MB quarantine and count
+# as RSS; keep it small so the figures below measure the server, not ASan.
+export ASAN_OPTIONS="${ASAN_OPTIONS:+$ASAN_OPTIONS:}quarantine_size_mb=4"
 
 start_server h 0 1 --stats-socket "$WORK/h.sock" --stats-port 0 --metrics-port 0
 mport=$(awk '/^metrics_port/{print $2}' "$WORK/h.ready")
