@@ -153,6 +153,66 @@ static char *trim(char *s)
     return s;
 }
 
+/* A `#` starts a comment at the start of a line or after whitespace, never
+ * inside a word (`/x/run#1/a.csv` is one value) nor inside quotes. */
+static int is_comment_at(const char *line, const char *p)
+{
+    return *p == '#' && (p == line || isspace((unsigned char)p[-1]));
+}
+
+/* Unquotes the "..." value starting at p in place (\" and \\ are the only
+ * escapes); NULL with *why set if it is malformed. */
+static char *unquote(char *line, char *p, const char **why)
+{
+    char *out = p, *value = p;
+    for (p++; *p != '"'; p++) {
+        if (!*p || *p == '\n')
+            return *why = "unterminated quote", NULL;
+        if (*p == '\\') {
+            p++;
+            if (*p != '"' && *p != '\\')
+                return *why = "only \\\" and \\\\ may follow a backslash in quotes", NULL;
+        }
+        *out++ = *p;
+    }
+    for (p++; isspace((unsigned char)*p); p++)
+        ;
+    if (*p && !is_comment_at(line, p))
+        return *why = "text after the closing quote", NULL;
+    *out = '\0';
+    return value;
+}
+
+/* Splits one line into key and value (in place). 0: blank or comment; 1: a
+ * key with *value (NULL if none); -1 with *why. */
+static int split_line(char *line, char **key, char **value, const char **why)
+{
+    char *p = line;
+    while (isspace((unsigned char)*p))
+        p++;
+    if (!*p || *p == '#')
+        return 0;
+    *key = p;
+    while (*p && !isspace((unsigned char)*p))
+        p++;
+    char *key_end = p;
+    while (isspace((unsigned char)*p))
+        p++;
+    *key_end = '\0';
+    *value = NULL;
+    if (!*p || is_comment_at(line, p))
+        return 1;
+    if (*p == '"')
+        return (*value = unquote(line, p, why)) ? 1 : -1;
+    *value = p;
+    for (; *p; p++)
+        if (is_comment_at(line, p))
+            break;
+    *p = '\0';
+    *value = trim(*value);
+    return 1;
+}
+
 int ps_config_load_file(const ps_optset_t *set, void *cfg, const char *path, ps_errbuf_t *err)
 {
     FILE *f = fopen(path, "r");
@@ -162,25 +222,21 @@ int ps_config_load_file(const ps_optset_t *set, void *cfg, const char *path, ps_
     int lineno = 0, rc = PS_OK;
     while (fgets(line, sizeof line, f)) {
         lineno++;
-        char text[4096];
+        char text[4096], *key = NULL, *value = NULL;
+        const char *why_split = NULL;
         snprintf(text, sizeof text, "%s", line);
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
-        char *key = trim(line);
-        if (!*key)
+        size_t len = strlen(line);
+        int kind = len == sizeof line - 1 && line[len - 1] != '\n' && !feof(f)
+                       ? (why_split = "line longer than 4095 bytes", -1)
+                       : split_line(line, &key, &value, &why_split);
+        if (kind == 0)
             continue;
-        char *value = key;
-        while (*value && !isspace((unsigned char)*value))
-            value++;
-        if (*value)
-            *value++ = '\0';
-        value = trim(value);
         ps_errbuf_t why;
-        rc = *value ? ps_config_set(set, cfg, key, value, &why)
-                    : ps_err_set(&why, PS_EINVAL, "option '%s' has no value", key);
+        rc = kind < 0 ? ps_err_set(&why, PS_EINVAL, "%s", why_split)
+             : value  ? ps_config_set(set, cfg, key, value, &why)
+                      : ps_err_set(&why, PS_EINVAL, "option '%s' has no value", key);
         if (rc != PS_OK) {
-            ps_err_set(err, rc, "%s:%d: '%s': %s", path, lineno, trim(text), why.msg);
+            ps_err_set(err, rc, "%s:%d: '%.200s': %s", path, lineno, trim(text), why.msg);
             break;
         }
     }
@@ -194,6 +250,10 @@ int ps_config_load(const ps_optset_t *set, void *cfg, int argc, char **argv, ps_
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
             ps_config_help(set, stdout);
+            return PS_CONFIG_HELP;
+        }
+        if (strcmp(argv[i], "--version") == 0) {
+            printf("%s %s\n", set->prog, PS_VERSION);
             return PS_CONFIG_HELP;
         }
     }
@@ -266,6 +326,7 @@ void ps_config_help(const ps_optset_t *set, FILE *out)
                 *o->def ? o->def : "\"\"");
     }
     fprintf(out, "  --%-22s %s\n", "help", "show this help");
+    fprintf(out, "  --%-22s %s\n", "version", "print the program name and version");
 }
 
 void ps_config_value_str(const ps_opt_t *opt, const void *cfg, char *buf, size_t cap)
@@ -304,14 +365,40 @@ void ps_config_value_str(const ps_opt_t *opt, const void *cfg, char *buf, size_t
     }
 }
 
+/* value as it must appear in a file to read back as itself: bare when it
+ * can, else "..." with \" and \\ escaped. */
+static void file_syntax(const char *value, char *out, size_t cap)
+{
+    size_t len = strlen(value);
+    int bare = len > 0 && !isspace((unsigned char)value[0]) && value[0] != '"' &&
+               value[0] != '#' && !isspace((unsigned char)value[len - 1]);
+    for (const char *p = value + 1; bare && *p; p++)
+        if (is_comment_at(value, p))
+            bare = 0;
+    if (bare || cap < 3) {
+        snprintf(out, cap, "%s", value);
+        return;
+    }
+    size_t n = 0;
+    out[n++] = '"';
+    for (const char *p = value; *p && n + 3 < cap; p++) {
+        if (*p == '"' || *p == '\\')
+            out[n++] = '\\';
+        out[n++] = *p;
+    }
+    out[n++] = '"';
+    out[n] = '\0';
+}
+
 size_t ps_config_format(const ps_optset_t *set, const void *cfg, char *buf, size_t cap)
 {
     size_t len = 0;
     for (size_t i = 0; i < set->n_opts; i++) {
-        char value[PS_OPT_STR_MAX];
+        char value[PS_OPT_STR_MAX], quoted[2 * PS_OPT_STR_MAX + 3];
         ps_config_value_str(&set->opts[i], cfg, value, sizeof value);
+        file_syntax(value, quoted, sizeof quoted);
         int n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s %s\n",
-                         set->opts[i].name, value);
+                         set->opts[i].name, quoted);
         len += (size_t)n;
     }
     if (cap && len >= cap)

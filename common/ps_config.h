@@ -1,8 +1,15 @@
 /* ps_config.h - one option table drives the config file parser, the flag
  * parser, --help and the stats socket's config dump. Used at startup only.
  *
- * Order (later wins): defaults, then `--config FILE` (`key value` lines, `#`
- * comments), then `--key value` / `--key=value` flags. */
+ * Order (later wins): defaults, then `--config FILE`, then `--key value` /
+ * `--key=value` flags.
+ *
+ * File syntax, one option per line: `key value`. The value is the rest of
+ * the line, trimmed, up to a comment; a `#` starts a comment only at the
+ * start of a line or after whitespace (`/x/run#1/a.csv` is one value). A
+ * value in double quotes is taken literally (spaces, ` #`, an empty "")
+ * with \" and \\ as its only escapes; nothing but a comment may follow the
+ * closing quote. Errors name FILE:LINE, the line and the reason. */
 #ifndef PS_CONFIG_H
 #define PS_CONFIG_H
 
@@ -58,7 +65,8 @@ typedef struct {
     size_t n_opts;
 } ps_optset_t;
 
-/* ps_config_load returns this (not an error) after printing --help. */
+/* ps_config_load returns this (not an error) after answering --help or
+ * --version on stdout; the program then exits 0. */
 #define PS_CONFIG_HELP 1
 
 /* Fills cfg with every option's default. Returns PS_OK (defaults are ours;
@@ -74,13 +82,15 @@ int ps_config_set(const ps_optset_t *set, void *cfg, const char *key, const char
  * err = "PATH:LINE: 'TEXT': reason". PS_EIO if the file cannot be read. */
 int ps_config_load_file(const ps_optset_t *set, void *cfg, const char *path, ps_errbuf_t *err);
 /* Defaults, then --config FILE (wherever it is in argv), then the flags.
- * Returns PS_OK, PS_CONFIG_HELP after printing help on stdout, or an error
- * naming the flag or file line. Positional arguments are errors. */
+ * Returns PS_OK, PS_CONFIG_HELP after printing help (--help, -h) or
+ * "PROG VERSION" (--version) on stdout, or an error naming the flag or file
+ * line. Positional arguments are errors. */
 int ps_config_load(const ps_optset_t *set, void *cfg, int argc, char **argv, ps_errbuf_t *err);
 /* Prints usage and every option with type, default and help. */
 void ps_config_help(const ps_optset_t *set, FILE *out);
 /* Writes one `key value` line per option into buf (NUL-terminated, truncated
- * to cap). Returns the length it needed. */
+ * to cap), quoting values that would not read back bare (empty, edge
+ * spaces, a leading quote, a ` #`). Returns the length it needed. */
 size_t ps_config_format(const ps_optset_t *set, const void *cfg, char *buf, size_t cap);
 /* Every option and its value as one JSON object (`show config json`):
  * ints, numbers and booleans as such, the rest as strings. Malloc'd, with

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 #include <sys/time.h>
 #include <time.h>
 #include <unistd.h>
@@ -15,14 +16,31 @@
 int ps_log_level_current = PS_LOG_INFO;
 static char log_progname[32] = "ps";
 static int log_fd = 2;
-/* Under systemd (JOURNAL_STREAM set) journald adds the time; we add <N>. */
+/* When stderr is journald's stream, journald adds the time and pid; we add <N>. */
 static int log_is_journal;
+
+/* systemd.exec(5): JOURNAL_STREAM is "DEVICE:INODE" of the stream systemd
+ * connected; it is inherited by children whose stderr went elsewhere
+ * (`ps-server 2>file` run from a unit's shell), so it counts only when fd 2
+ * is still that very stream. */
+static int stderr_is_journal(void)
+{
+    const char *env = getenv("JOURNAL_STREAM");
+    unsigned long long dev, ino;
+    int used = 0;
+    if (!env || sscanf(env, "%llu:%llu%n", &dev, &ino, &used) != 2 || env[used] != '\0')
+        return 0;
+    struct stat st;
+    if (fstat(2, &st) != 0)
+        return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 void ps_log_init(const char *progname, ps_log_level_t level)
 {
     snprintf(log_progname, sizeof log_progname, "%s", progname);
     ps_log_level_current = (int)level;
-    log_is_journal = getenv("JOURNAL_STREAM") != NULL;
+    log_is_journal = stderr_is_journal();
 }
 
 const char *const ps_log_level_names[] = {PS_LOG_LEVEL_MAP(PS_ENUM_NAME) NULL};

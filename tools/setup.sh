@@ -21,6 +21,9 @@ PACKAGES=(
   prometheus                            # promtool check metrics, and a real scrape in a test
   clang libclang-rt-14-dev              # libFuzzer targets (tools/fuzz.sh)
   valgrind                              # memcheck run of the tests (tools/check.sh)
+  help2man                              # man pages generated from each program's --help
+  lintian                               # the .deb is checked against Debian policy (install test)
+  chromium                              # a real browser opens /metrics (stats_hostile test)
 )
 missing=()
 for p in "${PACKAGES[@]}"; do

@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
 VG=(valgrind -q --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite,indirect)
-for t in config wire optim table model data npy half loss_scale checkpoint client_server; do
+for t in config wire optim table model data npy file log half loss_scale checkpoint client_server; do
     "${VG[@]}" "$build/bin/test_$t" >/dev/null 2>"$build/valgrind-$t.log" ||
         { echo "FAIL: valgrind test_$t" >&2; cat "$build/valgrind-$t.log" >&2; exit 1; }
     echo "valgrind: test_$t clean"

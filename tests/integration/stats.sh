@@ -106,8 +106,12 @@ print("received", sorted(x for x in seen if x in ("READY=1", "STATUS", "WATCHDOG
 PYEOF
 pass "READY=1, STATUS= and WATCHDOG=1 received on NOTIFY_SOCKET"
 
-# 4. under systemd (JOURNAL_STREAM set) log lines carry <N> priorities, no timestamp
-JOURNAL_STREAM=8:1234 "$BIN/ps-server" --port 0 --ready-file "$WORK/j.ready" 2>"$WORK/journal.log" &
+# 4. under systemd (JOURNAL_STREAM names fd 2's dev:ino) log lines carry <N>
+# priorities, no timestamp; an inherited JOURNAL_STREAM with stderr sent to a
+# file (another inode) keeps timestamps and pids
+: > "$WORK/journal.log"
+JOURNAL_STREAM=$(stat -c %d:%i "$WORK/journal.log") "$BIN/ps-server" --port 0 \
+    --ready-file "$WORK/j.ready" 2>>"$WORK/journal.log" &
 jpid=$!
 STARTED_PIDS+=("$jpid")
 wait_for "$WORK/j.ready" endpoint 10
@@ -115,7 +119,15 @@ kill -TERM "$jpid"
 wait "$jpid" || fail "server exited $?"
 grep -q "^<6>ready: endpoint 'tcp://" "$WORK/journal.log" || fail "no <6> prefix: $(head -2 "$WORK/journal.log")"
 ! grep -q "^20[0-9][0-9]-" "$WORK/journal.log" || fail "timestamps under journald"
-pass "journald lines: $(head -1 "$WORK/journal.log" | cut -c1-60)"
+JOURNAL_STREAM=8:1234 "$BIN/ps-server" --port 0 --ready-file "$WORK/f.ready" 2>"$WORK/notjournal.log" &
+jpid=$!
+STARTED_PIDS+=("$jpid")
+wait_for "$WORK/f.ready" endpoint 10
+kill -TERM "$jpid"
+wait "$jpid" || fail "server exited $?"
+grep -qE "^20[0-9][0-9]-.*ps-server\[$jpid\] I ready: endpoint" "$WORK/notjournal.log" \
+    || fail "JOURNAL_STREAM of another stream trusted: $(head -2 "$WORK/notjournal.log")"
+pass "journald lines: $(head -1 "$WORK/journal.log" | cut -c1-60); a file gets timestamps"
 
 # 5. a worker's own stats socket
 start_server ws 0 1

@@ -157,6 +157,122 @@ static void test_format_round_trips_through_set(void **state)
     free(path);
 }
 
+static int load_text(const char *text, cfg_t *c, ps_errbuf_t *err)
+{
+    char *path = write_file(text);
+    ps_config_defaults(&set, c);
+    int rc = ps_config_load_file(&set, c, path, err);
+    if (rc != PS_OK && !strstr(err->msg, path))
+        fail_msg("error does not name the file: %s", err->msg);
+    unlink(path);
+    free(path);
+    return rc;
+}
+
+static void test_hash_inside_a_word_is_part_of_the_value(void **state)
+{
+    (void)state;
+    cfg_t c;
+    ps_errbuf_t err;
+    assert_int_equal(load_text("name /x/run#1/a.csv\n", &c, &err), PS_OK);
+    assert_string_equal(c.name, "/x/run#1/a.csv");
+    assert_int_equal(load_text("name /x/run#1/a.csv # the data\n", &c, &err), PS_OK);
+    assert_string_equal(c.name, "/x/run#1/a.csv");
+    assert_int_equal(load_text("name a#b\t# tab before the comment\n", &c, &err), PS_OK);
+    assert_string_equal(c.name, "a#b");
+    assert_int_equal(load_text("  # indented comment\nport 7000#\n", &c, &err), PS_EINVAL);
+    assert_non_null(strstr(err.msg, ":2:"));
+}
+
+static void test_quoted_values_keep_spaces_hashes_and_escapes(void **state)
+{
+    (void)state;
+    cfg_t c;
+    ps_errbuf_t err;
+    assert_int_equal(load_text("name \"  a # b  \"  # comment\n", &c, &err), PS_OK);
+    assert_string_equal(c.name, "  a # b  ");
+    assert_int_equal(load_text("name \"say \\\"hi\\\" C:\\\\x\"\n", &c, &err), PS_OK);
+    assert_string_equal(c.name, "say \"hi\" C:\\x");
+    assert_int_equal(load_text("name \"\"\n", &c, &err), PS_OK);
+    assert_string_equal(c.name, "");
+    assert_int_equal(load_text("port \"7001\"\n", &c, &err), PS_OK);
+    assert_int_equal(c.port, 7001);
+}
+
+static void test_malformed_quotes_are_errors_naming_the_line(void **state)
+{
+    (void)state;
+    cfg_t c;
+    ps_errbuf_t err;
+    assert_int_equal(load_text("port 1\nname \"open\n", &c, &err), PS_EINVAL);
+    assert_non_null(strstr(err.msg, ":2:"));
+    assert_non_null(strstr(err.msg, "unterminated quote"));
+    assert_int_equal(load_text("name \"a\" b\n", &c, &err), PS_EINVAL);
+    assert_non_null(strstr(err.msg, "text after the closing quote"));
+    assert_int_equal(load_text("name \"a\\n\"\n", &c, &err), PS_EINVAL);
+    assert_non_null(strstr(err.msg, ":1:"));
+    assert_int_equal(load_text("name \"a\"# no space\n", &c, &err), PS_EINVAL);
+}
+
+static void test_overlong_line_is_an_error_not_two_lines(void **state)
+{
+    (void)state;
+    cfg_t c;
+    ps_errbuf_t err;
+    char *text = malloc(6000);
+    memset(text, 'x', 5990);
+    memcpy(text, "name ", 5);
+    memcpy(text + 5000, " port 1\n", 9);
+    assert_int_equal(load_text(text, &c, &err), PS_EINVAL);
+    assert_non_null(strstr(err.msg, ":1:"));
+    assert_non_null(strstr(err.msg, "longer than"));
+    free(text);
+}
+
+static void test_format_quotes_what_would_not_read_back(void **state)
+{
+    (void)state;
+    static const char *values[] = {"", " lead", "trail ", "a #b", "\"q\"", "#x", "b\\s\"",
+                                   "/x/run#1"};
+    for (size_t i = 0; i < sizeof values / sizeof *values; i++) {
+        cfg_t a, b;
+        ps_errbuf_t err;
+        ps_config_defaults(&set, &a);
+        assert_int_equal(ps_config_set(&set, &a, "name", values[i], &err), PS_OK);
+        char buf[2048];
+        ps_config_format(&set, &a, buf, sizeof buf);
+        if (load_text(buf, &b, &err) != PS_OK)
+            fail_msg("'%s' does not read back: %s", values[i], err.msg);
+        assert_string_equal(b.name, values[i]);
+    }
+}
+
+static void test_version_prints_prog_and_version(void **state)
+{
+    (void)state;
+    char *argv[] = {"prog", "--port", "1", "--version", NULL};
+    cfg_t c;
+    ps_errbuf_t err;
+    fflush(stdout);
+    int saved = dup(1);
+    char *path = write_file("");
+    FILE *out = fopen(path, "w");
+    dup2(fileno(out), 1);
+    int rc = ps_config_load(&set, &c, 4, argv, &err);
+    fflush(stdout);
+    dup2(saved, 1);
+    close(saved);
+    fclose(out);
+    assert_int_equal(rc, PS_CONFIG_HELP);
+    FILE *in = fopen(path, "r");
+    char line[128] = "";
+    assert_non_null(fgets(line, sizeof line, in));
+    fclose(in);
+    assert_string_equal(line, "test " PS_VERSION "\n");
+    unlink(path);
+    free(path);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -168,6 +284,12 @@ int main(void)
         cmocka_unit_test(test_flags_win_over_file_and_accept_dashes),
         cmocka_unit_test(test_positional_argument_is_rejected),
         cmocka_unit_test(test_format_round_trips_through_set),
+        cmocka_unit_test(test_hash_inside_a_word_is_part_of_the_value),
+        cmocka_unit_test(test_quoted_values_keep_spaces_hashes_and_escapes),
+        cmocka_unit_test(test_malformed_quotes_are_errors_naming_the_line),
+        cmocka_unit_test(test_overlong_line_is_an_error_not_two_lines),
+        cmocka_unit_test(test_format_quotes_what_would_not_read_back),
+        cmocka_unit_test(test_version_prints_prog_and_version),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
