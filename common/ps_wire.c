@@ -114,6 +114,56 @@ int ps_wire_align(zmq_msg_t *part)
     return PS_OK;
 }
 
+int ps_wire_decode(int dtype, const void *src, float *dst, uint64_t n, float inv_scale)
+{
+    if (dtype == PS__DTYPE__F32) {
+        memcpy(dst, src, n * sizeof(float));
+        for (uint64_t i = 0; inv_scale != 1.0f && i < n; i++)
+            dst[i] *= inv_scale;
+        return PS_OK;
+    }
+    if (dtype != PS__DTYPE__F16 && dtype != PS__DTYPE__BF16)
+        return PS_EPROTO;
+    /* frame bytes may sit at an odd address: those go through a bounce
+     * buffer so the u16 reads are aligned */
+    uint16_t bounce[4096];
+    for (uint64_t i = 0; i < n; i += 4096) {
+        uint64_t m = n - i < 4096 ? n - i : 4096;
+        const uint16_t *s = (const uint16_t *)src + i;
+        if ((uintptr_t)src & 1u) {
+            memcpy(bounce, (const char *)src + i * 2, m * 2);
+            s = bounce;
+        }
+        if (dtype == PS__DTYPE__F16) {
+            ps_f16_to_f32_scaled_n(s, dst + i, m, inv_scale);
+            continue;
+        }
+        ps_bf16_to_f32_n(s, dst + i, m);
+        for (uint64_t k = 0; inv_scale != 1.0f && k < m; k++)
+            dst[i + k] *= inv_scale;
+    }
+    return PS_OK;
+}
+
+int ps_wire_encode(int dtype, const float *src, void *dst, uint64_t n, float scale)
+{
+    switch (dtype) {
+    case PS__DTYPE__F32:
+        memcpy(dst, src, n * sizeof(float));
+        return PS_OK;
+    case PS__DTYPE__F16:
+        if (scale == 1.0f)
+            ps_f32_to_f16_n(src, dst, n);
+        else
+            ps_f32_to_f16_scaled_n(src, dst, n, scale);
+        return PS_OK;
+    case PS__DTYPE__BF16:
+        ps_f32_to_bf16_n(src, dst, n);
+        return PS_OK;
+    }
+    return PS_EPROTO;
+}
+
 int ps_wire_to_f32(zmq_msg_t *part, int dtype, uint64_t n, double scale)
 {
     float inv = scale == 0.0 ? 1.0f : (float)(1.0 / scale);
@@ -126,31 +176,12 @@ int ps_wire_to_f32(zmq_msg_t *part, int dtype, uint64_t n, double scale)
         }
         return rc;
     }
-    if (dtype != PS__DTYPE__F16 && dtype != PS__DTYPE__BF16)
+    if (!ps_dtype_size(dtype))
         return PS_EPROTO;
     zmq_msg_t out;
     if (zmq_msg_init_size(&out, n * sizeof(float)) != 0)
         return PS_ENOMEM;
-    const uint16_t *src = zmq_msg_data(part);
-    uint16_t *tmp = NULL;
-    if (((uintptr_t)src & 1u) != 0) { /* odd address: copy to read u16 safely */
-        if (!(tmp = malloc(n * 2 + 2))) {
-            zmq_msg_close(&out);
-            return PS_ENOMEM;
-        }
-        memcpy(tmp, src, n * 2);
-        src = tmp;
-    }
-    if (dtype == PS__DTYPE__F16)
-        ps_f16_to_f32_scaled_n(src, zmq_msg_data(&out), n, inv);
-    else
-        ps_bf16_to_f32_n(src, zmq_msg_data(&out), n);
-    if (dtype == PS__DTYPE__BF16 && inv != 1.0f) {
-        float *v = zmq_msg_data(&out);
-        for (uint64_t i = 0; i < n; i++)
-            v[i] *= inv;
-    }
-    free(tmp);
+    ps_wire_decode(dtype, zmq_msg_data(part), zmq_msg_data(&out), n, inv);
     zmq_msg_close(part);
     zmq_msg_init(part);
     zmq_msg_move(part, &out);
@@ -164,13 +195,7 @@ int ps_wire_from_f32(zmq_msg_t *msg, int dtype, const float *values, uint64_t n)
         return PS_EPROTO;
     if (zmq_msg_init_size(msg, n * size) != 0)
         return PS_ENOMEM;
-    if (dtype == PS__DTYPE__F32)
-        memcpy(zmq_msg_data(msg), values, n * size);
-    else if (dtype == PS__DTYPE__F16)
-        ps_f32_to_f16_n(values, zmq_msg_data(msg), n);
-    else
-        ps_f32_to_bf16_n(values, zmq_msg_data(msg), n);
-    return PS_OK;
+    return ps_wire_encode(dtype, values, zmq_msg_data(msg), n, 1.0f);
 }
 
 size_t ps_dtype_size(int dtype)

@@ -60,6 +60,16 @@ int ps_wire_to_f32(zmq_msg_t *part, int dtype, uint64_t n, double scale);
 /* New frame in msg with n fp32 values converted to dtype. PS_ENOMEM. */
 int ps_wire_from_f32(zmq_msg_t *msg, int dtype, const float *values, uint64_t n);
 
+/* The one dtype codec, both directions, used by the server and the client.
+ * Decodes n elements of dtype at src (any address) into dst as fp32, each
+ * multiplied by inv_scale (1: unchanged). PS_EPROTO for an unknown dtype. */
+int ps_wire_decode(int dtype, const void *src, float *dst, uint64_t n, float inv_scale);
+/* Encodes n fp32 values of src into dst (n * ps_dtype_size bytes) as
+ * dtype; F16 values are multiplied by scale first (the fp16 loss scale),
+ * F32 and BF16 (which has fp32's range) are not. PS_EPROTO for an unknown
+ * dtype. */
+int ps_wire_encode(int dtype, const float *src, void *dst, uint64_t n, float scale);
+
 /* Bytes per element of a dtype; 0 for an unknown one. */
 size_t ps_dtype_size(int dtype);
 /* Name of an op ("PUSH_PULL") for log lines; never NULL. */

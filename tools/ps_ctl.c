@@ -17,8 +17,7 @@
 #include <netinet/in.h>
 #include <arpa/inet.h>
 
-#include <zmq.h>
-
+#include "ps_client.h"
 #include "ps_curve.h"
 #include "ps_time.h"
 #include "ps_wire.h"
@@ -78,8 +77,8 @@ static int connect_to(const char *unix_path, const char *tcp)
     return fd;
 }
 
-/* One request over the server's ZeroMQ socket; prints the reply's message
- * (info) or "ok". */
+/* One operator request over the server's request socket, through the
+ * client library; prints the reply's document (info) or "ok". */
 static int remote(const char *endpoint, const char *server_key_file, const char *key_file,
                   const char *cmd, long timeout_ms)
 {
@@ -102,50 +101,27 @@ static int remote(const char *endpoint, const char *server_key_file, const char 
         fprintf(stderr, "ps-ctl: %s\n", err.msg);
         return EX_CONFIG;
     }
-    void *ctx = zmq_ctx_new(), *s = zmq_socket(ctx, ZMQ_DEALER);
-    int zero = 0, rc = EX_UNAVAILABLE;
-    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
-    if (server_key_file) {
-        zmq_setsockopt(s, ZMQ_CURVE_SERVERKEY, server.public_z85, 40);
-        zmq_setsockopt(s, ZMQ_CURVE_PUBLICKEY, own.public_z85, 40);
-        zmq_setsockopt(s, ZMQ_CURVE_SECRETKEY, own.secret_z85, 40);
-    }
-    Ps__Header h;
-    ps__header__init(&h);
-    h.version = PS_PROTOCOL_VERSION;
-    h.op = op;
-    h.request_id = 1;
-    ps_wire_msg_t m = {0};
-    if (zmq_connect(s, endpoint) != 0) {
-        fprintf(stderr, "ps-ctl: bad endpoint '%s': %s\n", endpoint, zmq_strerror(zmq_errno()));
-        rc = EX_USAGE;
-    } else if (ps_wire_send_header(s, &h, 0) < 0) {
-        fprintf(stderr, "ps-ctl: cannot send to '%s'\n", endpoint);
-    } else {
-        zmq_pollitem_t item = {s, 0, ZMQ_POLLIN, 0};
-        if (zmq_poll(&item, 1, timeout_ms) <= 0) {
-            fprintf(stderr, "ps-ctl: no reply from '%s' to %s after %ld ms%s\n", endpoint, cmd,
-                    timeout_ms, server_key_file ? " (is our key on its allow-list?)" : "");
-        } else if (ps_wire_recv(s, &m, 0) == PS_OK && m.n_parts >= 1) {
-            Ps__Header *r = ps_wire_unpack_header(&m.parts[0]);
-            if (!r) {
-                fprintf(stderr, "ps-ctl: malformed reply from '%s'\n", endpoint);
-            } else if (r->status) {
-                fprintf(stderr, "ps-ctl: %s: %s: %s\n", endpoint, ps_strerror(r->status), r->message);
-                rc = 1;
-            } else {
-                printf("%s\n", op == PS__OP__STATS ? r->message : "ok");
-                rc = 0;
-            }
-            if (r)
-                ps__header__free_unpacked(r, NULL);
-        }
-    }
-    ps_wire_msg_close(&m);
+    ps_client_opts_t o = {.job = "", .world = 1, .timeout_ms = timeout_ms,
+                          .curve_server_key = server.public_z85,
+                          .curve_public_key = own.public_z85, .curve_secret_key = own.secret_z85};
+    ps_client_t *c = ps_client_new(endpoint, &o, &err);
     memset(own.secret_z85, 0, sizeof own.secret_z85);
-    zmq_close(s);
-    zmq_ctx_term(ctx);
-    return rc;
+    if (!c) {
+        fprintf(stderr, "ps-ctl: %s\n", err.msg);
+        return EX_USAGE;
+    }
+    char *message = NULL;
+    int rc = ps_client_admin(c, 0, op, &message, &err);
+    ps_client_destroy(&c);
+    if (rc != PS_OK) {
+        fprintf(stderr, "ps-ctl: %s%s\n", err.msg,
+                rc == PS_ETIME && server_key_file ? " (is our key on its allow-list?)" : "");
+        free(message);
+        return rc == PS_ETIME || rc == PS_ENET ? EX_UNAVAILABLE : 1;
+    }
+    printf("%s\n", op == PS__OP__STATS && message ? message : "ok");
+    free(message);
+    return 0;
 }
 
 int main(int argc, char **argv)

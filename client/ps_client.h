@@ -1,11 +1,14 @@
-/* ps_client.h - the worker side of the protocol: one DEALER socket per shard,
+/* ps_client.h - the client library (libps_client): the only code that
+ * speaks the protocol from the worker side. One DEALER socket per shard,
  * many requests in flight, replies matched by request id, a deadline on
- * every wait. Usable by any program that wants to push and pull. Not
- * thread-safe: one thread drives a client. */
+ * every wait, heartbeats on a thread of their own. ps-worker, ps-ctl and
+ * any program that wants to push and pull use it. Not thread-safe: one
+ * thread drives a client. */
 #ifndef PS_CLIENT_H
 #define PS_CLIENT_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ps_err.h"
@@ -50,8 +53,8 @@ int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err);
  * flight, HELLOs every shard, and if the shards disagree (a restarted shard
  * came back at an older checkpoint, or a rollback is half done) asks them
  * all to roll back to the lowest clock among them. *clock is the clock to
- * resume at; the caller re-pulls its parameters there. */
-/* exact: roll back whenever the shards' clocks differ at all (after a shard
+ * resume at; the caller re-pulls its parameters there.
+ * exact: roll back whenever the shards' clocks differ at all (after a shard
  * restart: the lowest clock is then the restored checkpoint, which every
  * shard holds, and a chunk one round ahead would serve parameters newer
  * than the replayed step's). Otherwise a chunk one round ahead is accepted
@@ -123,6 +126,12 @@ int ps_client_sparse_pull(ps_client_t *c, uint32_t id, int64_t clock, uint32_t f
  * the batch) for clock. The inputs are copied; may be reused at once. */
 int ps_client_sparse_push(ps_client_t *c, uint32_t id, int64_t clock, const uint64_t *keys,
                           uint64_t n, const float *grads);
+
+/* An operator's request to one shard: PS__OP__STATS (*message: the shard's
+ * `show info json` document, malloc'd), SAVE or SHUTDOWN (message may be
+ * NULL). Needs a monitor or admin key with CURVE; without, STATS and SAVE
+ * are served on loopback. Errors name the shard and its reply. */
+int ps_client_admin(ps_client_t *c, uint32_t shard, int op, char **message, ps_errbuf_t *err);
 
 /* Bytes this client put on and took off the wire, all frames counted,
  * heartbeats included. Call after ps_client_destroy's thread is joined, or

@@ -1,0 +1,141 @@
+/* ps_client_int.h - the client struct and its request tracker, for the
+ * files of client/ only (connections, the in-flight tracker and its one
+ * wait loop, heartbeats, dense and sparse ops). Private prefix pscl_. The
+ * thread that drives the client owns everything here but the fields
+ * marked as shared with the heartbeat thread. */
+#ifndef PS_CLIENT_INT_H
+#define PS_CLIENT_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "ps_client.h"
+#include "ps_wire.h"
+
+#define PSCL_MAX_SHARDS 1024
+
+typedef struct {
+    char name[64];
+    uint64_t n_elems;   /* dense: the whole table; sparse: floats per row */
+    int defined;        /* 0 no, 1 dense, 2 sparse */
+    uint16_t *wire;     /* n_elems half values being sent (F16/BF16 clients) */
+} pscl_table_t;
+
+/* One request waiting for its reply. */
+typedef struct {
+    uint64_t request_id;
+    uint32_t shard;
+    uint32_t table_id;
+    uint32_t chunk;
+    int op;
+    int64_t clock;
+    float *dst;        /* where the reply's values go (NULL: none expected) */
+    uint64_t offset, len;
+    int64_t deadline_ms;
+    int64_t waited_ms; /* over all attempts so far */
+    int attempts;
+    /* what a resend needs (never for HELLO or INIT_TABLE) */
+    uint32_t flags;
+    uint64_t n_samples;
+    double grad_scale;
+    const void *values;
+    uint64_t n_values;
+    /* sparse ops: the keys frame, and where the reply's rows go */
+    const uint64_t *keys;
+    const uint64_t *scatter; /* row i of the reply -> dst + scatter[i] * dim */
+    uint32_t dim;
+} pscl_inflight_t;
+
+/* What the last HELLO, ROLLBACK or admin reply of a shard said. */
+typedef struct {
+    int status;
+    uint32_t shard, n_shards;
+    int64_t clock, max_clock;
+    uint64_t generation, incarnation;
+    char *message; /* admin replies (STATS): the document, malloc'd */
+} pscl_answer_t;
+
+/* A sparse request's keys grouped by shard: shard s's keys are
+ * keys[off[s] .. off[s+1]), pos[] their positions in the caller's array,
+ * vals[] (push) their gradient rows in the same order. Kept until the
+ * replies are in (the frames are sent zero-copy). */
+typedef struct {
+    uint64_t *keys, *pos;
+    float *vals;
+    uint64_t *off;
+    size_t cap, vcap;
+} pscl_stage_t;
+
+struct ps_client {
+    ps_client_opts_t opts;
+    char job[64];
+    void *ctx;
+    void **socks;
+    void **monitors; /* per shard: PAIR receiving that socket's handshake failures */
+    char **endpoints;
+    char curve_server[41], curve_public[41], curve_secret[41];
+    uint32_t n_shards;
+    pscl_table_t *tables;
+    uint32_t n_tables;
+    pscl_inflight_t *inflight;
+    size_t n_inflight, cap_inflight;
+    pscl_answer_t *answers; /* per shard */
+    uint64_t next_id;
+    atomic_int zero_copy_held;
+    uint64_t bytes_sent, bytes_received, requests;
+    uint32_t reply_flags;
+    uint64_t generation; /* sent with every request */
+    bool joining;        /* HELLOs in flight: a restarted shard is expected */
+    int64_t *min_clock, *max_clock;
+    uint64_t *shard_generation;
+    pscl_stage_t stage_pull, stage_push;
+    /* shared with the heartbeat thread */
+    pthread_t heartbeat_thread;
+    int has_heartbeat;
+    atomic_int heartbeat_stop;
+    _Atomic uint64_t *incarnation;  /* per shard, from the last HELLO */
+    _Atomic int64_t *last_reply_ms; /* per shard: last heartbeat reply */
+    atomic_int restarted;           /* 1 + index of a shard seen restarted, or 0 */
+    _Atomic uint64_t report_samples, report_loss_bits;
+    _Atomic uint64_t hb_bytes_sent, hb_bytes_received;
+};
+
+/* ---- connections (ps_conn.c) ---- */
+
+/* A DEALER to ep, with CURVE if the client has keys; NULL if ep is bad. */
+void *pscl_open_socket(ps_client_t *c, const char *ep);
+/* Adds shard n_shards at ep (socket and handshake monitor). */
+int pscl_add_shard(ps_client_t *c, const char *ep, ps_errbuf_t *err);
+/* Reads shard s's failed handshakes: PS_EAUTH with the reason if there was
+ * one, else PS_OK. */
+int pscl_handshake_failure(ps_client_t *c, uint32_t s, ps_errbuf_t *err);
+/* Closes every socket and monitor. */
+void pscl_close_shards(ps_client_t *c);
+
+/* ---- requests (ps_inflight.c) ---- */
+
+void pscl_header_init(ps_client_t *c, Ps__Header *h, int op);
+/* Sends the frames of a request (header, keys, values; keys and values
+ * zero-copy) and tracks it; values/dst as in pscl_inflight_t. Returns the
+ * tracked entry, or NULL with *rc set if the send failed. */
+pscl_inflight_t *pscl_send(ps_client_t *c, uint32_t shard, Ps__Header *h, const uint64_t *keys,
+                           const void *values, uint64_t n_values, float *dst, uint64_t dst_offset,
+                           uint64_t dst_len, int *rc);
+/* The one wait loop: takes replies (of any table, as they come) until no
+ * request for table (PSCL_ALL_TABLES: any) is in flight; resends requests
+ * whose deadline passed, fails on a silent shard, a refused handshake, a
+ * restarted shard or a stop request. */
+#define PSCL_ALL_TABLES UINT32_MAX
+int pscl_wait(ps_client_t *c, uint32_t table, ps_errbuf_t *err);
+/* Sends op (no values) to every shard and waits for every reply. */
+int pscl_broadcast(ps_client_t *c, int op, ps_errbuf_t *err);
+pscl_table_t *pscl_table(ps_client_t *c, uint32_t id);
+
+/* ---- heartbeats (ps_heartbeat.c) ---- */
+
+/* Starts the heartbeat thread (once). */
+int pscl_start_heartbeats(ps_client_t *c, ps_errbuf_t *err);
+
+#endif

@@ -1,0 +1,398 @@
+/* ps_inflight.c - the client's requests in flight and the one loop that
+ * waits for their replies.
+ *
+ * Gradients are sent zero-copy (zmq_msg_init_data) straight from the
+ * caller's buffer; a free callback counts them back, and ps_client_wait
+ * does not return while ZeroMQ still holds one, so the caller may reuse
+ * the buffer as soon as it returns. Every request carries a deadline; a
+ * data request whose deadline passes is resent unchanged (the server
+ * deduplicates pushes by rank and clock), up to opts.retries times, each
+ * time waiting twice as long. */
+#include "ps_client_int.h"
+
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zmq.h>
+
+#include "ps_time.h"
+
+void pscl_header_init(ps_client_t *c, Ps__Header *h, int op)
+{
+    ps__header__init(h);
+    h->version = PS_PROTOCOL_VERSION;
+    h->op = op;
+    h->request_id = c->next_id++;
+    h->job = c->job;
+    h->rank = c->opts.rank;
+    h->dtype = c->opts.dtype;
+    h->generation = c->generation;
+}
+
+pscl_table_t *pscl_table(ps_client_t *c, uint32_t id)
+{
+    if (id >= c->n_tables) {
+        c->tables = ps_xrealloc(c->tables, (id + 1) * sizeof *c->tables);
+        memset(c->tables + c->n_tables, 0, (id + 1 - c->n_tables) * sizeof *c->tables);
+        c->n_tables = id + 1;
+    }
+    return &c->tables[id];
+}
+
+static pscl_inflight_t *track(ps_client_t *c, uint32_t shard, const Ps__Header *h)
+{
+    if (c->n_inflight == c->cap_inflight) {
+        c->cap_inflight = c->cap_inflight ? c->cap_inflight * 2 : 32;
+        c->inflight = ps_xrealloc(c->inflight, c->cap_inflight * sizeof *c->inflight);
+    }
+    pscl_inflight_t *f = &c->inflight[c->n_inflight++];
+    *f = (pscl_inflight_t){.request_id = h->request_id, .shard = shard, .table_id = h->table_id,
+                           .chunk = h->chunk, .op = h->op, .clock = h->clock,
+                           .deadline_ms = ps_time_ms() + c->opts.timeout_ms, .attempts = 1,
+                           .flags = h->flags, .n_samples = h->n_samples,
+                           .grad_scale = h->grad_scale};
+    c->requests++;
+    return f;
+}
+
+static void release_zero_copy(void *data, void *hint)
+{
+    (void)data;
+    atomic_fetch_sub((atomic_int *)hint, 1);
+}
+
+/* Sends one zero-copy frame; ZeroMQ lets go of buf later (zero_copy_held). */
+static int send_zero_copy(ps_client_t *c, void *sock, const void *buf, size_t bytes, int more)
+{
+    zmq_msg_t m;
+    atomic_fetch_add(&c->zero_copy_held, 1);
+    zmq_msg_init_data(&m, (void *)buf, bytes, release_zero_copy, &c->zero_copy_held);
+    int n = ps_wire_send_msg(sock, &m, more);
+    if (n >= 0)
+        c->bytes_sent += (uint64_t)n;
+    return n;
+}
+
+/* The frames of every request: header, then (sparse ops) h->n_elems keys,
+ * then n_values values of the header's dtype; keys and values zero-copy. */
+static int send_frames(ps_client_t *c, uint32_t shard, Ps__Header *h, const uint64_t *keys,
+                       const void *values, uint64_t n_values)
+{
+    void *s = c->socks[shard];
+    h->incarnation = atomic_load(&c->incarnation[shard]);
+    int n = ps_wire_send_header(s, h, keys || values);
+    if (n < 0)
+        return n;
+    c->bytes_sent += (uint64_t)n;
+    if (keys && (n = send_zero_copy(c, s, keys, h->n_elems * sizeof *keys, values ? ZMQ_SNDMORE : 0)) < 0)
+        return n;
+    if (values && (n = send_zero_copy(c, s, values, n_values * ps_dtype_size(h->dtype), 0)) < 0)
+        return n;
+    return PS_OK;
+}
+
+pscl_inflight_t *pscl_send(ps_client_t *c, uint32_t shard, Ps__Header *h, const uint64_t *keys,
+                           const void *values, uint64_t n_values, float *dst, uint64_t dst_offset,
+                           uint64_t dst_len, int *rc)
+{
+    *rc = send_frames(c, shard, h, keys, values, n_values);
+    if (*rc != PS_OK)
+        return NULL;
+    pscl_inflight_t *f = track(c, shard, h);
+    f->values = values;
+    f->n_values = n_values;
+    f->keys = keys;
+    f->dst = dst;
+    f->offset = dst_offset;
+    f->len = dst_len;
+    return f;
+}
+
+/* Sends request f again, unchanged (same id, clock and values): the server
+ * deduplicates pushes by worker and clock, so a retry is never applied
+ * twice, and a second reply to the same id is ignored. */
+static int resend(ps_client_t *c, pscl_inflight_t *f)
+{
+    Ps__Header h;
+    pscl_header_init(c, &h, f->op);
+    h.request_id = f->request_id; /* the same id as the first attempt */
+    h.table_id = f->table_id;
+    h.chunk = f->chunk;
+    h.clock = f->clock;
+    h.flags = f->flags;
+    h.offset = f->keys ? 0 : f->offset;
+    h.n_elems = f->len;
+    h.n_samples = f->n_samples;
+    h.grad_scale = f->grad_scale;
+    if (f->keys)
+        h.dtype = PS__DTYPE__F32; /* sparse rows always travel as f32 */
+    int rc = send_frames(c, f->shard, &h, f->keys, f->values, f->n_values);
+    return rc < 0 ? rc : PS_OK;
+}
+
+static bool has_table(int op)
+{
+    return op == PS__OP__INIT_TABLE || op == PS__OP__PULL || op == PS__OP__PUSH ||
+           op == PS__OP__PUSH_PULL || op == PS__OP__SPARSE_PULL || op == PS__OP__SPARSE_PUSH;
+}
+
+static int describe(ps_client_t *c, ps_errbuf_t *err, const pscl_inflight_t *f, int code,
+                    const char *what)
+{
+    if (!has_table(f->op))
+        return ps_err_set(err, code, "worker %u: shard %u '%s' refused %s: %s", c->opts.rank,
+                          f->shard, c->endpoints[f->shard], ps_op_name(f->op), what);
+    const char *tname = f->table_id < c->n_tables ? c->tables[f->table_id].name : "";
+    return ps_err_set(err, code, "worker %u: shard %u '%s': %s table %u '%s' chunk %u clock %lld: %s",
+                      c->opts.rank, f->shard, c->endpoints[f->shard], ps_op_name(f->op),
+                      f->table_id, tname, f->chunk, (long long)f->clock, what);
+}
+
+static pscl_inflight_t *find_inflight(ps_client_t *c, uint64_t id)
+{
+    for (size_t i = 0; i < c->n_inflight; i++)
+        if (c->inflight[i].request_id == id)
+            return &c->inflight[i];
+    return NULL;
+}
+
+/* What HELLO, ROLLBACK and admin replies say, kept for their caller. */
+static void keep_answer(ps_client_t *c, const pscl_inflight_t *f, const Ps__Header *h)
+{
+    pscl_answer_t *a = &c->answers[f->shard];
+    free(a->message);
+    *a = (pscl_answer_t){h->status, h->shard, h->n_shards, h->clock, h->max_clock,
+                         h->generation, h->incarnation, NULL};
+    if (f->op == PS__OP__STATS && h->message)
+        a->message = ps_xstrdup(h->message);
+}
+
+/* Writes the values of a data reply where its request said. */
+static int take_values(ps_client_t *c, const pscl_inflight_t *f, const Ps__Header *h,
+                       ps_wire_msg_t *m, ps_errbuf_t *err)
+{
+    size_t bytes = m->n_parts == 2 ? zmq_msg_size(&m->parts[1]) : 0;
+    if (f->scatter) {
+        size_t row = f->dim * sizeof(float);
+        if (h->n_elems != f->len || h->dtype != PS__DTYPE__F32 || bytes != f->len * row)
+            return describe(c, err, f, PS_EPROTO, "sparse reply does not carry the rows asked for");
+        const char *rows = zmq_msg_data(&m->parts[1]);
+        for (uint64_t i = 0; i < f->len; i++)
+            memcpy(f->dst + f->scatter[i] * f->dim, rows + i * row, row);
+        return PS_OK;
+    }
+    if (h->offset != f->offset || h->n_elems != f->len || h->dtype != (Ps__DType)c->opts.dtype ||
+        bytes != f->len * ps_dtype_size(c->opts.dtype))
+        return describe(c, err, f, PS_EPROTO, "reply does not carry the slice asked for");
+    return ps_wire_decode(h->dtype, zmq_msg_data(&m->parts[1]), f->dst + f->offset, f->len, 1.0f);
+}
+
+/* Handles one reply from shard; PS_OK or an error about its request. */
+static int take_reply(ps_client_t *c, uint32_t shard, ps_errbuf_t *err)
+{
+    ps_wire_msg_t m;
+    int rc = ps_wire_recv(c->socks[shard], &m, ZMQ_DONTWAIT);
+    if (rc == PS_EAGAIN)
+        return PS_EAGAIN;
+    c->bytes_received += ps_wire_msg_bytes(&m);
+    Ps__Header *h = m.n_parts >= 1 ? ps_wire_unpack_header(&m.parts[0]) : NULL;
+    if (rc != PS_OK || !h) {
+        ps_wire_msg_close(&m);
+        if (h)
+            ps__header__free_unpacked(h, NULL);
+        return ps_err_set(err, PS_EPROTO, "worker %u: shard %u '%s' sent a malformed reply",
+                          c->opts.rank, shard, c->endpoints[shard]);
+    }
+    pscl_inflight_t *f = find_inflight(c, h->request_id);
+    rc = PS_OK;
+    if (!f) {
+        /* a late reply to a request we gave up on */
+    } else if (h->status != 0) {
+        char what[600];
+        snprintf(what, sizeof what, "%s: %s", ps_strerror(h->status), h->message);
+        rc = describe(c, err, f, h->status, what);
+        if (!has_table(f->op))
+            keep_answer(c, f, h);
+    } else if (!has_table(f->op)) {
+        keep_answer(c, f, h);
+    } else if (f->dst) {
+        rc = take_values(c, f, h, &m, err);
+    }
+    if (f) {
+        c->reply_flags |= h->flags;
+        *f = c->inflight[--c->n_inflight];
+    }
+    ps__header__free_unpacked(h, NULL);
+    ps_wire_msg_close(&m);
+    return rc;
+}
+
+/* Is a request for table (PSCL_ALL_TABLES: any) still waiting for its reply? */
+static bool awaiting(const ps_client_t *c, uint32_t table)
+{
+    if (table == PSCL_ALL_TABLES)
+        return c->n_inflight > 0;
+    for (size_t i = 0; i < c->n_inflight; i++)
+        if (c->inflight[i].table_id == table && has_table(c->inflight[i].op))
+            return true;
+    return false;
+}
+
+/* A request whose deadline passed: resent, or the error that ends the
+ * wait (no retries left, or an op that is never resent). */
+static int expire(ps_client_t *c, pscl_inflight_t *f, int64_t now, ps_errbuf_t *err)
+{
+    int64_t waited = f->waited_ms + c->opts.timeout_ms * (1LL << (f->attempts - 1));
+    if (!has_table(f->op) || f->op == PS__OP__INIT_TABLE || f->attempts > c->opts.retries) {
+        char what[200];
+        if (!has_table(f->op))
+            return ps_err_set(err, PS_ETIME,
+                              "worker %u: shard %u '%s': no reply to %s after %lld ms (is "
+                              "ps-server running there?)",
+                              c->opts.rank, f->shard, c->endpoints[f->shard], ps_op_name(f->op),
+                              (long long)waited);
+        snprintf(what, sizeof what, "no reply after %lld ms and %d attempts", (long long)waited,
+                 f->attempts);
+        return describe(c, err, f, PS_ETIME, what);
+    }
+    f->waited_ms = waited;
+    f->attempts++;
+    f->deadline_ms = now + c->opts.timeout_ms * (1LL << (f->attempts - 1));
+    if (resend(c, f) != PS_OK)
+        return describe(c, err, f, PS_ENET, "cannot resend");
+    return PS_OK;
+}
+
+/* Deadlines of the requests in flight, and shards gone silent; sets *next
+ * to the nearest deadline. */
+static int check_deadlines(ps_client_t *c, int64_t now, int64_t *next, ps_errbuf_t *err)
+{
+    *next = INT64_MAX;
+    for (size_t i = 0; i < c->n_inflight; i++) {
+        pscl_inflight_t *f = &c->inflight[i];
+        int rc = f->deadline_ms <= now ? expire(c, f, now, err) : PS_OK;
+        if (rc != PS_OK)
+            return rc;
+        if (f->deadline_ms < *next)
+            *next = f->deadline_ms;
+        /* a shard that answers no heartbeat is gone: say so now rather
+         * than at the request's deadline */
+        int64_t last = atomic_load(&c->last_reply_ms[f->shard]);
+        if (c->has_heartbeat && c->opts.server_timeout_ms && last &&
+            now - last > c->opts.server_timeout_ms) {
+            char what[160];
+            snprintf(what, sizeof what,
+                     "shard silent for %lld ms (no heartbeat replies): is ps-server running?",
+                     (long long)(now - last));
+            return describe(c, err, f, PS_ETIME, what);
+        }
+    }
+    if (c->opts.stop && *c->opts.stop)
+        return ps_err_set(err, PS_EINTR, "worker %u: interrupted with %zu requests in flight",
+                          c->opts.rank, c->n_inflight);
+    /* a restarted shard is news for a data request; a HELLO is how one
+     * learns the new incarnation */
+    int restarted = c->joining ? 0 : atomic_load(&c->restarted);
+    if (restarted)
+        return ps_err_set(err, PS_ERESTARTED, "worker %u: shard %d '%s' restarted",
+                          c->opts.rank, restarted - 1, c->endpoints[restarted - 1]);
+    return PS_OK;
+}
+
+/* Takes what poll found: handshake failures, then replies. */
+static int take_ready(ps_client_t *c, zmq_pollitem_t *items, int n_items, ps_errbuf_t *err)
+{
+    for (int i = (int)c->n_shards; i < n_items; i++) {
+        if (!(items[i].revents & ZMQ_POLLIN))
+            continue;
+        for (uint32_t s = 0; s < c->n_shards; s++)
+            if (c->monitors[s] == items[i].socket && pscl_handshake_failure(c, s, err) != PS_OK)
+                return PS_EAUTH;
+    }
+    for (uint32_t i = 0; i < c->n_shards; i++) {
+        if (!(items[i].revents & ZMQ_POLLIN))
+            continue;
+        int rc;
+        while ((rc = take_reply(c, i, err)) == PS_OK)
+            ;
+        if (rc != PS_EAGAIN)
+            return rc;
+    }
+    return PS_OK;
+}
+
+int pscl_wait(ps_client_t *c, uint32_t table, ps_errbuf_t *err)
+{
+    zmq_pollitem_t items[2 * PSCL_MAX_SHARDS];
+    int n_items = 0;
+    for (uint32_t i = 0; i < c->n_shards; i++)
+        items[n_items++] = (zmq_pollitem_t){c->socks[i], 0, ZMQ_POLLIN, 0};
+    for (uint32_t i = 0; i < c->n_shards; i++)
+        if (c->monitors[i])
+            items[n_items++] = (zmq_pollitem_t){c->monitors[i], 0, ZMQ_POLLIN, 0};
+    while (awaiting(c, table)) {
+        int64_t now = ps_time_ms(), next;
+        int rc = check_deadlines(c, now, &next, err);
+        if (rc != PS_OK)
+            return rc;
+        /* wake at least every 100 ms to notice a stop request */
+        int64_t wait_ms = next - now < 100 ? next - now : 100;
+        int n = zmq_poll(items, n_items, (long)(wait_ms > 0 ? wait_ms : 0));
+        if (n < 0 && zmq_errno() != EINTR)
+            return ps_err_set(err, PS_ENET, "worker %u: poll failed: %s", c->opts.rank,
+                              zmq_strerror(zmq_errno()));
+        if (n > 0 && (rc = take_ready(c, items, n_items, err)) != PS_OK)
+            return rc;
+    }
+    return PS_OK;
+}
+
+int pscl_broadcast(ps_client_t *c, int op, ps_errbuf_t *err)
+{
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        Ps__Header h;
+        pscl_header_init(c, &h, op);
+        int rc;
+        if (!pscl_send(c, s, &h, NULL, NULL, 0, NULL, 0, 0, &rc))
+            return ps_err_set(err, rc, "worker %u: cannot send %s to shard %u '%s'",
+                              c->opts.rank, ps_op_name(op), s, c->endpoints[s]);
+    }
+    return ps_client_wait(c, err);
+}
+
+int ps_client_wait_table(ps_client_t *c, uint32_t id, ps_errbuf_t *err)
+{
+    return pscl_wait(c, id, err);
+}
+
+int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
+{
+    c->reply_flags = 0;
+    int rc = pscl_wait(c, PSCL_ALL_TABLES, err);
+    if (rc != PS_OK)
+        return rc;
+    /* Every reply is in, so every request was read by its server; the I/O
+     * thread lets go of the zero-copy buffers right after. */
+    int64_t deadline = ps_time_ms() + c->opts.timeout_ms;
+    while (atomic_load(&c->zero_copy_held) > 0) {
+        if (ps_time_ms() > deadline)
+            return ps_err_set(err, PS_ETIME, "worker %u: ZeroMQ still holds %d send buffers",
+                              c->opts.rank, atomic_load(&c->zero_copy_held));
+        sched_yield();
+    }
+    return PS_OK;
+}
+
+void ps_client_reset(ps_client_t *c)
+{
+    c->n_inflight = 0;
+    int64_t deadline = ps_time_ms() + c->opts.timeout_ms;
+    while (atomic_load(&c->zero_copy_held) > 0 && ps_time_ms() < deadline)
+        sched_yield();
+}
+
+uint32_t ps_client_reply_flags(const ps_client_t *c)
+{
+    return c->reply_flags;
+}
