@@ -1,0 +1,170 @@
+/* ps_layers_act.c - element-wise layers: ReLU, GELU (the exact erf form,
+ * PyTorch's default nn.GELU()), tanh, sigmoid, and dropout. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ps_layer_int.h"
+#include "ps_rng.h"
+
+typedef struct {
+    ps_layer_t base;
+} act_t;
+
+static int act_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pass_t *p)
+{
+    (void)p;
+    size_t n = b * ps_shape_len(l->in);
+    switch (l->kind) {
+    case PS_LAYER_RELU:
+        for (size_t i = 0; i < n; i++)
+            y[i] = x[i] > 0 ? x[i] : 0;
+        break;
+    case PS_LAYER_GELU:
+        for (size_t i = 0; i < n; i++)
+            y[i] = 0.5f * x[i] * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+        break;
+    case PS_LAYER_TANH:
+        for (size_t i = 0; i < n; i++)
+            y[i] = tanhf(x[i]);
+        break;
+    default:
+        for (size_t i = 0; i < n; i++)
+            y[i] = 1.0f / (1.0f + expf(-x[i]));
+        break;
+    }
+    return 0;
+}
+
+/* GELU'(x) = Phi(x) + x phi(x), Phi and phi the normal cdf and density. */
+static void act_backward(ps_layer_t *l, const float *x, const float *y, const float *dy,
+                         float *dx, size_t b, ps_pass_t *p)
+{
+    (void)p;
+    if (!dx)
+        return;
+    size_t n = b * ps_shape_len(l->in);
+    const float inv_sqrt_2pi = 0.3989422804014327f;
+    switch (l->kind) {
+    case PS_LAYER_RELU:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = x[i] > 0 ? dy[i] : 0;
+        break;
+    case PS_LAYER_GELU:
+        for (size_t i = 0; i < n; i++) {
+            float cdf = 0.5f * (1.0f + erff(x[i] * (float)M_SQRT1_2));
+            dx[i] = dy[i] * (cdf + x[i] * inv_sqrt_2pi * expf(-0.5f * x[i] * x[i]));
+        }
+        break;
+    case PS_LAYER_TANH:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dy[i] * (1.0f - y[i] * y[i]);
+        break;
+    default:
+        for (size_t i = 0; i < n; i++)
+            dx[i] = dy[i] * y[i] * (1.0f - y[i]);
+        break;
+    }
+}
+
+static void act_destroy(ps_layer_t *l)
+{
+    free(l);
+}
+
+static const ps_layer_ops_t act_ops = {act_forward, act_backward, NULL, act_destroy};
+
+ps_layer_t *pswk_act_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_tables_t *t,
+                         size_t max_batch, ps_errbuf_t *err)
+{
+    (void)desc, (void)t, (void)max_batch;
+    if (in.kind == PS_SHAPE_TOKENS) {
+        ps_err_set(err, PS_EINVAL, "needs numbers, got tokens: embed them first");
+        return NULL;
+    }
+    act_t *a = ps_xcalloc(1, sizeof *a);
+    a->base.ops = &act_ops;
+    a->base.out = in;
+    return &a->base;
+}
+
+/* Inverted dropout: in training each value is kept with probability 1 - p
+ * and scaled by 1 / (1 - p), as nn.Dropout. The mask of sample i in layer
+ * L is a pure function of (key_i, L, element): the caller derives key_i
+ * from the step and the sample's place in the global batch, so whichever
+ * worker computes the sample draws the same mask. */
+typedef struct {
+    ps_layer_t base;
+    float p, scale;
+    bool was_training; /* the last forward dropped values */
+    uint8_t *keep;     /* max_batch x len */
+} dropout_t;
+
+static int dropout_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pass_t *p)
+{
+    dropout_t *d = (dropout_t *)l;
+    size_t len = ps_shape_len(l->in);
+    d->was_training = p->is_training && d->p > 0;
+    if (!d->was_training) {
+        memcpy(y, x, b * len * sizeof(float));
+        return 0;
+    }
+    const double threshold = d->p * 16777216.0;
+    for (size_t i = 0; i < b; i++) {
+        uint64_t key = ps_rng_mix(p->sample_key ? p->sample_key[i] : i, l->index);
+        for (size_t e = 0; e < len; e++) {
+            uint64_t u = ps_rng_mix(key, e) >> 40; /* 24 uniform bits */
+            bool keep = (double)u >= threshold;
+            d->keep[i * len + e] = keep;
+            y[i * len + e] = keep ? x[i * len + e] * d->scale : 0.0f;
+        }
+    }
+    return 0;
+}
+
+static void dropout_backward(ps_layer_t *l, const float *x, const float *y, const float *dy,
+                             float *dx, size_t b, ps_pass_t *p)
+{
+    dropout_t *d = (dropout_t *)l;
+    (void)x, (void)y, (void)p;
+    if (!dx)
+        return;
+    size_t n = b * ps_shape_len(l->in);
+    if (!d->was_training) {
+        memcpy(dx, dy, n * sizeof(float));
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        dx[i] = d->keep[i] ? dy[i] * d->scale : 0.0f;
+}
+
+static void dropout_destroy(ps_layer_t *l)
+{
+    free(((dropout_t *)l)->keep);
+    free(l);
+}
+
+static const ps_layer_ops_t dropout_ops = {dropout_forward, dropout_backward, NULL,
+                                           dropout_destroy};
+
+ps_layer_t *pswk_dropout_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_tables_t *t,
+                             size_t max_batch, ps_errbuf_t *err)
+{
+    (void)t;
+    double p = desc->arg[0];
+    if (!(p >= 0 && p < 1)) {
+        ps_err_set(err, PS_EINVAL, "p must be in [0, 1), not %g", p);
+        return NULL;
+    }
+    if (in.kind == PS_SHAPE_TOKENS) {
+        ps_err_set(err, PS_EINVAL, "needs numbers, got tokens: embed them first");
+        return NULL;
+    }
+    dropout_t *d = ps_xcalloc(1, sizeof *d);
+    d->base.ops = &dropout_ops;
+    d->base.out = in;
+    d->p = (float)p;
+    d->scale = (float)(1.0 / (1.0 - p));
+    d->keep = ps_xmalloc(max_batch * ps_shape_len(in));
+    return &d->base;
+}

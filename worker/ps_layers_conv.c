@@ -1,0 +1,337 @@
+/* ps_layers_conv.c - layers on images (channels x rows x columns): conv2d,
+ * max and average pooling, and flatten (image or sequence to vector). */
+#include <float.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ps_layer_int.h"
+
+/* The im2col buffers of a conv2d hold at most this many floats (16 MB);
+ * a bigger batch is done in chunks of samples. */
+#define CONV_CHUNK_FLOATS ((size_t)1 << 22)
+
+typedef struct {
+    ps_layer_t base;
+    uint32_t w, bias; /* tables: W out x C x k x k (nn.Conv2d's layout), b out */
+    bool has_bias;
+    size_t c, h, wd, k, stride, pad, out, ho, wo;
+    size_t kk;    /* C * k * k: the inner size of the product */
+    size_t chunk; /* samples per im2col chunk */
+    float *cols;  /* kk x chunk * ho * wo */
+    float *dcols; /* kk x chunk * ho * wo, backward */
+    float *yt;    /* out x chunk * ho * wo: the product, before it is put in sample order */
+} conv_t;
+
+/* cols[r][j * P + q] = the input under kernel tap r (= (c, ki, kj)) for
+ * output position q of sample j (0 in the padding). */
+static void im2col(const conv_t *cv, const float *x, size_t m, float *cols)
+{
+    size_t P = cv->ho * cv->wo, ld = m * P;
+    for (size_t c = 0; c < cv->c; c++)
+        for (size_t ki = 0; ki < cv->k; ki++)
+            for (size_t kj = 0; kj < cv->k; kj++) {
+                float *row = cols + ((c * cv->k + ki) * cv->k + kj) * ld;
+                for (size_t j = 0; j < m; j++) {
+                    const float *img = x + (j * cv->c + c) * cv->h * cv->wd;
+                    for (size_t oh = 0; oh < cv->ho; oh++) {
+                        float *dst = row + j * P + oh * cv->wo;
+                        long ih = (long)(oh * cv->stride + ki) - (long)cv->pad;
+                        if (ih < 0 || ih >= (long)cv->h) {
+                            memset(dst, 0, cv->wo * sizeof(float));
+                            continue;
+                        }
+                        const float *src = img + (size_t)ih * cv->wd;
+                        for (size_t ow = 0; ow < cv->wo; ow++) {
+                            long iw = (long)(ow * cv->stride + kj) - (long)cv->pad;
+                            dst[ow] = iw >= 0 && iw < (long)cv->wd ? src[iw] : 0.0f;
+                        }
+                    }
+                }
+            }
+}
+
+/* The adjoint of im2col: dx += the taps' gradients, in place. */
+static void col2im(const conv_t *cv, const float *cols, size_t m, float *dx)
+{
+    size_t P = cv->ho * cv->wo, ld = m * P;
+    for (size_t c = 0; c < cv->c; c++)
+        for (size_t ki = 0; ki < cv->k; ki++)
+            for (size_t kj = 0; kj < cv->k; kj++) {
+                const float *row = cols + ((c * cv->k + ki) * cv->k + kj) * ld;
+                for (size_t j = 0; j < m; j++) {
+                    float *img = dx + (j * cv->c + c) * cv->h * cv->wd;
+                    for (size_t oh = 0; oh < cv->ho; oh++) {
+                        const float *src = row + j * P + oh * cv->wo;
+                        long ih = (long)(oh * cv->stride + ki) - (long)cv->pad;
+                        if (ih < 0 || ih >= (long)cv->h)
+                            continue;
+                        float *dst = img + (size_t)ih * cv->wd;
+                        for (size_t ow = 0; ow < cv->wo; ow++) {
+                            long iw = (long)(ow * cv->stride + kj) - (long)cv->pad;
+                            if (iw >= 0 && iw < (long)cv->wd)
+                                dst[iw] += src[ow];
+                        }
+                    }
+                }
+            }
+}
+
+/* One product per chunk of samples: Y^T (out x m*P) = W (out x kk) cols
+ * (kk x m*P), then each sample's out x P block moves to its place. */
+static int conv_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pass_t *p)
+{
+    conv_t *cv = (conv_t *)l;
+    if ((cv->has_bias && ps_pass_need_table(p, cv->bias) != 0) ||
+        ps_pass_need_table(p, cv->w) != 0)
+        return -1;
+    const float *w = ps_tables_params(p->tables, cv->w);
+    const float *bias = cv->has_bias ? ps_tables_params(p->tables, cv->bias) : NULL;
+    size_t P = cv->ho * cv->wo, in_len = ps_shape_len(l->in), out_len = cv->out * P;
+    for (size_t n0 = 0; n0 < b; n0 += cv->chunk) {
+        size_t m = b - n0 < cv->chunk ? b - n0 : cv->chunk;
+        im2col(cv, x + n0 * in_len, m, cv->cols);
+        pswk_gemm(false, false, cv->out, m * P, cv->kk, 1.0f, w, cv->kk, cv->cols, m * P, 0.0f,
+                  cv->yt, m * P);
+        for (size_t j = 0; j < m; j++)
+            for (size_t o = 0; o < cv->out; o++) {
+                float *dst = y + (n0 + j) * out_len + o * P;
+                const float *src = cv->yt + o * m * P + j * P;
+                float bo = bias ? bias[o] : 0.0f;
+                for (size_t q = 0; q < P; q++)
+                    dst[q] = src[q] + bo;
+            }
+    }
+    return 0;
+}
+
+/* Per chunk: dY^T gathered into yt; dW += dY^T cols^T; dcols = W^T dY^T,
+ * scattered back by col2im. im2col runs again rather than keeping every
+ * chunk's columns. */
+static void conv_backward(ps_layer_t *l, const float *x, const float *y, const float *dy,
+                          float *dx, size_t b, ps_pass_t *p)
+{
+    conv_t *cv = (conv_t *)l;
+    (void)y;
+    const float *w = ps_tables_params(p->tables, cv->w);
+    float *dw = ps_tables_grads(p->tables, cv->w);
+    float *db = cv->has_bias ? ps_tables_grads(p->tables, cv->bias) : NULL;
+    size_t P = cv->ho * cv->wo, in_len = ps_shape_len(l->in), out_len = cv->out * P;
+    memset(dw, 0, cv->out * cv->kk * sizeof(float));
+    if (db)
+        memset(db, 0, cv->out * sizeof(float));
+    if (dx)
+        memset(dx, 0, b * in_len * sizeof(float));
+    for (size_t n0 = 0; n0 < b; n0 += cv->chunk) {
+        size_t m = b - n0 < cv->chunk ? b - n0 : cv->chunk;
+        for (size_t j = 0; j < m; j++)
+            for (size_t o = 0; o < cv->out; o++) {
+                const float *src = dy + (n0 + j) * out_len + o * P;
+                memcpy(cv->yt + o * m * P + j * P, src, P * sizeof(float));
+                for (size_t q = 0; db && q < P; q++)
+                    db[o] += src[q];
+            }
+        im2col(cv, x + n0 * in_len, m, cv->cols);
+        pswk_gemm(false, true, cv->out, cv->kk, m * P, 1.0f, cv->yt, m * P, cv->cols, m * P, 1.0f,
+                  dw, cv->kk);
+        if (dx) {
+            pswk_gemm(true, false, cv->kk, m * P, cv->out, 1.0f, w, cv->kk, cv->yt, m * P, 0.0f,
+                      cv->dcols, m * P);
+            col2im(cv, cv->dcols, m, dx + n0 * in_len);
+        }
+    }
+    if (cv->has_bias)
+        ps_pass_ready_table(p, cv->bias);
+    ps_pass_ready_table(p, cv->w);
+}
+
+static void conv_destroy(ps_layer_t *l)
+{
+    conv_t *cv = (conv_t *)l;
+    free(cv->cols);
+    free(cv->dcols);
+    free(cv->yt);
+    free(cv);
+}
+
+static const ps_layer_ops_t conv_ops = {conv_forward, conv_backward, NULL, conv_destroy};
+
+ps_layer_t *pswk_conv2d_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_tables_t *t,
+                            size_t max_batch, ps_errbuf_t *err)
+{
+    char s[64];
+    size_t out = (size_t)desc->arg[0], k = (size_t)desc->arg[1], stride = (size_t)desc->arg[2],
+           pad = (size_t)desc->arg[3];
+    if (in.kind != PS_SHAPE_IMG) {
+        ps_err_set(err, PS_EINVAL, "needs an image (channels x rows x columns), got %s",
+                   ps_shape_str(in, s, sizeof s));
+        return NULL;
+    }
+    if (in.d[1] + 2 * pad < k || in.d[2] + 2 * pad < k) {
+        ps_err_set(err, PS_EINVAL, "kernel %zu does not fit input %s with pad %zu", k,
+                   ps_shape_str(in, s, sizeof s), pad);
+        return NULL;
+    }
+    conv_t *cv = ps_xcalloc(1, sizeof *cv);
+    cv->base.ops = &conv_ops;
+    cv->c = in.d[0], cv->h = in.d[1], cv->wd = in.d[2];
+    cv->k = k, cv->stride = stride, cv->pad = pad, cv->out = out;
+    cv->ho = (cv->h + 2 * pad - k) / stride + 1;
+    cv->wo = (cv->wd + 2 * pad - k) / stride + 1;
+    cv->kk = cv->c * k * k;
+    cv->has_bias = desc->arg[4] != 0;
+    cv->base.out = (ps_shape_t){PS_SHAPE_IMG, {(uint32_t)out, (uint32_t)cv->ho, (uint32_t)cv->wo}};
+    size_t P = cv->ho * cv->wo, per_sample = (cv->kk > out ? cv->kk : out) * P;
+    cv->chunk = CONV_CHUNK_FLOATS / per_sample;
+    cv->chunk = cv->chunk < 1 ? 1 : cv->chunk > max_batch ? max_batch : cv->chunk;
+    cv->cols = ps_xmalloc(cv->kk * cv->chunk * P * sizeof(float));
+    cv->dcols = ps_xmalloc(cv->kk * cv->chunk * P * sizeof(float));
+    cv->yt = ps_xmalloc(out * cv->chunk * P * sizeof(float));
+
+    char name[PS_TABLE_NAME_MAX];
+    uint64_t wshape[4] = {out, cv->c, k, k}, bshape[1] = {out};
+    ps_init_t wi = ps_layer_torch_init(cv->kk), bi = wi;
+    if (desc->init_std > 0) {
+        wi = (ps_init_t){PS_INIT_NORMAL, desc->init_std};
+        bi = (ps_init_t){PS_INIT_ZERO, 0};
+    }
+    cv->w = ps_tables_add(t, pswk_table_name(name, desc->name, "W"), 4, wshape, wi);
+    if (cv->has_bias)
+        cv->bias = ps_tables_add(t, pswk_table_name(name, desc->name, "b"), 1, bshape, bi);
+    return &cv->base;
+}
+
+typedef struct {
+    ps_layer_t base;
+    bool is_max;
+    size_t c, h, w, k, stride, ho, wo;
+    uint32_t *argmax; /* max_batch x out: the input offset (in its channel) of each maximum */
+} pool_t;
+
+/* The first maximum of the window wins, as in PyTorch on the CPU. */
+static int pool_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pass_t *p)
+{
+    pool_t *pl = (pool_t *)l;
+    (void)p;
+    float inv = 1.0f / (float)(pl->k * pl->k);
+    for (size_t n = 0; n < b * pl->c; n++) {
+        const float *img = x + n * pl->h * pl->w;
+        for (size_t oh = 0; oh < pl->ho; oh++)
+            for (size_t ow = 0; ow < pl->wo; ow++) {
+                size_t o = (n * pl->ho + oh) * pl->wo + ow, best = 0;
+                float acc = pl->is_max ? -FLT_MAX : 0.0f;
+                for (size_t i = 0; i < pl->k; i++)
+                    for (size_t j = 0; j < pl->k; j++) {
+                        size_t off = (oh * pl->stride + i) * pl->w + ow * pl->stride + j;
+                        if (!pl->is_max)
+                            acc += img[off];
+                        else if (img[off] > acc || (i == 0 && j == 0)) {
+                            acc = img[off];
+                            best = off;
+                        }
+                    }
+                y[o] = pl->is_max ? acc : acc * inv;
+                if (pl->is_max)
+                    pl->argmax[o] = (uint32_t)best;
+            }
+    }
+    return 0;
+}
+
+static void pool_backward(ps_layer_t *l, const float *x, const float *y, const float *dy,
+                          float *dx, size_t b, ps_pass_t *p)
+{
+    pool_t *pl = (pool_t *)l;
+    (void)x, (void)y, (void)p;
+    if (!dx)
+        return;
+    float inv = 1.0f / (float)(pl->k * pl->k);
+    memset(dx, 0, b * ps_shape_len(l->in) * sizeof(float));
+    for (size_t n = 0; n < b * pl->c; n++) {
+        float *img = dx + n * pl->h * pl->w;
+        for (size_t oh = 0; oh < pl->ho; oh++)
+            for (size_t ow = 0; ow < pl->wo; ow++) {
+                size_t o = (n * pl->ho + oh) * pl->wo + ow;
+                if (pl->is_max) {
+                    img[pl->argmax[o]] += dy[o];
+                    continue;
+                }
+                for (size_t i = 0; i < pl->k; i++)
+                    for (size_t j = 0; j < pl->k; j++)
+                        img[(oh * pl->stride + i) * pl->w + ow * pl->stride + j] += dy[o] * inv;
+            }
+    }
+}
+
+static void pool_destroy(ps_layer_t *l)
+{
+    free(((pool_t *)l)->argmax);
+    free(l);
+}
+
+static const ps_layer_ops_t pool_ops = {pool_forward, pool_backward, NULL, pool_destroy};
+
+ps_layer_t *pswk_pool_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_tables_t *t,
+                          size_t max_batch, ps_errbuf_t *err)
+{
+    char s[64];
+    (void)t;
+    size_t k = (size_t)desc->arg[0], stride = desc->arg[1] > 0 ? (size_t)desc->arg[1] : k;
+    if (in.kind != PS_SHAPE_IMG) {
+        ps_err_set(err, PS_EINVAL, "needs an image (channels x rows x columns), got %s",
+                   ps_shape_str(in, s, sizeof s));
+        return NULL;
+    }
+    if (in.d[1] < k || in.d[2] < k) {
+        ps_err_set(err, PS_EINVAL, "window %zu does not fit input %s", k,
+                   ps_shape_str(in, s, sizeof s));
+        return NULL;
+    }
+    pool_t *pl = ps_xcalloc(1, sizeof *pl);
+    pl->base.ops = &pool_ops;
+    pl->is_max = desc->kind == PS_LAYER_MAXPOOL;
+    pl->c = in.d[0], pl->h = in.d[1], pl->w = in.d[2], pl->k = k, pl->stride = stride;
+    pl->ho = (pl->h - k) / stride + 1;
+    pl->wo = (pl->w - k) / stride + 1;
+    pl->base.out = (ps_shape_t){PS_SHAPE_IMG, {in.d[0], (uint32_t)pl->ho, (uint32_t)pl->wo}};
+    if (pl->is_max)
+        pl->argmax = ps_xmalloc(max_batch * ps_shape_len(pl->base.out) * sizeof(uint32_t));
+    return &pl->base;
+}
+
+/* Flatten keeps the floats where they are (C order, as torch.flatten). */
+static int flatten_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pass_t *p)
+{
+    (void)p;
+    memcpy(y, x, b * ps_shape_len(l->in) * sizeof(float));
+    return 0;
+}
+
+static void flatten_backward(ps_layer_t *l, const float *x, const float *y, const float *dy,
+                             float *dx, size_t b, ps_pass_t *p)
+{
+    (void)x, (void)y, (void)p;
+    if (dx)
+        memcpy(dx, dy, b * ps_shape_len(l->in) * sizeof(float));
+}
+
+static void flatten_destroy(ps_layer_t *l)
+{
+    free(l);
+}
+
+static const ps_layer_ops_t flatten_ops = {flatten_forward, flatten_backward, NULL,
+                                           flatten_destroy};
+
+ps_layer_t *pswk_flatten_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_tables_t *t,
+                             size_t max_batch, ps_errbuf_t *err)
+{
+    (void)desc, (void)t, (void)max_batch;
+    if (in.kind == PS_SHAPE_TOKENS) {
+        ps_err_set(err, PS_EINVAL, "cannot flatten tokens: embed them first");
+        return NULL;
+    }
+    ps_layer_t *l = ps_xcalloc(1, sizeof *l);
+    l->ops = &flatten_ops;
+    l->out = (ps_shape_t){PS_SHAPE_VEC, {(uint32_t)ps_shape_len(in), 0, 0}};
+    return l;
+}
