@@ -71,7 +71,7 @@ static int parse_input(const char *input, ps_shape_t *shape, ps_errbuf_t *err)
         if (!x)
             break;
     }
-    if (len == 0 || n == 0 || p != end)
+    if (len == 0 || n == 0 || p != end || input[len - 1] == 'x')
         return ps_err_set(err, PS_EINVAL,
                           "input '%.*s': not a shape (784, 1x28x28, 128x64 or tokens(128))",
                           (int)len, input ? input : "");
