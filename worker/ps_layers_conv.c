@@ -22,29 +22,52 @@ typedef struct {
     float *yt;    /* out x chunk * ho * wo: the product, before it is put in sample order */
 } conv_t;
 
+/* The output columns [lo, hi) whose input column ow * stride + kj - pad
+ * lies inside the image; the others read padding. */
+static void valid_cols(const conv_t *cv, size_t kj, size_t *lo, size_t *hi)
+{
+    size_t s = cv->stride;
+    *lo = kj >= cv->pad ? 0 : (cv->pad - kj + s - 1) / s;
+    size_t end = cv->wd + cv->pad; /* ow * s + kj < end */
+    *hi = end <= kj ? 0 : (end - kj - 1) / s + 1;
+    *hi = *hi > cv->wo ? cv->wo : *hi;
+    *lo = *lo > *hi ? *hi : *lo;
+}
+
 /* cols[r][j * P + q] = the input under kernel tap r (= (c, ki, kj)) for
  * output position q of sample j (0 in the padding). */
 static void im2col(const conv_t *cv, const float *x, size_t m, float *cols)
 {
-    size_t P = cv->ho * cv->wo, ld = m * P;
+    size_t P = cv->ho * cv->wo, ld = m * P, s = cv->stride;
     for (size_t c = 0; c < cv->c; c++)
         for (size_t ki = 0; ki < cv->k; ki++)
             for (size_t kj = 0; kj < cv->k; kj++) {
                 float *row = cols + ((c * cv->k + ki) * cv->k + kj) * ld;
+                size_t lo, hi;
+                valid_cols(cv, kj, &lo, &hi);
                 for (size_t j = 0; j < m; j++) {
                     const float *img = x + (j * cv->c + c) * cv->h * cv->wd;
                     for (size_t oh = 0; oh < cv->ho; oh++) {
                         float *dst = row + j * P + oh * cv->wo;
-                        long ih = (long)(oh * cv->stride + ki) - (long)cv->pad;
-                        if (ih < 0 || ih >= (long)cv->h) {
-                            memset(dst, 0, cv->wo * sizeof(float));
+                        size_t ih = oh * s + ki;
+                        if (ih < cv->pad || ih - cv->pad >= cv->h) {
+                            for (size_t ow = 0; ow < cv->wo; ow++)
+                                dst[ow] = 0;
                             continue;
                         }
-                        const float *src = img + (size_t)ih * cv->wd;
-                        for (size_t ow = 0; ow < cv->wo; ow++) {
-                            long iw = (long)(ow * cv->stride + kj) - (long)cv->pad;
-                            dst[ow] = iw >= 0 && iw < (long)cv->wd ? src[iw] : 0.0f;
-                        }
+                        /* src[ow * s] is input column ow * s + kj - pad.
+                         * Rows are short: loops, not memcpy/memset calls. */
+                        const float *src = img + (ih - cv->pad) * cv->wd + kj - cv->pad;
+                        for (size_t ow = 0; ow < lo; ow++)
+                            dst[ow] = 0;
+                        if (s == 1)
+                            for (size_t ow = lo; ow < hi; ow++)
+                                dst[ow] = src[ow];
+                        else
+                            for (size_t ow = lo; ow < hi; ow++)
+                                dst[ow] = src[ow * s];
+                        for (size_t ow = hi; ow < cv->wo; ow++)
+                            dst[ow] = 0;
                     }
                 }
             }
@@ -53,24 +76,27 @@ static void im2col(const conv_t *cv, const float *x, size_t m, float *cols)
 /* The adjoint of im2col: dx += the taps' gradients, in place. */
 static void col2im(const conv_t *cv, const float *cols, size_t m, float *dx)
 {
-    size_t P = cv->ho * cv->wo, ld = m * P;
+    size_t P = cv->ho * cv->wo, ld = m * P, s = cv->stride;
     for (size_t c = 0; c < cv->c; c++)
         for (size_t ki = 0; ki < cv->k; ki++)
             for (size_t kj = 0; kj < cv->k; kj++) {
                 const float *row = cols + ((c * cv->k + ki) * cv->k + kj) * ld;
+                size_t lo, hi;
+                valid_cols(cv, kj, &lo, &hi);
                 for (size_t j = 0; j < m; j++) {
                     float *img = dx + (j * cv->c + c) * cv->h * cv->wd;
                     for (size_t oh = 0; oh < cv->ho; oh++) {
                         const float *src = row + j * P + oh * cv->wo;
-                        long ih = (long)(oh * cv->stride + ki) - (long)cv->pad;
-                        if (ih < 0 || ih >= (long)cv->h)
+                        size_t ih = oh * s + ki;
+                        if (ih < cv->pad || ih - cv->pad >= cv->h)
                             continue;
-                        float *dst = img + (size_t)ih * cv->wd;
-                        for (size_t ow = 0; ow < cv->wo; ow++) {
-                            long iw = (long)(ow * cv->stride + kj) - (long)cv->pad;
-                            if (iw >= 0 && iw < (long)cv->wd)
-                                dst[iw] += src[ow];
-                        }
+                        float *dst = img + (ih - cv->pad) * cv->wd + kj - cv->pad;
+                        if (s == 1)
+                            for (size_t ow = lo; ow < hi; ow++)
+                                dst[ow] += src[ow];
+                        else
+                            for (size_t ow = lo; ow < hi; ow++)
+                                dst[ow * s] += src[ow];
                     }
                 }
             }
@@ -208,31 +234,49 @@ typedef struct {
 } pool_t;
 
 /* The first maximum of the window wins, as in PyTorch on the CPU. */
+static void maxpool_plane(const pool_t *pl, const float *img, float *y, uint32_t *arg)
+{
+    for (size_t oh = 0; oh < pl->ho; oh++)
+        for (size_t ow = 0; ow < pl->wo; ow++) {
+            size_t top = oh * pl->stride * pl->w + ow * pl->stride, best = top;
+            float m = img[top];
+            for (size_t i = 0; i < pl->k; i++) {
+                const float *r = img + top + i * pl->w;
+                for (size_t j = 0; j < pl->k; j++)
+                    if (r[j] > m) {
+                        m = r[j];
+                        best = top + i * pl->w + j;
+                    }
+            }
+            y[oh * pl->wo + ow] = m;
+            arg[oh * pl->wo + ow] = (uint32_t)best;
+        }
+}
+
+static void avgpool_plane(const pool_t *pl, const float *img, float *y)
+{
+    float inv = 1.0f / (float)(pl->k * pl->k);
+    for (size_t oh = 0; oh < pl->ho; oh++)
+        for (size_t ow = 0; ow < pl->wo; ow++) {
+            const float *r = img + oh * pl->stride * pl->w + ow * pl->stride;
+            float acc = 0;
+            for (size_t i = 0; i < pl->k; i++)
+                for (size_t j = 0; j < pl->k; j++)
+                    acc += r[i * pl->w + j];
+            y[oh * pl->wo + ow] = acc * inv;
+        }
+}
+
 static int pool_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pass_t *p)
 {
     pool_t *pl = (pool_t *)l;
     (void)p;
-    float inv = 1.0f / (float)(pl->k * pl->k);
+    size_t in = pl->h * pl->w, out = pl->ho * pl->wo;
     for (size_t n = 0; n < b * pl->c; n++) {
-        const float *img = x + n * pl->h * pl->w;
-        for (size_t oh = 0; oh < pl->ho; oh++)
-            for (size_t ow = 0; ow < pl->wo; ow++) {
-                size_t o = (n * pl->ho + oh) * pl->wo + ow, best = 0;
-                float acc = pl->is_max ? -FLT_MAX : 0.0f;
-                for (size_t i = 0; i < pl->k; i++)
-                    for (size_t j = 0; j < pl->k; j++) {
-                        size_t off = (oh * pl->stride + i) * pl->w + ow * pl->stride + j;
-                        if (!pl->is_max)
-                            acc += img[off];
-                        else if (img[off] > acc || (i == 0 && j == 0)) {
-                            acc = img[off];
-                            best = off;
-                        }
-                    }
-                y[o] = pl->is_max ? acc : acc * inv;
-                if (pl->is_max)
-                    pl->argmax[o] = (uint32_t)best;
-            }
+        if (pl->is_max)
+            maxpool_plane(pl, x + n * in, y + n * out, pl->argmax + n * out);
+        else
+            avgpool_plane(pl, x + n * in, y + n * out);
     }
     return 0;
 }
