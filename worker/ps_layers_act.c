@@ -7,6 +7,28 @@
 #include "ps_layer_int.h"
 #include "ps_rng.h"
 
+/* Phi(x) = (1 + erf(x / sqrt 2)) / 2 through erfc(z), z = |x| / sqrt 2, by the
+ * Chebyshev fit erfc(z) = t exp(-z^2 + P(t)), t = 1 / (1 + z/2), of Numerical
+ * Recipes (2nd ed., 6.2; fractional error < 1.2e-7) and pswk_expf. Absolute
+ * error of Phi < 2e-7 over all x, as glibc's erff gives in float (2.4e-7);
+ * unlike 0.5 (1 + erff) it keeps its relative accuracy in the lower tail.
+ * No calls: the GELU loops vectorise (erff was 11% of a GPT step). */
+static inline float normal_cdf(float x)
+{
+    float z = fabsf(x) * (float)M_SQRT1_2, t = 1.0f / (1.0f + 0.5f * z);
+    float p = -1.26551223f +
+              t * (1.00002368f +
+                   t * (0.37409196f +
+                        t * (0.09678418f +
+                             t * (-0.18628806f +
+                                  t * (0.27886807f +
+                                       t * (-1.13520398f +
+                                            t * (1.48851587f +
+                                                 t * (-0.82215223f + t * 0.17087277f))))))));
+    float half_erfc = 0.5f * t * pswk_expf(p - z * z);
+    return x >= 0 ? 1.0f - half_erfc : half_erfc;
+}
+
 typedef struct {
     ps_layer_t base;
     float *cdf; /* GELU: max_batch x len, Phi(x) of the last forward for backward */
@@ -22,12 +44,14 @@ static int act_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pas
         for (size_t i = 0; i < n; i++)
             y[i] = x[i] > 0 ? x[i] : 0;
         break;
-    case PS_LAYER_GELU:
+    case PS_LAYER_GELU: {
+        float *cdf = a->cdf;
         for (size_t i = 0; i < n; i++) {
-            a->cdf[i] = 0.5f * (1.0f + erff(x[i] * (float)M_SQRT1_2));
-            y[i] = x[i] * a->cdf[i];
+            cdf[i] = normal_cdf(x[i]);
+            y[i] = x[i] * cdf[i];
         }
         break;
+    }
     case PS_LAYER_TANH:
         for (size_t i = 0; i < n; i++)
             y[i] = tanhf(x[i]);
@@ -41,7 +65,7 @@ static int act_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pas
 }
 
 /* GELU'(x) = Phi(x) + x phi(x), Phi and phi the normal cdf and density;
- * Phi is kept from forward (erff is the costly part). */
+ * Phi is kept from forward. */
 static void act_backward(ps_layer_t *l, const float *x, const float *y, const float *dy,
                          float *dx, size_t b, ps_pass_t *p)
 {
@@ -60,10 +84,12 @@ static void act_backward(ps_layer_t *l, const float *x, const float *y, const fl
             dx[i] = x[i] > 0 ? g : 0.0f;
         }
         break;
-    case PS_LAYER_GELU:
+    case PS_LAYER_GELU: {
+        const float *cdf = a->cdf;
         for (size_t i = 0; i < n; i++)
-            dx[i] = dy[i] * (a->cdf[i] + x[i] * inv_sqrt_2pi * expf(-0.5f * x[i] * x[i]));
+            dx[i] = dy[i] * (cdf[i] + x[i] * inv_sqrt_2pi * pswk_expf(-0.5f * x[i] * x[i]));
         break;
+    }
     case PS_LAYER_TANH:
         for (size_t i = 0; i < n; i++)
             dx[i] = dy[i] * (1.0f - y[i] * y[i]);

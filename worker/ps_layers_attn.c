@@ -29,10 +29,10 @@ static void causal_softmax(float *s, size_t t)
         for (size_t j = 1; j <= i; j++)
             mx = r[j] > mx ? r[j] : mx;
         float sum = 0;
-        for (size_t j = 0; j <= i; j++) {
-            r[j] = expf(r[j] - mx);
+        for (size_t j = 0; j <= i; j++) /* apart from the sum, so it vectorises */
+            r[j] = pswk_expf(r[j] - mx);
+        for (size_t j = 0; j <= i; j++)
             sum += r[j];
-        }
         float inv = 1.0f / sum;
         for (size_t j = 0; j <= i; j++)
             r[j] *= inv;
