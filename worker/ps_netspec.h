@@ -12,7 +12,7 @@
  *                last 128 (each position predicts the next token)
  *
  * layers: words separated by spaces, each with optional arguments in
- * parentheses, positional first, then name=value; no spaces inside a word:
+ * parentheses (spaces allowed there), positional first, then name=value:
  *   dense(out, bias=1)              affine map (W in x out); on a sequence per position
  *   conv2d(out, k, stride=1, pad=0, bias=1)   k x k kernels, W out x C x k x k
  *   maxpool(k, stride=k)  avgpool(k, stride=k)   no padding; floor, as PyTorch
