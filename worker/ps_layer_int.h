@@ -35,6 +35,10 @@ ps_layer_t *pswk_attention_new(const ps_layer_desc_t *d, ps_shape_t in, ps_table
 ps_layer_t *pswk_loss_new(const ps_layer_desc_t *d, ps_shape_t in, ps_tables_t *t,
                           size_t max_batch, ps_errbuf_t *err);
 
+/* Test hook: the im2col buffer limit (floats) of conv2d layers made from
+ * now on; returns the previous one. */
+size_t pswk_conv_set_chunk_floats(size_t n);
+
 /* Row-major C = alpha op(A) op(B) + beta C, C M x N, K the inner size.
  * Unlike a bare cblas_sgemm it is exact at the edges: M or N == 0 does
  * nothing, K == 0 sets C = beta C (so C = 0 for beta 0, which an empty

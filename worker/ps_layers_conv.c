@@ -6,9 +6,16 @@
 
 #include "ps_layer_int.h"
 
-/* The im2col buffers of a conv2d hold at most this many floats (16 MB);
- * a bigger batch is done in chunks of samples. */
-#define CONV_CHUNK_FLOATS ((size_t)1 << 22)
+/* The im2col buffers of a conv2d hold at most this many floats (16 MB by
+ * default); a bigger batch is done in chunks of samples. */
+static size_t conv_chunk_floats = (size_t)1 << 22;
+
+size_t pswk_conv_set_chunk_floats(size_t n)
+{
+    size_t old = conv_chunk_floats;
+    conv_chunk_floats = n;
+    return old;
+}
 
 typedef struct {
     ps_layer_t base;
@@ -17,6 +24,7 @@ typedef struct {
     size_t c, h, wd, k, stride, pad, out, ho, wo;
     size_t kk;    /* C * k * k: the inner size of the product */
     size_t chunk; /* samples per im2col chunk */
+    bool has_cols; /* cols holds the last forward's whole batch (one chunk) */
     float *cols;  /* kk x chunk * ho * wo */
     float *dcols; /* kk x chunk * ho * wo, backward */
     float *yt;    /* out x chunk * ho * wo: the product, before it is put in sample order */
@@ -113,6 +121,7 @@ static int conv_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pa
     const float *w = ps_tables_params(p->tables, cv->w);
     const float *bias = cv->has_bias ? ps_tables_params(p->tables, cv->bias) : NULL;
     size_t P = cv->ho * cv->wo, in_len = ps_shape_len(l->in), out_len = cv->out * P;
+    cv->has_cols = b <= cv->chunk;
     for (size_t n0 = 0; n0 < b; n0 += cv->chunk) {
         size_t m = b - n0 < cv->chunk ? b - n0 : cv->chunk;
         im2col(cv, x + n0 * in_len, m, cv->cols);
@@ -131,7 +140,9 @@ static int conv_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pa
 }
 
 /* Per chunk: dY^T gathered into yt; dW += dY^T cols^T; dcols = W^T dY^T,
- * scattered back by col2im. im2col runs again rather than keeping every
+ * scattered back by col2im. A batch that fit one chunk still has its
+ * columns from forward (backward always follows its own forward, in
+ * train_batch); a bigger one runs im2col again rather than keeping every
  * chunk's columns. */
 static void conv_backward(ps_layer_t *l, const float *x, const float *y, const float *dy,
                           float *dx, size_t b, ps_pass_t *p)
@@ -156,7 +167,8 @@ static void conv_backward(ps_layer_t *l, const float *x, const float *y, const f
                 for (size_t q = 0; db && q < P; q++)
                     db[o] += src[q];
             }
-        im2col(cv, x + n0 * in_len, m, cv->cols);
+        if (!cv->has_cols)
+            im2col(cv, x + n0 * in_len, m, cv->cols);
         pswk_gemm(false, true, cv->out, cv->kk, m * P, 1.0f, cv->yt, m * P, cv->cols, m * P, 1.0f,
                   dw, cv->kk);
         if (dx) {
@@ -207,7 +219,7 @@ ps_layer_t *pswk_conv2d_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_table
     cv->has_bias = desc->arg[4] != 0;
     cv->base.out = (ps_shape_t){PS_SHAPE_IMG, {(uint32_t)out, (uint32_t)cv->ho, (uint32_t)cv->wo}};
     size_t P = cv->ho * cv->wo, per_sample = (cv->kk > out ? cv->kk : out) * P;
-    cv->chunk = CONV_CHUNK_FLOATS / per_sample;
+    cv->chunk = conv_chunk_floats / per_sample;
     cv->chunk = cv->chunk < 1 ? 1 : cv->chunk > max_batch ? max_batch : cv->chunk;
     cv->cols = ps_xmalloc(cv->kk * cv->chunk * P * sizeof(float));
     cv->dcols = ps_xmalloc(cv->kk * cv->chunk * P * sizeof(float));

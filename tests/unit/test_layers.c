@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ps_layer_int.h"
 #include "ps_net.h"
 #include "ps_rng.h"
 
@@ -159,6 +160,45 @@ static void test_conv2d_gradients_with_stride_and_padding(void **state)
     check_spec("2x7x7", "conv2d(3,3,stride=2,pad=1) tanh conv2d(2,2) flatten dense(3) cross_entropy",
                0);
     check_spec("1x6x5", "conv2d(2,3,bias=0) tanh conv2d(3,3,pad=2,stride=3) flatten mse", 0);
+}
+
+static size_t default_chunk_floats;
+
+/* Restores the im2col limit even when the test failed half way. */
+static int restore_chunk(void **state)
+{
+    (void)state;
+    if (default_chunk_floats)
+        pswk_conv_set_chunk_floats(default_chunk_floats);
+    return 0;
+}
+
+/* A batch bigger than conv2d's im2col chunk (the limit lowered to force
+ * it): backward redoes im2col per chunk, and gives what one chunk gives. */
+static void test_conv2d_in_chunks_matches_one_chunk(void **state)
+{
+    (void)state;
+    const char *layers = "conv2d(3,3,stride=2,pad=1) tanh conv2d(2,3,pad=1) flatten dense(3) "
+                         "cross_entropy";
+    default_chunk_floats = pswk_conv_set_chunk_floats(27 * 16 * 2); /* two samples of conv1 */
+    check_spec("3x7x7", layers, 0);
+    ps_net_t *chunked = build("3x7x7", layers, B);
+    restore_chunk(NULL);
+    ps_net_t *whole = build("3x7x7", layers, B);
+    ps_rng_t rng;
+    ps_rng_seed(&rng, SEED);
+    float x[B * 147], y[B];
+    make_batch(whole, &rng, B, 0, x, y);
+    ps_net_init_params(chunked, SEED);
+    ps_net_init_params(whole, SEED);
+    double a = ps_net_train_batch(chunked, x, y, B, NULL, NULL, NULL);
+    double b = ps_net_train_batch(whole, x, y, B, NULL, NULL, NULL);
+    assert_true(fabs(a - b) <= 1e-6 * fabs(b));
+    for (uint32_t t = 0; t < ps_net_n_tables(whole); t++)
+        for (uint64_t i = 0; i < ps_net_table_len(whole, t); i++)
+            assert_true(fabsf(ps_net_grads(chunked, t)[i] - ps_net_grads(whole, t)[i]) <= 1e-5f);
+    ps_net_destroy(&chunked);
+    ps_net_destroy(&whole);
 }
 
 static void test_pooling_gradients(void **state)
@@ -321,6 +361,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_dense_gradients),
         cmocka_unit_test(test_conv2d_gradients_with_stride_and_padding),
+        cmocka_unit_test_teardown(test_conv2d_in_chunks_matches_one_chunk, restore_chunk),
         cmocka_unit_test(test_pooling_gradients),
         cmocka_unit_test(test_activation_gradients),
         cmocka_unit_test(test_dropout_gradients_with_fixed_masks),
