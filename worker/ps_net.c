@@ -102,6 +102,12 @@ static int add_desc(ps_net_t *net, const ps_layer_desc_t *d, uint32_t *taps, int
     ps_layer_t *l = ps_layer_new(d, cur, net->tables, net->n_nodes, net->max_batch, err);
     if (!l)
         return PS_EINVAL;
+    size_t len = ps_shape_len(l->out);
+    if (len > PS_NET_MAX_SAMPLE_FLOATS) {
+        ps_layer_destroy(&l);
+        return ps_err_set(err, PS_EINVAL, "%zu floats per sample, more than %u", len,
+                          PS_NET_MAX_SAMPLE_FLOATS);
+    }
     if (d->kind == PS_LAYER_EMBED && d->arg[0] < net->token_limit)
         net->token_limit = (uint32_t)d->arg[0];
     add_node(net, l, NO_TAP, l->out);
@@ -142,6 +148,11 @@ ps_net_t *ps_net_new(const ps_netspec_t *spec, size_t max_batch, size_t slice_el
         ps_err_set(err, PS_EINVAL, "a net needs layers and max_batch >= 1");
         return NULL;
     }
+    if (ps_shape_len(spec->input) > PS_NET_MAX_SAMPLE_FLOATS) {
+        ps_err_set(err, PS_EINVAL, "input: %zu floats per sample, more than %u",
+                   ps_shape_len(spec->input), PS_NET_MAX_SAMPLE_FLOATS);
+        return NULL;
+    }
     ps_net_t *net = ps_xcalloc(1, sizeof *net);
     net->tables = ps_tables_new();
     net->max_batch = max_batch;
@@ -178,7 +189,11 @@ ps_net_t *ps_net_new(const ps_netspec_t *spec, size_t max_batch, size_t slice_el
         ps_err_set(err, PS_EINVAL, "a net needs layers, closed residuals and a loss at the end");
         goto fail;
     }
-    ps_tables_freeze(net->tables, slice_elems);
+    if (ps_tables_freeze(net->tables, slice_elems) != PS_OK) {
+        ps_err_set(err, PS_ENOMEM, "cannot allocate %llu parameters (twice, with gradients)",
+                   (unsigned long long)ps_tables_n_params(net->tables));
+        goto fail;
+    }
     alloc_buffers(net);
     return net;
 fail:
@@ -218,7 +233,7 @@ ps_shape_t ps_net_output_shape(const ps_net_t *net) { return net->shape[net->n_n
 ps_net_task_t ps_net_task(const ps_net_t *net) { return net->task; }
 int ps_net_is_classifier(const ps_net_t *net) { return net->task == PS_NET_CLASSIFIER; }
 size_t ps_net_max_batch(const ps_net_t *net) { return net->max_batch; }
-uint32_t ps_net_n_tables(const ps_net_t *net) { return ps_tables_n(net->tables); }
+uint32_t ps_net_n_tables(const ps_net_t *net) { return ps_tables_n_tables(net->tables); }
 uint64_t ps_net_table_len(const ps_net_t *net, uint32_t id) { return ps_tables_len(net->tables, id); }
 float *ps_net_params(ps_net_t *net, uint32_t id) { return ps_tables_params(net->tables, id); }
 float *ps_net_grads(ps_net_t *net, uint32_t id) { return ps_tables_grads(net->tables, id); }

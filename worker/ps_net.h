@@ -31,6 +31,9 @@
 
 typedef struct ps_net ps_net_t;
 
+/* No activation (the input included) may have more floats per sample. */
+#define PS_NET_MAX_SAMPLE_FLOATS (1u << 28)
+
 typedef enum {
     PS_NET_CLASSIFIER = 0,     /* cross_entropy on a vector, bce, mse on C > 1 outputs */
     PS_NET_REGRESSOR = 1,      /* mse on one output */
@@ -49,7 +52,9 @@ typedef struct {
 /* New net with buffers for batches of up to max_batch (>= 1) samples;
  * slice_elems as in ps_tables_freeze. NULL with err set if a layer does not
  * fit the shape it receives: "layer 6 'dense(128)': needs a vector or a
- * sequence, got [64x7x7]: put flatten before it". spec is borrowed. */
+ * sequence, got [64x7x7]: put flatten before it", or an activation is
+ * larger than PS_NET_MAX_SAMPLE_FLOATS; PS_ENOMEM in err if the parameters
+ * cannot be allocated. spec is borrowed. */
 ps_net_t *ps_net_new(const ps_netspec_t *spec, size_t max_batch, size_t slice_elems,
                      ps_errbuf_t *err);
 /* Frees *net_p and sets it to NULL. Safe with NULL or twice. */

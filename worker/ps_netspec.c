@@ -76,6 +76,12 @@ static int parse_input(const char *input, ps_shape_t *shape, ps_errbuf_t *err)
                           "input '%.*s': not a shape (784, 1x28x28, 128x64 or tokens(128))",
                           (int)len, input ? input : "");
     shape->kind = n == 1 ? PS_SHAPE_VEC : n == 2 ? PS_SHAPE_SEQ : PS_SHAPE_IMG;
+    /* each dim is <= 2^24, so checking as it grows keeps the product exact */
+    uint64_t floats = 1;
+    for (int i = 0; i < n; i++)
+        if ((floats *= shape->d[i]) > MAX_DIM * (uint64_t)64)
+            return ps_err_set(err, PS_EINVAL, "input '%.*s': more than 2^30 floats per sample",
+                              (int)len, input);
     return PS_OK;
 }
 

@@ -95,7 +95,7 @@ static uint32_t count_blocks(const table_t *tb, size_t slice_elems)
     return (uint32_t)((tb->shape[0] + rows - 1) / rows);
 }
 
-void ps_tables_freeze(ps_tables_t *t, size_t slice_elems)
+int ps_tables_freeze(ps_tables_t *t, size_t slice_elems)
 {
     assert(!t->is_frozen);
     uint32_t n_slices = 0;
@@ -119,17 +119,23 @@ void ps_tables_freeze(ps_tables_t *t, size_t slice_elems)
         }
     }
     t->n_slices = n_slices;
+    /* sized by a user's model: a checked allocation, not ps_xmalloc */
     size_t bytes = (size_t)(t->total ? t->total : 1) * sizeof(float);
     t->params = aligned_alloc(64, (bytes + 63) / 64 * 64);
     t->grads = aligned_alloc(64, (bytes + 63) / 64 * 64);
-    if (!t->params || !t->grads)
-        abort(); /* sized by our own model description, like ps_xmalloc */
+    if (!t->params || !t->grads) {
+        free(t->params);
+        free(t->grads);
+        t->params = t->grads = NULL;
+        return PS_ENOMEM;
+    }
     memset(t->params, 0, bytes);
     memset(t->grads, 0, bytes);
     t->is_frozen = true;
+    return PS_OK;
 }
 
-uint32_t ps_tables_n(const ps_tables_t *t) { return t->n; }
+uint32_t ps_tables_n_tables(const ps_tables_t *t) { return t->n; }
 const char *ps_tables_name(const ps_tables_t *t, uint32_t id) { return t->tab[id].name; }
 uint64_t ps_tables_len(const ps_tables_t *t, uint32_t id) { return t->tab[id].len; }
 float *ps_tables_params(const ps_tables_t *t, uint32_t id) { return t->params + t->tab[id].offset; }

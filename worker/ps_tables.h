@@ -49,10 +49,11 @@ uint32_t ps_tables_add(ps_tables_t *t, const char *name, int ndim, const uint64_
  * each at most about slice_elems floats but never less than a row; every
  * other table is one slice. Slices are numbered table by table, each
  * table's blocks in row order. This is ps_model's rule, so an MLP gets the
- * same slices from both. */
-void ps_tables_freeze(ps_tables_t *t, size_t slice_elems);
+ * same slices from both. PS_ENOMEM if the buffers cannot be had (the
+ * tables stay unfrozen). */
+int ps_tables_freeze(ps_tables_t *t, size_t slice_elems);
 
-uint32_t ps_tables_n(const ps_tables_t *t);
+uint32_t ps_tables_n_tables(const ps_tables_t *t);
 const char *ps_tables_name(const ps_tables_t *t, uint32_t id);
 /* Shape into shape[0..PS_TABLE_MAX_DIMS); returns ndim. */
 int ps_tables_shape(const ps_tables_t *t, uint32_t id, uint64_t shape[PS_TABLE_MAX_DIMS]);

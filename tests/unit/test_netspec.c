@@ -120,7 +120,7 @@ static void test_input_shapes(void **state)
         ps_netspec_fini(&spec);
     }
     static const char *bad[] = {"", "abc", "0", "1x0x3", "1x2x3x4", "28x", "tokens(0)",
-                                "tokens()", "-5", "1.5"};
+                                "tokens()", "-5", "1.5", "16777216x16777216x16777216"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         assert_int_equal(ps_netspec_parse(bad[i], "relu mse", &spec, &err), PS_EINVAL);
         assert_non_null(strstr(err.msg, "input '"));
@@ -181,6 +181,10 @@ static void test_shape_mismatches_name_the_layer_and_shapes(void **state)
     expect_error("10", "dense(4) dropout(1.5) dense(2) mse", "layer 2 'dropout(1.5)'",
                  "p must be in [0, 1)");
     expect_error("6", "posembed dense(2) mse", "layer 1 'posembed'", "needs a sequence, got [6]");
+    expect_error("4096x64", "dense(16777216) flatten mse", "layer 1 'dense(16777216)'",
+                 "68719476736 floats per sample, more than 268435456");
+    expect_error("16777216", "dense(16777216) mse", "cannot allocate 281474993487872 parameters",
+                 NULL);
 }
 
 static void test_old_models_as_specs(void **state)
