@@ -141,6 +141,31 @@ static void alloc_buffers(ps_net_t *net)
         net->keys[i] = i;
 }
 
+/* Every desc in order, checking the structure the parser also checks (a
+ * spec can be built in code). err names the layer. */
+static int add_descs(ps_net_t *net, const ps_netspec_t *spec, ps_errbuf_t *err)
+{
+    uint32_t taps[64];
+    int depth = 0;
+    for (size_t i = 0; i < spec->n_layers; i++) {
+        const ps_layer_desc_t *d = &spec->layers[i];
+        bool is_loss = ps_layer_kind_info(d->kind)->is_loss, is_last = i + 1 == spec->n_layers;
+        if ((d->kind == PS_LAYER_RESIDUAL && depth == 64) ||
+            (d->kind == PS_LAYER_END && depth == 0) || is_loss != is_last)
+            return ps_err_set(err, PS_EINVAL, "layer %d '%s': misplaced (brackets or loss)",
+                              d->pos, d->text);
+        if (add_desc(net, d, taps, &depth, err) != PS_OK) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err ? err->msg : "");
+            return ps_err_set(err, PS_EINVAL, "layer %d '%s': %s", d->pos, d->text, why);
+        }
+    }
+    if (depth != 0 || !net->loss || net->n_nodes == 0)
+        return ps_err_set(err, PS_EINVAL,
+                          "a net needs layers, closed residuals and a loss at the end");
+    return PS_OK;
+}
+
 ps_net_t *ps_net_new(const ps_netspec_t *spec, size_t max_batch, size_t slice_elems,
                      ps_errbuf_t *err)
 {
@@ -163,32 +188,8 @@ ps_net_t *ps_net_new(const ps_netspec_t *spec, size_t max_batch, size_t slice_el
     net->nodes = ps_xmalloc(net->cap_nodes * sizeof *net->nodes);
     net->shape = ps_xmalloc((net->cap_nodes + 1) * sizeof *net->shape);
     net->shape[0] = spec->input;
-    uint32_t taps[64];
-    int depth = 0;
-    for (size_t i = 0; i < spec->n_layers; i++) {
-        const ps_layer_desc_t *d = &spec->layers[i];
-        if (d->kind == PS_LAYER_RESIDUAL && depth == 64) {
-            ps_err_set(err, PS_EINVAL, "layer %d '%s': residuals nested too deep", d->pos, d->text);
-            goto fail;
-        }
-        bool is_loss = ps_layer_kind_info(d->kind)->is_loss;
-        if ((d->kind == PS_LAYER_END && depth == 0) || (is_loss && i + 1 != spec->n_layers) ||
-            (i + 1 == spec->n_layers && !is_loss)) {
-            ps_err_set(err, PS_EINVAL, "layer %d '%s': misplaced (brackets or loss)", d->pos,
-                       d->text);
-            goto fail;
-        }
-        if (add_desc(net, d, taps, &depth, err) != PS_OK) {
-            char why[sizeof err->msg];
-            snprintf(why, sizeof why, "%s", err ? err->msg : "");
-            ps_err_set(err, PS_EINVAL, "layer %d '%s': %s", d->pos, d->text, why);
-            goto fail;
-        }
-    }
-    if (depth != 0 || !net->loss || net->n_nodes == 0) {
-        ps_err_set(err, PS_EINVAL, "a net needs layers, closed residuals and a loss at the end");
+    if (add_descs(net, spec, err) != PS_OK)
         goto fail;
-    }
     if (ps_tables_freeze(net->tables, slice_elems) != PS_OK) {
         ps_err_set(err, PS_ENOMEM, "cannot allocate %llu parameters (twice, with gradients)",
                    (unsigned long long)ps_tables_n_params(net->tables));

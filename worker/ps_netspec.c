@@ -223,62 +223,78 @@ static int item_err(ps_errbuf_t *err, const ps_layer_desc_t *d, const char *fmt,
     return ps_err_set(err, PS_EINVAL, "layer %d '%s': %s", d->pos, d->text, why);
 }
 
+/* The end of the item from start: its word ends at *wend, then its
+ * "(...)" if any; a '(' never closed ends at the next '(' or the end. */
+static const char *item_end(const char *start, const char **wend)
+{
+    const char *q = start;
+    while (isalnum((unsigned char)*q) || *q == '_')
+        q++;
+    *wend = q;
+    if (*q != '(')
+        return q;
+    for (q++; *q && *q != ')' && *q != '('; q++)
+        ;
+    return *q == ')' ? q + 1 : q;
+}
+
+/* "dense, conv2d, ..., residual[...], cross_entropy, mse, bce" */
+static const char *known_words(char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = 0;
+    for (int k = 0; k < PS_LAYER_N_KINDS && len < cap; k++)
+        if (k != PS_LAYER_END)
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s%s", k ? ", " : "",
+                                    ps_layer_kind_info((ps_layer_kind_t)k)->word,
+                                    k == PS_LAYER_RESIDUAL ? "[...]" : "");
+    return buf;
+}
+
+/* d's arguments (the text after its word, wend .. end) and table name. */
+static int parse_rest(parser_t *ps, ps_layer_desc_t *d, const char *wend, const char *end,
+                      ps_errbuf_t *err)
+{
+    const ps_layer_kind_info_t *ki = ps_layer_kind_info(d->kind);
+    char use[160];
+    if (*wend == '(') {
+        if (end[-1] != ')')
+            return item_err(err, d, "'(' without ')'");
+        if (parse_args(d, wend + 1, (size_t)(end - 1 - (wend + 1)), err) != PS_OK)
+            return layer_err(err, d, PS_EINVAL);
+    } else if (ki->n_required > 0) {
+        return item_err(err, d, "needs arguments: %s", usage(ki, use, sizeof use));
+    }
+    if (ki->prefix)
+        snprintf(d->name, sizeof d->name, "%s%u", ki->prefix, ++ps->count[d->kind]);
+    return PS_OK;
+}
+
 /* The item at ps->p: a word with optional (args), or ']'. */
 static int parse_item(parser_t *ps, ps_layer_desc_t *d, ps_errbuf_t *err)
 {
-    const char *start = ps->p, *q = start;
-    memset(d, 0, sizeof *d);
+    const char *start = ps->p, *wend = start;
+    const char *end = *start == ']' ? start + 1 : item_end(start, &wend);
+    int kind = *start == ']' ? PS_LAYER_END
+               : wend > start ? ps_layer_kind_find(start, (size_t)(wend - start))
+                              : -1;
+    ps_layer_desc_init(d, kind < 0 ? PS_LAYER_END : (ps_layer_kind_t)kind, NULL);
     d->pos = ++ps->pos;
-    if (*q == ']') {
-        ps_layer_desc_init(d, PS_LAYER_END, NULL);
-        d->pos = ps->pos;
-        ps->p = q + 1;
+    ps->p = end;
+    if (*start == ']')
         return PS_OK;
-    }
-    while (isalnum((unsigned char)*q) || *q == '_')
-        q++;
-    const char *wend = q;
-    if (*q == '(') {
-        const char *c = q + 1;
-        while (*c && *c != ')' && *c != '(')
-            c++;
-        q = *c == ')' ? c + 1 : c;
-    }
-    size_t tlen = (size_t)(q - start);
-    snprintf(d->text, sizeof d->text, "%.*s", (int)tlen, start);
-    ps->p = q;
+    snprintf(d->text, sizeof d->text, "%.*s", (int)(end - start), start);
     if (wend == start) {
         snprintf(d->text, sizeof d->text, "%c", *start);
         ps->p = start + 1;
         return item_err(err, d, "not a layer name");
     }
-    int kind = ps_layer_kind_find(start, (size_t)(wend - start));
     if (kind < 0 || kind == PS_LAYER_END) {
-        return item_err(err, d,
-                        "unknown layer '%.*s' (known: dense, conv2d, maxpool, avgpool, flatten, "
-                        "relu, gelu, tanh, sigmoid, dropout, layernorm, embed, posembed, "
-                        "attention, residual[...], cross_entropy, mse, bce)",
-                        (int)(wend - start), start);
+        char known[400];
+        return item_err(err, d, "unknown layer '%.*s' (known: %s)", (int)(wend - start), start,
+                        known_words(known, sizeof known));
     }
-    char text[PS_LAYER_TEXT_MAX];
-    snprintf(text, sizeof text, "%s", d->text);
-    ps_layer_desc_init(d, (ps_layer_kind_t)kind, NULL);
-    snprintf(d->text, sizeof d->text, "%s", text);
-    d->pos = ps->pos;
-    if (*wend == '(') {
-        if (q[-1] != ')')
-            return item_err(err, d, "'(' without ')'");
-        if (parse_args(d, wend + 1, (size_t)(q - 1 - (wend + 1)), err) != PS_OK)
-            return layer_err(err, d, PS_EINVAL);
-    } else if (ps_layer_kind_info(d->kind)->n_required > 0) {
-        char use[160];
-        return item_err(err, d, "needs arguments: %s",
-                        usage(ps_layer_kind_info(d->kind), use, sizeof use));
-    }
-    const char *prefix = ps_layer_kind_info(d->kind)->prefix;
-    if (prefix)
-        snprintf(d->name, sizeof d->name, "%s%u", prefix, ++ps->count[d->kind]);
-    return PS_OK;
+    return parse_rest(ps, d, wend, end, err);
 }
 
 /* Brackets and the loss: residual must be followed by '[', every '['
