@@ -183,8 +183,10 @@ static void test_shape_mismatches_name_the_layer_and_shapes(void **state)
     expect_error("6", "posembed dense(2) mse", "layer 1 'posembed'", "needs a sequence, got [6]");
     expect_error("4096x64", "dense(16777216) flatten mse", "layer 1 'dense(16777216)'",
                  "68719476736 floats per sample, more than 268435456");
+#ifndef __SANITIZE_ADDRESS__ /* ASan aborts on a request this size instead of failing it */
     expect_error("16777216", "dense(16777216) mse", "cannot allocate 281474993487872 parameters",
                  NULL);
+#endif
 }
 
 static void test_old_models_as_specs(void **state)
