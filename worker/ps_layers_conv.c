@@ -139,6 +139,23 @@ static int conv_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pa
     return 0;
 }
 
+/* Eight running sums: one would be a chain of dependent adds (GCC may
+ * not reorder a float sum), eight go side by side in one vector. */
+static float sum_floats(const float *v, size_t n)
+{
+    float acc[8] = {0};
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        for (int k = 0; k < 8; k++)
+            acc[k] += v[i + k];
+    float s = 0;
+    for (int k = 0; k < 8; k++)
+        s += acc[k];
+    for (; i < n; i++)
+        s += v[i];
+    return s;
+}
+
 /* Per chunk: dY^T gathered into yt; dW += dY^T cols^T; dcols = W^T dY^T,
  * scattered back by col2im. A batch that fit one chunk still has its
  * columns from forward (backward always follows its own forward, in
@@ -164,8 +181,8 @@ static void conv_backward(ps_layer_t *l, const float *x, const float *y, const f
             for (size_t o = 0; o < cv->out; o++) {
                 const float *src = dy + (n0 + j) * out_len + o * P;
                 memcpy(cv->yt + o * m * P + j * P, src, P * sizeof(float));
-                for (size_t q = 0; db && q < P; q++)
-                    db[o] += src[q];
+                if (db)
+                    db[o] += sum_floats(src, P);
             }
         if (!cv->has_cols)
             im2col(cv, x + n0 * in_len, m, cv->cols);
@@ -254,11 +271,11 @@ static void maxpool_plane(const pool_t *pl, const float *img, float *y, uint32_t
             float m = img[top];
             for (size_t i = 0; i < pl->k; i++) {
                 const float *r = img + top + i * pl->w;
-                for (size_t j = 0; j < pl->k; j++)
-                    if (r[j] > m) {
-                        m = r[j];
-                        best = top + i * pl->w + j;
-                    }
+                for (size_t j = 0; j < pl->k; j++) { /* selects, not a branch that mispredicts */
+                    bool gt = r[j] > m;
+                    m = gt ? r[j] : m;
+                    best = gt ? top + i * pl->w + j : best;
+                }
             }
             y[oh * pl->wo + ow] = m;
             arg[oh * pl->wo + ow] = (uint32_t)best;
