@@ -67,6 +67,18 @@ int pswk_linear_forward(const pswk_linear_t *lin, ps_pass_t *p, const float *x, 
 void pswk_linear_backward(const pswk_linear_t *lin, ps_pass_t *p, const float *x,
                           const float *dy, float *dx, size_t rows);
 
+/* Built twice, for AVX2 and the x86-64 baseline, picked at load time, as
+ * ps_optim_step_to (server/ps_optim.c, which says why GCC only and not
+ * under TSan): for element-wise loops that are compute-bound. The same IEEE
+ * operations either way (C11 mode does not contract to FMA), so results do
+ * not depend on the CPU. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
+    !defined(__SANITIZE_THREAD__)
+#define PSWK_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define PSWK_VECTOR_CLONES
+#endif
+
 /* e^x within 1.5 ulp for x in [-87, 88] (clamped outside), with no call, so
  * loops over it vectorise (expf does not without -ffast-math). 2^n by the
  * exponent bits times a degree-7 Taylor polynomial of e^r, |r| <= ln2 / 2

@@ -29,6 +29,24 @@ static inline float normal_cdf(float x)
     return x >= 0 ? 1.0f - half_erfc : half_erfc;
 }
 
+PSWK_VECTOR_CLONES
+static void gelu_forward(const float *x, float *y, float *cdf, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        cdf[i] = normal_cdf(x[i]);
+        y[i] = x[i] * cdf[i];
+    }
+}
+
+/* GELU'(x) = Phi(x) + x phi(x), phi the normal density; Phi kept from forward. */
+PSWK_VECTOR_CLONES
+static void gelu_backward(const float *x, const float *cdf, const float *dy, float *dx, size_t n)
+{
+    const float inv_sqrt_2pi = 0.3989422804014327f;
+    for (size_t i = 0; i < n; i++)
+        dx[i] = dy[i] * (cdf[i] + x[i] * inv_sqrt_2pi * pswk_expf(-0.5f * x[i] * x[i]));
+}
+
 typedef struct {
     ps_layer_t base;
     float *cdf; /* GELU: max_batch x len, Phi(x) of the last forward for backward */
@@ -44,14 +62,9 @@ static int act_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pas
         for (size_t i = 0; i < n; i++)
             y[i] = x[i] > 0 ? x[i] : 0;
         break;
-    case PS_LAYER_GELU: {
-        float *cdf = a->cdf;
-        for (size_t i = 0; i < n; i++) {
-            cdf[i] = normal_cdf(x[i]);
-            y[i] = x[i] * cdf[i];
-        }
+    case PS_LAYER_GELU:
+        gelu_forward(x, y, a->cdf, n);
         break;
-    }
     case PS_LAYER_TANH:
         for (size_t i = 0; i < n; i++)
             y[i] = tanhf(x[i]);
@@ -64,8 +77,6 @@ static int act_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pas
     return 0;
 }
 
-/* GELU'(x) = Phi(x) + x phi(x), Phi and phi the normal cdf and density;
- * Phi is kept from forward. */
 static void act_backward(ps_layer_t *l, const float *x, const float *y, const float *dy,
                          float *dx, size_t b, ps_pass_t *p)
 {
@@ -74,7 +85,6 @@ static void act_backward(ps_layer_t *l, const float *x, const float *y, const fl
     if (!dx)
         return;
     size_t n = b * ps_shape_len(l->in);
-    const float inv_sqrt_2pi = 0.3989422804014327f;
     switch (l->kind) {
     case PS_LAYER_RELU:
         /* both loads unconditional, so the select vectorises (a branch
@@ -84,12 +94,9 @@ static void act_backward(ps_layer_t *l, const float *x, const float *y, const fl
             dx[i] = x[i] > 0 ? g : 0.0f;
         }
         break;
-    case PS_LAYER_GELU: {
-        const float *cdf = a->cdf;
-        for (size_t i = 0; i < n; i++)
-            dx[i] = dy[i] * (cdf[i] + x[i] * inv_sqrt_2pi * pswk_expf(-0.5f * x[i] * x[i]));
+    case PS_LAYER_GELU:
+        gelu_backward(x, a->cdf, dy, dx, n);
         break;
-    }
     case PS_LAYER_TANH:
         for (size_t i = 0; i < n; i++)
             dx[i] = dy[i] * (1.0f - y[i] * y[i]);

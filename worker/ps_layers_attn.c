@@ -22,6 +22,7 @@ typedef struct {
 } attn_t;
 
 /* Row i of s (t x t) becomes softmax over its first i + 1 entries. */
+PSWK_VECTOR_CLONES
 static void causal_softmax(float *s, size_t t)
 {
     for (size_t i = 0; i < t; i++) {
