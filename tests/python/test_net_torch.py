@@ -18,6 +18,7 @@ except ImportError:
     print("# numpy or torch missing: skipped")
     sys.exit(77)
 
+sys.dont_write_bytecode = True  # no __pycache__ in the source tree
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import torch_nets  # noqa: E402
 
