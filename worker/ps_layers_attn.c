@@ -121,6 +121,11 @@ ps_layer_t *pswk_attention_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_ta
                    ps_shape_str(in, s, sizeof s));
         return NULL;
     }
+    if ((uint64_t)in.d[0] * in.d[0] * heads > ((uint64_t)1 << 28)) {
+        ps_err_set(err, PS_EINVAL, "%u positions x %zu heads are more than 2^28 attention "
+                   "weights per sample", in.d[0], heads);
+        return NULL;
+    }
     attn_t *a = ps_xcalloc(1, sizeof *a);
     a->base.ops = &attn_ops;
     a->base.out = in;

@@ -226,6 +226,19 @@ ps_layer_t *pswk_conv2d_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_table
                    ps_shape_str(in, s, sizeof s), pad);
         return NULL;
     }
+    if (k == 0 || stride == 0) {
+        ps_err_set(err, PS_EINVAL, "k and stride must be >= 1");
+        return NULL;
+    }
+    uint64_t cols = in.d[0], f[4] = {k, k, (in.d[1] + 2 * pad - k) / stride + 1,
+                                     (in.d[2] + 2 * pad - k) / stride + 1};
+    for (int i = 0; i < 4; i++) /* saturating: absurd pads must not wrap around */
+        cols = __builtin_mul_overflow(cols, f[i], &cols) ? UINT64_MAX : cols;
+    if (cols > ((uint64_t)1 << 28)) {
+        ps_err_set(err, PS_EINVAL, "more than 2^28 im2col values per sample on %s",
+                   ps_shape_str(in, s, sizeof s));
+        return NULL;
+    }
     conv_t *cv = ps_xcalloc(1, sizeof *cv);
     cv->base.ops = &conv_ops;
     cv->c = in.d[0], cv->h = in.d[1], cv->wd = in.d[2];

@@ -181,6 +181,10 @@ static void test_shape_mismatches_name_the_layer_and_shapes(void **state)
     expect_error("10", "dense(4) dropout(1.5) dense(2) mse", "layer 2 'dropout(1.5)'",
                  "p must be in [0, 1)");
     expect_error("6", "posembed dense(2) mse", "layer 1 'posembed'", "needs a sequence, got [6]");
+    expect_error("1x8x8", "conv2d(2,3,stride=0) flatten mse", "layer 1 'conv2d(2,3,stride=0)'",
+                 "k and stride must be >= 1");
+    expect_error("tokens(65536)", "embed(10,8) attention(2) dense(10) cross_entropy",
+                 "layer 2 'attention(2)'", "more than 2^28 attention weights");
     expect_error("4096x64", "dense(16777216) flatten mse", "layer 1 'dense(16777216)'",
                  "68719476736 floats per sample, more than 268435456");
 #ifndef __SANITIZE_ADDRESS__ /* ASan aborts on a request this size instead of failing it */
