@@ -1,0 +1,488 @@
+/* ps_net.c - a net as a list of nodes: layers, and the adds that close
+ * residuals. Node i maps activation i to activation i + 1; an add also
+ * reads the activation its residual opened at (its tap). */
+#include "ps_net.h"
+
+#include <assert.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "ps_metric.h"
+#include "ps_rng.h"
+
+#define NO_TAP UINT32_MAX
+
+typedef struct {
+    ps_layer_t *layer; /* NULL: an add */
+    uint32_t tap;      /* an add: the activation the residual opened at */
+} node_t;
+
+struct ps_net {
+    ps_tables_t *tables;
+    node_t *nodes;
+    uint32_t n_nodes, cap_nodes;
+    ps_layer_t *loss;
+    ps_shape_t *shape; /* n_nodes + 1: shape[i] is node i's input */
+    float **act;       /* n_nodes + 1: act[i + 1] node i's output; act[0] the tokens */
+    float **skip;      /* n_nodes + 1: the gradient a residual adds back at its tap */
+    bool *skip_set;
+    float *ga, *gb; /* gradient ping-pong, max_batch x the largest activation */
+    float *targets; /* tokens input: max_batch x T, the next tokens */
+    uint64_t *keys; /* max_batch dropout keys */
+    const float *x; /* the pass's input rows (borrowed for the call) */
+    size_t max_batch, row_len;
+    ps_shape_t input;
+    ps_net_task_t task;
+    uint32_t token_limit; /* tokens input: values must be below this */
+};
+
+static const float *act_in(const ps_net_t *net, uint32_t i)
+{
+    return i == 0 && net->input.kind != PS_SHAPE_TOKENS ? net->x : net->act[i];
+}
+
+static void add_node(ps_net_t *net, ps_layer_t *layer, uint32_t tap, ps_shape_t out)
+{
+    if (net->n_nodes == net->cap_nodes) {
+        net->cap_nodes *= 2;
+        net->nodes = ps_xrealloc(net->nodes, net->cap_nodes * sizeof *net->nodes);
+        net->shape = ps_xrealloc(net->shape, (net->cap_nodes + 1) * sizeof *net->shape);
+    }
+    net->nodes[net->n_nodes] = (node_t){layer, tap};
+    net->shape[++net->n_nodes] = out;
+}
+
+/* The loss, and what the net is for. */
+static int add_loss(ps_net_t *net, const ps_layer_desc_t *d, ps_errbuf_t *err)
+{
+    ps_shape_t in = net->shape[net->n_nodes];
+    net->loss = ps_layer_new(d, in, net->tables, net->n_nodes, net->max_batch, err);
+    if (!net->loss)
+        return PS_EINVAL;
+    if (in.kind == PS_SHAPE_SEQ) {
+        if (net->input.kind != PS_SHAPE_TOKENS || in.d[0] != net->input.d[0])
+            return ps_err_set(err, PS_EINVAL,
+                              "a sequence's targets are its next tokens: needs input tokens(%u)",
+                              in.d[0]);
+        net->task = PS_NET_LANGUAGE_MODEL;
+        if (in.d[1] < net->token_limit)
+            net->token_limit = in.d[1];
+    } else if (d->kind == PS_LAYER_MSE && in.d[0] == 1) {
+        net->task = PS_NET_REGRESSOR;
+    } else {
+        net->task = PS_NET_CLASSIFIER;
+    }
+    return PS_OK;
+}
+
+/* One desc: a layer, a residual opened (its tap pushed) or closed (an add). */
+static int add_desc(ps_net_t *net, const ps_layer_desc_t *d, uint32_t *taps, int *depth,
+                    ps_errbuf_t *err)
+{
+    ps_shape_t cur = net->shape[net->n_nodes];
+    char a[64], b[64];
+    if (d->kind == PS_LAYER_RESIDUAL) {
+        taps[(*depth)++] = net->n_nodes;
+        return PS_OK;
+    }
+    if (d->kind == PS_LAYER_END) {
+        uint32_t tap = taps[--*depth];
+        if (!ps_shape_equal(net->shape[tap], cur))
+            return ps_err_set(err, PS_EINVAL,
+                              "the residual branch maps %s to %s: a residual must keep the shape",
+                              ps_shape_str(net->shape[tap], a, sizeof a),
+                              ps_shape_str(cur, b, sizeof b));
+        add_node(net, NULL, tap, cur);
+        return PS_OK;
+    }
+    if (ps_layer_kind_info(d->kind)->is_loss)
+        return add_loss(net, d, err);
+    ps_layer_t *l = ps_layer_new(d, cur, net->tables, net->n_nodes, net->max_batch, err);
+    if (!l)
+        return PS_EINVAL;
+    size_t len = ps_shape_len(l->out);
+    if (len > PS_NET_MAX_SAMPLE_FLOATS) {
+        ps_layer_destroy(&l);
+        return ps_err_set(err, PS_EINVAL, "%zu floats per sample, more than %u", len,
+                          PS_NET_MAX_SAMPLE_FLOATS);
+    }
+    if (d->kind == PS_LAYER_EMBED && d->arg[0] < net->token_limit)
+        net->token_limit = (uint32_t)d->arg[0];
+    add_node(net, l, NO_TAP, l->out);
+    return PS_OK;
+}
+
+static void alloc_buffers(ps_net_t *net)
+{
+    size_t n = net->n_nodes + 1, widest = 0;
+    net->act = ps_xcalloc(n, sizeof *net->act);
+    net->skip = ps_xcalloc(n, sizeof *net->skip);
+    net->skip_set = ps_xcalloc(n, sizeof *net->skip_set);
+    for (size_t i = 0; i < n; i++) {
+        size_t len = ps_shape_len(net->shape[i]);
+        widest = len > widest ? len : widest;
+        if (i > 0 || net->input.kind == PS_SHAPE_TOKENS)
+            net->act[i] = ps_xmalloc(net->max_batch * len * sizeof(float));
+    }
+    for (uint32_t i = 0; i < net->n_nodes; i++) {
+        uint32_t tap = net->nodes[i].tap;
+        if (tap != NO_TAP && !net->skip[tap])
+            net->skip[tap] = ps_xmalloc(net->max_batch * ps_shape_len(net->shape[tap]) *
+                                        sizeof(float));
+    }
+    net->ga = ps_xmalloc(net->max_batch * widest * sizeof(float));
+    net->gb = ps_xmalloc(net->max_batch * widest * sizeof(float));
+    if (net->input.kind == PS_SHAPE_TOKENS)
+        net->targets = ps_xmalloc(net->max_batch * net->input.d[0] * sizeof(float));
+    net->keys = ps_xmalloc(net->max_batch * sizeof *net->keys);
+    for (size_t i = 0; i < net->max_batch; i++)
+        net->keys[i] = i;
+}
+
+/* Every desc in order, checking the structure the parser also checks (a
+ * spec can be built in code). err names the layer. */
+static int add_descs(ps_net_t *net, const ps_netspec_t *spec, ps_errbuf_t *err)
+{
+    uint32_t taps[64];
+    int depth = 0;
+    for (size_t i = 0; i < spec->n_layers; i++) {
+        const ps_layer_desc_t *d = &spec->layers[i];
+        bool is_loss = ps_layer_kind_info(d->kind)->is_loss, is_last = i + 1 == spec->n_layers;
+        if ((d->kind == PS_LAYER_RESIDUAL && depth == 64) ||
+            (d->kind == PS_LAYER_END && depth == 0) || is_loss != is_last)
+            return ps_err_set(err, PS_EINVAL, "layer %d '%s': misplaced (brackets or loss)",
+                              d->pos, d->text);
+        if (add_desc(net, d, taps, &depth, err) != PS_OK) {
+            char why[sizeof err->msg];
+            snprintf(why, sizeof why, "%s", err ? err->msg : "");
+            return ps_err_set(err, PS_EINVAL, "layer %d '%s': %s", d->pos, d->text, why);
+        }
+    }
+    if (depth != 0 || !net->loss || net->n_nodes == 0)
+        return ps_err_set(err, PS_EINVAL,
+                          "a net needs layers, closed residuals and a loss at the end");
+    return PS_OK;
+}
+
+ps_net_t *ps_net_new(const ps_netspec_t *spec, size_t max_batch, size_t slice_elems,
+                     ps_errbuf_t *err)
+{
+    if (max_batch == 0 || spec->n_layers == 0) {
+        ps_err_set(err, PS_EINVAL, "a net needs layers and max_batch >= 1");
+        return NULL;
+    }
+    if (ps_shape_len(spec->input) > PS_NET_MAX_SAMPLE_FLOATS) {
+        ps_err_set(err, PS_EINVAL, "input: %zu floats per sample, more than %u",
+                   ps_shape_len(spec->input), PS_NET_MAX_SAMPLE_FLOATS);
+        return NULL;
+    }
+    ps_net_t *net = ps_xcalloc(1, sizeof *net);
+    net->tables = ps_tables_new();
+    net->max_batch = max_batch;
+    net->input = spec->input;
+    net->token_limit = UINT32_MAX;
+    net->row_len = ps_shape_len(spec->input) + (spec->input.kind == PS_SHAPE_TOKENS);
+    net->cap_nodes = 32;
+    net->nodes = ps_xmalloc(net->cap_nodes * sizeof *net->nodes);
+    net->shape = ps_xmalloc((net->cap_nodes + 1) * sizeof *net->shape);
+    net->shape[0] = spec->input;
+    if (add_descs(net, spec, err) != PS_OK)
+        goto fail;
+    if (ps_tables_freeze(net->tables, slice_elems) != PS_OK) {
+        ps_err_set(err, PS_ENOMEM, "cannot allocate %llu parameters (twice, with gradients)",
+                   (unsigned long long)ps_tables_n_params(net->tables));
+        goto fail;
+    }
+    alloc_buffers(net);
+    return net;
+fail:
+    ps_net_destroy(&net);
+    return NULL;
+}
+
+void ps_net_destroy(ps_net_t **np)
+{
+    ps_net_t *net = *np;
+    if (!net)
+        return;
+    for (uint32_t i = 0; i < net->n_nodes; i++)
+        ps_layer_destroy(&net->nodes[i].layer);
+    ps_layer_destroy(&net->loss);
+    for (uint32_t i = 0; net->act && i <= net->n_nodes; i++) {
+        free(net->act[i]);
+        free(net->skip[i]);
+    }
+    free(net->act);
+    free(net->skip);
+    free(net->skip_set);
+    free(net->nodes);
+    free(net->shape);
+    free(net->ga);
+    free(net->gb);
+    free(net->targets);
+    free(net->keys);
+    ps_tables_destroy(&net->tables);
+    free(net);
+    *np = NULL;
+}
+
+size_t ps_net_input_len(const ps_net_t *net) { return net->row_len; }
+ps_shape_t ps_net_input_shape(const ps_net_t *net) { return net->input; }
+ps_shape_t ps_net_output_shape(const ps_net_t *net) { return net->shape[net->n_nodes]; }
+ps_net_task_t ps_net_task(const ps_net_t *net) { return net->task; }
+int ps_net_is_classifier(const ps_net_t *net) { return net->task == PS_NET_CLASSIFIER; }
+size_t ps_net_max_batch(const ps_net_t *net) { return net->max_batch; }
+uint32_t ps_net_n_tables(const ps_net_t *net) { return ps_tables_n_tables(net->tables); }
+uint64_t ps_net_table_len(const ps_net_t *net, uint32_t id) { return ps_tables_len(net->tables, id); }
+float *ps_net_params(ps_net_t *net, uint32_t id) { return ps_tables_params(net->tables, id); }
+float *ps_net_grads(ps_net_t *net, uint32_t id) { return ps_tables_grads(net->tables, id); }
+uint64_t ps_net_n_params(const ps_net_t *net) { return ps_tables_n_params(net->tables); }
+uint32_t ps_net_n_slices(const ps_net_t *net) { return ps_tables_n_slices(net->tables); }
+const float *ps_net_output(const ps_net_t *net) { return net->act[net->n_nodes]; }
+void ps_net_init_params(ps_net_t *net, uint64_t seed) { ps_tables_init(net->tables, seed); }
+
+const char *ps_net_table_name(const ps_net_t *net, uint32_t id, char *buf, size_t cap)
+{
+    snprintf(buf, cap, "%s", ps_tables_name(net->tables, id));
+    return buf;
+}
+
+int ps_net_table_shape(const ps_net_t *net, uint32_t id, uint64_t shape[PS_TABLE_MAX_DIMS])
+{
+    return ps_tables_shape(net->tables, id, shape);
+}
+
+const char *ps_net_slice_name(const ps_net_t *net, uint32_t slice, char *buf, size_t cap)
+{
+    return ps_tables_slice_name(net->tables, slice, buf, cap);
+}
+
+int ps_net_slice_shape(const ps_net_t *net, uint32_t slice, uint64_t shape[PS_TABLE_MAX_DIMS])
+{
+    return ps_tables_slice_shape(net->tables, slice, shape);
+}
+
+uint64_t ps_net_slice_len(const ps_net_t *net, uint32_t slice)
+{
+    return ps_tables_slice_len(net->tables, slice);
+}
+
+float *ps_net_slice_params(ps_net_t *net, uint32_t slice)
+{
+    return ps_tables_slice_params(net->tables, slice);
+}
+
+float *ps_net_slice_grads(ps_net_t *net, uint32_t slice)
+{
+    return ps_tables_slice_grads(net->tables, slice);
+}
+
+void ps_net_set_sample_keys(ps_net_t *net, const uint64_t *keys, size_t n)
+{
+    assert(n <= net->max_batch);
+    memcpy(net->keys, keys, n * sizeof *keys);
+}
+
+uint64_t ps_net_sample_key(uint64_t seed, uint64_t step, uint64_t sample)
+{
+    return ps_rng_mix(ps_rng_mix(seed, step), sample);
+}
+
+/* Token rows: inputs x[0..T) into act[0], targets x[1..T] apart. */
+static void split_tokens(ps_net_t *net, const float *x, size_t b)
+{
+    size_t t = net->input.d[0];
+    for (size_t i = 0; i < b; i++) {
+        memcpy(net->act[0] + i * t, x + i * (t + 1), t * sizeof(float));
+        memcpy(net->targets + i * t, x + i * (t + 1) + 1, t * sizeof(float));
+    }
+}
+
+static int forward(ps_net_t *net, const float *x, size_t b, ps_pass_t *pass)
+{
+    net->x = x;
+    if (net->input.kind == PS_SHAPE_TOKENS)
+        split_tokens(net, x, b);
+    for (uint32_t i = 0; i < net->n_nodes; i++) {
+        const node_t *nd = &net->nodes[i];
+        const float *in = act_in(net, i);
+        float *out = net->act[i + 1];
+        if (nd->layer) {
+            if (nd->layer->ops->forward(nd->layer, in, out, b, pass) != 0)
+                return -1;
+            continue;
+        }
+        const float *skip = act_in(net, nd->tap);
+        size_t n = b * ps_shape_len(net->shape[i + 1]);
+        for (size_t j = 0; j < n; j++)
+            out[j] = in[j] + skip[j];
+    }
+    return 0;
+}
+
+static void add_to(float *dst, const float *src, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        dst[j] += src[j];
+}
+
+/* From the loss gradient in ga to the first layer. An add passes its
+ * gradient through and keeps a copy for its tap, added in once the
+ * backward pass reaches the tap. The net's input gets no gradient. */
+static void backward(ps_net_t *net, size_t b, ps_pass_t *pass)
+{
+    float *dy = net->ga, *dx = net->gb;
+    memset(net->skip_set, 0, (net->n_nodes + 1) * sizeof *net->skip_set);
+    for (uint32_t i = net->n_nodes; i-- > 0;) {
+        const node_t *nd = &net->nodes[i];
+        size_t n = b * ps_shape_len(net->shape[i + 1]);
+        if (nd->layer) {
+            nd->layer->ops->backward(nd->layer, act_in(net, i), net->act[i + 1], dy,
+                                     i > 0 ? dx : NULL, b, pass);
+            float *t = dy;
+            dy = dx;
+            dx = t;
+        } else if (nd->tap > 0) {
+            if (net->skip_set[nd->tap])
+                add_to(net->skip[nd->tap], dy, n);
+            else
+                memcpy(net->skip[nd->tap], dy, n * sizeof(float));
+            net->skip_set[nd->tap] = true;
+        }
+        if (i > 0 && net->skip_set[i])
+            add_to(dy, net->skip[i], b * ps_shape_len(net->shape[i]));
+    }
+}
+
+static const float *targets_of(const ps_net_t *net, const float *y)
+{
+    return net->input.kind == PS_SHAPE_TOKENS ? net->targets : y;
+}
+
+double ps_net_train_batch(ps_net_t *net, const float *x, const float *y, size_t b,
+                          ps_params_needed_fn need, ps_grad_ready_fn ready, void *ctx)
+{
+    assert(b <= net->max_batch);
+    ps_pass_t pass = {net->tables, need, ready, ctx, true, net->keys};
+    if (b == 0) {
+        backward(net, 0, &pass);
+        return 0;
+    }
+    if (forward(net, x, b, &pass) != 0)
+        return NAN;
+    double loss = net->loss->ops->loss(net->loss, net->act[net->n_nodes], targets_of(net, y), b,
+                                       net->ga);
+    backward(net, b, &pass);
+    return loss;
+}
+
+double ps_net_forward(ps_net_t *net, const float *x, const float *y, size_t b, bool is_training)
+{
+    assert(b <= net->max_batch);
+    ps_pass_t pass = {net->tables, NULL, NULL, NULL, is_training, net->keys};
+    if (b == 0)
+        return 0;
+    forward(net, x, b, &pass);
+    return net->loss->ops->loss(net->loss, net->act[net->n_nodes], targets_of(net, y), b, NULL);
+}
+
+double ps_net_loss(ps_net_t *net, const float *x, const float *y, size_t b)
+{
+    return ps_net_forward(net, x, y, b, false);
+}
+
+static bool is_index_below(float v, uint32_t n)
+{
+    return v >= 0 && v < (float)n && v == floorf(v);
+}
+
+int ps_net_check_data(const ps_net_t *net, const ps_dataset_t *ds, const char *what,
+                      ps_errbuf_t *err)
+{
+    char s[64];
+    if (ds->d != net->row_len)
+        return ps_err_set(err, PS_EFORMAT, "%s has %zu values per sample but input %s needs %zu",
+                          what, ds->d, ps_shape_str(net->input, s, sizeof s), net->row_len);
+    ps_shape_t out = ps_net_output_shape(net);
+    bool labels = net->task == PS_NET_CLASSIFIER && net->loss->kind != PS_LAYER_BCE;
+    for (size_t i = 0; i < ds->n; i++) {
+        if (net->input.kind == PS_SHAPE_TOKENS) {
+            for (size_t j = 0; j < ds->d; j++)
+                if (!is_index_below(ds->x[i * ds->d + j], net->token_limit))
+                    return ps_err_set(err, PS_EFORMAT,
+                                      "%s: sample %zu value %zu is %g, not a token below %u", what,
+                                      i, j, (double)ds->x[i * ds->d + j], net->token_limit);
+        } else if (labels && !is_index_below(ds->y[i], out.d[0])) {
+            return ps_err_set(err, PS_EFORMAT, "%s: sample %zu has label %g, not a class 0..%u",
+                              what, i, (double)ds->y[i], out.d[0] - 1);
+        }
+    }
+    return PS_OK;
+}
+
+static size_t argmax(const float *z, size_t n)
+{
+    size_t best = 0;
+    for (size_t j = 1; j < n; j++)
+        if (z[j] > z[best])
+            best = j;
+    return best;
+}
+
+/* Correct predictions (and absolute errors) of the b samples just run. */
+static void score_batch(const ps_net_t *net, const float *y, size_t b, float *scores,
+                        size_t *correct, double *abs_err)
+{
+    ps_shape_t out = ps_net_output_shape(net);
+    const float *z = ps_net_output(net);
+    if (net->task == PS_NET_LANGUAGE_MODEL) {
+        size_t t = out.d[0], v = out.d[1];
+        for (size_t r = 0; r < b * t; r++)
+            *correct += argmax(z + r * v, v) == (size_t)net->targets[r];
+        return;
+    }
+    size_t w = out.d[0];
+    for (size_t i = 0; i < b; i++) {
+        const float *zi = z + i * w;
+        if (net->loss->kind == PS_LAYER_BCE) {
+            *correct += (zi[0] >= 0) == (y[i] > 0);
+            scores[i] = zi[0];
+        } else if (net->task == PS_NET_REGRESSOR) {
+            *abs_err += fabs((double)zi[0] - y[i]);
+        } else {
+            *correct += argmax(zi, w) == (size_t)y[i];
+        }
+    }
+}
+
+void ps_net_evaluate(ps_net_t *net, const ps_dataset_t *ds, ps_net_eval_t *out)
+{
+    double loss = 0, abs_err = 0;
+    size_t correct = 0;
+    bool binary = net->loss->kind == PS_LAYER_BCE;
+    float *scores = binary && ds->n ? ps_xmalloc(ds->n * sizeof *scores) : NULL;
+    memset(out, 0, sizeof *out);
+    for (size_t start = 0; start < ds->n; start += net->max_batch) {
+        size_t b = ds->n - start < net->max_batch ? ds->n - start : net->max_batch;
+        const float *y = ds->y ? ds->y + start : NULL;
+        loss += ps_net_loss(net, ds->x + start * ds->d, y, b);
+        score_batch(net, y, b, scores ? scores + start : NULL, &correct, &abs_err);
+    }
+    out->n = ds->n;
+    if (!ds->n)
+        goto done;
+    out->loss = loss / (double)ds->n;
+    out->mae = abs_err / (double)ds->n;
+    if (net->task == PS_NET_LANGUAGE_MODEL) {
+        out->accuracy = (double)correct / ((double)ds->n * net->input.d[0]);
+        out->bits_per_byte = out->loss / M_LN2;
+    } else {
+        out->accuracy = (double)correct / (double)ds->n;
+    }
+    if (scores)
+        out->auc = ps_metric_auc(scores, ds->y, ds->n);
+done:
+    free(scores);
+}
