@@ -17,7 +17,7 @@
 #include <sys/resource.h>
 
 #include "ps_data.h"
-#include "ps_json.h"
+#include "ps_event.h"
 #include "ps_log.h"
 #include "ps_model.h"
 #include "ps_optim.h"
@@ -103,9 +103,11 @@ static double launch(const char *bin_dir, const char *config, int workers, long 
     char line[4096];
     double rate = -1;
     while (p && fgets(line, sizeof line, p)) {
-        double v;
-        if (strstr(line, "\"event\":\"epoch\"") && ps_json_get_number(line, "samples_per_s", &v) == 0)
-            rate = v;
+        ps_event_t ev;
+        if (ps_event_parse(line, &ev) == 0 && ev.kind == PS_EVENT_EPOCH &&
+            ps_event_has(&ev, PS_EF_SAMPLES_PER_S))
+            rate = ps_event_num(&ev, PS_EF_SAMPLES_PER_S, -1);
+        ps_event_fini(&ev);
     }
     if (!p || pclose(p) != 0 || rate < 0) {
         fprintf(stderr, "bench: '%s' failed\n", cmd);

@@ -15,7 +15,7 @@
 static const size_t type_size[] = {
     [PS_OPT_T_STR] = PS_OPT_STR_MAX, [PS_OPT_T_INT] = sizeof(int64_t),
     [PS_OPT_T_DBL] = sizeof(double), [PS_OPT_T_BOOL] = sizeof(bool),
-    [PS_OPT_T_ENUM] = sizeof(int),
+    [PS_OPT_T_ENUM] = sizeof(int), [PS_OPT_T_LIST] = sizeof(ps_opt_list_t),
 };
 
 const ps_opt_t *ps_config_find(const ps_optset_t *set, const char *key)
@@ -76,6 +76,16 @@ static int set_opt(const ps_opt_t *opt, void *cfg, const char *value, ps_errbuf_
     char *end;
 
     switch (opt->type) {
+    case PS_OPT_T_LIST: {
+        ps_opt_list_t *list = (ps_opt_list_t *)field;
+        if (!*value && !err) /* the default: nothing given yet */
+            return list->n = 0, PS_OK;
+        if (list->n == PS_OPT_LIST_MAX || strlen(value) >= PS_OPT_STR_MAX)
+            return ps_err_set(err, PS_ERANGE, "'%s' takes at most %d values of %d bytes",
+                              opt->name, PS_OPT_LIST_MAX, PS_OPT_STR_MAX - 1);
+        strcpy(list->v[list->n++], value);
+        return PS_OK;
+    }
     case PS_OPT_T_STR:
         if (strlen(value) >= PS_OPT_STR_MAX)
             return ps_err_set(err, PS_ERANGE, "value of '%s' is longer than %d bytes", opt->name,
@@ -244,22 +254,93 @@ int ps_config_load_file(const ps_optset_t *set, void *cfg, const char *path, ps_
     return rc;
 }
 
-int ps_config_load(const ps_optset_t *set, void *cfg, int argc, char **argv, ps_errbuf_t *err)
+static void help_with(const ps_optset_t *set, const ps_args_t *how, FILE *out);
+
+/* The option argv[i] names (--key, --key=value or a short alias), its key
+ * into key, and its value (next argument or after '='), consuming what it
+ * uses. PS_OK, or an error naming the flag. */
+static int take_flag(const ps_optset_t *set, int argc, char **argv, int *i, char *key,
+                     size_t cap, const char **value, ps_errbuf_t *err)
 {
+    const char *arg = argv[*i];
+    const ps_opt_t *opt = NULL;
+    if (strncmp(arg, "--", 2) != 0) {
+        for (size_t k = 0; k < set->n_opts && !opt; k++)
+            if (set->opts[k].alias && strcmp(set->opts[k].alias, arg) == 0)
+                opt = &set->opts[k];
+        if (!opt)
+            return ps_err_set(err, PS_EINVAL, "unexpected argument '%s' (see --help)", arg);
+        snprintf(key, cap, "%s", opt->name);
+    } else {
+        const char *eq = strchr(arg, '=');
+        snprintf(key, cap, "%.*s", eq ? (int)(eq - arg - 2) : (int)strlen(arg + 2), arg + 2);
+        /* --ready-file and --ready_file name the same option */
+        for (char *k = key; *k; k++)
+            if (*k == '-')
+                *k = '_';
+        if (eq) {
+            *value = eq + 1;
+            return PS_OK;
+        }
+        opt = ps_config_find(set, key);
+    }
+    /* a boolean flag takes the next word only if it is a boolean */
+    bool flag_only = false;
+    if (opt && opt->type == PS_OPT_T_BOOL)
+        flag_only = *i + 1 >= argc || parse_bool(argv[*i + 1], &(bool){false}) != 0;
+    if (flag_only)
+        *value = "yes";
+    else if (*i + 1 < argc)
+        *value = argv[++*i];
+    else
+        return ps_err_set(err, PS_EINVAL, "flag '%s' needs a value", arg);
+    return PS_OK;
+}
+
+static bool is_flag(const ps_optset_t *set, const char *arg)
+{
+    if (strncmp(arg, "--", 2) == 0)
+        return true;
+    for (size_t k = 0; k < set->n_opts; k++)
+        if (set->opts[k].alias && strcmp(set->opts[k].alias, arg) == 0)
+            return true;
+    return false;
+}
+
+int ps_config_load_args(const ps_optset_t *set, void *cfg, int argc, char **argv,
+                        const ps_args_t *how, int *first, ps_errbuf_t *err)
+{
+    ps_args_t plain = {false, false};
+    if (!how)
+        how = &plain;
     ps_config_defaults(set, cfg);
+    int end = argc; /* where the positional arguments start */
     for (int i = 1; i < argc; i++) {
+        if (how->positional && !is_flag(set, argv[i])) {
+            end = i;
+            break;
+        }
         if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            ps_config_help(set, stdout);
+            help_with(set, how, stdout);
             return PS_CONFIG_HELP;
         }
         if (strcmp(argv[i], "--version") == 0) {
             printf("%s %s\n", set->prog, PS_VERSION);
             return PS_CONFIG_HELP;
         }
+        /* skip the value of a flag that takes one, so it is not taken for a
+         * positional argument */
+        char key[128];
+        const char *value;
+        int j = i;
+        if (take_flag(set, argc, argv, &j, key, sizeof key, &value, NULL) == PS_OK)
+            i = j;
     }
-    for (int i = 1; i < argc; i++) {
+    if (first)
+        *first = end;
+    for (int i = 1; !how->config_is_option && i < end; i++) {
         const char *path = NULL;
-        if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+        if (strcmp(argv[i], "--config") == 0 && i + 1 < end)
             path = argv[++i];
         else if (strncmp(argv[i], "--config=", 9) == 0)
             path = argv[i] + 9;
@@ -269,64 +350,57 @@ int ps_config_load(const ps_optset_t *set, void *cfg, int argc, char **argv, ps_
                 return rc;
         }
     }
-    for (int i = 1; i < argc; i++) {
-        const char *arg = argv[i];
-        if (strncmp(arg, "--", 2) != 0)
-            return ps_err_set(err, PS_EINVAL, "unexpected argument '%s' (see --help)", arg);
+    for (int i = 1; i < end; i++) {
         char key[128];
         const char *value;
-        const char *eq = strchr(arg, '=');
-        if (eq) {
-            snprintf(key, sizeof key, "%.*s", (int)(eq - arg - 2), arg + 2);
-            value = eq + 1;
-        } else {
-            snprintf(key, sizeof key, "%s", arg + 2);
-            for (char *k = key; *k; k++)
-                if (*k == '-')
-                    *k = '_';
-            const ps_opt_t *opt = ps_config_find(set, key);
-            bool next_is_value = i + 1 < argc && strncmp(argv[i + 1], "--", 2) != 0;
-            if (opt && opt->type == PS_OPT_T_BOOL && !next_is_value)
-                value = "yes";
-            else if (i + 1 < argc)
-                value = argv[++i];
-            else
-                return ps_err_set(err, PS_EINVAL, "flag '--%s' needs a value", key);
-        }
-        /* --ready-file and --ready_file name the same option */
-        for (char *k = key; *k; k++)
-            if (*k == '-')
-                *k = '_';
-        if (strcmp(key, "config") == 0)
+        int rc = take_flag(set, end, argv, &i, key, sizeof key, &value, err);
+        if (rc != PS_OK)
+            return rc;
+        if (!how->config_is_option && strcmp(key, "config") == 0)
             continue;
         ps_errbuf_t why;
-        int rc = ps_config_set(set, cfg, key, value, &why);
+        rc = ps_config_set(set, cfg, key, value, &why);
         if (rc != PS_OK)
             return ps_err_set(err, rc, "flag '--%s': %s", key, why.msg);
     }
     return PS_OK;
 }
 
+int ps_config_load(const ps_optset_t *set, void *cfg, int argc, char **argv, ps_errbuf_t *err)
+{
+    return ps_config_load_args(set, cfg, argc, argv, NULL, NULL, err);
+}
+
 static const char *type_name(const ps_opt_t *opt, char *buf, size_t cap)
 {
-    static const char *names[] = {"text", "int", "num", "bool", ""};
+    static const char *names[] = {"text", "int", "num", "bool", "", "text, repeatable"};
     return opt->type == PS_OPT_T_ENUM ? choices_text(opt, buf, cap) : names[opt->type];
 }
 
-void ps_config_help(const ps_optset_t *set, FILE *out)
+static void help_with(const ps_optset_t *set, const ps_args_t *how, FILE *out)
 {
-    fprintf(out, "%s\n\nOptions (in a --config file: `key value`; as flags: --key value or --key=value,\n- and _ alike; flags win over the file):\n",
-            set->usage);
-    fprintf(out, "  --%-22s %s\n", "config FILE", "read options from FILE first");
+    if (how->config_is_option)
+        fprintf(out, "%s\n\nOptions (--key value or --key=value, - and _ alike):\n", set->usage);
+    else
+        fprintf(out, "%s\n\nOptions (in a --config file: `key value`; as flags: --key value or "
+                     "--key=value,\n- and _ alike; flags win over the file):\n", set->usage);
+    if (!how->config_is_option)
+        fprintf(out, "  --%-22s %s\n", "config FILE", "read options from FILE first");
     for (size_t i = 0; i < set->n_opts; i++) {
         const ps_opt_t *o = &set->opts[i];
-        char head[640], choices[512];
-        snprintf(head, sizeof head, "%s <%s>", o->name, type_name(o, choices, sizeof choices));
+        char head[700], choices[512];
+        snprintf(head, sizeof head, "%s <%s>%s%s", o->name, type_name(o, choices, sizeof choices),
+                 o->alias ? ", " : "", o->alias ? o->alias : "");
         fprintf(out, "  --%-22s %s (default: %s)\n", head, o->help,
                 *o->def ? o->def : "\"\"");
     }
     fprintf(out, "  --%-22s %s\n", "help", "show this help");
     fprintf(out, "  --%-22s %s\n", "version", "print the program name and version");
+}
+
+void ps_config_help(const ps_optset_t *set, FILE *out)
+{
+    help_with(set, &(ps_args_t){false, false}, out);
 }
 
 void ps_config_value_str(const ps_opt_t *opt, const void *cfg, char *buf, size_t cap)
@@ -345,6 +419,14 @@ void ps_config_value_str(const ps_opt_t *opt, const void *cfg, char *buf, size_t
     case PS_OPT_T_BOOL:
         snprintf(buf, cap, "%s", *(const bool *)field ? "yes" : "no");
         break;
+    case PS_OPT_T_LIST: {
+        const ps_opt_list_t *list = (const ps_opt_list_t *)field;
+        size_t len = 0;
+        buf[0] = '\0';
+        for (int k = 0; k < list->n && len < cap; k++)
+            len += (size_t)snprintf(buf + len, cap - len, "%s%s", k ? " " : "", list->v[k]);
+        break;
+    }
     case PS_OPT_T_ENUM: {
         int idx = *(const int *)field;
         if (opt->names) {
@@ -394,12 +476,20 @@ size_t ps_config_format(const ps_optset_t *set, const void *cfg, char *buf, size
 {
     size_t len = 0;
     for (size_t i = 0; i < set->n_opts; i++) {
-        char value[PS_OPT_STR_MAX], quoted[2 * PS_OPT_STR_MAX + 3];
-        ps_config_value_str(&set->opts[i], cfg, value, sizeof value);
-        file_syntax(value, quoted, sizeof quoted);
-        int n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s %s\n",
-                         set->opts[i].name, quoted);
-        len += (size_t)n;
+        const ps_opt_t *opt = &set->opts[i];
+        const ps_opt_list_t *list = (const ps_opt_list_t *)((const char *)cfg + opt->offset);
+        int n_values = opt->type == PS_OPT_T_LIST ? list->n : 1;
+        for (int k = 0; k < n_values; k++) {
+            char value[PS_OPT_STR_MAX], quoted[2 * PS_OPT_STR_MAX + 3];
+            if (opt->type == PS_OPT_T_LIST)
+                snprintf(value, sizeof value, "%s", list->v[k]);
+            else
+                ps_config_value_str(opt, cfg, value, sizeof value);
+            file_syntax(value, quoted, sizeof quoted);
+            int n = snprintf(len < cap ? buf + len : NULL, len < cap ? cap - len : 0, "%s %s\n",
+                             opt->name, quoted);
+            len += (size_t)n;
+        }
     }
     if (cap && len >= cap)
         buf[cap - 1] = '\0';
@@ -419,6 +509,11 @@ char *ps_config_json(const ps_optset_t *set, const void *cfg)
             v = json_real(*(const double *)field);
         } else if (opt->type == PS_OPT_T_BOOL) {
             v = json_boolean(*(const bool *)field);
+        } else if (opt->type == PS_OPT_T_LIST) {
+            const ps_opt_list_t *list = (const ps_opt_list_t *)field;
+            v = json_array();
+            for (int k = 0; k < list->n; k++)
+                json_array_append_new(v, ps_json_string(list->v[k]));
         } else {
             char value[PS_OPT_STR_MAX];
             ps_config_value_str(opt, cfg, value, sizeof value);

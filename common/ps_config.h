@@ -28,7 +28,15 @@ typedef enum {
     PS_OPT_T_DBL,  /* double, within [min, max] */
     PS_OPT_T_BOOL, /* bool: yes/no, true/false, on/off, 1/0 */
     PS_OPT_T_ENUM, /* int: index into choices "a|b|c", or into names */
+    PS_OPT_T_LIST, /* ps_opt_list_t: a repeatable option, one value per use */
 } ps_opt_type_t;
+
+#define PS_OPT_LIST_MAX 128
+/* The values a repeatable option was given, in order. */
+typedef struct {
+    int n;
+    char v[PS_OPT_LIST_MAX][PS_OPT_STR_MAX];
+} ps_opt_list_t;
 
 typedef struct {
     const char *name;
@@ -40,23 +48,30 @@ typedef struct {
     const char *choices; /* ENUM given as "a|b|c" */
     const char *help;
     const char *const *names; /* ENUM given as an enum's NULL-terminated names (ps_enum.h) */
+    const char *alias;   /* a short flag that means the same ("-s"), or NULL */
 } ps_opt_t;
 
 #define PS_OPT_FIELD(T, f) offsetof(T, f), sizeof(((T *)0)->f)
 #define PS_OPT_STR(name, T, f, def, help) \
-    {name, PS_OPT_T_STR, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, NULL}
+    {name, PS_OPT_T_STR, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, NULL, NULL}
+/* A text option with a short flag too (alias "-s"). */
+#define PS_OPT_STR_ALIAS(name, alias, T, f, def, help) \
+    {name, PS_OPT_T_STR, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, NULL, alias}
+/* A repeatable option (field: ps_opt_list_t); no default. */
+#define PS_OPT_LIST(name, T, f, help) \
+    {name, PS_OPT_T_LIST, PS_OPT_FIELD(T, f), "", 0, 0, NULL, help, NULL, NULL}
 #define PS_OPT_INT(name, T, f, def, lo, hi, help) \
-    {name, PS_OPT_T_INT, PS_OPT_FIELD(T, f), def, lo, hi, NULL, help, NULL}
+    {name, PS_OPT_T_INT, PS_OPT_FIELD(T, f), def, lo, hi, NULL, help, NULL, NULL}
 #define PS_OPT_DBL(name, T, f, def, lo, hi, help) \
-    {name, PS_OPT_T_DBL, PS_OPT_FIELD(T, f), def, lo, hi, NULL, help, NULL}
+    {name, PS_OPT_T_DBL, PS_OPT_FIELD(T, f), def, lo, hi, NULL, help, NULL, NULL}
 #define PS_OPT_BOOL(name, T, f, def, help) \
-    {name, PS_OPT_T_BOOL, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, NULL}
+    {name, PS_OPT_T_BOOL, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, NULL, NULL}
 #define PS_OPT_ENUM(name, T, f, def, choices, help) \
-    {name, PS_OPT_T_ENUM, PS_OPT_FIELD(T, f), def, 0, 0, choices, help, NULL}
+    {name, PS_OPT_T_ENUM, PS_OPT_FIELD(T, f), def, 0, 0, choices, help, NULL, NULL}
 /* An enum option whose values are the names of an enum (ps_enum.h): the
  * option table, the enum and its name function share one list. */
 #define PS_OPT_NAMES(name, T, f, def, names, help) \
-    {name, PS_OPT_T_ENUM, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, names}
+    {name, PS_OPT_T_ENUM, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, names, NULL}
 
 typedef struct {
     const char *prog;    /* program name for --help */
@@ -64,6 +79,15 @@ typedef struct {
     const ps_opt_t *opts;
     size_t n_opts;
 } ps_optset_t;
+
+/* How a tool's command line differs from a daemon's (ps_config_load_args). */
+typedef struct {
+    /* positional arguments follow the flags (ps-ctl's command words) */
+    bool positional;
+    /* --config is one of the tool's options (a config it passes on), not a
+     * file of the tool's own options */
+    bool config_is_option;
+} ps_args_t;
 
 /* ps_config_load returns this (not an error) after answering --help or
  * --version on stdout; the program then exits 0. */
@@ -86,6 +110,12 @@ int ps_config_load_file(const ps_optset_t *set, void *cfg, const char *path, ps_
  * "PROG VERSION" (--version) on stdout, or an error naming the flag or file
  * line. Positional arguments are errors. */
 int ps_config_load(const ps_optset_t *set, void *cfg, int argc, char **argv, ps_errbuf_t *err);
+/* ps_config_load for a tool, as how says: with positional arguments,
+ * *first is set to the index in argv of the first one (argc if none) and
+ * they are left to the caller; the flags before them are parsed as
+ * ps_config_load does (short aliases too). how NULL: as ps_config_load. */
+int ps_config_load_args(const ps_optset_t *set, void *cfg, int argc, char **argv,
+                        const ps_args_t *how, int *first, ps_errbuf_t *err);
 /* Prints usage and every option with type, default and help. */
 void ps_config_help(const ps_optset_t *set, FILE *out);
 /* Writes one `key value` line per option into buf (NUL-terminated, truncated

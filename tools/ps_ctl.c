@@ -18,40 +18,57 @@
 #include <arpa/inet.h>
 
 #include "ps_client.h"
+#include "ps_config.h"
 #include "ps_curve.h"
 #include "ps_time.h"
 #include "ps_wire.h"
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "Usage: ps-ctl (-s SOCKET | -t HOST:PORT) [--json] [--timeout MS] COMMAND...\n"
-            "Talks to a ps-server's stats socket.\n\n"
-            "Commands:\n"
-            "  show info | show workers | show tables | show config   (add --json for JSON)\n"
-            "  metrics        Prometheus text format\n"
-            "  save           checkpoint every job now\n"
-            "  help           the server's own command list\n\n"
-            "Options:\n"
-            "Or: ps-ctl -e tcp://HOST:PORT [--server-key FILE --key FILE] info|save|shutdown\n"
-            "  over the request socket (CURVE if keys are given): info = show info json\n"
-            "  (monitor, admin), save = checkpoint now, shutdown = checkpoint and exit (admin)\n\n"
-            "  -s SOCKET      UNIX stats socket (server option stats_socket)\n"
-            "  -t HOST:PORT   TCP stats port (server option stats_port)\n"
-            "  --json         ask for the JSON form of a show command\n"
-            "  --timeout MS   give up after this long (default 5000)\n"
-            "  -e ENDPOINT    a server's request endpoint (tcp://HOST:PORT)\n"
-            "  --server-key F the server's public key file (ps-keygen's .pub)\n"
-            "  --key F        our key pair (ps-keygen's .secret), on the server's allow-list\n");
-}
+typedef struct {
+    char socket[PS_OPT_STR_MAX], tcp[PS_OPT_STR_MAX], endpoint[PS_OPT_STR_MAX];
+    char server_key[PS_OPT_STR_MAX], key[PS_OPT_STR_MAX];
+    bool json;
+    int64_t timeout_ms;
+} ctl_opts_t;
 
-static int connect_to(const char *unix_path, const char *tcp)
+#define O ctl_opts_t
+static const ps_opt_t ctl_opts[] = {
+    PS_OPT_STR_ALIAS("socket", "-s", O, socket, "", "UNIX stats socket (server option stats_socket)"),
+    PS_OPT_STR_ALIAS("tcp", "-t", O, tcp, "", "HOST:PORT of a TCP stats port (server option stats_port)"),
+    PS_OPT_BOOL("json", O, json, "no", "ask for the JSON form of a show command"),
+    PS_OPT_INT("timeout", O, timeout_ms, "5000", 1, 86400000, "give up after this long (ms)"),
+    PS_OPT_STR_ALIAS("endpoint", "-e", O, endpoint, "",
+                     "a server's request endpoint (tcp://HOST:PORT): info, save, shutdown"),
+    PS_OPT_STR("server_key", O, server_key, "", "the server's public key file (ps-keygen's .pub)"),
+    PS_OPT_STR("key", O, key, "", "our key pair (ps-keygen's .secret), on the server's allow-list"),
+};
+#undef O
+
+static const ps_optset_t ctl_optset = {
+    "ps-ctl",
+    "Usage: ps-ctl (-s SOCKET | -t HOST:PORT) [--json] [--timeout MS] COMMAND...\n"
+    "Talks to a ps-server's (or ps-worker's) stats socket. Commands:\n"
+    "  show info | show workers | show tables | show config   (--json for JSON)\n"
+    "  metrics        Prometheus text format\n"
+    "  save           checkpoint every job now\n"
+    "  help           the server's own command list\n"
+    "Or: ps-ctl -e tcp://HOST:PORT [--server-key FILE --key FILE] info|save|shutdown\n"
+    "  over the request socket (CURVE if keys are given): info = show info json\n"
+    "  (monitor, admin), save = checkpoint now, shutdown = checkpoint and exit (admin)",
+    ctl_opts,
+    sizeof ctl_opts / sizeof ctl_opts[0],
+};
+
+/* A connected stream socket, or -1 with *why saying what went wrong. */
+static int connect_to(const char *unix_path, const char *tcp, const char **why)
 {
     int fd;
+    *why = NULL;
     if (unix_path) {
         struct sockaddr_un a = {.sun_family = AF_UNIX};
-        if (strlen(unix_path) >= sizeof a.sun_path)
+        if (strlen(unix_path) >= sizeof a.sun_path) {
+            *why = "path too long for a UNIX socket";
             return -1;
+        }
         strcpy(a.sun_path, unix_path);
         fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
         if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
@@ -60,15 +77,20 @@ static int connect_to(const char *unix_path, const char *tcp)
         }
         return fd;
     }
-    char host[256];
+    char host[PS_OPT_STR_MAX];
     snprintf(host, sizeof host, "%s", tcp);
-    char *colon = strrchr(host, ':');
-    if (!colon)
+    char *colon = strrchr(host, ':'), *end;
+    long port = colon ? strtol(colon + 1, &end, 10) : 0;
+    if (!colon || *end || port < 1 || port > 65535) {
+        *why = "expected HOST:PORT with a port 1 to 65535";
         return -1;
+    }
     *colon = '\0';
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)atoi(colon + 1))};
-    if (inet_pton(AF_INET, host, &a.sin_addr) != 1)
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    if (inet_pton(AF_INET, host, &a.sin_addr) != 1) {
+        *why = "HOST must be an IPv4 address (the stats port binds 127.0.0.1)";
         return -1;
+    }
     fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd >= 0 && connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
         close(fd);
@@ -126,47 +148,43 @@ static int remote(const char *endpoint, const char *server_key_file, const char 
 
 int main(int argc, char **argv)
 {
-    const char *unix_path = NULL, *tcp = NULL, *endpoint = NULL, *server_key = NULL, *key = NULL;
-    int json = 0;
-    long timeout_ms = 5000;
-    char cmd[1024] = "";
-    size_t len = 0;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(argv[i], "-s") == 0 && i + 1 < argc) {
-            unix_path = argv[++i];
-        } else if (strcmp(argv[i], "-t") == 0 && i + 1 < argc) {
-            tcp = argv[++i];
-        } else if (strcmp(argv[i], "-e") == 0 && i + 1 < argc) {
-            endpoint = argv[++i];
-        } else if (strcmp(argv[i], "--server-key") == 0 && i + 1 < argc) {
-            server_key = argv[++i];
-        } else if (strcmp(argv[i], "--key") == 0 && i + 1 < argc) {
-            key = argv[++i];
-        } else if (strcmp(argv[i], "--json") == 0) {
-            json = 1;
-        } else if (strcmp(argv[i], "--timeout") == 0 && i + 1 < argc) {
-            timeout_ms = atol(argv[++i]);
-        } else {
-            len += (size_t)snprintf(cmd + len, sizeof cmd - len, "%s%s", len ? " " : "", argv[i]);
-        }
-    }
-    if (endpoint && len)
-        return remote(endpoint, server_key, key, cmd, timeout_ms);
-    if ((!unix_path && !tcp) || !len) {
-        usage(stderr);
+    ctl_opts_t o;
+    ps_errbuf_t err;
+    int first;
+    int rc = ps_config_load_args(&ctl_optset, &o, argc, argv, &(ps_args_t){.positional = true},
+                                 &first, &err);
+    if (rc == PS_CONFIG_HELP)
+        return 0;
+    if (rc != PS_OK) {
+        fprintf(stderr, "ps-ctl: %s\n", err.msg);
         return EX_USAGE;
     }
-    if (json)
+    char cmd[1024] = "";
+    size_t len = 0;
+    for (int i = first; i < argc; i++) {
+        if (strcmp(argv[i], "--json") == 0) /* also after the command, as always */
+            o.json = true;
+        else
+            len += (size_t)snprintf(cmd + len, sizeof cmd - len, "%s%s", len ? " " : "", argv[i]);
+    }
+    const char *unix_path = *o.socket ? o.socket : NULL, *tcp = *o.tcp ? o.tcp : NULL;
+    long timeout_ms = (long)o.timeout_ms;
+    if (*o.endpoint && len)
+        return remote(o.endpoint, *o.server_key ? o.server_key : NULL, *o.key ? o.key : NULL, cmd,
+                      timeout_ms);
+    if ((!unix_path && !tcp) || !len) {
+        ps_config_help(&ctl_optset, stderr);
+        return EX_USAGE;
+    }
+    if (o.json)
         len += (size_t)snprintf(cmd + len, sizeof cmd - len, " json");
     snprintf(cmd + len, sizeof cmd - len, "\n");
-    int fd = connect_to(unix_path, tcp);
+    const char *why;
+    int fd = connect_to(unix_path, tcp, &why);
     if (fd < 0) {
         fprintf(stderr, "ps-ctl: cannot connect to '%s': %s\n", unix_path ? unix_path : tcp,
-                strerror(errno));
-        return EX_UNAVAILABLE;
+                why ? why : strerror(errno));
+        return why ? EX_USAGE : EX_UNAVAILABLE;
     }
     if (write(fd, cmd, strlen(cmd)) < 0) {
         fprintf(stderr, "ps-ctl: cannot send: %s\n", strerror(errno));

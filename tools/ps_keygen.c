@@ -4,49 +4,54 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "ps_config.h"
 #include "ps_curve.h"
 
-static void usage(FILE *out)
-{
-    fprintf(out,
-            "Usage: ps-keygen [--role worker|admin|monitor] [--name NAME] BASE\n"
-            "Writes a new CURVE key pair: BASE.secret (mode 0600, both keys; stays on its host)\n"
-            "and BASE.pub (the public key, safe to share). Never overwrites a file.\n\n"
-            "With --role, also prints the line to add to the servers' allow_file:\n"
-            "  ROLE PUBLIC-KEY NAME      (NAME defaults to the file name of BASE)\n\n"
-            "Roles: worker (push/pull and the rest of training), admin (also save and\n"
-            "shutdown), monitor (stats only). See docs/security.md.\n");
-}
+typedef struct {
+    char role[PS_OPT_STR_MAX], name[PS_OPT_STR_MAX];
+} keygen_opts_t;
+
+static const ps_opt_t keygen_opts[] = {
+    PS_OPT_STR("role", keygen_opts_t, role, "",
+               "worker|admin|monitor: also print the allow-list line for the key"),
+    PS_OPT_STR("name", keygen_opts_t, name, "", "the key's name on that line (default: BASE's file "
+                                                "name)"),
+};
+
+static const ps_optset_t keygen_optset = {
+    "ps-keygen",
+    "Usage: ps-keygen [--role worker|admin|monitor] [--name NAME] BASE\n"
+    "Writes a new CURVE key pair: BASE.secret (mode 0600, both keys; stays on its host)\n"
+    "and BASE.pub (the public key, safe to share). Never overwrites a file.\n"
+    "With --role, also prints the line to add to the servers' allow_file:\n"
+    "  ROLE PUBLIC-KEY NAME\n"
+    "Roles: worker (push/pull and the rest of training), admin (also save and\n"
+    "shutdown), monitor (stats only). See docs/security.md.",
+    keygen_opts,
+    sizeof keygen_opts / sizeof keygen_opts[0],
+};
 
 int main(int argc, char **argv)
 {
-    const char *role = NULL, *name = NULL, *base = NULL;
-    for (int i = 1; i < argc; i++) {
-        if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0) {
-            usage(stdout);
-            return 0;
-        } else if (strcmp(argv[i], "--role") == 0 && i + 1 < argc) {
-            role = argv[++i];
-        } else if (strcmp(argv[i], "--name") == 0 && i + 1 < argc) {
-            name = argv[++i];
-        } else if (argv[i][0] != '-' && !base) {
-            base = argv[i];
-        } else {
-            fprintf(stderr, "ps-keygen: unexpected argument '%s'\n", argv[i]);
-            usage(stderr);
-            return EX_USAGE;
-        }
-    }
-    if (!base) {
-        usage(stderr);
+    keygen_opts_t o;
+    ps_errbuf_t err;
+    int first;
+    int rc = ps_config_load_args(&keygen_optset, &o, argc, argv, &(ps_args_t){.positional = true},
+                                 &first, &err);
+    if (rc == PS_CONFIG_HELP)
+        return 0;
+    if (rc != PS_OK || first != argc - 1) {
+        fprintf(stderr, "ps-keygen: %s\n",
+                rc != PS_OK ? err.msg : "expects one BASE path after the options (see --help)");
         return EX_USAGE;
     }
+    const char *base = argv[first], *role = *o.role ? o.role : NULL;
+    const char *name = *o.name ? o.name : NULL;
     if (role && ps_role_parse(role) == PS_ROLE_NONE) {
         fprintf(stderr, "ps-keygen: unknown role '%s' (worker, admin or monitor)\n", role);
         return EX_USAGE;
     }
     ps_curve_keys_t keys;
-    ps_errbuf_t err;
     if (ps_curve_keygen(base, &keys, &err) != PS_OK) {
         fprintf(stderr, "ps-keygen: %s\n", err.msg);
         return EX_CANTCREAT;

@@ -16,7 +16,7 @@
 #include <zmq.h>
 
 #include "ps_client.h"
-#include "ps_json.h"
+#include <jansson.h>
 #include "ps_log.h"
 #include "ps_rng.h"
 #include "ps_test_server.h"
@@ -150,8 +150,10 @@ static double stats_errors(void)
     }
     close(fd);
     reply[n] = '\0';
-    double errors = -1;
-    ps_json_get_number(reply, "errors", &errors);
+    json_t *info = json_loads(reply, JSON_DISABLE_EOF_CHECK, NULL);
+    json_t *v = info ? json_object_get(info, "errors") : NULL;
+    double errors = json_is_number(v) ? json_number_value(v) : -1;
+    json_decref(info);
     return errors;
 }
 

@@ -1,0 +1,281 @@
+/* trial.c - one execution of a trial as a real ps-launch job: its config
+ * file, its command, what its event lines say (with hyperband stopping it
+ * at a rung), and how it ended. */
+#include <errno.h>
+#include <math.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "ps_log.h"
+#include "ps_time.h"
+#include "tune.h"
+
+static void trial_dir(const study_t *st, int id, int exec, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/trials/%04d-%d", st->o.study, id, exec);
+}
+
+/* A value as a config file reads it back: quoted when it would not be. */
+static void put_value(FILE *f, const char *key, const char *v)
+{
+    bool plain = *v && v[0] != '"' && !strchr(v, '#') && v[strlen(v) - 1] != ' ' && v[0] != ' ';
+    if (plain) {
+        fprintf(f, "%s %s\n", key, v);
+        return;
+    }
+    fprintf(f, "%s \"", key);
+    for (const char *p = v; *p; p++)
+        fprintf(f, *p == '"' || *p == '\\' ? "\\%c" : "%c", *p);
+    fprintf(f, "\"\n");
+}
+
+/* DIR/trial.conf: the job's config, then the study's settings and this
+ * trial's values (later lines win). */
+static int write_trial_conf(const study_t *st, int id, int exec, const char *dir)
+{
+    char path[PS_OPT_STR_MAX + 64];
+    snprintf(path, sizeof path, "%s/trial.conf", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return -1;
+    fprintf(f, "# ps-tune trial %d execution %d: the job's config, then the study's settings\n"
+               "# and this trial's values (later lines win); ps-launch adds epochs and seed\n",
+            id, exec);
+    FILE *base = fopen(st->o.config, "r");
+    if (base) {
+        char line[4096];
+        while (fgets(line, sizeof line, base))
+            fputs(line, f);
+        fclose(base);
+    }
+    fprintf(f, "\n# ps-tune\nval_fraction %g\n", st->o.val_fraction);
+    for (int i = 0; i < st->o.sets.n; i++) {
+        char kv[PS_OPT_STR_MAX];
+        snprintf(kv, sizeof kv, "%s", st->o.sets.v[i]);
+        char *eq = strchr(kv, '=');
+        if (eq) {
+            *eq = '\0';
+            put_value(f, kv, eq + 1);
+        }
+    }
+    for (int i = 0; i < st->n_params; i++)
+        put_value(f, st->params[i].name, st->trials[id].values[i]);
+    return fclose(f);
+}
+
+int tune_launch(study_t *st, running_t *r, int id, int exec)
+{
+    char dir[PS_OPT_STR_MAX + 32], log_path[PS_OPT_STR_MAX + 64];
+    trial_dir(st, id, exec, dir, sizeof dir);
+    mkdir(dir, 0755);
+    if (write_trial_conf(st, id, exec, dir) != 0)
+        return -1;
+    static char strs[16][PS_OPT_STR_MAX + 64];
+    int ns = 0;
+#define S(...) (snprintf(strs[ns], sizeof strs[ns], __VA_ARGS__), strs[ns++])
+    /* hyperband: an evaluation at every rung; otherwise a few per epoch
+     * for the learning curves */
+    double evals = st->o.strategy == TUNE_HYPERBAND
+                       ? ceil(pow(st->o.eta, st->s_max) / st->o.epochs - 1e-9)
+                       : 4;
+    char *argv[] = {S("%s/ps-launch", st->o.bin_dir), "--servers", S("%lld", (long long)st->o.servers),
+                    "--workers", S("%lld", (long long)st->o.workers), "--config",
+                    S("%s/trial.conf", dir), "--job", S("trial-%d-%d", id, exec), "--timeout",
+                    S("%.0f", st->o.timeout_s), "--save-model", S("%s/model", dir), "--set",
+                    S("epochs=%.0f", ceil(st->o.epochs)), "--set",
+                    S("seed=%llu", (unsigned long long)((uint64_t)st->o.seed * 1000003ULL +
+                                                        (uint64_t)exec + 1)),
+                    "--set", S("evals_per_epoch=%.0f", evals), NULL};
+#undef S
+    snprintf(log_path, sizeof log_path, "%s/launch.log", dir);
+    memset(r, 0, sizeof *r);
+    r->trial = id;
+    r->exec = exec;
+    r->t0 = ps_time_wall_s();
+    char name[48];
+    snprintf(name, sizeof name, "trial %d.%d", id, exec);
+    /* its own process group, so a stuck job is killed whole; it hears of our death */
+    ps_child_spawn_t how = {.pipe_stdout = true, .stderr_path = log_path, .own_group = true};
+    return ps_child_start(&r->child, name, argv, &how);
+}
+
+/* An eval or epoch event's objective: the learning curve, and hyperband's
+ * rungs, which may stop the trial. */
+static void take_metric(study_t *st, running_t *r, double epoch, double m)
+{
+    if (r->have_metric && epoch <= r->last_epoch + 1e-9)
+        return; /* the epoch event repeats the last eval */
+    r->last_epoch = epoch;
+    r->last_metric = m;
+    r->have_metric = true;
+    if (r->n_curve < TUNE_MAX_CURVE) {
+        r->curve[r->n_curve][0] = epoch;
+        r->curve[r->n_curve][1] = m;
+        r->n_curve++;
+    }
+    int s = st->trials[r->trial].bracket;
+    if (s < 0 || r->stopped_early)
+        return;
+    /* rungs of bracket s: k = 0 .. s, the last being the full budget */
+    while (r->next_rung <= s && epoch >= tune_rung_epochs(st, s, r->next_rung) * (1 - 1e-3)) {
+        int k = r->next_rung++;
+        tune_record_rung(st, s, k, m);
+        if (k < s && !tune_promote(st, s, k, m)) {
+            r->stopped_early = true;
+            ps_child_signal(&r->child, SIGTERM); /* ps-launch stops its job */
+            break;
+        }
+    }
+}
+
+static ps_event_field_t objective_field(const study_t *st)
+{
+    return ps_event_field_find(tune_objective_names[st->o.objective]);
+}
+
+/* The test-set twin of the objective (val_accuracy -> test_accuracy). */
+static ps_event_field_t test_field(const study_t *st)
+{
+    char key[64];
+    snprintf(key, sizeof key, "test_%s", tune_objective_names[st->o.objective] + 4);
+    return ps_event_field_find(key);
+}
+
+typedef struct {
+    study_t *st;
+    running_t *r;
+} line_ctx_t;
+
+/* One line of a trial's stdout. */
+static void trial_line(void *ctx, ps_child_t *c, char *line)
+{
+    (void)c;
+    study_t *st = ((line_ctx_t *)ctx)->st;
+    running_t *r = ((line_ctx_t *)ctx)->r;
+    ps_event_t ev;
+    if (ps_event_parse(line, &ev) != 0) {
+        ps_event_fini(&ev);
+        return;
+    }
+    if (ev.kind == PS_EVENT_START) {
+        r->spe = ps_event_num(&ev, PS_EF_STEPS_PER_EPOCH, 0);
+    } else if ((ev.kind == PS_EVENT_EVAL || ev.kind == PS_EVENT_EPOCH) &&
+               ps_event_has(&ev, objective_field(st)) && ps_event_has(&ev, PS_EF_EPOCH)) {
+        take_metric(st, r, ps_event_num(&ev, PS_EF_EPOCH, 0),
+                    ps_event_num(&ev, objective_field(st), NAN));
+    } else if (ev.kind == PS_EVENT_DONE) {
+        r->has_test = ps_event_has(&ev, test_field(st));
+        r->test_metric = ps_event_num(&ev, test_field(st), 0);
+        ps_event_fini(&r->done);
+        r->done = ev;
+        r->has_done = true;
+        return;
+    }
+    ps_event_fini(&ev);
+}
+
+bool tune_drain(study_t *st, running_t *r)
+{
+    line_ctx_t ctx = {st, r};
+    ps_child_read_lines(&r->child, trial_line, &ctx);
+    return r->child.out_fd < 0;
+}
+
+/* Waits (30 s at most, then kills the job) for the ended job's status. */
+static int wait_exit(running_t *r)
+{
+    int64_t deadline = ps_time_ms() + 30000;
+    while (!ps_child_reap(&r->child)) {
+        if (ps_time_ms() > deadline) {
+            ps_child_signal(&r->child, SIGKILL);
+            waitpid(r->child.pid, &r->child.status, 0);
+            break;
+        }
+        usleep(20000);
+    }
+    return r->child.status;
+}
+
+/* Why a job failed, naming its log. */
+static void failure_text(const study_t *st, const running_t *r, int wst, char *error, size_t cap)
+{
+    char dir[48]; /* relative to the study */
+    snprintf(dir, sizeof dir, "trials/%04d-%d", r->trial, r->exec);
+    if (WIFSIGNALED(wst))
+        snprintf(error, cap, "ps-launch killed by signal %d (see %s/launch.log)", WTERMSIG(wst),
+                 dir);
+    else if (!r->have_metric)
+        snprintf(error, cap, "no %s reported, exit %d (see %s/launch.log)",
+                 tune_objective_names[st->o.objective], WIFEXITED(wst) ? WEXITSTATUS(wst) : -1,
+                 dir);
+    else
+        snprintf(error, cap, "ps-launch exit %d (see %s/launch.log)",
+                 WIFEXITED(wst) ? WEXITSTATUS(wst) : -1, dir);
+}
+
+void tune_finish(study_t *st, running_t *r, volatile sig_atomic_t *stop)
+{
+    int wst = wait_exit(r);
+    double wall = ps_time_wall_s() - r->t0;
+    tune_status_t status = TUNE_FINISHED;
+    char error[256] = "";
+    double final = r->have_metric ? r->last_metric : NAN;
+    double epochs = r->have_metric ? r->last_epoch : 0;
+    if (r->stopped_early) {
+        status = TUNE_STOPPED;
+    } else if (!WIFEXITED(wst) || WEXITSTATUS(wst) != 0 || !r->has_done || !r->have_metric) {
+        status = TUNE_FAILED;
+        failure_text(st, r, wst, error, sizeof error);
+        final = NAN;
+    } else if (r->spe > 0 && ps_event_has(&r->done, PS_EF_STEPS)) {
+        epochs = ps_event_num(&r->done, PS_EF_STEPS, 0) / r->spe;
+    }
+    ps_event_fini(&r->done);
+    if (*stop) /* interrupted by us: not an outcome; --resume reruns it */
+        return;
+    tune_journal_write(st, r, status, error, final, epochs, wall);
+    tune_account(st, r->trial, r->exec, status, error, final, epochs, wall,
+                 (const double(*)[2])r->curve, r->n_curve, r->has_test, r->test_metric);
+    ps_log(*error ? PS_LOG_WARN : PS_LOG_INFO, "trial %d.%d %s: %s %.4f after %.2f epochs (%.1f s)%s%s",
+           r->trial, r->exec, tune_status_names[status], tune_objective_names[st->o.objective],
+           isfinite(final) ? final : NAN, epochs, wall, *error ? ": " : "", error);
+}
+
+/* failed beats stopped beats finished: the worst outcome names the trial */
+static tune_status_t worse(tune_status_t a, tune_status_t b)
+{
+    return a > b ? a : b;
+}
+
+void tune_account(study_t *st, int id, int exec, tune_status_t status, const char *error,
+                  double final, double epochs, double wall, const double (*curve)[2],
+                  int n_curve, bool has_test, double test_metric)
+{
+    trial_t *t = &st->trials[id];
+    if (st->exec_done[id * st->o.executions + exec])
+        return; /* a duplicate journal line */
+    st->exec_done[id * st->o.executions + exec] = 1;
+    t->n_exec_done++;
+    t->epochs_spent += epochs;
+    t->wall_s += wall;
+    if (isfinite(final)) {
+        t->final_sum += final;
+        t->n_final++;
+    }
+    if (has_test && isfinite(test_metric)) {
+        t->test_sum += test_metric;
+        t->n_test++;
+    }
+    if (exec == 0 && curve) {
+        t->n_curve = n_curve < TUNE_MAX_CURVE ? n_curve : TUNE_MAX_CURVE;
+        memcpy(t->curve, curve, (size_t)t->n_curve * sizeof t->curve[0]);
+    }
+    t->status = worse(t->status, status);
+    if (error && *error)
+        snprintf(t->error, sizeof t->error, "%s", error);
+}
