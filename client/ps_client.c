@@ -20,8 +20,9 @@ static int take_keys(ps_client_t *c, const ps_client_opts_t *opts, ps_errbuf_t *
     if (strlen(opts->curve_server_key) != 40 || !opts->curve_public_key ||
         strlen(opts->curve_public_key) != 40 || !opts->curve_secret_key ||
         strlen(opts->curve_secret_key) != 40)
-        return ps_err_set(err, PS_EINVAL, "CURVE needs the server's public key and our key pair "
-                                          "(40 Z85 characters each)");
+        return ps_err_set(err, PS_EINVAL,
+                          "CURVE needs the server's public key and our key pair "
+                          "(40 Z85 characters each)");
     memcpy(c->curve_server, opts->curve_server_key, 41);
     memcpy(c->curve_public, opts->curve_public_key, 41);
     memcpy(c->curve_secret, opts->curve_secret_key, 41);
@@ -94,8 +95,14 @@ void ps_client_destroy(ps_client_t **cp)
     *cp = NULL;
 }
 
-uint32_t ps_client_n_shards(const ps_client_t *c) { return c->n_shards; }
-uint64_t ps_client_requests(const ps_client_t *c) { return c->requests; }
+uint32_t ps_client_n_shards(const ps_client_t *c)
+{
+    return c->n_shards;
+}
+uint64_t ps_client_requests(const ps_client_t *c)
+{
+    return c->requests;
+}
 
 uint64_t ps_client_bytes_sent(const ps_client_t *c)
 {
@@ -212,8 +219,9 @@ int ps_client_admin(ps_client_t *c, uint32_t shard, int op, char **message, ps_e
         *message = NULL;
     if (shard >= c->n_shards ||
         (op != PS__OP__STATS && op != PS__OP__SAVE && op != PS__OP__SHUTDOWN))
-        return ps_err_set(err, PS_EINVAL, "admin requests are STATS, SAVE and SHUTDOWN to a "
-                                          "listed shard");
+        return ps_err_set(err, PS_EINVAL,
+                          "admin requests are STATS, SAVE and SHUTDOWN to a "
+                          "listed shard");
     Ps__Header h;
     pscl_header_init(c, &h, op);
     int rc;

@@ -17,16 +17,16 @@
 typedef struct ps_client ps_client_t;
 
 typedef struct {
-    const char *job;        /* job name shared by all workers of the job */
-    uint32_t rank, world;   /* this worker, and how many there are */
-    int max_staleness;      /* 0 BSP, > 0 SSP, -1 ASP */
-    int64_t timeout_ms;     /* deadline for each reply */
+    const char *job;             /* job name shared by all workers of the job */
+    uint32_t rank, world;        /* this worker, and how many there are */
+    int max_staleness;           /* 0 BSP, > 0 SSP, -1 ASP */
+    int64_t timeout_ms;          /* deadline for each reply */
     volatile sig_atomic_t *stop; /* if not NULL: waits end with PS_EINTR once *stop != 0 */
-    int dtype;              /* PS__DTYPE__F32/F16/BF16: values on the wire */
-    int64_t heartbeat_ms;   /* > 0: a thread heartbeats every shard this often */
-    int64_t server_timeout_ms; /* with heartbeats: a shard that answers none for this long
+    int dtype;                   /* PS__DTYPE__F32/F16/BF16: values on the wire */
+    int64_t heartbeat_ms;        /* > 0: a thread heartbeats every shard this often */
+    int64_t server_timeout_ms;   /* with heartbeats: a shard that answers none for this long
                                   fails the wait at once (0 = never) */
-    int retries;            /* resends of a request whose deadline passed, each
+    int retries;                 /* resends of a request whose deadline passed, each
                                waiting twice as long (pushes are deduplicated) */
     /* CURVE (all three Z85, 40 characters) or NULL/"" for plain text: the
      * servers' public key and this client's key pair. */

@@ -18,9 +18,9 @@
 
 typedef struct {
     char name[64];
-    uint64_t n_elems;   /* dense: the whole table; sparse: floats per row */
-    int defined;        /* 0 no, 1 dense, 2 sparse */
-    uint16_t *wire;     /* n_elems half values being sent (F16/BF16 clients) */
+    uint64_t n_elems; /* dense: the whole table; sparse: floats per row */
+    int defined;      /* 0 no, 1 dense, 2 sparse */
+    uint16_t *wire;   /* n_elems half values being sent (F16/BF16 clients) */
 } pscl_table_t;
 
 /* One request waiting for its reply. */
@@ -31,7 +31,7 @@ typedef struct {
     uint32_t chunk;
     int op;
     int64_t clock;
-    float *dst;        /* where the reply's values go (NULL: none expected) */
+    float *dst; /* where the reply's values go (NULL: none expected) */
     uint64_t offset, len;
     int64_t deadline_ms;
     int64_t waited_ms; /* over all attempts so far */

@@ -102,8 +102,8 @@ static int send_sparse(ps_client_t *c, int op, uint32_t id, int64_t clock, uint3
         h.n_elems = len;
         const float *vals = grads ? st->vals + a * dim : NULL;
         int rc;
-        pscl_inflight_t *f = pscl_send(c, s, &h, st->keys + a, vals, len * dim,
-                                       grads ? NULL : rows, 0, len, &rc);
+        pscl_inflight_t *f =
+            pscl_send(c, s, &h, st->keys + a, vals, len * dim, grads ? NULL : rows, 0, len, &rc);
         if (!f)
             return rc;
         f->scatter = grads ? NULL : st->pos + a;

@@ -15,9 +15,8 @@ void *pscl_open_socket(ps_client_t *c, const char *ep)
     void *s = zmq_socket(c->ctx, ZMQ_DEALER);
     int zero = 0;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
-    if (c->curve_server[0] &&
-        ps_curve_client_socket(s, c->curve_server, c->curve_public, c->curve_secret, NULL) !=
-            PS_OK) {
+    if (c->curve_server[0] && ps_curve_client_socket(s, c->curve_server, c->curve_public,
+                                                     c->curve_secret, NULL) != PS_OK) {
         zmq_close(s);
         return NULL;
     }

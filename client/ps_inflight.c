@@ -47,10 +47,16 @@ static pscl_inflight_t *track(ps_client_t *c, uint32_t shard, const Ps__Header *
         c->inflight = ps_xrealloc(c->inflight, c->cap_inflight * sizeof *c->inflight);
     }
     pscl_inflight_t *f = &c->inflight[c->n_inflight++];
-    *f = (pscl_inflight_t){.request_id = h->request_id, .shard = shard, .table_id = h->table_id,
-                           .chunk = h->chunk, .op = h->op, .clock = h->clock,
-                           .deadline_ms = ps_time_ms() + c->opts.timeout_ms, .attempts = 1,
-                           .flags = h->flags, .n_samples = h->n_samples,
+    *f = (pscl_inflight_t){.request_id = h->request_id,
+                           .shard = shard,
+                           .table_id = h->table_id,
+                           .chunk = h->chunk,
+                           .op = h->op,
+                           .clock = h->clock,
+                           .deadline_ms = ps_time_ms() + c->opts.timeout_ms,
+                           .attempts = 1,
+                           .flags = h->flags,
+                           .n_samples = h->n_samples,
                            .grad_scale = h->grad_scale};
     c->requests++;
     return f;
@@ -85,7 +91,8 @@ static int send_frames(ps_client_t *c, uint32_t shard, Ps__Header *h, const uint
     if (n < 0)
         return n;
     c->bytes_sent += (uint64_t)n;
-    if (keys && (n = send_zero_copy(c, s, keys, h->n_elems * sizeof *keys, values ? ZMQ_SNDMORE : 0)) < 0)
+    if (keys &&
+        (n = send_zero_copy(c, s, keys, h->n_elems * sizeof *keys, values ? ZMQ_SNDMORE : 0)) < 0)
         return n;
     if (values && (n = send_zero_copy(c, s, values, n_values * ps_dtype_size(h->dtype), 0)) < 0)
         return n;
@@ -144,7 +151,8 @@ static int describe(ps_client_t *c, ps_errbuf_t *err, const pscl_inflight_t *f, 
         return ps_err_set(err, code, "worker %u: shard %u '%s' refused %s: %s", c->opts.rank,
                           f->shard, c->endpoints[f->shard], ps_op_name(f->op), what);
     const char *tname = f->table_id < c->n_tables ? c->tables[f->table_id].name : "";
-    return ps_err_set(err, code, "worker %u: shard %u '%s': %s table %u '%s' chunk %u clock %lld: %s",
+    return ps_err_set(err, code,
+                      "worker %u: shard %u '%s': %s table %u '%s' chunk %u clock %lld: %s",
                       c->opts.rank, f->shard, c->endpoints[f->shard], ps_op_name(f->op),
                       f->table_id, tname, f->chunk, (long long)f->clock, what);
 }
@@ -162,8 +170,8 @@ static void keep_answer(ps_client_t *c, const pscl_inflight_t *f, const Ps__Head
 {
     pscl_answer_t *a = &c->answers[f->shard];
     free(a->message);
-    *a = (pscl_answer_t){h->status, h->shard, h->n_shards, h->clock, h->max_clock,
-                         h->generation, h->incarnation, NULL};
+    *a = (pscl_answer_t){h->status,    h->shard,      h->n_shards,    h->clock,
+                         h->max_clock, h->generation, h->incarnation, NULL};
     if (f->op == PS__OP__STATS && h->message)
         a->message = ps_xstrdup(h->message);
 }
@@ -295,8 +303,8 @@ static int check_deadlines(ps_client_t *c, int64_t now, int64_t *next, ps_errbuf
      * learns the new incarnation */
     int restarted = c->joining ? 0 : atomic_load(&c->restarted);
     if (restarted)
-        return ps_err_set(err, PS_ERESTARTED, "worker %u: shard %d '%s' restarted",
-                          c->opts.rank, restarted - 1, c->endpoints[restarted - 1]);
+        return ps_err_set(err, PS_ERESTARTED, "worker %u: shard %d '%s' restarted", c->opts.rank,
+                          restarted - 1, c->endpoints[restarted - 1]);
     return PS_OK;
 }
 
@@ -355,8 +363,8 @@ int pscl_broadcast(ps_client_t *c, int op, ps_errbuf_t *err)
         pscl_header_init(c, &h, op);
         int rc;
         if (!pscl_send(c, s, &h, NULL, NULL, 0, NULL, 0, 0, &rc))
-            return ps_err_set(err, rc, "worker %u: cannot send %s to shard %u '%s'",
-                              c->opts.rank, ps_op_name(op), s, c->endpoints[s]);
+            return ps_err_set(err, rc, "worker %u: cannot send %s to shard %u '%s'", c->opts.rank,
+                              ps_op_name(op), s, c->endpoints[s]);
     }
     return ps_client_wait(c, err);
 }

@@ -15,7 +15,7 @@
 static const size_t type_size[] = {
     [PS_OPT_T_STR] = PS_OPT_STR_MAX, [PS_OPT_T_INT] = sizeof(int64_t),
     [PS_OPT_T_DBL] = sizeof(double), [PS_OPT_T_BOOL] = sizeof(bool),
-    [PS_OPT_T_ENUM] = sizeof(int), [PS_OPT_T_LIST] = sizeof(ps_opt_list_t),
+    [PS_OPT_T_ENUM] = sizeof(int),   [PS_OPT_T_LIST] = sizeof(ps_opt_list_t),
 };
 
 const ps_opt_t *ps_config_find(const ps_optset_t *set, const char *key)
@@ -81,8 +81,8 @@ static int set_opt(const ps_opt_t *opt, void *cfg, const char *value, ps_errbuf_
         if (!*value && !err) /* the default: nothing given yet */
             return list->n = 0, PS_OK;
         if (list->n == PS_OPT_LIST_MAX || strlen(value) >= PS_OPT_STR_MAX)
-            return ps_err_set(err, PS_ERANGE, "'%s' takes at most %d values of %d bytes",
-                              opt->name, PS_OPT_LIST_MAX, PS_OPT_STR_MAX - 1);
+            return ps_err_set(err, PS_ERANGE, "'%s' takes at most %d values of %d bytes", opt->name,
+                              PS_OPT_LIST_MAX, PS_OPT_STR_MAX - 1);
         strcpy(list->v[list->n++], value);
         return PS_OK;
     }
@@ -259,8 +259,8 @@ static void help_with(const ps_optset_t *set, const ps_args_t *how, FILE *out);
 /* The option argv[i] names (--key, --key=value or a short alias), its key
  * into key, and its value (next argument or after '='), consuming what it
  * uses. PS_OK, or an error naming the flag. */
-static int take_flag(const ps_optset_t *set, int argc, char **argv, int *i, char *key,
-                     size_t cap, const char **value, ps_errbuf_t *err)
+static int take_flag(const ps_optset_t *set, int argc, char **argv, int *i, char *key, size_t cap,
+                     const char **value, ps_errbuf_t *err)
 {
     const char *arg = argv[*i];
     const ps_opt_t *opt = NULL;
@@ -382,8 +382,10 @@ static void help_with(const ps_optset_t *set, const ps_args_t *how, FILE *out)
     if (how->config_is_option)
         fprintf(out, "%s\n\nOptions (--key value or --key=value, - and _ alike):\n", set->usage);
     else
-        fprintf(out, "%s\n\nOptions (in a --config file: `key value`; as flags: --key value or "
-                     "--key=value,\n- and _ alike; flags win over the file):\n", set->usage);
+        fprintf(out,
+                "%s\n\nOptions (in a --config file: `key value`; as flags: --key value or "
+                "--key=value,\n- and _ alike; flags win over the file):\n",
+                set->usage);
     if (!how->config_is_option)
         fprintf(out, "  --%-22s %s\n", "config FILE", "read options from FILE first");
     for (size_t i = 0; i < set->n_opts; i++) {
@@ -391,8 +393,7 @@ static void help_with(const ps_optset_t *set, const ps_args_t *how, FILE *out)
         char head[700], choices[512];
         snprintf(head, sizeof head, "%s <%s>%s%s", o->name, type_name(o, choices, sizeof choices),
                  o->alias ? ", " : "", o->alias ? o->alias : "");
-        fprintf(out, "  --%-22s %s (default: %s)\n", head, o->help,
-                *o->def ? o->def : "\"\"");
+        fprintf(out, "  --%-22s %s (default: %s)\n", head, o->help, *o->def ? o->def : "\"\"");
     }
     fprintf(out, "  --%-22s %s\n", "help", "show this help");
     fprintf(out, "  --%-22s %s\n", "version", "print the program name and version");
@@ -440,8 +441,7 @@ void ps_config_value_str(const ps_opt_t *opt, const void *cfg, char *buf, size_t
                 p++;
         }
         const char *bar = p ? strchr(p, '|') : NULL;
-        snprintf(buf, cap, "%.*s", p ? (int)(bar ? (size_t)(bar - p) : strlen(p)) : 0,
-                 p ? p : "");
+        snprintf(buf, cap, "%.*s", p ? (int)(bar ? (size_t)(bar - p) : strlen(p)) : 0, p ? p : "");
         break;
     }
     }
@@ -452,8 +452,8 @@ void ps_config_value_str(const ps_opt_t *opt, const void *cfg, char *buf, size_t
 static void file_syntax(const char *value, char *out, size_t cap)
 {
     size_t len = strlen(value);
-    int bare = len > 0 && !isspace((unsigned char)value[0]) && value[0] != '"' &&
-               value[0] != '#' && !isspace((unsigned char)value[len - 1]);
+    int bare = len > 0 && !isspace((unsigned char)value[0]) && value[0] != '"' && value[0] != '#' &&
+               !isspace((unsigned char)value[len - 1]);
     for (const char *p = value + 1; bare && *p; p++)
         if (is_comment_at(value, p))
             bare = 0;

@@ -48,34 +48,50 @@ typedef struct {
     const char *choices; /* ENUM given as "a|b|c" */
     const char *help;
     const char *const *names; /* ENUM given as an enum's NULL-terminated names (ps_enum.h) */
-    const char *alias;   /* a short flag that means the same ("-s"), or NULL */
+    const char *alias;        /* a short flag that means the same ("-s"), or NULL */
 } ps_opt_t;
 
 #define PS_OPT_FIELD(T, f) offsetof(T, f), sizeof(((T *)0)->f)
-#define PS_OPT_STR(name, T, f, def, help) \
-    {name, PS_OPT_T_STR, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, NULL, NULL}
+#define PS_OPT_STR(name, T, f, def, help)                                         \
+    {                                                                             \
+        name, PS_OPT_T_STR, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, NULL, NULL \
+    }
 /* A text option with a short flag too (alias "-s"). */
-#define PS_OPT_STR_ALIAS(name, alias, T, f, def, help) \
-    {name, PS_OPT_T_STR, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, NULL, alias}
+#define PS_OPT_STR_ALIAS(name, alias, T, f, def, help)                             \
+    {                                                                              \
+        name, PS_OPT_T_STR, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, NULL, alias \
+    }
 /* A repeatable option (field: ps_opt_list_t); no default. */
-#define PS_OPT_LIST(name, T, f, help) \
-    {name, PS_OPT_T_LIST, PS_OPT_FIELD(T, f), "", 0, 0, NULL, help, NULL, NULL}
-#define PS_OPT_INT(name, T, f, def, lo, hi, help) \
-    {name, PS_OPT_T_INT, PS_OPT_FIELD(T, f), def, lo, hi, NULL, help, NULL, NULL}
-#define PS_OPT_DBL(name, T, f, def, lo, hi, help) \
-    {name, PS_OPT_T_DBL, PS_OPT_FIELD(T, f), def, lo, hi, NULL, help, NULL, NULL}
-#define PS_OPT_BOOL(name, T, f, def, help) \
-    {name, PS_OPT_T_BOOL, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, NULL, NULL}
-#define PS_OPT_ENUM(name, T, f, def, choices, help) \
-    {name, PS_OPT_T_ENUM, PS_OPT_FIELD(T, f), def, 0, 0, choices, help, NULL, NULL}
+#define PS_OPT_LIST(name, T, f, help)                                             \
+    {                                                                             \
+        name, PS_OPT_T_LIST, PS_OPT_FIELD(T, f), "", 0, 0, NULL, help, NULL, NULL \
+    }
+#define PS_OPT_INT(name, T, f, def, lo, hi, help)                                   \
+    {                                                                               \
+        name, PS_OPT_T_INT, PS_OPT_FIELD(T, f), def, lo, hi, NULL, help, NULL, NULL \
+    }
+#define PS_OPT_DBL(name, T, f, def, lo, hi, help)                                   \
+    {                                                                               \
+        name, PS_OPT_T_DBL, PS_OPT_FIELD(T, f), def, lo, hi, NULL, help, NULL, NULL \
+    }
+#define PS_OPT_BOOL(name, T, f, def, help)                                         \
+    {                                                                              \
+        name, PS_OPT_T_BOOL, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, NULL, NULL \
+    }
+#define PS_OPT_ENUM(name, T, f, def, choices, help)                                   \
+    {                                                                                 \
+        name, PS_OPT_T_ENUM, PS_OPT_FIELD(T, f), def, 0, 0, choices, help, NULL, NULL \
+    }
 /* An enum option whose values are the names of an enum (ps_enum.h): the
  * option table, the enum and its name function share one list. */
-#define PS_OPT_NAMES(name, T, f, def, names, help) \
-    {name, PS_OPT_T_ENUM, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, names, NULL}
+#define PS_OPT_NAMES(name, T, f, def, names, help)                                  \
+    {                                                                               \
+        name, PS_OPT_T_ENUM, PS_OPT_FIELD(T, f), def, 0, 0, NULL, help, names, NULL \
+    }
 
 typedef struct {
-    const char *prog;    /* program name for --help */
-    const char *usage;   /* one paragraph shown by --help before the options */
+    const char *prog;  /* program name for --help */
+    const char *usage; /* one paragraph shown by --help before the options */
     const ps_opt_t *opts;
     size_t n_opts;
 } ps_optset_t;

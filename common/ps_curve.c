@@ -73,7 +73,8 @@ int ps_curve_keygen(const char *base, ps_curve_keys_t *keys, ps_errbuf_t *err)
     int rc = write_key_file(sec_path, 0600, text, err);
     if (rc != PS_OK)
         return rc;
-    snprintf(text, sizeof text, "# ps CURVE public key: give it to the servers' allow-list\npublic %s\n",
+    snprintf(text, sizeof text,
+             "# ps CURVE public key: give it to the servers' allow-list\npublic %s\n",
              k.public_z85);
     rc = write_key_file(pub_path, 0644, text, err);
     if (rc != PS_OK) {
@@ -124,7 +125,8 @@ int ps_curve_load(const char *path, bool want_secret, ps_curve_keys_t *keys, ps_
     if (rc != PS_OK)
         return rc;
     if (want_secret && !keys->secret_z85[0])
-        return ps_err_set(err, PS_EFORMAT, "%s: no 'secret KEY' line (is this the .pub file?)", path);
+        return ps_err_set(err, PS_EFORMAT, "%s: no 'secret KEY' line (is this the .pub file?)",
+                          path);
     if (!want_secret && !keys->public_z85[0])
         return ps_err_set(err, PS_EFORMAT, "%s: no 'public KEY' line", path);
     if (want_secret) {
@@ -132,7 +134,8 @@ int ps_curve_load(const char *path, bool want_secret, ps_curve_keys_t *keys, ps_
         if (zmq_curve_public(derived, keys->secret_z85) != 0)
             return ps_err_set(err, PS_EFORMAT, "%s: secret key rejected by libzmq", path);
         if (keys->public_z85[0] && strcmp(derived, keys->public_z85) != 0)
-            return ps_err_set(err, PS_EFORMAT, "%s: public key does not match the secret key", path);
+            return ps_err_set(err, PS_EFORMAT, "%s: public key does not match the secret key",
+                              path);
         memcpy(keys->public_z85, derived, sizeof derived);
     }
     return PS_OK;
@@ -270,12 +273,12 @@ static void answer(ps_zap_t *zap)
         n += n < 8;
     }
     char request_id[64] = "", address[64] = "?", mechanism[16] = "";
-#define PART_STR(i, buf)                                                            \
-    if (n > (i)) {                                                                  \
-        size_t len = zmq_msg_size(&parts[i]) < sizeof(buf) - 1 ? zmq_msg_size(&parts[i]) \
-                                                               : sizeof(buf) - 1;   \
-        memcpy(buf, zmq_msg_data(&parts[i]), len);                                  \
-        buf[len] = '\0';                                                            \
+#define PART_STR(i, buf)                                                                           \
+    if (n > (i)) {                                                                                 \
+        size_t len =                                                                               \
+            zmq_msg_size(&parts[i]) < sizeof(buf) - 1 ? zmq_msg_size(&parts[i]) : sizeof(buf) - 1; \
+        memcpy(buf, zmq_msg_data(&parts[i]), len);                                                 \
+        buf[len] = '\0';                                                                           \
     }
     PART_STR(1, request_id)
     PART_STR(3, address)

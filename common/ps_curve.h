@@ -64,7 +64,7 @@ typedef struct ps_zap ps_zap_t;
 ps_zap_t *ps_zap_start(void *ctx, const char *allow_path, ps_errbuf_t *err);
 /* Re-reads the allow-list (SIGHUP). On error the old list stays in force
  * and err says why. New handshakes see the new list; a connection whose key
- * was removed is refused from its next request on (see ps_zap_allowed). */
+ * was removed is refused from its next request on (see ps_zap_role). */
 int ps_zap_reload(ps_zap_t *zap, ps_errbuf_t *err);
 /* The role the list in force gives the key named in user_id (a request's
  * User-Id metadata, "ROLE:KEY"); PS_ROLE_NONE if the key is not on it any
@@ -97,9 +97,9 @@ int ps_curve_client_socket(void *sock, const char *server_z85, const char *publi
 
 /* A handshake that failed, as a socket monitor reports it. */
 typedef struct {
-    uint16_t event;  /* ZMQ_EVENT_HANDSHAKE_FAILED_* */
-    uint32_t value;  /* the ZMTP error code */
-    char addr[256];  /* the peer's endpoint as the monitor gives it */
+    uint16_t event; /* ZMQ_EVENT_HANDSHAKE_FAILED_* */
+    uint32_t value; /* the ZMTP error code */
+    char addr[256]; /* the peer's endpoint as the monitor gives it */
 } ps_handshake_event_t;
 
 /* A PAIR socket in ctx receiving sock's failed handshakes (auth, protocol,

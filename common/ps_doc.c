@@ -29,8 +29,8 @@ typedef struct {
     double r;
     int decimals;
     bool has_metric;
-    metric_copy_t m;   /* the value's own metric, or a GROUP's family */
-    double *le;        /* HIST */
+    metric_copy_t m; /* the value's own metric, or a GROUP's family */
+    double *le;      /* HIST */
     uint64_t *counts;
     size_t n_buckets;
     uint64_t count;
@@ -248,7 +248,8 @@ char *ps_doc_text(const ps_doc_t *d)
                     ps_doc_escape(e->str, v, sizeof v));
             break;
         case E_INT:
-            fprintf(t.f, "%s%s:%lld\n", prefix, ps_doc_escape(e->key, k, sizeof k), (long long)e->i);
+            fprintf(t.f, "%s%s:%lld\n", prefix, ps_doc_escape(e->key, k, sizeof k),
+                    (long long)e->i);
             break;
         case E_REAL:
             fprintf(t.f, "%s%s:%.*f\n", prefix, ps_doc_escape(e->key, k, sizeof k), e->decimals,
@@ -402,10 +403,10 @@ char *ps_doc_prometheus(const ps_doc_t *d)
 /* ---- tables ---- */
 
 typedef struct {
-    kind_t kind;  /* E_STR, E_INT, E_REAL */
-    int col;      /* column index, or -1 for a JSON-only field */
+    kind_t kind; /* E_STR, E_INT, E_REAL */
+    int col;     /* column index, or -1 for a JSON-only field */
     bool row_start;
-    char *key;    /* JSON-only fields */
+    char *key; /* JSON-only fields */
     char *text, *json;
     int64_t i;
     double r;
@@ -416,8 +417,8 @@ struct ps_rows {
     size_t n_cols;
     cell_t *cells;
     size_t n_cells, cap;
-    int next_col;   /* column of the next positional cell */
-    bool new_row;   /* the next cell starts a row */
+    int next_col; /* column of the next positional cell */
+    bool new_row; /* the next cell starts a row */
 };
 
 ps_rows_t *ps_rows_new(const ps_col_t *cols, size_t n_cols)

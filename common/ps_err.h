@@ -5,27 +5,27 @@
 
 #include <stddef.h>
 
-#define PS_ERR_MAP(XX)                                  \
-    XX(ENOMEM, -1, "out of memory")                     \
-    XX(EINVAL, -2, "invalid argument")                  \
-    XX(ERANGE, -3, "value out of range")                \
-    XX(EPROTO, -4, "malformed message")                 \
-    XX(EAGAIN, -5, "resource busy, try again")          \
-    XX(ETIME, -6, "deadline expired")                   \
-    XX(ENET, -7, "transport failure")                   \
-    XX(EVERSION, -8, "protocol version mismatch")       \
-    XX(ENOTABLE, -9, "unknown table")                   \
-    XX(ENOJOB, -10, "unknown job")                      \
-    XX(ECONFLICT, -11, "conflicts with existing state") \
-    XX(ENONFINITE, -12, "non-finite value")             \
-    XX(EIO, -13, "i/o error")                           \
-    XX(EFORMAT, -14, "bad file format")                \
-    XX(EINTR, -15, "interrupted")                      \
-    XX(EDEAD, -16, "declared dead; send HELLO to rejoin")  \
+#define PS_ERR_MAP(XX)                                    \
+    XX(ENOMEM, -1, "out of memory")                       \
+    XX(EINVAL, -2, "invalid argument")                    \
+    XX(ERANGE, -3, "value out of range")                  \
+    XX(EPROTO, -4, "malformed message")                   \
+    XX(EAGAIN, -5, "resource busy, try again")            \
+    XX(ETIME, -6, "deadline expired")                     \
+    XX(ENET, -7, "transport failure")                     \
+    XX(EVERSION, -8, "protocol version mismatch")         \
+    XX(ENOTABLE, -9, "unknown table")                     \
+    XX(ENOJOB, -10, "unknown job")                        \
+    XX(ECONFLICT, -11, "conflicts with existing state")   \
+    XX(ENONFINITE, -12, "non-finite value")               \
+    XX(EIO, -13, "i/o error")                             \
+    XX(EFORMAT, -14, "bad file format")                   \
+    XX(EINTR, -15, "interrupted")                         \
+    XX(EDEAD, -16, "declared dead; send HELLO to rejoin") \
     XX(ERESTARTED, -17, "server restarted; send HELLO")   \
     XX(ESTALE, -18, "job was rolled back; send HELLO")    \
     XX(ENOCKPT, -19, "no such checkpoint")                \
-    XX(EPERM, -20, "not permitted for this key's role")  \
+    XX(EPERM, -20, "not permitted for this key's role")   \
     XX(EAUTH, -21, "authentication refused")
 
 typedef enum {

@@ -193,7 +193,8 @@ static void take_field(ps_event_t *ev, ps_event_field_t f, json_t *v)
         size_t n = json_array_size(v);
         int64_t *a = ps_xmalloc((n ? n : 1) * sizeof *a);
         for (size_t k = 0; k < n; k++)
-            a[k] = json_is_integer(json_array_get(v, k)) ? json_integer_value(json_array_get(v, k)) : 0;
+            a[k] = json_is_integer(json_array_get(v, k)) ? json_integer_value(json_array_get(v, k))
+                                                         : 0;
         ps_event_set_ints(ev, f, a, n);
         free(a);
         break;
@@ -233,7 +234,9 @@ double ps_event_num(const ps_event_t *ev, ps_event_field_t f, double fallback)
 {
     if (!ps_event_has(ev, f))
         return fallback;
-    return fields[f].type == T_INT ? (double)ev->i[f] : fields[f].type == T_NUM ? ev->num[f] : fallback;
+    return fields[f].type == T_INT   ? (double)ev->i[f]
+           : fields[f].type == T_NUM ? ev->num[f]
+                                     : fallback;
 }
 
 const char *ps_event_str(const ps_event_t *ev, ps_event_field_t f)

@@ -35,32 +35,32 @@ extern const char *const ps_event_kind_names[];
 
 /* Every field: XX(ID, "name", TYPE), TYPE one of INT (int64), NUM
  * (double), STR, INTS (array of int64). */
-#define PS_EVENT_FIELD_MAP(XX)                     \
-    XX(MODEL, "model", STR)                        \
-    XX(PRECISION, "precision", STR)                \
-    XX(SKIPPED_STEPS, "skipped_steps", INT)        \
-    XX(SERVERS, "servers", INT)                    \
-    XX(WORKERS, "workers", INT)                    \
-    XX(RANK, "rank", INT)                          \
-    XX(WORLD, "world", INT)                        \
-    XX(EPOCH, "epoch", NUM)                        \
-    XX(EPOCHS, "epochs", INT)                      \
-    XX(STEPS, "steps", INT)                        \
-    XX(STEPS_PER_EPOCH, "steps_per_epoch", INT)    \
-    XX(TOTAL_STEPS, "total_steps", INT)            \
-    XX(TRAIN_SAMPLES, "train_samples", INT)        \
-    XX(VAL_SAMPLES, "val_samples", INT)            \
-    XX(TEST_SAMPLES, "test_samples", INT)          \
-    XX(SAMPLES, "samples", INT)                    \
-    XX(TRAIN_LOSS, "train_loss", NUM)              \
-    PS_EVAL_METRIC_MAP(PS_EVENT_TEST_FIELD)        \
-    PS_EVAL_METRIC_MAP(PS_EVENT_VAL_FIELD)         \
-    XX(EPOCH_S, "epoch_s", NUM)                    \
-    XX(WALL_S, "wall_s", NUM)                      \
-    XX(SAMPLES_PER_S, "samples_per_s", NUM)        \
-    XX(BYTES_SENT, "bytes_sent", INT)              \
-    XX(BYTES_RECEIVED, "bytes_received", INT)      \
-    XX(KEYS_PULLED, "keys_pulled", INT)            \
+#define PS_EVENT_FIELD_MAP(XX)                  \
+    XX(MODEL, "model", STR)                     \
+    XX(PRECISION, "precision", STR)             \
+    XX(SKIPPED_STEPS, "skipped_steps", INT)     \
+    XX(SERVERS, "servers", INT)                 \
+    XX(WORKERS, "workers", INT)                 \
+    XX(RANK, "rank", INT)                       \
+    XX(WORLD, "world", INT)                     \
+    XX(EPOCH, "epoch", NUM)                     \
+    XX(EPOCHS, "epochs", INT)                   \
+    XX(STEPS, "steps", INT)                     \
+    XX(STEPS_PER_EPOCH, "steps_per_epoch", INT) \
+    XX(TOTAL_STEPS, "total_steps", INT)         \
+    XX(TRAIN_SAMPLES, "train_samples", INT)     \
+    XX(VAL_SAMPLES, "val_samples", INT)         \
+    XX(TEST_SAMPLES, "test_samples", INT)       \
+    XX(SAMPLES, "samples", INT)                 \
+    XX(TRAIN_LOSS, "train_loss", NUM)           \
+    PS_EVAL_METRIC_MAP(PS_EVENT_TEST_FIELD)     \
+    PS_EVAL_METRIC_MAP(PS_EVENT_VAL_FIELD)      \
+    XX(EPOCH_S, "epoch_s", NUM)                 \
+    XX(WALL_S, "wall_s", NUM)                   \
+    XX(SAMPLES_PER_S, "samples_per_s", NUM)     \
+    XX(BYTES_SENT, "bytes_sent", INT)           \
+    XX(BYTES_RECEIVED, "bytes_received", INT)   \
+    XX(KEYS_PULLED, "keys_pulled", INT)         \
     XX(LOST_WORKERS, "lost_workers", INTS)
 
 typedef enum {
@@ -71,7 +71,7 @@ typedef enum {
 #undef XX
 #undef PS_EVENT_TEST_FIELD
 #undef PS_EVENT_VAL_FIELD
-    PS_EF_COUNT
+        PS_EF_COUNT
 } ps_event_field_t;
 
 /* Which evaluation a metric field belongs to. */

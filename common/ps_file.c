@@ -155,8 +155,7 @@ void ps_file_abort(ps_file_t **pfp)
     *pfp = NULL;
 }
 
-int ps_file_write_all(const char *path, const void *data, size_t len, mode_t mode,
-                      ps_errbuf_t *err)
+int ps_file_write_all(const char *path, const void *data, size_t len, mode_t mode, ps_errbuf_t *err)
 {
     ps_file_t *pf = ps_file_create(path, mode, err);
     if (!pf)

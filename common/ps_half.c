@@ -91,7 +91,7 @@ float ps_bf16_to_f32(uint16_t h)
 
 #ifdef PS_HAVE_X86
 __attribute__((target("avx2,f16c"))) static void f32_to_f16_f16c(const float *s, uint16_t *d,
-                                                                   size_t n)
+                                                                 size_t n)
 {
     size_t i = 0;
     for (; i + 8 <= n; i += 8) {
@@ -103,7 +103,7 @@ __attribute__((target("avx2,f16c"))) static void f32_to_f16_f16c(const float *s,
 }
 
 __attribute__((target("avx2,f16c"))) static void f16_to_f32_f16c(const uint16_t *s, float *d,
-                                                                   size_t n)
+                                                                 size_t n)
 {
     size_t i = 0;
     for (; i + 8 <= n; i += 8)
@@ -193,8 +193,14 @@ static int has_avx2(void)
     return !force_scalar && cpu_has_cached(&avx2_known, 0);
 }
 #else
-static int has_f16c(void) { return 0; }
-static int has_avx2(void) { return 0; }
+static int has_f16c(void)
+{
+    return 0;
+}
+static int has_avx2(void)
+{
+    return 0;
+}
 #endif
 
 void ps_half_force_scalar(int on)

@@ -11,7 +11,7 @@ size_t ps_json_utf8_len(const unsigned char *s)
 {
     if (s[0] < 0x80)
         return 1;
-    size_t n = s[0] >= 0xf0 && s[0] <= 0xf4   ? 4
+    size_t n = s[0] >= 0xf0 && s[0] <= 0xf4  ? 4
                : s[0] >= 0xe0 && s[0] < 0xf0 ? 3
                : s[0] >= 0xc2 && s[0] < 0xe0 ? 2
                                              : 0;
@@ -53,4 +53,3 @@ json_t *ps_json_string(const char *s)
     free(clean);
     return v ? v : json_string("");
 }
-

@@ -78,9 +78,9 @@ void ps_log_write(ps_log_level_t level, const char *fmt, ...)
         gettimeofday(&tv, NULL);
         gmtime_r(&tv.tv_sec, &tm);
         n = strftime(line, sizeof line, "%Y-%m-%dT%H:%M:%S", &tm);
-        n += (size_t)snprintf(line + n, sizeof line - n, ".%03dZ %s[%d] %c ",
-                              (int)(tv.tv_usec / 1000), log_progname, (int)getpid(),
-                              letters[level]);
+        n +=
+            (size_t)snprintf(line + n, sizeof line - n, ".%03dZ %s[%d] %c ",
+                             (int)(tv.tv_usec / 1000), log_progname, (int)getpid(), letters[level]);
     }
     va_list ap;
     va_start(ap, fmt);

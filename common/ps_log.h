@@ -27,14 +27,13 @@ int ps_log_level_parse(const char *name);
 /* Appends to path instead of stderr. Returns 0, or -1 with errno set. */
 int ps_log_open_file(const char *path);
 
-void ps_log_write(ps_log_level_t level, const char *fmt, ...)
-    __attribute__((format(printf, 2, 3)));
+void ps_log_write(ps_log_level_t level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
 /* Checks the level before formatting anything. */
-#define ps_log(level, ...)                         \
-    do {                                           \
-        if ((int)(level) >= ps_log_level_current)  \
-            ps_log_write((level), __VA_ARGS__);    \
+#define ps_log(level, ...)                        \
+    do {                                          \
+        if ((int)(level) >= ps_log_level_current) \
+            ps_log_write((level), __VA_ARGS__);   \
     } while (0)
 
 #endif

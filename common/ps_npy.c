@@ -79,7 +79,14 @@ int ps_npy_write(const char *path, const float *data, const uint64_t *shape, int
     size_t hlen = ndim <= PS_NPY_MAX_DIMS ? format_header(dict, sizeof dict, shape, ndim) : 0;
     if (!hlen)
         return ps_err_set(err, PS_EINVAL, "cannot write '%s': shape of %d dims", path, ndim);
-    unsigned char head[NPY_MAGIC_BYTES] = {0x93, 'N', 'U', 'M', 'P', 'Y', 1, 0,
+    unsigned char head[NPY_MAGIC_BYTES] = {0x93,
+                                           'N',
+                                           'U',
+                                           'M',
+                                           'P',
+                                           'Y',
+                                           1,
+                                           0,
                                            (unsigned char)(hlen & 0xff),
                                            (unsigned char)(hlen >> 8)};
     ps_file_t *pf = ps_file_create(path, 0644, err);

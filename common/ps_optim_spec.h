@@ -11,13 +11,13 @@
 #include "ps_enum.h"
 
 /* The optimizers, in the order of the wire's ps.Optimizer (ps_enum.h). */
-#define PS_OPTIM_MAP(XX)       \
-    XX(SGD, "sgd")             \
-    XX(MOMENTUM, "momentum")   \
-    XX(ADAGRAD, "adagrad")     \
-    XX(RMSPROP, "rmsprop")     \
-    XX(ADAM, "adam")           \
-    XX(ADAMW, "adamw")         \
+#define PS_OPTIM_MAP(XX)     \
+    XX(SGD, "sgd")           \
+    XX(MOMENTUM, "momentum") \
+    XX(ADAGRAD, "adagrad")   \
+    XX(RMSPROP, "rmsprop")   \
+    XX(ADAM, "adam")         \
+    XX(ADAMW, "adamw")       \
     XX(FTRL, "ftrl") /* sparse tables only */
 #define PS_OPTIM_MEMBER(e, s) PS_ENUM_MEMBER(PS_OPTIM_, e)
 typedef enum { PS_OPTIM_MAP(PS_OPTIM_MEMBER) } ps_optim_kind_t;
@@ -25,9 +25,9 @@ typedef enum { PS_OPTIM_MAP(PS_OPTIM_MEMBER) } ps_optim_kind_t;
 extern const char *const ps_optim_names[];
 
 /* Learning-rate schedules, in the order of the wire's ps.Schedule. */
-#define PS_SCHED_MAP(XX)       \
-    XX(CONSTANT, "constant")   \
-    XX(STEP, "step")           \
+#define PS_SCHED_MAP(XX)     \
+    XX(CONSTANT, "constant") \
+    XX(STEP, "step")         \
     XX(COSINE, "cosine")
 #define PS_SCHED_MEMBER(e, s) PS_ENUM_MEMBER(PS_SCHED_, e)
 typedef enum { PS_SCHED_MAP(PS_SCHED_MEMBER) } ps_sched_kind_t;
@@ -36,12 +36,12 @@ extern const char *const ps_sched_names[];
 typedef struct {
     ps_optim_kind_t kind;
     double lr;
-    double momentum;       /* MOMENTUM */
-    bool nesterov;         /* MOMENTUM */
-    double beta1, beta2;   /* ADAM(W) */
-    double eps;            /* ADAGRAD, RMSPROP, ADAM(W) */
-    double weight_decay;   /* L2 added to the gradient; decoupled for ADAMW */
-    double rho;            /* RMSPROP */
+    double momentum;     /* MOMENTUM */
+    bool nesterov;       /* MOMENTUM */
+    double beta1, beta2; /* ADAM(W) */
+    double eps;          /* ADAGRAD, RMSPROP, ADAM(W) */
+    double weight_decay; /* L2 added to the gradient; decoupled for ADAMW */
+    double rho;          /* RMSPROP */
     ps_sched_kind_t schedule;
     uint64_t step_size;    /* STEP: lr *= gamma every step_size updates */
     double gamma;          /* STEP */

@@ -13,8 +13,7 @@ uint32_t ps_shardmap_n_chunks(uint64_t n_elems, uint32_t n_shards)
     return (uint32_t)n;
 }
 
-ps_chunk_t ps_shardmap_chunk(uint64_t n_elems, uint32_t table_id, uint32_t chunk,
-                             uint32_t n_shards)
+ps_chunk_t ps_shardmap_chunk(uint64_t n_elems, uint32_t table_id, uint32_t chunk, uint32_t n_shards)
 {
     uint32_t n = ps_shardmap_n_chunks(n_elems, n_shards);
     assert(chunk < n);

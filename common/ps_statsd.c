@@ -52,17 +52,17 @@ struct client {
     ps_statsd_t *sd;
     client_t *prev, *next;
     client_kind_t kind;
-    int n_open_handles;      /* the client is freed when this drops to 0 */
+    int n_open_handles; /* the client is freed when this drops to 0 */
     bool is_closing;
     bool is_reading;
-    bool is_discarding;      /* dropping the rest of an over-long line */
-    bool is_answered;        /* HTTP: the reply is queued, no more reading */
-    bool is_eof;             /* line: the client sent EOF; finish its replies, then close */
-    bool is_done;            /* line: shut down after EOF, nothing more to do */
-    unsigned char peer[16];  /* HTTP: the peer's address, for the per-address cap */
-    size_t queued_bytes;     /* written to libuv, not yet on the wire */
+    bool is_discarding;     /* dropping the rest of an over-long line */
+    bool is_answered;       /* HTTP: the reply is queued, no more reading */
+    bool is_eof;            /* line: the client sent EOF; finish its replies, then close */
+    bool is_done;           /* line: shut down after EOF, nothing more to do */
+    unsigned char peer[16]; /* HTTP: the peer's address, for the per-address cap */
+    size_t queued_bytes;    /* written to libuv, not yet on the wire */
     size_t len, cap;
-    char buf[];              /* cap bytes: a command line or an HTTP request head */
+    char buf[]; /* cap bytes: a command line or an HTTP request head */
 };
 
 typedef struct {
@@ -426,10 +426,11 @@ static void http_reply(client_t *c, const char *status, const char *extra, const
 {
     size_t blen = strlen(body);
     char head[512];
-    int h = snprintf(head, sizeof head,
-                     "HTTP/1.1 %s\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
-                     "Content-Length: %zu\r\nCache-Control: no-store\r\n%sConnection: close\r\n\r\n",
-                     status, blen, extra);
+    int h =
+        snprintf(head, sizeof head,
+                 "HTTP/1.1 %s\r\nContent-Type: text/plain; version=0.0.4; charset=utf-8\r\n"
+                 "Content-Length: %zu\r\nCache-Control: no-store\r\n%sConnection: close\r\n\r\n",
+                 status, blen, extra);
     c->is_answered = true;
     if (c->is_reading)
         c->is_reading = uv_read_stop(&c->h.stream) != 0;
@@ -483,8 +484,7 @@ static void http_process(client_t *c)
     if (strstr(c->buf, "\r\n\r\n") || strstr(c->buf, "\n\n"))
         http_answer(c);
     else if (c->len == c->cap - 1)
-        http_reply(c, "431 Request Header Fields Too Large", "", "request head too large\n",
-                   false);
+        http_reply(c, "431 Request Header Fields Too Large", "", "request head too large\n", false);
 }
 
 static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *buf)
@@ -579,7 +579,8 @@ static void on_connection(uv_stream_t *server, int status, client_kind_t kind, i
     }
     if (kind == CLIENT_HTTP) {
         peer_address(c);
-        if (sd->n_http > sd->opts.max_http_clients || n_http_from(sd, c) >= sd->opts.max_http_per_ip) {
+        if (sd->n_http > sd->opts.max_http_clients ||
+            n_http_from(sd, c) >= sd->opts.max_http_per_ip) {
             refuse(c, "HTTP/1.1 503 Service Unavailable\r\nConnection: close\r\n"
                       "Retry-After: 1\r\nContent-Length: 0\r\n\r\n");
             return;
@@ -597,9 +598,18 @@ static void on_connection(uv_stream_t *server, int status, client_kind_t kind, i
         client_close(c);
 }
 
-static void on_unix_conn(uv_stream_t *s, int status) { on_connection(s, status, CLIENT_LINE, 1); }
-static void on_tcp_conn(uv_stream_t *s, int status) { on_connection(s, status, CLIENT_LINE, 0); }
-static void on_http_conn(uv_stream_t *s, int status) { on_connection(s, status, CLIENT_HTTP, 0); }
+static void on_unix_conn(uv_stream_t *s, int status)
+{
+    on_connection(s, status, CLIENT_LINE, 1);
+}
+static void on_tcp_conn(uv_stream_t *s, int status)
+{
+    on_connection(s, status, CLIENT_LINE, 0);
+}
+static void on_http_conn(uv_stream_t *s, int status)
+{
+    on_connection(s, status, CLIENT_HTTP, 0);
+}
 
 /* ---- thread, start, stop ---- */
 
@@ -638,7 +648,8 @@ static int listen_tcp(ps_statsd_t *sd, uv_tcp_t *srv, int port, uv_connection_cb
     if (rc == 0)
         rc = uv_listen((uv_stream_t *)srv, 128, cb);
     if (rc != 0)
-        return ps_err_set(err, PS_ENET, "cannot listen on '127.0.0.1:%d': %s", port, uv_strerror(rc));
+        return ps_err_set(err, PS_ENET, "cannot listen on '127.0.0.1:%d': %s", port,
+                          uv_strerror(rc));
     struct sockaddr_in got;
     int len = sizeof got;
     uv_tcp_getsockname(srv, (struct sockaddr *)&got, &len);
@@ -691,7 +702,8 @@ ps_statsd_t *ps_statsd_start_opts(const char *unix_path, int tcp_port, int http_
         goto fail;
     if (tcp_port >= 0 && listen_tcp(sd, &sd->tcp_srv, tcp_port, on_tcp_conn, &sd->tcp_port, err))
         goto fail;
-    if (http_port >= 0 && listen_tcp(sd, &sd->http_srv, http_port, on_http_conn, &sd->http_port, err))
+    if (http_port >= 0 &&
+        listen_tcp(sd, &sd->http_srv, http_port, on_http_conn, &sd->http_port, err))
         goto fail;
     if (pthread_create(&sd->thread, NULL, run, sd) != 0) {
         ps_err_set(err, PS_ENOMEM, "cannot start the stats thread");
@@ -720,8 +732,14 @@ void ps_statsd_publish(ps_statsd_t *sd, ps_stats_section_t s, char *text, char *
     free(old_json);
 }
 
-int ps_statsd_tcp_port(const ps_statsd_t *sd) { return sd->tcp_port; }
-int ps_statsd_http_port(const ps_statsd_t *sd) { return sd->http_port; }
+int ps_statsd_tcp_port(const ps_statsd_t *sd)
+{
+    return sd->tcp_port;
+}
+int ps_statsd_http_port(const ps_statsd_t *sd)
+{
+    return sd->http_port;
+}
 
 unsigned long ps_statsd_n_refused(const ps_statsd_t *sd)
 {

@@ -85,9 +85,9 @@ void psrv_access_drain(ps_server_t *srv)
     ps_handshake_event_t ev;
     while (srv->monitor && ps_handshake_read(srv->monitor, &ev) == PS_OK) {
         srv->stats.handshake_failures++;
-        int kind = ev.event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH                  ? 0
+        int kind = ev.event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH              ? 0
                    : ev.value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH ? 1
-                                                                             : 2;
+                                                                            : 2;
         uint64_t n = ++srv->stats.handshake_failures_by_kind[kind];
         if (n == 1 || n % 1000 == 0)
             ps_log(PS_LOG_WARN,

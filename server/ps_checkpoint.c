@@ -62,8 +62,16 @@ static void put_floats(writer_t *w, const float *v, uint64_t n)
 /* The optimizer spec, field by field from the one list (ps_optim_spec.h). */
 static void put_optim(writer_t *w, const ps_optim_spec_t *o)
 {
-#define PUT_ENUM(f) { uint32_t v_ = (uint32_t)o->f; PUT(w, v_); }
-#define PUT_BOOL(f) { uint32_t v_ = o->f ? 1 : 0; PUT(w, v_); }
+#define PUT_ENUM(f)                   \
+    {                                 \
+        uint32_t v_ = (uint32_t)o->f; \
+        PUT(w, v_);                   \
+    }
+#define PUT_BOOL(f)                 \
+    {                               \
+        uint32_t v_ = o->f ? 1 : 0; \
+        PUT(w, v_);                 \
+    }
 #define PUT_DBL(f) PUT(w, o->f);
 #define PUT_U64(f) PUT(w, o->f);
 #define XX(type, f) PUT_##type(f)
@@ -185,8 +193,9 @@ int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *
     memcpy(head + 8, &format, 4);
     memcpy(head + 12, &crc, 4);
     memcpy(head + 16, &w.bytes, 8);
-    int ok = !w.failed && fseek(w.f, 0, SEEK_SET) == 0 && fwrite(head, 1, HEAD_BYTES, w.f) == HEAD_BYTES &&
-             fflush(w.f) == 0 && fsync(fileno(w.f)) == 0;
+    int ok = !w.failed && fseek(w.f, 0, SEEK_SET) == 0 &&
+             fwrite(head, 1, HEAD_BYTES, w.f) == HEAD_BYTES && fflush(w.f) == 0 &&
+             fsync(fileno(w.f)) == 0;
     ok = fclose(w.f) == 0 && ok;
     if (!ok || rename(tmp, path) != 0 || fsync_dir(jobdir) != 0) {
         int e = errno;
@@ -221,7 +230,12 @@ static const void *take(reader_t *r, uint64_t n)
     return q;
 }
 
-#define GET(r, v) do { const void *q_ = take((r), sizeof(v)); if (q_) memcpy(&(v), q_, sizeof(v)); } while (0)
+#define GET(r, v)                              \
+    do {                                       \
+        const void *q_ = take((r), sizeof(v)); \
+        if (q_)                                \
+            memcpy(&(v), q_, sizeof(v));       \
+    } while (0)
 
 static void get_str(reader_t *r, char *buf, size_t cap)
 {
@@ -243,10 +257,24 @@ static void get_optim(reader_t *r, ps_optim_spec_t *o, uint32_t format)
 {
     int n = format == 1 ? PS_OPTIM_SPEC_FIELDS_V1 : 1 << 20, k = 0;
     uint32_t u;
-#define GET_ENUM(f) if (k++ < n) { u = 0; GET(r, u); o->f = (__typeof__(o->f))u; }
-#define GET_BOOL(f) if (k++ < n) { u = 0; GET(r, u); o->f = u != 0; }
-#define GET_DBL(f) if (k++ < n) GET(r, o->f);
-#define GET_U64(f) if (k++ < n) GET(r, o->f);
+#define GET_ENUM(f)                 \
+    if (k++ < n) {                  \
+        u = 0;                      \
+        GET(r, u);                  \
+        o->f = (__typeof__(o->f))u; \
+    }
+#define GET_BOOL(f)    \
+    if (k++ < n) {     \
+        u = 0;         \
+        GET(r, u);     \
+        o->f = u != 0; \
+    }
+#define GET_DBL(f) \
+    if (k++ < n)   \
+        GET(r, o->f);
+#define GET_U64(f) \
+    if (k++ < n)   \
+        GET(r, o->f);
 #define XX(type, f) GET_##type(f)
     PS_OPTIM_SPEC_FIELDS(XX)
 #undef XX
@@ -382,8 +410,7 @@ out:
     return rc;
 }
 
-int ps_ckpt_load(const char *dir, const char *job, int64_t clock, ps_ckpt_t *out,
-                 ps_errbuf_t *err)
+int ps_ckpt_load(const char *dir, const char *job, int64_t clock, ps_ckpt_t *out, ps_errbuf_t *err)
 {
     char jobdir[1024], path[1100];
     snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job);

@@ -22,9 +22,9 @@ typedef struct {
     char job[64];
     uint32_t world;
     int max_staleness;
-    uint64_t generation;  /* bumped by every ROLLBACK */
+    uint64_t generation; /* bumped by every ROLLBACK */
     uint32_t shard, n_shards;
-    int64_t clock;        /* the lowest chunk clock: what the file is named by */
+    int64_t clock; /* the lowest chunk clock: what the file is named by */
 } ps_ckpt_job_t;
 
 /* One chunk as read from a file (arrays owned by the ps_ckpt_t). */
@@ -42,7 +42,7 @@ typedef struct {
     ps_ckpt_job_t job;
     ps_ckpt_chunk_t *chunks;
     uint32_t n_chunks;
-    void *buf;            /* the file's payload; the chunks point into it */
+    void *buf; /* the file's payload; the chunks point into it */
 } ps_ckpt_t;
 
 /* Writes a checkpoint of the given chunks to DIR/JOB/ckpt-CLOCK.psc:
@@ -58,8 +58,7 @@ void ps_ckpt_free(ps_ckpt_t *c);
 /* Loads the newest valid checkpoint of job dir DIR/JOB (clock == -1) or the
  * one with exactly that clock, skipping corrupt ones with a warning each.
  * PS_ENOJOB if there is none. */
-int ps_ckpt_load(const char *dir, const char *job, int64_t clock, ps_ckpt_t *out,
-                 ps_errbuf_t *err);
+int ps_ckpt_load(const char *dir, const char *job, int64_t clock, ps_ckpt_t *out, ps_errbuf_t *err);
 /* Deletes every checkpoint of a job that has ended, and its directory. */
 void ps_ckpt_remove_job(const char *dir, const char *job);
 /* Names of the job directories under dir (for startup); caller frees each

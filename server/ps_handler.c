@@ -26,7 +26,8 @@ static psrv_reply_t *handle_hello(ps_server_t *srv, psrv_request_t *rq)
         return psrv_fail(rq, PS_ERANGE, "rank %u / world size %u out of range", h->rank,
                          h->world_size);
     ps_job_t *job = psrv_jobs_find(srv, h->job);
-    if (job && (ps_job_world(job) != h->world_size || ps_job_max_staleness(job) != h->max_staleness))
+    if (job &&
+        (ps_job_world(job) != h->world_size || ps_job_max_staleness(job) != h->max_staleness))
         return psrv_fail(rq, PS_ECONFLICT,
                          "job '%s' has %u workers and max_staleness %d; hello says %u and %d",
                          ps_job_name(job), ps_job_world(job), ps_job_max_staleness(job),
@@ -41,9 +42,8 @@ static psrv_reply_t *handle_hello(ps_server_t *srv, psrv_request_t *rq)
     }
     bool rejoin = ps_job_join(job, h->rank, psrv_request_peer(rq), ps_time_ms());
     int64_t clock = ps_job_resume_clock(job);
-    ps_log(PS_LOG_INFO, "job '%s': worker %u %s from '%s' at clock %lld", ps_job_name(job),
-           h->rank, rejoin ? "rejoined" : "joined", ps_job_rank(job, h->rank)->peer,
-           (long long)clock);
+    ps_log(PS_LOG_INFO, "job '%s': worker %u %s from '%s' at clock %lld", ps_job_name(job), h->rank,
+           rejoin ? "rejoined" : "joined", ps_job_rank(job, h->rank)->peer, (long long)clock);
     psrv_reply_t *rep = psrv_ok(rq);
     rep->hdr.clock = clock;
     rep->hdr.max_clock = ps_job_max_clock(job);

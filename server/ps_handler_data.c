@@ -54,9 +54,13 @@ static psrv_reply_t *init_sparse(ps_server_t *srv, psrv_request_t *rq, ps_job_t 
                              h->table_id, ps_sparse_name(e->sparse), ps_sparse_dim(e->sparse));
         return psrv_ok(rq);
     }
-    ps_sparse_params_t p = {.name = spec->name, .id = h->table_id, .dim = spec->dim,
-                            .seed = spec->seed, .init_scale = spec->init_scale,
-                            .world = ps_job_world(job), .max_staleness = ps_job_max_staleness(job)};
+    ps_sparse_params_t p = {.name = spec->name,
+                            .id = h->table_id,
+                            .dim = spec->dim,
+                            .seed = spec->seed,
+                            .init_scale = spec->init_scale,
+                            .world = ps_job_world(job),
+                            .max_staleness = ps_job_max_staleness(job)};
     ps_optim_spec_from_wire(spec->optim, &p.optim);
     ps_errbuf_t err;
     e->sparse = ps_sparse_new(&p, &err);
@@ -65,8 +69,10 @@ static psrv_reply_t *init_sparse(ps_server_t *srv, psrv_request_t *rq, ps_job_t 
     ps_log(PS_LOG_INFO, "job '%s': sparse table %u '%s' (dim %u, %s)", ps_job_name(job),
            h->table_id, spec->name, spec->dim, ps_optim_name(p.optim.kind));
     if (*srv->cfg.state_dir)
-        ps_log(PS_LOG_WARN, "job '%s': sparse table '%s' is not in checkpoints yet: a restarted "
-               "shard starts its rows over", ps_job_name(job), spec->name);
+        ps_log(PS_LOG_WARN,
+               "job '%s': sparse table '%s' is not in checkpoints yet: a restarted "
+               "shard starts its rows over",
+               ps_job_name(job), spec->name);
     return psrv_ok(rq);
 }
 
@@ -105,9 +111,15 @@ static psrv_reply_t *create_chunk(psrv_request_t *rq, ps_job_t *job, ps_job_tabl
     if (!psrv_request_values(rq, slice.offset, slice.len, true))
         return &rq->reply;
     ps_table_params_t p = {
-        .name = spec->name, .id = h->table_id, .n_total = spec->n_elems, .shape = spec->shape,
-        .ndim = (int)spec->n_shape, .offset = slice.offset, .len = slice.len,
-        .world = ps_job_world(job), .max_staleness = ps_job_max_staleness(job),
+        .name = spec->name,
+        .id = h->table_id,
+        .n_total = spec->n_elems,
+        .shape = spec->shape,
+        .ndim = (int)spec->n_shape,
+        .offset = slice.offset,
+        .len = slice.len,
+        .world = ps_job_world(job),
+        .max_staleness = ps_job_max_staleness(job),
     };
     ps_optim_spec_from_wire(spec->optim, &p.optim);
     ps_errbuf_t err;
@@ -288,8 +300,8 @@ psrv_reply_t *psrv_handle_sparse(ps_server_t *srv, psrv_request_t *rq)
         return &rq->reply;
     ps_sparse_t *t = ps_job_sparse(job, h->table_id);
     if (!t)
-        return psrv_fail(rq, PS_ENOTABLE, "table %u is not a sparse table in job '%s'",
-                         h->table_id, ps_job_name(job));
+        return psrv_fail(rq, PS_ENOTABLE, "table %u is not a sparse table in job '%s'", h->table_id,
+                         ps_job_name(job));
     if (!psrv_request_current(rq, job))
         return &rq->reply;
     bool push = h->op == PS__OP__SPARSE_PUSH;

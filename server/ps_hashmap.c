@@ -75,7 +75,8 @@ uint32_t ps_hashmap_get(const ps_hashmap_t *m, uint64_t key)
  * intact for lookups until the copy is complete). */
 static void migrate(ps_hashmap_t *m)
 {
-    uint64_t end = m->migrated + MIGRATE_STEP < m->old_cap ? m->migrated + MIGRATE_STEP : m->old_cap;
+    uint64_t end =
+        m->migrated + MIGRATE_STEP < m->old_cap ? m->migrated + MIGRATE_STEP : m->old_cap;
     for (uint64_t i = m->migrated; i < end; i++)
         if (m->old[i].row != 0 && find(m->slots, m->cap, m->old[i].key) == PS_HASHMAP_NONE)
             place(m->slots, m->cap, m->old[i].key, m->old[i].row - 1);

@@ -12,7 +12,7 @@ struct ps_job {
     uint32_t world;
     int max_staleness;
     ps_rank_t *ranks;
-    uint8_t *live;             /* per rank: counts in the barriers */
+    uint8_t *live; /* per rank: counts in the barriers */
     ps_job_table_t *tables;
     uint32_t n_tables;         /* capacity of tables[] (ids below it) */
     int64_t skip_logged_clock; /* newest skipped clock already logged */
@@ -56,16 +56,46 @@ void ps_job_destroy(ps_job_t **jobp)
     *jobp = NULL;
 }
 
-const char *ps_job_name(const ps_job_t *job) { return job->name; }
-uint32_t ps_job_world(const ps_job_t *job) { return job->world; }
-int ps_job_max_staleness(const ps_job_t *job) { return job->max_staleness; }
-uint64_t ps_job_generation(const ps_job_t *job) { return job->generation; }
-void ps_job_set_generation(ps_job_t *job, uint64_t g) { job->generation = g; }
-ps_pending_t *ps_job_pending(ps_job_t *job) { return &job->pending; }
-int64_t ps_job_next_checkpoint(const ps_job_t *job) { return job->next_ckpt_clock; }
-void ps_job_set_next_checkpoint(ps_job_t *job, int64_t clock) { job->next_ckpt_clock = clock; }
-const uint8_t *ps_job_live(const ps_job_t *job) { return job->live; }
-const ps_rank_t *ps_job_rank(const ps_job_t *job, uint32_t r) { return &job->ranks[r]; }
+const char *ps_job_name(const ps_job_t *job)
+{
+    return job->name;
+}
+uint32_t ps_job_world(const ps_job_t *job)
+{
+    return job->world;
+}
+int ps_job_max_staleness(const ps_job_t *job)
+{
+    return job->max_staleness;
+}
+uint64_t ps_job_generation(const ps_job_t *job)
+{
+    return job->generation;
+}
+void ps_job_set_generation(ps_job_t *job, uint64_t g)
+{
+    job->generation = g;
+}
+ps_pending_t *ps_job_pending(ps_job_t *job)
+{
+    return &job->pending;
+}
+int64_t ps_job_next_checkpoint(const ps_job_t *job)
+{
+    return job->next_ckpt_clock;
+}
+void ps_job_set_next_checkpoint(ps_job_t *job, int64_t clock)
+{
+    job->next_ckpt_clock = clock;
+}
+const uint8_t *ps_job_live(const ps_job_t *job)
+{
+    return job->live;
+}
+const ps_rank_t *ps_job_rank(const ps_job_t *job, uint32_t r)
+{
+    return &job->ranks[r];
+}
 
 bool ps_job_first_skip(ps_job_t *job, int64_t clock)
 {
@@ -169,7 +199,10 @@ uint32_t ps_job_alive(const ps_job_t *job)
 
 /* ---- tables ---- */
 
-uint32_t ps_job_n_tables(const ps_job_t *job) { return job->n_tables; }
+uint32_t ps_job_n_tables(const ps_job_t *job)
+{
+    return job->n_tables;
+}
 
 const ps_job_table_t *ps_job_table(const ps_job_t *job, uint32_t id)
 {

@@ -25,7 +25,7 @@ typedef struct ps_job ps_job_t;
 /* A table of the job: the chunks of a dense table that live on this shard
  * (the others NULL), or this shard's part of a sparse table. */
 typedef struct {
-    uint64_t n_elems;    /* dense: elements of the whole table; 0 = not dense */
+    uint64_t n_elems; /* dense: elements of the whole table; 0 = not dense */
     uint32_t n_chunks;
     ps_table_t **chunks; /* n_chunks entries */
     ps_sparse_t *sparse;
@@ -95,8 +95,7 @@ const ps_job_table_t *ps_job_table(const ps_job_t *job, uint32_t table_id);
 ps_job_table_t *ps_job_slot(ps_job_t *job, uint32_t table_id);
 /* The entry of dense table table_id with room for n_chunks chunks, made if
  * new; NULL if the id holds a sparse table or a dense one of another size. */
-ps_job_table_t *ps_job_dense(ps_job_t *job, uint32_t table_id, uint64_t n_elems,
-                             uint32_t n_chunks);
+ps_job_table_t *ps_job_dense(ps_job_t *job, uint32_t table_id, uint64_t n_elems, uint32_t n_chunks);
 /* This shard's chunk of a dense table, or NULL. */
 ps_table_t *ps_job_chunk(const ps_job_t *job, uint32_t table_id, uint32_t chunk);
 /* The sparse table table_id, or NULL. */

@@ -85,8 +85,8 @@ void psrv_jobs_recheck(ps_server_t *srv, ps_job_t *job)
 static void log_dead(void *ctx, const ps_job_t *job, uint32_t rank, int64_t silent_ms)
 {
     (void)ctx;
-    ps_log(PS_LOG_WARN, "job '%s': worker %u declared dead: %s for %lld ms", ps_job_name(job),
-           rank, ps_job_rank(job, rank)->joined ? "silent" : "never joined", (long long)silent_ms);
+    ps_log(PS_LOG_WARN, "job '%s': worker %u declared dead: %s for %lld ms", ps_job_name(job), rank,
+           ps_job_rank(job, rank)->joined ? "silent" : "never joined", (long long)silent_ms);
 }
 
 void psrv_jobs_sweep(ps_server_t *srv)

@@ -68,8 +68,7 @@ double ps_optim_lr(const ps_optim_spec_t *s, uint64_t t)
  * CPU. GCC only: clang 14 names the dispatcher so that other files' calls
  * do not link. Not under ThreadSanitizer: the resolver runs while the
  * dynamic linker relocates, before TSan's runtime is up, and crashed there. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_THREAD__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 __attribute__((target_clones("avx2", "default")))
 #endif
 void ps_optim_step_to(ps_optim_t *opt, const float *src, float *dst, const float *restrict g,

@@ -12,10 +12,10 @@
 
 typedef struct {
     ps_optim_spec_t spec;
-    uint64_t t;  /* updates applied so far */
-    size_t len;  /* elements */
-    float *m;    /* momentum / first moment / accumulator; NULL for SGD */
-    float *v;    /* second moment (ADAM(W)); NULL otherwise */
+    uint64_t t; /* updates applied so far */
+    size_t len; /* elements */
+    float *m;   /* momentum / first moment / accumulator; NULL for SGD */
+    float *v;   /* second moment (ADAM(W)); NULL otherwise */
 } ps_optim_t;
 
 /* Sets up state for len elements (zeroed). PS_ENOMEM if allocation fails. */

@@ -14,7 +14,7 @@
 
 /* One parked pull: what its reply needs. */
 typedef struct {
-    zmq_msg_t identity;   /* routing identity of the requester (a copy) */
+    zmq_msg_t identity; /* routing identity of the requester (a copy) */
     uint64_t request_id;
     uint32_t table_id;
     uint32_t chunk;

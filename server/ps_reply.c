@@ -11,9 +11,8 @@
 
 const char *psrv_request_peer(const psrv_request_t *rq)
 {
-    const char *addr = rq->msg && rq->msg->n_parts >= 2
-                           ? zmq_msg_gets(&rq->msg->parts[1], "Peer-Address")
-                           : NULL;
+    const char *addr =
+        rq->msg && rq->msg->n_parts >= 2 ? zmq_msg_gets(&rq->msg->parts[1], "Peer-Address") : NULL;
     return addr ? addr : "?";
 }
 

@@ -34,8 +34,8 @@ ps_table_t *psrv_request_chunk(ps_server_t *srv, psrv_request_t *rq, ps_job_t *j
     uint32_t id = rq->hdr->table_id, chunk = rq->hdr->chunk;
     ps_table_t *t = ps_job_chunk(job, id, chunk);
     if (!t)
-        psrv_fail(rq, PS_ENOTABLE, "table %u chunk %u is not defined on shard %lld in job '%s'",
-                  id, chunk, (long long)srv->cfg.shard, ps_job_name(job));
+        psrv_fail(rq, PS_ENOTABLE, "table %u chunk %u is not defined on shard %lld in job '%s'", id,
+                  chunk, (long long)srv->cfg.shard, ps_job_name(job));
     return t;
 }
 
@@ -44,8 +44,7 @@ bool psrv_request_current(psrv_request_t *rq, const ps_job_t *job)
     if (rq->hdr->generation == ps_job_generation(job))
         return true;
     psrv_fail(rq, PS_ESTALE, "job '%s' is at generation %llu, request at %llu", ps_job_name(job),
-              (unsigned long long)ps_job_generation(job),
-              (unsigned long long)rq->hdr->generation);
+              (unsigned long long)ps_job_generation(job), (unsigned long long)rq->hdr->generation);
     return false;
 }
 

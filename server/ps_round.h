@@ -28,19 +28,19 @@ typedef enum {
 
 /* What the table must do with a push (ps_round_offer). */
 typedef enum {
-    PS_ROUND_RETRY,  /* already counted: acknowledge, change nothing */
-    PS_ROUND_KEEP,   /* BSP: keep the values until the round completes */
-    PS_ROUND_APPLY,  /* SSP/ASP: apply the values now */
-    PS_ROUND_AHEAD,  /* a clock this rank may not push yet: refuse (PS_ERANGE) */
+    PS_ROUND_RETRY, /* already counted: acknowledge, change nothing */
+    PS_ROUND_KEEP,  /* BSP: keep the values until the round completes */
+    PS_ROUND_APPLY, /* SSP/ASP: apply the values now */
+    PS_ROUND_AHEAD, /* a clock this rank may not push yet: refuse (PS_ERANGE) */
 } ps_round_verdict_t;
 
 typedef struct {
     uint32_t world;
-    int max_staleness;     /* 0 BSP, > 0 SSP, -1 ASP */
-    int64_t clock;         /* BSP: rounds completed */
-    int64_t *pushes;       /* per rank: the clock after its newest push counted */
-    uint8_t *slot;         /* BSP: per rank, a ps_round_slot_t of the round in progress */
-    int64_t last_skipped;  /* BSP: clock of the newest skipped round, -1 if none */
+    int max_staleness;    /* 0 BSP, > 0 SSP, -1 ASP */
+    int64_t clock;        /* BSP: rounds completed */
+    int64_t *pushes;      /* per rank: the clock after its newest push counted */
+    uint8_t *slot;        /* BSP: per rank, a ps_round_slot_t of the round in progress */
+    int64_t last_skipped; /* BSP: clock of the newest skipped round, -1 if none */
 } ps_round_t;
 
 /* Sets up an empty round for world ranks. PS_ENOMEM if allocation fails

@@ -54,8 +54,8 @@ static int write_ready_file(const char *path, const ps_server_t *srv, ps_errbuf_
     FILE *f = fopen(tmp, "w");
     if (!f)
         return ps_err_set(err, PS_EIO, "cannot write ready file '%s': %s", tmp, strerror(errno));
-    fprintf(f, "endpoint %s\npid %d\nstats_port %d\nmetrics_port %d\n", srv->endpoint, (int)getpid(),
-            ps_server_stats_port(srv), ps_server_metrics_port(srv));
+    fprintf(f, "endpoint %s\npid %d\nstats_port %d\nmetrics_port %d\n", srv->endpoint,
+            (int)getpid(), ps_server_stats_port(srv), ps_server_metrics_port(srv));
     if (fclose(f) != 0 || rename(tmp, path) != 0)
         return ps_err_set(err, PS_EIO, "cannot write ready file '%s': %s", path, strerror(errno));
     return PS_OK;
@@ -105,9 +105,9 @@ ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err)
         psrv_snapshot_restore_all(srv);
     srv->started_ms = ps_time_ms();
     if (*cfg->stats_socket || cfg->stats_port >= 0 || cfg->metrics_port >= 0) {
-        srv->statsd = ps_statsd_start(cfg->stats_socket, (int)cfg->stats_port,
-                                      (int)cfg->metrics_port,
-                                      *cfg->state_dir ? &srv->save_requested : NULL, err);
+        srv->statsd =
+            ps_statsd_start(cfg->stats_socket, (int)cfg->stats_port, (int)cfg->metrics_port,
+                            *cfg->state_dir ? &srv->save_requested : NULL, err);
         if (!srv->statsd)
             goto fail;
         psrv_stats_publish_config(srv);

@@ -23,8 +23,8 @@
  * request), an error text, and at most one values frame. */
 typedef struct {
     Ps__Header hdr;
-    char message[512];  /* hdr.message points here when status != 0 */
-    char *document;     /* a longer hdr.message (STATS), freed once sent */
+    char message[512]; /* hdr.message points here when status != 0 */
+    char *document;    /* a longer hdr.message (STATS), freed once sent */
     zmq_msg_t values;
     bool has_values;
 } psrv_reply_t;
@@ -32,9 +32,9 @@ typedef struct {
 /* The request being handled: its frames, its parsed header, and the reply
  * its handler returns. */
 typedef struct {
-    ps_wire_msg_t *msg;   /* [identity][header][keys][values] */
-    Ps__Header *hdr;      /* NULL if the header frame did not parse */
-    zmq_msg_t *values;    /* the values frame, NULL if none */
+    ps_wire_msg_t *msg; /* [identity][header][keys][values] */
+    Ps__Header *hdr;    /* NULL if the header frame did not parse */
+    zmq_msg_t *values;  /* the values frame, NULL if none */
     int64_t recv_ns;
     psrv_reply_t reply;
 } psrv_request_t;
@@ -52,15 +52,15 @@ struct ps_server {
     ps_server_config_t cfg;
     void *ctx, *router;
     char endpoint[256];
-    uint64_t incarnation;    /* changes at every start: workers notice restarts */
+    uint64_t incarnation; /* changes at every start: workers notice restarts */
     int64_t started_ms;
     psrv_jobs_t jobs;
     ps_server_stats_t stats;
     int64_t log_budget_reset_ms;
-    int log_budget;          /* rejected-request log lines left this second */
-    pid_t ckpt_child;        /* forked checkpoint writer, 0 if none */
-    ps_zap_t *zap;           /* CURVE on: who may connect, in which role */
-    void *monitor;           /* PAIR receiving the router's handshake failures */
+    int log_budget;   /* rejected-request log lines left this second */
+    pid_t ckpt_child; /* forked checkpoint writer, 0 if none */
+    ps_zap_t *zap;    /* CURVE on: who may connect, in which role */
+    void *monitor;    /* PAIR receiving the router's handshake failures */
     ps_statsd_t *statsd;
     atomic_int save_requested; /* set by the stats thread's `save` */
     atomic_int stop_requested; /* ps_server_stop, from any thread */

@@ -15,15 +15,18 @@
 /* Writes a checkpoint of job in this process. */
 static int write_job(ps_server_t *srv, ps_job_t *job, ps_errbuf_t *err)
 {
-    ps_ckpt_job_t cj = {.world = ps_job_world(job), .max_staleness = ps_job_max_staleness(job),
-                        .generation = ps_job_generation(job), .shard = (uint32_t)srv->cfg.shard,
-                        .n_shards = (uint32_t)srv->cfg.shards, .clock = ps_job_resume_clock(job)};
+    ps_ckpt_job_t cj = {.world = ps_job_world(job),
+                        .max_staleness = ps_job_max_staleness(job),
+                        .generation = ps_job_generation(job),
+                        .shard = (uint32_t)srv->cfg.shard,
+                        .n_shards = (uint32_t)srv->cfg.shards,
+                        .clock = ps_job_resume_clock(job)};
     snprintf(cj.job, sizeof cj.job, "%s", ps_job_name(job));
     ps_table_t **chunks;
     uint32_t *ids;
     uint32_t n = ps_job_chunks(job, &chunks, &ids);
-    int rc = ps_ckpt_write(srv->cfg.state_dir, &cj, chunks, ids, n, (int)srv->cfg.checkpoint_keep,
-                           err);
+    int rc =
+        ps_ckpt_write(srv->cfg.state_dir, &cj, chunks, ids, n, (int)srv->cfg.checkpoint_keep, err);
     free(chunks);
     free(ids);
     return rc;
@@ -117,9 +120,14 @@ static int restore_chunks(ps_server_t *srv, ps_job_t *job, const ps_ckpt_t *ck, 
                               c->chunk, c->name);
         ps_table_t *t = e->chunks[c->chunk];
         if (!t) {
-            ps_table_params_t p = {.name = c->name, .id = c->table_id, .n_total = c->n_total,
-                                   .shape = c->shape, .ndim = c->ndim, .offset = c->offset,
-                                   .len = c->state.len, .optim = c->optim,
+            ps_table_params_t p = {.name = c->name,
+                                   .id = c->table_id,
+                                   .n_total = c->n_total,
+                                   .shape = c->shape,
+                                   .ndim = c->ndim,
+                                   .offset = c->offset,
+                                   .len = c->state.len,
+                                   .optim = c->optim,
                                    .world = ps_job_world(job),
                                    .max_staleness = ps_job_max_staleness(job)};
             if (!(t = e->chunks[c->chunk] = ps_table_new(&p, c->state.params, err)))

@@ -25,7 +25,7 @@ struct ps_sparse {
     float **blocks;
     uint32_t n_blocks, cap_blocks;
     uint32_t n_rows;
-    ps_round_t round; /* which pushes count, and the clocks */
+    ps_round_t round;                    /* which pushes count, and the clocks */
     zmq_msg_t *stash_keys, *stash_grads; /* BSP: per rank with values, the round's push */
     size_t stash_bytes;
 };
@@ -65,15 +65,18 @@ ps_sparse_t *ps_sparse_new(const ps_sparse_params_t *p, ps_errbuf_t *err)
         return NULL;
     }
     if (o->schedule != PS_SCHED_CONSTANT || o->warmup_steps) {
-        ps_err_set(err, PS_EINVAL, "sparse table '%s': rows are updated when their keys come up, "
-                                   "so only a constant learning rate applies", p->name);
+        ps_err_set(err, PS_EINVAL,
+                   "sparse table '%s': rows are updated when their keys come up, "
+                   "so only a constant learning rate applies",
+                   p->name);
         return NULL;
     }
     if (!(o->lr > 0) || !isfinite(o->lr) || o->l1 < 0 || o->l2 < 0 || o->ftrl_beta < 0 ||
         !(p->init_scale >= 0) || (o->kind == PS_OPTIM_FTRL && p->init_scale != 0)) {
         ps_err_set(err, PS_EINVAL,
                    "sparse table '%s': needs lr > 0, l1, l2, ftrl_beta >= 0, init_scale >= 0 "
-                   "(0 for ftrl, whose weights follow from its state)", p->name);
+                   "(0 for ftrl, whose weights follow from its state)",
+                   p->name);
         return NULL;
     }
     ps_sparse_t *t = ps_xcalloc(1, sizeof *t);
@@ -125,10 +128,22 @@ void ps_sparse_destroy(ps_sparse_t **tp)
     *tp = NULL;
 }
 
-const char *ps_sparse_name(const ps_sparse_t *t) { return t->name; }
-uint32_t ps_sparse_dim(const ps_sparse_t *t) { return t->dim; }
-uint64_t ps_sparse_keys(const ps_sparse_t *t) { return t->n_rows; }
-const ps_optim_spec_t *ps_sparse_optim(const ps_sparse_t *t) { return &t->optim; }
+const char *ps_sparse_name(const ps_sparse_t *t)
+{
+    return t->name;
+}
+uint32_t ps_sparse_dim(const ps_sparse_t *t)
+{
+    return t->dim;
+}
+uint64_t ps_sparse_keys(const ps_sparse_t *t)
+{
+    return t->n_rows;
+}
+const ps_optim_spec_t *ps_sparse_optim(const ps_sparse_t *t)
+{
+    return &t->optim;
+}
 
 size_t ps_sparse_bytes(const ps_sparse_t *t)
 {
@@ -198,9 +213,10 @@ void ps_sparse_peek(const ps_sparse_t *t, const uint64_t *keys, uint64_t n, floa
     for (uint64_t i = 0; i < n; i++) {
         uint32_t row = ps_hashmap_get(&t->index, keys[i]);
         for (uint32_t j = 0; j < t->dim; j++)
-            out[i * t->dim + j] = row != PS_HASHMAP_NONE
-                                      ? row_at(t, row)[j]
-                                      : ps_sparse_init_value(t->seed, t->id, keys[i], j, t->init_scale);
+            out[i * t->dim + j] =
+                row != PS_HASHMAP_NONE
+                    ? row_at(t, row)[j]
+                    : ps_sparse_init_value(t->seed, t->id, keys[i], j, t->init_scale);
     }
 }
 
@@ -217,10 +233,9 @@ static void step_row(const ps_sparse_t *t, float *r, const float *g)
             z[j] += (float)(gj - sigma * r[j]);
             nn[j] = (float)n_new;
             double zj = z[j];
-            r[j] = fabs(zj) <= o->l1
-                       ? 0.0f
-                       : (float)(-(zj - copysign(o->l1, zj)) /
-                                 ((o->ftrl_beta + sqrt(n_new)) / o->lr + o->l2));
+            r[j] = fabs(zj) <= o->l1 ? 0.0f
+                                     : (float)(-(zj - copysign(o->l1, zj)) /
+                                               ((o->ftrl_beta + sqrt(n_new)) / o->lr + o->l2));
         }
         break;
     }
@@ -231,7 +246,9 @@ static void step_row(const ps_sparse_t *t, float *r, const float *g)
         bool counted = has_row_steps(o->kind);
         if (counted)
             memcpy(&steps, r + t->stride - 1, sizeof steps);
-        ps_optim_t view = {.spec = *o, .t = steps, .len = d,
+        ps_optim_t view = {.spec = *o,
+                           .t = steps,
+                           .len = d,
                            .m = state_per_elem(o->kind) >= 1 ? r + d : NULL,
                            .v = state_per_elem(o->kind) >= 2 ? r + 2 * d : NULL};
         ps_optim_step(&view, r, g, 1.0f);
@@ -266,8 +283,7 @@ static void apply_push(ps_sparse_t *t, const zmq_msg_t *keys, const zmq_msg_t *g
     }
 }
 
-int ps_sparse_push(ps_sparse_t *t, uint32_t rank, int64_t clock, zmq_msg_t *keys,
-                   zmq_msg_t *grads)
+int ps_sparse_push(ps_sparse_t *t, uint32_t rank, int64_t clock, zmq_msg_t *keys, zmq_msg_t *grads)
 {
     switch (ps_round_offer(&t->round, rank, clock, true)) {
     case PS_ROUND_RETRY:

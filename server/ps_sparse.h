@@ -28,9 +28,9 @@ typedef struct {
     uint32_t dim;          /* floats per row, >= 1 */
     ps_optim_spec_t optim; /* any (dense ones row-wise, constant lr), or FTRL */
     uint64_t seed;
-    double init_scale;     /* rows start uniform in [-s, s]; FTRL needs 0 */
+    double init_scale; /* rows start uniform in [-s, s]; FTRL needs 0 */
     uint32_t world;
-    int max_staleness;     /* 0 BSP, > 0 SSP, -1 ASP */
+    int max_staleness; /* 0 BSP, > 0 SSP, -1 ASP */
 } ps_sparse_params_t;
 
 /* NULL with err set if the parameters are invalid. */
@@ -62,8 +62,7 @@ void ps_sparse_peek(const ps_sparse_t *t, const uint64_t *keys, uint64_t n, floa
  * the round completes; SSP/ASP: applied at once. A push of a clock already
  * accepted is a retry: PS_OK, not applied again. PS_ERANGE for a clock
  * ahead of the one expected. The caller has checked the sizes. */
-int ps_sparse_push(ps_sparse_t *t, uint32_t rank, int64_t clock, zmq_msg_t *keys,
-                   zmq_msg_t *grads);
+int ps_sparse_push(ps_sparse_t *t, uint32_t rank, int64_t clock, zmq_msg_t *keys, zmq_msg_t *grads);
 /* BSP: completes the round if every live rank pushed it (applies the kept
  * pushes in rank order); true if it did. */
 bool ps_sparse_try_complete(ps_sparse_t *t, const uint8_t *live);

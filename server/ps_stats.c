@@ -13,10 +13,9 @@
 #include "ps_server_int.h"
 #include "ps_time.h"
 
-static const double bucket_le[PS_STATS_N_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025,
-                                                     0.005,  0.01,    0.025,  0.05,  0.1,
-                                                     0.25,   0.5,     1,      2.5,   5,
-                                                     10};
+static const double bucket_le[PS_STATS_N_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
+                                                     0.01,   0.025,   0.05,   0.1,   0.25,   0.5,
+                                                     1,      2.5,     5,      10};
 
 const double *ps_hist_bounds(void)
 {
@@ -64,9 +63,11 @@ static void doc_server(ps_doc_t *d, const ps_server_t *srv, int64_t now)
     snprintf(inc, sizeof inc, "%llx", (unsigned long long)srv->incarnation);
     ps_doc_section(d, "server");
     ps_doc_str(d, "version", PS_VERSION);
-    ps_doc_metric_only(d, 1, &(ps_metric_t){"ps_build_info", PS_METRIC_GAUGE,
-                                            "Build of this ps-server.",
-                                            {"version", PS_VERSION, "role", "server", "shard", shard}});
+    ps_doc_metric_only(d, 1,
+                       &(ps_metric_t){"ps_build_info",
+                                      PS_METRIC_GAUGE,
+                                      "Build of this ps-server.",
+                                      {"version", PS_VERSION, "role", "server", "shard", shard}});
     ps_doc_int(d, "pid", getpid(), NULL);
     ps_doc_real(d, "uptime_s", (double)(now - srv->started_ms) / 1000.0, 1,
                 GAUGE("ps_uptime_seconds", "Time since this process started."));
@@ -86,8 +87,10 @@ static void doc_jobs(ps_doc_t *d, const ps_server_t *srv)
     ps_doc_str(d, "last_job", srv->jobs.last_name);
     ps_doc_int(d, "last_job_clock", srv->jobs.last_clock, NULL);
     ps_doc_group(d, "clocks", "clock_",
-                 &(ps_metric_t){"ps_job_clock", PS_METRIC_GAUGE,
-                                "Lowest chunk clock of a job on this shard.", {"job"}});
+                 &(ps_metric_t){"ps_job_clock",
+                                PS_METRIC_GAUGE,
+                                "Lowest chunk clock of a job on this shard.",
+                                {"job"}});
     for (size_t i = 0; i < srv->jobs.n; i++)
         ps_doc_int(d, ps_job_name(srv->jobs.all[i]), ps_job_resume_clock(srv->jobs.all[i]), NULL);
     ps_doc_group_end(d);
@@ -96,9 +99,9 @@ static void doc_jobs(ps_doc_t *d, const ps_server_t *srv)
 static void doc_requests(ps_doc_t *d, const ps_server_stats_t *st)
 {
     ps_doc_section(d, "requests");
-    ps_doc_group(d, "requests", "requests_",
-                 &(ps_metric_t){"ps_requests_total", PS_METRIC_COUNTER, "Requests handled, by op.",
-                                {"op"}});
+    ps_doc_group(
+        d, "requests", "requests_",
+        &(ps_metric_t){"ps_requests_total", PS_METRIC_COUNTER, "Requests handled, by op.", {"op"}});
     for (int op = 1; op <= PS__OP__SPARSE_PUSH; op++)
         ps_doc_int(d, ps_op_name(op), (int64_t)st->requests[op], NULL);
     ps_doc_group_end(d);
@@ -121,8 +124,10 @@ static void doc_errors(ps_doc_t *d, const ps_server_stats_t *st)
         if (st->errors_by_code[code])
             ps_doc_int(d, ps_errname(-code), (int64_t)st->errors_by_code[code], NULL);
         else
-            ps_doc_metric_only(d, 0, &(ps_metric_t){"ps_errors_total", PS_METRIC_COUNTER, help,
-                                                    {"code", ps_errname(-code)}});
+            ps_doc_metric_only(
+                d, 0,
+                &(ps_metric_t){
+                    "ps_errors_total", PS_METRIC_COUNTER, help, {"code", ps_errname(-code)}});
     }
     ps_doc_group_end(d);
 }
@@ -136,7 +141,8 @@ static void doc_security(ps_doc_t *d, const ps_server_t *srv)
     ps_doc_int(d, "keys_allowed", zap ? (int64_t)ps_zap_keys(zap) : 0, NULL);
     ps_metric_t acc = {"ps_handshakes_total", PS_METRIC_COUNTER, help, {"result", "accepted"}};
     ps_metric_t ref = {"ps_handshakes_total", PS_METRIC_COUNTER, help, {"result", "refused"}};
-    ps_doc_int(d, "handshakes_accepted", zap ? (int64_t)ps_zap_accepted(zap) : 0, zap ? &acc : NULL);
+    ps_doc_int(d, "handshakes_accepted", zap ? (int64_t)ps_zap_accepted(zap) : 0,
+               zap ? &acc : NULL);
     ps_doc_int(d, "handshakes_refused", zap ? (int64_t)ps_zap_refused(zap) : 0, zap ? &ref : NULL);
     ps_doc_int(d, "handshake_failures", (int64_t)srv->stats.handshake_failures,
                COUNTER("ps_handshake_failures_total",
@@ -155,9 +161,9 @@ static void doc_memory_checkpoints(ps_doc_t *d, const ps_server_t *srv, int64_t 
     ps_doc_int(d, "checkpoint_every", srv->cfg.checkpoint_every, NULL);
     ps_doc_int(d, "checkpoints_written", (int64_t)st->checkpoints_written,
                &(ps_metric_t){"ps_checkpoints_total", PS_METRIC_COUNTER, help, {"result", "ok"}});
-    ps_doc_int(d, "checkpoints_failed", (int64_t)st->checkpoints_failed,
-               &(ps_metric_t){"ps_checkpoints_total", PS_METRIC_COUNTER, help,
-                              {"result", "failed"}});
+    ps_doc_int(
+        d, "checkpoints_failed", (int64_t)st->checkpoints_failed,
+        &(ps_metric_t){"ps_checkpoints_total", PS_METRIC_COUNTER, help, {"result", "failed"}});
     ps_doc_real(d, "last_checkpoint_age_s",
                 st->last_checkpoint_ms ? (double)(now - st->last_checkpoint_ms) / 1000.0 : -1, 1,
                 NULL);
@@ -171,11 +177,12 @@ static void doc_metrics_only(ps_doc_t *d, const ps_server_t *srv)
         for (uint32_t id = 0; id < ps_job_n_tables(job); id++) {
             const ps_sparse_t *sp = ps_job_sparse(job, id);
             if (sp)
-                ps_doc_metric_only(d, (double)ps_sparse_keys(sp),
-                                   &(ps_metric_t){"ps_sparse_keys", PS_METRIC_GAUGE,
-                                                  "Keys a sparse table holds on this shard.",
-                                                  {"job", ps_job_name(job), "table",
-                                                   ps_sparse_name(sp)}});
+                ps_doc_metric_only(
+                    d, (double)ps_sparse_keys(sp),
+                    &(ps_metric_t){"ps_sparse_keys",
+                                   PS_METRIC_GAUGE,
+                                   "Keys a sparse table holds on this shard.",
+                                   {"job", ps_job_name(job), "table", ps_sparse_name(sp)}});
         }
     }
     const ps_hist_t *h = &srv->stats.push_latency;
@@ -250,11 +257,11 @@ static void publish_workers(ps_server_t *srv, int64_t now)
 /* shape, chunks and elements differ between dense and sparse rows in
  * JSON: each row adds its own fields. */
 static const ps_col_t table_cols[] = {
-    {"job", NULL, -12, 0, 0, false},       {"id", NULL, 3, 0, 0, false},
-    {"name", NULL, -12, 0, 0, false},      {"kind", NULL, -6, 0, 0, false},
-    {"shape", NULL, -14, 0, 0, true},      {"dtype", NULL, -5, 0, 0, false},
-    {"chunks", NULL, 6, 0, 0, true},       {"elems_here", NULL, 12, 0, 0, true},
-    {"optimizer", NULL, -9, 0, 0, false},  {"bytes", NULL, 12, 0, 0, false},
+    {"job", NULL, -12, 0, 0, false},      {"id", NULL, 3, 0, 0, false},
+    {"name", NULL, -12, 0, 0, false},     {"kind", NULL, -6, 0, 0, false},
+    {"shape", NULL, -14, 0, 0, true},     {"dtype", NULL, -5, 0, 0, false},
+    {"chunks", NULL, 6, 0, 0, true},      {"elems_here", NULL, 12, 0, 0, true},
+    {"optimizer", NULL, -9, 0, 0, false}, {"bytes", NULL, 12, 0, 0, false},
 };
 
 /* One row of `show tables` for this shard's chunks of dense table e. */

@@ -19,11 +19,11 @@ typedef struct {
 
 /* Counters of the loop thread. */
 typedef struct {
-    uint64_t requests[16];          /* by op */
+    uint64_t requests[16]; /* by op */
     uint64_t errors;
-    uint64_t errors_by_code[32];    /* by -code */
+    uint64_t errors_by_code[32]; /* by -code */
     uint64_t nonfinite_pushes;
-    uint64_t handshake_failures;    /* plain-text or broken clients (monitor events) */
+    uint64_t handshake_failures;            /* plain-text or broken clients (monitor events) */
     uint64_t handshake_failures_by_kind[3]; /* auth, mechanism mismatch, other */
     uint64_t bytes_in, bytes_out;
     uint64_t checkpoints_written, checkpoints_failed;

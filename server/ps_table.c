@@ -22,7 +22,8 @@ typedef struct {
 
 static param_buf_t *buf_new(uint64_t len)
 {
-    param_buf_t *b = aligned_alloc(64, sizeof *b + ((len ? len : 1) * sizeof(float) + 63) / 64 * 64);
+    param_buf_t *b =
+        aligned_alloc(64, sizeof *b + ((len ? len : 1) * sizeof(float) + 63) / 64 * 64);
     if (b)
         atomic_init(&b->refs, 1);
     return b;
@@ -55,14 +56,14 @@ struct ps_table {
     uint64_t shape[PS_TABLE_MAX_DIMS];
     int ndim;
     uint32_t world;
-    param_buf_t *cur;      /* the parameters */
-    param_buf_t *spare;    /* a second buffer for updates while cur is being sent, or NULL */
+    param_buf_t *cur;   /* the parameters */
+    param_buf_t *spare; /* a second buffer for updates while cur is being sent, or NULL */
     ps_optim_t opt;
-    ps_round_t round;      /* which pushes count, and the clocks */
+    ps_round_t round; /* which pushes count, and the clocks */
     /* BSP round in progress: what the ranks whose slot is PS_ROUND_VALUES sent */
-    zmq_msg_t *stash;      /* per rank: gradient sums of the current clock */
+    zmq_msg_t *stash; /* per rank: gradient sums of the current clock */
     uint64_t *stash_samples;
-    float *accum;          /* sum of the round, len floats */
+    float *accum; /* sum of the round, len floats */
 };
 
 /* Lets go of the values kept for the BSP round in progress. */
@@ -131,11 +132,26 @@ void ps_table_destroy(ps_table_t **tp)
     *tp = NULL;
 }
 
-const char *ps_table_name(const ps_table_t *t) { return t->name; }
-uint64_t ps_table_n_total(const ps_table_t *t) { return t->n_total; }
-uint64_t ps_table_offset(const ps_table_t *t) { return t->offset; }
-uint64_t ps_table_len(const ps_table_t *t) { return t->len; }
-const float *ps_table_params(const ps_table_t *t) { return t->cur->data; }
+const char *ps_table_name(const ps_table_t *t)
+{
+    return t->name;
+}
+uint64_t ps_table_n_total(const ps_table_t *t)
+{
+    return t->n_total;
+}
+uint64_t ps_table_offset(const ps_table_t *t)
+{
+    return t->offset;
+}
+uint64_t ps_table_len(const ps_table_t *t)
+{
+    return t->len;
+}
+const float *ps_table_params(const ps_table_t *t)
+{
+    return t->cur->data;
+}
 
 int ps_table_lend_params(ps_table_t *t, zmq_msg_t *msg)
 {
@@ -184,8 +200,14 @@ static void apply_update(ps_table_t *t, const float *grad, float scale)
     ps_optim_step_to(&t->opt, t->cur->data, b->data, grad, scale);
     commit_buf(t, b);
 }
-uint64_t ps_table_updates(const ps_table_t *t) { return t->opt.t; }
-const ps_optim_spec_t *ps_table_optim(const ps_table_t *t) { return &t->opt.spec; }
+uint64_t ps_table_updates(const ps_table_t *t)
+{
+    return t->opt.t;
+}
+const ps_optim_spec_t *ps_table_optim(const ps_table_t *t)
+{
+    return &t->opt.spec;
+}
 
 int64_t ps_table_worker_clock(const ps_table_t *t, uint32_t rank)
 {
@@ -269,8 +291,8 @@ bool ps_table_try_complete(ps_table_t *t, const uint8_t *live)
 
 void ps_table_get_state(const ps_table_t *t, ps_table_state_t *s)
 {
-    *s = (ps_table_state_t){t->len, t->world, t->round.clock, t->round.pushes, t->opt.t,
-                            t->cur->data, t->opt.m, t->opt.v};
+    *s = (ps_table_state_t){t->len,   t->world,     t->round.clock, t->round.pushes,
+                            t->opt.t, t->cur->data, t->opt.m,       t->opt.v};
 }
 
 int ps_table_set_state(ps_table_t *t, const ps_table_state_t *s)

@@ -19,13 +19,13 @@ typedef struct ps_table ps_table_t;
 typedef struct {
     const char *name;
     uint32_t id;
-    uint64_t n_total;       /* elements of the whole table, all shards */
-    const uint64_t *shape;  /* product == n_total */
+    uint64_t n_total;      /* elements of the whole table, all shards */
+    const uint64_t *shape; /* product == n_total */
     int ndim;
-    uint64_t offset, len;   /* this shard's slice */
+    uint64_t offset, len; /* this shard's slice */
     ps_optim_spec_t optim;
-    uint32_t world;         /* workers in the job */
-    int max_staleness;      /* 0 BSP, > 0 SSP, -1 ASP */
+    uint32_t world;    /* workers in the job */
+    int max_staleness; /* 0 BSP, > 0 SSP, -1 ASP */
 } ps_table_params_t;
 
 /* New slice holding a copy of init (len floats). NULL with err set if the
@@ -52,9 +52,9 @@ int ps_table_lend_params(ps_table_t *t, zmq_msg_t *msg);
 typedef struct {
     uint64_t len;
     uint32_t world;
-    int64_t clock;          /* BSP rounds applied */
-    const int64_t *pushes;  /* per rank: pushes accepted */
-    uint64_t updates;       /* optimizer steps applied */
+    int64_t clock;               /* BSP rounds applied */
+    const int64_t *pushes;       /* per rank: pushes accepted */
+    uint64_t updates;            /* optimizer steps applied */
     const float *params, *m, *v; /* m, v NULL if the optimizer has none */
 } ps_table_state_t;
 

@@ -9,9 +9,11 @@
 #  4. libFuzzer (clang, ASan, UBSan): each fuzz target for PS_FUZZ_SECONDS
 #     (default 45) from its seed corpus;
 #  5. Valgrind memcheck: the unit tests and a short real job.
+# Before the builds: tools/lint.sh (clang-format layout, nesting depth).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
+tools/lint.sh
 (cd build && ctest --output-on-failure -j1)
 
 BUILD_DIR=build-asan BUILD_TYPE=Debug CMAKE_EXTRA="-DPS_SANITIZE=address,undefined" tools/setup.sh

@@ -35,8 +35,7 @@ static void child_setup(const ps_child_spawn_t *how, int out_w)
         signal(SIGINT, SIG_IGN);
 }
 
-int ps_child_start(ps_child_t *c, const char *name, char *const argv[],
-                   const ps_child_spawn_t *how)
+int ps_child_start(ps_child_t *c, const char *name, char *const argv[], const ps_child_spawn_t *how)
 {
     *c = (ps_child_t){.out_fd = -1, .own_group = how->own_group};
     snprintf(c->name, sizeof c->name, "%s", name);
@@ -131,8 +130,7 @@ void ps_child_stop_all(ps_child_t *cs, size_t n, int64_t grace_ms)
     for (size_t i = 0; i < n; i++) {
         if (cs[i].pid <= 0 || cs[i].exited)
             continue;
-        ps_log(PS_LOG_WARN, "%s (pid %d) ignored SIGTERM; killing it", cs[i].name,
-               (int)cs[i].pid);
+        ps_log(PS_LOG_WARN, "%s (pid %d) ignored SIGTERM; killing it", cs[i].name, (int)cs[i].pid);
         ps_child_signal(&cs[i], SIGKILL);
         waitpid(cs[i].pid, &cs[i].status, 0);
         cs[i].exited = true;

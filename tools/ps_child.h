@@ -14,23 +14,23 @@
 #define PS_CHILD_LINE_MAX 65536
 
 typedef struct {
-    char name[48];      /* for log lines: "worker 3", "trial 4.0" */
-    pid_t pid;          /* 0: not started */
-    int out_fd;         /* its stdout, -1 if not piped or once at EOF */
+    char name[48]; /* for log lines: "worker 3", "trial 4.0" */
+    pid_t pid;     /* 0: not started */
+    int out_fd;    /* its stdout, -1 if not piped or once at EOF */
     bool exited;
-    int status;         /* waitpid status once exited */
-    bool own_group;     /* started in a process group of its own */
+    int status;     /* waitpid status once exited */
+    bool own_group; /* started in a process group of its own */
     char buf[PS_CHILD_LINE_MAX];
     size_t buf_len;
 } ps_child_t;
 
 /* How to start a child. */
 typedef struct {
-    bool pipe_stdout;    /* stdout to a pipe read with ps_child_read_lines */
+    bool pipe_stdout;        /* stdout to a pipe read with ps_child_read_lines */
     const char *stderr_path; /* stderr to this file (truncated), or NULL: inherited */
-    bool own_group;      /* its own process group (stopped as a whole), and it gets
+    bool own_group;          /* its own process group (stopped as a whole), and it gets
                           * SIGTERM if we die */
-    bool ignore_sigint;  /* a terminal's Ctrl-C goes to us, and we stop it */
+    bool ignore_sigint;      /* a terminal's Ctrl-C goes to us, and we stop it */
 } ps_child_spawn_t;
 
 /* Starts argv[0] (a path) with argv, stdin from /dev/null. -1 with errno

@@ -155,8 +155,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "ps-clickgen: cannot write '%s': %s\n", c.truth, strerror(errno));
         return EX_CANTCREAT;
     }
-    fprintf(t, "{\"test_auc\":%.6f,\"test_logloss\":%.6f,\"test_positive_rate\":%.4f,\"rows\":%lld,"
-               "\"test_rows\":%lld,\"features\":%lld,\"nnz\":%lld,\"uniform\":%lld,\"zipf\":%g}\n",
+    fprintf(t,
+            "{\"test_auc\":%.6f,\"test_logloss\":%.6f,\"test_positive_rate\":%.4f,\"rows\":%lld,"
+            "\"test_rows\":%lld,\"features\":%lld,\"nnz\":%lld,\"uniform\":%lld,\"zipf\":%g}\n",
             a, ll, pos / (double)c.test_rows, (long long)c.rows, (long long)c.test_rows,
             (long long)c.features, (long long)c.nnz, (long long)c.uniform, c.zipf);
     fclose(t);

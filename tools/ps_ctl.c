@@ -32,8 +32,10 @@ typedef struct {
 
 #define O ctl_opts_t
 static const ps_opt_t ctl_opts[] = {
-    PS_OPT_STR_ALIAS("socket", "-s", O, socket, "", "UNIX stats socket (server option stats_socket)"),
-    PS_OPT_STR_ALIAS("tcp", "-t", O, tcp, "", "HOST:PORT of a TCP stats port (server option stats_port)"),
+    PS_OPT_STR_ALIAS("socket", "-s", O, socket, "",
+                     "UNIX stats socket (server option stats_socket)"),
+    PS_OPT_STR_ALIAS("tcp", "-t", O, tcp, "",
+                     "HOST:PORT of a TCP stats port (server option stats_port)"),
     PS_OPT_BOOL("json", O, json, "no", "ask for the JSON form of a show command"),
     PS_OPT_INT("timeout", O, timeout_ms, "5000", 1, 86400000, "give up after this long (ms)"),
     PS_OPT_STR_ALIAS("endpoint", "-e", O, endpoint, "",
@@ -109,7 +111,8 @@ static int remote(const char *endpoint, const char *server_key_file, const char 
              : strcmp(cmd, "shutdown") == 0 ? PS__OP__SHUTDOWN
                                             : 0;
     if (!op) {
-        fprintf(stderr, "ps-ctl: with -e the commands are info, save and shutdown, not '%s'\n", cmd);
+        fprintf(stderr, "ps-ctl: with -e the commands are info, save and shutdown, not '%s'\n",
+                cmd);
         return EX_USAGE;
     }
     ps_curve_keys_t server = {0}, own = {0};
@@ -123,9 +126,12 @@ static int remote(const char *endpoint, const char *server_key_file, const char 
         fprintf(stderr, "ps-ctl: %s\n", err.msg);
         return EX_CONFIG;
     }
-    ps_client_opts_t o = {.job = "", .world = 1, .timeout_ms = timeout_ms,
+    ps_client_opts_t o = {.job = "",
+                          .world = 1,
+                          .timeout_ms = timeout_ms,
                           .curve_server_key = server.public_z85,
-                          .curve_public_key = own.public_z85, .curve_secret_key = own.secret_z85};
+                          .curve_public_key = own.public_z85,
+                          .curve_secret_key = own.secret_z85};
     ps_client_t *c = ps_client_new(endpoint, &o, &err);
     memset(own.secret_z85, 0, sizeof own.secret_z85);
     if (!c) {

@@ -14,8 +14,9 @@ typedef struct {
 static const ps_opt_t keygen_opts[] = {
     PS_OPT_STR("role", keygen_opts_t, role, "",
                "worker|admin|monitor: also print the allow-list line for the key"),
-    PS_OPT_STR("name", keygen_opts_t, name, "", "the key's name on that line (default: BASE's file "
-                                                "name)"),
+    PS_OPT_STR("name", keygen_opts_t, name, "",
+               "the key's name on that line (default: BASE's file "
+               "name)"),
 };
 
 static const ps_optset_t keygen_optset = {

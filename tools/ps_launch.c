@@ -50,8 +50,9 @@ static const ps_opt_t launch_opts[] = {
     PS_OPT_INT("timeout", O, timeout_s, "7200", 1, 1LL << 31, "fail the job if it runs longer (s)"),
     PS_OPT_INT("ready_timeout", O, ready_timeout_s, "30", 1, 86400,
                "how long servers may take to start (s)"),
-    PS_OPT_STR("bin_dir", O, bin_dir, "", "where ps-server and ps-worker are (default: beside "
-                                          "ps-launch)"),
+    PS_OPT_STR("bin_dir", O, bin_dir, "",
+               "where ps-server and ps-worker are (default: beside "
+               "ps-launch)"),
     PS_OPT_BOOL("keep_state", O, keep_state, "no", "keep the temporary state directory"),
     PS_OPT_BOOL("curve", O, curve, "no",
                 "CURVE on every socket: a key pair for the servers and one per worker, and an "
@@ -75,9 +76,9 @@ static const ps_optset_t launch_optset = {
 };
 
 typedef struct {
-    ps_event_t done;     /* the worker's {"event":"done"} line, once seen */
+    ps_event_t done; /* the worker's {"event":"done"} line, once seen */
     bool has_done;
-    bool lost;           /* killed by a signal: the job went on without it */
+    bool lost; /* killed by a signal: the job went on without it */
 } worker_t;
 
 typedef struct {
@@ -85,7 +86,7 @@ typedef struct {
     char state_dir[PATH_MAX];
     ps_child_t servers[MAX_PROCS], workers[MAX_PROCS];
     worker_t wk[MAX_PROCS];
-    int ports[MAX_PROCS];   /* each server's port, once ready */
+    int ports[MAX_PROCS]; /* each server's port, once ready */
     char endpoints[8192];
 } launch_t;
 
@@ -226,8 +227,8 @@ static int wait_servers_ready(launch_t *L)
             }
             poll(NULL, 0, 20);
         }
-        len += (size_t)snprintf(L->endpoints + len, sizeof L->endpoints - len, "%s%s",
-                                i ? "," : "", ep);
+        len += (size_t)snprintf(L->endpoints + len, sizeof L->endpoints - len, "%s%s", i ? "," : "",
+                                ep);
         const char *colon = strrchr(ep, ':');
         L->ports[i] = colon ? atoi(colon + 1) : 0;
     }
@@ -413,7 +414,8 @@ static int supervise(launch_t *L)
             return 128 + stop_signal;
         }
         if (ps_time_ms() > deadline) {
-            ps_log(PS_LOG_ERROR, "launch: job still running after --timeout %lld s (%d workers left)",
+            ps_log(PS_LOG_ERROR,
+                   "launch: job still running after --timeout %lld s (%d workers left)",
                    (long long)L->o.timeout_s, running);
             return 1;
         }

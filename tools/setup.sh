@@ -20,6 +20,8 @@ PACKAGES=(
   iproute2                              # network-namespace test and shaped-link benchmarks
   prometheus                            # promtool check metrics, and a real scrape in a test
   clang libclang-rt-14-dev              # libFuzzer targets (tools/fuzz.sh)
+  clang-format                          # the code's layout, checked by tools/lint.sh
+  libjansson-dev                        # JSON: events, stats documents, model.json, journals
   valgrind                              # memcheck run of the tests (tools/check.sh)
   help2man                              # man pages generated from each program's --help
   lintian                               # the .deb is checked against Debian policy (install test)

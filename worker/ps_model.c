@@ -313,6 +313,42 @@ static float head_target(float y, size_t j, size_t out)
 
 /* Loss of the last layer's z for b samples; if dz is not NULL also the
  * gradient of the summed loss with respect to z. */
+/* The loss of one sample's outputs zi against label y, and its gradient
+ * into di (if not NULL), for each head. */
+static double softmax_ce(const float *zi, float y, size_t out, float *di)
+{
+    float mx = zi[0];
+    for (size_t j = 1; j < out; j++)
+        mx = zi[j] > mx ? zi[j] : mx;
+    double sum = 0;
+    for (size_t j = 0; j < out; j++)
+        sum += exp((double)(zi[j] - mx));
+    size_t c = (size_t)y;
+    for (size_t j = 0; di && j < out; j++)
+        di[j] = (float)(exp((double)(zi[j] - mx)) / sum) - (j == c ? 1.0f : 0.0f);
+    return log(sum) - (double)(zi[c] - mx);
+}
+
+static double sigmoid_bce(const float *zi, float y, float *di)
+{
+    double t = y > 0 ? 1.0 : 0.0, zz = zi[0];
+    if (di)
+        di[0] = (float)(1.0 / (1.0 + exp(-zz)) - t);
+    return (zz > 0 ? zz : 0) - zz * t + log1p(exp(-fabs(zz)));
+}
+
+static double mse(const float *zi, float y, size_t out, float *di)
+{
+    double loss = 0;
+    for (size_t j = 0; j < out; j++) {
+        float e = zi[j] - head_target(y, j, out);
+        loss += (double)e * e / (double)out;
+        if (di)
+            di[j] = 2.0f * e / (float)out;
+    }
+    return loss;
+}
+
 static double head_loss(const ps_model_t *m, const float *y, size_t b, float *dz)
 {
     size_t out = m->spec.dims[m->spec.n_layers];
@@ -322,33 +358,14 @@ static double head_loss(const ps_model_t *m, const float *y, size_t b, float *dz
         const float *zi = z + i * out;
         float *di = dz ? dz + i * out : NULL;
         switch (m->spec.head) {
-        case PS_HEAD_SOFTMAX_CE: {
-            float mx = zi[0];
-            for (size_t j = 1; j < out; j++)
-                mx = zi[j] > mx ? zi[j] : mx;
-            double sum = 0;
-            for (size_t j = 0; j < out; j++)
-                sum += exp((double)(zi[j] - mx));
-            size_t c = (size_t)y[i];
-            loss += log(sum) - (double)(zi[c] - mx);
-            for (size_t j = 0; di && j < out; j++)
-                di[j] = (float)(exp((double)(zi[j] - mx)) / sum) - (j == c ? 1.0f : 0.0f);
+        case PS_HEAD_SOFTMAX_CE:
+            loss += softmax_ce(zi, y[i], out, di);
             break;
-        }
-        case PS_HEAD_SIGMOID_BCE: {
-            double t = y[i] > 0 ? 1.0 : 0.0, zz = zi[0];
-            loss += (zz > 0 ? zz : 0) - zz * t + log1p(exp(-fabs(zz)));
-            if (di)
-                di[0] = (float)(1.0 / (1.0 + exp(-zz)) - t);
+        case PS_HEAD_SIGMOID_BCE:
+            loss += sigmoid_bce(zi, y[i], di);
             break;
-        }
         case PS_HEAD_MSE:
-            for (size_t j = 0; j < out; j++) {
-                float e = zi[j] - head_target(y[i], j, out);
-                loss += (double)e * e / (double)out;
-                if (di)
-                    di[j] = 2.0f * e / (float)out;
-            }
+            loss += mse(zi, y[i], out, di);
             break;
         }
     }
@@ -415,43 +432,61 @@ double ps_model_train_batch(ps_model_t *m, const float *x, const float *y, size_
     return loss;
 }
 
+/* The index of the largest of z[0..n). */
+static size_t argmax(const float *z, size_t n)
+{
+    size_t best = 0;
+    for (size_t j = 1; j < n; j++)
+        if (z[j] > z[best])
+            best = j;
+    return best;
+}
+
+typedef struct {
+    size_t correct;
+    double abs_err;
+    float *scores; /* binary heads: every sample's logit, for the AUC */
+} tally_t;
+
+/* Scores the head's outputs z of b samples starting at start. */
+static void score_batch(const ps_model_t *m, const float *z, const float *y, size_t start,
+                        size_t b, tally_t *t)
+{
+    size_t n_out = m->spec.dims[m->spec.n_layers];
+    for (size_t i = 0; i < b; i++) {
+        const float *zi = z + i * n_out;
+        if (t->scores) {
+            t->correct += (zi[0] >= 0) == (y[i] > 0);
+            t->scores[start + i] = zi[0];
+        } else if (n_out == 1) {
+            t->abs_err += fabs((double)zi[0] - y[i]);
+        } else {
+            t->correct += argmax(zi, n_out) == (size_t)y[i];
+        }
+    }
+}
+
 void ps_model_evaluate(ps_model_t *m, const ps_dataset_t *ds, ps_eval_t *out)
 {
     size_t n_out = m->spec.dims[m->spec.n_layers];
-    double loss = 0, abs_err = 0;
-    size_t correct = 0;
+    double loss = 0;
     memset(out, 0, sizeof *out);
     bool binary = n_out == 1 && m->spec.head == PS_HEAD_SIGMOID_BCE;
-    float *scores = binary && ds->n ? ps_xmalloc(ds->n * sizeof *scores) : NULL;
+    tally_t t = {0, 0, binary && ds->n ? ps_xmalloc(ds->n * sizeof *t.scores) : NULL};
     for (size_t start = 0; start < ds->n; start += m->max_batch) {
         size_t b = ds->n - start < m->max_batch ? ds->n - start : m->max_batch;
         const float *x = ds->x + start * ds->d, *y = ds->y + start;
         loss += ps_model_loss(m, x, y, b);
-        const float *z = m->z[m->spec.n_layers - 1];
-        for (size_t i = 0; i < b; i++) {
-            const float *zi = z + i * n_out;
-            if (binary) {
-                correct += (zi[0] >= 0) == (y[i] > 0);
-                scores[start + i] = zi[0];
-            } else if (n_out == 1) {
-                abs_err += fabs((double)zi[0] - y[i]);
-            } else {
-                size_t best = 0;
-                for (size_t j = 1; j < n_out; j++)
-                    if (zi[j] > zi[best])
-                        best = j;
-                correct += best == (size_t)y[i];
-            }
-        }
+        score_batch(m, m->z[m->spec.n_layers - 1], y, start, b, &t);
     }
     out->n = ds->n;
     if (ds->n) {
         out->loss = loss / (double)ds->n;
-        out->accuracy = (double)correct / (double)ds->n;
-        out->mae = abs_err / (double)ds->n;
+        out->accuracy = (double)t.correct / (double)ds->n;
+        out->mae = t.abs_err / (double)ds->n;
     }
-    if (scores) {
-        out->auc = ps_metric_auc(scores, ds->y, ds->n);
-        free(scores);
+    if (t.scores) {
+        out->auc = ps_metric_auc(t.scores, ds->y, ds->n);
+        free(t.scores);
     }
 }

@@ -433,7 +433,7 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
     tr->t_train = ps_time_wall_s();
     while ((uint64_t)tr->clock < total) {
         if (*stop)
-            return ps_err_set(err, PS_EINVAL, "worker %u: stopped by signal", tr->rank);
+            return ps_err_set(err, PS_EINTR, "worker %u: stopped by signal", tr->rank);
         int64_t epoch = (int64_t)((uint64_t)tr->clock / spe) + 1;
         uint64_t step = (uint64_t)tr->clock % spe;
         if (epoch != e.epoch) {

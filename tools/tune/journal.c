@@ -18,7 +18,8 @@ static json_t *pairs(const double (*v)[2], int n, bool int_first)
     json_t *a = json_array();
     for (int i = 0; i < n; i++) {
         json_t *p = json_array();
-        json_array_append_new(p, int_first ? json_integer((json_int_t)v[i][0]) : json_real(v[i][0]));
+        json_array_append_new(p,
+                              int_first ? json_integer((json_int_t)v[i][0]) : json_real(v[i][0]));
         json_array_append_new(p, json_real(v[i][1]));
         json_array_append_new(a, p);
     }
@@ -98,7 +99,8 @@ void tune_journal_write(study_t *st, const running_t *r, tune_status_t status, c
     json_object_set_new(o, "error", ps_json_string(error));
     json_object_set_new(o, "objective", json_string(tune_objective_names[st->o.objective]));
     double rungs[TUNE_MAX_RUNGS][2];
-    json_object_set_new(o, "rungs", pairs((const double(*)[2])rungs, rung_results(st, r, rungs), true));
+    json_object_set_new(o, "rungs",
+                        pairs((const double(*)[2])rungs, rung_results(st, r, rungs), true));
     json_object_set_new(o, "curve", pairs((const double(*)[2])r->curve, r->n_curve, false));
     for (int i = 0; i < st->n_params; i++)
         if (tune_searched(&st->params[i]))

@@ -46,8 +46,7 @@ static const ps_opt_t tune_opts[] = {
     PS_OPT_INT("grid_cap", O, grid_cap, "1000", 1, TUNE_MAX_TRIALS,
                "grid: refuse a product above this"),
     PS_OPT_INT("best", O, best_n, "3", 0, 1000, "export the best N models to STUDY/best"),
-    PS_OPT_DBL("trial_timeout", O, timeout_s, "3600", 1, 1e9,
-               "fail a trial that runs longer (s)"),
+    PS_OPT_DBL("trial_timeout", O, timeout_s, "3600", 1, 1e9, "fail a trial that runs longer (s)"),
     PS_OPT_BOOL("resume", O, resume, "no", "continue the study in STUDY (skips ended trials)"),
     PS_OPT_STR("bin_dir", O, bin_dir, "", "where ps-launch is (default: beside ps-tune)"),
 };
@@ -104,7 +103,8 @@ static int open_study(study_t *st)
     char path[PS_OPT_STR_MAX + 32];
     snprintf(path, sizeof path, "%s/journal.jsonl", st->o.study);
     if (!st->o.resume && access(path, F_OK) == 0) {
-        fprintf(stderr, "ps-tune: '%s' already holds a study: --resume it or choose another --study\n",
+        fprintf(stderr,
+                "ps-tune: '%s' already holds a study: --resume it or choose another --study\n",
                 st->o.study);
         return -1;
     }
@@ -180,7 +180,8 @@ int main(int argc, char **argv)
     int replayed = open_study(&st);
     if (replayed < 0)
         return EX_CANTCREAT;
-    ps_log(PS_LOG_INFO, "study '%s': %s over %d trials x %lld executions, %g epochs each%s (%d replayed)",
+    ps_log(PS_LOG_INFO,
+           "study '%s': %s over %d trials x %lld executions, %g epochs each%s (%d replayed)",
            st.o.study, tune_strategy_names[st.o.strategy], st.n_trials, (long long)st.o.executions,
            st.o.epochs, st.o.strategy == TUNE_HYPERBAND ? ", early stopping at rungs" : "",
            replayed);

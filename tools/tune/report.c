@@ -52,8 +52,11 @@ static char *xml_escape(const char *s, char *out, size_t cap)
     size_t j = 0;
     for (const unsigned char *p = (const unsigned char *)s; *p && j + 7 < cap;) {
         size_t n = ps_json_utf8_len(p);
-        const char *rep = *p == '<' ? "&lt;" : *p == '>' ? "&gt;" : *p == '&' ? "&amp;"
-                          : *p == '"' ? "&quot;" : NULL;
+        const char *rep = *p == '<'   ? "&lt;"
+                          : *p == '>' ? "&gt;"
+                          : *p == '&' ? "&amp;"
+                          : *p == '"' ? "&quot;"
+                                      : NULL;
         if (rep) {
             memcpy(out + j, rep, strlen(rep));
             j += strlen(rep);
@@ -105,21 +108,24 @@ static int write_svg(const study_t *st, const int *order, int n)
     int best = n > 0 && eligible(&st->trials[order[0]]) ? order[0] : -1;
     char study[3 * PS_OPT_STR_MAX];
     xml_escape(st->o.study, study, sizeof study);
-    fprintf(f, "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
-               "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
-               "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
-               "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
-               "<text x=\"%d\" y=\"28\" font-size=\"18\">ps-tune: %s, %s (%s is %s)</text>\n",
+    fprintf(f,
+            "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n"
+            "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"%d\" height=\"%d\" "
+            "viewBox=\"0 0 %d %d\" font-family=\"sans-serif\" font-size=\"12\">\n"
+            "<rect width=\"100%%\" height=\"100%%\" fill=\"white\"/>\n"
+            "<text x=\"%d\" y=\"28\" font-size=\"18\">ps-tune: %s, %s (%s is %s)</text>\n",
             W, H, W, H, L, tune_strategy_names[st->o.strategy], study,
             tune_objective_names[st->o.objective], st->maximize ? "maximised" : "minimised");
     /* panel 1: objective per trial */
     int n_x = st->n_trials > 1 ? st->n_trials - 1 : 1;
 #define PX1(i) (L + (double)(i) * (W - L - R) / n_x)
-#define PY(v, top, h) ((top) + (h) - ((v) - lo) / (hi - lo) * (h))
+#define PY(v, top, h) ((top) + (h) - ((v)-lo) / (hi - lo) * (h))
     for (int panel = 0; panel < 2; panel++) {
         int top = panel ? T2 : T1, h = panel ? H2 : H1;
-        fprintf(f, "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#888\"/>\n",
-                L, top, W - L - R, h);
+        fprintf(
+            f,
+            "<rect x=\"%d\" y=\"%d\" width=\"%d\" height=\"%d\" fill=\"none\" stroke=\"#888\"/>\n",
+            L, top, W - L - R, h);
         for (int k = 0; k <= 4; k++) {
             double v = lo + (hi - lo) * k / 4;
             fprintf(f, "<text x=\"%d\" y=\"%.1f\" text-anchor=\"end\">%.4g</text>\n", L - 6,
@@ -128,7 +134,8 @@ static int write_svg(const study_t *st, const int *order, int n)
                     W - R, PY(v, top, h), PY(v, top, h));
         }
         fprintf(f, "<text x=\"%d\" y=\"%d\">%s</text>\n", L, top - 8,
-                panel ? "learning curves (validation, per evaluation)" : "final objective per trial");
+                panel ? "learning curves (validation, per evaluation)"
+                      : "final objective per trial");
     }
     fprintf(f, "<text x=\"%d\" y=\"%d\" text-anchor=\"middle\">trial</text>\n", (L + W - R) / 2,
             T1 + H1 + 32);
@@ -144,7 +151,9 @@ static int write_svg(const study_t *st, const int *order, int n)
         const char *color = i == best                              ? "#d62728"
                             : st->trials[i].status == TUNE_STOPPED ? "#aaa"
                                                                    : "#1f77b4";
-        fprintf(f, "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" fill=\"%s\"><title>trial %d: %.4f (%s)</title></circle>\n",
+        fprintf(f,
+                "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" fill=\"%s\"><title>trial %d: %.4f "
+                "(%s)</title></circle>\n",
                 PX1(i), PY(m, T1, H1), i == best ? 6 : 4, color, i, m,
                 tune_status_names[st->trials[i].status]);
     }
@@ -170,8 +179,8 @@ static int write_svg(const study_t *st, const int *order, int n)
     if (best >= 0) {
         char p[1024], q[3 * 1024];
         tune_params_text(st, &st->trials[best], p, sizeof p);
-        fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"#d62728\">best: trial %d, %s %.4f: %s</text>\n", L,
-                H - 12, best, tune_objective_names[st->o.objective],
+        fprintf(f, "<text x=\"%d\" y=\"%d\" fill=\"#d62728\">best: trial %d, %s %.4f: %s</text>\n",
+                L, H - 12, best, tune_objective_names[st->o.objective],
                 tune_trial_metric(&st->trials[best]), xml_escape(p, q, sizeof q));
     }
     fprintf(f, "</svg>\n");
@@ -223,7 +232,8 @@ static void print_ranking(const study_t *st, const int *order, const tally_t *n,
 
 static void write_summary(const study_t *st, const int *order, const tally_t *n, double wall)
 {
-    const trial_t *b = st->n_trials && eligible(&st->trials[order[0]]) ? &st->trials[order[0]] : NULL;
+    const trial_t *b =
+        st->n_trials && eligible(&st->trials[order[0]]) ? &st->trials[order[0]] : NULL;
     char p[1024] = "", key[64];
     if (b)
         tune_params_text(st, b, p, sizeof p);
@@ -266,7 +276,8 @@ int tune_report(study_t *st, double wall)
         n.failed += st->trials[i].status == TUNE_FAILED;
     }
     print_ranking(st, order, &n, wall);
-    const trial_t *b = st->n_trials && eligible(&st->trials[order[0]]) ? &st->trials[order[0]] : NULL;
+    const trial_t *b =
+        st->n_trials && eligible(&st->trials[order[0]]) ? &st->trials[order[0]] : NULL;
     if (b) {
         char p[1024];
         tune_params_text(st, b, p, sizeof p);

@@ -77,8 +77,10 @@ static int count_trials(study_t *st)
     for (int i = 0; i < st->n_params; i++)
         product *= tune_grid_count(st, &st->params[i]);
     if (product > (double)st->o.grid_cap) {
-        fprintf(stderr, "ps-tune: the grid has %.0f points, above --grid-cap %lld: narrow the "
-                        "space or use random\n", product, (long long)st->o.grid_cap);
+        fprintf(stderr,
+                "ps-tune: the grid has %.0f points, above --grid-cap %lld: narrow the "
+                "space or use random\n",
+                product, (long long)st->o.grid_cap);
         return -1;
     }
     if (st->o.max_trials > 0 && st->o.max_trials < product)
@@ -95,9 +97,12 @@ int tune_plan(study_t *st)
     if (st->n_trials > TUNE_MAX_TRIALS)
         st->n_trials = TUNE_MAX_TRIALS;
     if (st->o.strategy == TUNE_HYPERBAND) {
-        double rmin = st->o.min_epochs > 0 ? st->o.min_epochs : st->o.epochs / (st->o.eta * st->o.eta);
+        double rmin =
+            st->o.min_epochs > 0 ? st->o.min_epochs : st->o.epochs / (st->o.eta * st->o.eta);
         st->s_max = (int)floor(log(st->o.epochs / rmin) / log(st->o.eta) + 1e-9);
-        st->s_max = st->s_max < 0 ? 0 : st->s_max >= TUNE_MAX_RUNGS ? TUNE_MAX_RUNGS - 1 : st->s_max;
+        st->s_max = st->s_max < 0                 ? 0
+                    : st->s_max >= TUNE_MAX_RUNGS ? TUNE_MAX_RUNGS - 1
+                                                  : st->s_max;
         for (int k = 0; k <= st->s_max; k++)
             st->rungs[k] = tune_rung_epochs(st, st->s_max, k);
     }

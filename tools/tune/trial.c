@@ -43,8 +43,9 @@ static int write_trial_conf(const study_t *st, int id, int exec, const char *dir
     FILE *f = fopen(path, "w");
     if (!f)
         return -1;
-    fprintf(f, "# ps-tune trial %d execution %d: the job's config, then the study's settings\n"
-               "# and this trial's values (later lines win); ps-launch adds epochs and seed\n",
+    fprintf(f,
+            "# ps-tune trial %d execution %d: the job's config, then the study's settings\n"
+            "# and this trial's values (later lines win); ps-launch adds epochs and seed\n",
             id, exec);
     FILE *base = fopen(st->o.config, "r");
     if (base) {
@@ -83,14 +84,27 @@ int tune_launch(study_t *st, running_t *r, int id, int exec)
     double evals = st->o.strategy == TUNE_HYPERBAND
                        ? ceil(pow(st->o.eta, st->s_max) / st->o.epochs - 1e-9)
                        : 4;
-    char *argv[] = {S("%s/ps-launch", st->o.bin_dir), "--servers", S("%lld", (long long)st->o.servers),
-                    "--workers", S("%lld", (long long)st->o.workers), "--config",
-                    S("%s/trial.conf", dir), "--job", S("trial-%d-%d", id, exec), "--timeout",
-                    S("%.0f", st->o.timeout_s), "--save-model", S("%s/model", dir), "--set",
-                    S("epochs=%.0f", ceil(st->o.epochs)), "--set",
-                    S("seed=%llu", (unsigned long long)((uint64_t)st->o.seed * 1000003ULL +
-                                                        (uint64_t)exec + 1)),
-                    "--set", S("evals_per_epoch=%.0f", evals), NULL};
+    char *argv[] = {S("%s/ps-launch", st->o.bin_dir),
+                    "--servers",
+                    S("%lld", (long long)st->o.servers),
+                    "--workers",
+                    S("%lld", (long long)st->o.workers),
+                    "--config",
+                    S("%s/trial.conf", dir),
+                    "--job",
+                    S("trial-%d-%d", id, exec),
+                    "--timeout",
+                    S("%.0f", st->o.timeout_s),
+                    "--save-model",
+                    S("%s/model", dir),
+                    "--set",
+                    S("epochs=%.0f", ceil(st->o.epochs)),
+                    "--set",
+                    S("seed=%llu",
+                      (unsigned long long)((uint64_t)st->o.seed * 1000003ULL + (uint64_t)exec + 1)),
+                    "--set",
+                    S("evals_per_epoch=%.0f", evals),
+                    NULL};
 #undef S
     snprintf(log_path, sizeof log_path, "%s/launch.log", dir);
     memset(r, 0, sizeof *r);
@@ -241,8 +255,9 @@ void tune_finish(study_t *st, running_t *r, volatile sig_atomic_t *stop)
     tune_journal_write(st, r, status, error, final, epochs, wall);
     tune_account(st, r->trial, r->exec, status, error, final, epochs, wall,
                  (const double(*)[2])r->curve, r->n_curve, r->has_test, r->test_metric);
-    ps_log(*error ? PS_LOG_WARN : PS_LOG_INFO, "trial %d.%d %s: %s %.4f after %.2f epochs (%.1f s)%s%s",
-           r->trial, r->exec, tune_status_names[status], tune_objective_names[st->o.objective],
+    ps_log(*error ? PS_LOG_WARN : PS_LOG_INFO,
+           "trial %d.%d %s: %s %.4f after %.2f epochs (%.1f s)%s%s", r->trial, r->exec,
+           tune_status_names[status], tune_objective_names[st->o.objective],
            isfinite(final) ? final : NAN, epochs, wall, *error ? ": " : "", error);
 }
 
@@ -253,8 +268,8 @@ static tune_status_t worse(tune_status_t a, tune_status_t b)
 }
 
 void tune_account(study_t *st, int id, int exec, tune_status_t status, const char *error,
-                  double final, double epochs, double wall, const double (*curve)[2],
-                  int n_curve, bool has_test, double test_metric)
+                  double final, double epochs, double wall, const double (*curve)[2], int n_curve,
+                  bool has_test, double test_metric)
 {
     trial_t *t = &st->trials[id];
     if (st->exec_done[id * st->o.executions + exec])

@@ -42,9 +42,9 @@ typedef enum { TUNE_STRATEGY_MAP(TUNE_STRATEGY_MEMBER) } tune_strategy_t;
 extern const char *const tune_strategy_names[];
 
 /* What can be optimised: a validation metric of the trainers' events. */
-#define TUNE_OBJECTIVE_MAP(XX)                                                 \
-    XX(VAL_ACCURACY, "val_accuracy") XX(VAL_LOSS, "val_loss") XX(VAL_MAE, "val_mae") \
-    XX(VAL_AUC, "val_auc")
+#define TUNE_OBJECTIVE_MAP(XX)       \
+    XX(VAL_ACCURACY, "val_accuracy") \
+    XX(VAL_LOSS, "val_loss") XX(VAL_MAE, "val_mae") XX(VAL_AUC, "val_auc")
 #define TUNE_OBJECTIVE_MEMBER(e, s) PS_ENUM_MEMBER(TUNE_OBJ_, e)
 typedef enum { TUNE_OBJECTIVE_MAP(TUNE_OBJECTIVE_MEMBER) } tune_objective_t;
 extern const char *const tune_objective_names[];
@@ -73,7 +73,7 @@ typedef struct {
     char values[TUNE_MAX_PARAMS][TUNE_VAL_LEN]; /* per searched or fixed param */
     int bracket;                                /* hyperband; -1 otherwise */
     int n_exec_done;
-    double final_sum;                           /* of finished executions' final metric */
+    double final_sum; /* of finished executions' final metric */
     int n_final;
     double epochs_spent;
     double wall_s;
@@ -165,8 +165,8 @@ bool tune_drain(study_t *st, running_t *r);
 void tune_finish(study_t *st, running_t *r, volatile sig_atomic_t *stop);
 /* Folds one ended execution into its trial. */
 void tune_account(study_t *st, int id, int exec, tune_status_t status, const char *error,
-                  double final, double epochs, double wall, const double (*curve)[2],
-                  int n_curve, bool has_test, double test_metric);
+                  double final, double epochs, double wall, const double (*curve)[2], int n_curve,
+                  bool has_test, double test_metric);
 
 /* ---- journal.c ---- */
 /* Replays DIR/journal.jsonl (--resume); returns the executions replayed. */
