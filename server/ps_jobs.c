@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ps_checkpoint.h"
 #include "ps_log.h"
 #include "ps_reply.h"
 #include "ps_snapshot.h"
@@ -40,6 +41,27 @@ void psrv_jobs_drop(ps_server_t *srv, ps_job_t *job)
            ps_job_world(job));
     psrv_snapshot_remove_job(srv, ps_job_name(job));
     ps_job_destroy(&job);
+}
+
+void psrv_jobs_restore(ps_server_t *srv)
+{
+    char **names;
+    int n = ps_ckpt_list_jobs(srv->cfg.state_dir, &names);
+    for (int i = 0; i < n; i++) {
+        ps_errbuf_t err;
+        ps_job_t *job = NULL;
+        if (psrv_jobs_find(srv, names[i]) || srv->jobs.n >= (size_t)srv->cfg.max_jobs)
+            ps_err_set(&err, PS_EAGAIN, "job '%s' not restored: %s", names[i],
+                       psrv_jobs_find(srv, names[i]) ? "already here" : "max_jobs reached");
+        else
+            job = psrv_snapshot_load_job(srv, names[i], &err);
+        if (job)
+            psrv_jobs_add(srv, job);
+        else
+            ps_log(PS_LOG_WARN, "shard %lld: %s", (long long)srv->cfg.shard, err.msg);
+        free(names[i]);
+    }
+    free(names);
 }
 
 void psrv_jobs_free_all(ps_server_t *srv)

@@ -13,6 +13,9 @@ void psrv_jobs_add(ps_server_t *srv, ps_job_t *job);
 /* Ends a job whose ranks all left: remembers it for show info, removes
  * its checkpoints, frees it. */
 void psrv_jobs_drop(ps_server_t *srv, ps_job_t *job);
+/* At start: every job with a checkpoint under state_dir comes back at its
+ * newest valid one (what cannot be restored is logged and left alone). */
+void psrv_jobs_restore(ps_server_t *srv);
 /* Frees every job (shutdown); their checkpoints stay. */
 void psrv_jobs_free_all(ps_server_t *srv);
 

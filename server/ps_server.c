@@ -102,7 +102,7 @@ ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err)
     if (open_router(srv, err) != PS_OK)
         goto fail;
     if (*cfg->state_dir)
-        psrv_snapshot_restore_all(srv);
+        psrv_jobs_restore(srv);
     srv->started_ms = ps_time_ms();
     if (*cfg->stats_socket || cfg->stats_port >= 0 || cfg->metrics_port >= 0) {
         srv->statsd =

@@ -7,7 +7,6 @@
 #include <unistd.h>
 
 #include "ps_checkpoint.h"
-#include "ps_jobs.h"
 #include "ps_log.h"
 #include "ps_shardmap.h"
 #include "ps_time.h"
@@ -140,15 +139,12 @@ static int restore_chunks(ps_server_t *srv, ps_job_t *job, const ps_ckpt_t *ck, 
     return PS_OK;
 }
 
-/* The job of checkpoint ck, restored; NULL (logged) if it does not fit. */
-static ps_job_t *restore_job(ps_server_t *srv, const ps_ckpt_t *ck)
+/* The job of checkpoint ck, restored; NULL with err set if it does not fit. */
+static ps_job_t *restore_job(ps_server_t *srv, const ps_ckpt_t *ck, ps_errbuf_t *err)
 {
-    ps_errbuf_t err;
     ps_job_t *job = ps_job_new(ck->job.job, ck->job.world, ck->job.max_staleness, ps_time_ms());
     ps_job_set_generation(job, ck->job.generation);
-    if (restore_chunks(srv, job, ck, &err) != PS_OK) {
-        ps_log(PS_LOG_WARN, "shard %lld: job '%s' not restored: %s", (long long)srv->cfg.shard,
-               ck->job.job, err.msg);
+    if (restore_chunks(srv, job, ck, err) != PS_OK) {
         ps_job_destroy(&job);
         return NULL;
     }
@@ -162,32 +158,19 @@ static ps_job_t *restore_job(ps_server_t *srv, const ps_ckpt_t *ck)
     return job;
 }
 
-void psrv_snapshot_restore_all(ps_server_t *srv)
+ps_job_t *psrv_snapshot_load_job(ps_server_t *srv, const char *name, ps_errbuf_t *err)
 {
-    char **names;
-    int n = ps_ckpt_list_jobs(srv->cfg.state_dir, &names);
-    for (int i = 0; i < n; i++) {
-        ps_ckpt_t ck;
-        ps_errbuf_t err;
-        if (ps_ckpt_load(srv->cfg.state_dir, names[i], -1, &ck, &err) != PS_OK) {
-            ps_log(PS_LOG_WARN, "shard %lld: %s", (long long)srv->cfg.shard, err.msg);
-            continue;
-        }
-        if (ck.job.shard != srv->cfg.shard || ck.job.n_shards != srv->cfg.shards ||
-            psrv_jobs_find(srv, ck.job.job) || srv->jobs.n >= (size_t)srv->cfg.max_jobs) {
-            ps_log(PS_LOG_WARN, "shard %lld: checkpoint of job '%s' is for shard %u of %u; ignored",
-                   (long long)srv->cfg.shard, ck.job.job, ck.job.shard, ck.job.n_shards);
-            ps_ckpt_free(&ck);
-            continue;
-        }
-        ps_job_t *job = restore_job(srv, &ck);
-        if (job)
-            psrv_jobs_add(srv, job);
-        ps_ckpt_free(&ck);
-    }
-    for (int i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
+    ps_ckpt_t ck;
+    if (ps_ckpt_load(srv->cfg.state_dir, name, -1, &ck, err) != PS_OK)
+        return NULL;
+    ps_job_t *job = NULL;
+    if (ck.job.shard != srv->cfg.shard || ck.job.n_shards != srv->cfg.shards)
+        ps_err_set(err, PS_ECONFLICT, "checkpoint of job '%s' is for shard %u of %u; ignored",
+                   ck.job.job, ck.job.shard, ck.job.n_shards);
+    else
+        job = restore_job(srv, &ck, err);
+    ps_ckpt_free(&ck);
+    return job;
 }
 
 int psrv_snapshot_rollback(ps_server_t *srv, ps_job_t *job, int64_t clock, ps_errbuf_t *err)

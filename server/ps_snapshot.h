@@ -19,9 +19,10 @@ void psrv_snapshot_maybe(ps_server_t *srv, ps_job_t *job);
 int psrv_snapshot_all(ps_server_t *srv);
 /* Collects a finished writer (block: wait for it) and counts its result. */
 void psrv_snapshot_reap(ps_server_t *srv, bool block);
-/* At start: every job with a checkpoint under state_dir comes back at its
- * newest valid one (corrupt ones are skipped with a warning each). */
-void psrv_snapshot_restore_all(ps_server_t *srv);
+/* The job named name as its newest valid checkpoint holds it (corrupt
+ * files are skipped with a warning each); NULL with err set if there is
+ * none, or it is another shard's, or it does not fit this shard. */
+ps_job_t *psrv_snapshot_load_job(ps_server_t *srv, const char *name, ps_errbuf_t *err);
 /* Puts job back to its checkpoint of exactly clock (ROLLBACK). PS_ENOCKPT
  * if this shard has none, or an error with err saying why it does not fit. */
 int psrv_snapshot_rollback(ps_server_t *srv, ps_job_t *job, int64_t clock, ps_errbuf_t *err);

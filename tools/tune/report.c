@@ -24,6 +24,40 @@ double tune_trial_test(const trial_t *t)
     return t->n_test ? t->test_sum / t->n_test : NAN;
 }
 
+/* failed beats stopped beats finished: the worst outcome names the trial */
+static tune_status_t worse(tune_status_t a, tune_status_t b)
+{
+    return a > b ? a : b;
+}
+
+void tune_account(study_t *st, int id, int exec, tune_status_t status, const char *error,
+                  double final, double epochs, double wall, const double (*curve)[2], int n_curve,
+                  bool has_test, double test_metric)
+{
+    trial_t *t = &st->trials[id];
+    if (st->exec_done[id * st->o.executions + exec])
+        return; /* a duplicate journal line */
+    st->exec_done[id * st->o.executions + exec] = 1;
+    t->n_exec_done++;
+    t->epochs_spent += epochs;
+    t->wall_s += wall;
+    if (isfinite(final)) {
+        t->final_sum += final;
+        t->n_final++;
+    }
+    if (has_test && isfinite(test_metric)) {
+        t->test_sum += test_metric;
+        t->n_test++;
+    }
+    if (exec == 0 && curve) {
+        t->n_curve = n_curve < TUNE_MAX_CURVE ? n_curve : TUNE_MAX_CURVE;
+        memcpy(t->curve, curve, (size_t)t->n_curve * sizeof t->curve[0]);
+    }
+    t->status = worse(t->status, status);
+    if (error && *error)
+        snprintf(t->error, sizeof t->error, "%s", error);
+}
+
 /* Whether t may be the answer: every execution finished (not stopped). */
 static bool eligible(const trial_t *t)
 {

@@ -163,6 +163,7 @@ bool tune_drain(study_t *st, running_t *r);
 /* Waits for an ended job, judges it, journals and accounts it (unless the
  * study was interrupted). */
 void tune_finish(study_t *st, running_t *r, volatile sig_atomic_t *stop);
+/* ---- report.c ---- */
 /* Folds one ended execution into its trial. */
 void tune_account(study_t *st, int id, int exec, tune_status_t status, const char *error,
                   double final, double epochs, double wall, const double (*curve)[2], int n_curve,
@@ -176,7 +177,6 @@ int tune_journal_open(study_t *st, bool fresh);
 void tune_journal_write(study_t *st, const running_t *r, tune_status_t status, const char *error,
                         double final, double epochs, double wall);
 
-/* ---- report.c ---- */
 double tune_trial_metric(const trial_t *t);
 double tune_trial_test(const trial_t *t);
 /* Prints the ranking, writes best/, report.svg and summary.json; returns
