@@ -18,7 +18,14 @@ check "'$(stat -c %a "$sock")' == '660'"
 "$CTL" -s "$sock" show workers > "$WORK/workers.txt" || fail "show workers failed"
 grep -qE "^launch +0 +live +127.0.0.1" "$WORK/workers.txt" || fail "rank 0 not live in: $(cat "$WORK/workers.txt")"
 grep -qE "^launch +1 +live" "$WORK/workers.txt" || fail "rank 1 not live"
-"$CTL" -s "$sock" --json show workers > "$WORK/workers.json"
+# samples_per_s is a rate between heartbeats: wait (10 s) until both
+# workers have reported progress since their previous one
+deadline=$((SECONDS + 10 * TIME_SCALE))
+until "$CTL" -s "$sock" --json show workers > "$WORK/workers.json" &&
+    "$PY" -c 'import json, sys; w = json.load(open(sys.argv[1])); sys.exit(0 if len(w) == 2 and all(x["samples_per_s"] > 0 for x in w) else 1)' "$WORK/workers.json"; do
+    [ $SECONDS -lt $deadline ] || fail "no samples_per_s > 0 for both workers after 10 s: $(cat "$WORK/workers.json")"
+    sleep 0.1
+done
 "$CTL" -s "$sock" --json show info > "$WORK/info.json"
 "$CTL" -s "$sock" --json show tables > "$WORK/tables.json"
 "$CTL" -s "$sock" show tables | grep -q "dense1.W" || fail "show tables lacks dense1.W"
