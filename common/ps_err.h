@@ -26,7 +26,9 @@
     XX(ESTALE, -18, "job was rolled back; send HELLO")    \
     XX(ENOCKPT, -19, "no such checkpoint")                \
     XX(EPERM, -20, "not permitted for this key's role")   \
-    XX(EAUTH, -21, "authentication refused")
+    XX(EAUTH, -21, "authentication refused")              \
+    XX(EWORLD, -22, "the job's world is incomplete")      \
+    XX(EFINISHED, -23, "the job has finished")
 
 typedef enum {
     PS_OK = 0,
@@ -34,6 +36,10 @@ typedef enum {
     PS_ERR_MAP(XX)
 #undef XX
 } ps_err_t;
+
+/* The number of error codes (-1 .. -PS_N_ERRORS). */
+#define PS_ERR_COUNT(name, val, msg) +1
+#define PS_N_ERRORS (0 PS_ERR_MAP(PS_ERR_COUNT))
 
 /* Message for a PS_* code; never NULL (unknown codes get a generic text). */
 const char *ps_strerror(int err);

@@ -53,6 +53,11 @@ int ps_log_level_parse(const char *name)
     return -1;
 }
 
+int ps_log_fd(void)
+{
+    return log_fd;
+}
+
 int ps_log_open_file(const char *path)
 {
     int fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);

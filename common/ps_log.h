@@ -24,6 +24,8 @@ extern int ps_log_level_current;
 void ps_log_init(const char *progname, ps_log_level_t level);
 /* Parses "debug|info|notice|warn|error"; returns -1 if unknown. */
 int ps_log_level_parse(const char *name);
+/* The descriptor log lines go to (2, or log_file's). */
+int ps_log_fd(void);
 /* Appends to path instead of stderr. Returns 0, or -1 with errno set. */
 int ps_log_open_file(const char *path);
 

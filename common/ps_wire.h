@@ -18,6 +18,8 @@
 #define PS_FLAG_NO_CREATE 0x8u      /* SPARSE_PULL: do not store rows of unseen keys */
 #define PS_FLAG_SKIP 0x2u           /* PUSH: no values; this worker's step overflowed */
 #define PS_FLAG_SKIPPED 0x4u        /* reply: the update of this clock was skipped */
+#define PS_FLAG_NEW_JOB 0x10u       /* HELLO: the job is new (clock 0 on shard 0): create it here */
+#define PS_FLAG_FRESH 0x20u         /* HELLO reply: the job has made no progress on this shard */
 
 typedef struct {
     zmq_msg_t parts[PS_WIRE_MAX_PARTS];
