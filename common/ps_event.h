@@ -61,7 +61,8 @@ extern const char *const ps_event_kind_names[];
     XX(BYTES_SENT, "bytes_sent", INT)           \
     XX(BYTES_RECEIVED, "bytes_received", INT)   \
     XX(KEYS_PULLED, "keys_pulled", INT)         \
-    XX(LOST_WORKERS, "lost_workers", INTS)
+    XX(LOST_WORKERS, "lost_workers", INTS)      \
+    XX(WORKER_RESTARTS, "worker_restarts", INT)
 
 typedef enum {
 #define PS_EVENT_TEST_FIELD(e, s) PS_EF_TEST_##e,

@@ -214,6 +214,7 @@ static void on_connection(uv_stream_t *server, int status, client_kind_t kind, i
     c->sd = sd;
     c->kind = kind;
     c->cap = cap;
+    c->is_unix = is_pipe;
     if (is_pipe)
         uv_pipe_init(&sd->loop, &c->h.pipe, 0);
     else
@@ -387,6 +388,23 @@ void ps_statsd_publish(ps_statsd_t *sd, ps_stats_section_t s, char *text, char *
     pthread_mutex_unlock(&sd->lock);
     free(old_text);
     free(old_json);
+}
+
+void ps_statsd_enable_actions(ps_statsd_t *sd)
+{
+    pthread_mutex_lock(&sd->lock);
+    sd->has_actions = true;
+    pthread_mutex_unlock(&sd->lock);
+}
+
+bool ps_statsd_next_action(ps_statsd_t *sd, ps_statsd_action_t *out)
+{
+    pthread_mutex_lock(&sd->lock);
+    bool any = sd->n_actions_out != sd->n_actions_in;
+    if (any)
+        *out = sd->actions[sd->n_actions_out++ % PS_STATSD_ACTION_MAX];
+    pthread_mutex_unlock(&sd->lock);
+    return any;
 }
 
 int ps_statsd_tcp_port(const ps_statsd_t *sd)

@@ -5,7 +5,7 @@
  * thread serves the latest, so the training loop never waits for a reader.
  *
  * Protocol (one command per line, every reply ends with an empty line):
- *   help | show info|workers|tables|config [json] | metrics | save
+ *   help | show info|workers|tables|config [json] | metrics | save | drop JOB
  * A trailing `json` is accepted (and ignored) after any command.
  *
  * Hostile clients (docs/security.md): every client costs bounded memory and
@@ -25,6 +25,7 @@
 #define PS_STATSD_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 
 #include "ps_err.h"
@@ -74,6 +75,20 @@ int ps_statsd_tcp_port(const ps_statsd_t *sd);
 int ps_statsd_http_port(const ps_statsd_t *sd);
 /* Connections refused or closed by a limit since start (any thread). */
 unsigned long ps_statsd_n_refused(const ps_statsd_t *sd);
+/* Commands the daemon's loop carries out (`drop JOB`): the stats thread
+ * only queues them (at most PS_STATSD_ACTION_MAX waiting; over that the
+ * command is refused) and answers that the request was taken. */
+#define PS_STATSD_ACTION_MAX 16
+typedef struct {
+    char verb[16];                /* "drop" */
+    char arg[PS_STATSD_LINE_MAX]; /* its argument (a job name) */
+} ps_statsd_action_t;
+/* Accepts action commands from now on (a daemon that has none leaves
+ * them refused). Call before clients may connect, from any thread. */
+void ps_statsd_enable_actions(ps_statsd_t *sd);
+/* Takes the oldest queued action: true and *out set, or false if none.
+ * Any thread (the daemon's loop). */
+bool ps_statsd_next_action(ps_statsd_t *sd, ps_statsd_action_t *out);
 /* Stops the thread, closes and unlinks the sockets; NULL-safe. Returns at
  * once whatever the clients do (pending replies are dropped). */
 void ps_statsd_stop(ps_statsd_t **sd);

@@ -23,10 +23,15 @@ struct stats_cmd {
     int section;       /* for cmd_section */
     stats_cmd_fn fn;
     const char *help;
+    bool unix_only; /* destroys state: only over the UNIX socket, whose file
+                       permissions say who may */
 };
 
 static char *cmd_help(ps_statsd_t *sd, const stats_cmd_t *cmd, char **args, int n_args,
                       bool is_json);
+static char *cmd_action(ps_statsd_t *sd, const stats_cmd_t *cmd, char **args, int n_args,
+                        bool is_json);
+static void escape_text(const char *s, char *out, size_t cap);
 static char *cmd_section(ps_statsd_t *sd, const stats_cmd_t *cmd, char **args, int n_args,
                          bool is_json);
 static char *cmd_save(ps_statsd_t *sd, const stats_cmd_t *cmd, char **args, int n_args,
@@ -34,16 +39,18 @@ static char *cmd_save(ps_statsd_t *sd, const stats_cmd_t *cmd, char **args, int 
 
 /* One line per command; help is generated from this table. */
 static const stats_cmd_t commands[] = {
-    {"help", "", 0, -1, cmd_help, "this list"},
+    {"help", "", 0, -1, cmd_help, "this list", false},
     {"show info", "[json]", 0, PS_STATS_INFO, cmd_section,
-     "version, uptime, requests, bytes, errors, memory, checkpoints"},
+     "version, uptime, requests, bytes, errors, memory, checkpoints", false},
     {"show workers", "[json]", 0, PS_STATS_WORKERS, cmd_section,
-     "per worker: rank, address, clock, staleness, heartbeat age"},
+     "per worker: rank, address, clock, staleness, heartbeat age", false},
     {"show tables", "[json]", 0, PS_STATS_TABLES, cmd_section,
-     "per table: shape, elements on this shard, optimizer, bytes"},
-    {"show config", "[json]", 0, PS_STATS_CONFIG, cmd_section, "the configuration in force"},
-    {"metrics", "", 0, PS_STATS_METRICS, cmd_section, "Prometheus text format"},
-    {"save", "", 0, -1, cmd_save, "checkpoint every job now"},
+     "per table: shape, elements on this shard, optimizer, bytes", false},
+    {"show config", "[json]", 0, PS_STATS_CONFIG, cmd_section, "the configuration in force", false},
+    {"metrics", "", 0, PS_STATS_METRICS, cmd_section, "Prometheus text format", false},
+    {"save", "", 0, -1, cmd_save, "checkpoint every job now", false},
+    {"drop", "JOB", 1, -1, cmd_action,
+     "end job JOB on this shard: tables and checkpoints removed (UNIX socket only)", true},
 };
 #define N_COMMANDS (sizeof commands / sizeof *commands)
 
@@ -76,6 +83,32 @@ static char *cmd_save(ps_statsd_t *sd, const stats_cmd_t *cmd, char **args, int 
         atomic_store(sd->save_flag, 1);
     return strdup(sd->save_flag ? "ok: checkpoint requested\n"
                                 : "error: this process keeps no checkpoints\n");
+}
+
+/* A command the daemon's loop carries out: queued for it. */
+static char *cmd_action(ps_statsd_t *sd, const stats_cmd_t *cmd, char **args, int n_args,
+                        bool is_json)
+{
+    (void)is_json;
+    char esc[PS_STATSD_LINE_MAX * 4], out[PS_STATSD_LINE_MAX * 4 + 128];
+    escape_text(n_args ? args[0] : "", esc, sizeof esc);
+    pthread_mutex_lock(&sd->lock);
+    bool takes = sd->has_actions;
+    bool queued =
+        takes && sd->n_actions_in - sd->n_actions_out < PS_STATSD_ACTION_MAX && n_args == 1;
+    if (queued) {
+        ps_statsd_action_t *a = &sd->actions[sd->n_actions_in++ % PS_STATSD_ACTION_MAX];
+        snprintf(a->verb, sizeof a->verb, "%s", cmd->words);
+        snprintf(a->arg, sizeof a->arg, "%s", args[0]);
+    }
+    pthread_mutex_unlock(&sd->lock);
+    if (queued)
+        snprintf(out, sizeof out, "ok: %s of '%s' requested (the server log says what was done)\n",
+                 cmd->words, esc);
+    else
+        snprintf(out, sizeof out, "error: %s\n",
+                 !takes ? "this process takes no such command" : "too many requests queued");
+    return strdup(out);
 }
 
 static char *cmd_help(ps_statsd_t *sd, const stats_cmd_t *cmd, char **args, int n_args,
@@ -134,7 +167,7 @@ static const stats_cmd_t *find_command(char **words, int n, int *n_used)
 }
 
 /* The reply body to one command line (malloc'd; NULL if out of memory). */
-static char *answer_body(ps_statsd_t *sd, char *line)
+static char *answer_body(ps_statsd_t *sd, char *line, bool is_unix)
 {
     char *words[8], *save = NULL;
     int n = 0;
@@ -143,6 +176,12 @@ static char *answer_body(ps_statsd_t *sd, char *line)
     bool is_json = n > 1 && strcmp(words[n - 1], "json") == 0;
     int n_used = 0;
     const stats_cmd_t *cmd = find_command(words, n - (is_json ? 1 : 0), &n_used);
+    if (cmd && cmd->unix_only && !is_unix) {
+        char msg[160];
+        snprintf(msg, sizeof msg, "error: '%s' is taken on the UNIX stats socket only\n",
+                 cmd->words);
+        return strdup(msg);
+    }
     if (cmd && n - (is_json ? 1 : 0) - n_used == cmd->n_args)
         return cmd->fn(sd, cmd, words + n_used, cmd->n_args, is_json);
     char shown[256], msg[400];
@@ -157,7 +196,7 @@ static char *answer_body(ps_statsd_t *sd, char *line)
 /* Queues the reply to one line, with its terminating empty line. */
 static void answer_line(client_t *c, char *line)
 {
-    char *body = answer_body(c->sd, line);
+    char *body = answer_body(c->sd, line, c->is_unix);
     if (!body) {
         pssd_client_close(c);
         return;

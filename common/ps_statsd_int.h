@@ -31,6 +31,9 @@ struct ps_statsd {
     client_t *clients; /* every client not yet freed (stats thread only) */
     int n_line, n_http;
     atomic_ulong n_refused;
+    bool has_actions; /* the daemon takes actions (ps_statsd_enable_actions) */
+    ps_statsd_action_t actions[PS_STATSD_ACTION_MAX]; /* a ring, under lock */
+    unsigned n_actions_in, n_actions_out;
 };
 
 struct client {
@@ -51,6 +54,7 @@ struct client {
     bool is_answered;       /* HTTP: the reply is queued, no more reading */
     bool is_eof;            /* line: the client sent EOF; finish its replies, then close */
     bool is_done;           /* line: shut down after EOF, nothing more to do */
+    bool is_unix;           /* came over the UNIX socket (may send actions) */
     unsigned char peer[16]; /* HTTP: the peer's address, for the per-address cap */
     size_t queued_bytes;    /* written to libuv, not yet on the wire */
     size_t len, cap;

@@ -13,15 +13,17 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "ps_file.h"
 #include "ps_log.h"
 
 #define MAGIC "PSCKPT\0\0"
-/* 2: the optimizer record holds every field (1 lacked l1, l2, ftrl_beta) */
-#define FORMAT 2
+/* 2: the optimizer record holds every field (1 lacked l1, l2, ftrl_beta);
+ * 3: the job record holds its id, fingerprint, ranks and fp16 scaler */
+#define FORMAT 3
 #define HEAD_BYTES 24
 
 typedef struct {
-    FILE *f;
+    FILE *f; /* the ps_file's stream */
     uLong crc;
     uint64_t bytes;
     int failed;
@@ -114,16 +116,6 @@ static void put_chunk(writer_t *w, const ps_table_t *t, uint32_t chunk)
         put_floats(w, s.v, s.len);
 }
 
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0)
-        return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 static int cmp_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -161,54 +153,80 @@ static void free_names(char **names, int n)
     free(names);
 }
 
-int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *chunks,
-                  const uint32_t *chunk_ids, uint32_t n_chunks, int keep, ps_errbuf_t *err)
+/* The job record (format 3). */
+static void put_job(writer_t *w, const ps_ckpt_job_t *job, uint32_t n_chunks)
 {
-    char jobdir[1024], path[1100], tmp[1200];
-    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job->job);
-    if (mkdir(dir, 0750) != 0 && errno != EEXIST)
-        return ps_err_set(err, PS_EIO, "cannot create '%s': %s", dir, strerror(errno));
-    if (mkdir(jobdir, 0750) != 0 && errno != EEXIST)
-        return ps_err_set(err, PS_EIO, "cannot create '%s': %s", jobdir, strerror(errno));
-    snprintf(path, sizeof path, "%s/ckpt-%012lld.psc", jobdir, (long long)job->clock);
-    snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-    writer_t w = {fopen(tmp, "wb"), crc32(0, NULL, 0), 0, 0};
-    if (!w.f)
-        return ps_err_set(err, PS_EIO, "cannot write '%s': %s", tmp, strerror(errno));
-    char head[HEAD_BYTES] = MAGIC;
-    fwrite(head, 1, HEAD_BYTES, w.f); /* filled in below */
     uint32_t sh = job->shard, nsh = job->n_shards, world = job->world;
     int32_t stale = job->max_staleness;
-    put_str(&w, job->job);
-    PUT(&w, world);
-    PUT(&w, stale);
-    PUT(&w, job->generation);
-    PUT(&w, sh);
-    PUT(&w, nsh);
-    PUT(&w, job->clock);
-    PUT(&w, n_chunks);
-    for (uint32_t i = 0; i < n_chunks; i++)
-        put_chunk(&w, chunks[i], chunk_ids[i]);
-    uint32_t format = FORMAT, crc = (uint32_t)w.crc;
-    memcpy(head + 8, &format, 4);
-    memcpy(head + 12, &crc, 4);
-    memcpy(head + 16, &w.bytes, 8);
-    int ok = !w.failed && fseek(w.f, 0, SEEK_SET) == 0 &&
-             fwrite(head, 1, HEAD_BYTES, w.f) == HEAD_BYTES && fflush(w.f) == 0 &&
-             fsync(fileno(w.f)) == 0;
-    ok = fclose(w.f) == 0 && ok;
-    if (!ok || rename(tmp, path) != 0 || fsync_dir(jobdir) != 0) {
-        int e = errno;
-        unlink(tmp);
-        return ps_err_set(err, PS_EIO, "cannot write checkpoint '%s': %s", path, strerror(e));
+    put_str(w, job->job);
+    PUT(w, world);
+    PUT(w, stale);
+    PUT(w, job->generation);
+    PUT(w, sh);
+    PUT(w, nsh);
+    PUT(w, job->clock);
+    PUT(w, job->id);
+    const char *fp = job->fingerprint ? job->fingerprint : "";
+    uint32_t fp_len = (uint32_t)strlen(fp);
+    PUT(w, fp_len);
+    put(w, fp, fp_len);
+    for (uint32_t r = 0; r < world; r++) {
+        uint8_t st = job->rank_state ? job->rank_state[r] : 0;
+        PUT(w, st);
     }
-    char **names;
+    uint8_t has_scaler = job->has_scaler;
+    PUT(w, has_scaler);
+    PUT(w, job->scale);
+    PUT(w, job->scale_window);
+    PUT(w, job->scale_clean);
+    PUT(w, job->scale_skipped);
+    PUT(w, n_chunks);
+}
+
+/* Deletes all but the newest keep checkpoints in jobdir. */
+static void prune(const char *jobdir, int keep)
+{
+    char **names, path[1200];
     int n = list_ckpts(jobdir, &names);
     for (int i = 0; i + keep < n; i++) {
         snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
         unlink(path);
     }
     free_names(names, n);
+}
+
+int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *chunks,
+                  const uint32_t *chunk_ids, uint32_t n_chunks, int keep, ps_errbuf_t *err)
+{
+    char jobdir[1024], path[1100];
+    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job->job);
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+        return ps_err_set(err, PS_EIO, "cannot create '%s': %s", dir, strerror(errno));
+    if (mkdir(jobdir, 0750) != 0 && errno != EEXIST)
+        return ps_err_set(err, PS_EIO, "cannot create '%s': %s", jobdir, strerror(errno));
+    snprintf(path, sizeof path, "%s/ckpt-%012lld.psc", jobdir, (long long)job->clock);
+    ps_file_t *pf = ps_file_create(path, 0640, err);
+    if (!pf)
+        return PS_EIO;
+    writer_t w = {ps_file_stream(pf), crc32(0, NULL, 0), 0, 0};
+    char head[HEAD_BYTES] = MAGIC;
+    fwrite(head, 1, HEAD_BYTES, w.f); /* filled in below */
+    put_job(&w, job, n_chunks);
+    for (uint32_t i = 0; i < n_chunks; i++)
+        put_chunk(&w, chunks[i], chunk_ids[i]);
+    uint32_t format = FORMAT, crc = (uint32_t)w.crc;
+    memcpy(head + 8, &format, 4);
+    memcpy(head + 12, &crc, 4);
+    memcpy(head + 16, &w.bytes, 8);
+    if (w.failed || fseek(w.f, 0, SEEK_SET) != 0 ||
+        fwrite(head, 1, HEAD_BYTES, w.f) != HEAD_BYTES) {
+        int e = errno;
+        ps_file_abort(&pf);
+        return ps_err_set(err, PS_EIO, "cannot write checkpoint '%s': %s", path, strerror(e));
+    }
+    if (ps_file_commit(&pf, err) != PS_OK)
+        return PS_EIO;
+    prune(jobdir, keep);
     return PS_OK;
 }
 
@@ -324,18 +342,49 @@ static void get_chunk(reader_t *r, ps_ckpt_chunk_t *c, uint32_t format)
     c->state.v = has_v ? take(r, bytes) : NULL;
 }
 
+/* The job record's format-3 fields: id, fingerprint, ranks, scaler. */
+static void get_job_v3(reader_t *r, ps_ckpt_t *out)
+{
+    ps_ckpt_job_t *j = &out->job;
+    uint32_t fp_len = 0;
+    uint8_t has_scaler = 0;
+    GET(r, j->id);
+    GET(r, fp_len);
+    const char *fp = take(r, fp_len);
+    if (j->world == 0 || j->world > 65536) {
+        r->bad = 1;
+        return;
+    }
+    j->rank_state = take(r, j->world);
+    GET(r, has_scaler);
+    GET(r, j->scale);
+    GET(r, j->scale_window);
+    GET(r, j->scale_clean);
+    GET(r, j->scale_skipped);
+    j->has_scaler = has_scaler != 0;
+    if (fp) {
+        out->fingerprint = ps_xmalloc(fp_len + 1);
+        memcpy(out->fingerprint, fp, fp_len);
+        out->fingerprint[fp_len] = '\0';
+        j->fingerprint = out->fingerprint;
+    }
+}
+
 void ps_ckpt_free(ps_ckpt_t *c)
 {
     free(c->chunks);
     free(c->buf);
+    free(c->fingerprint);
     c->chunks = NULL;
     c->buf = NULL;
+    c->fingerprint = NULL;
     c->n_chunks = 0;
 }
 
 int ps_ckpt_read(const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
 {
     memset(out, 0, sizeof *out);
+    out->job.fingerprint = "";
     FILE *f = fopen(path, "rb");
     if (!f)
         return ps_err_set(err, PS_EIO, "cannot read '%s': %s", path, strerror(errno));
@@ -389,6 +438,8 @@ int ps_ckpt_read(const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
     GET(&r, j->shard);
     GET(&r, j->n_shards);
     GET(&r, j->clock);
+    if (format >= 3)
+        get_job_v3(&r, out);
     GET(&r, out->n_chunks);
     j->max_staleness = stale;
     if (r.bad || out->n_chunks > (1u << 24)) {
@@ -433,7 +484,29 @@ int ps_ckpt_load(const char *dir, const char *job, int64_t clock, ps_ckpt_t *out
     return rc;
 }
 
-void ps_ckpt_remove_job(const char *dir, const char *job)
+/* The job id in a checkpoint's job record, read without the rest of the
+ * file (0 for formats before 3, or a file too short to say). */
+static uint64_t peek_id(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char head[HEAD_BYTES + 2 + 64 + 4 + 4 + 8 + 4 + 4 + 8 + 8];
+    size_t n = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f)
+        fclose(f);
+    uint32_t format = 0;
+    uint16_t name_len = 0;
+    if (n < HEAD_BYTES + 2)
+        return 0;
+    memcpy(&format, head + 8, 4);
+    memcpy(&name_len, head + HEAD_BYTES, 2);
+    size_t at = HEAD_BYTES + 2 + name_len + 4 + 4 + 8 + 4 + 4 + 8;
+    uint64_t id = 0;
+    if (format >= 3 && at + 8 <= n)
+        memcpy(&id, head + at, 8);
+    return id;
+}
+
+void ps_ckpt_remove_job_id(const char *dir, const char *job, uint64_t id)
 {
     char jobdir[1024], path[1100];
     snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job);
@@ -441,10 +514,44 @@ void ps_ckpt_remove_job(const char *dir, const char *job)
     int n = list_ckpts(jobdir, &names);
     for (int i = 0; i < n; i++) {
         snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
+        if (!id || peek_id(path) == id)
+            unlink(path);
+    }
+    free_names(names, n);
+    rmdir(jobdir); /* only if nothing else is left */
+}
+
+void ps_ckpt_remove_job(const char *dir, const char *job)
+{
+    ps_ckpt_remove_job_id(dir, job, 0);
+}
+
+void ps_ckpt_remove_after(const char *dir, const char *job, int64_t clock)
+{
+    char jobdir[1024], path[1100];
+    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job);
+    char **names;
+    int n = list_ckpts(jobdir, &names);
+    for (int i = 0; i < n; i++) {
+        if (atoll(names[i] + 5) <= clock)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
         unlink(path);
     }
     free_names(names, n);
-    rmdir(jobdir);
+}
+
+int ps_ckpt_list_clocks(const char *dir, const char *job, int64_t **clocks)
+{
+    char jobdir[1024];
+    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job);
+    char **names;
+    int n = list_ckpts(jobdir, &names);
+    *clocks = ps_xmalloc((size_t)(n ? n : 1) * sizeof **clocks);
+    for (int i = 0; i < n; i++)
+        (*clocks)[i] = atoll(names[i] + 5);
+    free_names(names, n);
+    return n;
 }
 
 int ps_ckpt_list_jobs(const char *dir, char ***names)

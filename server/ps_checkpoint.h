@@ -4,19 +4,28 @@
  * or, at shutdown, by the loop itself; read at startup and on ROLLBACK.
  *
  * File: DIR/JOB/ckpt-CLOCK.psc (CLOCK zero-padded), little-endian:
- *   "PSCKPT\0\0" | u32 format (1) | u32 crc32(payload) | u64 payload bytes | payload
- * The payload lists the job (name, world, staleness, generation, shard) and
- * each chunk (table id, chunk, name, shape, optimizer spec, slice, clocks,
- * parameters and state). A file whose length or checksum is wrong is
- * skipped with a warning naming it. */
+ *   "PSCKPT\0\0" | u32 format (3) | u32 crc32(payload) | u64 payload bytes | payload
+ * The payload lists the job (name, world, staleness, generation, shard,
+ * clock; from format 3 its id, fingerprint, each rank's membership and the
+ * fp16 loss scaler) and each chunk (table id, chunk, name, shape,
+ * optimizer spec, slice, clocks, parameters and state). A file whose length
+ * or checksum is wrong is skipped with a warning naming it. Formats 1 and 2
+ * are still read. Written through ps_file (an O_EXCL temp file beside the
+ * target, fsync, rename, directory fsync). */
 #ifndef PS_CHECKPOINT_H
 #define PS_CHECKPOINT_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "ps_err.h"
 #include "ps_optim_spec.h"
 #include "ps_table.h"
+
+/* A rank's membership as a checkpoint keeps it. */
+#define PS_CKPT_RANK_DONE 0x1u
+#define PS_CKPT_RANK_LEFT 0x2u
+#define PS_CKPT_RANK_DEAD 0x4u
 
 typedef struct {
     char job[64];
@@ -24,7 +33,14 @@ typedef struct {
     int max_staleness;
     uint64_t generation; /* bumped by every ROLLBACK */
     uint32_t shard, n_shards;
-    int64_t clock; /* the lowest chunk clock: what the file is named by */
+    int64_t clock;             /* the lowest chunk clock: what the file is named by */
+    uint64_t id;               /* the job's id (0 in files of format 1 and 2) */
+    const char *fingerprint;   /* "" if none; read: owned by the ps_ckpt_t */
+    const uint8_t *rank_state; /* world PS_CKPT_RANK_* flags, or NULL: all live */
+    bool has_scaler;
+    double scale;
+    int64_t scale_window, scale_clean;
+    uint64_t scale_skipped;
 } ps_ckpt_job_t;
 
 /* One chunk as read from a file (arrays owned by the ps_ckpt_t). */
@@ -42,7 +58,8 @@ typedef struct {
     ps_ckpt_job_t job;
     ps_ckpt_chunk_t *chunks;
     uint32_t n_chunks;
-    void *buf; /* the file's payload; the chunks point into it */
+    void *buf;         /* the file's payload; the chunks point into it */
+    char *fingerprint; /* job.fingerprint's storage */
 } ps_ckpt_t;
 
 /* Writes a checkpoint of the given chunks to DIR/JOB/ckpt-CLOCK.psc:
@@ -59,8 +76,18 @@ void ps_ckpt_free(ps_ckpt_t *c);
  * one with exactly that clock, skipping corrupt ones with a warning each.
  * PS_ENOJOB if there is none. */
 int ps_ckpt_load(const char *dir, const char *job, int64_t clock, ps_ckpt_t *out, ps_errbuf_t *err);
-/* Deletes every checkpoint of a job that has ended, and its directory. */
+/* Deletes every checkpoint of job, and its directory. */
 void ps_ckpt_remove_job(const char *dir, const char *job);
+/* Deletes the checkpoints of job whose id is id (0: any id), and the
+ * directory if nothing else is left in it: a job that ended never removes
+ * the files of another job of the same name. */
+void ps_ckpt_remove_job_id(const char *dir, const char *job, uint64_t id);
+/* Deletes the checkpoints of job newer than clock (after a rollback to it:
+ * they belong to a history that was undone). */
+void ps_ckpt_remove_after(const char *dir, const char *job, int64_t clock);
+/* The clocks of job's checkpoint files, ascending, into a new array (the
+ * caller frees); returns the count. Files are not validated. */
+int ps_ckpt_list_clocks(const char *dir, const char *job, int64_t **clocks);
 /* Names of the job directories under dir (for startup); caller frees each
  * and the array. Returns the count (0 if none or unreadable). */
 int ps_ckpt_list_jobs(const char *dir, char ***names);

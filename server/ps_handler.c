@@ -14,52 +14,13 @@
 #include "ps_snapshot.h"
 #include "ps_time.h"
 
-static psrv_reply_t *handle_hello(ps_server_t *srv, psrv_request_t *rq)
-{
-    const Ps__Header *h = rq->hdr;
-    if (h->version != PS_PROTOCOL_VERSION)
-        return psrv_fail(rq, PS_EVERSION, "client speaks protocol %u, server %u", h->version,
-                         PS_PROTOCOL_VERSION);
-    if (!*h->job || strlen(h->job) >= PS_JOB_NAME_MAX)
-        return psrv_fail(rq, PS_EINVAL, "job name must have 1 to %d bytes", PS_JOB_NAME_MAX - 1);
-    if (h->world_size == 0 || h->world_size > 65536 || h->rank >= h->world_size)
-        return psrv_fail(rq, PS_ERANGE, "rank %u / world size %u out of range", h->rank,
-                         h->world_size);
-    ps_job_t *job = psrv_jobs_find(srv, h->job);
-    if (job &&
-        (ps_job_world(job) != h->world_size || ps_job_max_staleness(job) != h->max_staleness))
-        return psrv_fail(rq, PS_ECONFLICT,
-                         "job '%s' has %u workers and max_staleness %d; hello says %u and %d",
-                         ps_job_name(job), ps_job_world(job), ps_job_max_staleness(job),
-                         h->world_size, h->max_staleness);
-    if (!job) {
-        if (srv->jobs.n >= (size_t)srv->cfg.max_jobs)
-            return psrv_fail(rq, PS_EAGAIN, "server already serves %zu jobs", srv->jobs.n);
-        job = ps_job_new(h->job, h->world_size, h->max_staleness, ps_time_ms());
-        psrv_jobs_add(srv, job);
-        ps_log(PS_LOG_INFO, "job '%s': created (%u workers, max_staleness %d)", ps_job_name(job),
-               ps_job_world(job), ps_job_max_staleness(job));
-    }
-    bool rejoin = ps_job_join(job, h->rank, psrv_request_peer(rq), ps_time_ms());
-    int64_t clock = ps_job_resume_clock(job);
-    ps_log(PS_LOG_INFO, "job '%s': worker %u %s from '%s' at clock %lld", ps_job_name(job), h->rank,
-           rejoin ? "rejoined" : "joined", ps_job_rank(job, h->rank)->peer, (long long)clock);
-    psrv_reply_t *rep = psrv_ok(rq);
-    rep->hdr.clock = clock;
-    rep->hdr.max_clock = ps_job_max_clock(job);
-    rep->hdr.generation = ps_job_generation(job);
-    rep->hdr.shard = (uint32_t)srv->cfg.shard;
-    rep->hdr.n_shards = (uint32_t)srv->cfg.shards;
-    rep->hdr.incarnation = srv->incarnation;
-    return rep;
-}
-
 /* Keeps a live rank alive; a rank already declared dead must HELLO. */
 static psrv_reply_t *handle_heartbeat(ps_server_t *srv, psrv_request_t *rq)
 {
     ps_job_t *job = psrv_jobs_find(srv, rq->hdr->job);
     uint32_t r = rq->hdr->rank;
-    if (job && r < ps_job_world(job) && !ps_job_rank(job, r)->dead)
+    if (job && r < ps_job_world(job) && !ps_job_rank(job, r)->dead &&
+        ps_job_owns(job, r, rq->hdr->worker_incarnation))
         ps_job_heartbeat(job, r, (double)rq->hdr->n_samples, rq->hdr->loss, ps_time_ms());
     psrv_reply_t *rep = psrv_ok(rq);
     rep->hdr.incarnation = srv->incarnation;
@@ -67,17 +28,20 @@ static psrv_reply_t *handle_heartbeat(ps_server_t *srv, psrv_request_t *rq)
 }
 
 /* DONE: the rank pushed its last clock; BYE: it leaves. A job whose every
- * rank left (or died) is over. */
+ * rank said BYE is over. */
 static psrv_reply_t *handle_done_bye(ps_server_t *srv, psrv_request_t *rq)
 {
     const Ps__Header *h = rq->hdr;
     ps_job_t *job = psrv_request_job(srv, rq);
     if (!job)
         return &rq->reply;
+    bool was_done = ps_job_all_done(job);
     ps_job_finish_rank(job, h->rank, h->op == PS__OP__BYE);
+    if (!was_done && ps_job_all_done(job))
+        psrv_snapshot_final(srv, job);
     psrv_jobs_recheck(srv, job);
-    if (ps_job_all_gone(job))
-        psrv_jobs_drop(srv, job);
+    if (ps_job_all_left(job))
+        psrv_jobs_finish(srv, job);
     return psrv_ok(rq);
 }
 
@@ -110,6 +74,14 @@ static psrv_reply_t *handle_rollback(ps_server_t *srv, psrv_request_t *rq)
     rep->hdr.clock = ps_job_resume_clock(job);
     rep->hdr.max_clock = ps_job_max_clock(job);
     rep->hdr.generation = ps_job_generation(job);
+    rep->hdr.rollback_clock = ps_job_rollback_clock(job);
+    const ps_loss_scale_t *ls = ps_job_scaler_at(job, rep->hdr.clock);
+    if (ls) {
+        rep->hdr.loss_scale = ls->scale;
+        rep->hdr.loss_scale_window = (uint64_t)ls->window;
+        rep->hdr.scale_good_steps = (uint64_t)ls->clean;
+        rep->hdr.scale_skipped = ls->n_skipped;
+    }
     return rep;
 }
 
@@ -146,7 +118,7 @@ static psrv_reply_t *handle_shutdown(ps_server_t *srv, psrv_request_t *rq)
 typedef psrv_reply_t *(*handler_fn)(ps_server_t *, psrv_request_t *);
 
 static const handler_fn handlers[] = {
-    [PS__OP__HELLO] = handle_hello,
+    [PS__OP__HELLO] = psrv_handle_hello,
     [PS__OP__INIT_TABLE] = psrv_handle_init_table,
     [PS__OP__PULL] = psrv_handle_push_pull,
     [PS__OP__PUSH] = psrv_handle_push_pull,

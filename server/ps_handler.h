@@ -12,6 +12,10 @@
  * request gets exactly one reply, now or when its pull is served. */
 void psrv_handle(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc);
 
+/* HELLO: joining a job (ps_handler_hello.c): identity, configuration,
+ * membership. */
+psrv_reply_t *psrv_handle_hello(ps_server_t *srv, psrv_request_t *rq);
+
 /* The handlers of the data ops (ps_handler_data.c). */
 psrv_reply_t *psrv_handle_init_table(ps_server_t *srv, psrv_request_t *rq);
 psrv_reply_t *psrv_handle_push_pull(ps_server_t *srv, psrv_request_t *rq);

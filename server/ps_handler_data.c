@@ -9,6 +9,7 @@
 
 #include "ps_jobs.h"
 #include "ps_log.h"
+#include "ps_name.h"
 #include "ps_reply.h"
 #include "ps_request.h"
 #include "ps_shardmap.h"
@@ -41,8 +42,11 @@ static psrv_reply_t *init_sparse(ps_server_t *srv, psrv_request_t *rq, ps_job_t 
     if (h->table_id >= (uint64_t)srv->cfg.max_tables)
         return psrv_fail(rq, PS_ERANGE, "table id %u is above max_tables %lld", h->table_id,
                          (long long)srv->cfg.max_tables);
+    ps_errbuf_t bad;
     if (!*spec->name || !spec->optim)
         return psrv_fail(rq, PS_EPROTO, "sparse INIT_TABLE needs a name and an optimizer");
+    if (ps_name_check_table(spec->name, &bad) != PS_OK)
+        return psrv_fail(rq, PS_EINVAL, "%s", bad.msg);
     if (rq->values)
         return psrv_fail(rq, PS_EPROTO, "sparse INIT_TABLE carries no values");
     ps_job_table_t *e = ps_job_slot(job, h->table_id);
@@ -81,9 +85,12 @@ static psrv_reply_t *check_dense_spec(ps_server_t *srv, psrv_request_t *rq)
 {
     const Ps__Header *h = rq->hdr;
     const Ps__TableSpec *spec = h->table;
+    ps_errbuf_t bad;
     if (!spec || !*spec->name || spec->n_shape < 1 || spec->n_shape > PS_TABLE_MAX_DIMS)
         return psrv_fail(rq, PS_EPROTO, "INIT_TABLE needs a name and 1 to %d dims",
                          PS_TABLE_MAX_DIMS);
+    if (ps_name_check_table(spec->name, &bad) != PS_OK)
+        return psrv_fail(rq, PS_EINVAL, "%s", bad.msg);
     if (spec->n_elems > (uint64_t)srv->cfg.max_table_elems)
         return psrv_fail(rq, PS_ERANGE, "table '%s' of %llu elements is above max_table_elems %lld",
                          spec->name, (unsigned long long)spec->n_elems,
@@ -194,12 +201,17 @@ static psrv_reply_t *take_push(ps_server_t *srv, psrv_request_t *rq, ps_job_t *j
                ps_job_name(job), h->rank, (long long)h->clock);
     if (skip && ps_job_max_staleness(job) != 0)
         *reply_flags = PS_FLAG_SKIPPED;
+    /* the first push: every table is defined and none has moved, so this
+     * is the job's clock-0 checkpoint, the one a shard that dies before
+     * the first regular checkpoint is restored from */
+    if (h->clock == 0 && ps_job_resume_clock(job) == 0 && ps_job_next_checkpoint(job) == 0)
+        psrv_snapshot_maybe(srv, job);
     int rc = ps_table_push(t, h->rank, h->clock, skip ? NULL : rq->values, h->n_samples);
     if (rc != PS_OK)
         return psrv_fail(rq, rc, "push of clock %lld to table '%s' but worker %u is at %lld",
                          (long long)h->clock, ps_table_name(t), h->rank,
                          (long long)ps_table_worker_clock(t, h->rank));
-    if (ps_table_try_complete(t, ps_job_live(job)) || ps_job_max_staleness(job) != 0) {
+    if (ps_job_complete_chunk(job, t) || ps_job_max_staleness(job) != 0) {
         psrv_jobs_serve(srv, job);
         psrv_snapshot_maybe(srv, job);
     }
@@ -224,6 +236,9 @@ psrv_reply_t *psrv_handle_push_pull(ps_server_t *srv, psrv_request_t *rq)
     }
     if (h->op == PS__OP__PUSH)
         return psrv_ok(rq);
+    char why[512];
+    if (psrv_jobs_world_problem(srv, job, why, sizeof why))
+        return psrv_fail(rq, PS_EWORLD, "%s", why);
     park(rq, job, pull_clock, reply_flags);
     psrv_jobs_serve(srv, job);
     return NULL;

@@ -7,10 +7,23 @@
 
 #include "ps_wire.h"
 
+/* Rounds of the scaler's past kept: a worker rejoining a round behind the
+ * first chunk (it pushed some chunks of the round before it was lost)
+ * still gets the state of its own clock. */
+#define SCALER_HISTORY 8
+
 struct ps_job {
     char name[PS_JOB_NAME_MAX];
+    uint64_t id;
+    char *fingerprint;
     uint32_t world;
     int max_staleness;
+    int64_t created_ms;
+    bool has_scaler;
+    ps_loss_scale_t scaler; /* fp16: advanced once per round of the first chunk */
+    ps_loss_scale_t scaler_at[SCALER_HISTORY]; /* its state at clock k, at k % SCALER_HISTORY */
+    int64_t scaler_clock[SCALER_HISTORY];
+    int64_t rollback_clock;
     ps_rank_t *ranks;
     uint8_t *live; /* per rank: counts in the barriers */
     ps_job_table_t *tables;
@@ -33,6 +46,8 @@ ps_job_t *ps_job_new(const char *name, uint32_t world, int max_staleness, int64_
     for (uint32_t r = 0; r < world; r++)
         job->ranks[r].last_seen_ms = now_ms; /* a rank that never shows up times out too */
     job->skip_logged_clock = -1;
+    job->rollback_clock = -1;
+    job->created_ms = now_ms;
     ps_pending_init(&job->pending);
     return job;
 }
@@ -49,6 +64,7 @@ void ps_job_destroy(ps_job_t **jobp)
         ps_sparse_destroy(&job->tables[i].sparse);
     }
     ps_pending_fini(&job->pending);
+    free(job->fingerprint);
     free(job->tables);
     free(job->ranks);
     free(job->live);
@@ -97,6 +113,124 @@ const ps_rank_t *ps_job_rank(const ps_job_t *job, uint32_t r)
     return &job->ranks[r];
 }
 
+uint64_t ps_job_id(const ps_job_t *job)
+{
+    return job->id;
+}
+
+void ps_job_set_id(ps_job_t *job, uint64_t id)
+{
+    job->id = id;
+}
+
+const char *ps_job_fingerprint(const ps_job_t *job)
+{
+    return job->fingerprint ? job->fingerprint : "";
+}
+
+void ps_job_set_fingerprint(ps_job_t *job, const char *fingerprint)
+{
+    free(job->fingerprint);
+    job->fingerprint = ps_xstrdup(fingerprint ? fingerprint : "");
+}
+
+/* The line for key in a fingerprint ("" if absent), into buf. */
+static void value_of(const char *fp, const char *key, size_t key_len, char *buf, size_t cap)
+{
+    buf[0] = '\0';
+    for (const char *p = fp; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        if (strncmp(p, key, key_len) == 0 && p[key_len] == '=') {
+            snprintf(buf, cap, "%.*s", (int)strcspn(p + key_len + 1, "\n"), p + key_len + 1);
+            return;
+        }
+    }
+}
+
+/* The first key of a that b gives another value (or lacks); false if none. */
+static bool first_difference(const char *a, const char *b, char *why, size_t cap, bool a_is_job)
+{
+    for (const char *p = a; p && *p; p = strchr(p, '\n') ? strchr(p, '\n') + 1 : NULL) {
+        size_t key_len = strcspn(p, "=\n");
+        char va[256], vb[256];
+        value_of(a, p, key_len, va, sizeof va);
+        value_of(b, p, key_len, vb, sizeof vb);
+        if (strcmp(va, vb) != 0) {
+            snprintf(why, cap, "option '%.*s' is '%s' in this job, '%s' in the worker",
+                     (int)key_len, p, a_is_job ? va : vb, a_is_job ? vb : va);
+            return true;
+        }
+    }
+    return false;
+}
+
+bool ps_job_same_config(const ps_job_t *job, const char *fingerprint, char *why, size_t cap)
+{
+    const char *mine = ps_job_fingerprint(job);
+    if (!*mine || !fingerprint || !*fingerprint)
+        return true;
+    return !first_difference(mine, fingerprint, why, cap, true) &&
+           !first_difference(fingerprint, mine, why, cap, false);
+}
+
+const ps_loss_scale_t *ps_job_scaler(const ps_job_t *job)
+{
+    return job->has_scaler ? &job->scaler : NULL;
+}
+
+/* Notes the scaler's state as the state at clock. */
+static void note_scaler(ps_job_t *job, int64_t clock)
+{
+    int64_t k = clock % SCALER_HISTORY;
+    job->scaler_at[k] = job->scaler;
+    job->scaler_clock[k] = clock;
+}
+
+static const ps_table_t *driver_chunk(const ps_job_t *job);
+
+void ps_job_set_scaler(ps_job_t *job, const ps_loss_scale_t *scaler)
+{
+    job->has_scaler = scaler != NULL;
+    if (!scaler)
+        return;
+    job->scaler = *scaler;
+    for (int k = 0; k < SCALER_HISTORY; k++)
+        job->scaler_clock[k] = -1;
+    const ps_table_t *d = driver_chunk(job);
+    note_scaler(job, d ? ps_table_clock(d) : 0);
+}
+
+const ps_loss_scale_t *ps_job_scaler_at(const ps_job_t *job, int64_t clock)
+{
+    if (!job->has_scaler)
+        return NULL;
+    int64_t k = clock % SCALER_HISTORY;
+    return clock >= 0 && job->scaler_clock[k] == clock ? &job->scaler_at[k] : &job->scaler;
+}
+
+int64_t ps_job_rollback_clock(const ps_job_t *job)
+{
+    return job->rollback_clock;
+}
+
+void ps_job_set_rollback_clock(ps_job_t *job, int64_t clock)
+{
+    job->rollback_clock = clock;
+}
+
+int64_t ps_job_created_ms(const ps_job_t *job)
+{
+    return job->created_ms;
+}
+
+int64_t ps_job_last_alive_ms(const ps_job_t *job)
+{
+    int64_t last = job->created_ms;
+    for (uint32_t k = 0; k < job->world; k++)
+        if (job->ranks[k].last_seen_ms > last)
+            last = job->ranks[k].last_seen_ms;
+    return last;
+}
+
 bool ps_job_first_skip(ps_job_t *job, int64_t clock)
 {
     if (clock <= job->skip_logged_clock)
@@ -107,18 +241,34 @@ bool ps_job_first_skip(ps_job_t *job, int64_t clock)
 
 /* ---- ranks ---- */
 
-bool ps_job_join(ps_job_t *job, uint32_t rank, const char *peer, int64_t now_ms)
+int ps_job_claim(ps_job_t *job, uint32_t rank, uint64_t owner, const char *peer, int64_t now_ms,
+                 bool *rejoin, char *why, size_t cap)
 {
     ps_rank_t *r = &job->ranks[rank];
-    bool rejoin = r->joined;
+    bool other = r->joined && r->owner && owner && r->owner != owner;
+    if (other && !r->dead && !r->left) {
+        snprintf(why, cap,
+                 "worker %u of job '%s' is held by a live process at '%s' (seen %lld ms ago): "
+                 "a second one may take it only once that one is declared dead",
+                 rank, job->name, r->peer, (long long)(now_ms - r->last_seen_ms));
+        return PS_EAGAIN;
+    }
+    *rejoin = r->joined;
     snprintf(r->peer, sizeof r->peer, "%s", peer);
     r->joined = true;
+    r->owner = owner;
     r->last_seen_ms = now_ms;
     if (r->dead || r->done) {
         r->dead = r->done = r->left = false;
         job->live[rank] = 1;
     }
-    return rejoin;
+    return PS_OK;
+}
+
+bool ps_job_owns(const ps_job_t *job, uint32_t rank, uint64_t owner)
+{
+    const ps_rank_t *r = &job->ranks[rank];
+    return !owner || !r->owner || r->owner == owner;
 }
 
 void ps_job_seen(ps_job_t *job, uint32_t rank, int64_t now_ms)
@@ -150,10 +300,12 @@ uint32_t ps_job_sweep(ps_job_t *job, int64_t now_ms, int64_t timeout_ms, ps_job_
     uint32_t n = 0;
     for (uint32_t k = 0; k < job->world; k++) {
         ps_rank_t *r = &job->ranks[k];
-        if (r->dead || r->done || now_ms - r->last_seen_ms <= timeout_ms)
+        if (!r->joined || r->dead || r->done || now_ms - r->last_seen_ms <= timeout_ms)
             continue;
         r->dead = true;
-        job->live[k] = 0;
+        r->dead_since_ms = now_ms;
+        if (job->max_staleness != 0)
+            job->live[k] = 0;
         n++;
         if (on_dead)
             on_dead(ctx, job, k, now_ms - r->last_seen_ms);
@@ -181,10 +333,10 @@ bool ps_job_all_done(const ps_job_t *job)
     return true;
 }
 
-bool ps_job_all_gone(const ps_job_t *job)
+bool ps_job_all_left(const ps_job_t *job)
 {
     for (uint32_t k = 0; k < job->world; k++)
-        if (!job->ranks[k].left && !job->ranks[k].dead)
+        if (!job->ranks[k].left)
             return false;
     return true;
 }
@@ -195,6 +347,52 @@ uint32_t ps_job_alive(const ps_job_t *job)
     for (uint32_t k = 0; k < job->world; k++)
         n += job->ranks[k].joined && !job->ranks[k].dead && !job->ranks[k].left;
     return n;
+}
+
+void ps_job_forgive_silence(ps_job_t *job, int64_t now_ms)
+{
+    for (uint32_t k = 0; k < job->world; k++)
+        if (!job->ranks[k].dead)
+            job->ranks[k].last_seen_ms = now_ms;
+}
+
+const char *ps_job_world_problem(const ps_job_t *job, int64_t now_ms, int64_t lost_ms,
+                                 int64_t assemble_ms, char *why, size_t cap)
+{
+    if (job->max_staleness != 0)
+        return NULL;
+    for (uint32_t k = 0; k < job->world; k++) {
+        const ps_rank_t *r = &job->ranks[k];
+        if (r->dead && now_ms - r->dead_since_ms > lost_ms) {
+            snprintf(
+                why, cap,
+                "worker %u of job '%s' was lost (silent since %lld ms ago, last from '%s') and "
+                "did not come back within lost_rank_timeout_ms %lld: under BSP the job "
+                "cannot go on without it and stay exact",
+                k, job->name, (long long)(now_ms - r->last_seen_ms), r->peer, (long long)lost_ms);
+            return why;
+        }
+        if (!r->joined && !r->done && now_ms - job->created_ms > assemble_ms) {
+            snprintf(why, cap,
+                     "worker %u of job '%s' never joined within assemble_timeout_ms %lld (world "
+                     "%u): the job's world is incomplete",
+                     k, job->name, (long long)assemble_ms, job->world);
+            return why;
+        }
+    }
+    return NULL;
+}
+
+void ps_job_restore_rank(ps_job_t *job, uint32_t rank, bool done, bool left, bool dead,
+                         int64_t now_ms)
+{
+    ps_rank_t *r = &job->ranks[rank];
+    r->done = done;
+    r->left = left;
+    r->dead = dead;
+    r->joined = done || left || dead;
+    r->dead_since_ms = now_ms;
+    job->live[rank] = !(done || (dead && job->max_staleness != 0));
 }
 
 /* ---- tables ---- */
@@ -288,9 +486,30 @@ static int64_t chunk_clock(const ps_table_t *t, uint32_t unused)
     return ps_table_clock(t);
 }
 
+static int64_t chunk_live_clock(const ps_table_t *t, uint32_t unused, const uint8_t *live)
+{
+    (void)unused;
+    int64_t c = ps_table_ready_clock(t, live);
+    return c == INT64_MAX ? ps_table_clock(t) : c;
+}
+
 int64_t ps_job_resume_clock(const ps_job_t *job)
 {
-    return fold_chunks(job, false, 0, chunk_clock, 0);
+    if (job->max_staleness == 0)
+        return fold_chunks(job, false, 0, chunk_clock, 0);
+    int64_t low = INT64_MAX;
+    for (uint32_t i = 0; i < job->n_tables; i++)
+        for (uint32_t c = 0; c < job->tables[i].n_chunks; c++)
+            if (job->tables[i].chunks[c]) {
+                int64_t v = chunk_live_clock(job->tables[i].chunks[c], 0, job->live);
+                low = v < low ? v : low;
+            }
+    return low == INT64_MAX ? 0 : low;
+}
+
+int64_t ps_job_rank_resume_clock(const ps_job_t *job, uint32_t rank)
+{
+    return job->max_staleness == 0 ? ps_job_resume_clock(job) : ps_job_rank_clock(job, rank);
 }
 
 int64_t ps_job_max_clock(const ps_job_t *job)
@@ -304,6 +523,28 @@ int64_t ps_job_rank_clock(const ps_job_t *job, uint32_t rank)
     return fold_chunks(job, false, 0, ps_table_worker_clock, rank);
 }
 
+/* The first chunk this shard holds: its rounds drive the job's scaler. */
+static const ps_table_t *driver_chunk(const ps_job_t *job)
+{
+    for (uint32_t i = 0; i < job->n_tables; i++)
+        for (uint32_t c = 0; c < job->tables[i].n_chunks; c++)
+            if (job->tables[i].chunks[c])
+                return job->tables[i].chunks[c];
+    return NULL;
+}
+
+bool ps_job_complete_chunk(ps_job_t *job, ps_table_t *t)
+{
+    int64_t round = ps_table_clock(t);
+    if (!ps_table_try_complete(t, job->live))
+        return false;
+    if (job->has_scaler && t == driver_chunk(job)) {
+        ps_loss_scale_update(&job->scaler, ps_table_last_skipped_round(t) == round);
+        note_scaler(job, round + 1);
+    }
+    return true;
+}
+
 bool ps_job_recheck(ps_job_t *job)
 {
     bool any = false;
@@ -311,7 +552,7 @@ bool ps_job_recheck(ps_job_t *job)
         ps_job_table_t *e = &job->tables[i];
         for (uint32_t c = 0; c < e->n_chunks; c++)
             if (e->chunks[c])
-                any |= ps_table_try_complete(e->chunks[c], job->live);
+                any |= ps_job_complete_chunk(job, e->chunks[c]);
         if (e->sparse)
             any |= ps_sparse_try_complete(e->sparse, job->live);
     }

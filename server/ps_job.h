@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "ps_loss_scale.h"
 #include "ps_pending.h"
 #include "ps_sparse.h"
 #include "ps_table.h"
@@ -34,7 +35,9 @@ typedef struct {
 /* What the shard knows of one rank. */
 typedef struct {
     bool joined, done, left, dead;
+    uint64_t owner;                /* the worker_incarnation of the process that holds it */
     int64_t last_seen_ms;          /* last request, or the job's creation */
+    int64_t dead_since_ms;         /* when it was declared dead */
     char peer[48];                 /* address of its last HELLO */
     double samples, samples_per_s; /* from heartbeats */
     double loss;
@@ -42,8 +45,22 @@ typedef struct {
 } ps_rank_t;
 
 /* New job of world ranks under max_staleness; its ranks count as seen at
- * now_ms. name is copied (callers checked its length). */
+ * now_ms. name is copied (callers checked it: ps_name_check_job). */
 ps_job_t *ps_job_new(const char *name, uint32_t world, int max_staleness, int64_t now_ms);
+
+/* ---- identity ---- */
+
+/* The job's id (minted when the job was created on shard 0; 0 = none yet)
+ * and its fingerprint ("key=value" lines of the options that define it). */
+uint64_t ps_job_id(const ps_job_t *job);
+void ps_job_set_id(ps_job_t *job, uint64_t id);
+const char *ps_job_fingerprint(const ps_job_t *job);
+void ps_job_set_fingerprint(ps_job_t *job, const char *fingerprint);
+/* Compares a worker's fingerprint with the job's: true if they agree, else
+ * false with why = "option 'lr' is '0.5' in this job, '0.02' in the
+ * worker" (the first line that differs, or one only one side has). A job
+ * or worker without a fingerprint agrees with anything. */
+bool ps_job_same_config(const ps_job_t *job, const char *fingerprint, char *why, size_t cap);
 /* Frees the job, its tables and its parked pulls; NULL-safe, sets *job NULL. */
 void ps_job_destroy(ps_job_t **job);
 
@@ -56,9 +73,17 @@ void ps_job_set_generation(ps_job_t *job, uint64_t generation);
 
 /* ---- ranks ---- */
 
-/* rank (< world) joins or rejoins from peer: a rank that was done or dead
- * counts in the barriers again. True if it had joined before. */
-bool ps_job_join(ps_job_t *job, uint32_t rank, const char *peer, int64_t now_ms);
+/* The process owner (a worker_incarnation; 0 = a client that sends none)
+ * claims rank (< world) from peer: granted if the rank is free, already
+ * its own, or held by a process declared dead (a restarted worker takes
+ * over); a rank that was done or dead counts in the barriers again.
+ * PS_OK and *rejoin (it had joined before), or PS_EAGAIN with why naming
+ * the live process that holds it. */
+int ps_job_claim(ps_job_t *job, uint32_t rank, uint64_t owner, const char *peer, int64_t now_ms,
+                 bool *rejoin, char *why, size_t cap);
+/* Does the process owner hold rank? (A request of another process gets
+ * EDEAD: it was replaced.) Owner 0 matches any. */
+bool ps_job_owns(const ps_job_t *job, uint32_t rank, uint64_t owner);
 /* A request of rank arrived. */
 void ps_job_seen(ps_job_t *job, uint32_t rank, int64_t now_ms);
 /* A heartbeat of a rank not declared dead: it is seen, and its progress
@@ -68,10 +93,14 @@ void ps_job_heartbeat(ps_job_t *job, uint32_t rank, double samples, double loss,
 void ps_job_finish_rank(ps_job_t *job, uint32_t rank, bool bye);
 /* Called for each rank the sweep declares dead, with how long it was silent. */
 typedef void (*ps_job_dead_fn)(void *ctx, const ps_job_t *job, uint32_t rank, int64_t silent_ms);
-/* Declares dead every rank that is neither done nor dead and was silent
- * for more than timeout_ms (on_dead, if not NULL, hears of each); returns
- * how many. They leave the barriers (run ps_job_recheck next); their
- * later requests are refused until they HELLO again. */
+/* Declares dead every rank that joined, is neither done nor dead and was
+ * silent for more than timeout_ms (on_dead, if not NULL, hears of each);
+ * returns how many. Their later requests are refused until they HELLO
+ * again. Under SSP/ASP they leave the barriers (run ps_job_recheck next);
+ * under BSP they stay in them: the round waits for the rank to come back,
+ * so the model stays the one an uninterrupted run makes, until
+ * ps_job_world_problem says the wait is over. A rank that never joined is
+ * not declared dead: the world is still assembling. */
 uint32_t ps_job_sweep(ps_job_t *job, int64_t now_ms, int64_t timeout_ms, ps_job_dead_fn on_dead,
                       void *ctx);
 const ps_rank_t *ps_job_rank(const ps_job_t *job, uint32_t rank);
@@ -81,10 +110,22 @@ const char *ps_job_rank_state(const ps_job_t *job, uint32_t rank);
 const uint8_t *ps_job_live(const ps_job_t *job);
 /* Every rank said DONE or was declared dead. */
 bool ps_job_all_done(const ps_job_t *job);
-/* Every rank said BYE or was declared dead. */
-bool ps_job_all_gone(const ps_job_t *job);
+/* Every rank said BYE: the job's end (silence never is). */
+bool ps_job_all_left(const ps_job_t *job);
 /* Ranks that joined and have neither left nor died. */
 uint32_t ps_job_alive(const ps_job_t *job);
+/* Every rank silent as of now is treated as seen now (the server itself
+ * did not run: stopped, or the host stalled), so no rank is declared dead
+ * for a silence the server could not hear. */
+void ps_job_forgive_silence(ps_job_t *job, int64_t now_ms);
+/* BSP: why the job cannot go on (into why, returning it), or NULL: a rank
+ * dead for more than lost_ms, or one that never joined within assemble_ms
+ * of the job's creation. SSP/ASP go on without lost ranks: always NULL. */
+const char *ps_job_world_problem(const ps_job_t *job, int64_t now_ms, int64_t lost_ms,
+                                 int64_t assemble_ms, char *why, size_t cap);
+/* Puts rank's membership back as a checkpoint saved it (done, left, dead). */
+void ps_job_restore_rank(ps_job_t *job, uint32_t rank, bool done, bool left, bool dead,
+                         int64_t now_ms);
 
 /* ---- tables ---- */
 
@@ -107,8 +148,10 @@ uint32_t ps_job_chunks(const ps_job_t *job, ps_table_t ***chunks, uint32_t **chu
 
 /* ---- clocks and consistency ---- */
 
-/* The clock a (re)joining worker resumes at: the oldest any chunk on this
- * shard still waits for (0 for a job without tables). */
+/* The job's clock on this shard: the oldest any chunk still waits for (0
+ * for a job without tables); under SSP/ASP over the ranks still in the
+ * barriers, so a lost worker does not freeze it (checkpoints are named by
+ * it). */
 int64_t ps_job_resume_clock(const ps_job_t *job);
 /* The newest chunk clock (0 without tables). */
 int64_t ps_job_max_clock(const ps_job_t *job);
@@ -117,6 +160,13 @@ int64_t ps_job_rank_clock(const ps_job_t *job, uint32_t rank);
 /* Completes every BSP round the live ranks allow (after a rank left the
  * barriers). True if any did. */
 bool ps_job_recheck(ps_job_t *job);
+/* Completes chunk t's BSP round if every live rank pushed it (as
+ * ps_table_try_complete), advancing the job's loss scaler once per round
+ * (on the first chunk this shard holds). True if it completed. */
+bool ps_job_complete_chunk(ps_job_t *job, ps_table_t *t);
+/* The clock a worker of rank resumes at when it (re)joins: BSP, the
+ * oldest round any chunk waits for; SSP/ASP, the rank's own position. */
+int64_t ps_job_rank_resume_clock(const ps_job_t *job, uint32_t rank);
 /* May this parked pull be answered now (its table's consistency and, with
  * PS_FLAG_AFTER_ALL_DONE, every rank done)? */
 bool ps_job_pull_ready(const ps_job_t *job, const ps_pull_t *pull);
@@ -131,5 +181,20 @@ void ps_job_set_next_checkpoint(ps_job_t *job, int64_t clock);
 /* True once per clock: the first skip of each clock is logged, not every
  * rank's. */
 bool ps_job_first_skip(ps_job_t *job, int64_t clock);
+/* fp16 jobs: the shard's replica of the workers' loss scaler (NULL if the
+ * job has none), set up from the HELLO that created the job. */
+const ps_loss_scale_t *ps_job_scaler(const ps_job_t *job);
+/* Sets it (at creation, or from a checkpoint: its state at the clock of
+ * the job's first chunk), or clears it (NULL). */
+void ps_job_set_scaler(ps_job_t *job, const ps_loss_scale_t *scaler);
+/* Its state at clock (the latest if clock is older than the history kept);
+ * NULL if the job has none. */
+const ps_loss_scale_t *ps_job_scaler_at(const ps_job_t *job, int64_t clock);
+/* The clock the current generation rolled back to (-1: none). */
+int64_t ps_job_rollback_clock(const ps_job_t *job);
+void ps_job_set_rollback_clock(ps_job_t *job, int64_t clock);
+/* When the job was created here, and when a rank was last alive in it. */
+int64_t ps_job_created_ms(const ps_job_t *job);
+int64_t ps_job_last_alive_ms(const ps_job_t *job);
 
 #endif

@@ -55,6 +55,7 @@ void psrv_reply_init(psrv_request_t *rq)
     header_from(&rq->reply.hdr, rq->hdr);
     rq->reply.message[0] = '\0';
     rq->reply.document = NULL;
+    rq->reply.clocks = NULL;
     rq->reply.has_values = false;
 }
 
@@ -106,6 +107,8 @@ void psrv_reply_send(ps_server_t *srv, psrv_request_t *rq, psrv_reply_t *rep)
     rep->has_values = false;
     free(rep->document);
     rep->document = NULL;
+    free(rep->clocks);
+    rep->clocks = NULL;
 }
 
 /* A pull's reply header. */

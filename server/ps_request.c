@@ -20,6 +20,13 @@ ps_job_t *psrv_request_job(ps_server_t *srv, psrv_request_t *rq)
                   ps_job_name(job), ps_job_world(job));
         return NULL;
     }
+    if (!ps_job_owns(job, h->rank, h->worker_incarnation)) {
+        psrv_fail(rq, PS_EDEAD,
+                  "worker %u of job '%s' was taken over by another process (at "
+                  "'%s')",
+                  h->rank, ps_job_name(job), ps_job_rank(job, h->rank)->peer);
+        return NULL;
+    }
     ps_job_seen(job, h->rank, ps_time_ms());
     if (ps_job_rank(job, h->rank)->dead && h->op != PS__OP__BYE) {
         psrv_fail(rq, PS_EDEAD, "worker %u of job '%s' was declared dead", h->rank,

@@ -15,6 +15,7 @@
 #include "ps_handler.h"
 #include "ps_jobs.h"
 #include "ps_log.h"
+#include "ps_name.h"
 #include "ps_notify.h"
 #include "ps_server_int.h"
 #include "ps_snapshot.h"
@@ -110,6 +111,7 @@ ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err)
                             *cfg->state_dir ? &srv->save_requested : NULL, err);
         if (!srv->statsd)
             goto fail;
+        ps_statsd_enable_actions(srv->statsd);
         psrv_stats_publish_config(srv);
         psrv_stats_publish(srv);
     }
@@ -164,10 +166,29 @@ static void notify_systemd(ps_server_t *srv, int64_t now, notify_t *n)
     }
 }
 
+/* What operators asked for on the stats socket (`drop JOB`). */
+static void take_actions(ps_server_t *srv)
+{
+    ps_statsd_action_t a;
+    while (srv->statsd && ps_statsd_next_action(srv->statsd, &a)) {
+        ps_errbuf_t err;
+        if (strcmp(a.verb, "drop") != 0)
+            continue;
+        if (ps_name_check_job(a.arg, &err) != PS_OK)
+            ps_log(PS_LOG_WARN, "shard %lld: drop refused: %s", (long long)srv->cfg.shard, err.msg);
+        else if (psrv_jobs_drop(srv, a.arg) != PS_OK)
+            ps_log(PS_LOG_NOTICE,
+                   "shard %lld: drop: no job '%s' here (its checkpoints, if any, "
+                   "are removed)",
+                   (long long)srv->cfg.shard, a.arg);
+    }
+}
+
 /* Every poll_ms: what no request triggers. */
 static void server_cron(ps_server_t *srv, notify_t *n)
 {
     psrv_snapshot_reap(srv, false);
+    take_actions(srv);
     psrv_jobs_sweep(srv);
     if (atomic_exchange(&srv->save_requested, 0))
         psrv_snapshot_all(srv);

@@ -22,7 +22,23 @@ static const ps_opt_t server_opts[] = {
     PS_OPT_INT("poll_ms", ps_server_config_t, poll_ms, "100", 1, 10000,
                "loop wake-up interval for signals and housekeeping"),
     PS_OPT_INT("heartbeat_timeout_ms", ps_server_config_t, heartbeat_timeout_ms, "10000", 100,
-               86400000, "a worker silent this long is declared dead and leaves the barriers"),
+               86400000,
+               "a worker silent this long is declared dead (SSP/ASP: the others go on "
+               "without it; BSP: the round waits for it to come back)"),
+    PS_OPT_INT("lost_rank_timeout_ms", ps_server_config_t, lost_rank_timeout_ms, "60000", 100,
+               86400000,
+               "BSP: a dead worker not back this long fails the job's waiting pulls "
+               "(EWORLD), naming it; the job resumes if the whole world rejoins"),
+    PS_OPT_INT("assemble_timeout_ms", ps_server_config_t, assemble_timeout_ms, "300000", 100,
+               86400000,
+               "BSP: a worker that never joined this long after the job's creation "
+               "fails the job's waiting pulls (EWORLD)"),
+    PS_OPT_INT("job_ttl_s", ps_server_config_t, job_ttl_s, "86400", 1, 1LL << 31,
+               "a job with no live worker this long is unloaded (its checkpoints stay; a HELLO "
+               "restores it); only every rank's BYE or ps-ctl drop ends a job"),
+    PS_OPT_INT("finished_job_ttl_s", ps_server_config_t, finished_job_ttl_s, "3600", 0, 1LL << 31,
+               "a finished job is remembered this long: a late worker of it is "
+               "refused (EFINISHED) instead of starting the job again alone"),
     PS_OPT_STR("state_dir", ps_server_config_t, state_dir, "",
                "checkpoint directory (one per shard); empty = no checkpoints"),
     PS_OPT_INT("checkpoint_every", ps_server_config_t, checkpoint_every, "0", 0, 1LL << 40,

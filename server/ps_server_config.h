@@ -24,6 +24,10 @@ typedef struct {
     int64_t io_threads;
     int64_t poll_ms;
     int64_t heartbeat_timeout_ms;
+    int64_t lost_rank_timeout_ms;
+    int64_t assemble_timeout_ms;
+    int64_t job_ttl_s;
+    int64_t finished_job_ttl_s;
     char state_dir[PS_OPT_STR_MAX];
     int64_t checkpoint_every;
     int64_t checkpoint_keep;

@@ -25,6 +25,7 @@ typedef struct {
     Ps__Header hdr;
     char message[512]; /* hdr.message points here when status != 0 */
     char *document;    /* a longer hdr.message (STATS), freed once sent */
+    int64_t *clocks;   /* hdr.checkpoints' storage (HELLO), freed once sent */
     zmq_msg_t values;
     bool has_values;
 } psrv_reply_t;
@@ -39,13 +40,27 @@ typedef struct {
     psrv_reply_t reply;
 } psrv_request_t;
 
+/* A job that ended (every rank said BYE), remembered a while so a late
+ * worker of it is refused rather than starting it again alone. */
+typedef struct {
+    char name[PS_JOB_NAME_MAX];
+    uint64_t id;
+    char *fingerprint;
+    int64_t clock, ended_ms;
+} psrv_finished_t;
+
+#define PSRV_FINISHED_MAX 64
+
 /* The jobs this shard serves. */
 typedef struct {
     ps_job_t **all;
     size_t n;
+    psrv_finished_t finished_jobs[PSRV_FINISHED_MAX]; /* a ring, newest at (n_ended - 1) */
+    uint64_t n_ended;
     char last_name[PS_JOB_NAME_MAX]; /* the newest job that ended, for show info */
     int64_t last_clock;
     uint64_t finished;
+    int64_t last_cron_ms; /* when server_cron last ran (to notice a stalled loop) */
 } psrv_jobs_t;
 
 struct ps_server {
@@ -57,10 +72,13 @@ struct ps_server {
     psrv_jobs_t jobs;
     ps_server_stats_t stats;
     int64_t log_budget_reset_ms;
-    int log_budget;   /* rejected-request log lines left this second */
-    pid_t ckpt_child; /* forked checkpoint writer, 0 if none */
-    ps_zap_t *zap;    /* CURVE on: who may connect, in which role */
-    void *monitor;    /* PAIR receiving the router's handshake failures */
+    int log_budget;    /* rejected-request log lines left this second */
+    pid_t ckpt_child;  /* forked checkpoint writer, 0 if none */
+    char ckpt_job[64]; /* what it writes: job, clock, final (every rank done) */
+    int64_t ckpt_clock;
+    bool ckpt_final;
+    ps_zap_t *zap; /* CURVE on: who may connect, in which role */
+    void *monitor; /* PAIR receiving the router's handshake failures */
     ps_statsd_t *statsd;
     atomic_int save_requested; /* set by the stats thread's `save` */
     atomic_int stop_requested; /* ps_server_stop, from any thread */

@@ -14,12 +14,28 @@
 /* Writes a checkpoint of job in this process. */
 static int write_job(ps_server_t *srv, ps_job_t *job, ps_errbuf_t *err)
 {
-    ps_ckpt_job_t cj = {.world = ps_job_world(job),
+    uint32_t world = ps_job_world(job);
+    uint8_t *ranks = ps_xmalloc(world);
+    for (uint32_t r = 0; r < world; r++) {
+        const ps_rank_t *rk = ps_job_rank(job, r);
+        ranks[r] = (rk->done ? PS_CKPT_RANK_DONE : 0) | (rk->left ? PS_CKPT_RANK_LEFT : 0) |
+                   (rk->dead ? PS_CKPT_RANK_DEAD : 0);
+    }
+    const ps_loss_scale_t *ls = ps_job_scaler(job);
+    ps_ckpt_job_t cj = {.world = world,
                         .max_staleness = ps_job_max_staleness(job),
                         .generation = ps_job_generation(job),
                         .shard = (uint32_t)srv->cfg.shard,
                         .n_shards = (uint32_t)srv->cfg.shards,
-                        .clock = ps_job_resume_clock(job)};
+                        .clock = ps_job_resume_clock(job),
+                        .id = ps_job_id(job),
+                        .fingerprint = ps_job_fingerprint(job),
+                        .rank_state = ranks,
+                        .has_scaler = ls != NULL,
+                        .scale = ls ? ls->scale : 0,
+                        .scale_window = ls ? ls->window : 0,
+                        .scale_clean = ls ? ls->clean : 0,
+                        .scale_skipped = ls ? ls->n_skipped : 0};
     snprintf(cj.job, sizeof cj.job, "%s", ps_job_name(job));
     ps_table_t **chunks;
     uint32_t *ids;
@@ -28,6 +44,7 @@ static int write_job(ps_server_t *srv, ps_job_t *job, ps_errbuf_t *err)
         ps_ckpt_write(srv->cfg.state_dir, &cj, chunks, ids, n, (int)srv->cfg.checkpoint_keep, err);
     free(chunks);
     free(ids);
+    free(ranks);
     return rc;
 }
 
@@ -43,6 +60,9 @@ void psrv_snapshot_reap(ps_server_t *srv, bool block)
     } else {
         srv->stats.checkpoints_written++;
         srv->stats.last_checkpoint_ms = ps_time_ms();
+        ps_log(srv->ckpt_final ? PS_LOG_INFO : PS_LOG_DEBUG,
+               "job '%s': %scheckpoint at clock %lld written", srv->ckpt_job,
+               srv->ckpt_final ? "final " : "", (long long)srv->ckpt_clock);
     }
     srv->ckpt_child = 0;
 }
@@ -52,20 +72,21 @@ static int64_t next_multiple(int64_t clock, int64_t every)
     return (clock / every + 1) * every;
 }
 
-/* Under BSP the lowest chunk clock reaches c only once every chunk is at
- * exactly c (no worker pushes c before it has every table at c), so the
- * file is a consistent cut, taken at the same clocks on every shard. */
-void psrv_snapshot_maybe(ps_server_t *srv, ps_job_t *job)
+/* Writes job's checkpoint in a forked child: a copy-on-write view of memory,
+ * so the loop keeps serving. One writer at a time. */
+static void fork_writer(ps_server_t *srv, ps_job_t *job, bool final)
 {
-    if (!*srv->cfg.state_dir || !srv->cfg.checkpoint_every)
-        return;
-    int64_t clock = ps_job_resume_clock(job);
-    if (clock < ps_job_next_checkpoint(job))
-        return;
-    ps_job_set_next_checkpoint(job, next_multiple(clock, srv->cfg.checkpoint_every));
-    psrv_snapshot_reap(srv, true); /* one writer at a time */
+    psrv_snapshot_reap(srv, true);
+    snprintf(srv->ckpt_job, sizeof srv->ckpt_job, "%s", ps_job_name(job));
+    srv->ckpt_clock = ps_job_resume_clock(job);
+    srv->ckpt_final = final;
     pid_t pid = fork();
     if (pid == 0) {
+        /* the child holds copies of every descriptor, the listening socket
+         * among them: closed, so a restarted server can bind its port while
+         * this one still writes */
+        close_range(3, ps_log_fd() > 3 ? (unsigned)ps_log_fd() - 1 : 2, 0);
+        close_range((unsigned)ps_log_fd() + 1, ~0U, 0);
         ps_errbuf_t err;
         int rc = write_job(srv, job, &err);
         if (rc != PS_OK)
@@ -79,6 +100,29 @@ void psrv_snapshot_maybe(ps_server_t *srv, ps_job_t *job)
         return;
     }
     srv->ckpt_child = pid;
+}
+
+/* Under BSP the lowest chunk clock reaches c only once every chunk is at
+ * exactly c (no worker pushes c before it has every table at c), so the
+ * file is a consistent cut, taken at the same clocks on every shard. */
+void psrv_snapshot_maybe(ps_server_t *srv, ps_job_t *job)
+{
+    if (!*srv->cfg.state_dir || !srv->cfg.checkpoint_every)
+        return;
+    int64_t clock = ps_job_resume_clock(job);
+    if (clock < ps_job_next_checkpoint(job))
+        return;
+    ps_job_set_next_checkpoint(job, next_multiple(clock, srv->cfg.checkpoint_every));
+    fork_writer(srv, job, false);
+}
+
+void psrv_snapshot_final(ps_server_t *srv, ps_job_t *job)
+{
+    if (!*srv->cfg.state_dir || !srv->cfg.checkpoint_every)
+        return;
+    ps_log(PS_LOG_INFO, "job '%s': every rank done at clock %lld; writing the final checkpoint",
+           ps_job_name(job), (long long)ps_job_resume_clock(job));
+    fork_writer(srv, job, true);
 }
 
 int psrv_snapshot_all(ps_server_t *srv)
@@ -142,8 +186,21 @@ static int restore_chunks(ps_server_t *srv, ps_job_t *job, const ps_ckpt_t *ck, 
 /* The job of checkpoint ck, restored; NULL with err set if it does not fit. */
 static ps_job_t *restore_job(ps_server_t *srv, const ps_ckpt_t *ck, ps_errbuf_t *err)
 {
-    ps_job_t *job = ps_job_new(ck->job.job, ck->job.world, ck->job.max_staleness, ps_time_ms());
+    int64_t now = ps_time_ms();
+    ps_job_t *job = ps_job_new(ck->job.job, ck->job.world, ck->job.max_staleness, now);
     ps_job_set_generation(job, ck->job.generation);
+    ps_job_set_id(job, ck->job.id);
+    ps_job_set_fingerprint(job, ck->job.fingerprint);
+    for (uint32_t r = 0; ck->job.rank_state && r < ck->job.world; r++) {
+        uint8_t st = ck->job.rank_state[r];
+        ps_job_restore_rank(job, r, st & PS_CKPT_RANK_DONE, st & PS_CKPT_RANK_LEFT,
+                            st & PS_CKPT_RANK_DEAD, now);
+    }
+    if (ck->job.has_scaler) {
+        ps_loss_scale_t ls = {(float)ck->job.scale, ck->job.scale_window, ck->job.scale_clean,
+                              ck->job.scale_skipped};
+        ps_job_set_scaler(job, &ls);
+    }
     if (restore_chunks(srv, job, ck, err) != PS_OK) {
         ps_job_destroy(&job);
         return NULL;
@@ -182,16 +239,35 @@ int psrv_snapshot_rollback(ps_server_t *srv, ps_job_t *job, int64_t clock, ps_er
         return ps_err_set(err, PS_ENOCKPT, "shard %lld has no checkpoint of job '%s' at clock %lld",
                           (long long)srv->cfg.shard, ps_job_name(job), (long long)clock);
     int rc = restore_chunks(srv, job, &ck, err);
+    if (rc == PS_OK && ck.job.has_scaler) {
+        ps_loss_scale_t ls = {(float)ck.job.scale, ck.job.scale_window, ck.job.scale_clean,
+                              ck.job.scale_skipped};
+        ps_job_set_scaler(job, &ls);
+    }
     ps_ckpt_free(&ck);
-    if (rc == PS_OK && srv->cfg.checkpoint_every)
+    if (rc != PS_OK)
+        return rc;
+    /* what was written after clock belongs to the history being undone */
+    ps_ckpt_remove_after(srv->cfg.state_dir, ps_job_name(job), clock);
+    ps_job_set_rollback_clock(job, clock);
+    if (srv->cfg.checkpoint_every)
         ps_job_set_next_checkpoint(job, next_multiple(clock, srv->cfg.checkpoint_every));
-    return rc;
+    return PS_OK;
 }
 
-void psrv_snapshot_remove_job(ps_server_t *srv, const char *job)
+void psrv_snapshot_remove_job(ps_server_t *srv, const ps_job_t *job)
 {
     if (!*srv->cfg.state_dir)
         return;
     psrv_snapshot_reap(srv, true);
-    ps_ckpt_remove_job(srv->cfg.state_dir, job);
+    ps_ckpt_remove_job_id(srv->cfg.state_dir, ps_job_name(job), ps_job_id(job));
+}
+
+int psrv_snapshot_clocks(ps_server_t *srv, const char *job, int64_t **clocks)
+{
+    *clocks = NULL;
+    if (!*srv->cfg.state_dir)
+        return 0;
+    psrv_snapshot_reap(srv, true); /* a checkpoint being written counts once it is */
+    return ps_ckpt_list_clocks(srv->cfg.state_dir, job, clocks);
 }

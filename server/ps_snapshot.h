@@ -14,6 +14,10 @@
 /* Checkpoints job in a forked writer if its lowest chunk clock reached the
  * next multiple of checkpoint_every (no-op without state_dir). */
 void psrv_snapshot_maybe(ps_server_t *srv, ps_job_t *job);
+/* Checkpoints job in a forked writer now that every rank is done (no-op
+ * without state_dir or checkpoint_every): a shard restarted after the last
+ * step serves the final model and the done ranks, so no worker replays. */
+void psrv_snapshot_final(ps_server_t *srv, ps_job_t *job);
 /* Writes a checkpoint of every job now, in this thread (shutdown, SAVE).
  * Returns the number that failed (each logged). */
 int psrv_snapshot_all(ps_server_t *srv);
@@ -23,10 +27,16 @@ void psrv_snapshot_reap(ps_server_t *srv, bool block);
  * files are skipped with a warning each); NULL with err set if there is
  * none, or it is another shard's, or it does not fit this shard. */
 ps_job_t *psrv_snapshot_load_job(ps_server_t *srv, const char *name, ps_errbuf_t *err);
-/* Puts job back to its checkpoint of exactly clock (ROLLBACK). PS_ENOCKPT
- * if this shard has none, or an error with err saying why it does not fit. */
+/* Puts job back to its checkpoint of exactly clock (ROLLBACK): chunks and
+ * the fp16 scaler; checkpoints newer than clock are deleted and clock is
+ * the job's rollback clock. PS_ENOCKPT if this shard has none, or an error
+ * with err saying why it does not fit. */
 int psrv_snapshot_rollback(ps_server_t *srv, ps_job_t *job, int64_t clock, ps_errbuf_t *err);
-/* Deletes every checkpoint of a job that ended (no-op without state_dir). */
-void psrv_snapshot_remove_job(ps_server_t *srv, const char *job);
+/* Deletes the checkpoints of a job that ended (its id's; no-op without
+ * state_dir). */
+void psrv_snapshot_remove_job(ps_server_t *srv, const ps_job_t *job);
+/* The clocks of the checkpoints this shard holds for job (ascending, a new
+ * array the caller frees; NULL and 0 without state_dir). */
+int psrv_snapshot_clocks(ps_server_t *srv, const char *job, int64_t **clocks);
 
 #endif

@@ -119,7 +119,7 @@ static void doc_errors(ps_doc_t *d, const ps_server_stats_t *st)
     ps_doc_int(d, "nonfinite_pushes", (int64_t)st->nonfinite_pushes, NULL);
     ps_doc_group(d, "errors_by_code", "errors_",
                  &(ps_metric_t){"ps_errors_total", PS_METRIC_COUNTER, help, {"code"}});
-    for (int code = 1; code <= -PS_EAUTH; code++) {
+    for (int code = 1; code <= PS_N_ERRORS; code++) {
         /* text and JSON list the codes seen; /metrics every code */
         if (st->errors_by_code[code])
             ps_doc_int(d, ps_errname(-code), (int64_t)st->errors_by_code[code], NULL);

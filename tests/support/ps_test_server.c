@@ -16,22 +16,32 @@ int ps_test_server_start(ps_test_server_t *ts, int shard, int shards)
     return ps_test_server_start_stats(ts, shard, shards, "");
 }
 
-int ps_test_server_start_stats(ps_test_server_t *ts, int shard, int shards, const char *stats_path)
+void ps_test_server_config(ps_server_config_t *cfg, int shard, int shards)
 {
-    ps_server_config_t cfg;
+    ps_config_defaults(&ps_server_optset, cfg);
+    cfg->shard = shard;
+    cfg->shards = shards;
+    cfg->poll_ms = 20;
+    cfg->log_level = 4; /* errors only: hostile-input tests make many warnings */
+}
+
+int ps_test_server_start_config(ps_test_server_t *ts, const ps_server_config_t *cfg)
+{
     ps_errbuf_t err;
-    ps_config_defaults(&ps_server_optset, &cfg);
-    cfg.shard = shard;
-    cfg.shards = shards;
-    cfg.poll_ms = 20;
-    cfg.log_level = 4; /* errors only: hostile-input tests make many warnings */
-    snprintf(cfg.stats_socket, sizeof cfg.stats_socket, "%s", stats_path);
-    ts->srv = ps_server_new(&cfg, &err);
+    ts->srv = ps_server_new(cfg, &err);
     if (!ts->srv) {
         fprintf(stderr, "test server: %s\n", err.msg);
         return -1;
     }
     return pthread_create(&ts->thread, NULL, run, ts) == 0 ? 0 : -1;
+}
+
+int ps_test_server_start_stats(ps_test_server_t *ts, int shard, int shards, const char *stats_path)
+{
+    ps_server_config_t cfg;
+    ps_test_server_config(&cfg, shard, shards);
+    snprintf(cfg.stats_socket, sizeof cfg.stats_socket, "%s", stats_path);
+    return ps_test_server_start_config(ts, &cfg);
 }
 
 void ps_test_server_stop(ps_test_server_t *ts)

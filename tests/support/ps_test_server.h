@@ -17,6 +17,10 @@ typedef struct {
 int ps_test_server_start(ps_test_server_t *ts, int shard, int shards);
 /* Same, with a stats socket at stats_path (for tests that read counters). */
 int ps_test_server_start_stats(ps_test_server_t *ts, int shard, int shards, const char *stats_path);
+/* The defaults those use: shard of shards, poll_ms 20, errors only in the
+ * log, no state directory. Change fields, then ps_test_server_start_config. */
+void ps_test_server_config(ps_server_config_t *cfg, int shard, int shards);
+int ps_test_server_start_config(ps_test_server_t *ts, const ps_server_config_t *cfg);
 /* Stops the loop, joins the thread, frees the server. */
 void ps_test_server_stop(ps_test_server_t *ts);
 

@@ -239,6 +239,43 @@ static void test_every_optimizer_field_round_trips(void **state)
     ps_table_destroy(&t);
 }
 
+/* After a rollback to clock c the newer files belong to an undone history:
+ * they go, so a second crash never rolls back to a clock that no longer
+ * exists on every shard. A job's end removes its own files only. */
+static void test_rollback_leftovers_and_other_ids(void **state)
+{
+    (void)state;
+    ps_table_t *t = make_table(10, 0.0f);
+    char cmd[200];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/r", dir);
+    assert_int_equal(system(cmd), 0);
+    ps_ckpt_job_t job = {.job = "r", .world = 2, .shard = 0, .n_shards = 1, .id = 7};
+    uint32_t ids[1] = {0};
+    ps_errbuf_t err;
+    for (int c = 10; c <= 40; c += 10) {
+        job.clock = c;
+        assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, 10, &err), PS_OK);
+    }
+    ps_ckpt_remove_after(dir, "r", 20);
+    int64_t *clocks;
+    int n = ps_ckpt_list_clocks(dir, "r", &clocks);
+    assert_int_equal(n, 2);
+    assert_int_equal(clocks[0], 10);
+    assert_int_equal(clocks[1], 20);
+    free(clocks);
+    /* another job of the same name (id 8) writes clock 30 */
+    job.id = 8;
+    job.clock = 30;
+    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, 10, &err), PS_OK);
+    ps_ckpt_remove_job_id(dir, "r", 7);
+    n = ps_ckpt_list_clocks(dir, "r", &clocks);
+    assert_int_equal(n, 1);
+    assert_int_equal(clocks[0], 30);
+    free(clocks);
+    ps_ckpt_remove_job(dir, "r");
+    ps_table_destroy(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -246,6 +283,7 @@ int main(void)
         cmocka_unit_test(test_only_the_newest_k_are_kept),
         cmocka_unit_test(test_demo_sized_checkpoint_is_written),
         cmocka_unit_test(test_every_optimizer_field_round_trips),
+        cmocka_unit_test(test_rollback_leftovers_and_other_ids),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -31,6 +31,15 @@ static ps_job_t *job_with_table(uint32_t world, int staleness)
     return job;
 }
 
+/* rank joins (owner 1 + rank); returns whether it had joined before. */
+static bool join(ps_job_t *job, uint32_t rank, const char *peer, int64_t now)
+{
+    bool rejoin = false;
+    char why[256];
+    assert_int_equal(ps_job_claim(job, rank, 1 + rank, peer, now, &rejoin, why, sizeof why), PS_OK);
+    return rejoin;
+}
+
 static void push(ps_job_t *job, uint32_t rank, int64_t clock)
 {
     zmq_msg_t m;
@@ -78,8 +87,8 @@ static void test_bsp_pull_waits_for_the_round(void **state)
 {
     (void)state;
     serve_t s = {job_with_table(2, 0), {0}};
-    ps_job_join(s.job, 0, "a", 0);
-    ps_job_join(s.job, 1, "b", 0);
+    join(s.job, 0, "a", 0);
+    join(s.job, 1, "b", 0);
     park(s.job, 0, 1, 0); /* rank 0 pushed clock 0 and wants clock 1 */
     push(s.job, 0, 0);
     assert_int_equal(serve(&s), 0);
@@ -114,15 +123,16 @@ static void test_asp_never_waits(void **state)
     ps_job_destroy(&s.job);
 }
 
-/* A rank declared dead leaves the barriers: the round it held up
- * completes and the pull waiting on it is answered; once it rejoins it
- * counts in the next round again. */
-static void test_dead_rank_leaves_the_barrier_and_rejoins(void **state)
+/* Under BSP a rank declared dead stays in the barrier: the round waits
+ * for it to come back (so the model stays exact), and once it has been
+ * lost longer than the timeout the job says why it cannot go on; when the
+ * rank rejoins the round completes with its push. */
+static void test_bsp_round_waits_for_a_dead_rank(void **state)
 {
     (void)state;
     serve_t s = {job_with_table(2, 0), {0}};
-    ps_job_join(s.job, 0, "a", 0);
-    ps_job_join(s.job, 1, "b", 0);
+    join(s.job, 0, "a", 0);
+    join(s.job, 1, "b", 0);
     push(s.job, 0, 0);
     park(s.job, 0, 1, 0);
     ps_job_seen(s.job, 0, 5000);
@@ -130,19 +140,114 @@ static void test_dead_rank_leaves_the_barrier_and_rejoins(void **state)
     assert_int_equal(ps_job_sweep(s.job, 10001, 10000, NULL, NULL), 1); /* rank 1: silent */
     assert_true(ps_job_rank(s.job, 1)->dead);
     assert_string_equal(ps_job_rank_state(s.job, 1), "dead");
-    assert_false(ps_job_all_done(s.job));
-    assert_true(ps_job_recheck(s.job));
+    assert_false(ps_job_recheck(s.job)); /* still waiting for it */
+    assert_int_equal(serve(&s), 0);
+    char why[512];
+    assert_null(ps_job_world_problem(s.job, 20000, 60000, 300000, why, sizeof why));
+    assert_non_null(ps_job_world_problem(s.job, 80000, 60000, 300000, why, sizeof why));
+    assert_non_null(strstr(why, "worker 1"));
+    /* it comes back (a SIGCONT, or a restarted process): it rejoins and pushes */
+    assert_true(join(s.job, 1, "b2", 80001));
+    assert_string_equal(ps_job_rank_state(s.job, 1), "live");
+    assert_null(ps_job_world_problem(s.job, 80001, 60000, 300000, why, sizeof why));
+    push(s.job, 1, 0);
     assert_int_equal(serve(&s), 1);
     assert_int_equal(ps_job_resume_clock(s.job), 1);
-    /* it comes back: it rejoins, counts in the next round */
-    assert_true(ps_job_join(s.job, 1, "b2", 10002));
-    assert_string_equal(ps_job_rank_state(s.job, 1), "live");
-    push(s.job, 0, 1);
-    park(s.job, 0, 2, 0);
-    assert_int_equal(serve(&s), 0);
-    push(s.job, 1, 1);
-    assert_int_equal(serve(&s), 1);
     ps_job_destroy(&s.job);
+}
+
+/* Under SSP/ASP a dead rank leaves the barriers and the others go on. */
+static void test_ssp_goes_on_without_a_dead_rank(void **state)
+{
+    (void)state;
+    serve_t s = {job_with_table(2, 1), {0}};
+    join(s.job, 0, "a", 0);
+    join(s.job, 1, "b", 0);
+    for (int64_t c = 0; c < 3; c++)
+        push(s.job, 0, c);
+    park(s.job, 0, 3, 0); /* needs rank 1 at clock 2 */
+    assert_int_equal(serve(&s), 0);
+    ps_job_seen(s.job, 0, 20000);
+    assert_int_equal(ps_job_sweep(s.job, 20000, 10000, NULL, NULL), 1);
+    assert_int_equal(serve(&s), 1);
+    char why[512];
+    assert_null(ps_job_world_problem(s.job, 999999, 1, 1, why, sizeof why));
+    /* its clock no longer holds the job's back: checkpoints go on */
+    assert_int_equal(ps_job_resume_clock(s.job), 3);
+    assert_int_equal(ps_job_rank_resume_clock(s.job, 1), 0); /* it resumes at its own clock */
+    ps_job_destroy(&s.job);
+}
+
+/* One live owner per rank: a second process is refused until the first is
+ * declared dead; then it takes over and the first one's requests fail. */
+static void test_a_rank_has_one_live_owner(void **state)
+{
+    (void)state;
+    ps_job_t *job = job_with_table(1, 0);
+    bool rejoin;
+    char why[512];
+    assert_int_equal(ps_job_claim(job, 0, 7, "a", 0, &rejoin, why, sizeof why), PS_OK);
+    assert_int_equal(ps_job_claim(job, 0, 7, "a", 10, &rejoin, why, sizeof why), PS_OK);
+    assert_true(rejoin);
+    assert_int_equal(ps_job_claim(job, 0, 8, "b", 20, &rejoin, why, sizeof why), PS_EAGAIN);
+    assert_non_null(strstr(why, "held by a live process at 'a'"));
+    assert_true(ps_job_owns(job, 0, 7));
+    assert_false(ps_job_owns(job, 0, 8));
+    assert_int_equal(ps_job_sweep(job, 20000, 10000, NULL, NULL), 1);
+    assert_int_equal(ps_job_claim(job, 0, 8, "b", 20001, &rejoin, why, sizeof why), PS_OK);
+    assert_false(ps_job_owns(job, 0, 7));
+    ps_job_destroy(&job);
+}
+
+/* The first option that differs is named with both values. */
+static void test_fingerprints_name_the_first_difference(void **state)
+{
+    (void)state;
+    ps_job_t *job = job_with_table(1, 0);
+    char why[512];
+    ps_job_set_fingerprint(job, "model=mlp\nlr=0.5\nseed=1\n");
+    assert_true(ps_job_same_config(job, "model=mlp\nlr=0.5\nseed=1\n", why, sizeof why));
+    assert_false(ps_job_same_config(job, "model=mlp\nlr=0.02\nseed=1\n", why, sizeof why));
+    assert_string_equal(why, "option 'lr' is '0.5' in this job, '0.02' in the worker");
+    assert_false(ps_job_same_config(job, "model=mlp\nlr=0.5\n", why, sizeof why));
+    assert_non_null(strstr(why, "'seed'"));
+    assert_false(ps_job_same_config(job, "model=mlp\nlr=0.5\nseed=1\nbatch_size=32\n", why,
+                                    sizeof why));
+    assert_non_null(strstr(why, "'batch_size' is '' in this job, '32'"));
+    ps_job_destroy(&job);
+}
+
+/* A server that did not run for a while (SIGSTOP, a stalled host) heard
+ * nothing: it forgives that silence instead of declaring every rank dead
+ * before it reads their queued heartbeats. */
+static void test_a_stalled_server_forgives_the_silence(void **state)
+{
+    (void)state;
+    ps_job_t *job = job_with_table(2, 0);
+    join(job, 0, "a", 0);
+    join(job, 1, "b", 0);
+    ps_job_forgive_silence(job, 12000);
+    assert_int_equal(ps_job_sweep(job, 12000, 2000, NULL, NULL), 0);
+    assert_int_equal(ps_job_alive(job), 2);
+    /* silence after the stall counts as usual */
+    assert_int_equal(ps_job_sweep(job, 14001, 2000, NULL, NULL), 2);
+    ps_job_destroy(&job);
+}
+
+/* A rank that never joined is not dead: the world is still assembling,
+ * until assemble_timeout_ms says it never will. */
+static void test_a_world_that_never_assembles_is_a_problem(void **state)
+{
+    (void)state;
+    ps_job_t *job = job_with_table(2, 0);
+    join(job, 0, "a", 0);
+    ps_job_seen(job, 0, 15000);
+    assert_int_equal(ps_job_sweep(job, 15000, 2000, NULL, NULL), 0);
+    char why[512];
+    assert_null(ps_job_world_problem(job, 15000, 60000, 300000, why, sizeof why));
+    assert_non_null(ps_job_world_problem(job, 300001, 60000, 300000, why, sizeof why));
+    assert_non_null(strstr(why, "worker 1 of job 'j' never joined"));
+    ps_job_destroy(&job);
 }
 
 static void test_after_all_done_pull_waits_for_every_rank(void **state)
@@ -154,11 +259,11 @@ static void test_after_all_done_pull_waits_for_every_rank(void **state)
     assert_int_equal(serve(&s), 0);
     ps_job_finish_rank(s.job, 1, false);
     assert_true(ps_job_all_done(s.job));
-    assert_false(ps_job_all_gone(s.job));
+    assert_false(ps_job_all_left(s.job));
     assert_int_equal(serve(&s), 1);
     ps_job_finish_rank(s.job, 0, true);
     ps_job_finish_rank(s.job, 1, true);
-    assert_true(ps_job_all_gone(s.job));
+    assert_true(ps_job_all_left(s.job));
     ps_job_destroy(&s.job);
 }
 
@@ -190,7 +295,12 @@ int main(void)
         cmocka_unit_test(test_bsp_pull_waits_for_the_round),
         cmocka_unit_test(test_ssp_lets_a_rank_run_ahead_by_the_staleness),
         cmocka_unit_test(test_asp_never_waits),
-        cmocka_unit_test(test_dead_rank_leaves_the_barrier_and_rejoins),
+        cmocka_unit_test(test_bsp_round_waits_for_a_dead_rank),
+        cmocka_unit_test(test_ssp_goes_on_without_a_dead_rank),
+        cmocka_unit_test(test_a_rank_has_one_live_owner),
+        cmocka_unit_test(test_fingerprints_name_the_first_difference),
+        cmocka_unit_test(test_a_stalled_server_forgives_the_silence),
+        cmocka_unit_test(test_a_world_that_never_assembles_is_a_problem),
         cmocka_unit_test(test_after_all_done_pull_waits_for_every_rank),
         cmocka_unit_test(test_tables_and_clocks),
     };
