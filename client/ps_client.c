@@ -4,10 +4,14 @@
  * heartbeats in ps_heartbeat.c, sparse ops in ps_client_sparse.c. */
 #include "ps_client_int.h"
 
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
+
+#include "ps_log.h"
 
 #include "ps_shardmap.h"
 #include "ps_time.h"
@@ -41,6 +45,12 @@ ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, 
     atomic_init(&c->restarted, 0);
     int rc = take_keys(c, opts, err);
     c->opts.curve_server_key = c->opts.curve_public_key = c->opts.curve_secret_key = NULL;
+    c->fingerprint = ps_xstrdup(opts->fingerprint ? opts->fingerprint : "");
+    c->opts.fingerprint = c->fingerprint;
+    /* this process's claim on its rank: any 64 bits but 0, new at each start */
+    c->worker_incarnation = ((uint64_t)ps_time_ns() * 0x9e3779b97f4a7c15ULL) ^
+                            ((uint64_t)getpid() << 32) ^ (uint64_t)(uintptr_t)c;
+    c->worker_incarnation |= 1;
     char *list = ps_xstrdup(endpoints), *save = NULL;
     for (char *ep = strtok_r(list, ",", &save); rc == PS_OK && ep; ep = strtok_r(NULL, ",", &save))
         rc = pscl_add_shard(c, ep, err);
@@ -56,6 +66,7 @@ ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, 
     c->min_clock = ps_xcalloc(c->n_shards, sizeof *c->min_clock);
     c->max_clock = ps_xcalloc(c->n_shards, sizeof *c->max_clock);
     c->shard_generation = ps_xcalloc(c->n_shards, sizeof *c->shard_generation);
+    c->handshake_breaks = ps_xcalloc(c->n_shards, sizeof *c->handshake_breaks);
     c->answers = ps_xcalloc(c->n_shards, sizeof *c->answers);
     return c;
 }
@@ -74,8 +85,11 @@ void ps_client_destroy(ps_client_t **cp)
     if (!c)
         return;
     ps_client_stop_heartbeats(c);
-    for (uint32_t s = 0; c->answers && s < c->n_shards; s++)
+    for (uint32_t s = 0; c->answers && s < c->n_shards; s++) {
         free(c->answers[s].message);
+        free(c->answers[s].checkpoints);
+    }
+    free(c->fingerprint);
     pscl_close_shards(c);
     memset(c->curve_secret, 0, sizeof c->curve_secret);
     for (uint32_t i = 0; i < c->n_tables; i++)
@@ -88,6 +102,7 @@ void ps_client_destroy(ps_client_t **cp)
     free(c->min_clock);
     free(c->max_clock);
     free(c->shard_generation);
+    free(c->handshake_breaks);
     free_stage(&c->stage_pull);
     free_stage(&c->stage_push);
     zmq_ctx_term(c->ctx);
@@ -124,6 +139,13 @@ static int take_hello(ps_client_t *c, uint32_t s, ps_errbuf_t *err)
         return ps_err_set(err, PS_ECONFLICT,
                           "worker %u: server '%s' is shard %u of %u, but is listed as %u of %u",
                           c->opts.rank, c->endpoints[s], a->shard, a->n_shards, s, c->n_shards);
+    if (s > 0 && a->job_id && a->job_id != c->job_id)
+        return ps_err_set(err, PS_ECONFLICT,
+                          "worker %u: shard %u '%s' holds job '%s' as id %016llx at clock %lld, "
+                          "shard 0 '%s' as id %016llx at clock %lld: they hold different jobs",
+                          c->opts.rank, s, c->endpoints[s], c->job, (unsigned long long)a->job_id,
+                          (long long)a->clock, c->endpoints[0], (unsigned long long)c->job_id,
+                          (long long)c->min_clock[0]);
     atomic_store(&c->incarnation[s], a->incarnation);
     c->min_clock[s] = a->clock;
     c->max_clock[s] = a->max_clock;
@@ -133,25 +155,84 @@ static int take_hello(ps_client_t *c, uint32_t s, ps_errbuf_t *err)
     return PS_OK;
 }
 
+static void send_hello(ps_client_t *c, uint32_t s, uint32_t flags)
+{
+    Ps__Header h;
+    pscl_header_init(c, &h, PS__OP__HELLO);
+    h.world_size = c->opts.world;
+    h.max_staleness = c->opts.max_staleness;
+    h.job_id = c->job_id;
+    h.shard = s; /* where we list it: a server started with the wrong index refuses */
+    h.n_shards = c->n_shards;
+    h.clock = s == 0 ? 0 : c->min_clock[0];
+    h.flags = flags;
+    h.fingerprint = c->fingerprint;
+    h.loss_scale = c->opts.loss_scale;
+    h.loss_scale_window = (uint64_t)c->opts.loss_scale_window;
+    int rc;
+    pscl_send(c, s, &h, NULL, NULL, 0, NULL, 0, 0, &rc);
+}
+
+/* HELLO to shards [first, last], until every one answers or timeout_ms
+ * passes: sent again every PSCL_HELLO_ATTEMPT_MS (a HELLO that went to a
+ * shard killed before it answered is lost with its connection, and its
+ * restarted process never sees it; a HELLO is idempotent), and while a
+ * rank is still held by a live process of ours that is not yet declared
+ * dead (PS_EAGAIN). */
+static int hello_shards(ps_client_t *c, uint32_t first, uint32_t last, uint32_t flags,
+                        ps_errbuf_t *err)
+{
+    int64_t timeout_ms = c->opts.timeout_ms, start = ps_time_ms(), deadline = start + timeout_ms;
+    for (;;) {
+        /* the requests' deadlines are set as they are sent */
+        int64_t left = deadline - ps_time_ms();
+        c->opts.timeout_ms =
+            left < PSCL_HELLO_ATTEMPT_MS ? (left > 1 ? left : 1) : PSCL_HELLO_ATTEMPT_MS;
+        for (uint32_t s = first; s <= last; s++)
+            send_hello(c, s, flags);
+        c->joining = true;
+        int rc = pscl_wait(c, PSCL_ALL_TABLES, err);
+        c->opts.timeout_ms = timeout_ms;
+        c->joining = false;
+        if (rc != PS_EAGAIN && rc != PS_ETIME)
+            return rc;
+        ps_client_reset(c);
+        int64_t now = ps_time_ms();
+        if (now >= deadline || (c->opts.stop && *c->opts.stop)) {
+            if (rc == PS_ETIME) {
+                char why[sizeof err->msg];
+                snprintf(why, sizeof why, "%s", err->msg);
+                ps_err_set(err, PS_ETIME, "%s (%lld ms in all)", why, (long long)(now - start));
+            }
+            return rc;
+        }
+        if (rc == PS_EAGAIN) {
+            ps_log(PS_LOG_NOTICE, "%s; retrying", err->msg);
+            poll(NULL, 0, 500);
+        } else if (now - c->last_log_ms >= 5000) {
+            c->last_log_ms = now;
+            ps_log(PS_LOG_NOTICE, "%s; %lld s so far, sending HELLO again", err->msg,
+                   (long long)((now - start) / 1000));
+        }
+    }
+}
+
 int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err)
 {
     c->generation = 0;
-    for (uint32_t s = 0; s < c->n_shards; s++) {
-        Ps__Header h;
-        pscl_header_init(c, &h, PS__OP__HELLO);
-        h.world_size = c->opts.world;
-        h.max_staleness = c->opts.max_staleness;
-        int rc;
-        if (!pscl_send(c, s, &h, NULL, NULL, 0, NULL, 0, 0, &rc))
-            return ps_err_set(err, rc, "worker %u: cannot send HELLO to shard %u '%s'",
-                              c->opts.rank, s, c->endpoints[s]);
-    }
-    c->joining = true;
-    int rc = pscl_wait(c, PSCL_ALL_TABLES, err);
-    c->joining = false;
+    int rc = pscl_start_heartbeats(c, err);
+    if (rc != PS_OK)
+        return rc;
+    /* shard 0 first: it creates the job (with an id) or names the one it holds */
+    if ((rc = hello_shards(c, 0, 0, 0, err)) != PS_OK || (rc = take_hello(c, 0, err)) != PS_OK)
+        return rc;
+    c->job_id = c->answers[0].job_id;
+    uint32_t flags = (c->answers[0].flags & PS_FLAG_FRESH) ? PS_FLAG_NEW_JOB : 0;
+    if (c->n_shards > 1 && (rc = hello_shards(c, 1, c->n_shards - 1, flags, err)) != PS_OK)
+        return rc;
     int64_t resume = INT64_MAX;
     for (uint32_t s = 0; rc == PS_OK && s < c->n_shards; s++) {
-        rc = take_hello(c, s, err);
+        rc = s ? take_hello(c, s, err) : PS_OK;
         resume = c->min_clock[s] < resume ? c->min_clock[s] : resume;
     }
     if (rc != PS_OK)
@@ -161,7 +242,70 @@ int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err)
     atomic_store(&c->restarted, 0);
     for (uint32_t s = 0; s < c->n_shards; s++)
         atomic_store(&c->last_reply_ms[s], ps_time_ms()); /* HELLO was answered just now */
-    return pscl_start_heartbeats(c, err);
+    return PS_OK;
+}
+
+uint64_t ps_client_job_id(const ps_client_t *c)
+{
+    return c->job_id;
+}
+
+bool ps_client_loss_scale(const ps_client_t *c, double *scale, int64_t *clean, uint64_t *skipped)
+{
+    /* the shard at the lowest clock: the clock the worker resumes at */
+    const pscl_answer_t *a = &c->answers[0];
+    for (uint32_t s = 1; s < c->n_shards; s++)
+        if (c->answers[s].loss_scale > 0 && c->answers[s].clock < a->clock)
+            a = &c->answers[s];
+    if (!(a->loss_scale > 0))
+        return false;
+    *scale = a->loss_scale;
+    *clean = (int64_t)a->scale_good;
+    *skipped = a->scale_skipped;
+    return true;
+}
+
+/* Is clock among shard s's checkpoints? */
+static bool holds(const pscl_answer_t *a, int64_t clock)
+{
+    for (size_t k = 0; k < a->n_checkpoints; k++)
+        if (a->checkpoints[k] == clock)
+            return true;
+    return false;
+}
+
+/* The rollback target: the newest checkpoint clock, at most low, that
+ * every shard holds; -1 with err naming what each shard holds if none. */
+static int64_t common_checkpoint(ps_client_t *c, int64_t low, ps_errbuf_t *err)
+{
+    int64_t best = -1;
+    const pscl_answer_t *a0 = &c->answers[0];
+    for (size_t k = 0; k < a0->n_checkpoints; k++) {
+        int64_t clock = a0->checkpoints[k];
+        bool everywhere = clock <= low;
+        for (uint32_t s = 1; everywhere && s < c->n_shards; s++)
+            everywhere = holds(&c->answers[s], clock);
+        if (everywhere && clock > best)
+            best = clock;
+    }
+    if (best >= 0)
+        return best;
+    char list[400] = "";
+    size_t len = 0;
+    for (uint32_t s = 0; s < c->n_shards && len < sizeof list; s++) {
+        const pscl_answer_t *a = &c->answers[s];
+        len += (size_t)snprintf(list + len, sizeof list - len,
+                                "%sshard %u at clock %lld holds %zu "
+                                "checkpoints (newest %lld)",
+                                s ? "; " : "", s, (long long)a->clock, a->n_checkpoints,
+                                a->n_checkpoints ? (long long)a->checkpoints[a->n_checkpoints - 1]
+                                                 : -1LL);
+    }
+    ps_err_set(err, PS_ENOCKPT,
+               "worker %u: job '%s': the shards are at different clocks and hold no checkpoint in "
+               "common to roll back to (%s): the model cannot be made whole",
+               c->opts.rank, c->job, list);
+    return -1;
 }
 
 int ps_client_recover(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t *err)
@@ -184,14 +328,24 @@ int ps_client_recover(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t *e
     *clock = low;
     if (gen_min == gen_max && high <= low + (exact ? 0 : 1))
         return PS_OK;
-    /* A rollback half done by another worker is finished at its generation;
-     * otherwise a new one starts. Every shard reloads its checkpoint of the
-     * lowest clock; the shards that already did just acknowledge. */
+    /* A rollback half done by another worker is finished at its generation
+     * and its clock; otherwise a new one starts, to the newest checkpoint
+     * every shard holds. The shards that already did just acknowledge. */
     uint64_t target = gen_min == gen_max ? gen_max + 1 : gen_max;
+    int64_t to = -1;
+    for (uint32_t s = 0; gen_min != gen_max && s < c->n_shards; s++)
+        if (c->shard_generation[s] == gen_max && c->answers[s].rollback_clock >= 0)
+            to = c->answers[s].rollback_clock;
+    if (to < 0 && (to = common_checkpoint(c, low, err)) < 0)
+        return PS_ENOCKPT;
+    ps_log(PS_LOG_NOTICE,
+           "worker %u: job '%s': rolling back every shard to clock %lld "
+           "(generation %llu)",
+           c->opts.rank, c->job, (long long)to, (unsigned long long)target);
     for (uint32_t s = 0; s < c->n_shards; s++) {
         Ps__Header h;
         pscl_header_init(c, &h, PS__OP__ROLLBACK);
-        h.clock = low;
+        h.clock = to;
         h.generation = target;
         if (!pscl_send(c, s, &h, NULL, NULL, 0, NULL, 0, 0, &rc))
             return ps_err_set(err, rc, "worker %u: cannot send ROLLBACK to shard %u", c->opts.rank,
@@ -200,6 +354,7 @@ int ps_client_recover(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t *e
     if ((rc = ps_client_wait(c, err)) != PS_OK)
         return rc;
     c->generation = target;
+    *clock = to;
     return PS_OK;
 }
 
@@ -210,7 +365,13 @@ int ps_client_done(ps_client_t *c, ps_errbuf_t *err)
 
 int ps_client_bye(ps_client_t *c, ps_errbuf_t *err)
 {
-    return pscl_broadcast(c, PS__OP__BYE, err);
+    /* nothing waits on a BYE's answer but the exit: keep it short */
+    int64_t timeout_ms = c->opts.timeout_ms;
+    if (c->opts.timeout_ms > PS_CLIENT_BYE_TIMEOUT_MS)
+        c->opts.timeout_ms = PS_CLIENT_BYE_TIMEOUT_MS;
+    int rc = pscl_broadcast(c, PS__OP__BYE, err);
+    c->opts.timeout_ms = timeout_ms;
+    return rc;
 }
 
 int ps_client_admin(ps_client_t *c, uint32_t shard, int op, char **message, ps_errbuf_t *err)

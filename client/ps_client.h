@@ -31,6 +31,13 @@ typedef struct {
     /* CURVE (all three Z85, 40 characters) or NULL/"" for plain text: the
      * servers' public key and this client's key pair. */
     const char *curve_server_key, *curve_public_key, *curve_secret_key;
+    /* "key=value" lines of the options that define the job (NULL: none):
+     * every shard refuses a worker whose lines differ from the job's. */
+    const char *fingerprint;
+    /* fp16 jobs: the loss scaler's settings (0: no scaler); the shards
+     * replay it and hand its state back after a restart or rollback. */
+    double loss_scale;
+    int64_t loss_scale_window;
 } ps_client_opts_t;
 
 /* Connects to the shards listed in endpoints ("tcp://a:1,tcp://b:2", shard i
@@ -43,17 +50,29 @@ ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, 
 void ps_client_destroy(ps_client_t **c);
 uint32_t ps_client_n_shards(const ps_client_t *c);
 
-/* Joins (or rejoins) the job on every shard; checks each shard's index and
- * count against the endpoint list. *clock (if not NULL) is set to the
- * clock to resume at: the lowest any shard reports (0 for a new job).
- * Starts the heartbeat thread on first success. Error (naming the shard) on
- * timeout, version or job mismatch. */
+/* Joins (or rejoins) the job on every shard: shard 0 first (it creates the
+ * job, with an id, or says which one it holds), then the others with that
+ * id, so shards that hold different jobs of one name are refused, naming
+ * both. Checks each shard's index and count against the endpoint list.
+ * *clock (if not NULL) is set to the clock to resume at: the lowest any
+ * shard reports (0 for a new job). Heartbeats start before the first
+ * HELLO, so a shard that accepted us keeps us while another is awaited. A
+ * rank still held by a live process of another incarnation is retried
+ * until it is declared dead or timeout_ms passes. Error (naming the shard)
+ * on timeout, version, job or configuration mismatch. */
 int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err);
+/* The job's id, as shard 0 gave it (0 before a HELLO). */
+uint64_t ps_client_job_id(const ps_client_t *c);
+/* fp16 jobs: the loss scaler's state at the clock of the last HELLO or
+ * rollback, as the shards keep it; false if they keep none. */
+bool ps_client_loss_scale(const ps_client_t *c, double *scale, int64_t *clean, uint64_t *skipped);
 /* After PS_EDEAD, PS_ERESTARTED or PS_ESTALE: forgets the requests in
  * flight, HELLOs every shard, and if the shards disagree (a restarted shard
  * came back at an older checkpoint, or a rollback is half done) asks them
- * all to roll back to the lowest clock among them. *clock is the clock to
- * resume at; the caller re-pulls its parameters there.
+ * all to roll back to the newest checkpoint every shard holds (a rollback
+ * half done is finished at its own clock). *clock is the clock to resume
+ * at; the caller re-pulls its parameters there. PS_ENOCKPT, naming each
+ * shard's clock and checkpoints, if no checkpoint is common to all.
  * exact: roll back whenever the shards' clocks differ at all (after a shard
  * restart: the lowest clock is then the restored checkpoint, which every
  * shard holds, and a chunk one round ahead would serve parameters newer
@@ -105,7 +124,10 @@ int ps_client_wait_table(ps_client_t *c, uint32_t id, ps_errbuf_t *err);
  * last ps_client_wait began. */
 uint32_t ps_client_reply_flags(const ps_client_t *c);
 /* Tells every shard this worker pushed its last clock (DONE), or that it
- * leaves (BYE); waits for the replies. */
+ * leaves (BYE); waits for the replies. BYE waits at most
+ * PS_CLIENT_BYE_TIMEOUT_MS (or timeout_ms if shorter): it comes after the
+ * model is final, and a shard that misses it ends the job at its TTL. */
+#define PS_CLIENT_BYE_TIMEOUT_MS 5000
 int ps_client_done(ps_client_t *c, ps_errbuf_t *err);
 int ps_client_bye(ps_client_t *c, ps_errbuf_t *err);
 

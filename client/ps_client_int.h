@@ -15,6 +15,12 @@
 #include "ps_wire.h"
 
 #define PSCL_MAX_SHARDS 1024
+/* Plain-text handshakes a shard may break off (with no detail) in a row
+ * before it counts as one that requires CURVE: a shard killed mid-handshake
+ * breaks off one. */
+#define PSCL_HANDSHAKE_BREAKS 3
+/* A HELLO not answered this long is sent again (see hello_shards). */
+#define PSCL_HELLO_ATTEMPT_MS 2000
 
 typedef struct {
     char name[64];
@@ -51,9 +57,14 @@ typedef struct {
 /* What the last HELLO, ROLLBACK or admin reply of a shard said. */
 typedef struct {
     int status;
-    uint32_t shard, n_shards;
-    int64_t clock, max_clock;
-    uint64_t generation, incarnation;
+    char text[512]; /* the reply's message on an error */
+    uint32_t shard, n_shards, flags;
+    int64_t clock, max_clock, rollback_clock;
+    uint64_t generation, incarnation, job_id;
+    int64_t *checkpoints; /* HELLO: this shard's checkpoint clocks, malloc'd */
+    size_t n_checkpoints;
+    double loss_scale;
+    uint64_t scale_window, scale_good, scale_skipped;
     char *message; /* admin replies (STATS): the document, malloc'd */
 } pscl_answer_t;
 
@@ -86,11 +97,16 @@ struct ps_client {
     atomic_int zero_copy_held;
     uint64_t bytes_sent, bytes_received, requests;
     uint32_t reply_flags;
-    uint64_t generation; /* sent with every request */
-    bool joining;        /* HELLOs in flight: a restarted shard is expected */
+    uint64_t generation;         /* sent with every request */
+    uint64_t job_id;             /* the job's id, from shard 0's HELLO */
+    uint64_t worker_incarnation; /* this process's, sent with every request */
+    char *fingerprint;           /* opts.fingerprint's copy */
+    bool joining;                /* HELLOs in flight: a restarted shard is expected */
     int64_t *min_clock, *max_clock;
     uint64_t *shard_generation;
+    uint32_t *handshake_breaks; /* per shard: handshakes broken off since its last reply */
     pscl_stage_t stage_pull, stage_push;
+    int64_t last_log_ms; /* the wait loop's last "still waiting" line */
     /* shared with the heartbeat thread */
     pthread_t heartbeat_thread;
     int has_heartbeat;

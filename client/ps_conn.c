@@ -54,6 +54,11 @@ int pscl_handshake_failure(ps_client_t *c, uint32_t s, ps_errbuf_t *err)
         const char *why;
         if (ev.event == ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
             why = "refused our CURVE key (not on its allow-list?)";
+        else if (!c->curve_server[0] && ev.event == ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL &&
+                 ++c->handshake_breaks[s] < PSCL_HANDSHAKE_BREAKS)
+            /* a shard killed or stopped mid-handshake breaks it off once;
+             * one that wants CURVE breaks off every reconnect */
+            continue;
         else if (!c->curve_server[0])
             /* the server drops a plain-text greeting without a word */
             why = "broke off the handshake: it requires CURVE (set curve_server_key_file and "

@@ -24,6 +24,7 @@ static void send_heartbeats(ps_client_t *c, void **socks)
         h.op = PS__OP__HEARTBEAT;
         h.job = c->job;
         h.rank = c->opts.rank;
+        h.worker_incarnation = c->worker_incarnation;
         h.n_samples = atomic_load(&c->report_samples);
         uint64_t bits = atomic_load(&c->report_loss_bits);
         memcpy(&h.loss, &bits, sizeof h.loss);

@@ -16,6 +16,7 @@
 #include <string.h>
 #include <zmq.h>
 
+#include "ps_log.h"
 #include "ps_time.h"
 
 void pscl_header_init(ps_client_t *c, Ps__Header *h, int op)
@@ -28,6 +29,7 @@ void pscl_header_init(ps_client_t *c, Ps__Header *h, int op)
     h->rank = c->opts.rank;
     h->dtype = c->opts.dtype;
     h->generation = c->generation;
+    h->worker_incarnation = c->worker_incarnation;
 }
 
 pscl_table_t *pscl_table(ps_client_t *c, uint32_t id)
@@ -170,8 +172,26 @@ static void keep_answer(ps_client_t *c, const pscl_inflight_t *f, const Ps__Head
 {
     pscl_answer_t *a = &c->answers[f->shard];
     free(a->message);
-    *a = (pscl_answer_t){h->status,    h->shard,      h->n_shards,    h->clock,
-                         h->max_clock, h->generation, h->incarnation, NULL};
+    free(a->checkpoints);
+    *a = (pscl_answer_t){.status = h->status,
+                         .shard = h->shard,
+                         .n_shards = h->n_shards,
+                         .flags = h->flags,
+                         .clock = h->clock,
+                         .max_clock = h->max_clock,
+                         .rollback_clock = h->rollback_clock,
+                         .generation = h->generation,
+                         .incarnation = h->incarnation,
+                         .job_id = h->job_id,
+                         .loss_scale = h->loss_scale,
+                         .scale_window = h->loss_scale_window,
+                         .scale_good = h->scale_good_steps,
+                         .scale_skipped = h->scale_skipped};
+    snprintf(a->text, sizeof a->text, "%s", h->status && h->message ? h->message : "");
+    a->n_checkpoints = h->n_checkpoints;
+    a->checkpoints = ps_xmalloc((h->n_checkpoints ? h->n_checkpoints : 1) * sizeof(int64_t));
+    if (h->n_checkpoints)
+        memcpy(a->checkpoints, h->checkpoints, h->n_checkpoints * sizeof(int64_t));
     if (f->op == PS__OP__STATS && h->message)
         a->message = ps_xstrdup(h->message);
 }
@@ -196,14 +216,17 @@ static int take_values(ps_client_t *c, const pscl_inflight_t *f, const Ps__Heade
     return ps_wire_decode(h->dtype, zmq_msg_data(&m->parts[1]), f->dst + f->offset, f->len, 1.0f);
 }
 
-/* Handles one reply from shard; PS_OK or an error about its request. */
-static int take_reply(ps_client_t *c, uint32_t shard, ps_errbuf_t *err)
+/* Handles one reply from shard (*none: there was none queued); PS_OK or an
+ * error about its request (which may be a server's PS_EAGAIN). */
+static int take_reply(ps_client_t *c, uint32_t shard, bool *none, ps_errbuf_t *err)
 {
     ps_wire_msg_t m;
     int rc = ps_wire_recv(c->socks[shard], &m, ZMQ_DONTWAIT);
-    if (rc == PS_EAGAIN)
-        return PS_EAGAIN;
+    *none = rc == PS_EAGAIN;
+    if (*none)
+        return PS_OK;
     c->bytes_received += ps_wire_msg_bytes(&m);
+    c->handshake_breaks[shard] = 0;
     Ps__Header *h = m.n_parts >= 1 ? ps_wire_unpack_header(&m.parts[0]) : NULL;
     if (rc != PS_OK || !h) {
         ps_wire_msg_close(&m);
@@ -267,9 +290,35 @@ static int expire(ps_client_t *c, pscl_inflight_t *f, int64_t now, ps_errbuf_t *
     f->waited_ms = waited;
     f->attempts++;
     f->deadline_ms = now + c->opts.timeout_ms * (1LL << (f->attempts - 1));
+    ps_log(PS_LOG_WARN,
+           "worker %u: no reply from shard %u '%s' to %s table %u clock %lld after "
+           "%lld ms; resending (attempt %d of %d)",
+           c->opts.rank, f->shard, c->endpoints[f->shard], ps_op_name(f->op), f->table_id,
+           (long long)f->clock, (long long)waited, f->attempts, c->opts.retries + 1);
     if (resend(c, f) != PS_OK)
         return describe(c, err, f, PS_ENET, "cannot resend");
     return PS_OK;
+}
+
+/* Every 5 s of waiting, one line saying what is awaited from whom: a wait
+ * is never silent (a shard that is not up yet, a stalled barrier). */
+static void log_waiting(ps_client_t *c, const pscl_inflight_t *f, int64_t now)
+{
+    int64_t waited =
+        f->waited_ms + (now - (f->deadline_ms - c->opts.timeout_ms * (1LL << (f->attempts - 1))));
+    if (waited < 5000 || now - c->last_log_ms < 5000)
+        return;
+    c->last_log_ms = now;
+    if (has_table(f->op))
+        ps_log(PS_LOG_NOTICE,
+               "worker %u: waiting %lld s for shard %u '%s': %s table %u chunk %u "
+               "clock %lld (%zu requests in flight)",
+               c->opts.rank, (long long)(waited / 1000), f->shard, c->endpoints[f->shard],
+               ps_op_name(f->op), f->table_id, f->chunk, (long long)f->clock, c->n_inflight);
+    else
+        ps_log(PS_LOG_NOTICE, "worker %u: waiting %lld s for shard %u '%s' to answer %s",
+               c->opts.rank, (long long)(waited / 1000), f->shard, c->endpoints[f->shard],
+               ps_op_name(f->op));
 }
 
 /* Deadlines of the requests in flight, and shards gone silent; sets *next
@@ -277,6 +326,8 @@ static int expire(ps_client_t *c, pscl_inflight_t *f, int64_t now, ps_errbuf_t *
 static int check_deadlines(ps_client_t *c, int64_t now, int64_t *next, ps_errbuf_t *err)
 {
     *next = INT64_MAX;
+    if (c->n_inflight)
+        log_waiting(c, &c->inflight[0], now);
     for (size_t i = 0; i < c->n_inflight; i++) {
         pscl_inflight_t *f = &c->inflight[i];
         int rc = f->deadline_ms <= now ? expire(c, f, now, err) : PS_OK;
@@ -321,11 +372,12 @@ static int take_ready(ps_client_t *c, zmq_pollitem_t *items, int n_items, ps_err
     for (uint32_t i = 0; i < c->n_shards; i++) {
         if (!(items[i].revents & ZMQ_POLLIN))
             continue;
-        int rc;
-        while ((rc = take_reply(c, i, err)) == PS_OK)
-            ;
-        if (rc != PS_EAGAIN)
-            return rc;
+        bool none = false;
+        while (!none) {
+            int rc = take_reply(c, i, &none, err);
+            if (rc != PS_OK)
+                return rc;
+        }
     }
     return PS_OK;
 }

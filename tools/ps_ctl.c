@@ -52,6 +52,8 @@ static const ps_optset_t ctl_optset = {
     "  show info | show workers | show tables | show config   (--json for JSON)\n"
     "  metrics        Prometheus text format\n"
     "  save           checkpoint every job now\n"
+    "  drop JOB       end job JOB on this shard: tables, checkpoints and the\n"
+    "                 memory that it finished are removed (UNIX socket only)\n"
     "  help           the server's own command list\n"
     "Or: ps-ctl -e tcp://HOST:PORT [--server-key FILE --key FILE] info|save|shutdown\n"
     "  over the request socket (CURVE if keys are given): info = show info json\n"

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <sysexits.h>
 #include <unistd.h>
 
@@ -33,7 +34,8 @@ typedef struct {
     char save_model[PS_OPT_STR_MAX], job[PS_OPT_STR_MAX], bin_dir[PS_OPT_STR_MAX];
     ps_opt_list_t sets, server_sets;
     int64_t timeout_s, ready_timeout_s;
-    bool keep_state, restart_servers, curve;
+    int64_t max_worker_restarts, max_server_restarts;
+    bool keep_state, restart_servers, restart_workers, curve;
 } launch_opts_t;
 
 #define O launch_opts_t
@@ -60,6 +62,13 @@ static const ps_opt_t launch_opts[] = {
     PS_OPT_BOOL("restart_servers", O, restart_servers, "no",
                 "restart a server that dies, same command and port; it resumes from its "
                 "checkpoints (see checkpoint_every)"),
+    PS_OPT_INT("max_server_restarts", O, max_server_restarts, "10", 0, 1000000,
+               "with --restart-servers: restarts of one shard before the job fails"),
+    PS_OPT_BOOL("restart_workers", O, restart_workers, "no",
+                "restart a worker killed by a signal, same command: it takes its rank back once "
+                "the servers declare the old process dead, and replays from the job's clock"),
+    PS_OPT_INT("max_worker_restarts", O, max_worker_restarts, "10", 0, 1000000,
+               "with --restart-workers: restarts of one rank before it counts as lost"),
 };
 #undef O
 
@@ -78,7 +87,8 @@ static const ps_optset_t launch_optset = {
 typedef struct {
     ps_event_t done; /* the worker's {"event":"done"} line, once seen */
     bool has_done;
-    bool lost; /* killed by a signal: the job went on without it */
+    bool lost;        /* killed by a signal and not restarted */
+    int64_t restarts; /* --restart-workers: times this rank was restarted */
 } worker_t;
 
 typedef struct {
@@ -87,6 +97,7 @@ typedef struct {
     ps_child_t servers[MAX_PROCS], workers[MAX_PROCS];
     worker_t wk[MAX_PROCS];
     int ports[MAX_PROCS]; /* each server's port, once ready */
+    int64_t server_restarts[MAX_PROCS];
     char endpoints[8192];
 } launch_t;
 
@@ -278,35 +289,40 @@ fail:
     return -1;
 }
 
+/* Starts the worker of rank r (again, after a restart: same command). */
+static int start_worker(launch_t *L, int r)
+{
+    args_t a = {0};
+    args_program(&a, L, "ps-worker", L->o.config, &L->o.sets);
+    arg(&a, "--servers");
+    arg(&a, L->endpoints);
+    arg(&a, "--job");
+    arg(&a, L->o.job);
+    arg_num(&a, "--rank", r);
+    arg_num(&a, "--world", L->o.workers);
+    if (*L->o.save_model && r == 0) {
+        arg(&a, "--save-model");
+        arg(&a, L->o.save_model);
+    }
+    if (L->o.curve) {
+        arg_path(&a, L, "--curve-server-key-file", "keys/server.pub", 0);
+        arg_path(&a, L, "--curve-secret-file", "keys/worker-%d.secret", r);
+    }
+    char name[32];
+    snprintf(name, sizeof name, "worker %d", r);
+    ps_child_spawn_t how = {.pipe_stdout = true, .ignore_sigint = true};
+    int rc = ps_child_start(&L->workers[r], name, a.v, &how);
+    args_free(&a);
+    if (rc != 0)
+        ps_log(PS_LOG_ERROR, "launch: cannot start %s: %s", name, strerror(errno));
+    return rc;
+}
+
 static int start_workers(launch_t *L)
 {
-    for (int r = 0; r < L->o.workers; r++) {
-        args_t a = {0};
-        args_program(&a, L, "ps-worker", L->o.config, &L->o.sets);
-        arg(&a, "--servers");
-        arg(&a, L->endpoints);
-        arg(&a, "--job");
-        arg(&a, L->o.job);
-        arg_num(&a, "--rank", r);
-        arg_num(&a, "--world", L->o.workers);
-        if (*L->o.save_model && r == 0) {
-            arg(&a, "--save-model");
-            arg(&a, L->o.save_model);
-        }
-        if (L->o.curve) {
-            arg_path(&a, L, "--curve-server-key-file", "keys/server.pub", 0);
-            arg_path(&a, L, "--curve-secret-file", "keys/worker-%d.secret", r);
-        }
-        char name[32];
-        snprintf(name, sizeof name, "worker %d", r);
-        ps_child_spawn_t how = {.pipe_stdout = true, .ignore_sigint = true};
-        int rc = ps_child_start(&L->workers[r], name, a.v, &how);
-        args_free(&a);
-        if (rc != 0) {
-            ps_log(PS_LOG_ERROR, "launch: cannot start %s: %s", name, strerror(errno));
+    for (int r = 0; r < L->o.workers; r++)
+        if (start_worker(L, r) != 0)
             return -1;
-        }
-    }
     return 0;
 }
 
@@ -331,6 +347,27 @@ static void worker_line(void *ctx, ps_child_t *c, char *line)
     }
 }
 
+/* A worker killed by a signal (a lost machine): restarted with
+ * --restart-workers, else lost. Under BSP the servers hold the job for it
+ * (lost_rank_timeout_ms) and then fail the other workers, naming it; under
+ * SSP/ASP they go on without it. 0, or the job's exit status. */
+static int worker_killed(launch_t *L, int r)
+{
+    ps_child_t *p = &L->workers[r];
+    char why[64];
+    ps_child_describe(p->status, why, sizeof why);
+    if (L->o.restart_workers && L->wk[r].restarts < L->o.max_worker_restarts) {
+        L->wk[r].restarts++;
+        ps_log(PS_LOG_WARN, "launch: worker %d (pid %d) died (%s); restarting it (%lld of %lld)", r,
+               (int)p->pid, why, (long long)L->wk[r].restarts, (long long)L->o.max_worker_restarts);
+        return start_worker(L, r) == 0 ? 0 : EX_OSERR;
+    }
+    L->wk[r].lost = true;
+    ps_log(PS_LOG_WARN, "launch: worker %d (pid %d) lost: %s%s", r, (int)p->pid, why,
+           L->o.restart_workers ? " (no restarts left)" : " (no --restart-workers)");
+    return 0;
+}
+
 /* The workers' state: 0 while some run, else the job's exit status. */
 static int check_workers(launch_t *L, int *running)
 {
@@ -342,13 +379,15 @@ static int check_workers(launch_t *L, int *running)
             (*running)++;
             continue;
         }
-        if (WIFSIGNALED(p->status) && !L->wk[r].lost) {
-            /* a killed worker is a lost machine: the servers declare it
-             * dead after their heartbeat timeout and the others go on */
-            L->wk[r].lost = true;
-            ps_log(PS_LOG_WARN, "launch: worker %d (pid %d) lost: %s; the job goes on without it",
-                   r, (int)p->pid, ps_child_describe(p->status, why, sizeof why));
-        } else if (!L->wk[r].lost && WEXITSTATUS(p->status) != 0) {
+        if (L->wk[r].lost)
+            continue;
+        if (WIFSIGNALED(p->status)) {
+            int rc = worker_killed(L, r);
+            if (rc)
+                return rc;
+            if (!L->wk[r].lost)
+                (*running)++;
+        } else if (WEXITSTATUS(p->status) != 0) {
             ps_log(PS_LOG_ERROR, "launch: worker %d (pid %d) failed: %s; stopping the job", r,
                    (int)p->pid, ps_child_describe(p->status, why, sizeof why));
             return WEXITSTATUS(p->status);
@@ -363,6 +402,25 @@ static int check_workers(launch_t *L, int *running)
     return 1;
 }
 
+/* A job that asked for a model has one: rank 0 writes it last, so a
+ * missing model.json means rank 0 never finished. */
+static int check_model(const launch_t *L, const struct timespec *started)
+{
+    if (!*L->o.save_model)
+        return 0;
+    char path[PATH_MAX + 16];
+    snprintf(path, sizeof path, "%s/model.json", L->o.save_model);
+    struct stat st;
+    if (stat(path, &st) == 0 &&
+        (st.st_mtim.tv_sec > started->tv_sec ||
+         (st.st_mtim.tv_sec == started->tv_sec && st.st_mtim.tv_nsec >= started->tv_nsec)))
+        return 0;
+    ps_log(PS_LOG_ERROR, "launch: no model: '%s' is %s (%s)", path,
+           access(path, F_OK) == 0 ? "from an earlier run" : "missing",
+           L->wk[0].lost ? "worker 0, which saves it, was lost" : "worker 0 did not write it");
+    return 1;
+}
+
 /* A server that died: restarted (--restart-servers) or the end of the job. */
 static int check_servers(launch_t *L)
 {
@@ -371,13 +429,16 @@ static int check_servers(launch_t *L)
         if (!L->servers[i].exited)
             continue;
         ps_child_describe(L->servers[i].status, why, sizeof why);
-        if (!L->o.restart_servers) {
-            ps_log(PS_LOG_ERROR, "launch: server %d (pid %d) died during the job: %s", i,
-                   (int)L->servers[i].pid, why);
+        if (!L->o.restart_servers || L->server_restarts[i] >= L->o.max_server_restarts) {
+            ps_log(PS_LOG_ERROR, "launch: server %d (pid %d) died during the job: %s%s", i,
+                   (int)L->servers[i].pid, why, L->o.restart_servers ? " (no restarts left)" : "");
             return 1;
         }
-        ps_log(PS_LOG_WARN, "launch: server %d (pid %d) died (%s); restarting it on port %d", i,
-               (int)L->servers[i].pid, why, L->ports[i]);
+        L->server_restarts[i]++;
+        ps_log(PS_LOG_WARN,
+               "launch: server %d (pid %d) died (%s); restarting it on port %d (%lld of %lld)", i,
+               (int)L->servers[i].pid, why, L->ports[i], (long long)L->server_restarts[i],
+               (long long)L->o.max_server_restarts);
         if (start_server(L, i, L->ports[i]) != 0)
             return 1;
     }
@@ -446,7 +507,7 @@ static void print_summary(launch_t *L, double wall_s)
             ps_event_copy_field(&sum, &L->wk[0].done, ps_event_metric_field(PS_EVAL_VAL, k));
     }
     double sent = 0, recv = 0, samples = 0, sps = 0;
-    int64_t lost[MAX_PROCS];
+    int64_t lost[MAX_PROCS], restarts = 0;
     size_t n_lost = 0;
     for (int r = 0; r < L->o.workers; r++) {
         const ps_event_t *d = &L->wk[r].done;
@@ -456,6 +517,7 @@ static void print_summary(launch_t *L, double wall_s)
         sps += ps_event_num(d, PS_EF_SAMPLES_PER_S, 0);
         if (L->wk[r].lost)
             lost[n_lost++] = r;
+        restarts += L->wk[r].restarts;
     }
     ps_event_set_int(&sum, PS_EF_SAMPLES, (int64_t)samples);
     ps_event_set_num(&sum, PS_EF_WALL_S, wall_s);
@@ -463,6 +525,7 @@ static void print_summary(launch_t *L, double wall_s)
     ps_event_set_int(&sum, PS_EF_BYTES_SENT, (int64_t)sent);
     ps_event_set_int(&sum, PS_EF_BYTES_RECEIVED, (int64_t)recv);
     ps_event_set_ints(&sum, PS_EF_LOST_WORKERS, lost, n_lost);
+    ps_event_set_int(&sum, PS_EF_WORKER_RESTARTS, restarts);
     ps_event_print(&sum, stdout);
     ps_event_fini(&sum);
 }
@@ -534,6 +597,8 @@ int main(int argc, char **argv)
         return EX_CANTCREAT;
     }
     double t0 = ps_time_wall_s();
+    struct timespec started;
+    clock_gettime(CLOCK_REALTIME, &started);
     rc = EX_UNAVAILABLE;
     if (!L.o.curve || make_keys(&L) == 0) {
         rc = 0;
@@ -547,6 +612,8 @@ int main(int argc, char **argv)
         rc = start_workers(&L) == 0 ? supervise(&L) : EX_OSERR;
     }
     rc = stop_everything(&L, rc);
+    if (rc == 0)
+        rc = check_model(&L, &started);
     if (rc == 0)
         print_summary(&L, ps_time_wall_s() - t0);
     for (int r = 0; r < L.o.workers; r++)

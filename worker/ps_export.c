@@ -9,6 +9,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "ps_file.h"
 #include "ps_json.h"
 #include "ps_log.h"
 #include "ps_npy.h"
@@ -69,8 +70,15 @@ int ps_export_model(const ps_worker_config_t *cfg, ps_model_t *model, size_t n_i
     json_object_set_new(root, "test_mae", json_real(ev->mae));
     char path[PS_OPT_STR_MAX + 32];
     snprintf(path, sizeof path, "%s/model.json", dir);
-    if (json_dump_file(root, path, JSON_INDENT(1) | JSON_REAL_PRECISION(10)) != 0)
+    /* written last and atomically: a model.json means a complete model */
+    ps_file_t *pf = ps_file_create(path, 0644, err);
+    if (!pf)
+        rc = PS_EIO;
+    else if (json_dumpf(root, ps_file_stream(pf), JSON_INDENT(1) | JSON_REAL_PRECISION(10)) != 0) {
+        ps_file_abort(&pf);
         rc = ps_err_set(err, PS_EIO, "cannot write '%s': %s", path, strerror(errno));
+    } else
+        rc = ps_file_commit(&pf, err);
     json_decref(root);
     if (rc == PS_OK)
         ps_log(PS_LOG_INFO, "worker %lld: model saved to '%s'", (long long)cfg->rank, dir);

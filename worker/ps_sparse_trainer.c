@@ -57,6 +57,7 @@ typedef struct {
     size_t cap_ptrs;
     uint64_t keys_pulled, samples;
     double t_start, t_train;
+    char fingerprint[4096]; /* the options that define the job (ps_worker_fingerprint) */
 } strainer_t;
 
 static int cmp_ko(const void *a, const void *b)
@@ -313,6 +314,8 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
     if ((rc = ps_worker_client_opts(c, tr->rank, tr->world, stop, PS__DTYPE__F32, &keys, &co,
                                     err)) != PS_OK)
         return rc;
+    ps_worker_fingerprint(c, tr->fingerprint, sizeof tr->fingerprint);
+    co.fingerprint = tr->fingerprint;
     tr->client = ps_client_new(c->servers, &co, err);
     if (!tr->client)
         return PS_EINVAL;
@@ -446,10 +449,10 @@ static int finish(strainer_t *tr, ps_errbuf_t *err)
         return rc;
     }
     ps_client_stop_heartbeats(tr->client);
-    if ((rc = ps_client_bye(tr->client, err)) != PS_OK) {
-        ps_event_fini(&done);
-        return rc;
-    }
+    ps_errbuf_t bye_err = {0};
+    if (ps_client_bye(tr->client, &bye_err) != PS_OK)
+        ps_log(PS_LOG_WARN, "worker %u: the model is final but BYE failed (%s); the shards end the "
+               "job at their job_ttl_s", tr->rank, bye_err.msg);
     /* sparse rows always travel as fp32; bytes and time after BYE, as the
      * dense trainer counts them */
     ps_event_set_str(&done, PS_EF_PRECISION, "fp32");

@@ -54,6 +54,8 @@ typedef struct {
     ps_statsd_t *statsd;    /* optional stats socket */
     double last_publish;
     double last_loss;
+    size_t n_outputs;       /* the model's outputs: classes, or 1 */
+    char fingerprint[4096]; /* the options that define the job (ps_worker_fingerprint) */
 } trainer_t;
 
 static int load_data(trainer_t *tr, ps_errbuf_t *err)
@@ -129,37 +131,49 @@ static uint64_t steps_per_epoch(const trainer_t *tr)
     return (tr->train.n + g - 1) / g;
 }
 
-static int setup(trainer_t *tr, ps_errbuf_t *err)
+/* Errors a rejoin repairs: this worker declared dead, a shard restarted,
+ * the job rolled back. */
+static bool is_recoverable(int rc)
+{
+    return rc == PS_EDEAD || rc == PS_ERESTARTED || rc == PS_ESTALE;
+}
+
+/* fp16: the shards run the loss scaler over the rounds they apply; after
+ * a HELLO or a rollback take their state, so a worker that joins late or
+ * replays steps uses the scale an uninterrupted run would have used. */
+static void adopt_scaler(trainer_t *tr)
+{
+    double scale;
+    int64_t clean;
+    uint64_t skipped;
+    if (!ps_client_loss_scale(tr->client, &scale, &clean, &skipped))
+        return;
+    if ((float)scale != tr->scaler.scale || clean != tr->scaler.clean)
+        ps_log(PS_LOG_INFO, "worker %u: loss scale %g (%lld clean steps) from the shards at clock %lld",
+               tr->rank, scale, (long long)clean, (long long)tr->clock);
+    tr->scaler.scale = (float)scale;
+    tr->scaler.clean = clean;
+    tr->scaler.n_skipped = skipped;
+}
+
+/* Joins the job: HELLO (and under BSP, or after a failed try, the shards
+ * brought to one clock: see recover), the tables defined from this
+ * worker's seeded init (the first worker's wins; a later one only checks
+ * them), and the parameters pulled from where the job is: a worker
+ * (re)started into a running job resumes there, with the loss scale the
+ * job had there. */
+static int join(trainer_t *tr, bool again, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
-    size_t n_out = tr->train.n_classes >= 2 ? tr->train.n_classes : 1;
-    ps_model_spec_t spec;
-    int rc = ps_worker_model_spec(c, tr->train.d, n_out, &spec, err);
-    if (rc != PS_OK)
-        return rc;
-    size_t max_batch = (size_t)c->batch_size < 1024 ? 1024 : (size_t)c->batch_size;
-    tr->model = ps_model_new(&spec, max_batch, err);
-    if (!tr->model)
-        return PS_EINVAL;
-    ps_model_init_params(tr->model, (uint64_t)c->seed);
-    tr->order = ps_xmalloc(tr->train.n * sizeof *tr->order);
-    tr->bx = ps_xmalloc((size_t)c->batch_size * tr->train.d * sizeof(float));
-    tr->by = ps_xmalloc((size_t)c->batch_size * sizeof(float));
-
-    ps_worker_keys_t keys;
-    ps_client_opts_t co;
-    rc = ps_worker_client_opts(c, tr->rank, tr->world, tr->stop, c->precision, &keys, &co, err);
-    if (rc != PS_OK)
-        return rc;
-    ps_loss_scale_init(&tr->scaler, (float)c->loss_scale, c->loss_scale_window);
-    tr->client = ps_client_new(c->servers, &co, err);
-    if (!tr->client)
-        return PS_EINVAL;
     int64_t start_clock;
-    if ((rc = ps_client_hello(tr->client, &start_clock, err)) != PS_OK)
+    int rc = c->max_staleness == 0 || again
+                 ? ps_client_recover(tr->client, true, &start_clock, err)
+                 : ps_client_hello(tr->client, &start_clock, err);
+    if (rc != PS_OK)
         return rc;
-    /* A worker (re)started into a running job resumes where the job is. */
     tr->clock = start_clock;
+    if (c->precision == PS__DTYPE__F16)
+        adopt_scaler(tr);
     uint64_t steps = steps_per_epoch(tr) * (uint64_t)c->epochs;
     if (c->max_steps && (uint64_t)c->max_steps < steps)
         steps = (uint64_t)c->max_steps;
@@ -167,6 +181,8 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     uint64_t updates = c->max_staleness == 0 ? steps : steps * tr->world;
     ps_optim_spec_t optim;
     ps_worker_optim_spec(c, updates, &optim);
+    /* a failed try may have pulled some parameters over the init */
+    ps_model_init_params(tr->model, (uint64_t)c->seed);
     for (uint32_t id = 0; id < ps_model_n_slices(tr->model); id++) {
         char name[64];
         uint64_t shape[2];
@@ -177,11 +193,55 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
         if (rc != PS_OK)
             return rc;
     }
-    /* Start from what the servers hold (the first worker's init, or a later
-     * state if this worker joins a running job). */
     for (uint32_t id = 0; id < ps_model_n_slices(tr->model); id++)
         ps_client_pull(tr->client, id, tr->clock, 0, ps_model_slice_params(tr->model, id));
-    rc = ps_client_wait(tr->client, err);
+    return ps_client_wait(tr->client, err);
+}
+
+static int setup(trainer_t *tr, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    size_t n_out;
+    int rc = ps_worker_outputs(c, tr->train.n_classes, &n_out, err);
+    if (rc != PS_OK)
+        return rc;
+    tr->n_outputs = n_out;
+    ps_model_spec_t spec;
+    rc = ps_worker_model_spec(c, tr->train.d, n_out, &spec, err);
+    if (rc != PS_OK)
+        return rc;
+    size_t max_batch = (size_t)c->batch_size < 1024 ? 1024 : (size_t)c->batch_size;
+    tr->model = ps_model_new(&spec, max_batch, err);
+    if (!tr->model)
+        return PS_EINVAL;
+    tr->order = ps_xmalloc(tr->train.n * sizeof *tr->order);
+    tr->bx = ps_xmalloc((size_t)c->batch_size * tr->train.d * sizeof(float));
+    tr->by = ps_xmalloc((size_t)c->batch_size * sizeof(float));
+
+    ps_worker_keys_t keys;
+    ps_client_opts_t co;
+    rc = ps_worker_client_opts(c, tr->rank, tr->world, tr->stop, c->precision, &keys, &co, err);
+    if (rc != PS_OK)
+        return rc;
+    ps_worker_fingerprint(c, tr->fingerprint, sizeof tr->fingerprint);
+    co.fingerprint = tr->fingerprint;
+    if (c->precision == PS__DTYPE__F16) {
+        co.loss_scale = c->loss_scale;
+        co.loss_scale_window = c->loss_scale_window;
+    }
+    ps_loss_scale_init(&tr->scaler, (float)c->loss_scale, c->loss_scale_window);
+    tr->client = ps_client_new(c->servers, &co, err);
+    if (!tr->client)
+        return PS_EINVAL;
+    for (int tries = 1;; tries++) {
+        rc = join(tr, tries > 1, err);
+        if (!is_recoverable(rc) || tries == 100)
+            break;
+        ps_log(PS_LOG_WARN, "worker %u: joining job '%s' failed (%s); again", tr->rank, c->job,
+               err->msg);
+    }
+    if (rc != PS_OK)
+        return rc;
     ps_log(PS_LOG_INFO,
            "worker %u: job '%s': model %s, %llu parameters in %u tables (%u slices on the wire) "
            "over %u shards; %zu training samples, %llu steps per epoch",
@@ -337,26 +397,45 @@ static void shuffle_epoch(trainer_t *tr, int64_t epoch)
  * their heartbeat timeout), a shard restarted from a checkpoint, or the job
  * was rolled back: rejoin, let the client bring every shard to one clock,
  * and resume there. The data position follows from the clock, so the steps
- * replayed are the very steps of an uninterrupted run. */
+ * replayed are the very steps of an uninterrupted run. Under BSP that
+ * needs every chunk at the resume clock exactly: a worker that died after
+ * pushing some tables of a step let those chunks complete the round, and
+ * the replayed step must read their parameters from before it, which only
+ * a rollback to a checkpoint gives back. */
 static int recover(trainer_t *tr, int why, ps_errbuf_t *err)
 {
     ps_log(PS_LOG_WARN, "worker %u: %s at clock %lld; recovering", tr->rank,
            why == PS_EDEAD ? "the servers declared this worker dead"
                            : why == PS_ERESTARTED ? "a shard restarted" : "the job was rolled back",
            (long long)tr->clock);
+    int rc;
     int64_t clock;
-    int rc = ps_client_recover(tr->client, why == PS_ERESTARTED, &clock, err);
-    for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_slices(tr->model); id++)
-        rc = ps_client_pull(tr->client, id, clock, 0, ps_model_slice_params(tr->model, id));
-    if (rc == PS_OK)
-        rc = ps_client_wait(tr->client, err);
-    if (rc == PS_OK) {
-        ps_log(PS_LOG_NOTICE, "worker %u: rejoined at clock %lld (was at %lld)", tr->rank,
-               (long long)clock, (long long)tr->clock);
+    /* a recovery can itself be cut short (a shard restarts, or declares us
+     * dead, during the rollback): again, from the start */
+    do {
+        if (tr->recoveries >= 100)
+            return ps_err_set(err, why, "worker %u: giving up after %u recoveries: %s", tr->rank,
+                              tr->recoveries, err->msg);
         tr->recoveries++;
-        tr->clock = clock;
-    }
-    return rc;
+        bool exact = why == PS_ERESTARTED || tr->cfg->max_staleness == 0;
+        rc = ps_client_recover(tr->client, exact, &clock, err);
+        for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_slices(tr->model); id++)
+            rc = ps_client_pull(tr->client, id, clock, 0, ps_model_slice_params(tr->model, id));
+        if (rc == PS_OK)
+            rc = ps_client_wait(tr->client, err);
+        if (is_recoverable(rc)) {
+            ps_log(PS_LOG_WARN, "worker %u: recovery cut short (%s); again", tr->rank, err->msg);
+            why = rc;
+        }
+    } while (is_recoverable(rc));
+    if (rc != PS_OK)
+        return rc;
+    ps_log(PS_LOG_NOTICE, "worker %u: rejoined at clock %lld (was at %lld)", tr->rank,
+           (long long)clock, (long long)tr->clock);
+    tr->clock = clock;
+    if (tr->cfg->precision == PS__DTYPE__F16)
+        adopt_scaler(tr);
+    return PS_OK;
 }
 
 typedef struct {
@@ -427,10 +506,11 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
     uint64_t eval_every_steps = (uint64_t)c->eval_every_steps;
     if (c->evals_per_epoch)
         eval_every_steps = (spe + (uint64_t)c->evals_per_epoch - 1) / (uint64_t)c->evals_per_epoch;
-    if (tr->rank == 0)
+    if (tr->rank == 0 && tr->t_train == 0)
         ps_report_start(spe, total, tr->train.n, tr->val.n, tr->test.n);
+    if (tr->t_train == 0)
+        tr->t_train = ps_time_wall_s();
     epoch_t e = {0};
-    tr->t_train = ps_time_wall_s();
     while ((uint64_t)tr->clock < total) {
         if (*stop)
             return ps_err_set(err, PS_EINTR, "worker %u: stopped by signal", tr->rank);
@@ -447,12 +527,8 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
         bool eval_now = tr->rank == 0 && eval_every_steps && tr->clock % eval_every_steps == 0;
         if (rc == PS_OK && (eval_now || (uint64_t)tr->clock % spe == 0 || (uint64_t)tr->clock >= total))
             rc = settle(tr, err);
-        if (rc == PS_EDEAD || rc == PS_ERESTARTED || rc == PS_ESTALE) {
-            if (tr->recoveries >= 100)
-                return ps_err_set(err, rc, "worker %u: giving up after %u recoveries: %s", tr->rank,
-                                  tr->recoveries, err->msg);
+        if (is_recoverable(rc))
             rc = recover(tr, rc, err);
-        }
         if (rc != PS_OK)
             return rc;
         if (tr->rank == 0 && eval_every_steps && tr->clock % eval_every_steps == 0)
@@ -468,28 +544,49 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
     return PS_OK;
 }
 
-/* After the last step: say DONE, read the final model once every worker is
- * done, evaluate it, export it (rank 0), leave. */
+/* After the last step: say DONE and read the final model once every worker
+ * is done. A shard that restarts or a rollback meanwhile sends the worker
+ * back to training from the clock recovery gives (the steps after it are
+ * replayed); only a model every worker finished is read. */
+static int train_to_the_end(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run,
+                            ps_errbuf_t *err)
+{
+    for (;;) {
+        int rc = train(tr, stop, epochs_run, err);
+        if (rc != PS_OK)
+            return rc;
+        rc = ps_client_done(tr->client, err);
+        for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_slices(tr->model); id++)
+            rc = ps_client_pull(tr->client, id, tr->clock, PS_FLAG_AFTER_ALL_DONE,
+                                ps_model_slice_params(tr->model, id));
+        if (rc == PS_OK)
+            rc = ps_client_wait(tr->client, err);
+        if (!is_recoverable(rc))
+            return rc;
+        ps_log(PS_LOG_WARN, "worker %u: the final model was not complete: %s", tr->rank, err->msg);
+        if ((rc = recover(tr, rc, err)) != PS_OK)
+            return rc;
+    }
+}
+
+/* With the final model read: evaluate it, export it (rank 0), leave. The
+ * model is final whatever BYE's fate: a shard that misses it ends the job
+ * at its job_ttl_s, so a failed BYE is a warning, not an error. */
 static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
 {
-    int rc = ps_client_done(tr->client, err);
-    for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_slices(tr->model); id++)
-        rc = ps_client_pull(tr->client, id, tr->clock, PS_FLAG_AFTER_ALL_DONE,
-                            ps_model_slice_params(tr->model, id));
-    if (rc == PS_OK)
-        rc = ps_client_wait(tr->client, err);
-    if (rc != PS_OK)
-        return rc;
+    int rc;
     ps_eval_t ev = {0};
     if (tr->test.n)
         ps_model_evaluate(tr->model, &tr->test, &ev);
     if (tr->rank == 0 && *tr->cfg->save_model &&
-        (rc = ps_export_model(tr->cfg, tr->model, tr->train.d, tr->train.n_classes, tr->clock, &ev,
+        (rc = ps_export_model(tr->cfg, tr->model, tr->train.d, (uint32_t)tr->n_outputs, tr->clock, &ev,
                               err)) != PS_OK)
         return rc;
     ps_client_stop_heartbeats(tr->client);
-    if ((rc = ps_client_bye(tr->client, err)) != PS_OK)
-        return rc;
+    ps_errbuf_t bye_err = {0};
+    if (ps_client_bye(tr->client, &bye_err) != PS_OK)
+        ps_log(PS_LOG_WARN, "worker %u: the model is final but BYE failed (%s); the shards end the "
+               "job at their job_ttl_s", tr->rank, bye_err.msg);
     ps_event_t done;
     ps_report_summary(&done, tr->cfg, tr->rank, tr->world, epochs_run, tr->clock, tr->samples,
                       ps_time_wall_s() - tr->t_start, tr->client);
@@ -522,7 +619,7 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
             ps_report_static(tr.statsd, cfg, tr.model);
     }
     if (rc == PS_OK)
-        rc = train(&tr, stop, &epochs_run, err);
+        rc = train_to_the_end(&tr, stop, &epochs_run, err);
     if (rc == PS_OK)
         rc = finish(&tr, epochs_run, err);
     ps_statsd_stop(&tr.statsd);

@@ -2,15 +2,18 @@
 #include "ps_worker.h"
 
 #include "ps_log.h"
+#include "ps_name.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 const char *const ps_model_kind_names[] = {PS_MODEL_KIND_MAP(PS_ENUM_NAME) NULL};
 const char *const ps_format_names[] = {PS_FORMAT_MAP(PS_ENUM_NAME) NULL};
 const char *const ps_loss_names[] = {PS_LOSS_MAP(PS_ENUM_NAME) NULL};
 const char *const ps_precision_names[] = {PS_PRECISION_MAP(PS_ENUM_NAME) NULL};
+const char *const ps_task_names[] = {PS_TASK_MAP(PS_ENUM_NAME) NULL};
 
 #define W ps_worker_config_t
 static const ps_opt_t worker_opts[] = {
@@ -23,7 +26,10 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_STR("hidden", W, hidden, "256,128", "mlp hidden layer widths, comma-separated"),
     PS_OPT_NAMES("activation", W, activation, "relu", ps_act_names, "mlp hidden activation"),
     PS_OPT_NAMES("loss", W, loss, "auto", ps_loss_names,
-                "mlp head: softmax cross-entropy or MSE on one-hot targets"),
+                "mlp head: softmax cross-entropy or MSE (regression, or one-hot targets)"),
+    PS_OPT_NAMES("task", W, task, "auto", ps_task_names,
+                 "what the labels are; auto: the model says (linear: regression, logistic and "
+                 "softmax: classes), and an mlp infers it from the labels, saying so"),
     PS_OPT_NAMES("data_format", W, data_format, "idx", ps_format_names, "format of the data files"),
     PS_OPT_INT("hash_bits", W, hash_bits, "24", 0, 62,
                "libsvm: hash feature indices into this many bits (0 = use them as keys)"),
@@ -157,8 +163,9 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
         return ps_err_set(err, PS_EINVAL, "train_labels is required for IDX data");
     if (cfg->data_format == PS_FORMAT_IDX && *cfg->test_data && !*cfg->test_labels)
         return ps_err_set(err, PS_EINVAL, "test_labels is required for IDX test data");
-    if (strlen(cfg->job) >= 64)
-        return ps_err_set(err, PS_EINVAL, "job name '%s' is longer than 63 bytes", cfg->job);
+    ps_errbuf_t bad_name;
+    if (ps_name_check_job(cfg->job, &bad_name) != PS_OK)
+        return ps_err_set(err, PS_EINVAL, "job: %s", bad_name.msg);
     ps_optim_spec_t spec;
     bool sparse = PS_MODEL_IS_SPARSE(cfg->model);
     if (sparse != (cfg->data_format == PS_FORMAT_LIBSVM))
@@ -242,6 +249,8 @@ int ps_worker_model_spec(const ps_worker_config_t *cfg, size_t n_inputs, size_t 
         spec->head = cfg->loss == PS_LOSS_MSE ? PS_HEAD_MSE : PS_HEAD_SOFTMAX_CE;
         break;
     }
+    if (cfg->model == PS_MODEL_MLP && n_outputs == 1 && cfg->loss != PS_LOSS_CE)
+        spec->head = PS_HEAD_MSE; /* regression (ps_worker_outputs) */
     if (spec->head == PS_HEAD_SOFTMAX_CE && n_outputs < 2)
         return ps_err_set(err, PS_EINVAL,
                           "model '%s' needs class labels 0..C-1 (C >= 2) in the training data",
@@ -260,4 +269,70 @@ void ps_worker_optim_spec(const ps_worker_config_t *cfg, uint64_t total_updates,
     if (s->kind != PS_OPTIM_MOMENTUM)
         s->momentum = 0; /* its default is for the momentum optimizer only */
     s->total_steps = total_updates > warmup ? total_updates - warmup : 1;
+}
+
+int ps_worker_outputs(const ps_worker_config_t *cfg, uint32_t n_classes, size_t *n_outputs,
+                      ps_errbuf_t *err)
+{
+    bool classes = n_classes >= 2;
+    int task = cfg->task;
+    const char *labels = *cfg->train_labels ? cfg->train_labels : cfg->train_data;
+    if (task == PS_TASK_AUTO && cfg->model == PS_MODEL_MLP) {
+        task = classes && cfg->loss != PS_LOSS_MSE ? PS_TASK_CLASSIFICATION : PS_TASK_REGRESSION;
+        if (classes && cfg->loss == PS_LOSS_MSE)
+            ps_log(PS_LOG_NOTICE,
+                   "task auto: the labels of '%s' are whole numbers 0..%u and the loss is mse: "
+                   "training a regression on them (set task classification for MSE on one-hot "
+                   "classes)", labels, n_classes - 1);
+        else if (classes)
+            ps_log(PS_LOG_NOTICE,
+                   "task auto: the labels of '%s' are whole numbers 0..%u: training a classifier "
+                   "of %u classes (set task regression if they are a target to predict)",
+                   labels, n_classes - 1, n_classes);
+        else
+            ps_log(PS_LOG_NOTICE, "task auto: the labels of '%s' are not class ids: regression "
+                   "(mse)", labels);
+    }
+    bool regression_model = cfg->model == PS_MODEL_LINEAR;
+    bool classifier_model = cfg->model == PS_MODEL_LOGISTIC || cfg->model == PS_MODEL_SOFTMAX;
+    if (task == PS_TASK_REGRESSION && classifier_model)
+        return ps_err_set(err, PS_EINVAL, "task regression: model %s is a classifier (use mlp or "
+                          "linear)", ps_worker_model_name(cfg));
+    if (task == PS_TASK_CLASSIFICATION && regression_model)
+        return ps_err_set(err, PS_EINVAL, "task classification: model linear is a regression "
+                          "(use softmax, logistic or mlp)");
+    if (task == PS_TASK_REGRESSION && cfg->loss == PS_LOSS_CE)
+        return ps_err_set(err, PS_EINVAL, "task regression takes loss mse (or auto), not ce");
+    if (task == PS_TASK_CLASSIFICATION && cfg->model != PS_MODEL_LOGISTIC && !classes)
+        return ps_err_set(err, PS_EFORMAT, "task classification: the labels of '%s' are not "
+                          "class ids 0..C-1 with C >= 2", labels);
+    if (cfg->model == PS_MODEL_MLP && task == PS_TASK_REGRESSION)
+        *n_outputs = 1;
+    else
+        *n_outputs = classes ? n_classes : 1;
+    return PS_OK;
+}
+
+/* The options whose values define a job: workers of one job agree on them. */
+static const char *const job_options[] = {
+    "model", "hidden", "activation", "loss", "task", "data_format", "train_data", "train_labels",
+    "label_column", "standardize", "hash_bits", "fm_dim", "init_scale", "epochs", "batch_size",
+    "max_steps", "seed", "optimizer", "lr", "momentum", "nesterov", "beta1", "beta2", "eps",
+    "weight_decay", "rho", "lr_schedule", "lr_step_size", "lr_gamma", "min_lr", "warmup_steps",
+    "l1", "l2", "ftrl_beta", "max_staleness", "precision", "loss_scale", "loss_scale_window",
+    "val_fraction", "train_subset", "split_seed", "slice_elems", NULL};
+
+void ps_worker_fingerprint(const ps_worker_config_t *cfg, char *buf, size_t cap)
+{
+    size_t len = 0;
+    buf[0] = '\0';
+    for (int i = 0; job_options[i] && len < cap; i++) {
+        const ps_opt_t *opt = ps_config_find(&ps_worker_optset, job_options[i]);
+        char value[PS_OPT_STR_MAX];
+        ps_config_value_str(opt, cfg, value, sizeof value);
+        len += (size_t)snprintf(buf + len, cap - len, "%s=%s\n", opt->name, value);
+    }
+    struct stat st;
+    if (len < cap && stat(cfg->train_data, &st) == 0)
+        snprintf(buf + len, cap - len, "train_data.bytes=%lld\n", (long long)st.st_size);
 }

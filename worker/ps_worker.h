@@ -37,6 +37,12 @@ extern const char *const ps_format_names[];
 typedef enum { PS_LOSS_MAP(PS_LOSS_MEMBER) } ps_loss_kind_t;
 extern const char *const ps_loss_names[];
 
+/* What the labels are: stated by the config, or inferred (loudly). */
+#define PS_TASK_MAP(XX) XX(AUTO, "auto") XX(CLASSIFICATION, "classification") XX(REGRESSION, "regression")
+#define PS_TASK_MEMBER(e, s) PS_ENUM_MEMBER(PS_TASK_, e)
+typedef enum { PS_TASK_MAP(PS_TASK_MEMBER) } ps_task_t;
+extern const char *const ps_task_names[];
+
 /* Values on the wire, in the order of ps.DType (so a precision is a dtype). */
 #define PS_PRECISION_MAP(XX) XX(FP32, "fp32") XX(FP16, "fp16") XX(BF16, "bf16")
 #define PS_PRECISION_MEMBER(e, s) PS_ENUM_MEMBER(PS_PRECISION_, e)
@@ -54,6 +60,7 @@ typedef struct {
     char hidden[PS_OPT_STR_MAX];
     int activation;     /* ps_act_t */
     int loss;           /* ps_loss_kind_t */
+    int task;           /* ps_task_t */
     int data_format;    /* ps_data_format_t */
     char train_data[PS_OPT_STR_MAX], train_labels[PS_OPT_STR_MAX];
     char test_data[PS_OPT_STR_MAX], test_labels[PS_OPT_STR_MAX];
@@ -116,6 +123,19 @@ typedef struct {
 int ps_worker_client_opts(const ps_worker_config_t *cfg, uint32_t rank, uint32_t world,
                           volatile sig_atomic_t *stop, int dtype, ps_worker_keys_t *keys,
                           ps_client_opts_t *out, ps_errbuf_t *err);
+
+/* The outputs of the model for this training data: the classes, or 1 for
+ * regression and binary heads, as cfg's task says (auto: the model's
+ * nature, and for an MLP whether the labels are class ids, said in a log
+ * line). Errors name the data file and what does not fit. */
+int ps_worker_outputs(const ps_worker_config_t *cfg, uint32_t n_classes, size_t *n_outputs,
+                      ps_errbuf_t *err);
+/* The job's fingerprint: "key=value" lines of every option that defines
+ * the job (the model, data, optimizer, batch, seed, precision, layout),
+ * and the training file's size, into buf (NUL-terminated, truncated to
+ * cap). Workers of one job must agree on it; ranks, addresses, logs and
+ * keys are not in it. */
+void ps_worker_fingerprint(const ps_worker_config_t *cfg, char *buf, size_t cap);
 
 /* Name of the configured model kind ("mlp"). */
 const char *ps_worker_model_name(const ps_worker_config_t *cfg);

@@ -30,7 +30,7 @@ rc=0
 timeout 60 "$BIN/ps-worker" --servers "$EP_s0,$EP_s0" $(fashion_flags) --model softmax \
     --request_timeout_ms 5000 >"$WORK/mismatch.out" 2>"$WORK/mismatch.log" || rc=$?
 check "$rc != 0"
-grep -q "is shard 0 of 1, but is listed as 0 of 2" "$WORK/mismatch.log" || fail "no shard mismatch message"
+grep -q "is shard 0 of 1, but worker 0 lists it as shard 0 of 2" "$WORK/mismatch.log" || fail "no shard mismatch message"
 pass "shard list mismatch refused"
 
 # No server at all: a clear timeout within the deadline, not a hang.

@@ -2,7 +2,8 @@
 # whose server dies (and is not restarted) ends with a clear error within
 # server_timeout_ms; 3 workers on 1000 samples with batch 64 (uneven split)
 # finish; requests retried across a stalled (SIGSTOPped) server are applied
-# once: the model equals an undisturbed run's.
+# once: the model equals an undisturbed run's, and each resend is logged; a
+# worker with no server says what it waits for, every 5 s.
 . "$(dirname "$0")/lib.sh"
 
 # 1. idle server, SIGTERM
@@ -46,7 +47,7 @@ run_pair() { # NAME [stall]
     start_server "$1" 0 1
     local ep_var="EP_$1" pid_var="PID_$1"
     "$BIN/ps-worker" --servers "${!ep_var}" $(fashion_flags) --model softmax --lr 0.1 \
-        --max_steps 300 --eval_every_steps 100 --request_timeout_ms 300 --request_retries 4 \
+        --max_steps 1000 --eval_every_steps 100 --request_timeout_ms 300 --request_retries 4 \
         --server_timeout_ms 0 --save_model "$WORK/$1.model" >"$WORK/$1.out" 2>"$WORK/$1.wlog" &
     local w=$!
     STARTED_PIDS+=("$w")
@@ -68,4 +69,16 @@ diff = max(float(np.abs(np.load(f"{w}/calm.model/{t['file']}") - np.load(f"{w}/s
            for t in meta["tables"])
 assert diff == 0.0, diff
 PYEOF
-pass "server stalled 1 s under 300 ms deadlines with retries: same model as an undisturbed run"
+grep -q "no reply from shard 0 .* resending (attempt 2 of 5)" "$WORK/stalled.wlog" ||
+    fail "the resends were silent"
+pass "server stalled 1 s under 300 ms deadlines with retries: same model as an undisturbed run; $(grep -c resending "$WORK/stalled.wlog") resends logged"
+
+# 5. a worker whose server is not there says so every few seconds
+port=$("$PY" -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+"$BIN/ps-worker" --servers "tcp://127.0.0.1:$port" $(fashion_flags) --model softmax --max_steps 10 \
+    --request_timeout_ms 60000 >"$WORK/nobody.out" 2>"$WORK/nobody.log" &
+nobody=$!
+STARTED_PIDS+=("$nobody")
+wait_for "$WORK/nobody.log" "shard 0 'tcp://127.0.0.1:$port': no reply to HELLO after .* s so far, sending HELLO again" 20
+kill -TERM "$nobody"
+pass "no server: $(grep -o "shard 0 'tcp.*sending HELLO again" "$WORK/nobody.log" | head -1)"

@@ -37,3 +37,21 @@ timeout 120 "$BIN/ps-launch" --servers 1 --workers 3 \
 check "$(json "$WORK/logit.out" test_accuracy) > 0.7"
 check "$(json "$WORK/logit.out" workers) == 3"
 pass "logistic regression, 3 workers, uneven split of 4000 samples: accuracy $(json "$WORK/logit.out" test_accuracy)"
+
+# rank 0, which saves the model, is lost (ASP: the others finish): no model
+# is a failure, named, not exit 0 with lost_workers [0]
+"$BIN/ps-launch" --servers 1 --workers 2 --config "$SRC/deploy/examples/fashion-mlp.conf" \
+    --set hidden=64 --set max_steps=3000 --set eval_every=0 --set eval_every_steps=50 \
+    --set max_staleness=-1 --set heartbeat_ms=200 --server-set heartbeat_timeout_ms=1000 \
+    --save-model "$WORK/r0lost" >"$WORK/r0lost.out" 2>"$WORK/r0lost.log" &
+launch=$!
+STARTED_PIDS+=("$launch")
+wait_for "$WORK/r0lost.out" '"event":"eval"' 60
+victim=$(grep -o "ps-worker\[[0-9]*\] I worker 0 of" "$WORK/r0lost.log" | head -1 | grep -o '[0-9]\+' | head -1)
+kill -KILL "$victim"
+rc=0
+wait "$launch" || rc=$?
+check "$rc != 0"
+grep -q "launch: no model: '$WORK/r0lost/model.json' is missing (worker 0, which saves it, was lost)" \
+    "$WORK/r0lost.log" || fail "the missing model is not named"
+pass "rank 0 lost under ASP with --save-model: exit $rc, $(grep -o 'no model: .*' "$WORK/r0lost.log")"

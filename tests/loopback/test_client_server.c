@@ -32,14 +32,21 @@ static int teardown(void **state)
     return 0;
 }
 
-static ps_client_t *client(const char *job, uint32_t rank, uint32_t world, int dtype)
+static ps_client_t *client_asp(const char *job, uint32_t rank, uint32_t world, int dtype,
+                               int staleness)
 {
-    ps_client_opts_t o = {.job = job, .rank = rank, .world = world, .timeout_ms = 5000, .dtype = dtype};
+    ps_client_opts_t o = {.job = job, .rank = rank, .world = world, .timeout_ms = 5000,
+                          .dtype = dtype, .max_staleness = staleness};
     ps_errbuf_t err;
     ps_client_t *c = ps_client_new(ps_server_endpoint(server.srv), &o, &err);
     assert_non_null(c);
     assert_int_equal(ps_client_hello(c, NULL, &err), PS_OK);
     return c;
+}
+
+static ps_client_t *client(const char *job, uint32_t rank, uint32_t world, int dtype)
+{
+    return client_asp(job, rank, world, dtype, 0);
 }
 
 static void init_table(ps_client_t *c, const float *init)
@@ -62,7 +69,8 @@ static void test_fp16_and_bf16_pushes_update_fp32_master_weights(void **state)
     for (int dtype = PS__DTYPE__F16; dtype <= PS__DTYPE__BF16; dtype++) {
         char job[16];
         snprintf(job, sizeof job, "prec%d", dtype);
-        ps_client_t *c = client(job, 0, 1, dtype);
+        /* ASP, so rank 1 (below) may read without pushing */
+        ps_client_t *c = client_asp(job, 0, 2, dtype, -1);
         init_table(c, init);
         uint64_t sent_before = ps_client_bytes_sent(c);
         /* push grad * 512 in half precision; the server divides by 512 * n_samples */
@@ -73,9 +81,9 @@ static void test_fp16_and_bf16_pushes_update_fp32_master_weights(void **state)
             float tol = dtype == PS__DTYPE__F16 ? 2e-3f : 1.6e-2f; /* the reply's rounding */
             assert_true(fabsf(got[i] - want) <= tol * fabsf(want));
         }
-        /* the same slice pulled as fp32 by another client shows the exact master value */
-        ps_client_t *exact = client(job, 0, 1, PS__DTYPE__F32);
-        /* (HELLO from the same rank again is allowed: it rejoins) */
+        /* the same slice pulled as fp32 by another client shows the exact master value
+         * (another rank: a rank held by a live process is not given to a second one) */
+        ps_client_t *exact = client_asp(job, 1, 2, PS__DTYPE__F32, -1);
         uint64_t shape[1] = {N};
         ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 1.0};
         assert_int_equal(ps_client_init_table(exact, 0, "t", shape, 1, &sgd, init, &err), PS_OK);
@@ -94,13 +102,15 @@ static void test_non_finite_push_is_refused_and_server_serves_on(void **state)
     (void)state;
     static float init[N], grad[N], got[N];
     ps_errbuf_t err;
-    ps_client_t *c = client("nan", 0, 1, PS__DTYPE__F32);
+    /* ASP with two ranks: rank 1 checks the table after rank 0's bad push */
+    ps_client_t *c = client_asp("nan", 0, 2, PS__DTYPE__F32, -1);
     init_table(c, init);
     grad[17] = NAN;
     assert_int_equal(ps_client_push_pull(c, 0, 0, grad, 1, 1.0f, 0, got), PS_OK);
     assert_int_equal(ps_client_wait(c, &err), PS_ENONFINITE);
     assert_non_null(strstr(err.msg, "inf or NaN"));
     ps_client_destroy(&c);
+    ps_client_t *other = client_asp("nan", 1, 2, PS__DTYPE__F32, -1);
     /* fp16: a value beyond 65504 becomes inf on the wire and is refused too */
     c = client("inf16", 0, 1, PS__DTYPE__F16);
     init_table(c, init);
@@ -109,13 +119,12 @@ static void test_non_finite_push_is_refused_and_server_serves_on(void **state)
     assert_int_equal(ps_client_wait(c, &err), PS_ENONFINITE);
     ps_client_destroy(&c);
     /* the table was not touched, and the server still answers */
-    c = client("nan", 0, 1, PS__DTYPE__F32);
-    init_table(c, init);
+    init_table(other, init);
     grad[17] = 1.0f;
-    assert_int_equal(ps_client_push_pull(c, 0, 0, grad, 1, 1.0f, 0, got), PS_OK);
-    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    assert_int_equal(ps_client_push_pull(other, 0, 0, grad, 1, 1.0f, 0, got), PS_OK);
+    assert_int_equal(ps_client_wait(other, &err), PS_OK);
     assert_true(got[17] == -1.0f && got[0] == 0.0f);
-    ps_client_destroy(&c);
+    ps_client_destroy(&other);
 }
 
 /* Waiting for one table: its values are in on return, a table with
