@@ -1,12 +1,17 @@
 # ps-tune runs real ps-launch jobs: grid enumerates exactly the product;
 # random survives kill -9 and --resume finishes with exactly max_trials
 # distinct trials; hyperband stops trials early and spends fewer epochs;
-# the journal (JSON lines), summary and SVG report parse.
+# the journal (JSON lines), summary and SVG report parse; a typo in the
+# space is refused before any trial runs; a study whose every trial failed
+# exits non-zero naming the first error; epochs come from the space file
+# when --epochs is not given; the best trial's test metric is the mean of
+# its executions.
 . "$(dirname "$0")/lib.sh"
 cd "$WORK"
-TUNE=("$BIN/ps-tune" --config "$SRC/deploy/examples/fashion-mlp.conf" --servers 1 --workers 2
-      --set train_subset=3000 --set "train_data=$FM/train-images-idx3-ubyte.gz"
+TUNE_ANY_EPOCHS=("$BIN/ps-tune" --config "$SRC/deploy/examples/fashion-mlp.conf" --servers 1
+      --workers 2 --set train_subset=3000 --set "train_data=$FM/train-images-idx3-ubyte.gz"
       --set "train_labels=$FM/train-labels-idx1-ubyte.gz")
+TUNE=("${TUNE_ANY_EPOCHS[@]}" --epochs 1)
 
 check_study() { # DIR TRIALS: valid journal/summary/SVG, TRIALS distinct ended trials
     "$PY" - "$1" "$2" <<'PYEOF' || fail "study $1 is not valid"
@@ -76,3 +81,36 @@ s = json.load(open("hb/summary.json"))
 assert s["stopped"] > 0 and s["epochs_spent"] < s["epochs_if_all_full"], s
 PYEOF
 pass "hyperband: $(grep -o '[0-9]* stopped early' hb.out), $(grep -o '[0-9.]* epochs spent = [0-9]*%' hb.out)"
+
+# a typo in the space: refused up front, naming the file and line
+printf 'lr log(1e-3, 3e-2)\nhiden choice(16, 32)\n' > typo.space
+rc=0
+"${TUNE[@]}" --space typo.space --study typo > typo.out 2> typo.log || rc=$?
+check "$rc == 64"
+grep -q "typo.space:2: 'hiden' is not a ps-worker option" typo.log || fail "the typo is not named: $(cat typo.log)"
+[ ! -e typo ] || fail "a study was started for a space with a typo"
+pass "typo in the space: exit $rc before any trial: $(head -1 typo.log)"
+
+# every trial fails: non-zero, naming the first error
+rc=0
+"${TUNE[@]}" --space random.space --study allfail --max-trials 2 \
+    --set train_labels=/nonexistent/labels.gz > allfail.out 2> allfail.log || rc=$?
+check "$rc != 0"
+grep -q "no trial finished (trial 0: " allfail.log || fail "no 'no trial finished' line: $(tail -3 allfail.log)"
+pass "every trial failed: exit $rc: $(grep -o 'no trial finished.\{0,80\}' allfail.log)"
+
+# epochs from the space file; two executions averaged for the test metric
+printf 'lr choice(0.01)\nepochs 2\n' > ep.space
+"${TUNE_ANY_EPOCHS[@]}" --space ep.space --study ep --max-trials 1 --executions-per-trial 2 \
+    > ep.out 2> ep.log || fail "epochs study failed"
+grep -q "epochs 2 from the space file wins over the job config's 10" ep.log || fail "the epochs choice is not logged"
+"$PY" - <<'PYEOF' || fail "epochs or the test mean are wrong"
+import json
+t = [json.loads(l) for l in open("ep/journal.jsonl")][1:]
+assert len(t) == 2 and all(x["epochs_spent"] == 2 for x in t), t
+s = json.load(open("ep/summary.json"))
+mean = sum(x["test_metric"] for x in t) / 2
+assert abs(s["best_test_accuracy"] - mean) < 1e-9, (s, mean)
+print(f"test accuracy of the two executions {[x['test_metric'] for x in t]}, reported {s['best_test_accuracy']}")
+PYEOF
+pass "epochs 2 from the space file; best test metric = mean of 2 executions"

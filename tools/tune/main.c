@@ -28,8 +28,9 @@ static const ps_opt_t tune_opts[] = {
                "configurations to try; 0 = 12 (grid: always the whole product)"),
     PS_OPT_NAMES("objective", O, objective, "val_accuracy", tune_objective_names,
                  "validation metric to optimise (loss and mae are minimised)"),
-    PS_OPT_DBL("epochs", O, epochs, "1", 1, 1e6,
-               "epochs per trial (hyperband: the most any trial gets); a whole number"),
+    PS_OPT_DBL("epochs", O, epochs, "0", 0, 1e6,
+               "epochs per trial (hyperband: the most any trial gets); a whole number; 0 = the "
+               "space file's fixed epochs, else the job config's"),
     PS_OPT_DBL("min_epochs", O, min_epochs, "0", 0, 1e6,
                "hyperband: the smallest rung; 0 = epochs / eta^2"),
     PS_OPT_DBL("eta", O, eta, "3", 1.01, 100, "hyperband: keep the top 1/eta at each rung"),
@@ -170,13 +171,15 @@ int main(int argc, char **argv)
 {
     static study_t st;
     ps_log_init("ps-tune", PS_LOG_INFO);
-    if (parse_args(&st, argc, argv) != 0 || tune_load_space(&st, st.o.space_file) != 0 ||
-        tune_plan(&st) != 0)
+    if (parse_args(&st, argc, argv) != 0)
         return EX_USAGE;
     if (access(st.o.config, R_OK) != 0) {
         fprintf(stderr, "ps-tune: cannot read config '%s': %s\n", st.o.config, strerror(errno));
         return EX_NOINPUT;
     }
+    if (tune_load_space(&st, st.o.space_file) != 0 || tune_check(&st, st.o.epochs > 0) != 0 ||
+        tune_plan(&st) != 0)
+        return EX_USAGE;
     int replayed = open_study(&st);
     if (replayed < 0)
         return EX_CANTCREAT;
@@ -201,6 +204,10 @@ int main(int argc, char **argv)
         return 128 + (int)stop_signal;
     }
     fclose(st.journal);
-    tune_report(&st, ps_time_wall_s() - t0);
+    if (tune_report(&st, ps_time_wall_s() - t0) == 0) {
+        ps_log(PS_LOG_ERROR, "study '%s': no trial finished (%s): nothing was learned", st.o.study,
+               tune_first_error(&st));
+        return EX_SOFTWARE;
+    }
     return 0;
 }

@@ -331,3 +331,16 @@ int tune_report(study_t *st, double wall)
     free(order);
     return n.finished;
 }
+
+const char *tune_first_error(const study_t *st)
+{
+    static char text[300];
+    for (int i = 0; i < st->n_trials; i++) {
+        if (st->trials[i].status == TUNE_FAILED) {
+            snprintf(text, sizeof text, "trial %d: %.256s", i,
+                     *st->trials[i].error ? st->trials[i].error : "failed");
+            return text;
+        }
+    }
+    return "no trial failed, none ran to the end";
+}

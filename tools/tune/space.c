@@ -119,7 +119,7 @@ int tune_load_space(study_t *st, const char *path)
             fprintf(stderr, "ps-tune: %s:%d: %s\n", path, lineno, why);
             rc = -1;
         } else {
-            st->n_params++;
+            st->params[st->n_params++].line = lineno;
         }
     }
     fclose(f);

@@ -215,20 +215,41 @@ static int wait_exit(running_t *r)
     return r->child.status;
 }
 
-/* Why a job failed, naming its log. */
+/* The first error line of a trial's log, without its time and process
+ * ("worker 0: cannot read ..."), into out; "" if there is none. */
+static void first_error(const study_t *st, const running_t *r, char *out, size_t cap)
+{
+    char path[PS_OPT_STR_MAX + 64], line[1024];
+    snprintf(path, sizeof path, "%s/trials/%04d-%d/launch.log", st->o.study, r->trial, r->exec);
+    out[0] = '\0';
+    FILE *f = fopen(path, "r");
+    while (f && fgets(line, sizeof line, f)) {
+        char *e = strstr(line, "] E ");
+        if (!e)
+            continue;
+        e[4 + strcspn(e + 4, "\r\n")] = '\0';
+        snprintf(out, cap, "%s: ", e + 4);
+        break;
+    }
+    if (f)
+        fclose(f);
+}
+
+/* Why a job failed: its first error, naming its log. */
 static void failure_text(const study_t *st, const running_t *r, int wst, char *error, size_t cap)
 {
-    char dir[48]; /* relative to the study */
+    char dir[48], cause[160]; /* dir: relative to the study */
     snprintf(dir, sizeof dir, "trials/%04d-%d", r->trial, r->exec);
+    first_error(st, r, cause, sizeof cause);
     if (WIFSIGNALED(wst))
-        snprintf(error, cap, "ps-launch killed by signal %d (see %s/launch.log)", WTERMSIG(wst),
-                 dir);
+        snprintf(error, cap, "%sps-launch killed by signal %d (see %s/launch.log)", cause,
+                 WTERMSIG(wst), dir);
     else if (!r->have_metric)
-        snprintf(error, cap, "no %s reported, exit %d (see %s/launch.log)",
+        snprintf(error, cap, "%sno %s reported, exit %d (see %s/launch.log)", cause,
                  tune_objective_names[st->o.objective], WIFEXITED(wst) ? WEXITSTATUS(wst) : -1,
                  dir);
     else
-        snprintf(error, cap, "ps-launch exit %d (see %s/launch.log)",
+        snprintf(error, cap, "%sps-launch exit %d (see %s/launch.log)", cause,
                  WIFEXITED(wst) ? WEXITSTATUS(wst) : -1, dir);
 }
 

@@ -66,6 +66,7 @@ typedef struct {
     char choices[TUNE_MAX_CHOICES][TUNE_VAL_LEN];
     int n_choices;
     char fixed[TUNE_VAL_LEN];
+    int line; /* in the space file, for errors */
 } param_t;
 
 /* One configuration (a trial) and what its executions reported. */
@@ -144,6 +145,15 @@ void tune_grid_trial(const study_t *st, int id, trial_t *t);
 /* "lr=0.01 hidden=128" of the searched parameters. */
 void tune_params_text(const study_t *st, const trial_t *t, char *out, size_t cap);
 
+/* ---- check.c ---- */
+/* Before any trial runs: the job config, every space key and value and
+ * every --set are checked against ps-worker's own option table (errors
+ * name the file and line, or the flag), and the study's epochs are
+ * settled: --epochs if given, else the space file's fixed `epochs`, else
+ * the job config's; a value that loses to another is logged. 0, or -1
+ * (printed). epochs_given: --epochs was on the command line. */
+int tune_check(study_t *st, bool epochs_given);
+
 /* ---- strategy.c ---- */
 /* Sizes the study (trials, hyperband brackets) and draws every trial. */
 int tune_plan(study_t *st);
@@ -182,5 +192,8 @@ double tune_trial_test(const trial_t *t);
 /* Prints the ranking, writes best/, report.svg and summary.json; returns
  * the number of trials that finished. */
 int tune_report(study_t *st, double wall);
+/* The first failed trial's error ("trial 3: ..."), or a note that none
+ * failed (every trial stopped early, say). Points into static storage. */
+const char *tune_first_error(const study_t *st);
 
 #endif
