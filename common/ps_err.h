@@ -41,6 +41,11 @@ typedef enum {
 #define PS_ERR_COUNT(name, val, msg) +1
 #define PS_N_ERRORS (0 PS_ERR_MAP(PS_ERR_COUNT))
 
+/* ps-worker's exit status when the job it joins had already finished
+ * (PS_EFINISHED): nothing was trained. ps-launch takes it from a worker it
+ * restarted as "that rank's part was done". */
+#define PS_EXIT_JOB_FINISHED 3
+
 /* Message for a PS_* code; never NULL (unknown codes get a generic text). */
 const char *ps_strerror(int err);
 /* Stable short name of a code ("EPROTO"), for counters; never NULL. */

@@ -236,6 +236,15 @@ psrv_reply_t *psrv_handle_push_pull(ps_server_t *srv, psrv_request_t *rq)
     }
     if (h->op == PS__OP__PUSH)
         return psrv_ok(rq);
+    /* Under BSP the parameters of a clock the chunk has moved past are gone:
+     * serving the newer ones would let a replayed step compute from them
+     * (a worker that rejoins while another completes the round). */
+    if (h->op == PS__OP__PULL && ps_job_max_staleness(job) == 0 &&
+        !(h->flags & PS_FLAG_AFTER_ALL_DONE) && ps_table_clock(t) > h->clock)
+        return psrv_fail(rq, PS_ESTALE,
+                         "table '%s' is at clock %lld, past the clock %lld asked for: its "
+                         "parameters of that clock are gone (roll back to read them)",
+                         ps_table_name(t), (long long)ps_table_clock(t), (long long)h->clock);
     char why[512];
     if (psrv_jobs_world_problem(srv, job, why, sizeof why))
         return psrv_fail(rq, PS_EWORLD, "%s", why);

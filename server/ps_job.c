@@ -300,11 +300,13 @@ uint32_t ps_job_sweep(ps_job_t *job, int64_t now_ms, int64_t timeout_ms, ps_job_
     uint32_t n = 0;
     for (uint32_t k = 0; k < job->world; k++) {
         ps_rank_t *r = &job->ranks[k];
-        if (!r->joined || r->dead || r->done || now_ms - r->last_seen_ms <= timeout_ms)
+        /* a done rank is swept too (it heartbeats until BYE): one killed
+         * after DONE must be replaceable by a restarted process */
+        if (!r->joined || r->dead || r->left || now_ms - r->last_seen_ms <= timeout_ms)
             continue;
         r->dead = true;
         r->dead_since_ms = now_ms;
-        if (job->max_staleness != 0)
+        if (job->max_staleness != 0 || r->done)
             job->live[k] = 0;
         n++;
         if (on_dead)
@@ -363,7 +365,7 @@ const char *ps_job_world_problem(const ps_job_t *job, int64_t now_ms, int64_t lo
         return NULL;
     for (uint32_t k = 0; k < job->world; k++) {
         const ps_rank_t *r = &job->ranks[k];
-        if (r->dead && now_ms - r->dead_since_ms > lost_ms) {
+        if (r->dead && !r->done && now_ms - r->dead_since_ms > lost_ms) {
             snprintf(
                 why, cap,
                 "worker %u of job '%s' was lost (silent since %lld ms ago, last from '%s') and "
@@ -486,11 +488,20 @@ static int64_t chunk_clock(const ps_table_t *t, uint32_t unused)
     return ps_table_clock(t);
 }
 
-static int64_t chunk_live_clock(const ps_table_t *t, uint32_t unused, const uint8_t *live)
+/* SSP/ASP: the lowest clock of the chunk's live ranks; with none live
+ * (every rank done or lost) the furthest any rank got, so the job's clock
+ * (and its checkpoints) never fall back when its last live worker ends. */
+static int64_t chunk_live_clock(const ps_table_t *t, uint32_t world, const uint8_t *live)
 {
-    (void)unused;
     int64_t c = ps_table_ready_clock(t, live);
-    return c == INT64_MAX ? ps_table_clock(t) : c;
+    if (c != INT64_MAX)
+        return c;
+    int64_t top = ps_table_clock(t);
+    for (uint32_t k = 0; k < world; k++) {
+        int64_t v = ps_table_worker_clock(t, k);
+        top = v > top ? v : top;
+    }
+    return top;
 }
 
 int64_t ps_job_resume_clock(const ps_job_t *job)
@@ -501,7 +512,7 @@ int64_t ps_job_resume_clock(const ps_job_t *job)
     for (uint32_t i = 0; i < job->n_tables; i++)
         for (uint32_t c = 0; c < job->tables[i].n_chunks; c++)
             if (job->tables[i].chunks[c]) {
-                int64_t v = chunk_live_clock(job->tables[i].chunks[c], 0, job->live);
+                int64_t v = chunk_live_clock(job->tables[i].chunks[c], job->world, job->live);
                 low = v < low ? v : low;
             }
     return low == INT64_MAX ? 0 : low;

@@ -93,8 +93,10 @@ void ps_job_heartbeat(ps_job_t *job, uint32_t rank, double samples, double loss,
 void ps_job_finish_rank(ps_job_t *job, uint32_t rank, bool bye);
 /* Called for each rank the sweep declares dead, with how long it was silent. */
 typedef void (*ps_job_dead_fn)(void *ctx, const ps_job_t *job, uint32_t rank, int64_t silent_ms);
-/* Declares dead every rank that joined, is neither done nor dead and was
- * silent for more than timeout_ms (on_dead, if not NULL, hears of each);
+/* Declares dead every rank that joined, has not left, is not dead yet and
+ * was silent for more than timeout_ms (on_dead, if not NULL, hears of each;
+ * a done rank too: it heartbeats until BYE, and one killed after DONE must
+ * be replaceable; it is in no barrier and never a world problem);
  * returns how many. Their later requests are refused until they HELLO
  * again. Under SSP/ASP they leave the barriers (run ps_job_recheck next);
  * under BSP they stay in them: the round waits for the rank to come back,

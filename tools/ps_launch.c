@@ -89,6 +89,7 @@ typedef struct {
     bool has_done;
     bool lost;        /* killed by a signal and not restarted */
     int64_t restarts; /* --restart-workers: times this rank was restarted */
+    bool finished;    /* a restarted process found the job finished */
 } worker_t;
 
 typedef struct {
@@ -387,7 +388,15 @@ static int check_workers(launch_t *L, int *running)
                 return rc;
             if (!L->wk[r].lost)
                 (*running)++;
-        } else if (WEXITSTATUS(p->status) != 0) {
+        } else if (WEXITSTATUS(p->status) == PS_EXIT_JOB_FINISHED && L->wk[r].restarts &&
+                   !L->wk[r].finished) {
+            /* killed after its BYE: the restarted process found the job over */
+            L->wk[r].finished = true;
+            ps_log(PS_LOG_NOTICE,
+                   "launch: worker %d (restarted, pid %d) found the job finished: "
+                   "its part was done",
+                   r, (int)p->pid);
+        } else if (WEXITSTATUS(p->status) != 0 && !L->wk[r].finished) {
             ps_log(PS_LOG_ERROR, "launch: worker %d (pid %d) failed: %s; stopping the job", r,
                    (int)p->pid, ps_child_describe(p->status, why, sizeof why));
             return WEXITSTATUS(p->status);
@@ -545,19 +554,27 @@ static void remove_state_dir(const char *dir)
     nftw(dir, remove_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* Stops the workers, then the servers; a server that did not exit 0 is a
- * failure of the job. */
+/* Stops the workers, then the servers; a server that did not exit 0 when
+ * stopped is a failure of the job. One that had died already, after every
+ * worker finished, is not: the workers only finish with the final model. */
 static int stop_everything(launch_t *L, int rc)
 {
     ps_child_stop_all(L->workers, (size_t)L->o.workers, 5000);
     for (int r = 0; r < L->o.workers; r++)
         if (L->workers[r].out_fd >= 0)
             close(L->workers[r].out_fd);
+    reap_all(L->servers, (int)L->o.servers);
+    bool died[MAX_PROCS];
+    for (int i = 0; i < L->o.servers; i++)
+        died[i] = L->servers[i].exited;
     ps_child_stop_all(L->servers, (size_t)L->o.servers, 5000);
     for (int i = 0; rc == 0 && i < L->o.servers; i++) {
         int st = L->servers[i].status;
-        if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
-            char why[64];
+        char why[64];
+        if (died[i] && (!WIFEXITED(st) || WEXITSTATUS(st) != 0)) {
+            ps_log(PS_LOG_WARN, "launch: server %d (pid %d) died after the job finished (%s)", i,
+                   (int)L->servers[i].pid, ps_child_describe(st, why, sizeof why));
+        } else if (!WIFEXITED(st) || WEXITSTATUS(st) != 0) {
             ps_log(PS_LOG_ERROR, "launch: server %d (pid %d) did not shut down cleanly: %s", i,
                    (int)L->servers[i].pid, ps_child_describe(st, why, sizeof why));
             rc = 1;

@@ -38,6 +38,8 @@ static int exit_code(int rc)
     case PS_EAUTH:
     case PS_EPERM:
         return EX_NOPERM;
+    case PS_EFINISHED:
+        return PS_EXIT_JOB_FINISHED;
     default:
         return EX_SOFTWARE;
     }

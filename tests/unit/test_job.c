@@ -199,6 +199,25 @@ static void test_a_rank_has_one_live_owner(void **state)
     ps_job_destroy(&job);
 }
 
+/* A rank killed after its DONE is swept like any other, so a restarted
+ * process can take it over; being done, it is no world problem. */
+static void test_a_done_rank_that_dies_can_be_taken_over(void **state)
+{
+    (void)state;
+    ps_job_t *job = job_with_table(2, 0);
+    bool rejoin;
+    char why[512];
+    join(job, 0, "a", 0);
+    join(job, 1, "b", 0);
+    ps_job_finish_rank(job, 1, false);
+    ps_job_seen(job, 0, 5000);
+    assert_int_equal(ps_job_sweep(job, 5000, 2000, NULL, NULL), 1);
+    assert_true(ps_job_rank(job, 1)->dead);
+    assert_null(ps_job_world_problem(job, 999999, 1000, 300000, why, sizeof why));
+    assert_int_equal(ps_job_claim(job, 1, 9, "b2", 5001, &rejoin, why, sizeof why), PS_OK);
+    ps_job_destroy(&job);
+}
+
 /* The first option that differs is named with both values. */
 static void test_fingerprints_name_the_first_difference(void **state)
 {
@@ -298,6 +317,7 @@ int main(void)
         cmocka_unit_test(test_bsp_round_waits_for_a_dead_rank),
         cmocka_unit_test(test_ssp_goes_on_without_a_dead_rank),
         cmocka_unit_test(test_a_rank_has_one_live_owner),
+        cmocka_unit_test(test_a_done_rank_that_dies_can_be_taken_over),
         cmocka_unit_test(test_fingerprints_name_the_first_difference),
         cmocka_unit_test(test_a_stalled_server_forgives_the_silence),
         cmocka_unit_test(test_a_world_that_never_assembles_is_a_problem),
