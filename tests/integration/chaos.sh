@@ -1,7 +1,8 @@
 # Chaos under BSP: runs of one job (2 shards, 2 workers, checkpoints every
 # 20 clocks, ps-launch restarting whatever dies) hit by random events from a
 # seeded schedule: kill -9 of a shard or a worker, SIGSTOP/SIGCONT of either
-# (past the heartbeat timeout or not), a worker held back at its start.
+# or of every worker at once (past the heartbeat timeout or not), a worker
+# held back at its start.
 # Every run must end either with exit 0 and the very model of an
 # uninterrupted run, or with a non-zero exit and an error line naming what
 # was lost. Exit 0 with a different model fails the test at once.
@@ -62,9 +63,9 @@ for run in range(runs):
     log, out, model = f"{work}/{name}.log", f"{work}/{name}.out", f"{work}/{name}"
     events = []
     for _ in range(rng.randint(1, 3)):
-        kind = rng.choice(["shard", "worker"])
-        events.append((rng.uniform(0.0, 2.5), kind, rng.randint(0, 1),
-                       rng.choice(["kill", "stop", "stop"]), rng.uniform(0.2, 3.0)))
+        kind = rng.choice(["shard", "worker", "shard", "worker", "every worker"])
+        action = "stop" if kind == "every worker" else rng.choice(["kill", "stop", "stop"])
+        events.append((rng.uniform(0.0, 2.5), kind, rng.randint(0, 1), action, rng.uniform(0.2, 3.0)))
     events.sort()
     p = subprocess.Popen([launch, *job, "--restart-servers", "--restart-workers",
                           "--save-model", model], stdout=open(out, "w"), stderr=open(log, "w"))
@@ -81,18 +82,24 @@ for run in range(runs):
         for at, kind, idx, action, hold in events:
             while time.time() - t0 < at and p.poll() is None:
                 time.sleep(0.01)
-            pid = pids(log, kind, idx)
-            if p.poll() is not None or pid is None or not alive(pid):
+            targets = ([pids(log, "worker", 0), pids(log, "worker", 1)] if kind == "every worker"
+                       else [pids(log, kind, idx)])
+            targets = [t for t in targets if t is not None and alive(t)]
+            if p.poll() is not None or not targets:
                 continue
+            what_hit = kind if kind == "every worker" else f"{kind} {idx}"
             if action == "kill":
-                if signal_pid(pid, signal.SIGKILL):
-                    done.append(f"kill {kind} {idx} at {at:.1f}s")
-            elif signal_pid(pid, signal.SIGSTOP):
-                stopped.append(pid)
-                time.sleep(hold)
-                signal_pid(pid, signal.SIGCONT)
-                stopped.remove(pid)
-                done.append(f"stop {kind} {idx} {hold:.1f}s at {at:.1f}s")
+                if signal_pid(targets[0], signal.SIGKILL):
+                    done.append(f"kill {what_hit} at {at:.1f}s")
+                continue
+            hit = [t for t in targets if signal_pid(t, signal.SIGSTOP)]
+            stopped += hit
+            time.sleep(hold)
+            for t in hit:
+                signal_pid(t, signal.SIGCONT)
+                stopped.remove(t)
+            if hit:
+                done.append(f"stop {what_hit} {hold:.1f}s at {at:.1f}s")
         rc = p.wait(timeout=240)
     finally:
         for pid in stopped:
