@@ -183,6 +183,7 @@ static int hello_shards(ps_client_t *c, uint32_t first, uint32_t last, uint32_t 
                         ps_errbuf_t *err)
 {
     int64_t timeout_ms = c->opts.timeout_ms, start = ps_time_ms(), deadline = start + timeout_ms;
+    ps_errbuf_t busy = {0}; /* the last "rank held" refusal: it says more than a timeout */
     for (;;) {
         /* the requests' deadlines are set as they are sent */
         int64_t left = deadline - ps_time_ms();
@@ -198,7 +199,13 @@ static int hello_shards(ps_client_t *c, uint32_t first, uint32_t last, uint32_t 
             return rc;
         ps_client_reset(c);
         int64_t now = ps_time_ms();
+        if (rc == PS_EAGAIN)
+            busy = *err;
         if (now >= deadline || (c->opts.stop && *c->opts.stop)) {
+            if (rc == PS_ETIME && busy.code) {
+                *err = busy;
+                return PS_EAGAIN;
+            }
             if (rc == PS_ETIME) {
                 char why[sizeof err->msg];
                 snprintf(why, sizeof why, "%s", err->msg);
@@ -217,6 +224,29 @@ static int hello_shards(ps_client_t *c, uint32_t first, uint32_t last, uint32_t 
     }
 }
 
+/* Shard 0 answered ENOJOB to the job id we know: it restarted with nothing
+ * of the job (killed before its first checkpoint). If every other shard
+ * holds that job with no round done, nothing was trained yet: shard 0 takes
+ * the job back under its id, and the workers define the tables again from
+ * their seeded init. Otherwise the ENOJOB stands. */
+static int recreate_on_shard0(ps_client_t *c, ps_errbuf_t *err)
+{
+    ps_errbuf_t refused = *err;
+    int rc = hello_shards(c, 1, c->n_shards - 1, 0, err);
+    for (uint32_t s = 1; rc == PS_OK && s < c->n_shards; s++)
+        if (c->answers[s].job_id != c->job_id || !(c->answers[s].flags & PS_FLAG_FRESH))
+            rc = PS_ENOJOB;
+    if (rc != PS_OK) {
+        *err = refused;
+        return PS_ENOJOB;
+    }
+    ps_log(PS_LOG_NOTICE,
+           "worker %u: shard 0 lost job '%s' before any round was done; it takes the job "
+           "back (id %016llx) and the tables are defined again",
+           c->opts.rank, c->job, (unsigned long long)c->job_id);
+    return hello_shards(c, 0, 0, PS_FLAG_NEW_JOB, err);
+}
+
 int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err)
 {
     c->generation = 0;
@@ -224,7 +254,10 @@ int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err)
     if (rc != PS_OK)
         return rc;
     /* shard 0 first: it creates the job (with an id) or names the one it holds */
-    if ((rc = hello_shards(c, 0, 0, 0, err)) != PS_OK || (rc = take_hello(c, 0, err)) != PS_OK)
+    rc = hello_shards(c, 0, 0, 0, err);
+    if (rc == PS_ENOJOB && c->job_id && c->n_shards > 1)
+        rc = recreate_on_shard0(c, err);
+    if (rc != PS_OK || (rc = take_hello(c, 0, err)) != PS_OK)
         return rc;
     c->job_id = c->answers[0].job_id;
     uint32_t flags = (c->answers[0].flags & PS_FLAG_FRESH) ? PS_FLAG_NEW_JOB : 0;

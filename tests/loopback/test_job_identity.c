@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <pthread.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -264,6 +265,45 @@ static void test_a_world_that_never_assembles_fails_loudly(void **state)
     ps_test_server_stop(&s);
 }
 
+static int port_of(const ps_test_server_t *ts)
+{
+    const char *ep = ps_server_endpoint(ts->srv);
+    return atoi(strrchr(ep, ':') + 1);
+}
+
+/* Shard 0 killed before its first checkpoint comes back empty: with no
+ * round done anywhere it takes the job back under its id; once a round was
+ * done, the job cannot be made whole and the worker is told so. */
+static void test_shard0_lost_before_any_round(void **state)
+{
+    (void)state;
+    ps_test_server_t s0, s1;
+    start(&s0, 0, 2, 0);
+    start(&s1, 1, 2, 0);
+    int port0 = port_of(&s0);
+    char eps[512];
+    snprintf(eps, sizeof eps, "%s,%s", ps_server_endpoint(s0.srv), ps_server_endpoint(s1.srv));
+    ps_client_t *a = client_for(eps, "early", 0, 1, FP_A, 5000);
+    ps_errbuf_t err;
+    assert_int_equal(ps_client_hello(a, NULL, &err), PS_OK);
+    init_table(a);
+    ps_test_server_stop(&s0);
+    start(&s0, 0, 2, port0);
+    int64_t clock = -1;
+    assert_int_equal(ps_client_recover(a, true, &clock, &err), PS_OK);
+    assert_int_equal(clock, 0);
+    init_table(a);
+    step(a, 0);
+    /* now a round was done: an empty shard 0 cannot take the job back */
+    ps_test_server_stop(&s0);
+    start(&s0, 0, 2, port0);
+    assert_int_equal(ps_client_recover(a, true, &clock, &err), PS_ENOJOB);
+    assert_non_null(strstr(err.msg, "shard 0 holds no state of job 'early'"));
+    ps_client_destroy(&a);
+    ps_test_server_stop(&s1);
+    ps_test_server_stop(&s0);
+}
+
 /* A port nobody listens on now (bound, read, released). */
 static int free_port(void)
 {
@@ -341,6 +381,7 @@ int main(void)
         cmocka_unit_test(test_a_different_world_is_refused),
         cmocka_unit_test(test_a_finished_job_refuses_a_late_worker),
         cmocka_unit_test(test_shards_holding_different_jobs_are_refused),
+        cmocka_unit_test(test_shard0_lost_before_any_round),
         cmocka_unit_test(test_a_late_rank_joins_the_same_job),
         cmocka_unit_test(test_a_world_that_never_assembles_fails_loudly),
         cmocka_unit_test(test_a_worker_waiting_for_a_shard_keeps_its_place),
