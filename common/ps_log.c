@@ -87,15 +87,22 @@ void ps_log_write(ps_log_level_t level, const char *fmt, ...)
             (size_t)snprintf(line + n, sizeof line - n, ".%03dZ %s[%d] %c ",
                              (int)(tv.tv_usec / 1000), log_progname, (int)getpid(), letters[level]);
     }
+    char msg[1536];
     va_list ap;
     va_start(ap, fmt);
-    int m = vsnprintf(line + n, sizeof line - n - 1, fmt, ap);
+    int m = vsnprintf(msg, sizeof msg, fmt, ap);
     va_end(ap);
     if (m < 0)
-        m = 0;
-    n += (size_t)m;
-    if (n > sizeof line - 2)
-        n = sizeof line - 2;
+        msg[0] = '\0';
+    /* one event, one line: control bytes from outside (a name, a peer's
+     * text) are written as \xNN, so they can neither end the line early
+     * and forge another nor reach a terminal as escape sequences */
+    for (const unsigned char *p = (const unsigned char *)msg; *p && n < sizeof line - 6; p++) {
+        if (*p < 0x20 || *p == 0x7f)
+            n += (size_t)snprintf(line + n, sizeof line - n, "\\x%02x", *p);
+        else
+            line[n++] = (char)*p;
+    }
     line[n++] = '\n';
     ssize_t w = write(log_fd, line, n);
     (void)w;

@@ -15,7 +15,7 @@
 
 /* Points fd 2 at a fresh file, sets JOURNAL_STREAM to env (NULL: the file's
  * own dev:ino, as systemd would), logs one line and returns it (static). */
-static const char *log_one_line(const char *env)
+static const char *log_one_line_of(const char *env, const char *name)
 {
     static char got[512];
     char path[] = "/tmp/ps_test_log_XXXXXX";
@@ -31,7 +31,7 @@ static const char *log_one_line(const char *env)
              (unsigned long long)st.st_ino);
     setenv("JOURNAL_STREAM", env ? env : own, 1);
     ps_log_init("ps-test", PS_LOG_INFO);
-    ps_log(PS_LOG_INFO, "ready: endpoint '%s'", "tcp://x");
+    ps_log(PS_LOG_INFO, "ready: endpoint '%s'", name);
     dup2(saved, 2);
     close(saved);
     ssize_t n = pread(fd, got, sizeof got - 1, 0);
@@ -41,6 +41,22 @@ static const char *log_one_line(const char *env)
     unlink(path);
     unsetenv("JOURNAL_STREAM");
     return got;
+}
+
+static const char *log_one_line(const char *env)
+{
+    return log_one_line_of(env, "tcp://x");
+}
+
+/* A name from outside with a newline, ESC and DEL stays on its one line,
+ * its control bytes written as \xNN: no forged line, no terminal escape. */
+static void test_control_bytes_are_escaped(void **state)
+{
+    (void)state;
+    const char *line = log_one_line_of("8:1", "a\n2026-01-01T00:00:00.000Z ps-server[1] E forged\x1b[2J\x7f");
+    assert_non_null(strstr(line, "'a\\x0a2026-01-01T00:00:00.000Z ps-server[1] E forged\\x1b[2J\\x7f'\n"));
+    assert_null(strchr(line, '\x1b'));
+    assert_int_equal(strchr(line, '\n') - line, (long)strlen(line) - 1);
 }
 
 static void test_journal_stream_of_another_file_is_ignored(void **state)
@@ -70,6 +86,7 @@ static void test_journal_stream_naming_fd_2_gets_priorities(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_control_bytes_are_escaped),
         cmocka_unit_test(test_journal_stream_of_another_file_is_ignored),
         cmocka_unit_test(test_garbage_journal_stream_is_ignored),
         cmocka_unit_test(test_journal_stream_naming_fd_2_gets_priorities),
