@@ -1,8 +1,10 @@
 /* ps_proc.c - signal setup for the daemons and tools. */
 #include "ps_proc.h"
 
+#include <dirent.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/resource.h>
 
 void ps_proc_on_stop(void (*on_stop)(int))
 {
@@ -20,4 +22,33 @@ void ps_proc_on_reload(void (*on_reload)(int))
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_reload;
     sigaction(SIGHUP, &sa, NULL);
+}
+
+long ps_proc_raise_fd_limit(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) != 0)
+        return -1;
+    if (rl.rlim_cur < rl.rlim_max) {
+        rlim_t was = rl.rlim_cur;
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) != 0)
+            rl.rlim_cur = was;
+    }
+    return rl.rlim_cur == RLIM_INFINITY ? -1 : (long)rl.rlim_cur;
+}
+
+long ps_proc_open_fds(long *limit)
+{
+    struct rlimit rl;
+    *limit =
+        getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur != RLIM_INFINITY ? (long)rl.rlim_cur : -1;
+    DIR *d = opendir("/proc/self/fd");
+    if (!d)
+        return -1;
+    long n = 0;
+    for (struct dirent *e; (e = readdir(d));)
+        n += e->d_name[0] != '.';
+    closedir(d);
+    return n - 1; /* the directory's own descriptor */
 }

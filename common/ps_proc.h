@@ -8,4 +8,11 @@ void ps_proc_on_stop(void (*on_stop)(int));
 /* Routes SIGHUP to on_reload (which should only set a flag). */
 void ps_proc_on_reload(void (*on_reload)(int));
 
+/* Raises the soft limit on open descriptors to the hard one (a daemon
+ * with many peers should not hit 1024 first); returns the limit in force. */
+long ps_proc_raise_fd_limit(void);
+/* Descriptors open in this process now (counts /proc/self/fd; -1 if it
+ * cannot) and the soft limit (*limit). */
+long ps_proc_open_fds(long *limit);
+
 #endif

@@ -7,6 +7,7 @@
 
 #include <string.h>
 
+#include "ps_budget.h"
 #include "ps_jobs.h"
 #include "ps_log.h"
 #include "ps_name.h"
@@ -171,8 +172,18 @@ psrv_reply_t *psrv_handle_init_table(ps_server_t *srv, psrv_request_t *rq)
         return psrv_fail(rq, PS_ECONFLICT, "table %u is already '%s' with %llu elements",
                          h->table_id, ps_table_name(existing),
                          (unsigned long long)ps_table_n_total(existing));
-    if (!existing && (bad = create_chunk(rq, job, e, slice)))
-        return bad;
+    if (!existing) {
+        /* parameters, optimizer state, the BSP sum and the swap buffer */
+        ps_optim_spec_t optim;
+        ps_optim_spec_from_wire(spec->optim, &optim);
+        size_t bytes = slice.len * (3 * sizeof(float) + ps_optim_state_bytes_per_elem(optim.kind));
+        char why[400], what[128];
+        snprintf(what, sizeof what, "table '%s' chunk %u", spec->name, h->chunk);
+        if (psrv_budget_memory(srv, job, bytes, what, why, sizeof why))
+            return psrv_fail(rq, PS_ENOMEM, "%s", why);
+        if ((bad = create_chunk(rq, job, e, slice)))
+            return bad;
+    }
     psrv_reply_t *rep = psrv_ok(rq);
     rep->hdr.chunk = h->chunk;
     rep->hdr.offset = slice.offset;
@@ -255,7 +266,8 @@ psrv_reply_t *psrv_handle_push_pull(ps_server_t *srv, psrv_request_t *rq)
 
 /* The keys frame of a sparse request: counts agree, every key is this
  * shard's, within the limits. NULL if so, else the error reply. */
-static psrv_reply_t *check_keys(ps_server_t *srv, psrv_request_t *rq, const ps_sparse_t *t)
+static psrv_reply_t *check_keys(ps_server_t *srv, psrv_request_t *rq, const ps_job_t *job,
+                                const ps_sparse_t *t)
 {
     const Ps__Header *h = rq->hdr;
     zmq_msg_t *keys_msg = &rq->msg->parts[2];
@@ -280,6 +292,13 @@ static psrv_reply_t *check_keys(ps_server_t *srv, psrv_request_t *rq, const ps_s
         return psrv_fail(rq, PS_ERANGE, "sparse table '%s' holds %llu keys here, limit %lld",
                          ps_sparse_name(t), (unsigned long long)ps_sparse_keys(t),
                          (long long)srv->cfg.max_sparse_keys);
+    /* as if every key were new: a request never takes a budget's last bytes twice */
+    char why[400], what[128];
+    snprintf(what, sizeof what, "%llu keys of sparse table '%s'", (unsigned long long)n,
+             ps_sparse_name(t));
+    if (!(h->flags & PS_FLAG_NO_CREATE) &&
+        psrv_budget_memory(srv, job, n * ps_sparse_row_bytes(t), what, why, sizeof why))
+        return psrv_fail(rq, PS_ENOMEM, "%s", why);
     return NULL;
 }
 
@@ -333,7 +352,7 @@ psrv_reply_t *psrv_handle_sparse(ps_server_t *srv, psrv_request_t *rq)
         return psrv_fail(rq, PS_EPROTO, "%s needs %s frames, got %d", ps_op_name(h->op),
                          push ? "header, keys and values" : "header and keys",
                          rq->msg->n_parts - 1);
-    psrv_reply_t *bad = check_keys(srv, rq, t);
+    psrv_reply_t *bad = check_keys(srv, rq, job, t);
     if (bad)
         return bad;
     if (push)

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ps_budget.h"
 #include "ps_jobs.h"
 #include "ps_log.h"
 #include "ps_name.h"
@@ -84,12 +85,19 @@ static ps_job_t *find_or_create(ps_server_t *srv, psrv_request_t *rq)
         return NULL;
     }
     if (srv->jobs.n >= (size_t)srv->cfg.max_jobs) {
-        psrv_fail(rq, PS_EAGAIN, "server already serves %zu jobs", srv->jobs.n);
+        psrv_fail(rq, PS_EAGAIN, "server already serves %zu jobs (max_jobs)", srv->jobs.n);
+        return NULL;
+    }
+    char why[300];
+    const char *client = psrv_budget_client(rq);
+    if (psrv_budget_new_job(srv, client, why, sizeof why)) {
+        psrv_fail(rq, PS_EAGAIN, "%s", why);
         return NULL;
     }
     job = ps_job_new(h->job, h->world_size, h->max_staleness, ps_time_ms());
     ps_job_set_id(job, h->job_id ? h->job_id : mint_id(srv));
     ps_job_set_fingerprint(job, h->fingerprint);
+    ps_job_set_creator(job, client);
     if (h->loss_scale > 0) {
         ps_loss_scale_t ls;
         ps_loss_scale_init(&ls, (float)h->loss_scale, (int64_t)h->loss_scale_window);

@@ -32,6 +32,7 @@ struct ps_job {
     uint64_t generation;
     int64_t next_ckpt_clock;
     ps_pending_t pending;
+    char creator[64]; /* CURVE key or address of the client that created it */
 };
 
 ps_job_t *ps_job_new(const char *name, uint32_t world, int max_staleness, int64_t now_ms)
@@ -438,6 +439,30 @@ ps_table_t *ps_job_chunk(const ps_job_t *job, uint32_t id, uint32_t chunk)
     if (id >= job->n_tables || chunk >= job->tables[id].n_chunks)
         return NULL;
     return job->tables[id].chunks[chunk];
+}
+
+size_t ps_job_bytes(const ps_job_t *job)
+{
+    size_t n = 0;
+    for (uint32_t i = 0; i < job->n_tables; i++) {
+        const ps_job_table_t *e = &job->tables[i];
+        if (e->sparse)
+            n += ps_sparse_bytes(e->sparse);
+        for (uint32_t c = 0; c < e->n_chunks; c++)
+            if (e->chunks[c])
+                n += ps_table_bytes(e->chunks[c]);
+    }
+    return n;
+}
+
+const char *ps_job_creator(const ps_job_t *job)
+{
+    return job->creator;
+}
+
+void ps_job_set_creator(ps_job_t *job, const char *who)
+{
+    snprintf(job->creator, sizeof job->creator, "%s", who);
 }
 
 ps_sparse_t *ps_job_sparse(const ps_job_t *job, uint32_t id)

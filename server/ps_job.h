@@ -141,6 +141,13 @@ ps_job_table_t *ps_job_slot(ps_job_t *job, uint32_t table_id);
 ps_job_table_t *ps_job_dense(ps_job_t *job, uint32_t table_id, uint64_t n_elems, uint32_t n_chunks);
 /* This shard's chunk of a dense table, or NULL. */
 ps_table_t *ps_job_chunk(const ps_job_t *job, uint32_t table_id, uint32_t chunk);
+/* Bytes this shard holds for the job's tables (dense chunks and sparse
+ * rows with their optimizer state). */
+size_t ps_job_bytes(const ps_job_t *job);
+/* Who created the job (a CURVE key or an address: ps_job_set_creator), for
+ * the per-client job limit; "" if unknown. */
+const char *ps_job_creator(const ps_job_t *job);
+void ps_job_set_creator(ps_job_t *job, const char *who);
 /* The sparse table table_id, or NULL. */
 ps_sparse_t *ps_job_sparse(const ps_job_t *job, uint32_t table_id);
 /* Every chunk this shard holds, in table then chunk order, into a new

@@ -8,13 +8,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "ps_access.h"
+#include "ps_budget.h"
+#include "ps_file.h"
 #include "ps_handler.h"
 #include "ps_jobs.h"
 #include "ps_log.h"
+#include "ps_proc.h"
 #include "ps_name.h"
 #include "ps_notify.h"
 #include "ps_server_int.h"
@@ -50,15 +55,36 @@ void ps_server_stop(ps_server_t *srv)
  * what a supervisor or test needs to reach us, written once all listen. */
 static int write_ready_file(const char *path, const ps_server_t *srv, ps_errbuf_t *err)
 {
-    char tmp[PS_OPT_STR_MAX + 16];
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    FILE *f = fopen(tmp, "w");
-    if (!f)
-        return ps_err_set(err, PS_EIO, "cannot write ready file '%s': %s", tmp, strerror(errno));
-    fprintf(f, "endpoint %s\npid %d\nstats_port %d\nmetrics_port %d\n", srv->endpoint,
-            (int)getpid(), ps_server_stats_port(srv), ps_server_metrics_port(srv));
-    if (fclose(f) != 0 || rename(tmp, path) != 0)
-        return ps_err_set(err, PS_EIO, "cannot write ready file '%s': %s", path, strerror(errno));
+    char text[PS_OPT_STR_MAX + 128];
+    int n = snprintf(text, sizeof text, "endpoint %s\npid %d\nstats_port %d\nmetrics_port %d\n",
+                     srv->endpoint, (int)getpid(), ps_server_stats_port(srv),
+                     ps_server_metrics_port(srv));
+    return ps_file_write_all(path, text, (size_t)n, 0644, err);
+}
+
+/* The checkpoint directory is made and tried at start: a read-only or
+ * full one is found now, not at the first crash. */
+static int check_state_dir(const ps_server_t *srv, ps_errbuf_t *err)
+{
+    const char *dir = srv->cfg.state_dir;
+    if (mkdir(dir, 0750) != 0 && errno != EEXIST)
+        return ps_err_set(err, PS_EIO, "state_dir '%s': cannot create it: %s", dir,
+                          strerror(errno));
+    char probe[PS_OPT_STR_MAX + 32];
+    snprintf(probe, sizeof probe, "%s/.write-test", dir);
+    /* a page of data, fsynced: a full disk fails here too */
+    static const char page[4096];
+    ps_errbuf_t why;
+    if (ps_file_write_all(probe, page, sizeof page, 0600, &why) != PS_OK)
+        return ps_err_set(err, PS_EIO, "state_dir '%s' cannot take checkpoints: %s", dir, why.msg);
+    unlink(probe);
+    struct statvfs vfs;
+    if (statvfs(dir, &vfs) == 0) {
+        double free_mb = (double)vfs.f_bavail * (double)vfs.f_frsize / (1024.0 * 1024.0);
+        ps_log(free_mb < 1024 ? PS_LOG_WARN : PS_LOG_INFO,
+               "shard %lld: checkpoints in '%s' (%.0f MiB free)%s", (long long)srv->cfg.shard, dir,
+               free_mb, free_mb < 1024 ? ": little room for checkpoints" : "");
+    }
     return PS_OK;
 }
 
@@ -73,6 +99,10 @@ static int open_router(ps_server_t *srv, ps_errbuf_t *err)
     zmq_setsockopt(srv->router, ZMQ_LINGER, &zero, sizeof zero);
     zmq_setsockopt(srv->router, ZMQ_ROUTER_MANDATORY, &zero, sizeof zero);
     zmq_setsockopt(srv->router, ZMQ_ROUTER_HANDOVER, &one, sizeof one);
+    /* a connection that never completes its handshake gives its descriptor
+     * back after this long (libzmq's default is 30 s) */
+    int handshake_ms = (int)cfg->handshake_timeout_ms;
+    zmq_setsockopt(srv->router, ZMQ_HANDSHAKE_IVL, &handshake_ms, sizeof handshake_ms);
     if (*cfg->curve_secret_file) {
         int rc = psrv_access_setup(srv, err);
         if (rc != PS_OK)
@@ -101,6 +131,11 @@ ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err)
     srv->ctx = zmq_ctx_new();
     zmq_ctx_set(srv->ctx, ZMQ_IO_THREADS, (int)cfg->io_threads);
     if (open_router(srv, err) != PS_OK)
+        goto fail;
+    psrv_budget_init(srv);
+    long fds = ps_proc_raise_fd_limit();
+    ps_log(PS_LOG_INFO, "shard %lld: up to %ld open descriptors", (long long)cfg->shard, fds);
+    if (*cfg->state_dir && check_state_dir(srv, err) != PS_OK)
         goto fail;
     if (*cfg->state_dir)
         psrv_jobs_restore(srv);
@@ -184,9 +219,35 @@ static void take_actions(ps_server_t *srv)
     }
 }
 
+/* Once a second: descriptors in use. Past 90% of the limit new workers
+ * cannot connect (their HELLO hangs with no word on either side): warn,
+ * once a minute while it lasts, and count it. */
+static void check_fds(ps_server_t *srv, int64_t now)
+{
+    ps_server_stats_t *st = &srv->stats;
+    if (now - st->fd_checked_ms < 1000)
+        return;
+    st->fd_checked_ms = now;
+    srv->stats.open_fds = ps_proc_open_fds(&srv->stats.fd_limit);
+    if (srv->stats.open_fds < 0 && errno == EMFILE) /* not even /proc/self/fd could be opened */
+        srv->stats.open_fds = srv->stats.fd_limit;
+    if (srv->stats.fd_limit <= 0 || srv->stats.open_fds * 10 < srv->stats.fd_limit * 9)
+        return;
+    st->fd_low_warnings++;
+    if (now - st->fd_warned_ms < 60000)
+        return;
+    st->fd_warned_ms = now;
+    ps_log(PS_LOG_WARN,
+           "shard %lld: %ld of %ld descriptors open: new connections will fail (raise "
+           "LimitNOFILE; connections that never finish their handshake are closed after "
+           "handshake_timeout_ms)",
+           (long long)srv->cfg.shard, srv->stats.open_fds, srv->stats.fd_limit);
+}
+
 /* Every poll_ms: what no request triggers. */
 static void server_cron(ps_server_t *srv, notify_t *n)
 {
+    check_fds(srv, ps_time_ms());
     psrv_snapshot_reap(srv, false);
     take_actions(srv);
     psrv_jobs_sweep(srv);

@@ -65,6 +65,15 @@ static const ps_opt_t server_opts[] = {
                "most keys one sparse request may carry"),
     PS_OPT_INT("max_sparse_keys", ps_server_config_t, max_sparse_keys, "1000000000", 1,
                4294967293LL, "most keys one sparse table may hold on this shard"),
+    PS_OPT_INT("max_shard_mb", ps_server_config_t, max_shard_mb, "0", 0, 1LL << 40,
+               "memory the tables of every job may take on this shard (MiB; 0 = 90% of the "
+               "machine's memory); beyond it INIT_TABLE and new sparse rows get ENOMEM"),
+    PS_OPT_INT("max_job_mb", ps_server_config_t, max_job_mb, "0", 0, 1LL << 40,
+               "memory one job's tables may take on this shard (MiB; 0 = max_shard_mb)"),
+    PS_OPT_INT("handshake_timeout_ms", ps_server_config_t, handshake_timeout_ms, "5000", 100,
+               3600000, "close a connection that has not finished its handshake after this long"),
+    PS_OPT_INT("max_jobs_per_client", ps_server_config_t, max_jobs_per_client, "8", 1, 4096,
+               "jobs one client (its CURVE key, else its address) may create on this shard"),
 };
 
 const ps_optset_t ps_server_optset = {

@@ -40,6 +40,9 @@ typedef struct {
     int64_t max_table_elems;
     int64_t max_request_keys;
     int64_t max_sparse_keys;
+    int64_t max_job_mb, max_shard_mb; /* memory budgets; 0: see the option's help */
+    int64_t max_jobs_per_client;
+    int64_t handshake_timeout_ms;
 } ps_server_config_t;
 
 /* The option table of ps-server (for --help, files and flags). */

@@ -72,9 +72,10 @@ struct ps_server {
     psrv_jobs_t jobs;
     ps_server_stats_t stats;
     int64_t log_budget_reset_ms;
-    int log_budget;    /* rejected-request log lines left this second */
-    pid_t ckpt_child;  /* forked checkpoint writer, 0 if none */
-    char ckpt_job[64]; /* what it writes: job, clock, final (every rank done) */
+    int log_budget;                  /* rejected-request log lines left this second */
+    size_t shard_budget, job_budget; /* bytes of tables (ps_budget) */
+    pid_t ckpt_child;                /* forked checkpoint writer, 0 if none */
+    char ckpt_job[64];               /* what it writes: job, clock, final (every rank done) */
     int64_t ckpt_clock;
     bool ckpt_final;
     ps_zap_t *zap; /* CURVE on: who may connect, in which role */

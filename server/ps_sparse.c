@@ -151,6 +151,12 @@ size_t ps_sparse_bytes(const ps_sparse_t *t)
            ps_hashmap_bytes(&t->index) + t->stash_bytes + t->cap_blocks * sizeof(float *);
 }
 
+size_t ps_sparse_row_bytes(const ps_sparse_t *t)
+{
+    /* the index keeps load below 1/2: two slots of a key and a row number */
+    return t->stride * sizeof(float) + 2 * (sizeof(uint64_t) + sizeof(uint32_t));
+}
+
 bool ps_sparse_same_layout(const ps_sparse_t *t, const char *name, uint32_t dim)
 {
     return strcmp(t->name, name) == 0 && t->dim == dim;

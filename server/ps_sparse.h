@@ -43,6 +43,8 @@ uint32_t ps_sparse_dim(const ps_sparse_t *t);
 uint64_t ps_sparse_keys(const ps_sparse_t *t);
 /* Bytes held: rows with their optimizer state, the key index, stashes. */
 size_t ps_sparse_bytes(const ps_sparse_t *t);
+/* Bytes one more row takes (its value, optimizer state and index slot). */
+size_t ps_sparse_row_bytes(const ps_sparse_t *t);
 const ps_optim_spec_t *ps_sparse_optim(const ps_sparse_t *t);
 /* Same name, dim and optimizer kind: a second definition of the table. */
 bool ps_sparse_same_layout(const ps_sparse_t *t, const char *name, uint32_t dim);

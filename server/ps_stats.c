@@ -156,6 +156,20 @@ static void doc_memory_checkpoints(ps_doc_t *d, const ps_server_t *srv, int64_t 
     ps_doc_section(d, "memory");
     ps_doc_int(d, "rss_bytes", rss_bytes(),
                GAUGE("ps_resident_memory_bytes", "Resident set size."));
+    size_t tables = 0;
+    for (size_t j = 0; j < srv->jobs.n; j++)
+        tables += ps_job_bytes(srv->jobs.all[j]);
+    ps_doc_int(d, "tables_bytes", (int64_t)tables,
+               GAUGE("ps_table_memory_bytes", "Bytes of every job's tables on this shard."));
+    ps_doc_int(d, "budget_bytes", (int64_t)srv->shard_budget,
+               GAUGE("ps_memory_budget_bytes", "max_shard_mb in bytes."));
+    ps_doc_int(d, "job_budget_bytes", (int64_t)srv->job_budget, NULL);
+    ps_doc_int(d, "open_fds", srv->stats.open_fds,
+               GAUGE("ps_open_fds", "Descriptors open (checked once a second)."));
+    ps_doc_int(d, "fd_limit", srv->stats.fd_limit, GAUGE("ps_fd_limit", "RLIMIT_NOFILE."));
+    ps_doc_int(d, "fd_low_warnings", (int64_t)srv->stats.fd_low_warnings,
+               COUNTER("ps_fd_low_total", "Seconds with open descriptors above 90% of the limit."));
+
     ps_doc_section(d, "checkpoint");
     ps_doc_str(d, "state_dir", srv->cfg.state_dir);
     ps_doc_int(d, "checkpoint_every", srv->cfg.checkpoint_every, NULL);

@@ -25,6 +25,9 @@ typedef struct {
     uint64_t nonfinite_pushes;
     uint64_t handshake_failures;            /* plain-text or broken clients (monitor events) */
     uint64_t handshake_failures_by_kind[3]; /* auth, mechanism mismatch, other */
+    uint64_t fd_low_warnings;               /* times open fds passed 90% of the limit */
+    long open_fds, fd_limit;                /* as of the last check */
+    int64_t fd_checked_ms, fd_warned_ms;
     uint64_t bytes_in, bytes_out;
     uint64_t checkpoints_written, checkpoints_failed;
     int64_t last_checkpoint_ms;
