@@ -12,6 +12,7 @@
 #include <zmq.h>
 
 #include "ps_log.h"
+#include "ps_name.h"
 
 #include "ps_shardmap.h"
 #include "ps_time.h"
@@ -436,6 +437,9 @@ int ps_client_init_table(ps_client_t *c, uint32_t id, const char *name, const ui
                          int ndim, const ps_optim_spec_t *optim, const float *init,
                          ps_errbuf_t *err)
 {
+    /* checked here too: a long name would be cut to fit, silently */
+    if (ps_name_check_table(name, err) != PS_OK)
+        return PS_EINVAL;
     pscl_table_t *t = pscl_table(c, id);
     snprintf(t->name, sizeof t->name, "%s", name);
     t->n_elems = 1;

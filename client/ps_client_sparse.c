@@ -8,12 +8,15 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "ps_name.h"
 #include "ps_shardmap.h"
 
 int ps_client_init_sparse(ps_client_t *c, uint32_t id, const char *name, uint32_t dim,
                           const ps_optim_spec_t *optim, double init_scale, uint64_t seed,
                           ps_errbuf_t *err)
 {
+    if (ps_name_check_table(name, err) != PS_OK)
+        return PS_EINVAL;
     pscl_table_t *t = pscl_table(c, id);
     snprintf(t->name, sizeof t->name, "%s", name);
     t->n_elems = dim; /* per row */

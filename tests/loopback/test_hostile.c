@@ -1,7 +1,9 @@
 /* test_hostile.c - tens of thousands of random and mutated multipart
  * messages against the real server core: it must not crash, must answer
  * what it can parse with an error, count the errors in its stats, and then
- * serve a well-behaved client correctly. Seeded; the seed is printed. */
+ * serve a well-behaved client correctly. Seeded; the seed is printed.
+ * Hostile job and table names are refused where they come in, and every
+ * document the server publishes stays valid. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -127,20 +129,22 @@ static int drain(void *sock, int *errors)
     }
 }
 
-static double stats_errors(void)
+/* The reply to one stats command (up to its terminating empty line). */
+static char *stats_reply(const char *cmd)
 {
     int fd = socket(AF_UNIX, SOCK_STREAM, 0);
     struct sockaddr_un a = {.sun_family = AF_UNIX};
     snprintf(a.sun_path, sizeof a.sun_path, "%s", stats_path);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0)
-        return -1;
-    const char *cmd = "show info json\n";
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) != 0) {
+        close(fd);
+        return NULL;
+    }
     assert_int_equal(write(fd, cmd, strlen(cmd)), (ssize_t)strlen(cmd));
-    char reply[8192];
-    size_t n = 0;
+    size_t cap = 1 << 20, n = 0;
+    char *reply = malloc(cap);
     int64_t deadline = ps_time_ms() + 5000;
-    while (n < sizeof reply - 1 && ps_time_ms() < deadline) {
-        ssize_t got = read(fd, reply + n, sizeof reply - 1 - n);
+    while (n < cap - 1 && ps_time_ms() < deadline) {
+        ssize_t got = read(fd, reply + n, cap - 1 - n);
         if (got <= 0)
             break;
         n += (size_t)got;
@@ -150,11 +154,114 @@ static double stats_errors(void)
     }
     close(fd);
     reply[n] = '\0';
+    return reply;
+}
+
+static double stats_errors(void)
+{
+    char *reply = stats_reply("show info json\n");
+    if (!reply)
+        return -1;
     json_t *info = json_loads(reply, JSON_DISABLE_EOF_CHECK, NULL);
     json_t *v = info ? json_object_get(info, "errors") : NULL;
     double errors = json_is_number(v) ? json_number_value(v) : -1;
     json_decref(info);
+    free(reply);
     return errors;
+}
+
+/* Names full of what breaks JSON, labels, paths, terminals and lines. */
+static const char *const hostile_names[] = {
+    "a\"b", "new\nline\n\nerror: forged", "\x1b[31mred\x1b[0m", "\xff\xfe\xc3\x28",
+    "../../etc", "a b", "x/y", "-rf", ".hidden", "",
+    "0123456789012345678901234567890123456789012345678901234567890123456789"};
+
+/* A HELLO for job `name` on a raw socket; returns the reply's status and
+ * copies its message. */
+static int raw_hello(void *sock, const char *name, char *msg, size_t cap)
+{
+    Ps__Header h;
+    ps__header__init(&h);
+    h.version = PS_PROTOCOL_VERSION;
+    h.op = PS__OP__HELLO;
+    h.request_id = 7;
+    h.job = (char *)name;
+    h.world_size = 1;
+    uint8_t buf[1024];
+    size_t len = ps__header__pack(&h, buf);
+    assert_true(zmq_send(sock, buf, len, 0) >= 0);
+    zmq_pollitem_t it = {sock, 0, ZMQ_POLLIN, 0};
+    assert_int_equal(zmq_poll(&it, 1, 5000), 1);
+    ps_wire_msg_t m;
+    assert_int_equal(ps_wire_recv(sock, &m, 0), PS_OK);
+    Ps__Header *r = ps_wire_unpack_header(&m.parts[0]);
+    assert_non_null(r);
+    int status = r->status;
+    snprintf(msg, cap, "%s", r->message ? r->message : "");
+    ps__header__free_unpacked(r, NULL);
+    ps_wire_msg_close(&m);
+    return status;
+}
+
+/* Every name from outside is held to the name rules where it comes in (a
+ * job at HELLO, a table at INIT_TABLE), and the refusal itself carries no
+ * raw control byte; the documents the server then publishes all parse. */
+static void test_hostile_names_are_refused_and_every_output_stays_valid(void **state)
+{
+    (void)state;
+    void *ctx = zmq_ctx_new();
+    void *sock = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(sock, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_connect(sock, ps_server_endpoint(server.srv)), 0);
+    size_t n_names = sizeof hostile_names / sizeof *hostile_names;
+    for (size_t i = 0; i < n_names; i++) {
+        char msg[600];
+        int status = raw_hello(sock, hostile_names[i], msg, sizeof msg);
+        assert_true(status == PS_EINVAL || status == PS_EPROTO);
+        for (const unsigned char *p = (const unsigned char *)msg; *p; p++)
+            assert_true(*p >= 0x20 && *p != 0x7f);
+    }
+    zmq_close(sock);
+    zmq_ctx_term(ctx);
+    /* table names, through the client library as any program would */
+    ps_client_opts_t o = {.job = "names", .world = 1, .timeout_ms = 5000};
+    ps_errbuf_t err;
+    ps_client_t *c = ps_client_new(ps_server_endpoint(server.srv), &o, &err);
+    assert_non_null(c);
+    assert_int_equal(ps_client_hello(c, NULL, &err), PS_OK);
+    float init[4] = {0};
+    uint64_t shape[1] = {4};
+    ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 1.0};
+    for (size_t i = 0; i < n_names; i++) {
+        int rc = ps_client_init_table(c, (uint32_t)i, hostile_names[i], shape, 1, &sgd, init, &err);
+        if (!(rc == PS_EINVAL || (rc == PS_EPROTO && !*hostile_names[i])))
+            fail_msg("table name %zu: rc %d: %s", i, rc, err.msg);
+    }
+    assert_int_equal(ps_client_init_table(c, 0, "w", shape, 1, &sgd, init, &err), PS_OK);
+    ps_client_destroy(&c);
+    /* every JSON document parses; text and metrics carry no raw control byte */
+    static const char *const docs[] = {"show info json\n", "show workers json\n",
+                                       "show tables json\n", "show config json\n"};
+    for (size_t i = 0; i < sizeof docs / sizeof *docs; i++) {
+        char *reply = stats_reply(docs[i]);
+        assert_non_null(reply);
+        json_error_t jerr;
+        json_t *doc = json_loads(reply, JSON_DISABLE_EOF_CHECK, &jerr);
+        if (!doc)
+            fail_msg("%s is not JSON: %s", docs[i], jerr.text);
+        json_decref(doc);
+        free(reply);
+    }
+    static const char *const texts[] = {"show info\n", "show workers\n", "show tables\n",
+                                        "metrics\n", "help\n"};
+    for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
+        char *reply = stats_reply(texts[i]);
+        assert_non_null(reply);
+        for (const unsigned char *p = (const unsigned char *)reply; *p; p++)
+            assert_true((*p >= 0x20 && *p < 0x7f) || *p == '\n');
+        free(reply);
+    }
 }
 
 static void test_random_and_mutated_messages_leave_the_server_serving(void **state)
@@ -222,6 +329,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_random_and_mutated_messages_leave_the_server_serving),
+        cmocka_unit_test(test_hostile_names_are_refused_and_every_output_stays_valid),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
