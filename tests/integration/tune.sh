@@ -114,3 +114,28 @@ assert abs(s["best_test_accuracy"] - mean) < 1e-9, (s, mean)
 print(f"test accuracy of the two executions {[x['test_metric'] for x in t]}, reported {s['best_test_accuracy']}")
 PYEOF
 pass "epochs 2 from the space file; best test metric = mean of 2 executions"
+
+# hostile values: data files whose names hold & < > " ' and a space; the
+# SVG still parses as XML, the journal as JSON, and each trial's value
+# comes back byte for byte
+mkdir -p "$WORK/data"
+a="$WORK/data/a&b<c>'q\" one.csv"; b="$WORK/data/x&amp;y\"].csv"
+"$BIN/ps-datagen" --kind binary --rows 2000 --out "$a" --test_out "$WORK/data/test.csv" >/dev/null
+cp "$a" "$b"
+printf 'train_data choice(%s, %s)\n' "$a" "$b" > hostile.space
+"$BIN/ps-tune" --config "$SRC/deploy/examples/logistic-regression.conf" --servers 1 --workers 1 \
+    --epochs 1 --set "test_data=$WORK/data/test.csv" --space hostile.space --study hostile \
+    --strategy grid > hostile.out 2> hostile.log || fail "hostile-values study failed: $(tail -3 hostile.log)"
+"$PY" - "$a" "$b" <<'PYEOF' || fail "a hostile value broke the SVG or the journal"
+import json, sys, xml.etree.ElementTree as ET
+want = sorted(sys.argv[1:3])
+t = [json.loads(l) for l in open("hostile/journal.jsonl")][1:]
+got = sorted(x["params"]["train_data"] for x in t)
+assert got == want, (got, want)
+assert all(x["status"] == "finished" for x in t), t
+root = ET.parse("hostile/report.svg").getroot()
+titles = [e.text for e in root.iter("{http://www.w3.org/2000/svg}title")]
+assert any(want[0] in (x or "") for x in titles), titles
+json.load(open("hostile/summary.json"))
+PYEOF
+pass "values with & < > \" ' and spaces: journal, summary and SVG parse, values round-trip"

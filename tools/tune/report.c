@@ -185,11 +185,13 @@ static int write_svg(const study_t *st, const int *order, int n)
         const char *color = i == best                              ? "#d62728"
                             : st->trials[i].status == TUNE_STOPPED ? "#aaa"
                                                                    : "#1f77b4";
+        char p[1024], q[3 * 1024]; /* hovering a point shows its values */
+        tune_params_text(st, &st->trials[i], p, sizeof p);
         fprintf(f,
                 "<circle cx=\"%.1f\" cy=\"%.1f\" r=\"%d\" fill=\"%s\"><title>trial %d: %.4f "
-                "(%s)</title></circle>\n",
+                "(%s) %s</title></circle>\n",
                 PX1(i), PY(m, T1, H1), i == best ? 6 : 4, color, i, m,
-                tune_status_names[st->trials[i].status]);
+                tune_status_names[st->trials[i].status], xml_escape(p, q, sizeof q));
     }
     for (int k = 0; k <= 4; k++) {
         double e = emax * k / 4;

@@ -59,7 +59,9 @@ static int parse_range(param_t *p, char *spec, char *open)
         p->n_choices = n;
         memcpy(p->choices, args, sizeof args[0] * (size_t)n);
     } else if (strcmp(kind, "int") == 0 && (n == 2 || n == 3) && numeric && a[0] <= a[1] &&
-               a[0] == floor(a[0]) && a[1] == floor(a[1]) && (n == 2 || a[2] >= 1)) {
+               a[0] == floor(a[0]) && a[1] == floor(a[1]) && (n == 2 || a[2] >= 1) &&
+               fabs(a[0]) <= TUNE_INT_MAX && fabs(a[1]) <= TUNE_INT_MAX &&
+               (a[1] - a[0]) / (n == 3 ? floor(a[2]) : 1) < TUNE_INT_POINTS) {
         *p = (param_t){.kind = P_INT, .lo = a[0], .hi = a[1], .step = n == 3 ? floor(a[2]) : 1};
     } else if (strcmp(kind, "float") == 0 && n == 2 && numeric && a[0] < a[1]) {
         *p = (param_t){.kind = P_FLOAT, .lo = a[0], .hi = a[1]};
@@ -89,8 +91,8 @@ static int parse_line(char *s, param_t *p, const char **why)
         *p = (param_t){.kind = P_FIXED};
         snprintf(p->fixed, sizeof p->fixed, "%s", spec);
     } else if (parse_range(p, spec, open) != 0) {
-        return *why = "expected int(lo, hi[, step]), float(lo, hi), log(lo, hi) with 0 < lo < hi, "
-                      "or choice(a, b, ...)",
+        return *why = "expected int(lo, hi[, step]) (|lo|, |hi| <= 1e15, at most 1e9 points), "
+                      "float(lo, hi), log(lo, hi) with 0 < lo < hi, or choice(a, b, ...)",
                -1;
     }
     snprintf(p->name, sizeof p->name, "%s", name);

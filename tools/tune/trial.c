@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <math.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +70,24 @@ static int write_trial_conf(const study_t *st, int id, int exec, const char *dir
     return fclose(f);
 }
 
+/* A trial's ps-launch command line, built one argument after another. */
+typedef struct {
+    char text[24][PS_OPT_STR_MAX + 64];
+    char *v[25]; /* NULL-terminated */
+    int n;
+} trial_args_t;
+
+static void arg(trial_args_t *a, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void arg(trial_args_t *a, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(a->text[a->n], sizeof a->text[a->n], fmt, ap);
+    va_end(ap);
+    a->v[a->n] = a->text[a->n];
+    a->v[++a->n] = NULL;
+}
+
 int tune_launch(study_t *st, running_t *r, int id, int exec)
 {
     char dir[PS_OPT_STR_MAX + 32], log_path[PS_OPT_STR_MAX + 64];
@@ -76,36 +95,34 @@ int tune_launch(study_t *st, running_t *r, int id, int exec)
     mkdir(dir, 0755);
     if (write_trial_conf(st, id, exec, dir) != 0)
         return -1;
-    static char strs[16][PS_OPT_STR_MAX + 64];
-    int ns = 0;
-#define S(...) (snprintf(strs[ns], sizeof strs[ns], __VA_ARGS__), strs[ns++])
     /* hyperband: an evaluation at every rung; otherwise a few per epoch
      * for the learning curves */
     double evals = st->o.strategy == TUNE_HYPERBAND
                        ? ceil(pow(st->o.eta, st->s_max) / st->o.epochs - 1e-9)
                        : 4;
-    char *argv[] = {S("%s/ps-launch", st->o.bin_dir),
-                    "--servers",
-                    S("%lld", (long long)st->o.servers),
-                    "--workers",
-                    S("%lld", (long long)st->o.workers),
-                    "--config",
-                    S("%s/trial.conf", dir),
-                    "--job",
-                    S("trial-%d-%d", id, exec),
-                    "--timeout",
-                    S("%.0f", st->o.timeout_s),
-                    "--save-model",
-                    S("%s/model", dir),
-                    "--set",
-                    S("epochs=%.0f", ceil(st->o.epochs)),
-                    "--set",
-                    S("seed=%llu",
-                      (unsigned long long)((uint64_t)st->o.seed * 1000003ULL + (uint64_t)exec + 1)),
-                    "--set",
-                    S("evals_per_epoch=%.0f", evals),
-                    NULL};
-#undef S
+    static trial_args_t a;
+    a.n = 0;
+    arg(&a, "%s/ps-launch", st->o.bin_dir);
+    arg(&a, "--servers");
+    arg(&a, "%lld", (long long)st->o.servers);
+    arg(&a, "--workers");
+    arg(&a, "%lld", (long long)st->o.workers);
+    arg(&a, "--config");
+    arg(&a, "%s/trial.conf", dir);
+    arg(&a, "--job");
+    arg(&a, "trial-%d-%d", id, exec);
+    arg(&a, "--timeout");
+    arg(&a, "%.0f", st->o.timeout_s);
+    arg(&a, "--save-model");
+    arg(&a, "%s/model", dir);
+    arg(&a, "--set");
+    arg(&a, "epochs=%.0f", ceil(st->o.epochs));
+    arg(&a, "--set");
+    arg(&a, "seed=%llu",
+        (unsigned long long)((uint64_t)st->o.seed * 1000003ULL + (uint64_t)exec + 1));
+    arg(&a, "--set");
+    arg(&a, "evals_per_epoch=%.0f", evals);
+    char **argv = a.v;
     snprintf(log_path, sizeof log_path, "%s/launch.log", dir);
     memset(r, 0, sizeof *r);
     r->trial = id;

@@ -59,6 +59,11 @@ extern const char *const tune_status_names[];
 typedef enum { P_FIXED, P_INT, P_FLOAT, P_LOG, P_CHOICE } param_kind_t;
 
 /* One line of the space file. */
+/* int ranges: ends exactly representable, and few enough points that a
+ * count is an int */
+#define TUNE_INT_MAX 1e15
+#define TUNE_INT_POINTS 1e9
+
 typedef struct {
     char name[64];
     param_kind_t kind;
