@@ -253,6 +253,21 @@ static void test_hostile_names_are_refused_and_every_output_stays_valid(void **s
         json_decref(doc);
         free(reply);
     }
+    /* /metrics as Prometheus reads it */
+    char *metrics = stats_reply("metrics\n");
+    assert_non_null(metrics);
+    char path[128], cmd[300];
+    snprintf(path, sizeof path, "/tmp/ps_test_hostile_%d.prom", (int)getpid());
+    FILE *f = fopen(path, "w");
+    assert_non_null(f);
+    fputs(metrics, f);
+    fclose(f);
+    free(metrics);
+    if (system("command -v promtool >/dev/null 2>&1") == 0) {
+        snprintf(cmd, sizeof cmd, "promtool check metrics < %s", path);
+        assert_int_equal(system(cmd), 0);
+    }
+    unlink(path);
     static const char *const texts[] = {"show info\n", "show workers\n", "show tables\n",
                                         "metrics\n", "help\n"};
     for (size_t i = 0; i < sizeof texts / sizeof *texts; i++) {
