@@ -20,7 +20,7 @@ BUILD_DIR=build-asan BUILD_TYPE=Debug CMAKE_EXTRA="-DPS_SANITIZE=address,undefin
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j1 -LE accuracy)
 
 BUILD_DIR=build-tsan BUILD_TYPE=RelWithDebInfo CMAKE_EXTRA="-DPS_SANITIZE=thread" \
-    BUILD_TARGETS="ps-server ps-worker ps-ctl ps-keygen ps-launch test_client_server test_load test_statsd" tools/setup.sh
+    BUILD_TARGETS=threads_tests tools/setup.sh
 tsan_logs=$(mktemp -d)
 (cd build-tsan && PS_TIME_SCALE=10 \
     TSAN_OPTIONS="suppressions=$PWD/../tests/sanitizers/tsan.supp log_path=$tsan_logs/tsan" \

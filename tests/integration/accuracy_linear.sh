@@ -3,7 +3,7 @@
 . "$(dirname "$0")/lib.sh"
 "$BIN/ps-datagen" --kind regression --rows 20000 --test_rows 4000 --features 20 --seed 11 \
     --out "$WORK/train.csv" --test_out "$WORK/test.csv" > "$WORK/truth.json"
-timeout 250 "$BIN/ps-launch" --servers 2 --workers 2 \
+timeout -k 10 250 "$BIN/ps-launch" --servers 2 --workers 2 \
     --config "$SRC/deploy/examples/linear-regression.conf" \
     --set train_data="$WORK/train.csv" --set test_data="$WORK/test.csv" \
     >"$WORK/out" 2>"$WORK/launch.log" || fail "ps-launch exited $?"

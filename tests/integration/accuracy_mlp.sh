@@ -2,7 +2,7 @@
 # reaches test accuracy >= 0.885 within 10 epochs; the exported model loads
 # in NumPy and reproduces that accuracy.
 . "$(dirname "$0")/lib.sh"
-timeout 800 "$BIN/ps-launch" --servers 2 --workers 2 \
+timeout -k 10 800 "$BIN/ps-launch" --servers 2 --workers 2 \
     --config "$SRC/deploy/examples/fashion-mlp.conf" --save-model "$WORK/model" \
     >"$WORK/out" 2>"$WORK/launch.log" || fail "ps-launch exited $?"
 acc=$(json "$WORK/out" test_accuracy)
@@ -33,7 +33,7 @@ pass "mlp test accuracy $acc"
 # Mixed precision: fp16 and bf16 runs of the same config and seed end within
 # 0.5 accuracy points of the fp32 run, moving at most 0.55x its bytes.
 for p in fp16 bf16; do
-    timeout 800 "$BIN/ps-launch" --servers 2 --workers 2 \
+    timeout -k 10 800 "$BIN/ps-launch" --servers 2 --workers 2 \
         --config "$SRC/deploy/examples/fashion-mlp.conf" --set precision=$p \
         >"$WORK/$p.out" 2>"$WORK/$p.log" || fail "$p: ps-launch exited $?"
     pacc=$(json "$WORK/$p.out" test_accuracy)

@@ -3,7 +3,7 @@
 . "$(dirname "$0")/lib.sh"
 run() { # name servers workers batch [extra --set ...]
     local name=$1 k=$2 n=$3 b=$4; shift 4
-    timeout 240 "$BIN/ps-launch" --servers "$k" --workers "$n" \
+    timeout -k 10 240 "$BIN/ps-launch" --servers "$k" --workers "$n" \
         --config "$SRC/deploy/examples/fashion-mlp.conf" \
         --set optimizer=sgd --set lr=0.05 --set max_steps=50 --set batch_size="$b" \
         --set eval_every=0 "$@" --save-model "$WORK/$name" \

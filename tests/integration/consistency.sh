@@ -3,7 +3,7 @@
 . "$(dirname "$0")/lib.sh"
 for s in 0 2 -1; do
     out="$WORK/run$s.out"
-    timeout 240 "$BIN/ps-launch" --servers 2 --workers 2 \
+    timeout -k 10 240 "$BIN/ps-launch" --servers 2 --workers 2 \
         --config "$SRC/deploy/examples/fashion-softmax.conf" \
         --set max_staleness=$s --set max_steps=400 --set lr_schedule=constant \
         >"$out" 2>"$WORK/launch$s.log" || fail "max_staleness $s: ps-launch exited $?"

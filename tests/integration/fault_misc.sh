@@ -35,7 +35,7 @@ pass "server killed under a worker: exit $rc after $((SECONDS - start)) s: $(gre
 # 3. uneven partitions: 1000 samples, 3 workers, batch 64
 "$BIN/ps-datagen" --kind binary --rows 1000 --test_rows 500 --out "$WORK/u.csv" \
     --test_out "$WORK/ut.csv" >/dev/null
-timeout 120 "$BIN/ps-launch" --servers 2 --workers 3 \
+timeout -k 10 120 "$BIN/ps-launch" --servers 2 --workers 3 \
     --config "$SRC/deploy/examples/logistic-regression.conf" --set batch_size=64 \
     --set train_data="$WORK/u.csv" --set test_data="$WORK/ut.csv" \
     >"$WORK/uneven.out" 2>"$WORK/uneven.log" || fail "uneven job exited $?"

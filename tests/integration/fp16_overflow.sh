@@ -1,7 +1,7 @@
 # An fp16 job whose loss scale is absurd overflows, skips those steps on
 # every worker, halves the scale until it fits, and still learns.
 . "$(dirname "$0")/lib.sh"
-timeout 240 "$BIN/ps-launch" --servers 2 --workers 2 \
+timeout -k 10 240 "$BIN/ps-launch" --servers 2 --workers 2 \
     --config "$SRC/deploy/examples/fashion-softmax.conf" --set precision=fp16 \
     --set loss_scale=1e12 --set max_steps=400 --set lr_schedule=constant \
     >"$WORK/out" 2>"$WORK/launch.log" || fail "ps-launch exited $?"

@@ -17,7 +17,7 @@ grep -q "bad.conf:2: 'shards two'" "$WORK/badconf.log" || fail "no file:line in 
 pass "bad config: $(cat "$WORK/badconf.log")"
 
 rc=0
-timeout 60 "$BIN/ps-launch" --servers 2 --workers 2 \
+timeout -k 10 60 "$BIN/ps-launch" --servers 2 --workers 2 \
     --config "$SRC/deploy/examples/fashion-softmax.conf" --set train_data=/nonexistent.gz \
     >"$WORK/fail.out" 2>"$WORK/fail.log" || rc=$?
 check "$rc == 65"
@@ -30,7 +30,7 @@ pass "failed worker fails the job (exit $rc) and the servers are stopped"
 
 "$BIN/ps-datagen" --kind binary --rows 4000 --test_rows 1000 --out "$WORK/b.csv" \
     --test_out "$WORK/bt.csv" > "$WORK/truth.json"
-timeout 120 "$BIN/ps-launch" --servers 1 --workers 3 \
+timeout -k 10 120 "$BIN/ps-launch" --servers 1 --workers 3 \
     --config "$SRC/deploy/examples/logistic-regression.conf" \
     --set train_data="$WORK/b.csv" --set test_data="$WORK/bt.csv" \
     >"$WORK/logit.out" 2>"$WORK/logit.log" || fail "logistic job failed"

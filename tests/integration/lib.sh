@@ -30,7 +30,7 @@ cleanup() {
 trap cleanup EXIT
 
 fail() { echo "FAIL: $*" >&2; exit 1; }
-pass() { echo "ok: $*"; }
+pass() { echo "ok ($SECONDS s): $*"; }
 
 # start_server NAME SHARD SHARDS [flags...]: starts ps-server, waits (10 s
 # deadline) for its ready file, and sets EP_<NAME> to its endpoint.

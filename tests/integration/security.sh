@@ -16,7 +16,7 @@ key() { awk '/^public/{print $2}' "$1.pub"; }
 
 worker() { # NAME KEY [flags]: a short softmax job over CURVE
     local name=$1 k=$2; shift 2
-    timeout 120 "$BIN/ps-worker" --servers "$EP_s0" $(fashion_flags) --model softmax --lr 0.1 \
+    timeout -k 10 120 "$BIN/ps-worker" --servers "$EP_s0" $(fashion_flags) --model softmax --lr 0.1 \
         --curve-server-key-file server.pub --curve-secret-file "$k.secret" \
         --request_timeout_ms 3000 --job "$name" "$@" >"$name.out" 2>"$name.log"
 }
@@ -34,7 +34,7 @@ test "$(grep -cF "with key $(key stranger)" s0.log)" -eq 1 || fail "refusal logg
 pass "unknown key refused: $(grep -o "shard 0.*" stranger.log | head -1)"
 
 rc=0
-timeout 60 "$BIN/ps-worker" --servers "$EP_s0" $(fashion_flags) --model softmax --max_steps 5 \
+timeout -k 10 60 "$BIN/ps-worker" --servers "$EP_s0" $(fashion_flags) --model softmax --max_steps 5 \
     --request_timeout_ms 3000 --job plain >plain.out 2>plain.log || rc=$?
 check "$rc == 77"
 grep -q "requires CURVE" plain.log || fail "plain-text client: no clear error"

@@ -63,7 +63,7 @@ head -n 1000 train.svm > bad.svm
 echo "1 17:1 oops" >> bad.svm
 start_server s0 0 1
 rc=0
-timeout 60 "$BIN/ps-worker" --servers "$EP_s0" --config "$SRC/deploy/examples/click-lr.conf" \
+timeout -k 10 60 "$BIN/ps-worker" --servers "$EP_s0" --config "$SRC/deploy/examples/click-lr.conf" \
     --train_data bad.svm --test_data "" > bad.out 2> bad.log || rc=$?
 check "$rc == 65"
 grep -q "bad.svm:1001: feature 'oops' is not INDEX:VALUE" bad.log || fail "no file:line error: $(cat bad.log)"

@@ -25,7 +25,7 @@ mount -t tmpfs -o size=3m small "$WORK/small"
 
 for d in ro full; do
     rc=0
-    timeout 10 "$BIN/ps-server" --port 0 --state-dir "$WORK/$d/state" 2>"$WORK/$d.log" || rc=$?
+    timeout -k 10 10 "$BIN/ps-server" --port 0 --state-dir "$WORK/$d/state" 2>"$WORK/$d.log" || rc=$?
     check "$rc != 0 and $rc != 124"
     grep -q "state_dir '$WORK/$d/state'" "$WORK/$d.log" || fail "$d: the directory is not named: $(cat "$WORK/$d.log")"
     pass "$d state_dir: exit $rc at start: $(grep -o "state_dir.*" "$WORK/$d.log" | head -1)"

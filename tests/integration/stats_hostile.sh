@@ -20,7 +20,7 @@ check "$mport > 0 and $sport > 0"
 rss() { awk '/^VmRSS/{print $2}' "/proc/$PID_h/status"; }
 
 # 1. a real browser
-timeout 90 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
+timeout -k 10 90 chromium --headless --no-sandbox --disable-gpu --disable-quic --no-first-run \
     --disable-background-networking --disable-component-update --disable-sync \
     --user-data-dir="$WORK/chromium-profile" --dump-dom "http://127.0.0.1:$mport/metrics" \
     >"$WORK/dom.html" 2>"$WORK/chromium.log" || fail "chromium exited $?"
