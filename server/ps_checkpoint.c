@@ -18,9 +18,18 @@
 
 #define MAGIC "PSCKPT\0\0"
 /* 2: the optimizer record holds every field (1 lacked l1, l2, ftrl_beta);
- * 3: the job record holds its id, fingerprint, ranks and fp16 scaler */
-#define FORMAT 3
-#define HEAD_BYTES 24
+ * 3: the job record holds its id, fingerprint, ranks and fp16 scaler;
+ * 4: the head holds a base clock and the sparse tables follow the chunks */
+#define FORMAT 4
+#define HEAD_BYTES 32 /* format 4; 24 before (no base clock) */
+#define HEAD_BYTES_V3 24
+/* A sparse row as stored is at most this many floats (value and state). */
+#define MAX_SPARSE_STRIDE (1u << 20)
+
+static uint32_t head_bytes(uint32_t format)
+{
+    return format >= 4 ? HEAD_BYTES : HEAD_BYTES_V3;
+}
 
 typedef struct {
     FILE *f; /* the ps_file's stream */
@@ -116,6 +125,37 @@ static void put_chunk(writer_t *w, const ps_table_t *t, uint32_t chunk)
         put_floats(w, s.v, s.len);
 }
 
+/* One sparse table: its layout and clocks, then all its rows or (delta)
+ * the dirty ones, each as u64 key and stride floats. */
+static void put_sparse(writer_t *w, const ps_sparse_t *t, bool delta)
+{
+    ps_sparse_layout_t l;
+    ps_sparse_layout(t, &l);
+    uint64_t n = ps_sparse_keys(t);
+    uint64_t n_rows = delta ? ps_sparse_n_dirty(t) : n;
+    uint8_t is_delta = delta;
+    PUT(w, l.id);
+    PUT(w, l.dim);
+    PUT(w, l.stride);
+    PUT(w, l.world);
+    put_str(w, l.name);
+    put_optim(w, l.optim);
+    PUT(w, l.seed);
+    PUT(w, l.init_scale);
+    PUT(w, l.clock);
+    put(w, l.pushes, l.world * sizeof *l.pushes);
+    PUT(w, is_delta);
+    PUT(w, n_rows);
+    for (uint64_t i = 0; i < n; i++) {
+        if (delta && !ps_sparse_row_dirty(t, (uint32_t)i))
+            continue;
+        uint64_t key;
+        const float *row = ps_sparse_row(t, (uint32_t)i, &key);
+        PUT(w, key);
+        put_floats(w, row, l.stride);
+    }
+}
+
 static int cmp_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -183,20 +223,61 @@ static void put_job(writer_t *w, const ps_ckpt_job_t *job, uint32_t n_chunks)
     PUT(w, n_chunks);
 }
 
-/* Deletes all but the newest keep checkpoints in jobdir. */
+/* The base clock in a checkpoint's head, read without the rest of the
+ * file: -1 for a self-contained file (and every format before 4). */
+static int64_t peek_base(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char head[HEAD_BYTES];
+    size_t n = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f)
+        fclose(f);
+    uint32_t format = 0;
+    int64_t base = -1;
+    if (n == HEAD_BYTES && memcmp(head, MAGIC, 8) == 0) {
+        memcpy(&format, head + 8, 4);
+        if (format >= 4)
+            memcpy(&base, head + HEAD_BYTES_V3, 8);
+    }
+    return base;
+}
+
+/* Deletes all but the newest keep checkpoints in jobdir and the files
+ * they are deltas on (a base is older than its deltas: one pass from the
+ * newest keeps every chain whole). */
 static void prune(const char *jobdir, int keep)
 {
     char **names, path[1200];
     int n = list_ckpts(jobdir, &names);
-    for (int i = 0; i + keep < n; i++) {
+    bool *kept = calloc((size_t)(n ? n : 1), sizeof *kept);
+    if (!kept) {
+        free_names(names, n);
+        return; /* keep everything rather than break a chain */
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        if (i + keep >= n)
+            kept[i] = true;
+        if (!kept[i])
+            continue;
+        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
+        int64_t base = peek_base(path);
+        for (int j = i - 1; base >= 0 && j >= 0; j--)
+            if (atoll(names[j] + 5) == base)
+                kept[j] = true;
+    }
+    for (int i = 0; i < n; i++) {
+        if (kept[i])
+            continue;
         snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
         unlink(path);
     }
+    free(kept);
     free_names(names, n);
 }
 
 int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *chunks,
-                  const uint32_t *chunk_ids, uint32_t n_chunks, int keep, ps_errbuf_t *err)
+                  const uint32_t *chunk_ids, uint32_t n_chunks, const ps_ckpt_sparse_set_t *sparse,
+                  int keep, ps_errbuf_t *err)
 {
     char jobdir[1024], path[1100];
     snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job->job);
@@ -214,10 +295,16 @@ int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *
     put_job(&w, job, n_chunks);
     for (uint32_t i = 0; i < n_chunks; i++)
         put_chunk(&w, chunks[i], chunk_ids[i]);
+    uint32_t n_sparse = sparse ? sparse->n : 0;
+    int64_t base = sparse && sparse->n ? sparse->base_clock : -1;
+    PUT(&w, n_sparse);
+    for (uint32_t i = 0; i < n_sparse; i++)
+        put_sparse(&w, sparse->tables[i], base >= 0);
     uint32_t format = FORMAT, crc = (uint32_t)w.crc;
     memcpy(head + 8, &format, 4);
     memcpy(head + 12, &crc, 4);
     memcpy(head + 16, &w.bytes, 8);
+    memcpy(head + HEAD_BYTES_V3, &base, 8);
     if (w.failed || fseek(w.f, 0, SEEK_SET) != 0 ||
         fwrite(head, 1, HEAD_BYTES, w.f) != HEAD_BYTES) {
         int e = errno;
@@ -342,6 +429,33 @@ static void get_chunk(reader_t *r, ps_ckpt_chunk_t *c, uint32_t format)
     c->state.v = has_v ? take(r, bytes) : NULL;
 }
 
+static void get_sparse(reader_t *r, ps_ckpt_sparse_t *s)
+{
+    GET(r, s->table_id);
+    GET(r, s->dim);
+    GET(r, s->stride);
+    GET(r, s->world);
+    get_str(r, s->name, sizeof s->name);
+    get_optim(r, &s->optim, FORMAT);
+    GET(r, s->seed);
+    GET(r, s->init_scale);
+    GET(r, s->clock);
+    if (s->dim == 0 || s->stride < s->dim || s->stride > MAX_SPARSE_STRIDE || s->world == 0 ||
+        s->world > 65536) {
+        r->bad = 1;
+        return;
+    }
+    s->pushes = take(r, s->world * sizeof(int64_t));
+    GET(r, s->delta);
+    GET(r, s->n_rows);
+    uint64_t row_bytes = sizeof(uint64_t) + (uint64_t)s->stride * sizeof(float);
+    if (r->bad || s->n_rows > (uint64_t)(r->end - r->p) / row_bytes) {
+        r->bad = 1;
+        return;
+    }
+    s->rows = take(r, s->n_rows * row_bytes);
+}
+
 /* The job record's format-3 fields: id, fingerprint, ranks, scaler. */
 static void get_job_v3(reader_t *r, ps_ckpt_t *out)
 {
@@ -372,6 +486,14 @@ static void get_job_v3(reader_t *r, ps_ckpt_t *out)
 
 void ps_ckpt_free(ps_ckpt_t *c)
 {
+    if (c->base) {
+        ps_ckpt_free(c->base);
+        free(c->base);
+        c->base = NULL;
+    }
+    free(c->sparse);
+    c->sparse = NULL;
+    c->n_sparse = 0;
     free(c->chunks);
     free(c->buf);
     free(c->fingerprint);
@@ -385,15 +507,16 @@ int ps_ckpt_read(const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
 {
     memset(out, 0, sizeof *out);
     out->job.fingerprint = "";
+    out->base_clock = -1;
     FILE *f = fopen(path, "rb");
     if (!f)
         return ps_err_set(err, PS_EIO, "cannot read '%s': %s", path, strerror(errno));
     char head[HEAD_BYTES];
-    uint32_t format = 0, crc = 0;
+    uint32_t format = 0, crc = 0, hb = HEAD_BYTES_V3;
     uint64_t len = 0;
     struct stat st;
     int rc = PS_EFORMAT;
-    if (fread(head, 1, HEAD_BYTES, f) != HEAD_BYTES || memcmp(head, MAGIC, 8) != 0) {
+    if (fread(head, 1, HEAD_BYTES_V3, f) != HEAD_BYTES_V3 || memcmp(head, MAGIC, 8) != 0) {
         ps_err_set(err, rc, "'%s': not a checkpoint (bad magic)", path);
         goto out;
     }
@@ -404,9 +527,17 @@ int ps_ckpt_read(const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
         ps_err_set(err, rc, "'%s': format %u, this server reads 1 to %u", path, format, FORMAT);
         goto out;
     }
-    if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size != len + HEAD_BYTES) {
+    hb = head_bytes(format);
+    if (hb > HEAD_BYTES_V3 &&
+        fread(head + HEAD_BYTES_V3, 1, hb - HEAD_BYTES_V3, f) != hb - HEAD_BYTES_V3) {
+        ps_err_set(err, rc, "'%s': truncated head", path);
+        goto out;
+    }
+    if (format >= 4)
+        memcpy(&out->base_clock, head + HEAD_BYTES_V3, 8);
+    if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size != len + hb) {
         ps_err_set(err, rc, "'%s': truncated or padded: %lld bytes, header says %llu", path,
-                   (long long)st.st_size, (unsigned long long)(len + HEAD_BYTES));
+                   (long long)st.st_size, (unsigned long long)(len + hb));
         goto out;
     }
     out->buf = malloc(len ? len : 1);
@@ -449,8 +580,22 @@ int ps_ckpt_read(const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
     out->chunks = calloc(out->n_chunks ? out->n_chunks : 1, sizeof *out->chunks);
     for (uint32_t i = 0; out->chunks && i < out->n_chunks && !r.bad; i++)
         get_chunk(&r, &out->chunks[i], format);
-    if (!out->chunks || r.bad || r.p != r.end) {
+    if (!out->chunks || r.bad) {
         ps_err_set(err, rc, "'%s': malformed chunk records", path);
+        goto out;
+    }
+    if (format >= 4)
+        GET(&r, out->n_sparse);
+    if (r.bad || out->n_sparse > (1u << 16) || (out->base_clock >= 0 && !out->n_sparse) ||
+        out->base_clock >= j->clock) {
+        ps_err_set(err, rc, "'%s': malformed sparse section or base clock", path);
+        goto out;
+    }
+    out->sparse = calloc(out->n_sparse ? out->n_sparse : 1, sizeof *out->sparse);
+    for (uint32_t i = 0; out->sparse && i < out->n_sparse && !r.bad; i++)
+        get_sparse(&r, &out->sparse[i]);
+    if (!out->sparse || r.bad || r.p != r.end) {
+        ps_err_set(err, rc, "'%s': malformed sparse table records", path);
         goto out;
     }
     rc = PS_OK;
@@ -459,6 +604,35 @@ out:
     if (rc != PS_OK)
         ps_ckpt_free(out);
     return rc;
+}
+
+/* Reads path and, if it is a delta, the chain of files under it (each
+ * base older than the file on it, so the chain ends). */
+static int read_chain(const char *jobdir, const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
+{
+    if (ps_ckpt_read(path, out, err) != PS_OK)
+        return PS_EFORMAT;
+    if (out->base_clock < 0)
+        return PS_OK;
+    char base_path[1100];
+    snprintf(base_path, sizeof base_path, "%s/ckpt-%012lld.psc", jobdir,
+             (long long)out->base_clock);
+    out->base = ps_xmalloc(sizeof *out->base);
+    ps_errbuf_t why;
+    if (read_chain(jobdir, base_path, out->base, &why) != PS_OK) {
+        free(out->base);
+        out->base = NULL;
+        ps_err_set(err, PS_EFORMAT, "a delta on '%s', which cannot be read: %s", base_path,
+                   why.msg);
+        ps_ckpt_free(out);
+        return PS_EFORMAT;
+    }
+    if (out->base->job.id != out->job.id) {
+        ps_err_set(err, PS_EFORMAT, "a delta on '%s', which belongs to another job id", base_path);
+        ps_ckpt_free(out);
+        return PS_EFORMAT;
+    }
+    return PS_OK;
 }
 
 int ps_ckpt_load(const char *dir, const char *job, int64_t clock, ps_ckpt_t *out, ps_errbuf_t *err)
@@ -474,13 +648,56 @@ int ps_ckpt_load(const char *dir, const char *job, int64_t clock, ps_ckpt_t *out
             continue;
         snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
         ps_errbuf_t why;
-        if (ps_ckpt_read(path, out, &why) == PS_OK) {
+        if (read_chain(jobdir, path, out, &why) == PS_OK) {
             rc = PS_OK;
             break;
         }
         ps_log(PS_LOG_WARN, "checkpoint '%s' skipped: %s", path, why.msg);
     }
     free_names(names, n);
+    return rc;
+}
+
+/* The record of table_id in checkpoint ck, or NULL. */
+static const ps_ckpt_sparse_t *find_sparse(const ps_ckpt_t *ck, uint32_t table_id)
+{
+    for (uint32_t i = 0; i < ck->n_sparse; i++)
+        if (ck->sparse[i].table_id == table_id)
+            return &ck->sparse[i];
+    return NULL;
+}
+
+static int put_rows(ps_sparse_t *t, const ps_ckpt_t *ck, uint32_t table_id, uint32_t stride,
+                    float *row, ps_errbuf_t *err)
+{
+    if (ck->base && put_rows(t, ck->base, table_id, stride, row, err) != PS_OK)
+        return err->code;
+    const ps_ckpt_sparse_t *s = find_sparse(ck, table_id);
+    if (!s)
+        return PS_OK; /* made after that file was written */
+    if (s->stride != stride)
+        return ps_err_set(err, PS_ECONFLICT, "sparse table '%s': rows of %u floats, then %u",
+                          s->name, s->stride, stride);
+    size_t row_bytes = sizeof(uint64_t) + (size_t)stride * sizeof(float);
+    for (uint64_t i = 0; i < s->n_rows; i++) {
+        const char *at = s->rows + i * row_bytes;
+        uint64_t key;
+        memcpy(&key, at, sizeof key);
+        memcpy(row, at + sizeof key, (size_t)stride * sizeof(float));
+        if (ps_sparse_put_row(t, key, row) != PS_OK)
+            return ps_err_set(err, PS_ERANGE, "sparse table '%s': more rows than it may hold",
+                              s->name);
+    }
+    return PS_OK;
+}
+
+int ps_ckpt_sparse_rows(const ps_ckpt_t *ck, uint32_t table_id, ps_sparse_t *t, ps_errbuf_t *err)
+{
+    ps_sparse_layout_t l;
+    ps_sparse_layout(t, &l);
+    float *row = ps_xmalloc((size_t)l.stride * sizeof(float));
+    int rc = put_rows(t, ck, table_id, l.stride, row, err);
+    free(row);
     return rc;
 }
 
@@ -495,11 +712,14 @@ static uint64_t peek_id(const char *path)
         fclose(f);
     uint32_t format = 0;
     uint16_t name_len = 0;
-    if (n < HEAD_BYTES + 2)
+    if (n < HEAD_BYTES_V3 + 2)
         return 0;
     memcpy(&format, head + 8, 4);
-    memcpy(&name_len, head + HEAD_BYTES, 2);
-    size_t at = HEAD_BYTES + 2 + name_len + 4 + 4 + 8 + 4 + 4 + 8;
+    size_t hb = head_bytes(format);
+    if (n < hb + 2)
+        return 0;
+    memcpy(&name_len, head + hb, 2);
+    size_t at = hb + 2 + name_len + 4 + 4 + 8 + 4 + 4 + 8;
     uint64_t id = 0;
     if (format >= 3 && at + 8 <= n)
         memcpy(&id, head + at, 8);

@@ -4,7 +4,13 @@
  * or, at shutdown, by the loop itself; read at startup and on ROLLBACK.
  *
  * File: DIR/JOB/ckpt-CLOCK.psc (CLOCK zero-padded), little-endian:
- *   "PSCKPT\0\0" | u32 format (3) | u32 crc32(payload) | u64 payload bytes | payload
+ *   "PSCKPT\0\0" | u32 format (4) | u32 crc32(payload) | u64 payload bytes |
+ *   (format 4:) i64 base clock | payload
+ * The base clock is -1 for a self-contained file, else the clock of the
+ * checkpoint its sparse tables' rows are a delta on (rows made or updated
+ * since then; that file may itself be a delta, up to a full one). Format 4
+ * adds the sparse tables after the chunks: layout, clocks and rows (key,
+ * then value and optimizer state).
  * The payload lists the job (name, world, staleness, generation, shard,
  * clock; from format 3 its id, fingerprint, each rank's membership and the
  * fp16 loss scaler) and each chunk (table id, chunk, name, shape,
@@ -20,6 +26,7 @@
 
 #include "ps_err.h"
 #include "ps_optim_spec.h"
+#include "ps_sparse.h"
 #include "ps_table.h"
 
 /* A rank's membership as a checkpoint keeps it. */
@@ -54,28 +61,62 @@ typedef struct {
     ps_table_state_t state;
 } ps_ckpt_chunk_t;
 
+/* One sparse table as read from a file (pointers into the ps_ckpt_t). */
 typedef struct {
+    uint32_t table_id, dim, stride, world;
+    char name[64];
+    ps_optim_spec_t optim;
+    uint64_t seed;
+    double init_scale;
+    int64_t clock;
+    const int64_t *pushes; /* world entries, unaligned */
+    uint8_t delta;         /* rows made or updated since the base only */
+    uint64_t n_rows;       /* rows in this record */
+    const char *rows;      /* n_rows x (u64 key, stride floats), unaligned */
+} ps_ckpt_sparse_t;
+
+typedef struct ps_ckpt {
     ps_ckpt_job_t job;
     ps_ckpt_chunk_t *chunks;
     uint32_t n_chunks;
-    void *buf;         /* the file's payload; the chunks point into it */
-    char *fingerprint; /* job.fingerprint's storage */
+    ps_ckpt_sparse_t *sparse;
+    uint32_t n_sparse;
+    int64_t base_clock;   /* -1: self-contained */
+    struct ps_ckpt *base; /* ps_ckpt_load: the file it is a delta on (recursively) */
+    void *buf;            /* the file's payload; the records point into it */
+    char *fingerprint;    /* job.fingerprint's storage */
 } ps_ckpt_t;
 
-/* Writes a checkpoint of the given chunks to DIR/JOB/ckpt-CLOCK.psc:
- * temp file, fsync, rename, fsync of the directory; then deletes all but
- * the newest `keep` checkpoints of the job. PS_EIO with err naming the file. */
+/* What a checkpoint writes of the sparse tables: all rows, or (base_clock
+ * >= 0) only those made or updated since the checkpoint of base_clock. */
+typedef struct {
+    ps_sparse_t *const *tables;
+    uint32_t n;
+    int64_t base_clock;
+} ps_ckpt_sparse_set_t;
+
+/* Writes a checkpoint of the given chunks and sparse tables (sparse may be
+ * NULL) to DIR/JOB/ckpt-CLOCK.psc: temp file, fsync, rename, fsync of the
+ * directory; then deletes all but the newest `keep` checkpoints of the job
+ * and the files they are deltas on. PS_EIO with err naming the file. */
 int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *chunks,
-                  const uint32_t *chunk_ids, uint32_t n_chunks, int keep, ps_errbuf_t *err);
+                  const uint32_t *chunk_ids, uint32_t n_chunks, const ps_ckpt_sparse_set_t *sparse,
+                  int keep, ps_errbuf_t *err);
 /* Reads one file. PS_EIO / PS_EFORMAT (bad magic, length, checksum) with
  * err naming it. */
 int ps_ckpt_read(const char *path, ps_ckpt_t *out, ps_errbuf_t *err);
 /* Frees what ps_ckpt_read allocated; safe twice. */
 void ps_ckpt_free(ps_ckpt_t *c);
 /* Loads the newest valid checkpoint of job dir DIR/JOB (clock == -1) or the
- * one with exactly that clock, skipping corrupt ones with a warning each.
- * PS_ENOJOB if there is none. */
+ * one with exactly that clock, with the files it is a delta on (out->base,
+ * recursively), skipping corrupt ones, or ones whose base is missing or
+ * corrupt, with a warning each. PS_ENOJOB if there is none. */
 int ps_ckpt_load(const char *dir, const char *job, int64_t clock, ps_ckpt_t *out, ps_errbuf_t *err);
+/* Puts the rows of sparse table table_id from ck and the files it is a
+ * delta on into t (made if new, else overwritten), oldest file first, so
+ * the newest row wins; t's rows are marked clean. PS_ECONFLICT if a file
+ * stores rows of another width than t, PS_ERANGE past t's row limit. */
+int ps_ckpt_sparse_rows(const ps_ckpt_t *ck, uint32_t table_id, ps_sparse_t *t, ps_errbuf_t *err);
 /* Deletes every checkpoint of job, and its directory. */
 void ps_ckpt_remove_job(const char *dir, const char *job);
 /* Deletes the checkpoints of job whose id is id (0: any id), and the

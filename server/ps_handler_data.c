@@ -73,11 +73,6 @@ static psrv_reply_t *init_sparse(ps_server_t *srv, psrv_request_t *rq, ps_job_t 
         return psrv_fail(rq, err.code, "%s", err.msg);
     ps_log(PS_LOG_INFO, "job '%s': sparse table %u '%s' (dim %u, %s)", ps_job_name(job),
            h->table_id, spec->name, spec->dim, ps_optim_name(p.optim.kind));
-    if (*srv->cfg.state_dir)
-        ps_log(PS_LOG_WARN,
-               "job '%s': sparse table '%s' is not in checkpoints yet: a restarted "
-               "shard starts its rows over",
-               ps_job_name(job), spec->name);
     return psrv_ok(rq);
 }
 
@@ -323,13 +318,18 @@ static psrv_reply_t *sparse_push(ps_server_t *srv, psrv_request_t *rq, ps_job_t 
         return psrv_fail(rq, PS_ENONFINITE, "sparse push to '%s' clock %lld contains inf or NaN",
                          ps_sparse_name(t), (long long)h->clock);
     }
+    /* as for a dense push: the job's clock-0 checkpoint */
+    if (h->clock == 0 && ps_job_resume_clock(job) == 0 && ps_job_next_checkpoint(job) == 0)
+        psrv_snapshot_maybe(srv, job);
     int rc = ps_sparse_push(t, h->rank, h->clock, &rq->msg->parts[2], vals);
     if (rc != PS_OK)
         return psrv_fail(rq, rc, "sparse push of clock %lld to '%s' but worker %u is at %lld",
                          (long long)h->clock, ps_sparse_name(t), h->rank,
                          (long long)ps_sparse_worker_clock(t, h->rank));
-    if (ps_sparse_try_complete(t, ps_job_live(job)) || ps_job_max_staleness(job) != 0)
+    if (ps_sparse_try_complete(t, ps_job_live(job)) || ps_job_max_staleness(job) != 0) {
         psrv_jobs_serve(srv, job);
+        psrv_snapshot_maybe(srv, job);
+    }
     ps_hist_observe(&srv->stats.push_latency, ps_time_ns() - rq->recv_ns);
     return psrv_ok(rq);
 }

@@ -31,6 +31,7 @@ struct ps_job {
     int64_t skip_logged_clock; /* newest skipped clock already logged */
     uint64_t generation;
     int64_t next_ckpt_clock;
+    ps_job_ckpt_chain_t ckpt_chain;
     ps_pending_t pending;
     char creator[64]; /* CURVE key or address of the client that created it */
 };
@@ -48,6 +49,7 @@ ps_job_t *ps_job_new(const char *name, uint32_t world, int max_staleness, int64_
         job->ranks[r].last_seen_ms = now_ms; /* a rank that never shows up times out too */
     job->skip_logged_clock = -1;
     job->rollback_clock = -1;
+    job->ckpt_chain.base = -1;
     job->created_ms = now_ms;
     ps_pending_init(&job->pending);
     return job;
@@ -104,6 +106,10 @@ int64_t ps_job_next_checkpoint(const ps_job_t *job)
 void ps_job_set_next_checkpoint(ps_job_t *job, int64_t clock)
 {
     job->next_ckpt_clock = clock;
+}
+ps_job_ckpt_chain_t *ps_job_ckpt_chain(ps_job_t *job)
+{
+    return &job->ckpt_chain;
 }
 const uint8_t *ps_job_live(const ps_job_t *job)
 {
@@ -488,42 +494,69 @@ uint32_t ps_job_chunks(const ps_job_t *job, ps_table_t ***chunks, uint32_t **chu
     return n;
 }
 
+uint32_t ps_job_sparse_tables(const ps_job_t *job, ps_sparse_t ***tables)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < job->n_tables; i++)
+        n += job->tables[i].sparse != NULL;
+    *tables = ps_xmalloc((n ? n : 1) * sizeof **tables);
+    uint32_t k = 0;
+    for (uint32_t i = 0; i < job->n_tables; i++)
+        if (job->tables[i].sparse)
+            (*tables)[k++] = job->tables[i].sparse;
+    return n;
+}
+
 /* ---- clocks and consistency ---- */
 
-/* min (want_max false) or max of f over every chunk on this shard. */
-static int64_t fold_chunks(const ps_job_t *job, bool want_max, int64_t none,
-                           int64_t (*f)(const ps_table_t *, uint32_t), uint32_t arg)
+/* Folds f over the rounds of every table the shard holds of the job (dense
+ * chunks and sparse tables): the lowest (or, want_max, the highest) value,
+ * or none if it holds none. */
+static int64_t fold_rounds(const ps_job_t *job, bool want_max, int64_t none,
+                           int64_t (*f)(const ps_job_t *, const ps_round_t *, uint32_t),
+                           uint32_t arg)
 {
     int64_t acc = want_max ? INT64_MIN : INT64_MAX;
     for (uint32_t i = 0; i < job->n_tables; i++) {
         const ps_job_table_t *e = &job->tables[i];
-        for (uint32_t c = 0; c < e->n_chunks; c++) {
-            if (!e->chunks[c])
+        for (uint32_t c = 0; c <= e->n_chunks; c++) {
+            const ps_round_t *r = c < e->n_chunks
+                                      ? (e->chunks[c] ? ps_table_round(e->chunks[c]) : NULL)
+                                      : (e->sparse ? ps_sparse_round(e->sparse) : NULL);
+            if (!r)
                 continue;
-            int64_t v = f(e->chunks[c], arg);
+            int64_t v = f(job, r, arg);
             acc = want_max ? (v > acc ? v : acc) : (v < acc ? v : acc);
         }
     }
     return acc == (want_max ? INT64_MIN : INT64_MAX) ? none : acc;
 }
 
-static int64_t chunk_clock(const ps_table_t *t, uint32_t unused)
+static int64_t round_clock(const ps_job_t *job, const ps_round_t *r, uint32_t unused)
 {
+    (void)job;
     (void)unused;
-    return ps_table_clock(t);
+    return ps_round_clock(r);
 }
 
-/* SSP/ASP: the lowest clock of the chunk's live ranks; with none live
+static int64_t round_rank_clock(const ps_job_t *job, const ps_round_t *r, uint32_t rank)
+{
+    (void)job;
+    return ps_round_rank_clock(r, rank);
+}
+
+/* SSP/ASP: the lowest clock of the round's live ranks; with none live
  * (every rank done or lost) the furthest any rank got, so the job's clock
  * (and its checkpoints) never fall back when its last live worker ends. */
-static int64_t chunk_live_clock(const ps_table_t *t, uint32_t world, const uint8_t *live)
+static int64_t round_live_clock(const ps_job_t *job, const ps_round_t *r, uint32_t unused)
 {
-    int64_t c = ps_table_ready_clock(t, live);
+    (void)unused;
+    int64_t c = ps_round_ready_clock(r, job->live);
     if (c != INT64_MAX)
         return c;
-    int64_t top = ps_table_clock(t);
-    for (uint32_t k = 0; k < world; k++) {
-        int64_t v = ps_table_worker_clock(t, k);
+    int64_t top = ps_round_clock(r);
+    for (uint32_t k = 0; k < job->world; k++) {
+        int64_t v = ps_round_rank_clock(r, k);
         top = v > top ? v : top;
     }
     return top;
@@ -531,16 +564,7 @@ static int64_t chunk_live_clock(const ps_table_t *t, uint32_t world, const uint8
 
 int64_t ps_job_resume_clock(const ps_job_t *job)
 {
-    if (job->max_staleness == 0)
-        return fold_chunks(job, false, 0, chunk_clock, 0);
-    int64_t low = INT64_MAX;
-    for (uint32_t i = 0; i < job->n_tables; i++)
-        for (uint32_t c = 0; c < job->tables[i].n_chunks; c++)
-            if (job->tables[i].chunks[c]) {
-                int64_t v = chunk_live_clock(job->tables[i].chunks[c], job->world, job->live);
-                low = v < low ? v : low;
-            }
-    return low == INT64_MAX ? 0 : low;
+    return fold_rounds(job, false, 0, job->max_staleness == 0 ? round_clock : round_live_clock, 0);
 }
 
 int64_t ps_job_rank_resume_clock(const ps_job_t *job, uint32_t rank)
@@ -550,13 +574,13 @@ int64_t ps_job_rank_resume_clock(const ps_job_t *job, uint32_t rank)
 
 int64_t ps_job_max_clock(const ps_job_t *job)
 {
-    int64_t top = fold_chunks(job, true, 0, chunk_clock, 0);
+    int64_t top = fold_rounds(job, true, 0, round_clock, 0);
     return top > 0 ? top : 0;
 }
 
 int64_t ps_job_rank_clock(const ps_job_t *job, uint32_t rank)
 {
-    return fold_chunks(job, false, 0, ps_table_worker_clock, rank);
+    return fold_rounds(job, false, 0, round_rank_clock, rank);
 }
 
 /* The first chunk this shard holds: its rounds drive the job's scaler. */

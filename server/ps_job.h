@@ -154,6 +154,9 @@ ps_sparse_t *ps_job_sparse(const ps_job_t *job, uint32_t table_id);
  * array (caller frees) and their chunk indexes into *chunk_ids (likewise).
  * Returns the count. */
 uint32_t ps_job_chunks(const ps_job_t *job, ps_table_t ***chunks, uint32_t **chunk_ids);
+/* Every sparse table of the job, in table id order, into a new array
+ * (caller frees). Returns the count. */
+uint32_t ps_job_sparse_tables(const ps_job_t *job, ps_sparse_t ***tables);
 
 /* ---- clocks and consistency ---- */
 
@@ -187,6 +190,15 @@ ps_pending_t *ps_job_pending(ps_job_t *job);
 /* The clock at which the next periodic checkpoint is due. */
 int64_t ps_job_next_checkpoint(const ps_job_t *job);
 void ps_job_set_next_checkpoint(ps_job_t *job, int64_t clock);
+/* What the next checkpoint of the job's sparse rows can build on: the
+ * clock of the last one written (-1: the next must be full, as at the
+ * start, after a restore elsewhere or a failed write) and how many deltas
+ * were written since the last full one. */
+typedef struct {
+    int64_t base;
+    uint32_t deltas;
+} ps_job_ckpt_chain_t;
+ps_job_ckpt_chain_t *ps_job_ckpt_chain(ps_job_t *job);
 /* True once per clock: the first skip of each clock is logged, not every
  * rank's. */
 bool ps_job_first_skip(ps_job_t *job, int64_t clock);

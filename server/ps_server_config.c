@@ -44,7 +44,10 @@ static const ps_opt_t server_opts[] = {
     PS_OPT_INT("checkpoint_every", ps_server_config_t, checkpoint_every, "0", 0, 1LL << 40,
                "checkpoint each job every N clocks (and at shutdown); 0 = only at shutdown"),
     PS_OPT_INT("checkpoint_keep", ps_server_config_t, checkpoint_keep, "3", 1, 1000,
-               "checkpoints kept per job"),
+               "checkpoints kept per job (and the files their sparse rows build on)"),
+    PS_OPT_INT("sparse_full_every", ps_server_config_t, sparse_full_every, "8", 1, 1000,
+               "every Nth checkpoint holds all of a job's sparse rows, the others only "
+               "the rows made or updated since the previous one; 1 = always all"),
     PS_OPT_STR("stats_socket", ps_server_config_t, stats_socket, "",
                "UNIX stats socket path (mode 0660); empty = none (see ps-ctl)"),
     PS_OPT_INT("stats_port", ps_server_config_t, stats_port, "-1", -1, 65535,

@@ -31,6 +31,7 @@ typedef struct {
     char state_dir[PS_OPT_STR_MAX];
     int64_t checkpoint_every;
     int64_t checkpoint_keep;
+    int64_t sparse_full_every;
     char stats_socket[PS_OPT_STR_MAX];
     int64_t stats_port;
     int64_t metrics_port;

@@ -77,9 +77,11 @@ struct ps_server {
     pid_t ckpt_child;                /* forked checkpoint writer, 0 if none */
     char ckpt_job[64];               /* what it writes: job, clock, final (every rank done) */
     int64_t ckpt_clock;
+    uint64_t ckpt_job_id;
     bool ckpt_final;
-    ps_zap_t *zap; /* CURVE on: who may connect, in which role */
-    void *monitor; /* PAIR receiving the router's handshake failures */
+    bool ckpt_delta; /* its sparse rows are a delta on the job's chain base */
+    ps_zap_t *zap;   /* CURVE on: who may connect, in which role */
+    void *monitor;   /* PAIR receiving the router's handshake failures */
     ps_statsd_t *statsd;
     atomic_int save_requested; /* set by the stats thread's `save` */
     atomic_int stop_requested; /* ps_server_stop, from any thread */

@@ -3,16 +3,19 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include "ps_checkpoint.h"
+#include "ps_jobs.h"
 #include "ps_log.h"
 #include "ps_shardmap.h"
 #include "ps_time.h"
 
-/* Writes a checkpoint of job in this process. */
-static int write_job(ps_server_t *srv, ps_job_t *job, ps_errbuf_t *err)
+/* Writes a checkpoint of job in this process; its sparse rows all, or
+ * (base >= 0) those made or updated since the checkpoint of clock base. */
+static int write_job(ps_server_t *srv, ps_job_t *job, int64_t base, ps_errbuf_t *err)
 {
     uint32_t world = ps_job_world(job);
     uint8_t *ranks = ps_xmalloc(world);
@@ -40,12 +43,51 @@ static int write_job(ps_server_t *srv, ps_job_t *job, ps_errbuf_t *err)
     ps_table_t **chunks;
     uint32_t *ids;
     uint32_t n = ps_job_chunks(job, &chunks, &ids);
-    int rc =
-        ps_ckpt_write(srv->cfg.state_dir, &cj, chunks, ids, n, (int)srv->cfg.checkpoint_keep, err);
+    ps_ckpt_sparse_set_t sparse = {.base_clock = base};
+    ps_sparse_t **tables;
+    sparse.n = ps_job_sparse_tables(job, &tables);
+    sparse.tables = tables;
+    int rc = ps_ckpt_write(srv->cfg.state_dir, &cj, chunks, ids, n, &sparse,
+                           (int)srv->cfg.checkpoint_keep, err);
+    free(tables);
     free(chunks);
     free(ids);
     free(ranks);
     return rc;
+}
+
+/* The sparse rows are clean from the moment a checkpoint is taken (what
+ * changes next goes in the next delta); the chain moves on once the file
+ * is written, and starts over (a full file next) if it was not. */
+static void clear_dirty(ps_job_t *job)
+{
+    ps_sparse_t **tables;
+    uint32_t n = ps_job_sparse_tables(job, &tables);
+    for (uint32_t i = 0; i < n; i++)
+        ps_sparse_clear_dirty(tables[i]);
+    free(tables);
+}
+
+static void chain_written(ps_job_t *job, int64_t clock, bool delta, bool ok)
+{
+    ps_job_ckpt_chain_t *chain = ps_job_ckpt_chain(job);
+    chain->base = ok ? clock : -1;
+    chain->deltas = ok && delta ? chain->deltas + 1 : 0;
+}
+
+/* The base of the next checkpoint's sparse rows at clock, or -1 (full):
+ * full every sparse_full_every files, when the chain was broken, or when
+ * the base would be the file being written (same clock). */
+static int64_t next_base(ps_server_t *srv, ps_job_t *job, int64_t clock)
+{
+    const ps_job_ckpt_chain_t *chain = ps_job_ckpt_chain(job);
+    if (chain->base < 0 || chain->base >= clock ||
+        chain->deltas + 1 >= (uint64_t)srv->cfg.sparse_full_every)
+        return -1;
+    ps_sparse_t **tables;
+    uint32_t n = ps_job_sparse_tables(job, &tables);
+    free(tables);
+    return n ? chain->base : -1;
 }
 
 void psrv_snapshot_reap(ps_server_t *srv, bool block)
@@ -53,7 +95,11 @@ void psrv_snapshot_reap(ps_server_t *srv, bool block)
     int status;
     if (srv->ckpt_child <= 0 || waitpid(srv->ckpt_child, &status, block ? 0 : WNOHANG) <= 0)
         return;
-    if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+    bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
+    ps_job_t *job = psrv_jobs_find(srv, srv->ckpt_job);
+    if (job && ps_job_id(job) == srv->ckpt_job_id)
+        chain_written(job, srv->ckpt_clock, srv->ckpt_delta, ok);
+    if (!ok) {
         ps_log(PS_LOG_ERROR, "shard %lld: checkpoint writer (pid %d) failed",
                (long long)srv->cfg.shard, (int)srv->ckpt_child);
         srv->stats.checkpoints_failed++;
@@ -61,8 +107,9 @@ void psrv_snapshot_reap(ps_server_t *srv, bool block)
         srv->stats.checkpoints_written++;
         srv->stats.last_checkpoint_ms = ps_time_ms();
         ps_log(srv->ckpt_final ? PS_LOG_INFO : PS_LOG_DEBUG,
-               "job '%s': %scheckpoint at clock %lld written", srv->ckpt_job,
-               srv->ckpt_final ? "final " : "", (long long)srv->ckpt_clock);
+               "job '%s': %s%scheckpoint at clock %lld written", srv->ckpt_job,
+               srv->ckpt_final ? "final " : "", srv->ckpt_delta ? "incremental " : "",
+               (long long)srv->ckpt_clock);
     }
     srv->ckpt_child = 0;
 }
@@ -79,7 +126,10 @@ static void fork_writer(ps_server_t *srv, ps_job_t *job, bool final)
     psrv_snapshot_reap(srv, true);
     snprintf(srv->ckpt_job, sizeof srv->ckpt_job, "%s", ps_job_name(job));
     srv->ckpt_clock = ps_job_resume_clock(job);
+    srv->ckpt_job_id = ps_job_id(job);
     srv->ckpt_final = final;
+    int64_t base = next_base(srv, job, srv->ckpt_clock);
+    srv->ckpt_delta = base >= 0;
     pid_t pid = fork();
     if (pid == 0) {
         /* the child holds copies of every descriptor, the listening socket
@@ -88,17 +138,21 @@ static void fork_writer(ps_server_t *srv, ps_job_t *job, bool final)
         close_range(3, ps_log_fd() > 3 ? (unsigned)ps_log_fd() - 1 : 2, 0);
         close_range((unsigned)ps_log_fd() + 1, ~0U, 0);
         ps_errbuf_t err;
-        int rc = write_job(srv, job, &err);
+        int rc = write_job(srv, job, base, &err);
         if (rc != PS_OK)
             ps_log(PS_LOG_ERROR, "shard %lld: %s", (long long)srv->cfg.shard, err.msg);
         _exit(rc == PS_OK ? 0 : 1);
     }
     if (pid < 0) {
         ps_errbuf_t err;
-        if (write_job(srv, job, &err) != PS_OK)
+        int rc = write_job(srv, job, base, &err);
+        if (rc != PS_OK)
             ps_log(PS_LOG_ERROR, "shard %lld: %s", (long long)srv->cfg.shard, err.msg);
+        clear_dirty(job);
+        chain_written(job, srv->ckpt_clock, base >= 0, rc == PS_OK);
         return;
     }
+    clear_dirty(job); /* the child took its copy */
     srv->ckpt_child = pid;
 }
 
@@ -132,7 +186,11 @@ int psrv_snapshot_all(ps_server_t *srv)
     for (size_t j = 0; *srv->cfg.state_dir && j < srv->jobs.n; j++) {
         ps_job_t *job = srv->jobs.all[j];
         ps_errbuf_t err;
-        if (write_job(srv, job, &err) != PS_OK) {
+        int64_t clock = ps_job_resume_clock(job);
+        int rc = write_job(srv, job, -1, &err);
+        clear_dirty(job);
+        chain_written(job, clock, false, rc == PS_OK);
+        if (rc != PS_OK) {
             ps_log(PS_LOG_ERROR, "shard %lld: %s", (long long)srv->cfg.shard, err.msg);
             failed++;
             srv->stats.checkpoints_failed++;
@@ -183,6 +241,43 @@ static int restore_chunks(ps_server_t *srv, ps_job_t *job, const ps_ckpt_t *ck, 
     return PS_OK;
 }
 
+/* Puts the sparse tables of checkpoint ck (with the files its rows build
+ * on) into job, creating missing ones: rows, then clocks. */
+static int restore_sparse(ps_job_t *job, const ps_ckpt_t *ck, ps_errbuf_t *err)
+{
+    for (uint32_t i = 0; i < ck->n_sparse; i++) {
+        const ps_ckpt_sparse_t *s = &ck->sparse[i];
+        ps_job_table_t *e = ps_job_slot(job, s->table_id);
+        if (!e || e->n_elems || s->world != ps_job_world(job))
+            return ps_err_set(err, PS_ECONFLICT, "sparse table '%s' does not fit the job", s->name);
+        if (!e->sparse) {
+            ps_sparse_params_t p = {.name = s->name,
+                                    .id = s->table_id,
+                                    .dim = s->dim,
+                                    .optim = s->optim,
+                                    .seed = s->seed,
+                                    .init_scale = s->init_scale,
+                                    .world = ps_job_world(job),
+                                    .max_staleness = ps_job_max_staleness(job)};
+            if (!(e->sparse = ps_sparse_new(&p, err)))
+                return err->code;
+        }
+        ps_sparse_layout_t l;
+        ps_sparse_layout(e->sparse, &l);
+        if (!ps_sparse_same_layout(e->sparse, s->name, s->dim) || l.stride != s->stride)
+            return ps_err_set(err, PS_ECONFLICT, "sparse table '%s' has another layout", s->name);
+        ps_sparse_clear(e->sparse);
+        int rc = ps_ckpt_sparse_rows(ck, s->table_id, e->sparse, err);
+        if (rc != PS_OK)
+            return rc;
+        int64_t *pushes = ps_xmalloc(s->world * sizeof *pushes);
+        memcpy(pushes, s->pushes, s->world * sizeof *pushes);
+        ps_sparse_restore_round(e->sparse, s->clock, pushes);
+        free(pushes);
+    }
+    return PS_OK;
+}
+
 /* The job of checkpoint ck, restored; NULL with err set if it does not fit. */
 static ps_job_t *restore_job(ps_server_t *srv, const ps_ckpt_t *ck, ps_errbuf_t *err)
 {
@@ -201,16 +296,19 @@ static ps_job_t *restore_job(ps_server_t *srv, const ps_ckpt_t *ck, ps_errbuf_t 
                               ck->job.scale_skipped};
         ps_job_set_scaler(job, &ls);
     }
-    if (restore_chunks(srv, job, ck, err) != PS_OK) {
+    if (restore_chunks(srv, job, ck, err) != PS_OK || restore_sparse(job, ck, err) != PS_OK) {
         ps_job_destroy(&job);
         return NULL;
     }
     int64_t clock = ps_job_resume_clock(job);
+    /* the rows now are the file's: the next checkpoint can build on it */
+    *ps_job_ckpt_chain(job) = (ps_job_ckpt_chain_t){ck->job.clock, 0};
     if (srv->cfg.checkpoint_every)
         ps_job_set_next_checkpoint(job, next_multiple(clock, srv->cfg.checkpoint_every));
     ps_log(PS_LOG_INFO,
-           "job '%s': restored from checkpoint at clock %lld (%u chunks, generation %llu)",
-           ps_job_name(job), (long long)clock, ck->n_chunks,
+           "job '%s': restored from checkpoint at clock %lld (%u chunks, %u sparse tables, "
+           "generation %llu)",
+           ps_job_name(job), (long long)clock, ck->n_chunks, ck->n_sparse,
            (unsigned long long)ps_job_generation(job));
     return job;
 }
@@ -239,6 +337,10 @@ int psrv_snapshot_rollback(ps_server_t *srv, ps_job_t *job, int64_t clock, ps_er
         return ps_err_set(err, PS_ENOCKPT, "shard %lld has no checkpoint of job '%s' at clock %lld",
                           (long long)srv->cfg.shard, ps_job_name(job), (long long)clock);
     int rc = restore_chunks(srv, job, &ck, err);
+    if (rc == PS_OK)
+        rc = restore_sparse(job, &ck, err);
+    if (rc == PS_OK)
+        *ps_job_ckpt_chain(job) = (ps_job_ckpt_chain_t){clock, 0};
     if (rc == PS_OK && ck.job.has_scaler) {
         ps_loss_scale_t ls = {(float)ck.job.scale, ck.job.scale_window, ck.job.scale_clean,
                               ck.job.scale_skipped};

@@ -23,8 +23,10 @@ struct ps_sparse {
     uint32_t world;
     ps_hashmap_t index;
     float **blocks;
+    uint64_t **block_keys; /* per block: the key of each row (for checkpoints) */
+    uint8_t **block_dirty; /* per block: a bit per row, made or updated since the last checkpoint */
     uint32_t n_blocks, cap_blocks;
-    uint32_t n_rows;
+    uint32_t n_rows, n_dirty;
     ps_round_t round;                    /* which pushes count, and the clocks */
     zmq_msg_t *stash_keys, *stash_grads; /* BSP: per rank with values, the round's push */
     size_t stash_bytes;
@@ -105,8 +107,11 @@ static void drop_stash(ps_sparse_t *t)
 {
     for (uint32_t r = 0; r < t->world; r++)
         if (t->round.slot[r] == PS_ROUND_VALUES) {
+            /* closed and made empty again: a second drop is harmless */
             zmq_msg_close(&t->stash_keys[r]);
             zmq_msg_close(&t->stash_grads[r]);
+            zmq_msg_init(&t->stash_keys[r]);
+            zmq_msg_init(&t->stash_grads[r]);
         }
     t->stash_bytes = 0;
 }
@@ -117,9 +122,14 @@ void ps_sparse_destroy(ps_sparse_t **tp)
     if (!t)
         return;
     drop_stash(t);
-    for (uint32_t b = 0; b < t->n_blocks; b++)
+    for (uint32_t b = 0; b < t->n_blocks; b++) {
         free(t->blocks[b]);
+        free(t->block_keys[b]);
+        free(t->block_dirty[b]);
+    }
     free(t->blocks);
+    free(t->block_keys);
+    free(t->block_dirty);
     ps_hashmap_free(&t->index);
     ps_round_fini(&t->round);
     free(t->stash_keys);
@@ -147,14 +157,16 @@ const ps_optim_spec_t *ps_sparse_optim(const ps_sparse_t *t)
 
 size_t ps_sparse_bytes(const ps_sparse_t *t)
 {
-    return (size_t)t->n_blocks * BLOCK_ROWS * t->stride * sizeof(float) +
-           ps_hashmap_bytes(&t->index) + t->stash_bytes + t->cap_blocks * sizeof(float *);
+    return (size_t)t->n_blocks * BLOCK_ROWS * (t->stride * sizeof(float) + sizeof(uint64_t)) +
+           (size_t)t->n_blocks * BLOCK_ROWS / 8 + ps_hashmap_bytes(&t->index) + t->stash_bytes +
+           t->cap_blocks * 3 * sizeof(void *);
 }
 
 size_t ps_sparse_row_bytes(const ps_sparse_t *t)
 {
-    /* the index keeps load below 1/2: two slots of a key and a row number */
-    return t->stride * sizeof(float) + 2 * (sizeof(uint64_t) + sizeof(uint32_t));
+    /* its key for checkpoints; the index keeps load below 1/2: two slots of
+     * a key and a row number */
+    return t->stride * sizeof(float) + sizeof(uint64_t) + 2 * (sizeof(uint64_t) + sizeof(uint32_t));
 }
 
 bool ps_sparse_same_layout(const ps_sparse_t *t, const char *name, uint32_t dim)
@@ -177,6 +189,16 @@ static float *row_at(const ps_sparse_t *t, uint32_t row)
     return t->blocks[row >> BLOCK_SHIFT] + (size_t)(row & (BLOCK_ROWS - 1)) * t->stride;
 }
 
+static void mark_dirty(ps_sparse_t *t, uint32_t row)
+{
+    uint8_t *bits = t->block_dirty[row >> BLOCK_SHIFT], bit = (uint8_t)(1u << (row & 7));
+    uint32_t at = (row & (BLOCK_ROWS - 1)) >> 3;
+    if (!(bits[at] & bit)) {
+        bits[at] |= bit;
+        t->n_dirty++;
+    }
+}
+
 /* The row of key, made (with its start value) if new; NULL past the limit. */
 static float *touch(ps_sparse_t *t, uint64_t key)
 {
@@ -192,11 +214,18 @@ static float *touch(ps_sparse_t *t, uint64_t key)
         if (t->n_blocks == t->cap_blocks) {
             t->cap_blocks = t->cap_blocks ? t->cap_blocks * 2 : 16;
             t->blocks = ps_xrealloc(t->blocks, t->cap_blocks * sizeof *t->blocks);
+            t->block_keys = ps_xrealloc(t->block_keys, t->cap_blocks * sizeof *t->block_keys);
+            t->block_dirty = ps_xrealloc(t->block_dirty, t->cap_blocks * sizeof *t->block_dirty);
         }
         /* zeroed: optimizer state starts at 0 */
-        t->blocks[t->n_blocks++] = ps_xcalloc((size_t)BLOCK_ROWS * t->stride, sizeof(float));
+        t->blocks[t->n_blocks] = ps_xcalloc((size_t)BLOCK_ROWS * t->stride, sizeof(float));
+        t->block_keys[t->n_blocks] = ps_xmalloc(BLOCK_ROWS * sizeof(uint64_t));
+        t->block_dirty[t->n_blocks] = ps_xcalloc(BLOCK_ROWS / 8, 1);
+        t->n_blocks++;
     }
     t->n_rows++;
+    t->block_keys[row >> BLOCK_SHIFT][row & (BLOCK_ROWS - 1)] = key;
+    mark_dirty(t, row);
     float *r = row_at(t, row);
     for (uint32_t j = 0; j < t->dim; j++)
         r[j] = ps_sparse_init_value(t->seed, t->id, key, j, t->init_scale);
@@ -272,6 +301,7 @@ int ps_sparse_apply(ps_sparse_t *t, uint64_t key, const float *grad)
     if (!r)
         return PS_ERANGE;
     step_row(t, r, grad);
+    mark_dirty(t, ps_hashmap_get(&t->index, key));
     return PS_OK;
 }
 
@@ -330,4 +360,82 @@ int64_t ps_sparse_ready_clock(const ps_sparse_t *t, const uint8_t *live)
 int64_t ps_sparse_worker_clock(const ps_sparse_t *t, uint32_t rank)
 {
     return ps_round_rank_clock(&t->round, rank);
+}
+
+const ps_round_t *ps_sparse_round(const ps_sparse_t *t)
+{
+    return &t->round;
+}
+
+void ps_sparse_layout(const ps_sparse_t *t, ps_sparse_layout_t *out)
+{
+    *out = (ps_sparse_layout_t){.id = t->id,
+                                .dim = t->dim,
+                                .stride = t->stride,
+                                .name = t->name,
+                                .optim = &t->optim,
+                                .seed = t->seed,
+                                .init_scale = t->init_scale,
+                                .world = t->world,
+                                .clock = t->round.clock,
+                                .pushes = t->round.pushes};
+}
+
+const float *ps_sparse_row(const ps_sparse_t *t, uint32_t i, uint64_t *key)
+{
+    *key = t->block_keys[i >> BLOCK_SHIFT][i & (BLOCK_ROWS - 1)];
+    return row_at(t, i);
+}
+
+bool ps_sparse_row_dirty(const ps_sparse_t *t, uint32_t i)
+{
+    return (t->block_dirty[i >> BLOCK_SHIFT][(i & (BLOCK_ROWS - 1)) >> 3] >> (i & 7)) & 1;
+}
+
+uint32_t ps_sparse_n_dirty(const ps_sparse_t *t)
+{
+    return t->n_dirty;
+}
+
+void ps_sparse_clear_dirty(ps_sparse_t *t)
+{
+    for (uint32_t b = 0; b < t->n_blocks; b++)
+        memset(t->block_dirty[b], 0, BLOCK_ROWS / 8);
+    t->n_dirty = 0;
+}
+
+void ps_sparse_clear(ps_sparse_t *t)
+{
+    drop_stash(t);
+    for (uint32_t b = 0; b < t->n_blocks; b++) {
+        free(t->blocks[b]);
+        free(t->block_keys[b]);
+        free(t->block_dirty[b]);
+    }
+    t->n_blocks = 0;
+    t->n_rows = 0;
+    t->n_dirty = 0;
+    ps_hashmap_free(&t->index);
+    ps_hashmap_init(&t->index, 1024);
+}
+
+int ps_sparse_put_row(ps_sparse_t *t, uint64_t key, const float *row)
+{
+    float *r = touch(t, key);
+    if (!r)
+        return PS_ERANGE;
+    memcpy(r, row, t->stride * sizeof(float));
+    uint32_t i = ps_hashmap_get(&t->index, key);
+    uint8_t *bits = &t->block_dirty[i >> BLOCK_SHIFT][(i & (BLOCK_ROWS - 1)) >> 3];
+    if (*bits & (1u << (i & 7))) {
+        *bits &= (uint8_t) ~(1u << (i & 7));
+        t->n_dirty--;
+    }
+    return PS_OK;
+}
+
+void ps_sparse_restore_round(ps_sparse_t *t, int64_t clock, const int64_t *pushes)
+{
+    drop_stash(t);
+    ps_round_restore(&t->round, clock, pushes);
 }

@@ -19,6 +19,7 @@
 
 #include "ps_err.h"
 #include "ps_optim_spec.h"
+#include "ps_round.h"
 
 typedef struct ps_sparse ps_sparse_t;
 
@@ -72,6 +73,38 @@ bool ps_sparse_try_complete(ps_sparse_t *t, const uint8_t *live);
  * >= c - max_staleness. */
 int64_t ps_sparse_ready_clock(const ps_sparse_t *t, const uint8_t *live);
 int64_t ps_sparse_worker_clock(const ps_sparse_t *t, uint32_t rank);
+/* The table's round (its clocks), read-only. */
+const ps_round_t *ps_sparse_round(const ps_sparse_t *t);
+
+/* ---- checkpoints ----
+ * Rows are numbered 0 .. ps_sparse_keys() - 1 in the order they were made.
+ * A row is dirty from the moment it is made or updated until
+ * ps_sparse_clear_dirty: an incremental checkpoint writes the dirty rows
+ * only. */
+typedef struct {
+    uint32_t id, dim, stride; /* stride: floats of a row as stored (value, state) */
+    const char *name;
+    const ps_optim_spec_t *optim;
+    uint64_t seed;
+    double init_scale;
+    uint32_t world;
+    int64_t clock;         /* BSP rounds applied */
+    const int64_t *pushes; /* per rank */
+} ps_sparse_layout_t;
+
+void ps_sparse_layout(const ps_sparse_t *t, ps_sparse_layout_t *out);
+/* Row i's key and its stride floats (borrowed, valid until a row is made). */
+const float *ps_sparse_row(const ps_sparse_t *t, uint32_t i, uint64_t *key);
+bool ps_sparse_row_dirty(const ps_sparse_t *t, uint32_t i);
+uint32_t ps_sparse_n_dirty(const ps_sparse_t *t);
+void ps_sparse_clear_dirty(ps_sparse_t *t);
+/* Empties the table (rows, stash) for a restore. */
+void ps_sparse_clear(ps_sparse_t *t);
+/* Puts key's row back as saved (stride floats), made if new, then marks
+ * it clean. PS_ERANGE past the row limit. */
+int ps_sparse_put_row(ps_sparse_t *t, uint64_t key, const float *row);
+/* Puts the round's clocks back (after the rows); drops a round in progress. */
+void ps_sparse_restore_round(ps_sparse_t *t, int64_t clock, const int64_t *pushes);
 /* Applies one gradient row to key's row (creating it): the optimizer step
  * itself (FTRL here; the dense optimizers through ps_optim_step on the row,
  * with a per-row step count for Adam), exposed for tests and the

@@ -324,6 +324,11 @@ uint32_t ps_table_id(const ps_table_t *t)
     return t->id;
 }
 
+const ps_round_t *ps_table_round(const ps_table_t *t)
+{
+    return &t->round;
+}
+
 int64_t ps_table_clock(const ps_table_t *t)
 {
     return ps_round_clock(&t->round);

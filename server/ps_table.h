@@ -10,6 +10,7 @@
 
 #include "ps_err.h"
 #include "ps_optim.h"
+#include "ps_round.h"
 
 #define PS_TABLE_MAX_DIMS 4
 #define PS_TABLE_NAME_MAX 64
@@ -99,6 +100,9 @@ int ps_table_push(ps_table_t *t, uint32_t rank, int64_t clock, zmq_msg_t *values
  * their samples, advances the clock and returns true. False otherwise (and
  * always for SSP/ASP). */
 bool ps_table_try_complete(ps_table_t *t, const uint8_t *live);
+/* The chunk's round (its clocks), read-only: the job folds clocks over the
+ * rounds of dense chunks and sparse tables alike. */
+const ps_round_t *ps_table_round(const ps_table_t *t);
 /* BSP: the clock of the newest round that was skipped, -1 if none. */
 int64_t ps_table_last_skipped_round(const ps_table_t *t);
 /* The newest clock every live worker's pushes are reflected in: a pull of

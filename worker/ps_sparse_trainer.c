@@ -6,7 +6,12 @@
  *
  * Partitioning: sample i belongs to worker i % world; every worker runs
  * the same number of steps per epoch (BSP needs every rank each clock), a
- * short or empty batch still pushes the bias row. */
+ * short or empty batch still pushes the bias row.
+ *
+ * Recovery: the batch of a clock is a function of the clock alone (each
+ * epoch's order is a seeded shuffle of the one before), so a worker that
+ * rejoins, or is sent back by a rollback, replays the very steps of an
+ * uninterrupted run; the shards' checkpoints hold the rows. */
 #include "ps_sparse_trainer.h"
 
 #include <math.h>
@@ -38,7 +43,9 @@ typedef struct {
     const ps_worker_config_t *cfg;
     uint32_t rank, world, dim, k; /* k: fm factors (0 for sparse_lr) */
     ps_svm_t train, test;
-    uint32_t *mine;    /* this worker's sample indices */
+    uint32_t *mine;    /* this worker's sample indices, in this epoch's order */
+    uint32_t *mine0;   /* ... in the order before any shuffle */
+    int64_t shuffled_epoch; /* the epoch whose order mine holds (0: none yet) */
     size_t n_mine;
     uint32_t *val;     /* the validation split (indices into train), rank 0 */
     size_t n_val;
@@ -56,6 +63,7 @@ typedef struct {
     float **grad_ptrs;
     size_t cap_ptrs;
     uint64_t keys_pulled, samples;
+    unsigned recoveries;
     double t_start, t_train;
     char fingerprint[4096]; /* the options that define the job (ps_worker_fingerprint) */
 } strainer_t;
@@ -271,6 +279,86 @@ static int eval_fields(strainer_t *tr, uint32_t flags, ps_event_t *ev, seval_t *
     return rc;
 }
 
+/* Puts the worker at clock as an uninterrupted run would be there: the
+ * epoch's sample order (replayed from the first epoch's when going back)
+ * and the samples trained before it. */
+static void seek(strainer_t *tr, int64_t clock)
+{
+    uint64_t spe = tr->steps_per_epoch, b = (uint64_t)tr->cfg->batch_size;
+    int64_t epoch = clock / (int64_t)spe + 1;
+    if (epoch < tr->shuffled_epoch) {
+        memcpy(tr->mine, tr->mine0, tr->n_mine * sizeof *tr->mine);
+        tr->shuffled_epoch = 0;
+    }
+    while (tr->shuffled_epoch < epoch) {
+        uint64_t e = (uint64_t)++tr->shuffled_epoch;
+        ps_rng_t rng;
+        ps_rng_seed(&rng, ps_rng_mix((uint64_t)tr->cfg->seed, e * 1000003 + tr->rank));
+        ps_rng_shuffle_u32(&rng, tr->mine, tr->n_mine);
+    }
+    /* an epoch's steps cover every sample of the worker once */
+    uint64_t s = (uint64_t)clock % spe, in_epoch = s * b < tr->n_mine ? s * b : tr->n_mine;
+    tr->samples = (uint64_t)(clock / (int64_t)spe) * tr->n_mine + in_epoch;
+    tr->clock = clock;
+}
+
+/* Joins the job (under BSP, or after a failed try, with the shards
+ * brought to one clock: ps_client_recover), defines the sparse table
+ * (the first worker's definition wins; a later one only checks it) and
+ * goes to the clock the job is at. */
+static int join(strainer_t *tr, bool again, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    int64_t start_clock;
+    int rc = c->max_staleness == 0 || again
+                 ? ps_client_recover(tr->client, true, &start_clock, err)
+                 : ps_client_hello(tr->client, &start_clock, err);
+    if (rc != PS_OK)
+        return rc;
+    ps_optim_spec_t optim;
+    ps_worker_optim_spec(c, tr->steps_per_epoch * (uint64_t)c->epochs, &optim);
+    optim.schedule = PS_SCHED_CONSTANT; /* checked by ps_worker_config_validate too */
+    optim.warmup_steps = 0;
+    double init = c->optim.kind == PS_OPTIM_FTRL || !tr->k ? 0 : c->init_scale;
+    rc = ps_client_init_sparse(tr->client, 0, tr->k ? "fm" : "weights", tr->dim, &optim, init,
+                               (uint64_t)c->seed, err);
+    if (rc != PS_OK)
+        return rc;
+    if (start_clock)
+        ps_log(PS_LOG_NOTICE, "worker %u: job '%s' is at clock %lld; resuming there", tr->rank,
+               c->job, (long long)start_clock);
+    seek(tr, start_clock);
+    return PS_OK;
+}
+
+/* After a recoverable error: rejoins (rolling the shards back to a common
+ * checkpoint if they disagree) and goes to the clock that gives. */
+static int recover(strainer_t *tr, int why, ps_errbuf_t *err)
+{
+    ps_log(PS_LOG_WARN, "worker %u: %s at clock %lld; recovering", tr->rank,
+           ps_worker_recovery_cause(why), (long long)tr->clock);
+    int rc;
+    int64_t clock;
+    do { /* a recovery cut short (a shard restarts meanwhile) starts over */
+        if (tr->recoveries >= 100)
+            return ps_err_set(err, why, "worker %u: giving up after %u recoveries: %s", tr->rank,
+                              tr->recoveries, err->msg);
+        tr->recoveries++;
+        bool exact = why == PS_ERESTARTED || tr->cfg->max_staleness == 0;
+        rc = ps_client_recover(tr->client, exact, &clock, err);
+        if (ps_worker_recoverable(rc)) {
+            ps_log(PS_LOG_WARN, "worker %u: recovery cut short (%s); again", tr->rank, err->msg);
+            why = rc;
+        }
+    } while (ps_worker_recoverable(rc));
+    if (rc != PS_OK)
+        return rc;
+    ps_log(PS_LOG_NOTICE, "worker %u: rejoined at clock %lld (was at %lld)", tr->rank,
+           (long long)clock, (long long)tr->clock);
+    seek(tr, clock);
+    return PS_OK;
+}
+
 static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomic_t *stop,
                  ps_errbuf_t *err)
 {
@@ -305,6 +393,8 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
     tr->test_idx = ps_xmalloc((tr->test.n + 1) * sizeof *tr->test_idx);
     for (size_t i = 0; i < tr->test.n; i++)
         tr->test_idx[i] = (uint32_t)i;
+    tr->mine0 = ps_xmalloc((tr->n_mine + 1) * sizeof *tr->mine0);
+    memcpy(tr->mine0, tr->mine, tr->n_mine * sizeof *tr->mine);
     if (!n_train)
         return ps_err_set(err, PS_EINVAL, "no training samples left after the validation split");
     size_t per_worker = (n_train + tr->world - 1) / tr->world;
@@ -319,27 +409,20 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
     tr->client = ps_client_new(c->servers, &co, err);
     if (!tr->client)
         return PS_EINVAL;
-    int64_t start_clock;
-    if ((rc = ps_client_hello(tr->client, &start_clock, err)) != PS_OK)
-        return rc;
-    if (start_clock != 0)
-        return ps_err_set(err, PS_ECONFLICT, "worker %u: job '%s' is at clock %lld: sparse jobs "
-                          "do not resume yet; start a new job", tr->rank, c->job,
-                          (long long)start_clock);
-    ps_optim_spec_t optim;
-    ps_worker_optim_spec(c, tr->steps_per_epoch * (uint64_t)c->epochs, &optim);
-    optim.schedule = PS_SCHED_CONSTANT; /* checked by ps_worker_config_validate too */
-    optim.warmup_steps = 0;
-    double init = c->optim.kind == PS_OPTIM_FTRL || !tr->k ? 0 : c->init_scale;
-    rc = ps_client_init_sparse(tr->client, 0, tr->k ? "fm" : "weights", tr->dim, &optim, init,
-                               (uint64_t)c->seed, err);
+    for (int tries = 1;; tries++) {
+        rc = join(tr, tries > 1, err);
+        if (!ps_worker_recoverable(rc) || tries == 100)
+            break;
+        ps_log(PS_LOG_WARN, "worker %u: joining job '%s' failed (%s); again", tr->rank, c->job,
+               err->msg);
+    }
     if (rc != PS_OK)
         return rc;
     ps_log(PS_LOG_INFO,
            "worker %u: job '%s': model %s (dim %u), %zu training samples (%zu here, %zu features), "
            "%llu steps per epoch, %s over %u shards",
            tr->rank, c->job, ps_worker_model_name(c), tr->dim, tr->train.n, tr->n_mine,
-           tr->train.nnz, (unsigned long long)tr->steps_per_epoch, ps_optim_name(optim.kind),
+           tr->train.nnz, (unsigned long long)tr->steps_per_epoch, ps_optim_name(c->optim.kind),
            ps_client_n_shards(tr->client));
     return PS_OK;
 }
@@ -377,77 +460,123 @@ static int report_eval(strainer_t *tr, ps_errbuf_t *err)
     return rc;
 }
 
+/* What an epoch's report sums up (from where this process entered it). */
+typedef struct {
+    int64_t epoch; /* 0: none yet */
+    double loss_sum, t0;
+    uint64_t samples;
+} sepoch_t;
+
+/* The step at tr->clock, then rank 0's evaluations that fall on it. */
+static int train_step(strainer_t *tr, sepoch_t *e, uint64_t eval_every_steps, uint64_t total,
+                      ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    uint64_t spe = tr->steps_per_epoch, s = (uint64_t)tr->clock % spe;
+    int64_t epoch = tr->clock / (int64_t)spe + 1;
+    if (epoch != e->epoch) {
+        seek(tr, tr->clock); /* this epoch's order */
+        *e = (sepoch_t){epoch, 0, ps_time_wall_s(), 0};
+    }
+    size_t b = (size_t)c->batch_size;
+    size_t a = s * b < tr->n_mine ? s * b : tr->n_mine;
+    size_t n = a + b <= tr->n_mine ? b : tr->n_mine - a;
+    int rc = step(tr, tr->mine + a, n, &e->loss_sum, err);
+    if (rc != PS_OK)
+        return rc;
+    e->samples += n;
+    double train_loss = e->samples ? e->loss_sum / (double)e->samples : 0;
+    ps_client_report(tr->client, tr->samples, train_loss);
+    bool epoch_end = (uint64_t)tr->clock % spe == 0 || (uint64_t)tr->clock == total;
+    if (tr->rank == 0 && eval_every_steps && tr->clock % (int64_t)eval_every_steps == 0 &&
+        !epoch_end && (rc = report_eval(tr, err)) != PS_OK)
+        return rc;
+    if (epoch_end && tr->rank == 0 && c->eval_every && e->epoch % c->eval_every == 0) {
+        ps_event_t ev;
+        seval_t test;
+        ps_event_init(&ev, PS_EVENT_EPOCH);
+        if ((rc = eval_fields(tr, 0, &ev, &test, err)) == PS_OK)
+            report(tr, &ev, e->epoch, train_loss, &test, ps_time_wall_s() - e->t0);
+        ps_event_fini(&ev);
+    }
+    return rc;
+}
+
+static uint64_t total_steps(const strainer_t *tr)
+{
+    uint64_t total = tr->steps_per_epoch * (uint64_t)tr->cfg->epochs;
+    if (tr->cfg->max_steps && (uint64_t)tr->cfg->max_steps < total)
+        total = (uint64_t)tr->cfg->max_steps;
+    return total;
+}
+
+/* The steps from tr->clock to the last; a recoverable error sends the
+ * worker to the clock its recovery gives. */
 static int run(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
-    uint64_t total = tr->steps_per_epoch * (uint64_t)c->epochs;
-    if (c->max_steps && (uint64_t)c->max_steps < total)
-        total = (uint64_t)c->max_steps;
-    if (tr->rank == 0)
-        ps_report_start(tr->steps_per_epoch, total, tr->train.n - tr->n_val, tr->n_val,
-                        tr->test.n);
-    tr->t_train = ps_time_wall_s();
+    uint64_t total = total_steps(tr);
     uint64_t eval_every_steps = (uint64_t)c->eval_every_steps;
     if (c->evals_per_epoch)
         eval_every_steps = (tr->steps_per_epoch + (uint64_t)c->evals_per_epoch - 1) /
                            (uint64_t)c->evals_per_epoch;
-    size_t b = (size_t)c->batch_size;
-    int64_t epoch = 0;
-    double loss_sum = 0, t_epoch = ps_time_wall_s();
-    uint64_t samples_epoch = 0;
+    sepoch_t e = {0};
     while ((uint64_t)tr->clock < total) {
         if (*stop)
             return ps_err_set(err, PS_EINTR, "worker %u: stopped by signal", tr->rank);
-        uint64_t s = (uint64_t)tr->clock % tr->steps_per_epoch;
-        if (s == 0) {
-            epoch = tr->clock / (int64_t)tr->steps_per_epoch + 1;
-            ps_rng_t rng;
-            ps_rng_seed(&rng, ps_rng_mix((uint64_t)c->seed, (uint64_t)epoch * 1000003 + tr->rank));
-            ps_rng_shuffle_u32(&rng, tr->mine, tr->n_mine);
-            loss_sum = 0;
-            samples_epoch = 0;
-            t_epoch = ps_time_wall_s();
+        int rc = train_step(tr, &e, eval_every_steps, total, err);
+        if (ps_worker_recoverable(rc)) {
+            rc = recover(tr, rc, err);
+            e.epoch = 0; /* its sums start over */
         }
-        size_t a = s * b < tr->n_mine ? s * b : tr->n_mine;
-        size_t n = a + b <= tr->n_mine ? b : tr->n_mine - a;
-        int rc = step(tr, tr->mine + a, n, &loss_sum, err);
         if (rc != PS_OK)
             return rc;
-        samples_epoch += n;
-        ps_client_report(tr->client, tr->samples, samples_epoch ? loss_sum / samples_epoch : 0);
-        bool epoch_end = (uint64_t)tr->clock % tr->steps_per_epoch == 0 || (uint64_t)tr->clock == total;
-        if (tr->rank == 0 && eval_every_steps && tr->clock % (int64_t)eval_every_steps == 0 &&
-            !epoch_end && (rc = report_eval(tr, err)) != PS_OK)
-            return rc;
-        if (epoch_end && tr->rank == 0 && c->eval_every && epoch % c->eval_every == 0) {
-            ps_event_t ev;
-            seval_t test;
-            ps_event_init(&ev, PS_EVENT_EPOCH);
-            if ((rc = eval_fields(tr, 0, &ev, &test, err)) == PS_OK)
-                report(tr, &ev, epoch, samples_epoch ? loss_sum / samples_epoch : 0, &test,
-                       ps_time_wall_s() - t_epoch);
-            ps_event_fini(&ev);
-            if (rc != PS_OK)
-                return rc;
-        }
     }
     return PS_OK;
 }
 
-static int finish(strainer_t *tr, ps_errbuf_t *err)
+/* After the last step: DONE, then the final model once every worker is
+ * done (rank 0 evaluates it; the others read one row, to know). A shard
+ * restart or a rollback meanwhile sends the worker back to the clock its
+ * recovery gives, to replay the steps from there. */
+static int train_to_the_end(strainer_t *tr, volatile sig_atomic_t *stop, ps_event_t *done,
+                            seval_t *test, ps_errbuf_t *err)
 {
-    int rc = ps_client_done(tr->client, err);
-    if (rc != PS_OK)
-        return rc;
+    for (;;) {
+        int rc = run(tr, stop, err);
+        if (rc == PS_OK)
+            rc = ps_client_done(tr->client, err);
+        if (rc == PS_OK) {
+            int64_t spe = (int64_t)tr->steps_per_epoch;
+            ps_report_summary(done, tr->cfg, tr->rank, tr->world, (tr->clock + spe - 1) / spe,
+                              tr->clock, tr->samples, 0, tr->client);
+            if (tr->rank == 0) {
+                rc = eval_fields(tr, PS_FLAG_AFTER_ALL_DONE, done, test, err);
+            } else {
+                uint64_t key = BIAS_KEY;
+                rc = ps_client_sparse_pull(tr->client, 0, tr->clock,
+                                           PS_FLAG_AFTER_ALL_DONE | PS_FLAG_NO_CREATE, &key, 1,
+                                           tr->rows);
+                if (rc == PS_OK)
+                    rc = ps_client_wait(tr->client, err);
+            }
+            if (rc != PS_OK)
+                ps_event_fini(done);
+        }
+        if (!ps_worker_recoverable(rc))
+            return rc;
+        if ((rc = recover(tr, rc, err)) != PS_OK)
+            return rc;
+    }
+}
+
+static int finish(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
+{
     seval_t test = {0};
     ps_event_t done;
-    int64_t epochs = (tr->clock + (int64_t)tr->steps_per_epoch - 1) / (int64_t)tr->steps_per_epoch;
-    ps_report_summary(&done, tr->cfg, tr->rank, tr->world, epochs, tr->clock, tr->samples, 0,
-                      tr->client);
-    if (tr->rank == 0 && (rc = eval_fields(tr, PS_FLAG_AFTER_ALL_DONE, &done, &test, err)) != PS_OK) {
-        ps_event_fini(&done);
+    int rc = train_to_the_end(tr, stop, &done, &test, err);
+    if (rc != PS_OK)
         return rc;
-    }
     ps_client_stop_heartbeats(tr->client);
     ps_errbuf_t bye_err = {0};
     if (ps_client_bye(tr->client, &bye_err) != PS_OK)
@@ -472,14 +601,17 @@ int ps_sparse_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *
 {
     strainer_t tr = {0};
     int rc = setup(&tr, cfg, stop, err);
+    if (rc == PS_OK && tr.rank == 0)
+        ps_report_start(tr.steps_per_epoch, total_steps(&tr), tr.train.n - tr.n_val, tr.n_val,
+                        tr.test.n);
+    tr.t_train = ps_time_wall_s();
     if (rc == PS_OK)
-        rc = run(&tr, stop, err);
-    if (rc == PS_OK)
-        rc = finish(&tr, err);
+        rc = finish(&tr, stop, err);
     ps_client_destroy(&tr.client);
     ps_svm_free(&tr.train);
     ps_svm_free(&tr.test);
     free(tr.mine);
+    free(tr.mine0);
     free(tr.val);
     free(tr.test_idx);
     free(tr.ko);

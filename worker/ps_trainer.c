@@ -135,7 +135,7 @@ static uint64_t steps_per_epoch(const trainer_t *tr)
  * the job rolled back. */
 static bool is_recoverable(int rc)
 {
-    return rc == PS_EDEAD || rc == PS_ERESTARTED || rc == PS_ESTALE;
+    return ps_worker_recoverable(rc);
 }
 
 /* fp16: the shards run the loss scaler over the rounds they apply; after
@@ -405,9 +405,7 @@ static void shuffle_epoch(trainer_t *tr, int64_t epoch)
 static int recover(trainer_t *tr, int why, ps_errbuf_t *err)
 {
     ps_log(PS_LOG_WARN, "worker %u: %s at clock %lld; recovering", tr->rank,
-           why == PS_EDEAD ? "the servers declared this worker dead"
-                           : why == PS_ERESTARTED ? "a shard restarted" : "the job was rolled back",
-           (long long)tr->clock);
+           ps_worker_recovery_cause(why), (long long)tr->clock);
     int rc;
     int64_t clock;
     /* a recovery can itself be cut short (a shard restarts, or declares us

@@ -207,6 +207,18 @@ int ps_worker_client_opts(const ps_worker_config_t *c, uint32_t rank, uint32_t w
     return PS_OK;
 }
 
+bool ps_worker_recoverable(int rc)
+{
+    return rc == PS_EDEAD || rc == PS_ERESTARTED || rc == PS_ESTALE;
+}
+
+const char *ps_worker_recovery_cause(int rc)
+{
+    return rc == PS_EDEAD ? "the servers declared this worker dead"
+           : rc == PS_ERESTARTED ? "a shard restarted"
+                                 : "the job was rolled back";
+}
+
 const char *ps_worker_model_name(const ps_worker_config_t *cfg)
 {
     return ps_enum_name(ps_model_kind_names, cfg->model, "?");

@@ -137,6 +137,12 @@ int ps_worker_outputs(const ps_worker_config_t *cfg, uint32_t n_classes, size_t 
  * keys are not in it. */
 void ps_worker_fingerprint(const ps_worker_config_t *cfg, char *buf, size_t cap);
 
+/* Errors a rejoin repairs (ps_client_recover): this worker declared dead,
+ * a shard restarted, the job rolled back. */
+bool ps_worker_recoverable(int rc);
+/* What happened, for the log line of a recovery from rc. */
+const char *ps_worker_recovery_cause(int rc);
+
 /* Name of the configured model kind ("mlp"). */
 const char *ps_worker_model_name(const ps_worker_config_t *cfg);
 

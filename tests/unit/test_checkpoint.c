@@ -1,6 +1,7 @@
 /* test_checkpoint.c - checkpoint files: round trip of parameters, optimizer
  * state and clocks; the newest K kept; a corrupt (flipped byte) or
- * truncated newest file skipped with a warning naming it. */
+ * truncated newest file skipped with a warning naming it; sparse tables
+ * in full and incremental files, chains kept whole and loaded whole. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -77,7 +78,7 @@ static void write_at(ps_table_t *t, int64_t clock, int keep)
                          .shard = 0, .n_shards = 1, .clock = clock};
     uint32_t ids[1] = {0};
     ps_errbuf_t err;
-    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, keep, &err), PS_OK);
+    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, NULL, keep, &err), PS_OK);
 }
 
 static bool log_mentions(const char *what)
@@ -162,7 +163,7 @@ static void test_only_the_newest_k_are_kept(void **state)
     ps_errbuf_t err;
     for (int c = 1; c <= 5; c++) {
         job.clock = c;
-        assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, 2, &err), PS_OK);
+        assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, NULL, 2, &err), PS_OK);
     }
     char path[400];
     struct stat st;
@@ -186,7 +187,7 @@ static void test_demo_sized_checkpoint_is_written(void **state)
     uint32_t ids[1] = {0};
     ps_errbuf_t err;
     int64_t t0 = ps_time_ns();
-    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, 1, &err), PS_OK);
+    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, NULL, 1, &err), PS_OK);
     double ms = (double)(ps_time_ns() - t0) / 1e6;
     char path[400];
     struct stat st;
@@ -219,7 +220,7 @@ static void test_every_optimizer_field_round_trips(void **state)
     assert_non_null(t);
     ps_ckpt_job_t job = {.job = "opt", .world = 1, .shard = 0, .n_shards = 1, .clock = 0};
     uint32_t ids[1] = {0};
-    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, 1, &err), PS_OK);
+    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, NULL, 1, &err), PS_OK);
     ps_ckpt_t ck;
     assert_int_equal(ps_ckpt_load(dir, "opt", -1, &ck, &err), PS_OK);
     const ps_optim_spec_t *o = &ck.chunks[0].optim;
@@ -254,7 +255,7 @@ static void test_rollback_leftovers_and_other_ids(void **state)
     ps_errbuf_t err;
     for (int c = 10; c <= 40; c += 10) {
         job.clock = c;
-        assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, 10, &err), PS_OK);
+        assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, NULL, 10, &err), PS_OK);
     }
     ps_ckpt_remove_after(dir, "r", 20);
     int64_t *clocks;
@@ -266,7 +267,7 @@ static void test_rollback_leftovers_and_other_ids(void **state)
     /* another job of the same name (id 8) writes clock 30 */
     job.id = 8;
     job.clock = 30;
-    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, 10, &err), PS_OK);
+    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, NULL, 10, &err), PS_OK);
     ps_ckpt_remove_job_id(dir, "r", 7);
     n = ps_ckpt_list_clocks(dir, "r", &clocks);
     assert_int_equal(n, 1);
@@ -274,6 +275,120 @@ static void test_rollback_leftovers_and_other_ids(void **state)
     free(clocks);
     ps_ckpt_remove_job(dir, "r");
     ps_table_destroy(&t);
+}
+
+static ps_sparse_t *make_sparse(void)
+{
+    ps_sparse_params_t p = {.name = "emb", .id = 1, .dim = 3, .seed = 5, .init_scale = 0.1,
+                            .world = 2, .max_staleness = 0};
+    p.optim = (ps_optim_spec_t){.kind = PS_OPTIM_ADAM, .lr = 0.01, .beta1 = 0.9, .beta2 = 0.999,
+                                .eps = 1e-8};
+    ps_errbuf_t err;
+    ps_sparse_t *t = ps_sparse_new(&p, &err);
+    assert_non_null(t);
+    return t;
+}
+
+static void touch_keys(ps_sparse_t *t, uint64_t from, uint64_t to, float g)
+{
+    float grad[3] = {g, -g, 2 * g};
+    for (uint64_t k = from; k <= to; k++)
+        assert_int_equal(ps_sparse_apply(t, k, grad), PS_OK);
+}
+
+/* A checkpoint of the sparse table at clock, its rows all (base -1) or
+ * those changed since base; then the rows are clean, as after a fork. */
+static void write_sparse_at(ps_sparse_t *t, int64_t clock, int64_t base, int keep)
+{
+    ps_ckpt_job_t job = {.job = "sp", .world = 2, .shard = 0, .n_shards = 1, .clock = clock,
+                         .id = 11};
+    ps_sparse_t *tables[1] = {t};
+    ps_ckpt_sparse_set_t set = {tables, 1, base};
+    ps_errbuf_t err;
+    assert_int_equal(ps_ckpt_write(dir, &job, NULL, NULL, 0, &set, keep, &err), PS_OK);
+    ps_sparse_clear_dirty(t);
+}
+
+/* Every row of a is in b, bit for bit, and they hold as many. */
+static void assert_same_rows(const ps_sparse_t *a, const ps_sparse_t *b)
+{
+    assert_int_equal(ps_sparse_keys(a), ps_sparse_keys(b));
+    ps_sparse_layout_t l;
+    ps_sparse_layout(a, &l);
+    for (uint32_t i = 0; i < ps_sparse_keys(a); i++) {
+        uint64_t ka, kb;
+        const float *ra = ps_sparse_row(a, i, &ka);
+        bool found = false;
+        for (uint32_t j = 0; j < ps_sparse_keys(b) && !found; j++) {
+            const float *rb = ps_sparse_row(b, j, &kb);
+            if (kb == ka) {
+                found = true;
+                assert_memory_equal(ra, rb, l.stride * sizeof(float));
+            }
+        }
+        assert_true(found);
+    }
+}
+
+static bool ckpt_exists(const char *job, int64_t clock)
+{
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s/ckpt-%012lld.psc", dir, job, (long long)clock);
+    return access(path, F_OK) == 0;
+}
+
+static void test_sparse_full_and_incremental(void **state)
+{
+    (void)state;
+    ps_sparse_t *t = make_sparse();
+    touch_keys(t, 1, 100, 0.5f);
+    write_sparse_at(t, 10, -1, 1);
+    touch_keys(t, 50, 150, -0.25f); /* 51 updated, 50 made */
+    assert_int_equal(ps_sparse_n_dirty(t), 101);
+    write_sparse_at(t, 20, 10, 1);
+    touch_keys(t, 1, 5, 1.0f);
+    write_sparse_at(t, 30, 20, 1);
+    /* keep 1, but the newest is a delta on 20, itself one on 10 */
+    assert_true(ckpt_exists("sp", 10) && ckpt_exists("sp", 20) && ckpt_exists("sp", 30));
+
+    ps_ckpt_t ck;
+    ps_errbuf_t err;
+    assert_int_equal(ps_ckpt_load(dir, "sp", -1, &ck, &err), PS_OK);
+    assert_int_equal(ck.job.clock, 30);
+    assert_int_equal(ck.base_clock, 20);
+    assert_non_null(ck.base);
+    assert_non_null(ck.base->base);
+    assert_int_equal(ck.n_sparse, 1);
+    assert_int_equal(ck.sparse[0].n_rows, 5);
+    assert_int_equal(ck.base->sparse[0].n_rows, 101);
+    assert_int_equal(ck.base->base->sparse[0].n_rows, 100);
+    ps_sparse_t *back = make_sparse();
+    touch_keys(back, 1000, 1010, 3.0f); /* rows the restore must not mix in... */
+    ps_sparse_clear(back);              /* ...once the table is emptied for it */
+    assert_int_equal(ps_ckpt_sparse_rows(&ck, 1, back, &err), PS_OK);
+    assert_same_rows(t, back);
+    assert_int_equal(ps_sparse_n_dirty(back), 0);
+    ps_ckpt_free(&ck);
+
+    /* the middle of the chain lost: the newest cannot be read, the full
+     * file under it can */
+    char path[512];
+    snprintf(path, sizeof path, "%s/sp/ckpt-%012d.psc", dir, 20);
+    assert_int_equal(unlink(path), 0);
+    assert_int_equal(ps_ckpt_load(dir, "sp", -1, &ck, &err), PS_OK);
+    assert_int_equal(ck.job.clock, 10);
+    assert_null(ck.base);
+    assert_int_equal(ck.sparse[0].n_rows, 100);
+    ps_ckpt_free(&ck);
+    assert_true(log_mentions("ckpt-000000000030.psc' skipped: a delta on"));
+
+    /* a full file ends the chains before it */
+    write_sparse_at(t, 40, -1, 1);
+    assert_true(ckpt_exists("sp", 40));
+    assert_false(ckpt_exists("sp", 30) || ckpt_exists("sp", 10));
+    ps_ckpt_remove_job(dir, "sp");
+    ps_sparse_destroy(&back);
+    ps_sparse_destroy(&t);
 }
 
 int main(void)
@@ -284,6 +399,7 @@ int main(void)
         cmocka_unit_test(test_demo_sized_checkpoint_is_written),
         cmocka_unit_test(test_every_optimizer_field_round_trips),
         cmocka_unit_test(test_rollback_leftovers_and_other_ids),
+        cmocka_unit_test(test_sparse_full_and_incremental),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
