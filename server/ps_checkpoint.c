@@ -23,6 +23,9 @@
 #define FORMAT 4
 #define HEAD_BYTES 32 /* format 4; 24 before (no base clock) */
 #define HEAD_BYTES_V3 24
+/* The fewest bytes a chunk or sparse table record takes (its fixed fields). */
+#define MIN_CHUNK_RECORD 64
+#define MIN_SPARSE_RECORD 48
 /* A sparse row as stored is at most this many floats (value and state). */
 #define MAX_SPARSE_STRIDE (1u << 20)
 
@@ -573,7 +576,9 @@ int ps_ckpt_read(const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
         get_job_v3(&r, out);
     GET(&r, out->n_chunks);
     j->max_staleness = stale;
-    if (r.bad || out->n_chunks > (1u << 24)) {
+    /* a record is at least MIN_*_RECORD bytes: a count the bytes left
+     * cannot hold is refused before anything is allocated for it */
+    if (r.bad || out->n_chunks > (uint64_t)(r.end - r.p) / MIN_CHUNK_RECORD) {
         ps_err_set(err, rc, "'%s': malformed job record", path);
         goto out;
     }
@@ -586,8 +591,8 @@ int ps_ckpt_read(const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
     }
     if (format >= 4)
         GET(&r, out->n_sparse);
-    if (r.bad || out->n_sparse > (1u << 16) || (out->base_clock >= 0 && !out->n_sparse) ||
-        out->base_clock >= j->clock) {
+    if (r.bad || out->n_sparse > (uint64_t)(r.end - r.p) / MIN_SPARSE_RECORD ||
+        (out->base_clock >= 0 && !out->n_sparse) || out->base_clock >= j->clock) {
         ps_err_set(err, rc, "'%s': malformed sparse section or base clock", path);
         goto out;
     }

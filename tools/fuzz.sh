@@ -9,11 +9,12 @@ seconds=${1:-60}
 build=build-fuzz
 cmake -S . -B "$build" -DCMAKE_C_COMPILER=clang -DPS_FUZZ=ON -DPS_SANITIZE=address,undefined \
     -DBUILD_TESTING=OFF >/dev/null
-cmake --build "$build" -j"$(nproc)" --target fuzz_request fuzz_config fuzz_data fuzz_keys \
-    fuzz_statsd fuzz_npy fuzz_space fuzz_journal >/dev/null
+# the targets: every tests/fuzz/fuzz_*.c (as tests/fuzz/CMakeLists.txt finds them)
+mapfile -t targets < <(ls tests/fuzz/fuzz_*.c | sed 's|.*/fuzz_||; s|\.c$||')
+cmake --build "$build" -j"$(nproc)" --target "${targets[@]/#/fuzz_}" >/dev/null
 mkdir -p "$build/findings"
 status=0
-for target in request config data keys statsd npy space journal; do
+for target in "${targets[@]}"; do
     work=$(mktemp -d)
     cp -r "tests/fuzz/corpus/$target/." "$work/"
     echo "== fuzz_$target: ${seconds} s from $(ls "$work" | wc -l) seeds"
