@@ -78,45 +78,65 @@ static double write_at(const char *dir, ps_sparse_t *t, int64_t clock, int64_t b
     return secs;
 }
 
-/* Every row of a equals b's row of the same key, and they hold as many. */
-static int same_rows(const ps_sparse_t *a, ps_sparse_t *b)
+typedef struct {
+    uint64_t *keys;
+    float *rows;
+    uint64_t n, cap;
+    uint32_t stride;
+} rows_t;
+
+static void collect(uint64_t key, const float *row, void *ctx)
 {
-    if (ps_sparse_keys(a) != ps_sparse_keys(b))
-        return 0;
-    ps_sparse_layout_t la, lb;
-    ps_sparse_layout(a, &la);
-    ps_sparse_layout(b, &lb);
-    /* b's rows are in the order the chain put them back: compare through
-     * a key -> row map of b */
-    uint64_t n = ps_sparse_keys(b);
-    uint64_t *keys = malloc(n * sizeof *keys);
-    const float **rows = malloc(n * sizeof *rows);
-    for (uint64_t i = 0; i < n; i++)
-        rows[i] = ps_sparse_row(b, (uint32_t)i, &keys[i]);
-    /* open addressing over b's keys */
+    rows_t *r = ctx;
+    if (r->n == r->cap)
+        return;
+    r->keys[r->n] = key;
+    memcpy(r->rows + r->n++ * r->stride, row, r->stride * sizeof(float));
+}
+
+static void rows_of(const ps_sparse_t *t, rows_t *r)
+{
+    ps_sparse_layout_t l;
+    ps_sparse_layout(t, &l);
+    r->cap = ps_sparse_keys(t);
+    r->n = 0;
+    r->stride = l.stride;
+    r->keys = malloc((r->cap + 1) * sizeof *r->keys);
+    r->rows = malloc((r->cap + 1) * l.stride * sizeof *r->rows);
+    ps_sparse_each_row(t, false, collect, r);
+}
+
+/* Every row of a equals b's row of the same key, and they hold as many. */
+static int same_rows(const ps_sparse_t *a, const ps_sparse_t *b)
+{
+    rows_t ra, rb;
+    rows_of(a, &ra);
+    rows_of(b, &rb);
+    int ok = ra.n == rb.n && ra.n == ps_sparse_keys(a);
+    /* b's rows by key, open addressing */
     uint64_t cap = 1;
-    while (cap < 2 * n)
+    while (cap < 2 * rb.n + 2)
         cap <<= 1;
     int64_t *slot = malloc(cap * sizeof *slot);
     memset(slot, 0xff, cap * sizeof *slot);
-    for (uint64_t i = 0; i < n; i++) {
-        uint64_t h = ps_rng_mix(1, keys[i]) & (cap - 1);
+    for (uint64_t i = 0; i < rb.n; i++) {
+        uint64_t h = ps_rng_mix(1, rb.keys[i]) & (cap - 1);
         while (slot[h] >= 0)
             h = (h + 1) & (cap - 1);
         slot[h] = (int64_t)i;
     }
-    int ok = 1;
-    for (uint64_t i = 0; ok && i < ps_sparse_keys(a); i++) {
-        uint64_t key;
-        const float *ra = ps_sparse_row(a, (uint32_t)i, &key);
-        uint64_t h = ps_rng_mix(1, key) & (cap - 1);
-        while (slot[h] >= 0 && keys[slot[h]] != key)
+    for (uint64_t i = 0; ok && i < ra.n; i++) {
+        uint64_t h = ps_rng_mix(1, ra.keys[i]) & (cap - 1);
+        while (slot[h] >= 0 && rb.keys[slot[h]] != ra.keys[i])
             h = (h + 1) & (cap - 1);
-        ok = slot[h] >= 0 && memcmp(ra, rows[slot[h]], la.stride * sizeof(float)) == 0;
+        ok = slot[h] >= 0 && memcmp(ra.rows + i * ra.stride, rb.rows + slot[h] * rb.stride,
+                                    ra.stride * sizeof(float)) == 0;
     }
     free(slot);
-    free(keys);
-    free(rows);
+    free(ra.keys);
+    free(ra.rows);
+    free(rb.keys);
+    free(rb.rows);
     return ok;
 }
 

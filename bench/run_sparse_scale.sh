@@ -4,6 +4,8 @@
 # then reads each shard's key count, table bytes and resident memory from
 # its stats socket: keys per shard against the mean, and bytes per key =
 # RSS growth / keys (everything: rows, FTRL state, hash index, allocator).
+# PS_CHECKPOINT_EVERY=N gives each shard a state_dir and a checkpoint every
+# N clocks (bench/run_sparse_ckpt_cost.sh compares with and without).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -16,7 +18,9 @@ trap cleanup EXIT
 eps=""
 for s in 0 1 2 3; do
     "$BIN/ps-server" --shard $s --shards 4 --port 0 --ready-file "$work/s$s.ready" \
-        --stats-socket "$work/s$s.sock" --heartbeat-timeout-ms 60000 2>"$work/s$s.log" &
+        --stats-socket "$work/s$s.sock" --heartbeat-timeout-ms 60000 \
+        ${PS_CHECKPOINT_EVERY:+--state-dir "$work/state-$s" --checkpoint-every "$PS_CHECKPOINT_EVERY"} \
+        2>"$work/s$s.log" &
     pids+=($!)
 done
 for s in 0 1 2 3; do
@@ -40,6 +44,12 @@ for s in 0 1 2 3; do
     info $s > "$work/after-$s.json"
     "$BIN/ps-ctl" -s "$work/s$s.sock" --json show tables > "$work/tables-$s.json"
 done
+if [ -n "${PS_CHECKPOINT_EVERY:-}" ]; then
+    # the files the shards hold while the job lives (its end removes them)
+    n=$(find "$work" -path '*/state-*/scale/ckpt-*.psc' | wc -l)
+    bytes=$(find "$work" -path '*/state-*/scale/ckpt-*.psc' -printf '%s\n' | awk '{s+=$1} END {print s+0}')
+    echo "{\"bench\":\"sparse_scale_checkpoints\",\"every\":$PS_CHECKPOINT_EVERY,\"files_held\":$n,\"bytes_held\":$bytes}" >> "$work/ckpt.out"
+fi
 echo >&3
 wait $bench
 /usr/bin/python3 - "$work" <<'PYEOF'
@@ -47,6 +57,13 @@ import json, sys
 w = sys.argv[1]
 bench = json.loads(open(f"{w}/bench.out").read().splitlines()[-1])
 print(json.dumps(bench))
+try:
+    ck = json.loads(open(f"{w}/ckpt.out").read())
+    ck["written"] = sum(json.load(open(f"{w}/after-{s}.json")).get("checkpoints_written", 0)
+                        for s in range(4))
+    print(json.dumps(ck))
+except FileNotFoundError:
+    pass
 keys, growth, table_bytes = [], [], []
 for s in range(4):
     before = json.load(open(f"{w}/before-{s}.json"))["rss_bytes"]

@@ -1,9 +1,9 @@
-/* ps_checkpoint.c - checkpoint file writer and reader. The reader checks
+/* ps_checkpoint.c - one checkpoint file: its writer and its reader (a
+ * job's files, chains and pruning: ps_checkpoint_dir.c). The reader checks
  * every length against the bytes left before it reads, so a truncated or
  * corrupted file is an error, never a crash. */
 #include "ps_checkpoint.h"
 
-#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -13,26 +13,15 @@
 #include <unistd.h>
 #include <zlib.h>
 
+#include "ps_checkpoint_int.h"
 #include "ps_file.h"
 #include "ps_log.h"
 
-#define MAGIC "PSCKPT\0\0"
-/* 2: the optimizer record holds every field (1 lacked l1, l2, ftrl_beta);
- * 3: the job record holds its id, fingerprint, ranks and fp16 scaler;
- * 4: the head holds a base clock and the sparse tables follow the chunks */
-#define FORMAT 4
-#define HEAD_BYTES 32 /* format 4; 24 before (no base clock) */
-#define HEAD_BYTES_V3 24
 /* The fewest bytes a chunk or sparse table record takes (its fixed fields). */
 #define MIN_CHUNK_RECORD 64
 #define MIN_SPARSE_RECORD 48
 /* A sparse row as stored is at most this many floats (value and state). */
 #define MAX_SPARSE_STRIDE (1u << 20)
-
-static uint32_t head_bytes(uint32_t format)
-{
-    return format >= 4 ? HEAD_BYTES : HEAD_BYTES_V3;
-}
 
 typedef struct {
     FILE *f; /* the ps_file's stream */
@@ -128,6 +117,18 @@ static void put_chunk(writer_t *w, const ps_table_t *t, uint32_t chunk)
         put_floats(w, s.v, s.len);
 }
 
+typedef struct {
+    writer_t *w;
+    uint32_t stride;
+} put_rows_t;
+
+static void put_row(uint64_t key, const float *row, void *ctx)
+{
+    put_rows_t *pr = ctx;
+    PUT(pr->w, key);
+    put_floats(pr->w, row, pr->stride);
+}
+
 /* One sparse table: its layout and clocks, then all its rows or (delta)
  * the dirty ones, each as u64 key and stride floats. */
 static void put_sparse(writer_t *w, const ps_sparse_t *t, bool delta)
@@ -149,51 +150,8 @@ static void put_sparse(writer_t *w, const ps_sparse_t *t, bool delta)
     put(w, l.pushes, l.world * sizeof *l.pushes);
     PUT(w, is_delta);
     PUT(w, n_rows);
-    for (uint64_t i = 0; i < n; i++) {
-        if (delta && !ps_sparse_row_dirty(t, (uint32_t)i))
-            continue;
-        uint64_t key;
-        const float *row = ps_sparse_row(t, (uint32_t)i, &key);
-        PUT(w, key);
-        put_floats(w, row, l.stride);
-    }
-}
-
-static int cmp_names(const void *a, const void *b)
-{
-    return strcmp(*(char *const *)a, *(char *const *)b);
-}
-
-/* Sorted names of the ckpt-*.psc files in jobdir (caller frees). */
-static int list_ckpts(const char *jobdir, char ***out)
-{
-    DIR *d = opendir(jobdir);
-    int n = 0, cap = 0;
-    *out = NULL;
-    if (!d)
-        return 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        size_t len = strlen(e->d_name);
-        if (strncmp(e->d_name, "ckpt-", 5) != 0 || len < 9 || strcmp(e->d_name + len - 4, ".psc"))
-            continue;
-        if (n == cap) {
-            cap = cap ? cap * 2 : 16;
-            *out = ps_xrealloc(*out, (size_t)cap * sizeof **out);
-        }
-        (*out)[n++] = ps_xstrdup(e->d_name);
-    }
-    closedir(d);
-    if (n)
-        qsort(*out, (size_t)n, sizeof **out, cmp_names);
-    return n;
-}
-
-static void free_names(char **names, int n)
-{
-    for (int i = 0; i < n; i++)
-        free(names[i]);
-    free(names);
+    put_rows_t pr = {w, l.stride};
+    ps_sparse_each_row(t, delta, put_row, &pr);
 }
 
 /* The job record (format 3). */
@@ -226,58 +184,6 @@ static void put_job(writer_t *w, const ps_ckpt_job_t *job, uint32_t n_chunks)
     PUT(w, n_chunks);
 }
 
-/* The base clock in a checkpoint's head, read without the rest of the
- * file: -1 for a self-contained file (and every format before 4). */
-static int64_t peek_base(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char head[HEAD_BYTES];
-    size_t n = f ? fread(head, 1, sizeof head, f) : 0;
-    if (f)
-        fclose(f);
-    uint32_t format = 0;
-    int64_t base = -1;
-    if (n == HEAD_BYTES && memcmp(head, MAGIC, 8) == 0) {
-        memcpy(&format, head + 8, 4);
-        if (format >= 4)
-            memcpy(&base, head + HEAD_BYTES_V3, 8);
-    }
-    return base;
-}
-
-/* Deletes all but the newest keep checkpoints in jobdir and the files
- * they are deltas on (a base is older than its deltas: one pass from the
- * newest keeps every chain whole). */
-static void prune(const char *jobdir, int keep)
-{
-    char **names, path[1200];
-    int n = list_ckpts(jobdir, &names);
-    bool *kept = calloc((size_t)(n ? n : 1), sizeof *kept);
-    if (!kept) {
-        free_names(names, n);
-        return; /* keep everything rather than break a chain */
-    }
-    for (int i = n - 1; i >= 0; i--) {
-        if (i + keep >= n)
-            kept[i] = true;
-        if (!kept[i])
-            continue;
-        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
-        int64_t base = peek_base(path);
-        for (int j = i - 1; base >= 0 && j >= 0; j--)
-            if (atoll(names[j] + 5) == base)
-                kept[j] = true;
-    }
-    for (int i = 0; i < n; i++) {
-        if (kept[i])
-            continue;
-        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
-        unlink(path);
-    }
-    free(kept);
-    free_names(names, n);
-}
-
 int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *chunks,
                   const uint32_t *chunk_ids, uint32_t n_chunks, const ps_ckpt_sparse_set_t *sparse,
                   int keep, ps_errbuf_t *err)
@@ -293,8 +199,8 @@ int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *
     if (!pf)
         return PS_EIO;
     writer_t w = {ps_file_stream(pf), crc32(0, NULL, 0), 0, 0};
-    char head[HEAD_BYTES] = MAGIC;
-    fwrite(head, 1, HEAD_BYTES, w.f); /* filled in below */
+    char head[PSCK_HEAD_BYTES] = PSCK_MAGIC;
+    fwrite(head, 1, PSCK_HEAD_BYTES, w.f); /* filled in below */
     put_job(&w, job, n_chunks);
     for (uint32_t i = 0; i < n_chunks; i++)
         put_chunk(&w, chunks[i], chunk_ids[i]);
@@ -303,20 +209,20 @@ int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *
     PUT(&w, n_sparse);
     for (uint32_t i = 0; i < n_sparse; i++)
         put_sparse(&w, sparse->tables[i], base >= 0);
-    uint32_t format = FORMAT, crc = (uint32_t)w.crc;
+    uint32_t format = PSCK_FORMAT, crc = (uint32_t)w.crc;
     memcpy(head + 8, &format, 4);
     memcpy(head + 12, &crc, 4);
     memcpy(head + 16, &w.bytes, 8);
-    memcpy(head + HEAD_BYTES_V3, &base, 8);
+    memcpy(head + PSCK_HEAD_BYTES_V3, &base, 8);
     if (w.failed || fseek(w.f, 0, SEEK_SET) != 0 ||
-        fwrite(head, 1, HEAD_BYTES, w.f) != HEAD_BYTES) {
+        fwrite(head, 1, PSCK_HEAD_BYTES, w.f) != PSCK_HEAD_BYTES) {
         int e = errno;
         ps_file_abort(&pf);
         return ps_err_set(err, PS_EIO, "cannot write checkpoint '%s': %s", path, strerror(e));
     }
     if (ps_file_commit(&pf, err) != PS_OK)
         return PS_EIO;
-    prune(jobdir, keep);
+    psck_prune(jobdir, keep);
     return PS_OK;
 }
 
@@ -439,7 +345,7 @@ static void get_sparse(reader_t *r, ps_ckpt_sparse_t *s)
     GET(r, s->stride);
     GET(r, s->world);
     get_str(r, s->name, sizeof s->name);
-    get_optim(r, &s->optim, FORMAT);
+    get_optim(r, &s->optim, PSCK_FORMAT);
     GET(r, s->seed);
     GET(r, s->init_scale);
     GET(r, s->clock);
@@ -514,30 +420,32 @@ int ps_ckpt_read(const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
     FILE *f = fopen(path, "rb");
     if (!f)
         return ps_err_set(err, PS_EIO, "cannot read '%s': %s", path, strerror(errno));
-    char head[HEAD_BYTES];
-    uint32_t format = 0, crc = 0, hb = HEAD_BYTES_V3;
+    char head[PSCK_HEAD_BYTES];
+    uint32_t format = 0, crc = 0, hb = PSCK_HEAD_BYTES_V3;
     uint64_t len = 0;
     struct stat st;
     int rc = PS_EFORMAT;
-    if (fread(head, 1, HEAD_BYTES_V3, f) != HEAD_BYTES_V3 || memcmp(head, MAGIC, 8) != 0) {
+    if (fread(head, 1, PSCK_HEAD_BYTES_V3, f) != PSCK_HEAD_BYTES_V3 ||
+        memcmp(head, PSCK_MAGIC, 8) != 0) {
         ps_err_set(err, rc, "'%s': not a checkpoint (bad magic)", path);
         goto out;
     }
     memcpy(&format, head + 8, 4);
     memcpy(&crc, head + 12, 4);
     memcpy(&len, head + 16, 8);
-    if (format < 1 || format > FORMAT) {
-        ps_err_set(err, rc, "'%s': format %u, this server reads 1 to %u", path, format, FORMAT);
+    if (format < 1 || format > PSCK_FORMAT) {
+        ps_err_set(err, rc, "'%s': format %u, this server reads 1 to %u", path, format,
+                   PSCK_FORMAT);
         goto out;
     }
-    hb = head_bytes(format);
-    if (hb > HEAD_BYTES_V3 &&
-        fread(head + HEAD_BYTES_V3, 1, hb - HEAD_BYTES_V3, f) != hb - HEAD_BYTES_V3) {
+    hb = psck_head_bytes(format);
+    if (hb > PSCK_HEAD_BYTES_V3 && fread(head + PSCK_HEAD_BYTES_V3, 1, hb - PSCK_HEAD_BYTES_V3,
+                                         f) != hb - PSCK_HEAD_BYTES_V3) {
         ps_err_set(err, rc, "'%s': truncated head", path);
         goto out;
     }
     if (format >= 4)
-        memcpy(&out->base_clock, head + HEAD_BYTES_V3, 8);
+        memcpy(&out->base_clock, head + PSCK_HEAD_BYTES_V3, 8);
     if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size != len + hb) {
         ps_err_set(err, rc, "'%s': truncated or padded: %lld bytes, header says %llu", path,
                    (long long)st.st_size, (unsigned long long)(len + hb));
@@ -609,190 +517,4 @@ out:
     if (rc != PS_OK)
         ps_ckpt_free(out);
     return rc;
-}
-
-/* Reads path and, if it is a delta, the chain of files under it (each
- * base older than the file on it, so the chain ends). */
-static int read_chain(const char *jobdir, const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
-{
-    if (ps_ckpt_read(path, out, err) != PS_OK)
-        return PS_EFORMAT;
-    if (out->base_clock < 0)
-        return PS_OK;
-    char base_path[1100];
-    snprintf(base_path, sizeof base_path, "%s/ckpt-%012lld.psc", jobdir,
-             (long long)out->base_clock);
-    out->base = ps_xmalloc(sizeof *out->base);
-    ps_errbuf_t why;
-    if (read_chain(jobdir, base_path, out->base, &why) != PS_OK) {
-        free(out->base);
-        out->base = NULL;
-        ps_err_set(err, PS_EFORMAT, "a delta on '%s', which cannot be read: %s", base_path,
-                   why.msg);
-        ps_ckpt_free(out);
-        return PS_EFORMAT;
-    }
-    if (out->base->job.id != out->job.id) {
-        ps_err_set(err, PS_EFORMAT, "a delta on '%s', which belongs to another job id", base_path);
-        ps_ckpt_free(out);
-        return PS_EFORMAT;
-    }
-    return PS_OK;
-}
-
-int ps_ckpt_load(const char *dir, const char *job, int64_t clock, ps_ckpt_t *out, ps_errbuf_t *err)
-{
-    char jobdir[1024], path[1100];
-    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job);
-    char **names;
-    int n = list_ckpts(jobdir, &names);
-    int rc = ps_err_set(err, PS_ENOJOB, "no valid checkpoint of job '%s'%s in '%s'", job,
-                        clock >= 0 ? " at that clock" : "", jobdir);
-    for (int i = n - 1; i >= 0; i--) {
-        if (clock >= 0 && atoll(names[i] + 5) != clock)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
-        ps_errbuf_t why;
-        if (read_chain(jobdir, path, out, &why) == PS_OK) {
-            rc = PS_OK;
-            break;
-        }
-        ps_log(PS_LOG_WARN, "checkpoint '%s' skipped: %s", path, why.msg);
-    }
-    free_names(names, n);
-    return rc;
-}
-
-/* The record of table_id in checkpoint ck, or NULL. */
-static const ps_ckpt_sparse_t *find_sparse(const ps_ckpt_t *ck, uint32_t table_id)
-{
-    for (uint32_t i = 0; i < ck->n_sparse; i++)
-        if (ck->sparse[i].table_id == table_id)
-            return &ck->sparse[i];
-    return NULL;
-}
-
-static int put_rows(ps_sparse_t *t, const ps_ckpt_t *ck, uint32_t table_id, uint32_t stride,
-                    float *row, ps_errbuf_t *err)
-{
-    if (ck->base && put_rows(t, ck->base, table_id, stride, row, err) != PS_OK)
-        return err->code;
-    const ps_ckpt_sparse_t *s = find_sparse(ck, table_id);
-    if (!s)
-        return PS_OK; /* made after that file was written */
-    if (s->stride != stride)
-        return ps_err_set(err, PS_ECONFLICT, "sparse table '%s': rows of %u floats, then %u",
-                          s->name, s->stride, stride);
-    size_t row_bytes = sizeof(uint64_t) + (size_t)stride * sizeof(float);
-    for (uint64_t i = 0; i < s->n_rows; i++) {
-        const char *at = s->rows + i * row_bytes;
-        uint64_t key;
-        memcpy(&key, at, sizeof key);
-        memcpy(row, at + sizeof key, (size_t)stride * sizeof(float));
-        if (ps_sparse_put_row(t, key, row) != PS_OK)
-            return ps_err_set(err, PS_ERANGE, "sparse table '%s': more rows than it may hold",
-                              s->name);
-    }
-    return PS_OK;
-}
-
-int ps_ckpt_sparse_rows(const ps_ckpt_t *ck, uint32_t table_id, ps_sparse_t *t, ps_errbuf_t *err)
-{
-    ps_sparse_layout_t l;
-    ps_sparse_layout(t, &l);
-    float *row = ps_xmalloc((size_t)l.stride * sizeof(float));
-    int rc = put_rows(t, ck, table_id, l.stride, row, err);
-    free(row);
-    return rc;
-}
-
-/* The job id in a checkpoint's job record, read without the rest of the
- * file (0 for formats before 3, or a file too short to say). */
-static uint64_t peek_id(const char *path)
-{
-    FILE *f = fopen(path, "rb");
-    char head[HEAD_BYTES + 2 + 64 + 4 + 4 + 8 + 4 + 4 + 8 + 8];
-    size_t n = f ? fread(head, 1, sizeof head, f) : 0;
-    if (f)
-        fclose(f);
-    uint32_t format = 0;
-    uint16_t name_len = 0;
-    if (n < HEAD_BYTES_V3 + 2)
-        return 0;
-    memcpy(&format, head + 8, 4);
-    size_t hb = head_bytes(format);
-    if (n < hb + 2)
-        return 0;
-    memcpy(&name_len, head + hb, 2);
-    size_t at = hb + 2 + name_len + 4 + 4 + 8 + 4 + 4 + 8;
-    uint64_t id = 0;
-    if (format >= 3 && at + 8 <= n)
-        memcpy(&id, head + at, 8);
-    return id;
-}
-
-void ps_ckpt_remove_job_id(const char *dir, const char *job, uint64_t id)
-{
-    char jobdir[1024], path[1100];
-    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job);
-    char **names;
-    int n = list_ckpts(jobdir, &names);
-    for (int i = 0; i < n; i++) {
-        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
-        if (!id || peek_id(path) == id)
-            unlink(path);
-    }
-    free_names(names, n);
-    rmdir(jobdir); /* only if nothing else is left */
-}
-
-void ps_ckpt_remove_job(const char *dir, const char *job)
-{
-    ps_ckpt_remove_job_id(dir, job, 0);
-}
-
-void ps_ckpt_remove_after(const char *dir, const char *job, int64_t clock)
-{
-    char jobdir[1024], path[1100];
-    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job);
-    char **names;
-    int n = list_ckpts(jobdir, &names);
-    for (int i = 0; i < n; i++) {
-        if (atoll(names[i] + 5) <= clock)
-            continue;
-        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
-        unlink(path);
-    }
-    free_names(names, n);
-}
-
-int ps_ckpt_list_clocks(const char *dir, const char *job, int64_t **clocks)
-{
-    char jobdir[1024];
-    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job);
-    char **names;
-    int n = list_ckpts(jobdir, &names);
-    *clocks = ps_xmalloc((size_t)(n ? n : 1) * sizeof **clocks);
-    for (int i = 0; i < n; i++)
-        (*clocks)[i] = atoll(names[i] + 5);
-    free_names(names, n);
-    return n;
-}
-
-int ps_ckpt_list_jobs(const char *dir, char ***names)
-{
-    DIR *d = opendir(dir);
-    int n = 0;
-    *names = NULL;
-    if (!d)
-        return 0;
-    struct dirent *e;
-    while ((e = readdir(d))) {
-        if (e->d_name[0] == '.')
-            continue;
-        *names = ps_xrealloc(*names, (size_t)(n + 1) * sizeof **names);
-        (*names)[n++] = ps_xstrdup(e->d_name);
-    }
-    closedir(d);
-    return n;
 }

@@ -88,6 +88,17 @@ static void migrate(ps_hashmap_t *m)
     }
 }
 
+void ps_hashmap_each(const ps_hashmap_t *m, void (*fn)(uint64_t key, uint32_t row, void *ctx),
+                     void *ctx)
+{
+    for (uint64_t i = 0; i < m->cap; i++)
+        if (m->slots[i].row)
+            fn(m->slots[i].key, m->slots[i].row - 1, ctx);
+    for (uint64_t i = m->old ? m->migrated : 0; m->old && i < m->old_cap; i++)
+        if (m->old[i].row)
+            fn(m->old[i].key, m->old[i].row - 1, ctx);
+}
+
 uint32_t ps_hashmap_get_or_insert(ps_hashmap_t *m, uint64_t key, uint32_t next_row, int *inserted)
 {
     *inserted = 0;

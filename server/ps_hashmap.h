@@ -33,6 +33,11 @@ uint32_t ps_hashmap_get(const ps_hashmap_t *m, uint64_t key);
  * next free row) and sets *inserted. Moves a bounded number of slots of an
  * ongoing growth first. */
 uint32_t ps_hashmap_get_or_insert(ps_hashmap_t *m, uint64_t key, uint32_t next_row, int *inserted);
+/* Calls fn once for every key with its row, in no particular order (while
+ * growing: the new array, then the old one's slots not yet copied, which
+ * hold exactly the keys the new one lacks). */
+void ps_hashmap_each(const ps_hashmap_t *m, void (*fn)(uint64_t key, uint32_t row, void *ctx),
+                     void *ctx);
 /* Bytes held by the slot arrays. */
 size_t ps_hashmap_bytes(const ps_hashmap_t *m);
 /* The slot a key hashes to first, in a table of cap slots (for tests). */

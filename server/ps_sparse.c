@@ -23,7 +23,6 @@ struct ps_sparse {
     uint32_t world;
     ps_hashmap_t index;
     float **blocks;
-    uint64_t **block_keys; /* per block: the key of each row (for checkpoints) */
     uint8_t **block_dirty; /* per block: a bit per row, made or updated since the last checkpoint */
     uint32_t n_blocks, cap_blocks;
     uint32_t n_rows, n_dirty;
@@ -124,11 +123,9 @@ void ps_sparse_destroy(ps_sparse_t **tp)
     drop_stash(t);
     for (uint32_t b = 0; b < t->n_blocks; b++) {
         free(t->blocks[b]);
-        free(t->block_keys[b]);
         free(t->block_dirty[b]);
     }
     free(t->blocks);
-    free(t->block_keys);
     free(t->block_dirty);
     ps_hashmap_free(&t->index);
     ps_round_fini(&t->round);
@@ -157,16 +154,15 @@ const ps_optim_spec_t *ps_sparse_optim(const ps_sparse_t *t)
 
 size_t ps_sparse_bytes(const ps_sparse_t *t)
 {
-    return (size_t)t->n_blocks * BLOCK_ROWS * (t->stride * sizeof(float) + sizeof(uint64_t)) +
+    return (size_t)t->n_blocks * BLOCK_ROWS * t->stride * sizeof(float) +
            (size_t)t->n_blocks * BLOCK_ROWS / 8 + ps_hashmap_bytes(&t->index) + t->stash_bytes +
-           t->cap_blocks * 3 * sizeof(void *);
+           t->cap_blocks * 2 * sizeof(void *);
 }
 
 size_t ps_sparse_row_bytes(const ps_sparse_t *t)
 {
-    /* its key for checkpoints; the index keeps load below 1/2: two slots of
-     * a key and a row number */
-    return t->stride * sizeof(float) + sizeof(uint64_t) + 2 * (sizeof(uint64_t) + sizeof(uint32_t));
+    /* the index keeps load below 1/2: two slots of a key and a row number */
+    return t->stride * sizeof(float) + 2 * (sizeof(uint64_t) + sizeof(uint32_t));
 }
 
 bool ps_sparse_same_layout(const ps_sparse_t *t, const char *name, uint32_t dim)
@@ -214,17 +210,14 @@ static float *touch(ps_sparse_t *t, uint64_t key)
         if (t->n_blocks == t->cap_blocks) {
             t->cap_blocks = t->cap_blocks ? t->cap_blocks * 2 : 16;
             t->blocks = ps_xrealloc(t->blocks, t->cap_blocks * sizeof *t->blocks);
-            t->block_keys = ps_xrealloc(t->block_keys, t->cap_blocks * sizeof *t->block_keys);
             t->block_dirty = ps_xrealloc(t->block_dirty, t->cap_blocks * sizeof *t->block_dirty);
         }
         /* zeroed: optimizer state starts at 0 */
         t->blocks[t->n_blocks] = ps_xcalloc((size_t)BLOCK_ROWS * t->stride, sizeof(float));
-        t->block_keys[t->n_blocks] = ps_xmalloc(BLOCK_ROWS * sizeof(uint64_t));
         t->block_dirty[t->n_blocks] = ps_xcalloc(BLOCK_ROWS / 8, 1);
         t->n_blocks++;
     }
     t->n_rows++;
-    t->block_keys[row >> BLOCK_SHIFT][row & (BLOCK_ROWS - 1)] = key;
     mark_dirty(t, row);
     float *r = row_at(t, row);
     for (uint32_t j = 0; j < t->dim; j++)
@@ -381,15 +374,31 @@ void ps_sparse_layout(const ps_sparse_t *t, ps_sparse_layout_t *out)
                                 .pushes = t->round.pushes};
 }
 
-const float *ps_sparse_row(const ps_sparse_t *t, uint32_t i, uint64_t *key)
-{
-    *key = t->block_keys[i >> BLOCK_SHIFT][i & (BLOCK_ROWS - 1)];
-    return row_at(t, i);
-}
-
-bool ps_sparse_row_dirty(const ps_sparse_t *t, uint32_t i)
+static bool row_dirty(const ps_sparse_t *t, uint32_t i)
 {
     return (t->block_dirty[i >> BLOCK_SHIFT][(i & (BLOCK_ROWS - 1)) >> 3] >> (i & 7)) & 1;
+}
+
+typedef struct {
+    const ps_sparse_t *t;
+    bool dirty_only;
+    ps_sparse_row_fn fn;
+    void *ctx;
+} each_t;
+
+static void each_slot(uint64_t key, uint32_t row, void *ctx)
+{
+    const each_t *e = ctx;
+    if (!e->dirty_only || row_dirty(e->t, row))
+        e->fn(key, row_at(e->t, row), e->ctx);
+}
+
+/* The keys live in the index only (8 bytes a row fewer than a key per
+ * row): a checkpoint walks the index. */
+void ps_sparse_each_row(const ps_sparse_t *t, bool dirty_only, ps_sparse_row_fn fn, void *ctx)
+{
+    each_t e = {t, dirty_only, fn, ctx};
+    ps_hashmap_each(&t->index, each_slot, &e);
 }
 
 uint32_t ps_sparse_n_dirty(const ps_sparse_t *t)
@@ -409,7 +418,6 @@ void ps_sparse_clear(ps_sparse_t *t)
     drop_stash(t);
     for (uint32_t b = 0; b < t->n_blocks; b++) {
         free(t->blocks[b]);
-        free(t->block_keys[b]);
         free(t->block_dirty[b]);
     }
     t->n_blocks = 0;

@@ -77,7 +77,6 @@ int64_t ps_sparse_worker_clock(const ps_sparse_t *t, uint32_t rank);
 const ps_round_t *ps_sparse_round(const ps_sparse_t *t);
 
 /* ---- checkpoints ----
- * Rows are numbered 0 .. ps_sparse_keys() - 1 in the order they were made.
  * A row is dirty from the moment it is made or updated until
  * ps_sparse_clear_dirty: an incremental checkpoint writes the dirty rows
  * only. */
@@ -93,9 +92,11 @@ typedef struct {
 } ps_sparse_layout_t;
 
 void ps_sparse_layout(const ps_sparse_t *t, ps_sparse_layout_t *out);
-/* Row i's key and its stride floats (borrowed, valid until a row is made). */
-const float *ps_sparse_row(const ps_sparse_t *t, uint32_t i, uint64_t *key);
-bool ps_sparse_row_dirty(const ps_sparse_t *t, uint32_t i);
+/* Calls fn with each row's key and its stride floats (borrowed for the
+ * call), every row or only the dirty ones, in no particular order; fn must
+ * not change the table. */
+typedef void (*ps_sparse_row_fn)(uint64_t key, const float *row, void *ctx);
+void ps_sparse_each_row(const ps_sparse_t *t, bool dirty_only, ps_sparse_row_fn fn, void *ctx);
 uint32_t ps_sparse_n_dirty(const ps_sparse_t *t);
 void ps_sparse_clear_dirty(ps_sparse_t *t);
 /* Empties the table (rows, stash) for a restore. */

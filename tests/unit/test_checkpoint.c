@@ -309,24 +309,43 @@ static void write_sparse_at(ps_sparse_t *t, int64_t clock, int64_t base, int kee
     ps_sparse_clear_dirty(t);
 }
 
+typedef struct {
+    uint64_t keys[256];
+    float rows[256][16];
+    uint32_t n, stride;
+} rows_t;
+
+static void collect(uint64_t key, const float *row, void *ctx)
+{
+    rows_t *r = ctx;
+    assert_true(r->n < 256 && r->stride <= 16);
+    r->keys[r->n] = key;
+    memcpy(r->rows[r->n++], row, r->stride * sizeof(float));
+}
+
+static void rows_of(const ps_sparse_t *t, bool dirty_only, rows_t *r)
+{
+    ps_sparse_layout_t l;
+    ps_sparse_layout(t, &l);
+    memset(r, 0, sizeof *r);
+    r->stride = l.stride;
+    ps_sparse_each_row(t, dirty_only, collect, r);
+}
+
 /* Every row of a is in b, bit for bit, and they hold as many. */
 static void assert_same_rows(const ps_sparse_t *a, const ps_sparse_t *b)
 {
-    assert_int_equal(ps_sparse_keys(a), ps_sparse_keys(b));
-    ps_sparse_layout_t l;
-    ps_sparse_layout(a, &l);
-    for (uint32_t i = 0; i < ps_sparse_keys(a); i++) {
-        uint64_t ka, kb;
-        const float *ra = ps_sparse_row(a, i, &ka);
-        bool found = false;
-        for (uint32_t j = 0; j < ps_sparse_keys(b) && !found; j++) {
-            const float *rb = ps_sparse_row(b, j, &kb);
-            if (kb == ka) {
-                found = true;
-                assert_memory_equal(ra, rb, l.stride * sizeof(float));
-            }
-        }
-        assert_true(found);
+    static rows_t ra, rb;
+    rows_of(a, false, &ra);
+    rows_of(b, false, &rb);
+    assert_int_equal(ra.n, ps_sparse_keys(a));
+    assert_int_equal(ra.n, rb.n);
+    for (uint32_t i = 0; i < ra.n; i++) {
+        uint32_t j = 0;
+        while (j < rb.n && rb.keys[j] != ra.keys[i])
+            j++;
+        assert_true(j < rb.n);
+        assert_memory_equal(ra.rows[i], rb.rows[j], ra.stride * sizeof(float));
     }
 }
 
@@ -345,6 +364,11 @@ static void test_sparse_full_and_incremental(void **state)
     write_sparse_at(t, 10, -1, 1);
     touch_keys(t, 50, 150, -0.25f); /* 51 updated, 50 made */
     assert_int_equal(ps_sparse_n_dirty(t), 101);
+    static rows_t dirty;
+    rows_of(t, true, &dirty);
+    assert_int_equal(dirty.n, 101);
+    for (uint32_t i = 0; i < dirty.n; i++)
+        assert_true(dirty.keys[i] >= 50 && dirty.keys[i] <= 150);
     write_sparse_at(t, 20, 10, 1);
     touch_keys(t, 1, 5, 1.0f);
     write_sparse_at(t, 30, 20, 1);

@@ -43,6 +43,40 @@ static void test_hashmap_grows_without_losing_keys(void **state)
     ps_hashmap_free(&m);
 }
 
+static void count_visit(uint64_t key, uint32_t row, void *ctx)
+{
+    uint8_t *seen = ctx;
+    assert_int_equal(key, (uint64_t)row * 0x9e3779b97f4a7c15ULL);
+    assert_int_equal(seen[row], 0);
+    seen[row] = 1;
+}
+
+/* ps_hashmap_each visits every key once, also halfway through a growth
+ * (keys then sit in the new array or in the old one's uncopied part). */
+static void test_hashmap_each_visits_every_key_once(void **state)
+{
+    (void)state;
+    ps_hashmap_t m;
+    ps_hashmap_init(&m, 10);
+    const uint32_t n = 50000;
+    uint8_t *seen = calloc(n, 1);
+    int checked_mid_growth = 0;
+    for (uint32_t i = 0; i < n; i++) {
+        int inserted;
+        ps_hashmap_get_or_insert(&m, (uint64_t)i * 0x9e3779b97f4a7c15ULL, i, &inserted);
+        if (i % 1009 == 0 || (m.old && i % 7 == 0) || i == n - 1) {
+            memset(seen, 0, n);
+            ps_hashmap_each(&m, count_visit, seen);
+            for (uint32_t j = 0; j < n; j++)
+                assert_int_equal(seen[j], j <= i);
+            checked_mid_growth |= m.old != NULL;
+        }
+    }
+    assert_true(checked_mid_growth);
+    free(seen);
+    ps_hashmap_free(&m);
+}
+
 static void test_hashmap_collisions(void **state)
 {
     (void)state;
@@ -246,6 +280,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_hashmap_grows_without_losing_keys),
+        cmocka_unit_test(test_hashmap_each_visits_every_key_once),
         cmocka_unit_test(test_hashmap_collisions),
         cmocka_unit_test(test_key_shards_are_stable_and_balanced),
         cmocka_unit_test(test_rows_start_from_seed_table_and_key),

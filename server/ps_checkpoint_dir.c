@@ -1,0 +1,292 @@
+/* ps_checkpoint_dir.c - a job's checkpoint files: listing, pruning that
+ * keeps chains whole, loading a file with the chain under it, restoring
+ * sparse rows from a chain, and removal. One file's format: ps_checkpoint.c. */
+#include <dirent.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "ps_checkpoint.h"
+#include "ps_checkpoint_int.h"
+#include "ps_log.h"
+
+uint32_t psck_head_bytes(uint32_t format)
+{
+    return format >= 4 ? PSCK_HEAD_BYTES : PSCK_HEAD_BYTES_V3;
+}
+
+static int cmp_names(const void *a, const void *b)
+{
+    return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+/* Sorted names of the ckpt-*.psc files in jobdir (caller frees). */
+static int list_ckpts(const char *jobdir, char ***out)
+{
+    DIR *d = opendir(jobdir);
+    int n = 0, cap = 0;
+    *out = NULL;
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        size_t len = strlen(e->d_name);
+        if (strncmp(e->d_name, "ckpt-", 5) != 0 || len < 9 || strcmp(e->d_name + len - 4, ".psc"))
+            continue;
+        if (n == cap) {
+            cap = cap ? cap * 2 : 16;
+            *out = ps_xrealloc(*out, (size_t)cap * sizeof **out);
+        }
+        (*out)[n++] = ps_xstrdup(e->d_name);
+    }
+    closedir(d);
+    if (n)
+        qsort(*out, (size_t)n, sizeof **out, cmp_names);
+    return n;
+}
+
+static void free_names(char **names, int n)
+{
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+}
+
+/* The base clock in a checkpoint's head, read without the rest of the
+ * file: -1 for a self-contained file (and every format before 4). */
+static int64_t peek_base(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char head[PSCK_HEAD_BYTES];
+    size_t n = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f)
+        fclose(f);
+    uint32_t format = 0;
+    int64_t base = -1;
+    if (n == PSCK_HEAD_BYTES && memcmp(head, PSCK_MAGIC, 8) == 0) {
+        memcpy(&format, head + 8, 4);
+        if (format >= 4)
+            memcpy(&base, head + PSCK_HEAD_BYTES_V3, 8);
+    }
+    return base;
+}
+
+/* Deletes all but the newest keep checkpoints in jobdir and the files
+ * they are deltas on (a base is older than its deltas: one pass from the
+ * newest keeps every chain whole). */
+void psck_prune(const char *jobdir, int keep)
+{
+    char **names, path[1200];
+    int n = list_ckpts(jobdir, &names);
+    bool *kept = calloc((size_t)(n ? n : 1), sizeof *kept);
+    if (!kept) {
+        free_names(names, n);
+        return; /* keep everything rather than break a chain */
+    }
+    for (int i = n - 1; i >= 0; i--) {
+        if (i + keep >= n)
+            kept[i] = true;
+        if (!kept[i])
+            continue;
+        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
+        int64_t base = peek_base(path);
+        for (int j = i - 1; base >= 0 && j >= 0; j--)
+            if (atoll(names[j] + 5) == base)
+                kept[j] = true;
+    }
+    for (int i = 0; i < n; i++) {
+        if (kept[i])
+            continue;
+        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
+        unlink(path);
+    }
+    free(kept);
+    free_names(names, n);
+}
+
+/* Reads path and, if it is a delta, the chain of files under it (each
+ * base older than the file on it, so the chain ends). */
+static int read_chain(const char *jobdir, const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
+{
+    if (ps_ckpt_read(path, out, err) != PS_OK)
+        return PS_EFORMAT;
+    if (out->base_clock < 0)
+        return PS_OK;
+    char base_path[1100];
+    snprintf(base_path, sizeof base_path, "%s/ckpt-%012lld.psc", jobdir,
+             (long long)out->base_clock);
+    out->base = ps_xmalloc(sizeof *out->base);
+    ps_errbuf_t why;
+    if (read_chain(jobdir, base_path, out->base, &why) != PS_OK) {
+        free(out->base);
+        out->base = NULL;
+        ps_err_set(err, PS_EFORMAT, "a delta on '%s', which cannot be read: %s", base_path,
+                   why.msg);
+        ps_ckpt_free(out);
+        return PS_EFORMAT;
+    }
+    if (out->base->job.id != out->job.id) {
+        ps_err_set(err, PS_EFORMAT, "a delta on '%s', which belongs to another job id", base_path);
+        ps_ckpt_free(out);
+        return PS_EFORMAT;
+    }
+    return PS_OK;
+}
+
+int ps_ckpt_load(const char *dir, const char *job, int64_t clock, ps_ckpt_t *out, ps_errbuf_t *err)
+{
+    char jobdir[1024], path[1100];
+    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job);
+    char **names;
+    int n = list_ckpts(jobdir, &names);
+    int rc = ps_err_set(err, PS_ENOJOB, "no valid checkpoint of job '%s'%s in '%s'", job,
+                        clock >= 0 ? " at that clock" : "", jobdir);
+    for (int i = n - 1; i >= 0; i--) {
+        if (clock >= 0 && atoll(names[i] + 5) != clock)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
+        ps_errbuf_t why;
+        if (read_chain(jobdir, path, out, &why) == PS_OK) {
+            rc = PS_OK;
+            break;
+        }
+        ps_log(PS_LOG_WARN, "checkpoint '%s' skipped: %s", path, why.msg);
+    }
+    free_names(names, n);
+    return rc;
+}
+
+/* The record of table_id in checkpoint ck, or NULL. */
+static const ps_ckpt_sparse_t *find_sparse(const ps_ckpt_t *ck, uint32_t table_id)
+{
+    for (uint32_t i = 0; i < ck->n_sparse; i++)
+        if (ck->sparse[i].table_id == table_id)
+            return &ck->sparse[i];
+    return NULL;
+}
+
+static int put_rows(ps_sparse_t *t, const ps_ckpt_t *ck, uint32_t table_id, uint32_t stride,
+                    float *row, ps_errbuf_t *err)
+{
+    if (ck->base && put_rows(t, ck->base, table_id, stride, row, err) != PS_OK)
+        return err->code;
+    const ps_ckpt_sparse_t *s = find_sparse(ck, table_id);
+    if (!s)
+        return PS_OK; /* made after that file was written */
+    if (s->stride != stride)
+        return ps_err_set(err, PS_ECONFLICT, "sparse table '%s': rows of %u floats, then %u",
+                          s->name, s->stride, stride);
+    size_t row_bytes = sizeof(uint64_t) + (size_t)stride * sizeof(float);
+    for (uint64_t i = 0; i < s->n_rows; i++) {
+        const char *at = s->rows + i * row_bytes;
+        uint64_t key;
+        memcpy(&key, at, sizeof key);
+        memcpy(row, at + sizeof key, (size_t)stride * sizeof(float));
+        if (ps_sparse_put_row(t, key, row) != PS_OK)
+            return ps_err_set(err, PS_ERANGE, "sparse table '%s': more rows than it may hold",
+                              s->name);
+    }
+    return PS_OK;
+}
+
+int ps_ckpt_sparse_rows(const ps_ckpt_t *ck, uint32_t table_id, ps_sparse_t *t, ps_errbuf_t *err)
+{
+    ps_sparse_layout_t l;
+    ps_sparse_layout(t, &l);
+    float *row = ps_xmalloc((size_t)l.stride * sizeof(float));
+    int rc = put_rows(t, ck, table_id, l.stride, row, err);
+    free(row);
+    return rc;
+}
+
+/* The job id in a checkpoint's job record, read without the rest of the
+ * file (0 for formats before 3, or a file too short to say). */
+static uint64_t peek_id(const char *path)
+{
+    FILE *f = fopen(path, "rb");
+    char head[PSCK_HEAD_BYTES + 2 + 64 + 4 + 4 + 8 + 4 + 4 + 8 + 8];
+    size_t n = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f)
+        fclose(f);
+    uint32_t format = 0;
+    uint16_t name_len = 0;
+    if (n < PSCK_HEAD_BYTES_V3 + 2)
+        return 0;
+    memcpy(&format, head + 8, 4);
+    size_t hb = psck_head_bytes(format);
+    if (n < hb + 2)
+        return 0;
+    memcpy(&name_len, head + hb, 2);
+    size_t at = hb + 2 + name_len + 4 + 4 + 8 + 4 + 4 + 8;
+    uint64_t id = 0;
+    if (format >= 3 && at + 8 <= n)
+        memcpy(&id, head + at, 8);
+    return id;
+}
+
+void ps_ckpt_remove_job_id(const char *dir, const char *job, uint64_t id)
+{
+    char jobdir[1024], path[1100];
+    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job);
+    char **names;
+    int n = list_ckpts(jobdir, &names);
+    for (int i = 0; i < n; i++) {
+        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
+        if (!id || peek_id(path) == id)
+            unlink(path);
+    }
+    free_names(names, n);
+    rmdir(jobdir); /* only if nothing else is left */
+}
+
+void ps_ckpt_remove_job(const char *dir, const char *job)
+{
+    ps_ckpt_remove_job_id(dir, job, 0);
+}
+
+void ps_ckpt_remove_after(const char *dir, const char *job, int64_t clock)
+{
+    char jobdir[1024], path[1100];
+    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job);
+    char **names;
+    int n = list_ckpts(jobdir, &names);
+    for (int i = 0; i < n; i++) {
+        if (atoll(names[i] + 5) <= clock)
+            continue;
+        snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
+        unlink(path);
+    }
+    free_names(names, n);
+}
+
+int ps_ckpt_list_clocks(const char *dir, const char *job, int64_t **clocks)
+{
+    char jobdir[1024];
+    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job);
+    char **names;
+    int n = list_ckpts(jobdir, &names);
+    *clocks = ps_xmalloc((size_t)(n ? n : 1) * sizeof **clocks);
+    for (int i = 0; i < n; i++)
+        (*clocks)[i] = atoll(names[i] + 5);
+    free_names(names, n);
+    return n;
+}
+
+int ps_ckpt_list_jobs(const char *dir, char ***names)
+{
+    DIR *d = opendir(dir);
+    int n = 0;
+    *names = NULL;
+    if (!d)
+        return 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (e->d_name[0] == '.')
+            continue;
+        *names = ps_xrealloc(*names, (size_t)(n + 1) * sizeof **names);
+        (*names)[n++] = ps_xstrdup(e->d_name);
+    }
+    closedir(d);
+    return n;
+}
