@@ -202,7 +202,7 @@ static int hello_shards(ps_client_t *c, uint32_t first, uint32_t last, uint32_t 
         int64_t now = ps_time_ms();
         if (rc == PS_EAGAIN)
             busy = *err;
-        if (now >= deadline || (c->opts.stop && *c->opts.stop)) {
+        if (now >= deadline || pscl_stop_requested(c)) {
             if (rc == PS_ETIME && busy.code) {
                 *err = busy;
                 return PS_EAGAIN;
@@ -526,6 +526,12 @@ int ps_client_push_pull(ps_client_t *c, uint32_t id, int64_t clock, const float 
 {
     return send_table_op(c, PS__OP__PUSH_PULL, id, clock, flags, grad, n_samples, grad_scale,
                          params);
+}
+
+int ps_client_push(ps_client_t *c, uint32_t id, int64_t clock, const float *grad,
+                   uint64_t n_samples, float grad_scale, uint32_t flags)
+{
+    return send_table_op(c, PS__OP__PUSH, id, clock, flags, grad, n_samples, grad_scale, NULL);
 }
 
 int ps_client_pull(ps_client_t *c, uint32_t id, int64_t clock, uint32_t flags, float *params)

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "ps_client.h"
+#include "ps_optim_spec.h"
 #include "ps_wire.h"
 
 #define PSCL_MAX_SHARDS 1024
@@ -133,6 +134,8 @@ void pscl_close_shards(ps_client_t *c);
 /* ---- requests (ps_inflight.c) ---- */
 
 void pscl_header_init(ps_client_t *c, Ps__Header *h, int op);
+/* *opts.stop set, or opts.stop_fd readable (or hung up). */
+bool pscl_stop_requested(const ps_client_t *c);
 /* Sends the frames of a request (header, keys, values; keys and values
  * zero-copy) and tracks it; values/dst as in pscl_inflight_t. Returns the
  * tracked entry, or NULL with *rc set if the send failed. */
