@@ -115,6 +115,16 @@ uint32_t ps_client_n_shards(const ps_client_t *c)
 {
     return c->n_shards;
 }
+
+int ps_client_set_fingerprint(ps_client_t *c, const char *fingerprint)
+{
+    if (c->said_hello)
+        return PS_EINVAL; /* a HELLO went out with the old one */
+    free(c->fingerprint);
+    c->fingerprint = ps_xstrdup(fingerprint ? fingerprint : "");
+    c->opts.fingerprint = c->fingerprint;
+    return PS_OK;
+}
 uint64_t ps_client_requests(const ps_client_t *c)
 {
     return c->requests;
@@ -251,6 +261,7 @@ static int recreate_on_shard0(ps_client_t *c, ps_errbuf_t *err)
 int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err)
 {
     c->generation = 0;
+    c->said_hello = true;
     int rc = pscl_start_heartbeats(c, err);
     if (rc != PS_OK)
         return rc;

@@ -89,6 +89,10 @@ ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, 
 /* Closes sockets; NULL-safe, sets *c to NULL. */
 void ps_client_destroy(ps_client_t **c);
 uint32_t ps_client_n_shards(const ps_client_t *c);
+/* Replaces opts.fingerprint (copied) before the first ps_client_hello: a
+ * binding that learns what defines its job (a model's tables) after
+ * connecting. PS_EINVAL once a HELLO was sent. */
+int ps_client_set_fingerprint(ps_client_t *c, const char *fingerprint);
 
 /* Joins (or rejoins) the job on every shard: shard 0 first (it creates the
  * job, with an id, or says which one it holds), then the others with that

@@ -103,6 +103,7 @@ struct ps_client {
     uint64_t worker_incarnation; /* this process's, sent with every request */
     char *fingerprint;           /* opts.fingerprint's copy */
     bool joining;                /* HELLOs in flight: a restarted shard is expected */
+    bool said_hello;             /* a HELLO went out (the fingerprint is fixed) */
     int64_t *min_clock, *max_clock;
     uint64_t *shard_generation;
     uint32_t *handshake_breaks; /* per shard: handshakes broken off since its last reply */
