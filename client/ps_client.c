@@ -104,8 +104,9 @@ void ps_client_destroy(ps_client_t **cp)
     free(c->max_clock);
     free(c->shard_generation);
     free(c->handshake_breaks);
-    free_stage(&c->stage_pull);
-    free_stage(&c->stage_push);
+    for (size_t i = 0; i < c->cap_stages; i++)
+        free_stage(&c->stages[i]);
+    free(c->stages);
     zmq_ctx_term(c->ctx);
     free(c);
     *cp = NULL;

@@ -71,8 +71,10 @@ typedef struct {
 
 /* A sparse request's keys grouped by shard: shard s's keys are
  * keys[off[s] .. off[s+1]), pos[] their positions in the caller's array,
- * vals[] (push) their gradient rows in the same order. Kept until the
- * replies are in (the frames are sent zero-copy). */
+ * vals[] (push) their gradient rows in the same order. Each sparse op in
+ * flight has its own (its frames are sent zero-copy from it, and a pull's
+ * replies are scattered through its pos[]); all are in use until
+ * ps_client_wait returns or the client is reset, then reused. */
 typedef struct {
     uint64_t *keys, *pos;
     float *vals;
@@ -107,7 +109,8 @@ struct ps_client {
     int64_t *min_clock, *max_clock;
     uint64_t *shard_generation;
     uint32_t *handshake_breaks; /* per shard: handshakes broken off since its last reply */
-    pscl_stage_t stage_pull, stage_push;
+    pscl_stage_t *stages; /* [0, n_stages_used) belong to sparse ops in flight */
+    size_t n_stages_used, cap_stages;
     int64_t last_log_ms; /* the wait loop's last "still waiting" line */
     /* shared with the heartbeat thread */
     pthread_t heartbeat_thread;

@@ -453,6 +453,7 @@ int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
                               c->opts.rank, atomic_load(&c->zero_copy_held));
         sched_yield();
     }
+    c->n_stages_used = 0; /* no sparse op is in flight any more */
     return PS_OK;
 }
 
@@ -462,6 +463,9 @@ void ps_client_reset(ps_client_t *c)
     int64_t deadline = ps_time_ms() + c->opts.timeout_ms;
     while (atomic_load(&c->zero_copy_held) > 0 && ps_time_ms() < deadline)
         sched_yield();
+    /* the late replies are ignored; like the callers' buffers, the stages
+     * are reused on the understanding that ZeroMQ let go within the deadline */
+    c->n_stages_used = 0;
 }
 
 uint32_t ps_client_reply_flags(const ps_client_t *c)
