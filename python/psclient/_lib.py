@@ -115,6 +115,7 @@ _PROTOTYPES = {
     "ps_client_bytes_sent": (_c.c_uint64, [_P]),
     "ps_client_bytes_received": (_c.c_uint64, [_P]),
     "ps_client_requests": (_c.c_uint64, [_P]),
+    "ps_optim_spec_check": (_c.c_char_p, [_c.POINTER(OptimSpec)]),
     "ps_strerror": (_c.c_char_p, [_c.c_int]),
     "ps_errname": (_c.c_char_p, [_c.c_int]),
 }

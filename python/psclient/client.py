@@ -137,6 +137,7 @@ class Client:
         self._tables = {}   # id -> ("dense", n_elems) or ("sparse", dim)
         self._held = []     # arrays lent to requests in flight
         self._said_hello = False
+        self._broken = None  # the error after which only recover() or close() make sense
         self._pipe_r, self._pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
 
         o = Opts()
@@ -179,9 +180,13 @@ class Client:
 
     # ---- life ----
 
-    def _handle(self):
+    def _handle(self, recovering=False):
         if self._c is None:
             raise PsError.from_code(-2, "the client is closed")
+        if self._broken is not None and not (recovering and self._broken.recoverable):
+            raise PsError.from_code(-2, "the client cannot go on after: %s (close it%s)"
+                                    % (self._broken, ", or recover()"
+                                       if self._broken.recoverable else ""))
         return self._c
 
     def close(self):
@@ -204,7 +209,8 @@ class Client:
 
     def __exit__(self, exc_type, exc, tb):
         try:
-            if exc_type is None and self._said_hello and self._c is not None:
+            if exc_type is None and self._said_hello and self._c is not None \
+                    and self._broken is None:
                 self.bye()
         finally:
             self.close()
@@ -266,9 +272,18 @@ class Client:
                 signal.set_wakeup_fd(old)
         return rc, err
 
-    def _wait_call(self, fn, *args):
-        rc, err = self._call_waiting(fn, self._handle(), *args)
-        check(rc, err)
+    def _wait_call(self, fn, *args, recovering=False):
+        """A waiting call. After an error (or an interrupt) the requests in
+        flight are in an unknown state, so the client refuses every op but
+        close() (and, after a recoverable error, recover())."""
+        handle = self._handle(recovering)
+        try:
+            rc, err = self._call_waiting(fn, handle, *args)
+            check(rc, err)
+        except BaseException as e:
+            self._broken = e if isinstance(e, PsError) else PsError.from_code(-15, repr(e))
+            raise
+        self._broken = None
 
     # ---- joining ----
 
@@ -279,7 +294,7 @@ class Client:
         staleness differ from the job's, EFINISHED when the job ended."""
         clock = ctypes.c_int64(0)
         self._said_hello = True
-        self._wait_call(lib.ps_client_hello, ctypes.byref(clock))
+        self._wait_call(lib.ps_client_hello, ctypes.byref(clock), recovering=True)
         self.clock = clock.value
         return self.clock
 
@@ -293,7 +308,8 @@ class Client:
         self._held = []
         clock = ctypes.c_int64(0)
         self._said_hello = True
-        self._wait_call(lib.ps_client_recover, ctypes.c_bool(exact), ctypes.byref(clock))
+        self._wait_call(lib.ps_client_recover, ctypes.c_bool(exact), ctypes.byref(clock),
+                        recovering=True)
         self.clock = clock.value
         return self.clock
 
@@ -314,9 +330,9 @@ class Client:
             raise ValueError("table %r is empty" % name)
         dims = (ctypes.c_uint64 * len(shape))(*shape)
         spec = optimizer.to_c()
-        self._tables[table_id] = ("dense", arr.size)
         self._wait_call(lib.ps_client_init_table, ctypes.c_uint32(table_id), name.encode(),
                         dims, len(shape), ctypes.byref(spec), _fptr(arr))
+        self._tables[table_id] = ("dense", arr.size)
 
     def _dense(self, table_id):
         kind = self._tables.get(table_id)
@@ -386,10 +402,10 @@ class Client:
                                   "adamw"):
             raise ValueError("no sparse optimizer %r" % optimizer.kind)
         spec = optimizer.to_c()
-        self._tables[table_id] = ("sparse", int(dim))
         self._wait_call(lib.ps_client_init_sparse, ctypes.c_uint32(table_id), name.encode(),
                         ctypes.c_uint32(dim), ctypes.byref(spec), ctypes.c_double(init_scale),
                         ctypes.c_uint64(seed))
+        self._tables[table_id] = ("sparse", int(dim))
 
     def _sparse(self, table_id, keys):
         kind = self._tables.get(table_id)
