@@ -109,7 +109,7 @@ struct ps_client {
     int64_t *min_clock, *max_clock;
     uint64_t *shard_generation;
     uint32_t *handshake_breaks; /* per shard: handshakes broken off since its last reply */
-    pscl_stage_t *stages; /* [0, n_stages_used) belong to sparse ops in flight */
+    pscl_stage_t *stages;       /* [0, n_stages_used) belong to sparse ops in flight */
     size_t n_stages_used, cap_stages;
     int64_t last_log_ms; /* the wait loop's last "still waiting" line */
     /* shared with the heartbeat thread */

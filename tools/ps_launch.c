@@ -301,8 +301,9 @@ fail:
  * this child sees it. */
 static void worker_env(const launch_t *L, int r, bool set)
 {
-    static const char *const names[] = {"PS_SERVERS", "PS_JOB", "PS_RANK", "PS_WORLD",
-                                        "PS_CURVE_SERVER_KEY_FILE", "PS_CURVE_SECRET_FILE"};
+    static const char *const names[] = {
+        "PS_SERVERS",          "PS_JOB", "PS_RANK", "PS_WORLD", "PS_CURVE_SERVER_KEY_FILE",
+        "PS_CURVE_SECRET_FILE"};
     if (!set) {
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
             unsetenv(names[i]);
