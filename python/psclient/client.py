@@ -162,6 +162,7 @@ class Client:
             self._close_pipe()
             raise PsError.from_code(err.code or -2, err.msg.decode(errors="replace"))
         self._c = ctypes.c_void_p(c)
+        self._pid = os.getpid()
         self.clock = 0
 
     @staticmethod
@@ -183,6 +184,9 @@ class Client:
     def _handle(self, recovering=False):
         if self._c is None:
             raise PsError.from_code(-2, "the client is closed")
+        if os.getpid() != self._pid:
+            raise PsError.from_code(-2, "a Client belongs to the process that made it "
+                                    "(this is a forked child)")
         if self._broken is not None and not (recovering and self._broken.recoverable):
             raise PsError.from_code(-2, "the client cannot go on after: %s (close it%s)"
                                     % (self._broken, ", or recover()"
@@ -191,9 +195,12 @@ class Client:
 
     def close(self):
         """Stops heartbeats and closes every socket; safe twice. Requests in
-        flight are abandoned."""
+        flight are abandoned. In a forked child (a DataLoader worker, say)
+        it only forgets the client: ZeroMQ's context belongs to the parent,
+        and tearing it down here would hang."""
         if self._c is not None:
-            lib.ps_client_destroy(ctypes.byref(self._c))
+            if os.getpid() == self._pid:
+                lib.ps_client_destroy(ctypes.byref(self._c))
             self._c = None
         self._held = []
         self._close_pipe()

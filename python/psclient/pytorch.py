@@ -180,6 +180,8 @@ class DistributedModule(torch.nn.Module):
         recovery set the clock back (replay from model.clock)."""
         if self.n_samples <= 0:
             raise ValueError("no samples in this step (call the model on a batch first)")
+        if not any(self._sent) and all(p.grad is None for _, p in self.params):
+            raise ValueError("step() without a backward() since the last step: no gradients")
         try:
             if self._pending_error is not None:
                 raise self._pending_error
