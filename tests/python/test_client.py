@@ -227,6 +227,35 @@ class ClientTest(unittest.TestCase):
             late.hello()
         late.close()
 
+    def test_forked_child_leaves_the_parents_client_alone(self):
+        c = self.client("fork")
+        c.hello()
+        pid = os.fork()
+        if pid == 0:  # the child: what a DataLoader worker's exit does
+            code = 0
+            try:
+                c.n_shards
+                code = 2  # it should have refused
+            except errors.EINVAL:
+                pass
+            c.close()
+            os._exit(code)
+        status = None
+        deadline = time.monotonic() + 10 * pstest.TIME_SCALE
+        while status is None:
+            done, st = os.waitpid(pid, os.WNOHANG)
+            if done:
+                status = st
+            elif time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                self.fail("the forked child hung closing its parent's client")
+            else:
+                time.sleep(0.02)
+        self.assertEqual(os.waitstatus_to_exitcode(status), 0)
+        self.assertEqual(c.n_shards, 2)  # the parent's client still works
+        c.close()
+
     def test_rank_world_servers_and_job_from_the_environment(self):
         env = {"PS_SERVERS": self.cluster.servers, "PS_JOB": "envjob", "PS_RANK": "1",
                "PS_WORLD": "3"}
