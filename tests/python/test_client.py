@@ -146,6 +146,21 @@ class ClientTest(unittest.TestCase):
         shards = {key_shard(int(k), 2) for k in keys}
         self.assertEqual(shards, {0, 1})
 
+    def test_push_then_pull_of_the_next_clock(self):
+        rng = np.random.default_rng(SEED + 3)
+        init = rng.standard_normal(N).astype(np.float32)
+        g = rng.standard_normal(N).astype(np.float32)
+        with self.client("push") as c:
+            clock = c.hello()
+            c.init_table(0, "w", init, optim.Momentum(lr=0.1, momentum=0.5))
+            c.push(0, clock, g, 4)
+            c.wait()
+            w = np.empty(N, np.float32)
+            c.pull(0, clock + 1, w)
+            c.wait()
+        ref = Reference("momentum", init, lr=0.1, momentum=0.5)
+        np.testing.assert_array_equal(w, ref.step(g, 4))
+
     def test_fingerprint_mismatch_is_refused_naming_the_option(self):
         with self.client("fp", rank=0, world=2, fingerprint={"batch": 32, "seed": 1}) as a:
             a.hello()
