@@ -51,8 +51,8 @@ def load(kind, data_dir):
 def make_net(seed):
     torch.manual_seed(seed)
     return torch.nn.Sequential(
-        torch.nn.Conv2d(1, 16, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
-        torch.nn.Conv2d(16, 32, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(1, 32, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
+        torch.nn.Conv2d(32, 32, 5), torch.nn.ReLU(), torch.nn.MaxPool2d(2),
         torch.nn.Flatten(), torch.nn.Linear(512, 128), torch.nn.ReLU(),
         torch.nn.Linear(128, 10))
 
@@ -101,7 +101,8 @@ def train_ps(args):
                              heartbeat_ms=args.heartbeat_ms)
     batches = Batches(len(x), args.batch, client.rank, client.world, args.seed)
     total = args.steps or batches.steps_per_epoch * args.epochs
-    opt = psclient.optim.Adam(lr=args.lr)
+    # one update per BSP round: the cosine schedule runs over the whole job
+    opt = psclient.optim.Adam(lr=args.lr, schedule="cosine", total_steps=total)
     model = psclient.pytorch.DistributedModule(net, client, opt, overlap=not args.no_overlap)
     rank = client.rank
     t0 = time.time()
@@ -149,6 +150,7 @@ def ddp_worker(rank, world, port, args):
     opt = torch.optim.Adam(ddp.parameters(), lr=args.lr)
     batches = Batches(len(x), args.batch, rank, world, args.seed)
     total = args.steps or batches.steps_per_epoch * args.epochs
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total)
     t0 = time.time()
     train_s, t_step = 0.0, time.time()
     for clock in range(total):
@@ -156,6 +158,7 @@ def ddp_worker(rank, world, port, args):
         opt.zero_grad()
         F.cross_entropy(ddp(x[idx]), y[idx]).backward()  # DDP averages: the mean loss
         opt.step()
+        sched.step()
         done = clock + 1
         if rank == 0 and ((args.eval_every and done % args.eval_every == 0)
                           or done % batches.steps_per_epoch == 0):
@@ -171,7 +174,7 @@ def ddp_worker(rank, world, port, args):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--epochs", type=int, default=5)
     ap.add_argument("--steps", type=int, default=0, help="stop after this many steps (0: epochs)")
     ap.add_argument("--batch", type=int, default=32, help="samples per worker per step")
     ap.add_argument("--lr", type=float, default=2e-3)
