@@ -16,8 +16,9 @@ what 1 worker with --batch 64 does. The batch is a function of the clock
 alone, so after a recovery (a shard restarted from its checkpoint, say)
 the replayed steps are the very steps of an uninterrupted run.
 
-Prints JSON lines on stdout (rank 0): {"event":"eval",...} every
---eval-every steps and at each epoch's end, {"event":"done",...} last.
+Prints JSON lines on stdout: rank 0 {"event":"eval",...} every
+--eval-every steps and at each epoch's end, every rank {"event":"done",...}
+last (ps-launch folds those into its job summary).
 --save FILE writes the final parameters (rank 0, .npz).
 """
 import argparse
@@ -130,10 +131,14 @@ def train_ps(args):
     if rank == 0 and args.save:
         np.savez(args.save, **model.state_numpy())
     model.leave()
+    wall = time.time() - t0
+    samples = model.clock * args.batch
+    # every rank's summary: ps-launch sums samples and bytes over them
+    emit(event="done", backend="ps", rank=rank, workers=batches.world, steps=model.clock,
+         samples=samples, samples_per_s=samples / wall, test_accuracy=acc, wall_s=wall,
+         bytes_sent=client.bytes_sent, bytes_received=client.bytes_received,
+         recoveries=model.recoveries)
     client.close()
-    if rank == 0:
-        emit(event="done", backend="ps", workers=batches.world, steps=model.clock,
-             test_accuracy=acc, wall_s=time.time() - t0, recoveries=model.recoveries)
 
 
 def ddp_worker(rank, world, port, args):

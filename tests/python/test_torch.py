@@ -6,8 +6,11 @@
   checkpoint: the workers roll back, replay, and end with the model of the
   uninterrupted run (difference 0);
 - ps-launch --worker-command gives each worker the servers, job, rank and
-  world in its environment, and refuses ps-worker options beside it.
+  world in its environment, and refuses ps-worker options beside it; every
+  worker's done line is folded into one job summary (samples and bytes
+  summed over the workers).
 Skipped (77) without python3-torch or the Fashion-MNIST files."""
+import json
 import os
 import re
 import subprocess
@@ -96,6 +99,22 @@ class TorchTest(unittest.TestCase):
         self.assertLessEqual(diff, 1e-5)
         init = {k: v for k, v in self.params(one).items()}
         self.assertTrue(all(np.all(np.isfinite(v)) for v in init.values()))
+
+    def test_summary_sums_every_worker(self):
+        self.two_workers()
+        lines = open(os.path.join(self.dir, "two.out")).read().splitlines()
+        done = [json.loads(l) for l in lines if l.startswith("{") and '"done"' in l]
+        # one line: the workers' own done lines are not passed through
+        self.assertEqual(len(done), 1, lines[-5:])
+        s = done[0]
+        self.assertEqual((s["servers"], s["workers"], s["steps"]), (2, 2, 20))
+        self.assertEqual(s["samples"], 2 * 16 * 20)
+        self.assertEqual(s["lost_workers"], [])
+        # each worker pushes and pulls every parameter every step: both
+        # workers' bytes, so more than twice one worker's parameters
+        n_params = sum(v.size for v in self.params(self.two_workers()).values())
+        self.assertGreater(s["bytes_sent"], 2 * 20 * 4 * n_params)
+        self.assertGreater(s["bytes_received"], 2 * 20 * 4 * n_params)
 
     def test_restarted_shard_rolls_back_and_ends_with_the_same_model(self):
         ref = self.launch("ref", 2, 16, self.FAULT_STEPS)
