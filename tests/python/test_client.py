@@ -59,7 +59,9 @@ CASES = [
 class ClientTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
-        cls.cluster = pstest.Servers(2)
+        # every test is a job of its own, all from 127.0.0.1: above the
+        # shards' default budgets of 16 jobs, 8 per client (docs/security.md)
+        cls.cluster = pstest.Servers(2, "--max_jobs", "64", "--max_jobs_per_client", "64")
 
     @classmethod
     def tearDownClass(cls):
@@ -201,6 +203,24 @@ class ClientTest(unittest.TestCase):
             optim.Adam(lr=-1)
         with self.assertRaises(errors.EINVAL):
             psclient.Client("not an endpoint", "x")
+
+    def test_bad_table_names_are_refused_not_cut(self):
+        # libps_client checks a name before sending anything: a long one
+        # used to be cut to fit, silently
+        w = np.zeros(4, np.float32)
+        for i, (name, why) in enumerate((("x" * 64, "1 to 63 bytes, not 64"),
+                                         ("a b", "byte 0x20 at 1"),
+                                         ("-w", "must not start with '-'"))):
+            with self.client("names%d" % i) as c:
+                c.hello()
+                with self.assertRaises(errors.EINVAL) as cm:
+                    c.init_table(0, name, w, optim.SGD(lr=0.1))
+                self.assertIn(why, cm.exception.message)
+        with self.client("names3") as c:
+            clock = c.hello()
+            c.init_table(0, "x" * 63, w, optim.SGD(lr=0.1))
+            c.pull(0, clock, w)
+            c.wait()
 
     def test_silent_server_times_out_naming_it(self):
         ep = "tcp://127.0.0.1:%d" % pstest.free_port()
