@@ -33,13 +33,40 @@ is raised: a wrong model is never produced silently.
 
 Module buffers (BatchNorm's running statistics) are not parameters and
 stay local to each worker.
+
+Each table is named after its parameter (table_name()): the shards show
+the name in their stats and logs, the table id is what identifies it.
 """
-import numpy as np
+import re
+
 import torch
 
 from .errors import PsError
 from .client import FLAG_AFTER_ALL_DONE
 from .optim import Optimizer
+
+
+# what the shards accept as a table name (docs/protocol.md, TableSpec)
+NAME_MAX = 63
+_NOT_IN_NAME = re.compile(r"[^A-Za-z0-9._:\[\]-]")
+
+
+def table_name(table_id, name):
+    """The name table table_id gets for the parameter called name. The
+    shards refuse a name that is not 1-63 of [A-Za-z0-9._:-] and brackets,
+    or that starts with '.' or '-' (libps_client refuses it before sending
+    it), while a parameter's name is any string PyTorch allows (a
+    ModuleDict key may hold spaces, a deep model's names run long): other
+    bytes become '_', and a longer name keeps its end, the most specific
+    part ("layers.11.attn.out_proj.weight"), after the table id, so that
+    two cut names still differ. The full name is in the fingerprint."""
+    safe = _NOT_IN_NAME.sub("_", name)
+    if len(safe) > NAME_MAX:
+        head = "t%d:" % table_id
+        safe = head + safe[len(safe) - (NAME_MAX - len(head)):]
+    if not safe or safe[0] in ".-":
+        safe = ("t%d:" % table_id + safe)[:NAME_MAX]
+    return safe
 
 
 def _numpy(t):
@@ -128,7 +155,7 @@ class DistributedModule(torch.nn.Module):
         clock = c.recover(exact=True) if c.max_staleness == 0 else c.hello()
         with torch.no_grad():
             for tid, (name, p), opt in zip(self.ids, self.params, self.optimizers):
-                c.init_table(tid, name, _numpy(p), opt)
+                c.init_table(tid, table_name(tid, name), _numpy(p), opt)
         self._pull_all(clock)
 
     def _pull_all(self, clock, flags=0):

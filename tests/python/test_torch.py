@@ -5,11 +5,14 @@
 - a shard killed -9 mid-run (60 steps, checkpoints every 4 clocks) and restarted by ps-launch from its
   checkpoint: the workers roll back, replay, and end with the model of the
   uninterrupted run (difference 0);
+- parameters whose names the shards would refuse (a space, more than 63
+  bytes) still become tables, under names the shards take;
 - ps-launch --worker-command gives each worker the servers, job, rank and
   world in its environment, and refuses ps-worker options beside it; every
   worker's done line is folded into one job summary (samples and bytes
   summed over the workers).
 Skipped (77) without python3-torch or the Fashion-MNIST files."""
+import collections
 import json
 import os
 import re
@@ -102,7 +105,8 @@ class TorchTest(unittest.TestCase):
 
     def test_summary_sums_every_worker(self):
         self.two_workers()
-        lines = open(os.path.join(self.dir, "two.out")).read().splitlines()
+        with open(os.path.join(self.dir, "two.out")) as f:
+            lines = f.read().splitlines()
         done = [json.loads(l) for l in lines if l.startswith("{") and '"done"' in l]
         # one line: the workers' own done lines are not passed through
         self.assertEqual(len(done), 1, lines[-5:])
@@ -150,6 +154,37 @@ class TorchTest(unittest.TestCase):
         diff = self.max_diff(ref, save)
         print("shard 1 killed at clock >= 8, restarted: max abs difference %.3g" % diff)
         self.assertEqual(diff, 0.0)
+
+    def test_parameter_names_the_shards_refuse(self):
+        import psclient
+        import psclient.pytorch
+        from psclient.pytorch import table_name
+        long = "block" * 14  # 70 bytes
+        torch.manual_seed(3)
+        net = torch.nn.Sequential(collections.OrderedDict(
+            [("my layer", torch.nn.Linear(3, 2)), (long, torch.nn.Linear(2, 1))]))
+        names = [n for n, _ in net.named_parameters()]
+        tables = [table_name(i, n) for i, n in enumerate(names)]
+        self.assertEqual(tables[:2], ["my_layer.weight", "my_layer.bias"])
+        for i, t in enumerate(tables):
+            self.assertLessEqual(len(t), 63)
+            self.assertRegex(t, r"^[A-Za-z0-9_:\[\]][A-Za-z0-9._:\[\]-]*$")
+        self.assertEqual(tables[2], "t2:" + (long + ".weight")[-60:])
+        self.assertNotEqual(tables[2], tables[3])
+        self.assertEqual(table_name(0, ".w"), "t0:.w")
+        self.assertEqual(table_name(5, "-w"), "t5:-w")
+        before = [p.detach().clone() for p in net.parameters()]
+        x = torch.randn(4, 3)
+        with pstest.Servers(1) as cluster:
+            with psclient.Client(cluster.servers, "badnames", timeout_ms=20000) as c:
+                model = psclient.pytorch.DistributedModule(net, c, psclient.optim.SGD(lr=0.5),
+                                                           overlap=False)
+                model(x).sum().backward()
+                grads = [p.grad.clone() for p in net.parameters()]
+                self.assertTrue(model.step())
+        # one SGD step on the servers: the summed gradient over the 4 samples
+        for b, g, p in zip(before, grads, net.parameters()):
+            torch.testing.assert_close(p.detach(), b - 0.5 * g / 4, rtol=0, atol=1e-6)
 
     def test_worker_command_environment(self):
         out = os.path.join(self.dir, "env.out")
