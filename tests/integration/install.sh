@@ -21,6 +21,10 @@ for f in $prefix/bin/ps-server $prefix/bin/ps-worker $prefix/bin/ps-launch $pref
          $prefix/share/doc/ps/README.md $prefix/share/doc/ps/examples/fashion-mlp.conf; do
     [ -e "$root$f" ] || fail "not installed: $f"
 done
+# Under pipefail no pipeline here ends in grep -q: grep -q exits at the
+# first match, and a writer with more to write (ps-server --help is over
+# 4 KB, two writes) dies of SIGPIPE, failing the check now and then.
+
 # the client library, as a user of the installed copy builds against it
 libdir=$(sed -n 's/^CMAKE_INSTALL_LIBDIR:PATH=//p' "$BUILD/CMakeCache.txt")
 case "$libdir" in /*) ;; *) libdir="$prefix/$libdir" ;; esac
@@ -51,7 +55,7 @@ printf '%s\n' "cmake_minimum_required(VERSION 3.18)" "project(user C)" \
 # programs that are not instrumented themselves (the example built just
 # now, python3): preloaded, as a user of such a build would have to
 preload=""
-if readelf -d "$root$libdir/libps_client.so.1" | grep -q 'NEEDED.*libasan'; then
+if readelf -d "$root$libdir/libps_client.so.1" | grep 'NEEDED.*libasan' >/dev/null; then
     preload=$(cc -print-file-name=libasan.so)
 fi
 start_server api 0 1
@@ -60,7 +64,7 @@ LD_PRELOAD="$preload" LD_LIBRARY_PATH="$root$libdir" "$WORK/client" "$EP_api" >"
 grep -qx "clock 0 -> 1: w = 0.5 0.5 0.5 0.5" "$WORK/client.out" || fail "example client: $(cat "$WORK/client.out")"
 # a server of its own: the first run's BYE ended job 'example' on api
 start_server api2 0 1
-LD_PRELOAD="$preload" LD_LIBRARY_PATH="$root$libdir" "$WORK/cm/b/client" "$EP_api2" 2>&1 | grep -q "w = 0.5" \
+LD_PRELOAD="$preload" LD_LIBRARY_PATH="$root$libdir" "$WORK/cm/b/client" "$EP_api2" 2>&1 | grep "w = 0.5" >/dev/null \
     || fail "the find_package build of the example failed"
 pass "libps_client.so.1 (exports only its API) builds docs/examples/client.c with '$flags' and with find_package(ps-client); it ran: $(cat "$WORK/client.out")"
 
@@ -119,8 +123,8 @@ pass "installed units verify (Type=notify, watchdog, restart, hardening); exposu
 while read -r prog; do
     page="$root$prefix/share/man/man1/$prog.1.gz"
     [ -f "$page" ] || fail "no man page for $prog"
-    zcat "$page" | grep -q "^\.SH NAME" || fail "$prog.1 has no NAME section"
-    "$root$prefix/bin/$prog" --version | grep -qx "$prog [0-9][0-9.]*" || fail "$prog --version"
+    zcat "$page" | grep "^\.SH NAME" >/dev/null || fail "$prog.1 has no NAME section"
+    "$root$prefix/bin/$prog" --version | grep -x "$prog [0-9][0-9.]*" >/dev/null || fail "$prog --version"
 done < "$BUILD/man-programs.txt"
 pass "man pages for $(tr '\n' ' ' < "$BUILD/man-programs.txt")"
 
@@ -138,16 +142,16 @@ for f in "$libdir/libps_client.so.1" "$libdir/pkgconfig/ps-client.pc" /usr/inclu
          /usr/lib/python3/dist-packages/psclient/pytorch.py /usr/lib/python3/dist-packages/psclient/_libdir.py; do
     [ -e "$fresh$f" ] || fail "the .deb lacks $f"
 done
-dpkg-deb -I "$deb" shlibs 2>/dev/null | grep -q "^libps_client 1 " || fail "the .deb declares no shlibs for libps_client"
-"$fresh/usr/bin/ps-server" --help | grep -q "Usage: ps-server" || fail "installed ps-server does not run"
+dpkg-deb -I "$deb" shlibs 2>/dev/null | grep "^libps_client 1 " >/dev/null || fail "the .deb declares no shlibs for libps_client"
+"$fresh/usr/bin/ps-server" --help | grep "Usage: ps-server" >/dev/null || fail "installed ps-server does not run"
 # Debian policy: versioned Depends (libc6 included), conffiles, stripped
 # binaries, a changelog and a copyright file; lintian finds no error
-dpkg-deb -f "$deb" Depends | grep -q "libc6 (>= " || fail "Depends lacks a versioned libc6: $(dpkg-deb -f "$deb" Depends)"
+dpkg-deb -f "$deb" Depends | grep "libc6 (>= " >/dev/null || fail "Depends lacks a versioned libc6: $(dpkg-deb -f "$deb" Depends)"
 dpkg-deb -e "$deb" "$WORK/control"
 for f in /etc/ps/server.conf /etc/ps/worker.conf; do
     grep -qx "$f" "$WORK/control/conffiles" 2>/dev/null || fail "$f is not a conffile"
 done
-! readelf -S "$fresh/usr/bin/ps-server" | grep -qE "\.(symtab|debug_info)" || fail "ps-server is not stripped"
+! readelf -S "$fresh/usr/bin/ps-server" | grep -E "\.(symtab|debug_info)" >/dev/null || fail "ps-server is not stripped"
 [ -f "$fresh/usr/share/doc/ps/copyright" ] && [ -f "$fresh/usr/share/doc/ps/changelog.gz" ] \
     || fail "no copyright or changelog in the .deb"
 echo "bind 127.0.0.2 # edited by the operator" >> "$fresh/etc/ps/server.conf"
