@@ -104,8 +104,9 @@ void ps_client_destroy(ps_client_t **cp)
     free(c->max_clock);
     free(c->shard_generation);
     free(c->handshake_breaks);
-    free_stage(&c->stage_pull);
-    free_stage(&c->stage_push);
+    for (size_t i = 0; i < c->cap_stages; i++)
+        free_stage(&c->stages[i]);
+    free(c->stages);
     zmq_ctx_term(c->ctx);
     free(c);
     *cp = NULL;
@@ -114,6 +115,16 @@ void ps_client_destroy(ps_client_t **cp)
 uint32_t ps_client_n_shards(const ps_client_t *c)
 {
     return c->n_shards;
+}
+
+int ps_client_set_fingerprint(ps_client_t *c, const char *fingerprint)
+{
+    if (c->said_hello)
+        return PS_EINVAL; /* a HELLO went out with the old one */
+    free(c->fingerprint);
+    c->fingerprint = ps_xstrdup(fingerprint ? fingerprint : "");
+    c->opts.fingerprint = c->fingerprint;
+    return PS_OK;
 }
 uint64_t ps_client_requests(const ps_client_t *c)
 {
@@ -202,7 +213,7 @@ static int hello_shards(ps_client_t *c, uint32_t first, uint32_t last, uint32_t 
         int64_t now = ps_time_ms();
         if (rc == PS_EAGAIN)
             busy = *err;
-        if (now >= deadline || (c->opts.stop && *c->opts.stop)) {
+        if (now >= deadline || pscl_stop_requested(c)) {
             if (rc == PS_ETIME && busy.code) {
                 *err = busy;
                 return PS_EAGAIN;
@@ -251,6 +262,7 @@ static int recreate_on_shard0(ps_client_t *c, ps_errbuf_t *err)
 int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err)
 {
     c->generation = 0;
+    c->said_hello = true;
     int rc = pscl_start_heartbeats(c, err);
     if (rc != PS_OK)
         return rc;
@@ -526,6 +538,12 @@ int ps_client_push_pull(ps_client_t *c, uint32_t id, int64_t clock, const float 
 {
     return send_table_op(c, PS__OP__PUSH_PULL, id, clock, flags, grad, n_samples, grad_scale,
                          params);
+}
+
+int ps_client_push(ps_client_t *c, uint32_t id, int64_t clock, const float *grad,
+                   uint64_t n_samples, float grad_scale, uint32_t flags)
+{
+    return send_table_op(c, PS__OP__PUSH, id, clock, flags, grad, n_samples, grad_scale, NULL);
 }
 
 int ps_client_pull(ps_client_t *c, uint32_t id, int64_t clock, uint32_t flags, float *params)

@@ -1,9 +1,17 @@
 /* ps_client.h - the client library (libps_client): the only code that
  * speaks the protocol from the worker side. One DEALER socket per shard,
  * many requests in flight, replies matched by request id, a deadline on
- * every wait, heartbeats on a thread of their own. ps-worker, ps-ctl and
- * any program that wants to push and pull use it. Not thread-safe: one
- * thread drives a client. */
+ * every wait, heartbeats on a thread of their own. ps-worker, ps-ctl, the
+ * Python package and any program that wants to push and pull use it. Not
+ * thread-safe: one thread drives a client (different clients may run on
+ * different threads).
+ *
+ * The installed API: this header includes only ps_err.h, ps_optim_types.h
+ * and ps_protocol.h (no ZeroMQ or protobuf headers); `pkg-config --cflags
+ * --libs ps-client` builds against it. ABI: libps_client.so.1; a change to
+ * the layout of ps_client_opts_t, ps_optim_spec_t or ps_errbuf_t, or to a
+ * function's signature, bumps the SONAME. Bindings that lay these structs
+ * out themselves (the Python package) check ps_client_sizeof first. */
 #ifndef PS_CLIENT_H
 #define PS_CLIENT_H
 
@@ -11,8 +19,11 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <stddef.h>
+
 #include "ps_err.h"
-#include "ps_optim_spec.h"
+#include "ps_optim_types.h"
+#include "ps_protocol.h"
 
 typedef struct ps_client ps_client_t;
 
@@ -22,7 +33,7 @@ typedef struct {
     int max_staleness;           /* 0 BSP, > 0 SSP, -1 ASP */
     int64_t timeout_ms;          /* deadline for each reply */
     volatile sig_atomic_t *stop; /* if not NULL: waits end with PS_EINTR once *stop != 0 */
-    int dtype;                   /* PS__DTYPE__F32/F16/BF16: values on the wire */
+    int dtype;                   /* PS_DTYPE_F32/F16/BF16: values on the wire */
     int64_t heartbeat_ms;        /* > 0: a thread heartbeats every shard this often */
     int64_t server_timeout_ms;   /* with heartbeats: a shard that answers none for this long
                                   fails the wait at once (0 = never) */
@@ -38,7 +49,36 @@ typedef struct {
      * replay it and hand its state back after a restart or rollback. */
     double loss_scale;
     int64_t loss_scale_window;
+    /* if > 0: a file descriptor whose becoming readable ends waits with
+     * PS_EINTR, like *stop (a self-pipe a signal handler writes to, e.g.
+     * Python's signal.set_wakeup_fd); the client never reads it. */
+    int stop_fd;
 } ps_client_opts_t;
+
+/* The defaults of every option, as ps-worker has them: timeout_ms 60000,
+ * heartbeat_ms 1000, server_timeout_ms 15000, retries 2, F32, BSP, rank 0 of
+ * world 1, no CURVE, no fingerprint, no stop. job stays NULL: set it. */
+void ps_client_opts_defaults(ps_client_opts_t *opts);
+
+/* sizeof of the API's structs by name ("ps_client_opts_t",
+ * "ps_optim_spec_t", "ps_errbuf_t"); 0 for any other name. For bindings
+ * that must lay them out exactly as this library was built. */
+size_t ps_client_sizeof(const char *type_name);
+/* The library's version, "0.1.0". */
+const char *ps_client_version(void);
+
+/* The client's log lines (stderr: "TIME PROGNAME[PID] L message"):
+ * progname (NULL: keep "ps") and the lowest level written, one of "debug",
+ * "info", "notice", "warn", "error" (NULL: keep INFO). PS_EINVAL for
+ * another level. Call before any client exists; it sets process-wide
+ * state. */
+int ps_client_log_init(const char *progname, const char *level);
+
+/* Reads a key file written by ps-keygen (`public KEY`, and in a secret
+ * file `secret KEY`) into public_z85 and, if secret_z85 is not NULL, the
+ * secret key (the file must then hold one). 41 bytes each, NUL-ended.
+ * PS_EIO or PS_EFORMAT with err naming the file. */
+int ps_client_load_key(const char *path, char *public_z85, char *secret_z85, ps_errbuf_t *err);
 
 /* Connects to the shards listed in endpoints ("tcp://a:1,tcp://b:2", shard i
  * at position i). Connecting does not wait; ps_client_hello does. NULL with
@@ -49,6 +89,10 @@ ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, 
 /* Closes sockets; NULL-safe, sets *c to NULL. */
 void ps_client_destroy(ps_client_t **c);
 uint32_t ps_client_n_shards(const ps_client_t *c);
+/* Replaces opts.fingerprint (copied) before the first ps_client_hello: a
+ * binding that learns what defines its job (a model's tables) after
+ * connecting. PS_EINVAL once a HELLO was sent. */
+int ps_client_set_fingerprint(ps_client_t *c, const char *fingerprint);
 
 /* Joins (or rejoins) the job on every shard: shard 0 first (it creates the
  * job, with an id, or says which one it holds), then the others with that
@@ -107,6 +151,14 @@ int ps_client_init_table(ps_client_t *c, uint32_t id, const char *name, const ui
  * untouched and params unread until ps_client_wait returns. */
 int ps_client_push_pull(ps_client_t *c, uint32_t id, int64_t clock, const float *grad,
                         uint64_t n_samples, float grad_scale, uint32_t flags, float *params);
+/* Starts PUSH of table id: grad (whole table, sums over n_samples samples)
+ * for clock, with no parameters back (SSP/ASP workers that pull less
+ * often; under BSP a PULL of clock + 1 waits for the round). grad and
+ * grad_scale as for ps_client_push_pull; grad stays untouched until
+ * ps_client_wait. PS_ENOTABLE if id is not a dense table of this client,
+ * PS_EINVAL for an fp32 push with grad_scale != 1. */
+int ps_client_push(ps_client_t *c, uint32_t id, int64_t clock, const float *grad,
+                   uint64_t n_samples, float grad_scale, uint32_t flags);
 /* Starts PULL of table id at clock into params. flags: PS_FLAG_*. */
 int ps_client_pull(ps_client_t *c, uint32_t id, int64_t clock, uint32_t flags, float *params);
 /* Waits for every request in flight. PS_OK, or the first error with err

@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "ps_client.h"
+#include "ps_optim_spec.h"
 #include "ps_wire.h"
 
 #define PSCL_MAX_SHARDS 1024
@@ -70,8 +71,10 @@ typedef struct {
 
 /* A sparse request's keys grouped by shard: shard s's keys are
  * keys[off[s] .. off[s+1]), pos[] their positions in the caller's array,
- * vals[] (push) their gradient rows in the same order. Kept until the
- * replies are in (the frames are sent zero-copy). */
+ * vals[] (push) their gradient rows in the same order. Each sparse op in
+ * flight has its own (its frames are sent zero-copy from it, and a pull's
+ * replies are scattered through its pos[]); all are in use until
+ * ps_client_wait returns or the client is reset, then reused. */
 typedef struct {
     uint64_t *keys, *pos;
     float *vals;
@@ -102,10 +105,12 @@ struct ps_client {
     uint64_t worker_incarnation; /* this process's, sent with every request */
     char *fingerprint;           /* opts.fingerprint's copy */
     bool joining;                /* HELLOs in flight: a restarted shard is expected */
+    bool said_hello;             /* a HELLO went out (the fingerprint is fixed) */
     int64_t *min_clock, *max_clock;
     uint64_t *shard_generation;
     uint32_t *handshake_breaks; /* per shard: handshakes broken off since its last reply */
-    pscl_stage_t stage_pull, stage_push;
+    pscl_stage_t *stages;       /* [0, n_stages_used) belong to sparse ops in flight */
+    size_t n_stages_used, cap_stages;
     int64_t last_log_ms; /* the wait loop's last "still waiting" line */
     /* shared with the heartbeat thread */
     pthread_t heartbeat_thread;
@@ -133,6 +138,8 @@ void pscl_close_shards(ps_client_t *c);
 /* ---- requests (ps_inflight.c) ---- */
 
 void pscl_header_init(ps_client_t *c, Ps__Header *h, int op);
+/* *opts.stop set, or opts.stop_fd readable (or hung up). */
+bool pscl_stop_requested(const ps_client_t *c);
 /* Sends the frames of a request (header, keys, values; keys and values
  * zero-copy) and tracks it; values/dst as in pscl_inflight_t. Returns the
  * tracked entry, or NULL with *rc set if the send failed. */

@@ -84,13 +84,25 @@ static void stage_keys(ps_client_t *c, pscl_stage_t *st, const uint64_t *keys, u
     off[0] = 0;
 }
 
+/* A staging area no request in flight uses (see pscl_stage_t). */
+static pscl_stage_t *take_stage(ps_client_t *c)
+{
+    if (c->n_stages_used == c->cap_stages) {
+        size_t cap = c->cap_stages ? c->cap_stages * 2 : 2;
+        c->stages = ps_xrealloc(c->stages, cap * sizeof *c->stages);
+        memset(c->stages + c->cap_stages, 0, (cap - c->cap_stages) * sizeof *c->stages);
+        c->cap_stages = cap;
+    }
+    return &c->stages[c->n_stages_used++];
+}
+
 static int send_sparse(ps_client_t *c, int op, uint32_t id, int64_t clock, uint32_t flags,
                        const uint64_t *keys, uint64_t n, const float *grads, float *rows)
 {
     if (id >= c->n_tables || c->tables[id].defined != 2)
         return PS_ENOTABLE;
     uint32_t dim = (uint32_t)c->tables[id].n_elems;
-    pscl_stage_t *st = op == PS__OP__SPARSE_PUSH ? &c->stage_push : &c->stage_pull;
+    pscl_stage_t *st = take_stage(c);
     stage_keys(c, st, keys, n, grads, dim);
     for (uint32_t s = 0; s < c->n_shards; s++) {
         uint64_t a = st->off[s], len = st->off[s + 1] - a;

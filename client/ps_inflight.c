@@ -10,6 +10,7 @@
  * time waiting twice as long. */
 #include "ps_client_int.h"
 
+#include <poll.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,6 +19,14 @@
 
 #include "ps_log.h"
 #include "ps_time.h"
+
+bool pscl_stop_requested(const ps_client_t *c)
+{
+    if (c->opts.stop && *c->opts.stop)
+        return true;
+    struct pollfd p = {.fd = c->opts.stop_fd, .events = POLLIN};
+    return c->opts.stop_fd > 0 && poll(&p, 1, 0) == 1 && (p.revents & (POLLIN | POLLHUP));
+}
 
 void pscl_header_init(ps_client_t *c, Ps__Header *h, int op)
 {
@@ -347,7 +356,7 @@ static int check_deadlines(ps_client_t *c, int64_t now, int64_t *next, ps_errbuf
             return describe(c, err, f, PS_ETIME, what);
         }
     }
-    if (c->opts.stop && *c->opts.stop)
+    if (pscl_stop_requested(c))
         return ps_err_set(err, PS_EINTR, "worker %u: interrupted with %zu requests in flight",
                           c->opts.rank, c->n_inflight);
     /* a restarted shard is news for a data request; a HELLO is how one
@@ -363,7 +372,7 @@ static int check_deadlines(ps_client_t *c, int64_t now, int64_t *next, ps_errbuf
 static int take_ready(ps_client_t *c, zmq_pollitem_t *items, int n_items, ps_errbuf_t *err)
 {
     for (int i = (int)c->n_shards; i < n_items; i++) {
-        if (!(items[i].revents & ZMQ_POLLIN))
+        if (!(items[i].revents & ZMQ_POLLIN) || !items[i].socket)
             continue;
         for (uint32_t s = 0; s < c->n_shards; s++)
             if (c->monitors[s] == items[i].socket && pscl_handshake_failure(c, s, err) != PS_OK)
@@ -384,13 +393,16 @@ static int take_ready(ps_client_t *c, zmq_pollitem_t *items, int n_items, ps_err
 
 int pscl_wait(ps_client_t *c, uint32_t table, ps_errbuf_t *err)
 {
-    zmq_pollitem_t items[2 * PSCL_MAX_SHARDS];
+    zmq_pollitem_t items[2 * PSCL_MAX_SHARDS + 1];
     int n_items = 0;
     for (uint32_t i = 0; i < c->n_shards; i++)
         items[n_items++] = (zmq_pollitem_t){c->socks[i], 0, ZMQ_POLLIN, 0};
     for (uint32_t i = 0; i < c->n_shards; i++)
         if (c->monitors[i])
             items[n_items++] = (zmq_pollitem_t){c->monitors[i], 0, ZMQ_POLLIN, 0};
+    /* the stop descriptor wakes the poll; check_deadlines then says so */
+    if (c->opts.stop_fd > 0)
+        items[n_items++] = (zmq_pollitem_t){NULL, c->opts.stop_fd, ZMQ_POLLIN, 0};
     while (awaiting(c, table)) {
         int64_t now = ps_time_ms(), next;
         int rc = check_deadlines(c, now, &next, err);
@@ -441,6 +453,7 @@ int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
                               c->opts.rank, atomic_load(&c->zero_copy_held));
         sched_yield();
     }
+    c->n_stages_used = 0; /* no sparse op is in flight any more */
     return PS_OK;
 }
 
@@ -450,6 +463,9 @@ void ps_client_reset(ps_client_t *c)
     int64_t deadline = ps_time_ms() + c->opts.timeout_ms;
     while (atomic_load(&c->zero_copy_held) > 0 && ps_time_ms() < deadline)
         sched_yield();
+    /* the late replies are ignored; like the callers' buffers, the stages
+     * are reused on the understanding that ZeroMQ let go within the deadline */
+    c->n_stages_used = 0;
 }
 
 uint32_t ps_client_reply_flags(const ps_client_t *c)

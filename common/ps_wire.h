@@ -9,17 +9,9 @@
 #include <zmq.h>
 
 #include "ps.pb-c.h"
+#include "ps_protocol.h"
 
-#define PS_PROTOCOL_VERSION 1
 #define PS_WIRE_MAX_PARTS 5
-
-/* Header.flags */
-#define PS_FLAG_AFTER_ALL_DONE 0x1u /* PULL: wait until every worker said DONE */
-#define PS_FLAG_NO_CREATE 0x8u      /* SPARSE_PULL: do not store rows of unseen keys */
-#define PS_FLAG_SKIP 0x2u           /* PUSH: no values; this worker's step overflowed */
-#define PS_FLAG_SKIPPED 0x4u        /* reply: the update of this clock was skipped */
-#define PS_FLAG_NEW_JOB 0x10u       /* HELLO: the job is new (clock 0 on shard 0): create it here */
-#define PS_FLAG_FRESH 0x20u         /* HELLO reply: the job has made no progress on this shard */
 
 typedef struct {
     zmq_msg_t parts[PS_WIRE_MAX_PARTS];

@@ -32,6 +32,7 @@ typedef struct {
     int64_t servers, workers;
     char config[PS_OPT_STR_MAX], server_config[PS_OPT_STR_MAX];
     char save_model[PS_OPT_STR_MAX], job[PS_OPT_STR_MAX], bin_dir[PS_OPT_STR_MAX];
+    char worker_command[PS_OPT_STR_MAX];
     ps_opt_list_t sets, server_sets;
     int64_t timeout_s, ready_timeout_s;
     int64_t max_worker_restarts, max_server_restarts;
@@ -49,6 +50,10 @@ static const ps_opt_t launch_opts[] = {
     PS_OPT_STR("save_model", O, save_model, "",
                "rank 0 writes the trained tables (.npy) and model.json here"),
     PS_OPT_STR("job", O, job, "launch", "job name"),
+    PS_OPT_STR("worker_command", O, worker_command, "",
+               "run this shell command as each worker instead of ps-worker (e.g. 'python3 "
+               "train.py'), with PS_SERVERS, PS_JOB, PS_RANK, PS_WORLD (and with --curve "
+               "PS_CURVE_SERVER_KEY_FILE, PS_CURVE_SECRET_FILE) in its environment"),
     PS_OPT_INT("timeout", O, timeout_s, "7200", 1, 1LL << 31, "fail the job if it runs longer (s)"),
     PS_OPT_INT("ready_timeout", O, ready_timeout_s, "30", 1, 86400,
                "how long servers may take to start (s)"),
@@ -75,6 +80,7 @@ static const ps_opt_t launch_opts[] = {
 static const ps_optset_t launch_optset = {
     "ps-launch",
     "Usage: ps-launch [--servers K] [--workers N] --config FILE [options]\n"
+    "       ps-launch [--servers K] [--workers N] --worker-command CMD [options]\n"
     "Runs one training job on this machine: K ps-server shards and N ps-worker\n"
     "processes on ports chosen at run time, with a temporary state directory.\n"
     "Streams progress on stderr, rank 0's epoch events and one job summary\n"
@@ -290,9 +296,59 @@ fail:
     return -1;
 }
 
+/* The environment of a --worker-command worker, as the psclient package
+ * and ps-worker (rank, world) read it: set around the fork, so that only
+ * this child sees it. */
+static void worker_env(const launch_t *L, int r, bool set)
+{
+    static const char *const names[] = {
+        "PS_SERVERS",          "PS_JOB", "PS_RANK", "PS_WORLD", "PS_CURVE_SERVER_KEY_FILE",
+        "PS_CURVE_SECRET_FILE"};
+    if (!set) {
+        for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+            unsetenv(names[i]);
+        return;
+    }
+    char num[32], path[PATH_MAX + 64];
+    setenv("PS_SERVERS", L->endpoints, 1);
+    setenv("PS_JOB", L->o.job, 1);
+    snprintf(num, sizeof num, "%d", r);
+    setenv("PS_RANK", num, 1);
+    snprintf(num, sizeof num, "%lld", (long long)L->o.workers);
+    setenv("PS_WORLD", num, 1);
+    if (L->o.curve) {
+        snprintf(path, sizeof path, "%s/keys/server.pub", L->state_dir);
+        setenv("PS_CURVE_SERVER_KEY_FILE", path, 1);
+        snprintf(path, sizeof path, "%s/keys/worker-%d.secret", L->state_dir, r);
+        setenv("PS_CURVE_SECRET_FILE", path, 1);
+    }
+}
+
+/* A --worker-command worker: /bin/sh -c CMD with the job in its environment. */
+static int start_command_worker(launch_t *L, int r, const char *name)
+{
+    char *argv[] = {"/bin/sh", "-c", L->o.worker_command, NULL};
+    /* its own group: stopping it reaches whatever the shell started */
+    ps_child_spawn_t how = {.pipe_stdout = true, .ignore_sigint = true, .own_group = true};
+    worker_env(L, r, true);
+    int rc = ps_child_start(&L->workers[r], name, argv, &how);
+    worker_env(L, r, false);
+    if (rc != 0)
+        ps_log(PS_LOG_ERROR, "launch: cannot start %s: %s", name, strerror(errno));
+    else
+        ps_log(PS_LOG_INFO, "launch: %s (pid %d): %s", name, (int)L->workers[r].pid,
+               L->o.worker_command);
+    return rc;
+}
+
 /* Starts the worker of rank r (again, after a restart: same command). */
 static int start_worker(launch_t *L, int r)
 {
+    if (*L->o.worker_command) {
+        char name[32];
+        snprintf(name, sizeof name, "worker %d", r);
+        return start_command_worker(L, r, name);
+    }
     args_t a = {0};
     args_program(&a, L, "ps-worker", L->o.config, &L->o.sets);
     arg(&a, "--servers");
@@ -602,6 +658,11 @@ int main(int argc, char **argv)
             fprintf(stderr, "ps-launch: '%s' is not KEY=VALUE (--set, --server-set)\n", kv);
             return EX_USAGE;
         }
+    }
+    if (*L.o.worker_command && (*L.o.config || L.o.sets.n || *L.o.save_model)) {
+        fprintf(stderr, "ps-launch: --worker-command runs its own program: --config, --set and "
+                        "--save-model are for ps-worker\n");
+        return EX_USAGE;
     }
     if (!*L.o.bin_dir)
         ps_child_bin_dir(L.o.bin_dir, sizeof L.o.bin_dir);

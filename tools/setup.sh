@@ -15,7 +15,8 @@ PACKAGES=(
   zlib1g-dev                            # gzip IDX files
   libcmocka-dev                         # unit tests
   dataset-fashion-mnist                 # the real data set for the demo and tests
-  python3-numpy                         # tests check exported .npy models independently
+  python3-numpy                         # tests check exported .npy models independently; psclient
+  python3-torch                         # psclient.pytorch, its tests and the DDP benchmarks
   systemd                               # systemd-analyze verify of the shipped units
   iproute2                              # network-namespace test and shaped-link benchmarks
   prometheus                            # promtool check metrics, and a real scrape in a test

@@ -188,6 +188,35 @@ static void test_bsp_overflow_on_one_worker_skips_the_step_for_all(void **state)
     ps_client_destroy(&b);
 }
 
+/* Two sparse pulls in flight at once: each keeps its own keys and row
+ * positions until the wait (they used to share one staging buffer, so the
+ * second overwrote the keys the first was still sending). */
+static void test_two_sparse_pulls_in_flight_keep_their_own_keys(void **state)
+{
+    (void)state;
+    ps_client_t *c = client("sparse2", 0, 1, PS__DTYPE__F32);
+    ps_errbuf_t err;
+    ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 0.1};
+    assert_int_equal(ps_client_init_sparse(c, 0, "e", 2, &sgd, 0.5, 3, &err), PS_OK);
+    enum { NA = 64, NB = 16 };
+    uint64_t a[NA], b[NB];
+    for (int i = 0; i < NA; i++)
+        a[i] = 1000 + (uint64_t)i;
+    for (int i = 0; i < NB; i++)
+        b[i] = 9000 + (uint64_t)i;
+    float alone[NA * 2], ra[NA * 2], rb[NB * 2], b_alone[NB * 2];
+    assert_int_equal(ps_client_sparse_pull(c, 0, 0, 0, a, NA, alone), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    assert_int_equal(ps_client_sparse_pull(c, 0, 0, 0, b, NB, b_alone), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    assert_int_equal(ps_client_sparse_pull(c, 0, 0, 0, a, NA, ra), PS_OK);
+    assert_int_equal(ps_client_sparse_pull(c, 0, 0, 0, b, NB, rb), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    assert_memory_equal(ra, alone, sizeof ra);
+    assert_memory_equal(rb, b_alone, sizeof rb);
+    ps_client_destroy(&c);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -195,6 +224,7 @@ int main(void)
         cmocka_unit_test(test_non_finite_push_is_refused_and_server_serves_on),
         cmocka_unit_test(test_bsp_overflow_on_one_worker_skips_the_step_for_all),
         cmocka_unit_test(test_wait_for_one_table),
+        cmocka_unit_test(test_two_sparse_pulls_in_flight_keep_their_own_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -1,0 +1,23 @@
+/* ps_protocol.h - the wire protocol's constants a client program needs
+ * (version, flag bits, value types), without the generated protobuf
+ * types: part of the installed client API (ps_client.h). The numbers are
+ * the wire's (proto/ps.proto, docs/protocol.md) and never change. */
+#ifndef PS_PROTOCOL_H
+#define PS_PROTOCOL_H
+
+#define PS_PROTOCOL_VERSION 1
+
+/* Header.flags */
+#define PS_FLAG_AFTER_ALL_DONE 0x1u /* PULL: wait until every worker said DONE */
+#define PS_FLAG_SKIP 0x2u           /* PUSH: no values; this worker's step overflowed */
+#define PS_FLAG_SKIPPED 0x4u        /* reply: the update of this clock was skipped */
+#define PS_FLAG_NO_CREATE 0x8u      /* SPARSE_PULL: do not store rows of unseen keys */
+#define PS_FLAG_NEW_JOB 0x10u       /* HELLO: the job is new (clock 0 on shard 0): create it here */
+#define PS_FLAG_FRESH 0x20u         /* HELLO reply: the job has made no progress on this shard */
+
+/* Header.dtype: the type of the values on the wire (ps.DType). */
+#define PS_DTYPE_F32 0
+#define PS_DTYPE_F16 1
+#define PS_DTYPE_BF16 2
+
+#endif
