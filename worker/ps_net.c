@@ -31,6 +31,8 @@ struct ps_net {
     float *ga, *gb; /* gradient ping-pong, max_batch x the largest activation */
     float *targets; /* tokens input: max_batch x T, the next tokens */
     uint64_t *keys; /* max_batch dropout keys */
+    ps_shape_t *item_shape; /* n_items: the shape after each spec item */
+    size_t n_items;
     const float *x; /* the pass's input rows (borrowed for the call) */
     size_t max_batch, row_len;
     ps_shape_t input;
@@ -159,6 +161,7 @@ static int add_descs(ps_net_t *net, const ps_netspec_t *spec, ps_errbuf_t *err)
             snprintf(why, sizeof why, "%s", err ? err->msg : "");
             return ps_err_set(err, PS_EINVAL, "layer %d '%s': %s", d->pos, d->text, why);
         }
+        net->item_shape[i] = net->shape[net->n_nodes];
     }
     if (depth != 0 || !net->loss || net->n_nodes == 0)
         return ps_err_set(err, PS_EINVAL,
@@ -188,6 +191,8 @@ ps_net_t *ps_net_new(const ps_netspec_t *spec, size_t max_batch, size_t slice_el
     net->nodes = ps_xmalloc(net->cap_nodes * sizeof *net->nodes);
     net->shape = ps_xmalloc((net->cap_nodes + 1) * sizeof *net->shape);
     net->shape[0] = spec->input;
+    net->n_items = spec->n_layers;
+    net->item_shape = ps_xcalloc(spec->n_layers, sizeof *net->item_shape);
     if (add_descs(net, spec, err) != PS_OK)
         goto fail;
     if (ps_tables_freeze(net->tables, slice_elems) != PS_OK) {
@@ -223,6 +228,7 @@ void ps_net_destroy(ps_net_t **np)
     free(net->gb);
     free(net->targets);
     free(net->keys);
+    free(net->item_shape);
     ps_tables_destroy(&net->tables);
     free(net);
     *np = NULL;
@@ -241,6 +247,13 @@ float *ps_net_grads(ps_net_t *net, uint32_t id) { return ps_tables_grads(net->ta
 uint64_t ps_net_n_params(const ps_net_t *net) { return ps_tables_n_params(net->tables); }
 uint32_t ps_net_n_slices(const ps_net_t *net) { return ps_tables_n_slices(net->tables); }
 const float *ps_net_output(const ps_net_t *net) { return net->act[net->n_nodes]; }
+uint32_t ps_net_token_limit(const ps_net_t *net) { return net->token_limit; }
+
+ps_shape_t ps_net_item_shape(const ps_net_t *net, size_t i)
+{
+    assert(i < net->n_items);
+    return net->item_shape[i];
+}
 void ps_net_init_params(ps_net_t *net, uint64_t seed) { ps_tables_init(net->tables, seed); }
 
 const char *ps_net_table_name(const ps_net_t *net, uint32_t id, char *buf, size_t cap)

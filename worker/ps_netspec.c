@@ -431,3 +431,10 @@ int ps_netspec_gpt(const ps_gpt_config_t *c, ps_netspec_t *spec, ps_errbuf_t *er
     gpt_add(spec, &cap, PS_LAYER_CROSS_ENTROPY, NULL, 0);
     return PS_OK;
 }
+
+int ps_netdesc_spec(const ps_netdesc_t *desc, ps_netspec_t *spec, ps_errbuf_t *err)
+{
+    if (desc->is_gpt)
+        return ps_netspec_gpt(&desc->gpt, spec, err);
+    return ps_netspec_parse(desc->input, desc->layers, spec, err);
+}

@@ -196,16 +196,27 @@ void ps_text_gather(const ps_text_t *t, const uint32_t *idx, size_t n, float *x,
         memset(y, 0, n * sizeof *y);
 }
 
-void ps_text_val_dataset(const ps_text_t *t, ps_dataset_t *ds)
+/* Consecutive windows every block bytes over bytes[from, from + n). */
+static void windows_dataset(const ps_text_t *t, size_t from, size_t n, ps_dataset_t *ds)
 {
-    size_t row = t->block + 1, n_val = t->n - t->n_train;
+    size_t row = t->block + 1;
     memset(ds, 0, sizeof *ds);
     ds->d = row;
-    if (n_val < row)
+    if (n < row)
         return;
-    ds->n = (n_val - row) / t->block + 1;
+    ds->n = (n - row) / t->block + 1;
     ds->x = ps_xmalloc(ds->n * row * sizeof(float));
     ds->y = ps_xcalloc(ds->n, sizeof(float));
     for (size_t i = 0; i < ds->n; i++)
-        put_row(t->bytes + t->n_train + i * t->block, row, ds->x + i * row);
+        put_row(t->bytes + from + i * t->block, row, ds->x + i * row);
+}
+
+void ps_text_val_dataset(const ps_text_t *t, ps_dataset_t *ds)
+{
+    windows_dataset(t, t->n_train, t->n - t->n_train, ds);
+}
+
+void ps_text_all_dataset(const ps_text_t *t, ps_dataset_t *ds)
+{
+    windows_dataset(t, 0, t->n, ds);
 }
