@@ -23,7 +23,6 @@
 #include "ps_event.h"
 #include "ps_log.h"
 #include "ps_metric.h"
-#include "ps_model.h"
 #include "ps_report.h"
 #include "ps_rng.h"
 #include "ps_svm.h"

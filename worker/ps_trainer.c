@@ -6,7 +6,12 @@
  * last step). Worker r takes the r-th of world equal slices of it. Every
  * worker therefore runs the same number of steps, and under BSP the server's
  * sum over workers is exactly the gradient of the global batch: N workers
- * with batch b train the same model as one worker with batch N*b. */
+ * with batch b train the same model as one worker with batch N*b. A
+ * dropout mask is keyed by (seed, step, the sample's place in the global
+ * batch), so it holds with dropout too.
+ *
+ * Text data is a set of windows (ps_text): the same shuffle over window
+ * numbers, the same cut. */
 #include "ps_trainer.h"
 
 #include <errno.h>
@@ -19,6 +24,8 @@
 
 #include "ps_client.h"
 #include "ps_half.h"
+#include "ps_onnx.h"
+#include "ps_text.h"
 #include "ps_loss_scale.h"
 #include "ps_log.h"
 #include "ps_event.h"
@@ -35,11 +42,15 @@ typedef struct {
     volatile sig_atomic_t *stop;
     uint32_t rank, world;
     ps_dataset_t train, test;
-    ps_model_t *model;
+    ps_text_t *text;        /* data_format text: the training windows (train unused) */
+    size_t n_train;         /* samples of an epoch: rows of train, or windows of text */
+    ps_netdesc_t desc;
+    ps_net_t *net;
     ps_client_t *client;
     uint32_t *order;        /* this epoch's shuffle */
     ps_dataset_t val;       /* split off the training data (val_fraction) */
     float *bx, *by;         /* batch buffers */
+    uint64_t *keys;         /* dropout keys of this worker's part of the batch */
     int64_t clock;          /* steps pushed so far */
     size_t cur_batch;       /* samples in the step being pushed */
     int send_rc;
@@ -54,14 +65,45 @@ typedef struct {
     ps_statsd_t *statsd;    /* optional stats socket */
     double last_publish;
     double last_loss;
-    size_t n_outputs;       /* the model's outputs: classes, or 1 */
     char fingerprint[4096]; /* the options that define the job (ps_worker_fingerprint) */
 } trainer_t;
+
+/* A text corpus: training windows, the held-out tail as the validation
+ * set, a test corpus if given. The window length is the model's. */
+static int load_text(trainer_t *tr, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    ps_netspec_t spec = {0};
+    int rc = ps_worker_model_desc(c, 0, 0, &tr->desc, err);
+    if (rc == PS_OK)
+        rc = ps_netdesc_spec(&tr->desc, &spec, err);
+    size_t block = spec.input.d[0];
+    ps_netspec_fini(&spec);
+    if (rc != PS_OK)
+        return rc;
+    ps_text_opts_t o = {block, c->val_fraction, c->text_stride ? (size_t)c->text_stride : block};
+    if (!(tr->text = ps_text_open(c->train_data, &o, err)))
+        return err->code;
+    ps_text_val_dataset(tr->text, &tr->val);
+    tr->n_train = ps_text_n_windows(tr->text);
+    tr->train.d = ps_text_row_len(tr->text);
+    if (!*c->test_data)
+        return PS_OK;
+    o.val_fraction = 0;
+    ps_text_t *test = ps_text_open(c->test_data, &o, err);
+    if (!test)
+        return err->code;
+    ps_text_all_dataset(test, &tr->test);
+    ps_text_destroy(&test);
+    return PS_OK;
+}
 
 static int load_data(trainer_t *tr, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
     int rc;
+    if (c->data_format == PS_FORMAT_TEXT)
+        return load_text(tr, err);
     if (c->data_format == PS_FORMAT_IDX)
         rc = ps_data_load_idx(c->train_data, c->train_labels, &tr->train, err);
     else
@@ -69,6 +111,7 @@ static int load_data(trainer_t *tr, ps_errbuf_t *err)
     if (rc == PS_OK && (c->val_fraction > 0 || c->train_subset > 0))
         rc = ps_data_split(&tr->train, c->val_fraction, (size_t)c->train_subset,
                            (uint64_t)c->split_seed, &tr->val, err);
+    tr->n_train = tr->train.n;
     if (rc != PS_OK || !*c->test_data)
         return rc;
     if (c->data_format == PS_FORMAT_IDX)
@@ -81,6 +124,71 @@ static int load_data(trainer_t *tr, ps_errbuf_t *err)
     return rc;
 }
 
+/* Every byte of the corpus must be a token the net knows (a spec may
+ * embed fewer than 256 values). */
+static int check_text(const trainer_t *tr, ps_errbuf_t *err)
+{
+    uint32_t limit = ps_net_token_limit(tr->net);
+    const uint8_t *b = ps_text_bytes(tr->text);
+    for (size_t i = 0; limit < 256 && i < ps_text_n_bytes(tr->text); i++)
+        if (b[i] >= limit)
+            return ps_err_set(err, PS_EFORMAT,
+                              "'%s': byte %u at offset %zu is not below the vocabulary %u of "
+                              "the model (text is bytes: embed(256, ...))",
+                              tr->cfg->train_data, b[i], i, limit);
+    return PS_OK;
+}
+
+/* The data must fit the net: row length, labels, tokens. */
+static int check_data(const trainer_t *tr, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    char what[PS_OPT_STR_MAX + 64];
+    int rc = PS_OK;
+    if (tr->text) {
+        rc = check_text(tr, err);
+    } else {
+        snprintf(what, sizeof what, "'%s'", c->train_data);
+        rc = ps_net_check_data(tr->net, &tr->train, what, err);
+    }
+    snprintf(what, sizeof what, "the validation part of '%s'", c->train_data);
+    if (rc == PS_OK && tr->val.n)
+        rc = ps_net_check_data(tr->net, &tr->val, what, err);
+    snprintf(what, sizeof what, "'%s'", c->test_data);
+    if (rc == PS_OK && tr->test.n)
+        rc = ps_net_check_data(tr->net, &tr->test, what, err);
+    return rc;
+}
+
+/* The net the config describes, checked against the data; buffers for a
+ * batch of batch_size (the most a worker gets in one step). */
+static int build_net(trainer_t *tr, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    ps_netspec_t spec = {0};
+    size_t b = (size_t)c->batch_size, n_out = 0;
+    /* a fixed model's outputs follow from the labels and the task; a spec
+     * and a gpt say their own */
+    bool fixed = !*c->layers && c->model != PS_MODEL_GPT && c->model != PS_MODEL_NET;
+    int rc = fixed ? ps_worker_outputs(c, tr->train.n_classes, &n_out, err) : PS_OK;
+    if (rc == PS_OK)
+        rc = ps_worker_model_desc(c, tr->train.d, n_out, &tr->desc, err);
+    if (rc == PS_OK && (rc = ps_netdesc_spec(&tr->desc, &spec, err)) == PS_OK &&
+        !(tr->net = ps_net_new(&spec, b, (size_t)c->slice_elems, err)))
+        rc = err->code;
+    ps_netspec_fini(&spec);
+    if (rc != PS_OK)
+        return ps_worker_model_err(c, rc, err);
+    if ((rc = check_data(tr, err)) != PS_OK)
+        return rc;
+    ps_net_init_params(tr->net, (uint64_t)c->seed);
+    tr->order = ps_xmalloc((tr->n_train ? tr->n_train : 1) * sizeof *tr->order);
+    tr->bx = ps_xmalloc(b * ps_net_input_len(tr->net) * sizeof(float));
+    tr->by = ps_xmalloc(b * sizeof(float));
+    tr->keys = ps_xmalloc(b * sizeof *tr->keys);
+    return PS_OK;
+}
+
 /* The wire tables are the model's slices: table id == slice id. */
 static void on_grad_ready(void *ctx, uint32_t id)
 {
@@ -88,8 +196,8 @@ static void on_grad_ready(void *ctx, uint32_t id)
     if (tr->send_rc != PS_OK)
         return;
     tr->send_rc = ps_client_push_pull(tr->client, id, tr->clock,
-                                      ps_model_slice_grads(tr->model, id), tr->cur_batch, 1.0f, 0,
-                                      ps_model_slice_params(tr->model, id));
+                                      ps_net_slice_grads(tr->net, id), tr->cur_batch, 1.0f, 0,
+                                      ps_net_slice_params(tr->net, id));
 }
 
 /* Forward is about to read slice id: its reply from the last step must be
@@ -113,22 +221,22 @@ static int settle(trainer_t *tr, ps_errbuf_t *err)
 static void push_scaled(trainer_t *tr)
 {
     float scale = tr->scaler.scale;
-    uint32_t n = ps_model_n_slices(tr->model);
+    uint32_t n = ps_net_n_slices(tr->net);
     bool overflow = false;
     for (uint32_t id = 0; id < n && !overflow; id++)
-        overflow = ps_f16_overflows(ps_model_slice_grads(tr->model, id),
-                                    ps_model_slice_len(tr->model, id), scale);
+        overflow = ps_f16_overflows(ps_net_slice_grads(tr->net, id),
+                                    ps_net_slice_len(tr->net, id), scale);
     for (uint32_t id = 0; id < n && tr->send_rc == PS_OK; id++)
         tr->send_rc = ps_client_push_pull(
-            tr->client, id, tr->clock, overflow ? NULL : ps_model_slice_grads(tr->model, id),
+            tr->client, id, tr->clock, overflow ? NULL : ps_net_slice_grads(tr->net, id),
             tr->cur_batch, scale, overflow ? PS_FLAG_SKIP : 0,
-            ps_model_slice_params(tr->model, id));
+            ps_net_slice_params(tr->net, id));
 }
 
 static uint64_t steps_per_epoch(const trainer_t *tr)
 {
     uint64_t g = (uint64_t)tr->world * (uint64_t)tr->cfg->batch_size;
-    return (tr->train.n + g - 1) / g;
+    return (tr->n_train + g - 1) / g;
 }
 
 /* Errors a rejoin repairs: this worker declared dead, a shard restarted,
@@ -182,45 +290,28 @@ static int join(trainer_t *tr, bool again, ps_errbuf_t *err)
     ps_optim_spec_t optim;
     ps_worker_optim_spec(c, updates, &optim);
     /* a failed try may have pulled some parameters over the init */
-    ps_model_init_params(tr->model, (uint64_t)c->seed);
-    for (uint32_t id = 0; id < ps_model_n_slices(tr->model); id++) {
-        char name[64];
-        uint64_t shape[2];
-        int ndim = ps_model_slice_shape(tr->model, id, shape);
-        ps_model_slice_name(tr->model, id, name, sizeof name);
+    ps_net_init_params(tr->net, (uint64_t)c->seed);
+    for (uint32_t id = 0; id < ps_net_n_slices(tr->net); id++) {
+        char name[PS_TABLE_NAME_MAX + 32];
+        uint64_t shape[PS_TABLE_MAX_DIMS];
+        int ndim = ps_net_slice_shape(tr->net, id, shape);
+        ps_net_slice_name(tr->net, id, name, sizeof name);
         rc = ps_client_init_table(tr->client, id, name, shape, ndim, &optim,
-                                  ps_model_slice_params(tr->model, id), err);
+                                  ps_net_slice_params(tr->net, id), err);
         if (rc != PS_OK)
             return rc;
     }
-    for (uint32_t id = 0; id < ps_model_n_slices(tr->model); id++)
-        ps_client_pull(tr->client, id, tr->clock, 0, ps_model_slice_params(tr->model, id));
+    for (uint32_t id = 0; id < ps_net_n_slices(tr->net); id++)
+        ps_client_pull(tr->client, id, tr->clock, 0, ps_net_slice_params(tr->net, id));
     return ps_client_wait(tr->client, err);
 }
 
 static int setup(trainer_t *tr, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
-    size_t n_out;
-    int rc = ps_worker_outputs(c, tr->train.n_classes, &n_out, err);
-    if (rc != PS_OK)
-        return rc;
-    tr->n_outputs = n_out;
-    ps_model_spec_t spec;
-    rc = ps_worker_model_spec(c, tr->train.d, n_out, &spec, err);
-    if (rc != PS_OK)
-        return rc;
-    size_t max_batch = (size_t)c->batch_size < 1024 ? 1024 : (size_t)c->batch_size;
-    tr->model = ps_model_new(&spec, max_batch, err);
-    if (!tr->model)
-        return PS_EINVAL;
-    tr->order = ps_xmalloc(tr->train.n * sizeof *tr->order);
-    tr->bx = ps_xmalloc((size_t)c->batch_size * tr->train.d * sizeof(float));
-    tr->by = ps_xmalloc((size_t)c->batch_size * sizeof(float));
-
     ps_worker_keys_t keys;
     ps_client_opts_t co;
-    rc = ps_worker_client_opts(c, tr->rank, tr->world, tr->stop, c->precision, &keys, &co, err);
+    int rc = ps_worker_client_opts(c, tr->rank, tr->world, tr->stop, c->precision, &keys, &co, err);
     if (rc != PS_OK)
         return rc;
     ps_worker_fingerprint(c, tr->fingerprint, sizeof tr->fingerprint);
@@ -246,10 +337,25 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
            "worker %u: job '%s': model %s, %llu parameters in %u tables (%u slices on the wire) "
            "over %u shards; %zu training samples, %llu steps per epoch",
            tr->rank, c->job, ps_worker_model_name(c),
-           (unsigned long long)ps_model_n_params(tr->model), ps_model_n_tables(tr->model),
-           ps_model_n_slices(tr->model), ps_client_n_shards(tr->client), tr->train.n,
+           (unsigned long long)ps_net_n_params(tr->net), ps_net_n_tables(tr->net),
+           ps_net_n_slices(tr->net), ps_client_n_shards(tr->client), tr->n_train,
            (unsigned long long)steps_per_epoch(tr));
     return rc;
+}
+
+/* This worker's part of the step's batch, from position lo of the epoch's
+ * order, and its dropout keys: sample i is at place first + i of the
+ * global batch. */
+static void gather(trainer_t *tr, uint64_t lo, uint64_t first)
+{
+    size_t n = tr->cur_batch;
+    if (tr->text)
+        ps_text_gather(tr->text, tr->order + lo, n, tr->bx, tr->by);
+    else
+        ps_data_gather(&tr->train, tr->order + lo, n, tr->bx, tr->by);
+    for (size_t i = 0; i < n; i++)
+        tr->keys[i] = ps_net_sample_key((uint64_t)tr->cfg->seed, (uint64_t)tr->clock, first + i);
+    ps_net_set_sample_keys(tr->net, tr->keys, n);
 }
 
 /* One step: gather this worker's part of the batch; forward, waiting for
@@ -262,10 +368,10 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
 {
     uint64_t g_full = (uint64_t)tr->world * (uint64_t)tr->cfg->batch_size;
     uint64_t start = step * g_full;
-    uint64_t g = tr->train.n - start < g_full ? tr->train.n - start : g_full;
+    uint64_t g = tr->n_train - start < g_full ? tr->n_train - start : g_full;
     uint64_t lo = start + tr->rank * g / tr->world, hi = start + (tr->rank + 1) * g / tr->world;
     tr->cur_batch = (size_t)(hi - lo);
-    ps_data_gather(&tr->train, tr->order + lo, tr->cur_batch, tr->bx, tr->by);
+    gather(tr, lo, lo - start);
     /* Forward waits for each slice before it pushes it again; a batch with
      * no samples runs no forward, so it waits for all here: never two
      * requests of one slice in flight. */
@@ -279,8 +385,8 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
     bool fp16 = tr->cfg->precision == PS__DTYPE__F16;
     /* fp16 decides "overflow or not" for the whole step before sending any
      * table, so it gives up the push-as-you-go overlap. */
-    double loss = ps_model_train_batch(tr->model, tr->bx, tr->by, tr->cur_batch,
-                                       on_params_needed, fp16 ? NULL : on_grad_ready, tr);
+    double loss = ps_net_train_batch(tr->net, tr->bx, tr->by, tr->cur_batch, on_params_needed,
+                                     fp16 ? NULL : on_grad_ready, tr);
     if (tr->wait_rc != PS_OK) {
         *err = tr->wait_err;
         return tr->wait_rc;
@@ -312,9 +418,9 @@ static void add_metrics(const trainer_t *tr, const ps_dataset_t *ds, ps_eval_set
 {
     if (!ds->n)
         return;
-    ps_eval_t e;
-    ps_model_evaluate(tr->model, ds, &e);
-    ps_report_metrics(ev, set, &e, ps_model_is_classifier(tr->model));
+    ps_net_eval_t e;
+    ps_net_evaluate(tr->net, ds, &e);
+    ps_report_metrics(ev, set, &e, ps_net_task(tr->net));
 }
 
 static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64_t n,
@@ -324,12 +430,11 @@ static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64
     ps_event_init(&ev, PS_EVENT_EPOCH);
     char human[128] = "";
     if (evaluate && tr->test.n) {
-        ps_eval_t e;
-        ps_model_evaluate(tr->model, &tr->test, &e);
-        bool cls = ps_model_is_classifier(tr->model);
-        snprintf(human, sizeof human, " test_loss %.4f %s %.4f", e.loss,
-                 cls ? "test_acc" : "test_mae", cls ? e.accuracy : e.mae);
-        ps_report_metrics(&ev, PS_EVAL_TEST, &e, cls);
+        ps_net_eval_t e;
+        ps_net_evaluate(tr->net, &tr->test, &e);
+        human[0] = ' ';
+        ps_report_metrics_text("test", &e, ps_net_task(tr->net), human + 1, sizeof human - 1);
+        ps_report_metrics(&ev, PS_EVAL_TEST, &e, ps_net_task(tr->net));
     }
     if (tr->rank == 0)
         add_metrics(tr, &tr->val, PS_EVAL_VAL, &ev);
@@ -384,13 +489,14 @@ static void publish_stats(trainer_t *tr, int64_t epoch, bool force)
     ps_report_progress(tr->statsd, tr->cfg, tr->rank, tr->world, &p);
 }
 
+/* Text windows too: this is ps_text_epoch_order's shuffle. */
 static void shuffle_epoch(trainer_t *tr, int64_t epoch)
 {
     ps_rng_t rng;
     ps_rng_seed(&rng, ps_rng_mix((uint64_t)tr->cfg->seed, (uint64_t)epoch));
-    for (size_t i = 0; i < tr->train.n; i++)
+    for (size_t i = 0; i < tr->n_train; i++)
         tr->order[i] = (uint32_t)i;
-    ps_rng_shuffle_u32(&rng, tr->order, tr->train.n);
+    ps_rng_shuffle_u32(&rng, tr->order, tr->n_train);
 }
 
 /* The servers declared this worker dead (it was stopped or cut off past
@@ -417,8 +523,8 @@ static int recover(trainer_t *tr, int why, ps_errbuf_t *err)
         tr->recoveries++;
         bool exact = why == PS_ERESTARTED || tr->cfg->max_staleness == 0;
         rc = ps_client_recover(tr->client, exact, &clock, err);
-        for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_slices(tr->model); id++)
-            rc = ps_client_pull(tr->client, id, clock, 0, ps_model_slice_params(tr->model, id));
+        for (uint32_t id = 0; rc == PS_OK && id < ps_net_n_slices(tr->net); id++)
+            rc = ps_client_pull(tr->client, id, clock, 0, ps_net_slice_params(tr->net, id));
         if (rc == PS_OK)
             rc = ps_client_wait(tr->client, err);
         if (is_recoverable(rc)) {
@@ -505,7 +611,7 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
     if (c->evals_per_epoch)
         eval_every_steps = (spe + (uint64_t)c->evals_per_epoch - 1) / (uint64_t)c->evals_per_epoch;
     if (tr->rank == 0 && tr->t_train == 0)
-        ps_report_start(spe, total, tr->train.n, tr->val.n, tr->test.n);
+        ps_report_start(spe, total, tr->n_train, tr->val.n, tr->test.n);
     if (tr->t_train == 0)
         tr->t_train = ps_time_wall_s();
     epoch_t e = {0};
@@ -554,9 +660,9 @@ static int train_to_the_end(trainer_t *tr, volatile sig_atomic_t *stop, int64_t 
         if (rc != PS_OK)
             return rc;
         rc = ps_client_done(tr->client, err);
-        for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_slices(tr->model); id++)
+        for (uint32_t id = 0; rc == PS_OK && id < ps_net_n_slices(tr->net); id++)
             rc = ps_client_pull(tr->client, id, tr->clock, PS_FLAG_AFTER_ALL_DONE,
-                                ps_model_slice_params(tr->model, id));
+                                ps_net_slice_params(tr->net, id));
         if (rc == PS_OK)
             rc = ps_client_wait(tr->client, err);
         if (!is_recoverable(rc))
@@ -567,18 +673,33 @@ static int train_to_the_end(trainer_t *tr, volatile sig_atomic_t *stop, int64_t 
     }
 }
 
+/* Rank 0 writes the final model: tables and model.json, ONNX. */
+static int export_model(trainer_t *tr, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    ps_net_eval_t ev = {0};
+    int rc = PS_OK;
+    if (*c->save_model) {
+        if (tr->test.n)
+            ps_net_evaluate(tr->net, &tr->test, &ev);
+        ps_export_info_t info = {ps_worker_model_name(c), &tr->desc, tr->clock, c->seed,
+                                 tr->test.n ? &ev : NULL};
+        if ((rc = ps_export_model(c->save_model, &info, tr->net, err)) == PS_OK)
+            ps_log(PS_LOG_INFO, "worker %u: model saved to '%s'", tr->rank, c->save_model);
+    }
+    if (rc == PS_OK && *c->export_onnx &&
+        (rc = ps_onnx_write(c->export_onnx, &tr->desc, tr->net, err)) == PS_OK)
+        ps_log(PS_LOG_INFO, "worker %u: ONNX model written to '%s'", tr->rank, c->export_onnx);
+    return rc;
+}
+
 /* With the final model read: evaluate it, export it (rank 0), leave. The
  * model is final whatever BYE's fate: a shard that misses it ends the job
  * at its job_ttl_s, so a failed BYE is a warning, not an error. */
 static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
 {
     int rc;
-    ps_eval_t ev = {0};
-    if (tr->test.n)
-        ps_model_evaluate(tr->model, &tr->test, &ev);
-    if (tr->rank == 0 && *tr->cfg->save_model &&
-        (rc = ps_export_model(tr->cfg, tr->model, tr->train.d, (uint32_t)tr->n_outputs, tr->clock, &ev,
-                              err)) != PS_OK)
+    if (tr->rank == 0 && (rc = export_model(tr, err)) != PS_OK)
         return rc;
     ps_client_stop_heartbeats(tr->client);
     ps_errbuf_t bye_err = {0};
@@ -589,6 +710,8 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
     ps_report_summary(&done, tr->cfg, tr->rank, tr->world, epochs_run, tr->clock, tr->samples,
                       ps_time_wall_s() - tr->t_start, tr->client);
     ps_event_set_int(&done, PS_EF_SKIPPED_STEPS, (int64_t)tr->scaler.n_skipped);
+    ps_log(PS_LOG_INFO, "worker %u: peak RSS %.1f MB", tr->rank,
+           (double)ps_report_peak_rss_bytes() / 1e6);
     add_metrics(tr, &tr->test, PS_EVAL_TEST, &done);
     if (tr->rank == 0)
         add_metrics(tr, &tr->val, PS_EVAL_VAL, &done);
@@ -609,12 +732,14 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
     if (rc == PS_OK && cfg->standardize)
         ps_data_standardize(&tr.train, tr.test.n ? &tr.test : NULL, tr.val.n ? &tr.val : NULL);
     if (rc == PS_OK)
+        rc = build_net(&tr, err);
+    if (rc == PS_OK)
         rc = setup(&tr, err);
     if (rc == PS_OK && *cfg->stats_socket) {
         if (!(tr.statsd = ps_statsd_start(cfg->stats_socket, -1, -1, NULL, err)))
             rc = err->code;
         else
-            ps_report_static(tr.statsd, cfg, tr.model);
+            ps_report_static(tr.statsd, cfg, tr.net);
     }
     if (rc == PS_OK)
         rc = train_to_the_end(&tr, stop, &epochs_run, err);
@@ -622,12 +747,14 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
         rc = finish(&tr, epochs_run, err);
     ps_statsd_stop(&tr.statsd);
     ps_client_destroy(&tr.client);
-    ps_model_destroy(&tr.model);
+    ps_net_destroy(&tr.net);
+    ps_text_destroy(&tr.text);
     ps_data_free(&tr.train);
     ps_data_free(&tr.test);
     ps_data_free(&tr.val);
     free(tr.order);
     free(tr.bx);
     free(tr.by);
+    free(tr.keys);
     return rc;
 }
