@@ -3,6 +3,7 @@
 
 #include "ps_log.h"
 #include "ps_name.h"
+#include "ps_onnx.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -191,6 +192,10 @@ static int validate_model_options(const ps_worker_config_t *c, ps_errbuf_t *err)
                           "says");
     if (c->model == PS_MODEL_GPT && !text)
         return ps_err_set(err, PS_EINVAL, "model gpt: trains on data_format text");
+    if (*c->export_onnx && !ps_onnx_available())
+        return ps_err_set(err, PS_EINVAL,
+                          "export_onnx: this build has no ONNX support (Debian's python3-onnx "
+                          "ships the onnx.proto it is generated from)");
     if (!text)
         return PS_OK;
     if (c->model != PS_MODEL_GPT && !(has_layers && *c->input))
