@@ -190,7 +190,8 @@ static Onnx__TensorProto *init_new(ob_t *b, const char *name, const int64_t *dim
     onnx__tensor_proto__init(t);
     t->name = ob_str(b, "%s", name);
     t->dims = ob_alloc(b, ndim * sizeof *dims);
-    memcpy(t->dims, dims, ndim * sizeof *dims);
+    if (ndim) /* a scalar has no dims (and dims may be NULL) */
+        memcpy(t->dims, dims, ndim * sizeof *dims);
     t->n_dims = ndim;
     t->has_data_type = 1;
     t->data_type = type;
