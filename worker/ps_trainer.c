@@ -673,17 +673,15 @@ static int train_to_the_end(trainer_t *tr, volatile sig_atomic_t *stop, int64_t 
     }
 }
 
-/* Rank 0 writes the final model: tables and model.json, ONNX. */
-static int export_model(trainer_t *tr, ps_errbuf_t *err)
+/* Rank 0 writes the final model: tables and model.json (with the test
+ * figures, if any), ONNX. */
+static int export_model(trainer_t *tr, const ps_net_eval_t *test, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
-    ps_net_eval_t ev = {0};
     int rc = PS_OK;
     if (*c->save_model) {
-        if (tr->test.n)
-            ps_net_evaluate(tr->net, &tr->test, &ev);
         ps_export_info_t info = {ps_worker_model_name(c), &tr->desc, tr->clock, c->seed,
-                                 tr->test.n ? &ev : NULL};
+                                 tr->test.n ? test : NULL};
         if ((rc = ps_export_model(c->save_model, &info, tr->net, err)) == PS_OK)
             ps_log(PS_LOG_INFO, "worker %u: model saved to '%s'", tr->rank, c->save_model);
     }
@@ -693,13 +691,17 @@ static int export_model(trainer_t *tr, ps_errbuf_t *err)
     return rc;
 }
 
-/* With the final model read: evaluate it, export it (rank 0), leave. The
- * model is final whatever BYE's fate: a shard that misses it ends the job
- * at its job_ttl_s, so a failed BYE is a warning, not an error. */
+/* With the final model read: evaluate it (once: the export and the done
+ * event share it), export it (rank 0), leave. The model is final whatever
+ * BYE's fate: a shard that misses it ends the job at its job_ttl_s, so a
+ * failed BYE is a warning, not an error. */
 static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
 {
     int rc;
-    if (tr->rank == 0 && (rc = export_model(tr, err)) != PS_OK)
+    ps_net_eval_t test = {0};
+    if (tr->test.n)
+        ps_net_evaluate(tr->net, &tr->test, &test);
+    if (tr->rank == 0 && (rc = export_model(tr, &test, err)) != PS_OK)
         return rc;
     ps_client_stop_heartbeats(tr->client);
     ps_errbuf_t bye_err = {0};
@@ -712,7 +714,8 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
     ps_event_set_int(&done, PS_EF_SKIPPED_STEPS, (int64_t)tr->scaler.n_skipped);
     ps_log(PS_LOG_INFO, "worker %u: peak RSS %.1f MB", tr->rank,
            (double)ps_report_peak_rss_bytes() / 1e6);
-    add_metrics(tr, &tr->test, PS_EVAL_TEST, &done);
+    if (tr->test.n)
+        ps_report_metrics(&done, PS_EVAL_TEST, &test, ps_net_task(tr->net));
     if (tr->rank == 0)
         add_metrics(tr, &tr->val, PS_EVAL_VAL, &done);
     ps_event_print(&done, stdout);
