@@ -33,161 +33,10 @@
 #include "ps_report.h"
 #include "ps_rng.h"
 #include "ps_sparse_trainer.h"
+#include "ps_trainer_int.h"
 #include "ps_statsd.h"
 #include "ps_time.h"
 #include "ps_wire.h"
-
-typedef struct {
-    const ps_worker_config_t *cfg;
-    volatile sig_atomic_t *stop;
-    uint32_t rank, world;
-    ps_dataset_t train, test;
-    ps_text_t *text;        /* data_format text: the training windows (train unused) */
-    size_t n_train;         /* samples of an epoch: rows of train, or windows of text */
-    ps_netdesc_t desc;
-    ps_net_t *net;
-    ps_client_t *client;
-    uint32_t *order;        /* this epoch's shuffle */
-    ps_dataset_t val;       /* split off the training data (val_fraction) */
-    float *bx, *by;         /* batch buffers */
-    uint64_t *keys;         /* dropout keys of this worker's part of the batch */
-    int64_t clock;          /* steps pushed so far */
-    size_t cur_batch;       /* samples in the step being pushed */
-    int send_rc;
-    int wait_rc;            /* a wait in forward failed: why (detail in wait_err) */
-    ps_errbuf_t wait_err;
-    ps_loss_scale_t scaler; /* fp16 only */
-    uint64_t samples;       /* samples trained by this worker */
-    double t_start;
-    double t_train;         /* when the first step started */
-    unsigned recoveries;    /* rejoins and rollbacks so far */
-    bool is_tty;            /* stderr is a terminal: a live progress line */
-    ps_statsd_t *statsd;    /* optional stats socket */
-    double last_publish;
-    double last_loss;
-    char fingerprint[4096]; /* the options that define the job (ps_worker_fingerprint) */
-} trainer_t;
-
-/* A text corpus: training windows, the held-out tail as the validation
- * set, a test corpus if given. The window length is the model's. */
-static int load_text(trainer_t *tr, ps_errbuf_t *err)
-{
-    const ps_worker_config_t *c = tr->cfg;
-    ps_netspec_t spec = {0};
-    int rc = ps_worker_model_desc(c, 0, 0, &tr->desc, err);
-    if (rc == PS_OK)
-        rc = ps_netdesc_spec(&tr->desc, &spec, err);
-    size_t block = spec.input.d[0];
-    ps_netspec_fini(&spec);
-    if (rc != PS_OK)
-        return rc;
-    ps_text_opts_t o = {block, c->val_fraction, c->text_stride ? (size_t)c->text_stride : block};
-    if (!(tr->text = ps_text_open(c->train_data, &o, err)))
-        return err->code;
-    ps_text_val_dataset(tr->text, &tr->val);
-    tr->n_train = ps_text_n_windows(tr->text);
-    tr->train.d = ps_text_row_len(tr->text);
-    if (!*c->test_data)
-        return PS_OK;
-    o.val_fraction = 0;
-    ps_text_t *test = ps_text_open(c->test_data, &o, err);
-    if (!test)
-        return err->code;
-    ps_text_all_dataset(test, &tr->test);
-    ps_text_destroy(&test);
-    return PS_OK;
-}
-
-static int load_data(trainer_t *tr, ps_errbuf_t *err)
-{
-    const ps_worker_config_t *c = tr->cfg;
-    int rc;
-    if (c->data_format == PS_FORMAT_TEXT)
-        return load_text(tr, err);
-    if (c->data_format == PS_FORMAT_IDX)
-        rc = ps_data_load_idx(c->train_data, c->train_labels, &tr->train, err);
-    else
-        rc = ps_data_load_csv(c->train_data, (int)c->label_column, &tr->train, err);
-    if (rc == PS_OK && (c->val_fraction > 0 || c->train_subset > 0))
-        rc = ps_data_split(&tr->train, c->val_fraction, (size_t)c->train_subset,
-                           (uint64_t)c->split_seed, &tr->val, err);
-    tr->n_train = tr->train.n;
-    if (rc != PS_OK || !*c->test_data)
-        return rc;
-    if (c->data_format == PS_FORMAT_IDX)
-        rc = ps_data_load_idx(c->test_data, c->test_labels, &tr->test, err);
-    else
-        rc = ps_data_load_csv(c->test_data, (int)c->label_column, &tr->test, err);
-    if (rc == PS_OK && tr->test.d != tr->train.d)
-        rc = ps_err_set(err, PS_EFORMAT, "'%s' has %zu features but '%s' has %zu", c->test_data,
-                        tr->test.d, c->train_data, tr->train.d);
-    return rc;
-}
-
-/* Every byte of the corpus must be a token the net knows (a spec may
- * embed fewer than 256 values). */
-static int check_text(const trainer_t *tr, ps_errbuf_t *err)
-{
-    uint32_t limit = ps_net_token_limit(tr->net);
-    const uint8_t *b = ps_text_bytes(tr->text);
-    for (size_t i = 0; limit < 256 && i < ps_text_n_bytes(tr->text); i++)
-        if (b[i] >= limit)
-            return ps_err_set(err, PS_EFORMAT,
-                              "'%s': byte %u at offset %zu is not below the vocabulary %u of "
-                              "the model (text is bytes: embed(256, ...))",
-                              tr->cfg->train_data, b[i], i, limit);
-    return PS_OK;
-}
-
-/* The data must fit the net: row length, labels, tokens. */
-static int check_data(const trainer_t *tr, ps_errbuf_t *err)
-{
-    const ps_worker_config_t *c = tr->cfg;
-    char what[PS_OPT_STR_MAX + 64];
-    int rc = PS_OK;
-    if (tr->text) {
-        rc = check_text(tr, err);
-    } else {
-        snprintf(what, sizeof what, "'%s'", c->train_data);
-        rc = ps_net_check_data(tr->net, &tr->train, what, err);
-    }
-    snprintf(what, sizeof what, "the validation part of '%s'", c->train_data);
-    if (rc == PS_OK && tr->val.n)
-        rc = ps_net_check_data(tr->net, &tr->val, what, err);
-    snprintf(what, sizeof what, "'%s'", c->test_data);
-    if (rc == PS_OK && tr->test.n)
-        rc = ps_net_check_data(tr->net, &tr->test, what, err);
-    return rc;
-}
-
-/* The net the config describes, checked against the data; buffers for a
- * batch of batch_size (the most a worker gets in one step). */
-static int build_net(trainer_t *tr, ps_errbuf_t *err)
-{
-    const ps_worker_config_t *c = tr->cfg;
-    ps_netspec_t spec = {0};
-    size_t b = (size_t)c->batch_size, n_out = 0;
-    /* a fixed model's outputs follow from the labels and the task; a spec
-     * and a gpt say their own */
-    bool fixed = !*c->layers && c->model != PS_MODEL_GPT && c->model != PS_MODEL_NET;
-    int rc = fixed ? ps_worker_outputs(c, tr->train.n_classes, &n_out, err) : PS_OK;
-    if (rc == PS_OK)
-        rc = ps_worker_model_desc(c, tr->train.d, n_out, &tr->desc, err);
-    if (rc == PS_OK && (rc = ps_netdesc_spec(&tr->desc, &spec, err)) == PS_OK &&
-        !(tr->net = ps_net_new(&spec, b, (size_t)c->slice_elems, err)))
-        rc = err->code;
-    ps_netspec_fini(&spec);
-    if (rc != PS_OK)
-        return ps_worker_model_err(c, rc, err);
-    if ((rc = check_data(tr, err)) != PS_OK)
-        return rc;
-    ps_net_init_params(tr->net, (uint64_t)c->seed);
-    tr->order = ps_xmalloc((tr->n_train ? tr->n_train : 1) * sizeof *tr->order);
-    tr->bx = ps_xmalloc(b * ps_net_input_len(tr->net) * sizeof(float));
-    tr->by = ps_xmalloc(b * sizeof(float));
-    tr->keys = ps_xmalloc(b * sizeof *tr->keys);
-    return PS_OK;
-}
 
 /* The wire tables are the model's slices: table id == slice id. */
 static void on_grad_ready(void *ctx, uint32_t id)
@@ -195,9 +44,8 @@ static void on_grad_ready(void *ctx, uint32_t id)
     trainer_t *tr = ctx;
     if (tr->send_rc != PS_OK)
         return;
-    tr->send_rc = ps_client_push_pull(tr->client, id, tr->clock,
-                                      ps_net_slice_grads(tr->net, id), tr->cur_batch, 1.0f, 0,
-                                      ps_net_slice_params(tr->net, id));
+    tr->send_rc = ps_client_push_pull(tr->client, id, tr->clock, ps_net_slice_grads(tr->net, id),
+                                      tr->cur_batch, 1.0f, 0, ps_net_slice_params(tr->net, id));
 }
 
 /* Forward is about to read slice id: its reply from the last step must be
@@ -224,13 +72,12 @@ static void push_scaled(trainer_t *tr)
     uint32_t n = ps_net_n_slices(tr->net);
     bool overflow = false;
     for (uint32_t id = 0; id < n && !overflow; id++)
-        overflow = ps_f16_overflows(ps_net_slice_grads(tr->net, id),
-                                    ps_net_slice_len(tr->net, id), scale);
+        overflow =
+            ps_f16_overflows(ps_net_slice_grads(tr->net, id), ps_net_slice_len(tr->net, id), scale);
     for (uint32_t id = 0; id < n && tr->send_rc == PS_OK; id++)
         tr->send_rc = ps_client_push_pull(
             tr->client, id, tr->clock, overflow ? NULL : ps_net_slice_grads(tr->net, id),
-            tr->cur_batch, scale, overflow ? PS_FLAG_SKIP : 0,
-            ps_net_slice_params(tr->net, id));
+            tr->cur_batch, scale, overflow ? PS_FLAG_SKIP : 0, ps_net_slice_params(tr->net, id));
 }
 
 static uint64_t steps_per_epoch(const trainer_t *tr)
@@ -257,7 +104,8 @@ static void adopt_scaler(trainer_t *tr)
     if (!ps_client_loss_scale(tr->client, &scale, &clean, &skipped))
         return;
     if ((float)scale != tr->scaler.scale || clean != tr->scaler.clean)
-        ps_log(PS_LOG_INFO, "worker %u: loss scale %g (%lld clean steps) from the shards at clock %lld",
+        ps_log(PS_LOG_INFO,
+               "worker %u: loss scale %g (%lld clean steps) from the shards at clock %lld",
                tr->rank, scale, (long long)clean, (long long)tr->clock);
     tr->scaler.scale = (float)scale;
     tr->scaler.clean = clean;
@@ -274,9 +122,8 @@ static int join(trainer_t *tr, bool again, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
     int64_t start_clock;
-    int rc = c->max_staleness == 0 || again
-                 ? ps_client_recover(tr->client, true, &start_clock, err)
-                 : ps_client_hello(tr->client, &start_clock, err);
+    int rc = c->max_staleness == 0 || again ? ps_client_recover(tr->client, true, &start_clock, err)
+                                            : ps_client_hello(tr->client, &start_clock, err);
     if (rc != PS_OK)
         return rc;
     tr->clock = start_clock;
@@ -336,10 +183,9 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     ps_log(PS_LOG_INFO,
            "worker %u: job '%s': model %s, %llu parameters in %u tables (%u slices on the wire) "
            "over %u shards; %zu training samples, %llu steps per epoch",
-           tr->rank, c->job, ps_worker_model_name(c),
-           (unsigned long long)ps_net_n_params(tr->net), ps_net_n_tables(tr->net),
-           ps_net_n_slices(tr->net), ps_client_n_shards(tr->client), tr->n_train,
-           (unsigned long long)steps_per_epoch(tr));
+           tr->rank, c->job, ps_worker_model_name(c), (unsigned long long)ps_net_n_params(tr->net),
+           ps_net_n_tables(tr->net), ps_net_n_slices(tr->net), ps_client_n_shards(tr->client),
+           tr->n_train, (unsigned long long)steps_per_epoch(tr));
     return rc;
 }
 
@@ -403,8 +249,10 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
             return rc;
         bool skipped = (ps_client_reply_flags(tr->client) & PS_FLAG_SKIPPED) != 0;
         if (ps_loss_scale_update(&tr->scaler, skipped) && skipped && tr->rank == 0)
-            ps_log(PS_LOG_NOTICE, "worker 0: fp16 overflow at clock %lld: step skipped, loss "
-                   "scale now %g", (long long)tr->clock, (double)tr->scaler.scale);
+            ps_log(PS_LOG_NOTICE,
+                   "worker 0: fp16 overflow at clock %lld: step skipped, loss "
+                   "scale now %g",
+                   (long long)tr->clock, (double)tr->scaler.scale);
     }
     tr->clock++;
     tr->samples += tr->cur_batch;
@@ -479,10 +327,16 @@ static void publish_stats(trainer_t *tr, int64_t epoch, bool force)
     tr->last_publish = now;
     double wall = now - tr->t_start;
     ps_progress_t p = {
-        .epoch = epoch, .clock = tr->clock, .samples = tr->samples,
-        .samples_per_s = wall > 0 ? (double)tr->samples / wall : 0, .loss = tr->last_loss,
-        .uptime_s = wall, .loss_scale = tr->scaler.scale, .skipped_steps = tr->scaler.n_skipped,
-        .recoveries = tr->recoveries, .bytes_sent = ps_client_bytes_sent(tr->client),
+        .epoch = epoch,
+        .clock = tr->clock,
+        .samples = tr->samples,
+        .samples_per_s = wall > 0 ? (double)tr->samples / wall : 0,
+        .loss = tr->last_loss,
+        .uptime_s = wall,
+        .loss_scale = tr->scaler.scale,
+        .skipped_steps = tr->scaler.n_skipped,
+        .recoveries = tr->recoveries,
+        .bytes_sent = ps_client_bytes_sent(tr->client),
         .bytes_received = ps_client_bytes_received(tr->client),
         .requests = ps_client_requests(tr->client),
     };
@@ -543,9 +397,9 @@ static int recover(trainer_t *tr, int why, ps_errbuf_t *err)
 }
 
 typedef struct {
-    int64_t epoch;      /* 0: none started */
+    int64_t epoch; /* 0: none started */
     double t0, last_progress, loss_sum;
-    uint64_t n0;        /* tr->samples when it started */
+    uint64_t n0; /* tr->samples when it started */
 } epoch_t;
 
 static void end_epoch(trainer_t *tr, const epoch_t *e)
@@ -573,9 +427,9 @@ static void tty_progress(trainer_t *tr, epoch_t *e, uint64_t step, uint64_t spe,
     bar[width] = '\0';
     uint64_t n = tr->samples - e->n0;
     fprintf(stderr, "\repoch %lld/%lld [%s] %5.1f%% loss %.4f %8.0f samples/s%s",
-            (long long)e->epoch, (long long)tr->cfg->epochs, bar, 100.0 * (double)(step + 1) / (double)spe,
-            e->loss_sum / (double)(n ? n : 1), (double)n * tr->world / (now - e->t0 + 1e-9),
-            step + 1 == spe ? "\n" : "");
+            (long long)e->epoch, (long long)tr->cfg->epochs, bar,
+            100.0 * (double)(step + 1) / (double)spe, e->loss_sum / (double)(n ? n : 1),
+            (double)n * tr->world / (now - e->t0 + 1e-9), step + 1 == spe ? "\n" : "");
 }
 
 static void log_progress(trainer_t *tr, epoch_t *e, uint64_t step, uint64_t spe)
@@ -597,8 +451,7 @@ static void log_progress(trainer_t *tr, epoch_t *e, uint64_t step, uint64_t spe)
 
 /* Steps are numbered globally by the clock: epoch = clock / steps_per_epoch
  * + 1, step = clock % steps_per_epoch, so a worker can resume anywhere. */
-static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run,
-                 ps_errbuf_t *err)
+static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
     uint64_t spe = steps_per_epoch(tr);
@@ -629,7 +482,8 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
         int rc = train_step(tr, step, &e.loss_sum, err);
         /* evaluation and the end of an epoch read the parameters */
         bool eval_now = tr->rank == 0 && eval_every_steps && tr->clock % eval_every_steps == 0;
-        if (rc == PS_OK && (eval_now || (uint64_t)tr->clock % spe == 0 || (uint64_t)tr->clock >= total))
+        if (rc == PS_OK &&
+            (eval_now || (uint64_t)tr->clock % spe == 0 || (uint64_t)tr->clock >= total))
             rc = settle(tr, err);
         if (is_recoverable(rc))
             rc = recover(tr, rc, err);
@@ -706,8 +560,10 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
     ps_client_stop_heartbeats(tr->client);
     ps_errbuf_t bye_err = {0};
     if (ps_client_bye(tr->client, &bye_err) != PS_OK)
-        ps_log(PS_LOG_WARN, "worker %u: the model is final but BYE failed (%s); the shards end the "
-               "job at their job_ttl_s", tr->rank, bye_err.msg);
+        ps_log(PS_LOG_WARN,
+               "worker %u: the model is final but BYE failed (%s); the shards end the "
+               "job at their job_ttl_s",
+               tr->rank, bye_err.msg);
     ps_event_t done;
     ps_report_summary(&done, tr->cfg, tr->rank, tr->world, epochs_run, tr->clock, tr->samples,
                       ps_time_wall_s() - tr->t_start, tr->client);
@@ -727,15 +583,18 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
 {
     if (PS_MODEL_IS_SPARSE(cfg->model))
         return ps_sparse_trainer_run(cfg, stop, err);
-    trainer_t tr = {.cfg = cfg, .stop = stop, .is_tty = isatty(2) && cfg->progress_every_s > 0,
-                    .rank = (uint32_t)cfg->rank, .world = (uint32_t)cfg->world};
+    trainer_t tr = {.cfg = cfg,
+                    .stop = stop,
+                    .is_tty = isatty(2) && cfg->progress_every_s > 0,
+                    .rank = (uint32_t)cfg->rank,
+                    .world = (uint32_t)cfg->world};
     tr.t_start = ps_time_wall_s();
     int64_t epochs_run = 0;
-    int rc = load_data(&tr, err);
+    int rc = pswk_trainer_load_data(&tr, err);
     if (rc == PS_OK && cfg->standardize)
         ps_data_standardize(&tr.train, tr.test.n ? &tr.test : NULL, tr.val.n ? &tr.val : NULL);
     if (rc == PS_OK)
-        rc = build_net(&tr, err);
+        rc = pswk_trainer_build_net(&tr, err);
     if (rc == PS_OK)
         rc = setup(&tr, err);
     if (rc == PS_OK && *cfg->stats_socket) {
