@@ -57,8 +57,7 @@ typedef struct {
  * position and text and what is wrong: an unknown word or argument, a bad
  * value, a bracket, a missing or misplaced loss. Shapes are checked by
  * ps_net_new. */
-int ps_netspec_parse(const char *input, const char *layers, ps_netspec_t *spec,
-                     ps_errbuf_t *err);
+int ps_netspec_parse(const char *input, const char *layers, ps_netspec_t *spec, ps_errbuf_t *err);
 /* Frees the layer list; safe twice and on a zeroed spec. */
 void ps_netspec_fini(ps_netspec_t *spec);
 
@@ -85,8 +84,8 @@ int ps_netspec_gpt(const ps_gpt_config_t *cfg, ps_netspec_t *spec, ps_errbuf_t *
  * model.json records and ps-generate rebuilds a net from. */
 typedef struct {
     bool is_gpt;
-    ps_gpt_config_t gpt;               /* is_gpt */
-    char input[PS_NETDESC_TEXT_MAX];   /* otherwise: the spec */
+    ps_gpt_config_t gpt;             /* is_gpt */
+    char input[PS_NETDESC_TEXT_MAX]; /* otherwise: the spec */
     char layers[PS_NETDESC_TEXT_MAX];
 } ps_netdesc_t;
 

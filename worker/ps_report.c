@@ -43,7 +43,7 @@ const char *ps_report_metrics_text(const char *set, const ps_net_eval_t *e, ps_n
 {
     static const char *const second[] = {
         [PS_NET_CLASSIFIER] = "acc", [PS_NET_REGRESSOR] = "mae", [PS_NET_LANGUAGE_MODEL] = "bpb"};
-    double v = task == PS_NET_CLASSIFIER ? e->accuracy
+    double v = task == PS_NET_CLASSIFIER  ? e->accuracy
                : task == PS_NET_REGRESSOR ? e->mae
                                           : e->bits_per_byte;
     snprintf(buf, cap, "%s_loss %.4f %s_%s %.4f", set, e->loss, set, second[task], v);
@@ -58,9 +58,9 @@ int64_t ps_report_peak_rss_bytes(void)
     return (int64_t)ru.ru_maxrss * 1024; /* Linux: kilobytes */
 }
 
-void ps_report_summary(ps_event_t *ev, const ps_worker_config_t *cfg, uint32_t rank,
-                       uint32_t world, int64_t epochs, int64_t steps, uint64_t samples,
-                       double wall_s, const ps_client_t *client)
+void ps_report_summary(ps_event_t *ev, const ps_worker_config_t *cfg, uint32_t rank, uint32_t world,
+                       int64_t epochs, int64_t steps, uint64_t samples, double wall_s,
+                       const ps_client_t *client)
 {
     ps_event_init(ev, PS_EVENT_DONE);
     ps_event_set_str(ev, PS_EF_MODEL, ps_worker_model_name(cfg));
@@ -115,18 +115,19 @@ void ps_report_static(ps_statsd_t *sd, const ps_worker_config_t *cfg, const ps_n
 #define COUNTER(n, h) (&(ps_metric_t){n, PS_METRIC_COUNTER, h, {NULL}})
 #define GAUGE(n, h) (&(ps_metric_t){n, PS_METRIC_GAUGE, h, {NULL}})
 
-void ps_report_progress(ps_statsd_t *sd, const ps_worker_config_t *c, uint32_t rank,
-                        uint32_t world, const ps_progress_t *p)
+void ps_report_progress(ps_statsd_t *sd, const ps_worker_config_t *c, uint32_t rank, uint32_t world,
+                        const ps_progress_t *p)
 {
     char rank_s[16];
     snprintf(rank_s, sizeof rank_s, "%u", rank);
     ps_doc_t *d = ps_doc_new();
     ps_doc_section(d, "worker");
     ps_doc_str(d, "version", PS_VERSION);
-    ps_doc_metric_only(d, 1, &(ps_metric_t){"ps_build_info", PS_METRIC_GAUGE,
-                                            "Build of this ps-worker.",
-                                            {"version", PS_VERSION, "role", "worker", "rank",
-                                             rank_s}});
+    ps_doc_metric_only(d, 1,
+                       &(ps_metric_t){"ps_build_info",
+                                      PS_METRIC_GAUGE,
+                                      "Build of this ps-worker.",
+                                      {"version", PS_VERSION, "role", "worker", "rank", rank_s}});
     ps_doc_int(d, "pid", getpid(), NULL);
     ps_doc_real(d, "uptime_s", p->uptime_s, 1, NULL);
     ps_doc_str(d, "role", "worker");

@@ -19,8 +19,8 @@ typedef struct {
     int64_t epoch, clock;
     uint64_t samples;
     double samples_per_s, loss, uptime_s;
-    double loss_scale;       /* fp16 */
-    uint64_t skipped_steps;  /* fp16 overflows */
+    double loss_scale;      /* fp16 */
+    uint64_t skipped_steps; /* fp16 overflows */
     unsigned recoveries;
     uint64_t bytes_sent, bytes_received, requests;
 } ps_progress_t;
@@ -43,9 +43,9 @@ int64_t ps_report_peak_rss_bytes(void);
  * precision, rank, world, epochs, steps, samples, wall time, rate, bytes,
  * peak RSS):
  * the caller adds its metrics, prints and finis it. */
-void ps_report_summary(ps_event_t *ev, const ps_worker_config_t *cfg, uint32_t rank,
-                       uint32_t world, int64_t epochs, int64_t steps, uint64_t samples,
-                       double wall_s, const ps_client_t *client);
+void ps_report_summary(ps_event_t *ev, const ps_worker_config_t *cfg, uint32_t rank, uint32_t world,
+                       int64_t epochs, int64_t steps, uint64_t samples, double wall_s,
+                       const ps_client_t *client);
 
 /* The stats sections that do not change: the model's tables, the config. */
 void ps_report_static(ps_statsd_t *sd, const ps_worker_config_t *cfg, const ps_net_t *net);

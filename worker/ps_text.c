@@ -116,8 +116,8 @@ static int split(ps_text_t *t, const char *path, double frac, ps_errbuf_t *err)
                           path, t->n, t->n_train, row);
     uint64_t windows = (t->n_train - row) / t->stride + 1;
     if (windows > UINT32_MAX)
-        return ps_err_set(err, PS_ERANGE, "'%s': %llu windows, more than 2^32 (raise stride)",
-                          path, (unsigned long long)windows);
+        return ps_err_set(err, PS_ERANGE, "'%s': %llu windows, more than 2^32 (raise stride)", path,
+                          (unsigned long long)windows);
     t->n_windows = (uint32_t)windows;
     return PS_OK;
 }
@@ -165,12 +165,30 @@ void ps_text_destroy(ps_text_t **tp)
     *tp = NULL;
 }
 
-size_t ps_text_n_bytes(const ps_text_t *t) { return t->n; }
-size_t ps_text_n_train_bytes(const ps_text_t *t) { return t->n_train; }
-size_t ps_text_n_val_bytes(const ps_text_t *t) { return t->n - t->n_train; }
-const uint8_t *ps_text_bytes(const ps_text_t *t) { return t->bytes; }
-size_t ps_text_row_len(const ps_text_t *t) { return t->block + 1; }
-uint32_t ps_text_n_windows(const ps_text_t *t) { return t->n_windows; }
+size_t ps_text_n_bytes(const ps_text_t *t)
+{
+    return t->n;
+}
+size_t ps_text_n_train_bytes(const ps_text_t *t)
+{
+    return t->n_train;
+}
+size_t ps_text_n_val_bytes(const ps_text_t *t)
+{
+    return t->n - t->n_train;
+}
+const uint8_t *ps_text_bytes(const ps_text_t *t)
+{
+    return t->bytes;
+}
+size_t ps_text_row_len(const ps_text_t *t)
+{
+    return t->block + 1;
+}
+uint32_t ps_text_n_windows(const ps_text_t *t)
+{
+    return t->n_windows;
+}
 
 void ps_text_epoch_order(const ps_text_t *t, uint64_t seed, uint64_t epoch, uint32_t *order)
 {

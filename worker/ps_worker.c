@@ -24,13 +24,12 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_INT("rank", W, rank, "-1", -1, 65535, "this worker's rank; -1 = from environment or 0"),
     PS_OPT_INT("world", W, world, "-1", -1, 65536, "number of workers; -1 = from environment or 1"),
     PS_OPT_NAMES("model", W, model, "mlp", ps_model_kind_names,
-                "model to train (sparse_lr, fm: LIBSVM data on a sparse table; net: the "
-                "layers spec; gpt: a byte-level GPT on data_format text)"),
+                 "model to train (sparse_lr, fm: LIBSVM data on a sparse table; net: the "
+                 "layers spec; gpt: a byte-level GPT on data_format text)"),
     PS_OPT_STR("hidden", W, hidden, "256,128", "mlp hidden layer widths, comma-separated"),
-    PS_OPT_NAMES("activation", W, activation, "relu", ps_activation_names,
-                 "mlp hidden activation"),
+    PS_OPT_NAMES("activation", W, activation, "relu", ps_activation_names, "mlp hidden activation"),
     PS_OPT_NAMES("loss", W, loss, "auto", ps_loss_names,
-                "mlp head: softmax cross-entropy or MSE (regression, or one-hot targets)"),
+                 "mlp head: softmax cross-entropy or MSE (regression, or one-hot targets)"),
     PS_OPT_NAMES("task", W, task, "auto", ps_task_names,
                  "what the labels are; auto: the model says (linear: regression, logistic and "
                  "softmax: classes), and an mlp infers it from the labels, saying so"),
@@ -42,7 +41,8 @@ static const ps_opt_t worker_opts[] = {
                "sparse: start values uniform in [-s, s] (fm factors; ftrl starts at 0)"),
     PS_OPT_DBL("l1", W, optim.l1, "0", 0, 1e6, "ftrl: L1 regularisation"),
     PS_OPT_DBL("l2", W, optim.l2, "0", 0, 1e6, "ftrl: L2 regularisation"),
-    PS_OPT_DBL("ftrl_beta", W, optim.ftrl_beta, "1", 0, 1e6, "ftrl: beta of the per-coordinate rate"),
+    PS_OPT_DBL("ftrl_beta", W, optim.ftrl_beta, "1", 0, 1e6,
+               "ftrl: beta of the per-coordinate rate"),
     PS_OPT_STR("train_data", W, train_data, "",
                "training features (IDX images or CSV), or a text file or directory"),
     PS_OPT_STR("train_labels", W, train_labels, "", "training labels (IDX only)"),
@@ -53,21 +53,24 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_BOOL("standardize", W, standardize, "no", "scale features to mean 0, std 1"),
     PS_OPT_INT("epochs", W, epochs, "10", 1, 1000000, "passes over the training data"),
     PS_OPT_INT("batch_size", W, batch_size, "64", 1, 1 << 20, "samples per step per worker"),
-    PS_OPT_INT("max_steps", W, max_steps, "0", 0, 1LL << 62, "stop after this many steps; 0 = no limit"),
+    PS_OPT_INT("max_steps", W, max_steps, "0", 0, 1LL << 62,
+               "stop after this many steps; 0 = no limit"),
     PS_OPT_INT("seed", W, seed, "1", 0, 1LL << 62, "seed of weights and shuffles"),
     PS_OPT_NAMES("optimizer", W, optim.kind, "sgd", ps_optim_names,
-                "server-side optimizer (ftrl: sparse models only)"),
+                 "server-side optimizer (ftrl: sparse models only)"),
     PS_OPT_DBL("lr", W, optim.lr, "0.01", 1e-12, 1e6, "learning rate"),
     PS_OPT_DBL("momentum", W, optim.momentum, "0.9", 0, 0.999999, "momentum factor"),
     PS_OPT_BOOL("nesterov", W, optim.nesterov, "no", "Nesterov momentum"),
     PS_OPT_DBL("beta1", W, optim.beta1, "0.9", 0, 0.999999, "Adam first-moment decay"),
     PS_OPT_DBL("beta2", W, optim.beta2, "0.999", 0, 0.999999999, "Adam second-moment decay"),
     PS_OPT_DBL("eps", W, optim.eps, "1e-8", 1e-30, 1, "Adam/Adagrad/RMSprop epsilon"),
-    PS_OPT_DBL("weight_decay", W, optim.weight_decay, "0", 0, 1e3, "L2 weight decay (decoupled for adamw)"),
+    PS_OPT_DBL("weight_decay", W, optim.weight_decay, "0", 0, 1e3,
+               "L2 weight decay (decoupled for adamw)"),
     PS_OPT_DBL("rho", W, optim.rho, "0.99", 0, 0.999999, "RMSprop decay"),
     PS_OPT_NAMES("lr_schedule", W, optim.schedule, "constant", ps_sched_names,
-                "learning-rate schedule"),
-    PS_OPT_INT("lr_step_size", W, optim.step_size, "1000", 1, 1LL << 62, "step schedule: updates between decays"),
+                 "learning-rate schedule"),
+    PS_OPT_INT("lr_step_size", W, optim.step_size, "1000", 1, 1LL << 62,
+               "step schedule: updates between decays"),
     PS_OPT_DBL("lr_gamma", W, optim.gamma, "0.1", 1e-9, 1, "step schedule: decay factor"),
     PS_OPT_DBL("min_lr", W, optim.min_lr, "0", 0, 1e6, "cosine schedule: final learning rate"),
     PS_OPT_INT("warmup_steps", W, optim.warmup_steps, "0", 0, 1LL << 62, "linear warm-up updates"),
@@ -80,11 +83,11 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_STR("save_model", W, save_model, "", "rank 0 writes .npy tables and model.json here"),
     PS_OPT_INT("blas_threads", W, blas_threads, "1", 1, 256, "OpenBLAS threads"),
     PS_OPT_NAMES("log_level", W, log_level, "info", ps_log_level_names,
-                "least severe level logged"),
+                 "least severe level logged"),
     PS_OPT_INT("progress_every_s", W, progress_every_s, "5", 0, 86400,
                "rank 0 logs a progress line this often within an epoch; 0 = never"),
     PS_OPT_NAMES("precision", W, precision, "fp32", ps_precision_names,
-                "values on the wire; the server keeps fp32 master weights and state"),
+                 "values on the wire; the server keeps fp32 master weights and state"),
     PS_OPT_DBL("loss_scale", W, loss_scale, "65536", 1e-6, 1e12,
                "fp16: initial dynamic loss scale"),
     PS_OPT_INT("loss_scale_window", W, loss_scale_window, "2000", 1, 1000000000,
@@ -249,13 +252,15 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
     ps_optim_spec_t spec;
     bool sparse = PS_MODEL_IS_SPARSE(cfg->model);
     if (sparse != (cfg->data_format == PS_FORMAT_LIBSVM))
-        return ps_err_set(err, PS_EINVAL, "models sparse_lr and fm take data_format libsvm, and "
-                                          "libsvm data takes one of them");
+        return ps_err_set(err, PS_EINVAL,
+                          "models sparse_lr and fm take data_format libsvm, and "
+                          "libsvm data takes one of them");
     if (!sparse && cfg->optim.kind == PS_OPTIM_FTRL)
         return ps_err_set(err, PS_EINVAL, "optimizer ftrl is for the sparse models");
     if (sparse && cfg->optim.schedule != PS_SCHED_CONSTANT)
-        return ps_err_set(err, PS_EINVAL, "sparse models take lr_schedule constant (a row is "
-                                          "updated only when its key comes up)");
+        return ps_err_set(err, PS_EINVAL,
+                          "sparse models take lr_schedule constant (a row is "
+                          "updated only when its key comes up)");
     if (sparse)
         return PS_OK;
     ps_worker_optim_spec(cfg, 1, &spec);
@@ -278,11 +283,19 @@ int ps_worker_client_opts(const ps_worker_config_t *c, uint32_t rank, uint32_t w
             return rc;
     }
     *out = (ps_client_opts_t){
-        .job = c->job, .rank = rank, .world = world, .max_staleness = (int)c->max_staleness,
-        .timeout_ms = c->request_timeout_ms, .stop = stop, .dtype = dtype,
-        .heartbeat_ms = c->heartbeat_ms, .server_timeout_ms = c->server_timeout_ms,
-        .retries = (int)c->request_retries, .curve_server_key = keys->server.public_z85,
-        .curve_public_key = keys->own.public_z85, .curve_secret_key = keys->own.secret_z85,
+        .job = c->job,
+        .rank = rank,
+        .world = world,
+        .max_staleness = (int)c->max_staleness,
+        .timeout_ms = c->request_timeout_ms,
+        .stop = stop,
+        .dtype = dtype,
+        .heartbeat_ms = c->heartbeat_ms,
+        .server_timeout_ms = c->server_timeout_ms,
+        .retries = (int)c->request_retries,
+        .curve_server_key = keys->server.public_z85,
+        .curve_public_key = keys->own.public_z85,
+        .curve_secret_key = keys->own.secret_z85,
     };
     return PS_OK;
 }
@@ -294,7 +307,7 @@ bool ps_worker_recoverable(int rc)
 
 const char *ps_worker_recovery_cause(int rc)
 {
-    return rc == PS_EDEAD ? "the servers declared this worker dead"
+    return rc == PS_EDEAD        ? "the servers declared this worker dead"
            : rc == PS_ERESTARTED ? "a shard restarted"
                                  : "the job was rolled back";
 }
@@ -365,9 +378,9 @@ int ps_worker_model_desc(const ps_worker_config_t *cfg, size_t n_features, size_
     memset(desc, 0, sizeof *desc);
     if (cfg->model == PS_MODEL_GPT) {
         desc->is_gpt = true;
-        desc->gpt = (ps_gpt_config_t){(uint32_t)cfg->n_layer, (uint32_t)cfg->n_head,
-                                      (uint32_t)cfg->n_embd, (uint32_t)cfg->block_size,
-                                      cfg->dropout};
+        desc->gpt =
+            (ps_gpt_config_t){(uint32_t)cfg->n_layer, (uint32_t)cfg->n_head, (uint32_t)cfg->n_embd,
+                              (uint32_t)cfg->block_size, cfg->dropout};
         return PS_OK;
     }
     if (*cfg->input)
@@ -380,8 +393,7 @@ int ps_worker_model_desc(const ps_worker_config_t *cfg, size_t n_features, size_
     return PS_OK;
 }
 
-void ps_worker_optim_spec(const ps_worker_config_t *cfg, uint64_t total_updates,
-                          ps_optim_spec_t *s)
+void ps_worker_optim_spec(const ps_worker_config_t *cfg, uint64_t total_updates, ps_optim_spec_t *s)
 {
     uint64_t warmup = cfg->optim.warmup_steps;
     *s = cfg->optim;
@@ -402,29 +414,37 @@ int ps_worker_outputs(const ps_worker_config_t *cfg, uint32_t n_classes, size_t 
             ps_log(PS_LOG_NOTICE,
                    "task auto: the labels of '%s' are whole numbers 0..%u and the loss is mse: "
                    "training a regression on them (set task classification for MSE on one-hot "
-                   "classes)", labels, n_classes - 1);
+                   "classes)",
+                   labels, n_classes - 1);
         else if (classes)
             ps_log(PS_LOG_NOTICE,
                    "task auto: the labels of '%s' are whole numbers 0..%u: training a classifier "
                    "of %u classes (set task regression if they are a target to predict)",
                    labels, n_classes - 1, n_classes);
         else
-            ps_log(PS_LOG_NOTICE, "task auto: the labels of '%s' are not class ids: regression "
-                   "(mse)", labels);
+            ps_log(PS_LOG_NOTICE,
+                   "task auto: the labels of '%s' are not class ids: regression "
+                   "(mse)",
+                   labels);
     }
     bool regression_model = cfg->model == PS_MODEL_LINEAR;
     bool classifier_model = cfg->model == PS_MODEL_LOGISTIC || cfg->model == PS_MODEL_SOFTMAX;
     if (task == PS_TASK_REGRESSION && classifier_model)
-        return ps_err_set(err, PS_EINVAL, "task regression: model %s is a classifier (use mlp or "
-                          "linear)", ps_worker_model_name(cfg));
+        return ps_err_set(err, PS_EINVAL,
+                          "task regression: model %s is a classifier (use mlp or "
+                          "linear)",
+                          ps_worker_model_name(cfg));
     if (task == PS_TASK_CLASSIFICATION && regression_model)
-        return ps_err_set(err, PS_EINVAL, "task classification: model linear is a regression "
+        return ps_err_set(err, PS_EINVAL,
+                          "task classification: model linear is a regression "
                           "(use softmax, logistic or mlp)");
     if (task == PS_TASK_REGRESSION && cfg->loss == PS_LOSS_CE)
         return ps_err_set(err, PS_EINVAL, "task regression takes loss mse (or auto), not ce");
     if (task == PS_TASK_CLASSIFICATION && cfg->model != PS_MODEL_LOGISTIC && !classes)
-        return ps_err_set(err, PS_EFORMAT, "task classification: the labels of '%s' are not "
-                          "class ids 0..C-1 with C >= 2", labels);
+        return ps_err_set(err, PS_EFORMAT,
+                          "task classification: the labels of '%s' are not "
+                          "class ids 0..C-1 with C >= 2",
+                          labels);
     if (cfg->model == PS_MODEL_MLP && task == PS_TASK_REGRESSION)
         *n_outputs = 1;
     else
@@ -433,14 +453,57 @@ int ps_worker_outputs(const ps_worker_config_t *cfg, uint32_t n_classes, size_t 
 }
 
 /* The options whose values define a job: workers of one job agree on them. */
-static const char *const job_options[] = {
-    "model", "hidden", "activation", "loss", "task", "data_format", "train_data", "train_labels",
-    "label_column", "standardize", "hash_bits", "fm_dim", "init_scale", "epochs", "batch_size",
-    "max_steps", "seed", "optimizer", "lr", "momentum", "nesterov", "beta1", "beta2", "eps",
-    "weight_decay", "rho", "lr_schedule", "lr_step_size", "lr_gamma", "min_lr", "warmup_steps",
-    "l1", "l2", "ftrl_beta", "max_staleness", "precision", "loss_scale", "loss_scale_window",
-    "val_fraction", "train_subset", "split_seed", "slice_elems", "input", "layers", "n_layer",
-    "n_head", "n_embd", "block_size", "dropout", "text_stride", NULL};
+static const char *const job_options[] = {"model",
+                                          "hidden",
+                                          "activation",
+                                          "loss",
+                                          "task",
+                                          "data_format",
+                                          "train_data",
+                                          "train_labels",
+                                          "label_column",
+                                          "standardize",
+                                          "hash_bits",
+                                          "fm_dim",
+                                          "init_scale",
+                                          "epochs",
+                                          "batch_size",
+                                          "max_steps",
+                                          "seed",
+                                          "optimizer",
+                                          "lr",
+                                          "momentum",
+                                          "nesterov",
+                                          "beta1",
+                                          "beta2",
+                                          "eps",
+                                          "weight_decay",
+                                          "rho",
+                                          "lr_schedule",
+                                          "lr_step_size",
+                                          "lr_gamma",
+                                          "min_lr",
+                                          "warmup_steps",
+                                          "l1",
+                                          "l2",
+                                          "ftrl_beta",
+                                          "max_staleness",
+                                          "precision",
+                                          "loss_scale",
+                                          "loss_scale_window",
+                                          "val_fraction",
+                                          "train_subset",
+                                          "split_seed",
+                                          "slice_elems",
+                                          "input",
+                                          "layers",
+                                          "n_layer",
+                                          "n_head",
+                                          "n_embd",
+                                          "block_size",
+                                          "dropout",
+                                          "text_stride",
+                                          NULL};
 
 void ps_worker_fingerprint(const ps_worker_config_t *cfg, char *buf, size_t cap)
 {

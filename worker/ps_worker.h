@@ -48,7 +48,8 @@ typedef enum { PS_LOSS_MAP(PS_LOSS_MEMBER) } ps_loss_kind_t;
 extern const char *const ps_loss_names[];
 
 /* What the labels are: stated by the config, or inferred (loudly). */
-#define PS_TASK_MAP(XX) XX(AUTO, "auto") XX(CLASSIFICATION, "classification") XX(REGRESSION, "regression")
+#define PS_TASK_MAP(XX) \
+    XX(AUTO, "auto") XX(CLASSIFICATION, "classification") XX(REGRESSION, "regression")
 #define PS_TASK_MEMBER(e, s) PS_ENUM_MEMBER(PS_TASK_, e)
 typedef enum { PS_TASK_MAP(PS_TASK_MEMBER) } ps_task_t;
 extern const char *const ps_task_names[];
@@ -69,12 +70,12 @@ typedef struct {
     char servers[PS_OPT_STR_MAX];
     char job[PS_OPT_STR_MAX];
     int64_t rank, world;
-    int model;          /* ps_model_kind_t */
+    int model; /* ps_model_kind_t */
     char hidden[PS_OPT_STR_MAX];
-    int activation;     /* ps_activation_t */
-    int loss;           /* ps_loss_kind_t */
-    int task;           /* ps_task_t */
-    int data_format;    /* ps_data_format_t */
+    int activation;  /* ps_activation_t */
+    int loss;        /* ps_loss_kind_t */
+    int task;        /* ps_task_t */
+    int data_format; /* ps_data_format_t */
     char train_data[PS_OPT_STR_MAX], train_labels[PS_OPT_STR_MAX];
     char test_data[PS_OPT_STR_MAX], test_labels[PS_OPT_STR_MAX];
     int64_t label_column;
@@ -90,22 +91,22 @@ typedef struct {
     int64_t blas_threads;
     int log_level;
     int64_t progress_every_s;
-    int precision;          /* ps_precision_t (= the wire's Ps__DType) */
-    double loss_scale;      /* fp16: initial loss scale */
+    int precision;     /* ps_precision_t (= the wire's Ps__DType) */
+    double loss_scale; /* fp16: initial loss scale */
     int64_t loss_scale_window;
     int64_t eval_every_steps;
     int64_t heartbeat_ms;
     int64_t server_timeout_ms;
     int64_t request_retries;
     char stats_socket[PS_OPT_STR_MAX];
-    int64_t hash_bits;      /* libsvm: feature indices hashed into this many bits */
-    int64_t fm_dim;         /* fm: factor dimension k */
-    double init_scale;      /* sparse: rows start uniform in [-s, s] (fm factors) */
+    int64_t hash_bits; /* libsvm: feature indices hashed into this many bits */
+    int64_t fm_dim;    /* fm: factor dimension k */
+    double init_scale; /* sparse: rows start uniform in [-s, s] (fm factors) */
     double val_fraction;
     int64_t train_subset;
     int64_t split_seed;
     int64_t evals_per_epoch;
-    int64_t slice_elems;    /* wire slices of weight matrices (ps_tables_freeze) */
+    int64_t slice_elems; /* wire slices of weight matrices (ps_tables_freeze) */
     char curve_server_key_file[PS_OPT_STR_MAX];
     char curve_secret_file[PS_OPT_STR_MAX];
     /* model net: the spec (ps_netspec.h); input empty = the data's features */
@@ -114,7 +115,7 @@ typedef struct {
     /* model gpt */
     int64_t n_layer, n_head, n_embd, block_size;
     double dropout;
-    int64_t text_stride;    /* data_format text: windows start every N bytes; 0 = block */
+    int64_t text_stride; /* data_format text: windows start every N bytes; 0 = block */
     char export_onnx[PS_OPT_STR_MAX];
 } ps_worker_config_t;
 
