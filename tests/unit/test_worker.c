@@ -163,6 +163,39 @@ static void test_shape_errors_name_the_option_and_the_layer(void **state)
     assert_string_equal(err.msg, "model mlp: layer 1 'dense(0)': why");
 }
 
+/* Every option that changes what a net trains is in the job's
+ * fingerprint: a worker started with another spec, GPT shape or text
+ * window is refused by the shards instead of joining the job. Options
+ * that do not change the model (where it is exported) are not. */
+static void test_the_fingerprint_covers_the_net_options(void **state)
+{
+    (void)state;
+    static const char *const changes[][2] = {
+        {"layers", "dense(8) relu dense(2) cross_entropy"},
+        {"input", "2x4x4"},
+        {"n_layer", "2"},
+        {"n_head", "2"},
+        {"n_embd", "64"},
+        {"block_size", "64"},
+        {"dropout", "0.1"},
+        {"text_stride", "32"},
+        {"task", "regression"},
+    };
+    ps_worker_config_t base, other;
+    char fp_base[4096], fp_other[4096];
+    make_cfg(&base, NULL);
+    ps_worker_fingerprint(&base, fp_base, sizeof fp_base);
+    for (size_t i = 0; i < sizeof changes / sizeof changes[0]; i++) {
+        make_cfg(&other, (const char *[]){changes[i][0], changes[i][1], NULL});
+        ps_worker_fingerprint(&other, fp_other, sizeof fp_other);
+        if (strcmp(fp_base, fp_other) == 0)
+            fail_msg("%s %s leaves the fingerprint as it was", changes[i][0], changes[i][1]);
+    }
+    make_cfg(&other, (const char *[]){"export_onnx", "/tmp/x.onnx", NULL});
+    ps_worker_fingerprint(&other, fp_other, sizeof fp_other);
+    assert_string_equal(fp_base, fp_other);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -171,6 +204,7 @@ int main(void)
         cmocka_unit_test(test_model_gpt_takes_its_options),
         cmocka_unit_test(test_bad_models_are_refused_naming_the_option),
         cmocka_unit_test(test_shape_errors_name_the_option_and_the_layer),
+        cmocka_unit_test(test_the_fingerprint_covers_the_net_options),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
