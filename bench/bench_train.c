@@ -1,5 +1,5 @@
 /* bench_train.c - training throughput of the Fashion-MNIST MLP:
- *   baseline: one process, no server: the same ps_model forward/backward and
+ *   baseline: one process, no server: the same ps_net forward/backward and
  *             the same ps_optim update code, applied in place;
  *   ps 1x1:   ps-launch with 1 shard and 1 worker (BSP);
  *   ps 1x2:   1 shard and 2 workers, the same per-worker batch (scaling).
@@ -19,7 +19,7 @@
 #include "ps_data.h"
 #include "ps_event.h"
 #include "ps_log.h"
-#include "ps_model.h"
+#include "ps_net.h"
 #include "ps_optim.h"
 #include "ps_rng.h"
 #include "ps_time.h"
@@ -37,15 +37,22 @@ static double baseline(size_t steps, size_t batch)
         fprintf(stderr, "bench: %s\n", err.msg);
         exit(1);
     }
-    ps_model_spec_t spec = {.n_layers = 3, .dims = {784, 256, 128, 10}, .act = PS_ACT_RELU,
-                            .head = PS_HEAD_SOFTMAX_CE};
-    ps_model_t *m = ps_model_new(&spec, batch, &err);
-    ps_model_init_params(m, 1);
+    ps_netspec_t spec;
+    ps_net_t *m = NULL;
+    if (ps_netspec_parse("784", "dense(256) relu dense(128) relu dense(10) cross_entropy", &spec,
+                         &err) == PS_OK)
+        m = ps_net_new(&spec, batch, 0, &err);
+    ps_netspec_fini(&spec);
+    if (!m) {
+        fprintf(stderr, "bench: %s\n", err.msg);
+        exit(1);
+    }
+    ps_net_init_params(m, 1);
     ps_optim_spec_t adam = {.kind = PS_OPTIM_ADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999,
                             .eps = 1e-8};
     ps_optim_t opt[6];
     for (uint32_t t = 0; t < 6; t++)
-        ps_optim_init(&opt[t], &adam, ps_model_table_len(m, t));
+        ps_optim_init(&opt[t], &adam, ps_net_table_len(m, t));
     uint32_t *order = malloc(ds.n * sizeof *order);
     for (size_t i = 0; i < ds.n; i++)
         order[i] = (uint32_t)i;
@@ -57,14 +64,14 @@ static double baseline(size_t steps, size_t batch)
     for (size_t s = 0; s < steps; s++) {
         size_t start = (s * batch) % (ds.n - batch);
         ps_data_gather(&ds, order + start, batch, x, y);
-        ps_model_train_batch(m, x, y, batch, NULL, NULL, NULL);
+        ps_net_train_batch(m, x, y, batch, NULL, NULL, NULL);
         for (uint32_t t = 0; t < 6; t++)
-            ps_optim_step(&opt[t], ps_model_params(m, t), ps_model_grads(m, t), 1.0f / (float)batch);
+            ps_optim_step(&opt[t], ps_net_params(m, t), ps_net_grads(m, t), 1.0f / (float)batch);
     }
     double rate = (double)(steps * batch) / (ps_time_wall_s() - t0);
     for (uint32_t t = 0; t < 6; t++)
         ps_optim_fini(&opt[t]);
-    ps_model_destroy(&m);
+    ps_net_destroy(&m);
     ps_data_free(&ds);
     free(order);
     free(x);

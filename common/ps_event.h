@@ -62,7 +62,8 @@ extern const char *const ps_event_kind_names[];
     XX(BYTES_RECEIVED, "bytes_received", INT)   \
     XX(KEYS_PULLED, "keys_pulled", INT)         \
     XX(LOST_WORKERS, "lost_workers", INTS)      \
-    XX(WORKER_RESTARTS, "worker_restarts", INT)
+    XX(WORKER_RESTARTS, "worker_restarts", INT) \
+    XX(PEAK_RSS_BYTES, "peak_rss_bytes", INT) /* a worker's; ps-launch: its largest */
 
 typedef enum {
 #define PS_EVENT_TEST_FIELD(e, s) PS_EF_TEST_##e,

@@ -4,7 +4,7 @@
 # three levels (tools/lint/nesting.py). Run by tools/check.sh.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mapfile -t files < <(git ls-files -- '*.c' '*.h' | grep -E '^(common|server|client|tools)/')
+mapfile -t files < <(git ls-files -- '*.c' '*.h' | grep -E '^(common|server|client|worker|tools)/')
 status=0
 if ! clang-format --dry-run -Werror "${files[@]}" 2>/tmp/ps-lint.$$; then
     echo "FAIL: clang-format would change these files (run clang-format -i on them):" >&2

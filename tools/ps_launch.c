@@ -550,7 +550,8 @@ static int supervise(launch_t *L)
 
 /* The job's summary: rank 0's figures (or the lowest surviving rank's if
  * rank 0 was lost), val_* from rank 0 only (it holds the validation
- * split), bytes and samples summed over the workers. */
+ * split), bytes and samples summed over the workers, the largest worker's
+ * peak RSS. */
 static void print_summary(launch_t *L, double wall_s)
 {
     static const ps_event_field_t from_r0[] = {PS_EF_MODEL, PS_EF_PRECISION, PS_EF_SKIPPED_STEPS,
@@ -571,7 +572,7 @@ static void print_summary(launch_t *L, double wall_s)
         if (!L->wk[0].lost && L->wk[0].has_done)
             ps_event_copy_field(&sum, &L->wk[0].done, ps_event_metric_field(PS_EVAL_VAL, k));
     }
-    double sent = 0, recv = 0, samples = 0, sps = 0;
+    double sent = 0, recv = 0, samples = 0, sps = 0, rss = 0;
     int64_t lost[MAX_PROCS], restarts = 0;
     size_t n_lost = 0;
     for (int r = 0; r < L->o.workers; r++) {
@@ -580,6 +581,8 @@ static void print_summary(launch_t *L, double wall_s)
         recv += ps_event_num(d, PS_EF_BYTES_RECEIVED, 0);
         samples += ps_event_num(d, PS_EF_SAMPLES, 0);
         sps += ps_event_num(d, PS_EF_SAMPLES_PER_S, 0);
+        if (ps_event_num(d, PS_EF_PEAK_RSS_BYTES, 0) > rss)
+            rss = ps_event_num(d, PS_EF_PEAK_RSS_BYTES, 0);
         if (L->wk[r].lost)
             lost[n_lost++] = r;
         restarts += L->wk[r].restarts;
@@ -591,6 +594,7 @@ static void print_summary(launch_t *L, double wall_s)
     ps_event_set_int(&sum, PS_EF_BYTES_RECEIVED, (int64_t)recv);
     ps_event_set_ints(&sum, PS_EF_LOST_WORKERS, lost, n_lost);
     ps_event_set_int(&sum, PS_EF_WORKER_RESTARTS, restarts);
+    ps_event_set_int(&sum, PS_EF_PEAK_RSS_BYTES, (int64_t)rss);
     ps_event_print(&sum, stdout);
     ps_event_fini(&sum);
 }

@@ -16,7 +16,9 @@ PACKAGES=(
   libcmocka-dev                         # unit tests
   dataset-fashion-mnist                 # the real data set for the demo and tests
   python3-numpy                         # tests check exported .npy models independently; psclient
-  python3-torch                         # psclient.pytorch, its tests and the DDP benchmarks
+  fortunes                              # the text corpus of the GPT example and its tests
+  python3-onnx                          # onnx.proto for --export-onnx (generated at build time), the checker
+  python3-torch                         # psclient.pytorch; tests rebuild exported nets in PyTorch; bench/
   systemd                               # systemd-analyze verify of the shipped units
   iproute2                              # network-namespace test and shaped-link benchmarks
   prometheus                            # promtool check metrics, and a real scrape in a test

@@ -141,8 +141,8 @@ int ps_data_load_idx(const char *images, const char *labels, ps_dataset_t *ds, p
     buf = gz_read_grow(fi, n * d, &got);
     if (buf && got < n * d) {
         rc = ps_err_set(err, PS_EFORMAT,
-                        "'%s': truncated: header promises %zu bytes of pixels, file has %zu", images,
-                        n * d, got);
+                        "'%s': truncated: header promises %zu bytes of pixels, file has %zu",
+                        images, n * d, got);
         goto out;
     }
     ds->x = buf ? malloc(n * d * sizeof(float)) : NULL;
@@ -259,8 +259,9 @@ int ps_data_load_csv(const char *path, int label_col, ps_dataset_t *ds, ps_errbu
             n_cols = nf;
             size_t lc = label_col < 0 ? (size_t)((int)nf + label_col) : (size_t)label_col;
             if (nf < 2 || lc >= nf) {
-                rc = ps_err_set(err, PS_EFORMAT, "%s:%zu: %zu columns; need features and a label column %d",
-                                path, lineno, nf, label_col);
+                rc = ps_err_set(err, PS_EFORMAT,
+                                "%s:%zu: %zu columns; need features and a label column %d", path,
+                                lineno, nf, label_col);
                 break;
             }
             label_col = (int)lc;
@@ -343,7 +344,8 @@ int ps_data_split(ps_dataset_t *ds, double val_fraction, size_t subset, uint64_t
         n_train = subset;
     if (n_train == 0)
         return ps_err_set(err, PS_EINVAL,
-                          "no training samples left: %zu samples, %zu for validation", ds->n, n_val);
+                          "no training samples left: %zu samples, %zu for validation", ds->n,
+                          n_val);
     if (n_val == 0 && n_train == ds->n)
         return PS_OK;
     uint32_t *idx = ps_xmalloc(ds->n * sizeof *idx);

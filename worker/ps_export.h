@@ -1,6 +1,10 @@
-/* ps_export.h - the trained model on disk: one .npy file per table and a
- * model.json that describes the network (layers, activation, head, shapes,
- * the run that made it), enough to rebuild it in NumPy. Worker thread. */
+/* ps_export.h - a trained net on disk and back: one .npy file per table
+ * and a model.json that describes the net well enough to rebuild it in
+ * NumPy or PyTorch (docs/models.md, "The export"): the spec (input and
+ * layers) or the GPT config, the graph those expand to (every layer with
+ * its arguments, table prefix and output shape, residuals nested), the
+ * tables, and the run that made it. ps-generate and the tests load it
+ * back. Worker thread (or a tool's main thread). */
 #ifndef PS_EXPORT_H
 #define PS_EXPORT_H
 
@@ -8,13 +12,25 @@
 #include <stdint.h>
 
 #include "ps_err.h"
-#include "ps_model.h"
-#include "ps_worker.h"
+#include "ps_net.h"
+#include "ps_netspec.h"
 
-/* Writes model into cfg->save_model (created if missing): its tables, and
- * model.json with n_inputs, the classes (n_classes < 2: one output), the
- * steps trained and the test figures ev. PS_EIO with err naming the file. */
-int ps_export_model(const ps_worker_config_t *cfg, ps_model_t *model, size_t n_inputs,
-                    uint32_t n_classes, int64_t steps, const ps_eval_t *ev, ps_errbuf_t *err);
+typedef struct {
+    const char *model;        /* the config's name for it: "mlp", "net", "gpt" */
+    const ps_netdesc_t *desc; /* what the net was built from */
+    int64_t steps, seed;
+    const ps_net_eval_t *test; /* the test set's figures; NULL: none */
+} ps_export_info_t;
+
+/* Writes net's tables and model.json into dir (created if missing; files
+ * replaced atomically). PS_EIO with err naming the file. */
+int ps_export_model(const char *dir, const ps_export_info_t *info, ps_net_t *net, ps_errbuf_t *err);
+
+/* Reads dir/model.json, builds the net it describes with buffers for
+ * max_batch samples and loads every table from its .npy file. desc (may be
+ * NULL) gets the description. NULL with err naming the file and what is
+ * wrong: unreadable, not JSON, no spec or gpt object, a spec that does not
+ * build, a table missing or of another shape. */
+ps_net_t *ps_export_load(const char *dir, size_t max_batch, ps_netdesc_t *desc, ps_errbuf_t *err);
 
 #endif

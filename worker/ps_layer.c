@@ -51,15 +51,25 @@ bool ps_shape_equal(ps_shape_t a, ps_shape_t b)
     return a.kind == b.kind;
 }
 
-#define NO_ARGS 0, 0, {NULL}, {0}, {false}
+#define NO_ARGS        \
+    0, 0, {NULL}, {0}, \
+    {                  \
+        false          \
+    }
 static const struct {
     ps_layer_kind_info_t info;
     pswk_layer_new_fn new_fn;
 } kinds[PS_LAYER_N_KINDS] = {
     [PS_LAYER_DENSE] = {{"dense", "dense", 2, 1, {"out", "bias"}, {0, 1}, {true, true}, false},
                         pswk_dense_new},
-    [PS_LAYER_CONV2D] = {{"conv2d", "conv", 5, 2, {"out", "k", "stride", "pad", "bias"},
-                          {0, 0, 1, 0, 1}, {true, true, true, true, true}, false},
+    [PS_LAYER_CONV2D] = {{"conv2d",
+                          "conv",
+                          5,
+                          2,
+                          {"out", "k", "stride", "pad", "bias"},
+                          {0, 0, 1, 0, 1},
+                          {true, true, true, true, true},
+                          false},
                          pswk_conv2d_new},
     [PS_LAYER_MAXPOOL] = {{"maxpool", NULL, 2, 1, {"k", "stride"}, {0, 0}, {true, true}, false},
                           pswk_pool_new},

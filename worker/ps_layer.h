@@ -67,9 +67,9 @@ typedef struct {
     /* > 0: weights N(0, init_std^2) and biases 0 (the GPT's init); 0: PyTorch's
      * defaults. An attention layer's output projection uses proj_std. */
     double init_std, proj_std;
-    int pos;                            /* 1-based place in the spec; 0 if built in code */
-    char name[PS_TABLE_NAME_MAX - 16];  /* table prefix: "conv1", "blocks.0.attn" */
-    char text[PS_LAYER_TEXT_MAX];       /* as written, for errors: "conv2d(64,3,pad=1)" */
+    int pos;                           /* 1-based place in the spec; 0 if built in code */
+    char name[PS_TABLE_NAME_MAX - 16]; /* table prefix: "conv1", "blocks.0.attn" */
+    char text[PS_LAYER_TEXT_MAX];      /* as written, for errors: "conv2d(64,3,pad=1)" */
 } ps_layer_desc_t;
 
 /* What the spec language knows of a kind: its word, its arguments in order

@@ -10,18 +10,18 @@
 
 /* Constructors, one per kind (ps_layer_new dispatches on desc->kind). They
  * set in, out and max_batch; ps_layer_new sets the rest of the base. */
-typedef ps_layer_t *(*pswk_layer_new_fn)(const ps_layer_desc_t *d, ps_shape_t in,
-                                          ps_tables_t *t, size_t max_batch, ps_errbuf_t *err);
+typedef ps_layer_t *(*pswk_layer_new_fn)(const ps_layer_desc_t *d, ps_shape_t in, ps_tables_t *t,
+                                         size_t max_batch, ps_errbuf_t *err);
 ps_layer_t *pswk_dense_new(const ps_layer_desc_t *d, ps_shape_t in, ps_tables_t *t,
                            size_t max_batch, ps_errbuf_t *err);
 ps_layer_t *pswk_conv2d_new(const ps_layer_desc_t *d, ps_shape_t in, ps_tables_t *t,
                             size_t max_batch, ps_errbuf_t *err);
-ps_layer_t *pswk_pool_new(const ps_layer_desc_t *d, ps_shape_t in, ps_tables_t *t,
-                          size_t max_batch, ps_errbuf_t *err);
+ps_layer_t *pswk_pool_new(const ps_layer_desc_t *d, ps_shape_t in, ps_tables_t *t, size_t max_batch,
+                          ps_errbuf_t *err);
 ps_layer_t *pswk_flatten_new(const ps_layer_desc_t *d, ps_shape_t in, ps_tables_t *t,
                              size_t max_batch, ps_errbuf_t *err);
-ps_layer_t *pswk_act_new(const ps_layer_desc_t *d, ps_shape_t in, ps_tables_t *t,
-                         size_t max_batch, ps_errbuf_t *err);
+ps_layer_t *pswk_act_new(const ps_layer_desc_t *d, ps_shape_t in, ps_tables_t *t, size_t max_batch,
+                         ps_errbuf_t *err);
 ps_layer_t *pswk_dropout_new(const ps_layer_desc_t *d, ps_shape_t in, ps_tables_t *t,
                              size_t max_batch, ps_errbuf_t *err);
 ps_layer_t *pswk_layernorm_new(const ps_layer_desc_t *d, ps_shape_t in, ps_tables_t *t,
@@ -32,8 +32,8 @@ ps_layer_t *pswk_posembed_new(const ps_layer_desc_t *d, ps_shape_t in, ps_tables
                               size_t max_batch, ps_errbuf_t *err);
 ps_layer_t *pswk_attention_new(const ps_layer_desc_t *d, ps_shape_t in, ps_tables_t *t,
                                size_t max_batch, ps_errbuf_t *err);
-ps_layer_t *pswk_loss_new(const ps_layer_desc_t *d, ps_shape_t in, ps_tables_t *t,
-                          size_t max_batch, ps_errbuf_t *err);
+ps_layer_t *pswk_loss_new(const ps_layer_desc_t *d, ps_shape_t in, ps_tables_t *t, size_t max_batch,
+                          ps_errbuf_t *err);
 
 /* Test hook: the im2col buffer limit (floats) of conv2d layers made from
  * now on; returns the previous one. */
@@ -64,16 +64,15 @@ int pswk_linear_forward(const pswk_linear_t *lin, ps_pass_t *p, const float *x, 
                         size_t rows);
 /* Bias gradient, then W's block by block, each announced when final; then
  * dx = dy W^T if dx is not NULL. */
-void pswk_linear_backward(const pswk_linear_t *lin, ps_pass_t *p, const float *x,
-                          const float *dy, float *dx, size_t rows);
+void pswk_linear_backward(const pswk_linear_t *lin, ps_pass_t *p, const float *x, const float *dy,
+                          float *dx, size_t rows);
 
 /* Built twice, for AVX2 and the x86-64 baseline, picked at load time, as
  * ps_optim_step_to (server/ps_optim.c, which says why GCC only and not
  * under TSan): for element-wise loops that are compute-bound. The same IEEE
  * operations either way (C11 mode does not contract to FMA), so results do
  * not depend on the CPU. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && \
-    !defined(__SANITIZE_THREAD__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
 #define PSWK_VECTOR_CLONES __attribute__((target_clones("avx2", "default")))
 #else
 #define PSWK_VECTOR_CLONES
@@ -90,8 +89,14 @@ static inline float pswk_expf(float x)
     float n = (x * 1.44269504f + magic) - magic;
     /* ln 2 = 355/512 - 2.12194440e-4: n * 355/512 is exact */
     float r = x - n * 0.693359375f + n * 2.12194440e-4f;
-    float p = ((((((r * (1.0f / 5040) + 1.0f / 720) * r + 1.0f / 120) * r + 1.0f / 24) * r +
-                 1.0f / 6) * r + 0.5f) * r + 1.0f) * r + 1.0f;
+    float p =
+        ((((((r * (1.0f / 5040) + 1.0f / 720) * r + 1.0f / 120) * r + 1.0f / 24) * r + 1.0f / 6) *
+              r +
+          0.5f) *
+             r +
+         1.0f) *
+            r +
+        1.0f;
     int32_t bits = ((int32_t)n + 127) * (1 << 23);
     float scale;
     memcpy(&scale, &bits, sizeof scale);

@@ -16,15 +16,15 @@
 static inline float normal_cdf(float x)
 {
     float z = fabsf(x) * (float)M_SQRT1_2, t = 1.0f / (1.0f + 0.5f * z);
-    float p = -1.26551223f +
-              t * (1.00002368f +
-                   t * (0.37409196f +
-                        t * (0.09678418f +
-                             t * (-0.18628806f +
-                                  t * (0.27886807f +
-                                       t * (-1.13520398f +
-                                            t * (1.48851587f +
-                                                 t * (-0.82215223f + t * 0.17087277f))))))));
+    float p =
+        -1.26551223f +
+        t * (1.00002368f +
+             t * (0.37409196f +
+                  t * (0.09678418f +
+                       t * (-0.18628806f +
+                            t * (0.27886807f + t * (-1.13520398f +
+                                                    t * (1.48851587f + t * (-0.82215223f +
+                                                                            t * 0.17087277f))))))));
     float half_erfc = 0.5f * t * pswk_expf(p - z * z);
     return x >= 0 ? 1.0f - half_erfc : half_erfc;
 }
@@ -77,8 +77,8 @@ static int act_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pas
     return 0;
 }
 
-static void act_backward(ps_layer_t *l, const float *x, const float *y, const float *dy,
-                         float *dx, size_t b, ps_pass_t *p)
+static void act_backward(ps_layer_t *l, const float *x, const float *y, const float *dy, float *dx,
+                         size_t b, ps_pass_t *p)
 {
     act_t *a = (act_t *)l;
     (void)p;

@@ -53,16 +53,16 @@ static int attn_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pa
             float *pr = a->prob + (n * a->heads + h) * t * t;
             pswk_gemm(false, true, t, t, hd, a->scale, q, ld, k, ld, 0.0f, pr, t);
             causal_softmax(pr, t);
-            pswk_gemm(false, false, t, hd, t, 1.0f, pr, t, v, ld, 0.0f,
-                      a->att + n * t * d + h * hd, d);
+            pswk_gemm(false, false, t, hd, t, 1.0f, pr, t, v, ld, 0.0f, a->att + n * t * d + h * hd,
+                      d);
         }
     return pswk_linear_forward(&a->proj, p, a->att, y, b * t);
 }
 
 /* Per head: dv = P^T do, dP = do v^T, dS = P (dP - rowsum(P dP)),
  * dq = dS k / sqrt(hd), dk = dS^T q / sqrt(hd). */
-static void attn_backward(ps_layer_t *l, const float *x, const float *y, const float *dy,
-                          float *dx, size_t b, ps_pass_t *p)
+static void attn_backward(ps_layer_t *l, const float *x, const float *y, const float *dy, float *dx,
+                          size_t b, ps_pass_t *p)
 {
     attn_t *a = (attn_t *)l;
     (void)y;
@@ -122,8 +122,10 @@ ps_layer_t *pswk_attention_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_ta
         return NULL;
     }
     if ((uint64_t)in.d[0] * in.d[0] * heads > ((uint64_t)1 << 28)) {
-        ps_err_set(err, PS_EINVAL, "%u positions x %zu heads are more than 2^28 attention "
-                   "weights per sample", in.d[0], heads);
+        ps_err_set(err, PS_EINVAL,
+                   "%u positions x %zu heads are more than 2^28 attention "
+                   "weights per sample",
+                   in.d[0], heads);
         return NULL;
     }
     attn_t *a = ps_xcalloc(1, sizeof *a);
@@ -148,7 +150,7 @@ ps_layer_t *pswk_attention_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_ta
     }
     pswk_linear_declare(&a->qkv, t, pswk_table_name(prefix, desc->name, "qkv"), a->d, 3 * a->d,
                         true, wi, bi);
-    pswk_linear_declare(&a->proj, t, pswk_table_name(prefix, desc->name, "proj"), a->d, a->d,
-                        true, pi, bi);
+    pswk_linear_declare(&a->proj, t, pswk_table_name(prefix, desc->name, "proj"), a->d, a->d, true,
+                        pi, bi);
     return &a->base;
 }

@@ -22,12 +22,12 @@ typedef struct {
     uint32_t w, bias; /* tables: W out x C x k x k (nn.Conv2d's layout), b out */
     bool has_bias;
     size_t c, h, wd, k, stride, pad, out, ho, wo;
-    size_t kk;    /* C * k * k: the inner size of the product */
-    size_t chunk; /* samples per im2col chunk */
+    size_t kk;     /* C * k * k: the inner size of the product */
+    size_t chunk;  /* samples per im2col chunk */
     bool has_cols; /* cols holds the last forward's whole batch (one chunk) */
-    float *cols;  /* kk x chunk * ho * wo */
-    float *dcols; /* kk x chunk * ho * wo, backward */
-    float *yt;    /* out x chunk * ho * wo: the product, before it is put in sample order */
+    float *cols;   /* kk x chunk * ho * wo */
+    float *dcols;  /* kk x chunk * ho * wo, backward */
+    float *yt;     /* out x chunk * ho * wo: the product, before it is put in sample order */
 } conv_t;
 
 /* The output columns [lo, hi) whose input column ow * stride + kj - pad
@@ -42,72 +42,88 @@ static void valid_cols(const conv_t *cv, size_t kj, size_t *lo, size_t *hi)
     *lo = *lo > *hi ? *hi : *lo;
 }
 
+/* One output row of a kernel tap: dst[ow] = src[ow * s] for ow in
+ * [lo, hi), 0 elsewhere; src NULL is a row of padding. Rows are short:
+ * loops, not memcpy/memset calls. */
+static void tap_row(float *dst, const float *src, size_t lo, size_t hi, size_t wo, size_t s)
+{
+    if (!src)
+        lo = hi = wo;
+    for (size_t ow = 0; ow < lo; ow++)
+        dst[ow] = 0;
+    if (s == 1)
+        for (size_t ow = lo; ow < hi; ow++)
+            dst[ow] = src[ow];
+    else
+        for (size_t ow = lo; ow < hi; ow++)
+            dst[ow] = src[ow * s];
+    for (size_t ow = hi; ow < wo; ow++)
+        dst[ow] = 0;
+}
+
+/* The adjoint of tap_row: src[ow * s] += dst[ow] for ow in [lo, hi). */
+static void tap_row_add(float *img_row, const float *g, size_t lo, size_t hi, size_t s)
+{
+    if (s == 1)
+        for (size_t ow = lo; ow < hi; ow++)
+            img_row[ow] += g[ow];
+    else
+        for (size_t ow = lo; ow < hi; ow++)
+            img_row[ow * s] += g[ow];
+}
+
+/* Row r = (c, ki, kj) of the columns: for each sample and output row, the
+ * input under tap (ki, kj) of channel c. */
+static void im2col_tap(const conv_t *cv, const float *x, size_t m, size_t r, float *row)
+{
+    size_t P = cv->ho * cv->wo, s = cv->stride, kj = r % cv->k, ki = r / cv->k % cv->k;
+    size_t c = r / (cv->k * cv->k), lo, hi;
+    valid_cols(cv, kj, &lo, &hi);
+    for (size_t j = 0; j < m; j++) {
+        const float *img = x + (j * cv->c + c) * cv->h * cv->wd;
+        for (size_t oh = 0; oh < cv->ho; oh++) {
+            size_t ih = oh * s + ki;
+            bool padding = ih < cv->pad || ih - cv->pad >= cv->h;
+            /* src[ow * s] is input column ow * s + kj - pad */
+            const float *src = padding ? NULL : img + (ih - cv->pad) * cv->wd + kj - cv->pad;
+            tap_row(row + j * P + oh * cv->wo, src, lo, hi, cv->wo, s);
+        }
+    }
+}
+
 /* cols[r][j * P + q] = the input under kernel tap r (= (c, ki, kj)) for
  * output position q of sample j (0 in the padding). */
 static void im2col(const conv_t *cv, const float *x, size_t m, float *cols)
 {
-    size_t P = cv->ho * cv->wo, ld = m * P, s = cv->stride;
-    for (size_t c = 0; c < cv->c; c++)
-        for (size_t ki = 0; ki < cv->k; ki++)
-            for (size_t kj = 0; kj < cv->k; kj++) {
-                float *row = cols + ((c * cv->k + ki) * cv->k + kj) * ld;
-                size_t lo, hi;
-                valid_cols(cv, kj, &lo, &hi);
-                for (size_t j = 0; j < m; j++) {
-                    const float *img = x + (j * cv->c + c) * cv->h * cv->wd;
-                    for (size_t oh = 0; oh < cv->ho; oh++) {
-                        float *dst = row + j * P + oh * cv->wo;
-                        size_t ih = oh * s + ki;
-                        if (ih < cv->pad || ih - cv->pad >= cv->h) {
-                            for (size_t ow = 0; ow < cv->wo; ow++)
-                                dst[ow] = 0;
-                            continue;
-                        }
-                        /* src[ow * s] is input column ow * s + kj - pad.
-                         * Rows are short: loops, not memcpy/memset calls. */
-                        const float *src = img + (ih - cv->pad) * cv->wd + kj - cv->pad;
-                        for (size_t ow = 0; ow < lo; ow++)
-                            dst[ow] = 0;
-                        if (s == 1)
-                            for (size_t ow = lo; ow < hi; ow++)
-                                dst[ow] = src[ow];
-                        else
-                            for (size_t ow = lo; ow < hi; ow++)
-                                dst[ow] = src[ow * s];
-                        for (size_t ow = hi; ow < cv->wo; ow++)
-                            dst[ow] = 0;
-                    }
-                }
-            }
+    size_t ld = m * cv->ho * cv->wo;
+    for (size_t r = 0; r < cv->kk; r++)
+        im2col_tap(cv, x, m, r, cols + r * ld);
+}
+
+/* The adjoint of im2col_tap: dx += row's gradients under tap r. */
+static void col2im_tap(const conv_t *cv, const float *row, size_t m, size_t r, float *dx)
+{
+    size_t P = cv->ho * cv->wo, s = cv->stride, kj = r % cv->k, ki = r / cv->k % cv->k;
+    size_t c = r / (cv->k * cv->k), lo, hi;
+    valid_cols(cv, kj, &lo, &hi);
+    for (size_t j = 0; j < m; j++) {
+        float *img = dx + (j * cv->c + c) * cv->h * cv->wd;
+        for (size_t oh = 0; oh < cv->ho; oh++) {
+            size_t ih = oh * s + ki;
+            if (ih < cv->pad || ih - cv->pad >= cv->h)
+                continue;
+            tap_row_add(img + (ih - cv->pad) * cv->wd + kj - cv->pad, row + j * P + oh * cv->wo, lo,
+                        hi, s);
+        }
+    }
 }
 
 /* The adjoint of im2col: dx += the taps' gradients, in place. */
 static void col2im(const conv_t *cv, const float *cols, size_t m, float *dx)
 {
-    size_t P = cv->ho * cv->wo, ld = m * P, s = cv->stride;
-    for (size_t c = 0; c < cv->c; c++)
-        for (size_t ki = 0; ki < cv->k; ki++)
-            for (size_t kj = 0; kj < cv->k; kj++) {
-                const float *row = cols + ((c * cv->k + ki) * cv->k + kj) * ld;
-                size_t lo, hi;
-                valid_cols(cv, kj, &lo, &hi);
-                for (size_t j = 0; j < m; j++) {
-                    float *img = dx + (j * cv->c + c) * cv->h * cv->wd;
-                    for (size_t oh = 0; oh < cv->ho; oh++) {
-                        const float *src = row + j * P + oh * cv->wo;
-                        size_t ih = oh * s + ki;
-                        if (ih < cv->pad || ih - cv->pad >= cv->h)
-                            continue;
-                        float *dst = img + (ih - cv->pad) * cv->wd + kj - cv->pad;
-                        if (s == 1)
-                            for (size_t ow = lo; ow < hi; ow++)
-                                dst[ow] += src[ow];
-                        else
-                            for (size_t ow = lo; ow < hi; ow++)
-                                dst[ow * s] += src[ow];
-                    }
-                }
-            }
+    size_t ld = m * cv->ho * cv->wo;
+    for (size_t r = 0; r < cv->kk; r++)
+        col2im_tap(cv, cols + r * ld, m, r, dx);
 }
 
 /* One product per chunk of samples: Y^T (out x m*P) = W (out x kk) cols
@@ -115,8 +131,7 @@ static void col2im(const conv_t *cv, const float *cols, size_t m, float *dx)
 static int conv_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pass_t *p)
 {
     conv_t *cv = (conv_t *)l;
-    if ((cv->has_bias && ps_pass_need_table(p, cv->bias) != 0) ||
-        ps_pass_need_table(p, cv->w) != 0)
+    if ((cv->has_bias && ps_pass_need_table(p, cv->bias) != 0) || ps_pass_need_table(p, cv->w) != 0)
         return -1;
     const float *w = ps_tables_params(p->tables, cv->w);
     const float *bias = cv->has_bias ? ps_tables_params(p->tables, cv->bias) : NULL;
@@ -161,8 +176,8 @@ static float sum_floats(const float *v, size_t n)
  * columns from forward (backward always follows its own forward, in
  * train_batch); a bigger one runs im2col again rather than keeping every
  * chunk's columns. */
-static void conv_backward(ps_layer_t *l, const float *x, const float *y, const float *dy,
-                          float *dx, size_t b, ps_pass_t *p)
+static void conv_backward(ps_layer_t *l, const float *x, const float *y, const float *dy, float *dx,
+                          size_t b, ps_pass_t *p)
 {
     conv_t *cv = (conv_t *)l;
     (void)y;
@@ -323,28 +338,42 @@ static int pool_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pa
     return 0;
 }
 
-static void pool_backward(ps_layer_t *l, const float *x, const float *y, const float *dy,
-                          float *dx, size_t b, ps_pass_t *p)
+/* One plane's gradient: each output's to the input it took. */
+static void maxpool_plane_backward(const pool_t *pl, const float *dy, const uint32_t *arg,
+                                   float *img)
+{
+    for (size_t o = 0; o < pl->ho * pl->wo; o++)
+        img[arg[o]] += dy[o];
+}
+
+/* One plane's gradient: each output's, shared by its window. */
+static void avgpool_plane_backward(const pool_t *pl, const float *dy, float *img)
+{
+    float inv = 1.0f / (float)(pl->k * pl->k);
+    for (size_t oh = 0; oh < pl->ho; oh++)
+        for (size_t ow = 0; ow < pl->wo; ow++) {
+            float g = dy[oh * pl->wo + ow] * inv;
+            float *r = img + oh * pl->stride * pl->w + ow * pl->stride;
+            for (size_t i = 0; i < pl->k; i++)
+                for (size_t j = 0; j < pl->k; j++)
+                    r[i * pl->w + j] += g;
+        }
+}
+
+static void pool_backward(ps_layer_t *l, const float *x, const float *y, const float *dy, float *dx,
+                          size_t b, ps_pass_t *p)
 {
     pool_t *pl = (pool_t *)l;
     (void)x, (void)y, (void)p;
     if (!dx)
         return;
-    float inv = 1.0f / (float)(pl->k * pl->k);
     memset(dx, 0, b * ps_shape_len(l->in) * sizeof(float));
     for (size_t n = 0; n < b * pl->c; n++) {
-        float *img = dx + n * pl->h * pl->w;
-        for (size_t oh = 0; oh < pl->ho; oh++)
-            for (size_t ow = 0; ow < pl->wo; ow++) {
-                size_t o = (n * pl->ho + oh) * pl->wo + ow;
-                if (pl->is_max) {
-                    img[pl->argmax[o]] += dy[o];
-                    continue;
-                }
-                for (size_t i = 0; i < pl->k; i++)
-                    for (size_t j = 0; j < pl->k; j++)
-                        img[(oh * pl->stride + i) * pl->w + ow * pl->stride + j] += dy[o] * inv;
-            }
+        size_t o = n * pl->ho * pl->wo;
+        if (pl->is_max)
+            maxpool_plane_backward(pl, dy + o, pl->argmax + o, dx + n * pl->h * pl->w);
+        else
+            avgpool_plane_backward(pl, dy + o, dx + n * pl->h * pl->w);
     }
 }
 

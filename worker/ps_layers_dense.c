@@ -49,8 +49,8 @@ int pswk_linear_forward(const pswk_linear_t *lin, ps_pass_t *p, const float *x, 
     return 0;
 }
 
-void pswk_linear_backward(const pswk_linear_t *lin, ps_pass_t *p, const float *x,
-                          const float *dy, float *dx, size_t rows)
+void pswk_linear_backward(const pswk_linear_t *lin, ps_pass_t *p, const float *x, const float *dy,
+                          float *dx, size_t rows)
 {
     const ps_tables_t *t = p->tables;
     size_t k = lin->in, o = lin->out;

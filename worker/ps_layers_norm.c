@@ -49,8 +49,8 @@ static int ln_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pass
 }
 
 /* dx = rstd (dxh - mean(dxh) - xhat mean(dxh xhat)), dxh = dy g. */
-static void ln_backward(ps_layer_t *l, const float *x, const float *y, const float *dy,
-                        float *dx, size_t b, ps_pass_t *p)
+static void ln_backward(ps_layer_t *l, const float *x, const float *y, const float *dy, float *dx,
+                        size_t b, ps_pass_t *p)
 {
     ln_t *n = (ln_t *)l;
     (void)x, (void)y;

@@ -28,9 +28,11 @@ struct ps_net {
     float **act;       /* n_nodes + 1: act[i + 1] node i's output; act[0] the tokens */
     float **skip;      /* n_nodes + 1: the gradient a residual adds back at its tap */
     bool *skip_set;
-    float *ga, *gb; /* gradient ping-pong, max_batch x the largest activation */
-    float *targets; /* tokens input: max_batch x T, the next tokens */
-    uint64_t *keys; /* max_batch dropout keys */
+    float *ga, *gb;         /* gradient ping-pong, max_batch x the largest activation */
+    float *targets;         /* tokens input: max_batch x T, the next tokens */
+    uint64_t *keys;         /* max_batch dropout keys */
+    ps_shape_t *item_shape; /* n_items: the shape after each spec item */
+    size_t n_items;
     const float *x; /* the pass's input rows (borrowed for the call) */
     size_t max_batch, row_len;
     ps_shape_t input;
@@ -90,10 +92,9 @@ static int add_desc(ps_net_t *net, const ps_layer_desc_t *d, uint32_t *taps, int
     if (d->kind == PS_LAYER_END) {
         uint32_t tap = taps[--*depth];
         if (!ps_shape_equal(net->shape[tap], cur))
-            return ps_err_set(err, PS_EINVAL,
-                              "the residual branch maps %s to %s: a residual must keep the shape",
-                              ps_shape_str(net->shape[tap], a, sizeof a),
-                              ps_shape_str(cur, b, sizeof b));
+            return ps_err_set(
+                err, PS_EINVAL, "the residual branch maps %s to %s: a residual must keep the shape",
+                ps_shape_str(net->shape[tap], a, sizeof a), ps_shape_str(cur, b, sizeof b));
         add_node(net, NULL, tap, cur);
         return PS_OK;
     }
@@ -129,8 +130,8 @@ static void alloc_buffers(ps_net_t *net)
     for (uint32_t i = 0; i < net->n_nodes; i++) {
         uint32_t tap = net->nodes[i].tap;
         if (tap != NO_TAP && !net->skip[tap])
-            net->skip[tap] = ps_xmalloc(net->max_batch * ps_shape_len(net->shape[tap]) *
-                                        sizeof(float));
+            net->skip[tap] =
+                ps_xmalloc(net->max_batch * ps_shape_len(net->shape[tap]) * sizeof(float));
     }
     net->ga = ps_xmalloc(net->max_batch * widest * sizeof(float));
     net->gb = ps_xmalloc(net->max_batch * widest * sizeof(float));
@@ -152,13 +153,14 @@ static int add_descs(ps_net_t *net, const ps_netspec_t *spec, ps_errbuf_t *err)
         bool is_loss = ps_layer_kind_info(d->kind)->is_loss, is_last = i + 1 == spec->n_layers;
         if ((d->kind == PS_LAYER_RESIDUAL && depth == 64) ||
             (d->kind == PS_LAYER_END && depth == 0) || is_loss != is_last)
-            return ps_err_set(err, PS_EINVAL, "layer %d '%s': misplaced (brackets or loss)",
-                              d->pos, d->text);
+            return ps_err_set(err, PS_EINVAL, "layer %d '%s': misplaced (brackets or loss)", d->pos,
+                              d->text);
         if (add_desc(net, d, taps, &depth, err) != PS_OK) {
             char why[sizeof err->msg];
             snprintf(why, sizeof why, "%s", err ? err->msg : "");
             return ps_err_set(err, PS_EINVAL, "layer %d '%s': %s", d->pos, d->text, why);
         }
+        net->item_shape[i] = net->shape[net->n_nodes];
     }
     if (depth != 0 || !net->loss || net->n_nodes == 0)
         return ps_err_set(err, PS_EINVAL,
@@ -188,6 +190,8 @@ ps_net_t *ps_net_new(const ps_netspec_t *spec, size_t max_batch, size_t slice_el
     net->nodes = ps_xmalloc(net->cap_nodes * sizeof *net->nodes);
     net->shape = ps_xmalloc((net->cap_nodes + 1) * sizeof *net->shape);
     net->shape[0] = spec->input;
+    net->n_items = spec->n_layers;
+    net->item_shape = ps_xcalloc(spec->n_layers, sizeof *net->item_shape);
     if (add_descs(net, spec, err) != PS_OK)
         goto fail;
     if (ps_tables_freeze(net->tables, slice_elems) != PS_OK) {
@@ -223,25 +227,78 @@ void ps_net_destroy(ps_net_t **np)
     free(net->gb);
     free(net->targets);
     free(net->keys);
+    free(net->item_shape);
     ps_tables_destroy(&net->tables);
     free(net);
     *np = NULL;
 }
 
-size_t ps_net_input_len(const ps_net_t *net) { return net->row_len; }
-ps_shape_t ps_net_input_shape(const ps_net_t *net) { return net->input; }
-ps_shape_t ps_net_output_shape(const ps_net_t *net) { return net->shape[net->n_nodes]; }
-ps_net_task_t ps_net_task(const ps_net_t *net) { return net->task; }
-int ps_net_is_classifier(const ps_net_t *net) { return net->task == PS_NET_CLASSIFIER; }
-size_t ps_net_max_batch(const ps_net_t *net) { return net->max_batch; }
-uint32_t ps_net_n_tables(const ps_net_t *net) { return ps_tables_n_tables(net->tables); }
-uint64_t ps_net_table_len(const ps_net_t *net, uint32_t id) { return ps_tables_len(net->tables, id); }
-float *ps_net_params(ps_net_t *net, uint32_t id) { return ps_tables_params(net->tables, id); }
-float *ps_net_grads(ps_net_t *net, uint32_t id) { return ps_tables_grads(net->tables, id); }
-uint64_t ps_net_n_params(const ps_net_t *net) { return ps_tables_n_params(net->tables); }
-uint32_t ps_net_n_slices(const ps_net_t *net) { return ps_tables_n_slices(net->tables); }
-const float *ps_net_output(const ps_net_t *net) { return net->act[net->n_nodes]; }
-void ps_net_init_params(ps_net_t *net, uint64_t seed) { ps_tables_init(net->tables, seed); }
+size_t ps_net_input_len(const ps_net_t *net)
+{
+    return net->row_len;
+}
+ps_shape_t ps_net_input_shape(const ps_net_t *net)
+{
+    return net->input;
+}
+ps_shape_t ps_net_output_shape(const ps_net_t *net)
+{
+    return net->shape[net->n_nodes];
+}
+ps_net_task_t ps_net_task(const ps_net_t *net)
+{
+    return net->task;
+}
+int ps_net_is_classifier(const ps_net_t *net)
+{
+    return net->task == PS_NET_CLASSIFIER;
+}
+size_t ps_net_max_batch(const ps_net_t *net)
+{
+    return net->max_batch;
+}
+uint32_t ps_net_n_tables(const ps_net_t *net)
+{
+    return ps_tables_n_tables(net->tables);
+}
+uint64_t ps_net_table_len(const ps_net_t *net, uint32_t id)
+{
+    return ps_tables_len(net->tables, id);
+}
+float *ps_net_params(ps_net_t *net, uint32_t id)
+{
+    return ps_tables_params(net->tables, id);
+}
+float *ps_net_grads(ps_net_t *net, uint32_t id)
+{
+    return ps_tables_grads(net->tables, id);
+}
+uint64_t ps_net_n_params(const ps_net_t *net)
+{
+    return ps_tables_n_params(net->tables);
+}
+uint32_t ps_net_n_slices(const ps_net_t *net)
+{
+    return ps_tables_n_slices(net->tables);
+}
+const float *ps_net_output(const ps_net_t *net)
+{
+    return net->act[net->n_nodes];
+}
+uint32_t ps_net_token_limit(const ps_net_t *net)
+{
+    return net->token_limit;
+}
+
+ps_shape_t ps_net_item_shape(const ps_net_t *net, size_t i)
+{
+    assert(i < net->n_items);
+    return net->item_shape[i];
+}
+void ps_net_init_params(ps_net_t *net, uint64_t seed)
+{
+    ps_tables_init(net->tables, seed);
+}
 
 const char *ps_net_table_name(const ps_net_t *net, uint32_t id, char *buf, size_t cap)
 {
@@ -372,8 +429,8 @@ double ps_net_train_batch(ps_net_t *net, const float *x, const float *y, size_t 
     }
     if (forward(net, x, b, &pass) != 0)
         return NAN;
-    double loss = net->loss->ops->loss(net->loss, net->act[net->n_nodes], targets_of(net, y), b,
-                                       net->ga);
+    double loss =
+        net->loss->ops->loss(net->loss, net->act[net->n_nodes], targets_of(net, y), b, net->ga);
     backward(net, b, &pass);
     return loss;
 }
@@ -398,6 +455,18 @@ static bool is_index_below(float v, uint32_t n)
     return v >= 0 && v < (float)n && v == floorf(v);
 }
 
+/* Every value of a token input is a token the net embeds. */
+static int check_tokens(const ps_net_t *net, const ps_dataset_t *ds, const char *what,
+                        ps_errbuf_t *err)
+{
+    for (size_t k = 0; k < ds->n * ds->d; k++)
+        if (!is_index_below(ds->x[k], net->token_limit))
+            return ps_err_set(err, PS_EFORMAT,
+                              "%s: sample %zu value %zu is %g, not a token below %u", what,
+                              k / ds->d, k % ds->d, (double)ds->x[k], net->token_limit);
+    return PS_OK;
+}
+
 int ps_net_check_data(const ps_net_t *net, const ps_dataset_t *ds, const char *what,
                       ps_errbuf_t *err)
 {
@@ -405,20 +474,14 @@ int ps_net_check_data(const ps_net_t *net, const ps_dataset_t *ds, const char *w
     if (ds->d != net->row_len)
         return ps_err_set(err, PS_EFORMAT, "%s has %zu values per sample but input %s needs %zu",
                           what, ds->d, ps_shape_str(net->input, s, sizeof s), net->row_len);
+    if (net->input.kind == PS_SHAPE_TOKENS)
+        return check_tokens(net, ds, what, err);
     ps_shape_t out = ps_net_output_shape(net);
     bool labels = net->task == PS_NET_CLASSIFIER && net->loss->kind != PS_LAYER_BCE;
-    for (size_t i = 0; i < ds->n; i++) {
-        if (net->input.kind == PS_SHAPE_TOKENS) {
-            for (size_t j = 0; j < ds->d; j++)
-                if (!is_index_below(ds->x[i * ds->d + j], net->token_limit))
-                    return ps_err_set(err, PS_EFORMAT,
-                                      "%s: sample %zu value %zu is %g, not a token below %u", what,
-                                      i, j, (double)ds->x[i * ds->d + j], net->token_limit);
-        } else if (labels && !is_index_below(ds->y[i], out.d[0])) {
+    for (size_t i = 0; labels && i < ds->n; i++)
+        if (!is_index_below(ds->y[i], out.d[0]))
             return ps_err_set(err, PS_EFORMAT, "%s: sample %zu has label %g, not a class 0..%u",
                               what, i, (double)ds->y[i], out.d[0] - 1);
-        }
-    }
     return PS_OK;
 }
 

@@ -69,6 +69,13 @@ ps_net_task_t ps_net_task(const ps_net_t *net);
 /* True if evaluation reports accuracy (false: MAE, or for a language
  * model loss and bits per byte). */
 int ps_net_is_classifier(const ps_net_t *net);
+/* Tokens input: every token value must be below this (the smallest
+ * vocabulary of the embeddings and of the scores the loss reads);
+ * UINT32_MAX for other inputs. */
+uint32_t ps_net_token_limit(const ps_net_t *net);
+/* The activation shape after item i of the spec the net was built from (a
+ * residual's opening bracket or the loss: the shape it received). */
+ps_shape_t ps_net_item_shape(const ps_net_t *net, size_t i);
 size_t ps_net_max_batch(const ps_net_t *net);
 
 /* Tables, as ps_model's (shapes have up to PS_TABLE_MAX_DIMS dims). */

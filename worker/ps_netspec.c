@@ -56,8 +56,8 @@ static int parse_input(const char *input, ps_shape_t *shape, ps_errbuf_t *err)
         shape->kind = PS_SHAPE_TOKENS;
         if (parse_dim(input + 7, len - 8, 1, &shape->d[0]))
             return PS_OK;
-        return ps_err_set(err, PS_EINVAL, "input '%.*s': tokens(T) needs a length 1..%u",
-                          (int)len, input, MAX_DIM);
+        return ps_err_set(err, PS_EINVAL, "input '%.*s': tokens(T) needs a length 1..%u", (int)len,
+                          input, MAX_DIM);
     }
     int n = 0;
     const char *p = input, *end = input + len;
@@ -114,8 +114,8 @@ static int set_arg(ps_layer_desc_t *d, int i, const char *val, size_t len, ps_er
     buf[len] = 0;
     double v = strtod(buf, &end);
     if (*end || !isfinite(v))
-        return ps_err_set(err, PS_EINVAL, "argument '%s' = '%s' is not a number",
-                          ki->arg_names[i], buf);
+        return ps_err_set(err, PS_EINVAL, "argument '%s' = '%s' is not a number", ki->arg_names[i],
+                          buf);
     double lo = i < ki->n_required ? 1 : 0;
     if (ki->is_int[i] && (v != floor(v) || v < lo || v > MAX_DIM))
         return ps_err_set(err, PS_EINVAL, "argument '%s' = '%s' must be a whole number %s..%u",
@@ -195,8 +195,8 @@ static int parse_args(ps_layer_desc_t *d, const char *s, size_t len, ps_errbuf_t
 
 typedef struct {
     const char *p;
-    int pos;                   /* items so far */
-    int open[MAX_DEPTH];       /* positions of the open brackets */
+    int pos;             /* items so far */
+    int open[MAX_DEPTH]; /* positions of the open brackets */
     int depth;
     unsigned count[PS_LAYER_N_KINDS]; /* for table names */
 } parser_t;
@@ -275,7 +275,7 @@ static int parse_item(parser_t *ps, ps_layer_desc_t *d, ps_errbuf_t *err)
 {
     const char *start = ps->p, *wend = start;
     const char *end = *start == ']' ? start + 1 : item_end(start, &wend);
-    int kind = *start == ']' ? PS_LAYER_END
+    int kind = *start == ']'  ? PS_LAYER_END
                : wend > start ? ps_layer_kind_find(start, (size_t)(wend - start))
                               : -1;
     ps_layer_desc_init(d, kind < 0 ? PS_LAYER_END : (ps_layer_kind_t)kind, NULL);
@@ -321,8 +321,7 @@ static int check_structure(parser_t *ps, ps_layer_desc_t *d, bool is_last, ps_er
     return PS_OK;
 }
 
-int ps_netspec_parse(const char *input, const char *layers, ps_netspec_t *spec,
-                     ps_errbuf_t *err)
+int ps_netspec_parse(const char *input, const char *layers, ps_netspec_t *spec, ps_errbuf_t *err)
 {
     memset(spec, 0, sizeof *spec);
     int rc = parse_input(input, &spec->input, err);
@@ -430,4 +429,11 @@ int ps_netspec_gpt(const ps_gpt_config_t *c, ps_netspec_t *spec, ps_errbuf_t *er
     h->arg[1] = 0; /* no bias, as nanoGPT's lm_head */
     gpt_add(spec, &cap, PS_LAYER_CROSS_ENTROPY, NULL, 0);
     return PS_OK;
+}
+
+int ps_netdesc_spec(const ps_netdesc_t *desc, ps_netspec_t *spec, ps_errbuf_t *err)
+{
+    if (desc->is_gpt)
+        return ps_netspec_gpt(&desc->gpt, spec, err);
+    return ps_netspec_parse(desc->input, desc->layers, spec, err);
 }

@@ -39,6 +39,7 @@
 #ifndef PS_NETSPEC_H
 #define PS_NETSPEC_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -56,8 +57,7 @@ typedef struct {
  * position and text and what is wrong: an unknown word or argument, a bad
  * value, a bracket, a missing or misplaced loss. Shapes are checked by
  * ps_net_new. */
-int ps_netspec_parse(const char *input, const char *layers, ps_netspec_t *spec,
-                     ps_errbuf_t *err);
+int ps_netspec_parse(const char *input, const char *layers, ps_netspec_t *spec, ps_errbuf_t *err);
 /* Frees the layer list; safe twice and on a zeroed spec. */
 void ps_netspec_fini(ps_netspec_t *spec);
 
@@ -77,5 +77,20 @@ typedef struct {
  * 0.02 / sqrt(2 n_layer)), biases 0, layer norms 1 and 0. PS_EINVAL if a
  * size is 0 or n_head does not divide n_embd. */
 int ps_netspec_gpt(const ps_gpt_config_t *cfg, ps_netspec_t *spec, ps_errbuf_t *err);
+
+#define PS_NETDESC_TEXT_MAX 1024
+
+/* A model as a user writes it: a spec's two lines, or a GPT config. What
+ * model.json records and ps-generate rebuilds a net from. */
+typedef struct {
+    bool is_gpt;
+    ps_gpt_config_t gpt;             /* is_gpt */
+    char input[PS_NETDESC_TEXT_MAX]; /* otherwise: the spec */
+    char layers[PS_NETDESC_TEXT_MAX];
+} ps_netdesc_t;
+
+/* The spec desc stands for, by ps_netspec_parse or ps_netspec_gpt (their
+ * errors; the caller finis spec, on failure too). */
+int ps_netdesc_spec(const ps_netdesc_t *desc, ps_netspec_t *spec, ps_errbuf_t *err);
 
 #endif

@@ -3,6 +3,7 @@
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "ps_config.h"
@@ -22,21 +23,44 @@ void ps_report_start(uint64_t steps_per_epoch, uint64_t total_steps, size_t trai
     ps_event_fini(&ev);
 }
 
-void ps_report_metrics(ps_event_t *ev, ps_eval_set_t set, const ps_eval_t *e, bool classifier)
+void ps_report_metrics(ps_event_t *ev, ps_eval_set_t set, const ps_net_eval_t *e,
+                       ps_net_task_t task)
 {
     bool test = set == PS_EVAL_TEST;
     ps_event_set_num(ev, test ? PS_EF_TEST_LOSS : PS_EF_VAL_LOSS, e->loss);
-    if (classifier)
-        ps_event_set_num(ev, test ? PS_EF_TEST_ACCURACY : PS_EF_VAL_ACCURACY, e->accuracy);
-    else
+    if (task == PS_NET_REGRESSOR)
         ps_event_set_num(ev, test ? PS_EF_TEST_MAE : PS_EF_VAL_MAE, e->mae);
+    else
+        ps_event_set_num(ev, test ? PS_EF_TEST_ACCURACY : PS_EF_VAL_ACCURACY, e->accuracy);
+    if (task == PS_NET_LANGUAGE_MODEL)
+        ps_event_set_num(ev, test ? PS_EF_TEST_BPB : PS_EF_VAL_BPB, e->bits_per_byte);
     if (e->auc > 0)
         ps_event_set_num(ev, test ? PS_EF_TEST_AUC : PS_EF_VAL_AUC, e->auc);
 }
 
-void ps_report_summary(ps_event_t *ev, const ps_worker_config_t *cfg, uint32_t rank,
-                       uint32_t world, int64_t epochs, int64_t steps, uint64_t samples,
-                       double wall_s, const ps_client_t *client)
+const char *ps_report_metrics_text(const char *set, const ps_net_eval_t *e, ps_net_task_t task,
+                                   char *buf, size_t cap)
+{
+    static const char *const second[] = {
+        [PS_NET_CLASSIFIER] = "acc", [PS_NET_REGRESSOR] = "mae", [PS_NET_LANGUAGE_MODEL] = "bpb"};
+    double v = task == PS_NET_CLASSIFIER  ? e->accuracy
+               : task == PS_NET_REGRESSOR ? e->mae
+                                          : e->bits_per_byte;
+    snprintf(buf, cap, "%s_loss %.4f %s_%s %.4f", set, e->loss, set, second[task], v);
+    return buf;
+}
+
+int64_t ps_report_peak_rss_bytes(void)
+{
+    struct rusage ru;
+    if (getrusage(RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (int64_t)ru.ru_maxrss * 1024; /* Linux: kilobytes */
+}
+
+void ps_report_summary(ps_event_t *ev, const ps_worker_config_t *cfg, uint32_t rank, uint32_t world,
+                       int64_t epochs, int64_t steps, uint64_t samples, double wall_s,
+                       const ps_client_t *client)
 {
     ps_event_init(ev, PS_EVENT_DONE);
     ps_event_set_str(ev, PS_EF_MODEL, ps_worker_model_name(cfg));
@@ -51,6 +75,7 @@ void ps_report_summary(ps_event_t *ev, const ps_worker_config_t *cfg, uint32_t r
     ps_event_set_num(ev, PS_EF_SAMPLES_PER_S, wall_s > 0 ? (double)samples / wall_s : 0);
     ps_event_set_int(ev, PS_EF_BYTES_SENT, (int64_t)ps_client_bytes_sent(client));
     ps_event_set_int(ev, PS_EF_BYTES_RECEIVED, (int64_t)ps_client_bytes_received(client));
+    ps_event_set_int(ev, PS_EF_PEAK_RSS_BYTES, ps_report_peak_rss_bytes());
 }
 
 static const ps_col_t table_cols[] = {
@@ -60,24 +85,22 @@ static const ps_col_t table_cols[] = {
     {"elems", NULL, 12, 0, 0, false},
 };
 
-void ps_report_static(ps_statsd_t *sd, const ps_worker_config_t *cfg, const ps_model_t *model)
+void ps_report_static(ps_statsd_t *sd, const ps_worker_config_t *cfg, const ps_net_t *net)
 {
     ps_rows_t *t = ps_rows_new(table_cols, sizeof table_cols / sizeof table_cols[0]);
-    for (uint32_t id = 0; id < ps_model_n_tables(model); id++) {
-        char name[64], dims[64];
-        uint64_t shape[2];
-        int nd = ps_model_table_shape(model, id, shape);
-        ps_model_table_name(model, id, name, sizeof name);
-        if (nd == 2)
-            snprintf(dims, sizeof dims, "%llux%llu", (unsigned long long)shape[0],
-                     (unsigned long long)shape[1]);
-        else
-            snprintf(dims, sizeof dims, "%llu", (unsigned long long)shape[0]);
+    for (uint32_t id = 0; id < ps_net_n_tables(net); id++) {
+        char name[64], dims[96];
+        uint64_t shape[PS_TABLE_MAX_DIMS];
+        int nd = ps_net_table_shape(net, id, shape);
+        size_t len = 0;
+        for (int k = 0; k < nd; k++)
+            len += (size_t)snprintf(dims + len, sizeof dims - len, "%s%llu", k ? "x" : "",
+                                    (unsigned long long)shape[k]);
         ps_rows_add(t);
         ps_rows_int(t, id);
-        ps_rows_str(t, name);
+        ps_rows_str(t, ps_net_table_name(net, id, name, sizeof name));
         ps_rows_str(t, dims);
-        ps_rows_int(t, (int64_t)ps_model_table_len(model, id));
+        ps_rows_int(t, (int64_t)ps_net_table_len(net, id));
     }
     ps_statsd_publish(sd, PS_STATS_TABLES, ps_rows_text(t), ps_rows_json(t));
     ps_rows_destroy(&t);
@@ -92,18 +115,19 @@ void ps_report_static(ps_statsd_t *sd, const ps_worker_config_t *cfg, const ps_m
 #define COUNTER(n, h) (&(ps_metric_t){n, PS_METRIC_COUNTER, h, {NULL}})
 #define GAUGE(n, h) (&(ps_metric_t){n, PS_METRIC_GAUGE, h, {NULL}})
 
-void ps_report_progress(ps_statsd_t *sd, const ps_worker_config_t *c, uint32_t rank,
-                        uint32_t world, const ps_progress_t *p)
+void ps_report_progress(ps_statsd_t *sd, const ps_worker_config_t *c, uint32_t rank, uint32_t world,
+                        const ps_progress_t *p)
 {
     char rank_s[16];
     snprintf(rank_s, sizeof rank_s, "%u", rank);
     ps_doc_t *d = ps_doc_new();
     ps_doc_section(d, "worker");
     ps_doc_str(d, "version", PS_VERSION);
-    ps_doc_metric_only(d, 1, &(ps_metric_t){"ps_build_info", PS_METRIC_GAUGE,
-                                            "Build of this ps-worker.",
-                                            {"version", PS_VERSION, "role", "worker", "rank",
-                                             rank_s}});
+    ps_doc_metric_only(d, 1,
+                       &(ps_metric_t){"ps_build_info",
+                                      PS_METRIC_GAUGE,
+                                      "Build of this ps-worker.",
+                                      {"version", PS_VERSION, "role", "worker", "rank", rank_s}});
     ps_doc_int(d, "pid", getpid(), NULL);
     ps_doc_real(d, "uptime_s", p->uptime_s, 1, NULL);
     ps_doc_str(d, "role", "worker");

@@ -23,7 +23,6 @@
 #include "ps_event.h"
 #include "ps_log.h"
 #include "ps_metric.h"
-#include "ps_model.h"
 #include "ps_report.h"
 #include "ps_rng.h"
 #include "ps_svm.h"
@@ -43,11 +42,11 @@ typedef struct {
     const ps_worker_config_t *cfg;
     uint32_t rank, world, dim, k; /* k: fm factors (0 for sparse_lr) */
     ps_svm_t train, test;
-    uint32_t *mine;    /* this worker's sample indices, in this epoch's order */
-    uint32_t *mine0;   /* ... in the order before any shuffle */
+    uint32_t *mine;         /* this worker's sample indices, in this epoch's order */
+    uint32_t *mine0;        /* ... in the order before any shuffle */
     int64_t shuffled_epoch; /* the epoch whose order mine holds (0: none yet) */
     size_t n_mine;
-    uint32_t *val;     /* the validation split (indices into train), rank 0 */
+    uint32_t *val; /* the validation split (indices into train), rank 0 */
     size_t n_val;
     uint32_t *test_idx; /* 0 .. test.n - 1 */
     uint64_t steps_per_epoch;
@@ -128,10 +127,10 @@ static double sample(strainer_t *tr, const ps_svm_t *d, size_t i, const uint32_t
         tr->row_ptrs[j] = tr->rows + (size_t)occ_uid[j] * tr->dim;
         tr->grad_ptrs[j] = tr->grads + (size_t)occ_uid[j] * tr->dim;
     }
-    return ps_sparse_sample_loss(tr->k, tr->rows + (size_t)bias_uid * tr->dim,
-                                 (const float *const *)tr->row_ptrs, d->vals + first, nf, d->y[i],
-                                 tr->s, logit_out, grad ? tr->grads + (size_t)bias_uid * tr->dim : NULL,
-                                 tr->grad_ptrs);
+    return ps_sparse_sample_loss(
+        tr->k, tr->rows + (size_t)bias_uid * tr->dim, (const float *const *)tr->row_ptrs,
+        d->vals + first, nf, d->y[i], tr->s, logit_out,
+        grad ? tr->grads + (size_t)bias_uid * tr->dim : NULL, tr->grad_ptrs);
 }
 
 /* The distinct keys of samples idx[0..n) of d (+ the bias key) into
@@ -310,9 +309,8 @@ static int join(strainer_t *tr, bool again, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
     int64_t start_clock;
-    int rc = c->max_staleness == 0 || again
-                 ? ps_client_recover(tr->client, true, &start_clock, err)
-                 : ps_client_hello(tr->client, &start_clock, err);
+    int rc = c->max_staleness == 0 || again ? ps_client_recover(tr->client, true, &start_clock, err)
+                                            : ps_client_hello(tr->client, &start_clock, err);
     if (rc != PS_OK)
         return rc;
     ps_optim_spec_t optim;
@@ -438,8 +436,10 @@ static void report(const strainer_t *tr, ps_event_t *ev, int64_t epoch, double t
     ps_event_set_num(ev, PS_EF_EPOCH_S, secs);
     ps_event_set_int(ev, PS_EF_KEYS_PULLED, (int64_t)tr->keys_pulled);
     ps_event_print(ev, stdout);
-    ps_log(PS_LOG_INFO, "worker %u: epoch %lld train_logloss %.4f test_auc %.4f test_logloss %.4f "
-           "(%.2f s)", tr->rank, (long long)epoch, train_loss, test->auc, test->logloss, secs);
+    ps_log(PS_LOG_INFO,
+           "worker %u: epoch %lld train_logloss %.4f test_auc %.4f test_logloss %.4f "
+           "(%.2f s)",
+           tr->rank, (long long)epoch, train_loss, test->auc, test->logloss, secs);
 }
 
 /* Rank 0's mid-epoch {"event":"eval"} line. */
@@ -518,8 +518,8 @@ static int run(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
     uint64_t total = total_steps(tr);
     uint64_t eval_every_steps = (uint64_t)c->eval_every_steps;
     if (c->evals_per_epoch)
-        eval_every_steps = (tr->steps_per_epoch + (uint64_t)c->evals_per_epoch - 1) /
-                           (uint64_t)c->evals_per_epoch;
+        eval_every_steps =
+            (tr->steps_per_epoch + (uint64_t)c->evals_per_epoch - 1) / (uint64_t)c->evals_per_epoch;
     sepoch_t e = {0};
     while ((uint64_t)tr->clock < total) {
         if (*stop)
@@ -535,6 +535,29 @@ static int run(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
     return PS_OK;
 }
 
+/* After DONE: the summary in done, and the final model read once every
+ * worker is done (rank 0 evaluates it into done and test; the others read
+ * one row, to know). On an error done is released. */
+static int read_final(strainer_t *tr, ps_event_t *done, seval_t *test, ps_errbuf_t *err)
+{
+    int64_t spe = (int64_t)tr->steps_per_epoch;
+    ps_report_summary(done, tr->cfg, tr->rank, tr->world, (tr->clock + spe - 1) / spe, tr->clock,
+                      tr->samples, 0, tr->client);
+    int rc;
+    if (tr->rank == 0) {
+        rc = eval_fields(tr, PS_FLAG_AFTER_ALL_DONE, done, test, err);
+    } else {
+        uint64_t key = BIAS_KEY;
+        rc = ps_client_sparse_pull(tr->client, 0, tr->clock,
+                                   PS_FLAG_AFTER_ALL_DONE | PS_FLAG_NO_CREATE, &key, 1, tr->rows);
+        if (rc == PS_OK)
+            rc = ps_client_wait(tr->client, err);
+    }
+    if (rc != PS_OK)
+        ps_event_fini(done);
+    return rc;
+}
+
 /* After the last step: DONE, then the final model once every worker is
  * done (rank 0 evaluates it; the others read one row, to know). A shard
  * restart or a rollback meanwhile sends the worker back to the clock its
@@ -546,23 +569,8 @@ static int train_to_the_end(strainer_t *tr, volatile sig_atomic_t *stop, ps_even
         int rc = run(tr, stop, err);
         if (rc == PS_OK)
             rc = ps_client_done(tr->client, err);
-        if (rc == PS_OK) {
-            int64_t spe = (int64_t)tr->steps_per_epoch;
-            ps_report_summary(done, tr->cfg, tr->rank, tr->world, (tr->clock + spe - 1) / spe,
-                              tr->clock, tr->samples, 0, tr->client);
-            if (tr->rank == 0) {
-                rc = eval_fields(tr, PS_FLAG_AFTER_ALL_DONE, done, test, err);
-            } else {
-                uint64_t key = BIAS_KEY;
-                rc = ps_client_sparse_pull(tr->client, 0, tr->clock,
-                                           PS_FLAG_AFTER_ALL_DONE | PS_FLAG_NO_CREATE, &key, 1,
-                                           tr->rows);
-                if (rc == PS_OK)
-                    rc = ps_client_wait(tr->client, err);
-            }
-            if (rc != PS_OK)
-                ps_event_fini(done);
-        }
+        if (rc == PS_OK)
+            rc = read_final(tr, done, test, err);
         if (!ps_worker_recoverable(rc))
             return rc;
         if ((rc = recover(tr, rc, err)) != PS_OK)
@@ -580,8 +588,10 @@ static int finish(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
     ps_client_stop_heartbeats(tr->client);
     ps_errbuf_t bye_err = {0};
     if (ps_client_bye(tr->client, &bye_err) != PS_OK)
-        ps_log(PS_LOG_WARN, "worker %u: the model is final but BYE failed (%s); the shards end the "
-               "job at their job_ttl_s", tr->rank, bye_err.msg);
+        ps_log(PS_LOG_WARN,
+               "worker %u: the model is final but BYE failed (%s); the shards end the "
+               "job at their job_ttl_s",
+               tr->rank, bye_err.msg);
     /* sparse rows always travel as fp32; bytes and time after BYE, as the
      * dense trainer counts them */
     ps_event_set_str(&done, PS_EF_PRECISION, "fp32");

@@ -95,21 +95,21 @@ int ps_svm_load(const char *path, int hash_bits, ps_svm_t *out, ps_errbuf_t *err
             if (*p == '\n' || *p == '\r' || *p == '\0')
                 break;
             if (*p < '0' || *p > '9') {
-                rc = ps_err_set(err, PS_EFORMAT, "%s:%llu: feature '%.*s' is not INDEX:VALUE",
-                                path, (unsigned long long)lineno, token_len(p), p);
+                rc = ps_err_set(err, PS_EFORMAT, "%s:%llu: feature '%.*s' is not INDEX:VALUE", path,
+                                (unsigned long long)lineno, token_len(p), p);
                 break;
             }
             errno = 0;
             unsigned long long index = strtoull(p, &end, 10);
             if (errno || *end != ':') {
-                rc = ps_err_set(err, PS_EFORMAT, "%s:%llu: feature '%.*s' is not INDEX:VALUE",
-                                path, (unsigned long long)lineno, token_len(p), p);
+                rc = ps_err_set(err, PS_EFORMAT, "%s:%llu: feature '%.*s' is not INDEX:VALUE", path,
+                                (unsigned long long)lineno, token_len(p), p);
                 break;
             }
             p = end + 1;
             double v = strtod(p, &end);
-            if (end == p || !isfinite(v) || (*end != ' ' && *end != '\t' && *end != '\n' &&
-                                             *end != '\r' && *end)) {
+            if (end == p || !isfinite(v) ||
+                (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r' && *end)) {
                 rc = ps_err_set(err, PS_EFORMAT, "%s:%llu: feature %llu has no finite value", path,
                                 (unsigned long long)lineno, index);
                 break;

@@ -13,12 +13,12 @@
 #include "ps_err.h"
 
 typedef struct {
-    size_t n;           /* samples */
-    size_t nnz;         /* features over all samples */
-    uint64_t *row_ptr;  /* n + 1: sample i's features are [row_ptr[i], row_ptr[i+1]) */
-    uint64_t *keys;     /* nnz hashed feature keys */
-    float *vals;        /* nnz values */
-    float *y;           /* n labels, 0 or 1 */
+    size_t n;          /* samples */
+    size_t nnz;        /* features over all samples */
+    uint64_t *row_ptr; /* n + 1: sample i's features are [row_ptr[i], row_ptr[i+1]) */
+    uint64_t *keys;    /* nnz hashed feature keys */
+    float *vals;       /* nnz values */
+    float *y;          /* n labels, 0 or 1 */
 } ps_svm_t;
 
 /* The key of feature index under hash_bits (1..62; 0 = the index itself). */

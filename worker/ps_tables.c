@@ -135,15 +135,42 @@ int ps_tables_freeze(ps_tables_t *t, size_t slice_elems)
     return PS_OK;
 }
 
-uint32_t ps_tables_n_tables(const ps_tables_t *t) { return t->n; }
-const char *ps_tables_name(const ps_tables_t *t, uint32_t id) { return t->tab[id].name; }
-uint64_t ps_tables_len(const ps_tables_t *t, uint32_t id) { return t->tab[id].len; }
-float *ps_tables_params(const ps_tables_t *t, uint32_t id) { return t->params + t->tab[id].offset; }
-float *ps_tables_grads(const ps_tables_t *t, uint32_t id) { return t->grads + t->tab[id].offset; }
-uint32_t ps_tables_n_slices(const ps_tables_t *t) { return t->n_slices; }
-uint32_t ps_tables_slice_table(const ps_tables_t *t, uint32_t s) { return t->slices[s].table; }
-uint32_t ps_tables_first_slice(const ps_tables_t *t, uint32_t id) { return t->tab[id].first_slice; }
-uint32_t ps_tables_n_blocks(const ps_tables_t *t, uint32_t id) { return t->tab[id].n_blocks; }
+uint32_t ps_tables_n_tables(const ps_tables_t *t)
+{
+    return t->n;
+}
+const char *ps_tables_name(const ps_tables_t *t, uint32_t id)
+{
+    return t->tab[id].name;
+}
+uint64_t ps_tables_len(const ps_tables_t *t, uint32_t id)
+{
+    return t->tab[id].len;
+}
+float *ps_tables_params(const ps_tables_t *t, uint32_t id)
+{
+    return t->params + t->tab[id].offset;
+}
+float *ps_tables_grads(const ps_tables_t *t, uint32_t id)
+{
+    return t->grads + t->tab[id].offset;
+}
+uint32_t ps_tables_n_slices(const ps_tables_t *t)
+{
+    return t->n_slices;
+}
+uint32_t ps_tables_slice_table(const ps_tables_t *t, uint32_t s)
+{
+    return t->slices[s].table;
+}
+uint32_t ps_tables_first_slice(const ps_tables_t *t, uint32_t id)
+{
+    return t->tab[id].first_slice;
+}
+uint32_t ps_tables_n_blocks(const ps_tables_t *t, uint32_t id)
+{
+    return t->tab[id].n_blocks;
+}
 
 int ps_tables_shape(const ps_tables_t *t, uint32_t id, uint64_t shape[PS_TABLE_MAX_DIMS])
 {

@@ -71,8 +71,7 @@ void ps_tables_slice_rows(const ps_tables_t *t, uint32_t slice, uint64_t *row0, 
 /* The table's name, with the rows for a block: "dense1.W[112:224]". */
 const char *ps_tables_slice_name(const ps_tables_t *t, uint32_t slice, char *buf, size_t cap);
 /* The table's shape with dim 0 cut to the block's rows; returns ndim. */
-int ps_tables_slice_shape(const ps_tables_t *t, uint32_t slice,
-                          uint64_t shape[PS_TABLE_MAX_DIMS]);
+int ps_tables_slice_shape(const ps_tables_t *t, uint32_t slice, uint64_t shape[PS_TABLE_MAX_DIMS]);
 uint64_t ps_tables_slice_len(const ps_tables_t *t, uint32_t slice);
 float *ps_tables_slice_params(const ps_tables_t *t, uint32_t slice);
 float *ps_tables_slice_grads(const ps_tables_t *t, uint32_t slice);

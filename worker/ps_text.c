@@ -116,8 +116,8 @@ static int split(ps_text_t *t, const char *path, double frac, ps_errbuf_t *err)
                           path, t->n, t->n_train, row);
     uint64_t windows = (t->n_train - row) / t->stride + 1;
     if (windows > UINT32_MAX)
-        return ps_err_set(err, PS_ERANGE, "'%s': %llu windows, more than 2^32 (raise stride)",
-                          path, (unsigned long long)windows);
+        return ps_err_set(err, PS_ERANGE, "'%s': %llu windows, more than 2^32 (raise stride)", path,
+                          (unsigned long long)windows);
     t->n_windows = (uint32_t)windows;
     return PS_OK;
 }
@@ -165,12 +165,30 @@ void ps_text_destroy(ps_text_t **tp)
     *tp = NULL;
 }
 
-size_t ps_text_n_bytes(const ps_text_t *t) { return t->n; }
-size_t ps_text_n_train_bytes(const ps_text_t *t) { return t->n_train; }
-size_t ps_text_n_val_bytes(const ps_text_t *t) { return t->n - t->n_train; }
-const uint8_t *ps_text_bytes(const ps_text_t *t) { return t->bytes; }
-size_t ps_text_row_len(const ps_text_t *t) { return t->block + 1; }
-uint32_t ps_text_n_windows(const ps_text_t *t) { return t->n_windows; }
+size_t ps_text_n_bytes(const ps_text_t *t)
+{
+    return t->n;
+}
+size_t ps_text_n_train_bytes(const ps_text_t *t)
+{
+    return t->n_train;
+}
+size_t ps_text_n_val_bytes(const ps_text_t *t)
+{
+    return t->n - t->n_train;
+}
+const uint8_t *ps_text_bytes(const ps_text_t *t)
+{
+    return t->bytes;
+}
+size_t ps_text_row_len(const ps_text_t *t)
+{
+    return t->block + 1;
+}
+uint32_t ps_text_n_windows(const ps_text_t *t)
+{
+    return t->n_windows;
+}
 
 void ps_text_epoch_order(const ps_text_t *t, uint64_t seed, uint64_t epoch, uint32_t *order)
 {
@@ -196,16 +214,27 @@ void ps_text_gather(const ps_text_t *t, const uint32_t *idx, size_t n, float *x,
         memset(y, 0, n * sizeof *y);
 }
 
-void ps_text_val_dataset(const ps_text_t *t, ps_dataset_t *ds)
+/* Consecutive windows every block bytes over bytes[from, from + n). */
+static void windows_dataset(const ps_text_t *t, size_t from, size_t n, ps_dataset_t *ds)
 {
-    size_t row = t->block + 1, n_val = t->n - t->n_train;
+    size_t row = t->block + 1;
     memset(ds, 0, sizeof *ds);
     ds->d = row;
-    if (n_val < row)
+    if (n < row)
         return;
-    ds->n = (n_val - row) / t->block + 1;
+    ds->n = (n - row) / t->block + 1;
     ds->x = ps_xmalloc(ds->n * row * sizeof(float));
     ds->y = ps_xcalloc(ds->n, sizeof(float));
     for (size_t i = 0; i < ds->n; i++)
-        put_row(t->bytes + t->n_train + i * t->block, row, ds->x + i * row);
+        put_row(t->bytes + from + i * t->block, row, ds->x + i * row);
+}
+
+void ps_text_val_dataset(const ps_text_t *t, ps_dataset_t *ds)
+{
+    windows_dataset(t, t->n_train, t->n - t->n_train, ds);
+}
+
+void ps_text_all_dataset(const ps_text_t *t, ps_dataset_t *ds)
+{
+    windows_dataset(t, 0, t->n, ds);
 }

@@ -52,5 +52,7 @@ void ps_text_gather(const ps_text_t *t, const uint32_t *idx, size_t n, float *x,
  * much context as its window holds); labels 0. ds is the caller's to
  * ps_data_free. Empty if there is no validation part. */
 void ps_text_val_dataset(const ps_text_t *t, ps_dataset_t *ds);
+/* The whole corpus (both parts) the same way: a test corpus. */
+void ps_text_all_dataset(const ps_text_t *t, ps_dataset_t *ds);
 
 #endif

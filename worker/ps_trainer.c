@@ -6,7 +6,12 @@
  * last step). Worker r takes the r-th of world equal slices of it. Every
  * worker therefore runs the same number of steps, and under BSP the server's
  * sum over workers is exactly the gradient of the global batch: N workers
- * with batch b train the same model as one worker with batch N*b. */
+ * with batch b train the same model as one worker with batch N*b. A
+ * dropout mask is keyed by (seed, step, the sample's place in the global
+ * batch), so it holds with dropout too.
+ *
+ * Text data is a set of windows (ps_text): the same shuffle over window
+ * numbers, the same cut. */
 #include "ps_trainer.h"
 
 #include <errno.h>
@@ -19,6 +24,8 @@
 
 #include "ps_client.h"
 #include "ps_half.h"
+#include "ps_onnx.h"
+#include "ps_text.h"
 #include "ps_loss_scale.h"
 #include "ps_log.h"
 #include "ps_event.h"
@@ -26,60 +33,10 @@
 #include "ps_report.h"
 #include "ps_rng.h"
 #include "ps_sparse_trainer.h"
+#include "ps_trainer_int.h"
 #include "ps_statsd.h"
 #include "ps_time.h"
 #include "ps_wire.h"
-
-typedef struct {
-    const ps_worker_config_t *cfg;
-    volatile sig_atomic_t *stop;
-    uint32_t rank, world;
-    ps_dataset_t train, test;
-    ps_model_t *model;
-    ps_client_t *client;
-    uint32_t *order;        /* this epoch's shuffle */
-    ps_dataset_t val;       /* split off the training data (val_fraction) */
-    float *bx, *by;         /* batch buffers */
-    int64_t clock;          /* steps pushed so far */
-    size_t cur_batch;       /* samples in the step being pushed */
-    int send_rc;
-    int wait_rc;            /* a wait in forward failed: why (detail in wait_err) */
-    ps_errbuf_t wait_err;
-    ps_loss_scale_t scaler; /* fp16 only */
-    uint64_t samples;       /* samples trained by this worker */
-    double t_start;
-    double t_train;         /* when the first step started */
-    unsigned recoveries;    /* rejoins and rollbacks so far */
-    bool is_tty;            /* stderr is a terminal: a live progress line */
-    ps_statsd_t *statsd;    /* optional stats socket */
-    double last_publish;
-    double last_loss;
-    size_t n_outputs;       /* the model's outputs: classes, or 1 */
-    char fingerprint[4096]; /* the options that define the job (ps_worker_fingerprint) */
-} trainer_t;
-
-static int load_data(trainer_t *tr, ps_errbuf_t *err)
-{
-    const ps_worker_config_t *c = tr->cfg;
-    int rc;
-    if (c->data_format == PS_FORMAT_IDX)
-        rc = ps_data_load_idx(c->train_data, c->train_labels, &tr->train, err);
-    else
-        rc = ps_data_load_csv(c->train_data, (int)c->label_column, &tr->train, err);
-    if (rc == PS_OK && (c->val_fraction > 0 || c->train_subset > 0))
-        rc = ps_data_split(&tr->train, c->val_fraction, (size_t)c->train_subset,
-                           (uint64_t)c->split_seed, &tr->val, err);
-    if (rc != PS_OK || !*c->test_data)
-        return rc;
-    if (c->data_format == PS_FORMAT_IDX)
-        rc = ps_data_load_idx(c->test_data, c->test_labels, &tr->test, err);
-    else
-        rc = ps_data_load_csv(c->test_data, (int)c->label_column, &tr->test, err);
-    if (rc == PS_OK && tr->test.d != tr->train.d)
-        rc = ps_err_set(err, PS_EFORMAT, "'%s' has %zu features but '%s' has %zu", c->test_data,
-                        tr->test.d, c->train_data, tr->train.d);
-    return rc;
-}
 
 /* The wire tables are the model's slices: table id == slice id. */
 static void on_grad_ready(void *ctx, uint32_t id)
@@ -87,9 +44,8 @@ static void on_grad_ready(void *ctx, uint32_t id)
     trainer_t *tr = ctx;
     if (tr->send_rc != PS_OK)
         return;
-    tr->send_rc = ps_client_push_pull(tr->client, id, tr->clock,
-                                      ps_model_slice_grads(tr->model, id), tr->cur_batch, 1.0f, 0,
-                                      ps_model_slice_params(tr->model, id));
+    tr->send_rc = ps_client_push_pull(tr->client, id, tr->clock, ps_net_slice_grads(tr->net, id),
+                                      tr->cur_batch, 1.0f, 0, ps_net_slice_params(tr->net, id));
 }
 
 /* Forward is about to read slice id: its reply from the last step must be
@@ -113,22 +69,21 @@ static int settle(trainer_t *tr, ps_errbuf_t *err)
 static void push_scaled(trainer_t *tr)
 {
     float scale = tr->scaler.scale;
-    uint32_t n = ps_model_n_slices(tr->model);
+    uint32_t n = ps_net_n_slices(tr->net);
     bool overflow = false;
     for (uint32_t id = 0; id < n && !overflow; id++)
-        overflow = ps_f16_overflows(ps_model_slice_grads(tr->model, id),
-                                    ps_model_slice_len(tr->model, id), scale);
+        overflow =
+            ps_f16_overflows(ps_net_slice_grads(tr->net, id), ps_net_slice_len(tr->net, id), scale);
     for (uint32_t id = 0; id < n && tr->send_rc == PS_OK; id++)
         tr->send_rc = ps_client_push_pull(
-            tr->client, id, tr->clock, overflow ? NULL : ps_model_slice_grads(tr->model, id),
-            tr->cur_batch, scale, overflow ? PS_FLAG_SKIP : 0,
-            ps_model_slice_params(tr->model, id));
+            tr->client, id, tr->clock, overflow ? NULL : ps_net_slice_grads(tr->net, id),
+            tr->cur_batch, scale, overflow ? PS_FLAG_SKIP : 0, ps_net_slice_params(tr->net, id));
 }
 
 static uint64_t steps_per_epoch(const trainer_t *tr)
 {
     uint64_t g = (uint64_t)tr->world * (uint64_t)tr->cfg->batch_size;
-    return (tr->train.n + g - 1) / g;
+    return (tr->n_train + g - 1) / g;
 }
 
 /* Errors a rejoin repairs: this worker declared dead, a shard restarted,
@@ -149,7 +104,8 @@ static void adopt_scaler(trainer_t *tr)
     if (!ps_client_loss_scale(tr->client, &scale, &clean, &skipped))
         return;
     if ((float)scale != tr->scaler.scale || clean != tr->scaler.clean)
-        ps_log(PS_LOG_INFO, "worker %u: loss scale %g (%lld clean steps) from the shards at clock %lld",
+        ps_log(PS_LOG_INFO,
+               "worker %u: loss scale %g (%lld clean steps) from the shards at clock %lld",
                tr->rank, scale, (long long)clean, (long long)tr->clock);
     tr->scaler.scale = (float)scale;
     tr->scaler.clean = clean;
@@ -166,9 +122,8 @@ static int join(trainer_t *tr, bool again, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
     int64_t start_clock;
-    int rc = c->max_staleness == 0 || again
-                 ? ps_client_recover(tr->client, true, &start_clock, err)
-                 : ps_client_hello(tr->client, &start_clock, err);
+    int rc = c->max_staleness == 0 || again ? ps_client_recover(tr->client, true, &start_clock, err)
+                                            : ps_client_hello(tr->client, &start_clock, err);
     if (rc != PS_OK)
         return rc;
     tr->clock = start_clock;
@@ -182,45 +137,28 @@ static int join(trainer_t *tr, bool again, ps_errbuf_t *err)
     ps_optim_spec_t optim;
     ps_worker_optim_spec(c, updates, &optim);
     /* a failed try may have pulled some parameters over the init */
-    ps_model_init_params(tr->model, (uint64_t)c->seed);
-    for (uint32_t id = 0; id < ps_model_n_slices(tr->model); id++) {
-        char name[64];
-        uint64_t shape[2];
-        int ndim = ps_model_slice_shape(tr->model, id, shape);
-        ps_model_slice_name(tr->model, id, name, sizeof name);
+    ps_net_init_params(tr->net, (uint64_t)c->seed);
+    for (uint32_t id = 0; id < ps_net_n_slices(tr->net); id++) {
+        char name[PS_TABLE_NAME_MAX + 32];
+        uint64_t shape[PS_TABLE_MAX_DIMS];
+        int ndim = ps_net_slice_shape(tr->net, id, shape);
+        ps_net_slice_name(tr->net, id, name, sizeof name);
         rc = ps_client_init_table(tr->client, id, name, shape, ndim, &optim,
-                                  ps_model_slice_params(tr->model, id), err);
+                                  ps_net_slice_params(tr->net, id), err);
         if (rc != PS_OK)
             return rc;
     }
-    for (uint32_t id = 0; id < ps_model_n_slices(tr->model); id++)
-        ps_client_pull(tr->client, id, tr->clock, 0, ps_model_slice_params(tr->model, id));
+    for (uint32_t id = 0; id < ps_net_n_slices(tr->net); id++)
+        ps_client_pull(tr->client, id, tr->clock, 0, ps_net_slice_params(tr->net, id));
     return ps_client_wait(tr->client, err);
 }
 
 static int setup(trainer_t *tr, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
-    size_t n_out;
-    int rc = ps_worker_outputs(c, tr->train.n_classes, &n_out, err);
-    if (rc != PS_OK)
-        return rc;
-    tr->n_outputs = n_out;
-    ps_model_spec_t spec;
-    rc = ps_worker_model_spec(c, tr->train.d, n_out, &spec, err);
-    if (rc != PS_OK)
-        return rc;
-    size_t max_batch = (size_t)c->batch_size < 1024 ? 1024 : (size_t)c->batch_size;
-    tr->model = ps_model_new(&spec, max_batch, err);
-    if (!tr->model)
-        return PS_EINVAL;
-    tr->order = ps_xmalloc(tr->train.n * sizeof *tr->order);
-    tr->bx = ps_xmalloc((size_t)c->batch_size * tr->train.d * sizeof(float));
-    tr->by = ps_xmalloc((size_t)c->batch_size * sizeof(float));
-
     ps_worker_keys_t keys;
     ps_client_opts_t co;
-    rc = ps_worker_client_opts(c, tr->rank, tr->world, tr->stop, c->precision, &keys, &co, err);
+    int rc = ps_worker_client_opts(c, tr->rank, tr->world, tr->stop, c->precision, &keys, &co, err);
     if (rc != PS_OK)
         return rc;
     ps_worker_fingerprint(c, tr->fingerprint, sizeof tr->fingerprint);
@@ -245,11 +183,25 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     ps_log(PS_LOG_INFO,
            "worker %u: job '%s': model %s, %llu parameters in %u tables (%u slices on the wire) "
            "over %u shards; %zu training samples, %llu steps per epoch",
-           tr->rank, c->job, ps_worker_model_name(c),
-           (unsigned long long)ps_model_n_params(tr->model), ps_model_n_tables(tr->model),
-           ps_model_n_slices(tr->model), ps_client_n_shards(tr->client), tr->train.n,
-           (unsigned long long)steps_per_epoch(tr));
+           tr->rank, c->job, ps_worker_model_name(c), (unsigned long long)ps_net_n_params(tr->net),
+           ps_net_n_tables(tr->net), ps_net_n_slices(tr->net), ps_client_n_shards(tr->client),
+           tr->n_train, (unsigned long long)steps_per_epoch(tr));
     return rc;
+}
+
+/* This worker's part of the step's batch, from position lo of the epoch's
+ * order, and its dropout keys: sample i is at place first + i of the
+ * global batch. */
+static void gather(trainer_t *tr, uint64_t lo, uint64_t first)
+{
+    size_t n = tr->cur_batch;
+    if (tr->text)
+        ps_text_gather(tr->text, tr->order + lo, n, tr->bx, tr->by);
+    else
+        ps_data_gather(&tr->train, tr->order + lo, n, tr->bx, tr->by);
+    for (size_t i = 0; i < n; i++)
+        tr->keys[i] = ps_net_sample_key((uint64_t)tr->cfg->seed, (uint64_t)tr->clock, first + i);
+    ps_net_set_sample_keys(tr->net, tr->keys, n);
 }
 
 /* One step: gather this worker's part of the batch; forward, waiting for
@@ -262,10 +214,10 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
 {
     uint64_t g_full = (uint64_t)tr->world * (uint64_t)tr->cfg->batch_size;
     uint64_t start = step * g_full;
-    uint64_t g = tr->train.n - start < g_full ? tr->train.n - start : g_full;
+    uint64_t g = tr->n_train - start < g_full ? tr->n_train - start : g_full;
     uint64_t lo = start + tr->rank * g / tr->world, hi = start + (tr->rank + 1) * g / tr->world;
     tr->cur_batch = (size_t)(hi - lo);
-    ps_data_gather(&tr->train, tr->order + lo, tr->cur_batch, tr->bx, tr->by);
+    gather(tr, lo, lo - start);
     /* Forward waits for each slice before it pushes it again; a batch with
      * no samples runs no forward, so it waits for all here: never two
      * requests of one slice in flight. */
@@ -279,8 +231,8 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
     bool fp16 = tr->cfg->precision == PS__DTYPE__F16;
     /* fp16 decides "overflow or not" for the whole step before sending any
      * table, so it gives up the push-as-you-go overlap. */
-    double loss = ps_model_train_batch(tr->model, tr->bx, tr->by, tr->cur_batch,
-                                       on_params_needed, fp16 ? NULL : on_grad_ready, tr);
+    double loss = ps_net_train_batch(tr->net, tr->bx, tr->by, tr->cur_batch, on_params_needed,
+                                     fp16 ? NULL : on_grad_ready, tr);
     if (tr->wait_rc != PS_OK) {
         *err = tr->wait_err;
         return tr->wait_rc;
@@ -297,8 +249,10 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
             return rc;
         bool skipped = (ps_client_reply_flags(tr->client) & PS_FLAG_SKIPPED) != 0;
         if (ps_loss_scale_update(&tr->scaler, skipped) && skipped && tr->rank == 0)
-            ps_log(PS_LOG_NOTICE, "worker 0: fp16 overflow at clock %lld: step skipped, loss "
-                   "scale now %g", (long long)tr->clock, (double)tr->scaler.scale);
+            ps_log(PS_LOG_NOTICE,
+                   "worker 0: fp16 overflow at clock %lld: step skipped, loss "
+                   "scale now %g",
+                   (long long)tr->clock, (double)tr->scaler.scale);
     }
     tr->clock++;
     tr->samples += tr->cur_batch;
@@ -312,9 +266,9 @@ static void add_metrics(const trainer_t *tr, const ps_dataset_t *ds, ps_eval_set
 {
     if (!ds->n)
         return;
-    ps_eval_t e;
-    ps_model_evaluate(tr->model, ds, &e);
-    ps_report_metrics(ev, set, &e, ps_model_is_classifier(tr->model));
+    ps_net_eval_t e;
+    ps_net_evaluate(tr->net, ds, &e);
+    ps_report_metrics(ev, set, &e, ps_net_task(tr->net));
 }
 
 static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64_t n,
@@ -324,12 +278,11 @@ static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64
     ps_event_init(&ev, PS_EVENT_EPOCH);
     char human[128] = "";
     if (evaluate && tr->test.n) {
-        ps_eval_t e;
-        ps_model_evaluate(tr->model, &tr->test, &e);
-        bool cls = ps_model_is_classifier(tr->model);
-        snprintf(human, sizeof human, " test_loss %.4f %s %.4f", e.loss,
-                 cls ? "test_acc" : "test_mae", cls ? e.accuracy : e.mae);
-        ps_report_metrics(&ev, PS_EVAL_TEST, &e, cls);
+        ps_net_eval_t e;
+        ps_net_evaluate(tr->net, &tr->test, &e);
+        human[0] = ' ';
+        ps_report_metrics_text("test", &e, ps_net_task(tr->net), human + 1, sizeof human - 1);
+        ps_report_metrics(&ev, PS_EVAL_TEST, &e, ps_net_task(tr->net));
     }
     if (tr->rank == 0)
         add_metrics(tr, &tr->val, PS_EVAL_VAL, &ev);
@@ -374,23 +327,30 @@ static void publish_stats(trainer_t *tr, int64_t epoch, bool force)
     tr->last_publish = now;
     double wall = now - tr->t_start;
     ps_progress_t p = {
-        .epoch = epoch, .clock = tr->clock, .samples = tr->samples,
-        .samples_per_s = wall > 0 ? (double)tr->samples / wall : 0, .loss = tr->last_loss,
-        .uptime_s = wall, .loss_scale = tr->scaler.scale, .skipped_steps = tr->scaler.n_skipped,
-        .recoveries = tr->recoveries, .bytes_sent = ps_client_bytes_sent(tr->client),
+        .epoch = epoch,
+        .clock = tr->clock,
+        .samples = tr->samples,
+        .samples_per_s = wall > 0 ? (double)tr->samples / wall : 0,
+        .loss = tr->last_loss,
+        .uptime_s = wall,
+        .loss_scale = tr->scaler.scale,
+        .skipped_steps = tr->scaler.n_skipped,
+        .recoveries = tr->recoveries,
+        .bytes_sent = ps_client_bytes_sent(tr->client),
         .bytes_received = ps_client_bytes_received(tr->client),
         .requests = ps_client_requests(tr->client),
     };
     ps_report_progress(tr->statsd, tr->cfg, tr->rank, tr->world, &p);
 }
 
+/* Text windows too: this is ps_text_epoch_order's shuffle. */
 static void shuffle_epoch(trainer_t *tr, int64_t epoch)
 {
     ps_rng_t rng;
     ps_rng_seed(&rng, ps_rng_mix((uint64_t)tr->cfg->seed, (uint64_t)epoch));
-    for (size_t i = 0; i < tr->train.n; i++)
+    for (size_t i = 0; i < tr->n_train; i++)
         tr->order[i] = (uint32_t)i;
-    ps_rng_shuffle_u32(&rng, tr->order, tr->train.n);
+    ps_rng_shuffle_u32(&rng, tr->order, tr->n_train);
 }
 
 /* The servers declared this worker dead (it was stopped or cut off past
@@ -417,8 +377,8 @@ static int recover(trainer_t *tr, int why, ps_errbuf_t *err)
         tr->recoveries++;
         bool exact = why == PS_ERESTARTED || tr->cfg->max_staleness == 0;
         rc = ps_client_recover(tr->client, exact, &clock, err);
-        for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_slices(tr->model); id++)
-            rc = ps_client_pull(tr->client, id, clock, 0, ps_model_slice_params(tr->model, id));
+        for (uint32_t id = 0; rc == PS_OK && id < ps_net_n_slices(tr->net); id++)
+            rc = ps_client_pull(tr->client, id, clock, 0, ps_net_slice_params(tr->net, id));
         if (rc == PS_OK)
             rc = ps_client_wait(tr->client, err);
         if (is_recoverable(rc)) {
@@ -437,9 +397,9 @@ static int recover(trainer_t *tr, int why, ps_errbuf_t *err)
 }
 
 typedef struct {
-    int64_t epoch;      /* 0: none started */
+    int64_t epoch; /* 0: none started */
     double t0, last_progress, loss_sum;
-    uint64_t n0;        /* tr->samples when it started */
+    uint64_t n0; /* tr->samples when it started */
 } epoch_t;
 
 static void end_epoch(trainer_t *tr, const epoch_t *e)
@@ -467,9 +427,9 @@ static void tty_progress(trainer_t *tr, epoch_t *e, uint64_t step, uint64_t spe,
     bar[width] = '\0';
     uint64_t n = tr->samples - e->n0;
     fprintf(stderr, "\repoch %lld/%lld [%s] %5.1f%% loss %.4f %8.0f samples/s%s",
-            (long long)e->epoch, (long long)tr->cfg->epochs, bar, 100.0 * (double)(step + 1) / (double)spe,
-            e->loss_sum / (double)(n ? n : 1), (double)n * tr->world / (now - e->t0 + 1e-9),
-            step + 1 == spe ? "\n" : "");
+            (long long)e->epoch, (long long)tr->cfg->epochs, bar,
+            100.0 * (double)(step + 1) / (double)spe, e->loss_sum / (double)(n ? n : 1),
+            (double)n * tr->world / (now - e->t0 + 1e-9), step + 1 == spe ? "\n" : "");
 }
 
 static void log_progress(trainer_t *tr, epoch_t *e, uint64_t step, uint64_t spe)
@@ -491,8 +451,7 @@ static void log_progress(trainer_t *tr, epoch_t *e, uint64_t step, uint64_t spe)
 
 /* Steps are numbered globally by the clock: epoch = clock / steps_per_epoch
  * + 1, step = clock % steps_per_epoch, so a worker can resume anywhere. */
-static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run,
-                 ps_errbuf_t *err)
+static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
     uint64_t spe = steps_per_epoch(tr);
@@ -505,7 +464,7 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
     if (c->evals_per_epoch)
         eval_every_steps = (spe + (uint64_t)c->evals_per_epoch - 1) / (uint64_t)c->evals_per_epoch;
     if (tr->rank == 0 && tr->t_train == 0)
-        ps_report_start(spe, total, tr->train.n, tr->val.n, tr->test.n);
+        ps_report_start(spe, total, tr->n_train, tr->val.n, tr->test.n);
     if (tr->t_train == 0)
         tr->t_train = ps_time_wall_s();
     epoch_t e = {0};
@@ -523,7 +482,8 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
         int rc = train_step(tr, step, &e.loss_sum, err);
         /* evaluation and the end of an epoch read the parameters */
         bool eval_now = tr->rank == 0 && eval_every_steps && tr->clock % eval_every_steps == 0;
-        if (rc == PS_OK && (eval_now || (uint64_t)tr->clock % spe == 0 || (uint64_t)tr->clock >= total))
+        if (rc == PS_OK &&
+            (eval_now || (uint64_t)tr->clock % spe == 0 || (uint64_t)tr->clock >= total))
             rc = settle(tr, err);
         if (is_recoverable(rc))
             rc = recover(tr, rc, err);
@@ -554,9 +514,9 @@ static int train_to_the_end(trainer_t *tr, volatile sig_atomic_t *stop, int64_t 
         if (rc != PS_OK)
             return rc;
         rc = ps_client_done(tr->client, err);
-        for (uint32_t id = 0; rc == PS_OK && id < ps_model_n_slices(tr->model); id++)
+        for (uint32_t id = 0; rc == PS_OK && id < ps_net_n_slices(tr->net); id++)
             rc = ps_client_pull(tr->client, id, tr->clock, PS_FLAG_AFTER_ALL_DONE,
-                                ps_model_slice_params(tr->model, id));
+                                ps_net_slice_params(tr->net, id));
         if (rc == PS_OK)
             rc = ps_client_wait(tr->client, err);
         if (!is_recoverable(rc))
@@ -567,29 +527,51 @@ static int train_to_the_end(trainer_t *tr, volatile sig_atomic_t *stop, int64_t 
     }
 }
 
-/* With the final model read: evaluate it, export it (rank 0), leave. The
- * model is final whatever BYE's fate: a shard that misses it ends the job
- * at its job_ttl_s, so a failed BYE is a warning, not an error. */
+/* Rank 0 writes the final model: tables and model.json (with the test
+ * figures, if any), ONNX. */
+static int export_model(trainer_t *tr, const ps_net_eval_t *test, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    int rc = PS_OK;
+    if (*c->save_model) {
+        ps_export_info_t info = {ps_worker_model_name(c), &tr->desc, tr->clock, c->seed,
+                                 tr->test.n ? test : NULL};
+        if ((rc = ps_export_model(c->save_model, &info, tr->net, err)) == PS_OK)
+            ps_log(PS_LOG_INFO, "worker %u: model saved to '%s'", tr->rank, c->save_model);
+    }
+    if (rc == PS_OK && *c->export_onnx &&
+        (rc = ps_onnx_write(c->export_onnx, &tr->desc, tr->net, err)) == PS_OK)
+        ps_log(PS_LOG_INFO, "worker %u: ONNX model written to '%s'", tr->rank, c->export_onnx);
+    return rc;
+}
+
+/* With the final model read: evaluate it (once: the export and the done
+ * event share it), export it (rank 0), leave. The model is final whatever
+ * BYE's fate: a shard that misses it ends the job at its job_ttl_s, so a
+ * failed BYE is a warning, not an error. */
 static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
 {
     int rc;
-    ps_eval_t ev = {0};
+    ps_net_eval_t test = {0};
     if (tr->test.n)
-        ps_model_evaluate(tr->model, &tr->test, &ev);
-    if (tr->rank == 0 && *tr->cfg->save_model &&
-        (rc = ps_export_model(tr->cfg, tr->model, tr->train.d, (uint32_t)tr->n_outputs, tr->clock, &ev,
-                              err)) != PS_OK)
+        ps_net_evaluate(tr->net, &tr->test, &test);
+    if (tr->rank == 0 && (rc = export_model(tr, &test, err)) != PS_OK)
         return rc;
     ps_client_stop_heartbeats(tr->client);
     ps_errbuf_t bye_err = {0};
     if (ps_client_bye(tr->client, &bye_err) != PS_OK)
-        ps_log(PS_LOG_WARN, "worker %u: the model is final but BYE failed (%s); the shards end the "
-               "job at their job_ttl_s", tr->rank, bye_err.msg);
+        ps_log(PS_LOG_WARN,
+               "worker %u: the model is final but BYE failed (%s); the shards end the "
+               "job at their job_ttl_s",
+               tr->rank, bye_err.msg);
     ps_event_t done;
     ps_report_summary(&done, tr->cfg, tr->rank, tr->world, epochs_run, tr->clock, tr->samples,
                       ps_time_wall_s() - tr->t_start, tr->client);
     ps_event_set_int(&done, PS_EF_SKIPPED_STEPS, (int64_t)tr->scaler.n_skipped);
-    add_metrics(tr, &tr->test, PS_EVAL_TEST, &done);
+    ps_log(PS_LOG_INFO, "worker %u: peak RSS %.1f MB", tr->rank,
+           (double)ps_report_peak_rss_bytes() / 1e6);
+    if (tr->test.n)
+        ps_report_metrics(&done, PS_EVAL_TEST, &test, ps_net_task(tr->net));
     if (tr->rank == 0)
         add_metrics(tr, &tr->val, PS_EVAL_VAL, &done);
     ps_event_print(&done, stdout);
@@ -601,20 +583,25 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
 {
     if (PS_MODEL_IS_SPARSE(cfg->model))
         return ps_sparse_trainer_run(cfg, stop, err);
-    trainer_t tr = {.cfg = cfg, .stop = stop, .is_tty = isatty(2) && cfg->progress_every_s > 0,
-                    .rank = (uint32_t)cfg->rank, .world = (uint32_t)cfg->world};
+    trainer_t tr = {.cfg = cfg,
+                    .stop = stop,
+                    .is_tty = isatty(2) && cfg->progress_every_s > 0,
+                    .rank = (uint32_t)cfg->rank,
+                    .world = (uint32_t)cfg->world};
     tr.t_start = ps_time_wall_s();
     int64_t epochs_run = 0;
-    int rc = load_data(&tr, err);
+    int rc = pswk_trainer_load_data(&tr, err);
     if (rc == PS_OK && cfg->standardize)
         ps_data_standardize(&tr.train, tr.test.n ? &tr.test : NULL, tr.val.n ? &tr.val : NULL);
+    if (rc == PS_OK)
+        rc = pswk_trainer_build_net(&tr, err);
     if (rc == PS_OK)
         rc = setup(&tr, err);
     if (rc == PS_OK && *cfg->stats_socket) {
         if (!(tr.statsd = ps_statsd_start(cfg->stats_socket, -1, -1, NULL, err)))
             rc = err->code;
         else
-            ps_report_static(tr.statsd, cfg, tr.model);
+            ps_report_static(tr.statsd, cfg, tr.net);
     }
     if (rc == PS_OK)
         rc = train_to_the_end(&tr, stop, &epochs_run, err);
@@ -622,12 +609,14 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
         rc = finish(&tr, epochs_run, err);
     ps_statsd_stop(&tr.statsd);
     ps_client_destroy(&tr.client);
-    ps_model_destroy(&tr.model);
+    ps_net_destroy(&tr.net);
+    ps_text_destroy(&tr.text);
     ps_data_free(&tr.train);
     ps_data_free(&tr.test);
     ps_data_free(&tr.val);
     free(tr.order);
     free(tr.bx);
     free(tr.by);
+    free(tr.keys);
     return rc;
 }

@@ -3,6 +3,7 @@
 
 #include "ps_log.h"
 #include "ps_name.h"
+#include "ps_onnx.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,7 @@
 const char *const ps_model_kind_names[] = {PS_MODEL_KIND_MAP(PS_ENUM_NAME) NULL};
 const char *const ps_format_names[] = {PS_FORMAT_MAP(PS_ENUM_NAME) NULL};
 const char *const ps_loss_names[] = {PS_LOSS_MAP(PS_ENUM_NAME) NULL};
+const char *const ps_activation_names[] = {PS_ACTIVATION_MAP(PS_ENUM_NAME) NULL};
 const char *const ps_precision_names[] = {PS_PRECISION_MAP(PS_ENUM_NAME) NULL};
 const char *const ps_task_names[] = {PS_TASK_MAP(PS_ENUM_NAME) NULL};
 
@@ -22,11 +24,12 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_INT("rank", W, rank, "-1", -1, 65535, "this worker's rank; -1 = from environment or 0"),
     PS_OPT_INT("world", W, world, "-1", -1, 65536, "number of workers; -1 = from environment or 1"),
     PS_OPT_NAMES("model", W, model, "mlp", ps_model_kind_names,
-                "model to train (sparse_lr, fm: LIBSVM data on a sparse table)"),
+                 "model to train (sparse_lr, fm: LIBSVM data on a sparse table; net: the "
+                 "layers spec; gpt: a byte-level GPT on data_format text)"),
     PS_OPT_STR("hidden", W, hidden, "256,128", "mlp hidden layer widths, comma-separated"),
-    PS_OPT_NAMES("activation", W, activation, "relu", ps_act_names, "mlp hidden activation"),
+    PS_OPT_NAMES("activation", W, activation, "relu", ps_activation_names, "mlp hidden activation"),
     PS_OPT_NAMES("loss", W, loss, "auto", ps_loss_names,
-                "mlp head: softmax cross-entropy or MSE (regression, or one-hot targets)"),
+                 "mlp head: softmax cross-entropy or MSE (regression, or one-hot targets)"),
     PS_OPT_NAMES("task", W, task, "auto", ps_task_names,
                  "what the labels are; auto: the model says (linear: regression, logistic and "
                  "softmax: classes), and an mlp infers it from the labels, saying so"),
@@ -38,8 +41,10 @@ static const ps_opt_t worker_opts[] = {
                "sparse: start values uniform in [-s, s] (fm factors; ftrl starts at 0)"),
     PS_OPT_DBL("l1", W, optim.l1, "0", 0, 1e6, "ftrl: L1 regularisation"),
     PS_OPT_DBL("l2", W, optim.l2, "0", 0, 1e6, "ftrl: L2 regularisation"),
-    PS_OPT_DBL("ftrl_beta", W, optim.ftrl_beta, "1", 0, 1e6, "ftrl: beta of the per-coordinate rate"),
-    PS_OPT_STR("train_data", W, train_data, "", "training features (IDX images or CSV)"),
+    PS_OPT_DBL("ftrl_beta", W, optim.ftrl_beta, "1", 0, 1e6,
+               "ftrl: beta of the per-coordinate rate"),
+    PS_OPT_STR("train_data", W, train_data, "",
+               "training features (IDX images or CSV), or a text file or directory"),
     PS_OPT_STR("train_labels", W, train_labels, "", "training labels (IDX only)"),
     PS_OPT_STR("test_data", W, test_data, "", "test features; empty = no evaluation"),
     PS_OPT_STR("test_labels", W, test_labels, "", "test labels (IDX only)"),
@@ -48,21 +53,24 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_BOOL("standardize", W, standardize, "no", "scale features to mean 0, std 1"),
     PS_OPT_INT("epochs", W, epochs, "10", 1, 1000000, "passes over the training data"),
     PS_OPT_INT("batch_size", W, batch_size, "64", 1, 1 << 20, "samples per step per worker"),
-    PS_OPT_INT("max_steps", W, max_steps, "0", 0, 1LL << 62, "stop after this many steps; 0 = no limit"),
+    PS_OPT_INT("max_steps", W, max_steps, "0", 0, 1LL << 62,
+               "stop after this many steps; 0 = no limit"),
     PS_OPT_INT("seed", W, seed, "1", 0, 1LL << 62, "seed of weights and shuffles"),
     PS_OPT_NAMES("optimizer", W, optim.kind, "sgd", ps_optim_names,
-                "server-side optimizer (ftrl: sparse models only)"),
+                 "server-side optimizer (ftrl: sparse models only)"),
     PS_OPT_DBL("lr", W, optim.lr, "0.01", 1e-12, 1e6, "learning rate"),
     PS_OPT_DBL("momentum", W, optim.momentum, "0.9", 0, 0.999999, "momentum factor"),
     PS_OPT_BOOL("nesterov", W, optim.nesterov, "no", "Nesterov momentum"),
     PS_OPT_DBL("beta1", W, optim.beta1, "0.9", 0, 0.999999, "Adam first-moment decay"),
     PS_OPT_DBL("beta2", W, optim.beta2, "0.999", 0, 0.999999999, "Adam second-moment decay"),
     PS_OPT_DBL("eps", W, optim.eps, "1e-8", 1e-30, 1, "Adam/Adagrad/RMSprop epsilon"),
-    PS_OPT_DBL("weight_decay", W, optim.weight_decay, "0", 0, 1e3, "L2 weight decay (decoupled for adamw)"),
+    PS_OPT_DBL("weight_decay", W, optim.weight_decay, "0", 0, 1e3,
+               "L2 weight decay (decoupled for adamw)"),
     PS_OPT_DBL("rho", W, optim.rho, "0.99", 0, 0.999999, "RMSprop decay"),
     PS_OPT_NAMES("lr_schedule", W, optim.schedule, "constant", ps_sched_names,
-                "learning-rate schedule"),
-    PS_OPT_INT("lr_step_size", W, optim.step_size, "1000", 1, 1LL << 62, "step schedule: updates between decays"),
+                 "learning-rate schedule"),
+    PS_OPT_INT("lr_step_size", W, optim.step_size, "1000", 1, 1LL << 62,
+               "step schedule: updates between decays"),
     PS_OPT_DBL("lr_gamma", W, optim.gamma, "0.1", 1e-9, 1, "step schedule: decay factor"),
     PS_OPT_DBL("min_lr", W, optim.min_lr, "0", 0, 1e6, "cosine schedule: final learning rate"),
     PS_OPT_INT("warmup_steps", W, optim.warmup_steps, "0", 0, 1LL << 62, "linear warm-up updates"),
@@ -75,11 +83,11 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_STR("save_model", W, save_model, "", "rank 0 writes .npy tables and model.json here"),
     PS_OPT_INT("blas_threads", W, blas_threads, "1", 1, 256, "OpenBLAS threads"),
     PS_OPT_NAMES("log_level", W, log_level, "info", ps_log_level_names,
-                "least severe level logged"),
+                 "least severe level logged"),
     PS_OPT_INT("progress_every_s", W, progress_every_s, "5", 0, 86400,
                "rank 0 logs a progress line this often within an epoch; 0 = never"),
     PS_OPT_NAMES("precision", W, precision, "fp32", ps_precision_names,
-                "values on the wire; the server keeps fp32 master weights and state"),
+                 "values on the wire; the server keeps fp32 master weights and state"),
     PS_OPT_DBL("loss_scale", W, loss_scale, "65536", 1e-6, 1e12,
                "fp16: initial dynamic loss scale"),
     PS_OPT_INT("loss_scale_window", W, loss_scale_window, "2000", 1, 1000000000,
@@ -110,6 +118,24 @@ static const ps_opt_t worker_opts[] = {
                "the servers' CURVE public key (ps-keygen's .pub); set = CURVE to every shard"),
     PS_OPT_STR("curve_secret_file", W, curve_secret_file, "",
                "this worker's CURVE key pair (ps-keygen's .secret, mode 0600)"),
+    PS_OPT_STR("input", W, input, "",
+               "layers spec: the shape of one sample (784, 1x28x28, 128x64, tokens(128)); "
+               "empty = the data's features as a vector"),
+    PS_OPT_STR("layers", W, layers, "",
+               "the model as layers, the loss last (docs/models.md), e.g. 'conv2d(32,3,pad=1) "
+               "relu maxpool(2) flatten dense(10) cross_entropy'; set = model net"),
+    PS_OPT_INT("n_layer", W, n_layer, "4", 1, 256, "model gpt: transformer blocks"),
+    PS_OPT_INT("n_head", W, n_head, "4", 1, 65536, "model gpt: attention heads (divide n_embd)"),
+    PS_OPT_INT("n_embd", W, n_embd, "128", 1, 65536, "model gpt: width of the residual stream"),
+    PS_OPT_INT("block_size", W, block_size, "128", 1, 65536,
+               "model gpt: context in bytes (a text window is block_size + 1 bytes)"),
+    PS_OPT_DBL("dropout", W, dropout, "0", 0, 0.99,
+               "model gpt: dropout after the embeddings and each residual branch"),
+    PS_OPT_INT("text_stride", W, text_stride, "0", 0, 1 << 30,
+               "data_format text: a training window starts every N bytes; 0 = every block "
+               "(each byte is predicted once an epoch)"),
+    PS_OPT_STR("export_onnx", W, export_onnx, "",
+               "rank 0 writes the trained model here as ONNX (opset 17, logits out)"),
 };
 #undef W
 
@@ -147,6 +173,63 @@ void ps_worker_config_env(ps_worker_config_t *cfg)
         cfg->world = env_int(worlds, 1);
 }
 
+/* Which options go together: a spec is model net, text data trains a
+ * language model. */
+static int validate_model_options(const ps_worker_config_t *c, ps_errbuf_t *err)
+{
+    bool has_layers = *c->layers != 0, text = c->data_format == PS_FORMAT_TEXT;
+    if (c->model == PS_MODEL_NET && !has_layers)
+        return ps_err_set(err, PS_EINVAL, "model net needs layers (the spec: docs/models.md)");
+    if (has_layers && c->model != PS_MODEL_NET && c->model != PS_MODEL_MLP)
+        return ps_err_set(err, PS_EINVAL,
+                          "layers: set with model '%s': a spec is a model of its own (model "
+                          "net, or leave model out)",
+                          ps_worker_model_name(c));
+    if (*c->input && !has_layers)
+        return ps_err_set(err, PS_EINVAL, "input: only for a layers spec (model net)");
+    if (has_layers && c->loss != PS_LOSS_AUTO)
+        return ps_err_set(err, PS_EINVAL, "loss: a layers spec names its loss as its last layer");
+    if (c->task != PS_TASK_AUTO && (has_layers || c->model == PS_MODEL_GPT))
+        return ps_err_set(err, PS_EINVAL,
+                          "task: for the fixed models; a layers spec or a gpt is what its loss "
+                          "says");
+    if (c->model == PS_MODEL_GPT && !text)
+        return ps_err_set(err, PS_EINVAL, "model gpt: trains on data_format text");
+    if (*c->export_onnx && !ps_onnx_available())
+        return ps_err_set(err, PS_EINVAL,
+                          "export_onnx: this build has no ONNX support (Debian's python3-onnx "
+                          "ships the onnx.proto it is generated from)");
+    if (!text)
+        return PS_OK;
+    if (c->model != PS_MODEL_GPT && !(has_layers && *c->input))
+        return ps_err_set(err, PS_EINVAL,
+                          "data_format text: needs a language model: model gpt, or input "
+                          "tokens(T) and layers");
+    if (*c->train_labels || *c->test_labels || c->train_subset || c->standardize)
+        return ps_err_set(err, PS_EINVAL,
+                          "data_format text: takes no train_labels, test_labels, train_subset "
+                          "or standardize");
+    return PS_OK;
+}
+
+/* The spec's words and arguments, before any data is read (the shapes are
+ * checked once the data says how wide a row is). */
+static int validate_model(const ps_worker_config_t *c, ps_errbuf_t *err)
+{
+    int rc = validate_model_options(c, err);
+    if (rc != PS_OK)
+        return rc;
+    ps_netdesc_t desc;
+    ps_netspec_t spec = {0};
+    rc = ps_worker_model_desc(c, 1, 2, &desc, err);
+    if (rc == PS_OK && (rc = ps_netdesc_spec(&desc, &spec, err)) != PS_OK)
+        rc = ps_worker_model_err(c, rc, err);
+    if (rc == PS_OK && c->data_format == PS_FORMAT_TEXT && spec.input.kind != PS_SHAPE_TOKENS)
+        rc = ps_err_set(err, PS_EINVAL, "input '%s': data_format text needs tokens(T)", c->input);
+    ps_netspec_fini(&spec);
+    return rc;
+}
+
 int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
 {
     if (!*cfg->servers)
@@ -169,20 +252,22 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
     ps_optim_spec_t spec;
     bool sparse = PS_MODEL_IS_SPARSE(cfg->model);
     if (sparse != (cfg->data_format == PS_FORMAT_LIBSVM))
-        return ps_err_set(err, PS_EINVAL, "models sparse_lr and fm take data_format libsvm, and "
-                                          "libsvm data takes one of them");
+        return ps_err_set(err, PS_EINVAL,
+                          "models sparse_lr and fm take data_format libsvm, and "
+                          "libsvm data takes one of them");
     if (!sparse && cfg->optim.kind == PS_OPTIM_FTRL)
         return ps_err_set(err, PS_EINVAL, "optimizer ftrl is for the sparse models");
     if (sparse && cfg->optim.schedule != PS_SCHED_CONSTANT)
-        return ps_err_set(err, PS_EINVAL, "sparse models take lr_schedule constant (a row is "
-                                          "updated only when its key comes up)");
+        return ps_err_set(err, PS_EINVAL,
+                          "sparse models take lr_schedule constant (a row is "
+                          "updated only when its key comes up)");
     if (sparse)
         return PS_OK;
     ps_worker_optim_spec(cfg, 1, &spec);
     const char *why = ps_optim_spec_check(&spec);
     if (why)
         return ps_err_set(err, PS_EINVAL, "optimizer: %s", why);
-    return PS_OK;
+    return validate_model(cfg, err);
 }
 
 int ps_worker_client_opts(const ps_worker_config_t *c, uint32_t rank, uint32_t world,
@@ -198,11 +283,19 @@ int ps_worker_client_opts(const ps_worker_config_t *c, uint32_t rank, uint32_t w
             return rc;
     }
     *out = (ps_client_opts_t){
-        .job = c->job, .rank = rank, .world = world, .max_staleness = (int)c->max_staleness,
-        .timeout_ms = c->request_timeout_ms, .stop = stop, .dtype = dtype,
-        .heartbeat_ms = c->heartbeat_ms, .server_timeout_ms = c->server_timeout_ms,
-        .retries = (int)c->request_retries, .curve_server_key = keys->server.public_z85,
-        .curve_public_key = keys->own.public_z85, .curve_secret_key = keys->own.secret_z85,
+        .job = c->job,
+        .rank = rank,
+        .world = world,
+        .max_staleness = (int)c->max_staleness,
+        .timeout_ms = c->request_timeout_ms,
+        .stop = stop,
+        .dtype = dtype,
+        .heartbeat_ms = c->heartbeat_ms,
+        .server_timeout_ms = c->server_timeout_ms,
+        .retries = (int)c->request_retries,
+        .curve_server_key = keys->server.public_z85,
+        .curve_public_key = keys->own.public_z85,
+        .curve_secret_key = keys->own.secret_z85,
     };
     return PS_OK;
 }
@@ -214,67 +307,93 @@ bool ps_worker_recoverable(int rc)
 
 const char *ps_worker_recovery_cause(int rc)
 {
-    return rc == PS_EDEAD ? "the servers declared this worker dead"
+    return rc == PS_EDEAD        ? "the servers declared this worker dead"
            : rc == PS_ERESTARTED ? "a shard restarted"
                                  : "the job was rolled back";
 }
 
 const char *ps_worker_model_name(const ps_worker_config_t *cfg)
 {
-    return ps_enum_name(ps_model_kind_names, cfg->model, "?");
+    int m = *cfg->layers && cfg->model == PS_MODEL_MLP ? PS_MODEL_NET : cfg->model;
+    return ps_enum_name(ps_model_kind_names, m, "?");
 }
 
-int ps_worker_model_spec(const ps_worker_config_t *cfg, size_t n_inputs, size_t n_outputs,
-                         ps_model_spec_t *spec, ps_errbuf_t *err)
+const char *ps_worker_model_option(const ps_worker_config_t *cfg)
 {
-    memset(spec, 0, sizeof *spec);
-    spec->dims[0] = n_inputs;
-    spec->act = (ps_act_t)cfg->activation;
-    int n = 0;
+    return cfg->model == PS_MODEL_GPT ? "gpt" : *cfg->layers ? "layers" : "model";
+}
+
+int ps_worker_model_err(const ps_worker_config_t *cfg, int rc, ps_errbuf_t *err)
+{
+    const char *opt = ps_worker_model_option(cfg);
+    if (!err || strncmp(err->msg, "layer ", 6) != 0)
+        return rc;
+    char why[sizeof err->msg];
+    snprintf(why, sizeof why, "%s", err->msg);
+    return ps_err_set(err, rc, "%s%s%s: %s", opt, *opt == 'm' ? " " : "",
+                      *opt == 'm' ? ps_worker_model_name(cfg) : "", why);
+}
+
+/* The fixed models as the specs they are: "dense(256) relu dense(128)
+ * relu dense(10) cross_entropy" for the MLP of the demo. */
+static int fixed_model_layers(const ps_worker_config_t *cfg, size_t n_out, char *buf, size_t cap,
+                              ps_errbuf_t *err)
+{
+    size_t len = 0;
+    /* one output of an mlp is a regression (ps_worker_outputs) */
+    const char *loss = cfg->loss == PS_LOSS_MSE || n_out < 2 ? "mse" : "cross_entropy";
+    if (cfg->model == PS_MODEL_LINEAR || cfg->model == PS_MODEL_LOGISTIC) {
+        n_out = 1;
+        loss = cfg->model == PS_MODEL_LINEAR ? "mse" : "bce";
+    } else if (cfg->model == PS_MODEL_SOFTMAX) {
+        loss = "cross_entropy";
+    }
+    if (strcmp(loss, "cross_entropy") == 0 && n_out < 2)
+        return ps_err_set(err, PS_EINVAL,
+                          "model '%s' needs class labels 0..C-1 (C >= 2) in the training data",
+                          ps_worker_model_name(cfg));
     if (cfg->model == PS_MODEL_MLP) {
         char list[PS_OPT_STR_MAX], *save = NULL;
+        const char *act = ps_enum_name(ps_activation_names, cfg->activation, "relu");
+        int n = 0;
         snprintf(list, sizeof list, "%s", cfg->hidden);
         for (char *w = strtok_r(list, ",", &save); w; w = strtok_r(NULL, ",", &save)) {
             char *end;
             long v = strtol(w, &end, 10);
             if (*end || v < 1 || v > (1 << 20))
                 return ps_err_set(err, PS_EINVAL, "hidden: '%s' is not a layer width", w);
-            if (n + 1 >= PS_MODEL_MAX_LAYERS)
+            if (++n > PS_WORKER_MAX_HIDDEN)
                 return ps_err_set(err, PS_EINVAL, "hidden: more than %d layers",
-                                  PS_MODEL_MAX_LAYERS - 1);
-            spec->dims[++n] = (size_t)v;
+                                  PS_WORKER_MAX_HIDDEN);
+            len += (size_t)snprintf(buf + len, cap - len, "dense(%ld) %s ", v, act);
         }
     }
-    switch (cfg->model) {
-    case PS_MODEL_LINEAR:
-        spec->head = PS_HEAD_MSE;
-        n_outputs = 1;
-        break;
-    case PS_MODEL_LOGISTIC:
-        spec->head = PS_HEAD_SIGMOID_BCE;
-        n_outputs = 1;
-        break;
-    case PS_MODEL_SOFTMAX:
-        spec->head = PS_HEAD_SOFTMAX_CE;
-        break;
-    default:
-        spec->head = cfg->loss == PS_LOSS_MSE ? PS_HEAD_MSE : PS_HEAD_SOFTMAX_CE;
-        break;
-    }
-    if (cfg->model == PS_MODEL_MLP && n_outputs == 1 && cfg->loss != PS_LOSS_CE)
-        spec->head = PS_HEAD_MSE; /* regression (ps_worker_outputs) */
-    if (spec->head == PS_HEAD_SOFTMAX_CE && n_outputs < 2)
-        return ps_err_set(err, PS_EINVAL,
-                          "model '%s' needs class labels 0..C-1 (C >= 2) in the training data",
-                          ps_worker_model_name(cfg));
-    spec->dims[++n] = n_outputs;
-    spec->n_layers = n;
-    spec->slice_elems = (size_t)cfg->slice_elems;
+    snprintf(buf + len, cap - len, "dense(%zu) %s", n_out, loss);
     return PS_OK;
 }
 
-void ps_worker_optim_spec(const ps_worker_config_t *cfg, uint64_t total_updates,
-                          ps_optim_spec_t *s)
+int ps_worker_model_desc(const ps_worker_config_t *cfg, size_t n_features, size_t n_outputs,
+                         ps_netdesc_t *desc, ps_errbuf_t *err)
+{
+    memset(desc, 0, sizeof *desc);
+    if (cfg->model == PS_MODEL_GPT) {
+        desc->is_gpt = true;
+        desc->gpt =
+            (ps_gpt_config_t){(uint32_t)cfg->n_layer, (uint32_t)cfg->n_head, (uint32_t)cfg->n_embd,
+                              (uint32_t)cfg->block_size, cfg->dropout};
+        return PS_OK;
+    }
+    if (*cfg->input)
+        snprintf(desc->input, sizeof desc->input, "%s", cfg->input);
+    else
+        snprintf(desc->input, sizeof desc->input, "%zu", n_features);
+    if (!*cfg->layers)
+        return fixed_model_layers(cfg, n_outputs, desc->layers, sizeof desc->layers, err);
+    snprintf(desc->layers, sizeof desc->layers, "%s", cfg->layers);
+    return PS_OK;
+}
+
+void ps_worker_optim_spec(const ps_worker_config_t *cfg, uint64_t total_updates, ps_optim_spec_t *s)
 {
     uint64_t warmup = cfg->optim.warmup_steps;
     *s = cfg->optim;
@@ -295,29 +414,37 @@ int ps_worker_outputs(const ps_worker_config_t *cfg, uint32_t n_classes, size_t 
             ps_log(PS_LOG_NOTICE,
                    "task auto: the labels of '%s' are whole numbers 0..%u and the loss is mse: "
                    "training a regression on them (set task classification for MSE on one-hot "
-                   "classes)", labels, n_classes - 1);
+                   "classes)",
+                   labels, n_classes - 1);
         else if (classes)
             ps_log(PS_LOG_NOTICE,
                    "task auto: the labels of '%s' are whole numbers 0..%u: training a classifier "
                    "of %u classes (set task regression if they are a target to predict)",
                    labels, n_classes - 1, n_classes);
         else
-            ps_log(PS_LOG_NOTICE, "task auto: the labels of '%s' are not class ids: regression "
-                   "(mse)", labels);
+            ps_log(PS_LOG_NOTICE,
+                   "task auto: the labels of '%s' are not class ids: regression "
+                   "(mse)",
+                   labels);
     }
     bool regression_model = cfg->model == PS_MODEL_LINEAR;
     bool classifier_model = cfg->model == PS_MODEL_LOGISTIC || cfg->model == PS_MODEL_SOFTMAX;
     if (task == PS_TASK_REGRESSION && classifier_model)
-        return ps_err_set(err, PS_EINVAL, "task regression: model %s is a classifier (use mlp or "
-                          "linear)", ps_worker_model_name(cfg));
+        return ps_err_set(err, PS_EINVAL,
+                          "task regression: model %s is a classifier (use mlp or "
+                          "linear)",
+                          ps_worker_model_name(cfg));
     if (task == PS_TASK_CLASSIFICATION && regression_model)
-        return ps_err_set(err, PS_EINVAL, "task classification: model linear is a regression "
+        return ps_err_set(err, PS_EINVAL,
+                          "task classification: model linear is a regression "
                           "(use softmax, logistic or mlp)");
     if (task == PS_TASK_REGRESSION && cfg->loss == PS_LOSS_CE)
         return ps_err_set(err, PS_EINVAL, "task regression takes loss mse (or auto), not ce");
     if (task == PS_TASK_CLASSIFICATION && cfg->model != PS_MODEL_LOGISTIC && !classes)
-        return ps_err_set(err, PS_EFORMAT, "task classification: the labels of '%s' are not "
-                          "class ids 0..C-1 with C >= 2", labels);
+        return ps_err_set(err, PS_EFORMAT,
+                          "task classification: the labels of '%s' are not "
+                          "class ids 0..C-1 with C >= 2",
+                          labels);
     if (cfg->model == PS_MODEL_MLP && task == PS_TASK_REGRESSION)
         *n_outputs = 1;
     else
@@ -332,7 +459,9 @@ static const char *const job_options[] = {
     "max_steps", "seed", "optimizer", "lr", "momentum", "nesterov", "beta1", "beta2", "eps",
     "weight_decay", "rho", "lr_schedule", "lr_step_size", "lr_gamma", "min_lr", "warmup_steps",
     "l1", "l2", "ftrl_beta", "max_staleness", "precision", "loss_scale", "loss_scale_window",
-    "val_fraction", "train_subset", "split_seed", "slice_elems", NULL};
+    "val_fraction", "train_subset", "split_seed", "slice_elems",
+    /* the layer nets: a spec, a GPT, the windows of a text corpus */
+    "input", "layers", "n_layer", "n_head", "n_embd", "block_size", "dropout", "text_stride", NULL};
 
 void ps_worker_fingerprint(const ps_worker_config_t *cfg, char *buf, size_t cap)
 {

@@ -1,6 +1,7 @@
 /* ps_worker.h - ps-worker's configuration: the option table, rank and world
  * size from flags or the environment (PS_RANK/PS_WORLD, Slurm, Open MPI),
- * and the model the config describes. Startup thread only. */
+ * and the model the config describes (a layer spec, a GPT, or one of the
+ * fixed models, which are specs too). Startup thread only. */
 #ifndef PS_WORKER_H
 #define PS_WORKER_H
 
@@ -11,7 +12,7 @@
 #include "ps_client.h"
 #include "ps_curve.h"
 #include "ps_enum.h"
-#include "ps_model.h"
+#include "ps_netspec.h"
 #include "ps_optim_spec.h"
 
 /* The models (ps_enum.h: one list for the enum, the option and the names). */
@@ -21,15 +22,24 @@
     XX(SOFTMAX, "softmax")                                                            \
     XX(MLP, "mlp")                                                                    \
     XX(SPARSE_LR, "sparse_lr") /* hashed-feature logistic regression, sparse table */ \
-    XX(FM, "fm")               /* factorization machine on a sparse table */
+    XX(FM, "fm")               /* factorization machine on a sparse table */          \
+    XX(NET, "net")             /* the `input` and `layers` spec */                    \
+    XX(GPT, "gpt")             /* byte-level GPT: n_layer, n_head, n_embd, block_size */
 #define PS_MODEL_KIND_MEMBER(e, s) PS_ENUM_MEMBER(PS_MODEL_, e)
 typedef enum { PS_MODEL_KIND_MAP(PS_MODEL_KIND_MEMBER) } ps_model_kind_t;
 extern const char *const ps_model_kind_names[];
 
-#define PS_FORMAT_MAP(XX) XX(IDX, "idx") XX(CSV, "csv") XX(LIBSVM, "libsvm")
+#define PS_FORMAT_MAP(XX) XX(IDX, "idx") XX(CSV, "csv") XX(LIBSVM, "libsvm") XX(TEXT, "text")
 #define PS_FORMAT_MEMBER(e, s) PS_ENUM_MEMBER(PS_FORMAT_, e)
 typedef enum { PS_FORMAT_MAP(PS_FORMAT_MEMBER) } ps_data_format_t;
 extern const char *const ps_format_names[];
+
+/* The hidden activation of an MLP: the spec's word for it. */
+#define PS_ACTIVATION_MAP(XX) \
+    XX(RELU, "relu") XX(TANH, "tanh") XX(SIGMOID, "sigmoid") XX(GELU, "gelu")
+#define PS_ACTIVATION_MEMBER(e, s) PS_ENUM_MEMBER(PS_ACTIVATION_, e)
+typedef enum { PS_ACTIVATION_MAP(PS_ACTIVATION_MEMBER) } ps_activation_t;
+extern const char *const ps_activation_names[];
 
 /* The loss of an MLP head: the model's natural one, cross-entropy, MSE. */
 #define PS_LOSS_MAP(XX) XX(AUTO, "auto") XX(CE, "ce") XX(MSE, "mse")
@@ -38,7 +48,8 @@ typedef enum { PS_LOSS_MAP(PS_LOSS_MEMBER) } ps_loss_kind_t;
 extern const char *const ps_loss_names[];
 
 /* What the labels are: stated by the config, or inferred (loudly). */
-#define PS_TASK_MAP(XX) XX(AUTO, "auto") XX(CLASSIFICATION, "classification") XX(REGRESSION, "regression")
+#define PS_TASK_MAP(XX) \
+    XX(AUTO, "auto") XX(CLASSIFICATION, "classification") XX(REGRESSION, "regression")
 #define PS_TASK_MEMBER(e, s) PS_ENUM_MEMBER(PS_TASK_, e)
 typedef enum { PS_TASK_MAP(PS_TASK_MEMBER) } ps_task_t;
 extern const char *const ps_task_names[];
@@ -49,6 +60,9 @@ extern const char *const ps_task_names[];
 typedef enum { PS_PRECISION_MAP(PS_PRECISION_MEMBER) } ps_precision_t;
 extern const char *const ps_precision_names[];
 
+/* Hidden layers of model mlp. */
+#define PS_WORKER_MAX_HIDDEN 15
+
 /* Sparse models run their own step loop (ps_sparse_trainer.c). */
 #define PS_MODEL_IS_SPARSE(m) ((m) == PS_MODEL_SPARSE_LR || (m) == PS_MODEL_FM)
 
@@ -56,12 +70,12 @@ typedef struct {
     char servers[PS_OPT_STR_MAX];
     char job[PS_OPT_STR_MAX];
     int64_t rank, world;
-    int model;          /* ps_model_kind_t */
+    int model; /* ps_model_kind_t */
     char hidden[PS_OPT_STR_MAX];
-    int activation;     /* ps_act_t */
-    int loss;           /* ps_loss_kind_t */
-    int task;           /* ps_task_t */
-    int data_format;    /* ps_data_format_t */
+    int activation;  /* ps_activation_t */
+    int loss;        /* ps_loss_kind_t */
+    int task;        /* ps_task_t */
+    int data_format; /* ps_data_format_t */
     char train_data[PS_OPT_STR_MAX], train_labels[PS_OPT_STR_MAX];
     char test_data[PS_OPT_STR_MAX], test_labels[PS_OPT_STR_MAX];
     int64_t label_column;
@@ -77,24 +91,32 @@ typedef struct {
     int64_t blas_threads;
     int log_level;
     int64_t progress_every_s;
-    int precision;          /* ps_precision_t (= the wire's Ps__DType) */
-    double loss_scale;      /* fp16: initial loss scale */
+    int precision;     /* ps_precision_t (= the wire's Ps__DType) */
+    double loss_scale; /* fp16: initial loss scale */
     int64_t loss_scale_window;
     int64_t eval_every_steps;
     int64_t heartbeat_ms;
     int64_t server_timeout_ms;
     int64_t request_retries;
     char stats_socket[PS_OPT_STR_MAX];
-    int64_t hash_bits;      /* libsvm: feature indices hashed into this many bits */
-    int64_t fm_dim;         /* fm: factor dimension k */
-    double init_scale;      /* sparse: rows start uniform in [-s, s] (fm factors) */
+    int64_t hash_bits; /* libsvm: feature indices hashed into this many bits */
+    int64_t fm_dim;    /* fm: factor dimension k */
+    double init_scale; /* sparse: rows start uniform in [-s, s] (fm factors) */
     double val_fraction;
     int64_t train_subset;
     int64_t split_seed;
     int64_t evals_per_epoch;
-    int64_t slice_elems;    /* wire slices of weight matrices (ps_model_spec_t) */
+    int64_t slice_elems; /* wire slices of weight matrices (ps_tables_freeze) */
     char curve_server_key_file[PS_OPT_STR_MAX];
     char curve_secret_file[PS_OPT_STR_MAX];
+    /* model net: the spec (ps_netspec.h); input empty = the data's features */
+    char input[PS_OPT_STR_MAX];
+    char layers[PS_OPT_STR_MAX];
+    /* model gpt */
+    int64_t n_layer, n_head, n_embd, block_size;
+    double dropout;
+    int64_t text_stride; /* data_format text: windows start every N bytes; 0 = block */
+    char export_onnx[PS_OPT_STR_MAX];
 } ps_worker_config_t;
 
 extern const ps_optset_t ps_worker_optset;
@@ -104,10 +126,23 @@ extern const ps_optset_t ps_worker_optset;
 void ps_worker_config_env(ps_worker_config_t *cfg);
 /* Cross-field checks: rank < world, files given for the format, etc. */
 int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err);
-/* The network the config describes for n_inputs features and n_outputs
- * (classes, or 1). */
-int ps_worker_model_spec(const ps_worker_config_t *cfg, size_t n_inputs, size_t n_outputs,
-                         ps_model_spec_t *spec, ps_errbuf_t *err);
+/* The dense model the config describes, for data of n_features values per
+ * row, as a spec or a GPT config: model net is `input` (empty: n_features)
+ * and `layers`; model gpt its options; linear, logistic, softmax and mlp
+ * the specs they are (docs/models.md), with n_outputs outputs as
+ * ps_worker_outputs gives them (an mlp of one output is a regression: mse;
+ * unused by a spec or a gpt). PS_EINVAL with err naming the option:
+ * "hidden: 'x' is not a layer width", "model 'softmax' needs class
+ * labels". The layers themselves are checked by ps_netdesc_spec and
+ * ps_net_new. */
+int ps_worker_model_desc(const ps_worker_config_t *cfg, size_t n_features, size_t n_outputs,
+                         ps_netdesc_t *desc, ps_errbuf_t *err);
+/* The option an error in the model's layers is blamed on: "layers", "gpt"
+ * (its options), or "model" for the fixed models. */
+const char *ps_worker_model_option(const ps_worker_config_t *cfg);
+/* Prefixes err's message with that option if it names a layer ("layers:
+ * layer 3 'dense(10)': needs a vector ..."); returns rc. */
+int ps_worker_model_err(const ps_worker_config_t *cfg, int rc, ps_errbuf_t *err);
 /* The optimizer spec for total_updates updates. */
 void ps_worker_optim_spec(const ps_worker_config_t *cfg, uint64_t total_updates,
                           ps_optim_spec_t *spec);
@@ -143,7 +178,7 @@ bool ps_worker_recoverable(int rc);
 /* What happened, for the log line of a recovery from rc. */
 const char *ps_worker_recovery_cause(int rc);
 
-/* Name of the configured model kind ("mlp"). */
+/* Name of the configured model kind ("mlp"; "net" when layers is set). */
 const char *ps_worker_model_name(const ps_worker_config_t *cfg);
 
 #endif

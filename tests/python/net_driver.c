@@ -9,13 +9,25 @@
  *     gradients of table i), x.npy, y.npy, out.npy (the logits), loss.txt.
  *   net_driver bench MODEL [--batch B] [--steps N]
  *     times N train_batch calls after 3 warm-up ones; prints one JSON line.
+ *   net_driver init DIR MODEL [--seed S]
+ *     writes the tables as the trainer starts them (ps_net_init_params of
+ *     the job seed) as DIR/NAME.npy: a baseline can start from them.
+ *   net_driver order N SEED EPOCH OUT.npy
+ *     writes the trainer's order of N samples (or text windows) in EPOCH
+ *     (1-based) of a job seeded SEED, as float32 indices (exact below 2^24).
+ *   net_driver run MODEL_DIR X.npy OUT.npy
+ *     loads an exported model (ps_export_load), runs forward (dropout off)
+ *     on the rows of X.npy (b x the input's row length) and writes the
+ *     logits (b x the output's floats) to OUT.npy.
  *
  * MODEL is --spec INPUT LAYERS or --gpt N_LAYER,N_HEAD,N_EMBD,BLOCK_SIZE. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
+#include "ps_export.h"
 #include "ps_net.h"
 #include "ps_npy.h"
 #include "ps_rng.h"
@@ -32,6 +44,9 @@ static int usage(void)
 {
     fprintf(stderr, "usage: net_driver dump DIR MODEL [--batch B] [--seed S]\n"
                     "       net_driver bench MODEL [--batch B] [--steps N]\n"
+                    "       net_driver init DIR MODEL [--seed S]\n"
+                    "       net_driver order N SEED EPOCH OUT.npy\n"
+                    "       net_driver run MODEL_DIR X.npy OUT.npy\n"
                     "MODEL: --spec INPUT LAYERS | --gpt N_LAYER,N_HEAD,N_EMBD,BLOCK_SIZE\n");
     return 2;
 }
@@ -44,7 +59,7 @@ static int parse_args(int argc, char **argv, args_t *a)
         return -1;
     a->mode = argv[1];
     int i = 2;
-    if (strcmp(a->mode, "dump") == 0) {
+    if (strcmp(a->mode, "dump") == 0 || strcmp(a->mode, "init") == 0) {
         if (argc < 3)
             return -1;
         a->dir = argv[i++];
@@ -179,8 +194,82 @@ static void bench(ps_net_t *net, const args_t *a, const float *x, const float *y
            loss / (double)a->steps);
 }
 
+static int run_export(const char *dir, const char *x_path, const char *out_path)
+{
+    ps_errbuf_t err;
+    float *x = NULL;
+    uint64_t shape[PS_NPY_MAX_DIMS];
+    int ndim;
+    if (ps_npy_read(x_path, &x, shape, &ndim, &err) != PS_OK || ndim != 2) {
+        fprintf(stderr, "net_driver: %s\n", x ? "X.npy must be 2-D" : err.msg);
+        free(x);
+        return 1;
+    }
+    size_t b = (size_t)shape[0];
+    ps_net_t *net = ps_export_load(dir, b ? b : 1, NULL, &err);
+    int rc = 1;
+    if (!net) {
+        fprintf(stderr, "net_driver: %s\n", err.msg);
+    } else if (shape[1] != ps_net_input_len(net)) {
+        fprintf(stderr, "net_driver: rows of %llu values, the model takes %zu\n",
+                (unsigned long long)shape[1], ps_net_input_len(net));
+    } else {
+        float *y = calloc(b ? b : 1, sizeof(float));
+        ps_net_forward(net, x, y, b, false);
+        uint64_t os[2] = {b, ps_shape_len(ps_net_output_shape(net))};
+        rc = ps_npy_write(out_path, ps_net_output(net), os, 2, &err) == PS_OK ? 0 : 1;
+        if (rc)
+            fprintf(stderr, "net_driver: %s\n", err.msg);
+        free(y);
+    }
+    ps_net_destroy(&net);
+    free(x);
+    return rc;
+}
+
+/* The trainer's shuffle_epoch. */
+static int write_order(uint64_t n, uint64_t seed, uint64_t epoch, const char *path)
+{
+    ps_errbuf_t err;
+    uint32_t *idx = malloc((n ? n : 1) * sizeof *idx);
+    float *f = malloc((n ? n : 1) * sizeof *f);
+    ps_rng_t rng;
+    ps_rng_seed(&rng, ps_rng_mix(seed, epoch));
+    for (uint64_t i = 0; i < n; i++)
+        idx[i] = (uint32_t)i;
+    ps_rng_shuffle_u32(&rng, idx, n);
+    for (uint64_t i = 0; i < n; i++)
+        f[i] = (float)idx[i];
+    int rc = ps_npy_write(path, f, &n, 1, &err) == PS_OK ? 0 : 1;
+    if (rc)
+        fprintf(stderr, "net_driver: %s\n", err.msg);
+    free(idx);
+    free(f);
+    return rc;
+}
+
+static int write_init(ps_net_t *net, const args_t *a)
+{
+    ps_net_init_params(net, a->seed);
+    mkdir(a->dir, 0755); /* or it exists: the first write says if not */
+    for (uint32_t t = 0; t < ps_net_n_tables(net); t++) {
+        char name[64], file[80];
+        uint64_t shape[PS_TABLE_MAX_DIMS];
+        int nd = ps_net_table_shape(net, t, shape);
+        snprintf(file, sizeof file, "%s.npy", ps_net_table_name(net, t, name, sizeof name));
+        if (write_npy(a->dir, file, ps_net_params(net, t), shape, nd) != 0)
+            return -1;
+    }
+    return 0;
+}
+
 int main(int argc, char **argv)
 {
+    if (argc == 5 && strcmp(argv[1], "run") == 0)
+        return run_export(argv[2], argv[3], argv[4]);
+    if (argc == 6 && strcmp(argv[1], "order") == 0)
+        return write_order(strtoull(argv[2], NULL, 10), strtoull(argv[3], NULL, 10),
+                           strtoull(argv[4], NULL, 10), argv[5]);
     args_t a;
     if (parse_args(argc, argv, &a) != 0)
         return usage();
@@ -191,7 +280,9 @@ int main(int argc, char **argv)
     float *y = malloc(a.batch * sizeof(float));
     make_batch(net, a.seed, a.batch, x, y);
     int rc = 0;
-    if (a.dir) {
+    if (strcmp(a.mode, "init") == 0) {
+        rc = write_init(net, &a);
+    } else if (a.dir) {
         ps_net_init_params(net, a.seed);
         rc = dump(net, &a, x, y);
     } else {

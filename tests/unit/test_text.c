@@ -123,6 +123,24 @@ static void test_validation_windows_cover_the_tail(void **state)
     ps_text_destroy(&t);
 }
 
+/* A test corpus: both parts, windows every block_size bytes from 0. */
+static void test_all_windows_cover_the_whole_corpus(void **state)
+{
+    (void)state;
+    ps_text_t *t = open_counting(4, 0);
+    ps_dataset_t ds;
+    ps_text_all_dataset(t, &ds);
+    /* windows from 0, 4, ..., 92 (96 + 5 would run past byte 99) */
+    assert_int_equal(ds.n, 24);
+    assert_int_equal(ds.d, 5);
+    for (size_t i = 0; i < ds.n; i++)
+        for (size_t j = 0; j < 5; j++)
+            assert_true(ds.x[i * 5 + j] == (float)(4 * i + j));
+    free(ds.x);
+    free(ds.y);
+    ps_text_destroy(&t);
+}
+
 static void test_directory_joins_data_files_in_name_order(void **state)
 {
     (void)state;
@@ -199,6 +217,7 @@ int main(void)
         cmocka_unit_test(test_split_and_windows),
         cmocka_unit_test(test_epoch_order_is_a_seeded_permutation),
         cmocka_unit_test(test_validation_windows_cover_the_tail),
+        cmocka_unit_test(test_all_windows_cover_the_whole_corpus),
         cmocka_unit_test(test_directory_joins_data_files_in_name_order),
         cmocka_unit_test(test_errors_name_the_file),
         cmocka_unit_test(test_fortunes_corpus_loads_when_installed),

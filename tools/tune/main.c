@@ -27,7 +27,8 @@ static const ps_opt_t tune_opts[] = {
     PS_OPT_INT("max_trials", O, max_trials, "0", 0, TUNE_MAX_TRIALS,
                "configurations to try; 0 = 12 (grid: always the whole product)"),
     PS_OPT_NAMES("objective", O, objective, "val_accuracy", tune_objective_names,
-                 "validation metric to optimise (loss and mae are minimised)"),
+                 "validation metric to optimise, any val_ field of the trainers' events "
+                 "(accuracy and auc are maximised, the rest minimised)"),
     PS_OPT_DBL("epochs", O, epochs, "0", 0, 1e6,
                "epochs per trial (hyperband: the most any trial gets); a whole number; 0 = the "
                "space file's fixed epochs, else the job config's"),

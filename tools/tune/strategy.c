@@ -8,7 +8,7 @@
 #include "tune.h"
 
 const char *const tune_strategy_names[] = {TUNE_STRATEGY_MAP(PS_ENUM_NAME) NULL};
-const char *const tune_objective_names[] = {TUNE_OBJECTIVE_MAP(PS_ENUM_NAME) NULL};
+const char *const tune_objective_names[] = {PS_EVAL_METRIC_MAP(TUNE_OBJECTIVE_NAME) NULL};
 const char *const tune_status_names[] = {TUNE_STATUS_MAP(PS_ENUM_NAME) NULL};
 
 /* Configurations in bracket s: ceil((s_max+1)/(s+1) * eta^s). */

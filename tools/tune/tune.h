@@ -41,12 +41,12 @@
 typedef enum { TUNE_STRATEGY_MAP(TUNE_STRATEGY_MEMBER) } tune_strategy_t;
 extern const char *const tune_strategy_names[];
 
-/* What can be optimised: a validation metric of the trainers' events. */
-#define TUNE_OBJECTIVE_MAP(XX)       \
-    XX(VAL_ACCURACY, "val_accuracy") \
-    XX(VAL_LOSS, "val_loss") XX(VAL_MAE, "val_mae") XX(VAL_AUC, "val_auc")
-#define TUNE_OBJECTIVE_MEMBER(e, s) PS_ENUM_MEMBER(TUNE_OBJ_, e)
-typedef enum { TUNE_OBJECTIVE_MAP(TUNE_OBJECTIVE_MEMBER) } tune_objective_t;
+/* What can be optimised: any validation metric of the trainers' events,
+ * by its event name (val_ + a PS_EVAL_METRIC_MAP name), so a metric a
+ * trainer gains can be tuned without a change here. */
+#define TUNE_OBJECTIVE_MEMBER(e, s) TUNE_OBJ_VAL_##e,
+#define TUNE_OBJECTIVE_NAME(e, s) "val_" s,
+typedef enum { PS_EVAL_METRIC_MAP(TUNE_OBJECTIVE_MEMBER) } tune_objective_t;
 extern const char *const tune_objective_names[];
 
 /* How a trial ended; the worst outcome of its executions names it. */

@@ -1,4 +1,5 @@
-/* ps_model.c - dense network forward/backward with cblas_sgemm.
+/* ps_model.c - dense network forward/backward with cblas_sgemm (the
+ * retired trainer model, kept as a reference for tests).
  * Row-major throughout: activations are batch x width, W is in x out. */
 #include "ps_model.h"
 

@@ -1,8 +1,10 @@
-/* ps_model.h - dense feed-forward networks trained by a worker: linear
- * regression, logistic regression and softmax regression are the networks
- * with no hidden layer and an MSE, sigmoid or softmax head; an MLP adds
- * hidden layers. Forward and backward use OpenBLAS sgemm. Each layer is two
- * tables, "denseK.W" (in x out) and "denseK.b" (out). Worker thread only. */
+/* ps_model.h - the dense networks the worker trained before ps_net took
+ * over (retired from worker/; tests only): linear regression, logistic
+ * regression and softmax regression are the networks with no hidden layer
+ * and an MSE, sigmoid or softmax head; an MLP adds hidden layers. Forward
+ * and backward use OpenBLAS sgemm. Each layer is two tables, "denseK.W"
+ * (in x out) and "denseK.b" (out). test_net checks that the specs the old
+ * model options map to compute what this computed. */
 #ifndef PS_MODEL_H
 #define PS_MODEL_H
 

@@ -1,0 +1,130 @@
+/* ps_trainer_data.c - what the dense trainer trains on and with: the
+ * data sets of the config (IDX, CSV, or a text corpus as windows) and the
+ * net it describes, checked against each other before anything is sent. */
+#include "ps_trainer_int.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "ps_log.h"
+
+/* A text corpus: training windows, the held-out tail as the validation
+ * set, a test corpus if given. The window length is the model's. */
+static int load_text(trainer_t *tr, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    ps_netspec_t spec = {0};
+    int rc = ps_worker_model_desc(c, 0, 0, &tr->desc, err);
+    if (rc == PS_OK)
+        rc = ps_netdesc_spec(&tr->desc, &spec, err);
+    size_t block = spec.input.d[0];
+    ps_netspec_fini(&spec);
+    if (rc != PS_OK)
+        return rc;
+    ps_text_opts_t o = {block, c->val_fraction, c->text_stride ? (size_t)c->text_stride : block};
+    if (!(tr->text = ps_text_open(c->train_data, &o, err)))
+        return err->code;
+    ps_text_val_dataset(tr->text, &tr->val);
+    tr->n_train = ps_text_n_windows(tr->text);
+    tr->train.d = ps_text_row_len(tr->text);
+    if (!*c->test_data)
+        return PS_OK;
+    o.val_fraction = 0;
+    ps_text_t *test = ps_text_open(c->test_data, &o, err);
+    if (!test)
+        return err->code;
+    ps_text_all_dataset(test, &tr->test);
+    ps_text_destroy(&test);
+    return PS_OK;
+}
+
+int pswk_trainer_load_data(trainer_t *tr, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    int rc;
+    if (c->data_format == PS_FORMAT_TEXT)
+        return load_text(tr, err);
+    if (c->data_format == PS_FORMAT_IDX)
+        rc = ps_data_load_idx(c->train_data, c->train_labels, &tr->train, err);
+    else
+        rc = ps_data_load_csv(c->train_data, (int)c->label_column, &tr->train, err);
+    if (rc == PS_OK && (c->val_fraction > 0 || c->train_subset > 0))
+        rc = ps_data_split(&tr->train, c->val_fraction, (size_t)c->train_subset,
+                           (uint64_t)c->split_seed, &tr->val, err);
+    tr->n_train = tr->train.n;
+    if (rc != PS_OK || !*c->test_data)
+        return rc;
+    if (c->data_format == PS_FORMAT_IDX)
+        rc = ps_data_load_idx(c->test_data, c->test_labels, &tr->test, err);
+    else
+        rc = ps_data_load_csv(c->test_data, (int)c->label_column, &tr->test, err);
+    if (rc == PS_OK && tr->test.d != tr->train.d)
+        rc = ps_err_set(err, PS_EFORMAT, "'%s' has %zu features but '%s' has %zu", c->test_data,
+                        tr->test.d, c->train_data, tr->train.d);
+    return rc;
+}
+
+/* Every byte of the corpus must be a token the net knows (a spec may
+ * embed fewer than 256 values). */
+static int check_text(const trainer_t *tr, ps_errbuf_t *err)
+{
+    uint32_t limit = ps_net_token_limit(tr->net);
+    const uint8_t *b = ps_text_bytes(tr->text);
+    for (size_t i = 0; limit < 256 && i < ps_text_n_bytes(tr->text); i++)
+        if (b[i] >= limit)
+            return ps_err_set(err, PS_EFORMAT,
+                              "'%s': byte %u at offset %zu is not below the vocabulary %u of "
+                              "the model (text is bytes: embed(256, ...))",
+                              tr->cfg->train_data, b[i], i, limit);
+    return PS_OK;
+}
+
+/* The data must fit the net: row length, labels, tokens. */
+static int check_data(const trainer_t *tr, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    char what[PS_OPT_STR_MAX + 64];
+    int rc = PS_OK;
+    if (tr->text) {
+        rc = check_text(tr, err);
+    } else {
+        snprintf(what, sizeof what, "'%s'", c->train_data);
+        rc = ps_net_check_data(tr->net, &tr->train, what, err);
+    }
+    snprintf(what, sizeof what, "the validation part of '%s'", c->train_data);
+    if (rc == PS_OK && tr->val.n)
+        rc = ps_net_check_data(tr->net, &tr->val, what, err);
+    snprintf(what, sizeof what, "'%s'", c->test_data);
+    if (rc == PS_OK && tr->test.n)
+        rc = ps_net_check_data(tr->net, &tr->test, what, err);
+    return rc;
+}
+
+/* The net the config describes, checked against the data; buffers for a
+ * batch of batch_size (the most a worker gets in one step). */
+int pswk_trainer_build_net(trainer_t *tr, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    ps_netspec_t spec = {0};
+    size_t b = (size_t)c->batch_size, n_out = 0;
+    /* a fixed model's outputs follow from the labels and the task; a spec
+     * and a gpt say their own */
+    bool fixed = !*c->layers && c->model != PS_MODEL_GPT && c->model != PS_MODEL_NET;
+    int rc = fixed ? ps_worker_outputs(c, tr->train.n_classes, &n_out, err) : PS_OK;
+    if (rc == PS_OK)
+        rc = ps_worker_model_desc(c, tr->train.d, n_out, &tr->desc, err);
+    if (rc == PS_OK && (rc = ps_netdesc_spec(&tr->desc, &spec, err)) == PS_OK &&
+        !(tr->net = ps_net_new(&spec, b, (size_t)c->slice_elems, err)))
+        rc = err->code;
+    ps_netspec_fini(&spec);
+    if (rc != PS_OK)
+        return ps_worker_model_err(c, rc, err);
+    if ((rc = check_data(tr, err)) != PS_OK)
+        return rc;
+    ps_net_init_params(tr->net, (uint64_t)c->seed);
+    tr->order = ps_xmalloc((tr->n_train ? tr->n_train : 1) * sizeof *tr->order);
+    tr->bx = ps_xmalloc(b * ps_net_input_len(tr->net) * sizeof(float));
+    tr->by = ps_xmalloc(b * sizeof(float));
+    tr->keys = ps_xmalloc(b * sizeof *tr->keys);
+    return PS_OK;
+}
