@@ -184,12 +184,18 @@ static void put_job(writer_t *w, const ps_ckpt_job_t *job, uint32_t n_chunks)
     PUT(w, n_chunks);
 }
 
-int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *chunks,
-                  const uint32_t *chunk_ids, uint32_t n_chunks, const ps_ckpt_sparse_set_t *sparse,
-                  int keep, ps_errbuf_t *err)
+uint32_t psck_head_bytes(uint32_t format)
 {
-    char jobdir[1024], path[1100];
-    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job->job);
+    return format >= 4 ? PSCK_HEAD_BYTES : PSCK_HEAD_BYTES_V3;
+}
+
+int psck_write_file(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *chunks,
+                    const uint32_t *chunk_ids, uint32_t n_chunks,
+                    const ps_ckpt_sparse_set_t *sparse, char *jobdir, size_t jobdir_cap,
+                    ps_errbuf_t *err)
+{
+    char path[1100];
+    snprintf(jobdir, jobdir_cap, "%s/%s", dir, job->job);
     if (mkdir(dir, 0750) != 0 && errno != EEXIST)
         return ps_err_set(err, PS_EIO, "cannot create '%s': %s", dir, strerror(errno));
     if (mkdir(jobdir, 0750) != 0 && errno != EEXIST)
@@ -220,10 +226,7 @@ int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *
         ps_file_abort(&pf);
         return ps_err_set(err, PS_EIO, "cannot write checkpoint '%s': %s", path, strerror(e));
     }
-    if (ps_file_commit(&pf, err) != PS_OK)
-        return PS_EIO;
-    psck_prune(jobdir, keep);
-    return PS_OK;
+    return ps_file_commit(&pf, err) == PS_OK ? PS_OK : PS_EIO;
 }
 
 /* ---- reading ---- */

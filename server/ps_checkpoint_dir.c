@@ -11,11 +11,6 @@
 #include "ps_checkpoint_int.h"
 #include "ps_log.h"
 
-uint32_t psck_head_bytes(uint32_t format)
-{
-    return format >= 4 ? PSCK_HEAD_BYTES : PSCK_HEAD_BYTES_V3;
-}
-
 static int cmp_names(const void *a, const void *b)
 {
     return strcmp(*(char *const *)a, *(char *const *)b);
@@ -75,7 +70,7 @@ static int64_t peek_base(const char *path)
 /* Deletes all but the newest keep checkpoints in jobdir and the files
  * they are deltas on (a base is older than its deltas: one pass from the
  * newest keeps every chain whole). */
-void psck_prune(const char *jobdir, int keep)
+static void prune(const char *jobdir, int keep)
 {
     char **names, path[1200];
     int n = list_ckpts(jobdir, &names);
@@ -103,6 +98,18 @@ void psck_prune(const char *jobdir, int keep)
     }
     free(kept);
     free_names(names, n);
+}
+
+int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *chunks,
+                  const uint32_t *chunk_ids, uint32_t n_chunks, const ps_ckpt_sparse_set_t *sparse,
+                  int keep, ps_errbuf_t *err)
+{
+    char jobdir[1024];
+    int rc =
+        psck_write_file(dir, job, chunks, chunk_ids, n_chunks, sparse, jobdir, sizeof jobdir, err);
+    if (rc == PS_OK)
+        prune(jobdir, keep);
+    return rc;
 }
 
 /* Reads path and, if it is a delta, the chain of files under it (each

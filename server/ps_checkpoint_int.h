@@ -1,9 +1,12 @@
-/* ps_checkpoint_int.h - what ps_checkpoint.c (one file) and
- * ps_checkpoint_dir.c (a job's files) share: the head's layout. */
+/* ps_checkpoint_int.h - what ps_checkpoint_dir.c (a job's files) takes
+ * from ps_checkpoint.c (one file): the head's layout, the file writer. */
 #ifndef PS_CHECKPOINT_INT_H
 #define PS_CHECKPOINT_INT_H
 
+#include <stddef.h>
 #include <stdint.h>
+
+#include "ps_checkpoint.h"
 
 #define PSCK_MAGIC "PSCKPT\0\0"
 /* 2: the optimizer record holds every field (1 lacked l1, l2, ftrl_beta);
@@ -15,8 +18,12 @@
 
 /* The head's length in a file of that format. */
 uint32_t psck_head_bytes(uint32_t format);
-/* Deletes all but the newest keep checkpoints in jobdir and the files
- * they are deltas on. */
-void psck_prune(const char *jobdir, int keep);
+/* Writes one checkpoint file, DIR/JOB/ckpt-CLOCK.psc (temp file, fsync,
+ * rename, fsync of the directory), and the job's directory into jobdir.
+ * ps_ckpt_write is this, then the pruning. */
+int psck_write_file(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *chunks,
+                    const uint32_t *chunk_ids, uint32_t n_chunks,
+                    const ps_ckpt_sparse_set_t *sparse, char *jobdir, size_t jobdir_cap,
+                    ps_errbuf_t *err);
 
 #endif

@@ -8,7 +8,6 @@
 #include <unistd.h>
 
 #include "ps_checkpoint.h"
-#include "ps_jobs.h"
 #include "ps_log.h"
 #include "ps_shardmap.h"
 #include "ps_time.h"
@@ -96,9 +95,10 @@ void psrv_snapshot_reap(ps_server_t *srv, bool block)
     if (srv->ckpt_child <= 0 || waitpid(srv->ckpt_child, &status, block ? 0 : WNOHANG) <= 0)
         return;
     bool ok = WIFEXITED(status) && WEXITSTATUS(status) == 0;
-    ps_job_t *job = psrv_jobs_find(srv, srv->ckpt_job);
-    if (job && ps_job_id(job) == srv->ckpt_job_id)
-        chain_written(job, srv->ckpt_clock, srv->ckpt_delta, ok);
+    for (size_t j = 0; j < srv->jobs.n; j++) /* the job may have gone meanwhile */
+        if (ps_job_id(srv->jobs.all[j]) == srv->ckpt_job_id &&
+            !strcmp(ps_job_name(srv->jobs.all[j]), srv->ckpt_job))
+            chain_written(srv->jobs.all[j], srv->ckpt_clock, srv->ckpt_delta, ok);
     if (!ok) {
         ps_log(PS_LOG_ERROR, "shard %lld: checkpoint writer (pid %d) failed",
                (long long)srv->cfg.shard, (int)srv->ckpt_child);

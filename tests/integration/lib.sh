@@ -2,6 +2,10 @@
 # run-time ports, a private work directory, deadlines on every wait, and
 # teardown that ends only the processes this test started (by PID).
 set -euo pipefail
+# Under pipefail, never `cmd | grep -q PAT`: grep -q exits at the first
+# match, cmd may then die of SIGPIPE and fail the pipeline (seen with
+# `ps-server --help`, 4 KB: 81 of 300 runs). `| grep -c PAT >/dev/null`
+# reads to the end.
 BIN=${PS_BIN:?PS_BIN must point at build/bin}
 SRC=${PS_SRC:?PS_SRC must point at the source tree}
 PY=${PS_PYTHON:-/usr/bin/python3}

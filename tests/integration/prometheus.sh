@@ -15,7 +15,7 @@ check "$mport > 0"
     >"$WORK/w.out" 2>"$WORK/w.log" || fail "worker exited $?"
 wait_for_metric() { # wait until the server's own /metrics shows the BYE
     local deadline=$((SECONDS + 10))
-    until http_get "http://127.0.0.1:$mport/metrics" | grep -q 'ps_requests_total{op="BYE"} 1'; do
+    until http_get "http://127.0.0.1:$mport/metrics" | grep -c 'ps_requests_total{op="BYE"} 1' >/dev/null; do
         [ $SECONDS -lt $deadline ] || fail "/metrics never showed the BYE"
         sleep 0.05
     done

@@ -28,11 +28,11 @@ until "$CTL" -s "$sock" --json show workers > "$WORK/workers.json" &&
 done
 "$CTL" -s "$sock" --json show info > "$WORK/info.json"
 "$CTL" -s "$sock" --json show tables > "$WORK/tables.json"
-"$CTL" -s "$sock" show tables | grep -q "dense1.W" || fail "show tables lacks dense1.W"
-"$CTL" -s "$sock" show config | grep -q "^shard 0" || fail "show config lacks shard"
+"$CTL" -s "$sock" show tables | grep -c "dense1.W" >/dev/null || fail "show tables lacks dense1.W"
+"$CTL" -s "$sock" show config | grep -c "^shard 0" >/dev/null || fail "show config lacks shard"
 "$CTL" -s "$sock" metrics > "$WORK/metrics.txt"
-"$CTL" -s "$sock" help | grep -q "show workers" || fail "help"
-"$CTL" -s "$sock" save | grep -q "ok: checkpoint requested" || fail "save"
+"$CTL" -s "$sock" help | grep -c "show workers" >/dev/null || fail "help"
+"$CTL" -s "$sock" save | grep -c "ok: checkpoint requested" >/dev/null || fail "save"
 rc=0; "$CTL" -s "$sock" show nonsense > "$WORK/bad.txt" || rc=$?
 check "$rc == 1"
 grep -q "error: unknown command" "$WORK/bad.txt" || fail "no error for a bad command"
@@ -63,7 +63,7 @@ start_server s 0 1 --stats-socket "$WORK/s.sock" --metrics-port 0
     --heartbeat_ms 100 >"$WORK/one.out" 2>"$WORK/one.log" || fail "worker exited $?"
 sleep_until_published() { # the loop publishes every poll_ms (100 ms): wait for the BYE
     local deadline=$((SECONDS + 10))
-    until "$CTL" -s "$WORK/s.sock" show info | grep -q "requests_BYE:1"; do
+    until "$CTL" -s "$WORK/s.sock" show info | grep -c "requests_BYE:1" >/dev/null; do
         [ $SECONDS -lt $deadline ] || fail "stats never showed the BYE"
         sleep 0.05
     done
@@ -145,7 +145,7 @@ STARTED_PIDS+=("$wp")
 wait_for "$WORK/ws.out" '"event":"eval"' 60
 "$CTL" -s "$WORK/worker.sock" show info > "$WORK/winfo.txt" || fail "worker show info"
 grep -q "^role:worker" "$WORK/winfo.txt" && grep -qE "^clock:[1-9]" "$WORK/winfo.txt" || fail "worker info: $(cat "$WORK/winfo.txt")"
-"$CTL" -s "$WORK/worker.sock" show tables | grep -q "dense1.W" || fail "worker tables"
-"$CTL" -s "$WORK/worker.sock" metrics | grep -q "^ps_worker_samples_total [1-9]" || fail "worker metrics"
+"$CTL" -s "$WORK/worker.sock" show tables | grep -c "dense1.W" >/dev/null || fail "worker tables"
+"$CTL" -s "$WORK/worker.sock" metrics | grep -c "^ps_worker_samples_total [1-9]" >/dev/null || fail "worker metrics"
 wait "$wp" || fail "worker exited $?"
 pass "ps-ctl against a worker: $(grep -E '^(clock|samples_per_s):' "$WORK/winfo.txt" | tr '\n' ' ')"
