@@ -106,8 +106,10 @@ static int send_sparse(ps_client_t *c, int op, uint32_t id, int64_t clock, uint3
     stage_keys(c, st, keys, n, grads, dim);
     for (uint32_t s = 0; s < c->n_shards; s++) {
         uint64_t a = st->off[s], len = st->off[s + 1] - a;
-        if (!len)
-            continue;
+        /* every shard gets the request, keys or none: a push counts the
+         * rank's clock there (a BSP round waits for every live rank's), and
+         * a pull of clock c waits there for round c-1, so no push of c can
+         * reach a shard still gathering c-1 */
         Ps__Header h;
         pscl_header_init(c, &h, op);
         h.dtype = PS__DTYPE__F32;

@@ -189,6 +189,29 @@ uint32_t psck_head_bytes(uint32_t format)
     return format >= 4 ? PSCK_HEAD_BYTES : PSCK_HEAD_BYTES_V3;
 }
 
+bool psck_peek_head(const char *path, uint32_t *crc, int64_t *base, uint32_t *base_crc)
+{
+    FILE *f = fopen(path, "rb");
+    char head[PSCK_HEAD_BYTES];
+    size_t n = f ? fread(head, 1, sizeof head, f) : 0;
+    if (f)
+        fclose(f);
+    uint32_t format = 0;
+    *base = -1;
+    *base_crc = 0;
+    if (n < PSCK_HEAD_BYTES_V3 || memcmp(head, PSCK_MAGIC, 8) != 0)
+        return false;
+    memcpy(&format, head + 8, 4);
+    memcpy(crc, head + 12, 4);
+    if (format < 4)
+        return true;
+    if (n < PSCK_HEAD_BYTES)
+        return false;
+    memcpy(base, head + PSCK_HEAD_BYTES_V3, 8);
+    memcpy(base_crc, head + PSCK_HEAD_BYTES_V3 + 8, 4);
+    return true;
+}
+
 int psck_write_file(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *chunks,
                     const uint32_t *chunk_ids, uint32_t n_chunks,
                     const ps_ckpt_sparse_set_t *sparse, char *jobdir, size_t jobdir_cap,
@@ -212,6 +235,18 @@ int psck_write_file(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const
         put_chunk(&w, chunks[i], chunk_ids[i]);
     uint32_t n_sparse = sparse ? sparse->n : 0;
     int64_t base = sparse && sparse->n ? sparse->base_clock : -1;
+    uint32_t base_crc = 0;
+    if (base >= 0) {
+        /* a delta names its base by clock and CRC, so a base rewritten
+         * since (a lower clock under SSP, a restore) is never built on;
+         * with no base to name it holds every row instead */
+        char base_path[1100];
+        int64_t unused_base;
+        uint32_t unused_crc;
+        snprintf(base_path, sizeof base_path, "%s/ckpt-%012lld.psc", jobdir, (long long)base);
+        if (!psck_peek_head(base_path, &base_crc, &unused_base, &unused_crc))
+            base = -1;
+    }
     PUT(&w, n_sparse);
     for (uint32_t i = 0; i < n_sparse; i++)
         put_sparse(&w, sparse->tables[i], base >= 0);
@@ -220,6 +255,7 @@ int psck_write_file(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const
     memcpy(head + 12, &crc, 4);
     memcpy(head + 16, &w.bytes, 8);
     memcpy(head + PSCK_HEAD_BYTES_V3, &base, 8);
+    memcpy(head + PSCK_HEAD_BYTES_V3 + 8, &base_crc, 4);
     if (w.failed || fseek(w.f, 0, SEEK_SET) != 0 ||
         fwrite(head, 1, PSCK_HEAD_BYTES, w.f) != PSCK_HEAD_BYTES) {
         int e = errno;
@@ -447,8 +483,11 @@ int ps_ckpt_read(const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
         ps_err_set(err, rc, "'%s': truncated head", path);
         goto out;
     }
-    if (format >= 4)
+    out->crc = crc;
+    if (format >= 4) {
         memcpy(&out->base_clock, head + PSCK_HEAD_BYTES_V3, 8);
+        memcpy(&out->base_crc, head + PSCK_HEAD_BYTES_V3 + 8, 4);
+    }
     if (fstat(fileno(f), &st) != 0 || (uint64_t)st.st_size != len + hb) {
         ps_err_set(err, rc, "'%s': truncated or padded: %lld bytes, header says %llu", path,
                    (long long)st.st_size, (unsigned long long)(len + hb));

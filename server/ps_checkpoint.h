@@ -5,10 +5,11 @@
  *
  * File: DIR/JOB/ckpt-CLOCK.psc (CLOCK zero-padded), little-endian:
  *   "PSCKPT\0\0" | u32 format (4) | u32 crc32(payload) | u64 payload bytes |
- *   (format 4:) i64 base clock | payload
+ *   (format 4:) i64 base clock | u32 base CRC | u32 0 | payload
  * The base clock is -1 for a self-contained file, else the clock of the
  * checkpoint its sparse tables' rows are a delta on (rows made or updated
- * since then; that file may itself be a delta, up to a full one). Format 4
+ * since then; that file may itself be a delta, up to a full one), which
+ * must still hold the payload CRC named here. Format 4
  * adds the sparse tables after the chunks: layout, clocks and rows (key,
  * then value and optimizer state).
  * The payload lists the job (name, world, staleness, generation, shard,
@@ -82,6 +83,8 @@ typedef struct ps_ckpt {
     ps_ckpt_sparse_t *sparse;
     uint32_t n_sparse;
     int64_t base_clock;   /* -1: self-contained */
+    uint32_t crc;         /* this file's payload CRC */
+    uint32_t base_crc;    /* the base file's payload CRC, as this file names it */
     struct ps_ckpt *base; /* ps_ckpt_load: the file it is a delta on (recursively) */
     void *buf;            /* the file's payload; the records point into it */
     char *fingerprint;    /* job.fingerprint's storage */

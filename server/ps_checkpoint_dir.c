@@ -48,29 +48,19 @@ static void free_names(char **names, int n)
     free(names);
 }
 
-/* The base clock in a checkpoint's head, read without the rest of the
- * file: -1 for a self-contained file (and every format before 4). */
+/* The base clock in a checkpoint's head: -1 for a self-contained file
+ * (every format before 4 too). */
 static int64_t peek_base(const char *path)
 {
-    FILE *f = fopen(path, "rb");
-    char head[PSCK_HEAD_BYTES];
-    size_t n = f ? fread(head, 1, sizeof head, f) : 0;
-    if (f)
-        fclose(f);
-    uint32_t format = 0;
-    int64_t base = -1;
-    if (n == PSCK_HEAD_BYTES && memcmp(head, PSCK_MAGIC, 8) == 0) {
-        memcpy(&format, head + 8, 4);
-        if (format >= 4)
-            memcpy(&base, head + PSCK_HEAD_BYTES_V3, 8);
-    }
-    return base;
+    uint32_t crc, base_crc;
+    int64_t base;
+    return psck_peek_head(path, &crc, &base, &base_crc) ? base : -1;
 }
 
 /* Deletes all but the newest keep checkpoints in jobdir and the files
  * they are deltas on (a base is older than its deltas: one pass from the
  * newest keeps every chain whole). */
-static void prune(const char *jobdir, int keep)
+static void prune(const char *jobdir, int keep, int64_t written)
 {
     char **names, path[1200];
     int n = list_ckpts(jobdir, &names);
@@ -80,7 +70,9 @@ static void prune(const char *jobdir, int keep)
         return; /* keep everything rather than break a chain */
     }
     for (int i = n - 1; i >= 0; i--) {
-        if (i + keep >= n)
+        /* the file just written stays even if its clock is not among the
+         * newest (SSP/ASP clocks can fall when a rank comes back) */
+        if (i + keep >= n || atoll(names[i] + 5) == written)
             kept[i] = true;
         if (!kept[i])
             continue;
@@ -108,16 +100,48 @@ int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *
     int rc =
         psck_write_file(dir, job, chunks, chunk_ids, n_chunks, sparse, jobdir, sizeof jobdir, err);
     if (rc == PS_OK)
-        prune(jobdir, keep);
+        prune(jobdir, keep, job->clock);
     return rc;
+}
+
+/* Why base is not the file the delta d names, or NULL if it is: the same
+ * payload (CRC), job, shard and world, and each sparse table in both
+ * laid out alike. */
+static const char *link_mismatch(const ps_ckpt_t *d, const ps_ckpt_t *base)
+{
+    if (base->crc != d->base_crc)
+        return "was rewritten since (another CRC)";
+    if (base->job.id != d->job.id || strcmp(base->job.job, d->job.job))
+        return "belongs to another job";
+    if (base->job.shard != d->job.shard || base->job.n_shards != d->job.n_shards ||
+        base->job.world != d->job.world)
+        return "is of another shard or world";
+    for (uint32_t i = 0; i < d->n_sparse; i++)
+        for (uint32_t k = 0; k < base->n_sparse; k++) {
+            const ps_ckpt_sparse_t *a = &d->sparse[i], *b = &base->sparse[k];
+            if (a->table_id == b->table_id &&
+                (a->dim != b->dim || a->stride != b->stride || strcmp(a->name, b->name) ||
+                 a->optim.kind != b->optim.kind))
+                return "lays out a sparse table otherwise";
+        }
+    return NULL;
 }
 
 /* Reads path and, if it is a delta, the chain of files under it (each
  * base older than the file on it, so the chain ends). */
-static int read_chain(const char *jobdir, const char *path, ps_ckpt_t *out, ps_errbuf_t *err)
+static int read_chain(const char *jobdir, const char *path, int64_t clock, ps_ckpt_t *out,
+                      ps_errbuf_t *err)
 {
     if (ps_ckpt_read(path, out, err) != PS_OK)
         return PS_EFORMAT;
+    /* a file holds the clock its name says; with base < clock inside each
+     * file, the clocks fall along a chain, so it ends */
+    if (out->job.clock != clock) {
+        ps_err_set(err, PS_EFORMAT, "'%s' holds clock %lld, not the one its name says", path,
+                   (long long)out->job.clock);
+        ps_ckpt_free(out);
+        return PS_EFORMAT;
+    }
     if (out->base_clock < 0)
         return PS_OK;
     char base_path[1100];
@@ -125,7 +149,7 @@ static int read_chain(const char *jobdir, const char *path, ps_ckpt_t *out, ps_e
              (long long)out->base_clock);
     out->base = ps_xmalloc(sizeof *out->base);
     ps_errbuf_t why;
-    if (read_chain(jobdir, base_path, out->base, &why) != PS_OK) {
+    if (read_chain(jobdir, base_path, out->base_clock, out->base, &why) != PS_OK) {
         free(out->base);
         out->base = NULL;
         ps_err_set(err, PS_EFORMAT, "a delta on '%s', which cannot be read: %s", base_path,
@@ -133,8 +157,9 @@ static int read_chain(const char *jobdir, const char *path, ps_ckpt_t *out, ps_e
         ps_ckpt_free(out);
         return PS_EFORMAT;
     }
-    if (out->base->job.id != out->job.id) {
-        ps_err_set(err, PS_EFORMAT, "a delta on '%s', which belongs to another job id", base_path);
+    const char *bad = link_mismatch(out, out->base);
+    if (bad) {
+        ps_err_set(err, PS_EFORMAT, "a delta on '%s', which %s", base_path, bad);
         ps_ckpt_free(out);
         return PS_EFORMAT;
     }
@@ -154,7 +179,7 @@ int ps_ckpt_load(const char *dir, const char *job, int64_t clock, ps_ckpt_t *out
             continue;
         snprintf(path, sizeof path, "%s/%s", jobdir, names[i]);
         ps_errbuf_t why;
-        if (read_chain(jobdir, path, out, &why) == PS_OK) {
+        if (read_chain(jobdir, path, atoll(names[i] + 5), out, &why) == PS_OK) {
             rc = PS_OK;
             break;
         }

@@ -3,6 +3,7 @@
 #ifndef PS_CHECKPOINT_INT_H
 #define PS_CHECKPOINT_INT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -13,11 +14,16 @@
  * 3: the job record holds its id, fingerprint, ranks and fp16 scaler;
  * 4: the head holds a base clock and the sparse tables follow the chunks */
 #define PSCK_FORMAT 4
-#define PSCK_HEAD_BYTES 32 /* format 4; 24 before (no base clock) */
+/* format 4: + i64 base clock, u32 the base file's CRC, u32 0 (24 before) */
+#define PSCK_HEAD_BYTES 40
 #define PSCK_HEAD_BYTES_V3 24
 
 /* The head's length in a file of that format. */
 uint32_t psck_head_bytes(uint32_t format);
+/* A file's head, read without the rest: its payload CRC and (format 4)
+ * the clock and CRC of the file it is a delta on (base -1: none). False if
+ * the file cannot be read or is not a checkpoint. */
+bool psck_peek_head(const char *path, uint32_t *crc, int64_t *base, uint32_t *base_crc);
 /* Writes one checkpoint file, DIR/JOB/ckpt-CLOCK.psc (temp file, fsync,
  * rename, fsync of the directory), and the job's directory into jobdir.
  * ps_ckpt_write is this, then the pruning. */

@@ -268,7 +268,10 @@ static psrv_reply_t *check_keys(ps_server_t *srv, psrv_request_t *rq, const ps_j
     zmq_msg_t *keys_msg = &rq->msg->parts[2];
     size_t kbytes = zmq_msg_size(keys_msg);
     uint64_t n = kbytes / sizeof(uint64_t);
-    if (kbytes % sizeof(uint64_t) || n != h->n_elems || n == 0)
+    /* no keys is a request too: a push still counts the rank's clock
+     * here, a pull still waits for the clock (the client sends both to
+     * every shard, whether its batch has keys there or not) */
+    if (kbytes % sizeof(uint64_t) || n != h->n_elems)
         return psrv_fail(rq, PS_EPROTO, "keys frame has %zu bytes for n_elems %llu", kbytes,
                          (unsigned long long)h->n_elems);
     if (n > (uint64_t)srv->cfg.max_request_keys)
@@ -359,6 +362,7 @@ psrv_reply_t *psrv_handle_sparse(ps_server_t *srv, psrv_request_t *rq)
         return sparse_push(srv, rq, job, t);
     /* a pull: parked with an aligned copy of its keys until the clock allows */
     ps_pull_t *p = park(rq, job, h->clock, 0);
+    p->sparse = true;
     zmq_msg_t *keys = &rq->msg->parts[2];
     zmq_msg_close(&p->keys);
     zmq_msg_init_size(&p->keys, zmq_msg_size(keys));

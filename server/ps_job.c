@@ -626,7 +626,7 @@ bool ps_job_pull_ready(const ps_job_t *job, const ps_pull_t *p)
     if (job->max_staleness < 0)
         return true;
     int64_t ready;
-    if (zmq_msg_size((zmq_msg_t *)&p->keys))
+    if (p->sparse)
         ready = ps_sparse_ready_clock(ps_job_sparse(job, p->table_id), job->live);
     else
         ready = ps_table_ready_clock(ps_job_chunk(job, p->table_id, p->chunk), job->live);

@@ -164,7 +164,7 @@ static bool pull_ready(void *ctx, const ps_pull_t *pull)
 static void answer_pull(void *ctx, ps_pull_t *pull)
 {
     serve_ctx_t *sc = ctx;
-    if (zmq_msg_size(&pull->keys))
+    if (pull->sparse)
         psrv_reply_rows(sc->srv, pull, ps_job_sparse(sc->job, pull->table_id));
     else
         psrv_reply_params(sc->srv, pull, ps_job_chunk(sc->job, pull->table_id, pull->chunk));

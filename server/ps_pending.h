@@ -24,6 +24,7 @@ typedef struct {
     int64_t recv_ns;      /* when the request arrived, for the latency histogram */
     int dtype;            /* values in the reply */
     int64_t clock;        /* the clock to read */
+    bool sparse;          /* a SPARSE_PULL (its keys may be none: it waits for the clock) */
     zmq_msg_t keys;       /* SPARSE_PULL: an aligned copy of the keys; empty for dense */
 } ps_pull_t;
 

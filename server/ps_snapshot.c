@@ -210,6 +210,9 @@ static int restore_chunks(ps_server_t *srv, ps_job_t *job, const ps_ckpt_t *ck, 
     uint32_t shards = (uint32_t)srv->cfg.shards;
     for (uint32_t i = 0; i < ck->n_chunks; i++) {
         const ps_ckpt_chunk_t *c = &ck->chunks[i];
+        if (c->table_id >= (uint64_t)srv->cfg.max_tables)
+            return ps_err_set(err, PS_ERANGE, "table id %u of '%s' is above max_tables %lld",
+                              c->table_id, c->name, (long long)srv->cfg.max_tables);
         uint32_t n_chunks = ps_shardmap_n_chunks(c->n_total, shards);
         ps_chunk_t where = c->chunk < n_chunks
                                ? ps_shardmap_chunk(c->n_total, c->table_id, c->chunk, shards)
@@ -241,12 +244,25 @@ static int restore_chunks(ps_server_t *srv, ps_job_t *job, const ps_ckpt_t *ck, 
     return PS_OK;
 }
 
+/* The deltas under checkpoint ck (0 for a full file). */
+static uint32_t chain_depth(const ps_ckpt_t *ck)
+{
+    uint32_t n = 0;
+    for (const ps_ckpt_t *c = ck; c->base; c = c->base)
+        n++;
+    return n;
+}
+
 /* Puts the sparse tables of checkpoint ck (with the files its rows build
  * on) into job, creating missing ones: rows, then clocks. */
-static int restore_sparse(ps_job_t *job, const ps_ckpt_t *ck, ps_errbuf_t *err)
+static int restore_sparse(ps_server_t *srv, ps_job_t *job, const ps_ckpt_t *ck, ps_errbuf_t *err)
 {
     for (uint32_t i = 0; i < ck->n_sparse; i++) {
         const ps_ckpt_sparse_t *s = &ck->sparse[i];
+        /* the file is outside input: bounded as INIT_TABLE would be */
+        if (s->table_id >= (uint64_t)srv->cfg.max_tables)
+            return ps_err_set(err, PS_ERANGE, "sparse table id %u of '%s' is above max_tables %lld",
+                              s->table_id, s->name, (long long)srv->cfg.max_tables);
         ps_job_table_t *e = ps_job_slot(job, s->table_id);
         if (!e || e->n_elems || s->world != ps_job_world(job))
             return ps_err_set(err, PS_ECONFLICT, "sparse table '%s' does not fit the job", s->name);
@@ -296,13 +312,14 @@ static ps_job_t *restore_job(ps_server_t *srv, const ps_ckpt_t *ck, ps_errbuf_t 
                               ck->job.scale_skipped};
         ps_job_set_scaler(job, &ls);
     }
-    if (restore_chunks(srv, job, ck, err) != PS_OK || restore_sparse(job, ck, err) != PS_OK) {
+    if (restore_chunks(srv, job, ck, err) != PS_OK || restore_sparse(srv, job, ck, err) != PS_OK) {
         ps_job_destroy(&job);
         return NULL;
     }
     int64_t clock = ps_job_resume_clock(job);
-    /* the rows now are the file's: the next checkpoint can build on it */
-    *ps_job_ckpt_chain(job) = (ps_job_ckpt_chain_t){ck->job.clock, 0};
+    /* the rows now are the file's: the next checkpoint can build on it,
+     * and the deltas under it count towards the next full one */
+    *ps_job_ckpt_chain(job) = (ps_job_ckpt_chain_t){ck->job.clock, chain_depth(ck)};
     if (srv->cfg.checkpoint_every)
         ps_job_set_next_checkpoint(job, next_multiple(clock, srv->cfg.checkpoint_every));
     ps_log(PS_LOG_INFO,
@@ -338,9 +355,10 @@ int psrv_snapshot_rollback(ps_server_t *srv, ps_job_t *job, int64_t clock, ps_er
                           (long long)srv->cfg.shard, ps_job_name(job), (long long)clock);
     int rc = restore_chunks(srv, job, &ck, err);
     if (rc == PS_OK)
-        rc = restore_sparse(job, &ck, err);
-    if (rc == PS_OK)
-        *ps_job_ckpt_chain(job) = (ps_job_ckpt_chain_t){clock, 0};
+        rc = restore_sparse(srv, job, &ck, err);
+    /* a table made after clock keeps rows the file does not hold: the
+     * next file holds every row */
+    *ps_job_ckpt_chain(job) = (ps_job_ckpt_chain_t){-1, 0};
     if (rc == PS_OK && ck.job.has_scaler) {
         ps_loss_scale_t ls = {(float)ck.job.scale, ck.job.scale_window, ck.job.scale_clean,
                               ck.job.scale_skipped};

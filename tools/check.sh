@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # check.sh - set up, build and run every test and checker:
-#  1. the optimised build: every test (unit, integration, accuracy, bench smoke);
+#  1. the optimised build: every test (unit, integration, accuracy, bench
+#     smoke) but the label long (the CNN's and the GPT's full accuracy runs,
+#     15-25 min each here: `ctest -L long` runs them);
 #  2. AddressSanitizer + UndefinedBehaviorSanitizer build: every test but the
 #     long accuracy runs (they exercise the code paths of the short jobs);
 #  3. ThreadSanitizer build: the tests of the threaded parts (label threads:
@@ -14,7 +16,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 tools/setup.sh
 tools/lint.sh
-(cd build && ctest --output-on-failure -j1)
+(cd build && ctest --output-on-failure -j1 -LE long)
 
 BUILD_DIR=build-asan BUILD_TYPE=Debug CMAKE_EXTRA="-DPS_SANITIZE=address,undefined" tools/setup.sh
 (cd build-asan && ASAN_OPTIONS=detect_leaks=1 ctest --output-on-failure -j1 -LE accuracy)

@@ -5,7 +5,7 @@
  * so the fuzzer reaches the record parsers instead of stopping at the CRC.
  *
  * Input: byte 0 picks the format (1 to 4), bytes 1-8 the base clock
- * (format 4), the rest is the payload. */
+ * (format 4; its base CRC is 0), the rest is the payload. */
 #include <stdlib.h>
 #include <string.h>
 #include <zlib.h>
@@ -53,8 +53,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     uint32_t format = 1 + data[0] % 4;
     uint64_t len = size - 9;
     uint32_t crc = (uint32_t)crc32(crc32(0, NULL, 0), data + 9, (uInt)len);
-    size_t head = format >= 4 ? 32 : 24;
-    uint8_t *file = malloc(head + len + 1);
+    size_t head = format >= 4 ? 40 : 24; /* format 4: + base clock, base CRC, 0 */
+    uint8_t *file = calloc(1, head + len + 1);
     memcpy(file, "PSCKPT\0\0", 8);
     memcpy(file + 8, &format, 4);
     memcpy(file + 12, &crc, 4);

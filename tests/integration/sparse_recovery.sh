@@ -7,6 +7,9 @@
 # 2. kill -9 worker 1, ps-launch restarts it: the new process resumes at
 #    the job's clock (before, it was let in at clock 0 and mixed its
 #    replayed steps into the model).
+# 3. batches so small (1 sample) that most shards get no key of a step:
+#    every shard still gets each rank's push and pull, so BSP rounds close
+#    (before, the job hung at the first step a shard had no key of).
 # (Rows bit for bit through a chain of deltas: tests/unit/test_checkpoint.c.)
 . "$(dirname "$0")/lib.sh"
 cd "$WORK"
@@ -22,6 +25,12 @@ run() { # NAME [extra ps-launch args]
     LAUNCH_PID=$!
     STARTED_PIDS+=("$LAUNCH_PID")
 }
+
+"$BIN/ps-launch" --servers 4 --workers 2 --config "$SRC/deploy/examples/click-lr.conf" \
+    --set train_data=train.svm --set test_data=test.svm --set batch_size=1 --set max_steps=300 \
+    --timeout 60 >tiny.out 2>tiny.log || fail "batch_size 1 over 4 shards: exit $? ($(grep -m1 ' E ' tiny.log))"
+check "$(json tiny.out steps) == 300"
+pass "batch_size 1 over 4 shards: 300 BSP steps, shards without a key of a step included"
 
 run plain
 wait "$LAUNCH_PID" || fail "uninterrupted sparse run exited $?"

@@ -415,6 +415,70 @@ static void test_sparse_full_and_incremental(void **state)
     ps_sparse_destroy(&t);
 }
 
+static void copy_file(const char *from, const char *to)
+{
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "cp '%s' '%s'", from, to);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* What a reviewer found: a base rewritten after its delta was written, a
+ * file written below the newest clock (SSP clocks can fall), a file
+ * renamed to another clock (a cycle), and a base of another shard. */
+static void test_sparse_chain_links_are_checked(void **state)
+{
+    (void)state;
+    ps_sparse_t *t = make_sparse();
+    ps_ckpt_t ck;
+    ps_errbuf_t err;
+    char a[512], b[512];
+    touch_keys(t, 1, 10, 0.5f);
+    write_sparse_at(t, 10, -1, 5);
+    touch_keys(t, 3, 4, 1.0f);
+    write_sparse_at(t, 20, 10, 5);
+    /* the base at 10 rewritten with other rows: the delta at 20 no longer
+     * builds on what it was written on, so the load falls back to 10 */
+    touch_keys(t, 5, 5, 2.0f);
+    write_sparse_at(t, 10, -1, 5);
+    assert_int_equal(ps_ckpt_load(dir, "sp", -1, &ck, &err), PS_OK);
+    assert_int_equal(ck.job.clock, 10);
+    ps_ckpt_free(&ck);
+    assert_true(log_mentions("was rewritten since (another CRC)"));
+
+    /* keep 1: a file written at clock 15, below the newest (20), stays,
+     * and so does a delta on it */
+    write_sparse_at(t, 15, -1, 1);
+    assert_true(ckpt_exists("sp", 15));
+    touch_keys(t, 6, 6, 1.0f);
+    write_sparse_at(t, 16, 15, 1);
+    assert_true(ckpt_exists("sp", 15) && ckpt_exists("sp", 16));
+    assert_int_equal(ps_ckpt_load(dir, "sp", 16, &ck, &err), PS_OK);
+    assert_int_equal(ck.base_clock, 15);
+    ps_ckpt_free(&ck);
+
+    /* the delta at 16 copied to the name of its own base: a cycle 15 -> 15
+     * that must end in an error, not a stack overflow */
+    snprintf(a, sizeof a, "%s/sp/ckpt-%012d.psc", dir, 16);
+    snprintf(b, sizeof b, "%s/sp/ckpt-%012d.psc", dir, 15);
+    copy_file(a, b);
+    assert_int_equal(ps_ckpt_load(dir, "sp", 16, &ck, &err), PS_ENOJOB);
+    assert_true(log_mentions("not the one its name says"));
+    ps_ckpt_remove_job(dir, "sp");
+
+    /* a delta on a full file of another shard (same job id) */
+    ps_ckpt_job_t job = {.job = "sp", .world = 2, .shard = 1, .n_shards = 2, .clock = 10, .id = 11};
+    ps_sparse_t *tables[1] = {t};
+    ps_ckpt_sparse_set_t full = {tables, 1, -1}, delta = {tables, 1, 10};
+    assert_int_equal(ps_ckpt_write(dir, &job, NULL, NULL, 0, &full, 5, &err), PS_OK);
+    job.shard = 0;
+    job.clock = 20;
+    assert_int_equal(ps_ckpt_write(dir, &job, NULL, NULL, 0, &delta, 5, &err), PS_OK);
+    assert_int_equal(ps_ckpt_load(dir, "sp", 20, &ck, &err), PS_ENOJOB);
+    assert_true(log_mentions("is of another shard or world"));
+    ps_ckpt_remove_job(dir, "sp");
+    ps_sparse_destroy(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -424,6 +488,7 @@ int main(void)
         cmocka_unit_test(test_every_optimizer_field_round_trips),
         cmocka_unit_test(test_rollback_leftovers_and_other_ids),
         cmocka_unit_test(test_sparse_full_and_incremental),
+        cmocka_unit_test(test_sparse_chain_links_are_checked),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
