@@ -6,8 +6,9 @@
 #  2. AddressSanitizer + UndefinedBehaviorSanitizer build: every test but the
 #     long accuracy runs (they exercise the code paths of the short jobs);
 #  3. ThreadSanitizer build: the tests of the threaded parts (label threads:
-#     64-client load, client/server threads, CURVE with its ZAP thread, stats
-#     thread, heartbeat threads);
+#     64-client load, client/server threads, stats thread, heartbeat
+#     threads; it_security, CURVE with its ZAP thread, is not among them:
+#     see tests/CMakeLists.txt);
 #  4. libFuzzer (clang, ASan, UBSan): each fuzz target for PS_FUZZ_SECONDS
 #     (default 45) from its seed corpus;
 #  5. Valgrind memcheck: the unit tests and a short real job.
