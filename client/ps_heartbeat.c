@@ -28,8 +28,21 @@ static void send_heartbeats(ps_client_t *c, void **socks)
         h.n_samples = atomic_load(&c->report_samples);
         uint64_t bits = atomic_load(&c->report_loss_bits);
         memcpy(&h.loss, &bits, sizeof h.loss);
-        int n = ps_wire_send_header(socks[s], &h, 0);
-        if (n > 0)
+        /* never blocking: a shard whose handshake failed (a refused key)
+         * leaves the socket no pipe to queue on, and a blocking send then
+         * waits forever, and so did the join in ps_client_stop_heartbeats
+         * (seen under TSan: a refused worker that never exited). A
+         * heartbeat that cannot be queued is skipped; the next one comes
+         * heartbeat_ms later. */
+        size_t len = ps__header__get_packed_size(&h);
+        zmq_msg_t msg;
+        if (zmq_msg_init_size(&msg, len) != 0)
+            continue;
+        ps__header__pack(&h, zmq_msg_data(&msg));
+        int n = zmq_msg_send(&msg, socks[s], ZMQ_DONTWAIT);
+        if (n < 0)
+            zmq_msg_close(&msg);
+        else
             atomic_fetch_add(&c->hb_bytes_sent, (uint64_t)n);
     }
 }
