@@ -60,9 +60,9 @@ grep -v " w1$" allow > allow.new && mv allow.new allow
 kill -HUP "$PID_s0"
 wait_for s0.log "allow-list 'allow' reloaded, 3 keys" 10
 rc=0
-deadline=$((SECONDS + 30))
+deadline=$((SECONDS + 30 * TIME_SCALE))
 while kill -0 "$victim" 2>/dev/null; do
-    [ $SECONDS -lt $deadline ] || fail "worker still running 30 s after its key was removed"
+    [ $SECONDS -lt $deadline ] || fail "worker still running $((30 * TIME_SCALE)) s after its key was removed"
     sleep 0.1
 done
 wait "$victim" || rc=$?
@@ -77,7 +77,7 @@ grep -q "^handshakes_refused:[1-9]" info.txt || fail "refusals not counted"
 grep -q "^errors_EAUTH:[1-9]" info.txt || fail "EAUTH not counted"
 kill -0 "$PID_s0" || fail "server died"
 "$BIN/ps-ctl" -e "$EP_s0" --server-key server.pub --key adm.secret shutdown >/dev/null
-deadline=$((SECONDS + 10))
+deadline=$((SECONDS + 10 * TIME_SCALE))
 while kill -0 "$PID_s0" 2>/dev/null; do
     [ $SECONDS -lt $deadline ] || fail "admin SHUTDOWN did not stop the server"
     sleep 0.05
