@@ -333,28 +333,12 @@ static int join(strainer_t *tr, bool again, ps_errbuf_t *err)
  * checkpoint if they disagree) and goes to the clock that gives. */
 static int recover(strainer_t *tr, int why, ps_errbuf_t *err)
 {
-    ps_log(PS_LOG_WARN, "worker %u: %s at clock %lld; recovering", tr->rank,
-           ps_worker_recovery_cause(why), (long long)tr->clock);
-    int rc;
     int64_t clock;
-    do { /* a recovery cut short (a shard restarts meanwhile) starts over */
-        if (tr->recoveries >= 100)
-            return ps_err_set(err, why, "worker %u: giving up after %u recoveries: %s", tr->rank,
-                              tr->recoveries, err->msg);
-        tr->recoveries++;
-        bool exact = why == PS_ERESTARTED || tr->cfg->max_staleness == 0;
-        rc = ps_client_recover(tr->client, exact, &clock, err);
-        if (ps_worker_recoverable(rc)) {
-            ps_log(PS_LOG_WARN, "worker %u: recovery cut short (%s); again", tr->rank, err->msg);
-            why = rc;
-        }
-    } while (ps_worker_recoverable(rc));
-    if (rc != PS_OK)
-        return rc;
-    ps_log(PS_LOG_NOTICE, "worker %u: rejoined at clock %lld (was at %lld)", tr->rank,
-           (long long)clock, (long long)tr->clock);
-    seek(tr, clock);
-    return PS_OK;
+    int rc = ps_worker_recover(tr->client, tr->cfg, tr->rank, why, tr->clock, &tr->recoveries, NULL,
+                               NULL, &clock, err);
+    if (rc == PS_OK)
+        seek(tr, clock); /* rows are pulled each step: nothing to read back */
+    return rc;
 }
 
 static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomic_t *stop,

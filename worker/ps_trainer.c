@@ -88,10 +88,6 @@ static uint64_t steps_per_epoch(const trainer_t *tr)
 
 /* Errors a rejoin repairs: this worker declared dead, a shard restarted,
  * the job rolled back. */
-static bool is_recoverable(int rc)
-{
-    return ps_worker_recoverable(rc);
-}
 
 /* fp16: the shards run the loss scaler over the rounds they apply; after
  * a HELLO or a rollback take their state, so a worker that joins late or
@@ -173,7 +169,7 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
         return PS_EINVAL;
     for (int tries = 1;; tries++) {
         rc = join(tr, tries > 1, err);
-        if (!is_recoverable(rc) || tries == 100)
+        if (!ps_worker_recoverable(rc) || tries == 100)
             break;
         ps_log(PS_LOG_WARN, "worker %u: joining job '%s' failed (%s); again", tr->rank, c->job,
                err->msg);
@@ -353,6 +349,16 @@ static void shuffle_epoch(trainer_t *tr, int64_t epoch)
     ps_rng_shuffle_u32(&rng, tr->order, tr->n_train);
 }
 
+/* Reads every slice's parameters at clock (the recovery's refetch). */
+static int pull_params(void *ctx, int64_t clock, ps_errbuf_t *err)
+{
+    trainer_t *tr = ctx;
+    int rc = PS_OK;
+    for (uint32_t id = 0; rc == PS_OK && id < ps_net_n_slices(tr->net); id++)
+        rc = ps_client_pull(tr->client, id, clock, 0, ps_net_slice_params(tr->net, id));
+    return rc == PS_OK ? ps_client_wait(tr->client, err) : rc;
+}
+
 /* The servers declared this worker dead (it was stopped or cut off past
  * their heartbeat timeout), a shard restarted from a checkpoint, or the job
  * was rolled back: rejoin, let the client bring every shard to one clock,
@@ -364,32 +370,11 @@ static void shuffle_epoch(trainer_t *tr, int64_t epoch)
  * a rollback to a checkpoint gives back. */
 static int recover(trainer_t *tr, int why, ps_errbuf_t *err)
 {
-    ps_log(PS_LOG_WARN, "worker %u: %s at clock %lld; recovering", tr->rank,
-           ps_worker_recovery_cause(why), (long long)tr->clock);
-    int rc;
     int64_t clock;
-    /* a recovery can itself be cut short (a shard restarts, or declares us
-     * dead, during the rollback): again, from the start */
-    do {
-        if (tr->recoveries >= 100)
-            return ps_err_set(err, why, "worker %u: giving up after %u recoveries: %s", tr->rank,
-                              tr->recoveries, err->msg);
-        tr->recoveries++;
-        bool exact = why == PS_ERESTARTED || tr->cfg->max_staleness == 0;
-        rc = ps_client_recover(tr->client, exact, &clock, err);
-        for (uint32_t id = 0; rc == PS_OK && id < ps_net_n_slices(tr->net); id++)
-            rc = ps_client_pull(tr->client, id, clock, 0, ps_net_slice_params(tr->net, id));
-        if (rc == PS_OK)
-            rc = ps_client_wait(tr->client, err);
-        if (is_recoverable(rc)) {
-            ps_log(PS_LOG_WARN, "worker %u: recovery cut short (%s); again", tr->rank, err->msg);
-            why = rc;
-        }
-    } while (is_recoverable(rc));
+    int rc = ps_worker_recover(tr->client, tr->cfg, tr->rank, why, tr->clock, &tr->recoveries,
+                               pull_params, tr, &clock, err);
     if (rc != PS_OK)
         return rc;
-    ps_log(PS_LOG_NOTICE, "worker %u: rejoined at clock %lld (was at %lld)", tr->rank,
-           (long long)clock, (long long)tr->clock);
     tr->clock = clock;
     if (tr->cfg->precision == PS__DTYPE__F16)
         adopt_scaler(tr);
@@ -485,7 +470,7 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
         if (rc == PS_OK &&
             (eval_now || (uint64_t)tr->clock % spe == 0 || (uint64_t)tr->clock >= total))
             rc = settle(tr, err);
-        if (is_recoverable(rc))
+        if (ps_worker_recoverable(rc))
             rc = recover(tr, rc, err);
         if (rc != PS_OK)
             return rc;
@@ -519,7 +504,7 @@ static int train_to_the_end(trainer_t *tr, volatile sig_atomic_t *stop, int64_t 
                                 ps_net_slice_params(tr->net, id));
         if (rc == PS_OK)
             rc = ps_client_wait(tr->client, err);
-        if (!is_recoverable(rc))
+        if (!ps_worker_recoverable(rc))
             return rc;
         ps_log(PS_LOG_WARN, "worker %u: the final model was not complete: %s", tr->rank, err->msg);
         if ((rc = recover(tr, rc, err)) != PS_OK)

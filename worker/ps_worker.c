@@ -312,6 +312,36 @@ const char *ps_worker_recovery_cause(int rc)
                                  : "the job was rolled back";
 }
 
+int ps_worker_recover(ps_client_t *client, const ps_worker_config_t *cfg, uint32_t rank, int why,
+                      int64_t at, unsigned *recoveries,
+                      int (*refetch)(void *ctx, int64_t clock, ps_errbuf_t *err), void *ctx,
+                      int64_t *clock, ps_errbuf_t *err)
+{
+    ps_log(PS_LOG_WARN, "worker %u: %s at clock %lld; recovering", rank,
+           ps_worker_recovery_cause(why), (long long)at);
+    int rc;
+    /* a recovery can itself be cut short (a shard restarts, or declares us
+     * dead, during the rollback): again, from the start */
+    do {
+        if (*recoveries >= 100)
+            return ps_err_set(err, why, "worker %u: giving up after %u recoveries: %s", rank,
+                              *recoveries, err->msg);
+        (*recoveries)++;
+        bool exact = why == PS_ERESTARTED || cfg->max_staleness == 0;
+        rc = ps_client_recover(client, exact, clock, err);
+        if (rc == PS_OK && refetch)
+            rc = refetch(ctx, *clock, err);
+        if (ps_worker_recoverable(rc)) {
+            ps_log(PS_LOG_WARN, "worker %u: recovery cut short (%s); again", rank, err->msg);
+            why = rc;
+        }
+    } while (ps_worker_recoverable(rc));
+    if (rc == PS_OK)
+        ps_log(PS_LOG_NOTICE, "worker %u: rejoined at clock %lld (was at %lld)", rank,
+               (long long)*clock, (long long)at);
+    return rc;
+}
+
 const char *ps_worker_model_name(const ps_worker_config_t *cfg)
 {
     int m = *cfg->layers && cfg->model == PS_MODEL_MLP ? PS_MODEL_NET : cfg->model;

@@ -177,6 +177,15 @@ void ps_worker_fingerprint(const ps_worker_config_t *cfg, char *buf, size_t cap)
 bool ps_worker_recoverable(int rc);
 /* What happened, for the log line of a recovery from rc. */
 const char *ps_worker_recovery_cause(int rc);
+/* Recovers a worker of rank at clock `at` from the recoverable error why:
+ * ps_client_recover (exact after a shard restart or under BSP), then
+ * refetch(ctx, clock) to read its state back there (NULL: nothing to read).
+ * A recovery cut short by another recoverable error starts over, at most
+ * 100 recoveries in all (*recoveries counts them). *clock: where to resume. */
+int ps_worker_recover(ps_client_t *client, const ps_worker_config_t *cfg, uint32_t rank, int why,
+                      int64_t at, unsigned *recoveries,
+                      int (*refetch)(void *ctx, int64_t clock, ps_errbuf_t *err), void *ctx,
+                      int64_t *clock, ps_errbuf_t *err);
 
 /* Name of the configured model kind ("mlp"; "net" when layers is set). */
 const char *ps_worker_model_name(const ps_worker_config_t *cfg);
