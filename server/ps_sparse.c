@@ -195,17 +195,16 @@ static void mark_dirty(ps_sparse_t *t, uint32_t row)
     }
 }
 
-/* The row of key, made (with its start value) if new; NULL past the limit. */
-static float *touch(ps_sparse_t *t, uint64_t key)
+/* The row number of key, made (with its start value, dirty) if new;
+ * PS_HASHMAP_NONE past the limit. */
+static uint32_t touch_row(ps_sparse_t *t, uint64_t key)
 {
     if (t->n_rows >= MAX_ROWS)
-        return ps_hashmap_get(&t->index, key) == PS_HASHMAP_NONE
-                   ? NULL
-                   : row_at(t, ps_hashmap_get(&t->index, key));
+        return ps_hashmap_get(&t->index, key);
     int inserted;
     uint32_t row = ps_hashmap_get_or_insert(&t->index, key, t->n_rows, &inserted);
     if (!inserted)
-        return row_at(t, row);
+        return row;
     if ((row >> BLOCK_SHIFT) >= t->n_blocks) {
         if (t->n_blocks == t->cap_blocks) {
             t->cap_blocks = t->cap_blocks ? t->cap_blocks * 2 : 16;
@@ -222,7 +221,14 @@ static float *touch(ps_sparse_t *t, uint64_t key)
     float *r = row_at(t, row);
     for (uint32_t j = 0; j < t->dim; j++)
         r[j] = ps_sparse_init_value(t->seed, t->id, key, j, t->init_scale);
-    return r;
+    return row;
+}
+
+/* The row of key, made if new; NULL past the limit. */
+static float *touch(ps_sparse_t *t, uint64_t key)
+{
+    uint32_t row = touch_row(t, key);
+    return row == PS_HASHMAP_NONE ? NULL : row_at(t, row);
 }
 
 int ps_sparse_pull(ps_sparse_t *t, const uint64_t *keys, uint64_t n, float *out)
@@ -290,11 +296,11 @@ static void step_row(const ps_sparse_t *t, float *r, const float *g)
 
 int ps_sparse_apply(ps_sparse_t *t, uint64_t key, const float *grad)
 {
-    float *r = touch(t, key);
-    if (!r)
+    uint32_t row = touch_row(t, key);
+    if (row == PS_HASHMAP_NONE)
         return PS_ERANGE;
-    step_row(t, r, grad);
-    mark_dirty(t, ps_hashmap_get(&t->index, key));
+    step_row(t, row_at(t, row), grad);
+    mark_dirty(t, row);
     return PS_OK;
 }
 
@@ -429,11 +435,10 @@ void ps_sparse_clear(ps_sparse_t *t)
 
 int ps_sparse_put_row(ps_sparse_t *t, uint64_t key, const float *row)
 {
-    float *r = touch(t, key);
-    if (!r)
+    uint32_t i = touch_row(t, key);
+    if (i == PS_HASHMAP_NONE)
         return PS_ERANGE;
-    memcpy(r, row, t->stride * sizeof(float));
-    uint32_t i = ps_hashmap_get(&t->index, key);
+    memcpy(row_at(t, i), row, t->stride * sizeof(float));
     uint8_t *bits = &t->block_dirty[i >> BLOCK_SHIFT][(i & (BLOCK_ROWS - 1)) >> 3];
     if (*bits & (1u << (i & 7))) {
         *bits &= (uint8_t) ~(1u << (i & 7));
