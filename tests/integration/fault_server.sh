@@ -35,15 +35,7 @@ shard_pid() { # LOG SHARD [NTH]: the pid of the NTH (default: last) start of tha
 }
 
 same_model() { # REF NAME
-    "$PY" - "$WORK/$1" "$WORK/$2" <<'PYEOF' || fail "$2: the model differs from $1's"
-import json, sys, numpy as np
-a, b = sys.argv[1], sys.argv[2]
-meta = json.load(open(f"{a}/model.json"))
-diff = max(float(np.abs(np.load(f"{a}/{t['file']}") - np.load(f"{b}/{t['file']}")).max())
-           for t in meta["tables"])
-print(f"max abs difference from {a}: {diff}")
-sys.exit(0 if diff == 0.0 else 1)
-PYEOF
+    models_equal "$WORK/$1" "$WORK/$2" || fail "$2: the model differs from $1's"
 }
 
 kill_shard() { # LOG SHARD: kill -9 its current process

@@ -35,15 +35,8 @@ run_job() { # NAME [extra ps-launch args]
 }
 
 same_model() { # NAME: its saved model equals the uninterrupted run's, bit for bit
-    "$PY" - "$WORK/plain.model" "$WORK/$1.model" <<'PYEOF' || fail "$1: the model differs from the uninterrupted run's"
-import json, sys, numpy as np
-a, b = sys.argv[1], sys.argv[2]
-meta = json.load(open(f"{a}/model.json"))
-diff = max(float(np.abs(np.load(f"{a}/{t['file']}") - np.load(f"{b}/{t['file']}")).max())
-           for t in meta["tables"])
-print(f"max abs difference from the uninterrupted run: {diff}")
-sys.exit(0 if diff == 0.0 else 1)
-PYEOF
+    models_equal "$WORK/plain.model" "$WORK/$1.model" ||
+        fail "$1: the model differs from the uninterrupted run's"
 }
 
 run_job plain

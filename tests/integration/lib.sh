@@ -78,6 +78,20 @@ PYEOF
 }
 
 # check EXPR...: evaluates a Python boolean expression; fails with it if false.
+# models_equal DIR_A DIR_B: the two saved models (ps-launch --save-model)
+# are bit for bit the same; prints the largest difference.
+models_equal() {
+    "$PY" - "$1" "$2" <<'PYEOF'
+import json, sys, numpy as np
+a, b = sys.argv[1], sys.argv[2]
+meta = json.load(open(f"{a}/model.json"))
+diff = max(float(np.abs(np.load(f"{a}/{t['file']}") - np.load(f"{b}/{t['file']}")).max())
+           for t in meta["tables"])
+print(f"max abs difference between {a} and {b}: {diff}")
+sys.exit(0 if diff == 0.0 else 1)
+PYEOF
+}
+
 check() {
     "$PY" -c "import sys; sys.exit(0 if ($*) else 1)" || fail "expected: $*"
 }
