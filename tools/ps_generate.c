@@ -14,8 +14,10 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "ps_blas.h"
 #include "ps_config.h"
 #include "ps_export.h"
+#include "ps_log.h"
 #include "ps_rng.h"
 
 extern void openblas_set_num_threads(int n);
@@ -23,6 +25,7 @@ extern void openblas_set_num_threads(int n);
 typedef struct {
     char model[PS_OPT_STR_MAX], prompt[PS_OPT_STR_MAX];
     int64_t length, top_k, seed, blas_threads;
+    int blas_core; /* ps_blas_core_t */
     double temperature;
 } gen_config_t;
 
@@ -36,6 +39,8 @@ static const ps_opt_t gen_opts[] = {
     PS_OPT_INT("top_k", G, top_k, "0", 0, 256, "sample among the k likeliest bytes; 0 = all"),
     PS_OPT_INT("seed", G, seed, "1", 0, 1LL << 62, "seed of the draws"),
     PS_OPT_INT("blas_threads", G, blas_threads, "1", 1, 256, "OpenBLAS threads"),
+    PS_OPT_NAMES("blas_core", G, blas_core, "auto", ps_blas_core_names,
+                 "OpenBLAS kernel set, as ps-worker's blas_core"),
 };
 #undef G
 
@@ -114,6 +119,8 @@ int main(int argc, char **argv)
         fprintf(stderr, "ps-generate: %s\n", err.msg);
         return EX_USAGE;
     }
+    ps_log_init("ps-generate", PS_LOG_INFO);
+    ps_blas_select("ps-generate", (ps_blas_core_t)c.blas_core, argv);
     openblas_set_num_threads((int)c.blas_threads);
     ps_net_t *net = ps_export_load(c.model, 1, NULL, &err);
     if (!net) {

@@ -22,7 +22,10 @@ for _ in $(seq 300); do [ -f "$work/ready" ] && break; sleep 0.1; done
 [ -f "$work/ready" ] || { echo "FAIL: ps-server under valgrind not ready in 30 s" >&2; exit 1; }
 ep=$(awk '/^endpoint/{print $2}' "$work/ready")
 FM=/usr/share/datasets/fashion-mnist
+# blas_core openblas: auto may execute the worker again with other kernels,
+# and that run would escape Valgrind (no --trace-children).
 "${VG[@]}" "$build/bin/ps-worker" --servers "$ep" --model softmax --max_steps 30 --lr 0.1 \
+    --blas_core openblas \
     --data_format idx --train_data $FM/train-images-idx3-ubyte.gz \
     --train_labels $FM/train-labels-idx1-ubyte.gz --test_data $FM/t10k-images-idx3-ubyte.gz \
     --test_labels $FM/t10k-labels-idx1-ubyte.gz --request_timeout_ms 120000 --server_timeout_ms 0 \

@@ -5,13 +5,13 @@
 #include <string.h>
 #include <sysexits.h>
 
+#include "ps_blas.h"
 #include "ps_log.h"
 #include "ps_proc.h"
 #include "ps_trainer.h"
 #include "ps_worker.h"
 
-/* OpenBLAS extensions, declared here because Debian's cblas.h may not. */
-extern char *openblas_get_corename(void);
+/* OpenBLAS extension, declared here because Debian's cblas.h may not. */
 extern void openblas_set_num_threads(int n);
 
 static volatile sig_atomic_t stop_signal;
@@ -60,14 +60,12 @@ int main(int argc, char **argv)
         return EX_CONFIG;
     }
     ps_log_init("ps-worker", (ps_log_level_t)cfg.log_level);
+    ps_blas_select("worker", (ps_blas_core_t)cfg.blas_core, argv);
     ps_proc_on_stop(on_signal);
     openblas_set_num_threads((int)cfg.blas_threads);
-    ps_log(PS_LOG_INFO, "worker %lld of %lld: OpenBLAS core '%s', %lld thread(s)%s",
-           (long long)cfg.rank, (long long)cfg.world, openblas_get_corename(),
-           (long long)cfg.blas_threads,
-           strcmp(openblas_get_corename(), "Prescott") == 0
-               ? " (generic kernels: set OPENBLAS_CORETYPE, see docs/operations.md)"
-               : "");
+    ps_log(PS_LOG_INFO, "worker %lld of %lld: OpenBLAS core '%s', %lld thread(s)",
+           (long long)cfg.rank, (long long)cfg.world, ps_blas_core_running(),
+           (long long)cfg.blas_threads);
     rc = ps_trainer_run(&cfg, &stop_signal, &err);
     if (rc != PS_OK) {
         ps_log(PS_LOG_ERROR, "%s", err.msg);

@@ -1,6 +1,7 @@
 /* ps_worker.c - ps-worker options and their interpretation. */
 #include "ps_worker.h"
 
+#include "ps_blas.h"
 #include "ps_log.h"
 #include "ps_name.h"
 #include "ps_onnx.h"
@@ -82,6 +83,10 @@ static const ps_opt_t worker_opts[] = {
                "rank 0 evaluates the test set every N epochs; 0 = only at the end"),
     PS_OPT_STR("save_model", W, save_model, "", "rank 0 writes .npy tables and model.json here"),
     PS_OPT_INT("blas_threads", W, blas_threads, "1", 1, 256, "OpenBLAS threads"),
+    PS_OPT_NAMES("blas_core", W, blas_core, "auto", ps_blas_core_names,
+                 "OpenBLAS kernel set: auto = OpenBLAS's pick, unless that is its generic "
+                 "Prescott on a CPU with AVX2/AVX-512 (then Haswell/SkylakeX); openblas = "
+                 "always OpenBLAS's pick; or a family name"),
     PS_OPT_NAMES("log_level", W, log_level, "info", ps_log_level_names,
                  "least severe level logged"),
     PS_OPT_INT("progress_every_s", W, progress_every_s, "5", 0, 86400,

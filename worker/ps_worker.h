@@ -89,6 +89,7 @@ typedef struct {
     int64_t eval_every;
     char save_model[PS_OPT_STR_MAX];
     int64_t blas_threads;
+    int blas_core; /* ps_blas_core_t */
     int log_level;
     int64_t progress_every_s;
     int precision;     /* ps_precision_t (= the wire's Ps__DType) */
