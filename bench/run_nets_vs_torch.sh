@@ -11,9 +11,11 @@
 #        seconds per epoch (medians, ps / torch);
 #   gpt: validation loss after STEPS steps (ps / torch) and tokens per
 #        second of training (medians, ps / torch; > 1: ps is faster).
-# Debian's OpenBLAS may pick its Prescott kernels on this CPU; run once as
-# is and once with OPENBLAS_CORETYPE=SkylakeX (or Haswell) exported; both
-# sides use the same OpenBLAS (PyTorch's matrix products go through it).
+# Both sides run the same OpenBLAS kernels (PyTorch's matrix products go
+# through the system OpenBLAS; its convolutions are oneDNN's): ps-worker
+# picks them at run time (blas_core auto, docs/operations.md) and PyTorch
+# gets OPENBLAS_CORETYPE set to what the ps workers logged. Export
+# OPENBLAS_CORETYPE to pin both.
 # Usage: bench/run_nets_vs_torch.sh cnn|gpt [BUILD_DIR] [ROUNDS] [EPOCHS|STEPS]
 set -euo pipefail
 model=${1:?usage: run_nets_vs_torch.sh cnn|gpt [BUILD_DIR] [ROUNDS] [EPOCHS|STEPS]}
@@ -35,11 +37,13 @@ conf=$src/deploy/examples/$([ "$model" = cnn ] && echo fashion-cnn.conf || echo 
 for r in $(seq "$rounds"); do
     "$build/bin/ps-launch" --servers 2 --workers 2 --config "$conf" --set progress_every_s=0 \
         "${ps_set[@]}" >"$work/ps$r.out" 2>"$work/ps$r.log"
-    "$py" "$src/bench/torch_nets_ddp.py" "$model" --net-driver "$build/bin/net_driver" \
+    core=$(sed -n "s/.*worker 0 of 2: OpenBLAS core '\([A-Za-z0-9]*\)'.*/\1/p" "$work/ps$r.log" | head -1)
+    [ -n "$core" ] || { echo "no 'OpenBLAS core' line in the ps workers' log" >&2; exit 1; }
+    OPENBLAS_CORETYPE=$core "$py" "$src/bench/torch_nets_ddp.py" "$model" --net-driver "$build/bin/net_driver" \
         "${th_set[@]}" >"$work/torch$r.out" 2>"$work/torch$r.log"
 done
 "$py" - "$work" "$model" "$rounds" "$len" "$(lscpu | sed -n 's/^Model name: *//p')" \
-    "${OPENBLAS_CORETYPE:-default}" <<'PYEOF'
+    "$core" <<'PYEOF'
 import json, statistics, sys
 w, model, rounds, length, cpu, core = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
 def events(name):
