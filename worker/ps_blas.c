@@ -90,7 +90,15 @@ void ps_blas_select(const char *prog, ps_blas_core_t choice, char **argv)
                prog, strerror(errno), running);
         return;
     }
-    execv("/proc/self/exe", argv);
+    /* The binary's own path, not /proc/self/exe: the kernel names the
+     * process after the file executed, and ps, top and journald should
+     * still see ps-worker, not "exe". */
+    char self[4096];
+    ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (len > 0) {
+        self[len] = '\0';
+        execv(self, argv);
+    }
     ps_log(PS_LOG_WARN, "%s: cannot execute itself again with OPENBLAS_CORETYPE=%s: %s; running "
            "OpenBLAS core '%s'", prog, want, strerror(errno), running);
     unsetenv("OPENBLAS_CORETYPE");

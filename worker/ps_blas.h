@@ -36,7 +36,7 @@ const char *ps_blas_auto_core(const char *picked);
  * prog names the program in the log. If that differs from what runs and
  * OPENBLAS_CORETYPE is unset (a value the user set wins, and the variable
  * being set is what stops a second round), sets OPENBLAS_CORETYPE and
- * executes /proc/self/exe with argv: it returns only when nothing had to
+ * executes its own binary (/proc/self/exe's target) with argv: it returns only when nothing had to
  * change or the exec failed (logged as a warning; the job runs on with the
  * kernels it has). Logs one line saying which kernels run and why; call
  * after ps_log_init and before starting threads or opening files. */

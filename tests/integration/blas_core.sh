@@ -13,11 +13,16 @@ run_worker() {
     local name=$1; shift
     "$BIN/ps-worker" --servers tcp://127.0.0.1:1 --model softmax --data_format idx \
         --train_data "$FM/train-images-idx3-ubyte.gz" --train_labels "$FM/train-labels-idx1-ubyte.gz" \
-        --request_timeout_ms 50 --request_retries 0 "$@" 2>"$WORK/$name.log" &
+        --request_timeout_ms "${HELLO_MS:-50}" --request_retries 0 "$@" 2>"$WORK/$name.log" &
     local pid=$!
     STARTED_PIDS+=("$pid")
-    local deadline=$((SECONDS + 60 * TIME_SCALE))
+    local deadline=$((SECONDS + 60 * TIME_SCALE)) comm=""
     while kill -0 "$pid" 2>/dev/null; do
+        # Once the rank line is out the worker waits HELLO_MS for a reply:
+        # time to read the name the kernel gives the process after exec.
+        if [ -z "$comm" ] && grep -sc "worker 0 of 1: OpenBLAS" "$WORK/$name.log" >/dev/null; then
+            comm=$(cat "/proc/$pid/comm" 2>/dev/null || true)
+        fi
         [ $SECONDS -lt $deadline ] || fail "$name: worker $pid did not end in $((60 * TIME_SCALE)) s"
         sleep 0.05
     done
@@ -29,6 +34,7 @@ run_worker() {
     pids=$(sed -n 's/.* ps-worker\[\([0-9]*\)\] .*/\1/p' "$WORK/$name.log" | sort -u)
     [ "$pids" = "$pid" ] || fail "$name: log lines from PID(s) $pids, not the started $pid"
     printf -v "CORE_$name" '%s' "$core"
+    printf -v "COMM_$name" '%s' "$comm"
 }
 
 run_worker own --blas_core openblas
@@ -41,13 +47,14 @@ if [ "$CORE_own" = Prescott ]; then
 fi
 echo "OpenBLAS picks '$CORE_own' here; blas_core auto should run '$expected'"
 
-run_worker auto
+HELLO_MS=5000 run_worker auto
 [ "$CORE_auto" = "$expected" ] || fail "blas_core auto ran '$CORE_auto', expected '$expected'"
+[ "$COMM_auto" = ps-worker ] || fail "after blas_core auto the process is named '$COMM_auto', not ps-worker"
 if [ "$expected" != "$CORE_own" ]; then
     grep -c "OpenBLAS picked '$CORE_own' for this CPU; blas_core auto runs '$expected'" \
         "$WORK/auto.log" >/dev/null || fail "auto: the log does not say why the kernels changed"
 fi
-pass "blas_core auto runs '$CORE_auto' (OpenBLAS alone: '$CORE_own'), same PID"
+pass "blas_core auto runs '$CORE_auto' (OpenBLAS alone: '$CORE_own'), same PID, still named ps-worker"
 
 OPENBLAS_CORETYPE=Prescott run_worker user
 [ "$CORE_user" = Prescott ] || fail "OPENBLAS_CORETYPE=Prescott set by the user ran '$CORE_user'"
