@@ -66,27 +66,39 @@ static bool is_data_file(const char *dir, const char *name)
     return lstat(path, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-/* The data files of dir in name order, joined. */
-static int read_dir(const char *dir, uint8_t **buf, size_t *len, size_t *cap, ps_errbuf_t *err)
+/* *names = dir's data files in name order, *n of them (the caller frees
+ * each and the array). */
+static int list_dir(const char *dir, char ***names_out, size_t *n, ps_errbuf_t *err)
 {
+    *n = 0;
+    *names_out = NULL;
     DIR *d = opendir(dir);
     if (!d)
         return ps_err_set(err, PS_EIO, "cannot open '%s': %s", dir, strerror(errno));
     char **names = NULL;
-    size_t n = 0, ncap = 0;
+    size_t ncap = 0;
     for (struct dirent *e; (e = readdir(d));) {
         if (!is_data_file(dir, e->d_name))
             continue;
-        if (n == ncap) {
+        if (*n == ncap) {
             ncap = ncap ? 2 * ncap : 64;
             names = ps_xrealloc(names, ncap * sizeof *names);
         }
-        names[n++] = ps_xstrdup(e->d_name);
+        names[(*n)++] = ps_xstrdup(e->d_name);
     }
     closedir(d);
-    if (n)
-        qsort(names, n, sizeof *names, by_name);
-    int rc = PS_OK;
+    if (*n)
+        qsort(names, *n, sizeof *names, by_name);
+    *names_out = names;
+    return PS_OK;
+}
+
+/* The data files of dir in name order, joined. */
+static int read_dir(const char *dir, uint8_t **buf, size_t *len, size_t *cap, ps_errbuf_t *err)
+{
+    size_t n;
+    char **names;
+    int rc = list_dir(dir, &names, &n, err);
     for (size_t i = 0; i < n; i++) {
         char path[4096];
         snprintf(path, sizeof path, "%s/%s", dir, names[i]);
@@ -96,6 +108,35 @@ static int read_dir(const char *dir, uint8_t **buf, size_t *len, size_t *cap, ps
     }
     free(names);
     return rc;
+}
+
+int ps_text_corpus_size(const char *path, uint64_t *bytes, uint64_t *files)
+{
+    struct stat st;
+    *bytes = *files = 0;
+    if (stat(path, &st) != 0)
+        return -1;
+    if (!S_ISDIR(st.st_mode)) {
+        *bytes = (uint64_t)st.st_size;
+        *files = 1;
+        return 0;
+    }
+    ps_errbuf_t err;
+    size_t n;
+    char **names;
+    if (list_dir(path, &names, &n, &err) != PS_OK)
+        return -1;
+    for (size_t i = 0; i < n; i++) {
+        char file[4096];
+        snprintf(file, sizeof file, "%s/%s", path, names[i]);
+        if (stat(file, &st) == 0) {
+            *bytes += (uint64_t)st.st_size;
+            ++*files;
+        }
+        free(names[i]);
+    }
+    free(names);
+    return 0;
 }
 
 /* Train and validation parts each hold at least one window. */

@@ -29,6 +29,11 @@ typedef struct ps_text ps_text_t;
 ps_text_t *ps_text_open(const char *path, const ps_text_opts_t *opts, ps_errbuf_t *err);
 /* Frees *text_p and sets it to NULL. Safe with NULL or twice. */
 void ps_text_destroy(ps_text_t **text_p);
+/* The bytes and files ps_text_open would read at path (a file: its size
+ * and 1), without reading them: what the job's fingerprint records, so a
+ * corpus that changed under a job is noticed. 0, or -1 if path cannot be
+ * read (errno set). */
+int ps_text_corpus_size(const char *path, uint64_t *bytes, uint64_t *files);
 
 size_t ps_text_n_bytes(const ps_text_t *t);
 size_t ps_text_n_train_bytes(const ps_text_t *t);

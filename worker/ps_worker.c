@@ -5,6 +5,7 @@
 #include "ps_log.h"
 #include "ps_name.h"
 #include "ps_onnx.h"
+#include "ps_text.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -508,7 +509,14 @@ void ps_worker_fingerprint(const ps_worker_config_t *cfg, char *buf, size_t cap)
         ps_config_value_str(opt, cfg, value, sizeof value);
         len += (size_t)snprintf(buf + len, cap - len, "%s=%s\n", opt->name, value);
     }
+    /* What the data is, not only its name: a corpus directory is the sum
+     * of the files the text reader joins (a directory's own size does not
+     * change when a file in it grows). */
+    uint64_t bytes, files;
     struct stat st;
-    if (len < cap && stat(cfg->train_data, &st) == 0)
-        snprintf(buf + len, cap - len, "train_data.bytes=%lld\n", (long long)st.st_size);
+    if (len < cap && ps_text_corpus_size(cfg->train_data, &bytes, &files) == 0)
+        len += (size_t)snprintf(buf + len, cap - len, "train_data.bytes=%llu\n",
+                                (unsigned long long)bytes);
+    if (len < cap && stat(cfg->train_data, &st) == 0 && S_ISDIR(st.st_mode))
+        snprintf(buf + len, cap - len, "train_data.files=%llu\n", (unsigned long long)files);
 }

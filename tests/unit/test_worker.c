@@ -8,7 +8,9 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ps_net.h"
 #include "ps_worker.h"
@@ -196,6 +198,49 @@ static void test_the_fingerprint_covers_the_net_options(void **state)
     assert_string_equal(fp_base, fp_other);
 }
 
+/* A text corpus given as a directory is fingerprinted by what the reader
+ * joins: a file that grows changes the job, a file the reader skips
+ * ("*.dat", dot files) does not. */
+static void test_the_fingerprint_covers_a_corpus_directory(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ps-test-corpus.XXXXXX", path[256];
+    assert_non_null(mkdtemp(dir));
+    const char *const files[] = {"a", "b", "b.dat", ".hidden"};
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        FILE *f = fopen(path, "w");
+        assert_non_null(f);
+        fputs("some text\n", f);
+        fclose(f);
+    }
+    ps_worker_config_t cfg;
+    make_cfg(&cfg, (const char *[]){"data_format", "text", "train_data", dir, NULL});
+    char before[4096], after[4096];
+    ps_worker_fingerprint(&cfg, before, sizeof before);
+    assert_non_null(strstr(before, "train_data.bytes=20\ntrain_data.files=2\n"));
+    for (size_t i = 2; i < 4; i++) { /* the reader skips these: no change */
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        FILE *f = fopen(path, "a");
+        fputs("more\n", f);
+        fclose(f);
+    }
+    ps_worker_fingerprint(&cfg, after, sizeof after);
+    assert_string_equal(before, after);
+    snprintf(path, sizeof path, "%s/b", dir);
+    FILE *f = fopen(path, "a");
+    fputs("x", f);
+    fclose(f);
+    ps_worker_fingerprint(&cfg, after, sizeof after);
+    if (strcmp(before, after) == 0)
+        fail_msg("a corpus file grew and the fingerprint stayed:\n%s", after);
+    for (size_t i = 0; i < 4; i++) {
+        snprintf(path, sizeof path, "%s/%s", dir, files[i]);
+        unlink(path);
+    }
+    rmdir(dir);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -205,6 +250,7 @@ int main(void)
         cmocka_unit_test(test_bad_models_are_refused_naming_the_option),
         cmocka_unit_test(test_shape_errors_name_the_option_and_the_layer),
         cmocka_unit_test(test_the_fingerprint_covers_the_net_options),
+        cmocka_unit_test(test_the_fingerprint_covers_a_corpus_directory),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
