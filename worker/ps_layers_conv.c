@@ -310,6 +310,34 @@ static void maxpool_plane(const pool_t *pl, const float *img, float *y, uint32_t
         }
 }
 
+/* maxpool_plane for the common 2x2 window of stride 2: the same
+ * comparisons in the same order (so the same maxima and arguments, ties
+ * to the first), but each output independent of its neighbours, so the
+ * loop vectorises instead of running one dependent select after another. */
+PSWK_VECTOR_CLONES
+static void maxpool2_plane(const pool_t *pl, const float *img, float *y, uint32_t *arg)
+{
+    size_t w = pl->w, wo = pl->wo;
+    for (size_t oh = 0; oh < pl->ho; oh++) {
+        const float *r0 = img + 2 * oh * w, *r1 = r0 + w;
+        float *yr = y + oh * wo;
+        uint32_t *ar = arg + oh * wo, top_row = (uint32_t)(2 * oh * w);
+        for (size_t ow = 0; ow < wo; ow++) {
+            float a = r0[2 * ow], b = r0[2 * ow + 1], c = r1[2 * ow], d = r1[2 * ow + 1];
+            uint32_t top = top_row + (uint32_t)(2 * ow), best = top;
+            float m = a;
+            best = b > m ? top + 1 : best;
+            m = b > m ? b : m;
+            best = c > m ? top + (uint32_t)w : best;
+            m = c > m ? c : m;
+            best = d > m ? top + (uint32_t)w + 1 : best;
+            m = d > m ? d : m;
+            yr[ow] = m;
+            ar[ow] = best;
+        }
+    }
+}
+
 static void avgpool_plane(const pool_t *pl, const float *img, float *y)
 {
     float inv = 1.0f / (float)(pl->k * pl->k);
@@ -329,8 +357,11 @@ static int pool_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pa
     pool_t *pl = (pool_t *)l;
     (void)p;
     size_t in = pl->h * pl->w, out = pl->ho * pl->wo;
+    bool two_by_two = pl->k == 2 && pl->stride == 2;
     for (size_t n = 0; n < b * pl->c; n++) {
-        if (pl->is_max)
+        if (pl->is_max && two_by_two)
+            maxpool2_plane(pl, x + n * in, y + n * out, pl->argmax + n * out);
+        else if (pl->is_max)
             maxpool_plane(pl, x + n * in, y + n * out, pl->argmax + n * out);
         else
             avgpool_plane(pl, x + n * in, y + n * out);

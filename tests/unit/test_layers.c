@@ -201,6 +201,58 @@ static void test_conv2d_in_chunks_matches_one_chunk(void **state)
     ps_net_destroy(&whole);
 }
 
+/* Max pooling against a plain reference, on inputs full of ties (values
+ * from {0, 1, 2}) and sizes that leave a column and a row out: the
+ * maxima, and the input each gradient goes to (the first maximum of the
+ * window, row by row, as PyTorch on the CPU). 2x2 windows of stride 2
+ * take a separate, vectorised path; 3x3 of stride 2 the general one. */
+static void test_max_pooling_matches_a_reference_with_ties(void **state)
+{
+    (void)state;
+    const size_t b = 2, c = 3, h = 7, w = 9;
+    const size_t ks[][2] = {{2, 2}, {3, 2}, {2, 1}};
+    ps_rng_t rng;
+    ps_rng_seed(&rng, SEED);
+    float x[2 * 3 * 7 * 9], dx[2 * 3 * 7 * 9], want_dx[2 * 3 * 7 * 9];
+    for (size_t i = 0; i < b * c * h * w; i++)
+        x[i] = (float)ps_rng_below(&rng, 3);
+    for (size_t t = 0; t < sizeof ks / sizeof ks[0]; t++) {
+        size_t k = ks[t][0], s = ks[t][1], ho = (h - k) / s + 1, wo = (w - k) / s + 1;
+        ps_layer_desc_t d;
+        ps_layer_desc_init(&d, PS_LAYER_MAXPOOL, NULL);
+        d.arg[0] = (double)k;
+        d.arg[1] = (double)s;
+        ps_errbuf_t err = {0};
+        ps_layer_t *l = ps_layer_new(&d, (ps_shape_t){PS_SHAPE_IMG, {3, 7, 9}}, NULL, 0, b, &err);
+        assert_non_null(l);
+        float y[2 * 3 * 7 * 9], dy[2 * 3 * 7 * 9];
+        assert_int_equal(l->ops->forward(l, x, y, b, NULL), 0);
+        memset(want_dx, 0, sizeof want_dx);
+        for (size_t n = 0; n < b * c; n++)
+            for (size_t oh = 0; oh < ho; oh++)
+                for (size_t ow = 0; ow < wo; ow++) {
+                    const float *img = x + n * h * w;
+                    size_t best = oh * s * w + ow * s;
+                    for (size_t i = 0; i < k; i++)
+                        for (size_t j = 0; j < k; j++)
+                            if (img[(oh * s + i) * w + ow * s + j] > img[best])
+                                best = (oh * s + i) * w + ow * s + j;
+                    size_t o = n * ho * wo + oh * wo + ow;
+                    if (y[o] != img[best])
+                        fail_msg("k %zu stride %zu: output %zu is %g, want %g", k, s, o,
+                                 (double)y[o], (double)img[best]);
+                    dy[o] = (float)(o + 1);
+                    want_dx[n * h * w + best] += dy[o];
+                }
+        l->ops->backward(l, x, y, dy, dx, b, NULL);
+        for (size_t i = 0; i < b * c * h * w; i++)
+            if (dx[i] != want_dx[i])
+                fail_msg("k %zu stride %zu: dx[%zu] is %g, want %g", k, s, i, (double)dx[i],
+                         (double)want_dx[i]);
+        ps_layer_destroy(&l);
+    }
+}
+
 static void test_pooling_gradients(void **state)
 {
     (void)state;
@@ -363,6 +415,7 @@ int main(void)
         cmocka_unit_test(test_conv2d_gradients_with_stride_and_padding),
         cmocka_unit_test_teardown(test_conv2d_in_chunks_matches_one_chunk, restore_chunk),
         cmocka_unit_test(test_pooling_gradients),
+        cmocka_unit_test(test_max_pooling_matches_a_reference_with_ties),
         cmocka_unit_test(test_activation_gradients),
         cmocka_unit_test(test_dropout_gradients_with_fixed_masks),
         cmocka_unit_test(test_layernorm_gradients),
