@@ -56,6 +56,7 @@ extern const char *const ps_event_kind_names[];
     PS_EVAL_METRIC_MAP(PS_EVENT_TEST_FIELD)     \
     PS_EVAL_METRIC_MAP(PS_EVENT_VAL_FIELD)      \
     XX(EPOCH_S, "epoch_s", NUM)                 \
+    XX(SERVER_WAIT_S, "server_wait_s", NUM)     \
     XX(WALL_S, "wall_s", NUM)                   \
     XX(SAMPLES_PER_S, "samples_per_s", NUM)     \
     XX(BYTES_SENT, "bytes_sent", INT)           \

@@ -53,14 +53,19 @@ static void on_grad_ready(void *ctx, uint32_t id)
 static int on_params_needed(void *ctx, uint32_t id)
 {
     trainer_t *tr = ctx;
+    int64_t t0 = ps_time_ns();
     tr->wait_rc = ps_client_wait_table(tr->client, id, &tr->wait_err);
+    tr->server_wait_ns += ps_time_ns() - t0;
     return tr->wait_rc;
 }
 
 /* Every reply in: before anything but forward reads the parameters. */
 static int settle(trainer_t *tr, ps_errbuf_t *err)
 {
-    return ps_client_wait(tr->client, err);
+    int64_t t0 = ps_time_ns();
+    int rc = ps_client_wait(tr->client, err);
+    tr->server_wait_ns += ps_time_ns() - t0;
+    return rc;
 }
 
 /* fp16: after the whole backward pass, either every table goes out scaled
@@ -268,7 +273,7 @@ static void add_metrics(const trainer_t *tr, const ps_dataset_t *ds, ps_eval_set
 }
 
 static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64_t n,
-                         double epoch_s, bool evaluate)
+                         double epoch_s, double wait_s, bool evaluate)
 {
     ps_event_t ev;
     ps_event_init(&ev, PS_EVENT_EPOCH);
@@ -284,13 +289,16 @@ static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64
         add_metrics(tr, &tr->val, PS_EVAL_VAL, &ev);
     double sps = epoch_s > 0 ? (double)n * tr->world / epoch_s : 0;
     ps_log(tr->rank == 0 ? PS_LOG_INFO : PS_LOG_DEBUG,
-           "worker %u: epoch %lld/%lld train_loss %.4f%s samples/s %.0f (%.2f s)", tr->rank,
-           (long long)epoch, (long long)tr->cfg->epochs, train_loss, human, sps, epoch_s);
+           "worker %u: epoch %lld/%lld train_loss %.4f%s samples/s %.0f (%.2f s, %.2f s of it "
+           "waiting for the servers)",
+           tr->rank, (long long)epoch, (long long)tr->cfg->epochs, train_loss, human, sps, epoch_s,
+           wait_s);
     ps_event_set_int(&ev, PS_EF_RANK, tr->rank);
     ps_event_set_num(&ev, PS_EF_EPOCH, (double)epoch);
     ps_event_set_int(&ev, PS_EF_STEPS, tr->clock);
     ps_event_set_num(&ev, PS_EF_TRAIN_LOSS, train_loss);
     ps_event_set_num(&ev, PS_EF_EPOCH_S, epoch_s);
+    ps_event_set_num(&ev, PS_EF_SERVER_WAIT_S, wait_s);
     ps_event_set_num(&ev, PS_EF_SAMPLES_PER_S, sps);
     ps_event_print(&ev, stdout);
     ps_event_fini(&ev);
@@ -384,7 +392,8 @@ static int recover(trainer_t *tr, int why, ps_errbuf_t *err)
 typedef struct {
     int64_t epoch; /* 0: none started */
     double t0, last_progress, loss_sum;
-    uint64_t n0; /* tr->samples when it started */
+    uint64_t n0;      /* tr->samples when it started */
+    int64_t wait0_ns; /* tr->server_wait_ns when it started */
 } epoch_t;
 
 static void end_epoch(trainer_t *tr, const epoch_t *e)
@@ -394,7 +403,8 @@ static void end_epoch(trainer_t *tr, const epoch_t *e)
     uint64_t n = tr->samples - e->n0;
     const ps_worker_config_t *c = tr->cfg;
     bool eval = tr->rank == 0 && c->eval_every && e->epoch % c->eval_every == 0;
-    report_epoch(tr, e->epoch, n ? e->loss_sum / (double)n : 0, n, ps_time_wall_s() - e->t0, eval);
+    report_epoch(tr, e->epoch, n ? e->loss_sum / (double)n : 0, n, ps_time_wall_s() - e->t0,
+                 (double)(tr->server_wait_ns - e->wait0_ns) / 1e9, eval);
 }
 
 /* On a terminal, rank 0 keeps one live line up to date (\r, 4 times a
@@ -461,7 +471,8 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
         if (epoch != e.epoch) {
             end_epoch(tr, &e);
             shuffle_epoch(tr, epoch);
-            e = (epoch_t){epoch, ps_time_wall_s(), ps_time_wall_s(), 0, tr->samples};
+            e = (epoch_t){epoch, ps_time_wall_s(), ps_time_wall_s(), 0, tr->samples,
+                          tr->server_wait_ns};
             *epochs_run = epoch;
         }
         int rc = train_step(tr, step, &e.loss_sum, err);

@@ -38,6 +38,7 @@ typedef struct {
     ps_errbuf_t wait_err;
     ps_loss_scale_t scaler; /* fp16 only */
     uint64_t samples;       /* samples trained by this worker */
+    int64_t server_wait_ns; /* blocked on the servers' replies in training, so far */
     double t_start;
     double t_train;      /* when the first step started */
     unsigned recoveries; /* rejoins and rollbacks so far */

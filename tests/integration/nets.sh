@@ -33,6 +33,8 @@ for name, metrics in (("cnn", ["test_loss", "test_accuracy"]), ("mlp", ["test_lo
     epoch = [e for e in ev if e["event"] == "epoch"][-1]
     for m in metrics:
         assert m in done and m in epoch, (name, m, done, epoch)
+    # the time the workers' steps were blocked on the servers: part of the epoch
+    assert 0 < epoch["server_wait_s"] < epoch["epoch_s"], (name, epoch)
     assert done["peak_rss_bytes"] > 10e6, done
     print(f"{name}: {', '.join(f'{m} {done[m]:.4f}' for m in metrics)}; "
           f"largest worker peak RSS {done['peak_rss_bytes'] / 1e6:.1f} MB")
