@@ -392,6 +392,15 @@ const char *ps_job_world_problem(const ps_job_t *job, int64_t now_ms, int64_t lo
     return NULL;
 }
 
+void ps_job_reopen_rank(ps_job_t *job, uint32_t rank)
+{
+    ps_rank_t *r = &job->ranks[rank];
+    if (!r->done || r->left)
+        return;
+    r->done = false;
+    job->live[rank] = !(r->dead && job->max_staleness != 0);
+}
+
 void ps_job_restore_rank(ps_job_t *job, uint32_t rank, bool done, bool left, bool dead,
                          int64_t now_ms)
 {

@@ -125,6 +125,12 @@ void ps_job_forgive_silence(ps_job_t *job, int64_t now_ms);
  * of the job's creation. SSP/ASP go on without lost ranks: always NULL. */
 const char *ps_job_world_problem(const ps_job_t *job, int64_t now_ms, int64_t lost_ms,
                                  int64_t assemble_ms, char *why, size_t cap);
+/* A ROLLBACK to a clock before rank said DONE: rank is back in the
+ * barriers (not done), to replay the steps after that clock; until it
+ * HELLOs again and pushes, the rounds wait for it. A rank that said BYE
+ * stays gone; one declared dead keeps that state (the claim of its
+ * restarted worker clears it). */
+void ps_job_reopen_rank(ps_job_t *job, uint32_t rank);
 /* Puts rank's membership back as a checkpoint saved it (done, left, dead). */
 void ps_job_restore_rank(ps_job_t *job, uint32_t rank, bool done, bool left, bool dead,
                          int64_t now_ms);

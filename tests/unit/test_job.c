@@ -219,6 +219,33 @@ static void test_a_done_rank_that_dies_can_be_taken_over(void **state)
 }
 
 /* The first option that differs is named with both values. */
+/* A rollback to a clock before the ranks' DONE puts them back in the
+ * barriers (psrv_snapshot_rollback): the first worker back must not close
+ * a replayed round alone while the other one has yet to HELLO again. A
+ * rank that said BYE stays out. */
+static void test_a_rollback_before_done_puts_the_rank_back_in_the_barrier(void **state)
+{
+    (void)state;
+    serve_t s = {job_with_table(3, 0), {0}};
+    for (uint32_t r = 0; r < 3; r++)
+        join(s.job, r, "a", 0);
+    ps_job_finish_rank(s.job, 0, false);
+    ps_job_finish_rank(s.job, 1, false);
+    ps_job_finish_rank(s.job, 2, true);
+    assert_true(ps_job_all_done(s.job));
+    for (uint32_t r = 0; r < 3; r++)
+        ps_job_reopen_rank(s.job, r);
+    assert_false(ps_job_all_done(s.job));
+    assert_string_equal(ps_job_rank_state(s.job, 1), "live");
+    assert_string_equal(ps_job_rank_state(s.job, 2), "left");
+    park(s.job, 0, 1, 0); /* rank 0 replays clock 0 and wants clock 1 */
+    push(s.job, 0, 0);
+    assert_int_equal(serve(&s), 0); /* rank 1 is in the round again */
+    push(s.job, 1, 0);
+    assert_int_equal(serve(&s), 1);
+    ps_job_destroy(&s.job);
+}
+
 static void test_fingerprints_name_the_first_difference(void **state)
 {
     (void)state;
@@ -318,6 +345,7 @@ int main(void)
         cmocka_unit_test(test_ssp_goes_on_without_a_dead_rank),
         cmocka_unit_test(test_a_rank_has_one_live_owner),
         cmocka_unit_test(test_a_done_rank_that_dies_can_be_taken_over),
+        cmocka_unit_test(test_a_rollback_before_done_puts_the_rank_back_in_the_barrier),
         cmocka_unit_test(test_fingerprints_name_the_first_difference),
         cmocka_unit_test(test_a_stalled_server_forgives_the_silence),
         cmocka_unit_test(test_a_world_that_never_assembles_is_a_problem),
