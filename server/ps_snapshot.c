@@ -369,8 +369,8 @@ int psrv_snapshot_rollback(ps_server_t *srv, ps_job_t *job, int64_t clock, ps_er
      * could close the replayed rounds alone (a model with half the
      * gradients, and nothing would say so). */
     for (uint32_t r = 0; rc == PS_OK && r < ps_job_world(job); r++) {
-        bool done_then = ck.job.rank_state && r < ck.job.world &&
-                         (ck.job.rank_state[r] & PS_CKPT_RANK_DONE);
+        bool done_then =
+            ck.job.rank_state && r < ck.job.world && (ck.job.rank_state[r] & PS_CKPT_RANK_DONE);
         if (!done_then)
             ps_job_reopen_rank(job, r);
     }

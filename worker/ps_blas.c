@@ -81,8 +81,10 @@ void ps_blas_select(const char *prog, ps_blas_core_t choice, char **argv)
             ps_log(PS_LOG_INFO, "%s: OpenBLAS core '%s' (OPENBLAS_CORETYPE=%s is set)", prog,
                    running, user);
         else if (strcmp(running, "Prescott") == 0 && strcmp(ps_blas_auto_core(running), running))
-            ps_log(PS_LOG_INFO, "%s: OpenBLAS core 'Prescott' are its generic kernels; "
-                   "blas_core auto would run '%s' on this CPU", prog, ps_blas_auto_core(running));
+            ps_log(PS_LOG_INFO,
+                   "%s: OpenBLAS core 'Prescott' are its generic kernels; "
+                   "blas_core auto would run '%s' on this CPU",
+                   prog, ps_blas_auto_core(running));
         return;
     }
     if (setenv("OPENBLAS_CORETYPE", want, 1) != 0 || setenv(PS_BLAS_PICKED_ENV, running, 1) != 0) {
@@ -99,8 +101,10 @@ void ps_blas_select(const char *prog, ps_blas_core_t choice, char **argv)
         self[len] = '\0';
         execv(self, argv);
     }
-    ps_log(PS_LOG_WARN, "%s: cannot execute itself again with OPENBLAS_CORETYPE=%s: %s; running "
-           "OpenBLAS core '%s'", prog, want, strerror(errno), running);
+    ps_log(PS_LOG_WARN,
+           "%s: cannot execute itself again with OPENBLAS_CORETYPE=%s: %s; running "
+           "OpenBLAS core '%s'",
+           prog, want, strerror(errno), running);
     unsetenv("OPENBLAS_CORETYPE");
     unsetenv(PS_BLAS_PICKED_ENV);
 }

@@ -16,9 +16,14 @@
 /* auto: keep OpenBLAS's pick unless it is Prescott on a CPU that runs
  * AVX2 or AVX-512 (then Haswell or SkylakeX); openblas: always keep
  * OpenBLAS's pick; a family name: run that kernel set. */
-#define PS_BLAS_CORE_MAP(XX)                                                              \
-    XX(AUTO, "auto") XX(OPENBLAS, "openblas") XX(PRESCOTT, "Prescott") XX(HASWELL, "Haswell") \
-        XX(SKYLAKEX, "SkylakeX") XX(COOPERLAKE, "Cooperlake") XX(ZEN, "Zen")
+#define PS_BLAS_CORE_MAP(XX)     \
+    XX(AUTO, "auto")             \
+    XX(OPENBLAS, "openblas")     \
+    XX(PRESCOTT, "Prescott")     \
+    XX(HASWELL, "Haswell")       \
+    XX(SKYLAKEX, "SkylakeX")     \
+    XX(COOPERLAKE, "Cooperlake") \
+    XX(ZEN, "Zen")
 #define PS_BLAS_CORE_MEMBER(e, s) PS_ENUM_MEMBER(PS_BLAS_CORE_, e)
 typedef enum { PS_BLAS_CORE_MAP(PS_BLAS_CORE_MEMBER) } ps_blas_core_t;
 extern const char *const ps_blas_core_names[];

@@ -471,8 +471,8 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
         if (epoch != e.epoch) {
             end_epoch(tr, &e);
             shuffle_epoch(tr, epoch);
-            e = (epoch_t){epoch, ps_time_wall_s(), ps_time_wall_s(), 0, tr->samples,
-                          tr->server_wait_ns};
+            e = (epoch_t){epoch, ps_time_wall_s(), ps_time_wall_s(),
+                          0,     tr->samples,      tr->server_wait_ns};
             *epochs_run = epoch;
         }
         int rc = train_step(tr, step, &e.loss_sum, err);

@@ -20,8 +20,13 @@ static ps_job_t *job_with_table(uint32_t world, int staleness)
     ps_job_t *job = ps_job_new("j", world, staleness, 0);
     static const uint64_t shape[1] = {4};
     const float init[4] = {0};
-    ps_table_params_t p = {.name = "w", .n_total = 4, .shape = shape, .ndim = 1, .len = 4,
-                           .world = world, .max_staleness = staleness,
+    ps_table_params_t p = {.name = "w",
+                           .n_total = 4,
+                           .shape = shape,
+                           .ndim = 1,
+                           .len = 4,
+                           .world = world,
+                           .max_staleness = staleness,
                            .optim = {.kind = PS_OPTIM_SGD, .lr = 1}};
     ps_errbuf_t err;
     ps_job_table_t *e = ps_job_dense(job, 0, 4, 1);
@@ -257,8 +262,8 @@ static void test_fingerprints_name_the_first_difference(void **state)
     assert_string_equal(why, "option 'lr' is '0.5' in this job, '0.02' in the worker");
     assert_false(ps_job_same_config(job, "model=mlp\nlr=0.5\n", why, sizeof why));
     assert_non_null(strstr(why, "'seed'"));
-    assert_false(ps_job_same_config(job, "model=mlp\nlr=0.5\nseed=1\nbatch_size=32\n", why,
-                                    sizeof why));
+    assert_false(
+        ps_job_same_config(job, "model=mlp\nlr=0.5\nseed=1\nbatch_size=32\n", why, sizeof why));
     assert_non_null(strstr(why, "'batch_size' is '' in this job, '32'"));
     ps_job_destroy(&job);
 }

@@ -133,8 +133,8 @@ static void check_spec(const char *input, const char *layers, uint32_t vocab)
     make_batch(net, &rng, B, vocab, x, y);
     uint64_t keys[B] = {11, 22, 33};
     ps_net_set_sample_keys(net, keys, B);
-    double loss = ps_net_train_batch(net, x, ps_net_input_shape(net).kind == PS_SHAPE_TOKENS ? NULL : y,
-                                     B, NULL, NULL, NULL);
+    double loss = ps_net_train_batch(
+        net, x, ps_net_input_shape(net).kind == PS_SHAPE_TOKENS ? NULL : y, B, NULL, NULL, NULL);
     assert_true(isfinite(loss));
     double again = ps_net_forward(net, x, y, B, true);
     assert_true(fabs(loss - again) <= 1e-9 * fabs(loss));
@@ -157,8 +157,8 @@ static void test_dense_gradients(void **state)
 static void test_conv2d_gradients_with_stride_and_padding(void **state)
 {
     (void)state;
-    check_spec("2x7x7", "conv2d(3,3,stride=2,pad=1) tanh conv2d(2,2) flatten dense(3) cross_entropy",
-               0);
+    check_spec("2x7x7",
+               "conv2d(3,3,stride=2,pad=1) tanh conv2d(2,2) flatten dense(3) cross_entropy", 0);
     check_spec("1x6x5", "conv2d(2,3,bias=0) tanh conv2d(3,3,pad=2,stride=3) flatten mse", 0);
 }
 
@@ -302,11 +302,13 @@ static void test_attention_gradients(void **state)
 static void test_residual_gradients_nested_and_adjacent(void **state)
 {
     (void)state;
-    check_spec("6", "dense(6) residual[ tanh dense(6) ] residual[ residual[ dense(6) ] tanh ] "
-                    "dense(3) cross_entropy",
+    check_spec("6",
+               "dense(6) residual[ tanh dense(6) ] residual[ residual[ dense(6) ] tanh ] "
+               "dense(3) cross_entropy",
                0);
-    check_spec("6", "dense(6) residual[ ] residual[ dense(6) residual[ tanh ] ] dense(2) "
-                    "cross_entropy",
+    check_spec("6",
+               "dense(6) residual[ ] residual[ dense(6) residual[ tanh ] ] dense(2) "
+               "cross_entropy",
                0);
 }
 
