@@ -21,4 +21,8 @@ psrv_reply_t *psrv_handle_init_table(ps_server_t *srv, psrv_request_t *rq);
 psrv_reply_t *psrv_handle_push_pull(ps_server_t *srv, psrv_request_t *rq);
 psrv_reply_t *psrv_handle_sparse(ps_server_t *srv, psrv_request_t *rq);
 
+/* The REPLICA_* ops, another shard's (ps_handler_replica.c): storing,
+ * listing, serving and dropping the replicas this shard holds for it. */
+psrv_reply_t *psrv_handle_replica(ps_server_t *srv, psrv_request_t *rq);
+
 #endif

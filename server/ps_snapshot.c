@@ -9,6 +9,7 @@
 
 #include "ps_checkpoint.h"
 #include "ps_log.h"
+#include "ps_replica.h"
 #include "ps_shardmap.h"
 #include "ps_time.h"
 
@@ -106,6 +107,7 @@ void psrv_snapshot_reap(ps_server_t *srv, bool block)
     } else {
         srv->stats.checkpoints_written++;
         srv->stats.last_checkpoint_ms = ps_time_ms();
+        psrv_replicator_offer(srv->replicator, srv->ckpt_job, srv->ckpt_job_id, srv->ckpt_clock);
         ps_log(srv->ckpt_final ? PS_LOG_INFO : PS_LOG_DEBUG,
                "job '%s': %s%scheckpoint at clock %lld written", srv->ckpt_job,
                srv->ckpt_final ? "final " : "", srv->ckpt_delta ? "incremental " : "",
@@ -197,6 +199,7 @@ int psrv_snapshot_all(ps_server_t *srv)
         } else {
             srv->stats.checkpoints_written++;
             srv->stats.last_checkpoint_ms = ps_time_ms();
+            psrv_replicator_offer(srv->replicator, ps_job_name(job), ps_job_id(job), clock);
             ps_log(PS_LOG_INFO, "job '%s': checkpoint written at clock %lld", ps_job_name(job),
                    (long long)ps_job_resume_clock(job));
         }
@@ -381,6 +384,7 @@ void psrv_snapshot_remove_job(ps_server_t *srv, const ps_job_t *job)
         return;
     psrv_snapshot_reap(srv, true);
     ps_ckpt_remove_job_id(srv->cfg.state_dir, ps_job_name(job), ps_job_id(job));
+    psrv_replicator_offer_drop(srv->replicator, ps_job_name(job), ps_job_id(job));
 }
 
 int psrv_snapshot_clocks(ps_server_t *srv, const char *job, int64_t **clocks)
