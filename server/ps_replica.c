@@ -3,6 +3,7 @@
 #include "ps_replica.h"
 
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -79,8 +80,9 @@ static void *open_peer(void *ctx, const psrv_replica_cfg_t *cfg, const char *end
                        size_t cap)
 {
     void *s = zmq_socket(ctx, ZMQ_DEALER);
-    int zero = 0;
+    int zero = 0, send_ms = (int)cfg->timeout_ms;
     zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(s, ZMQ_SNDTIMEO, &send_ms, sizeof send_ms); /* a full pipe never blocks us */
     ps_errbuf_t err;
     if (cfg->curve && ps_curve_client_socket(s, cfg->server_key, cfg->keys.public_z85,
                                              cfg->keys.secret_z85, &err) != PS_OK) {
@@ -104,9 +106,10 @@ static void free_bytes(void *data, void *hint)
 
 /* Sends h (and bytes, owned from here on, if not NULL) and waits until
  * deadline_ms for the reply to h->request_id: PS_OK with *reply set (the
- * caller closes it), PS_ETIME, or PS_ENET; why says what happened. */
+ * caller closes it), PS_ETIME, PS_EINTR (*cancel was set: the wait is cut
+ * into slices of 50 ms to look at it), or PS_ENET; why says what happened. */
 static int call_peer(void *s, const Ps__Header *h, void *bytes, size_t len, int64_t deadline_ms,
-                     ps_wire_msg_t *reply, char *why, size_t cap)
+                     const atomic_bool *cancel, ps_wire_msg_t *reply, char *why, size_t cap)
 {
     if (ps_wire_send_header(s, h, bytes ? ZMQ_SNDMORE : 0) < 0) {
         free(bytes);
@@ -124,12 +127,17 @@ static int call_peer(void *s, const Ps__Header *h, void *bytes, size_t len, int6
     for (;;) {
         int64_t left = deadline_ms - ps_time_ms();
         zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
-        if (left <= 0 || zmq_poll(&it, 1, (long)left) == 0) {
-            snprintf(why, cap, "no answer to %s within the deadline", ps_op_name(h->op));
+        if (cancel && atomic_load(cancel)) {
+            snprintf(why, cap, "%s given up: stopping", ps_op_name(h->op));
+            return PS_EINTR;
+        }
+        if (left <= 0) {
+            snprintf(why, cap, "no answer to %s within %s", ps_op_name(h->op),
+                     "replica_timeout_ms");
             return PS_ETIME;
         }
-        if (!(it.revents & ZMQ_POLLIN))
-            continue; /* EINTR */
+        if (zmq_poll(&it, 1, (long)(left < 50 ? left : 50)) <= 0 || !(it.revents & ZMQ_POLLIN))
+            continue; /* a slice passed, or EINTR */
         if (ps_wire_recv(s, reply, 0) != PS_OK || reply->n_parts < 1) {
             ps_wire_msg_close(reply);
             continue;
@@ -173,6 +181,7 @@ struct psrv_replicator {
     pthread_mutex_t lock; /* guards everything below, and holders' acked rings */
     pthread_cond_t wake;
     bool stop;
+    atomic_bool cancel; /* set with stop: a wait for a holder ends early */
     entry_t queue[QUEUE_MAX];
     uint32_t head, n;
     size_t queued_bytes, sending_bytes;
@@ -247,7 +256,8 @@ static int ask_holder(psrv_replicator_t *r, uint32_t i, Ps__Header *h, void *byt
     }
     h->request_id = ++r->seq;
     ps_wire_msg_t reply = {0};
-    int rc = call_peer(hd->sock, h, bytes, len, ps_time_ms() + r->cfg.timeout_ms, &reply, why, cap);
+    int rc = call_peer(hd->sock, h, bytes, len, ps_time_ms() + r->cfg.timeout_ms, &r->cancel,
+                       &reply, why, cap);
     if (rc != PS_OK) {
         zmq_close(hd->sock);
         hd->sock = NULL;
@@ -394,6 +404,7 @@ psrv_replicator_t *psrv_replicator_start(void *ctx, const psrv_replica_cfg_t *cf
     psrv_replicator_t *r = ps_xcalloc(1, sizeof *r);
     r->cfg = *cfg;
     r->ctx = ctx;
+    atomic_init(&r->cancel, false);
     pthread_mutex_init(&r->lock, NULL);
     pthread_cond_init(&r->wake, NULL);
     if (pthread_create(&r->thread, NULL, sender_main, r) != 0) {
@@ -488,6 +499,7 @@ void psrv_replicator_stop(psrv_replicator_t **rp)
         return;
     pthread_mutex_lock(&r->lock);
     r->stop = true;
+    atomic_store(&r->cancel, true);
     pthread_cond_signal(&r->wake);
     pthread_mutex_unlock(&r->lock);
     pthread_join(r->thread, NULL);
@@ -516,7 +528,7 @@ static int fetch_file(void *s, const psrv_replica_cfg_t *cfg, const char *job, i
         h.n_shards = cfg->n_shards;
         h.clock = clock;
         ps_wire_msg_t reply = {0};
-        int rc = call_peer(s, &h, NULL, 0, ps_time_ms() + cfg->timeout_ms, &reply, why, cap);
+        int rc = call_peer(s, &h, NULL, 0, ps_time_ms() + cfg->timeout_ms, NULL, &reply, why, cap);
         if (rc != PS_OK)
             return rc;
         Ps__Header *rh = ps_wire_unpack_header(&reply.parts[0]);
@@ -567,7 +579,7 @@ static int fetch_from(void *s, const psrv_replica_cfg_t *cfg, char *why, size_t 
     h.shard = cfg->shard;
     h.n_shards = cfg->n_shards;
     ps_wire_msg_t reply = {0};
-    int rc = call_peer(s, &h, NULL, 0, ps_time_ms() + cfg->timeout_ms, &reply, why, cap);
+    int rc = call_peer(s, &h, NULL, 0, ps_time_ms() + cfg->timeout_ms, NULL, &reply, why, cap);
     if (rc != PS_OK)
         return rc;
     Ps__Header *rh = ps_wire_unpack_header(&reply.parts[0]);

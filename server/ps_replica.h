@@ -91,8 +91,9 @@ typedef struct {
     char last_error[PSRV_REPLICA_MAX][256]; /* the holder's latest trouble, "" if none */
 } psrv_replica_status_t;
 void psrv_replicator_status(psrv_replicator_t *r, psrv_replica_status_t *out);
-/* Stops the thread (a send under way ends within timeout_ms; what is still
- * queued is not sent) and frees r; NULL-safe, sets *rp to NULL. */
+/* Stops the thread (a wait for a holder under way is given up within 50
+ * ms; what is still queued is not sent) and frees r; NULL-safe, sets *rp
+ * to NULL. */
 void psrv_replicator_stop(psrv_replicator_t **rp);
 
 #endif
