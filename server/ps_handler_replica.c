@@ -14,6 +14,7 @@
 #include "ps_name.h"
 #include "ps_reply.h"
 #include "ps_replica.h"
+#include "ps_replica_store.h"
 #include "ps_time.h"
 
 /* The owner's directory of rq's replicas into dir, or the error reply:
@@ -37,48 +38,69 @@ static psrv_reply_t *replica_target(ps_server_t *srv, psrv_request_t *rq, bool n
     return NULL;
 }
 
-static psrv_reply_t *refuse_put(ps_server_t *srv, psrv_request_t *rq, int code, const char *why)
+static psrv_reply_t *refuse_put(ps_server_t *srv, uint32_t owner, const char *peer,
+                                psrv_request_t *rq, int code, const char *why)
 {
     srv->stats.replicas_refused++;
     snprintf(srv->stats.replica_error, sizeof srv->stats.replica_error, "%.500s", why);
     ps_log(PS_LOG_WARN, "shard %lld: replica from shard %u (%s) refused: %s",
-           (long long)srv->cfg.shard, rq->hdr->shard, psrv_request_peer(rq), why);
+           (long long)srv->cfg.shard, owner, peer, why);
     return psrv_fail(rq, code, "holder shard %lld: %s", (long long)srv->cfg.shard, why);
 }
 
-/* REPLICA_PUT: the bytes' CRC is checked before anything is written (a
- * mismatch is refused with EFORMAT: the sender sends it again); a disk
- * that cannot take the file is refused with EIO, naming the file and the
- * cause (ENOSPC: the holder's full disk), and counted. */
+/* REPLICA_PUT: queued for the store thread (ps_replica_store.h), which
+ * checks the bytes' CRC (a mismatch is refused with EFORMAT: the sender
+ * sends it again) and writes the file; the answer leaves from
+ * psrv_replica_answer once it is in place. A queue already past
+ * replica_inflight_mb is refused with EAGAIN (the sender's next checkpoint
+ * carries what this one would). */
 static psrv_reply_t *handle_put(ps_server_t *srv, psrv_request_t *rq)
 {
     const Ps__Header *h = rq->hdr;
-    char dir[PS_OPT_STR_MAX + 64], why[600];
+    char dir[PS_OPT_STR_MAX + 64];
     psrv_reply_t *bad = replica_target(srv, rq, true, dir, sizeof dir);
     if (bad)
         return bad;
     if (!rq->values || h->clock < 0)
         return psrv_fail(rq, PS_EPROTO, "REPLICA_PUT without a file or a clock");
-    const void *bytes = zmq_msg_data(rq->values);
-    size_t len = zmq_msg_size(rq->values);
-    uint32_t crc = (uint32_t)crc32(crc32(0, NULL, 0), bytes, (uInt)len);
-    if (crc != h->crc || len != h->n_elems) {
-        snprintf(why, sizeof why,
-                 "job '%s' clock %lld arrived with CRC %08x (%zu bytes), sent as %08x (%llu "
-                 "bytes)",
-                 h->job, (long long)h->clock, crc, len, h->crc, (unsigned long long)h->n_elems);
-        return refuse_put(srv, rq, PS_EFORMAT, why);
+    if (!srv->replica_store)
+        return psrv_fail(rq, PS_EINVAL, "shard %lld holds no replicas: it has no peers",
+                         (long long)srv->cfg.shard);
+    if (psrv_replica_store_put(srv->replica_store, &rq->msg->parts[0], dir, h, rq->values) != PS_OK)
+        return refuse_put(srv, rq->hdr->shard, psrv_request_peer(rq), rq, PS_EAGAIN,
+                          "busy: replicas queued for writing past replica_inflight_mb");
+    return NULL;
+}
+
+void psrv_replica_answer(ps_server_t *srv)
+{
+    psrv_replica_done_t d;
+    while (srv->replica_store && psrv_replica_store_next(srv->replica_store, &d)) {
+        Ps__Header h = PS__HEADER__INIT;
+        h.version = PS_PROTOCOL_VERSION;
+        h.op = PS__OP__REPLICA_PUT;
+        h.request_id = d.request_id;
+        h.clock = d.clock;
+        h.status = d.status;
+        char message[700] = "";
+        if (d.status != PS_OK) {
+            srv->stats.replicas_refused++;
+            snprintf(srv->stats.replica_error, sizeof srv->stats.replica_error, "%.500s",
+                     d.message);
+            ps_log(PS_LOG_WARN, "shard %lld: replica from shard %u refused: %s",
+                   (long long)srv->cfg.shard, d.owner, d.message);
+            snprintf(message, sizeof message, "holder shard %lld: %s", (long long)srv->cfg.shard,
+                     d.message);
+            h.message = message;
+        } else {
+            srv->stats.replicas_stored++;
+            srv->stats.replica_bytes_stored += d.bytes;
+            srv->stats.replica_error[0] = 0;
+            srv->ckpt_listed_ms = 0; /* show checkpoints: list again */
+        }
+        psrv_send(srv, &d.identity, &h, NULL);
+        zmq_msg_close(&d.identity);
     }
-    ps_errbuf_t err;
-    int rc = ps_ckpt_store_file(dir, h->job, h->clock, h->shard, bytes, len,
-                                (int)srv->cfg.checkpoint_keep, &err);
-    if (rc != PS_OK)
-        return refuse_put(srv, rq, rc, err.msg);
-    srv->stats.replicas_stored++;
-    srv->stats.replica_bytes_stored += len;
-    srv->stats.replica_error[0] = 0;
-    srv->ckpt_listed_ms = 0; /* show checkpoints: list again */
-    return psrv_ok(rq);
 }
 
 /* REPLICA_LIST: "JOB CLOCK BYTES" per replica held for the owner, each

@@ -23,6 +23,7 @@
 #include "ps_log.h"
 #include "ps_proc.h"
 #include "ps_replica.h"
+#include "ps_replica_store.h"
 #include "ps_name.h"
 #include "ps_notify.h"
 #include "ps_server_int.h"
@@ -244,6 +245,11 @@ static int start_replication(ps_server_t *srv, ps_errbuf_t *err)
     int code = psrv_replica_config(&srv->cfg, &rc, err);
     if (code != PS_OK || !rc.n_holders)
         return code;
+    srv->replica_store = psrv_replica_store_start(
+        srv->ctx, (size_t)srv->cfg.replica_inflight_mb << 20, (int)srv->cfg.checkpoint_keep);
+    if (!srv->replica_store)
+        return ps_err_set(err, PS_ENOMEM, "shard %lld: cannot start the replica writer",
+                          (long long)srv->cfg.shard);
     if (!state_dir_has_jobs(srv->cfg.state_dir)) {
         int64_t t0 = ps_time_ms();
         int r = fetch_serving_replicas(srv, &rc, err);
@@ -305,6 +311,7 @@ void ps_server_destroy(ps_server_t **srvp)
         return;
     psrv_snapshot_reap(srv, true);
     psrv_replicator_stop(&srv->replicator);
+    psrv_replica_store_stop(&srv->replica_store);
     ps_statsd_stop(&srv->statsd);
     psrv_jobs_free_all(srv);
     for (size_t i = 0; i < srv->n_held; i++)
@@ -429,9 +436,16 @@ int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop, volatile sig_at
              (long long)srv->cfg.shard, (long long)srv->cfg.shards, srv->endpoint);
     ps_notify(ready);
     int64_t next_cron = ps_time_ms() + srv->cfg.poll_ms;
-    zmq_pollitem_t items[2] = {{srv->router, 0, ZMQ_POLLIN, 0}, {srv->monitor, 0, ZMQ_POLLIN, 0}};
+    /* the monitor and the replica writer's wake socket only if there */
+    zmq_pollitem_t items[3] = {{srv->router, 0, ZMQ_POLLIN, 0}};
+    int n_items = 1, monitor_at = -1, store_at = -1;
+    if (srv->monitor)
+        items[monitor_at = n_items++] = (zmq_pollitem_t){srv->monitor, 0, ZMQ_POLLIN, 0};
+    if (srv->replica_store)
+        items[store_at = n_items++] =
+            (zmq_pollitem_t){psrv_replica_store_wake(srv->replica_store), 0, ZMQ_POLLIN, 0};
     while (!stopping(srv, stop)) {
-        if (zmq_poll(items, srv->monitor ? 2 : 1, (long)srv->cfg.poll_ms) < 0) {
+        if (zmq_poll(items, n_items, (long)srv->cfg.poll_ms) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
             ps_log(PS_LOG_ERROR, "shard %lld: poll failed: %s", (long long)srv->cfg.shard,
@@ -442,8 +456,10 @@ int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop, volatile sig_at
             *reload = 0;
             psrv_access_reload(srv);
         }
-        if (srv->monitor && (items[1].revents & ZMQ_POLLIN))
+        if (monitor_at >= 0 && (items[monitor_at].revents & ZMQ_POLLIN))
             psrv_access_drain(srv);
+        if (store_at >= 0 && (items[store_at].revents & ZMQ_POLLIN))
+            psrv_replica_answer(srv);
         drain_router(srv, stop);
         if (ps_time_ms() >= next_cron) {
             server_cron(srv, &n);

@@ -56,8 +56,15 @@ static void *make_file(const char *dir, uint32_t shard, int64_t clock, uint64_t 
     float *init = calloc(n, sizeof(float));
     for (uint64_t i = 0; i < n; i++)
         init[i] = (float)i * 0.5f + (float)clock;
-    ps_table_params_t p = {.name = "w", .id = 0, .n_total = n, .shape = shape, .ndim = 1,
-                           .offset = 0, .len = n, .world = 2, .max_staleness = 0};
+    ps_table_params_t p = {.name = "w",
+                           .id = 0,
+                           .n_total = n,
+                           .shape = shape,
+                           .ndim = 1,
+                           .offset = 0,
+                           .len = n,
+                           .world = 2,
+                           .max_staleness = 0};
     p.optim = (ps_optim_spec_t){.kind = PS_OPTIM_SGD, .lr = 0.1};
     ps_errbuf_t err;
     ps_table_t *t = ps_table_new(&p, init, &err);
@@ -133,6 +140,10 @@ static void start_holder(ps_test_server_t *ts, const char *state_dir)
     ps_server_config_t cfg;
     ps_test_server_config(&cfg, 0, 2);
     snprintf(cfg.state_dir, sizeof cfg.state_dir, "%s", state_dir);
+    /* a holder has peers; shard 1's port takes no connection: the start's
+     * fetch gives up on it after replica_timeout_ms */
+    snprintf(cfg.peers, sizeof cfg.peers, "tcp://127.0.0.1:1,tcp://127.0.0.1:1");
+    cfg.replica_timeout_ms = 200;
     assert_int_equal(ps_test_server_start_config(ts, &cfg), 0);
 }
 
@@ -230,9 +241,9 @@ typedef struct {
     pthread_t thread;
     atomic_int stop;
     atomic_int gets, puts;
-    int bad_gets;   /* GET replies whose CRC field is wrong, first */
+    int bad_gets;    /* GET replies whose CRC field is wrong, first */
     int refuse_puts; /* PUTs refused with EFORMAT, first */
-    bool silent;    /* answers nothing */
+    bool silent;     /* answers nothing */
     const void *file;
     size_t file_len;
 } fake_t;
@@ -315,8 +326,12 @@ static void fake_stop(fake_t *f)
 static psrv_replica_cfg_t cfg_for(const char *state_dir, uint32_t shard, const fake_t *f,
                                   int64_t timeout_ms)
 {
-    psrv_replica_cfg_t c = {.shard = shard, .n_shards = 2, .n_holders = 1, .keep = 3,
-                            .timeout_ms = timeout_ms, .max_inflight_bytes = 8u << 20};
+    psrv_replica_cfg_t c = {.shard = shard,
+                            .n_shards = 2,
+                            .n_holders = 1,
+                            .keep = 3,
+                            .timeout_ms = timeout_ms,
+                            .max_inflight_bytes = 8u << 20};
     c.holder[0] = (shard + 1) % 2;
     snprintf(c.state_dir, sizeof c.state_dir, "%s", state_dir);
     snprintf(c.endpoint[0], sizeof c.endpoint[0], "%s", f->endpoint);
@@ -351,11 +366,11 @@ static void test_fetch_asks_again_for_a_file_with_a_bad_crc(void **state)
 }
 
 /* Polls cond until it holds or deadline_ms passes. */
-#define WAIT_UNTIL(cond, deadline_ms)                                                              \
-    do {                                                                                           \
-        int64_t until_ = ps_time_ms() + (deadline_ms);                                             \
-        while (!(cond) && ps_time_ms() < until_)                                                   \
-            usleep(5000);                                                                          \
+#define WAIT_UNTIL(cond, deadline_ms)                  \
+    do {                                               \
+        int64_t until_ = ps_time_ms() + (deadline_ms); \
+        while (!(cond) && ps_time_ms() < until_)       \
+            usleep(5000);                              \
     } while (0)
 
 static void test_sender_sends_a_refused_file_again(void **state)
