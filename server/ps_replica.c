@@ -72,6 +72,20 @@ void psrv_replica_dir(const char *state_dir, uint32_t owner, char *out, size_t c
     snprintf(out, cap, "%s/.replicas/shard-%u", state_dir, owner);
 }
 
+/* A request header of op about job (NULL: none) of shard `shard` of n_shards. */
+static Ps__Header replica_header(int op, const char *job, uint64_t job_id, uint32_t shard,
+                                 uint32_t n_shards)
+{
+    Ps__Header h = PS__HEADER__INIT;
+    h.version = PS_PROTOCOL_VERSION;
+    h.op = op;
+    h.job = job ? (char *)job : (char *)"";
+    h.job_id = job_id;
+    h.shard = shard;
+    h.n_shards = n_shards;
+    return h;
+}
+
 /* ---- one request and its reply, with a deadline ---- */
 
 /* A DEALER to endpoint (CURVE if the shards use it). NULL if it cannot be
@@ -288,13 +302,8 @@ static bool send_file(psrv_replicator_t *r, uint32_t i, const entry_t *e, int64_
         uint32_t payload_crc = 0, base_crc;
         int64_t base;
         ps_ckpt_file_head(r->cfg.state_dir, e->job, clock, &payload_crc, &base, &base_crc);
-        Ps__Header h = PS__HEADER__INIT;
-        h.version = PS_PROTOCOL_VERSION;
-        h.op = PS__OP__REPLICA_PUT;
-        h.job = (char *)e->job;
-        h.job_id = e->job_id;
-        h.shard = r->cfg.shard;
-        h.n_shards = r->cfg.n_shards;
+        Ps__Header h =
+            replica_header(PS__OP__REPLICA_PUT, e->job, e->job_id, r->cfg.shard, r->cfg.n_shards);
         h.clock = clock;
         h.n_elems = len;
         h.crc = (uint32_t)crc32(crc32(0, NULL, 0), bytes, (uInt)len);
@@ -353,13 +362,8 @@ static void send_chain(psrv_replicator_t *r, uint32_t i, const entry_t *e)
 
 static void send_drop(psrv_replicator_t *r, uint32_t i, const entry_t *e)
 {
-    Ps__Header h = PS__HEADER__INIT;
-    h.version = PS_PROTOCOL_VERSION;
-    h.op = PS__OP__REPLICA_DROP;
-    h.job = (char *)e->job;
-    h.job_id = e->job_id;
-    h.shard = r->cfg.shard;
-    h.n_shards = r->cfg.n_shards;
+    Ps__Header h =
+        replica_header(PS__OP__REPLICA_DROP, e->job, e->job_id, r->cfg.shard, r->cfg.n_shards);
     char why[512];
     int status;
     if (ask_holder(r, i, &h, NULL, 0, &status, why, sizeof why) != PS_OK || status != PS_OK)
@@ -519,13 +523,8 @@ static int fetch_file(void *s, const psrv_replica_cfg_t *cfg, const char *job, i
                       uint64_t *seq, char *why, size_t cap, ps_errbuf_t *err)
 {
     for (int attempt = 0; attempt < REFUSED_RETRIES; attempt++) {
-        Ps__Header h = PS__HEADER__INIT;
-        h.version = PS_PROTOCOL_VERSION;
-        h.op = PS__OP__REPLICA_GET;
+        Ps__Header h = replica_header(PS__OP__REPLICA_GET, job, 0, cfg->shard, cfg->n_shards);
         h.request_id = ++*seq;
-        h.job = (char *)job;
-        h.shard = cfg->shard;
-        h.n_shards = cfg->n_shards;
         h.clock = clock;
         ps_wire_msg_t reply = {0};
         int rc = call_peer(s, &h, NULL, 0, ps_time_ms() + cfg->timeout_ms, NULL, &reply, why, cap);
@@ -572,12 +571,8 @@ static int fetch_from(void *s, const psrv_replica_cfg_t *cfg, char *why, size_t 
                       ps_errbuf_t *err)
 {
     uint64_t seq = 0;
-    Ps__Header h = PS__HEADER__INIT;
-    h.version = PS_PROTOCOL_VERSION;
-    h.op = PS__OP__REPLICA_LIST;
+    Ps__Header h = replica_header(PS__OP__REPLICA_LIST, NULL, 0, cfg->shard, cfg->n_shards);
     h.request_id = ++seq;
-    h.shard = cfg->shard;
-    h.n_shards = cfg->n_shards;
     ps_wire_msg_t reply = {0};
     int rc = call_peer(s, &h, NULL, 0, ps_time_ms() + cfg->timeout_ms, NULL, &reply, why, cap);
     if (rc != PS_OK)
