@@ -17,48 +17,16 @@ tag=$$
 HOSTS=(s0 s1 w0 w1)
 declare -A IP NS
 mode=netns
-netns_cleanup() {
-    for h in "${HOSTS[@]}"; do ip netns del "ps$h$tag" 2>/dev/null || true; done
-    ip netns del "psbr$tag" 2>/dev/null || true
-}
-if [ -n "${PS_REPLICA_LOOPBACK:-}" ] || ! command -v ip >/dev/null ||
-    ! ip netns add "psprobe$tag" 2>"$WORK/probe.log"; then
+if [ -n "${PS_REPLICA_LOOPBACK:-}" ]; then
     mode=loopback
-    echo "note: no network namespaces here ($(cat "$WORK/probe.log" 2>/dev/null)): on 127.0.0.1"
-else
-    ip netns del "psprobe$tag"
+elif ! netns_probe; then
+    mode=loopback
+    echo "note: no network namespaces here ($(cat "$WORK/probe.log")): on 127.0.0.1"
 fi
 
 if [ $mode = netns ]; then
-    had_netns_mount=0
-    mountpoint -q /run/netns 2>/dev/null && had_netns_mount=1
-    trap 'rc=$?; netns_cleanup; if [ $had_netns_mount = 0 ]; then umount -l /run/netns 2>/dev/null || true; fi; (exit $rc); cleanup' EXIT
-    net() {
-        "$@" 2>>"$WORK/net.log" || {
-            echo "SKIP: cannot build the test network here: '$*' failed: $(tail -1 "$WORK/net.log")"
-            exit 77
-        }
-    }
-    BR="psbr$tag"
-    net ip netns add "$BR"
-    net ip -n "$BR" link add br0 type bridge
-    net ip -n "$BR" link set br0 up
-    i=0
-    for h in "${HOSTS[@]}"; do
-        ns="ps$h$tag"
-        IP[$h]=10.251.$((tag % 200)).$((i + 1))
-        net ip netns add "$ns"
-        net ip link add "v$i$tag" type veth peer name "b$i$tag"
-        net ip link set "v$i$tag" netns "$ns"
-        net ip link set "b$i$tag" netns "$BR"
-        net ip -n "$BR" link set "b$i$tag" master br0 up
-        net ip -n "$ns" link set "v$i$tag" name eth0
-        net ip -n "$ns" addr add "${IP[$h]}/24" dev eth0
-        net ip -n "$ns" link set eth0 up
-        net ip -n "$ns" link set lo up
-        NS[$h]="ip netns exec $ns"
-        i=$((i + 1))
-    done
+    netns_build 10.251.$((tag % 200)) "${HOSTS[@]}"
+    for h in "${HOSTS[@]}"; do IP[$h]=${NETNS_IP[$h]}; NS[$h]="ip netns exec ps$h$tag"; done
     PORT=(7000 7000)
     # across machines CURVE only: one server key pair (also the shards' key
     # towards each other: role shard), one key per worker
@@ -153,7 +121,7 @@ grep -qE "^ +0 +1 +replica +(mlp|lr) " held.txt || fail "shard 0 lists no replic
 "$BIN/ps-ctl" -s lost-s1.sock show checkpoints >own.txt
 grep -qE "^ +1 +1 +own .* 0 *$" own.txt || fail "shard 1 lists no checkpoint acknowledged by shard 0: $(cat own.txt)"
 kill -KILL "$SHARD_PID_1"
-while kill -0 "$SHARD_PID_1" 2>/dev/null; do sleep 0.05; done
+wait "$SHARD_PID_1" 2>/dev/null || true # reaped: its port is free
 rm -rf "lost-s1.state" "lost-s1.sock"
 t0=$("$PY" -c 'import time; print(time.time())')
 start_shard lost 1
