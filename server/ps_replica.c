@@ -520,7 +520,7 @@ void psrv_replicator_stop(psrv_replicator_t **rp)
  * while its CRC fails (up to REFUSED_RETRIES times). PS_OK, PS_EFORMAT
  * (every copy was bad), PS_EIO (our disk: err), or the transport's code. */
 static int fetch_file(void *s, const psrv_replica_cfg_t *cfg, const char *job, int64_t clock,
-                      uint64_t *seq, char *why, size_t cap, ps_errbuf_t *err)
+                      uint64_t *seq, size_t *bytes_in, char *why, size_t cap, ps_errbuf_t *err)
 {
     for (int attempt = 0; attempt < REFUSED_RETRIES; attempt++) {
         Ps__Header h = replica_header(PS__OP__REPLICA_GET, job, 0, cfg->shard, cfg->n_shards);
@@ -556,6 +556,7 @@ static int fetch_file(void *s, const psrv_replica_cfg_t *cfg, const char *job, i
         }
         rc = ps_ckpt_store_file(cfg->state_dir, job, clock, cfg->shard, bytes, len, cfg->keep, err);
         ps_wire_msg_close(&reply);
+        *bytes_in += len;
         if (rc == PS_EFORMAT) {
             snprintf(why, cap, "%s", err->msg);
             continue;
@@ -567,8 +568,8 @@ static int fetch_file(void *s, const psrv_replica_cfg_t *cfg, const char *job, i
 
 /* Asks s for the list of what it holds for us, then fetches each file.
  * Returns files fetched, or a negative code (why / err say why). */
-static int fetch_from(void *s, const psrv_replica_cfg_t *cfg, char *why, size_t cap,
-                      ps_errbuf_t *err)
+static int fetch_from(void *s, const psrv_replica_cfg_t *cfg, size_t *bytes_in, char *why,
+                      size_t cap, ps_errbuf_t *err)
 {
     uint64_t seq = 0;
     Ps__Header h = replica_header(PS__OP__REPLICA_LIST, NULL, 0, cfg->shard, cfg->n_shards);
@@ -599,7 +600,7 @@ static int fetch_from(void *s, const psrv_replica_cfg_t *cfg, char *why, size_t 
             n = PS_EPROTO;
             break;
         }
-        if ((rc = fetch_file(s, cfg, job, clock, &seq, why, cap, err)) != PS_OK) {
+        if ((rc = fetch_file(s, cfg, job, clock, &seq, bytes_in, why, cap, err)) != PS_OK) {
             n = rc;
             break;
         }
@@ -617,16 +618,18 @@ int psrv_replica_fetch(void *ctx, const psrv_replica_cfg_t *cfg, char *why, size
         char what[512] = "";
         void *s = open_peer(ctx, cfg, cfg->endpoint[i], what, sizeof what);
         int64_t t0 = ps_time_ms();
-        int n = s ? fetch_from(s, cfg, what, sizeof what, err) : PS_ENET;
+        size_t bytes = 0;
+        int n = s ? fetch_from(s, cfg, &bytes, what, sizeof what, err) : PS_ENET;
         if (s)
             zmq_close(s);
         if (n == PS_EIO || n == PS_ENOMEM)
             return n; /* our own disk: another holder will not help */
         if (n > 0) {
             ps_log(PS_LOG_NOTICE,
-                   "shard %u: fetched %d checkpoint files from shard %u ('%s') "
-                   "in %lld ms",
-                   cfg->shard, n, cfg->holder[i], cfg->endpoint[i], (long long)(ps_time_ms() - t0));
+                   "shard %u: fetched %d checkpoint files (%zu bytes) from shard %u ('%s') in "
+                   "%lld ms",
+                   cfg->shard, n, bytes, cfg->holder[i], cfg->endpoint[i],
+                   (long long)(ps_time_ms() - t0));
             return n;
         }
         snprintf(why, why_cap, "shard %u ('%s'): %s", cfg->holder[i], cfg->endpoint[i],

@@ -127,7 +127,7 @@ t0=$("$PY" -c 'import time; print(time.time())')
 start_shard lost 1
 wait_for lost-s1.ready endpoint $((10 + 2 * 10))
 t1=$("$PY" -c 'import time; print(time.time())')
-grep -q "fetched [0-9]* checkpoint files from shard 0" lost-s1.log || fail "the replacement fetched nothing"
+grep -q "fetched [0-9]* checkpoint files ([0-9]* bytes) from shard 0" lost-s1.log || fail "the replacement fetched nothing"
 wait_for lost-mlp-w0.log "worker [01]: rejoined at clock" 60
 t2=$("$PY" -c 'import time; print(time.time())')
 wait_workers lost
@@ -136,7 +136,7 @@ for k in test_auc test_logloss test_accuracy steps; do
     a=$(json plain-lr-w0.out $k) b=$(json lost-lr-w0.out $k)
     [ "$a" = "$b" ] || fail "sparse LR: $k $b, uninterrupted $a"
 done
-fetched=$(grep -o "fetched [0-9]* checkpoint files from shard 0 .* in [0-9]* ms" lost-s1.log)
+fetched=$(grep -o "fetched [0-9]* checkpoint files ([0-9]* bytes) from shard 0 .* in [0-9]* ms" lost-s1.log)
 serve_s=$("$PY" -c "print(f'{$t1 - $t0:.2f}')")
 rejoin_s=$("$PY" -c "print(f'{$t2 - $t0:.2f}')")
 pass "$mode: shard 1's machine lost mid-run, replacement with an empty state_dir: $fetched; serving ${serve_s} s after its start, workers rejoined at ${rejoin_s} s; dense MLP max abs diff 0.0, sparse LR AUC $(json lost-lr-w0.out test_auc) logloss $(json lost-lr-w0.out test_logloss) as uninterrupted"
