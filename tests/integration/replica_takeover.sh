@@ -136,6 +136,11 @@ for k in test_auc test_logloss test_accuracy steps; do
     a=$(json plain-lr-w0.out $k) b=$(json lost-lr-w0.out $k)
     [ "$a" = "$b" ] || fail "sparse LR: $k $b, uninterrupted $a"
 done
+for s in 0 1; do # the survivor and the replacement end cleanly (sanitizer builds: no report)
+    pid_var=SHARD_PID_$s
+    kill -TERM "${!pid_var}"
+    wait "${!pid_var}" || fail "shard $s exited $? at SIGTERM after the takeover"
+done
 fetched=$(grep -o "fetched [0-9]* checkpoint files ([0-9]* bytes) from shard 0 .* in [0-9]* ms" lost-s1.log)
 serve_s=$("$PY" -c "print(f'{$t1 - $t0:.2f}')")
 rejoin_s=$("$PY" -c "print(f'{$t2 - $t0:.2f}')")
