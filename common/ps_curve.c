@@ -14,11 +14,11 @@
 
 #include "ps_log.h"
 
-static const char *const role_names[] = {"none", "worker", "admin", "monitor"};
+static const char *const role_names[] = {"none", "worker", "admin", "monitor", "shard"};
 
 const char *ps_role_name(ps_role_t role)
 {
-    return (unsigned)role < 4 ? role_names[role] : "none";
+    return (unsigned)role <= PS_ROLE_SHARD ? role_names[role] : "none";
 }
 
 bool ps_is_loopback(const char *a)
@@ -29,7 +29,7 @@ bool ps_is_loopback(const char *a)
 
 ps_role_t ps_role_parse(const char *name)
 {
-    for (int r = PS_ROLE_WORKER; r <= PS_ROLE_MONITOR; r++)
+    for (int r = PS_ROLE_WORKER; r <= PS_ROLE_SHARD; r++)
         if (name && strcmp(name, role_names[r]) == 0)
             return (ps_role_t)r;
     return PS_ROLE_NONE;
@@ -181,8 +181,9 @@ static int load_allow_list(const char *path, allow_list_t *out, ps_errbuf_t *err
         if (n < 2)
             rc = ps_err_set(err, PS_EFORMAT, "%s:%d: expected 'ROLE KEY [NAME]'", path, lineno);
         else if (e.role == PS_ROLE_NONE)
-            rc = ps_err_set(err, PS_EFORMAT, "%s:%d: unknown role '%s' (worker, admin or monitor)",
-                            path, lineno, role);
+            rc = ps_err_set(err, PS_EFORMAT,
+                            "%s:%d: unknown role '%s' (worker, admin, monitor or shard)", path,
+                            lineno, role);
         else if (!valid_z85_key(key))
             rc = ps_err_set(err, PS_EFORMAT, "%s:%d: not a 40-character Z85 CURVE key", path,
                             lineno);

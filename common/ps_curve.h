@@ -4,7 +4,7 @@
  * Key files are text (ps-keygen writes them): `public KEY` and, in the
  * secret file only, `secret KEY`, each KEY 40 characters of Z85. The
  * allow-list file has one `ROLE KEY [NAME]` line per client key, ROLE one
- * of worker, admin, monitor; a word starting with `#` starts a comment
+ * of worker, admin, monitor, shard; a word starting with `#` starts a comment
  * (Z85 itself may contain '#').
  *
  * The ZAP handler runs on its own thread in the server's ZeroMQ context. It
@@ -35,9 +35,10 @@ typedef enum {
     PS_ROLE_WORKER,   /* push, pull and the rest of a training job */
     PS_ROLE_ADMIN,    /* everything a worker may, plus SAVE and SHUTDOWN */
     PS_ROLE_MONITOR,  /* STATS only: reads, changes nothing */
+    PS_ROLE_SHARD,    /* another shard of the job: the REPLICA_* ops only */
 } ps_role_t;
 
-/* "worker", "admin", "monitor" (or "none"). */
+/* "worker", "admin", "monitor", "shard" (or "none"). */
 const char *ps_role_name(ps_role_t role);
 /* Whether a bind address reaches this host only: 127.0.0.0/8, ::1,
  * localhost, or the interface lo. "*" and 0.0.0.0 are not. */

@@ -41,6 +41,7 @@ typedef enum {
     PS_STATS_TABLES,
     PS_STATS_CONFIG,
     PS_STATS_METRICS, /* Prometheus text exposition 0.0.4 */
+    PS_STATS_CHECKPOINTS,
     PS_STATS_N_SECTIONS
 } ps_stats_section_t;
 

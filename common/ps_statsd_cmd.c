@@ -47,6 +47,10 @@ static const stats_cmd_t commands[] = {
     {"show tables", "[json]", 0, PS_STATS_TABLES, cmd_section,
      "per table: shape, elements on this shard, optimizer, bytes", false},
     {"show config", "[json]", 0, PS_STATS_CONFIG, cmd_section, "the configuration in force", false},
+    {"show checkpoints", "[json]", 0, PS_STATS_CHECKPOINTS, cmd_section,
+     "per checkpoint file: whose (own, or a replica held for another shard), job, clock, "
+     "bytes, the holders that acknowledged it",
+     false},
     {"metrics", "", 0, PS_STATS_METRICS, cmd_section, "Prometheus text format", false},
     {"save", "", 0, -1, cmd_save, "checkpoint every job now", false},
     {"drop", "JOB", 1, -1, cmd_action,

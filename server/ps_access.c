@@ -33,6 +33,13 @@ void psrv_access_watch(ps_server_t *srv)
  * loopback unless the operator said `insecure`) may do what a worker may
  * and SAVE, as the local stats socket may: stopping a daemon over the
  * network takes an authenticated admin key (locally there is SIGTERM). */
+static bool is_replica_op(int op)
+{
+    return op >= PS__OP__REPLICA_PUT && op <= PS__OP__REPLICA_DROP;
+}
+
+/* ... and the replicas of checkpoints are the other shards' business
+ * (role shard), and an admin's; a worker key cannot overwrite them. */
 static bool role_permits(ps_role_t role, int op)
 {
     switch (role) {
@@ -41,7 +48,9 @@ static bool role_permits(ps_role_t role, int op)
     case PS_ROLE_ADMIN:
         return true;
     case PS_ROLE_WORKER:
-        return op != PS__OP__SAVE && op != PS__OP__SHUTDOWN;
+        return op != PS__OP__SAVE && op != PS__OP__SHUTDOWN && !is_replica_op(op);
+    case PS_ROLE_SHARD:
+        return is_replica_op(op);
     case PS_ROLE_MONITOR:
         return op == PS__OP__STATS;
     default:

@@ -136,4 +136,27 @@ int ps_ckpt_list_clocks(const char *dir, const char *job, int64_t **clocks);
  * and the array. Returns the count (0 if none or unreadable). */
 int ps_ckpt_list_jobs(const char *dir, char ***names);
 
+/* ---- whole files, for replication (server/ps_replica.c) ---- */
+
+/* The head of DIR/JOB/ckpt-CLOCK.psc without the rest: its payload CRC and
+ * the clock and CRC of the file its sparse rows are a delta on (base -1:
+ * self-contained). False if it cannot be read or is not a checkpoint. */
+bool ps_ckpt_file_head(const char *dir, const char *job, int64_t clock, uint32_t *crc,
+                       int64_t *base_clock, uint32_t *base_crc);
+/* Stores a checkpoint file received whole (a replica, or one fetched back)
+ * as DIR/JOB/ckpt-CLOCK.psc, making DIR and DIR/JOB if needed: written
+ * beside it, read back through ps_ckpt_read (magic, length, payload CRC,
+ * records) and refused unless it holds that job, clock and shard; then
+ * renamed into place, the files after clock deleted (a file at clock
+ * starts history over: a rollback undid the rest) and all but the newest
+ * keep pruned, chains kept whole. PS_EIO (err names the file and cause, a
+ * full disk among them) or PS_EFORMAT (what is wrong with the bytes). */
+int ps_ckpt_store_file(const char *dir, const char *job, int64_t clock, uint32_t shard,
+                       const void *bytes, size_t len, int keep, ps_errbuf_t *err);
+/* The bytes of DIR/JOB/ckpt-CLOCK.psc, once ps_ckpt_read found it sound,
+ * into a new buffer (*bytes, the caller frees) of *len bytes. PS_EIO,
+ * PS_EFORMAT (corrupt: err says how) or PS_ENOMEM. */
+int ps_ckpt_read_file(const char *dir, const char *job, int64_t clock, void **bytes, size_t *len,
+                      ps_errbuf_t *err);
+
 #endif

@@ -2,6 +2,9 @@
  * keeps chains whole, loading a file with the chain under it, restoring
  * sparse rows from a chain, and removal. One file's format: ps_checkpoint.c. */
 #include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <sys/stat.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +12,7 @@
 
 #include "ps_checkpoint.h"
 #include "ps_checkpoint_int.h"
+#include "ps_file.h"
 #include "ps_log.h"
 
 static int cmp_names(const void *a, const void *b)
@@ -321,4 +325,121 @@ int ps_ckpt_list_jobs(const char *dir, char ***names)
     }
     closedir(d);
     return n;
+}
+
+bool ps_ckpt_file_head(const char *dir, const char *job, int64_t clock, uint32_t *crc,
+                       int64_t *base_clock, uint32_t *base_crc)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s/ckpt-%012lld.psc", dir, job, (long long)clock);
+    return psck_peek_head(path, crc, base_clock, base_crc);
+}
+
+/* mkdir -p of dir/job (a replica's directory: DIR is STATE/.replicas/shard-N). */
+static int make_job_dir(const char *dir, const char *job, char *jobdir, size_t cap,
+                        ps_errbuf_t *err)
+{
+    char path[1024];
+    snprintf(path, sizeof path, "%s", dir);
+    for (char *p = path + 1; *p; p++) {
+        if (*p != '/')
+            continue;
+        *p = 0;
+        if (mkdir(path, 0750) != 0 && errno != EEXIST)
+            return ps_err_set(err, PS_EIO, "cannot create '%s': %s", path, strerror(errno));
+        *p = '/';
+    }
+    if (mkdir(path, 0750) != 0 && errno != EEXIST)
+        return ps_err_set(err, PS_EIO, "cannot create '%s': %s", path, strerror(errno));
+    snprintf(jobdir, cap, "%s/%s", dir, job);
+    if (mkdir(jobdir, 0750) != 0 && errno != EEXIST)
+        return ps_err_set(err, PS_EIO, "cannot create '%s': %s", jobdir, strerror(errno));
+    return PS_OK;
+}
+
+/* Why the file just read is not the one a sender announced, or NULL. */
+static const char *announced_mismatch(const ps_ckpt_t *ck, const char *job, int64_t clock,
+                                      uint32_t shard)
+{
+    if (strcmp(ck->job.job, job))
+        return "holds another job";
+    if (ck->job.clock != clock)
+        return "holds another clock";
+    if (ck->job.shard != shard)
+        return "is another shard's";
+    return NULL;
+}
+
+int ps_ckpt_store_file(const char *dir, const char *job, int64_t clock, uint32_t shard,
+                       const void *bytes, size_t len, int keep, ps_errbuf_t *err)
+{
+    char jobdir[1024], tmp[1200], path[1200];
+    int rc = make_job_dir(dir, job, jobdir, sizeof jobdir, err);
+    if (rc != PS_OK)
+        return rc;
+    snprintf(tmp, sizeof tmp, "%s/incoming-%012lld.psc", jobdir, (long long)clock);
+    snprintf(path, sizeof path, "%s/ckpt-%012lld.psc", jobdir, (long long)clock);
+    if ((rc = ps_file_write_all(tmp, bytes, len, 0640, err)) != PS_OK)
+        return rc;
+    ps_ckpt_t ck;
+    ps_errbuf_t why;
+    if (ps_ckpt_read(tmp, &ck, &why) != PS_OK) {
+        unlink(tmp);
+        return ps_err_set(err, PS_EFORMAT, "refused: %s", why.msg);
+    }
+    const char *bad = announced_mismatch(&ck, job, clock, shard);
+    ps_ckpt_free(&ck);
+    if (bad) {
+        unlink(tmp);
+        return ps_err_set(err, PS_EFORMAT, "refused '%s': it %s", path, bad);
+    }
+    if (rename(tmp, path) != 0) {
+        rc = ps_err_set(err, PS_EIO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));
+        unlink(tmp);
+        return rc;
+    }
+    int dfd = open(jobdir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (dfd >= 0) {
+        fsync(dfd);
+        close(dfd);
+    }
+    /* a file at clock starts history over from there (a rollback undid
+     * what came after it) */
+    ps_ckpt_remove_after(dir, job, clock);
+    prune(jobdir, keep, clock);
+    return PS_OK;
+}
+
+int ps_ckpt_read_file(const char *dir, const char *job, int64_t clock, void **bytes, size_t *len,
+                      ps_errbuf_t *err)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s/ckpt-%012lld.psc", dir, job, (long long)clock);
+    *bytes = NULL;
+    *len = 0;
+    ps_ckpt_t ck;
+    if (ps_ckpt_read(path, &ck, err) != PS_OK)
+        return err->code;
+    ps_ckpt_free(&ck);
+    FILE *f = fopen(path, "rb");
+    struct stat st;
+    if (!f || fstat(fileno(f), &st) != 0) {
+        if (f)
+            fclose(f);
+        return ps_err_set(err, PS_EIO, "cannot read '%s': %s", path, strerror(errno));
+    }
+    *bytes = malloc((size_t)st.st_size ? (size_t)st.st_size : 1);
+    if (!*bytes) {
+        fclose(f);
+        return ps_err_set(err, PS_ENOMEM, "'%s': cannot allocate %lld bytes", path,
+                          (long long)st.st_size);
+    }
+    *len = fread(*bytes, 1, (size_t)st.st_size, f);
+    fclose(f);
+    if (*len != (size_t)st.st_size) {
+        free(*bytes);
+        *bytes = NULL;
+        return ps_err_set(err, PS_EIO, "'%s': short read", path);
+    }
+    return PS_OK;
 }

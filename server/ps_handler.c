@@ -132,6 +132,10 @@ static const handler_fn handlers[] = {
     [PS__OP__SHUTDOWN] = handle_shutdown,
     [PS__OP__SPARSE_PULL] = psrv_handle_sparse,
     [PS__OP__SPARSE_PUSH] = psrv_handle_sparse,
+    [PS__OP__REPLICA_PUT] = psrv_handle_replica,
+    [PS__OP__REPLICA_LIST] = psrv_handle_replica,
+    [PS__OP__REPLICA_GET] = psrv_handle_replica,
+    [PS__OP__REPLICA_DROP] = psrv_handle_replica,
 };
 #define N_HANDLERS (sizeof handlers / sizeof handlers[0])
 

@@ -21,4 +21,12 @@ psrv_reply_t *psrv_handle_init_table(ps_server_t *srv, psrv_request_t *rq);
 psrv_reply_t *psrv_handle_push_pull(ps_server_t *srv, psrv_request_t *rq);
 psrv_reply_t *psrv_handle_sparse(ps_server_t *srv, psrv_request_t *rq);
 
+/* The REPLICA_* ops, another shard's (ps_handler_replica.c): storing,
+ * listing, serving and dropping the replicas this shard holds for it. */
+psrv_reply_t *psrv_handle_replica(ps_server_t *srv, psrv_request_t *rq);
+/* Answers the REPLICA_PUTs whose files the store thread has finished
+ * with (stored, or refused: bad CRC, full disk); loop thread, when the
+ * store's wake socket is readable. */
+void psrv_replica_answer(ps_server_t *srv);
+
 #endif

@@ -5,6 +5,7 @@
 #include "ps_server.h"
 
 #include <errno.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,11 +16,14 @@
 
 #include "ps_access.h"
 #include "ps_budget.h"
+#include "ps_checkpoint.h"
 #include "ps_file.h"
 #include "ps_handler.h"
 #include "ps_jobs.h"
 #include "ps_log.h"
 #include "ps_proc.h"
+#include "ps_replica.h"
+#include "ps_replica_store.h"
 #include "ps_name.h"
 #include "ps_notify.h"
 #include "ps_server_int.h"
@@ -121,6 +125,145 @@ static int open_router(ps_server_t *srv, ps_errbuf_t *err)
     return PS_OK;
 }
 
+/* Does state_dir hold a job's checkpoints? (Replicas are in a hidden
+ * directory, not listed.) */
+static bool state_dir_has_jobs(const char *dir)
+{
+    char **names;
+    int n = ps_ckpt_list_jobs(dir, &names);
+    for (int i = 0; i < n; i++)
+        free(names[i]);
+    free(names);
+    return n > 0;
+}
+
+/* The fetch of a new machine, on a thread of its own. */
+typedef struct {
+    void *ctx;
+    const psrv_replica_cfg_t *cfg;
+    int n; /* files fetched, or a negative PS_E* */
+    char why[800];
+    ps_errbuf_t err;
+    atomic_int done;
+} fetch_t;
+
+static void *fetch_main(void *arg)
+{
+    fetch_t *f = arg;
+    f->n = psrv_replica_fetch(f->ctx, f->cfg, f->why, sizeof f->why, &f->err);
+    atomic_store(&f->done, 1);
+    return NULL;
+}
+
+static bool is_replica_request(ps_wire_msg_t *m)
+{
+    Ps__Header *h = m->n_parts >= 2 ? ps_wire_unpack_header(&m->parts[1]) : NULL;
+    bool yes = h && h->op >= PS__OP__REPLICA_PUT && h->op <= PS__OP__REPLICA_DROP;
+    if (h)
+        ps__header__free_unpacked(h, NULL);
+    return yes;
+}
+
+/* Moves m into the list of requests held until the restore (at most
+ * PSRV_HELD_MAX: past it a request is dropped and its sender's deadline
+ * tells it). */
+static void hold_request(ps_server_t *srv, ps_wire_msg_t *m)
+{
+    if (srv->n_held == PSRV_HELD_MAX) {
+        ps_wire_msg_close(m);
+        return;
+    }
+    srv->held = ps_xrealloc(srv->held, (srv->n_held + 1) * sizeof *srv->held);
+    ps_wire_msg_t *to = &srv->held[srv->n_held++];
+    to->n_parts = m->n_parts;
+    for (int i = 0; i < m->n_parts; i++) {
+        zmq_msg_init(&to->parts[i]);
+        zmq_msg_move(&to->parts[i], &m->parts[i]);
+    }
+    ps_wire_msg_close(m);
+}
+
+/* Runs the fetch while the router answers the other shards' REPLICA_*
+ * requests (at a cold start of every shard each asks the others while
+ * they ask it); every other request is held and handled once what was
+ * fetched is restored, so no job is made here before its checkpoints are. */
+static int fetch_serving_replicas(ps_server_t *srv, const psrv_replica_cfg_t *cfg, ps_errbuf_t *err)
+{
+    fetch_t f = {.ctx = srv->ctx, .cfg = cfg};
+    atomic_init(&f.done, 0);
+    pthread_t t;
+    if (pthread_create(&t, NULL, fetch_main, &f) != 0)
+        return ps_err_set(err, PS_ENOMEM, "shard %lld: cannot start the fetch thread",
+                          (long long)srv->cfg.shard);
+    while (!atomic_load(&f.done)) {
+        zmq_pollitem_t it = {srv->router, 0, ZMQ_POLLIN, 0};
+        zmq_poll(&it, 1, 20);
+        for (;;) {
+            ps_wire_msg_t m;
+            int rc = ps_wire_recv(srv->router, &m, ZMQ_DONTWAIT);
+            if (rc == PS_EAGAIN || rc == PS_ENET)
+                break;
+            if (rc == PS_OK && !is_replica_request(&m)) {
+                hold_request(srv, &m);
+                continue;
+            }
+            psrv_handle(srv, &m, rc);
+            ps_wire_msg_close(&m);
+        }
+    }
+    pthread_join(t, NULL);
+    if (f.n < 0)
+        return ps_err_set(err, f.n, "%s", f.err.msg);
+    if (f.n == 0)
+        ps_log(PS_LOG_NOTICE,
+               "shard %lld: empty state_dir and nothing fetched (%s): starting "
+               "empty",
+               (long long)srv->cfg.shard, f.why);
+    srv->stats.replica_fetched_files = (uint64_t)f.n;
+    return PS_OK;
+}
+
+/* The requests held during the fetch, now that the jobs are restored. */
+static void handle_held(ps_server_t *srv)
+{
+    for (size_t i = 0; i < srv->n_held; i++) {
+        psrv_handle(srv, &srv->held[i], PS_OK);
+        ps_wire_msg_close(&srv->held[i]);
+    }
+    free(srv->held);
+    srv->held = NULL;
+    srv->n_held = 0;
+}
+
+/* With peers and checkpoint_replicas: a state_dir without any job is a new
+ * machine taking over a lost shard, which first fetches what its holders
+ * keep for it (then restores it like its own); then the thread that
+ * replicates our checkpoints starts. */
+static int start_replication(ps_server_t *srv, ps_errbuf_t *err)
+{
+    psrv_replica_cfg_t rc;
+    int code = psrv_replica_config(&srv->cfg, &rc, err);
+    if (code != PS_OK || !rc.n_holders)
+        return code;
+    srv->replica_store = psrv_replica_store_start(
+        srv->ctx, (size_t)srv->cfg.replica_inflight_mb << 20, (int)srv->cfg.checkpoint_keep);
+    if (!srv->replica_store)
+        return ps_err_set(err, PS_ENOMEM, "shard %lld: cannot start the replica writer",
+                          (long long)srv->cfg.shard);
+    if (!state_dir_has_jobs(srv->cfg.state_dir)) {
+        int64_t t0 = ps_time_ms();
+        int r = fetch_serving_replicas(srv, &rc, err);
+        if (r != PS_OK)
+            return r;
+        srv->stats.replica_fetch_ms = ps_time_ms() - t0;
+    }
+    srv->replicator = psrv_replicator_start(srv->ctx, &rc);
+    memset(rc.keys.secret_z85, 0, sizeof rc.keys.secret_z85);
+    ps_log(PS_LOG_INFO, "shard %lld: checkpoints replicated to %u shard(s), first '%s'",
+           (long long)srv->cfg.shard, rc.n_holders, rc.endpoint[0]);
+    return PS_OK;
+}
+
 ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err)
 {
     ps_server_t *srv = ps_xcalloc(1, sizeof *srv);
@@ -137,8 +280,11 @@ ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err)
     ps_log(PS_LOG_INFO, "shard %lld: up to %ld open descriptors", (long long)cfg->shard, fds);
     if (*cfg->state_dir && check_state_dir(srv, err) != PS_OK)
         goto fail;
+    if (*cfg->state_dir && start_replication(srv, err) != PS_OK)
+        goto fail;
     if (*cfg->state_dir)
         psrv_jobs_restore(srv);
+    handle_held(srv);
     srv->started_ms = ps_time_ms();
     if (*cfg->stats_socket || cfg->stats_port >= 0 || cfg->metrics_port >= 0) {
         srv->statsd =
@@ -164,8 +310,13 @@ void ps_server_destroy(ps_server_t **srvp)
     if (!srv)
         return;
     psrv_snapshot_reap(srv, true);
+    psrv_replicator_stop(&srv->replicator);
+    psrv_replica_store_stop(&srv->replica_store);
     ps_statsd_stop(&srv->statsd);
     psrv_jobs_free_all(srv);
+    for (size_t i = 0; i < srv->n_held; i++)
+        ps_wire_msg_close(&srv->held[i]);
+    free(srv->held);
     psrv_access_stop(srv);
     if (srv->router)
         zmq_close(srv->router);
@@ -285,9 +436,16 @@ int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop, volatile sig_at
              (long long)srv->cfg.shard, (long long)srv->cfg.shards, srv->endpoint);
     ps_notify(ready);
     int64_t next_cron = ps_time_ms() + srv->cfg.poll_ms;
-    zmq_pollitem_t items[2] = {{srv->router, 0, ZMQ_POLLIN, 0}, {srv->monitor, 0, ZMQ_POLLIN, 0}};
+    /* the monitor and the replica writer's wake socket only if there */
+    zmq_pollitem_t items[3] = {{srv->router, 0, ZMQ_POLLIN, 0}};
+    int n_items = 1, monitor_at = -1, store_at = -1;
+    if (srv->monitor)
+        items[monitor_at = n_items++] = (zmq_pollitem_t){srv->monitor, 0, ZMQ_POLLIN, 0};
+    if (srv->replica_store)
+        items[store_at = n_items++] =
+            (zmq_pollitem_t){psrv_replica_store_wake(srv->replica_store), 0, ZMQ_POLLIN, 0};
     while (!stopping(srv, stop)) {
-        if (zmq_poll(items, srv->monitor ? 2 : 1, (long)srv->cfg.poll_ms) < 0) {
+        if (zmq_poll(items, n_items, (long)srv->cfg.poll_ms) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
             ps_log(PS_LOG_ERROR, "shard %lld: poll failed: %s", (long long)srv->cfg.shard,
@@ -298,8 +456,10 @@ int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop, volatile sig_at
             *reload = 0;
             psrv_access_reload(srv);
         }
-        if (srv->monitor && (items[1].revents & ZMQ_POLLIN))
+        if (monitor_at >= 0 && (items[monitor_at].revents & ZMQ_POLLIN))
             psrv_access_drain(srv);
+        if (store_at >= 0 && (items[store_at].revents & ZMQ_POLLIN))
+            psrv_replica_answer(srv);
         drain_router(srv, stop);
         if (ps_time_ms() >= next_cron) {
             server_cron(srv, &n);

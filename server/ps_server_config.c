@@ -48,6 +48,22 @@ static const ps_opt_t server_opts[] = {
     PS_OPT_INT("sparse_full_every", ps_server_config_t, sparse_full_every, "8", 1, 1000,
                "every Nth checkpoint holds all of a job's sparse rows, the others only "
                "the rows made or updated since the previous one; 1 = always all"),
+    PS_OPT_STR("peers", ps_server_config_t, peers, "",
+               "every shard's endpoint in shard order, comma-separated (the workers' --servers): "
+               "where checkpoints are replicated to and fetched from; empty = no replication"),
+    PS_OPT_INT("checkpoint_replicas", ps_server_config_t, checkpoint_replicas, "1", 0, 16,
+               "with peers: each checkpoint file is copied to the next N shards (at most "
+               "shards - 1); a shard started with an empty state_dir fetches its own from them"),
+    PS_OPT_INT("replica_inflight_mb", ps_server_config_t, replica_inflight_mb, "256", 1, 1 << 20,
+               "checkpoint bytes queued for replication; past it the oldest queued file is "
+               "skipped (the next one carries what it needs)"),
+    PS_OPT_INT("replica_timeout_ms", ps_server_config_t, replica_timeout_ms, "10000", 100, 3600000,
+               "a holder that has not acknowledged a replica (or answered a fetch) this long is "
+               "given up on for that file"),
+    PS_OPT_STR("peer_key_file", ps_server_config_t, peer_key_file, "",
+               "with CURVE: the other shards' server public key (default: this server's own, "
+               "for shards sharing one key pair); each holder's allow_file lists this server's "
+               "key with role shard"),
     PS_OPT_STR("stats_socket", ps_server_config_t, stats_socket, "",
                "UNIX stats socket path (mode 0660); empty = none (see ps-ctl)"),
     PS_OPT_INT("stats_port", ps_server_config_t, stats_port, "-1", -1, 65535,
@@ -56,9 +72,9 @@ static const ps_opt_t server_opts[] = {
                "Prometheus GET /metrics on 127.0.0.1; 0 = any free port, -1 = off"),
     PS_OPT_STR("curve_secret_file", ps_server_config_t, curve_secret_file, "",
                "this server's CURVE key pair (ps-keygen; mode 0600); set = CURVE on every socket"),
-    PS_OPT_STR(
-        "allow_file", ps_server_config_t, allow_file, "",
-        "with CURVE: 'ROLE KEY [NAME]' per client key (worker|admin|monitor); SIGHUP re-reads"),
+    PS_OPT_STR("allow_file", ps_server_config_t, allow_file, "",
+               "with CURVE: 'ROLE KEY [NAME]' per client key (worker|admin|monitor|shard); SIGHUP "
+               "re-reads"),
     PS_OPT_BOOL("insecure", ps_server_config_t, insecure, "no",
                 "allow binding a non-loopback address without CURVE (anyone reaching the port "
                 "can overwrite the model)"),
@@ -107,5 +123,15 @@ int ps_server_config_validate(const ps_server_config_t *cfg, ps_errbuf_t *err)
                           "overwrite the model. Set curve_secret_file and allow_file (see "
                           "docs/security.md), or insecure yes on a network you trust",
                           cfg->bind_addr);
+    if (*cfg->peers) {
+        int n = 1;
+        for (const char *p = cfg->peers; *p; p++)
+            n += *p == ',';
+        if (n != cfg->shards)
+            return ps_err_set(err, PS_EINVAL, "peers lists %d endpoints; shards is %lld", n,
+                              (long long)cfg->shards);
+        if (cfg->checkpoint_replicas && !*cfg->state_dir)
+            return ps_err_set(err, PS_EINVAL, "peers with checkpoint_replicas needs a state_dir");
+    }
     return PS_OK;
 }

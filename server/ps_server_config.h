@@ -32,6 +32,11 @@ typedef struct {
     int64_t checkpoint_every;
     int64_t checkpoint_keep;
     int64_t sparse_full_every;
+    char peers[PS_OPT_STR_MAX]; /* "tcp://A:P,tcp://B:P": shard i's endpoint is the ith */
+    int64_t checkpoint_replicas;
+    int64_t replica_inflight_mb;
+    int64_t replica_timeout_ms;
+    char peer_key_file[PS_OPT_STR_MAX];
     char stats_socket[PS_OPT_STR_MAX];
     int64_t stats_port;
     int64_t metrics_port;

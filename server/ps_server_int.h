@@ -50,6 +50,7 @@ typedef struct {
 } psrv_finished_t;
 
 #define PSRV_FINISHED_MAX 64
+#define PSRV_HELD_MAX 4096 /* requests held while a new machine fetches */
 
 /* The jobs this shard serves. */
 typedef struct {
@@ -83,9 +84,14 @@ struct ps_server {
     ps_zap_t *zap;   /* CURVE on: who may connect, in which role */
     void *monitor;   /* PAIR receiving the router's handshake failures */
     ps_statsd_t *statsd;
-    atomic_int save_requested; /* set by the stats thread's `save` */
-    atomic_int stop_requested; /* ps_server_stop, from any thread */
-    bool shutdown_requested;   /* an admin's SHUTDOWN */
+    atomic_int save_requested;                /* set by the stats thread's `save` */
+    atomic_int stop_requested;                /* ps_server_stop, from any thread */
+    bool shutdown_requested;                  /* an admin's SHUTDOWN */
+    struct psrv_replicator *replicator;       /* copies our checkpoints to holders; NULL: off */
+    struct psrv_replica_store *replica_store; /* writes other shards' replicas; NULL: off */
+    int64_t ckpt_listed_ms;                   /* when show checkpoints last listed state_dir */
+    ps_wire_msg_t *held;                      /* requests that came during a new machine's fetch */
+    size_t n_held;
 };
 
 #endif

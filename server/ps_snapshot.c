@@ -9,6 +9,7 @@
 
 #include "ps_checkpoint.h"
 #include "ps_log.h"
+#include "ps_replica.h"
 #include "ps_shardmap.h"
 #include "ps_time.h"
 
@@ -106,6 +107,7 @@ void psrv_snapshot_reap(ps_server_t *srv, bool block)
     } else {
         srv->stats.checkpoints_written++;
         srv->stats.last_checkpoint_ms = ps_time_ms();
+        psrv_replicator_offer(srv->replicator, srv->ckpt_job, srv->ckpt_job_id, srv->ckpt_clock);
         ps_log(srv->ckpt_final ? PS_LOG_INFO : PS_LOG_DEBUG,
                "job '%s': %s%scheckpoint at clock %lld written", srv->ckpt_job,
                srv->ckpt_final ? "final " : "", srv->ckpt_delta ? "incremental " : "",
@@ -119,6 +121,23 @@ static int64_t next_multiple(int64_t clock, int64_t every)
     return (clock / every + 1) * every;
 }
 
+/* AddressSanitizer's allocator (GCC 12's libasan) takes no lock around
+ * fork: a child forked while another thread is inside malloc waits for
+ * that lock forever (seen: the replica threads, which allocate a file's
+ * bytes right after each checkpoint, made the next writer hang, and the
+ * loop with it in the blocking reap). glibc's malloc is fork-safe, so
+ * only such builds with those threads running write in the loop instead
+ * (the path a failed fork takes). */
+static bool fork_is_safe(const ps_server_t *srv)
+{
+#if defined(__SANITIZE_ADDRESS__)
+    return !srv->replicator && !srv->replica_store;
+#else
+    (void)srv;
+    return true;
+#endif
+}
+
 /* Writes job's checkpoint in a forked child: a copy-on-write view of memory,
  * so the loop keeps serving. One writer at a time. */
 static void fork_writer(ps_server_t *srv, ps_job_t *job, bool final)
@@ -130,7 +149,7 @@ static void fork_writer(ps_server_t *srv, ps_job_t *job, bool final)
     srv->ckpt_final = final;
     int64_t base = next_base(srv, job, srv->ckpt_clock);
     srv->ckpt_delta = base >= 0;
-    pid_t pid = fork();
+    pid_t pid = fork_is_safe(srv) ? fork() : -1;
     if (pid == 0) {
         /* the child holds copies of every descriptor, the listening socket
          * among them: closed, so a restarted server can bind its port while
@@ -146,8 +165,15 @@ static void fork_writer(ps_server_t *srv, ps_job_t *job, bool final)
     if (pid < 0) {
         ps_errbuf_t err;
         int rc = write_job(srv, job, base, &err);
-        if (rc != PS_OK)
+        if (rc != PS_OK) {
             ps_log(PS_LOG_ERROR, "shard %lld: %s", (long long)srv->cfg.shard, err.msg);
+            srv->stats.checkpoints_failed++;
+        } else { /* counted and replicated as a child's file is when reaped */
+            srv->stats.checkpoints_written++;
+            srv->stats.last_checkpoint_ms = ps_time_ms();
+            psrv_replicator_offer(srv->replicator, srv->ckpt_job, srv->ckpt_job_id,
+                                  srv->ckpt_clock);
+        }
         clear_dirty(job);
         chain_written(job, srv->ckpt_clock, base >= 0, rc == PS_OK);
         return;
@@ -197,6 +223,7 @@ int psrv_snapshot_all(ps_server_t *srv)
         } else {
             srv->stats.checkpoints_written++;
             srv->stats.last_checkpoint_ms = ps_time_ms();
+            psrv_replicator_offer(srv->replicator, ps_job_name(job), ps_job_id(job), clock);
             ps_log(PS_LOG_INFO, "job '%s': checkpoint written at clock %lld", ps_job_name(job),
                    (long long)ps_job_resume_clock(job));
         }
@@ -391,6 +418,7 @@ void psrv_snapshot_remove_job(ps_server_t *srv, const ps_job_t *job)
         return;
     psrv_snapshot_reap(srv, true);
     ps_ckpt_remove_job_id(srv->cfg.state_dir, ps_job_name(job), ps_job_id(job));
+    psrv_replicator_offer_drop(srv->replicator, ps_job_name(job), ps_job_id(job));
 }
 
 int psrv_snapshot_clocks(ps_server_t *srv, const char *job, int64_t **clocks)

@@ -6,10 +6,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "ps_checkpoint.h"
 #include "ps_config.h"
 #include "ps_doc.h"
+#include "ps_replica.h"
 #include "ps_server_int.h"
 #include "ps_time.h"
 
@@ -102,7 +105,7 @@ static void doc_requests(ps_doc_t *d, const ps_server_stats_t *st)
     ps_doc_group(
         d, "requests", "requests_",
         &(ps_metric_t){"ps_requests_total", PS_METRIC_COUNTER, "Requests handled, by op.", {"op"}});
-    for (int op = 1; op <= PS__OP__SPARSE_PUSH; op++)
+    for (int op = 1; op <= PS__OP__REPLICA_DROP; op++)
         ps_doc_int(d, ps_op_name(op), (int64_t)st->requests[op], NULL);
     ps_doc_group_end(d);
     ps_doc_int(d, "bytes_received", (int64_t)st->bytes_in,
@@ -149,6 +152,39 @@ static void doc_security(ps_doc_t *d, const ps_server_t *srv)
                        "Connections that failed the handshake (e.g. plain text to CURVE)."));
 }
 
+/* Replicated checkpoints: ours sent to holders, theirs held here. */
+static void doc_replication(ps_doc_t *d, const ps_server_t *srv, int64_t now)
+{
+    static const char help[] = "Checkpoint files replicated to holder shards, by result.";
+    const ps_server_stats_t *st = &srv->stats;
+    psrv_replica_status_t rs;
+    psrv_replicator_status(srv->replicator, &rs);
+    ps_doc_section(d, "replication");
+    ps_doc_int(d, "replicas_acked", (int64_t)rs.files_acked,
+               &(ps_metric_t){"ps_replicas_total", PS_METRIC_COUNTER, help, {"result", "acked"}});
+    ps_doc_int(d, "replicas_refused", (int64_t)rs.files_refused,
+               &(ps_metric_t){"ps_replicas_total", PS_METRIC_COUNTER, help, {"result", "refused"}});
+    ps_doc_int(d, "replicas_failed", (int64_t)rs.files_failed,
+               &(ps_metric_t){"ps_replicas_total", PS_METRIC_COUNTER, help, {"result", "failed"}});
+    ps_doc_int(d, "replicas_skipped", (int64_t)rs.files_skipped,
+               &(ps_metric_t){"ps_replicas_total", PS_METRIC_COUNTER, help, {"result", "skipped"}});
+    ps_doc_int(d, "replica_bytes_acked", (int64_t)rs.bytes_acked, NULL);
+    ps_doc_int(d, "replica_bytes_queued", (int64_t)rs.bytes_queued,
+               GAUGE("ps_replica_queued_bytes", "Checkpoint bytes waiting to be replicated."));
+    ps_doc_real(d, "last_replica_ack_age_s",
+                rs.last_ack_ms[0] ? (double)(now - rs.last_ack_ms[0]) / 1000.0 : -1, 1, NULL);
+    ps_doc_str(d, "replica_holder_error", rs.last_error[0]);
+    ps_doc_int(d, "replicas_held", (int64_t)st->replicas_stored,
+               COUNTER("ps_replicas_held_total", "Replicas of other shards' checkpoints stored."));
+    ps_doc_int(
+        d, "replicas_held_refused", (int64_t)st->replicas_refused,
+        COUNTER("ps_replicas_held_refused_total", "Replicas refused here (bad CRC, full disk)."));
+    ps_doc_int(d, "replicas_served", (int64_t)st->replicas_served, NULL);
+    ps_doc_str(d, "replica_store_error", st->replica_error);
+    ps_doc_int(d, "replica_fetched_files", (int64_t)st->replica_fetched_files, NULL);
+    ps_doc_int(d, "replica_fetch_ms", st->replica_fetch_ms, NULL);
+}
+
 static void doc_memory_checkpoints(ps_doc_t *d, const ps_server_t *srv, int64_t now)
 {
     static const char help[] = "Checkpoints written, by result.";
@@ -181,6 +217,7 @@ static void doc_memory_checkpoints(ps_doc_t *d, const ps_server_t *srv, int64_t 
     ps_doc_real(d, "last_checkpoint_age_s",
                 st->last_checkpoint_ms ? (double)(now - st->last_checkpoint_ms) / 1000.0 : -1, 1,
                 NULL);
+    doc_replication(d, srv, now);
 }
 
 /* Gauges and histograms only /metrics shows. */
@@ -355,6 +392,77 @@ static void publish_tables(ps_server_t *srv)
     ps_rows_destroy(&t);
 }
 
+static const ps_col_t ckpt_cols[] = {
+    {"shard", NULL, 5, 0, 0, false}, {"for_shard", NULL, 9, 0, 0, false},
+    {"kind", NULL, -7, 0, 0, false}, {"job", NULL, -12, 0, 0, false},
+    {"clock", NULL, 8, 0, 0, false}, {"bytes", NULL, 10, 0, 0, false},
+    {"base", NULL, 6, 0, 0, false},  {"acked_by", NULL, -10, 0, 0, false},
+};
+
+/* One row of `show checkpoints`: job's file at clock in dir. */
+static void ckpt_row(ps_rows_t *t, ps_server_t *srv, const char *dir, const char *job,
+                     int64_t clock, int64_t owner, bool own)
+{
+    uint32_t crc = 0, base_crc, holders[PSRV_REPLICA_MAX];
+    int64_t base = -1;
+    ps_ckpt_file_head(dir, job, clock, &crc, &base, &base_crc);
+    char path[PS_OPT_STR_MAX + 200], acked[160] = "";
+    snprintf(path, sizeof path, "%s/%s/ckpt-%012lld.psc", dir, job, (long long)clock);
+    uint32_t n = own ? psrv_replicator_holders(srv->replicator, holders) : 0;
+    size_t al = 0;
+    for (uint32_t i = 0; i < n && al < sizeof acked - 16; i++)
+        if (psrv_replicator_acked(srv->replicator, i, job, clock, crc))
+            al +=
+                (size_t)snprintf(acked + al, sizeof acked - al, "%s%u", al ? "," : "", holders[i]);
+    struct stat st;
+    ps_rows_add(t);
+    ps_rows_int(t, srv->cfg.shard);
+    ps_rows_int(t, owner);
+    ps_rows_str(t, own ? "own" : "replica");
+    ps_rows_str(t, job);
+    ps_rows_int(t, clock);
+    ps_rows_int(t, stat(path, &st) == 0 ? (int64_t)st.st_size : -1);
+    ps_rows_int(t, base);
+    ps_rows_str(t, own ? (*acked ? acked : "-") : "");
+}
+
+/* The rows of one directory of checkpoints: ours (own), with the holders
+ * that acknowledged each, or the replicas held for shard owner. */
+static void ckpt_rows(ps_rows_t *t, ps_server_t *srv, const char *dir, int64_t owner, bool own)
+{
+    char **jobs;
+    int n_jobs = ps_ckpt_list_jobs(dir, &jobs);
+    for (int j = 0; j < n_jobs; j++) {
+        int64_t *clocks;
+        int n = ps_ckpt_list_clocks(dir, jobs[j], &clocks);
+        for (int k = 0; k < n; k++)
+            ckpt_row(t, srv, dir, jobs[j], clocks[k], owner, own);
+        free(clocks);
+        free(jobs[j]);
+    }
+    free(jobs);
+}
+
+/* `show checkpoints`: this shard's files and the replicas it holds for
+ * each other shard. Lists directories: at most once a second, and at once
+ * after a replica came or went. */
+static void publish_checkpoints(ps_server_t *srv, int64_t now)
+{
+    if (!*srv->cfg.state_dir || (srv->ckpt_listed_ms && now - srv->ckpt_listed_ms < 1000))
+        return;
+    srv->ckpt_listed_ms = now;
+    ps_rows_t *t = ps_rows_new(ckpt_cols, sizeof ckpt_cols / sizeof ckpt_cols[0]);
+    ckpt_rows(t, srv, srv->cfg.state_dir, srv->cfg.shard, true);
+    for (int64_t s = 0; s < srv->cfg.shards; s++) {
+        char dir[PS_OPT_STR_MAX + 64];
+        psrv_replica_dir(srv->cfg.state_dir, (uint32_t)s, dir, sizeof dir);
+        if (s != srv->cfg.shard)
+            ckpt_rows(t, srv, dir, s, false);
+    }
+    ps_statsd_publish(srv->statsd, PS_STATS_CHECKPOINTS, ps_rows_text(t), ps_rows_json(t));
+    ps_rows_destroy(&t);
+}
+
 void psrv_stats_publish_config(ps_server_t *srv)
 {
     if (!srv->statsd)
@@ -377,4 +485,5 @@ void psrv_stats_publish(ps_server_t *srv)
     ps_doc_destroy(&d);
     publish_workers(srv, now);
     publish_tables(srv);
+    publish_checkpoints(srv, now);
 }

@@ -19,7 +19,7 @@ typedef struct {
 
 /* Counters of the loop thread. */
 typedef struct {
-    uint64_t requests[16]; /* by op */
+    uint64_t requests[32]; /* by op */
     uint64_t errors;
     uint64_t errors_by_code[32]; /* by -code */
     uint64_t nonfinite_pushes;
@@ -31,6 +31,11 @@ typedef struct {
     uint64_t bytes_in, bytes_out;
     uint64_t checkpoints_written, checkpoints_failed;
     int64_t last_checkpoint_ms;
+    uint64_t replicas_stored, replicas_refused, replicas_served; /* held for other shards */
+    uint64_t replica_bytes_stored;
+    uint64_t replica_fetched_files; /* at start: fetched from a holder (a new machine) */
+    int64_t replica_fetch_ms;
+    char replica_error[512]; /* why the latest replica was refused; "" once one is stored */
     ps_hist_t push_latency, pull_latency;
 } ps_server_stats_t;
 

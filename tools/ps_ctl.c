@@ -49,7 +49,8 @@ static const ps_optset_t ctl_optset = {
     "ps-ctl",
     "Usage: ps-ctl (-s SOCKET | -t HOST:PORT) [--json] [--timeout MS] COMMAND...\n"
     "Talks to a ps-server's (or ps-worker's) stats socket. Commands:\n"
-    "  show info | show workers | show tables | show config   (--json for JSON)\n"
+    "  show info | show workers | show tables | show config | show checkpoints\n"
+    "                                                         (--json for JSON)\n"
     "  metrics        Prometheus text format\n"
     "  save           checkpoint every job now\n"
     "  drop JOB       end job JOB on this shard: tables, checkpoints and the\n"

@@ -13,7 +13,7 @@ typedef struct {
 
 static const ps_opt_t keygen_opts[] = {
     PS_OPT_STR("role", keygen_opts_t, role, "",
-               "worker|admin|monitor: also print the allow-list line for the key"),
+               "worker|admin|monitor|shard: also print the allow-list line for the key"),
     PS_OPT_STR("name", keygen_opts_t, name, "",
                "the key's name on that line (default: BASE's file "
                "name)"),
@@ -21,7 +21,7 @@ static const ps_opt_t keygen_opts[] = {
 
 static const ps_optset_t keygen_optset = {
     "ps-keygen",
-    "Usage: ps-keygen [--role worker|admin|monitor] [--name NAME] BASE\n"
+    "Usage: ps-keygen [--role worker|admin|monitor|shard] [--name NAME] BASE\n"
     "Writes a new CURVE key pair: BASE.secret (mode 0600, both keys; stays on its host)\n"
     "and BASE.pub (the public key, safe to share). Never overwrites a file.\n"
     "With --role, also prints the line to add to the servers' allow_file:\n"
@@ -49,7 +49,7 @@ int main(int argc, char **argv)
     const char *base = argv[first], *role = *o.role ? o.role : NULL;
     const char *name = *o.name ? o.name : NULL;
     if (role && ps_role_parse(role) == PS_ROLE_NONE) {
-        fprintf(stderr, "ps-keygen: unknown role '%s' (worker, admin or monitor)\n", role);
+        fprintf(stderr, "ps-keygen: unknown role '%s' (worker, admin, monitor or shard)\n", role);
         return EX_USAGE;
     }
     ps_curve_keys_t keys;

@@ -101,3 +101,60 @@ fashion_flags() {
         --train_labels "$FM/train-labels-idx1-ubyte.gz" \
         --test_data "$FM/t10k-images-idx3-ubyte.gz" --test_labels "$FM/t10k-labels-idx1-ubyte.gz"
 }
+
+# ---- network namespaces, one per "machine" (netns.sh, replica_takeover.sh)
+# netns_probe: true if this machine lets us make network namespaces (why
+# not, if not, in $WORK/probe.log).
+netns_probe() {
+    command -v ip >/dev/null || { echo "iproute2 (ip) is not installed" >"$WORK/probe.log"; return 1; }
+    ip netns add "psprobe$$" 2>"$WORK/probe.log" || return 1
+    ip netns del "psprobe$$"
+}
+# netns_build PREFIX HOST...: a namespace "ps$HOST$$" per HOST, joined by a
+# bridge (namespace "psbr$$"), HOST number i (from 0) at PREFIX.(i+1)/24;
+# sets NETNS_IP[HOST] and installs the cleanup (namespaces deleted,
+# /run/netns unmounted if this test mounted it, then lib.sh's cleanup). A
+# step the machine refuses exits 77 (a ctest skip) naming it.
+declare -A NETNS_IP
+NETNS_HOSTS=()
+NETNS_HAD_MOUNT=0
+netns_cleanup() {
+    for h in "${NETNS_HOSTS[@]}"; do ip netns del "ps$h$$" 2>/dev/null || true; done
+    ip netns del "psbr$$" 2>/dev/null || true
+    # iproute2 mounts /run/netns on first use; if this test is what made it
+    # a mount point, unmount it (in a chroot it would otherwise stay in the
+    # chroot's tree and keep its owner from deleting the root)
+    if [ $NETNS_HAD_MOUNT = 0 ] && mountpoint -q /run/netns 2>/dev/null; then
+        umount -l /run/netns 2>/dev/null || true
+    fi
+}
+netns_step() {
+    "$@" 2>>"$WORK/net.log" || {
+        echo "SKIP: cannot build the test network here: '$*' failed: $(tail -1 "$WORK/net.log")"
+        exit 77
+    }
+}
+netns_build() {
+    local prefix=$1 i=0 h ns; shift
+    NETNS_HOSTS=("$@")
+    mountpoint -q /run/netns 2>/dev/null && NETNS_HAD_MOUNT=1
+    # keep the test's own exit status through both cleanups
+    trap 'rc=$?; netns_cleanup; (exit $rc); cleanup' EXIT
+    netns_step ip netns add "psbr$$"
+    netns_step ip -n "psbr$$" link add br0 type bridge
+    netns_step ip -n "psbr$$" link set br0 up
+    for h in "$@"; do
+        ns="ps$h$$"
+        NETNS_IP[$h]=$prefix.$((i + 1))
+        netns_step ip netns add "$ns"
+        netns_step ip link add "v$i$$" type veth peer name "b$i$$"
+        netns_step ip link set "v$i$$" netns "$ns"
+        netns_step ip link set "b$i$$" netns "psbr$$"
+        netns_step ip -n "psbr$$" link set "b$i$$" master br0 up
+        netns_step ip -n "$ns" link set "v$i$$" name eth0
+        netns_step ip -n "$ns" addr add "${NETNS_IP[$h]}/24" dev eth0
+        netns_step ip -n "$ns" link set eth0 up
+        netns_step ip -n "$ns" link set lo up
+        i=$((i + 1))
+    done
+}

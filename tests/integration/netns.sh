@@ -3,58 +3,11 @@
 # creates and deletes; train to the end and read a server's stats socket.
 # Exit 77 (a ctest skip) with the reason only where namespaces are forbidden.
 . "$(dirname "$0")/lib.sh"
-command -v ip >/dev/null || { echo "SKIP: iproute2 (ip) is not installed"; exit 77; }
+netns_probe || { echo "SKIP: this machine forbids network namespaces: $(cat "$WORK/probe.log")"; exit 77; }
 tag=$$
-# iproute2 mounts /run/netns on first use; if this test is what made it a
-# mount point, unmount it at the end (in a chroot it would otherwise stay
-# in the chroot's tree and keep its owner from deleting the root)
-had_netns_mount=0
-mountpoint -q /run/netns 2>/dev/null && had_netns_mount=1
-netns_cleanup() {
-    for h in s0 s1 w0 w1; do ip netns del "ps$h$tag" 2>/dev/null || true; done
-    ip netns del "psbr$tag" 2>/dev/null || true
-    ip netns del "psprobe$tag" 2>/dev/null || true
-    if [ $had_netns_mount = 0 ] && mountpoint -q /run/netns 2>/dev/null; then
-        umount -l /run/netns 2>/dev/null || true
-    fi
-}
-# keep the test's own exit status through both cleanups
-trap 'rc=$?; netns_cleanup; (exit $rc); cleanup' EXIT
-probe="psprobe$tag"
-if ! ip netns add "$probe" 2>"$WORK/probe.log"; then
-    echo "SKIP: this machine forbids network namespaces: $(cat "$WORK/probe.log")"; exit 77
-fi
-ip netns del "$probe"
-
-BR="psbr$tag"
-HOSTS=(s0 s1 w0 w1)
-declare -A IP=([s0]=10.250.$((tag % 200)).1 [s1]=10.250.$((tag % 200)).2 [w0]=10.250.$((tag % 200)).3 [w1]=10.250.$((tag % 200)).4)
-# net CMD...: a step of building the test network; if the machine will not
-# let us (a chroot without /run/netns, no bridge module...), skip with why.
-net() {
-    "$@" 2>>"$WORK/net.log" || {
-        echo "SKIP: cannot build the test network here: '$*' failed: $(tail -1 "$WORK/net.log")"
-        exit 77
-    }
-}
-
-net ip netns add "$BR"
-net ip -n "$BR" link add br0 type bridge
-net ip -n "$BR" link set br0 up
-i=0
-for h in "${HOSTS[@]}"; do
-    ns="ps$h$tag"
-    net ip netns add "$ns"
-    net ip link add "v$i$tag" type veth peer name "b$i$tag"
-    net ip link set "v$i$tag" netns "$ns"
-    net ip link set "b$i$tag" netns "$BR"
-    net ip -n "$BR" link set "b$i$tag" master br0 up
-    net ip -n "$ns" link set "v$i$tag" name eth0
-    net ip -n "$ns" addr add "${IP[$h]}/24" dev eth0
-    net ip -n "$ns" link set eth0 up
-    net ip -n "$ns" link set lo up
-    i=$((i + 1))
-done
+netns_build 10.250.$((tag % 200)) s0 s1 w0 w1
+declare -A IP
+for h in s0 s1 w0 w1; do IP[$h]=${NETNS_IP[$h]}; done
 
 # Across "machines" the servers speak CURVE only (a plain-text bind beyond
 # loopback is refused): one server key pair, one per worker, an allow-list.

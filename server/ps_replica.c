@@ -1,0 +1,641 @@
+/* ps_replica.c - see ps_replica.h. The sender runs on its own thread with
+ * its own sockets; the fetch runs on the loop thread before it serves. */
+#include "ps_replica.h"
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <zlib.h>
+#include <zmq.h>
+
+#include "ps_checkpoint.h"
+#include "ps_job.h"
+#include "ps_log.h"
+#include "ps_name.h"
+#include "ps_time.h"
+#include "ps_wire.h"
+
+#define QUEUE_MAX 64
+#define ACKED_MAX 64
+#define CHAIN_MAX 1000
+#define REFUSED_RETRIES 3
+
+int psrv_replica_config(const ps_server_config_t *cfg, psrv_replica_cfg_t *out, ps_errbuf_t *err)
+{
+    memset(out, 0, sizeof *out);
+    snprintf(out->state_dir, sizeof out->state_dir, "%s", cfg->state_dir);
+    out->shard = (uint32_t)cfg->shard;
+    out->n_shards = (uint32_t)cfg->shards;
+    out->keep = (int)cfg->checkpoint_keep;
+    out->timeout_ms = cfg->replica_timeout_ms;
+    out->max_inflight_bytes = (size_t)cfg->replica_inflight_mb << 20;
+    if (!*cfg->peers || !*cfg->state_dir || cfg->shards < 2)
+        return PS_OK;
+    uint32_t n = (uint32_t)cfg->checkpoint_replicas;
+    if (n > out->n_shards - 1)
+        n = out->n_shards - 1;
+    char list[PS_OPT_STR_MAX];
+    snprintf(list, sizeof list, "%s", cfg->peers);
+    char *endpoints[1024], *save = NULL;
+    uint32_t n_ep = 0;
+    for (char *tok = strtok_r(list, ",", &save); tok && n_ep < 1024;
+         tok = strtok_r(NULL, ",", &save))
+        endpoints[n_ep++] = tok;
+    if (n_ep != out->n_shards)
+        return ps_err_set(err, PS_EINVAL, "peers lists %u endpoints; shards is %u", n_ep,
+                          out->n_shards);
+    for (uint32_t i = 0; i < n; i++) {
+        out->holder[i] = (out->shard + 1 + i) % out->n_shards;
+        snprintf(out->endpoint[i], sizeof out->endpoint[i], "%s", endpoints[out->holder[i]]);
+    }
+    out->n_holders = n;
+    if (!*cfg->curve_secret_file)
+        return PS_OK;
+    out->curve = true;
+    int rc = ps_curve_load(cfg->curve_secret_file, true, &out->keys, err);
+    if (rc != PS_OK)
+        return rc;
+    snprintf(out->server_key, sizeof out->server_key, "%s", out->keys.public_z85);
+    if (*cfg->peer_key_file) {
+        ps_curve_keys_t peer;
+        if ((rc = ps_curve_load(cfg->peer_key_file, false, &peer, err)) != PS_OK)
+            return rc;
+        snprintf(out->server_key, sizeof out->server_key, "%s", peer.public_z85);
+    }
+    return PS_OK;
+}
+
+void psrv_replica_dir(const char *state_dir, uint32_t owner, char *out, size_t cap)
+{
+    snprintf(out, cap, "%s/.replicas/shard-%u", state_dir, owner);
+}
+
+/* A request header of op about job (NULL: none) of shard `shard` of n_shards. */
+static Ps__Header replica_header(int op, const char *job, uint64_t job_id, uint32_t shard,
+                                 uint32_t n_shards)
+{
+    Ps__Header h = PS__HEADER__INIT;
+    h.version = PS_PROTOCOL_VERSION;
+    h.op = op;
+    h.job = job ? (char *)job : (char *)"";
+    h.job_id = job_id;
+    h.shard = shard;
+    h.n_shards = n_shards;
+    return h;
+}
+
+/* ---- one request and its reply, with a deadline ---- */
+
+/* A DEALER to endpoint (CURVE if the shards use it). NULL if it cannot be
+ * made (why says so). */
+static void *open_peer(void *ctx, const psrv_replica_cfg_t *cfg, const char *endpoint, char *why,
+                       size_t cap)
+{
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0, send_ms = (int)cfg->timeout_ms;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(s, ZMQ_SNDTIMEO, &send_ms, sizeof send_ms); /* a full pipe never blocks us */
+    ps_errbuf_t err;
+    if (cfg->curve && ps_curve_client_socket(s, cfg->server_key, cfg->keys.public_z85,
+                                             cfg->keys.secret_z85, &err) != PS_OK) {
+        snprintf(why, cap, "%s", err.msg);
+        zmq_close(s);
+        return NULL;
+    }
+    if (zmq_connect(s, endpoint) != 0) {
+        snprintf(why, cap, "cannot connect to '%s': %s", endpoint, zmq_strerror(zmq_errno()));
+        zmq_close(s);
+        return NULL;
+    }
+    return s;
+}
+
+static void free_bytes(void *data, void *hint)
+{
+    (void)hint;
+    free(data);
+}
+
+/* Sends h (and bytes, owned from here on, if not NULL) and waits until
+ * deadline_ms for the reply to h->request_id: PS_OK with *reply set (the
+ * caller closes it), PS_ETIME, PS_EINTR (*cancel was set: the wait is cut
+ * into slices of 50 ms to look at it), or PS_ENET; why says what happened. */
+static int call_peer(void *s, const Ps__Header *h, void *bytes, size_t len, int64_t deadline_ms,
+                     const atomic_bool *cancel, ps_wire_msg_t *reply, char *why, size_t cap)
+{
+    if (ps_wire_send_header(s, h, bytes ? ZMQ_SNDMORE : 0) < 0) {
+        free(bytes);
+        snprintf(why, cap, "cannot send %s: %s", ps_op_name(h->op), zmq_strerror(zmq_errno()));
+        return PS_ENET;
+    }
+    if (bytes) {
+        zmq_msg_t m;
+        zmq_msg_init_data(&m, bytes, len, free_bytes, NULL);
+        if (ps_wire_send_msg(s, &m, 0) < 0) {
+            snprintf(why, cap, "cannot send %s: %s", ps_op_name(h->op), zmq_strerror(zmq_errno()));
+            return PS_ENET;
+        }
+    }
+    for (;;) {
+        int64_t left = deadline_ms - ps_time_ms();
+        zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+        if (cancel && atomic_load(cancel)) {
+            snprintf(why, cap, "%s given up: stopping", ps_op_name(h->op));
+            return PS_EINTR;
+        }
+        if (left <= 0) {
+            snprintf(why, cap, "no answer to %s within %s", ps_op_name(h->op),
+                     "replica_timeout_ms");
+            return PS_ETIME;
+        }
+        if (zmq_poll(&it, 1, (long)(left < 50 ? left : 50)) <= 0 || !(it.revents & ZMQ_POLLIN))
+            continue; /* a slice passed, or EINTR */
+        if (ps_wire_recv(s, reply, 0) != PS_OK || reply->n_parts < 1) {
+            ps_wire_msg_close(reply);
+            continue;
+        }
+        Ps__Header *r = ps_wire_unpack_header(&reply->parts[0]);
+        bool ours = r && r->request_id == h->request_id;
+        if (r)
+            ps__header__free_unpacked(r, NULL);
+        if (ours)
+            return PS_OK;
+        ps_wire_msg_close(reply); /* a late answer to a request given up on */
+    }
+}
+
+/* ---- the sender thread ---- */
+
+typedef struct {
+    char job[PS_JOB_NAME_MAX];
+    uint64_t job_id;
+    int64_t clock; /* -1: drop the job */
+    size_t bytes;
+} entry_t;
+
+typedef struct {
+    char job[PS_JOB_NAME_MAX];
+    int64_t clock;
+    uint32_t crc;
+} acked_t;
+
+typedef struct {
+    void *sock; /* the thread's; NULL until needed, or after a timeout */
+    acked_t acked[ACKED_MAX];
+    uint32_t n_acked; /* a ring: the newest ACKED_MAX */
+    bool down;        /* the last request failed: logged once until one works */
+} holder_t;
+
+struct psrv_replicator {
+    psrv_replica_cfg_t cfg;
+    void *ctx;
+    pthread_t thread;
+    pthread_mutex_t lock; /* guards everything below, and holders' acked rings */
+    pthread_cond_t wake;
+    bool stop;
+    atomic_bool cancel; /* set with stop: a wait for a holder ends early */
+    entry_t queue[QUEUE_MAX];
+    uint32_t head, n;
+    size_t queued_bytes, sending_bytes;
+    uint64_t seq;
+    holder_t holders[PSRV_REPLICA_MAX];
+    psrv_replica_status_t st;
+};
+
+static bool is_acked(psrv_replicator_t *r, uint32_t i, const char *job, int64_t clock, uint32_t crc)
+{
+    const holder_t *h = &r->holders[i];
+    uint32_t n = h->n_acked < ACKED_MAX ? h->n_acked : ACKED_MAX;
+    for (uint32_t k = 0; k < n; k++)
+        if (h->acked[k].clock == clock && h->acked[k].crc == crc && !strcmp(h->acked[k].job, job))
+            return true;
+    return false;
+}
+
+bool psrv_replicator_acked(psrv_replicator_t *r, uint32_t i, const char *job, int64_t clock,
+                           uint32_t crc)
+{
+    if (!r || i >= r->cfg.n_holders)
+        return false;
+    pthread_mutex_lock(&r->lock);
+    bool yes = is_acked(r, i, job, clock, crc);
+    pthread_mutex_unlock(&r->lock);
+    return yes;
+}
+
+static void note_trouble(psrv_replicator_t *r, uint32_t i, const char *what, const char *why)
+{
+    holder_t *h = &r->holders[i];
+    pthread_mutex_lock(&r->lock);
+    snprintf(r->st.last_error[i], sizeof r->st.last_error[i], "%.60s: %.190s", what, why);
+    pthread_mutex_unlock(&r->lock);
+    if (!h->down)
+        ps_log(PS_LOG_WARN, "shard %u: replica holder shard %u ('%s'): %s: %s (training goes on)",
+               r->cfg.shard, r->cfg.holder[i], r->cfg.endpoint[i], what, why);
+    h->down = true;
+}
+
+static void note_acked(psrv_replicator_t *r, uint32_t i, const char *job, int64_t clock,
+                       uint32_t crc, size_t len)
+{
+    holder_t *h = &r->holders[i];
+    pthread_mutex_lock(&r->lock);
+    acked_t *a = &h->acked[h->n_acked++ % ACKED_MAX];
+    snprintf(a->job, sizeof a->job, "%s", job);
+    a->clock = clock;
+    a->crc = crc;
+    r->st.files_acked++;
+    r->st.bytes_acked += len;
+    r->st.last_ack_ms[i] = ps_time_ms();
+    r->st.last_error[i][0] = 0;
+    pthread_mutex_unlock(&r->lock);
+    if (h->down)
+        ps_log(PS_LOG_NOTICE, "shard %u: replica holder shard %u ('%s') acknowledges again",
+               r->cfg.shard, r->cfg.holder[i], r->cfg.endpoint[i]);
+    h->down = false;
+}
+
+/* One request to holder i: PS_OK with the reply's status in *status (and
+ * its message in why), or the transport's failure (the socket is then
+ * closed, so a late answer cannot be taken for the next one's). */
+static int ask_holder(psrv_replicator_t *r, uint32_t i, Ps__Header *h, void *bytes, size_t len,
+                      int *status, char *why, size_t cap)
+{
+    holder_t *hd = &r->holders[i];
+    if (!hd->sock && !(hd->sock = open_peer(r->ctx, &r->cfg, r->cfg.endpoint[i], why, cap))) {
+        free(bytes);
+        return PS_ENET;
+    }
+    h->request_id = ++r->seq;
+    ps_wire_msg_t reply = {0};
+    int rc = call_peer(hd->sock, h, bytes, len, ps_time_ms() + r->cfg.timeout_ms, &r->cancel,
+                       &reply, why, cap);
+    if (rc != PS_OK) {
+        zmq_close(hd->sock);
+        hd->sock = NULL;
+        return rc;
+    }
+    Ps__Header *rh = ps_wire_unpack_header(&reply.parts[0]);
+    *status = rh->status;
+    snprintf(why, cap, "%s", rh->message && *rh->message ? rh->message : ps_strerror(rh->status));
+    ps__header__free_unpacked(rh, NULL);
+    ps_wire_msg_close(&reply);
+    return PS_OK;
+}
+
+/* Sends job's file at clock to holder i until it is acknowledged, refused
+ * REFUSED_RETRIES times (its CRC failed on arrival each time: re-sent), or
+ * the holder fails. True if acknowledged. */
+static bool send_file(psrv_replicator_t *r, uint32_t i, const entry_t *e, int64_t clock)
+{
+    char why[512];
+    for (int attempt = 0; attempt < REFUSED_RETRIES; attempt++) {
+        void *bytes;
+        size_t len;
+        ps_errbuf_t err;
+        if (ps_ckpt_read_file(r->cfg.state_dir, e->job, clock, &bytes, &len, &err) != PS_OK) {
+            note_trouble(r, i, "cannot send a checkpoint", err.msg);
+            return false;
+        }
+        uint32_t payload_crc = 0, base_crc;
+        int64_t base;
+        ps_ckpt_file_head(r->cfg.state_dir, e->job, clock, &payload_crc, &base, &base_crc);
+        Ps__Header h =
+            replica_header(PS__OP__REPLICA_PUT, e->job, e->job_id, r->cfg.shard, r->cfg.n_shards);
+        h.clock = clock;
+        h.n_elems = len;
+        h.crc = (uint32_t)crc32(crc32(0, NULL, 0), bytes, (uInt)len);
+        int status = PS_OK;
+        if (ask_holder(r, i, &h, bytes, len, &status, why, sizeof why) != PS_OK) {
+            pthread_mutex_lock(&r->lock);
+            r->st.files_failed++;
+            pthread_mutex_unlock(&r->lock);
+            note_trouble(r, i, "replica not acknowledged", why);
+            return false;
+        }
+        if (status == PS_OK) {
+            note_acked(r, i, e->job, clock, payload_crc, len);
+            return true;
+        }
+        pthread_mutex_lock(&r->lock);
+        r->st.files_refused++;
+        pthread_mutex_unlock(&r->lock);
+        if (status != PS_EFORMAT) { /* a full disk: sending again will not help now */
+            note_trouble(r, i, "replica refused", why);
+            return false;
+        }
+        ps_log(PS_LOG_WARN,
+               "shard %u: replica holder shard %u refused job '%s' clock %lld: %s; "
+               "sending it again",
+               r->cfg.shard, r->cfg.holder[i], e->job, (long long)clock, why);
+    }
+    note_trouble(r, i, "replica refused every time", why);
+    return false;
+}
+
+/* Sends e's file to holder i, preceded by the files of its chain the
+ * holder has not acknowledged (oldest first: a delta is stored only on
+ * top of its base). */
+static void send_chain(psrv_replicator_t *r, uint32_t i, const entry_t *e)
+{
+    int64_t chain[CHAIN_MAX];
+    int n = 0;
+    for (int64_t c = e->clock; c >= 0 && n < CHAIN_MAX;) {
+        uint32_t crc, base_crc;
+        int64_t base;
+        if (!ps_ckpt_file_head(r->cfg.state_dir, e->job, c, &crc, &base, &base_crc))
+            break; /* pruned meanwhile: a newer file is queued */
+        pthread_mutex_lock(&r->lock);
+        bool done = is_acked(r, i, e->job, c, crc);
+        pthread_mutex_unlock(&r->lock);
+        if (done)
+            break;
+        chain[n++] = c;
+        c = base;
+    }
+    for (int k = n - 1; k >= 0; k--)
+        if (!send_file(r, i, e, chain[k]))
+            return;
+}
+
+static void send_drop(psrv_replicator_t *r, uint32_t i, const entry_t *e)
+{
+    Ps__Header h =
+        replica_header(PS__OP__REPLICA_DROP, e->job, e->job_id, r->cfg.shard, r->cfg.n_shards);
+    char why[512];
+    int status;
+    if (ask_holder(r, i, &h, NULL, 0, &status, why, sizeof why) != PS_OK || status != PS_OK)
+        note_trouble(r, i, "dropping the replicas of an ended job", why);
+}
+
+static void *sender_main(void *arg)
+{
+    psrv_replicator_t *r = arg;
+    pthread_mutex_lock(&r->lock);
+    for (;;) {
+        while (!r->stop && !r->n)
+            pthread_cond_wait(&r->wake, &r->lock);
+        if (r->stop)
+            break;
+        entry_t e = r->queue[r->head];
+        r->head = (r->head + 1) % QUEUE_MAX;
+        r->n--;
+        r->queued_bytes -= e.bytes;
+        r->sending_bytes = e.bytes;
+        pthread_mutex_unlock(&r->lock);
+        for (uint32_t i = 0; i < r->cfg.n_holders; i++) {
+            if (e.clock >= 0)
+                send_chain(r, i, &e);
+            else
+                send_drop(r, i, &e);
+        }
+        pthread_mutex_lock(&r->lock);
+        r->sending_bytes = 0;
+    }
+    pthread_mutex_unlock(&r->lock);
+    for (uint32_t i = 0; i < r->cfg.n_holders; i++)
+        if (r->holders[i].sock)
+            zmq_close(r->holders[i].sock);
+    return NULL;
+}
+
+psrv_replicator_t *psrv_replicator_start(void *ctx, const psrv_replica_cfg_t *cfg)
+{
+    if (!cfg->n_holders)
+        return NULL;
+    psrv_replicator_t *r = ps_xcalloc(1, sizeof *r);
+    r->cfg = *cfg;
+    r->ctx = ctx;
+    atomic_init(&r->cancel, false);
+    pthread_mutex_init(&r->lock, NULL);
+    pthread_cond_init(&r->wake, NULL);
+    if (pthread_create(&r->thread, NULL, sender_main, r) != 0) {
+        ps_log(PS_LOG_ERROR,
+               "shard %u: cannot start the replication thread; checkpoints are "
+               "not replicated",
+               cfg->shard);
+        pthread_mutex_destroy(&r->lock);
+        pthread_cond_destroy(&r->wake);
+        free(r);
+        return NULL;
+    }
+    return r;
+}
+
+/* Queues e, skipping the oldest queued files while the bound is passed
+ * (the newest always goes in: it carries what the skipped ones would). */
+static void enqueue(psrv_replicator_t *r, const entry_t *e)
+{
+    pthread_mutex_lock(&r->lock);
+    while (r->n && (r->n == QUEUE_MAX ||
+                    r->queued_bytes + r->sending_bytes + e->bytes > r->cfg.max_inflight_bytes)) {
+        entry_t *old = &r->queue[r->head];
+        if (old->clock < 0)
+            break; /* a drop is small and must not be lost */
+        r->queued_bytes -= old->bytes;
+        r->head = (r->head + 1) % QUEUE_MAX;
+        r->n--;
+        r->st.files_skipped++;
+    }
+    if (r->n < QUEUE_MAX) {
+        r->queue[(r->head + r->n) % QUEUE_MAX] = *e;
+        r->n++;
+        r->queued_bytes += e->bytes;
+        pthread_cond_signal(&r->wake);
+    } else {
+        r->st.files_skipped++;
+    }
+    pthread_mutex_unlock(&r->lock);
+}
+
+void psrv_replicator_offer(psrv_replicator_t *r, const char *job, uint64_t job_id, int64_t clock)
+{
+    if (!r)
+        return;
+    entry_t e = {.job_id = job_id, .clock = clock};
+    snprintf(e.job, sizeof e.job, "%s", job);
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s/ckpt-%012lld.psc", r->cfg.state_dir, job, (long long)clock);
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        fseek(f, 0, SEEK_END);
+        long size = ftell(f);
+        e.bytes = size > 0 ? (size_t)size : 0;
+        fclose(f);
+    }
+    enqueue(r, &e);
+}
+
+void psrv_replicator_offer_drop(psrv_replicator_t *r, const char *job, uint64_t job_id)
+{
+    if (!r)
+        return;
+    entry_t e = {.job_id = job_id, .clock = -1};
+    snprintf(e.job, sizeof e.job, "%s", job);
+    enqueue(r, &e);
+}
+
+uint32_t psrv_replicator_holders(const psrv_replicator_t *r, uint32_t *shards)
+{
+    if (!r)
+        return 0;
+    memcpy(shards, r->cfg.holder, r->cfg.n_holders * sizeof *shards);
+    return r->cfg.n_holders;
+}
+
+void psrv_replicator_status(psrv_replicator_t *r, psrv_replica_status_t *out)
+{
+    memset(out, 0, sizeof *out);
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    *out = r->st;
+    out->bytes_queued = r->queued_bytes + r->sending_bytes;
+    pthread_mutex_unlock(&r->lock);
+}
+
+void psrv_replicator_stop(psrv_replicator_t **rp)
+{
+    psrv_replicator_t *r = *rp;
+    if (!r)
+        return;
+    pthread_mutex_lock(&r->lock);
+    r->stop = true;
+    atomic_store(&r->cancel, true);
+    pthread_cond_signal(&r->wake);
+    pthread_mutex_unlock(&r->lock);
+    pthread_join(r->thread, NULL);
+    pthread_mutex_destroy(&r->lock);
+    pthread_cond_destroy(&r->wake);
+    memset(r->cfg.keys.secret_z85, 0, sizeof r->cfg.keys.secret_z85);
+    free(r);
+    *rp = NULL;
+}
+
+/* ---- the fetch of a new machine ---- */
+
+/* Fetches job's file at clock from s into state_dir, re-requesting it
+ * while its CRC fails (up to REFUSED_RETRIES times). PS_OK, PS_EFORMAT
+ * (every copy was bad), PS_EIO (our disk: err), or the transport's code. */
+static int fetch_file(void *s, const psrv_replica_cfg_t *cfg, const char *job, int64_t clock,
+                      uint64_t *seq, size_t *bytes_in, char *why, size_t cap, ps_errbuf_t *err)
+{
+    for (int attempt = 0; attempt < REFUSED_RETRIES; attempt++) {
+        Ps__Header h = replica_header(PS__OP__REPLICA_GET, job, 0, cfg->shard, cfg->n_shards);
+        h.request_id = ++*seq;
+        h.clock = clock;
+        ps_wire_msg_t reply = {0};
+        int rc = call_peer(s, &h, NULL, 0, ps_time_ms() + cfg->timeout_ms, NULL, &reply, why, cap);
+        if (rc != PS_OK)
+            return rc;
+        Ps__Header *rh = ps_wire_unpack_header(&reply.parts[0]);
+        int status = rh->status;
+        uint32_t want = rh->crc;
+        snprintf(why, cap, "%s", rh->message && *rh->message ? rh->message : "");
+        ps__header__free_unpacked(rh, NULL);
+        if (status != PS_OK || reply.n_parts != 2) {
+            ps_wire_msg_close(&reply);
+            if (status == PS_OK)
+                snprintf(why, cap, "REPLICA_GET reply without the file");
+            return status != PS_OK ? status : PS_EPROTO;
+        }
+        const void *bytes = zmq_msg_data(&reply.parts[1]);
+        size_t len = zmq_msg_size(&reply.parts[1]);
+        uint32_t got = (uint32_t)crc32(crc32(0, NULL, 0), bytes, (uInt)len);
+        if (got != want) {
+            ps_wire_msg_close(&reply);
+            ps_log(PS_LOG_WARN,
+                   "shard %u: job '%s' clock %lld fetched with CRC %08x, the "
+                   "holder sent %08x: asking again",
+                   cfg->shard, job, (long long)clock, got, want);
+            snprintf(why, cap, "job '%s' clock %lld failed its CRC %d times", job, (long long)clock,
+                     attempt + 1);
+            continue;
+        }
+        rc = ps_ckpt_store_file(cfg->state_dir, job, clock, cfg->shard, bytes, len, cfg->keep, err);
+        ps_wire_msg_close(&reply);
+        *bytes_in += len;
+        if (rc == PS_EFORMAT) {
+            snprintf(why, cap, "%s", err->msg);
+            continue;
+        }
+        return rc;
+    }
+    return PS_EFORMAT;
+}
+
+/* Asks s for the list of what it holds for us, then fetches each file.
+ * Returns files fetched, or a negative code (why / err say why). */
+static int fetch_from(void *s, const psrv_replica_cfg_t *cfg, size_t *bytes_in, char *why,
+                      size_t cap, ps_errbuf_t *err)
+{
+    uint64_t seq = 0;
+    Ps__Header h = replica_header(PS__OP__REPLICA_LIST, NULL, 0, cfg->shard, cfg->n_shards);
+    h.request_id = ++seq;
+    ps_wire_msg_t reply = {0};
+    int rc = call_peer(s, &h, NULL, 0, ps_time_ms() + cfg->timeout_ms, NULL, &reply, why, cap);
+    if (rc != PS_OK)
+        return rc;
+    Ps__Header *rh = ps_wire_unpack_header(&reply.parts[0]);
+    ps_wire_msg_close(&reply);
+    if (rh->status != PS_OK) {
+        snprintf(why, cap, "REPLICA_LIST refused: %s", rh->message ? rh->message : "");
+        rc = rh->status;
+        ps__header__free_unpacked(rh, NULL);
+        return rc;
+    }
+    char *list = ps_xstrdup(rh->message ? rh->message : "");
+    ps__header__free_unpacked(rh, NULL);
+    int n = 0;
+    char *save = NULL;
+    for (char *line = strtok_r(list, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+        char job[PS_JOB_NAME_MAX];
+        long long clock;
+        ps_errbuf_t bad;
+        if (sscanf(line, "%63s %lld", job, &clock) != 2 || clock < 0 ||
+            ps_name_check_job(job, &bad) != PS_OK) {
+            snprintf(why, cap, "REPLICA_LIST reply has a bad line");
+            n = PS_EPROTO;
+            break;
+        }
+        if ((rc = fetch_file(s, cfg, job, clock, &seq, bytes_in, why, cap, err)) != PS_OK) {
+            n = rc;
+            break;
+        }
+        n++;
+    }
+    free(list);
+    return n;
+}
+
+int psrv_replica_fetch(void *ctx, const psrv_replica_cfg_t *cfg, char *why, size_t why_cap,
+                       ps_errbuf_t *err)
+{
+    *why = 0;
+    for (uint32_t i = 0; i < cfg->n_holders; i++) {
+        char what[512] = "";
+        void *s = open_peer(ctx, cfg, cfg->endpoint[i], what, sizeof what);
+        int64_t t0 = ps_time_ms();
+        size_t bytes = 0;
+        int n = s ? fetch_from(s, cfg, &bytes, what, sizeof what, err) : PS_ENET;
+        if (s)
+            zmq_close(s);
+        if (n == PS_EIO || n == PS_ENOMEM)
+            return n; /* our own disk: another holder will not help */
+        if (n > 0) {
+            ps_log(PS_LOG_NOTICE,
+                   "shard %u: fetched %d checkpoint files (%zu bytes) from shard %u ('%s') in "
+                   "%lld ms",
+                   cfg->shard, n, bytes, cfg->holder[i], cfg->endpoint[i],
+                   (long long)(ps_time_ms() - t0));
+            return n;
+        }
+        snprintf(why, why_cap, "shard %u ('%s'): %s", cfg->holder[i], cfg->endpoint[i],
+                 n == 0 ? "holds nothing for us" : what);
+        if (n < 0)
+            ps_log(PS_LOG_WARN, "shard %u: no checkpoints fetched from %s", cfg->shard, why);
+    }
+    return 0;
+}

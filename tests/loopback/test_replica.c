@@ -1,0 +1,453 @@
+/* test_replica.c - replicated checkpoints over real sockets on 127.0.0.1:
+ * a holder (the server core on a thread) refuses a replica whose bytes
+ * fail their CRC or do not read back as a checkpoint, stores a good one,
+ * lists and serves it, and reports a full disk; the fetch of a new machine
+ * asks again for a file that arrived with a bad CRC; the sender sends a
+ * refused file again, and its offers never wait for a holder that does not
+ * answer (bounded bytes queued). Fake holders are ROUTER sockets of the
+ * test. Every wait has a deadline. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mount.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <zlib.h>
+#include <zmq.h>
+
+#include "ps_checkpoint.h"
+#include "ps_log.h"
+#include "ps_replica.h"
+#include "ps_test_server.h"
+#include "ps_time.h"
+#include "ps_wire.h"
+
+static char root[] = "/tmp/ps_test_replica_XXXXXX";
+
+static int setup(void **state)
+{
+    (void)state;
+    ps_log_init("test", PS_LOG_ERROR);
+    return mkdtemp(root) ? 0 : -1;
+}
+
+static int teardown(void **state)
+{
+    (void)state;
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "%s/small", root);
+    umount(cmd); /* if a failed test left it mounted */
+    snprintf(cmd, sizeof cmd, "rm -rf %s", root);
+    return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A checkpoint of job "j" shard `shard` of 2 at clock, n floats, written
+ * under dir; returns its bytes (caller frees) and length. */
+static void *make_file(const char *dir, uint32_t shard, int64_t clock, uint64_t n, size_t *len)
+{
+    uint64_t shape[1] = {n};
+    float *init = calloc(n, sizeof(float));
+    for (uint64_t i = 0; i < n; i++)
+        init[i] = (float)i * 0.5f + (float)clock;
+    ps_table_params_t p = {.name = "w",
+                           .id = 0,
+                           .n_total = n,
+                           .shape = shape,
+                           .ndim = 1,
+                           .offset = 0,
+                           .len = n,
+                           .world = 2,
+                           .max_staleness = 0};
+    p.optim = (ps_optim_spec_t){.kind = PS_OPTIM_SGD, .lr = 0.1};
+    ps_errbuf_t err;
+    ps_table_t *t = ps_table_new(&p, init, &err);
+    free(init);
+    assert_non_null(t);
+    ps_ckpt_job_t job = {.job = "j", .world = 2, .shard = shard, .n_shards = 2, .clock = clock};
+    uint32_t ids[1] = {0};
+    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, NULL, 3, &err), PS_OK);
+    ps_table_destroy(&t);
+    void *bytes;
+    assert_int_equal(ps_ckpt_read_file(dir, "j", clock, &bytes, len, &err), PS_OK);
+    return bytes;
+}
+
+static uint32_t crc_of(const void *b, size_t n)
+{
+    return (uint32_t)crc32(crc32(0, NULL, 0), b, (uInt)n);
+}
+
+/* One request to the server at endpoint; returns the reply's status, its
+ * message in msg and its values frame (if any) in *values. */
+static int ask(void *ctx, const char *endpoint, Ps__Header *h, const void *bytes, size_t len,
+               char *msg, size_t cap, zmq_msg_t *values)
+{
+    void *s = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(s, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_connect(s, endpoint), 0);
+    h->version = PS_PROTOCOL_VERSION;
+    assert_true(ps_wire_send_header(s, h, bytes ? ZMQ_SNDMORE : 0) > 0);
+    if (bytes)
+        assert_true(ps_wire_send_copy(s, bytes, len, 0) >= 0);
+    zmq_pollitem_t it = {s, 0, ZMQ_POLLIN, 0};
+    assert_int_equal(zmq_poll(&it, 1, 10000), 1); /* the holder answers within 10 s */
+    ps_wire_msg_t m;
+    assert_int_equal(ps_wire_recv(s, &m, 0), PS_OK);
+    Ps__Header *r = ps_wire_unpack_header(&m.parts[0]);
+    assert_non_null(r);
+    int status = r->status;
+    snprintf(msg, cap, "%s", r->message ? r->message : "");
+    if (values && m.n_parts == 2) {
+        zmq_msg_init(values);
+        zmq_msg_copy(values, &m.parts[1]);
+        h->crc = r->crc;
+    }
+    ps__header__free_unpacked(r, NULL);
+    ps_wire_msg_close(&m);
+    zmq_close(s);
+    return status;
+}
+
+static Ps__Header put_header(int64_t clock, size_t len, uint32_t crc)
+{
+    Ps__Header h = PS__HEADER__INIT;
+    h.op = PS__OP__REPLICA_PUT;
+    h.job = "j";
+    h.shard = 1;
+    h.n_shards = 2;
+    h.clock = clock;
+    h.n_elems = len;
+    h.crc = crc;
+    return h;
+}
+
+static bool exists(const char *path)
+{
+    struct stat st;
+    return stat(path, &st) == 0;
+}
+
+static void start_holder(ps_test_server_t *ts, const char *state_dir)
+{
+    ps_server_config_t cfg;
+    ps_test_server_config(&cfg, 0, 2);
+    snprintf(cfg.state_dir, sizeof cfg.state_dir, "%s", state_dir);
+    /* a holder has peers; shard 1's port takes no connection: the start's
+     * fetch gives up on it after replica_timeout_ms */
+    snprintf(cfg.peers, sizeof cfg.peers, "tcp://127.0.0.1:1,tcp://127.0.0.1:1");
+    cfg.replica_timeout_ms = 200;
+    assert_int_equal(ps_test_server_start_config(ts, &cfg), 0);
+}
+
+static void test_holder_refuses_bad_crc_stores_lists_and_serves(void **state)
+{
+    (void)state;
+    char src[300], held[300], path[600], msg[600];
+    snprintf(src, sizeof src, "%s/src1", root);
+    snprintf(held, sizeof held, "%s/holder", root);
+    size_t len;
+    char *bytes = make_file(src, 1, 20, 1000, &len);
+    ps_test_server_t ts;
+    start_holder(&ts, held);
+    void *ctx = zmq_ctx_new();
+    const char *ep = ps_server_endpoint(ts.srv);
+    snprintf(path, sizeof path, "%s/.replicas/shard-1/j/ckpt-%012d.psc", held, 20);
+
+    Ps__Header h = put_header(20, len, crc_of(bytes, len) ^ 1); /* damaged on the way */
+    assert_int_equal(ask(ctx, ep, &h, bytes, len, msg, sizeof msg, NULL), PS_EFORMAT);
+    assert_non_null(strstr(msg, "CRC"));
+    assert_false(exists(path));
+
+    bytes[len - 1] ^= 0x40; /* damaged before the CRC was taken: the file itself is bad */
+    h = put_header(20, len, crc_of(bytes, len));
+    assert_int_equal(ask(ctx, ep, &h, bytes, len, msg, sizeof msg, NULL), PS_EFORMAT);
+    assert_false(exists(path));
+    bytes[len - 1] ^= 0x40;
+
+    h = put_header(20, len, crc_of(bytes, len));
+    h.job = "../x"; /* a name from outside never becomes a path */
+    assert_int_equal(ask(ctx, ep, &h, bytes, len, msg, sizeof msg, NULL), PS_EINVAL);
+
+    h = put_header(20, len, crc_of(bytes, len));
+    assert_int_equal(ask(ctx, ep, &h, bytes, len, msg, sizeof msg, NULL), PS_OK);
+    assert_true(exists(path));
+
+    Ps__Header l = PS__HEADER__INIT;
+    l.op = PS__OP__REPLICA_LIST;
+    l.shard = 1;
+    l.n_shards = 2;
+    assert_int_equal(ask(ctx, ep, &l, NULL, 0, msg, sizeof msg, NULL), PS_OK);
+    assert_string_equal(msg, "j 20\n");
+
+    Ps__Header g = PS__HEADER__INIT;
+    g.op = PS__OP__REPLICA_GET;
+    g.job = "j";
+    g.shard = 1;
+    g.n_shards = 2;
+    g.clock = 20;
+    zmq_msg_t got;
+    assert_int_equal(ask(ctx, ep, &g, NULL, 0, msg, sizeof msg, &got), PS_OK);
+    assert_int_equal(zmq_msg_size(&got), len);
+    assert_memory_equal(zmq_msg_data(&got), bytes, len);
+    assert_int_equal(g.crc, crc_of(bytes, len));
+    zmq_msg_close(&got);
+
+    g.clock = 30; /* not held */
+    assert_int_equal(ask(ctx, ep, &g, NULL, 0, msg, sizeof msg, NULL), PS_ENOCKPT);
+    zmq_ctx_term(ctx);
+    ps_test_server_stop(&ts);
+    free(bytes);
+}
+
+/* A holder whose disk is full says so, naming the file and the cause. */
+static void test_holder_reports_full_disk(void **state)
+{
+    (void)state;
+    char src[300], held[300], msg[600];
+    snprintf(src, sizeof src, "%s/src2", root);
+    snprintf(held, sizeof held, "%s/small", root);
+    mkdir(held, 0700);
+    if (mount("tmpfs", held, "tmpfs", 0, "size=64k") != 0)
+        skip(); /* not root, or no tmpfs: nothing to fill here */
+    size_t len;
+    void *bytes = make_file(src, 1, 10, 40000, &len); /* 160 KB of floats and state */
+    ps_test_server_t ts;
+    start_holder(&ts, held);
+    void *ctx = zmq_ctx_new();
+    Ps__Header h = put_header(10, len, crc_of(bytes, len));
+    int rc = ask(ctx, ps_server_endpoint(ts.srv), &h, bytes, len, msg, sizeof msg, NULL);
+    zmq_ctx_term(ctx);
+    ps_test_server_stop(&ts);
+    umount(held);
+    free(bytes);
+    assert_int_equal(rc, PS_EIO);
+    assert_non_null(strstr(msg, "No space left on device"));
+    assert_non_null(strstr(msg, "holder shard 0"));
+}
+
+/* ---- fake holders for the fetch and the sender ---- */
+
+typedef struct {
+    void *ctx, *sock;
+    char endpoint[128];
+    pthread_t thread;
+    atomic_int stop;
+    atomic_int gets, puts;
+    int bad_gets;    /* GET replies whose CRC field is wrong, first */
+    int refuse_puts; /* PUTs refused with EFORMAT, first */
+    bool silent;     /* answers nothing */
+    const void *file;
+    size_t file_len;
+} fake_t;
+
+static void fake_reply(fake_t *f, zmq_msg_t *id, Ps__Header *r, const void *bytes, size_t len)
+{
+    zmq_msg_t copy;
+    zmq_msg_init(&copy);
+    zmq_msg_copy(&copy, id);
+    zmq_msg_send(&copy, f->sock, ZMQ_SNDMORE);
+    ps_wire_send_header(f->sock, r, bytes ? ZMQ_SNDMORE : 0);
+    if (bytes)
+        ps_wire_send_copy(f->sock, bytes, len, 0);
+}
+
+static void fake_answer(fake_t *f, ps_wire_msg_t *m)
+{
+    Ps__Header *h = ps_wire_unpack_header(&m->parts[1]);
+    Ps__Header r = PS__HEADER__INIT;
+    r.op = h->op;
+    r.request_id = h->request_id;
+    if (h->op == PS__OP__REPLICA_LIST) {
+        r.message = "j 20\n";
+        fake_reply(f, &m->parts[0], &r, NULL, 0);
+    } else if (h->op == PS__OP__REPLICA_GET) {
+        int n = atomic_fetch_add(&f->gets, 1);
+        r.crc = crc_of(f->file, f->file_len) ^ (n < f->bad_gets ? 0x10u : 0);
+        fake_reply(f, &m->parts[0], &r, f->file, f->file_len);
+    } else if (h->op == PS__OP__REPLICA_PUT) {
+        int n = atomic_fetch_add(&f->puts, 1);
+        if (n < f->refuse_puts) {
+            r.status = PS_EFORMAT;
+            r.message = "arrived with another CRC";
+        }
+        if (!f->silent)
+            fake_reply(f, &m->parts[0], &r, NULL, 0);
+    }
+    ps__header__free_unpacked(h, NULL);
+}
+
+static void *fake_main(void *arg)
+{
+    fake_t *f = arg;
+    while (!atomic_load(&f->stop)) {
+        zmq_pollitem_t it = {f->sock, 0, ZMQ_POLLIN, 0};
+        if (zmq_poll(&it, 1, 20) <= 0)
+            continue;
+        ps_wire_msg_t m;
+        if (ps_wire_recv(f->sock, &m, 0) == PS_OK && m.n_parts >= 2)
+            fake_answer(f, &m);
+        ps_wire_msg_close(&m);
+    }
+    return NULL;
+}
+
+static void fake_start(fake_t *f)
+{
+    f->ctx = zmq_ctx_new();
+    f->sock = zmq_socket(f->ctx, ZMQ_ROUTER);
+    int zero = 0;
+    zmq_setsockopt(f->sock, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_bind(f->sock, "tcp://127.0.0.1:*"), 0);
+    size_t n = sizeof f->endpoint;
+    zmq_getsockopt(f->sock, ZMQ_LAST_ENDPOINT, f->endpoint, &n);
+    atomic_init(&f->stop, 0);
+    atomic_init(&f->gets, 0);
+    atomic_init(&f->puts, 0);
+    assert_int_equal(pthread_create(&f->thread, NULL, fake_main, f), 0);
+}
+
+static void fake_stop(fake_t *f)
+{
+    atomic_store(&f->stop, 1);
+    pthread_join(f->thread, NULL);
+    zmq_close(f->sock);
+    zmq_ctx_term(f->ctx);
+}
+
+/* Shard `shard` of 2, replicating to (or fetching from) the fake. */
+static psrv_replica_cfg_t cfg_for(const char *state_dir, uint32_t shard, const fake_t *f,
+                                  int64_t timeout_ms)
+{
+    psrv_replica_cfg_t c = {.shard = shard,
+                            .n_shards = 2,
+                            .n_holders = 1,
+                            .keep = 3,
+                            .timeout_ms = timeout_ms,
+                            .max_inflight_bytes = 8u << 20};
+    c.holder[0] = (shard + 1) % 2;
+    snprintf(c.state_dir, sizeof c.state_dir, "%s", state_dir);
+    snprintf(c.endpoint[0], sizeof c.endpoint[0], "%s", f->endpoint);
+    return c;
+}
+
+static void test_fetch_asks_again_for_a_file_with_a_bad_crc(void **state)
+{
+    (void)state;
+    char src[300], fresh[300], path[600], why[800];
+    snprintf(src, sizeof src, "%s/src3", root);
+    snprintf(fresh, sizeof fresh, "%s/fresh", root);
+    mkdir(fresh, 0700);
+    size_t len;
+    void *bytes = make_file(src, 1, 20, 500, &len);
+    fake_t f = {.bad_gets = 2, .file = bytes, .file_len = len};
+    fake_start(&f);
+    psrv_replica_cfg_t c = cfg_for(fresh, 1, &f, 5000);
+    ps_errbuf_t err;
+    void *ctx = zmq_ctx_new();
+    assert_int_equal(psrv_replica_fetch(ctx, &c, why, sizeof why, &err), 1);
+    zmq_ctx_term(ctx);
+    fake_stop(&f);
+    assert_int_equal(atomic_load(&f.gets), 3); /* two bad copies refused, the third stored */
+    snprintf(path, sizeof path, "%s/j/ckpt-%012d.psc", fresh, 20);
+    assert_true(exists(path));
+    ps_ckpt_t ck;
+    assert_int_equal(ps_ckpt_load(fresh, "j", 20, &ck, &err), PS_OK);
+    assert_int_equal(ck.job.shard, 1);
+    ps_ckpt_free(&ck);
+    free(bytes);
+}
+
+/* Polls cond until it holds or deadline_ms passes. */
+#define WAIT_UNTIL(cond, deadline_ms)                  \
+    do {                                               \
+        int64_t until_ = ps_time_ms() + (deadline_ms); \
+        while (!(cond) && ps_time_ms() < until_)       \
+            usleep(5000);                              \
+    } while (0)
+
+static void test_sender_sends_a_refused_file_again(void **state)
+{
+    (void)state;
+    char own[300];
+    snprintf(own, sizeof own, "%s/own4", root);
+    size_t len;
+    free(make_file(own, 0, 20, 500, &len));
+    uint32_t crc = 0, base_crc;
+    int64_t base;
+    assert_true(ps_ckpt_file_head(own, "j", 20, &crc, &base, &base_crc));
+    fake_t f = {.refuse_puts = 1};
+    fake_start(&f);
+    psrv_replica_cfg_t c = cfg_for(own, 0, &f, 5000);
+    void *ctx = zmq_ctx_new();
+    psrv_replicator_t *r = psrv_replicator_start(ctx, &c);
+    assert_false(psrv_replicator_acked(r, 0, "j", 20, crc));
+    psrv_replicator_offer(r, "j", 7, 20);
+    WAIT_UNTIL(psrv_replicator_acked(r, 0, "j", 20, crc), 10000);
+    assert_true(psrv_replicator_acked(r, 0, "j", 20, crc));
+    assert_int_equal(atomic_load(&f.puts), 2);
+    psrv_replica_status_t st;
+    psrv_replicator_status(r, &st);
+    assert_int_equal(st.files_refused, 1);
+    assert_int_equal(st.files_acked, 1);
+    psrv_replicator_stop(&r);
+    zmq_ctx_term(ctx);
+    fake_stop(&f);
+}
+
+/* A holder that takes the bytes and never answers (slow or hung): offers
+ * return at once, the queue stays within its bound by skipping the oldest
+ * files, and stopping does not wait out replica_timeout_ms. */
+static void test_offers_never_wait_for_a_silent_holder(void **state)
+{
+    (void)state;
+    char own[300];
+    snprintf(own, sizeof own, "%s/own5", root);
+    size_t len;
+    for (int64_t clock = 10; clock <= 80; clock += 10)
+        free(make_file(own, 0, clock, 100000, &len)); /* ~400 KB each; keep 3 */
+    fake_t f = {.silent = true};
+    fake_start(&f);
+    psrv_replica_cfg_t c = cfg_for(own, 0, &f, 600000); /* 10 minutes */
+    c.max_inflight_bytes = 2 * len;
+    void *ctx = zmq_ctx_new();
+    psrv_replicator_t *r = psrv_replicator_start(ctx, &c);
+    psrv_replicator_offer(r, "j", 7, 60);
+    WAIT_UNTIL(atomic_load(&f.puts) >= 1, 10000); /* the holder has it, and says nothing */
+    assert_true(atomic_load(&f.puts) >= 1);
+    int64_t t0 = ps_time_ms();
+    for (int i = 0; i < 50; i++)
+        psrv_replicator_offer(r, "j", 7, i % 2 ? 70 : 80);
+    int64_t offers_ms = ps_time_ms() - t0;
+    psrv_replica_status_t st;
+    psrv_replicator_status(r, &st);
+    t0 = ps_time_ms();
+    psrv_replicator_stop(&r);
+    int64_t stop_ms = ps_time_ms() - t0;
+    zmq_ctx_term(ctx);
+    fake_stop(&f);
+    assert_true(offers_ms < 1000); /* 50 offers while the holder is silent */
+    assert_true(st.files_skipped >= 48);
+    assert_true(st.bytes_queued <= 3 * len); /* the bound, plus the newest file */
+    assert_int_equal(st.files_acked, 0);
+    assert_true(stop_ms < 2000);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_holder_refuses_bad_crc_stores_lists_and_serves),
+        cmocka_unit_test(test_holder_reports_full_disk),
+        cmocka_unit_test(test_fetch_asks_again_for_a_file_with_a_bad_crc),
+        cmocka_unit_test(test_sender_sends_a_refused_file_again),
+        cmocka_unit_test(test_offers_never_wait_for_a_silent_holder),
+    };
+    return cmocka_run_group_tests(tests, setup, teardown);
+}
