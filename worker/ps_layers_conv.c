@@ -27,7 +27,6 @@ typedef struct {
     bool has_cols; /* cols holds the last forward's whole batch (one chunk) */
     float *cols;   /* kk x chunk * ho * wo */
     float *dcols;  /* kk x chunk * ho * wo, backward */
-    float *yt;     /* out x chunk * ho * wo: the product, before it is put in sample order */
 } conv_t;
 
 /* The output columns [lo, hi) whose input column ow * stride + kj - pad
@@ -126,8 +125,16 @@ static void col2im(const conv_t *cv, const float *cols, size_t m, float *dx)
         col2im_tap(cv, cols + r * ld, m, r, dx);
 }
 
-/* One product per chunk of samples: Y^T (out x m*P) = W (out x kk) cols
- * (kk x m*P), then each sample's out x P block moves to its place. */
+/* Row o of the out x P block y is bias[o] everywhere. */
+static void fill_bias(float *y, const float *bias, size_t out, size_t P)
+{
+    for (size_t o = 0; o < out; o++)
+        for (size_t q = 0; q < P; q++)
+            y[o * P + q] = bias[o];
+}
+
+/* Per chunk of samples: im2col once, then for each sample j
+ * Y_j (out x P) = bias + W (out x kk) cols_j (kk x P). */
 static int conv_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pass_t *p)
 {
     conv_t *cv = (conv_t *)l;
@@ -140,16 +147,17 @@ static int conv_forward(ps_layer_t *l, const float *x, float *y, size_t b, ps_pa
     for (size_t n0 = 0; n0 < b; n0 += cv->chunk) {
         size_t m = b - n0 < cv->chunk ? b - n0 : cv->chunk;
         im2col(cv, x + n0 * in_len, m, cv->cols);
-        pswk_gemm(false, false, cv->out, m * P, cv->kk, 1.0f, w, cv->kk, cv->cols, m * P, 0.0f,
-                  cv->yt, m * P);
-        for (size_t j = 0; j < m; j++)
-            for (size_t o = 0; o < cv->out; o++) {
-                float *dst = y + (n0 + j) * out_len + o * P;
-                const float *src = cv->yt + o * m * P + j * P;
-                float bo = bias ? bias[o] : 0.0f;
-                for (size_t q = 0; q < P; q++)
-                    dst[q] = src[q] + bo;
-            }
+        /* One product per sample, straight into its place in y: sample j's
+         * columns are a kk x P block of cols (row stride m * P). Starting
+         * from the bias (beta 1) spares a pass that moved the whole output
+         * from the product's order to the samples' and added the bias. */
+        for (size_t j = 0; j < m; j++) {
+            float *yj = y + (n0 + j) * out_len;
+            if (bias)
+                fill_bias(yj, bias, cv->out, P);
+            pswk_gemm(false, false, cv->out, P, cv->kk, 1.0f, w, cv->kk, cv->cols + j * P, m * P,
+                      bias ? 1.0f : 0.0f, yj, P);
+        }
     }
     return 0;
 }
@@ -171,7 +179,7 @@ static float sum_floats(const float *v, size_t n)
     return s;
 }
 
-/* Per chunk: dY^T gathered into yt; dW += dY^T cols^T; dcols = W^T dY^T,
+/* Per chunk, per sample j: dW += dY_j cols_j^T; dcols_j = W^T dY_j, all
  * scattered back by col2im. A batch that fit one chunk still has its
  * columns from forward (backward always follows its own forward, in
  * train_batch); a bigger one runs im2col again rather than keeping every
@@ -192,22 +200,21 @@ static void conv_backward(ps_layer_t *l, const float *x, const float *y, const f
         memset(dx, 0, b * in_len * sizeof(float));
     for (size_t n0 = 0; n0 < b; n0 += cv->chunk) {
         size_t m = b - n0 < cv->chunk ? b - n0 : cv->chunk;
-        for (size_t j = 0; j < m; j++)
-            for (size_t o = 0; o < cv->out; o++) {
-                const float *src = dy + (n0 + j) * out_len + o * P;
-                memcpy(cv->yt + o * m * P + j * P, src, P * sizeof(float));
-                if (db)
-                    db[o] += sum_floats(src, P);
-            }
         if (!cv->has_cols)
             im2col(cv, x + n0 * in_len, m, cv->cols);
-        pswk_gemm(false, true, cv->out, cv->kk, m * P, 1.0f, cv->yt, m * P, cv->cols, m * P, 1.0f,
-                  dw, cv->kk);
-        if (dx) {
-            pswk_gemm(true, false, cv->kk, m * P, cv->out, 1.0f, w, cv->kk, cv->yt, m * P, 0.0f,
-                      cv->dcols, m * P);
-            col2im(cv, cv->dcols, m, dx + n0 * in_len);
+        /* per sample, like forward: dY_j (out x P) is where dy has it */
+        for (size_t j = 0; j < m; j++) {
+            const float *dyj = dy + (n0 + j) * out_len;
+            for (size_t o = 0; o < cv->out && db; o++)
+                db[o] += sum_floats(dyj + o * P, P);
+            pswk_gemm(false, true, cv->out, cv->kk, P, 1.0f, dyj, P, cv->cols + j * P, m * P, 1.0f,
+                      dw, cv->kk);
+            if (dx)
+                pswk_gemm(true, false, cv->kk, P, cv->out, 1.0f, w, cv->kk, dyj, P, 0.0f,
+                          cv->dcols + j * P, m * P);
         }
+        if (dx)
+            col2im(cv, cv->dcols, m, dx + n0 * in_len);
     }
     if (cv->has_bias)
         ps_pass_ready_table(p, cv->bias);
@@ -219,7 +226,6 @@ static void conv_destroy(ps_layer_t *l)
     conv_t *cv = (conv_t *)l;
     free(cv->cols);
     free(cv->dcols);
-    free(cv->yt);
     free(cv);
 }
 
@@ -263,12 +269,11 @@ ps_layer_t *pswk_conv2d_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_table
     cv->kk = cv->c * k * k;
     cv->has_bias = desc->arg[4] != 0;
     cv->base.out = (ps_shape_t){PS_SHAPE_IMG, {(uint32_t)out, (uint32_t)cv->ho, (uint32_t)cv->wo}};
-    size_t P = cv->ho * cv->wo, per_sample = (cv->kk > out ? cv->kk : out) * P;
+    size_t P = cv->ho * cv->wo, per_sample = cv->kk * P;
     cv->chunk = conv_chunk_floats / per_sample;
     cv->chunk = cv->chunk < 1 ? 1 : cv->chunk > max_batch ? max_batch : cv->chunk;
     cv->cols = ps_xmalloc(cv->kk * cv->chunk * P * sizeof(float));
     cv->dcols = ps_xmalloc(cv->kk * cv->chunk * P * sizeof(float));
-    cv->yt = ps_xmalloc(out * cv->chunk * P * sizeof(float));
 
     char name[PS_TABLE_NAME_MAX];
     uint64_t wshape[4] = {out, cv->c, k, k}, bshape[1] = {out};
