@@ -16,6 +16,7 @@
 #include <fcntl.h>
 #include <glob.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -538,7 +539,12 @@ int ps_stream_start(ps_stream_t *s, uint64_t skip, ps_errbuf_t *err)
     s->holding = s->ended = s->stopping = false;
     s->reader_rc = 0;
     s->skip = skip;
+    /* signals go to the trainer thread, whose loop checks the stop flag */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &old);
     int e = pthread_create(&s->thread, NULL, reader_main, s);
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
     if (e != 0)
         return ps_err_set(err, PS_ENOMEM, "cannot start the data reader thread: %s", strerror(e));
     s->has_thread = true;
