@@ -22,15 +22,18 @@
 #include "ps_sparse_trainer.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ps_client.h"
 #include "ps_event.h"
 #include "ps_log.h"
 #include "ps_metric.h"
+#include "ps_npy.h"
 #include "ps_report.h"
 #include "ps_rng.h"
 #include "ps_stream.h"
@@ -636,6 +639,43 @@ static int run(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
     return PS_OK;
 }
 
+/* Rank 0, save_model set, after every worker is done: the final rows of
+ * every key the test set touches (the bias key included), the keys in
+ * DIR/sparse_keys.txt (one decimal per line, ascending) and the rows in
+ * DIR/sparse_rows.npy (n x dim float32, in the same order): what scoring
+ * that data needs. The whole table lives only on the shards. */
+static int save_rows(strainer_t *tr, ps_errbuf_t *err)
+{
+    const char *dir = tr->cfg->save_model;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return ps_err_set(err, PS_EIO, "cannot create '%s': %s", dir, strerror(errno));
+    uint32_t bias_uid = 0;
+    uint64_t u = collect_keys(tr, &tr->test, tr->test_idx, tr->test.n, &bias_uid);
+    int rc = ps_client_sparse_pull(tr->client, 0, tr->clock,
+                                   PS_FLAG_AFTER_ALL_DONE | PS_FLAG_NO_CREATE, tr->ukeys, u,
+                                   tr->rows);
+    if (rc == PS_OK)
+        rc = ps_client_wait(tr->client, err);
+    if (rc != PS_OK)
+        return rc;
+    char path[PS_OPT_STR_MAX + 32];
+    uint64_t shape[2] = {u, tr->dim};
+    snprintf(path, sizeof path, "%s/sparse_rows.npy", dir);
+    if ((rc = ps_npy_write(path, tr->rows, shape, 2, err)) != PS_OK)
+        return rc;
+    snprintf(path, sizeof path, "%s/sparse_keys.txt", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return ps_err_set(err, PS_EIO, "cannot write '%s': %s", path, strerror(errno));
+    for (uint64_t i = 0; i < u; i++)
+        fprintf(f, "%llu\n", (unsigned long long)tr->ukeys[i]);
+    if (fclose(f) != 0)
+        return ps_err_set(err, PS_EIO, "cannot write '%s': %s", path, strerror(errno));
+    ps_log(PS_LOG_INFO, "worker 0: %llu rows (the test set's keys) saved to '%s'",
+           (unsigned long long)u, dir);
+    return PS_OK;
+}
+
 /* After DONE: the summary in done, and the final model read once every
  * worker is done (rank 0 evaluates it into done and test; the others read
  * one row, to know). On an error done is released. */
@@ -648,6 +688,8 @@ static int read_final(strainer_t *tr, ps_event_t *done, seval_t *test, ps_errbuf
     int rc;
     if (tr->rank == 0) {
         rc = eval_fields(tr, PS_FLAG_AFTER_ALL_DONE, done, test, err);
+        if (rc == PS_OK && *tr->cfg->save_model && tr->test.n)
+            rc = save_rows(tr, err);
     } else {
         uint64_t key = BIAS_KEY;
         rc = ps_client_sparse_pull(tr->client, 0, tr->clock,
