@@ -276,6 +276,14 @@ static int refill(ps_stream_t *s, part_reader_t *p, ps_errbuf_t *err)
     return PS_OK;
 }
 
+/* The first '\n' in the unread part of p's buffer, or NULL. */
+static char *unread_newline(const part_reader_t *p)
+{
+    if (p->buf_pos >= p->buf_len)
+        return NULL;
+    return memchr(p->buf + p->buf_pos, '\n', p->buf_len - p->buf_pos);
+}
+
 /* The next line of p's range into *line (NUL-terminated, in p's buffer,
  * valid until the next call) and its file offset; 0 at the range's end. */
 static int next_line(ps_stream_t *s, part_reader_t *p, char **line, uint64_t *line_offset,
@@ -284,7 +292,7 @@ static int next_line(ps_stream_t *s, part_reader_t *p, char **line, uint64_t *li
     int rc;
     if (p->offset < p->part->start) { /* drop the tail of the line before the range */
         for (;;) {
-            char *nl = memchr(p->buf + p->buf_pos, '\n', p->buf_len - p->buf_pos);
+            char *nl = unread_newline(p);
             if (nl) {
                 p->offset += (uint64_t)(nl + 1 - (p->buf + p->buf_pos));
                 p->buf_pos = (size_t)(nl + 1 - p->buf);
@@ -302,7 +310,7 @@ static int next_line(ps_stream_t *s, part_reader_t *p, char **line, uint64_t *li
         return 0;
     for (;;) {
         char *start = p->buf + p->buf_pos;
-        char *nl = memchr(start, '\n', p->buf_len - p->buf_pos);
+        char *nl = unread_newline(p);
         if (nl || (p->at_eof && p->buf_pos < p->buf_len)) {
             char *stop = nl ? nl : p->buf + p->buf_len;
             *stop = '\0';
