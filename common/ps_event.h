@@ -64,11 +64,11 @@ extern const char *const ps_event_kind_names[];
     XX(KEYS_PULLED, "keys_pulled", INT)         \
     XX(LOST_WORKERS, "lost_workers", INTS)      \
     XX(WORKER_RESTARTS, "worker_restarts", INT) \
-    XX(PEAK_RSS_BYTES, "peak_rss_bytes", INT) /* a worker's; ps-launch: its largest */ \
-    XX(READER_WAIT_S, "reader_wait_s", NUM)   /* stream: time training waited for data */ \
-    XX(DATA_BYTES_READ, "data_bytes_read", INT) /* stream: bytes of the data files read */ \
-    XX(IO_RCHAR, "io_rchar", INT)             /* /proc/self/io: bytes read by read(2) */ \
-    XX(IO_READ_BYTES, "io_read_bytes", INT)   /* /proc/self/io: bytes from storage */
+    XX(READER_WAIT_S, "reader_wait_s", NUM)     \
+    XX(DATA_BYTES, "data_bytes", INT)           \
+    XX(IO_RCHAR, "io_rchar", INT)               \
+    XX(IO_READ_BYTES, "io_read_bytes", INT)     \
+    XX(PEAK_RSS_BYTES, "peak_rss_bytes", INT) /* a worker's; ps-launch: its largest */
 
 typedef enum {
 #define PS_EVENT_TEST_FIELD(e, s) PS_EF_TEST_##e,

@@ -54,10 +54,10 @@ typedef struct {
     const ps_worker_config_t *cfg;
     uint32_t rank, world, dim, k; /* k: fm factors (0 for sparse_lr) */
     ps_svm_t train, test;
-    ps_stream_t *stream;   /* stream yes: the training batches; train stays empty */
-    uint32_t *iota;        /* 0, 1, ...: a streamed batch's sample indices */
+    ps_stream_t *stream; /* stream yes: the training batches; train stays empty */
+    uint32_t *iota;      /* 0, 1, ...: a streamed batch's sample indices */
     size_t cap_iota;
-    uint32_t epochs_seen;  /* stream: passes finished by all partitions, at the last batch */
+    uint32_t epochs_seen;   /* stream: passes finished by all partitions, at the last batch */
     uint32_t *mine;         /* this worker's sample indices, in this epoch's order */
     uint32_t *mine0;        /* ... in the order before any shuffle */
     int64_t shuffled_epoch; /* the epoch whose order mine holds (0: none yet) */
@@ -189,8 +189,8 @@ static uint64_t collect_keys(strainer_t *tr, const ps_svm_t *d, const uint32_t *
 }
 
 /* One step on samples idx[0..n) of d (n may be 0): pull, gradient, push. */
-static int step(strainer_t *tr, const ps_svm_t *d, const uint32_t *idx, size_t n,
-                double *loss_sum, ps_errbuf_t *err)
+static int step(strainer_t *tr, const ps_svm_t *d, const uint32_t *idx, size_t n, double *loss_sum,
+                ps_errbuf_t *err)
 {
     uint32_t bias_uid = 0, dim = tr->dim;
     uint64_t u = collect_keys(tr, d, idx, n, &bias_uid);
@@ -385,8 +385,8 @@ static int open_stream(strainer_t *tr, ps_errbuf_t *err)
     if (!tr->stream)
         return err->code ? err->code : PS_EINVAL;
     if (!ps_stream_n_parts(tr->stream))
-        ps_log(PS_LOG_WARN, "worker %u: no partition of '%s' is this worker's (world %u)",
-               tr->rank, c->train_data, tr->world);
+        ps_log(PS_LOG_WARN, "worker %u: no partition of '%s' is this worker's (world %u)", tr->rank,
+               c->train_data, tr->world);
     return PS_OK;
 }
 
@@ -620,15 +620,12 @@ static int run(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
     while ((uint64_t)tr->clock < total) {
         if (*stop)
             return ps_err_set(err, PS_EINTR, "worker %u: stopped by signal", tr->rank);
-        int rc;
-        if (tr->stream) {
-            if ((rc = stream_step(tr, &e, eval_every_steps, err)) == 0)
-                return PS_OK; /* the partitions ran out: DONE */
-            if (rc == 1)
-                rc = PS_OK;
-        } else {
-            rc = train_step(tr, &e, eval_every_steps, total, err);
-        }
+        int rc = tr->stream ? stream_step(tr, &e, eval_every_steps, err)
+                            : train_step(tr, &e, eval_every_steps, total, err);
+        if (tr->stream && rc == 0)
+            return PS_OK; /* the partitions ran out (then DONE) */
+        if (rc == 1)
+            rc = PS_OK;
         if (ps_worker_recoverable(rc)) {
             rc = recover(tr, rc, err);
             e.epoch = 0; /* its sums start over */
@@ -651,9 +648,9 @@ static int save_rows(strainer_t *tr, ps_errbuf_t *err)
         return ps_err_set(err, PS_EIO, "cannot create '%s': %s", dir, strerror(errno));
     uint32_t bias_uid = 0;
     uint64_t u = collect_keys(tr, &tr->test, tr->test_idx, tr->test.n, &bias_uid);
-    int rc = ps_client_sparse_pull(tr->client, 0, tr->clock,
-                                   PS_FLAG_AFTER_ALL_DONE | PS_FLAG_NO_CREATE, tr->ukeys, u,
-                                   tr->rows);
+    int rc =
+        ps_client_sparse_pull(tr->client, 0, tr->clock, PS_FLAG_AFTER_ALL_DONE | PS_FLAG_NO_CREATE,
+                              tr->ukeys, u, tr->rows);
     if (rc == PS_OK)
         rc = ps_client_wait(tr->client, err);
     if (rc != PS_OK)
@@ -749,7 +746,7 @@ static int finish(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
         int64_t rchar, read_bytes;
         ps_report_proc_io(&rchar, &read_bytes);
         ps_event_set_num(&done, PS_EF_READER_WAIT_S, ps_stream_wait_s(tr->stream));
-        ps_event_set_int(&done, PS_EF_DATA_BYTES_READ, (int64_t)ps_stream_bytes_read(tr->stream));
+        ps_event_set_int(&done, PS_EF_DATA_BYTES, (int64_t)ps_stream_bytes_read(tr->stream));
         ps_event_set_int(&done, PS_EF_IO_RCHAR, rchar);
         ps_event_set_int(&done, PS_EF_IO_READ_BYTES, read_bytes);
     }

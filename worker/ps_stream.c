@@ -504,7 +504,8 @@ ps_stream_t *ps_stream_new(const ps_stream_opts_t *opts, ps_errbuf_t *err)
     }
     s->mine = ps_xcalloc(s->all.n / opts->world + 1, sizeof *s->mine);
     for (size_t p = opts->rank; p < s->all.n; p += opts->world)
-        s->mine[s->n_mine++] = (part_reader_t){.part = &s->all.parts[p], .id = (uint32_t)p, .fd = -1};
+        s->mine[s->n_mine++] =
+            (part_reader_t){.part = &s->all.parts[p], .id = (uint32_t)p, .fd = -1};
     if (s->n_mine && opts->batch_size < s->n_mine) {
         ps_err_set(err, PS_EINVAL, "batch_size %llu is below the %zu partitions worker %u reads",
                    (unsigned long long)opts->batch_size, s->n_mine, opts->rank);
@@ -589,8 +590,9 @@ int ps_stream_next(ps_stream_t *s, const ps_stream_batch_t **batch, ps_errbuf_t 
         if (rc < 0)
             ps_err_set(err, rc, "%s", s->reader_err.msg);
     } else {
-        rc = ps_err_set(err, PS_ETIME, "worker %u: no training batch from the data reader in %lld ms",
-                        s->o.rank, (long long)s->o.wait_timeout_ms);
+        rc = ps_err_set(err, PS_ETIME,
+                        "worker %u: no training batch from the data reader in %lld ms", s->o.rank,
+                        (long long)s->o.wait_timeout_ms);
     }
     pthread_mutex_unlock(&s->mu);
     s->wait_s += (double)(ps_time_ns() - t0) / 1e9;

@@ -45,13 +45,13 @@ typedef struct {
     const char *train_data;
     int hash_bits;
     uint32_t rank, world;
-    uint32_t n_partitions;    /* as ps_stream_partitions takes it */
-    uint64_t batch_size;      /* samples per step of this worker, over its partitions */
-    uint32_t epochs;          /* passes over each partition */
-    uint64_t seed;            /* with the partition and the pass, seeds each window */
-    uint32_t shuffle_window;  /* samples held per partition; 1 = file order */
-    uint32_t prefetch;        /* batches the reader keeps ready (>= 1) */
-    int64_t wait_timeout_ms;  /* ps_stream_next's deadline for one batch */
+    uint32_t n_partitions;   /* as ps_stream_partitions takes it */
+    uint64_t batch_size;     /* samples per step of this worker, over its partitions */
+    uint32_t epochs;         /* passes over each partition */
+    uint64_t seed;           /* with the partition and the pass, seeds each window */
+    uint32_t shuffle_window; /* samples held per partition; 1 = file order */
+    uint32_t prefetch;       /* batches the reader keeps ready (>= 1) */
+    int64_t wait_timeout_ms; /* ps_stream_next's deadline for one batch */
 } ps_stream_opts_t;
 
 typedef struct ps_stream ps_stream_t;
@@ -63,10 +63,10 @@ typedef struct ps_stream ps_stream_t;
  * starts the next pass; a partition past its last pass gives none. So a
  * partition's batches depend on the partition alone, whoever reads it. */
 typedef struct {
-    ps_svm_t data;          /* the samples, partition by partition in partition order */
-    uint64_t index;         /* the step, from 0 */
+    ps_svm_t data;           /* the samples, partition by partition in partition order */
+    uint64_t index;          /* the step, from 0 */
     uint64_t samples_before; /* this worker's samples in the steps before */
-    uint32_t epochs_done;   /* passes all of this worker's partitions have finished after it */
+    uint32_t epochs_done;    /* passes all of this worker's partitions have finished after it */
 } ps_stream_batch_t;
 
 /* A stream of this worker's partitions (partition p is rank p % world's).

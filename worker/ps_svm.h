@@ -25,9 +25,9 @@ typedef struct {
  * reuse one row for many lines so parsing allocates nothing in the steady
  * state). */
 typedef struct {
-    float y;       /* 0 or 1 */
-    size_t nf;     /* features */
-    size_t cap;    /* room in keys and vals */
+    float y;    /* 0 or 1 */
+    size_t nf;  /* features */
+    size_t cap; /* room in keys and vals */
     uint64_t *keys;
     float *vals;
 } ps_svm_row_t;

@@ -263,7 +263,8 @@ static int validate_stream(const ps_worker_config_t *cfg, ps_errbuf_t *err)
     if (cfg->val_fraction > 0)
         return ps_err_set(err, PS_EINVAL, "val_fraction: a streamed job has no validation split");
     if (cfg->train_subset)
-        return ps_err_set(err, PS_EINVAL, "train_subset: a streamed job reads its partitions whole");
+        return ps_err_set(err, PS_EINVAL,
+                          "train_subset: a streamed job reads its partitions whole");
     if (cfg->evals_per_epoch)
         return ps_err_set(err, PS_EINVAL,
                           "evals_per_epoch: a streamed job does not know its epoch's length "

@@ -88,7 +88,7 @@ for p in "${pids[@]}"; do wait "$p" || fail "a worker of the 50 MB job failed"; 
 for r in 0 1; do
     rss=$(json big$r.out peak_rss_bytes)
     rchar=$(json big$r.out io_rchar)
-    data=$(json big$r.out data_bytes_read)
+    data=$(json big$r.out data_bytes)
     check "$rss < 100e6"
     check "abs($data - $size / 2) < 0.01 * $size"
     check "abs($rchar - $size / 2) < 0.02 * $size"
