@@ -84,7 +84,7 @@ int ps_svm_parse_line(char *line, int hash_bits, ps_svm_row_t *row, ps_errbuf_t 
             return ps_err_set(err, PS_EFORMAT, "feature %llu has no finite value", index);
         p = end;
         if (row->nf == row->cap) {
-            row->cap = row->cap ? row->cap * 2 : 64;
+            row->cap = row->cap ? row->cap * 2 : 16;
             row->keys = ps_xrealloc(row->keys, row->cap * sizeof *row->keys);
             row->vals = ps_xrealloc(row->vals, row->cap * sizeof *row->vals);
         }

@@ -25,7 +25,7 @@ tail -n 5000 train.svm > uneven/b.svm
 
 run() { # name workers batch train_data [--set ...]: 2 shards, BSP, rows of train's keys saved
     local name=$1 n=$2 b=$3 data=$4; shift 4
-    timeout -k 10 240 "$BIN/ps-launch" --servers 2 --workers "$n" --config "$CONF" \
+    timeout -k 10 $((240 * TIME_SCALE)) "$BIN/ps-launch" --servers 2 --workers "$n" --config "$CONF" \
         --set stream=yes --set optimizer=sgd --set lr=0.02 --set train_data="$data" --set test_data="$WORK/train.svm" \
         --set batch_size="$b" --set eval_every=0 --set epochs=2 "$@" --set save_model="$WORK/$name" \
         >"$WORK/$name.out" 2>"$WORK/$name.log" || fail "$name: ps-launch exited $?"
@@ -78,7 +78,7 @@ start_server s0 0 2
 start_server s1 1 2
 pids=()
 for r in 0 1; do
-    timeout -k 10 240 "$BIN/ps-worker" --servers "$EP_s0,$EP_s1" --rank $r --world 2 \
+    timeout -k 10 $((240 * TIME_SCALE)) "$BIN/ps-worker" --servers "$EP_s0,$EP_s1" --rank $r --world 2 \
         --config "$CONF" --stream yes --train_data big.svm --test_data "" --epochs 1 \
         --job big > big$r.out 2> big$r.log &
     pids+=($!)
@@ -102,7 +102,7 @@ at=$(stat -c %s bad.svm)
 echo "1 17:1 oops" >> bad.svm
 tail -n 1000 big.svm >> bad.svm
 rc=0
-timeout -k 10 60 "$BIN/ps-worker" --servers "$EP_s0,$EP_s1" --rank 1 --world 2 --config "$CONF" \
+timeout -k 10 $((60 * TIME_SCALE)) "$BIN/ps-worker" --servers "$EP_s0,$EP_s1" --rank 1 --world 2 --config "$CONF" \
     --stream yes --train_data bad.svm --test_data "" --max_staleness -1 --job bad \
     > bad.out 2> bad.log || rc=$?
 check "$rc == 65"
