@@ -222,9 +222,9 @@ static void test_stream_options_are_checked(void **state)
     ps_worker_config_t cfg;
     ps_errbuf_t err;
     for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
-        make_cfg(&cfg, (const char *[]){"model", "sparse_lr", "data_format", "libsvm",
-                                        "optimizer", "ftrl", refused[i][0], refused[i][1],
-                                        refused[i][2], refused[i][3], NULL});
+        make_cfg(&cfg, (const char *[]){"model", "sparse_lr", "data_format", "libsvm", "optimizer",
+                                        "ftrl", refused[i][0], refused[i][1], refused[i][2],
+                                        refused[i][3], NULL});
         assert_int_equal(ps_worker_config_validate(&cfg, &err), PS_EINVAL);
         if (!strstr(err.msg, refused[i][4]))
             fail_msg("%s %s: '%s' does not name %s", refused[i][0], refused[i][1], err.msg,
