@@ -64,6 +64,10 @@ extern const char *const ps_event_kind_names[];
     XX(KEYS_PULLED, "keys_pulled", INT)         \
     XX(LOST_WORKERS, "lost_workers", INTS)      \
     XX(WORKER_RESTARTS, "worker_restarts", INT) \
+    XX(READER_WAIT_S, "reader_wait_s", NUM)     \
+    XX(DATA_BYTES, "data_bytes", INT)           \
+    XX(IO_RCHAR, "io_rchar", INT)               \
+    XX(IO_READ_BYTES, "io_read_bytes", INT)     \
     XX(PEAK_RSS_BYTES, "peak_rss_bytes", INT) /* a worker's; ps-launch: its largest */
 
 typedef enum {

@@ -20,7 +20,7 @@
 #include "ps_rng.h"
 
 typedef struct {
-    int64_t rows, test_rows, features, nnz, uniform, seed;
+    int64_t rows, test_rows, features, nnz, uniform, seed, parts;
     double zipf, bias, weight_std;
     char out[PS_OPT_STR_MAX], test_out[PS_OPT_STR_MAX], truth[PS_OPT_STR_MAX];
 } click_config_t;
@@ -38,6 +38,8 @@ static const ps_opt_t opts[] = {
     PS_OPT_DBL("weight_std", C, weight_std, "0.6", 0, 100, "true weights ~ N(0, std)"),
     PS_OPT_INT("seed", C, seed, "11", 0, 1LL << 62, "random seed"),
     PS_OPT_STR("out", C, out, "train.svm", "training file"),
+    PS_OPT_INT("parts", C, parts, "1", 1, 100000,
+               "training files OUT.00000, OUT.00001, ... (their concatenation is the one file)"),
     PS_OPT_STR("test_out", C, test_out, "test.svm", "test file"),
     PS_OPT_STR("truth", C, truth, "truth.json", "the true model's test AUC and log-loss (JSON)"),
 };
@@ -143,8 +145,18 @@ int main(int argc, char **argv)
     double ll = 0;
     if (!scores || !labels)
         return EX_OSERR;
-    if (write_set(&c, c.out, c.rows, &rng, NULL, NULL, NULL) != 0 ||
-        write_set(&c, c.test_out, c.test_rows, &rng, scores, labels, &ll) != 0)
+    /* one random stream through the parts, so they are the one file cut up */
+    for (int64_t p = 0; p < c.parts; p++) {
+        char path[PS_OPT_STR_MAX + 32];
+        if (c.parts == 1)
+            snprintf(path, sizeof path, "%s", c.out);
+        else
+            snprintf(path, sizeof path, "%s.%05lld", c.out, (long long)p);
+        int64_t rows = c.rows * (p + 1) / c.parts - c.rows * p / c.parts;
+        if (write_set(&c, path, rows, &rng, NULL, NULL, NULL) != 0)
+            return EX_CANTCREAT;
+    }
+    if (write_set(&c, c.test_out, c.test_rows, &rng, scores, labels, &ll) != 0)
         return EX_CANTCREAT;
     double pos = 0;
     for (int64_t i = 0; i < c.test_rows; i++)

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,8 +18,10 @@
 void ps_data_free(ps_dataset_t *ds)
 {
     free(ds->x);
+    free(ds->x8);
     free(ds->y);
     ds->x = ds->y = NULL;
+    ds->x8 = NULL;
     ds->n = ds->d = 0;
 }
 
@@ -113,7 +116,9 @@ fail:
     return NULL;
 }
 
-int ps_data_load_idx(const char *images, const char *labels, ps_dataset_t *ds, ps_errbuf_t *err)
+/* ps_data_load_idx, keeping the pixel bytes in x8 if keep_bytes. */
+static int load_idx(const char *images, const char *labels, bool keep_bytes, ps_dataset_t *ds,
+                    ps_errbuf_t *err)
 {
     uint32_t idims[8], ldims[8];
     int indim, lndim, rc = PS_OK;
@@ -145,14 +150,19 @@ int ps_data_load_idx(const char *images, const char *labels, ps_dataset_t *ds, p
                         images, n * d, got);
         goto out;
     }
-    ds->x = buf ? malloc(n * d * sizeof(float)) : NULL;
+    if (buf && keep_bytes) {
+        ds->x8 = buf; /* the labels get a buffer of their own */
+        buf = malloc(n ? n : 1);
+    } else {
+        ds->x = buf ? malloc(n * d * sizeof(float)) : NULL;
+    }
     ds->y = buf ? malloc(n * sizeof(float)) : NULL;
-    if (!buf || !ds->x || !ds->y) {
+    if (!buf || !(ds->x || ds->x8) || !ds->y) {
         rc = ps_err_set(err, PS_ENOMEM, "'%s': cannot allocate %zu x %zu floats", images, n, d);
         goto out;
     }
-    for (size_t i = 0; i < n * d; i++)
-        ds->x[i] = (float)buf[i] * (1.0f / 255.0f);
+    for (size_t i = 0; ds->x && i < n * d; i++)
+        ds->x[i] = (float)buf[i] * PS_DATA_PIXEL_SCALE;
     if (gz_read_all(fl, buf, n) != 0) {
         rc = ps_err_set(err, PS_EFORMAT, "'%s': truncated: header promises %zu labels", labels, n);
         goto out;
@@ -175,6 +185,29 @@ out:
     if (rc != PS_OK)
         ps_data_free(ds);
     return rc;
+}
+
+int ps_data_load_idx(const char *images, const char *labels, ps_dataset_t *ds, ps_errbuf_t *err)
+{
+    return load_idx(images, labels, false, ds, err);
+}
+
+int ps_data_load_idx_bytes(const char *images, const char *labels, ps_dataset_t *ds,
+                           ps_errbuf_t *err)
+{
+    return load_idx(images, labels, true, ds, err);
+}
+
+void ps_data_widen(ps_dataset_t *ds)
+{
+    if (!ds->x8)
+        return;
+    size_t count = ds->n * ds->d;
+    ds->x = ps_xmalloc((count ? count : 1) * sizeof(float));
+    for (size_t k = 0; k < ds->n * ds->d; k++)
+        ds->x[k] = (float)ds->x8[k] * PS_DATA_PIXEL_SCALE;
+    free(ds->x8);
+    ds->x8 = NULL;
 }
 
 /* Splits line at commas in place; returns the field count (max cap). */
@@ -373,7 +406,12 @@ int ps_data_split(ps_dataset_t *ds, double val_fraction, size_t subset, uint64_t
 void ps_data_gather(const ps_dataset_t *ds, const uint32_t *idx, size_t n, float *x, float *y)
 {
     for (size_t i = 0; i < n; i++) {
-        memcpy(x + i * ds->d, ds->x + (size_t)idx[i] * ds->d, ds->d * sizeof(float));
+        size_t row = (size_t)idx[i] * ds->d;
+        if (ds->x)
+            memcpy(x + i * ds->d, ds->x + row, ds->d * sizeof(float));
+        else
+            for (size_t j = 0; j < ds->d; j++)
+                x[i * ds->d + j] = (float)ds->x8[row + j] * PS_DATA_PIXEL_SCALE;
         y[i] = ds->y[idx[i]];
     }
 }

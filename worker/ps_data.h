@@ -12,7 +12,8 @@
 
 typedef struct {
     size_t n, d;
-    float *x;           /* n * d, row-major */
+    float *x;           /* n * d, row-major; NULL when x8 holds the features */
+    uint8_t *x8;        /* or n * d bytes (IDX pixels kept as read): feature = byte / 255 */
     float *y;           /* n labels */
     uint32_t n_classes; /* 1 + largest label if all labels are small whole numbers, else 0 */
 } ps_dataset_t;
@@ -21,6 +22,20 @@ typedef struct {
  * IDX label file (ubyte, 1 dim) with the same count. Gzip is detected.
  * PS_EFORMAT / PS_EIO with the file name and the reason in err. */
 int ps_data_load_idx(const char *images, const char *labels, ps_dataset_t *ds, ps_errbuf_t *err);
+/* As ps_data_load_idx, but the pixels stay bytes in x8 (x is NULL): a
+ * quarter of the memory. ps_data_gather (so every batch), ps_data_split
+ * and ps_data_widen turn them into the same floats ps_data_load_idx gives. */
+int ps_data_load_idx_bytes(const char *images, const char *labels, ps_dataset_t *ds,
+                           ps_errbuf_t *err);
+/* Turns x8 into x (floats), for code that reads x directly; no-op without x8. */
+void ps_data_widen(ps_dataset_t *ds);
+/* A pixel byte's feature value: byte * PS_DATA_PIXEL_SCALE. */
+#define PS_DATA_PIXEL_SCALE (1.0f / 255.0f)
+/* Feature k (row-major) of ds, whether in x or x8. */
+static inline float ps_data_value(const ps_dataset_t *ds, size_t k)
+{
+    return ds->x ? ds->x[k] : (float)ds->x8[k] * PS_DATA_PIXEL_SCALE;
+}
 /* Reads a CSV of numbers; label_col is the label's column (negative counts
  * from the end: -1 = last). A first line that is not all numbers is a header.
  * Errors name file:line and the field. */

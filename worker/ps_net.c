@@ -460,10 +460,10 @@ static int check_tokens(const ps_net_t *net, const ps_dataset_t *ds, const char 
                         ps_errbuf_t *err)
 {
     for (size_t k = 0; k < ds->n * ds->d; k++)
-        if (!is_index_below(ds->x[k], net->token_limit))
+        if (!is_index_below(ps_data_value(ds, k), net->token_limit))
             return ps_err_set(err, PS_EFORMAT,
                               "%s: sample %zu value %zu is %g, not a token below %u", what,
-                              k / ds->d, k % ds->d, (double)ds->x[k], net->token_limit);
+                              k / ds->d, k % ds->d, (double)ps_data_value(ds, k), net->token_limit);
     return PS_OK;
 }
 
@@ -522,6 +522,7 @@ static void score_batch(const ps_net_t *net, const float *y, size_t b, float *sc
 
 void ps_net_evaluate(ps_net_t *net, const ps_dataset_t *ds, ps_net_eval_t *out)
 {
+    assert(ds->x || !ds->x8); /* a set of bytes (ps_data_load_idx_bytes) is widened first */
     double loss = 0, abs_err = 0;
     size_t correct = 0;
     bool binary = net->loss->kind == PS_LAYER_BCE;

@@ -58,6 +58,23 @@ int64_t ps_report_peak_rss_bytes(void)
     return (int64_t)ru.ru_maxrss * 1024; /* Linux: kilobytes */
 }
 
+void ps_report_proc_io(int64_t *rchar, int64_t *read_bytes)
+{
+    *rchar = *read_bytes = 0;
+    FILE *f = fopen("/proc/self/io", "r");
+    if (!f)
+        return;
+    char line[128];
+    long long v;
+    while (fgets(line, sizeof line, f)) {
+        if (sscanf(line, "rchar: %lld", &v) == 1)
+            *rchar = v;
+        else if (sscanf(line, "read_bytes: %lld", &v) == 1)
+            *read_bytes = v;
+    }
+    fclose(f);
+}
+
 void ps_report_summary(ps_event_t *ev, const ps_worker_config_t *cfg, uint32_t rank, uint32_t world,
                        int64_t epochs, int64_t steps, uint64_t samples, double wall_s,
                        const ps_client_t *client)

@@ -39,6 +39,9 @@ const char *ps_report_metrics_text(const char *set, const ps_net_eval_t *e, ps_n
                                    char *buf, size_t cap);
 /* This process's peak resident set so far (getrusage), in bytes. */
 int64_t ps_report_peak_rss_bytes(void);
+/* This process's rchar and read_bytes from /proc/self/io (0 where it
+ * cannot be read). */
+void ps_report_proc_io(int64_t *rchar, int64_t *read_bytes);
 /* A {"event":"done"} event with the fields every trainer reports (model,
  * precision, rank, world, epochs, steps, samples, wall time, rate, bytes,
  * peak RSS):

@@ -11,20 +11,32 @@
  * Recovery: the batch of a clock is a function of the clock alone (each
  * epoch's order is a seeded shuffle of the one before), so a worker that
  * rejoins, or is sent back by a rollback, replays the very steps of an
- * uninterrupted run; the shards' checkpoints hold the rows. */
+ * uninterrupted run; the shards' checkpoints hold the rows.
+ *
+ * Streamed (stream yes, ps_stream.h): the worker holds no training set; a
+ * reader thread hands it batch after batch of its own partitions. Its
+ * steps are its longest partition's; once they run out it sends DONE and
+ * the BSP barrier stops waiting for it, so uneven partitions never hang a
+ * job and each clock's global batch is still a function of the clock.
+ * Going back to a clock restarts the reader there (re-reading up to it). */
 #include "ps_sparse_trainer.h"
 
+#include <assert.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "ps_client.h"
 #include "ps_event.h"
 #include "ps_log.h"
 #include "ps_metric.h"
+#include "ps_npy.h"
 #include "ps_report.h"
 #include "ps_rng.h"
+#include "ps_stream.h"
 #include "ps_svm.h"
 #include "ps_time.h"
 #include "ps_wire.h"
@@ -42,6 +54,10 @@ typedef struct {
     const ps_worker_config_t *cfg;
     uint32_t rank, world, dim, k; /* k: fm factors (0 for sparse_lr) */
     ps_svm_t train, test;
+    ps_stream_t *stream; /* stream yes: the training batches; train stays empty */
+    uint32_t *iota;      /* 0, 1, ...: a streamed batch's sample indices */
+    size_t cap_iota;
+    uint32_t epochs_seen;   /* stream: passes finished by all partitions, at the last batch */
     uint32_t *mine;         /* this worker's sample indices, in this epoch's order */
     uint32_t *mine0;        /* ... in the order before any shuffle */
     int64_t shuffled_epoch; /* the epoch whose order mine holds (0: none yet) */
@@ -172,11 +188,12 @@ static uint64_t collect_keys(strainer_t *tr, const ps_svm_t *d, const uint32_t *
     return u;
 }
 
-/* One step on samples idx[0..n) (n may be 0): pull, gradient, push. */
-static int step(strainer_t *tr, const uint32_t *idx, size_t n, double *loss_sum, ps_errbuf_t *err)
+/* One step on samples idx[0..n) of d (n may be 0): pull, gradient, push. */
+static int step(strainer_t *tr, const ps_svm_t *d, const uint32_t *idx, size_t n, double *loss_sum,
+                ps_errbuf_t *err)
 {
     uint32_t bias_uid = 0, dim = tr->dim;
-    uint64_t u = collect_keys(tr, &tr->train, idx, n, &bias_uid);
+    uint64_t u = collect_keys(tr, d, idx, n, &bias_uid);
     int rc = ps_client_sparse_pull(tr->client, 0, tr->clock, 0, tr->ukeys, u, tr->rows);
     if (rc == PS_OK)
         rc = ps_client_wait(tr->client, err);
@@ -184,7 +201,6 @@ static int step(strainer_t *tr, const uint32_t *idx, size_t n, double *loss_sum,
         return rc;
     tr->keys_pulled += u;
     memset(tr->grads, 0, u * dim * sizeof *tr->grads);
-    const ps_svm_t *d = &tr->train;
     uint64_t occ = 0; /* occ_uid is in batch occurrence order */
     for (size_t b = 0; b < n; b++) {
         *loss_sum += sample(tr, d, idx[b], tr->occ_uid + occ, bias_uid, true, NULL);
@@ -281,8 +297,14 @@ static int eval_fields(strainer_t *tr, uint32_t flags, ps_event_t *ev, seval_t *
 /* Puts the worker at clock as an uninterrupted run would be there: the
  * epoch's sample order (replayed from the first epoch's when going back)
  * and the samples trained before it. */
-static void seek(strainer_t *tr, int64_t clock)
+static int seek(strainer_t *tr, int64_t clock, ps_errbuf_t *err)
 {
+    if (tr->stream) {
+        tr->clock = clock;
+        if (clock == 0)
+            tr->epochs_seen = 0;
+        return ps_stream_start(tr->stream, (uint64_t)clock, err);
+    }
     uint64_t spe = tr->steps_per_epoch, b = (uint64_t)tr->cfg->batch_size;
     int64_t epoch = clock / (int64_t)spe + 1;
     if (epoch < tr->shuffled_epoch) {
@@ -299,6 +321,7 @@ static void seek(strainer_t *tr, int64_t clock)
     uint64_t s = (uint64_t)clock % spe, in_epoch = s * b < tr->n_mine ? s * b : tr->n_mine;
     tr->samples = (uint64_t)(clock / (int64_t)spe) * tr->n_mine + in_epoch;
     tr->clock = clock;
+    return PS_OK;
 }
 
 /* Joins the job (under BSP, or after a failed try, with the shards
@@ -314,6 +337,7 @@ static int join(strainer_t *tr, bool again, ps_errbuf_t *err)
     if (rc != PS_OK)
         return rc;
     ps_optim_spec_t optim;
+    /* a constant schedule: the count does not matter (a stream's is unknown) */
     ps_worker_optim_spec(c, tr->steps_per_epoch * (uint64_t)c->epochs, &optim);
     optim.schedule = PS_SCHED_CONSTANT; /* checked by ps_worker_config_validate too */
     optim.warmup_steps = 0;
@@ -325,8 +349,7 @@ static int join(strainer_t *tr, bool again, ps_errbuf_t *err)
     if (start_clock)
         ps_log(PS_LOG_NOTICE, "worker %u: job '%s' is at clock %lld; resuming there", tr->rank,
                c->job, (long long)start_clock);
-    seek(tr, start_clock);
-    return PS_OK;
+    return seek(tr, start_clock, err);
 }
 
 /* After a recoverable error: rejoins (rolling the shards back to a common
@@ -337,8 +360,34 @@ static int recover(strainer_t *tr, int why, ps_errbuf_t *err)
     int rc = ps_worker_recover(tr->client, tr->cfg, tr->rank, why, tr->clock, &tr->recoveries, NULL,
                                NULL, &clock, err);
     if (rc == PS_OK)
-        seek(tr, clock); /* rows are pulled each step: nothing to read back */
+        rc = seek(tr, clock, err); /* rows are pulled each step: nothing to read back */
     return rc;
+}
+
+/* stream yes: the reader of this worker's partitions (started by seek). */
+static int open_stream(strainer_t *tr, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    ps_stream_opts_t o = {
+        .train_data = c->train_data,
+        .hash_bits = (int)c->hash_bits,
+        .rank = tr->rank,
+        .world = tr->world,
+        .n_partitions = (uint32_t)c->partitions,
+        .batch_size = (uint64_t)c->batch_size,
+        .epochs = (uint32_t)c->epochs,
+        .seed = (uint64_t)c->seed,
+        .shuffle_window = (uint32_t)c->shuffle_window,
+        .prefetch = (uint32_t)c->prefetch_batches,
+        .wait_timeout_ms = c->reader_timeout_ms,
+    };
+    tr->stream = ps_stream_new(&o, err);
+    if (!tr->stream)
+        return err->code ? err->code : PS_EINVAL;
+    if (!ps_stream_n_parts(tr->stream))
+        ps_log(PS_LOG_WARN, "worker %u: no partition of '%s' is this worker's (world %u)", tr->rank,
+               c->train_data, tr->world);
+    return PS_OK;
 }
 
 static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomic_t *stop,
@@ -351,8 +400,10 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
     tr->dim = 1 + tr->k;
     tr->s = ps_xcalloc(tr->k + 1, sizeof *tr->s);
     tr->t_start = ps_time_wall_s();
-    int rc = ps_svm_load(c->train_data, (int)c->hash_bits, &tr->train, err);
-    if (rc == PS_OK && *c->test_data)
+    int rc = c->stream ? open_stream(tr, err)
+                       : ps_svm_load(c->train_data, (int)c->hash_bits, &tr->train, err);
+    /* streamed, only rank 0 evaluates and needs the test set */
+    if (rc == PS_OK && *c->test_data && (!c->stream || tr->rank == 0))
         rc = ps_svm_load(c->test_data, (int)c->hash_bits, &tr->test, err);
     if (rc != PS_OK)
         return rc;
@@ -377,7 +428,7 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
         tr->test_idx[i] = (uint32_t)i;
     tr->mine0 = ps_xmalloc((tr->n_mine + 1) * sizeof *tr->mine0);
     memcpy(tr->mine0, tr->mine, tr->n_mine * sizeof *tr->mine);
-    if (!n_train)
+    if (!n_train && !c->stream)
         return ps_err_set(err, PS_EINVAL, "no training samples left after the validation split");
     size_t per_worker = (n_train + tr->world - 1) / tr->world;
     tr->steps_per_epoch = (per_worker + (size_t)c->batch_size - 1) / (size_t)c->batch_size;
@@ -400,6 +451,15 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
     }
     if (rc != PS_OK)
         return rc;
+    if (c->stream) {
+        ps_log(PS_LOG_INFO,
+               "worker %u: job '%s': model %s (dim %u), streaming %zu partitions of '%s' "
+               "(window %lld, %lld batches ahead), %s over %u shards",
+               tr->rank, c->job, ps_worker_model_name(c), tr->dim, ps_stream_n_parts(tr->stream),
+               c->train_data, (long long)c->shuffle_window, (long long)c->prefetch_batches,
+               ps_optim_name(c->optim.kind), ps_client_n_shards(tr->client));
+        return PS_OK;
+    }
     ps_log(PS_LOG_INFO,
            "worker %u: job '%s': model %s (dim %u), %zu training samples (%zu here, %zu features), "
            "%llu steps per epoch, %s over %u shards",
@@ -436,7 +496,9 @@ static int report_eval(strainer_t *tr, ps_errbuf_t *err)
     if (rc == PS_OK) {
         ps_event_set_int(&ev, PS_EF_RANK, 0);
         ps_event_set_int(&ev, PS_EF_STEPS, tr->clock);
-        ps_event_set_num(&ev, PS_EF_EPOCH, (double)tr->clock / (double)tr->steps_per_epoch);
+        ps_event_set_num(&ev, PS_EF_EPOCH,
+                         tr->stream ? (double)tr->epochs_seen
+                                    : (double)tr->clock / (double)tr->steps_per_epoch);
         ps_event_set_num(&ev, PS_EF_WALL_S, ps_time_wall_s() - tr->t_train);
         ps_event_print(&ev, stdout);
     }
@@ -449,6 +511,7 @@ typedef struct {
     int64_t epoch; /* 0: none yet */
     double loss_sum, t0;
     uint64_t samples;
+    double wait0; /* stream: the reader wait before the epoch */
 } sepoch_t;
 
 /* The step at tr->clock, then rank 0's evaluations that fall on it. */
@@ -459,13 +522,13 @@ static int train_step(strainer_t *tr, sepoch_t *e, uint64_t eval_every_steps, ui
     uint64_t spe = tr->steps_per_epoch, s = (uint64_t)tr->clock % spe;
     int64_t epoch = tr->clock / (int64_t)spe + 1;
     if (epoch != e->epoch) {
-        seek(tr, tr->clock); /* this epoch's order */
-        *e = (sepoch_t){epoch, 0, ps_time_wall_s(), 0};
+        seek(tr, tr->clock, err); /* this epoch's order: in memory, cannot fail */
+        *e = (sepoch_t){epoch, 0, ps_time_wall_s(), 0, 0};
     }
     size_t b = (size_t)c->batch_size;
     size_t a = s * b < tr->n_mine ? s * b : tr->n_mine;
     size_t n = a + b <= tr->n_mine ? b : tr->n_mine - a;
-    int rc = step(tr, tr->mine + a, n, &e->loss_sum, err);
+    int rc = step(tr, &tr->train, tr->mine + a, n, &e->loss_sum, err);
     if (rc != PS_OK)
         return rc;
     e->samples += n;
@@ -486,9 +549,58 @@ static int train_step(strainer_t *tr, sepoch_t *e, uint64_t eval_every_steps, ui
     return rc;
 }
 
+/* Streamed: the next batch of the reader, trained at tr->clock; the epoch
+ * ends with the batch after which every partition of the worker finished
+ * one more pass. Returns 1 (a step), 0 (no batches left) or an error. */
+static int stream_step(strainer_t *tr, sepoch_t *e, uint64_t eval_every_steps, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    const ps_stream_batch_t *batch;
+    int rc = ps_stream_next(tr->stream, &batch, err);
+    if (rc <= 0)
+        return rc;
+    assert(batch->index == (uint64_t)tr->clock);
+    if (e->epoch == 0)
+        *e = (sepoch_t){tr->epochs_seen + 1, 0, ps_time_wall_s(), 0, ps_stream_wait_s(tr->stream)};
+    size_t n = batch->data.n;
+    if (n > tr->cap_iota) {
+        tr->cap_iota = n * 2;
+        tr->iota = ps_xrealloc(tr->iota, tr->cap_iota * sizeof *tr->iota);
+        for (size_t i = 0; i < tr->cap_iota; i++)
+            tr->iota[i] = (uint32_t)i;
+    }
+    if ((rc = step(tr, &batch->data, tr->iota, n, &e->loss_sum, err)) != PS_OK)
+        return rc;
+    tr->samples = batch->samples_before + n;
+    e->samples += n;
+    double train_loss = e->samples ? e->loss_sum / (double)e->samples : 0;
+    ps_client_report(tr->client, tr->samples, train_loss);
+    bool epoch_end = batch->epochs_done > tr->epochs_seen;
+    tr->epochs_seen = batch->epochs_done;
+    if (tr->rank == 0 && eval_every_steps && tr->clock % (int64_t)eval_every_steps == 0 &&
+        !epoch_end && (rc = report_eval(tr, err)) != PS_OK)
+        return rc;
+    if (!epoch_end)
+        return 1;
+    double secs = ps_time_wall_s() - e->t0, wait = ps_stream_wait_s(tr->stream) - e->wait0;
+    ps_log(PS_LOG_INFO, "worker %u: epoch %lld: %llu samples, waited %.3f s of %.2f s for data",
+           tr->rank, (long long)e->epoch, (unsigned long long)e->samples, wait, secs);
+    if (tr->rank == 0 && c->eval_every && e->epoch % c->eval_every == 0) {
+        ps_event_t ev;
+        seval_t test;
+        ps_event_init(&ev, PS_EVENT_EPOCH);
+        ps_event_set_num(&ev, PS_EF_READER_WAIT_S, wait);
+        if ((rc = eval_fields(tr, 0, &ev, &test, err)) == PS_OK)
+            report(tr, &ev, e->epoch, train_loss, &test, secs);
+        ps_event_fini(&ev);
+    }
+    e->epoch = 0; /* the next batch starts the next one */
+    return rc == PS_OK ? 1 : rc;
+}
+
 static uint64_t total_steps(const strainer_t *tr)
 {
-    uint64_t total = tr->steps_per_epoch * (uint64_t)tr->cfg->epochs;
+    uint64_t total = tr->stream ? UINT64_MAX : tr->steps_per_epoch * (uint64_t)tr->cfg->epochs;
     if (tr->cfg->max_steps && (uint64_t)tr->cfg->max_steps < total)
         total = (uint64_t)tr->cfg->max_steps;
     return total;
@@ -501,14 +613,19 @@ static int run(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
     const ps_worker_config_t *c = tr->cfg;
     uint64_t total = total_steps(tr);
     uint64_t eval_every_steps = (uint64_t)c->eval_every_steps;
-    if (c->evals_per_epoch)
+    if (c->evals_per_epoch && !tr->stream)
         eval_every_steps =
             (tr->steps_per_epoch + (uint64_t)c->evals_per_epoch - 1) / (uint64_t)c->evals_per_epoch;
     sepoch_t e = {0};
     while ((uint64_t)tr->clock < total) {
         if (*stop)
             return ps_err_set(err, PS_EINTR, "worker %u: stopped by signal", tr->rank);
-        int rc = train_step(tr, &e, eval_every_steps, total, err);
+        int rc = tr->stream ? stream_step(tr, &e, eval_every_steps, err)
+                            : train_step(tr, &e, eval_every_steps, total, err);
+        if (tr->stream && rc == 0)
+            return PS_OK; /* the partitions ran out (then DONE) */
+        if (rc == 1)
+            rc = PS_OK;
         if (ps_worker_recoverable(rc)) {
             rc = recover(tr, rc, err);
             e.epoch = 0; /* its sums start over */
@@ -519,17 +636,57 @@ static int run(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
     return PS_OK;
 }
 
+/* Rank 0, save_model set, after every worker is done: the final rows of
+ * every key the test set touches (the bias key included), the keys in
+ * DIR/sparse_keys.txt (one decimal per line, ascending) and the rows in
+ * DIR/sparse_rows.npy (n x dim float32, in the same order): what scoring
+ * that data needs. The whole table lives only on the shards. */
+static int save_rows(strainer_t *tr, ps_errbuf_t *err)
+{
+    const char *dir = tr->cfg->save_model;
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return ps_err_set(err, PS_EIO, "cannot create '%s': %s", dir, strerror(errno));
+    uint32_t bias_uid = 0;
+    uint64_t u = collect_keys(tr, &tr->test, tr->test_idx, tr->test.n, &bias_uid);
+    int rc =
+        ps_client_sparse_pull(tr->client, 0, tr->clock, PS_FLAG_AFTER_ALL_DONE | PS_FLAG_NO_CREATE,
+                              tr->ukeys, u, tr->rows);
+    if (rc == PS_OK)
+        rc = ps_client_wait(tr->client, err);
+    if (rc != PS_OK)
+        return rc;
+    char path[PS_OPT_STR_MAX + 32];
+    uint64_t shape[2] = {u, tr->dim};
+    snprintf(path, sizeof path, "%s/sparse_rows.npy", dir);
+    if ((rc = ps_npy_write(path, tr->rows, shape, 2, err)) != PS_OK)
+        return rc;
+    snprintf(path, sizeof path, "%s/sparse_keys.txt", dir);
+    FILE *f = fopen(path, "w");
+    if (!f)
+        return ps_err_set(err, PS_EIO, "cannot write '%s': %s", path, strerror(errno));
+    for (uint64_t i = 0; i < u; i++)
+        fprintf(f, "%llu\n", (unsigned long long)tr->ukeys[i]);
+    if (fclose(f) != 0)
+        return ps_err_set(err, PS_EIO, "cannot write '%s': %s", path, strerror(errno));
+    ps_log(PS_LOG_INFO, "worker 0: %llu rows (the test set's keys) saved to '%s'",
+           (unsigned long long)u, dir);
+    return PS_OK;
+}
+
 /* After DONE: the summary in done, and the final model read once every
  * worker is done (rank 0 evaluates it into done and test; the others read
  * one row, to know). On an error done is released. */
 static int read_final(strainer_t *tr, ps_event_t *done, seval_t *test, ps_errbuf_t *err)
 {
     int64_t spe = (int64_t)tr->steps_per_epoch;
-    ps_report_summary(done, tr->cfg, tr->rank, tr->world, (tr->clock + spe - 1) / spe, tr->clock,
-                      tr->samples, 0, tr->client);
+    int64_t epochs = tr->stream ? (int64_t)tr->epochs_seen : (tr->clock + spe - 1) / spe;
+    ps_report_summary(done, tr->cfg, tr->rank, tr->world, epochs, tr->clock, tr->samples, 0,
+                      tr->client);
     int rc;
     if (tr->rank == 0) {
         rc = eval_fields(tr, PS_FLAG_AFTER_ALL_DONE, done, test, err);
+        if (rc == PS_OK && *tr->cfg->save_model && tr->test.n)
+            rc = save_rows(tr, err);
     } else {
         uint64_t key = BIAS_KEY;
         rc = ps_client_sparse_pull(tr->client, 0, tr->clock,
@@ -585,6 +742,14 @@ static int finish(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
     ps_event_set_int(&done, PS_EF_BYTES_SENT, (int64_t)ps_client_bytes_sent(tr->client));
     ps_event_set_int(&done, PS_EF_BYTES_RECEIVED, (int64_t)ps_client_bytes_received(tr->client));
     ps_event_set_int(&done, PS_EF_KEYS_PULLED, (int64_t)tr->keys_pulled);
+    if (tr->stream) {
+        int64_t rchar, read_bytes;
+        ps_report_proc_io(&rchar, &read_bytes);
+        ps_event_set_num(&done, PS_EF_READER_WAIT_S, ps_stream_wait_s(tr->stream));
+        ps_event_set_int(&done, PS_EF_DATA_BYTES, (int64_t)ps_stream_bytes_read(tr->stream));
+        ps_event_set_int(&done, PS_EF_IO_RCHAR, rchar);
+        ps_event_set_int(&done, PS_EF_IO_READ_BYTES, read_bytes);
+    }
     ps_event_print(&done, stdout);
     ps_event_fini(&done);
     return PS_OK;
@@ -595,13 +760,16 @@ int ps_sparse_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *
 {
     strainer_t tr = {0};
     int rc = setup(&tr, cfg, stop, err);
-    if (rc == PS_OK && tr.rank == 0)
-        ps_report_start(tr.steps_per_epoch, total_steps(&tr), tr.train.n - tr.n_val, tr.n_val,
-                        tr.test.n);
+    if (rc == PS_OK && tr.rank == 0) /* streamed: the length is known only at the end (0) */
+        ps_report_start(tr.stream ? 0 : tr.steps_per_epoch,
+                        tr.stream ? (uint64_t)cfg->max_steps : total_steps(&tr),
+                        tr.train.n - tr.n_val, tr.n_val, tr.test.n);
     tr.t_train = ps_time_wall_s();
     if (rc == PS_OK)
         rc = finish(&tr, stop, err);
     ps_client_destroy(&tr.client);
+    ps_stream_destroy(&tr.stream);
+    free(tr.iota);
     ps_svm_free(&tr.train);
     ps_svm_free(&tr.test);
     free(tr.mine);

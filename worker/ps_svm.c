@@ -2,6 +2,7 @@
 #include "ps_svm.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,6 +41,78 @@ static void grow(void **p, size_t *cap, size_t need, size_t elem)
     *p = ps_xrealloc(*p, *cap * elem);
 }
 
+void ps_svm_row_fini(ps_svm_row_t *row)
+{
+    free(row->keys);
+    free(row->vals);
+    memset(row, 0, sizeof *row);
+}
+
+static bool is_field_end(char c)
+{
+    return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\0';
+}
+
+int ps_svm_parse_line(char *line, int hash_bits, ps_svm_row_t *row, ps_errbuf_t *err)
+{
+    char *hash = strchr(line, '#');
+    if (hash)
+        *hash = '\0';
+    char *p = line, *end;
+    while (*p == ' ' || *p == '\t')
+        p++;
+    if (*p == '\n' || *p == '\r' || *p == '\0')
+        return 0;
+    double label = strtod(p, &end);
+    if (end == p || !is_field_end(*end) || !(label == 1 || label == 0 || label == -1))
+        return ps_err_set(err, PS_EFORMAT, "label must be 0, 1, -1 or +1");
+    row->y = label > 0 ? 1.0f : 0.0f;
+    row->nf = 0;
+    for (p = end;;) {
+        while (*p == ' ' || *p == '\t')
+            p++;
+        if (*p == '\n' || *p == '\r' || *p == '\0')
+            return 1;
+        errno = 0;
+        unsigned long long index = *p >= '0' && *p <= '9' ? strtoull(p, &end, 10) : 0;
+        if (*p < '0' || *p > '9' || errno || *end != ':')
+            return ps_err_set(err, PS_EFORMAT, "feature '%.*s' is not INDEX:VALUE", token_len(p),
+                              p);
+        p = end + 1;
+        double v = strtod(p, &end);
+        if (end == p || !isfinite(v) || !is_field_end(*end))
+            return ps_err_set(err, PS_EFORMAT, "feature %llu has no finite value", index);
+        p = end;
+        if (row->nf == row->cap) {
+            row->cap = row->cap ? row->cap * 2 : 16;
+            row->keys = ps_xrealloc(row->keys, row->cap * sizeof *row->keys);
+            row->vals = ps_xrealloc(row->vals, row->cap * sizeof *row->vals);
+        }
+        row->keys[row->nf] = ps_svm_key(index, hash_bits);
+        row->vals[row->nf] = (float)v;
+        row->nf++;
+    }
+}
+
+/* Appends row to d (its capacities in cap_*). */
+static void append_row(ps_svm_t *d, const ps_svm_row_t *row, size_t *cap_rows, size_t *cap_nnz,
+                       size_t *cap_y)
+{
+    grow((void **)&d->y, cap_y, d->n + 1, sizeof *d->y);
+    d->y[d->n] = row->y;
+    if (d->nnz + row->nf > *cap_nnz) {
+        size_t cap = *cap_nnz;
+        grow((void **)&d->keys, &cap, d->nnz + row->nf, sizeof *d->keys);
+        grow((void **)&d->vals, cap_nnz, d->nnz + row->nf, sizeof *d->vals);
+    }
+    memcpy(d->keys + d->nnz, row->keys, row->nf * sizeof *d->keys);
+    memcpy(d->vals + d->nnz, row->vals, row->nf * sizeof *d->vals);
+    d->nnz += row->nf;
+    d->n++;
+    grow((void **)&d->row_ptr, cap_rows, d->n + 1, sizeof *d->row_ptr);
+    d->row_ptr[d->n] = d->nnz;
+}
+
 int ps_svm_load(const char *path, int hash_bits, ps_svm_t *out, ps_errbuf_t *err)
 {
     memset(out, 0, sizeof *out);
@@ -50,6 +123,7 @@ int ps_svm_load(const char *path, int hash_bits, ps_svm_t *out, ps_errbuf_t *err
     size_t cap_rows = 0, cap_nnz = 0, cap_y = 0;
     size_t line_cap = 1 << 16;
     char *line = ps_xmalloc(line_cap);
+    ps_svm_row_t row = {0};
     int rc = PS_OK;
     uint64_t lineno = 0;
     grow((void **)&out->row_ptr, &cap_rows, 1, sizeof *out->row_ptr);
@@ -70,65 +144,14 @@ int ps_svm_load(const char *path, int hash_bits, ps_svm_t *out, ps_errbuf_t *err
         if (len == 0)
             break;
         lineno++;
-        char *hash = strchr(line, '#');
-        if (hash)
-            *hash = '\0';
-        char *p = line;
-        while (*p == ' ' || *p == '\t')
-            p++;
-        if (*p == '\n' || *p == '\r' || *p == '\0')
-            continue;
-        char *end;
-        double label = strtod(p, &end);
-        if (end == p || (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r' && *end) ||
-            !(label == 1 || label == 0 || label == -1)) {
-            rc = ps_err_set(err, PS_EFORMAT, "%s:%llu: label must be 0, 1, -1 or +1", path,
-                            (unsigned long long)lineno);
+        ps_errbuf_t why;
+        int got = ps_svm_parse_line(line, hash_bits, &row, &why);
+        if (got < 0) {
+            rc = ps_err_set(err, got, "%s:%llu: %s", path, (unsigned long long)lineno, why.msg);
             break;
         }
-        grow((void **)&out->y, &cap_y, out->n + 1, sizeof *out->y);
-        out->y[out->n] = label > 0 ? 1.0f : 0.0f;
-        p = end;
-        for (;;) {
-            while (*p == ' ' || *p == '\t')
-                p++;
-            if (*p == '\n' || *p == '\r' || *p == '\0')
-                break;
-            if (*p < '0' || *p > '9') {
-                rc = ps_err_set(err, PS_EFORMAT, "%s:%llu: feature '%.*s' is not INDEX:VALUE", path,
-                                (unsigned long long)lineno, token_len(p), p);
-                break;
-            }
-            errno = 0;
-            unsigned long long index = strtoull(p, &end, 10);
-            if (errno || *end != ':') {
-                rc = ps_err_set(err, PS_EFORMAT, "%s:%llu: feature '%.*s' is not INDEX:VALUE", path,
-                                (unsigned long long)lineno, token_len(p), p);
-                break;
-            }
-            p = end + 1;
-            double v = strtod(p, &end);
-            if (end == p || !isfinite(v) ||
-                (*end != ' ' && *end != '\t' && *end != '\n' && *end != '\r' && *end)) {
-                rc = ps_err_set(err, PS_EFORMAT, "%s:%llu: feature %llu has no finite value", path,
-                                (unsigned long long)lineno, index);
-                break;
-            }
-            p = end;
-            if (out->nnz == cap_nnz) {
-                cap_nnz = cap_nnz ? cap_nnz * 2 : 4096;
-                out->keys = ps_xrealloc(out->keys, cap_nnz * sizeof *out->keys);
-                out->vals = ps_xrealloc(out->vals, cap_nnz * sizeof *out->vals);
-            }
-            out->keys[out->nnz] = ps_svm_key(index, hash_bits);
-            out->vals[out->nnz] = (float)v;
-            out->nnz++;
-        }
-        if (rc != PS_OK)
-            break;
-        out->n++;
-        grow((void **)&out->row_ptr, &cap_rows, out->n + 1, sizeof *out->row_ptr);
-        out->row_ptr[out->n] = out->nnz;
+        if (got)
+            append_row(out, &row, &cap_rows, &cap_nnz, &cap_y);
     }
     int gz_err;
     const char *gz_msg = gzerror(f, &gz_err);
@@ -136,6 +159,7 @@ int ps_svm_load(const char *path, int hash_bits, ps_svm_t *out, ps_errbuf_t *err
         rc = ps_err_set(err, PS_EIO, "'%s': %s", path, gz_msg);
     gzclose(f);
     free(line);
+    ps_svm_row_fini(&row);
     if (rc == PS_OK && out->n == 0)
         rc = ps_err_set(err, PS_EFORMAT, "'%s' has no samples", path);
     if (rc != PS_OK)

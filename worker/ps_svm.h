@@ -21,6 +21,17 @@ typedef struct {
     float *y;          /* n labels, 0 or 1 */
 } ps_svm_t;
 
+/* One sample as parsed: its features in keys/vals (owned, grown as needed:
+ * reuse one row for many lines so parsing allocates nothing in the steady
+ * state). */
+typedef struct {
+    float y;    /* 0 or 1 */
+    size_t nf;  /* features */
+    size_t cap; /* room in keys and vals */
+    uint64_t *keys;
+    float *vals;
+} ps_svm_row_t;
+
 /* The key of feature index under hash_bits (1..62; 0 = the index itself). */
 uint64_t ps_svm_key(uint64_t index, int hash_bits);
 /* Reads path. PS_EFORMAT with "PATH:LINE: reason" on a malformed line (bad
@@ -28,5 +39,12 @@ uint64_t ps_svm_key(uint64_t index, int hash_bits);
  * if the file cannot be read. */
 int ps_svm_load(const char *path, int hash_bits, ps_svm_t *out, ps_errbuf_t *err);
 void ps_svm_free(ps_svm_t *d);
+/* Parses one line (NUL-terminated; its '\n', a '\r' and a `#` comment are
+ * allowed; the line is modified) into row. Returns 1 for a sample, 0 for a
+ * blank or comment-only line, PS_EFORMAT with the reason in err (no file or
+ * line: the caller prefixes where it read the line). */
+int ps_svm_parse_line(char *line, int hash_bits, ps_svm_row_t *row, ps_errbuf_t *err);
+/* Frees row's arrays; safe twice. */
+void ps_svm_row_fini(ps_svm_row_t *row);
 
 #endif

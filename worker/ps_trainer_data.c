@@ -44,7 +44,11 @@ int pswk_trainer_load_data(trainer_t *tr, ps_errbuf_t *err)
     int rc;
     if (c->data_format == PS_FORMAT_TEXT)
         return load_text(tr, err);
-    if (c->data_format == PS_FORMAT_IDX)
+    /* the training images stay bytes until a batch is gathered (a quarter
+     * of the memory); standardizing needs them as floats */
+    if (c->data_format == PS_FORMAT_IDX && !c->standardize)
+        rc = ps_data_load_idx_bytes(c->train_data, c->train_labels, &tr->train, err);
+    else if (c->data_format == PS_FORMAT_IDX)
         rc = ps_data_load_idx(c->train_data, c->train_labels, &tr->train, err);
     else
         rc = ps_data_load_csv(c->train_data, (int)c->label_column, &tr->train, err);

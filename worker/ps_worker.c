@@ -5,6 +5,7 @@
 #include "ps_log.h"
 #include "ps_name.h"
 #include "ps_onnx.h"
+#include "ps_stream.h"
 #include "ps_text.h"
 
 #include <stdio.h>
@@ -140,6 +141,18 @@ static const ps_opt_t worker_opts[] = {
     PS_OPT_INT("text_stride", W, text_stride, "0", 0, 1 << 30,
                "data_format text: a training window starts every N bytes; 0 = every block "
                "(each byte is predicted once an epoch)"),
+    PS_OPT_BOOL("stream", W, stream, "no",
+                "libsvm: each worker streams only its partitions of train_data (a file, a "
+                "directory or a pattern) in bounded memory (docs/data.md)"),
+    PS_OPT_INT("partitions", W, partitions, "0", 0, 1 << 20,
+               "stream: byte ranges one train_data file is cut into (0 = world); several "
+               "files are one partition each"),
+    PS_OPT_INT("shuffle_window", W, shuffle_window, "16384", 1, 1 << 24,
+               "stream: samples each partition is shuffled among (1 = file order)"),
+    PS_OPT_INT("prefetch_batches", W, prefetch_batches, "4", 1, 1024,
+               "stream: batches the reader thread keeps ready"),
+    PS_OPT_INT("reader_timeout_ms", W, reader_timeout_ms, "60000", 10, 86400000,
+               "stream: longest wait for the reader's next batch"),
     PS_OPT_STR("export_onnx", W, export_onnx, "",
                "rank 0 writes the trained model here as ONNX (opset 17, logits out)"),
 };
@@ -236,6 +249,29 @@ static int validate_model(const ps_worker_config_t *c, ps_errbuf_t *err)
     return rc;
 }
 
+/* What a streamed job cannot do (yet): the options that need the whole
+ * data set in memory. */
+static int validate_stream(const ps_worker_config_t *cfg, ps_errbuf_t *err)
+{
+    if (!cfg->stream) {
+        if (ps_stream_names_many(cfg->train_data))
+            return ps_err_set(err, PS_EINVAL,
+                              "train_data '%s' names several files: they are read with stream yes",
+                              cfg->train_data);
+        return PS_OK;
+    }
+    if (cfg->val_fraction > 0)
+        return ps_err_set(err, PS_EINVAL, "val_fraction: a streamed job has no validation split");
+    if (cfg->train_subset)
+        return ps_err_set(err, PS_EINVAL,
+                          "train_subset: a streamed job reads its partitions whole");
+    if (cfg->evals_per_epoch)
+        return ps_err_set(err, PS_EINVAL,
+                          "evals_per_epoch: a streamed job does not know its epoch's length "
+                          "before the end; use eval_every_steps");
+    return PS_OK;
+}
+
 int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
 {
     if (!*cfg->servers)
@@ -268,7 +304,9 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
                           "sparse models take lr_schedule constant (a row is "
                           "updated only when its key comes up)");
     if (sparse)
-        return PS_OK;
+        return validate_stream(cfg, err);
+    if (cfg->stream)
+        return ps_err_set(err, PS_EINVAL, "stream is for data_format libsvm (the sparse models)");
     ps_worker_optim_spec(cfg, 1, &spec);
     const char *why = ps_optim_spec_check(&spec);
     if (why)
@@ -497,7 +535,9 @@ static const char *const job_options[] = {
     "l1", "l2", "ftrl_beta", "max_staleness", "precision", "loss_scale", "loss_scale_window",
     "val_fraction", "train_subset", "split_seed", "slice_elems",
     /* the layer nets: a spec, a GPT, the windows of a text corpus */
-    "input", "layers", "n_layer", "n_head", "n_embd", "block_size", "dropout", "text_stride", NULL};
+    "input", "layers", "n_layer", "n_head", "n_embd", "block_size", "dropout", "text_stride",
+    /* streamed input: which samples make each step's batch */
+    "stream", "partitions", "shuffle_window", NULL};
 
 void ps_worker_fingerprint(const ps_worker_config_t *cfg, char *buf, size_t cap)
 {

@@ -118,6 +118,9 @@ typedef struct {
     double dropout;
     int64_t text_stride; /* data_format text: windows start every N bytes; 0 = block */
     char export_onnx[PS_OPT_STR_MAX];
+    /* streamed input (ps_stream.h) */
+    bool stream;
+    int64_t partitions, shuffle_window, prefetch_batches, reader_timeout_ms;
 } ps_worker_config_t;
 
 extern const ps_optset_t ps_worker_optset;

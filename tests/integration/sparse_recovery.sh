@@ -11,7 +11,10 @@
 #    every shard still gets each rank's push and pull, so BSP rounds close
 #    (before, the job hung at the first step a shard had no key of).
 # (Rows bit for bit through a chain of deltas: tests/unit/test_checkpoint.c.)
+# PS_TEST_STREAM=yes (it_sparse_recovery_stream) runs it all with stream yes:
+# the workers' readers restart at the clock they are sent back to.
 . "$(dirname "$0")/lib.sh"
+STREAM=${PS_TEST_STREAM:-no}
 cd "$WORK"
 "$BIN/ps-clickgen" --rows 120000 --test_rows 20000 --out train.svm --test_out test.svm \
     --truth truth.json > gen.log || fail "ps-clickgen failed"
@@ -19,7 +22,7 @@ cd "$WORK"
 run() { # NAME [extra ps-launch args]
     local name=$1; shift
     "$BIN/ps-launch" --servers 2 --workers 2 --config "$SRC/deploy/examples/click-lr.conf" \
-        --set train_data=train.svm --set test_data=test.svm --set epochs=3 --set hash_bits=20 \
+        --set train_data=train.svm --set test_data=test.svm --set epochs=3 --set hash_bits=20 --set stream="$STREAM" \
         --set heartbeat_ms=200 --server-set checkpoint_every=10 --server-set sparse_full_every=3 \
         --server-set log_level=debug --timeout 300 "$@" >"$name.out" 2>"$name.log" &
     LAUNCH_PID=$!
@@ -27,7 +30,7 @@ run() { # NAME [extra ps-launch args]
 }
 
 "$BIN/ps-launch" --servers 4 --workers 2 --config "$SRC/deploy/examples/click-lr.conf" \
-    --set train_data=train.svm --set test_data=test.svm --set batch_size=1 --set max_steps=300 \
+    --set train_data=train.svm --set test_data=test.svm --set batch_size=1 --set max_steps=300 --set stream="$STREAM" \
     --timeout 60 >tiny.out 2>tiny.log || fail "batch_size 1 over 4 shards: exit $? ($(grep -m1 ' E ' tiny.log))"
 check "$(json tiny.out steps) == 300"
 pass "batch_size 1 over 4 shards: 300 BSP steps, shards without a key of a step included"

@@ -81,6 +81,46 @@ static void test_idx_reads_images_and_labels(void **state)
     ps_data_free(&ds);
 }
 
+/* Pixels kept as bytes (a quarter of the memory) give, batch by batch
+ * and after a split, the very floats the float loader gives. */
+static void test_idx_bytes_gather_the_same_floats(void **state)
+{
+    (void)state;
+    write_idx_pair("b.gz", "bl.gz", 28, 3);
+    ps_dataset_t f, b, fv, bv;
+    ps_errbuf_t err;
+    assert_int_equal(ps_data_load_idx(path_of("b.gz"), path_of("bl.gz"), &f, &err), PS_OK);
+    assert_int_equal(ps_data_load_idx_bytes(path_of("b.gz"), path_of("bl.gz"), &b, &err), PS_OK);
+    assert_null(b.x);
+    assert_non_null(b.x8);
+    assert_int_equal(b.n, 3);
+    assert_int_equal(b.n_classes, 3);
+    const uint32_t idx[3] = {2, 0, 1};
+    float xf[12], yf[3], xb[12], yb[3];
+    ps_data_gather(&f, idx, 3, xf, yf);
+    ps_data_gather(&b, idx, 3, xb, yb);
+    assert_memory_equal(xf, xb, sizeof xf);
+    assert_memory_equal(yf, yb, sizeof yf);
+    for (size_t k = 0; k < 12; k++)
+        assert_true(ps_data_value(&b, k) == f.x[k]);
+    assert_int_equal(ps_data_split(&f, 0.34, 0, 9, &fv, &err), PS_OK);
+    assert_int_equal(ps_data_split(&b, 0.34, 0, 9, &bv, &err), PS_OK);
+    assert_int_equal(b.n, 2);
+    assert_memory_equal(f.x, b.x, b.n * b.d * sizeof *b.x);
+    assert_memory_equal(fv.x, bv.x, bv.n * bv.d * sizeof *bv.x);
+    ps_data_free(&f);
+    ps_data_free(&fv);
+    ps_data_free(&bv);
+    ps_data_free(&b);
+    assert_int_equal(ps_data_load_idx_bytes(path_of("b.gz"), path_of("bl.gz"), &b, &err), PS_OK);
+    ps_data_widen(&b);
+    assert_null(b.x8);
+    ps_data_load_idx(path_of("b.gz"), path_of("bl.gz"), &f, &err);
+    assert_memory_equal(f.x, b.x, 12 * sizeof *b.x);
+    ps_data_free(&f);
+    ps_data_free(&b);
+}
+
 static void test_idx_truncated_names_the_file(void **state)
 {
     (void)state;
@@ -164,6 +204,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_idx_reads_images_and_labels),
+        cmocka_unit_test(test_idx_bytes_gather_the_same_floats),
         cmocka_unit_test(test_idx_truncated_names_the_file),
         cmocka_unit_test(test_idx_bad_magic_and_count_mismatch),
         cmocka_unit_test(test_csv_with_header_and_label_column),

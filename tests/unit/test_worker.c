@@ -182,6 +182,10 @@ static void test_the_fingerprint_covers_the_net_options(void **state)
         {"dropout", "0.1"},
         {"text_stride", "32"},
         {"task", "regression"},
+        /* streamed input decides which samples make each step's batch */
+        {"stream", "yes"},
+        {"partitions", "3"},
+        {"shuffle_window", "7"},
     };
     ps_worker_config_t base, other;
     char fp_base[4096], fp_other[4096];
@@ -193,9 +197,45 @@ static void test_the_fingerprint_covers_the_net_options(void **state)
         if (strcmp(fp_base, fp_other) == 0)
             fail_msg("%s %s leaves the fingerprint as it was", changes[i][0], changes[i][1]);
     }
-    make_cfg(&other, (const char *[]){"export_onnx", "/tmp/x.onnx", NULL});
-    ps_worker_fingerprint(&other, fp_other, sizeof fp_other);
-    assert_string_equal(fp_base, fp_other);
+    /* nor do how far the reader runs ahead or how long training waits for it */
+    static const char *const same[][2] = {
+        {"export_onnx", "/tmp/x.onnx"}, {"prefetch_batches", "9"}, {"reader_timeout_ms", "50"}};
+    for (size_t i = 0; i < sizeof same / sizeof same[0]; i++) {
+        make_cfg(&other, (const char *[]){same[i][0], same[i][1], NULL});
+        ps_worker_fingerprint(&other, fp_other, sizeof fp_other);
+        assert_string_equal(fp_base, fp_other);
+    }
+}
+
+/* What a streamed job cannot do is refused at startup, naming the option;
+ * several files without stream yes too (the loader reads one file). */
+static void test_stream_options_are_checked(void **state)
+{
+    (void)state;
+    static const char *const refused[][9] = {
+        {"stream", "yes", "val_fraction", "0.1", "val_fraction"},
+        {"stream", "yes", "evals_per_epoch", "2", "evals_per_epoch"},
+        {"stream", "yes", "train_subset", "10", "train_subset"},
+        {"train_data", "/tmp/part-*.svm", NULL, NULL, "stream yes"},
+        {"train_data", "/tmp", NULL, NULL, "stream yes"},
+    };
+    ps_worker_config_t cfg;
+    ps_errbuf_t err;
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        make_cfg(&cfg, (const char *[]){"model", "sparse_lr", "data_format", "libsvm", "optimizer",
+                                        "ftrl", refused[i][0], refused[i][1], refused[i][2],
+                                        refused[i][3], NULL});
+        assert_int_equal(ps_worker_config_validate(&cfg, &err), PS_EINVAL);
+        if (!strstr(err.msg, refused[i][4]))
+            fail_msg("%s %s: '%s' does not name %s", refused[i][0], refused[i][1], err.msg,
+                     refused[i][4]);
+    }
+    make_cfg(&cfg, (const char *[]){"model", "sparse_lr", "data_format", "libsvm", "optimizer",
+                                    "ftrl", "stream", "yes", "train_data", "/tmp/p-*", NULL});
+    assert_int_equal(ps_worker_config_validate(&cfg, &err), PS_OK);
+    make_cfg(&cfg, (const char *[]){"data_format", "csv", "stream", "yes", NULL});
+    assert_int_equal(ps_worker_config_validate(&cfg, &err), PS_EINVAL);
+    assert_non_null(strstr(err.msg, "stream is for data_format libsvm"));
 }
 
 /* A text corpus given as a directory is fingerprinted by what the reader
@@ -251,6 +291,7 @@ int main(void)
         cmocka_unit_test(test_shape_errors_name_the_option_and_the_layer),
         cmocka_unit_test(test_the_fingerprint_covers_the_net_options),
         cmocka_unit_test(test_the_fingerprint_covers_a_corpus_directory),
+        cmocka_unit_test(test_stream_options_are_checked),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
