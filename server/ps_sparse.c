@@ -339,13 +339,54 @@ int ps_sparse_push(ps_sparse_t *t, uint32_t rank, int64_t clock, zmq_msg_t *keys
     return PS_EINVAL;
 }
 
+/* BSP: the round's pushes summed key by key (in rank order), then one
+ * optimizer step per key: the update one worker makes with the whole
+ * global batch. FTRL, Adagrad and Adam are not linear in the gradient, so
+ * applying each rank's part in turn would give another model. */
+static void apply_round(ps_sparse_t *t)
+{
+    uint64_t total = 0;
+    for (uint32_t r = 0; r < t->world; r++)
+        if (t->round.slot[r] == PS_ROUND_VALUES)
+            total += zmq_msg_size(&t->stash_keys[r]) / sizeof(uint64_t);
+    ps_hashmap_t slot_of;
+    ps_hashmap_init(&slot_of, total);
+    uint64_t *keys = ps_xmalloc((total ? total : 1) * sizeof *keys);
+    float *sums = ps_xcalloc((total ? total : 1) * t->dim, sizeof *sums);
+    uint32_t n = 0;
+    for (uint32_t r = 0; r < t->world; r++) {
+        if (t->round.slot[r] != PS_ROUND_VALUES)
+            continue;
+        uint64_t m = zmq_msg_size(&t->stash_keys[r]) / sizeof(uint64_t);
+        const char *k = zmq_msg_data(&t->stash_keys[r]);
+        const char *g = zmq_msg_data(&t->stash_grads[r]);
+        for (uint64_t i = 0; i < m; i++) {
+            uint64_t key;
+            memcpy(&key, k + i * sizeof key, sizeof key); /* frames need not be aligned */
+            int inserted = 0;
+            uint32_t at = ps_hashmap_get_or_insert(&slot_of, key, n, &inserted);
+            if (inserted)
+                keys[n++] = key;
+            float *sum = sums + (size_t)at * t->dim;
+            for (uint32_t j = 0; j < t->dim; j++) {
+                float gj;
+                memcpy(&gj, g + (i * t->dim + j) * sizeof gj, sizeof gj);
+                sum[j] += gj;
+            }
+        }
+    }
+    for (uint32_t i = 0; i < n; i++)
+        ps_sparse_apply(t, keys[i], sums + (size_t)i * t->dim);
+    free(sums);
+    free(keys);
+    ps_hashmap_free(&slot_of);
+}
+
 bool ps_sparse_try_complete(ps_sparse_t *t, const uint8_t *live)
 {
     if (!ps_round_is_complete(&t->round, live))
         return false;
-    for (uint32_t r = 0; r < t->world; r++)
-        if (t->round.slot[r] == PS_ROUND_VALUES)
-            apply_push(t, &t->stash_keys[r], &t->stash_grads[r]);
+    apply_round(t);
     drop_stash(t);
     ps_round_close(&t->round);
     return true;

@@ -107,7 +107,7 @@ static void test_key_shards_are_stable_and_balanced(void **state)
     static const struct {
         uint64_t key;
         uint32_t shards, shard;
-    } pinned[] = {{1ULL, 4, 0},  {2ULL, 4, 3},   {3ULL, 4, 2},
+    } pinned[] = {{1ULL, 4, 0},     {2ULL, 4, 3},       {3ULL, 4, 2},
                   {12345ULL, 4, 1}, {1ULL << 40, 7, 1}, {0xdeadbeefULL, 16, 12}};
     for (size_t i = 0; i < sizeof pinned / sizeof pinned[0]; i++)
         assert_int_equal(ps_shardmap_key_shard(pinned[i].key, pinned[i].shards), pinned[i].shard);
@@ -120,10 +120,15 @@ static void test_key_shards_are_stable_and_balanced(void **state)
 
 static ps_sparse_t *table(ps_optim_kind_t kind, uint32_t dim, double init, int staleness)
 {
-    ps_sparse_params_t p = {.name = "t", .id = 3, .dim = dim, .seed = 42, .init_scale = init,
-                            .world = 2, .max_staleness = staleness};
-    p.optim = (ps_optim_spec_t){.kind = kind, .lr = 0.5, .eps = 1e-8, .l1 = 0.1, .l2 = 0.2,
-                                .ftrl_beta = 1};
+    ps_sparse_params_t p = {.name = "t",
+                            .id = 3,
+                            .dim = dim,
+                            .seed = 42,
+                            .init_scale = init,
+                            .world = 2,
+                            .max_staleness = staleness};
+    p.optim = (ps_optim_spec_t){
+        .kind = kind, .lr = 0.5, .eps = 1e-8, .l1 = 0.1, .l2 = 0.2, .ftrl_beta = 1};
     ps_errbuf_t err;
     ps_sparse_t *t = ps_sparse_new(&p, &err);
     assert_non_null(t);
@@ -139,7 +144,7 @@ static void test_rows_start_from_seed_table_and_key(void **state)
     assert_int_equal(ps_sparse_pull(a, keys, 3, ra), PS_OK);
     assert_int_equal(ps_sparse_pull(b, keys + 1, 1, rb), PS_OK);
     assert_memory_equal(ra + 4, rb, 4 * sizeof(float)); /* same key, another table instance */
-    assert_memory_equal(ra, ra + 8, 4 * sizeof(float));  /* same key twice */
+    assert_memory_equal(ra, ra + 8, 4 * sizeof(float)); /* same key twice */
     assert_true(ra[0] != ra[4]);
     for (int i = 0; i < 8; i++)
         assert_true(fabsf(ra[i]) <= 0.1f);
@@ -219,18 +224,65 @@ static void test_bsp_round_waits_for_every_live_rank(void **state)
     ps_sparse_destroy(&t);
 }
 
+/* A BSP round of a sparse table is one optimizer step on the sum of the
+ * ranks' gradients, per key: the update one worker makes with the whole
+ * global batch. FTRL and Adagrad are not linear in the gradient, so two
+ * half updates in turn would give another model (they did, before). */
+static void test_bsp_round_steps_once_on_the_summed_gradient(void **state)
+{
+    (void)state;
+    const ps_optim_kind_t kinds[] = {PS_OPTIM_FTRL, PS_OPTIM_ADAGRAD, PS_OPTIM_ADAM};
+    for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
+        ps_sparse_t *two = table(kinds[i], 1, 0, 0), *one = table(kinds[i], 1, 0, 0);
+        uint8_t both[2] = {1, 1}, only0[2] = {1, 0};
+        zmq_msg_t k, v;
+        for (int64_t clock = 0; clock < 3; clock++) {
+            float g0 = 0.7f + (float)clock, g1 = -0.2f;
+            make_push(&k, &v, 5, g0);
+            assert_int_equal(ps_sparse_push(two, 0, clock, &k, &v), PS_OK);
+            make_push(&k, &v, 5, g1);
+            assert_int_equal(ps_sparse_push(two, 1, clock, &k, &v), PS_OK);
+            assert_true(ps_sparse_try_complete(two, both));
+            make_push(&k, &v, 5, g0 + g1);
+            assert_int_equal(ps_sparse_push(one, 0, clock, &k, &v), PS_OK);
+            assert_true(ps_sparse_try_complete(one, only0));
+        }
+        float w2, w1;
+        uint64_t key = 5;
+        ps_sparse_pull(two, &key, 1, &w2);
+        ps_sparse_pull(one, &key, 1, &w1);
+        if (w2 != w1)
+            fail_msg("optimizer %d: two ranks' round gives %.9g, one rank with the sum %.9g",
+                     (int)kinds[i], (double)w2, (double)w1);
+        ps_sparse_destroy(&two);
+        ps_sparse_destroy(&one);
+    }
+}
+
 /* Every dense optimizer works row-wise: a row updated at every step
  * follows exactly what the dense optimizer does to the same numbers. */
 static void test_dense_optimizers_row_wise(void **state)
 {
     (void)state;
-    static const ps_optim_kind_t kinds[] = {PS_OPTIM_SGD, PS_OPTIM_MOMENTUM, PS_OPTIM_ADAGRAD,
-                                            PS_OPTIM_RMSPROP, PS_OPTIM_ADAM, PS_OPTIM_ADAMW};
+    static const ps_optim_kind_t kinds[] = {PS_OPTIM_SGD,     PS_OPTIM_MOMENTUM, PS_OPTIM_ADAGRAD,
+                                            PS_OPTIM_RMSPROP, PS_OPTIM_ADAM,     PS_OPTIM_ADAMW};
     for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-        ps_optim_spec_t spec = {.kind = kinds[k], .lr = 0.05, .momentum = 0.9, .beta1 = 0.9,
-                                .beta2 = 0.99, .eps = 1e-6, .rho = 0.9, .weight_decay = 0.01};
-        ps_sparse_params_t p = {.name = "rows", .id = 1, .dim = 3, .seed = 5, .init_scale = 0.5,
-                                .world = 1, .max_staleness = -1, .optim = spec};
+        ps_optim_spec_t spec = {.kind = kinds[k],
+                                .lr = 0.05,
+                                .momentum = 0.9,
+                                .beta1 = 0.9,
+                                .beta2 = 0.99,
+                                .eps = 1e-6,
+                                .rho = 0.9,
+                                .weight_decay = 0.01};
+        ps_sparse_params_t p = {.name = "rows",
+                                .id = 1,
+                                .dim = 3,
+                                .seed = 5,
+                                .init_scale = 0.5,
+                                .world = 1,
+                                .max_staleness = -1,
+                                .optim = spec};
         ps_errbuf_t err;
         ps_sparse_t *t = ps_sparse_new(&p, &err);
         assert_non_null(t);
@@ -286,6 +338,7 @@ int main(void)
         cmocka_unit_test(test_rows_start_from_seed_table_and_key),
         cmocka_unit_test(test_ftrl_matches_reference),
         cmocka_unit_test(test_bsp_round_waits_for_every_live_rank),
+        cmocka_unit_test(test_bsp_round_steps_once_on_the_summed_gradient),
         cmocka_unit_test(test_dense_optimizers_row_wise),
         cmocka_unit_test(test_invalid_tables_are_refused),
     };
