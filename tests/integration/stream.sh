@@ -1,5 +1,6 @@
 # Streamed, partitioned LIBSVM input (stream yes, docs/data.md):
-# 1. BSP exactness from partitions: N workers with batch b train the model
+# 1. BSP exactness from partitions (the example's FTRL, which is not
+#    linear in the gradient): N workers with batch b train the model
 #    one worker reading all N partitions with batch N*b trains (50 steps,
 #    the rows of every key compared: max abs difference <= 1e-5), for byte
 #    ranges of one file and for files; with uneven files (one ends first and
@@ -29,7 +30,7 @@ tail -n 5000 train.svm > uneven/b.svm
 run() { # name workers batch train_data [--set ...]: 2 shards, BSP, rows of train's keys saved
     local name=$1 n=$2 b=$3 data=$4; shift 4
     timeout -k 10 $((240 * TIME_SCALE)) "$BIN/ps-launch" --servers 2 --workers "$n" --config "$CONF" \
-        --set stream=yes --set optimizer=sgd --set lr=0.02 --set train_data="$data" --set test_data="$WORK/train.svm" \
+        --set stream=yes --set train_data="$data" --set test_data="$WORK/train.svm" \
         --set batch_size="$b" --set eval_every=0 --set epochs=2 "$@" --set save_model="$WORK/$name" \
         >"$WORK/$name.out" 2>"$WORK/$name.log" || fail "$name: ps-launch exited $?"
 }
