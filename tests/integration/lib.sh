@@ -92,6 +92,22 @@ sys.exit(0 if diff == 0.0 else 1)
 PYEOF
 }
 
+# sparse_rows_diff A B: max abs difference of two sparse models saved by
+# save_model (sparse_keys.txt + sparse_rows.npy: the rows of the test set's
+# keys); fails if the keys differ or nothing was trained.
+sparse_rows_diff() {
+    "$PY" - "$1" "$2" <<'PYEOF'
+import sys, numpy as np
+a, b = sys.argv[1], sys.argv[2]
+ka, kb = (np.loadtxt(f"{d}/sparse_keys.txt", dtype=np.uint64) for d in (a, b))
+assert ka.shape == kb.shape and (ka == kb).all(), "different keys"
+ra, rb = (np.load(f"{d}/sparse_rows.npy") for d in (a, b))
+assert ra.shape == rb.shape and ra.shape[0] == len(ka) and ra.dtype == np.float32, (ra.shape, rb.shape)
+assert np.abs(ra).max() > 1e-3, "nothing was trained"
+print(float(np.abs(ra - rb).max()))
+PYEOF
+}
+
 check() {
     "$PY" -c "import sys; sys.exit(0 if ($*) else 1)" || fail "expected: $*"
 }

@@ -1,6 +1,7 @@
 # A sparse job (hashed logistic regression, FTRL, BSP) loses a process and
-# still ends with the model of an uninterrupted run (test AUC and logloss
-# equal to the last printed digit, after as many steps):
+# still ends with the model of an uninterrupted run (the rows of every key
+# of the test set bit for bit, test AUC and logloss equal to the last
+# printed digit, after as many steps):
 # 1. kill -9 shard 1: its rows come back from its checkpoints (full and
 #    incremental files, sparse_full_every=3) and the workers replay the
 #    steps after the restored clock;
@@ -24,7 +25,8 @@ run() { # NAME [extra ps-launch args]
     "$BIN/ps-launch" --servers 2 --workers 2 --config "$SRC/deploy/examples/click-lr.conf" \
         --set train_data=train.svm --set test_data=test.svm --set epochs=3 --set hash_bits=20 --set stream="$STREAM" \
         --set heartbeat_ms=200 --server-set checkpoint_every=10 --server-set sparse_full_every=3 \
-        --server-set log_level=debug --timeout 300 "$@" >"$name.out" 2>"$name.log" &
+        --server-set log_level=debug --set save_model="$WORK/$name.model" --timeout 300 "$@" \
+        >"$name.out" 2>"$name.log" &
     LAUNCH_PID=$!
     STARTED_PIDS+=("$LAUNCH_PID")
 }
@@ -48,8 +50,10 @@ kill -KILL "$victim"
 wait_for killed.log "restored from checkpoint at clock [0-9]* (0 chunks, 1 sparse tables" 60
 wait_for killed.log "worker [01]: rejoined at clock" 60
 wait "$LAUNCH_PID" || fail "sparse run with a killed shard exited $?"
-same_model() { # NAME: its summary as the uninterrupted run's
-    local k a b
+same_model() { # NAME: its rows and its summary as the uninterrupted run's
+    local k a b d
+    d=$(sparse_rows_diff "$WORK/plain.model" "$WORK/$1.model") || fail "$1: rows not comparable"
+    check "$d == 0.0"
     for k in test_auc test_logloss steps; do
         a=$(json plain.out $k) b=$(json "$1.out" $k)
         [ "$a" = "$b" ] || fail "$1: $k $b, uninterrupted $a"
@@ -57,7 +61,7 @@ same_model() { # NAME: its summary as the uninterrupted run's
 }
 same_model killed
 restored=$(grep -o "restored from checkpoint at clock [0-9]*" killed.log | head -1)
-pass "shard 1 killed mid-job: $restored, test AUC $(json killed.out test_auc) and logloss $(json killed.out test_logloss) as uninterrupted"
+pass "shard 1 killed mid-job: $restored, rows bit for bit, test AUC $(json killed.out test_auc) and logloss $(json killed.out test_logloss) as uninterrupted"
 
 run wkilled --restart-workers
 wait_for wkilled.out '"event":"epoch"' 120

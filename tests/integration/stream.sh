@@ -34,18 +34,7 @@ run() { # name workers batch train_data [--set ...]: 2 shards, BSP, rows of trai
         --set batch_size="$b" --set eval_every=0 --set epochs=2 "$@" --set save_model="$WORK/$name" \
         >"$WORK/$name.out" 2>"$WORK/$name.log" || fail "$name: ps-launch exited $?"
 }
-rows_diff() { # A B: max abs difference of the saved rows (same keys required)
-    "$PY" - "$WORK/$1" "$WORK/$2" <<'PYEOF'
-import sys, numpy as np
-a, b = sys.argv[1], sys.argv[2]
-ka, kb = (np.loadtxt(f"{d}/sparse_keys.txt", dtype=np.uint64) for d in (a, b))
-assert ka.shape == kb.shape and (ka == kb).all(), "different keys"
-ra, rb = (np.load(f"{d}/sparse_rows.npy") for d in (a, b))
-assert ra.shape == (len(ka), 1) and ra.dtype == np.float32, ra.shape
-assert np.abs(ra).max() > 1e-3, "nothing was trained"
-print(float(np.abs(ra - rb).max()))
-PYEOF
-}
+rows_diff() { sparse_rows_diff "$WORK/$1" "$WORK/$2"; } # A B: runs of this test
 run ranges2 2 64 train.svm --set max_steps=50
 run ranges1 1 128 train.svm --set max_steps=50 --set partitions=2
 run files4 4 32 "parts/part-*.svm" --set max_steps=50
