@@ -150,7 +150,15 @@ class TorchTest(unittest.TestCase):
         text = open(log).read()
         self.assertEqual(rc, 0, "ps-launch exited %d:\n%s" % (rc, text[-3000:]))
         self.assertIn("restarting it", text)
-        self.assertRegex(text, r"rolling back every shard to clock \d+")
+        # The workers go on from the restarted shard's checkpoint: by a
+        # rollback of the other shard, or (killed just as that checkpoint
+        # was the job's clock, seen in a slow ASan run) by rejoining there.
+        restored = re.search(r"restored from checkpoint at clock (\d+)", text)
+        self.assertIsNotNone(restored, "the restarted shard restored nothing:\n" + text[-3000:])
+        rejoined = re.findall(r"worker \d rejoined from '[^']*' at clock (\d+)", text)
+        if not re.search(r"rolling back every shard to clock \d+", text):
+            self.assertTrue(rejoined and set(rejoined) == {restored.group(1)},
+                            "neither a rollback nor a rejoin at the restored clock:\n" + text[-3000:])
         diff = self.max_diff(ref, save)
         print("shard 1 killed at clock >= 8, restarted: max abs difference %.3g" % diff)
         self.assertEqual(diff, 0.0)
