@@ -10,7 +10,11 @@
  * which comes once the holder has checked the bytes' CRC, read the file
  * back and renamed it into place. A file counts as replicated on a holder
  * only then. A delta is preceded by the files of its chain the holder has
- * not acknowledged. Queued bytes are bounded (replica_inflight_mb): past the
+ * not acknowledged; a holder that says it lacks a delta's base gets the
+ * chain again from its full file. A DROP (an ended job's replicas, or
+ * those a rollback undid) is queued with the files, in order, and sent to
+ * each holder until acknowledged (every RETRY_MS, up to 10 tries) before
+ * any later file goes to that holder. Queued bytes are bounded (replica_inflight_mb): past the
  * bound the oldest queued file is skipped, so a slow or dead holder costs
  * skipped replicas, never a stalled step. */
 #ifndef PS_REPLICA_H
@@ -74,6 +78,13 @@ psrv_replicator_t *psrv_replicator_start(void *ctx, const psrv_replica_cfg_t *cf
 void psrv_replicator_offer(psrv_replicator_t *r, const char *job, uint64_t job_id, int64_t clock);
 /* Loop thread: job (id job_id) ended here; its holders drop its replicas. */
 void psrv_replicator_offer_drop(psrv_replicator_t *r, const char *job, uint64_t job_id);
+/* Loop thread: job was rolled back to clock as generation (> 0) and its
+ * own files after clock deleted; its holders drop their replicas after
+ * clock too (REPLICA_DROP with generation and clock). Queued in order with
+ * the files: no file offered after it reaches a holder before the holder
+ * acknowledged the drop. */
+void psrv_replicator_offer_rollback(psrv_replicator_t *r, const char *job, uint64_t job_id,
+                                    int64_t clock, uint64_t generation);
 /* Has holder i acknowledged job's file at clock with payload CRC crc? Any
  * thread. */
 bool psrv_replicator_acked(psrv_replicator_t *r, uint32_t i, const char *job, int64_t clock,
@@ -87,6 +98,8 @@ uint32_t psrv_replicator_holders(const psrv_replicator_t *r, uint32_t *shards);
 typedef struct {
     uint64_t files_acked, files_refused, files_failed, files_skipped, bytes_acked;
     uint64_t bytes_queued;                  /* now, with the file being sent */
+    uint64_t drops_acked, drops_failed;     /* DROPs (ended jobs, rollbacks): given up */
+    uint64_t drops_pending;                 /* DROPs sent, not yet acknowledged by a holder */
     int64_t last_ack_ms[PSRV_REPLICA_MAX];  /* 0: never */
     char last_error[PSRV_REPLICA_MAX][256]; /* the holder's latest trouble, "" if none */
 } psrv_replica_status_t;

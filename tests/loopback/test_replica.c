@@ -185,7 +185,9 @@ static void test_holder_refuses_bad_crc_stores_lists_and_serves(void **state)
     l.shard = 1;
     l.n_shards = 2;
     assert_int_equal(ask(ctx, ep, &l, NULL, 0, msg, sizeof msg, NULL), PS_OK);
-    assert_string_equal(msg, "j 20\n");
+    char want[64];
+    snprintf(want, sizeof want, "j 20 %zu 0 0\n", len); /* JOB CLOCK BYTES JOB_ID GENERATION */
+    assert_string_equal(msg, want);
 
     Ps__Header g = PS__HEADER__INIT;
     g.op = PS__OP__REPLICA_GET;
@@ -241,9 +243,11 @@ typedef struct {
     pthread_t thread;
     atomic_int stop;
     atomic_int gets, puts;
-    int bad_gets;    /* GET replies whose CRC field is wrong, first */
-    int refuse_puts; /* PUTs refused with EFORMAT, first */
-    bool silent;     /* answers nothing */
+    int bad_gets;     /* GET replies whose CRC field is wrong, first */
+    int refuse_puts;  /* PUTs refused with EFORMAT, first */
+    int silent_drops; /* DROPs left unanswered, first */
+    atomic_int drops;
+    bool silent; /* answers nothing */
     const void *file;
     size_t file_len;
 } fake_t;
@@ -280,6 +284,9 @@ static void fake_answer(fake_t *f, ps_wire_msg_t *m)
         }
         if (!f->silent)
             fake_reply(f, &m->parts[0], &r, NULL, 0);
+    } else if (h->op == PS__OP__REPLICA_DROP) {
+        if (atomic_fetch_add(&f->drops, 1) >= f->silent_drops)
+            fake_reply(f, &m->parts[0], &r, NULL, 0);
     }
     ps__header__free_unpacked(h, NULL);
 }
@@ -311,6 +318,7 @@ static void fake_start(fake_t *f)
     atomic_init(&f->stop, 0);
     atomic_init(&f->gets, 0);
     atomic_init(&f->puts, 0);
+    atomic_init(&f->drops, 0);
     assert_int_equal(pthread_create(&f->thread, NULL, fake_main, f), 0);
 }
 
@@ -440,6 +448,136 @@ static void test_offers_never_wait_for_a_silent_holder(void **state)
     assert_true(stop_ms < 2000);
 }
 
+/* A holder of owner 0's replicas (shard 1 of 2). */
+static void start_holder_of_0(ps_test_server_t *ts, const char *state_dir)
+{
+    ps_server_config_t cfg;
+    ps_test_server_config(&cfg, 1, 2);
+    snprintf(cfg.state_dir, sizeof cfg.state_dir, "%s", state_dir);
+    snprintf(cfg.peers, sizeof cfg.peers, "tcp://127.0.0.1:1,tcp://127.0.0.1:1");
+    cfg.replica_timeout_ms = 200;
+    assert_int_equal(ps_test_server_start_config(ts, &cfg), 0);
+}
+
+static void held_path(char *out, size_t cap, const char *held, uint32_t owner, int clock)
+{
+    snprintf(out, cap, "%s/.replicas/shard-%u/j/ckpt-%012d.psc", held, owner, clock);
+}
+
+/* The holder's side of a rollback: REPLICA_DROP with a generation drops
+ * the replicas after its clock and keeps the rest; a DROP of an ended job
+ * must name its id (0 would be every id's). */
+static void test_holder_drops_what_a_rollback_undid(void **state)
+{
+    (void)state;
+    char own[300], held[300], p110[700], p120[700], msg[600];
+    snprintf(own, sizeof own, "%s/own6", root);
+    snprintf(held, sizeof held, "%s/held6", root);
+    ps_test_server_t ts;
+    start_holder_of_0(&ts, held);
+    void *ctx = zmq_ctx_new();
+    const char *ep = ps_server_endpoint(ts.srv);
+    for (int64_t clock = 100; clock <= 120; clock += 10) {
+        size_t len;
+        void *b = make_file(own, 0, clock, 100, &len);
+        Ps__Header h = put_header(clock, len, crc_of(b, len));
+        h.shard = 0;
+        assert_int_equal(ask(ctx, ep, &h, b, len, msg, sizeof msg, NULL), PS_OK);
+        free(b);
+    }
+    held_path(p110, sizeof p110, held, 0, 110);
+    held_path(p120, sizeof p120, held, 0, 120);
+    assert_true(exists(p120));
+    Ps__Header d = PS__HEADER__INIT;
+    d.op = PS__OP__REPLICA_DROP;
+    d.job = "j";
+    d.shard = 0;
+    d.n_shards = 2;
+    assert_int_equal(ask(ctx, ep, &d, NULL, 0, msg, sizeof msg, NULL), PS_EINVAL);
+    assert_non_null(strstr(msg, "job_id"));
+    assert_true(exists(p110)); /* the id-0 DROP deleted nothing */
+    d.generation = 1;
+    d.clock = 110;
+    assert_int_equal(ask(ctx, ep, &d, NULL, 0, msg, sizeof msg, NULL), PS_OK);
+    assert_false(exists(p120));
+    assert_true(exists(p110));
+    zmq_ctx_term(ctx);
+    ps_test_server_stop(&ts);
+}
+
+/* The sender's side: a rollback offered after files 100..120 were
+ * acknowledged reaches the holder in order (120 goes), and the 120 of the
+ * new history written after it is sent again (its old acknowledgement is
+ * forgotten) and stays. */
+static void test_rollback_reaches_the_holders_in_order(void **state)
+{
+    (void)state;
+    char own[300], held[300], p110[700], p120[700];
+    snprintf(own, sizeof own, "%s/own7", root);
+    snprintf(held, sizeof held, "%s/held7", root);
+    ps_test_server_t ts;
+    start_holder_of_0(&ts, held);
+    size_t len;
+    for (int64_t clock = 100; clock <= 120; clock += 10)
+        free(make_file(own, 0, clock, 100, &len));
+    fake_t none = {0};
+    snprintf(none.endpoint, sizeof none.endpoint, "%s", ps_server_endpoint(ts.srv));
+    psrv_replica_cfg_t c = cfg_for(own, 0, &none, 5000);
+    void *ctx = zmq_ctx_new();
+    psrv_replicator_t *r = psrv_replicator_start(ctx, &c);
+    uint32_t crc120, base_crc;
+    int64_t base;
+    assert_true(ps_ckpt_file_head(own, "j", 120, &crc120, &base, &base_crc));
+    for (int64_t clock = 100; clock <= 120; clock += 10)
+        psrv_replicator_offer(r, "j", 0, clock);
+    WAIT_UNTIL(psrv_replicator_acked(r, 0, "j", 120, crc120), 10000);
+    assert_true(psrv_replicator_acked(r, 0, "j", 120, crc120));
+    held_path(p110, sizeof p110, held, 0, 110);
+    held_path(p120, sizeof p120, held, 0, 120);
+    assert_true(exists(p120));
+
+    /* the rollback, as psrv_snapshot_rollback does it, then the new 120 */
+    ps_ckpt_remove_after(own, "j", 110);
+    psrv_replicator_offer_rollback(r, "j", 0, 110, 1);
+    psrv_replica_status_t st;
+    WAIT_UNTIL((psrv_replicator_status(r, &st), st.drops_acked == 1), 10000);
+    assert_int_equal(st.drops_acked, 1);
+    assert_false(exists(p120)); /* gone with the rollback */
+    assert_true(exists(p110));
+    assert_false(psrv_replicator_acked(r, 0, "j", 120, crc120));
+    free(make_file(own, 0, 120, 100, &len));
+    psrv_replicator_offer(r, "j", 0, 120);
+    WAIT_UNTIL(psrv_replicator_acked(r, 0, "j", 120, crc120), 10000);
+    assert_true(psrv_replicator_acked(r, 0, "j", 120, crc120));
+    assert_true(exists(p120));
+    psrv_replicator_stop(&r);
+    zmq_ctx_term(ctx);
+    ps_test_server_stop(&ts);
+}
+
+/* A DROP whose answer is lost is sent again until acknowledged. */
+static void test_a_lost_drop_is_sent_again(void **state)
+{
+    (void)state;
+    char own[300];
+    snprintf(own, sizeof own, "%s/own8", root);
+    mkdir(own, 0700);
+    fake_t f = {.silent_drops = 2};
+    fake_start(&f);
+    psrv_replica_cfg_t c = cfg_for(own, 0, &f, 200);
+    void *ctx = zmq_ctx_new();
+    psrv_replicator_t *r = psrv_replicator_start(ctx, &c);
+    psrv_replicator_offer_drop(r, "j", 7);
+    psrv_replica_status_t st;
+    WAIT_UNTIL((psrv_replicator_status(r, &st), st.drops_acked == 1), 15000);
+    psrv_replicator_stop(&r);
+    zmq_ctx_term(ctx);
+    fake_stop(&f);
+    assert_int_equal(st.drops_acked, 1);
+    assert_int_equal(st.drops_pending, 0);
+    assert_int_equal(atomic_load(&f.drops), 3); /* two unanswered, the third acknowledged */
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -448,6 +586,9 @@ int main(void)
         cmocka_unit_test(test_fetch_asks_again_for_a_file_with_a_bad_crc),
         cmocka_unit_test(test_sender_sends_a_refused_file_again),
         cmocka_unit_test(test_offers_never_wait_for_a_silent_holder),
+        cmocka_unit_test(test_holder_drops_what_a_rollback_undid),
+        cmocka_unit_test(test_rollback_reaches_the_holders_in_order),
+        cmocka_unit_test(test_a_lost_drop_is_sent_again),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
