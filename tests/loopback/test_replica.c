@@ -578,6 +578,56 @@ static void test_a_lost_drop_is_sent_again(void **state)
     assert_int_equal(atomic_load(&f.drops), 3); /* two unanswered, the third acknowledged */
 }
 
+/* Replica ops only where replication is configured, a PUT only from an
+ * owner this shard holds for (owner s is held by s + 1 ... s + R). */
+static void test_replica_ops_need_peers_and_a_held_owner(void **state)
+{
+    (void)state;
+    char src[300], held[300], msg[600];
+    snprintf(src, sizeof src, "%s/src9", root);
+    snprintf(held, sizeof held, "%s/held9", root);
+    size_t len;
+    void *b = make_file(src, 1, 20, 100, &len);
+    void *ctx = zmq_ctx_new();
+
+    ps_test_server_t lone; /* no peers: replicates nothing, holds nothing */
+    ps_server_config_t cfg;
+    ps_test_server_config(&cfg, 0, 2);
+    snprintf(cfg.state_dir, sizeof cfg.state_dir, "%s", held);
+    assert_int_equal(ps_test_server_start_config(&lone, &cfg), 0);
+    Ps__Header h = put_header(20, len, crc_of(b, len));
+    assert_int_equal(ask(ctx, ps_server_endpoint(lone.srv), &h, b, len, msg, sizeof msg, NULL),
+                     PS_EPERM);
+    assert_non_null(strstr(msg, "no peers"));
+    Ps__Header d = PS__HEADER__INIT;
+    d.op = PS__OP__REPLICA_DROP;
+    d.job = "j";
+    d.shard = 1;
+    d.n_shards = 2;
+    d.job_id = 7;
+    assert_int_equal(ask(ctx, ps_server_endpoint(lone.srv), &d, NULL, 0, msg, sizeof msg, NULL),
+                     PS_EPERM);
+    ps_test_server_stop(&lone);
+
+    ps_test_server_t ts; /* shard 2 of 3, R = 1: holds for shard 1 only */
+    ps_test_server_config(&cfg, 2, 3);
+    snprintf(cfg.state_dir, sizeof cfg.state_dir, "%s", held);
+    snprintf(cfg.peers, sizeof cfg.peers, "tcp://127.0.0.1:1,tcp://127.0.0.1:1,tcp://127.0.0.1:1");
+    cfg.replica_timeout_ms = 200;
+    assert_int_equal(ps_test_server_start_config(&ts, &cfg), 0);
+    void *b0 = make_file(src, 0, 30, 100, &len); /* make_file's files say "of 2": */
+    h = put_header(30, len, crc_of(b0, len));
+    h.shard = 0;
+    h.n_shards = 3;
+    assert_int_equal(ask(ctx, ps_server_endpoint(ts.srv), &h, b0, len, msg, sizeof msg, NULL),
+                     PS_EPERM);
+    assert_non_null(strstr(msg, "not one of its holders"));
+    zmq_ctx_term(ctx);
+    ps_test_server_stop(&ts);
+    free(b0);
+    free(b);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -589,6 +639,7 @@ int main(void)
         cmocka_unit_test(test_holder_drops_what_a_rollback_undid),
         cmocka_unit_test(test_rollback_reaches_the_holders_in_order),
         cmocka_unit_test(test_a_lost_drop_is_sent_again),
+        cmocka_unit_test(test_replica_ops_need_peers_and_a_held_owner),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
