@@ -20,6 +20,7 @@
 #ifndef PS_REPLICA_H
 #define PS_REPLICA_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,16 +58,29 @@ int psrv_replica_config(const ps_server_config_t *cfg, psrv_replica_cfg_t *out, 
  * for a job of this shard's own). */
 void psrv_replica_dir(const char *state_dir, uint32_t owner, char *out, size_t cap);
 
+/* The startup fetch gives up once replica_timeout_ms times this has
+ * passed (each request also has replica_timeout_ms of its own). */
+#define PSRV_FETCH_DEADLINE_FACTOR 6
+
 /* Before serving, a shard whose state_dir holds no job (a new machine)
- * fetches every checkpoint file its holders keep for it: from the first
- * holder that answers a REPLICA_LIST within timeout_ms, each file by
- * REPLICA_GET, its CRC checked (a mismatch is re-requested, up to 3
- * times, then the next holder is tried) and stored through
- * ps_ckpt_store_file. Returns the number of files fetched (0: nothing to
- * fetch or no holder answered; *why then says which holder and what), or a
- * negative PS_E* if state_dir cannot take them (err names the file). */
-int psrv_replica_fetch(void *ctx, const psrv_replica_cfg_t *cfg, char *why, size_t why_cap,
-                       ps_errbuf_t *err);
+ * fetches what its holders keep for it. It asks every holder for its list
+ * (REPLICA_LIST, within timeout_ms each) and, per job, takes the holder
+ * whose newest file is newest (a later generation first, then a later
+ * clock: the files a rollback undid lose to the new history), fetching
+ * every file of that one's job id by REPLICA_GET (CRC checked; a mismatch
+ * is asked for again up to 3 times) into STATE_DIR/.fetching/JOB through
+ * ps_ckpt_store_file. Only if the newest file then loads with its whole
+ * chain (ps_ckpt_load) is the directory renamed to STATE_DIR/JOB; else it
+ * is deleted, the holder's copy logged as partial (which holder, which
+ * file, why) and the next holder tried. Every wait ends by the overall
+ * deadline (timeout_ms x PSRV_FETCH_DEADLINE_FACTOR) or once *stop (may be
+ * NULL) is set. Returns the number of files fetched into place (0: nothing
+ * complete anywhere, *why then says what each holder said), PS_EINTR
+ * (stopped or past the deadline: err says which; what was in place stays),
+ * or PS_EIO / PS_ENOMEM if state_dir cannot take them (err names the
+ * file). */
+int psrv_replica_fetch(void *ctx, const psrv_replica_cfg_t *cfg, const atomic_bool *stop, char *why,
+                       size_t why_cap, ps_errbuf_t *err);
 
 typedef struct psrv_replicator psrv_replicator_t;
 

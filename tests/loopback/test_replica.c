@@ -247,7 +247,8 @@ typedef struct {
     int refuse_puts;  /* PUTs refused with EFORMAT, first */
     int silent_drops; /* DROPs left unanswered, first */
     atomic_int drops;
-    bool silent; /* answers nothing */
+    bool silent;       /* answers no PUT */
+    bool silent_lists; /* answers no LIST */
     const void *file;
     size_t file_len;
 } fake_t;
@@ -271,7 +272,8 @@ static void fake_answer(fake_t *f, ps_wire_msg_t *m)
     r.request_id = h->request_id;
     if (h->op == PS__OP__REPLICA_LIST) {
         r.message = "j 20\n";
-        fake_reply(f, &m->parts[0], &r, NULL, 0);
+        if (!f->silent_lists)
+            fake_reply(f, &m->parts[0], &r, NULL, 0);
     } else if (h->op == PS__OP__REPLICA_GET) {
         int n = atomic_fetch_add(&f->gets, 1);
         r.crc = crc_of(f->file, f->file_len) ^ (n < f->bad_gets ? 0x10u : 0);
@@ -360,7 +362,7 @@ static void test_fetch_asks_again_for_a_file_with_a_bad_crc(void **state)
     psrv_replica_cfg_t c = cfg_for(fresh, 1, &f, 5000);
     ps_errbuf_t err;
     void *ctx = zmq_ctx_new();
-    assert_int_equal(psrv_replica_fetch(ctx, &c, why, sizeof why, &err), 1);
+    assert_int_equal(psrv_replica_fetch(ctx, &c, NULL, why, sizeof why, &err), 1);
     zmq_ctx_term(ctx);
     fake_stop(&f);
     assert_int_equal(atomic_load(&f.gets), 3); /* two bad copies refused, the third stored */
@@ -628,6 +630,225 @@ static void test_replica_ops_need_peers_and_a_held_owner(void **state)
     free(b);
 }
 
+/* A checkpoint of job "j" of shard `shard` of n_shards at clock (id 9,
+ * generation gen; its values say clock and gen), written under dir;
+ * returns its bytes (caller frees). */
+static void *make_ckpt(const char *dir, uint32_t shard, uint32_t n_shards, int64_t clock,
+                       uint64_t gen, size_t *len)
+{
+    uint64_t n = 100, shape[1] = {n};
+    float init[100];
+    for (uint64_t i = 0; i < n; i++)
+        init[i] = (float)clock + 1000.0f * (float)gen;
+    ps_table_params_t p = {
+        .name = "w", .id = 0, .n_total = n, .shape = shape, .ndim = 1, .len = n, .world = 2};
+    p.optim = (ps_optim_spec_t){.kind = PS_OPTIM_SGD, .lr = 0.1};
+    ps_errbuf_t err;
+    ps_table_t *t = ps_table_new(&p, init, &err);
+    assert_non_null(t);
+    ps_ckpt_job_t job = {.job = "j",
+                         .world = 2,
+                         .generation = gen,
+                         .shard = shard,
+                         .n_shards = n_shards,
+                         .clock = clock,
+                         .id = 9};
+    uint32_t ids[1] = {0};
+    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, NULL, 10, &err), PS_OK);
+    ps_table_destroy(&t);
+    void *bytes;
+    assert_int_equal(ps_ckpt_read_file(dir, "j", clock, &bytes, len, &err), PS_OK);
+    return bytes;
+}
+
+/* Shard `shard` of 3 holding for both others (checkpoint_replicas 2). */
+static void start_holder_of_3(ps_test_server_t *ts, const char *state_dir, int shard)
+{
+    ps_server_config_t cfg;
+    ps_test_server_config(&cfg, shard, 3);
+    snprintf(cfg.state_dir, sizeof cfg.state_dir, "%s", state_dir);
+    snprintf(cfg.peers, sizeof cfg.peers, "tcp://127.0.0.1:1,tcp://127.0.0.1:1,tcp://127.0.0.1:1");
+    cfg.checkpoint_replicas = 2;
+    cfg.replica_timeout_ms = 200;
+    assert_int_equal(ps_test_server_start_config(ts, &cfg), 0);
+}
+
+/* Stores owner 0's checkpoint of clock (generation gen) on the holder. */
+static void put_ckpt(void *ctx, const char *ep, const char *src, int64_t clock, uint64_t gen)
+{
+    size_t len;
+    void *b = make_ckpt(src, 0, 3, clock, gen, &len);
+    Ps__Header h = put_header(clock, len, crc_of(b, len));
+    h.shard = 0;
+    h.n_shards = 3;
+    h.job_id = 9;
+    char msg[600];
+    assert_int_equal(ask(ctx, ep, &h, b, len, msg, sizeof msg, NULL), PS_OK);
+    free(b);
+}
+
+static psrv_replica_cfg_t cfg_of_3(const char *state_dir, const char *ep1, const char *ep2)
+{
+    psrv_replica_cfg_t c = {
+        .shard = 0, .n_shards = 3, .n_holders = 2, .keep = 10, .timeout_ms = 2000};
+    snprintf(c.state_dir, sizeof c.state_dir, "%s", state_dir);
+    c.holder[0] = 1;
+    c.holder[1] = 2;
+    snprintf(c.endpoint[0], sizeof c.endpoint[0], "%s", ep1);
+    snprintf(c.endpoint[1], sizeof c.endpoint[1], "%s", ep2);
+    return c;
+}
+
+static void fresh_path(char *out, size_t cap, const char *fresh, int clock)
+{
+    snprintf(out, cap, "%s/j/ckpt-%012d.psc", fresh, clock);
+}
+
+/* The fetch's choices among two holders of owner 0 (of 3): `a` and `b`
+ * list what each holds (clock, generation pairs, -1 ends), `rot` names a
+ * clock whose file rots on holder 1's disk (-1: none). */
+typedef struct {
+    int64_t a[4][2], b[4][2];
+    int64_t rot;
+} layout_t;
+
+static int fetch_from_layout(const char *name, const layout_t *l, char *fresh, size_t cap)
+{
+    char src[300], h1[300], h2[300], path[700], why[800];
+    snprintf(src, sizeof src, "%s/%s-src", root, name);
+    snprintf(h1, sizeof h1, "%s/%s-h1", root, name);
+    snprintf(h2, sizeof h2, "%s/%s-h2", root, name);
+    snprintf(fresh, cap, "%s/%s-fresh", root, name);
+    mkdir(fresh, 0750);
+    ps_test_server_t t1, t2;
+    start_holder_of_3(&t1, h1, 1);
+    start_holder_of_3(&t2, h2, 2);
+    void *ctx = zmq_ctx_new();
+    for (int k = 0; l->a[k][0] >= 0; k++)
+        put_ckpt(ctx, ps_server_endpoint(t1.srv), src, l->a[k][0], (uint64_t)l->a[k][1]);
+    for (int k = 0; l->b[k][0] >= 0; k++)
+        put_ckpt(ctx, ps_server_endpoint(t2.srv), src, l->b[k][0], (uint64_t)l->b[k][1]);
+    if (l->rot >= 0) {
+        held_path(path, sizeof path, h1, 0, (int)l->rot);
+        FILE *f = fopen(path, "r+b");
+        assert_non_null(f);
+        fseek(f, -3, SEEK_END);
+        fputc('X', f);
+        fclose(f);
+    }
+    psrv_replica_cfg_t c = cfg_of_3(fresh, ps_server_endpoint(t1.srv), ps_server_endpoint(t2.srv));
+    ps_errbuf_t err;
+    int n = psrv_replica_fetch(ctx, &c, NULL, why, sizeof why, &err);
+    zmq_ctx_term(ctx);
+    ps_test_server_stop(&t1);
+    ps_test_server_stop(&t2);
+    return n;
+}
+
+/* Holder 1's newest file rotted on its disk and holder 2 has nothing: the
+ * older file fetched is not left behind (no partial state_dir restoring
+ * an older clock than the log says). */
+static void test_a_partial_fetch_leaves_nothing(void **state)
+{
+    (void)state;
+    layout_t l = {.a = {{10, 0}, {20, 0}, {-1, 0}}, .b = {{-1, 0}}, .rot = 20};
+    char fresh[300], path[700];
+    assert_int_equal(fetch_from_layout("partial", &l, fresh, sizeof fresh), 0);
+    fresh_path(path, sizeof path, fresh, 10);
+    assert_false(exists(path));
+    snprintf(path, sizeof path, "%s/.fetching/j", fresh);
+    assert_false(exists(path));
+}
+
+/* ... and with holder 2 holding the whole copy, that one is taken. */
+static void test_a_partial_copy_falls_back_to_the_next_holder(void **state)
+{
+    (void)state;
+    layout_t l = {.a = {{10, 0}, {20, 0}, {-1, 0}}, .b = {{10, 0}, {20, 0}, {-1, 0}}, .rot = 20};
+    char fresh[300], path[700];
+    assert_int_equal(fetch_from_layout("fallback", &l, fresh, sizeof fresh), 2);
+    fresh_path(path, sizeof path, fresh, 20);
+    assert_true(exists(path));
+}
+
+/* Holder 1 missed clock 20 (it was down), holder 2 has it: the newest
+ * copy is taken, not the first holder's. */
+static void test_the_newest_holder_wins(void **state)
+{
+    (void)state;
+    layout_t l = {.a = {{10, 0}, {-1, 0}}, .b = {{10, 0}, {20, 0}, {-1, 0}}, .rot = -1};
+    char fresh[300], path[700];
+    assert_int_equal(fetch_from_layout("newest", &l, fresh, sizeof fresh), 2);
+    fresh_path(path, sizeof path, fresh, 20);
+    assert_true(exists(path));
+    ps_ckpt_t ck;
+    ps_errbuf_t err;
+    assert_int_equal(ps_ckpt_load(fresh, "j", -1, &ck, &err), PS_OK);
+    assert_int_equal(ck.job.clock, 20);
+    ps_ckpt_free(&ck);
+}
+
+/* A rollback to 110 (generation 1) reached holder 2 (it has the new 110)
+ * but not holder 1 (the old 110 and 120 of generation 0): the new history
+ * wins over the higher clock of the undone one. */
+static void test_a_later_generation_wins_over_a_later_clock(void **state)
+{
+    (void)state;
+    layout_t l = {.a = {{110, 0}, {120, 0}, {-1, 0}}, .b = {{110, 1}, {-1, 0}}, .rot = -1};
+    char fresh[300], path[700];
+    assert_int_equal(fetch_from_layout("generation", &l, fresh, sizeof fresh), 1);
+    fresh_path(path, sizeof path, fresh, 120);
+    assert_false(exists(path));
+    ps_ckpt_t ck;
+    ps_errbuf_t err;
+    assert_int_equal(ps_ckpt_load(fresh, "j", -1, &ck, &err), PS_OK);
+    assert_int_equal(ck.job.clock, 110);
+    assert_int_equal(ck.job.generation, 1);
+    ps_ckpt_free(&ck);
+}
+
+typedef struct {
+    atomic_bool *flag;
+    int64_t after_ms;
+} stopper_t;
+
+static void *stop_later(void *arg)
+{
+    stopper_t *s = arg;
+    usleep((useconds_t)s->after_ms * 1000);
+    atomic_store(s->flag, true);
+    return NULL;
+}
+
+/* A holder that never answers its LIST, with a 10-minute timeout: the
+ * stop flag ends the fetch at once, with PS_EINTR. */
+static void test_the_fetch_stops_on_the_stop_flag(void **state)
+{
+    (void)state;
+    char fresh[300], why[800];
+    snprintf(fresh, sizeof fresh, "%s/stopped", root);
+    mkdir(fresh, 0700);
+    fake_t f = {.silent_lists = true};
+    fake_start(&f);
+    psrv_replica_cfg_t c = cfg_for(fresh, 1, &f, 600000);
+    atomic_bool stop;
+    atomic_init(&stop, false);
+    stopper_t st = {&stop, 100};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, stop_later, &st), 0);
+    void *ctx = zmq_ctx_new();
+    ps_errbuf_t err;
+    int64_t t0 = ps_time_ms();
+    int n = psrv_replica_fetch(ctx, &c, &stop, why, sizeof why, &err);
+    int64_t took = ps_time_ms() - t0;
+    pthread_join(t, NULL);
+    zmq_ctx_term(ctx);
+    fake_stop(&f);
+    assert_int_equal(n, PS_EINTR);
+    assert_non_null(strstr(err.msg, "stopped"));
+    assert_true(took < 5000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -640,6 +861,11 @@ int main(void)
         cmocka_unit_test(test_rollback_reaches_the_holders_in_order),
         cmocka_unit_test(test_a_lost_drop_is_sent_again),
         cmocka_unit_test(test_replica_ops_need_peers_and_a_held_owner),
+        cmocka_unit_test(test_a_partial_fetch_leaves_nothing),
+        cmocka_unit_test(test_a_partial_copy_falls_back_to_the_next_holder),
+        cmocka_unit_test(test_the_newest_holder_wins),
+        cmocka_unit_test(test_a_later_generation_wins_over_a_later_clock),
+        cmocka_unit_test(test_the_fetch_stops_on_the_stop_flag),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
