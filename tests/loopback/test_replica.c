@@ -849,6 +849,85 @@ static void test_the_fetch_stops_on_the_stop_flag(void **state)
     assert_true(took < 5000);
 }
 
+/* Owner 0's sparse checkpoint of job "j" at clock: all rows (base -1) or
+ * those changed since base; then its rows are clean. */
+static void write_sparse(const char *dir, ps_sparse_t *t, int64_t clock, int64_t base)
+{
+    ps_ckpt_job_t job = {.job = "j", .world = 2, .shard = 0, .n_shards = 2, .clock = clock};
+    ps_sparse_t *tables[1] = {t};
+    ps_ckpt_sparse_set_t set = {tables, 1, base};
+    ps_errbuf_t err;
+    assert_int_equal(ps_ckpt_write(dir, &job, NULL, NULL, 0, &set, 5, &err), PS_OK);
+    ps_sparse_clear_dirty(t);
+}
+
+static void touch(ps_sparse_t *t, uint64_t from, uint64_t to)
+{
+    float grad[2] = {0.5f, -0.5f};
+    for (uint64_t k = from; k <= to; k++)
+        assert_int_equal(ps_sparse_apply(t, k, grad), PS_OK);
+}
+
+/* The holder lost the files of a chain it had acknowledged (a replaced
+ * disk): the next delta is refused for its missing base, and the sender
+ * sends the chain again from its full file. */
+static void test_a_refused_delta_brings_its_chain_again(void **state)
+{
+    (void)state;
+    char own[300], held[300], p10[700], p30[700], cmd[800];
+    snprintf(own, sizeof own, "%s/own10", root);
+    snprintf(held, sizeof held, "%s/held10", root);
+    ps_sparse_params_t sp = {
+        .name = "emb", .id = 1, .dim = 2, .seed = 5, .init_scale = 0.1, .world = 2};
+    sp.optim = (ps_optim_spec_t){.kind = PS_OPTIM_SGD, .lr = 0.1};
+    ps_errbuf_t err;
+    ps_sparse_t *t = ps_sparse_new(&sp, &err);
+    assert_non_null(t);
+    touch(t, 1, 50);
+    write_sparse(own, t, 10, -1);
+    touch(t, 40, 60);
+    write_sparse(own, t, 20, 10);
+    ps_test_server_t ts;
+    start_holder_of_0(&ts, held);
+    fake_t none = {0};
+    snprintf(none.endpoint, sizeof none.endpoint, "%s", ps_server_endpoint(ts.srv));
+    psrv_replica_cfg_t c = cfg_for(own, 0, &none, 5000);
+    void *ctx = zmq_ctx_new();
+    psrv_replicator_t *r = psrv_replicator_start(ctx, &c);
+    uint32_t crc, base_crc;
+    int64_t base;
+    assert_true(ps_ckpt_file_head(own, "j", 20, &crc, &base, &base_crc));
+    assert_int_equal(base, 10);
+    psrv_replicator_offer(r, "j", 0, 20); /* brings 10 along */
+    WAIT_UNTIL(psrv_replicator_acked(r, 0, "j", 20, crc), 10000);
+    assert_true(psrv_replicator_acked(r, 0, "j", 20, crc));
+    snprintf(cmd, sizeof cmd, "rm -rf %s/.replicas", held);
+    assert_int_equal(system(cmd), 0);
+    touch(t, 55, 70);
+    write_sparse(own, t, 30, 20);
+    assert_true(ps_ckpt_file_head(own, "j", 30, &crc, &base, &base_crc));
+    psrv_replicator_offer(r, "j", 0, 30);
+    WAIT_UNTIL(psrv_replicator_acked(r, 0, "j", 30, crc), 10000);
+    assert_true(psrv_replicator_acked(r, 0, "j", 30, crc));
+    psrv_replica_status_t st;
+    psrv_replicator_status(r, &st);
+    psrv_replicator_stop(&r);
+    zmq_ctx_term(ctx);
+    ps_test_server_stop(&ts);
+    ps_sparse_destroy(&t);
+    assert_int_equal(st.files_refused, 1);   /* 30, for want of 20 */
+    assert_int_equal(st.files_acked, 2 + 3); /* 10, 20; then 10, 20, 30 again */
+    held_path(p10, sizeof p10, held, 0, 10);
+    held_path(p30, sizeof p30, held, 0, 30);
+    assert_true(exists(p10));
+    assert_true(exists(p30));
+    ps_ckpt_t ck;
+    char dir[400];
+    psrv_replica_dir(held, 0, dir, sizeof dir);
+    assert_int_equal(ps_ckpt_load(dir, "j", 30, &ck, &err), PS_OK);
+    ps_ckpt_free(&ck);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -866,6 +945,7 @@ int main(void)
         cmocka_unit_test(test_the_newest_holder_wins),
         cmocka_unit_test(test_a_later_generation_wins_over_a_later_clock),
         cmocka_unit_test(test_the_fetch_stops_on_the_stop_flag),
+        cmocka_unit_test(test_a_refused_delta_brings_its_chain_again),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
