@@ -249,6 +249,8 @@ typedef struct {
     atomic_int drops;
     bool silent;       /* answers no PUT */
     bool silent_lists; /* answers no LIST */
+    int delay_ms;      /* before each answer */
+    const char *list;  /* the LIST reply; NULL: "j 20\n" */
     const void *file;
     size_t file_len;
 } fake_t;
@@ -266,12 +268,14 @@ static void fake_reply(fake_t *f, zmq_msg_t *id, Ps__Header *r, const void *byte
 
 static void fake_answer(fake_t *f, ps_wire_msg_t *m)
 {
+    if (f->delay_ms)
+        usleep((useconds_t)f->delay_ms * 1000);
     Ps__Header *h = ps_wire_unpack_header(&m->parts[1]);
     Ps__Header r = PS__HEADER__INIT;
     r.op = h->op;
     r.request_id = h->request_id;
     if (h->op == PS__OP__REPLICA_LIST) {
-        r.message = "j 20\n";
+        r.message = f->list ? (char *)f->list : "j 20\n";
         if (!f->silent_lists)
             fake_reply(f, &m->parts[0], &r, NULL, 0);
     } else if (h->op == PS__OP__REPLICA_GET) {
@@ -928,6 +932,39 @@ static void test_a_refused_delta_brings_its_chain_again(void **state)
     ps_ckpt_free(&ck);
 }
 
+/* A holder that answers every request, slowly and always with a bad CRC:
+ * each request is within replica_timeout_ms (300), the whole fetch is
+ * not; it ends by 6 x 300 ms with PS_EINTR, not after the 10 files' 30
+ * tries (about 7.5 s). */
+static void test_the_fetch_ends_by_its_deadline(void **state)
+{
+    (void)state;
+    char src[300], fresh[300], why[800];
+    snprintf(src, sizeof src, "%s/src11", root);
+    snprintf(fresh, sizeof fresh, "%s/late", root);
+    mkdir(fresh, 0700);
+    size_t len;
+    void *bytes = make_file(src, 1, 20, 100, &len);
+    fake_t f = {.delay_ms = 250,
+                .bad_gets = 1000,
+                .file = bytes,
+                .file_len = len,
+                .list = "j 10\nj 20\nj 30\nj 40\nj 50\nj 60\nj 70\nj 80\nj 90\nj 100\n"};
+    fake_start(&f);
+    psrv_replica_cfg_t c = cfg_for(fresh, 1, &f, 300);
+    void *ctx = zmq_ctx_new();
+    ps_errbuf_t err;
+    int64_t t0 = ps_time_ms();
+    int n = psrv_replica_fetch(ctx, &c, NULL, why, sizeof why, &err);
+    int64_t took = ps_time_ms() - t0;
+    zmq_ctx_term(ctx);
+    fake_stop(&f);
+    free(bytes);
+    assert_int_equal(n, PS_EINTR);
+    assert_non_null(strstr(err.msg, "deadline"));
+    assert_true(took >= 6 * 300 - 50 && took < 3000);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -945,6 +982,7 @@ int main(void)
         cmocka_unit_test(test_the_newest_holder_wins),
         cmocka_unit_test(test_a_later_generation_wins_over_a_later_clock),
         cmocka_unit_test(test_the_fetch_stops_on_the_stop_flag),
+        cmocka_unit_test(test_the_fetch_ends_by_its_deadline),
         cmocka_unit_test(test_a_refused_delta_brings_its_chain_again),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
