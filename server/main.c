@@ -41,6 +41,7 @@ int main(int argc, char **argv)
     }
     ps_proc_on_stop(on_signal);
     ps_proc_on_reload(on_hangup);
+    ps_server_watch_stop(&stop_signal);
 
     ps_server_t *srv = ps_server_new(&cfg, &err);
     if (!srv) {

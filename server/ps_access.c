@@ -39,14 +39,17 @@ static bool is_replica_op(int op)
 }
 
 /* ... and the replicas of checkpoints are the other shards' business
- * (role shard), and an admin's; a worker key cannot overwrite them. */
+ * only (role shard): neither a worker nor an admin key may overwrite or
+ * delete them. Plain text may send them only to a shard with `peers`
+ * (replication configured): without CURVE, replication trusts the
+ * network, as the rest of the protocol does (docs/security.md). */
 static bool role_permits(ps_role_t role, int op)
 {
     switch (role) {
     case PS_ROLE_NONE:
         return op != PS__OP__SHUTDOWN;
     case PS_ROLE_ADMIN:
-        return true;
+        return !is_replica_op(op);
     case PS_ROLE_WORKER:
         return op != PS__OP__SAVE && op != PS__OP__SHUTDOWN && !is_replica_op(op);
     case PS_ROLE_SHARD:
@@ -62,6 +65,11 @@ bool psrv_access_permitted(ps_server_t *srv, psrv_request_t *rq)
 {
     int op = rq->hdr->op;
     if (!srv->zap) {
+        if (is_replica_op(op) && !*srv->cfg.peers) {
+            psrv_fail(rq, PS_EPERM, "%s from %s: shard %lld has no peers (it replicates nothing)",
+                      ps_op_name(op), psrv_request_peer(rq), (long long)srv->cfg.shard);
+            return false;
+        }
         if (role_permits(PS_ROLE_NONE, op))
             return true;
         psrv_fail(rq, PS_EPERM, "%s needs CURVE and an admin key (locally: SIGTERM)",

@@ -143,6 +143,11 @@ int ps_ckpt_list_jobs(const char *dir, char ***names);
  * self-contained). False if it cannot be read or is not a checkpoint. */
 bool ps_ckpt_file_head(const char *dir, const char *job, int64_t clock, uint32_t *crc,
                        int64_t *base_clock, uint32_t *base_crc);
+/* The job id and generation in DIR/JOB/ckpt-CLOCK.psc's job record and
+ * the file's size, without reading the rest (id 0 before format 3). False
+ * if there is no such file. */
+bool ps_ckpt_file_ident(const char *dir, const char *job, int64_t clock, uint64_t *id,
+                        uint64_t *generation, uint64_t *bytes);
 /* Stores a checkpoint file received whole (a replica, or one fetched back)
  * as DIR/JOB/ckpt-CLOCK.psc, making DIR and DIR/JOB if needed: written
  * beside it, read back through ps_ckpt_read (magic, length, payload CRC,
@@ -150,7 +155,10 @@ bool ps_ckpt_file_head(const char *dir, const char *job, int64_t clock, uint32_t
  * renamed into place, the files after clock deleted (a file at clock
  * starts history over: a rollback undid the rest) and all but the newest
  * keep pruned, chains kept whole. PS_EIO (err names the file and cause, a
- * full disk among them) or PS_EFORMAT (what is wrong with the bytes). */
+ * full disk among them), PS_EFORMAT (what is wrong with the bytes) or
+ * PS_ENOCKPT (a delta whose base file, with the payload CRC the delta
+ * names, is not in DIR/JOB: nothing is stored; send the chain from its
+ * full file). */
 int ps_ckpt_store_file(const char *dir, const char *job, int64_t clock, uint32_t shard,
                        const void *bytes, size_t len, int keep, ps_errbuf_t *err);
 /* The bytes of DIR/JOB/ckpt-CLOCK.psc, once ps_ckpt_read found it sound,

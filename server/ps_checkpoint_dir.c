@@ -236,9 +236,10 @@ int ps_ckpt_sparse_rows(const ps_ckpt_t *ck, uint32_t table_id, ps_sparse_t *t, 
     return rc;
 }
 
-/* The job id in a checkpoint's job record, read without the rest of the
- * file (0 for formats before 3, or a file too short to say). */
-static uint64_t peek_id(const char *path)
+/* The job id and generation in a checkpoint's job record, read without
+ * the rest of the file (id 0 for formats before 3; both 0 for a file too
+ * short to say). */
+static void peek_ident(const char *path, uint64_t *id, uint64_t *generation)
 {
     FILE *f = fopen(path, "rb");
     char head[PSCK_HEAD_BYTES + 2 + 64 + 4 + 4 + 8 + 4 + 4 + 8 + 8];
@@ -247,18 +248,40 @@ static uint64_t peek_id(const char *path)
         fclose(f);
     uint32_t format = 0;
     uint16_t name_len = 0;
+    *id = *generation = 0;
     if (n < PSCK_HEAD_BYTES_V3 + 2)
-        return 0;
+        return;
     memcpy(&format, head + 8, 4);
     size_t hb = psck_head_bytes(format);
     if (n < hb + 2)
-        return 0;
+        return;
     memcpy(&name_len, head + hb, 2);
-    size_t at = hb + 2 + name_len + 4 + 4 + 8 + 4 + 4 + 8;
-    uint64_t id = 0;
+    size_t gen_at = hb + 2 + name_len + 4 + 4;
+    if (gen_at + 8 <= n)
+        memcpy(generation, head + gen_at, 8);
+    size_t at = gen_at + 8 + 4 + 4 + 8;
     if (format >= 3 && at + 8 <= n)
-        memcpy(&id, head + at, 8);
+        memcpy(id, head + at, 8);
+}
+
+static uint64_t peek_id(const char *path)
+{
+    uint64_t id, generation;
+    peek_ident(path, &id, &generation);
     return id;
+}
+
+bool ps_ckpt_file_ident(const char *dir, const char *job, int64_t clock, uint64_t *id,
+                        uint64_t *generation, uint64_t *bytes)
+{
+    char path[1200];
+    snprintf(path, sizeof path, "%s/%s/ckpt-%012lld.psc", dir, job, (long long)clock);
+    struct stat st;
+    if (stat(path, &st) != 0)
+        return false;
+    *bytes = (uint64_t)st.st_size;
+    peek_ident(path, id, generation);
+    return true;
 }
 
 void ps_ckpt_remove_job_id(const char *dir, const char *job, uint64_t id)
@@ -388,10 +411,21 @@ int ps_ckpt_store_file(const char *dir, const char *job, int64_t clock, uint32_t
         return ps_err_set(err, PS_EFORMAT, "refused: %s", why.msg);
     }
     const char *bad = announced_mismatch(&ck, job, clock, shard);
+    int64_t base = ck.base_clock;
+    uint32_t want_crc = ck.base_crc;
     ps_ckpt_free(&ck);
     if (bad) {
         unlink(tmp);
         return ps_err_set(err, PS_EFORMAT, "refused '%s': it %s", path, bad);
+    }
+    uint32_t have_crc = 0, b_crc;
+    int64_t b_base;
+    bool have = base >= 0 && ps_ckpt_file_head(dir, job, base, &have_crc, &b_base, &b_crc);
+    if (base >= 0 && (!have || have_crc != want_crc)) {
+        unlink(tmp);
+        return ps_err_set(err, PS_ENOCKPT,
+                          "refused '%s': a delta on clock %lld (CRC %08x), whose file is %s here",
+                          path, (long long)base, want_crc, have ? "another one" : "missing");
     }
     if (rename(tmp, path) != 0) {
         rc = ps_err_set(err, PS_EIO, "cannot rename '%s' to '%s': %s", tmp, path, strerror(errno));

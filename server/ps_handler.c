@@ -62,7 +62,7 @@ static psrv_reply_t *handle_rollback(ps_server_t *srv, psrv_request_t *rq)
         return &rq->reply;
     if (h->generation > ps_job_generation(job)) {
         ps_errbuf_t err;
-        int rc = psrv_snapshot_rollback(srv, job, h->clock, &err);
+        int rc = psrv_snapshot_rollback(srv, job, h->clock, h->generation, &err);
         if (rc != PS_OK)
             return psrv_fail(rq, rc, "%s", err.msg);
         ps_pending_flush(ps_job_pending(job), fail_rolled_back, srv);

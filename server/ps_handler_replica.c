@@ -38,6 +38,19 @@ static psrv_reply_t *replica_target(ps_server_t *srv, psrv_request_t *rq, bool n
     return NULL;
 }
 
+/* Is this shard one of owner's holders (owner + 1 ... owner + R, mod
+ * shards, R = checkpoint_replicas capped at shards - 1)? */
+static bool holds_for(const ps_server_t *srv, uint32_t owner)
+{
+    int64_t shards = srv->cfg.shards, r = srv->cfg.checkpoint_replicas;
+    if (r > shards - 1)
+        r = shards - 1;
+    for (int64_t k = 1; k <= r; k++)
+        if ((owner + k) % shards == srv->cfg.shard)
+            return true;
+    return false;
+}
+
 static psrv_reply_t *refuse_put(ps_server_t *srv, uint32_t owner, const char *peer,
                                 psrv_request_t *rq, int code, const char *why)
 {
@@ -63,6 +76,9 @@ static psrv_reply_t *handle_put(ps_server_t *srv, psrv_request_t *rq)
         return bad;
     if (!rq->values || h->clock < 0)
         return psrv_fail(rq, PS_EPROTO, "REPLICA_PUT without a file or a clock");
+    if (!holds_for(srv, h->shard))
+        return refuse_put(srv, h->shard, psrv_request_peer(rq), rq, PS_EPERM,
+                          "this shard is not one of its holders (checkpoint_replicas)");
     if (!srv->replica_store)
         return psrv_fail(rq, PS_EINVAL, "shard %lld holds no replicas: it has no peers",
                          (long long)srv->cfg.shard);
@@ -103,8 +119,27 @@ void psrv_replica_answer(ps_server_t *srv)
     }
 }
 
-/* REPLICA_LIST: "JOB CLOCK BYTES" per replica held for the owner, each
- * job's clocks ascending (the order a fetch stores them in). */
+/* One LIST line per replica of job held in dir into *text (grown). */
+static void list_job(const char *dir, const char *job, char **text, size_t *cap, size_t *len)
+{
+    int64_t *clocks = NULL;
+    int n = ps_ckpt_list_clocks(dir, job, &clocks);
+    for (int k = 0; k < n; k++) {
+        uint64_t id, generation, bytes;
+        if (!ps_ckpt_file_ident(dir, job, clocks[k], &id, &generation, &bytes))
+            continue; /* gone meanwhile */
+        if (*len + PS_JOB_NAME_MAX + 96 > *cap)
+            *text = ps_xrealloc(*text, *cap *= 2);
+        *len += (size_t)snprintf(*text + *len, *cap - *len, "%s %lld %llu %llu %llu\n", job,
+                                 (long long)clocks[k], (unsigned long long)bytes,
+                                 (unsigned long long)id, (unsigned long long)generation);
+    }
+    free(clocks);
+}
+
+/* REPLICA_LIST: "JOB CLOCK BYTES JOB_ID GENERATION" per replica held for
+ * the owner, each job's clocks ascending (the order a fetch stores them
+ * in); the id and generation are the file's job record's. */
 static psrv_reply_t *handle_list(ps_server_t *srv, psrv_request_t *rq)
 {
     char dir[PS_OPT_STR_MAX + 64];
@@ -118,17 +153,8 @@ static psrv_reply_t *handle_list(ps_server_t *srv, psrv_request_t *rq)
     text[0] = 0;
     for (int j = 0; j < n_jobs; j++) {
         ps_errbuf_t err;
-        int64_t *clocks = NULL;
-        int n = ps_name_check_job(jobs[j], &err) == PS_OK
-                    ? ps_ckpt_list_clocks(dir, jobs[j], &clocks)
-                    : 0;
-        for (int k = 0; k < n; k++) {
-            if (len + PS_JOB_NAME_MAX + 64 > cap)
-                text = ps_xrealloc(text, cap *= 2);
-            len +=
-                (size_t)snprintf(text + len, cap - len, "%s %lld\n", jobs[j], (long long)clocks[k]);
-        }
-        free(clocks);
+        if (ps_name_check_job(jobs[j], &err) == PS_OK)
+            list_job(dir, jobs[j], &text, &cap, &len);
         free(jobs[j]);
     }
     free(jobs);
@@ -164,13 +190,33 @@ static psrv_reply_t *handle_get(ps_server_t *srv, psrv_request_t *rq)
     return rep;
 }
 
+/* REPLICA_DROP: generation 0: the job (job_id, never 0) ended on the
+ * owner, its replicas of that id go; generation > 0: the owner rolled the
+ * job back to clock as that generation, the replicas after clock go. */
 static psrv_reply_t *handle_drop(ps_server_t *srv, psrv_request_t *rq)
 {
+    const Ps__Header *h = rq->hdr;
     char dir[PS_OPT_STR_MAX + 64];
     psrv_reply_t *bad = replica_target(srv, rq, true, dir, sizeof dir);
     if (bad)
         return bad;
-    ps_ckpt_remove_job_id(dir, rq->hdr->job, rq->hdr->job_id);
+    if (h->generation > 0) {
+        if (h->clock < 0)
+            return psrv_fail(rq, PS_EINVAL, "REPLICA_DROP of a rollback to clock %lld",
+                             (long long)h->clock);
+        ps_ckpt_remove_after(dir, h->job, h->clock);
+        ps_log(PS_LOG_INFO,
+               "shard %lld: job '%s' of shard %u rolled back to clock %lld (generation %llu): "
+               "its replicas after it dropped",
+               (long long)srv->cfg.shard, h->job, h->shard, (long long)h->clock,
+               (unsigned long long)h->generation);
+    } else {
+        if (!h->job_id)
+            return psrv_fail(rq, PS_EINVAL,
+                             "REPLICA_DROP of job '%s' without a job_id (0 would be every id)",
+                             h->job);
+        ps_ckpt_remove_job_id(dir, h->job, h->job_id);
+    }
     srv->ckpt_listed_ms = 0;
     return psrv_ok(rq);
 }

@@ -10,12 +10,17 @@
  * which comes once the holder has checked the bytes' CRC, read the file
  * back and renamed it into place. A file counts as replicated on a holder
  * only then. A delta is preceded by the files of its chain the holder has
- * not acknowledged. Queued bytes are bounded (replica_inflight_mb): past the
+ * not acknowledged; a holder that says it lacks a delta's base gets the
+ * chain again from its full file. A DROP (an ended job's replicas, or
+ * those a rollback undid) is queued with the files, in order, and sent to
+ * each holder until acknowledged (every RETRY_MS, up to 10 tries) before
+ * any later file goes to that holder. Queued bytes are bounded (replica_inflight_mb): past the
  * bound the oldest queued file is skipped, so a slow or dead holder costs
  * skipped replicas, never a stalled step. */
 #ifndef PS_REPLICA_H
 #define PS_REPLICA_H
 
+#include <stdatomic.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -53,16 +58,29 @@ int psrv_replica_config(const ps_server_config_t *cfg, psrv_replica_cfg_t *out, 
  * for a job of this shard's own). */
 void psrv_replica_dir(const char *state_dir, uint32_t owner, char *out, size_t cap);
 
+/* The startup fetch gives up once replica_timeout_ms times this has
+ * passed (each request also has replica_timeout_ms of its own). */
+#define PSRV_FETCH_DEADLINE_FACTOR 6
+
 /* Before serving, a shard whose state_dir holds no job (a new machine)
- * fetches every checkpoint file its holders keep for it: from the first
- * holder that answers a REPLICA_LIST within timeout_ms, each file by
- * REPLICA_GET, its CRC checked (a mismatch is re-requested, up to 3
- * times, then the next holder is tried) and stored through
- * ps_ckpt_store_file. Returns the number of files fetched (0: nothing to
- * fetch or no holder answered; *why then says which holder and what), or a
- * negative PS_E* if state_dir cannot take them (err names the file). */
-int psrv_replica_fetch(void *ctx, const psrv_replica_cfg_t *cfg, char *why, size_t why_cap,
-                       ps_errbuf_t *err);
+ * fetches what its holders keep for it. It asks every holder for its list
+ * (REPLICA_LIST, within timeout_ms each) and, per job, takes the holder
+ * whose newest file is newest (a later generation first, then a later
+ * clock: the files a rollback undid lose to the new history), fetching
+ * every file of that one's job id by REPLICA_GET (CRC checked; a mismatch
+ * is asked for again up to 3 times) into STATE_DIR/.fetching/JOB through
+ * ps_ckpt_store_file. Only if the newest file then loads with its whole
+ * chain (ps_ckpt_load) is the directory renamed to STATE_DIR/JOB; else it
+ * is deleted, the holder's copy logged as partial (which holder, which
+ * file, why) and the next holder tried. Every wait ends by the overall
+ * deadline (timeout_ms x PSRV_FETCH_DEADLINE_FACTOR) or once *stop (may be
+ * NULL) is set. Returns the number of files fetched into place (0: nothing
+ * complete anywhere, *why then says what each holder said), PS_EINTR
+ * (stopped or past the deadline: err says which; what was in place stays),
+ * or PS_EIO / PS_ENOMEM if state_dir cannot take them (err names the
+ * file). */
+int psrv_replica_fetch(void *ctx, const psrv_replica_cfg_t *cfg, const atomic_bool *stop, char *why,
+                       size_t why_cap, ps_errbuf_t *err);
 
 typedef struct psrv_replicator psrv_replicator_t;
 
@@ -74,6 +92,13 @@ psrv_replicator_t *psrv_replicator_start(void *ctx, const psrv_replica_cfg_t *cf
 void psrv_replicator_offer(psrv_replicator_t *r, const char *job, uint64_t job_id, int64_t clock);
 /* Loop thread: job (id job_id) ended here; its holders drop its replicas. */
 void psrv_replicator_offer_drop(psrv_replicator_t *r, const char *job, uint64_t job_id);
+/* Loop thread: job was rolled back to clock as generation (> 0) and its
+ * own files after clock deleted; its holders drop their replicas after
+ * clock too (REPLICA_DROP with generation and clock). Queued in order with
+ * the files: no file offered after it reaches a holder before the holder
+ * acknowledged the drop. */
+void psrv_replicator_offer_rollback(psrv_replicator_t *r, const char *job, uint64_t job_id,
+                                    int64_t clock, uint64_t generation);
 /* Has holder i acknowledged job's file at clock with payload CRC crc? Any
  * thread. */
 bool psrv_replicator_acked(psrv_replicator_t *r, uint32_t i, const char *job, int64_t clock,
@@ -87,6 +112,8 @@ uint32_t psrv_replicator_holders(const psrv_replicator_t *r, uint32_t *shards);
 typedef struct {
     uint64_t files_acked, files_refused, files_failed, files_skipped, bytes_acked;
     uint64_t bytes_queued;                  /* now, with the file being sent */
+    uint64_t drops_acked, drops_failed;     /* DROPs (ended jobs, rollbacks): given up */
+    uint64_t drops_pending;                 /* DROPs sent, not yet acknowledged by a holder */
     int64_t last_ack_ms[PSRV_REPLICA_MAX];  /* 0: never */
     char last_error[PSRV_REPLICA_MAX][256]; /* the holder's latest trouble, "" if none */
 } psrv_replica_status_t;

@@ -137,6 +137,15 @@ static bool state_dir_has_jobs(const char *dir)
     return n > 0;
 }
 
+/* The daemon's stop flag (SIGTERM, SIGINT), watched during the startup
+ * fetch: ps_server_run is not called yet. */
+static volatile sig_atomic_t *watched_stop;
+
+void ps_server_watch_stop(volatile sig_atomic_t *stop)
+{
+    watched_stop = stop;
+}
+
 /* The fetch of a new machine, on a thread of its own. */
 typedef struct {
     void *ctx;
@@ -145,12 +154,13 @@ typedef struct {
     char why[800];
     ps_errbuf_t err;
     atomic_int done;
+    atomic_bool stop; /* set by the loop on a stop signal or ps_server_stop */
 } fetch_t;
 
 static void *fetch_main(void *arg)
 {
     fetch_t *f = arg;
-    f->n = psrv_replica_fetch(f->ctx, f->cfg, f->why, sizeof f->why, &f->err);
+    f->n = psrv_replica_fetch(f->ctx, f->cfg, &f->stop, f->why, sizeof f->why, &f->err);
     atomic_store(&f->done, 1);
     return NULL;
 }
@@ -191,11 +201,14 @@ static int fetch_serving_replicas(ps_server_t *srv, const psrv_replica_cfg_t *cf
 {
     fetch_t f = {.ctx = srv->ctx, .cfg = cfg};
     atomic_init(&f.done, 0);
+    atomic_init(&f.stop, false);
     pthread_t t;
     if (pthread_create(&t, NULL, fetch_main, &f) != 0)
         return ps_err_set(err, PS_ENOMEM, "shard %lld: cannot start the fetch thread",
                           (long long)srv->cfg.shard);
     while (!atomic_load(&f.done)) {
+        if ((watched_stop && *watched_stop) || atomic_load(&srv->stop_requested))
+            atomic_store(&f.stop, true);
         zmq_pollitem_t it = {srv->router, 0, ZMQ_POLLIN, 0};
         zmq_poll(&it, 1, 20);
         for (;;) {
@@ -216,7 +229,7 @@ static int fetch_serving_replicas(ps_server_t *srv, const psrv_replica_cfg_t *cf
         return ps_err_set(err, f.n, "%s", f.err.msg);
     if (f.n == 0)
         ps_log(PS_LOG_NOTICE,
-               "shard %lld: empty state_dir and nothing fetched (%s): starting "
+               "shard %lld: empty state_dir and no complete checkpoint fetched (%s): starting "
                "empty",
                (long long)srv->cfg.shard, f.why);
     srv->stats.replica_fetched_files = (uint64_t)f.n;

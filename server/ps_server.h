@@ -16,6 +16,10 @@ typedef struct ps_server ps_server_t;
 /* Binds the ROUTER socket and writes the ready file (if configured). NULL
  * with err set if the endpoint cannot be bound. cfg is copied. */
 ps_server_t *ps_server_new(const ps_server_config_t *cfg, ps_errbuf_t *err);
+/* The daemon's stop flag (set by its SIGTERM handler), watched while
+ * ps_server_new fetches a new machine's checkpoints: a stop then ends the
+ * fetch and ps_server_new fails with PS_EINTR. Before ps_server_new. */
+void ps_server_watch_stop(volatile sig_atomic_t *stop);
 /* Closes sockets, frees every job; NULL-safe, sets *srv to NULL. */
 void ps_server_destroy(ps_server_t **srv);
 /* The stats socket's TCP and HTTP (/metrics) ports actually bound, -1 if off. */

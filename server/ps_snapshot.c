@@ -372,7 +372,8 @@ ps_job_t *psrv_snapshot_load_job(ps_server_t *srv, const char *name, ps_errbuf_t
     return job;
 }
 
-int psrv_snapshot_rollback(ps_server_t *srv, ps_job_t *job, int64_t clock, ps_errbuf_t *err)
+int psrv_snapshot_rollback(ps_server_t *srv, ps_job_t *job, int64_t clock, uint64_t generation,
+                           ps_errbuf_t *err)
 {
     ps_ckpt_t ck;
     psrv_snapshot_reap(srv, true); /* the checkpoint asked for may be being written */
@@ -406,6 +407,10 @@ int psrv_snapshot_rollback(ps_server_t *srv, ps_job_t *job, int64_t clock, ps_er
         return rc;
     /* what was written after clock belongs to the history being undone */
     ps_ckpt_remove_after(srv->cfg.state_dir, ps_job_name(job), clock);
+    /* ... and the holders' copies of it too, before any later file: a
+     * replacement fetching them would load the undone history */
+    psrv_replicator_offer_rollback(srv->replicator, ps_job_name(job), ps_job_id(job), clock,
+                                   generation);
     ps_job_set_rollback_clock(job, clock);
     if (srv->cfg.checkpoint_every)
         ps_job_set_next_checkpoint(job, next_multiple(clock, srv->cfg.checkpoint_every));

@@ -27,11 +27,13 @@ void psrv_snapshot_reap(ps_server_t *srv, bool block);
  * files are skipped with a warning each); NULL with err set if there is
  * none, or it is another shard's, or it does not fit this shard. */
 ps_job_t *psrv_snapshot_load_job(ps_server_t *srv, const char *name, ps_errbuf_t *err);
-/* Puts job back to its checkpoint of exactly clock (ROLLBACK): chunks and
- * the fp16 scaler; checkpoints newer than clock are deleted and clock is
- * the job's rollback clock. PS_ENOCKPT if this shard has none, or an error
- * with err saying why it does not fit. */
-int psrv_snapshot_rollback(ps_server_t *srv, ps_job_t *job, int64_t clock, ps_errbuf_t *err);
+/* Puts job back to its checkpoint of exactly clock (ROLLBACK, to become
+ * generation): chunks and the fp16 scaler; checkpoints newer than clock
+ * are deleted, here and (queued for the replicator) on the holders, and
+ * clock is the job's rollback clock. PS_ENOCKPT if this shard has none, or
+ * an error with err saying why it does not fit. */
+int psrv_snapshot_rollback(ps_server_t *srv, ps_job_t *job, int64_t clock, uint64_t generation,
+                           ps_errbuf_t *err);
 /* Deletes the checkpoints of a job that ended (its id's; no-op without
  * state_dir). */
 void psrv_snapshot_remove_job(ps_server_t *srv, const ps_job_t *job);

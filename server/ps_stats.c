@@ -169,6 +169,9 @@ static void doc_replication(ps_doc_t *d, const ps_server_t *srv, int64_t now)
     ps_doc_int(d, "replicas_skipped", (int64_t)rs.files_skipped,
                &(ps_metric_t){"ps_replicas_total", PS_METRIC_COUNTER, help, {"result", "skipped"}});
     ps_doc_int(d, "replica_bytes_acked", (int64_t)rs.bytes_acked, NULL);
+    ps_doc_int(d, "replica_drops_acked", (int64_t)rs.drops_acked, NULL);
+    ps_doc_int(d, "replica_drops_pending", (int64_t)rs.drops_pending, NULL);
+    ps_doc_int(d, "replica_drops_failed", (int64_t)rs.drops_failed, NULL);
     ps_doc_int(d, "replica_bytes_queued", (int64_t)rs.bytes_queued,
                GAUGE("ps_replica_queued_bytes", "Checkpoint bytes waiting to be replicated."));
     ps_doc_real(d, "last_replica_ack_age_s",

@@ -44,10 +44,17 @@ static ps_table_t *make_table(uint64_t len, float base)
     float *init = malloc(len * sizeof(float));
     for (uint64_t i = 0; i < len; i++)
         init[i] = base + (float)i;
-    ps_table_params_t p = {.name = "w", .id = 0, .n_total = len, .shape = shape, .ndim = 1,
-                           .offset = 0, .len = len, .world = 2, .max_staleness = 0};
-    p.optim = (ps_optim_spec_t){.kind = PS_OPTIM_ADAM, .lr = 0.1, .beta1 = 0.9, .beta2 = 0.999,
-                                .eps = 1e-8};
+    ps_table_params_t p = {.name = "w",
+                           .id = 0,
+                           .n_total = len,
+                           .shape = shape,
+                           .ndim = 1,
+                           .offset = 0,
+                           .len = len,
+                           .world = 2,
+                           .max_staleness = 0};
+    p.optim = (ps_optim_spec_t){
+        .kind = PS_OPTIM_ADAM, .lr = 0.1, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
     ps_errbuf_t err;
     ps_table_t *t = ps_table_new(&p, init, &err);
     free(init);
@@ -74,8 +81,13 @@ static void round_of(ps_table_t *t, float g, int64_t clock)
 
 static void write_at(ps_table_t *t, int64_t clock, int keep)
 {
-    ps_ckpt_job_t job = {.job = "j", .world = 2, .max_staleness = 0, .generation = 3,
-                         .shard = 0, .n_shards = 1, .clock = clock};
+    ps_ckpt_job_t job = {.job = "j",
+                         .world = 2,
+                         .max_staleness = 0,
+                         .generation = 3,
+                         .shard = 0,
+                         .n_shards = 1,
+                         .clock = clock};
     uint32_t ids[1] = {0};
     ps_errbuf_t err;
     assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, NULL, keep, &err), PS_OK);
@@ -207,14 +219,34 @@ static void test_every_optimizer_field_round_trips(void **state)
     (void)state;
     uint64_t shape[1] = {8};
     float init[8] = {0};
-    ps_optim_spec_t spec = {.kind = PS_OPTIM_ADAMW, .lr = 0.25, .momentum = 0.5,
-                            .nesterov = true, .beta1 = 0.8, .beta2 = 0.95, .eps = 1e-6,
-                            .weight_decay = 0.01, .rho = 0.7, .schedule = PS_SCHED_COSINE,
-                            .step_size = 17, .gamma = 0.3, .warmup_steps = 5,
-                            .total_steps = 99, .min_lr = 0.001, .l1 = 0.125, .l2 = 0.0625,
+    ps_optim_spec_t spec = {.kind = PS_OPTIM_ADAMW,
+                            .lr = 0.25,
+                            .momentum = 0.5,
+                            .nesterov = true,
+                            .beta1 = 0.8,
+                            .beta2 = 0.95,
+                            .eps = 1e-6,
+                            .weight_decay = 0.01,
+                            .rho = 0.7,
+                            .schedule = PS_SCHED_COSINE,
+                            .step_size = 17,
+                            .gamma = 0.3,
+                            .warmup_steps = 5,
+                            .total_steps = 99,
+                            .min_lr = 0.001,
+                            .l1 = 0.125,
+                            .l2 = 0.0625,
                             .ftrl_beta = 1.5};
-    ps_table_params_t p = {.name = "opt", .id = 4, .n_total = 8, .shape = shape, .ndim = 1,
-                           .offset = 0, .len = 8, .world = 1, .max_staleness = 0, .optim = spec};
+    ps_table_params_t p = {.name = "opt",
+                           .id = 4,
+                           .n_total = 8,
+                           .shape = shape,
+                           .ndim = 1,
+                           .offset = 0,
+                           .len = 8,
+                           .world = 1,
+                           .max_staleness = 0,
+                           .optim = spec};
     ps_errbuf_t err;
     ps_table_t *t = ps_table_new(&p, init, &err);
     assert_non_null(t);
@@ -279,10 +311,15 @@ static void test_rollback_leftovers_and_other_ids(void **state)
 
 static ps_sparse_t *make_sparse(void)
 {
-    ps_sparse_params_t p = {.name = "emb", .id = 1, .dim = 3, .seed = 5, .init_scale = 0.1,
-                            .world = 2, .max_staleness = 0};
-    p.optim = (ps_optim_spec_t){.kind = PS_OPTIM_ADAM, .lr = 0.01, .beta1 = 0.9, .beta2 = 0.999,
-                                .eps = 1e-8};
+    ps_sparse_params_t p = {.name = "emb",
+                            .id = 1,
+                            .dim = 3,
+                            .seed = 5,
+                            .init_scale = 0.1,
+                            .world = 2,
+                            .max_staleness = 0};
+    p.optim = (ps_optim_spec_t){
+        .kind = PS_OPTIM_ADAM, .lr = 0.01, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
     ps_errbuf_t err;
     ps_sparse_t *t = ps_sparse_new(&p, &err);
     assert_non_null(t);
@@ -300,8 +337,8 @@ static void touch_keys(ps_sparse_t *t, uint64_t from, uint64_t to, float g)
  * those changed since base; then the rows are clean, as after a fork. */
 static void write_sparse_at(ps_sparse_t *t, int64_t clock, int64_t base, int keep)
 {
-    ps_ckpt_job_t job = {.job = "sp", .world = 2, .shard = 0, .n_shards = 1, .clock = clock,
-                         .id = 11};
+    ps_ckpt_job_t job = {
+        .job = "sp", .world = 2, .shard = 0, .n_shards = 1, .clock = clock, .id = 11};
     ps_sparse_t *tables[1] = {t};
     ps_ckpt_sparse_set_t set = {tables, 1, base};
     ps_errbuf_t err;
@@ -479,6 +516,50 @@ static void test_sparse_chain_links_are_checked(void **state)
     ps_sparse_destroy(&t);
 }
 
+/* A delta received whole (a replica) is stored only on top of its base
+ * file with the CRC it names: else ENOCKPT, naming the base, and nothing
+ * is stored. */
+static void test_store_file_refuses_a_delta_without_its_base(void **state)
+{
+    (void)state;
+    ps_sparse_t *t = make_sparse();
+    touch_keys(t, 1, 20, 0.5f);
+    write_sparse_at(t, 10, -1, 5);
+    touch_keys(t, 5, 30, -0.5f);
+    write_sparse_at(t, 20, 10, 5);
+    void *b10, *b20;
+    size_t l10, l20;
+    ps_errbuf_t err;
+    assert_int_equal(ps_ckpt_read_file(dir, "sp", 10, &b10, &l10, &err), PS_OK);
+    assert_int_equal(ps_ckpt_read_file(dir, "sp", 20, &b20, &l20, &err), PS_OK);
+    char held[600], path[700];
+    snprintf(held, sizeof held, "%s/held", dir);
+    snprintf(path, sizeof path, "%s/sp/ckpt-%012d.psc", held, 20);
+    assert_int_equal(ps_ckpt_store_file(held, "sp", 20, 0, b20, l20, 5, &err), PS_ENOCKPT);
+    assert_non_null(strstr(err.msg, "a delta on clock 10"));
+    assert_non_null(strstr(err.msg, "missing"));
+    assert_int_equal(access(path, F_OK), -1);
+    /* a base of another CRC (rewritten since) will not do either */
+    touch_keys(t, 1, 3, 2.0f);
+    write_sparse_at(t, 10, -1, 5);
+    void *other;
+    size_t lo;
+    assert_int_equal(ps_ckpt_read_file(dir, "sp", 10, &other, &lo, &err), PS_OK);
+    assert_int_equal(ps_ckpt_store_file(held, "sp", 10, 0, other, lo, 5, &err), PS_OK);
+    assert_int_equal(ps_ckpt_store_file(held, "sp", 20, 0, b20, l20, 5, &err), PS_ENOCKPT);
+    assert_non_null(strstr(err.msg, "another one"));
+    assert_int_equal(ps_ckpt_store_file(held, "sp", 10, 0, b10, l10, 5, &err), PS_OK);
+    assert_int_equal(ps_ckpt_store_file(held, "sp", 20, 0, b20, l20, 5, &err), PS_OK);
+    assert_int_equal(access(path, F_OK), 0);
+    free(b10);
+    free(b20);
+    free(other);
+    ps_ckpt_remove_job(held, "sp");
+    rmdir(held);
+    ps_ckpt_remove_job(dir, "sp");
+    ps_sparse_destroy(&t);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -489,6 +570,7 @@ int main(void)
         cmocka_unit_test(test_rollback_leftovers_and_other_ids),
         cmocka_unit_test(test_sparse_full_and_incremental),
         cmocka_unit_test(test_sparse_chain_links_are_checked),
+        cmocka_unit_test(test_store_file_refuses_a_delta_without_its_base),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
