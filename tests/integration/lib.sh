@@ -139,8 +139,10 @@ netns_cleanup() {
     ip netns del "psbr$$" 2>/dev/null || true
     # iproute2 mounts /run/netns on first use; if this test is what made it
     # a mount point, unmount it (in a chroot it would otherwise stay in the
-    # chroot's tree and keep its owner from deleting the root)
-    if [ $NETNS_HAD_MOUNT = 0 ] && mountpoint -q /run/netns 2>/dev/null; then
+    # chroot's tree and keep its owner from deleting the root); not while
+    # another test's namespaces are in it (ctest -j: that would cut them off)
+    if [ $NETNS_HAD_MOUNT = 0 ] && mountpoint -q /run/netns 2>/dev/null &&
+        [ -z "$(ls -A /run/netns 2>/dev/null)" ]; then
         umount -l /run/netns 2>/dev/null || true
     fi
 }
