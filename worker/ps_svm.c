@@ -105,8 +105,10 @@ static void append_row(ps_svm_t *d, const ps_svm_row_t *row, size_t *cap_rows, s
         grow((void **)&d->keys, &cap, d->nnz + row->nf, sizeof *d->keys);
         grow((void **)&d->vals, cap_nnz, d->nnz + row->nf, sizeof *d->vals);
     }
-    memcpy(d->keys + d->nnz, row->keys, row->nf * sizeof *d->keys);
-    memcpy(d->vals + d->nnz, row->vals, row->nf * sizeof *d->vals);
+    if (row->nf) { /* a row without features: d->keys may still be NULL */
+        memcpy(d->keys + d->nnz, row->keys, row->nf * sizeof *d->keys);
+        memcpy(d->vals + d->nnz, row->vals, row->nf * sizeof *d->vals);
+    }
     d->nnz += row->nf;
     d->n++;
     grow((void **)&d->row_ptr, cap_rows, d->n + 1, sizeof *d->row_ptr);

@@ -60,6 +60,24 @@ static void test_reads_labels_comments_and_indices(void **state)
     unlink(path);
 }
 
+/* Samples with a label and no feature, first in the file: nothing has
+ * been allocated for keys yet (fuzz_data found the copy of zero features
+ * to NULL + 0, undefined behaviour, in the ASan/UBSan build). */
+static void test_samples_without_features_come_first(void **state)
+{
+    (void)state;
+    write_file("1\n0\n1 4:2\n");
+    ps_svm_t d;
+    ps_errbuf_t err;
+    assert_int_equal(ps_svm_load(path, 0, &d, &err), PS_OK);
+    assert_int_equal(d.n, 3);
+    assert_int_equal(d.nnz, 1);
+    assert_int_equal(d.row_ptr[2], 0);
+    assert_int_equal(d.keys[0], 4);
+    ps_svm_free(&d);
+    unlink(path);
+}
+
 static void expect_error(const char *text, const char *where, const char *why)
 {
     write_file(text);
@@ -162,6 +180,7 @@ int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_reads_labels_comments_and_indices),
+        cmocka_unit_test(test_samples_without_features_come_first),
         cmocka_unit_test(test_malformed_lines_name_file_and_line),
         cmocka_unit_test(test_auc),
         cmocka_unit_test(test_lr_gradient_matches_finite_differences),
