@@ -14,6 +14,7 @@
 #include "ps_name.h"
 #include "ps_reply.h"
 #include "ps_replica.h"
+#include "ps_replica_int.h"
 #include "ps_replica_store.h"
 #include "ps_time.h"
 
@@ -182,9 +183,8 @@ static psrv_reply_t *handle_get(ps_server_t *srv, psrv_request_t *rq)
                          (long long)srv->cfg.shard, err.msg);
     psrv_reply_t *rep = psrv_ok(rq);
     rep->hdr.crc = (uint32_t)crc32(crc32(0, NULL, 0), bytes, (uInt)len);
-    zmq_msg_init_size(&rep->values, len);
-    memcpy(zmq_msg_data(&rep->values), bytes, len);
-    free(bytes);
+    /* sent from the buffer it was read into: ZeroMQ frees it */
+    zmq_msg_init_data(&rep->values, bytes, len, psrv_replica_free_bytes, NULL);
     rep->has_values = true;
     srv->stats.replicas_served++;
     return rep;

@@ -1,6 +1,8 @@
 /* ps_replica_int.h - what the replica sender (ps_replica.c) and the fetch
  * of a new machine (ps_replica_fetch.c) share: one request to a peer shard
- * and its reply (ps_replica_link.c). Not for the rest of the server. */
+ * and its reply (ps_replica_link.c); the holder's handlers
+ * (ps_handler_replica.c) hand file bytes to ZeroMQ the same way. Not for
+ * the rest of the server. */
 #ifndef PS_REPLICA_INT_H
 #define PS_REPLICA_INT_H
 
@@ -23,6 +25,10 @@ Ps__Header psrv_replica_header(int op, const char *job, uint64_t job_id, uint32_
  * made (why says so). */
 void *psrv_replica_open_peer(void *ctx, const psrv_replica_cfg_t *cfg, const char *endpoint,
                              char *why, size_t cap);
+
+/* A zmq_msg_init_data free callback for malloc'd file bytes: a file of
+ * hundreds of MB is sent from the buffer it was read into, not a copy. */
+void psrv_replica_free_bytes(void *data, void *hint);
 
 /* Sends h (and bytes, owned from here on, if not NULL) and waits until
  * deadline_ms for the reply to h->request_id: PS_OK with *reply set (the

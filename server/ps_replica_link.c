@@ -111,7 +111,7 @@ void *psrv_replica_open_peer(void *ctx, const psrv_replica_cfg_t *cfg, const cha
     return s;
 }
 
-static void free_bytes(void *data, void *hint)
+void psrv_replica_free_bytes(void *data, void *hint)
 {
     (void)hint;
     free(data);
@@ -131,7 +131,7 @@ int psrv_replica_call(void *s, const Ps__Header *h, void *bytes, size_t len, int
     }
     if (bytes) {
         zmq_msg_t m;
-        zmq_msg_init_data(&m, bytes, len, free_bytes, NULL);
+        zmq_msg_init_data(&m, bytes, len, psrv_replica_free_bytes, NULL);
         if (ps_wire_send_msg(s, &m, 0) < 0) {
             snprintf(why, cap, "cannot send %s: %s", ps_op_name(h->op), zmq_strerror(zmq_errno()));
             return PS_ENET;
