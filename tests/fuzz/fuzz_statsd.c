@@ -5,8 +5,10 @@
  * Input: byte 0 picks the protocol (even: line, odd: HTTP) and the chunk
  * size (byte 0 / 2 + 1); the rest is what the client sends. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -69,11 +71,24 @@ static char *drain(int fd, size_t *len, const uint8_t *to_send, size_t n_send, s
     int64_t deadline = ps_time_ms() + 8000;
     for (;;) {
         struct pollfd p = {fd, POLLIN | (sent < n_send ? POLLOUT : 0), 0};
-        if (ps_time_ms() > deadline || poll(&p, 1, 1000) < 0)
-            __builtin_trap(); /* the client was never closed */
+        if (ps_time_ms() > deadline) {
+            fprintf(stderr, "fuzz_statsd: the server never closed a client that sent EOF\n");
+            __builtin_trap();
+        }
+        /* libFuzzer's SIGALRM (its -timeout watchdog, every few seconds)
+         * interrupts poll and recv: that is no finding, wait again */
+        int ready = poll(&p, 1, 1000);
+        if (ready < 0 && errno == EINTR)
+            continue;
+        if (ready < 0) {
+            fprintf(stderr, "fuzz_statsd: poll: %s\n", strerror(errno));
+            __builtin_trap();
+        }
         if ((p.revents & POLLOUT) && sent < n_send) {
             size_t k = n_send - sent < chunk ? n_send - sent : chunk;
             ssize_t w = send(fd, to_send + sent, k, MSG_NOSIGNAL);
+            if (w < 0 && errno == EINTR)
+                continue;
             sent = w > 0 ? sent + (size_t)w : n_send; /* closed on us: stop sending */
             if (sent == n_send)
                 shutdown(fd, SHUT_WR);
@@ -82,6 +97,8 @@ static char *drain(int fd, size_t *len, const uint8_t *to_send, size_t n_send, s
             if (cap - n < 4096)
                 buf = realloc(buf, cap *= 2);
             ssize_t got = recv(fd, buf + n, cap - n - 1, 0);
+            if (got < 0 && errno == EINTR)
+                continue;
             if (got <= 0)
                 break;
             n += (size_t)got;
