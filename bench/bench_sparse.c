@@ -11,10 +11,14 @@
  *
  * Scale mode: --endpoints EP,EP,.. --keys N pushes N distinct keys in
  * batches of --batch to running servers (bench/run_sparse_scale.sh starts
- * them and reads their key counts and memory).
+ * them and reads their key counts and memory). With --seconds S it then
+ * trains on the full table for S seconds: each clock pulls and pushes a
+ * batch of known keys, the steady state of a job whose table has N keys
+ * (bench/run_ckpt_per_minute.sh measures what checkpoints cost there).
  *
  * Usage: bench_sparse [--quick] [--seconds S]
- *        bench_sparse --endpoints LIST --keys N [--batch B]   Prints JSON lines. */
+ *        bench_sparse --endpoints LIST --keys N [--batch B] [--seconds S]
+ * Prints JSON lines. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +31,7 @@
 #include "ps_time.h"
 
 static double seconds = 1.0;
+static int seconds_given;
 
 static ps_optim_spec_t ftrl(void)
 {
@@ -92,6 +97,41 @@ static double ps_keys_per_s(const char *endpoints, uint64_t b, uint64_t *keys, f
     return (double)done / el;
 }
 
+/* The steady phase: clocks of pull + push over known keys for `seconds`,
+ * each batch a window of b consecutive key indices (distinct inside it),
+ * windows moving by a prime stride so every key comes back. */
+static int steady(ps_client_t *c, uint64_t n, uint64_t b, uint64_t *keys, float *grads,
+                  int64_t clock)
+{
+    ps_errbuf_t err;
+    uint64_t m = b < n ? b : n, done = 0;
+    float *rows = malloc(m * sizeof *rows);
+    int64_t first = clock;
+    double t0 = ps_time_wall_s(), el;
+    do {
+        uint64_t start = ((uint64_t)(clock - first) * 7919 * m) % n;
+        for (uint64_t i = 0; i < m; i++)
+            keys[i] = ps_rng_mix(0x5ca1e, (start + i) % n);
+        if (ps_client_sparse_pull(c, 0, clock, 0, keys, m, rows) != PS_OK ||
+            ps_client_wait(c, &err) != PS_OK ||
+            ps_client_sparse_push(c, 0, clock, keys, m, grads) != PS_OK ||
+            ps_client_wait(c, &err) != PS_OK) {
+            fprintf(stderr, "bench_sparse: steady clock %lld: %s\n", (long long)clock, err.msg);
+            free(rows);
+            return 1;
+        }
+        clock++;
+        done += m;
+    } while ((el = ps_time_wall_s() - t0) < seconds);
+    free(rows);
+    printf("{\"bench\":\"sparse_steady\",\"keys\":%llu,\"batch\":%llu,\"clocks\":%lld,"
+           "\"seconds\":%.2f,\"clocks_per_s\":%.3f,\"keys_per_s\":%.0f}\n",
+           (unsigned long long)n, (unsigned long long)m, (long long)(clock - first), el,
+           (double)(clock - first) / el, (double)done / el);
+    fflush(stdout);
+    return 0;
+}
+
 static int scale(const char *endpoints, uint64_t n, uint64_t b)
 {
     ps_client_opts_t o = {.job = "scale", .world = 1, .max_staleness = -1, .timeout_ms = 120000,
@@ -121,6 +161,8 @@ static int scale(const char *endpoints, uint64_t n, uint64_t b)
         }
     }
     double el = ps_time_wall_s() - t0;
+    if (seconds_given && steady(c, n, b, keys, grads, clock) != 0)
+        return 1;
     printf("{\"bench\":\"sparse_scale\",\"keys\":%llu,\"batch\":%llu,\"shards\":%u,\"seconds\":%.2f,"
            "\"keys_per_s\":%.0f}\n",
            (unsigned long long)n, (unsigned long long)b, ps_client_n_shards(c), el, (double)n / el);
@@ -150,6 +192,7 @@ int main(int argc, char **argv)
             seconds = 0.2;
         } else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc) {
             seconds = atof(argv[++i]);
+            seconds_given = 1;
         } else if (strcmp(argv[i], "--endpoints") == 0 && i + 1 < argc) {
             endpoints = argv[++i];
         } else if (strcmp(argv[i], "--keys") == 0 && i + 1 < argc) {
@@ -158,7 +201,7 @@ int main(int argc, char **argv)
             batch = strtoull(argv[++i], NULL, 10);
         } else {
             fprintf(stderr, "usage: bench_sparse [--quick] [--seconds S] | --endpoints LIST "
-                            "--keys N [--batch B]\n");
+                            "--keys N [--batch B] [--seconds S]\n");
             return 2;
         }
     }

@@ -6,6 +6,8 @@
 # RSS growth / keys (everything: rows, FTRL state, hash index, allocator).
 # PS_CHECKPOINT_EVERY=N gives each shard a state_dir and a checkpoint every
 # N clocks (bench/run_sparse_ckpt_cost.sh compares with and without).
+# PS_STEADY_SECONDS=S then trains S seconds on the full table (pull + push
+# of known keys) and prints that phase's keys/s too (sparse_steady).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 build=${1:-build}
@@ -31,6 +33,7 @@ info() { "$BIN/ps-ctl" -s "$work/s$1.sock" --json show info; }
 for s in 0 1 2 3; do info $s > "$work/before-$s.json"; done
 mkfifo "$work/hold"
 PS_BENCH_HOLD=1 "$BIN/bench_sparse" --endpoints "$eps" --keys "$keys" --batch 100000 \
+    ${PS_STEADY_SECONDS:+--seconds "$PS_STEADY_SECONDS"} \
     < "$work/hold" > "$work/bench.out" &
 bench=$!
 pids+=($bench)
@@ -57,6 +60,9 @@ import json, sys
 w = sys.argv[1]
 bench = json.loads(open(f"{w}/bench.out").read().splitlines()[-1])
 print(json.dumps(bench))
+for line in open(f"{w}/bench.out").read().splitlines():
+    if '"sparse_steady"' in line:
+        print(line)
 try:
     ck = json.loads(open(f"{w}/ckpt.out").read())
     ck["written"] = sum(json.load(open(f"{w}/after-{s}.json")).get("checkpoints_written", 0)
