@@ -572,13 +572,14 @@ static void print_summary(launch_t *L, double wall_s)
         if (!L->wk[0].lost && L->wk[0].has_done)
             ps_event_copy_field(&sum, &L->wk[0].done, ps_event_metric_field(PS_EVAL_VAL, k));
     }
-    double sent = 0, recv = 0, samples = 0, sps = 0, rss = 0;
+    double sent = 0, recv = 0, shm = 0, samples = 0, sps = 0, rss = 0;
     int64_t lost[MAX_PROCS], restarts = 0;
     size_t n_lost = 0;
     for (int r = 0; r < L->o.workers; r++) {
         const ps_event_t *d = &L->wk[r].done;
         sent += ps_event_num(d, PS_EF_BYTES_SENT, 0);
         recv += ps_event_num(d, PS_EF_BYTES_RECEIVED, 0);
+        shm += ps_event_num(d, PS_EF_SHM_REQUESTS, 0);
         samples += ps_event_num(d, PS_EF_SAMPLES, 0);
         sps += ps_event_num(d, PS_EF_SAMPLES_PER_S, 0);
         if (ps_event_num(d, PS_EF_PEAK_RSS_BYTES, 0) > rss)
@@ -592,6 +593,7 @@ static void print_summary(launch_t *L, double wall_s)
     ps_event_set_num(&sum, PS_EF_SAMPLES_PER_S, sps);
     ps_event_set_int(&sum, PS_EF_BYTES_SENT, (int64_t)sent);
     ps_event_set_int(&sum, PS_EF_BYTES_RECEIVED, (int64_t)recv);
+    ps_event_set_int(&sum, PS_EF_SHM_REQUESTS, (int64_t)shm);
     ps_event_set_ints(&sum, PS_EF_LOST_WORKERS, lost, n_lost);
     ps_event_set_int(&sum, PS_EF_WORKER_RESTARTS, restarts);
     ps_event_set_int(&sum, PS_EF_PEAK_RSS_BYTES, (int64_t)rss);
