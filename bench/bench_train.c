@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/resource.h>
 
+#include "ps_blas.h"
 #include "ps_data.h"
 #include "ps_event.h"
 #include "ps_log.h"
@@ -169,6 +170,10 @@ int main(int argc, char **argv)
         return 2;
     }
     ps_log_init("bench", PS_LOG_ERROR);
+    /* the kernels the workers run (blas_core auto), or the baseline is the
+     * generic ones on a CPU newer than OpenBLAS (Sapphire Rapids: 2.5x
+     * slower sgemm); the workers inherit the choice */
+    ps_blas_select("bench", PS_BLAS_CORE_AUTO, argv);
     openblas_set_num_threads(1);
     /* One epoch at batch 64 is 938 steps; --quick stops after 40 (the
      * worker still reports that partial epoch). The three setups take turns
