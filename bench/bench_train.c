@@ -2,20 +2,24 @@
  *   baseline: one process, no server: the same ps_net forward/backward and
  *             the same ps_optim update code, applied in place;
  *   ps 1x1:   ps-launch with 1 shard and 1 worker (BSP);
- *   ps 1x2:   1 shard and 2 workers, the same per-worker batch (scaling).
+ *   ps 1x2:   1 shard and 2 workers, the same per-worker batch (scaling);
+ * both on the same-host path (shared regions, the default), and again over
+ * loopback TCP (same_host=no) for comparison.
  * All at per-worker batch 64, one BLAS thread per process, one epoch.
  * Samples/s of the distributed runs come from rank 0's epoch event (training
- * time only, like the baseline's). The three take turns for --rounds
+ * time only, like the baseline's). The five take turns for --rounds
  * rounds; JSON lines give the medians and their ratios, and for the
  * distributed runs the cores the whole launch kept busy and the kernel's
  * share of that CPU (loopback TCP copies: what bounds them on 2 cores).
  * Usage: bench_train [--quick] [--rounds N] [--bin-dir DIR] [--config FILE] */
 #include <cblas.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
 
+#include "ps_blas.h"
 #include "ps_data.h"
 #include "ps_event.h"
 #include "ps_log.h"
@@ -48,8 +52,8 @@ static double baseline(size_t steps, size_t batch)
         exit(1);
     }
     ps_net_init_params(m, 1);
-    ps_optim_spec_t adam = {.kind = PS_OPTIM_ADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999,
-                            .eps = 1e-8};
+    ps_optim_spec_t adam = {
+        .kind = PS_OPTIM_ADAM, .lr = 1e-3, .beta1 = 0.9, .beta2 = 0.999, .eps = 1e-8};
     ps_optim_t opt[6];
     for (uint32_t t = 0; t < 6; t++)
         ps_optim_init(&opt[t], &adam, ps_net_table_len(m, t));
@@ -96,7 +100,7 @@ typedef struct {
 /* Runs ps-launch and returns rank 0's epoch samples/s; *cpu gets what the
  * launch (servers, workers, data loading included) cost in CPU. */
 static double launch(const char *bin_dir, const char *config, int workers, long steps,
-                     launch_cpu_t *cpu)
+                     bool same_host, launch_cpu_t *cpu)
 {
     double u0, s0, u1, s1, t0 = ps_time_wall_s();
     children_cpu(&u0, &s0);
@@ -104,8 +108,8 @@ static double launch(const char *bin_dir, const char *config, int workers, long 
     snprintf(cmd, sizeof cmd,
              "%s/ps-launch --servers 1 --workers %d --config %s --set batch_size=64 "
              "--set epochs=1 --set eval_every=0 --set max_steps=%ld --set progress_every_s=0 "
-             "2>/dev/null",
-             bin_dir, workers, config, steps);
+             "--set same_host=%s 2>/dev/null",
+             bin_dir, workers, config, steps, same_host ? "yes" : "no");
     FILE *p = popen(cmd, "r");
     char line[4096];
     double rate = -1;
@@ -154,8 +158,10 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--rounds") == 0 && i + 1 < argc)
             rounds = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_train [--quick] [--rounds N] [--bin-dir DIR] [--config FILE]\n"
-                            "  N: rounds of (in-process, 1x1, 1x2), medians reported (default 3)\n");
+            fprintf(stderr,
+                    "usage: bench_train [--quick] [--rounds N] [--bin-dir DIR] [--config FILE]\n"
+                    "  N: rounds of (in-process, 1x1, 1x2, 1x1 tcp, 1x2 tcp), medians "
+                    "reported (default 3)\n");
             return 2;
         }
     }
@@ -164,24 +170,38 @@ int main(int argc, char **argv)
         return 2;
     }
     ps_log_init("bench", PS_LOG_ERROR);
+    /* the kernels the workers run (blas_core auto), or the baseline is the
+     * generic ones on a CPU newer than OpenBLAS (Sapphire Rapids: 2.5x
+     * slower sgemm); the workers inherit the choice */
+    ps_blas_select("bench", PS_BLAS_CORE_AUTO, argv);
     openblas_set_num_threads(1);
     /* One epoch at batch 64 is 938 steps; --quick stops after 40 (the
      * worker still reports that partial epoch). The three setups take turns
      * so that a shared machine's slow minutes hit all of them. */
     size_t n_steps = steps ? (size_t)steps : 938;
     double base[100], one[100], two[100], cores1[100], cores2[100], sys1[100], sys2[100];
+    double one_tcp[100], two_tcp[100], r1[100], r2[100], rt1[100], rt2[100];
     for (int r = 0; r < rounds; r++) {
-        launch_cpu_t c1, c2;
+        launch_cpu_t c1, c2, ct;
         base[r] = baseline(n_steps, 64);
-        one[r] = launch(bin_dir, config, 1, steps, &c1);
-        two[r] = launch(bin_dir, config, 2, steps, &c2);
+        one[r] = launch(bin_dir, config, 1, steps, true, &c1);
+        two[r] = launch(bin_dir, config, 2, steps, true, &c2);
+        one_tcp[r] = launch(bin_dir, config, 1, steps, false, &ct);
+        two_tcp[r] = launch(bin_dir, config, 2, steps, false, &ct);
         cores1[r] = c1.cores, sys1[r] = c1.sys, cores2[r] = c2.cores, sys2[r] = c2.sys;
-        fprintf(stderr, "bench_train: round %d: in-process %.0f, 1x1 %.0f, 1x2 %.0f samples/s\n",
-                r + 1, base[r], one[r], two[r]);
+        /* each round's own ratios too: their spread says how much the machine moved */
+        r1[r] = one[r] / base[r], r2[r] = two[r] / one[r];
+        rt1[r] = one[r] / one_tcp[r], rt2[r] = two[r] / two_tcp[r];
+        fprintf(stderr,
+                "bench_train: round %d: in-process %.0f, 1x1 %.0f (tcp %.0f), 1x2 %.0f (tcp %.0f) "
+                "samples/s; 1x1/in-process %.3f, 1x2/1x1 %.3f\n",
+                r + 1, base[r], one[r], one_tcp[r], two[r], two_tcp[r], r1[r], r2[r]);
     }
     double b = median(base, rounds), o = median(one, rounds), t = median(two, rounds);
+    double ot = median(one_tcp, rounds), tt = median(two_tcp, rounds);
     printf("{\"bench\":\"train\",\"setup\":\"in-process\",\"samples_per_s\":%.1f,\"rounds\":%d,"
-           "\"ratio\":1}\n", b, rounds);
+           "\"ratio\":1}\n",
+           b, rounds);
     /* cpu_cores: what the whole launch kept busy (of this machine's cores),
      * sys_share: how much of it the kernel took - the bound on 2 cores */
     printf("{\"bench\":\"train\",\"setup\":\"1 shard x 1 worker\",\"samples_per_s\":%.1f,"
@@ -192,5 +212,18 @@ int main(int argc, char **argv)
            "\"rounds\":%d,\"baseline\":\"1 shard x 1 worker\",\"ratio\":%.3f,\"cpu_cores\":%.2f,"
            "\"sys_share\":%.2f}\n",
            t, rounds, t / o, median(cores2, rounds), median(sys2, rounds));
+    printf("{\"bench\":\"train\",\"setup\":\"1 shard x 1 worker, tcp\",\"samples_per_s\":%.1f,"
+           "\"rounds\":%d,\"baseline\":\"in-process\",\"ratio\":%.3f,"
+           "\"shared_over_tcp\":%.3f}\n",
+           ot, rounds, ot / b, median(rt1, rounds));
+    printf("{\"bench\":\"train\",\"setup\":\"1 shard x 2 workers, tcp\",\"samples_per_s\":%.1f,"
+           "\"rounds\":%d,\"baseline\":\"1 shard x 1 worker, tcp\",\"ratio\":%.3f,"
+           "\"shared_over_tcp\":%.3f}\n",
+           tt, rounds, tt / ot, median(rt2, rounds));
+    /* the medians of each round's own ratios (interleaved: one round's runs
+     * saw the same machine) */
+    printf("{\"bench\":\"train\",\"setup\":\"per-round ratios\",\"rounds\":%d,"
+           "\"one_over_in_process\":%.3f,\"two_over_one\":%.3f}\n",
+           rounds, median(r1, rounds), median(r2, rounds));
     return 0;
 }

@@ -93,8 +93,11 @@ void ps_client_destroy(ps_client_t **cp)
     free(c->fingerprint);
     pscl_close_shards(c);
     memset(c->curve_secret, 0, sizeof c->curve_secret);
-    for (uint32_t i = 0; i < c->n_tables; i++)
+    for (uint32_t i = 0; i < c->n_tables; i++) {
         free(c->tables[i].wire);
+        free(c->tables[i].slots);
+    }
+    pscl_shm_close(c);
     free(c->tables);
     free(c->inflight);
     free(c->answers);
@@ -158,6 +161,8 @@ static int take_hello(ps_client_t *c, uint32_t s, ps_errbuf_t *err)
                           c->opts.rank, s, c->endpoints[s], c->job, (unsigned long long)a->job_id,
                           (long long)a->clock, c->endpoints[0], (unsigned long long)c->job_id,
                           (long long)c->min_clock[0]);
+    uint64_t before = atomic_load(&c->incarnation[s]);
+    pscl_shm_take_hello(c, s, a->flags, a->shm_refused, before && before != a->incarnation);
     atomic_store(&c->incarnation[s], a->incarnation);
     c->min_clock[s] = a->clock;
     c->max_clock[s] = a->max_clock;
@@ -181,6 +186,8 @@ static void send_hello(ps_client_t *c, uint32_t s, uint32_t flags)
     h.fingerprint = c->fingerprint;
     h.loss_scale = c->opts.loss_scale;
     h.loss_scale_window = (uint64_t)c->opts.loss_scale_window;
+    Ps__ShmOffer offer;
+    pscl_shm_offer(c, s, &h, &offer);
     int rc;
     pscl_send(c, s, &h, NULL, NULL, 0, NULL, 0, 0, &rc);
 }
@@ -525,9 +532,10 @@ static int send_table_op(ps_client_t *c, int op, uint32_t id, int64_t clock, uin
         h.n_elems = ch.len;
         h.n_samples = n_samples;
         h.grad_scale = grad_scale;
+        const void *vals = wire ? (const char *)wire + ch.offset * dsize : NULL;
+        pscl_shm_prepare(c, ch.shard, t, &h, vals, ch.len, params != NULL);
         int rc;
-        if (!pscl_send(c, ch.shard, &h, NULL, wire ? (const char *)wire + ch.offset * dsize : NULL,
-                       ch.len, params, ch.offset, ch.len, &rc))
+        if (!pscl_send(c, ch.shard, &h, NULL, vals, ch.len, params, ch.offset, ch.len, &rc))
             return rc;
     }
     return PS_OK;

@@ -94,6 +94,17 @@ uint32_t ps_client_n_shards(const ps_client_t *c);
  * connecting. PS_EINVAL once a HELLO was sent. */
 int ps_client_set_fingerprint(ps_client_t *c, const char *fingerprint);
 
+/* The same-host data path (on unless turned off here, before the first
+ * ps_client_hello; PS_EINVAL after it): at HELLO the client offers each
+ * shard a shared memory region, and a shard on the same host, boot and
+ * pid namespace, running as the same user, maps it; dense pushes and
+ * pulls to that shard then move their values through the region and send
+ * only their headers. Every other shard, and every request that cannot
+ * use the region, goes over TCP as before. */
+int ps_client_set_same_host(ps_client_t *c, bool on);
+/* Dense data requests whose values went through a shared region. */
+uint64_t ps_client_shm_requests(const ps_client_t *c);
+
 /* Joins (or rejoins) the job on every shard: shard 0 first (it creates the
  * job, with an id, or says which one it holds), then the others with that
  * id, so shards that hold different jobs of one name are refused, naming

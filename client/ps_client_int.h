@@ -13,6 +13,7 @@
 
 #include "ps_client.h"
 #include "ps_optim_spec.h"
+#include "ps_shm.h"
 #include "ps_wire.h"
 
 #define PSCL_MAX_SHARDS 1024
@@ -23,12 +24,35 @@
 /* A HELLO not answered this long is sent again (see hello_shards). */
 #define PSCL_HELLO_ATTEMPT_MS 2000
 
+/* A chunk's two slots in its shard's shared region: the values a push
+ * leaves there and the values its reply brings. A slot is busy from the
+ * send of a request that uses it until the reply to that very request
+ * (PS_FLAG_SHM) arrives, so the worker never rewrites what the shard may
+ * still read and the shard never writes what the worker is reading; while
+ * busy, other requests of the chunk go over TCP. */
+typedef struct {
+    uint64_t push_off, pull_off;   /* byte offsets in the region; 0: none */
+    uint64_t push_busy, pull_busy; /* the request id holding the slot, 0: free */
+} pscl_slot_t;
+
 typedef struct {
     char name[64];
-    uint64_t n_elems; /* dense: the whole table; sparse: floats per row */
-    int defined;      /* 0 no, 1 dense, 2 sparse */
-    uint16_t *wire;   /* n_elems half values being sent (F16/BF16 clients) */
+    uint64_t n_elems;   /* dense: the whole table; sparse: floats per row */
+    int defined;        /* 0 no, 1 dense, 2 sparse */
+    uint16_t *wire;     /* n_elems half values being sent (F16/BF16 clients) */
+    pscl_slot_t *slots; /* per chunk, made at its first request on a shared region */
+    uint32_t n_slots;
 } pscl_table_t;
+
+/* The same-host path to one shard (ps_client_shm.c). */
+typedef struct {
+    int fd;               /* the region's memfd, -1 if none */
+    void *base;           /* its mapping here */
+    uint64_t bytes, used; /* slots are cut from [PS_SHM_HEADER_BYTES, used) */
+    uint64_t nonce;       /* in the region's header and the offer */
+    bool accepted;        /* the shard's last HELLO reply mapped it */
+    bool answered;        /* a HELLO reply came (its verdict was logged) */
+} pscl_shm_t;
 
 /* One request waiting for its reply. */
 typedef struct {
@@ -66,7 +90,8 @@ typedef struct {
     size_t n_checkpoints;
     double loss_scale;
     uint64_t scale_window, scale_good, scale_skipped;
-    char *message; /* admin replies (STATS): the document, malloc'd */
+    char *message;         /* admin replies (STATS): the document, malloc'd */
+    char shm_refused[256]; /* HELLO: why the shard did not map our region */
 } pscl_answer_t;
 
 /* A sparse request's keys grouped by shard: shard s's keys are
@@ -111,7 +136,11 @@ struct ps_client {
     uint32_t *handshake_breaks; /* per shard: handshakes broken off since its last reply */
     pscl_stage_t *stages;       /* [0, n_stages_used) belong to sparse ops in flight */
     size_t n_stages_used, cap_stages;
-    int64_t last_log_ms; /* the wait loop's last "still waiting" line */
+    int64_t last_log_ms;    /* the wait loop's last "still waiting" line */
+    bool shm_off;           /* ps_client_set_same_host(c, false): TCP only */
+    pscl_shm_t *shm;        /* per shard */
+    ps_shm_host_t shm_host; /* what the offers say of this host (their strings point here) */
+    uint64_t shm_requests;  /* data requests whose values went through a region */
     /* shared with the heartbeat thread */
     pthread_t heartbeat_thread;
     int has_heartbeat;
@@ -155,6 +184,33 @@ int pscl_wait(ps_client_t *c, uint32_t table, ps_errbuf_t *err);
 /* Sends op (no values) to every shard and waits for every reply. */
 int pscl_broadcast(ps_client_t *c, int op, ps_errbuf_t *err);
 pscl_table_t *pscl_table(ps_client_t *c, uint32_t id);
+
+/* ---- the same-host path (ps_client_shm.c) ---- */
+
+/* Puts shard s's region offer into HELLO header h (o is its storage),
+ * making the region at the first call; nothing if the path is off or no
+ * region can be made (logged once). */
+void pscl_shm_offer(ps_client_t *c, uint32_t s, Ps__Header *h, Ps__ShmOffer *o);
+/* Takes shard s's HELLO answer: whether it mapped the region (a refusal
+ * is logged once with the shard's reason). A shard of a new incarnation
+ * is a new process: every slot busy with its predecessor is free. */
+void pscl_shm_take_hello(ps_client_t *c, uint32_t s, uint32_t flags, const char *refused,
+                         bool new_incarnation);
+/* Moves data request h (chunk of table t, values n elements or NULL,
+ * with_reply: it expects values back) onto shard s's region if both of
+ * the chunk's slots it needs are free: the values are copied into the
+ * push slot, PS_FLAG_SHM and the offsets set in h, the slots marked busy
+ * with h's request id. Otherwise h is left as it is (TCP). */
+void pscl_shm_prepare(ps_client_t *c, uint32_t s, pscl_table_t *t, Ps__Header *h,
+                      const void *values, uint64_t n, bool with_reply);
+/* The values a PS_FLAG_SHM_VALUES reply h (to request f) left in the
+ * region, or NULL if the reply's slot is not the one f holds. */
+const void *pscl_shm_reply_values(ps_client_t *c, const pscl_inflight_t *f, const Ps__Header *h);
+/* Reply h from shard s answers a request that used the region: frees the
+ * slots that request held (a late reply too). */
+void pscl_shm_release(ps_client_t *c, const Ps__Header *h);
+/* Unmaps and closes every region. */
+void pscl_shm_close(ps_client_t *c);
 
 /* ---- heartbeats (ps_heartbeat.c) ---- */
 

@@ -92,11 +92,14 @@ static int send_zero_copy(ps_client_t *c, void *sock, const void *buf, size_t by
 }
 
 /* The frames of every request: header, then (sparse ops) h->n_elems keys,
- * then n_values values of the header's dtype; keys and values zero-copy. */
+ * then n_values values of the header's dtype; keys and values zero-copy.
+ * A push whose values are in the shared region sends only its header. */
 static int send_frames(ps_client_t *c, uint32_t shard, Ps__Header *h, const uint64_t *keys,
                        const void *values, uint64_t n_values)
 {
     void *s = c->socks[shard];
+    if ((h->flags & PS_FLAG_SHM) && h->shm_offset)
+        values = NULL;
     h->incarnation = atomic_load(&c->incarnation[shard]);
     int n = ps_wire_send_header(s, h, keys || values);
     if (n < 0)
@@ -138,7 +141,8 @@ static int resend(ps_client_t *c, pscl_inflight_t *f)
     h.table_id = f->table_id;
     h.chunk = f->chunk;
     h.clock = f->clock;
-    h.flags = f->flags;
+    /* over TCP: the first attempt keeps the region's slots (ps_client_shm.c) */
+    h.flags = f->flags & ~PS_FLAG_SHM;
     h.offset = f->keys ? 0 : f->offset;
     h.n_elems = f->len;
     h.n_samples = f->n_samples;
@@ -197,6 +201,7 @@ static void keep_answer(ps_client_t *c, const pscl_inflight_t *f, const Ps__Head
                          .scale_good = h->scale_good_steps,
                          .scale_skipped = h->scale_skipped};
     snprintf(a->text, sizeof a->text, "%s", h->status && h->message ? h->message : "");
+    snprintf(a->shm_refused, sizeof a->shm_refused, "%s", h->shm_refused ? h->shm_refused : "");
     a->n_checkpoints = h->n_checkpoints;
     a->checkpoints = ps_xmalloc((h->n_checkpoints ? h->n_checkpoints : 1) * sizeof(int64_t));
     if (h->n_checkpoints)
@@ -219,10 +224,16 @@ static int take_values(ps_client_t *c, const pscl_inflight_t *f, const Ps__Heade
             memcpy(f->dst + f->scatter[i] * f->dim, rows + i * row, row);
         return PS_OK;
     }
+    const void *src = m->n_parts == 2 ? zmq_msg_data(&m->parts[1]) : NULL;
+    if (h->flags & PS_FLAG_SHM_VALUES) {
+        src = pscl_shm_reply_values(c, f, h);
+        bytes = src && m->n_parts == 1 ? f->len * ps_dtype_size(c->opts.dtype) : 0;
+        c->bytes_received += bytes; /* moved, by whichever path */
+    }
     if (h->offset != f->offset || h->n_elems != f->len || h->dtype != (Ps__DType)c->opts.dtype ||
         bytes != f->len * ps_dtype_size(c->opts.dtype))
         return describe(c, err, f, PS_EPROTO, "reply does not carry the slice asked for");
-    return ps_wire_decode(h->dtype, zmq_msg_data(&m->parts[1]), f->dst + f->offset, f->len, 1.0f);
+    return ps_wire_decode(h->dtype, src, f->dst + f->offset, f->len, 1.0f);
 }
 
 /* Handles one reply from shard (*none: there was none queued); PS_OK or an
@@ -260,9 +271,10 @@ static int take_reply(ps_client_t *c, uint32_t shard, bool *none, ps_errbuf_t *e
         rc = take_values(c, f, h, &m, err);
     }
     if (f) {
-        c->reply_flags |= h->flags;
+        c->reply_flags |= h->flags & ~(PS_FLAG_SHM | PS_FLAG_SHM_VALUES);
         *f = c->inflight[--c->n_inflight];
     }
+    pscl_shm_release(c, h); /* after its values were taken */
     ps__header__free_unpacked(h, NULL);
     ps_wire_msg_close(&m);
     return rc;

@@ -2,6 +2,7 @@
 #include "ps_proc.h"
 
 #include <dirent.h>
+#include <malloc.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
@@ -14,6 +15,16 @@ void ps_proc_on_stop(void (*on_stop)(int))
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+}
+
+void ps_proc_keep_buffers(void)
+{
+    /* measured (1 shard x 1 worker, 600 steps over TCP): 73.7k page faults
+     * per job before, 24.0k after, the data set's own pages being most of
+     * what is left; 32 MiB and 256 MiB leave bigger blocks (a table's
+     * whole buffers, a checkpoint) to mmap and give big heaps back */
+    mallopt(M_MMAP_THRESHOLD, 32 << 20);
+    mallopt(M_TRIM_THRESHOLD, 256 << 20);
 }
 
 void ps_proc_on_reload(void (*on_reload)(int))

@@ -8,6 +8,13 @@ void ps_proc_on_stop(void (*on_stop)(int));
 /* Routes SIGHUP to on_reload (which should only set a flag). */
 void ps_proc_on_reload(void (*on_reload)(int));
 
+/* Keeps freed message buffers in the process for the next ones: glibc's
+ * defaults hand blocks of more than 128 KiB (and a heap top of more than
+ * twice that) back to the kernel when freed, so the chunk-sized frames a
+ * training step allocates and frees (about 128 KiB to 1 MiB each, every
+ * step) were faulted in again at every step. Call once at start, before
+ * threads; process-wide (never from the client library). */
+void ps_proc_keep_buffers(void);
 /* Raises the soft limit on open descriptors to the hard one (a daemon
  * with many peers should not hit 1024 first); returns the limit in force. */
 long ps_proc_raise_fd_limit(void);

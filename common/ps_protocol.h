@@ -14,6 +14,12 @@
 #define PS_FLAG_NO_CREATE 0x8u      /* SPARSE_PULL: do not store rows of unseen keys */
 #define PS_FLAG_NEW_JOB 0x10u       /* HELLO: the job is new (clock 0 on shard 0): create it here */
 #define PS_FLAG_FRESH 0x20u         /* HELLO reply: the job has made no progress on this shard */
+/* HELLO reply: the shard mapped the worker's shared region. Data request:
+ * its values (push) are in the region, its reply's values may go there.
+ * Reply: answers a request that used the region (whose slots are then
+ * free again). */
+#define PS_FLAG_SHM 0x40u
+#define PS_FLAG_SHM_VALUES 0x80u /* reply: its values are in the region, no values frame */
 
 /* Header.dtype: the type of the values on the wire (ps.DType). */
 #define PS_DTYPE_F32 0

@@ -39,6 +39,7 @@ int main(int argc, char **argv)
         fprintf(stderr, "ps-server: cannot open log file '%s'\n", cfg.log_file);
         return EX_CANTCREAT;
     }
+    ps_proc_keep_buffers();
     ps_proc_on_stop(on_signal);
     ps_proc_on_reload(on_hangup);
     ps_server_watch_stop(&stop_signal);

@@ -178,6 +178,8 @@ void psrv_handle(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
     }
     if (rep)
         psrv_reply_send(srv, &rq, rep);
+    if (rq.has_shm_values)
+        zmq_msg_close(&rq.shm_values);
     if (rq.hdr)
         ps__header__free_unpacked(rq.hdr, NULL);
 }

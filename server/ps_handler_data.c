@@ -11,14 +11,17 @@
 #include "ps_jobs.h"
 #include "ps_log.h"
 #include "ps_name.h"
+#include "ps_regions.h"
 #include "ps_reply.h"
 #include "ps_request.h"
 #include "ps_shardmap.h"
 #include "ps_snapshot.h"
 #include "ps_time.h"
 
-/* Parks rq's pull of clock and answers what is ready (this one, maybe). */
-static ps_pull_t *park(psrv_request_t *rq, ps_job_t *job, int64_t clock, uint32_t reply_flags)
+/* Parks rq's pull of clock and answers what is ready (this one, maybe);
+ * region: where its reply's values go (NULL: over TCP). */
+static ps_pull_t *park(psrv_request_t *rq, ps_job_t *job, int64_t clock, uint32_t reply_flags,
+                       const psrv_region_t *region)
 {
     const Ps__Header *h = rq->hdr;
     ps_pull_t *p = ps_pending_park(ps_job_pending(job), &rq->msg->parts[0]);
@@ -31,7 +34,51 @@ static ps_pull_t *park(psrv_request_t *rq, ps_job_t *job, int64_t clock, uint32_
     p->dtype = h->dtype;
     p->clock = clock;
     p->recv_ns = rq->recv_ns;
+    if (region) {
+        p->region_id = region->id;
+        p->shm_offset = h->shm_reply_offset;
+        p->reply_flags |= PS_FLAG_SHM;
+    }
     return p;
+}
+
+/* A request that uses its worker's shared region (PS_FLAG_SHM): the
+ * region, with the push's values copied out of it into rq->values (its
+ * frame, as if they had come over TCP: nothing the worker does to the
+ * region later can change what is checked and applied) and the reply's
+ * place in it checked. NULL with the error reply set if it cannot. */
+static const psrv_region_t *shm_request(ps_server_t *srv, psrv_request_t *rq, ps_job_t *job,
+                                        const ps_table_t *t)
+{
+    const Ps__Header *h = rq->hdr;
+    const psrv_region_t *r =
+        psrv_regions_find(srv, ps_job_name(job), h->rank, h->worker_incarnation);
+    if (!r)
+        return psrv_fail(rq, PS_EPROTO,
+                         "worker %u: %s names a shared region this shard has not mapped for it",
+                         h->rank, ps_op_name(h->op)),
+               NULL;
+    uint64_t bytes = ps_table_len(t) * ps_dtype_size(h->dtype);
+    bool push = h->op != PS__OP__PULL && !(h->flags & PS_FLAG_SKIP);
+    const void *src = push ? psrv_region_at(r, h->shm_offset, bytes) : NULL;
+    if ((push && (!src || rq->values)) ||
+        (h->op != PS__OP__PUSH && !psrv_region_at(r, h->shm_reply_offset, bytes)))
+        return psrv_fail(rq, PS_ERANGE,
+                         "worker %u: %s of table '%s': shared region offsets %llu / %llu for "
+                         "%llu bytes are outside its region (or a values frame came too)",
+                         h->rank, ps_op_name(h->op), ps_table_name(t),
+                         (unsigned long long)h->shm_offset, (unsigned long long)h->shm_reply_offset,
+                         (unsigned long long)bytes),
+               NULL;
+    if (push) {
+        zmq_msg_init_size(&rq->shm_values, bytes);
+        memcpy(zmq_msg_data(&rq->shm_values), src, bytes);
+        rq->has_shm_values = true;
+        rq->values = &rq->shm_values;
+        srv->stats.bytes_in += bytes; /* moved, by whichever path */
+    }
+    srv->stats.shm_requests++;
+    return r;
 }
 
 /* INIT_TABLE of a sparse table: every shard holds the keys that hash to it,
@@ -234,6 +281,9 @@ psrv_reply_t *psrv_handle_push_pull(ps_server_t *srv, psrv_request_t *rq)
         return &rq->reply;
     int64_t pull_clock = h->clock;
     uint32_t reply_flags = 0;
+    const psrv_region_t *region = NULL;
+    if ((h->flags & PS_FLAG_SHM) && !(region = shm_request(srv, rq, job, t)))
+        return &rq->reply;
     if (h->op != PS__OP__PULL) {
         psrv_reply_t *bad = take_push(srv, rq, job, t, &reply_flags);
         if (bad)
@@ -254,7 +304,7 @@ psrv_reply_t *psrv_handle_push_pull(ps_server_t *srv, psrv_request_t *rq)
     char why[512];
     if (psrv_jobs_world_problem(srv, job, why, sizeof why))
         return psrv_fail(rq, PS_EWORLD, "%s", why);
-    park(rq, job, pull_clock, reply_flags);
+    park(rq, job, pull_clock, reply_flags, region);
     psrv_jobs_serve(srv, job);
     return NULL;
 }
@@ -361,7 +411,7 @@ psrv_reply_t *psrv_handle_sparse(ps_server_t *srv, psrv_request_t *rq)
     if (push)
         return sparse_push(srv, rq, job, t);
     /* a pull: parked with an aligned copy of its keys until the clock allows */
-    ps_pull_t *p = park(rq, job, h->clock, 0);
+    ps_pull_t *p = park(rq, job, h->clock, 0, NULL);
     p->sparse = true;
     zmq_msg_t *keys = &rq->msg->parts[2];
     zmq_msg_close(&p->keys);

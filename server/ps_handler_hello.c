@@ -16,6 +16,7 @@
 #include "ps_jobs.h"
 #include "ps_log.h"
 #include "ps_name.h"
+#include "ps_regions.h"
 #include "ps_reply.h"
 #include "ps_snapshot.h"
 #include "ps_time.h"
@@ -185,5 +186,7 @@ psrv_reply_t *psrv_handle_hello(ps_server_t *srv, psrv_request_t *rq)
     ps_log(PS_LOG_INFO, "job '%s': worker %u %s from '%s' at clock %lld", ps_job_name(job), h->rank,
            rejoin ? "rejoined" : "joined", ps_job_rank(job, h->rank)->peer,
            (long long)ps_job_rank_resume_clock(job, h->rank));
-    return welcome(srv, rq, job);
+    psrv_reply_t *rep = welcome(srv, rq, job);
+    psrv_regions_hello(srv, job, h, rep);
+    return rep;
 }

@@ -26,6 +26,8 @@ typedef struct {
     int64_t clock;        /* the clock to read */
     bool sparse;          /* a SPARSE_PULL (its keys may be none: it waits for the clock) */
     zmq_msg_t keys;       /* SPARSE_PULL: an aligned copy of the keys; empty for dense */
+    uint64_t region_id;   /* the reply's values go to this shared region (0: none)... */
+    uint64_t shm_offset;  /* ...at this byte offset, if it is still mapped */
 } ps_pull_t;
 
 typedef struct {

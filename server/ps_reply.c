@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "ps_log.h"
+#include "ps_regions.h"
 #include "ps_time.h"
 
 const char *psrv_request_peer(const psrv_request_t *rq)
@@ -53,6 +54,11 @@ static void header_from(Ps__Header *rep, const Ps__Header *req)
 void psrv_reply_init(psrv_request_t *rq)
 {
     header_from(&rq->reply.hdr, rq->hdr);
+    /* a reply to a request that used the shared region says so, errors
+     * too: the worker's slots are free once it arrives */
+    int op = rq->hdr ? rq->hdr->op : 0;
+    if (op == PS__OP__PULL || op == PS__OP__PUSH || op == PS__OP__PUSH_PULL)
+        rq->reply.hdr.flags = rq->hdr->flags & PS_FLAG_SHM;
     rq->reply.message[0] = '\0';
     rq->reply.document = NULL;
     rq->reply.clocks = NULL;
@@ -122,6 +128,25 @@ static void pull_header(Ps__Header *rep, const ps_pull_t *p, int op)
     rep->clock = p->clock;
 }
 
+/* The values of pull p written into its worker's shared region, then the
+ * header alone sent: false (nothing sent) if the region is gone (the
+ * reply then goes over TCP, still marked PS_FLAG_SHM). The worker reads
+ * the slot only after this header, and sends no request that may write it
+ * before it has read it. */
+static bool reply_in_region(ps_server_t *srv, ps_pull_t *p, ps_table_t *t, Ps__Header *rep)
+{
+    const psrv_region_t *r = psrv_regions_get(srv, p->region_id);
+    uint64_t len = ps_table_len(t);
+    void *dst = r ? psrv_region_at(r, p->shm_offset, len * ps_dtype_size(p->dtype)) : NULL;
+    if (!dst || ps_wire_encode(p->dtype, ps_table_params(t), dst, len, 1.0f) != PS_OK)
+        return false;
+    rep->flags |= PS_FLAG_SHM_VALUES;
+    psrv_send(srv, &p->identity, rep, NULL);
+    srv->stats.bytes_out += len * ps_dtype_size(p->dtype); /* moved, by whichever path */
+    ps_hist_observe(&srv->stats.pull_latency, ps_time_ns() - p->recv_ns);
+    return true;
+}
+
 void psrv_reply_params(ps_server_t *srv, ps_pull_t *p, ps_table_t *t)
 {
     Ps__Header rep;
@@ -132,6 +157,8 @@ void psrv_reply_params(ps_server_t *srv, ps_pull_t *p, ps_table_t *t)
         rep.flags |= PS_FLAG_SKIPPED;
     rep.offset = ps_table_offset(t);
     rep.n_elems = ps_table_len(t);
+    if (p->region_id && reply_in_region(srv, p, t, &rep))
+        return;
     zmq_msg_t vals;
     /* fp32 goes out as the table's own buffer: no copy, no allocation */
     int rc = p->dtype == PS__DTYPE__F32 ? ps_table_lend_params(t, &vals) : PS_EINVAL;
@@ -175,6 +202,7 @@ void psrv_reply_pull_error(ps_server_t *srv, ps_pull_t *p, int code, const char 
 {
     Ps__Header rep;
     pull_header(&rep, p, PS__OP__PULL);
+    rep.flags = p->reply_flags & PS_FLAG_SHM;
     rep.status = code;
     rep.message = (char *)message;
     psrv_send(srv, &p->identity, &rep, NULL);

@@ -22,6 +22,7 @@
 #include "ps_jobs.h"
 #include "ps_log.h"
 #include "ps_proc.h"
+#include "ps_regions.h"
 #include "ps_replica.h"
 #include "ps_replica_store.h"
 #include "ps_name.h"
@@ -327,6 +328,7 @@ void ps_server_destroy(ps_server_t **srvp)
     psrv_replica_store_stop(&srv->replica_store);
     ps_statsd_stop(&srv->statsd);
     psrv_jobs_free_all(srv);
+    psrv_regions_fini(srv);
     for (size_t i = 0; i < srv->n_held; i++)
         ps_wire_msg_close(&srv->held[i]);
     free(srv->held);
@@ -415,6 +417,7 @@ static void server_cron(ps_server_t *srv, notify_t *n)
     psrv_snapshot_reap(srv, false);
     take_actions(srv);
     psrv_jobs_sweep(srv);
+    psrv_regions_sweep(srv);
     if (atomic_exchange(&srv->save_requested, 0))
         psrv_snapshot_all(srv);
     psrv_stats_publish(srv);

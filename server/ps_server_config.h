@@ -43,6 +43,7 @@ typedef struct {
     char curve_secret_file[PS_OPT_STR_MAX];
     char allow_file[PS_OPT_STR_MAX];
     bool insecure;
+    bool same_host;
     int64_t max_table_elems;
     int64_t max_request_keys;
     int64_t max_sparse_keys;

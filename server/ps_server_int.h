@@ -33,9 +33,11 @@ typedef struct {
 /* The request being handled: its frames, its parsed header, and the reply
  * its handler returns. */
 typedef struct {
-    ps_wire_msg_t *msg; /* [identity][header][keys][values] */
-    Ps__Header *hdr;    /* NULL if the header frame did not parse */
-    zmq_msg_t *values;  /* the values frame, NULL if none */
+    ps_wire_msg_t *msg;   /* [identity][header][keys][values] */
+    Ps__Header *hdr;      /* NULL if the header frame did not parse */
+    zmq_msg_t *values;    /* the values frame, NULL if none (or shm_values) */
+    zmq_msg_t shm_values; /* a copy of values a worker left in its shared region */
+    bool has_shm_values;
     int64_t recv_ns;
     psrv_reply_t reply;
 } psrv_request_t;
@@ -92,6 +94,9 @@ struct ps_server {
     int64_t ckpt_listed_ms;                   /* when show checkpoints last listed state_dir */
     ps_wire_msg_t *held;                      /* requests that came during a new machine's fetch */
     size_t n_held;
+    struct psrv_region *regions; /* same-host workers' shared regions (ps_regions) */
+    size_t n_regions, cap_regions;
+    uint64_t last_region_id;
 };
 
 #endif

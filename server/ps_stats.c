@@ -112,6 +112,13 @@ static void doc_requests(ps_doc_t *d, const ps_server_stats_t *st)
                COUNTER("ps_received_bytes_total", "Bytes received in requests."));
     ps_doc_int(d, "bytes_sent", (int64_t)st->bytes_out,
                COUNTER("ps_sent_bytes_total", "Bytes sent in replies."));
+    ps_doc_int(d, "shm_regions", (int64_t)st->shm_regions,
+               GAUGE("ps_shm_regions", "Same-host workers' shared regions mapped."));
+    ps_doc_int(d, "shm_requests", (int64_t)st->shm_requests,
+               COUNTER("ps_shm_requests_total",
+                       "Data requests whose values went through a shared region."));
+    ps_doc_int(d, "shm_refused", (int64_t)st->shm_refused,
+               COUNTER("ps_shm_refused_total", "Shared region offers not mapped."));
 }
 
 static void doc_errors(ps_doc_t *d, const ps_server_stats_t *st)

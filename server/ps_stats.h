@@ -37,6 +37,9 @@ typedef struct {
     int64_t replica_fetch_ms;
     char replica_error[512]; /* why the latest replica was refused; "" once one is stored */
     ps_hist_t push_latency, pull_latency;
+    uint64_t shm_regions;  /* shared regions mapped now (gauge) */
+    uint64_t shm_requests; /* data requests whose values came or went through one */
+    uint64_t shm_refused;  /* region offers not mapped (another host, user, a bad region) */
 } ps_server_stats_t;
 
 /* Counts one observation of ns nanoseconds. */

@@ -7,6 +7,7 @@
 #include <ftw.h>
 #include <limits.h>
 #include <poll.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,8 +42,12 @@ typedef struct {
 
 #define O launch_opts_t
 static const ps_opt_t launch_opts[] = {
-    PS_OPT_INT("servers", O, servers, "2", 1, MAX_PROCS, "server shards"),
-    PS_OPT_INT("workers", O, workers, "2", 1, MAX_PROCS, "workers"),
+    PS_OPT_INT("servers", O, servers, "0", 0, MAX_PROCS,
+               "server shards; 0 = one per 8 cores this process may use, at least 1 (on one "
+               "host the shards and workers share memory rather than TCP)"),
+    PS_OPT_INT("workers", O, workers, "0", 0, MAX_PROCS,
+               "workers; 0 = one per core this process may use (the global batch is workers x "
+               "batch_size)"),
     PS_OPT_STR("config", O, config, "", "the job's worker config (see ps-worker --help)"),
     PS_OPT_LIST("set", O, sets, "KEY=VALUE: override a worker option"),
     PS_OPT_STR("server_config", O, server_config, "", "config file for every server"),
@@ -572,13 +577,14 @@ static void print_summary(launch_t *L, double wall_s)
         if (!L->wk[0].lost && L->wk[0].has_done)
             ps_event_copy_field(&sum, &L->wk[0].done, ps_event_metric_field(PS_EVAL_VAL, k));
     }
-    double sent = 0, recv = 0, samples = 0, sps = 0, rss = 0;
+    double sent = 0, recv = 0, shm = 0, samples = 0, sps = 0, rss = 0;
     int64_t lost[MAX_PROCS], restarts = 0;
     size_t n_lost = 0;
     for (int r = 0; r < L->o.workers; r++) {
         const ps_event_t *d = &L->wk[r].done;
         sent += ps_event_num(d, PS_EF_BYTES_SENT, 0);
         recv += ps_event_num(d, PS_EF_BYTES_RECEIVED, 0);
+        shm += ps_event_num(d, PS_EF_SHM_REQUESTS, 0);
         samples += ps_event_num(d, PS_EF_SAMPLES, 0);
         sps += ps_event_num(d, PS_EF_SAMPLES_PER_S, 0);
         if (ps_event_num(d, PS_EF_PEAK_RSS_BYTES, 0) > rss)
@@ -592,6 +598,7 @@ static void print_summary(launch_t *L, double wall_s)
     ps_event_set_num(&sum, PS_EF_SAMPLES_PER_S, sps);
     ps_event_set_int(&sum, PS_EF_BYTES_SENT, (int64_t)sent);
     ps_event_set_int(&sum, PS_EF_BYTES_RECEIVED, (int64_t)recv);
+    ps_event_set_int(&sum, PS_EF_SHM_REQUESTS, (int64_t)shm);
     ps_event_set_ints(&sum, PS_EF_LOST_WORKERS, lost, n_lost);
     ps_event_set_int(&sum, PS_EF_WORKER_RESTARTS, restarts);
     ps_event_set_int(&sum, PS_EF_PEAK_RSS_BYTES, (int64_t)rss);
@@ -643,6 +650,28 @@ static int stop_everything(launch_t *L, int rc)
     return rc;
 }
 
+/* --servers / --workers 0: a layout for the cores we may run on. Workers
+ * do the arithmetic, one per core; a shard on the same-host path costs a
+ * fraction of one (bench/README.md: a 2-core host trains fastest as
+ * 1 shard x 2 workers), so one shard per 8 cores. Said in one line. */
+static void pick_layout(launch_opts_t *o)
+{
+    if (o->servers && o->workers)
+        return;
+    cpu_set_t set;
+    long cores = sched_getaffinity(0, sizeof set, &set) == 0 ? CPU_COUNT(&set) : 0;
+    if (cores < 1)
+        cores = sysconf(_SC_NPROCESSORS_ONLN) > 0 ? sysconf(_SC_NPROCESSORS_ONLN) : 1;
+    if (!o->servers)
+        o->servers = (cores + 7) / 8;
+    if (!o->workers)
+        o->workers = cores < MAX_PROCS ? cores : MAX_PROCS;
+    ps_log(PS_LOG_INFO,
+           "layout: %lld shard(s) x %lld worker(s) for the %ld cores here (auto; "
+           "--servers and --workers choose)",
+           (long long)o->servers, (long long)o->workers, cores);
+}
+
 int main(int argc, char **argv)
 {
     static launch_t L;
@@ -670,6 +699,7 @@ int main(int argc, char **argv)
     }
     if (!*L.o.bin_dir)
         ps_child_bin_dir(L.o.bin_dir, sizeof L.o.bin_dir);
+    pick_layout(&L.o);
     ps_proc_on_stop(on_signal);
     const char *tmp = getenv("TMPDIR");
     snprintf(L.state_dir, sizeof L.state_dir, "%s/ps-launch.XXXXXX", tmp && *tmp ? tmp : "/tmp");

@@ -61,6 +61,7 @@ int main(int argc, char **argv)
     }
     ps_log_init("ps-worker", (ps_log_level_t)cfg.log_level);
     ps_blas_select("worker", (ps_blas_core_t)cfg.blas_core, argv);
+    ps_proc_keep_buffers();
     ps_proc_on_stop(on_signal);
     openblas_set_num_threads((int)cfg.blas_threads);
     ps_log(PS_LOG_INFO, "worker %lld of %lld: OpenBLAS core '%s', %lld thread(s)",

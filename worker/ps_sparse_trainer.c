@@ -442,6 +442,7 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
     tr->client = ps_client_new(c->servers, &co, err);
     if (!tr->client)
         return PS_EINVAL;
+    ps_client_set_same_host(tr->client, c->same_host);
     for (int tries = 1;; tries++) {
         rc = join(tr, tries > 1, err);
         if (!ps_worker_recoverable(rc) || tries == 100)
@@ -741,6 +742,7 @@ static int finish(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
     ps_event_set_num(&done, PS_EF_SAMPLES_PER_S, wall > 0 ? (double)tr->samples / wall : 0);
     ps_event_set_int(&done, PS_EF_BYTES_SENT, (int64_t)ps_client_bytes_sent(tr->client));
     ps_event_set_int(&done, PS_EF_BYTES_RECEIVED, (int64_t)ps_client_bytes_received(tr->client));
+    ps_event_set_int(&done, PS_EF_SHM_REQUESTS, (int64_t)ps_client_shm_requests(tr->client));
     ps_event_set_int(&done, PS_EF_KEYS_PULLED, (int64_t)tr->keys_pulled);
     if (tr->stream) {
         int64_t rchar, read_bytes;

@@ -172,6 +172,7 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     tr->client = ps_client_new(c->servers, &co, err);
     if (!tr->client)
         return PS_EINVAL;
+    ps_client_set_same_host(tr->client, c->same_host);
     for (int tries = 1;; tries++) {
         rc = join(tr, tries > 1, err);
         if (!ps_worker_recoverable(rc) || tries == 100)

@@ -105,6 +105,10 @@ static const ps_opt_t worker_opts[] = {
                "fail a wait at once when a shard answers no heartbeat this long; 0 = off"),
     PS_OPT_INT("request_retries", W, request_retries, "2", 0, 100,
                "resends of a request whose deadline passed (each waits twice as long)"),
+    PS_OPT_BOOL("same_host", W, same_host, "yes",
+                "offer each shard a shared memory region at HELLO: a shard on this host (same "
+                "boot, pid namespace and user) then takes dense pushes and pulls through it "
+                "instead of TCP; no = TCP only"),
     PS_OPT_STR("stats_socket", W, stats_socket, "",
                "UNIX stats socket path (ps-ctl -s PATH show info); empty = none"),
     PS_OPT_INT("eval_every_steps", W, eval_every_steps, "0", 0, 1000000000,

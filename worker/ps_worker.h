@@ -99,6 +99,7 @@ typedef struct {
     int64_t heartbeat_ms;
     int64_t server_timeout_ms;
     int64_t request_retries;
+    bool same_host;
     char stats_socket[PS_OPT_STR_MAX];
     int64_t hash_bits; /* libsvm: feature indices hashed into this many bits */
     int64_t fm_dim;    /* fm: factor dimension k */

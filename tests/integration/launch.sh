@@ -55,3 +55,13 @@ check "$rc != 0"
 grep -q "launch: no model: '$WORK/r0lost/model.json' is missing (worker 0, which saves it, was lost)" \
     "$WORK/r0lost.log" || fail "the missing model is not named"
 pass "rank 0 lost under ASP with --save-model: exit $rc, $(grep -o 'no model: .*' "$WORK/r0lost.log")"
+
+# no --servers / --workers: a layout for the cores this process may use, said
+cores=$(nproc)
+timeout -k 10 60 "$BIN/ps-launch" --config "$SRC/deploy/examples/fashion-mlp.conf" \
+    --set hidden=16 --set max_steps=5 --set eval_every=0 >"$WORK/auto.out" 2>"$WORK/auto.log" ||
+    fail "auto layout: ps-launch exited $?"
+grep -q "layout: $(((cores + 7) / 8)) shard(s) x $cores worker(s) for the $cores cores here (auto" \
+    "$WORK/auto.log" || fail "auto layout not said: $(grep -o 'layout: .*' "$WORK/auto.log")"
+check "$(json "$WORK/auto.out" servers) == ($cores + 7) // 8 and $(json "$WORK/auto.out" workers) == $cores"
+pass "auto layout: $(grep -o 'layout: [^(]*' "$WORK/auto.log")"

@@ -21,6 +21,7 @@
 #include <jansson.h>
 #include "ps_log.h"
 #include "ps_rng.h"
+#include "ps_shm.h"
 #include "ps_test_server.h"
 #include "ps_time.h"
 #include "ps_wire.h"
@@ -49,7 +50,9 @@ static int teardown(void **state)
 /* A header that is valid protobuf with fields drawn to hit every check. */
 static size_t mutated_header(ps_rng_t *rng, uint8_t *buf, size_t cap)
 {
-    static const char *jobs[] = {"hostile", "", "x", "a-very-long-job-name-that-goes-on-and-on-for-more-than-sixty-four-bytes"};
+    static const char *jobs[] = {
+        "hostile", "", "x",
+        "a-very-long-job-name-that-goes-on-and-on-for-more-than-sixty-four-bytes"};
     Ps__Header h;
     ps__header__init(&h);
     h.version = ps_rng_below(rng, 8) ? PS_PROTOCOL_VERSION : (uint32_t)ps_rng_next(rng);
@@ -83,6 +86,26 @@ static size_t mutated_header(ps_rng_t *rng, uint8_t *buf, size_t cap)
     spec.optim = ps_rng_below(rng, 4) ? &o : NULL;
     if (ps_rng_below(rng, 2))
         h.table = &spec;
+    /* the same-host path: its flags and offsets, and offers of our own
+     * descriptors (none is a sealed region, so each must be refused) */
+    static ps_shm_host_t host;
+    if (!*host.boot_id)
+        ps_shm_host(&host);
+    if (ps_rng_below(rng, 4) == 0)
+        h.flags |= (uint32_t)ps_rng_below(rng, 4) << 6;
+    h.shm_offset = ps_rng_below(rng, 2) ? ps_rng_below(rng, 1 << 20) : ps_rng_next(rng);
+    h.shm_reply_offset = ps_rng_below(rng, 2) ? ps_rng_below(rng, 1 << 20) : ps_rng_next(rng);
+    Ps__ShmOffer offer;
+    ps__shm_offer__init(&offer);
+    offer.boot_id = ps_rng_below(rng, 4) ? host.boot_id : "elsewhere";
+    offer.pid_ns = host.pid_ns;
+    offer.uid = host.uid;
+    offer.pid = ps_rng_below(rng, 4) ? (int32_t)getpid() : (int32_t)ps_rng_below(rng, 1 << 22);
+    offer.fd = (int32_t)ps_rng_below(rng, 64) - 1;
+    offer.bytes = ps_rng_below(rng, 2) ? 1 << 20 : ps_rng_next(rng);
+    offer.nonce = ps_rng_next(rng);
+    if (ps_rng_below(rng, 4) == 0)
+        h.shm = &offer;
     size_t len = ps__header__get_packed_size(&h);
     if (len > cap)
         return 0;
@@ -172,8 +195,16 @@ static double stats_errors(void)
 
 /* Names full of what breaks JSON, labels, paths, terminals and lines. */
 static const char *const hostile_names[] = {
-    "a\"b", "new\nline\n\nerror: forged", "\x1b[31mred\x1b[0m", "\xff\xfe\xc3\x28",
-    "../../etc", "a b", "x/y", "-rf", ".hidden", "",
+    "a\"b",
+    "new\nline\n\nerror: forged",
+    "\x1b[31mred\x1b[0m",
+    "\xff\xfe\xc3\x28",
+    "../../etc",
+    "a b",
+    "x/y",
+    "-rf",
+    ".hidden",
+    "",
     "0123456789012345678901234567890123456789012345678901234567890123456789"};
 
 /* A HELLO for job `name` on a raw socket; returns the reply's status and

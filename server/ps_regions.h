@@ -1,0 +1,47 @@
+/* ps_regions.h - the shared regions this shard mapped for workers on its
+ * own host (the same-host data path): one per (job, rank, worker
+ * process), mapped at HELLO, unmapped once that rank left, died or passed
+ * to another process, or its job ended. The values of a request that uses
+ * a region are copied out of it before anything checks them, and a reply
+ * writes the region only just before it is sent, so no pointer into a
+ * region outlives the handling of one request or reply, and unmapping is
+ * always safe. Loop thread only. */
+#ifndef PS_REGIONS_H
+#define PS_REGIONS_H
+
+#include <stdint.h>
+
+#include "ps_server_int.h"
+
+/* One mapped region. */
+typedef struct psrv_region {
+    uint64_t id; /* this shard's name for it, never reused: a parked pull keeps it */
+    char job[PS_JOB_NAME_MAX];
+    uint32_t rank;
+    uint64_t owner; /* the worker_incarnation of the process whose memfd it is */
+    uint64_t nonce;
+    void *base;
+    uint64_t bytes;
+} psrv_region_t;
+
+/* HELLO h of rank in job, already admitted: maps the worker's region if
+ * it offered one and may (same_host on here, same host, boot, pid
+ * namespace and user, the region checks out); then rep carries
+ * PS_FLAG_SHM, otherwise rep->hdr.shm_refused says why (rep->message holds
+ * the text). A region the rank held for another process is unmapped. */
+void psrv_regions_hello(ps_server_t *srv, const ps_job_t *job, const Ps__Header *h,
+                        psrv_reply_t *rep);
+/* The region of rank in job held by process owner; NULL if none. */
+psrv_region_t *psrv_regions_find(ps_server_t *srv, const char *job, uint32_t rank, uint64_t owner);
+/* The region of id, NULL if it was unmapped since. */
+psrv_region_t *psrv_regions_get(ps_server_t *srv, uint64_t id);
+/* [offset, offset + bytes) of r, or NULL if that is not wholly past its
+ * header and inside it (or not aligned on PS_SHM_ALIGN). */
+void *psrv_region_at(const psrv_region_t *r, uint64_t offset, uint64_t bytes);
+/* Unmaps every region whose rank left, died or has another owner, or whose
+ * job is gone (server_cron). */
+void psrv_regions_sweep(ps_server_t *srv);
+/* Unmaps every region (shutdown); safe twice. */
+void psrv_regions_fini(ps_server_t *srv);
+
+#endif
