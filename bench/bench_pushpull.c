@@ -11,7 +11,10 @@
  * raw, ps, ...) with every connection open all along, so a shared machine's
  * slow moments hit both alike and the ratio stays put while the absolute
  * figures drift.
- * Usage: bench_pushpull [--quick] [--seconds S] [--bytes N]   Prints JSON lines. */
+ * The ps client never takes the same-host path here (the baseline is TCP),
+ * and the process keeps freed buffers as ps-server and ps-worker do.
+ * Usage: bench_pushpull [--quick] [--seconds S] [--bytes N] [--slice-elems E]
+ * Prints JSON lines. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,12 +24,17 @@
 
 #include "ps_client.h"
 #include "ps_log.h"
+#include "ps_proc.h"
 #include "ps_test_server.h"
 #include "ps_time.h"
 
 #define SLICE_S 0.025
 
 static double seconds = 2.0;
+/* ps-worker's default slice_elems: the worker cuts a tensor into tables of
+ * at most this many floats, pushed as separate requests, so the shard's
+ * work on one overlaps the transfer of the next; 0 = one table */
+static size_t slice_elems = 32768;
 
 /* ---- raw ZeroMQ echo ---- */
 typedef struct {
@@ -83,6 +91,8 @@ typedef struct {
     char *raw_buf;
     ps_client_t *client;
     float *params, *grad;
+    uint32_t n_tables;
+    size_t table_elems; /* every table's length but maybe the last's */
     long ps_round;
     /* out */
     double raw_s, ps_s;
@@ -107,19 +117,31 @@ static void worker_open(worker_t *w)
     }
     w->raw_buf = calloc(1, w->bytes);
     char job[64];
-    snprintf(job, sizeof job, "pp-%zu-%u", w->bytes, w->world);
+    snprintf(job, sizeof job, "pp-%zu-%u-%zu", w->bytes, w->world, slice_elems);
     ps_client_opts_t o = {.job = job, .rank = w->rank, .world = w->world, .max_staleness = -1,
                           .timeout_ms = 60000};
     ps_errbuf_t err;
     size_t n = w->bytes / sizeof(float);
     w->params = calloc(n, sizeof(float));
     w->grad = calloc(n, sizeof(float));
-    uint64_t shape[1] = {n};
+    w->table_elems = slice_elems && slice_elems < n ? slice_elems : n;
+    w->n_tables = (uint32_t)((n + w->table_elems - 1) / w->table_elems);
     ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 1e-3};
     w->client = ps_client_new(w->ps_endpoints, &o, &err);
-    if (!w->client || ps_client_hello(w->client, NULL, &err) ||
-        ps_client_init_table(w->client, 0, "t", shape, 1, &sgd, w->params, &err))
+    /* the baseline is a TCP echo: so is what it is compared with (the
+     * in-process shards would otherwise take the same-host path) */
+    if (w->client)
+        ps_client_set_same_host(w->client, false);
+    if (!w->client || ps_client_hello(w->client, NULL, &err))
         die("ps client", err.msg);
+    for (uint32_t t = 0; t < w->n_tables; t++) {
+        size_t off = (size_t)t * w->table_elems;
+        uint64_t shape[1] = {n - off < w->table_elems ? n - off : w->table_elems};
+        char name[32];
+        snprintf(name, sizeof name, "t%u", t);
+        if (ps_client_init_table(w->client, t, name, shape, 1, &sgd, w->params + off, &err))
+            die("ps client", err.msg);
+    }
 }
 
 static void worker_close(worker_t *w)
@@ -156,7 +178,11 @@ static void raw_round(worker_t *w)
 static void ps_round(worker_t *w)
 {
     ps_errbuf_t err;
-    ps_client_push_pull(w->client, 0, w->ps_round, w->grad, 1, 1.0f, 0, w->params);
+    for (uint32_t t = 0; t < w->n_tables; t++) {
+        size_t off = (size_t)t * w->table_elems;
+        ps_client_push_pull(w->client, t, w->ps_round, w->grad + off, 1, 1.0f, 0,
+                            w->params + off);
+    }
     if (ps_client_wait(w->client, &err) != PS_OK)
         die("ps round", err.msg);
     w->ps_round++;
@@ -220,10 +246,11 @@ static void report(const char *setup, size_t bytes, const worker_t *w, int n)
         raw_bytes += (double)bytes * (double)w[i].raw_rounds * (w[0].raw_s / w[i].raw_s);
     }
     double cpu = (w[0].ps_cpu_s / ps_bytes) / (w[0].raw_cpu_s / raw_bytes);
-    printf("{\"bench\":\"push_pull\",\"setup\":\"%s\",\"bytes\":%zu,\"ps_bytes_per_s\":%.4g,"
+    printf("{\"bench\":\"push_pull\",\"setup\":\"%s\",\"bytes\":%zu,\"slice_elems\":%zu,"
+           "\"ps_bytes_per_s\":%.4g,"
            "\"baseline\":\"raw_zmq\",\"baseline_bytes_per_s\":%.4g,\"ratio\":%.3f,"
            "\"cpu_per_byte_vs_raw\":%.3f}\n",
-           setup, bytes, ps, raw, ps / raw, cpu);
+           setup, bytes, slice_elems, ps, raw, ps / raw, cpu);
     fflush(stdout);
 }
 
@@ -238,14 +265,22 @@ int main(int argc, char **argv)
             only = (size_t)atoll(argv[++i]);
         else if (strcmp(argv[i], "--seconds") == 0 && i + 1 < argc)
             seconds = atof(argv[++i]);
+        else if (strcmp(argv[i], "--slice-elems") == 0 && i + 1 < argc)
+            slice_elems = (size_t)atoll(argv[++i]);
         else {
-            fprintf(stderr, "usage: bench_pushpull [--quick] [--seconds S] [--bytes N]\n"
+            fprintf(stderr, "usage: bench_pushpull [--quick] [--seconds S] [--bytes N] "
+                            "[--slice-elems E]\n"
                             "  S: seconds of each of raw and ps per size (default 2)\n"
-                            "  N: only this tensor size in bytes (65536, 1048576, 4194304, 16777216)\n");
+                            "  N: only this tensor size in bytes (65536, 1048576, 4194304, 16777216)\n"
+                            "  E: floats per table the tensor is cut into, as ps-worker's\n"
+                            "     slice_elems (default 32768; 0 = one table)\n");
             return 2;
         }
     }
     ps_log_init("bench", PS_LOG_ERROR);
+    /* as ps-server and ps-worker do at start; the raw echo, in this same
+     * process, gets the same allocator */
+    ps_proc_keep_buffers();
     static const size_t sizes[] = {64 << 10, 1 << 20, 4 << 20, 16 << 20};
     int n_sizes = quick ? 2 : 4;
 
