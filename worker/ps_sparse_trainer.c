@@ -34,6 +34,7 @@
 #include "ps_log.h"
 #include "ps_metric.h"
 #include "ps_npy.h"
+#include "ps_recfile.h"
 #include "ps_report.h"
 #include "ps_rng.h"
 #include "ps_stream.h"
@@ -370,6 +371,7 @@ static int open_stream(strainer_t *tr, ps_errbuf_t *err)
     const ps_worker_config_t *c = tr->cfg;
     ps_stream_opts_t o = {
         .train_data = c->train_data,
+        .format = c->data_format == PS_FORMAT_RECORDS ? PS_STREAM_RECORDS : PS_STREAM_LIBSVM,
         .hash_bits = (int)c->hash_bits,
         .rank = tr->rank,
         .world = tr->world,
@@ -384,6 +386,10 @@ static int open_stream(strainer_t *tr, ps_errbuf_t *err)
     tr->stream = ps_stream_new(&o, err);
     if (!tr->stream)
         return err->code ? err->code : PS_EINVAL;
+    if (!ps_stream_is_sparse(tr->stream))
+        return ps_err_set(err, PS_EFORMAT,
+                          "'%s' holds dense records: they are for the dense models, not %s",
+                          c->train_data, ps_worker_model_name(c));
     if (!ps_stream_n_parts(tr->stream))
         ps_log(PS_LOG_WARN, "worker %u: no partition of '%s' is this worker's (world %u)", tr->rank,
                c->train_data, tr->world);
@@ -404,7 +410,9 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
                        : ps_svm_load(c->train_data, (int)c->hash_bits, &tr->train, err);
     /* streamed, only rank 0 evaluates and needs the test set */
     if (rc == PS_OK && *c->test_data && (!c->stream || tr->rank == 0))
-        rc = ps_svm_load(c->test_data, (int)c->hash_bits, &tr->test, err);
+        rc = c->data_format == PS_FORMAT_RECORDS
+                 ? ps_rec_load_sparse(c->test_data, (int)c->hash_bits, &tr->test, err)
+                 : ps_svm_load(c->test_data, (int)c->hash_bits, &tr->test, err);
     if (rc != PS_OK)
         return rc;
     /* the validation split: a fixed hash of (split_seed, sample), the same
