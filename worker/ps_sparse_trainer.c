@@ -759,6 +759,7 @@ static int finish(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
         ps_event_set_int(&done, PS_EF_DATA_BYTES, (int64_t)ps_stream_bytes_read(tr->stream));
         ps_event_set_int(&done, PS_EF_IO_RCHAR, rchar);
         ps_event_set_int(&done, PS_EF_IO_READ_BYTES, read_bytes);
+        ps_event_set_num(&done, PS_EF_READER_CPU_S, ps_stream_reader_cpu_s(tr->stream));
     }
     ps_event_print(&done, stdout);
     ps_event_fini(&done);

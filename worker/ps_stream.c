@@ -227,6 +227,8 @@ struct ps_stream {
     uint64_t skip;
     _Atomic uint64_t bytes_read;
     double wait_s;
+    double cpu_done_s; /* CPU time of the reader threads that ended (under mu) */
+    bool cpu_added;    /* the running thread's is in cpu_done_s (under mu) */
 };
 
 static void src_close(src_t *r)
@@ -768,10 +770,12 @@ static void reset_parts(ps_stream_t *s)
 }
 
 /* The reader thread: batches into free slots of the ring until the end, an
- * error or a stop. The first s->skip batches are built and dropped. */
-static void *reader_main(void *arg)
+ * error or a stop. The first s->skip batches are built and dropped. It
+ * sleeps only when the ring is full, and ps_stream_next wakes it only once
+ * half of the ring is free, so it builds batches in runs rather than one
+ * per step (each wake-up on a busy machine can preempt training). */
+static void reader_loop(ps_stream_t *s)
 {
-    ps_stream_t *s = arg;
     ps_errbuf_t err = {0};
     uint64_t samples = 0;
     int rc = 1;
@@ -783,7 +787,7 @@ static void *reader_main(void *arg)
         uint32_t at = (s->head + s->n_ready + s->holding) % s->o.prefetch;
         pthread_mutex_unlock(&s->mu);
         if (stop)
-            return NULL;
+            return;
         /* only this thread touches slots outside [head, head + n_ready + holding) */
         batch_slot_t *slot = &s->slots[at];
         while ((rc = build(s, slot, index, samples, &err)) == 1 && index < s->skip) {
@@ -793,7 +797,7 @@ static void *reader_main(void *arg)
             stop = s->stopping;
             pthread_mutex_unlock(&s->mu);
             if (stop)
-                return NULL;
+                return;
         }
         if (rc != 1)
             break;
@@ -809,6 +813,23 @@ static void *reader_main(void *arg)
     if (rc < 0)
         s->reader_err = err;
     pthread_cond_signal(&s->ready);
+    pthread_mutex_unlock(&s->mu);
+}
+
+static double thread_cpu_s(clockid_t clock)
+{
+    struct timespec ts;
+    return clock_gettime(clock, &ts) == 0 ? (double)ts.tv_sec + (double)ts.tv_nsec / 1e9 : 0;
+}
+
+static void *reader_main(void *arg)
+{
+    ps_stream_t *s = arg;
+    reader_loop(s);
+    double cpu = thread_cpu_s(CLOCK_THREAD_CPUTIME_ID);
+    pthread_mutex_lock(&s->mu);
+    s->cpu_done_s += cpu;
+    s->cpu_added = true;
     pthread_mutex_unlock(&s->mu);
     return NULL;
 }
@@ -1082,7 +1103,7 @@ int ps_stream_start(ps_stream_t *s, uint64_t skip, ps_errbuf_t *err)
     stop_reader(s);
     reset_parts(s);
     s->head = s->n_ready = 0;
-    s->holding = s->ended = s->stopping = false;
+    s->holding = s->ended = s->stopping = s->cpu_added = false;
     s->reader_rc = 0;
     s->skip = skip;
     /* signals go to the trainer thread, whose loop checks the stop flag */
@@ -1099,7 +1120,6 @@ int ps_stream_start(ps_stream_t *s, uint64_t skip, ps_errbuf_t *err)
 
 int ps_stream_next(ps_stream_t *s, const ps_stream_batch_t **batch, ps_errbuf_t *err)
 {
-    int64_t t0 = ps_time_ns();
     struct timespec deadline;
     clock_gettime(CLOCK_MONOTONIC, &deadline);
     deadline.tv_sec += s->o.wait_timeout_ms / 1000;
@@ -1112,11 +1132,15 @@ int ps_stream_next(ps_stream_t *s, const ps_stream_batch_t **batch, ps_errbuf_t 
     if (s->holding) {
         s->holding = false;
         s->head = (s->head + 1) % s->o.prefetch;
-        pthread_cond_signal(&s->room);
+        if (s->n_ready <= s->o.prefetch / 2)
+            pthread_cond_signal(&s->room);
     }
     int rc = 0;
+    int64_t t0 = !s->n_ready && !s->ended ? ps_time_ns() : 0; /* only a real wait counts */
     while (!s->n_ready && !s->ended && rc == 0)
         rc = pthread_cond_timedwait(&s->ready, &s->mu, &deadline);
+    if (t0)
+        s->wait_s += (double)(ps_time_ns() - t0) / 1e9;
     if (s->n_ready) {
         s->n_ready--;
         s->holding = true;
@@ -1132,7 +1156,6 @@ int ps_stream_next(ps_stream_t *s, const ps_stream_batch_t **batch, ps_errbuf_t 
                         (long long)s->o.wait_timeout_ms);
     }
     pthread_mutex_unlock(&s->mu);
-    s->wait_s += (double)(ps_time_ns() - t0) / 1e9;
     return rc;
 }
 
@@ -1199,6 +1222,17 @@ uint64_t ps_stream_job_steps(const ps_stream_t *s)
 double ps_stream_wait_s(const ps_stream_t *s)
 {
     return s->wait_s;
+}
+
+double ps_stream_reader_cpu_s(ps_stream_t *s)
+{
+    pthread_mutex_lock(&s->mu);
+    double cpu = s->cpu_done_s;
+    clockid_t clock;
+    if (s->has_thread && !s->cpu_added && pthread_getcpuclockid(s->thread, &clock) == 0)
+        cpu += thread_cpu_s(clock);
+    pthread_mutex_unlock(&s->mu);
+    return cpu;
 }
 
 uint64_t ps_stream_bytes_read(const ps_stream_t *s)

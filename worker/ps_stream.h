@@ -138,8 +138,12 @@ int ps_stream_start(ps_stream_t *s, uint64_t skip, ps_errbuf_t *err);
  * no batch came within wait_timeout_ms. After an error the stream stays
  * failed: a partition that fails mid-epoch never yields a short epoch. */
 int ps_stream_next(ps_stream_t *s, const ps_stream_batch_t **batch, ps_errbuf_t *err);
-/* Seconds ps_stream_next spent waiting for the reader, since the stream was made. */
+/* Seconds ps_stream_next spent waiting for the reader with no batch ready,
+ * since the stream was made. */
 double ps_stream_wait_s(const ps_stream_t *s);
+/* CPU seconds the reader threads have used so far (it shares the cores
+ * with training; its cost shows in the epoch's time, not in the wait). */
+double ps_stream_reader_cpu_s(ps_stream_t *s);
 /* Bytes the reader read from the data files (uncompressed for gzip) so far. */
 uint64_t ps_stream_bytes_read(const ps_stream_t *s);
 /* This worker's partition count. */

@@ -199,6 +199,10 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     if (!tr->client)
         return PS_EINVAL;
     ps_client_set_same_host(tr->client, c->same_host);
+    /* the reader fills its windows while the job is joined (a job that
+     * turns out to be past clock 0 restarts it there) */
+    if (tr->stream && (rc = ps_stream_start(tr->stream, 0, err)) != PS_OK)
+        return rc;
     for (int tries = 1;; tries++) {
         rc = join(tr, tries > 1, err);
         if (!ps_worker_recoverable(rc) || tries == 100)
@@ -217,7 +221,7 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
                ps_stream_n_parts(tr->stream), c->train_data, (long long)c->shuffle_window,
                (long long)c->prefetch_batches, (unsigned long long)job_steps(tr),
                ps_stream_job_steps(tr->stream) ? "" : " (not known before its end)");
-        return ps_stream_start(tr->stream, (uint64_t)tr->clock, err);
+        return tr->clock ? ps_stream_start(tr->stream, (uint64_t)tr->clock, err) : PS_OK;
     }
     ps_log(PS_LOG_INFO,
            "worker %u: job '%s': model %s, %llu parameters in %u tables (%u slices on the wire) "
@@ -724,6 +728,7 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
         ps_event_set_int(&done, PS_EF_DATA_BYTES, (int64_t)ps_stream_bytes_read(tr->stream));
         ps_event_set_int(&done, PS_EF_IO_RCHAR, rchar);
         ps_event_set_int(&done, PS_EF_IO_READ_BYTES, read_bytes);
+        ps_event_set_num(&done, PS_EF_READER_CPU_S, ps_stream_reader_cpu_s(tr->stream));
     }
     ps_event_print(&done, stdout);
     ps_event_fini(&done);
