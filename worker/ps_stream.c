@@ -657,8 +657,10 @@ static void append_sparse(ps_svm_t *d, const ps_svm_row_t *row, size_t *cap_n, s
     if (d->n == 0)
         d->row_ptr[0] = 0;
     d->y[d->n] = row->y;
-    memcpy(d->keys + d->nnz, row->keys, row->nf * sizeof *d->keys);
-    memcpy(d->vals + d->nnz, row->vals, row->nf * sizeof *d->vals);
+    if (row->nf) { /* a sample without features may have no arrays at all */
+        memcpy(d->keys + d->nnz, row->keys, row->nf * sizeof *d->keys);
+        memcpy(d->vals + d->nnz, row->vals, row->nf * sizeof *d->vals);
+    }
     d->nnz += row->nf;
     d->row_ptr[++d->n] = d->nnz;
 }
