@@ -8,6 +8,8 @@
 #    comparison can fail). ps-convert's records of the same IDX (one file,
 #    the same record ranges) train the same model bit for bit. CSV byte
 #    ranges: 2 workers == 1 (logistic regression on ps-datagen data).
+#    evals_per_epoch works where the epoch's length is known (records),
+#    and a records file is a test set too.
 # 2. Each worker streams its half: every epoch line of both workers has
 #    reader_wait_s; the done line's data_bytes is exactly its records'
 #    bytes, epoch after epoch.
@@ -62,6 +64,16 @@ check "$d > 1e-3"
 pass "another shuffle seed gives another model ($d)"
 models_equal "$WORK/ranges2" "$WORK/records2" > /dev/null || fail "records differ from their IDX"
 pass "ps-convert's records train the IDX's model bit for bit"
+
+# evals_per_epoch where the epoch's length is known (records): 1 worker,
+# batch 50, 40 steps an epoch, 4 evaluations on a records test set
+timeout -k 10 $((120 * TIME_SCALE)) "$BIN/ps-launch" --servers 1 --workers 1 --config "$CONF" \
+    --set stream=yes --set data_format=records --set train_data="$WORK/all.rec" \
+    --set train_labels= --set test_data="$WORK/all.rec" --set test_labels= --set epochs=1 \
+    --set batch_size=50 --set evals_per_epoch=4 > evals.out 2> evals.log || fail "evals: ps-launch exited $?"
+check "$(grep -c '"event":"eval"' evals.out) == 4"
+check "$(json evals.out test_accuracy) > 0.5"
+pass "evals_per_epoch 4 on a streamed records job: 4 evaluations, test accuracy $(json evals.out test_accuracy)"
 
 # CSV byte ranges: logistic regression (bce: no class count needed)
 "$BIN/ps-datagen" --kind binary --rows 3000 --test_rows 0 --out bin.csv > /dev/null
