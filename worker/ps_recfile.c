@@ -101,13 +101,13 @@ static int check_header(const char *path, const ps_rec_header_t *h, uint64_t siz
     }
     if (h->kind != PS_REC_SPARSE)
         return ps_err_set(err, PS_EFORMAT, "'%s': header: unknown record kind %u", path, h->kind);
-    if (h->n > MAX_N || h->index_offset < PS_REC_HEADER_BYTES ||
+    if (h->n > MAX_N || h->index_offset < PS_REC_HEADER_BYTES || h->nnz > size / 12 ||
         h->index_offset + (h->n + 1) * 8 != size)
         return ps_err_set(err, PS_EFORMAT,
-                          "'%s': header: an index of %llu records at byte %llu does not end "
-                          "the file's %llu bytes: truncated or damaged",
+                          "'%s': header: an index of %llu records at byte %llu (%llu features) "
+                          "does not end the file's %llu bytes: truncated or damaged",
                           path, (unsigned long long)h->n, (unsigned long long)h->index_offset,
-                          (unsigned long long)size);
+                          (unsigned long long)h->nnz, (unsigned long long)size);
     return PS_OK;
 }
 

@@ -41,6 +41,7 @@
 #include "ps_time.h"
 
 #define READ_CHUNK (1 << 20)
+#define MAX_ROW (1u << 24) /* dense values per sample: a 4096 x 4096 image */
 
 static int cmp_str(const void *a, const void *b)
 {
@@ -427,10 +428,9 @@ static int next_line(part_reader_t *p, char **line, uint64_t *line_offset, ps_er
     if (r->offset < p->part->start || r->offset >= p->part->end)
         return 0;
     for (;;) {
-        char *start = r->buf + r->pos;
         char *nl = unread_newline(r);
         if (nl || (r->at_eof && r->pos < r->len)) {
-            char *stop = nl ? nl : r->buf + r->len;
+            char *start = r->buf + r->pos, *stop = nl ? nl : r->buf + r->len;
             *stop = '\0';
             *line = start;
             *line_offset = r->offset;
@@ -629,8 +629,8 @@ static int read_sample(ps_stream_t *s, part_reader_t *p, ps_errbuf_t *err)
 static int fill_window(ps_stream_t *s, part_reader_t *p, ps_errbuf_t *err)
 {
     while (p->n_window < s->o.shuffle_window) {
-        if (!s->sparse && p->n_window == p->cap_slots) {
-            uint32_t cap = p->cap_slots ? p->cap_slots * 2 : 64;
+        if (!s->sparse && p->n_window == p->cap_slots) { /* doubled from 1: see append_dense */
+            uint32_t cap = p->cap_slots ? p->cap_slots * 2 : 1;
             p->cap_slots = cap < s->o.shuffle_window ? cap : s->o.shuffle_window;
             p->slots = ps_xrealloc(p->slots, (size_t)p->cap_slots * s->slot_bytes);
         }
@@ -666,9 +666,18 @@ static void append_sparse(ps_svm_t *d, const ps_svm_row_t *row, size_t *cap_n, s
 }
 
 /* A dense slot as floats at the end of batch b (its arrays hold batch_size). */
-static void append_dense(const ps_stream_t *s, ps_stream_batch_t *b, const unsigned char *slot,
+static void append_dense(const ps_stream_t *s, batch_slot_t *bs, const unsigned char *slot,
                          uint64_t place)
 {
+    ps_stream_batch_t *b = &bs->b;
+    if (b->dense.n == bs->cap_n) { /* grown with what was read, not with what a header says */
+        bs->cap_n = bs->cap_n ? bs->cap_n * 2 : 8;
+        if (bs->cap_n > s->o.batch_size)
+            bs->cap_n = (size_t)s->o.batch_size;
+        b->dense.x = ps_xrealloc(b->dense.x, bs->cap_n * s->d * sizeof *b->dense.x);
+        b->dense.y = ps_xrealloc(b->dense.y, bs->cap_n * sizeof *b->dense.y);
+        b->dense.place = ps_xrealloc(b->dense.place, bs->cap_n * sizeof *b->dense.place);
+    }
     size_t i = b->dense.n++;
     float *x = b->dense.x + i * s->d;
     memcpy(&b->dense.y[i], slot, 4);
@@ -691,7 +700,7 @@ static void pick(ps_stream_t *s, part_reader_t *p, uint32_t j, uint32_t i, batch
         p->rows[j] = p->rows[last];
         p->rows[last] = used;
     } else {
-        append_dense(s, &slot->b, slot_at(s, p, j), (uint64_t)p->id << 32 | i);
+        append_dense(s, slot, slot_at(s, p, j), (uint64_t)p->id << 32 | i);
         if (j != last)
             memcpy(slot_at(s, p, j), slot_at(s, p, last), s->slot_bytes);
     }
@@ -907,8 +916,11 @@ static int idx_parts(ps_stream_t *s, ps_errbuf_t *err)
     if (rc != PS_OK)
         return rc;
     uint64_t n = idims[0], d = 1;
-    for (int i = 1; i < indim; i++)
+    for (int i = 1; i < indim && d <= MAX_ROW; i++)
         d *= idims[i];
+    if (d > MAX_ROW)
+        return ps_err_set(err, PS_EFORMAT, "'%s': images of more than %u values are not streamed",
+                          o->train_data, MAX_ROW);
     if (ldims[0] != n)
         return ps_err_set(err, PS_EFORMAT, "'%s' has %u labels but '%s' has %llu images",
                           o->train_labels, ldims[0], o->train_data, (unsigned long long)n);
@@ -1005,6 +1017,9 @@ static int rec_parts(ps_stream_t *s, ps_errbuf_t *err)
     ps_partlist_fini(&files);
     if (rc != PS_OK)
         return rc;
+    if (s->rec.d > MAX_ROW)
+        return ps_err_set(err, PS_EFORMAT, "'%s': records of more than %u values are not streamed",
+                          o->train_data, MAX_ROW);
     s->d = s->rec.d;
     s->esize = s->rec.dtype == PS_REC_U8 ? 1 : 4;
     if (o->n_classes)
@@ -1033,16 +1048,10 @@ static int make_parts(ps_stream_t *s, ps_errbuf_t *err)
     }
 }
 
-/* The ring's batches; dense ones hold batch_size samples from the start. */
+/* The ring of batches (their arrays grow as samples come). */
 static void make_ring(ps_stream_t *s)
 {
     s->slots = ps_xcalloc(s->o.prefetch, sizeof *s->slots);
-    for (uint32_t i = 0; !s->sparse && i < s->o.prefetch; i++) {
-        size_t b = (size_t)s->o.batch_size, len = b * s->d;
-        s->slots[i].b.dense.x = ps_xmalloc((len ? len : 1) * sizeof(float));
-        s->slots[i].b.dense.y = ps_xmalloc(b * sizeof(float));
-        s->slots[i].b.dense.place = ps_xmalloc(b * sizeof(uint64_t));
-    }
     pthread_mutex_init(&s->mu, NULL);
     pthread_condattr_t ca;
     pthread_condattr_init(&ca);
