@@ -9,7 +9,8 @@
 #    the same record ranges) train the same model bit for bit. CSV byte
 #    ranges: 2 workers == 1 (logistic regression on ps-datagen data).
 #    evals_per_epoch works where the epoch's length is known (records),
-#    and a records file is a test set too.
+#    and a records file is a test set too. Sparse records (ps-convert of
+#    LIBSVM) train the LIBSVM's sparse LR exactly.
 # 2. Each worker streams its half: every epoch line of both workers has
 #    reader_wait_s; the done line's data_bytes is exactly its records'
 #    bytes, epoch after epoch.
@@ -87,6 +88,25 @@ done
 d=$(diff_models csv2 csv1) || fail "csv models not comparable"
 check "$d <= 1e-5"
 pass "CSV byte ranges: 2 workers x 32 == 1 worker x 64 after 50 steps: $d"
+
+# sparse records: ps-convert's records of a LIBSVM file train the LIBSVM's
+# model (1 worker, both whole: the same samples in the same batches)
+"$BIN/ps-clickgen" --rows 6000 --test_rows 500 --out click.svm --test_out clicktest.svm \
+    --truth truth.json > /dev/null || fail "ps-clickgen failed"
+"$BIN/ps-convert" --from libsvm --input click.svm --out click.rec > /dev/null || fail "convert"
+"$BIN/ps-convert" --from libsvm --input clicktest.svm --out clicktest.rec > /dev/null || fail "convert"
+for f in svm rec; do
+    fmt=libsvm; [ $f = rec ] && fmt=records
+    timeout -k 10 $((120 * TIME_SCALE)) "$BIN/ps-launch" --servers 2 --workers 1 \
+        --config "$SRC/deploy/examples/click-lr.conf" --set stream=yes --set data_format=$fmt \
+        --set train_data="$WORK/click.$f" --set test_data="$WORK/clicktest.$f" --set epochs=2 \
+        --set eval_every=0 --set save_model="$WORK/click_$f" > click_$f.out 2> click_$f.log ||
+        fail "click $f: ps-launch exited $?"
+done
+d=$(sparse_rows_diff "$WORK/click_svm" "$WORK/click_rec") || fail "sparse rows not comparable"
+check "$d == 0"
+check "$(json click_svm.out test_auc) == $(json click_rec.out test_auc)"
+pass "sparse records train the LIBSVM's model exactly (test AUC $(json click_rec.out test_auc))"
 
 # 2. two workers on their halves of the records, 2 epochs
 start_server s0 0 2
