@@ -715,8 +715,15 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
     ps_report_summary(&done, tr->cfg, tr->rank, tr->world, epochs_run, tr->clock, tr->samples,
                       ps_time_wall_s() - tr->t_start, tr->client);
     ps_event_set_int(&done, PS_EF_SKIPPED_STEPS, (int64_t)tr->scaler.n_skipped);
-    ps_log(PS_LOG_INFO, "worker %u: peak RSS %.1f MB", tr->rank,
-           (double)ps_report_peak_rss_bytes() / 1e6);
+    char reader[160] = "";
+    if (tr->stream)
+        snprintf(reader, sizeof reader,
+                 "; read %llu bytes of data, the reader thread used %.2f CPU-s, training waited "
+                 "%.3f s for it",
+                 (unsigned long long)ps_stream_bytes_read(tr->stream),
+                 ps_stream_reader_cpu_s(tr->stream), ps_stream_wait_s(tr->stream));
+    ps_log(PS_LOG_INFO, "worker %u: peak RSS %.1f MB%s", tr->rank,
+           (double)ps_report_peak_rss_bytes() / 1e6, reader);
     if (tr->test.n)
         ps_report_metrics(&done, PS_EVAL_TEST, &test, ps_net_task(tr->net));
     if (tr->rank == 0)
