@@ -10,7 +10,8 @@
 #    ranges: 2 workers == 1 (logistic regression on ps-datagen data).
 #    evals_per_epoch works where the epoch's length is known (records),
 #    and a records file is a test set too. Sparse records (ps-convert of
-#    LIBSVM) train the LIBSVM's sparse LR exactly.
+#    LIBSVM) train the LIBSVM's sparse LR exactly. Uneven partitions: the
+#    worker whose partitions end first sends DONE, the job goes on.
 # 2. Each worker streams its half: every epoch line of both workers has
 #    reader_wait_s; the done line's data_bytes is exactly its records'
 #    bytes, epoch after epoch.
@@ -65,6 +66,14 @@ check "$d > 1e-3"
 pass "another shuffle seed gives another model ($d)"
 models_equal "$WORK/ranges2" "$WORK/records2" > /dev/null || fail "records differ from their IDX"
 pass "ps-convert's records train the IDX's model bit for bit"
+
+# uneven: 3 record ranges for 2 workers: worker 0 reads 2 (16 + 16 of its
+# batch of 32: 42 steps), worker 1 one (32: 21 steps), then sends DONE and
+# the BSP barrier goes on without it to the job's 42
+run uneven 2 32 --set partitions=3 --set max_steps=0 --set epochs=1
+grep -q "said BYE at clock 42" uneven.log || fail "uneven: the job did not end at clock 42"
+check "$(json uneven.out steps) == 42"
+pass "uneven partitions: worker 1 done at step 21, the job ends at 42"
 
 # evals_per_epoch where the epoch's length is known (records): 1 worker,
 # batch 50, 40 steps an epoch, 4 evaluations on a records test set
