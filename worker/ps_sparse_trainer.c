@@ -565,12 +565,14 @@ static int stream_step(strainer_t *tr, sepoch_t *e, uint64_t eval_every_steps, p
 {
     const ps_worker_config_t *c = tr->cfg;
     const ps_stream_batch_t *batch;
+    /* an epoch starts before its first batch: a wait for it is the epoch's */
+    double t_mark = ps_time_wall_s(), wait_mark = ps_stream_wait_s(tr->stream);
     int rc = ps_stream_next(tr->stream, &batch, err);
     if (rc <= 0)
         return rc;
     assert(batch->index == (uint64_t)tr->clock);
     if (e->epoch == 0)
-        *e = (sepoch_t){tr->epochs_seen + 1, 0, ps_time_wall_s(), 0, ps_stream_wait_s(tr->stream)};
+        *e = (sepoch_t){tr->epochs_seen + 1, 0, t_mark, 0, wait_mark};
     size_t n = batch->data.n;
     if (n > tr->cap_iota) {
         tr->cap_iota = n * 2;

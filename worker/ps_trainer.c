@@ -603,19 +603,20 @@ static int train_stream(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epo
         if (*stop)
             return ps_err_set(err, PS_EINTR, "worker %u: stopped by signal", tr->rank);
         const ps_stream_batch_t *b;
+        /* an epoch starts before its first batch: a wait for it is the epoch's */
+        double t_mark = ps_time_wall_s(), wait_mark = ps_stream_wait_s(tr->stream);
         int rc = ps_stream_next(tr->stream, &b, err);
         if (rc == 0)
             break; /* this worker's partitions are done */
         if (rc < 0)
             return rc;
         if (!e.epoch) {
-            double now = ps_time_wall_s();
             e = (epoch_t){.epoch = b->epochs_before + 1,
-                          .t0 = now,
-                          .last_progress = now,
+                          .t0 = t_mark,
+                          .last_progress = t_mark,
                           .n0 = b->samples_before,
                           .wait0_ns = tr->server_wait_ns,
-                          .reader0_s = ps_stream_wait_s(tr->stream)};
+                          .reader0_s = wait_mark};
             *epochs_run = e.epoch;
         }
         bool epoch_end = b->epochs_done > b->epochs_before;
