@@ -69,6 +69,7 @@ extern const char *const ps_event_kind_names[];
     XX(DATA_BYTES, "data_bytes", INT)           \
     XX(IO_RCHAR, "io_rchar", INT)               \
     XX(IO_READ_BYTES, "io_read_bytes", INT)     \
+    XX(READER_CPU_S, "reader_cpu_s", NUM)       \
     XX(PEAK_RSS_BYTES, "peak_rss_bytes", INT) /* a worker's; ps-launch: its largest */
 
 typedef enum {

@@ -116,6 +116,17 @@ fail:
     return NULL;
 }
 
+int ps_data_idx_header(const char *path, int ndim_min, int ndim_max, uint32_t *dims, int *ndim,
+                       uint64_t *data_offset, ps_errbuf_t *err)
+{
+    gzFile f = idx_open(path, ndim_min, ndim_max, dims, ndim, err);
+    if (!f)
+        return err->code;
+    gzclose(f);
+    *data_offset = 4 + 4 * (uint64_t)*ndim;
+    return PS_OK;
+}
+
 /* ps_data_load_idx, keeping the pixel bytes in x8 if keep_bytes. */
 static int load_idx(const char *images, const char *labels, bool keep_bytes, ps_dataset_t *ds,
                     ps_errbuf_t *err)
@@ -241,6 +252,56 @@ static int parse_float(const char *s, float *out)
         return -1;
     *out = (float)v;
     return 0;
+}
+
+size_t ps_data_csv_fields(const char *line)
+{
+    if (!*line)
+        return 0;
+    size_t n = 1;
+    for (const char *p = line; (p = strchr(p, ',')); p++)
+        n++;
+    return n;
+}
+
+/* Field text from p up to the next comma (or the end) into buf; NULL if
+ * it does not fit (no number is that long). */
+static const char *csv_field(const char *p, char *buf, size_t cap, const char **next)
+{
+    const char *comma = strchr(p, ',');
+    size_t len = comma ? (size_t)(comma - p) : strlen(p);
+    *next = comma ? comma + 1 : NULL;
+    if (len >= cap)
+        return NULL;
+    memcpy(buf, p, len);
+    buf[len] = '\0';
+    return buf;
+}
+
+int ps_data_csv_parse_line(const char *line, size_t n_cols, size_t label_col, float *x, float *y,
+                           ps_errbuf_t *why)
+{
+    size_t nf = ps_data_csv_fields(line);
+    if (nf == 0 || (nf == 1 && strspn(line, " \t\r") == strlen(line)))
+        return 0;
+    if (nf != n_cols)
+        return ps_err_set(why, PS_EFORMAT, "%zu fields, expected %zu", nf, n_cols);
+    const char *p = line;
+    char buf[128];
+    for (size_t i = 0, k = 0; i < nf; i++) {
+        float v;
+        const char *field = csv_field(p, buf, sizeof buf, &p);
+        if (!field)
+            return ps_err_set(why, PS_EFORMAT, "field %zu is not a number (over %zu bytes)", i + 1,
+                              sizeof buf - 1);
+        if (parse_float(field, &v) != 0)
+            return ps_err_set(why, PS_EFORMAT, "field %zu '%.40s' is not a number", i + 1, field);
+        if (i == label_col)
+            *y = v;
+        else
+            x[k++] = v;
+    }
+    return 1;
 }
 
 typedef struct {

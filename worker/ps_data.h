@@ -40,6 +40,19 @@ static inline float ps_data_value(const ps_dataset_t *ds, size_t k)
  * from the end: -1 = last). A first line that is not all numbers is a header.
  * Errors name file:line and the field. */
 int ps_data_load_csv(const char *path, int label_col, ps_dataset_t *ds, ps_errbuf_t *err);
+/* One CSV line (NUL-terminated, no '\n') of n_cols numbers, the label in
+ * column label_col: the others into x[0..n_cols-1), the label into *y.
+ * Returns 1, 0 for an empty line, PS_EFORMAT with the reason in why ("3
+ * fields, expected 785", "field 5 'x' is not a number"; the caller says
+ * where). Reads the line without changing it. */
+int ps_data_csv_parse_line(const char *line, size_t n_cols, size_t label_col, float *x, float *y,
+                           ps_errbuf_t *why);
+/* The fields of a CSV line (commas + 1; 0 if empty). */
+size_t ps_data_csv_fields(const char *line);
+/* Reads an IDX ubyte file's header: its ndim (min..max) dims and the byte
+ * offset of its data (4 + 4 * ndim). Errors as ps_data_load_idx's. */
+int ps_data_idx_header(const char *path, int ndim_min, int ndim_max, uint32_t *dims, int *ndim,
+                       uint64_t *data_offset, ps_errbuf_t *err);
 /* Frees the arrays; safe twice. */
 void ps_data_free(ps_dataset_t *ds);
 /* Scales every feature of train to mean 0, std 1 and applies the same

@@ -485,6 +485,14 @@ int ps_net_check_data(const ps_net_t *net, const ps_dataset_t *ds, const char *w
     return PS_OK;
 }
 
+uint32_t ps_net_label_limit(const ps_net_t *net)
+{
+    if (net->input.kind == PS_SHAPE_TOKENS || net->task != PS_NET_CLASSIFIER ||
+        net->loss->kind == PS_LAYER_BCE)
+        return 0;
+    return ps_net_output_shape(net).d[0];
+}
+
 static size_t argmax(const float *z, size_t n)
 {
     size_t best = 0;

@@ -134,6 +134,9 @@ const float *ps_net_output(const ps_net_t *net);
  * below the vocabulary). what names the data for err ("'train.csv'"). */
 int ps_net_check_data(const ps_net_t *net, const ps_dataset_t *ds, const char *what,
                       ps_errbuf_t *err);
+/* What a label must be below for this net: the class count of a
+ * classifier on class indices, else 0 (any value: regression, bce, tokens). */
+uint32_t ps_net_label_limit(const ps_net_t *net);
 /* Metrics of the task over a whole data set, dropout off, in batches of
  * max_batch. */
 void ps_net_evaluate(ps_net_t *net, const ps_dataset_t *ds, ps_net_eval_t *out);

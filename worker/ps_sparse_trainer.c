@@ -34,6 +34,7 @@
 #include "ps_log.h"
 #include "ps_metric.h"
 #include "ps_npy.h"
+#include "ps_recfile.h"
 #include "ps_report.h"
 #include "ps_rng.h"
 #include "ps_stream.h"
@@ -370,6 +371,7 @@ static int open_stream(strainer_t *tr, ps_errbuf_t *err)
     const ps_worker_config_t *c = tr->cfg;
     ps_stream_opts_t o = {
         .train_data = c->train_data,
+        .format = c->data_format == PS_FORMAT_RECORDS ? PS_STREAM_RECORDS : PS_STREAM_LIBSVM,
         .hash_bits = (int)c->hash_bits,
         .rank = tr->rank,
         .world = tr->world,
@@ -384,6 +386,10 @@ static int open_stream(strainer_t *tr, ps_errbuf_t *err)
     tr->stream = ps_stream_new(&o, err);
     if (!tr->stream)
         return err->code ? err->code : PS_EINVAL;
+    if (!ps_stream_is_sparse(tr->stream))
+        return ps_err_set(err, PS_EFORMAT,
+                          "'%s' holds dense records: they are for the dense models, not %s",
+                          c->train_data, ps_worker_model_name(c));
     if (!ps_stream_n_parts(tr->stream))
         ps_log(PS_LOG_WARN, "worker %u: no partition of '%s' is this worker's (world %u)", tr->rank,
                c->train_data, tr->world);
@@ -404,7 +410,9 @@ static int setup(strainer_t *tr, const ps_worker_config_t *c, volatile sig_atomi
                        : ps_svm_load(c->train_data, (int)c->hash_bits, &tr->train, err);
     /* streamed, only rank 0 evaluates and needs the test set */
     if (rc == PS_OK && *c->test_data && (!c->stream || tr->rank == 0))
-        rc = ps_svm_load(c->test_data, (int)c->hash_bits, &tr->test, err);
+        rc = c->data_format == PS_FORMAT_RECORDS
+                 ? ps_rec_load_sparse(c->test_data, (int)c->hash_bits, &tr->test, err)
+                 : ps_svm_load(c->test_data, (int)c->hash_bits, &tr->test, err);
     if (rc != PS_OK)
         return rc;
     /* the validation split: a fixed hash of (split_seed, sample), the same
@@ -557,12 +565,14 @@ static int stream_step(strainer_t *tr, sepoch_t *e, uint64_t eval_every_steps, p
 {
     const ps_worker_config_t *c = tr->cfg;
     const ps_stream_batch_t *batch;
+    /* an epoch starts before its first batch: a wait for it is the epoch's */
+    double t_mark = ps_time_wall_s(), wait_mark = ps_stream_wait_s(tr->stream);
     int rc = ps_stream_next(tr->stream, &batch, err);
     if (rc <= 0)
         return rc;
     assert(batch->index == (uint64_t)tr->clock);
     if (e->epoch == 0)
-        *e = (sepoch_t){tr->epochs_seen + 1, 0, ps_time_wall_s(), 0, ps_stream_wait_s(tr->stream)};
+        *e = (sepoch_t){tr->epochs_seen + 1, 0, t_mark, 0, wait_mark};
     size_t n = batch->data.n;
     if (n > tr->cap_iota) {
         tr->cap_iota = n * 2;
@@ -751,6 +761,7 @@ static int finish(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
         ps_event_set_int(&done, PS_EF_DATA_BYTES, (int64_t)ps_stream_bytes_read(tr->stream));
         ps_event_set_int(&done, PS_EF_IO_RCHAR, rchar);
         ps_event_set_int(&done, PS_EF_IO_READ_BYTES, read_bytes);
+        ps_event_set_num(&done, PS_EF_READER_CPU_S, ps_stream_reader_cpu_s(tr->stream));
     }
     ps_event_print(&done, stdout);
     ps_event_fini(&done);

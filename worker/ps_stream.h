@@ -1,10 +1,13 @@
-/* ps_stream.h - one worker's LIBSVM training data as a stream: the data set
- * (one file, a directory or a glob) is cut into partitions (the files, or
- * byte ranges of one file at line boundaries); a reader thread reads only
- * this worker's partitions, parses them, shuffles each in a window and
- * forms batches a few steps ahead of training, so memory does not grow with
- * the data set. The trainer thread calls every function here; the reader
- * thread is private to ps_stream.c. docs/data.md has the rules. */
+/* ps_stream.h - one worker's training data as a stream: the data set (one
+ * file, a directory or a glob) is cut into partitions (the files, or ranges
+ * of one file: byte ranges at line boundaries for text, record ranges for
+ * IDX and ps-convert's records); a reader thread reads only this worker's
+ * partitions, parses them, shuffles each in a window and forms batches a
+ * few steps ahead of training, so memory does not grow with the data set.
+ * Formats: LIBSVM (sparse batches), CSV and IDX (dense batches), records
+ * (ps_recfile.h: dense or sparse, as the files say). The trainer thread
+ * calls every function here; the reader thread is private to ps_stream.c.
+ * docs/data.md has the rules. */
 #ifndef PS_STREAM_H
 #define PS_STREAM_H
 
@@ -15,10 +18,23 @@
 #include "ps_err.h"
 #include "ps_svm.h"
 
-/* One partition: the lines of path whose first byte lies in [start, end). */
+typedef enum {
+    PS_STREAM_LIBSVM = 0, /* text lines, sparse samples */
+    PS_STREAM_CSV,        /* text lines, dense samples */
+    PS_STREAM_IDX,        /* an IDX images file and its labels file, dense (bytes) */
+    PS_STREAM_RECORDS,    /* ps-convert record files, dense or sparse */
+} ps_stream_format_t;
+
+/* One partition. Text: the lines of path whose first byte lies in [start,
+ * end) (count UINT64_MAX). Records and IDX: count records from record
+ * first, the first at byte start of path (and, IDX, its label at byte
+ * labels_start of labels). */
 typedef struct {
     char *path;
     uint64_t start, end; /* end UINT64_MAX: to the end of the file (gzip allowed) */
+    char *labels;        /* IDX: the label file; NULL otherwise */
+    uint64_t labels_start;
+    uint64_t first, count;
 } ps_part_t;
 
 typedef struct {
@@ -34,7 +50,9 @@ typedef struct {
  *   range p being [p*S/n, (p+1)*S/n) of its S bytes; a line belongs to the
  *   range its first byte lies in. A gzip file cannot be cut (one range).
  * With several files n_partitions must be 0 or their number. Errors name
- * the path: nothing matched, a gzip file cut, a count that does not fit. */
+ * the path: nothing matched, a gzip file cut, a count that does not fit.
+ * (These are the text formats' partitions; ps_stream_new cuts IDX and
+ * records files into record ranges instead.) */
 int ps_stream_partitions(const char *train_data, uint32_t n_partitions, uint32_t world,
                          ps_partlist_t *out, ps_errbuf_t *err);
 void ps_partlist_fini(ps_partlist_t *l);
@@ -43,6 +61,10 @@ bool ps_stream_names_many(const char *train_data);
 
 typedef struct {
     const char *train_data;
+    int format;               /* ps_stream_format_t */
+    const char *train_labels; /* IDX: the label file */
+    int label_column;         /* CSV: the label's column; negative counts from the end */
+    uint32_t n_classes;       /* dense: 0 = as the data says (records header, IDX labels) */
     int hash_bits;
     uint32_t rank, world;
     uint32_t n_partitions;   /* as ps_stream_partitions takes it */
@@ -63,16 +85,45 @@ typedef struct ps_stream ps_stream_t;
  * starts the next pass; a partition past its last pass gives none. So a
  * partition's batches depend on the partition alone, whoever reads it. */
 typedef struct {
-    ps_svm_t data;           /* the samples, partition by partition in partition order */
+    ps_svm_t data; /* sparse: the samples, partition by partition in partition order */
+    struct {
+        size_t n;
+        float *x;            /* n x row_len features, as floats (bytes become byte / 255) */
+        float *y;            /* n labels */
+        uint64_t *place;     /* sample i: its partition << 32 | its place in that one's share */
+    } dense;                 /* dense formats: the samples, in the same order */
     uint64_t index;          /* the step, from 0 */
     uint64_t samples_before; /* this worker's samples in the steps before */
-    uint32_t epochs_done;    /* passes all of this worker's partitions have finished after it */
+    uint32_t epochs_before;  /* passes all of this worker's partitions had finished before it */
+    uint32_t epochs_done;    /* ... and after it: an epoch ends with it if this is larger */
 } ps_stream_batch_t;
 
 /* A stream of this worker's partitions (partition p is rank p % world's).
  * PS_EINVAL if batch_size is below the worker's partition count; errors of
- * ps_stream_partitions. Starts no thread. */
+ * ps_stream_partitions; for CSV, IDX and records the shape of the data is
+ * read here (the first line of partition 0, the IDX headers and labels, the
+ * records' headers, which must agree), errors naming the file. IDX is one
+ * images file: it cannot name several. Starts no thread. */
 ps_stream_t *ps_stream_new(const ps_stream_opts_t *opts, ps_errbuf_t *err);
+/* Whether the batches are sparse (data) or dense (dense). */
+bool ps_stream_is_sparse(const ps_stream_t *s);
+/* Dense: features per sample. */
+size_t ps_stream_row_len(const ps_stream_t *s);
+/* Dense: opts' n_classes, or 1 + the largest label if all the data's labels
+ * are whole numbers (a records header, a scan of the IDX label file: every
+ * worker reads that file once), else 0 (CSV without n_classes). */
+uint32_t ps_stream_n_classes(const ps_stream_t *s);
+/* Samples in the whole data set, or 0 if unknown (text formats). */
+uint64_t ps_stream_n_samples(const ps_stream_t *s);
+/* With the sizes known (IDX, records): the steps of the job (every rank's
+ * partitions, each read by its rank with its share of the batch; the
+ * longest wins) and of one pass of the longest partition. 0 if unknown. */
+uint64_t ps_stream_job_steps(const ps_stream_t *s);
+uint64_t ps_stream_steps_per_pass(const ps_stream_t *s);
+/* Dense, before ps_stream_start: labels must be whole numbers below limit
+ * (a classifier's class count); 0 = any finite value. A label that is not
+ * fails the stream, naming its file and line or record. */
+void ps_stream_set_label_limit(ps_stream_t *s, uint32_t limit);
 /* Frees *s (stopping its thread) and sets it to NULL; NULL and twice are fine. */
 void ps_stream_destroy(ps_stream_t **s);
 /* (Re)starts the reader at batch `skip` (a running one is stopped first):
@@ -81,13 +132,18 @@ void ps_stream_destroy(ps_stream_t **s);
 int ps_stream_start(ps_stream_t *s, uint64_t skip, ps_errbuf_t *err);
 /* The next batch into *batch (borrowed until the next call, ps_stream_start
  * or destroy): returns 1, or 0 at the end (every partition past its last
- * pass), or an error: the reader's (PS_EFORMAT "PATH:LINE: reason" or
- * "PATH: byte N: reason", PS_EIO naming the file and offset), PS_ETIME if
+ * pass), or an error: the reader's (PS_EFORMAT "PATH:LINE: reason",
+ * "PATH: byte N: reason" or "PATH: record R (byte N): reason", PS_EIO
+ * naming the file and offset), PS_ETIME if
  * no batch came within wait_timeout_ms. After an error the stream stays
  * failed: a partition that fails mid-epoch never yields a short epoch. */
 int ps_stream_next(ps_stream_t *s, const ps_stream_batch_t **batch, ps_errbuf_t *err);
-/* Seconds ps_stream_next spent waiting for the reader, since the stream was made. */
+/* Seconds ps_stream_next spent waiting for the reader with no batch ready,
+ * since the stream was made. */
 double ps_stream_wait_s(const ps_stream_t *s);
+/* CPU seconds the reader threads have used so far (it shares the cores
+ * with training; its cost shows in the epoch's time, not in the wait). */
+double ps_stream_reader_cpu_s(ps_stream_t *s);
 /* Bytes the reader read from the data files (uncompressed for gzip) so far. */
 uint64_t ps_stream_bytes_read(const ps_stream_t *s);
 /* This worker's partition count. */

@@ -11,9 +11,20 @@
  * batch), so it holds with dropout too.
  *
  * Text data is a set of windows (ps_text): the same shuffle over window
- * numbers, the same cut. */
+ * numbers, the same cut.
+ *
+ * Streamed (stream yes, ps_stream.h): no worker holds the training set; a
+ * reader thread hands this worker batch after batch of its own partitions,
+ * batch c being the concatenation of batch c of each, so the global batch
+ * of clock c is every partition's batch c in partition order, whoever reads
+ * them: N workers with batch b train what one worker reading all N
+ * partitions with batch N*b trains. A dropout mask is keyed by (seed, step,
+ * the sample's partition and place in that partition's share). A worker
+ * whose partitions run out sends DONE and the BSP barrier goes on without
+ * it. Going back to a clock restarts the reader there. */
 #include "ps_trainer.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <math.h>
 #include <stdio.h>
@@ -85,10 +96,27 @@ static void push_scaled(trainer_t *tr)
             tr->cur_batch, scale, overflow ? PS_FLAG_SKIP : 0, ps_net_slice_params(tr->net, id));
 }
 
+/* Streamed: one pass of the longest partition (1 if unknown: CSV). */
 static uint64_t steps_per_epoch(const trainer_t *tr)
 {
+    if (tr->stream) {
+        uint64_t spp = ps_stream_steps_per_pass(tr->stream);
+        return spp ? spp : 1;
+    }
     uint64_t g = (uint64_t)tr->world * (uint64_t)tr->cfg->batch_size;
     return (tr->n_train + g - 1) / g;
+}
+
+/* The job's steps: all its epochs, or max_steps; for a CSV stream (no
+ * count known) max_steps or 1: its schedules do not need the count. */
+static uint64_t job_steps(const trainer_t *tr)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    uint64_t steps =
+        tr->stream ? ps_stream_job_steps(tr->stream) : steps_per_epoch(tr) * (uint64_t)c->epochs;
+    if (c->max_steps && ((uint64_t)c->max_steps < steps || !steps))
+        steps = (uint64_t)c->max_steps;
+    return steps ? steps : 1;
 }
 
 /* Errors a rejoin repairs: this worker declared dead, a shard restarted,
@@ -130,9 +158,7 @@ static int join(trainer_t *tr, bool again, ps_errbuf_t *err)
     tr->clock = start_clock;
     if (c->precision == PS__DTYPE__F16)
         adopt_scaler(tr);
-    uint64_t steps = steps_per_epoch(tr) * (uint64_t)c->epochs;
-    if (c->max_steps && (uint64_t)c->max_steps < steps)
-        steps = (uint64_t)c->max_steps;
+    uint64_t steps = job_steps(tr);
     /* Under SSP/ASP every worker's push is an update of its own. */
     uint64_t updates = c->max_staleness == 0 ? steps : steps * tr->world;
     ps_optim_spec_t optim;
@@ -173,6 +199,10 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     if (!tr->client)
         return PS_EINVAL;
     ps_client_set_same_host(tr->client, c->same_host);
+    /* the reader fills its windows while the job is joined (a job that
+     * turns out to be past clock 0 restarts it there) */
+    if (tr->stream && (rc = ps_stream_start(tr->stream, 0, err)) != PS_OK)
+        return rc;
     for (int tries = 1;; tries++) {
         rc = join(tr, tries > 1, err);
         if (!ps_worker_recoverable(rc) || tries == 100)
@@ -182,6 +212,17 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     }
     if (rc != PS_OK)
         return rc;
+    if (tr->stream) {
+        ps_log(PS_LOG_INFO,
+               "worker %u: job '%s': model %s, %llu parameters over %u shards; streaming %zu "
+               "partitions of '%s' (window %lld, %lld batches ahead), %llu steps in the job%s",
+               tr->rank, c->job, ps_worker_model_name(c),
+               (unsigned long long)ps_net_n_params(tr->net), ps_client_n_shards(tr->client),
+               ps_stream_n_parts(tr->stream), c->train_data, (long long)c->shuffle_window,
+               (long long)c->prefetch_batches, (unsigned long long)job_steps(tr),
+               ps_stream_job_steps(tr->stream) ? "" : " (not known before its end)");
+        return tr->clock ? ps_stream_start(tr->stream, (uint64_t)tr->clock, err) : PS_OK;
+    }
     ps_log(PS_LOG_INFO,
            "worker %u: job '%s': model %s, %llu parameters in %u tables (%u slices on the wire) "
            "over %u shards; %zu training samples, %llu steps per epoch",
@@ -212,6 +253,9 @@ static void gather(trainer_t *tr, uint64_t lo, uint64_t first)
  * ends with the pulls in flight: they arrive while the next batch is
  * gathered and the first layers compute. fp16 waits for all at the end (the
  * loss scale needs every reply's flags). */
+static int run_step(trainer_t *tr, const float *x, const float *y, double *loss_sum,
+                    ps_errbuf_t *err);
+
 static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_t *err)
 {
     uint64_t g_full = (uint64_t)tr->world * (uint64_t)tr->cfg->batch_size;
@@ -220,6 +264,29 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
     uint64_t lo = start + tr->rank * g / tr->world, hi = start + (tr->rank + 1) * g / tr->world;
     tr->cur_batch = (size_t)(hi - lo);
     gather(tr, lo, lo - start);
+    return run_step(tr, tr->bx, tr->by, loss_sum, err);
+}
+
+/* A streamed batch: its samples, their dropout keys, the step. */
+static int stream_batch_step(trainer_t *tr, const ps_stream_batch_t *b, double *loss_sum,
+                             ps_errbuf_t *err)
+{
+    assert(b->index == (uint64_t)tr->clock);
+    tr->cur_batch = b->dense.n;
+    for (size_t i = 0; i < b->dense.n; i++)
+        tr->keys[i] =
+            ps_net_sample_key((uint64_t)tr->cfg->seed, (uint64_t)tr->clock, b->dense.place[i]);
+    ps_net_set_sample_keys(tr->net, tr->keys, b->dense.n);
+    int rc = run_step(tr, b->dense.x, b->dense.y, loss_sum, err);
+    if (rc == PS_OK)
+        tr->samples = b->samples_before + b->dense.n;
+    return rc;
+}
+
+/* The step on the batch x, y of cur_batch samples (see train_step). */
+static int run_step(trainer_t *tr, const float *x, const float *y, double *loss_sum,
+                    ps_errbuf_t *err)
+{
     /* Forward waits for each slice before it pushes it again; a batch with
      * no samples runs no forward, so it waits for all here: never two
      * requests of one slice in flight. */
@@ -233,7 +300,7 @@ static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_
     bool fp16 = tr->cfg->precision == PS__DTYPE__F16;
     /* fp16 decides "overflow or not" for the whole step before sending any
      * table, so it gives up the push-as-you-go overlap. */
-    double loss = ps_net_train_batch(tr->net, tr->bx, tr->by, tr->cur_batch, on_params_needed,
+    double loss = ps_net_train_batch(tr->net, x, y, tr->cur_batch, on_params_needed,
                                      fp16 ? NULL : on_grad_ready, tr);
     if (tr->wait_rc != PS_OK) {
         *err = tr->wait_err;
@@ -273,8 +340,9 @@ static void add_metrics(const trainer_t *tr, const ps_dataset_t *ds, ps_eval_set
     ps_report_metrics(ev, set, &e, ps_net_task(tr->net));
 }
 
+/* reader_s: the time training waited for the data reader (a stream), or < 0. */
 static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64_t n,
-                         double epoch_s, double wait_s, bool evaluate)
+                         double epoch_s, double wait_s, double reader_s, bool evaluate)
 {
     ps_event_t ev;
     ps_event_init(&ev, PS_EVENT_EPOCH);
@@ -289,11 +357,14 @@ static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64
     if (tr->rank == 0)
         add_metrics(tr, &tr->val, PS_EVAL_VAL, &ev);
     double sps = epoch_s > 0 ? (double)n * tr->world / epoch_s : 0;
-    ps_log(tr->rank == 0 ? PS_LOG_INFO : PS_LOG_DEBUG,
+    char reader[64] = "";
+    if (reader_s >= 0)
+        snprintf(reader, sizeof reader, ", %.3f s for data", reader_s);
+    ps_log(tr->rank == 0 || reader_s >= 0 ? PS_LOG_INFO : PS_LOG_DEBUG,
            "worker %u: epoch %lld/%lld train_loss %.4f%s samples/s %.0f (%.2f s, %.2f s of it "
-           "waiting for the servers)",
+           "waiting for the servers%s)",
            tr->rank, (long long)epoch, (long long)tr->cfg->epochs, train_loss, human, sps, epoch_s,
-           wait_s);
+           wait_s, reader);
     ps_event_set_int(&ev, PS_EF_RANK, tr->rank);
     ps_event_set_num(&ev, PS_EF_EPOCH, (double)epoch);
     ps_event_set_int(&ev, PS_EF_STEPS, tr->clock);
@@ -301,6 +372,8 @@ static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64
     ps_event_set_num(&ev, PS_EF_EPOCH_S, epoch_s);
     ps_event_set_num(&ev, PS_EF_SERVER_WAIT_S, wait_s);
     ps_event_set_num(&ev, PS_EF_SAMPLES_PER_S, sps);
+    if (reader_s >= 0)
+        ps_event_set_num(&ev, PS_EF_READER_WAIT_S, reader_s);
     ps_event_print(&ev, stdout);
     ps_event_fini(&ev);
 }
@@ -315,7 +388,9 @@ static void report_eval(trainer_t *tr)
     ps_event_init(&ev, PS_EVENT_EVAL);
     ps_event_set_int(&ev, PS_EF_RANK, tr->rank);
     ps_event_set_int(&ev, PS_EF_STEPS, tr->clock);
-    ps_event_set_num(&ev, PS_EF_EPOCH, (double)tr->clock / (double)steps_per_epoch(tr));
+    ps_event_set_num(&ev, PS_EF_EPOCH,
+                     tr->stream ? (double)tr->epochs_seen
+                                : (double)tr->clock / (double)steps_per_epoch(tr));
     add_metrics(tr, &tr->val, PS_EVAL_VAL, &ev);
     add_metrics(tr, &tr->test, PS_EVAL_TEST, &ev);
     ps_event_set_num(&ev, PS_EF_WALL_S, ps_time_wall_s() - tr->t_train);
@@ -387,7 +462,7 @@ static int recover(trainer_t *tr, int why, ps_errbuf_t *err)
     tr->clock = clock;
     if (tr->cfg->precision == PS__DTYPE__F16)
         adopt_scaler(tr);
-    return PS_OK;
+    return tr->stream ? ps_stream_start(tr->stream, (uint64_t)clock, err) : PS_OK;
 }
 
 typedef struct {
@@ -395,6 +470,7 @@ typedef struct {
     double t0, last_progress, loss_sum;
     uint64_t n0;      /* tr->samples when it started */
     int64_t wait0_ns; /* tr->server_wait_ns when it started */
+    double reader0_s; /* stream: the reader wait when it started */
 } epoch_t;
 
 static void end_epoch(trainer_t *tr, const epoch_t *e)
@@ -404,8 +480,9 @@ static void end_epoch(trainer_t *tr, const epoch_t *e)
     uint64_t n = tr->samples - e->n0;
     const ps_worker_config_t *c = tr->cfg;
     bool eval = tr->rank == 0 && c->eval_every && e->epoch % c->eval_every == 0;
+    double reader = tr->stream ? ps_stream_wait_s(tr->stream) - e->reader0_s : -1;
     report_epoch(tr, e->epoch, n ? e->loss_sum / (double)n : 0, n, ps_time_wall_s() - e->t0,
-                 (double)(tr->server_wait_ns - e->wait0_ns) / 1e9, eval);
+                 (double)(tr->server_wait_ns - e->wait0_ns) / 1e9, reader, eval);
 }
 
 /* On a terminal, rank 0 keeps one live line up to date (\r, 4 times a
@@ -472,8 +549,11 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
         if (epoch != e.epoch) {
             end_epoch(tr, &e);
             shuffle_epoch(tr, epoch);
-            e = (epoch_t){epoch, ps_time_wall_s(), ps_time_wall_s(),
-                          0,     tr->samples,      tr->server_wait_ns};
+            e = (epoch_t){.epoch = epoch,
+                          .t0 = ps_time_wall_s(),
+                          .last_progress = ps_time_wall_s(),
+                          .n0 = tr->samples,
+                          .wait0_ns = tr->server_wait_ns};
             *epochs_run = epoch;
         }
         int rc = train_step(tr, step, &e.loss_sum, err);
@@ -499,6 +579,76 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
     return PS_OK;
 }
 
+/* Streamed: batch after batch of the reader, each trained at its clock.
+ * An epoch ends with the batch after which every partition of the worker
+ * has finished one more pass; the worker is done when its partitions are
+ * (or at max_steps). evals_per_epoch counts one pass of the longest
+ * partition (known for IDX and records). */
+static int train_stream(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run,
+                        ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    uint64_t spp = ps_stream_steps_per_pass(tr->stream), spe = steps_per_epoch(tr);
+    uint64_t total = c->max_steps ? (uint64_t)c->max_steps : UINT64_MAX;
+    uint64_t eval_every_steps = (uint64_t)c->eval_every_steps;
+    if (c->evals_per_epoch && spp)
+        eval_every_steps = (spp + (uint64_t)c->evals_per_epoch - 1) / (uint64_t)c->evals_per_epoch;
+    if (tr->rank == 0 && tr->t_train == 0)
+        ps_report_start(spp, ps_stream_job_steps(tr->stream) ? job_steps(tr) : 0, tr->n_train, 0,
+                        tr->test.n);
+    if (tr->t_train == 0)
+        tr->t_train = ps_time_wall_s();
+    epoch_t e = {0};
+    while ((uint64_t)tr->clock < total) {
+        if (*stop)
+            return ps_err_set(err, PS_EINTR, "worker %u: stopped by signal", tr->rank);
+        const ps_stream_batch_t *b;
+        /* an epoch starts before its first batch: a wait for it is the epoch's */
+        double t_mark = ps_time_wall_s(), wait_mark = ps_stream_wait_s(tr->stream);
+        int rc = ps_stream_next(tr->stream, &b, err);
+        if (rc == 0)
+            break; /* this worker's partitions are done */
+        if (rc < 0)
+            return rc;
+        if (!e.epoch) {
+            e = (epoch_t){.epoch = b->epochs_before + 1,
+                          .t0 = t_mark,
+                          .last_progress = t_mark,
+                          .n0 = b->samples_before,
+                          .wait0_ns = tr->server_wait_ns,
+                          .reader0_s = wait_mark};
+            *epochs_run = e.epoch;
+        }
+        bool epoch_end = b->epochs_done > b->epochs_before;
+        rc = stream_batch_step(tr, b, &e.loss_sum, err);
+        bool eval_now = tr->rank == 0 && eval_every_steps && tr->clock % eval_every_steps == 0;
+        if (rc == PS_OK && (eval_now || epoch_end || (uint64_t)tr->clock >= total))
+            rc = settle(tr, err);
+        if (ps_worker_recoverable(rc) && (rc = recover(tr, rc, err)) == PS_OK) {
+            e.epoch = 0; /* the reader restarted at the clock recovery gave */
+            continue;
+        }
+        if (rc != PS_OK)
+            return rc;
+        tr->epochs_seen = b->epochs_done;
+        if (eval_now)
+            report_eval(tr);
+        if (spp)
+            log_progress(tr, &e, ((uint64_t)tr->clock - 1) % spe, spe);
+        uint64_t n = tr->samples - e.n0;
+        tr->last_loss = n ? e.loss_sum / (double)n : 0;
+        ps_client_report(tr->client, tr->samples, tr->last_loss);
+        publish_stats(tr, e.epoch, false);
+        if (epoch_end) {
+            end_epoch(tr, &e);
+            e.epoch = 0;
+        }
+    }
+    end_epoch(tr, &e);
+    publish_stats(tr, e.epoch, true);
+    return PS_OK;
+}
+
 /* After the last step: say DONE and read the final model once every worker
  * is done. A shard that restarts or a rollback meanwhile sends the worker
  * back to training from the clock recovery gives (the steps after it are
@@ -507,7 +657,8 @@ static int train_to_the_end(trainer_t *tr, volatile sig_atomic_t *stop, int64_t 
                             ps_errbuf_t *err)
 {
     for (;;) {
-        int rc = train(tr, stop, epochs_run, err);
+        int rc =
+            tr->stream ? train_stream(tr, stop, epochs_run, err) : train(tr, stop, epochs_run, err);
         if (rc != PS_OK)
             return rc;
         rc = ps_client_done(tr->client, err);
@@ -565,12 +716,28 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
     ps_report_summary(&done, tr->cfg, tr->rank, tr->world, epochs_run, tr->clock, tr->samples,
                       ps_time_wall_s() - tr->t_start, tr->client);
     ps_event_set_int(&done, PS_EF_SKIPPED_STEPS, (int64_t)tr->scaler.n_skipped);
-    ps_log(PS_LOG_INFO, "worker %u: peak RSS %.1f MB", tr->rank,
-           (double)ps_report_peak_rss_bytes() / 1e6);
+    char reader[160] = "";
+    if (tr->stream)
+        snprintf(reader, sizeof reader,
+                 "; read %llu bytes of data, the reader thread used %.2f CPU-s, training waited "
+                 "%.3f s for it",
+                 (unsigned long long)ps_stream_bytes_read(tr->stream),
+                 ps_stream_reader_cpu_s(tr->stream), ps_stream_wait_s(tr->stream));
+    ps_log(PS_LOG_INFO, "worker %u: peak RSS %.1f MB%s", tr->rank,
+           (double)ps_report_peak_rss_bytes() / 1e6, reader);
     if (tr->test.n)
         ps_report_metrics(&done, PS_EVAL_TEST, &test, ps_net_task(tr->net));
     if (tr->rank == 0)
         add_metrics(tr, &tr->val, PS_EVAL_VAL, &done);
+    if (tr->stream) {
+        int64_t rchar, read_bytes;
+        ps_report_proc_io(&rchar, &read_bytes);
+        ps_event_set_num(&done, PS_EF_READER_WAIT_S, ps_stream_wait_s(tr->stream));
+        ps_event_set_int(&done, PS_EF_DATA_BYTES, (int64_t)ps_stream_bytes_read(tr->stream));
+        ps_event_set_int(&done, PS_EF_IO_RCHAR, rchar);
+        ps_event_set_int(&done, PS_EF_IO_READ_BYTES, read_bytes);
+        ps_event_set_num(&done, PS_EF_READER_CPU_S, ps_stream_reader_cpu_s(tr->stream));
+    }
     ps_event_print(&done, stdout);
     ps_event_fini(&done);
     return PS_OK;
@@ -607,6 +774,7 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
     ps_statsd_stop(&tr.statsd);
     ps_client_destroy(&tr.client);
     ps_net_destroy(&tr.net);
+    ps_stream_destroy(&tr.stream);
     ps_text_destroy(&tr.text);
     ps_data_free(&tr.train);
     ps_data_free(&tr.test);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "ps_log.h"
+#include "ps_recfile.h"
 
 /* A text corpus: training windows, the held-out tail as the validation
  * set, a test corpus if given. The window length is the model's. */
@@ -38,12 +39,71 @@ static int load_text(trainer_t *tr, ps_errbuf_t *err)
     return PS_OK;
 }
 
+/* The test set of a dense job, in memory, in the training data's format. */
+static int load_test(trainer_t *tr, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    int rc;
+    if (c->data_format == PS_FORMAT_IDX)
+        rc = ps_data_load_idx(c->test_data, c->test_labels, &tr->test, err);
+    else if (c->data_format == PS_FORMAT_RECORDS)
+        rc = ps_rec_load_dense(c->test_data, &tr->test, err);
+    else
+        rc = ps_data_load_csv(c->test_data, (int)c->label_column, &tr->test, err);
+    if (rc == PS_OK && tr->test.d != tr->train.d)
+        rc = ps_err_set(err, PS_EFORMAT, "'%s' has %zu features but '%s' has %zu", c->test_data,
+                        tr->test.d, c->train_data, tr->train.d);
+    return rc;
+}
+
+/* stream yes: this worker's partitions as a stream (started once the job
+ * says at which clock); train gets their width and class count. */
+static int open_stream(trainer_t *tr, ps_errbuf_t *err)
+{
+    const ps_worker_config_t *c = tr->cfg;
+    static const int formats[] = {[PS_FORMAT_IDX] = PS_STREAM_IDX,
+                                  [PS_FORMAT_CSV] = PS_STREAM_CSV,
+                                  [PS_FORMAT_RECORDS] = PS_STREAM_RECORDS};
+    ps_stream_opts_t o = {
+        .train_data = c->train_data,
+        .format = formats[c->data_format],
+        .train_labels = c->train_labels,
+        .label_column = (int)c->label_column,
+        .n_classes = (uint32_t)c->classes,
+        .rank = tr->rank,
+        .world = tr->world,
+        .n_partitions = (uint32_t)c->partitions,
+        .batch_size = (uint64_t)c->batch_size,
+        .epochs = (uint32_t)c->epochs,
+        .seed = (uint64_t)c->seed,
+        .shuffle_window = (uint32_t)c->shuffle_window,
+        .prefetch = (uint32_t)c->prefetch_batches,
+        .wait_timeout_ms = c->reader_timeout_ms,
+    };
+    if (!(tr->stream = ps_stream_new(&o, err)))
+        return err->code ? err->code : PS_EINVAL;
+    if (ps_stream_is_sparse(tr->stream))
+        return ps_err_set(err, PS_EFORMAT,
+                          "'%s' holds sparse records: they are for models sparse_lr and fm",
+                          c->train_data);
+    tr->train.d = ps_stream_row_len(tr->stream);
+    tr->train.n_classes = ps_stream_n_classes(tr->stream);
+    tr->n_train = (size_t)ps_stream_n_samples(tr->stream);
+    if (!ps_stream_n_parts(tr->stream))
+        ps_log(PS_LOG_WARN, "worker %u: no partition of '%s' is this worker's (world %u)", tr->rank,
+               c->train_data, tr->world);
+    /* only rank 0 evaluates while streaming, so only it holds the test set */
+    return *c->test_data && tr->rank == 0 ? load_test(tr, err) : PS_OK;
+}
+
 int pswk_trainer_load_data(trainer_t *tr, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
     int rc;
     if (c->data_format == PS_FORMAT_TEXT)
         return load_text(tr, err);
+    if (c->stream)
+        return open_stream(tr, err);
     /* the training images stay bytes until a batch is gathered (a quarter
      * of the memory); standardizing needs them as floats */
     if (c->data_format == PS_FORMAT_IDX && !c->standardize)
@@ -58,14 +118,7 @@ int pswk_trainer_load_data(trainer_t *tr, ps_errbuf_t *err)
     tr->n_train = tr->train.n;
     if (rc != PS_OK || !*c->test_data)
         return rc;
-    if (c->data_format == PS_FORMAT_IDX)
-        rc = ps_data_load_idx(c->test_data, c->test_labels, &tr->test, err);
-    else
-        rc = ps_data_load_csv(c->test_data, (int)c->label_column, &tr->test, err);
-    if (rc == PS_OK && tr->test.d != tr->train.d)
-        rc = ps_err_set(err, PS_EFORMAT, "'%s' has %zu features but '%s' has %zu", c->test_data,
-                        tr->test.d, c->train_data, tr->train.d);
-    return rc;
+    return load_test(tr, err);
 }
 
 /* Every byte of the corpus must be a token the net knows (a spec may
@@ -126,7 +179,10 @@ int pswk_trainer_build_net(trainer_t *tr, ps_errbuf_t *err)
     if ((rc = check_data(tr, err)) != PS_OK)
         return rc;
     ps_net_init_params(tr->net, (uint64_t)c->seed);
-    tr->order = ps_xmalloc((tr->n_train ? tr->n_train : 1) * sizeof *tr->order);
+    if (tr->stream)
+        ps_stream_set_label_limit(tr->stream, ps_net_label_limit(tr->net));
+    size_t n_order = tr->stream || !tr->n_train ? 1 : tr->n_train; /* a stream has no order */
+    tr->order = ps_xmalloc(n_order * sizeof *tr->order);
     tr->bx = ps_xmalloc(b * ps_net_input_len(tr->net) * sizeof(float));
     tr->by = ps_xmalloc(b * sizeof(float));
     tr->keys = ps_xmalloc(b * sizeof *tr->keys);

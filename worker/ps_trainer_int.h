@@ -14,6 +14,7 @@
 #include "ps_loss_scale.h"
 #include "ps_net.h"
 #include "ps_statsd.h"
+#include "ps_stream.h"
 #include "ps_text.h"
 #include "ps_worker.h"
 
@@ -22,8 +23,11 @@ typedef struct {
     volatile sig_atomic_t *stop;
     uint32_t rank, world;
     ps_dataset_t train, test;
-    ps_text_t *text; /* data_format text: the training windows (train unused) */
-    size_t n_train;  /* samples of an epoch: rows of train, or windows of text */
+    ps_text_t *text;      /* data_format text: the training windows (train unused) */
+    ps_stream_t *stream;  /* stream yes: the training batches (train holds no samples) */
+    uint32_t epochs_seen; /* stream: passes all of this worker's partitions finished */
+    size_t n_train;       /* samples of an epoch: rows of train, windows of text, or (stream)
+                            the whole data set's if known */
     ps_netdesc_t desc;
     ps_net_t *net;
     ps_client_t *client;
@@ -52,12 +56,15 @@ typedef struct {
 /* The job's data as cfg says: training rows (or, for data_format text,
  * windows of a corpus, the held-out tail as the validation set), the
  * validation split and the test set. Sets train, val, test, text and
- * n_train. Errors name the file. */
+ * n_train; with stream yes the stream of this worker's partitions instead
+ * of train's rows (train says only their width and classes; only rank 0
+ * holds the test set). Errors name the file. */
 int pswk_trainer_load_data(trainer_t *tr, ps_errbuf_t *err);
 /* The net cfg describes, checked against the loaded data (row length,
- * labels, tokens) and initialised from the seed; the batch buffers for
- * batch_size samples. Errors name the option and the layer, or the file
- * and the sample that does not fit. */
+ * labels, tokens; a stream checks each label as it reads it) and
+ * initialised from the seed; the batch buffers for batch_size samples.
+ * Errors name the option and the layer, or the file and the sample that
+ * does not fit. */
 int pswk_trainer_build_net(trainer_t *tr, ps_errbuf_t *err);
 
 #endif

@@ -146,17 +146,20 @@ static const ps_opt_t worker_opts[] = {
                "data_format text: a training window starts every N bytes; 0 = every block "
                "(each byte is predicted once an epoch)"),
     PS_OPT_BOOL("stream", W, stream, "no",
-                "libsvm: each worker streams only its partitions of train_data (a file, a "
-                "directory or a pattern) in bounded memory (docs/data.md)"),
+                "each worker streams only its partitions of train_data (a file, a directory "
+                "or a pattern; libsvm, csv, idx, records) in bounded memory (docs/data.md)"),
     PS_OPT_INT("partitions", W, partitions, "0", 0, 1 << 20,
-               "stream: byte ranges one train_data file is cut into (0 = world); several "
-               "files are one partition each"),
+               "stream: ranges one train_data file is cut into (text: byte ranges; IDX, "
+               "records: record ranges; 0 = world); several files are one partition each"),
     PS_OPT_INT("shuffle_window", W, shuffle_window, "16384", 1, 1 << 24,
                "stream: samples each partition is shuffled among (1 = file order)"),
     PS_OPT_INT("prefetch_batches", W, prefetch_batches, "4", 1, 1024,
                "stream: batches the reader thread keeps ready"),
     PS_OPT_INT("reader_timeout_ms", W, reader_timeout_ms, "60000", 10, 86400000,
                "stream: longest wait for the reader's next batch"),
+    PS_OPT_INT("classes", W, classes, "0", 0, 1 << 20,
+               "stream, dense data: the class count of the labels (0 = as the data says: a "
+               "records header, the IDX label file; a streamed CSV classifier needs it)"),
     PS_OPT_STR("export_onnx", W, export_onnx, "",
                "rank 0 writes the trained model here as ONNX (opset 17, logits out)"),
 };
@@ -253,6 +256,35 @@ static int validate_model(const ps_worker_config_t *c, ps_errbuf_t *err)
     return rc;
 }
 
+/* A streamed dense job: what its format lets it know in advance. Text
+ * (CSV) has no record count, so no step count and no class count. */
+static int validate_stream_dense(const ps_worker_config_t *c, ps_errbuf_t *err)
+{
+    bool csv = c->data_format == PS_FORMAT_CSV;
+    if (c->data_format == PS_FORMAT_TEXT)
+        return ps_err_set(err, PS_EINVAL,
+                          "stream: data_format text is not streamed (its windows need the whole "
+                          "corpus)");
+    if (c->standardize)
+        return ps_err_set(err, PS_EINVAL,
+                          "standardize: needs the whole training set's mean and deviation; a "
+                          "streamed job never holds it (scale the data when it is written)");
+    if (csv && c->optim.schedule != PS_SCHED_CONSTANT && c->optim.schedule != PS_SCHED_STEP)
+        return ps_err_set(err, PS_EINVAL,
+                          "lr_schedule %s: needs the job's step count, which a streamed CSV job "
+                          "knows only at its end (ps-convert the data to records, or lr_schedule "
+                          "constant or step)",
+                          ps_enum_name(ps_sched_names, c->optim.schedule, "?"));
+    bool class_model =
+        c->model == PS_MODEL_SOFTMAX || (c->model == PS_MODEL_MLP && !*c->layers &&
+                                         c->task != PS_TASK_REGRESSION && c->loss != PS_LOSS_MSE);
+    if (csv && !c->classes && class_model)
+        return ps_err_set(err, PS_EINVAL,
+                          "classes: a streamed CSV job does not see every label before it "
+                          "starts: set classes N for a classifier (or task regression)");
+    return PS_OK;
+}
+
 /* What a streamed job cannot do (yet): the options that need the whole
  * data set in memory. */
 static int validate_stream(const ps_worker_config_t *cfg, ps_errbuf_t *err)
@@ -262,18 +294,27 @@ static int validate_stream(const ps_worker_config_t *cfg, ps_errbuf_t *err)
             return ps_err_set(err, PS_EINVAL,
                               "train_data '%s' names several files: they are read with stream yes",
                               cfg->train_data);
+        if (cfg->data_format == PS_FORMAT_RECORDS)
+            return ps_err_set(err, PS_EINVAL, "data_format records: read with stream yes");
+        if (cfg->classes)
+            return ps_err_set(err, PS_EINVAL,
+                              "classes: for stream yes (in memory the labels say it)");
         return PS_OK;
     }
     if (cfg->val_fraction > 0)
-        return ps_err_set(err, PS_EINVAL, "val_fraction: a streamed job has no validation split");
+        return ps_err_set(err, PS_EINVAL,
+                          "val_fraction: a streamed job has no validation split (it needs every "
+                          "sample on every worker)");
     if (cfg->train_subset)
         return ps_err_set(err, PS_EINVAL,
                           "train_subset: a streamed job reads its partitions whole");
-    if (cfg->evals_per_epoch)
+    bool sized = cfg->data_format == PS_FORMAT_IDX || cfg->data_format == PS_FORMAT_RECORDS;
+    if (cfg->evals_per_epoch && !sized)
         return ps_err_set(err, PS_EINVAL,
-                          "evals_per_epoch: a streamed job does not know its epoch's length "
-                          "before the end; use eval_every_steps");
-    return PS_OK;
+                          "evals_per_epoch: a streamed %s job does not know its epoch's length "
+                          "before the end; use eval_every_steps (or idx or records data)",
+                          ps_enum_name(ps_format_names, cfg->data_format, "?"));
+    return PS_MODEL_IS_SPARSE(cfg->model) ? PS_OK : validate_stream_dense(cfg, err);
 }
 
 int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
@@ -297,9 +338,10 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
         return ps_err_set(err, PS_EINVAL, "job: %s", bad_name.msg);
     ps_optim_spec_t spec;
     bool sparse = PS_MODEL_IS_SPARSE(cfg->model);
-    if (sparse != (cfg->data_format == PS_FORMAT_LIBSVM))
+    bool records = cfg->data_format == PS_FORMAT_RECORDS;
+    if (!records && sparse != (cfg->data_format == PS_FORMAT_LIBSVM))
         return ps_err_set(err, PS_EINVAL,
-                          "models sparse_lr and fm take data_format libsvm, and "
+                          "models sparse_lr and fm take data_format libsvm (or records), and "
                           "libsvm data takes one of them");
     if (!sparse && cfg->optim.kind == PS_OPTIM_FTRL)
         return ps_err_set(err, PS_EINVAL, "optimizer ftrl is for the sparse models");
@@ -307,10 +349,9 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
         return ps_err_set(err, PS_EINVAL,
                           "sparse models take lr_schedule constant (a row is "
                           "updated only when its key comes up)");
-    if (sparse)
-        return validate_stream(cfg, err);
-    if (cfg->stream)
-        return ps_err_set(err, PS_EINVAL, "stream is for data_format libsvm (the sparse models)");
+    int rc = validate_stream(cfg, err);
+    if (rc != PS_OK || sparse)
+        return rc;
     ps_worker_optim_spec(cfg, 1, &spec);
     const char *why = ps_optim_spec_check(&spec);
     if (why)
@@ -541,7 +582,7 @@ static const char *const job_options[] = {
     /* the layer nets: a spec, a GPT, the windows of a text corpus */
     "input", "layers", "n_layer", "n_head", "n_embd", "block_size", "dropout", "text_stride",
     /* streamed input: which samples make each step's batch */
-    "stream", "partitions", "shuffle_window", NULL};
+    "stream", "partitions", "shuffle_window", "classes", NULL};
 
 void ps_worker_fingerprint(const ps_worker_config_t *cfg, char *buf, size_t cap)
 {

@@ -29,7 +29,9 @@
 typedef enum { PS_MODEL_KIND_MAP(PS_MODEL_KIND_MEMBER) } ps_model_kind_t;
 extern const char *const ps_model_kind_names[];
 
-#define PS_FORMAT_MAP(XX) XX(IDX, "idx") XX(CSV, "csv") XX(LIBSVM, "libsvm") XX(TEXT, "text")
+/* records: ps-convert's binary records (ps_recfile.h), dense or sparse */
+#define PS_FORMAT_MAP(XX) \
+    XX(IDX, "idx") XX(CSV, "csv") XX(LIBSVM, "libsvm") XX(TEXT, "text") XX(RECORDS, "records")
 #define PS_FORMAT_MEMBER(e, s) PS_ENUM_MEMBER(PS_FORMAT_, e)
 typedef enum { PS_FORMAT_MAP(PS_FORMAT_MEMBER) } ps_data_format_t;
 extern const char *const ps_format_names[];
@@ -122,6 +124,7 @@ typedef struct {
     /* streamed input (ps_stream.h) */
     bool stream;
     int64_t partitions, shuffle_window, prefetch_batches, reader_timeout_ms;
+    int64_t classes; /* stream, dense: the class count; 0 = as the data says */
 } ps_worker_config_t;
 
 extern const ps_optset_t ps_worker_optset;

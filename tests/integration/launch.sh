@@ -1,12 +1,13 @@
 # ps-launch and the daemons' command lines: --help, config errors with
 # file:line, a failing worker fails the job and stops everything.
 . "$(dirname "$0")/lib.sh"
-for b in ps-server ps-worker ps-launch ps-datagen; do
+for b in ps-server ps-worker ps-launch ps-datagen ps-convert; do
     "$BIN/$b" --help > "$WORK/help.txt" || fail "$b --help exited $?"
     grep -q "Usage:" "$WORK/help.txt" || fail "$b --help has no usage"
 done
 grep -q -- "--max_staleness" <("$BIN/ps-worker" --help) || fail "worker help lacks options"
 grep -q "default: 0.01" <("$BIN/ps-worker" --help) || fail "worker help lacks defaults"
+"$BIN/ps-convert" --version | grep -c "^ps-convert " > /dev/null || fail "ps-convert --version"
 pass "--help on every binary"
 
 printf 'port 7000\nshards two\n' > "$WORK/bad.conf"

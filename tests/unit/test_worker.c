@@ -186,6 +186,7 @@ static void test_the_fingerprint_covers_the_net_options(void **state)
         {"stream", "yes"},
         {"partitions", "3"},
         {"shuffle_window", "7"},
+        {"classes", "3"},
     };
     ps_worker_config_t base, other;
     char fp_base[4096], fp_other[4096];
@@ -233,9 +234,43 @@ static void test_stream_options_are_checked(void **state)
     make_cfg(&cfg, (const char *[]){"model", "sparse_lr", "data_format", "libsvm", "optimizer",
                                     "ftrl", "stream", "yes", "train_data", "/tmp/p-*", NULL});
     assert_int_equal(ps_worker_config_validate(&cfg, &err), PS_OK);
-    make_cfg(&cfg, (const char *[]){"data_format", "csv", "stream", "yes", NULL});
+    /* dense: what the format cannot say in advance, and what needs the whole set */
+    static const char *const dense[][9] = {
+        {"data_format", "csv", "stream", "yes", "classes: a streamed CSV job"},
+        {"data_format", "csv", "lr_schedule", "cosine", "lr_schedule cosine: needs the job's"},
+        {"data_format", "csv", "evals_per_epoch", "2", "evals_per_epoch: a streamed csv job"},
+        {"data_format", "idx", "standardize", "yes", "standardize: needs the whole"},
+        {"data_format", "records", "stream", "no", "data_format records: read with stream yes"},
+        {"data_format", "idx", "stream", "no", "classes: for stream yes"},
+    };
+    for (size_t i = 0; i < sizeof dense / sizeof dense[0]; i++) {
+        make_cfg(&cfg, (const char *[]){"stream", "yes", "classes", i == 0 ? "0" : "3", dense[i][0],
+                                        dense[i][1], dense[i][2], dense[i][3], NULL});
+        assert_int_equal(ps_worker_config_validate(&cfg, &err), PS_EINVAL);
+        if (!strstr(err.msg, dense[i][4]))
+            fail_msg("%s %s: '%s' does not name '%s'", dense[i][2], dense[i][3], err.msg,
+                     dense[i][4]);
+    }
+    /* and what they can */
+    static const char *const fine[][9] = {
+        {"data_format", "csv", "classes", "3", "lr_schedule", "step", NULL},
+        {"data_format", "csv", "task", "regression", NULL},
+        {"data_format", "idx", "lr_schedule", "cosine", "evals_per_epoch", "4", NULL},
+        {"data_format", "records", "model", "sparse_lr", "optimizer", "ftrl", NULL},
+        {"data_format", "records", "model", "softmax", NULL},
+    };
+    for (size_t i = 0; i < sizeof fine / sizeof fine[0]; i++) {
+        const char *kv[12] = {"stream", "yes"};
+        for (int k = 0; fine[i][k]; k++)
+            kv[2 + k] = fine[i][k];
+        make_cfg(&cfg, kv);
+        if (ps_worker_config_validate(&cfg, &err) != PS_OK)
+            fail_msg("%s %s: %s", fine[i][0], fine[i][1], err.msg);
+    }
+    make_cfg(&cfg, (const char *[]){"stream", "yes", "data_format", "text", "model", "gpt",
+                                    "train_labels", "", NULL});
     assert_int_equal(ps_worker_config_validate(&cfg, &err), PS_EINVAL);
-    assert_non_null(strstr(err.msg, "stream is for data_format libsvm"));
+    assert_non_null(strstr(err.msg, "data_format text is not streamed"));
 }
 
 /* A text corpus given as a directory is fingerprinted by what the reader
