@@ -117,9 +117,12 @@ int pswk_trainer_build_net(trainer_t *tr, ps_errbuf_t *err)
     int rc = fixed ? ps_worker_outputs(c, tr->train.n_classes, &n_out, err) : PS_OK;
     if (rc == PS_OK)
         rc = ps_worker_model_desc(c, tr->train.d, n_out, &tr->desc, err);
-    if (rc == PS_OK && (rc = ps_netdesc_spec(&tr->desc, &spec, err)) == PS_OK &&
-        !(tr->net = ps_net_new(&spec, b, (size_t)c->slice_elems, err)))
-        rc = err->code;
+    if (rc == PS_OK && (rc = ps_netdesc_spec(&tr->desc, &spec, err)) == PS_OK) {
+        if (tr->n_stages > 1)
+            rc = pswk_pipe_build_net(tr, &spec, err);
+        else if (!(tr->net = ps_net_new(&spec, b, (size_t)c->slice_elems, err)))
+            rc = err->code;
+    }
     ps_netspec_fini(&spec);
     if (rc != PS_OK)
         return ps_worker_model_err(c, rc, err);
@@ -127,7 +130,10 @@ int pswk_trainer_build_net(trainer_t *tr, ps_errbuf_t *err)
         return rc;
     ps_net_init_params(tr->net, (uint64_t)c->seed);
     tr->order = ps_xmalloc((tr->n_train ? tr->n_train : 1) * sizeof *tr->order);
-    tr->bx = ps_xmalloc(b * ps_net_input_len(tr->net) * sizeof(float));
+    /* a pipeline stage after the first takes activations, but gathers the
+     * data rows all the same (the last one reads their labels) */
+    size_t row = tr->n_stages > 1 ? tr->train.d : ps_net_input_len(tr->net);
+    tr->bx = ps_xmalloc(b * row * sizeof(float));
     tr->by = ps_xmalloc(b * sizeof(float));
     tr->keys = ps_xmalloc(b * sizeof *tr->keys);
     return PS_OK;

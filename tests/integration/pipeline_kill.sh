@@ -1,0 +1,27 @@
+# A pipeline stage killed -9 mid-job (#20): its peer's wait for it ends at
+# pipeline_timeout_ms with an error naming the stage and the rank it
+# waited for, the job fails (ps-launch exits non-zero) within a deadline,
+# and no model is saved. Never a hang.
+. "$(dirname "$0")/lib.sh"
+TIMEOUT_MS=3000
+"$BIN/ps-launch" --servers 1 --workers 2 --config "$SRC/deploy/examples/fashion-mlp.conf" \
+    --set pipeline_stages=2 --set max_steps=100000 --set eval_every=0 --set test_data= \
+    --set test_labels= --set progress_every_s=1 --set pipeline_timeout_ms=$TIMEOUT_MS \
+    --timeout 120 --save-model "$WORK/kill.model" >"$WORK/kill.out" 2>"$WORK/kill.log" &
+LAUNCH_PID=$!
+STARTED_PIDS+=("$LAUNCH_PID")
+wait_for "$WORK/kill.log" "worker 0: epoch 1 step" 60
+victim=$(grep -o "ps-worker\[[0-9]*\] I worker 1 (replica 0, stage 1 of 2)" "$WORK/kill.log" |
+    head -1 | grep -o '\[[0-9]*\]' | tr -d '[]')
+[ -n "$victim" ] || fail "no pid for the stage 1 worker"
+kill -KILL "$victim"
+killed_at=$SECONDS
+rc=0
+wait "$LAUNCH_PID" || rc=$?
+took=$((SECONDS - killed_at))
+check "$rc != 0"
+grep -q "worker 0 (replica 0, stage 0): .* the stage after stage 1 (rank 1, " "$WORK/kill.log" ||
+    fail "the error does not name stage 1 and rank 1"
+check "$took <= $TIMEOUT_MS / 1000 + 15"
+[ ! -e "$WORK/kill.model/model.json" ] || fail "a model was saved without stage 1"
+pass "kill -9 of stage 1: ps-launch exit $rc after ${took} s: $(grep -o 'worker 0 (replica 0, stage 0): [^;]*' "$WORK/kill.log" | head -1)"
