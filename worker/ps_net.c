@@ -42,9 +42,10 @@ struct ps_net {
      * (dropout streams) from node_base, as in the whole net. */
     size_t item_lo, item_hi;
     uint32_t node_base;
-    bool want_dx0;       /* a stage after the first: backward makes the input's gradient */
-    const float *dx_in;  /* that gradient after a backward (ga or gb) */
-    bool is_shapes_only; /* ps_net_new_shapes: no buffers */
+    bool want_dx0;         /* a stage after the first: backward makes the input's gradient */
+    const float *dx_in;    /* that gradient after a backward (ga or gb) */
+    bool is_shapes_only;   /* ps_net_new_shapes: no buffers */
+    ps_shape_t spec_input; /* the whole net's input (a language model's stages: tokens) */
 };
 
 static const float *act_in(const ps_net_t *net, uint32_t i)
@@ -72,7 +73,7 @@ static int add_loss(ps_net_t *net, const ps_layer_desc_t *d, ps_errbuf_t *err)
     if (!net->loss)
         return PS_EINVAL;
     if (in.kind == PS_SHAPE_SEQ) {
-        if (net->input.kind != PS_SHAPE_TOKENS || in.d[0] != net->input.d[0])
+        if (net->spec_input.kind != PS_SHAPE_TOKENS || in.d[0] != net->spec_input.d[0])
             return ps_err_set(err, PS_EINVAL,
                               "a sequence's targets are its next tokens: needs input tokens(%u)",
                               in.d[0]);
@@ -144,8 +145,8 @@ static void alloc_buffers(ps_net_t *net)
     }
     net->ga = ps_xmalloc(net->max_batch * widest * sizeof(float));
     net->gb = ps_xmalloc(net->max_batch * widest * sizeof(float));
-    if (net->input.kind == PS_SHAPE_TOKENS)
-        net->targets = ps_xmalloc(net->max_batch * net->input.d[0] * sizeof(float));
+    if (net->spec_input.kind == PS_SHAPE_TOKENS)
+        net->targets = ps_xmalloc(net->max_batch * net->spec_input.d[0] * sizeof(float));
     net->keys = ps_xmalloc(net->max_batch * sizeof *net->keys);
     for (size_t i = 0; i < net->max_batch; i++)
         net->keys[i] = i;
@@ -265,6 +266,7 @@ static ps_net_t *net_build(const ps_netspec_t *spec, size_t lo, size_t hi, size_
     net->want_dx0 = lo > 0;
     net->max_batch = max_batch;
     net->input = in;
+    net->spec_input = spec->input;
     net->token_limit = UINT32_MAX;
     net->row_len = ps_shape_len(in) + (in.kind == PS_SHAPE_TOKENS);
     net->cap_nodes = 32;
@@ -520,7 +522,15 @@ static void backward(ps_net_t *net, size_t b, ps_pass_t *pass)
 
 static const float *targets_of(const ps_net_t *net, const float *y)
 {
-    return net->input.kind == PS_SHAPE_TOKENS ? net->targets : y;
+    return net->spec_input.kind == PS_SHAPE_TOKENS ? net->targets : y;
+}
+
+void ps_net_set_targets(ps_net_t *net, const float *rows, size_t b)
+{
+    assert(b <= net->max_batch && net->targets);
+    size_t t = net->spec_input.d[0];
+    for (size_t i = 0; i < b; i++)
+        memcpy(net->targets + i * t, rows + i * (t + 1) + 1, t * sizeof(float));
 }
 
 double ps_net_train_batch(ps_net_t *net, const float *x, const float *y, size_t b,

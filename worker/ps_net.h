@@ -79,6 +79,10 @@ ps_net_t *ps_net_new_shapes(const ps_netspec_t *spec, ps_errbuf_t *err);
  * may end after it. Errors as ps_net_new's (a layer that does not fit its
  * shape). */
 int ps_net_stage_items(const ps_netspec_t *spec, ps_stage_item_t *items, ps_errbuf_t *err);
+/* The last stage of a language model after the first: its targets (each
+ * position's next token) from the b token rows (T + 1 values each) its
+ * micro-batch came from, before train_batch. */
+void ps_net_set_targets(ps_net_t *net, const float *rows, size_t b);
 /* False for a pipeline stage before the last. */
 bool ps_net_has_loss(const ps_net_t *net);
 /* A stage's forward on b input rows (dropout if is_training, keys as set);

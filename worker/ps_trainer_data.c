@@ -118,6 +118,8 @@ int pswk_trainer_build_net(trainer_t *tr, ps_errbuf_t *err)
     if (rc == PS_OK)
         rc = ps_worker_model_desc(c, tr->train.d, n_out, &tr->desc, err);
     if (rc == PS_OK && (rc = ps_netdesc_spec(&tr->desc, &spec, err)) == PS_OK) {
+        tr->data_row =
+            spec.input.kind == PS_SHAPE_TOKENS ? ps_shape_len(spec.input) + 1 : tr->train.d;
         if (tr->n_stages > 1)
             rc = pswk_pipe_build_net(tr, &spec, err);
         else if (!(tr->net = ps_net_new(&spec, b, (size_t)c->slice_elems, err)))
@@ -132,7 +134,7 @@ int pswk_trainer_build_net(trainer_t *tr, ps_errbuf_t *err)
     tr->order = ps_xmalloc((tr->n_train ? tr->n_train : 1) * sizeof *tr->order);
     /* a pipeline stage after the first takes activations, but gathers the
      * data rows all the same (the last one reads their labels) */
-    size_t row = tr->n_stages > 1 ? tr->train.d : ps_net_input_len(tr->net);
+    size_t row = tr->n_stages > 1 ? tr->data_row : ps_net_input_len(tr->net);
     tr->bx = ps_xmalloc(b * row * sizeof(float));
     tr->by = ps_xmalloc(b * sizeof(float));
     tr->keys = ps_xmalloc(b * sizeof *tr->keys);

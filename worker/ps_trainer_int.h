@@ -55,6 +55,7 @@ typedef struct {
     char stage_job[PS_OPT_STR_MAX + 16]; /* JOB.stage<s>: this stage's job on the servers */
     ps_pipe_t *pipe;
     size_t in_len, out_len; /* floats per sample into and out of this stage */
+    size_t data_row;        /* floats per data row (bx), whatever the stage's input */
     float *pin;             /* stage > 0: the step's inputs, kept for the recompute */
     float *pdy;             /* before the last stage: a micro-batch's output gradient */
     float *acc;             /* micro-batches' gradient sums, slice by slice */

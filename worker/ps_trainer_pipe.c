@@ -23,6 +23,7 @@
 #include "ps_curve.h"
 #include "ps_export.h"
 #include "ps_log.h"
+#include "ps_text.h"
 #include "ps_time.h"
 
 static size_t micro_max(const trainer_t *tr)
@@ -162,7 +163,7 @@ static void ready_last(void *ctx, uint32_t k)
 
 static const float *input_of(const trainer_t *tr, size_t off)
 {
-    return tr->stage == 0 ? tr->bx + off * tr->in_len : tr->pin + off * tr->in_len;
+    return tr->stage == 0 ? tr->bx + off * tr->data_row : tr->pin + off * tr->in_len;
 }
 
 static int send_back(trainer_t *tr, uint32_t m, size_t len, double loss, ps_errbuf_t *err)
@@ -195,6 +196,8 @@ static int forward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *e
     ps_net_set_sample_keys(tr->net, tr->keys + off, len);
     bool fin = m + 1 == tr->cfg->micro_batches;
     if (is_last(tr)) {
+        if (tr->text && tr->stage > 0)
+            ps_net_set_targets(tr->net, tr->bx + off * tr->data_row, len);
         double l = ps_net_train_batch(tr->net, input_of(tr, off), tr->by + off, len,
                                       pswk_params_needed, fin ? ready_last : NULL, tr);
         if (tr->wait_rc != PS_OK)
@@ -242,7 +245,10 @@ static void gather(trainer_t *tr, uint64_t step)
     uint64_t g = tr->n_train - start < g_full ? tr->n_train - start : g_full;
     uint64_t lo = start + tr->rank * g / tr->world, hi = start + (tr->rank + 1) * g / tr->world;
     tr->cur_batch = (size_t)(hi - lo);
-    ps_data_gather(&tr->train, tr->order + lo, tr->cur_batch, tr->bx, tr->by);
+    if (tr->text)
+        ps_text_gather(tr->text, tr->order + lo, tr->cur_batch, tr->bx, tr->by);
+    else
+        ps_data_gather(&tr->train, tr->order + lo, tr->cur_batch, tr->bx, tr->by);
     for (size_t i = 0; i < tr->cur_batch; i++)
         tr->keys[i] =
             ps_net_sample_key((uint64_t)tr->cfg->seed, (uint64_t)tr->clock, lo - start + i);

@@ -326,10 +326,6 @@ static int validate_pipeline(const ps_worker_config_t *c, ps_errbuf_t *err)
                           "test_data, val_fraction, evals_per_epoch: a pipeline does not "
                           "evaluate yet (the forward pass across stages is built for training "
                           "only); evaluate the exported model");
-    if (c->model == PS_MODEL_GPT || c->data_format == PS_FORMAT_TEXT)
-        return ps_err_set(err, PS_EINVAL,
-                          "pipeline_stages: language models are not cut yet (the last stage "
-                          "needs the targets): the MLP and layer specs are");
     if (*c->export_onnx)
         return ps_err_set(err, PS_EINVAL,
                           "export_onnx: not with pipeline_stages (no stage "

@@ -1,7 +1,8 @@
 # A pipeline stage killed -9 mid-job (#20): its peer's wait for it ends at
 # pipeline_timeout_ms with an error naming the stage and the rank it
 # waited for, the job fails (ps-launch exits non-zero) within a deadline,
-# and no model is saved. Never a hang.
+# and no model is saved. Never a hang. Before the kill, ps-ctl show workers
+# lists replica 0 of each stage (job launch.stage<s>, rank = replica).
 . "$(dirname "$0")/lib.sh"
 TIMEOUT_MS=3000
 "$BIN/ps-launch" --servers 1 --workers 2 --config "$SRC/deploy/examples/fashion-mlp.conf" \
@@ -14,6 +15,12 @@ wait_for "$WORK/kill.log" "worker 0: epoch 1 step" 60
 victim=$(grep -o "ps-worker\[[0-9]*\] I worker 1 (replica 0, stage 1 of 2)" "$WORK/kill.log" |
     head -1 | grep -o '\[[0-9]*\]' | tr -d '[]')
 [ -n "$victim" ] || fail "no pid for the stage 1 worker"
+# the servers list each stage as its job, each replica as its rank
+sock=$(grep -o "stats sockets [^ ]*/server-N.sock" "$WORK/kill.log" | head -1 |
+    sed 's/stats sockets //; s/server-N/server-0/')
+"$BIN/ps-ctl" -s "$sock" show workers >"$WORK/workers.txt" || fail "ps-ctl show workers failed"
+grep -Eq '^launch\.stage0 +0 ' "$WORK/workers.txt" && grep -Eq '^launch\.stage1 +0 ' "$WORK/workers.txt" ||
+    fail "show workers does not list stage 0 and stage 1 of replica 0: $(cat "$WORK/workers.txt")"
 kill -KILL "$victim"
 killed_at=$SECONDS
 rc=0
