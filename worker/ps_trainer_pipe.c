@@ -83,7 +83,10 @@ int pswk_pipe_build_net(trainer_t *tr, const ps_netspec_t *spec, ps_errbuf_t *er
     tr->acc_off[0] = 0;
     for (uint32_t k = 0; k < n; k++)
         tr->acc_off[k + 1] = tr->acc_off[k] + ps_net_slice_len(tr->net, k);
-    tr->acc = ps_xmalloc((tr->acc_off[n] ? tr->acc_off[n] : 1) * sizeof(float));
+    /* the micro-batches' sum: as large as the stage's parameters (layers
+     * overwrite their gradients), so none for one micro-batch */
+    if (tr->cfg->micro_batches > 1)
+        tr->acc = ps_xmalloc((tr->acc_off[n] ? tr->acc_off[n] : 1) * sizeof(float));
     return PS_OK;
 }
 

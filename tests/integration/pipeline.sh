@@ -1,10 +1,11 @@
 # Pipeline stages (#20) are exact: the MLP, the CNN and the GPT (dropout
 # 0.1) trained 20 SGD steps with (D=1, P=2), (D=2, P=2) and P=3 (and a
-# user's cut, and M = 1, 2 and 3 micro-batches) give the model of the
-# data-parallel job with the same global batch (24; the GPT 8) and seed
-# (it_pipeline: the MLP and the CNN; it_pipeline_gpt: the GPT): the exported tables agree to 1e-5 (NumPy),
-# while another seed gives another model. Every stage's summary reports
-# its replica, stage, busy time and bubble fraction.
+# user's cut, M = 1, 2 and 3 micro-batches, CURVE between the stages) give
+# the model of the data-parallel job with the same global batch (24; the
+# GPT 8) and seed (it_pipeline: the MLP and the CNN; it_pipeline_gpt: the
+# GPT): the exported tables agree to 1e-5 (NumPy), while another seed
+# gives another model. Every stage's summary reports its replica, stage,
+# busy time and bubble fraction; the CNN's balance cuts before flatten.
 . "$(dirname "$0")/lib.sh"
 run() { # name config workers batch [--set ...]
     local name=$1 conf=$2 n=$3 b=$4; shift 4
@@ -27,6 +28,7 @@ if [ "$SET" = dense ]; then
     run mlp_p2_user fashion-mlp.conf 2 24 $(p 2) --set stage_layers=3 --set micro_batches=3
     run mlp_p2_m1 fashion-mlp.conf 2 24 $(p 2) --set micro_batches=1
     run mlp_p2_seed fashion-mlp.conf 2 24 $(p 2) --set seed=2
+    run mlp_p2_curve fashion-mlp.conf 2 24 $(p 2) --curve # the stages' links over CURVE
     run cnn_dp1 fashion-cnn.conf 1 24
     run cnn_p2 fashion-cnn.conf 2 24 $(p 2)
     run cnn_d2p2 fashion-cnn-pipeline.conf 4 12 # the example config: P = 2
@@ -55,7 +57,8 @@ def diff(a, b):
     assert a.keys() == b.keys(), (sorted(a), sorted(b))
     return max(float(np.abs(a[n] - b[n]).max()) for n in a)
 for ref, others, seed in (
-        ("mlp_dp1", ["mlp_dp2", "mlp_p2", "mlp_d2p2", "mlp_p3", "mlp_p2_user", "mlp_p2_m1"],
+        ("mlp_dp1", ["mlp_dp2", "mlp_p2", "mlp_d2p2", "mlp_p3", "mlp_p2_user", "mlp_p2_m1",
+                     "mlp_p2_curve"],
          "mlp_p2_seed"),
         ("cnn_dp1", ["cnn_p2", "cnn_d2p2", "cnn_p3"], None),
         ("gpt_dp1", ["gpt_p2", "gpt_d2p2", "gpt_p3"], "gpt_p2_seed")):
