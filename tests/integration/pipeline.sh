@@ -5,7 +5,8 @@
 # GPT 8) and seed (it_pipeline: the MLP and the CNN; it_pipeline_gpt: the
 # GPT): the exported tables agree to 1e-5 (NumPy), while another seed
 # gives another model. Every stage's summary reports its replica, stage,
-# busy time and bubble fraction; the CNN's balance cuts before flatten.
+# busy time and bubble fraction; the CNN's balance cuts before flatten;
+# bad pipelines (world, micro_batches, stage_layers) stop at startup.
 . "$(dirname "$0")/lib.sh"
 run() { # name config workers batch [--set ...]
     local name=$1 conf=$2 n=$3 b=$4; shift 4
@@ -33,6 +34,24 @@ if [ "$SET" = dense ]; then
     run cnn_p2 fashion-cnn.conf 2 24 $(p 2)
     run cnn_d2p2 fashion-cnn-pipeline.conf 4 12 # the example config: P = 2
     run cnn_p3 fashion-cnn.conf 3 24 $(p 3)
+    # bad pipelines stop at startup, saying why (no servers needed)
+    refused() { # MESSAGE ps-worker-args...
+        local want=$1 rc=0; shift
+        timeout 60 "$BIN/ps-worker" --config "$SRC/deploy/examples/fashion-mlp.conf" \
+            --servers tcp://127.0.0.1:1 --test-data= --test-labels= --pipeline-dir "$WORK" "$@" \
+            >"$WORK/refused.out" 2>&1 || rc=$?
+        [ $rc -ne 0 ] && grep -qF -- "$want" "$WORK/refused.out" ||
+            fail "ps-worker $* (exit $rc): no '$want' in: $(tail -2 "$WORK/refused.out")"
+    }
+    refused "the world of 3 workers must be a multiple of it" --world 3 --pipeline-stages 2
+    refused "micro_batches 99: more than batch_size 32" --world 2 --pipeline-stages 2 \
+        --micro-batches 99
+    refused "stage 1 (layers 6..6) would own no parameters" --world 2 --pipeline-stages 2 \
+        --stage-layers 6
+    refused "stage_layers '2,3': needs 1 comma-separated" --world 2 --pipeline-stages 2 \
+        --stage-layers 2,3
+    refused "inside a residual" --world 2 --pipeline-stages 2 --model net --input 784 \
+        --layers "dense(8) residual[ dense(8) relu ] dense(10) cross_entropy" --stage-layers 3
     grep -q "stage 1 of 2): layers 7..12 ('flatten'" "$WORK/cnn_p2.log" ||
         fail "the CNN's balance does not cut before flatten: $(grep -o 'stage 1 of 2).*' "$WORK/cnn_p2.log")"
 else
