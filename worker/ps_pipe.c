@@ -232,14 +232,20 @@ static int wait_sock(ps_pipe_t *p, void *sock, short events)
 static int peer_err(const ps_pipe_t *p, int rc, int side, const char *what, const ps_pipe_msg_t *m,
                     ps_errbuf_t *err)
 {
+    uint32_t peer_stage = side == PREV ? p->o.stage - 1 : p->o.stage + 1;
+    if (rc == PS_EINTR)
+        return ps_err_set(err, rc,
+                          "pipeline: worker %u (replica %u, stage %u): stopped while %s %s of "
+                          "clock %lld micro-batch %u (%s stage %u, rank %u)",
+                          p->o.rank, p->o.replica, p->o.stage, what, kind_name(m->kind),
+                          (long long)m->clock, m->micro, side == PREV ? "from" : "to", peer_stage,
+                          peer_rank(p, side));
     return ps_err_set(err, rc,
                       "pipeline: worker %u (replica %u, stage %u): %s %s of clock %lld "
-                      "micro-batch %u: %s stage %u (rank %u, '%s') %s within %lld ms",
+                      "micro-batch %u: %s stage %u (rank %u, '%s') did not answer within %lld ms",
                       p->o.rank, p->o.replica, p->o.stage, what, kind_name(m->kind),
-                      (long long)m->clock, m->micro, side_name(side),
-                      side == PREV ? p->o.stage - 1 : p->o.stage + 1, peer_rank(p, side),
-                      side == PREV ? p->peer_ep[PREV] : p->peer_ep[NEXT],
-                      rc == PS_EINTR ? "(stopped)" : "did not answer", (long long)p->o.timeout_ms);
+                      (long long)m->clock, m->micro, side_name(side), peer_stage,
+                      peer_rank(p, side), p->peer_ep[side], (long long)p->o.timeout_ms);
 }
 
 int ps_pipe_send(ps_pipe_t *p, const ps_pipe_msg_t *m, const float *data, size_t n_floats,
