@@ -41,6 +41,8 @@ struct ps_pipe {
     void *out[2]; /* PUSH: to the stage before / after */
     char in_ep[2][EP_MAX], peer_ep[2][EP_MAX], peer_key[2][64];
     char file[PATH_MAX + 300];
+    char key_file[PATH_MAX + 300], allow_file[PATH_MAX + 300]; /* CURVE */
+    ps_zap_t *zap; /* CURVE: takes only the neighbours' keys */
     int64_t wait_ns;
 };
 
@@ -148,6 +150,57 @@ static int connect_out(ps_pipe_t *p, int side, ps_errbuf_t *err)
     return PS_OK;
 }
 
+/* The neighbour's DIR/JOB.rank<R>.key ("key Z85"), once it is there. */
+static bool read_key(const char *path, char *key, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char k[64];
+    int n = fscanf(f, "key %63s", k);
+    fclose(f);
+    if (n != 1 || strlen(k) != PS_Z85_KEY_LEN)
+        return false;
+    snprintf(key, cap, "%s", k);
+    return true;
+}
+
+/* CURVE: a stage's PULL sockets take only its neighbours. Each worker
+ * publishes its public key first (it is known before any bind), waits for
+ * its neighbours', lists them in an allow-list and starts a ZAP handler
+ * on it before it binds, so no handshake is served unchecked. */
+static int start_zap(ps_pipe_t *p, ps_errbuf_t *err)
+{
+    char text[128], allow[512] = "";
+    snprintf(p->key_file, sizeof p->key_file, "%s/%s.rank%u.key", p->dir, p->job, p->o.rank);
+    snprintf(text, sizeof text, "key %s\n", p->pub);
+    if (ps_file_write_all(p->key_file, text, strlen(text), 0644, err) != PS_OK)
+        return err->code;
+    for (int side = PREV; side <= NEXT; side++) {
+        if (!has(p, side))
+            continue;
+        char path[PATH_MAX + 300], key[64];
+        snprintf(path, sizeof path, "%s/%s.rank%u.key", p->dir, p->job, peer_rank(p, side));
+        int64_t deadline = ps_time_ms() + p->o.timeout_ms;
+        while (!read_key(path, key, sizeof key)) {
+            if ((p->o.stop && *p->o.stop) || ps_time_ms() > deadline)
+                return ps_err_set(err, PS_ETIME,
+                                  "pipeline: worker %u (replica %u, stage %u): %s (rank %u) did "
+                                  "not publish its key '%s' within %lld ms",
+                                  p->o.rank, p->o.replica, p->o.stage, side_name(side),
+                                  peer_rank(p, side), path, (long long)p->o.timeout_ms);
+            nap_ms(20);
+        }
+        size_t len = strlen(allow);
+        snprintf(allow + len, sizeof allow - len, "worker %s rank%u\n", key, peer_rank(p, side));
+    }
+    snprintf(p->allow_file, sizeof p->allow_file, "%s/%s.rank%u.allow", p->dir, p->job, p->o.rank);
+    if (ps_file_write_all(p->allow_file, allow, strlen(allow), 0600, err) != PS_OK)
+        return err->code;
+    p->zap = ps_zap_start(p->ctx, p->allow_file, err);
+    return p->zap ? PS_OK : err->code;
+}
+
 static int pipe_open(ps_pipe_t *p, ps_errbuf_t *err)
 {
     if (!*p->sec && !ps_is_loopback(p->bind))
@@ -156,6 +209,8 @@ static int pipe_open(ps_pipe_t *p, ps_errbuf_t *err)
                           "CURVE keys (curve_secret_file) to bind elsewhere",
                           p->bind);
     p->ctx = zmq_ctx_new();
+    if (*p->sec && start_zap(p, err) != PS_OK)
+        return err->code;
     for (int side = PREV; side <= NEXT; side++)
         if (has(p, side) && bind_in(p, side, err) != PS_OK)
             return err->code;
@@ -192,10 +247,15 @@ void ps_pipe_destroy(ps_pipe_t **pp)
         if (p->out[side])
             zmq_close(p->out[side]);
     }
+    ps_zap_stop(&p->zap);
     if (p->ctx)
         zmq_ctx_term(p->ctx);
     if (*p->file)
         unlink(p->file);
+    if (*p->key_file)
+        unlink(p->key_file);
+    if (*p->allow_file)
+        unlink(p->allow_file);
     free(p);
     *pp = NULL;
 }
