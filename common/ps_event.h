@@ -33,6 +33,18 @@ extern const char *const ps_event_kind_names[];
     XX(LOGLOSS, "logloss")     \
     XX(BPB, "bpb")
 
+/* pipeline_stages: a stage's replica and stage, its time computing and
+ * waiting for its peers in training steps, the bubble (that wait over the
+ * steps' time); ps-launch: each stage's busy time (its busiest replica's)
+ * and the mean bubble. */
+#define PS_EVENT_PIPELINE_FIELDS(XX)            \
+    XX(REPLICA, "replica", INT)                 \
+    XX(STAGE, "stage", INT)                     \
+    XX(STAGE_BUSY_S, "stage_busy_s", NUM)       \
+    XX(PIPE_WAIT_S, "pipe_wait_s", NUM)         \
+    XX(BUBBLE_FRACTION, "bubble_fraction", NUM) \
+    XX(STAGE_BUSY_MS, "stage_busy_ms", INTS)
+
 /* Every field: XX(ID, "name", TYPE), TYPE one of INT (int64), NUM
  * (double), STR, INTS (array of int64). */
 #define PS_EVENT_FIELD_MAP(XX)                  \
@@ -70,6 +82,7 @@ extern const char *const ps_event_kind_names[];
     XX(IO_RCHAR, "io_rchar", INT)               \
     XX(IO_READ_BYTES, "io_read_bytes", INT)     \
     XX(READER_CPU_S, "reader_cpu_s", NUM)       \
+    PS_EVENT_PIPELINE_FIELDS(XX)                \
     XX(PEAK_RSS_BYTES, "peak_rss_bytes", INT) /* a worker's; ps-launch: its largest */
 
 typedef enum {

@@ -362,10 +362,15 @@ static int start_worker(launch_t *L, int r)
     arg(&a, L->o.job);
     arg_num(&a, "--rank", r);
     arg_num(&a, "--world", L->o.workers);
-    if (*L->o.save_model && r == 0) {
+    /* every rank: with pipeline_stages replica 0 of each stage writes its
+     * tables (a data-parallel worker of rank > 0 writes nothing) */
+    if (*L->o.save_model) {
         arg(&a, "--save-model");
         arg(&a, L->o.save_model);
     }
+    /* pipeline_stages: where the stages of a replica find each other */
+    arg(&a, "--pipeline-dir");
+    arg(&a, L->state_dir);
     if (L->o.curve) {
         arg_path(&a, L, "--curve-server-key-file", "keys/server.pub", 0);
         arg_path(&a, L, "--curve-secret-file", "keys/worker-%d.secret", r);
@@ -553,6 +558,35 @@ static int supervise(launch_t *L)
     }
 }
 
+/* pipeline_stages: each stage's busy time (the busiest replica's, ms),
+ * the mean bubble fraction, and the samples once (stage 0's), not once per
+ * stage. Nothing for a job whose workers report no stage. */
+static void pipeline_summary(const launch_t *L, ps_event_t *sum)
+{
+    int64_t busy[64] = {0}, samples = 0;
+    int n_stages = 0, n = 0;
+    double bubble = 0;
+    for (int r = 0; r < L->o.workers; r++) {
+        const ps_event_t *d = &L->wk[r].done;
+        double stage = L->wk[r].has_done ? ps_event_num(d, PS_EF_STAGE, -1) : -1;
+        if (stage < 0 || stage >= 64)
+            continue;
+        int s = (int)stage;
+        int64_t ms = (int64_t)(ps_event_num(d, PS_EF_STAGE_BUSY_S, 0) * 1000);
+        busy[s] = ms > busy[s] ? ms : busy[s];
+        n_stages = s + 1 > n_stages ? s + 1 : n_stages;
+        bubble += ps_event_num(d, PS_EF_BUBBLE_FRACTION, 0);
+        n++;
+        if (s == 0)
+            samples += (int64_t)ps_event_num(d, PS_EF_SAMPLES, 0);
+    }
+    if (!n)
+        return;
+    ps_event_set_int(sum, PS_EF_SAMPLES, samples);
+    ps_event_set_ints(sum, PS_EF_STAGE_BUSY_MS, busy, (size_t)n_stages);
+    ps_event_set_num(sum, PS_EF_BUBBLE_FRACTION, bubble / n);
+}
+
 /* The job's summary: rank 0's figures (or the lowest surviving rank's if
  * rank 0 was lost), val_* from rank 0 only (it holds the validation
  * split), bytes and samples summed over the workers, the largest worker's
@@ -602,6 +636,7 @@ static void print_summary(launch_t *L, double wall_s)
     ps_event_set_ints(&sum, PS_EF_LOST_WORKERS, lost, n_lost);
     ps_event_set_int(&sum, PS_EF_WORKER_RESTARTS, restarts);
     ps_event_set_int(&sum, PS_EF_PEAK_RSS_BYTES, (int64_t)rss);
+    pipeline_summary(L, &sum);
     ps_event_print(&sum, stdout);
     ps_event_fini(&sum);
 }

@@ -116,8 +116,10 @@ static void describe(json_t *root, const ps_netdesc_t *desc, const ps_net_t *net
     json_object_set_new(root, "output", shape_obj(ps_net_output_shape(net)));
 }
 
-/* Writes every table as DIR/NAME.npy and lists them in tables. */
-static int write_tables(const char *dir, ps_net_t *net, json_t *tables, ps_errbuf_t *err)
+/* Lists every table in tables (may be NULL) and, if is_writing, writes it
+ * as DIR/NAME.npy. */
+static int write_tables(const char *dir, ps_net_t *net, json_t *tables, bool is_writing,
+                        ps_errbuf_t *err)
 {
     char path[PATH_MAX];
     for (uint32_t id = 0; id < ps_net_n_tables(net); id++) {
@@ -127,9 +129,11 @@ static int write_tables(const char *dir, ps_net_t *net, json_t *tables, ps_errbu
         ps_net_table_name(net, id, name, sizeof name);
         snprintf(file, sizeof file, "%s.npy", name);
         snprintf(path, sizeof path, "%s/%s", dir, file);
-        int rc = ps_npy_write(path, ps_net_params(net, id), shape, ndim, err);
+        int rc = is_writing ? ps_npy_write(path, ps_net_params(net, id), shape, ndim, err) : PS_OK;
         if (rc != PS_OK)
             return rc;
+        if (!tables)
+            continue;
         json_t *dims = json_array();
         for (int k = 0; k < ndim; k++)
             json_array_append_new(dims, json_integer((json_int_t)shape[k]));
@@ -159,7 +163,27 @@ static void run_info(json_t *root, const ps_export_info_t *info, ps_net_task_t t
         json_object_set_new(root, "test_bpb", json_real(e->bits_per_byte));
 }
 
+static int make_dir(const char *dir, ps_errbuf_t *err)
+{
+    if (mkdir(dir, 0755) != 0 && errno != EEXIST)
+        return ps_err_set(err, PS_EIO, "cannot create model directory '%s': %s", dir,
+                          strerror(errno));
+    return PS_OK;
+}
+
+int ps_export_tables(const char *dir, ps_net_t *net, ps_errbuf_t *err)
+{
+    int rc = make_dir(dir, err);
+    return rc == PS_OK ? write_tables(dir, net, NULL, true, err) : rc;
+}
+
 int ps_export_model(const char *dir, const ps_export_info_t *info, ps_net_t *net, ps_errbuf_t *err)
+{
+    return ps_export_model_json(dir, info, net, true, err);
+}
+
+int ps_export_model_json(const char *dir, const ps_export_info_t *info, ps_net_t *net,
+                         bool is_writing_tables, ps_errbuf_t *err)
 {
     if (mkdir(dir, 0755) != 0 && errno != EEXIST)
         return ps_err_set(err, PS_EIO, "cannot create model directory '%s': %s", dir,
@@ -171,7 +195,7 @@ int ps_export_model(const char *dir, const ps_export_info_t *info, ps_net_t *net
         run_info(root, info, ps_net_task(net));
         describe(root, info->desc, net, &spec);
         json_object_set_new(root, "tables", tables);
-        rc = write_tables(dir, net, tables, err);
+        rc = write_tables(dir, net, tables, is_writing_tables, err);
     } else {
         json_decref(tables);
     }

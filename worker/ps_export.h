@@ -8,6 +8,7 @@
 #ifndef PS_EXPORT_H
 #define PS_EXPORT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -25,6 +26,13 @@ typedef struct {
 /* Writes net's tables and model.json into dir (created if missing; files
  * replaced atomically). PS_EIO with err naming the file. */
 int ps_export_model(const char *dir, const ps_export_info_t *info, ps_net_t *net, ps_errbuf_t *err);
+/* A pipeline's pieces: every stage writes its tables' .npy files into dir
+ * (ps_export_tables), then one writes model.json from the whole net's
+ * shapes (ps_net_new_shapes), listing every table without writing any
+ * (is_writing_tables false; true is ps_export_model). Errors as above. */
+int ps_export_tables(const char *dir, ps_net_t *net, ps_errbuf_t *err);
+int ps_export_model_json(const char *dir, const ps_export_info_t *info, ps_net_t *net,
+                         bool is_writing_tables, ps_errbuf_t *err);
 
 /* Reads dir/model.json, builds the net it describes with buffers for
  * max_batch samples and loads every table from its .npy file. desc (may be

@@ -38,6 +38,14 @@ struct ps_net {
     ps_shape_t input;
     ps_net_task_t task;
     uint32_t token_limit; /* tokens input: values must be below this */
+    /* A pipeline stage: spec items [item_lo, item_hi); its nodes are numbered
+     * (dropout streams) from node_base, as in the whole net. */
+    size_t item_lo, item_hi;
+    uint32_t node_base;
+    bool want_dx0;         /* a stage after the first: backward makes the input's gradient */
+    const float *dx_in;    /* that gradient after a backward (ga or gb) */
+    bool is_shapes_only;   /* ps_net_new_shapes: no buffers */
+    ps_shape_t spec_input; /* the whole net's input (a language model's stages: tokens) */
 };
 
 static const float *act_in(const ps_net_t *net, uint32_t i)
@@ -60,11 +68,12 @@ static void add_node(ps_net_t *net, ps_layer_t *layer, uint32_t tap, ps_shape_t 
 static int add_loss(ps_net_t *net, const ps_layer_desc_t *d, ps_errbuf_t *err)
 {
     ps_shape_t in = net->shape[net->n_nodes];
-    net->loss = ps_layer_new(d, in, net->tables, net->n_nodes, net->max_batch, err);
+    net->loss =
+        ps_layer_new(d, in, net->tables, net->node_base + net->n_nodes, net->max_batch, err);
     if (!net->loss)
         return PS_EINVAL;
     if (in.kind == PS_SHAPE_SEQ) {
-        if (net->input.kind != PS_SHAPE_TOKENS || in.d[0] != net->input.d[0])
+        if (net->spec_input.kind != PS_SHAPE_TOKENS || in.d[0] != net->spec_input.d[0])
             return ps_err_set(err, PS_EINVAL,
                               "a sequence's targets are its next tokens: needs input tokens(%u)",
                               in.d[0]);
@@ -100,7 +109,8 @@ static int add_desc(ps_net_t *net, const ps_layer_desc_t *d, uint32_t *taps, int
     }
     if (ps_layer_kind_info(d->kind)->is_loss)
         return add_loss(net, d, err);
-    ps_layer_t *l = ps_layer_new(d, cur, net->tables, net->n_nodes, net->max_batch, err);
+    ps_layer_t *l =
+        ps_layer_new(d, cur, net->tables, net->node_base + net->n_nodes, net->max_batch, err);
     if (!l)
         return PS_EINVAL;
     size_t len = ps_shape_len(l->out);
@@ -135,20 +145,20 @@ static void alloc_buffers(ps_net_t *net)
     }
     net->ga = ps_xmalloc(net->max_batch * widest * sizeof(float));
     net->gb = ps_xmalloc(net->max_batch * widest * sizeof(float));
-    if (net->input.kind == PS_SHAPE_TOKENS)
-        net->targets = ps_xmalloc(net->max_batch * net->input.d[0] * sizeof(float));
+    if (net->spec_input.kind == PS_SHAPE_TOKENS)
+        net->targets = ps_xmalloc(net->max_batch * net->spec_input.d[0] * sizeof(float));
     net->keys = ps_xmalloc(net->max_batch * sizeof *net->keys);
     for (size_t i = 0; i < net->max_batch; i++)
         net->keys[i] = i;
 }
 
-/* Every desc in order, checking the structure the parser also checks (a
- * spec can be built in code). err names the layer. */
+/* Every desc of the net's items in order, checking the structure the
+ * parser also checks (a spec can be built in code). err names the layer. */
 static int add_descs(ps_net_t *net, const ps_netspec_t *spec, ps_errbuf_t *err)
 {
     uint32_t taps[64];
     int depth = 0;
-    for (size_t i = 0; i < spec->n_layers; i++) {
+    for (size_t i = net->item_lo; i < net->item_hi; i++) {
         const ps_layer_desc_t *d = &spec->layers[i];
         bool is_loss = ps_layer_kind_info(d->kind)->is_loss, is_last = i + 1 == spec->n_layers;
         if ((d->kind == PS_LAYER_RESIDUAL && depth == 64) ||
@@ -162,16 +172,79 @@ static int add_descs(ps_net_t *net, const ps_netspec_t *spec, ps_errbuf_t *err)
         }
         net->item_shape[i] = net->shape[net->n_nodes];
     }
-    if (depth != 0 || !net->loss || net->n_nodes == 0)
+    bool wants_loss = net->item_hi == spec->n_layers;
+    if (depth != 0 || !net->loss != !wants_loss || net->n_nodes == 0)
         return ps_err_set(err, PS_EINVAL,
                           "a net needs layers, closed residuals and a loss at the end");
     return PS_OK;
 }
 
-ps_net_t *ps_net_new(const ps_netspec_t *spec, size_t max_batch, size_t slice_elems,
-                     ps_errbuf_t *err)
+/* One item of a walk: its shape effect, nodes and tables (declared in
+ * scratch, max_batch 1). */
+static int walk_one(const ps_layer_desc_t *d, ps_tables_t *scratch, ps_shape_t *cur,
+                    uint32_t *nodes, int *depth, ps_errbuf_t *err)
 {
-    if (max_batch == 0 || spec->n_layers == 0) {
+    if (d->kind == PS_LAYER_RESIDUAL) {
+        ++*depth;
+        return PS_OK;
+    }
+    if (d->kind == PS_LAYER_END) {
+        --*depth;
+        ++*nodes;
+        return PS_OK;
+    }
+    if (ps_layer_kind_info(d->kind)->is_loss)
+        return PS_OK;
+    ps_layer_t *l = ps_layer_new(d, *cur, scratch, *nodes, 1, err);
+    if (!l) {
+        char why[sizeof err->msg];
+        snprintf(why, sizeof why, "%s", err ? err->msg : "");
+        return ps_err_set(err, PS_EINVAL, "layer %d '%s': %s", d->pos, d->text, why);
+    }
+    *cur = l->out;
+    ++*nodes;
+    ps_layer_destroy(&l);
+    return PS_OK;
+}
+
+/* Items [0, upto) of spec walked without buffers: the shape after them,
+ * the nodes and tables they make; items (may be NULL) gets each one's
+ * costs for ps_stage_split. */
+static int walk_items(const ps_netspec_t *spec, size_t upto, ps_stage_item_t *items,
+                      ps_shape_t *shape, uint32_t *n_nodes, uint32_t *n_tables, ps_errbuf_t *err)
+{
+    ps_tables_t *scratch = ps_tables_new();
+    ps_shape_t cur = spec->input;
+    uint32_t nodes = 0;
+    int depth = 0, rc = PS_OK;
+    for (size_t i = 0; i < upto && rc == PS_OK; i++) {
+        const ps_layer_desc_t *d = &spec->layers[i];
+        uint64_t before = ps_tables_n_params(scratch);
+        rc = walk_one(d, scratch, &cur, &nodes, &depth, err);
+        if (items)
+            items[i] = (ps_stage_item_t){ps_tables_n_params(scratch) - before, ps_shape_len(cur),
+                                         depth == 0 && i + 1 < spec->n_layers, d->pos, d->text};
+    }
+    *shape = cur;
+    *n_nodes = nodes;
+    *n_tables = ps_tables_n_tables(scratch);
+    ps_tables_destroy(&scratch);
+    return rc;
+}
+
+int ps_net_stage_items(const ps_netspec_t *spec, ps_stage_item_t *items, ps_errbuf_t *err)
+{
+    ps_shape_t shape;
+    uint32_t nodes, tables;
+    return walk_items(spec, spec->n_layers, items, &shape, &nodes, &tables, err);
+}
+
+/* The layers of items [lo, hi) on their input shape, tables declared,
+ * nothing allocated for a pass yet. */
+static ps_net_t *net_build(const ps_netspec_t *spec, size_t lo, size_t hi, size_t max_batch,
+                           ps_errbuf_t *err)
+{
+    if (max_batch == 0 || spec->n_layers == 0 || lo >= hi || hi > spec->n_layers) {
         ps_err_set(err, PS_EINVAL, "a net needs layers and max_batch >= 1");
         return NULL;
     }
@@ -180,20 +253,53 @@ ps_net_t *ps_net_new(const ps_netspec_t *spec, size_t max_batch, size_t slice_el
                    ps_shape_len(spec->input), PS_NET_MAX_SAMPLE_FLOATS);
         return NULL;
     }
+    ps_shape_t in = spec->input;
+    uint32_t nodes = 0, tables = 0;
+    if (lo > 0 && walk_items(spec, lo, NULL, &in, &nodes, &tables, err) != PS_OK)
+        return NULL;
     ps_net_t *net = ps_xcalloc(1, sizeof *net);
     net->tables = ps_tables_new();
+    ps_tables_set_id_base(net->tables, tables);
+    net->item_lo = lo;
+    net->item_hi = hi;
+    net->node_base = nodes;
+    net->want_dx0 = lo > 0;
     net->max_batch = max_batch;
-    net->input = spec->input;
+    net->input = in;
+    net->spec_input = spec->input;
     net->token_limit = UINT32_MAX;
-    net->row_len = ps_shape_len(spec->input) + (spec->input.kind == PS_SHAPE_TOKENS);
+    net->row_len = ps_shape_len(in) + (in.kind == PS_SHAPE_TOKENS);
     net->cap_nodes = 32;
     net->nodes = ps_xmalloc(net->cap_nodes * sizeof *net->nodes);
     net->shape = ps_xmalloc((net->cap_nodes + 1) * sizeof *net->shape);
-    net->shape[0] = spec->input;
+    net->shape[0] = in;
     net->n_items = spec->n_layers;
     net->item_shape = ps_xcalloc(spec->n_layers, sizeof *net->item_shape);
     if (add_descs(net, spec, err) != PS_OK)
-        goto fail;
+        ps_net_destroy(&net);
+    return net;
+}
+
+ps_net_t *ps_net_new_shapes(const ps_netspec_t *spec, ps_errbuf_t *err)
+{
+    ps_net_t *net = net_build(spec, 0, spec->n_layers, 1, err);
+    if (net)
+        net->is_shapes_only = true;
+    return net;
+}
+
+ps_net_t *ps_net_new(const ps_netspec_t *spec, size_t max_batch, size_t slice_elems,
+                     ps_errbuf_t *err)
+{
+    return ps_net_new_stage(spec, 0, spec->n_layers, max_batch, slice_elems, err);
+}
+
+ps_net_t *ps_net_new_stage(const ps_netspec_t *spec, size_t lo, size_t hi, size_t max_batch,
+                           size_t slice_elems, ps_errbuf_t *err)
+{
+    ps_net_t *net = net_build(spec, lo, hi, max_batch, err);
+    if (!net)
+        return NULL;
     if (ps_tables_freeze(net->tables, slice_elems) != PS_OK) {
         ps_err_set(err, PS_ENOMEM, "cannot allocate %llu parameters (twice, with gradients)",
                    (unsigned long long)ps_tables_n_params(net->tables));
@@ -397,25 +503,34 @@ static void backward(ps_net_t *net, size_t b, ps_pass_t *pass)
         size_t n = b * ps_shape_len(net->shape[i + 1]);
         if (nd->layer) {
             nd->layer->ops->backward(nd->layer, act_in(net, i), net->act[i + 1], dy,
-                                     i > 0 ? dx : NULL, b, pass);
+                                     i > 0 || net->want_dx0 ? dx : NULL, b, pass);
             float *t = dy;
             dy = dx;
             dx = t;
-        } else if (nd->tap > 0) {
+        } else if (nd->tap > 0 || net->want_dx0) {
             if (net->skip_set[nd->tap])
                 add_to(net->skip[nd->tap], dy, n);
             else
                 memcpy(net->skip[nd->tap], dy, n * sizeof(float));
             net->skip_set[nd->tap] = true;
         }
-        if (i > 0 && net->skip_set[i])
+        if ((i > 0 || net->want_dx0) && net->skip_set[i])
             add_to(dy, net->skip[i], b * ps_shape_len(net->shape[i]));
     }
+    net->dx_in = net->want_dx0 ? dy : NULL;
 }
 
 static const float *targets_of(const ps_net_t *net, const float *y)
 {
-    return net->input.kind == PS_SHAPE_TOKENS ? net->targets : y;
+    return net->spec_input.kind == PS_SHAPE_TOKENS ? net->targets : y;
+}
+
+void ps_net_set_targets(ps_net_t *net, const float *rows, size_t b)
+{
+    assert(b <= net->max_batch && net->targets);
+    size_t t = net->spec_input.d[0];
+    for (size_t i = 0; i < b; i++)
+        memcpy(net->targets + i * t, rows + i * (t + 1) + 1, t * sizeof(float));
 }
 
 double ps_net_train_batch(ps_net_t *net, const float *x, const float *y, size_t b,
@@ -471,11 +586,13 @@ int ps_net_check_data(const ps_net_t *net, const ps_dataset_t *ds, const char *w
                       ps_errbuf_t *err)
 {
     char s[64];
-    if (ds->d != net->row_len)
+    if (net->item_lo == 0 && ds->d != net->row_len)
         return ps_err_set(err, PS_EFORMAT, "%s has %zu values per sample but input %s needs %zu",
                           what, ds->d, ps_shape_str(net->input, s, sizeof s), net->row_len);
     if (net->input.kind == PS_SHAPE_TOKENS)
         return check_tokens(net, ds, what, err);
+    if (!net->loss)
+        return PS_OK; /* a pipeline stage before the last: the labels are not its */
     ps_shape_t out = ps_net_output_shape(net);
     bool labels = net->task == PS_NET_CLASSIFIER && net->loss->kind != PS_LAYER_BCE;
     for (size_t i = 0; labels && i < ds->n; i++)
@@ -557,4 +674,31 @@ void ps_net_evaluate(ps_net_t *net, const ps_dataset_t *ds, ps_net_eval_t *out)
         out->auc = ps_metric_auc(scores, ds->y, ds->n);
 done:
     free(scores);
+}
+
+bool ps_net_has_loss(const ps_net_t *net)
+{
+    return net->loss != NULL;
+}
+
+int ps_net_stage_forward(ps_net_t *net, const float *x, size_t b, bool is_training,
+                         ps_params_needed_fn need, void *ctx)
+{
+    assert(b <= net->max_batch && !net->is_shapes_only);
+    ps_pass_t pass = {net->tables, need, NULL, ctx, is_training, net->keys};
+    return b == 0 ? 0 : forward(net, x, b, &pass);
+}
+
+void ps_net_stage_backward(ps_net_t *net, const float *dy, size_t b, ps_grad_ready_fn ready,
+                           void *ctx)
+{
+    assert(b <= net->max_batch && !net->loss && !net->is_shapes_only);
+    ps_pass_t pass = {net->tables, NULL, ready, ctx, true, net->keys};
+    memcpy(net->ga, dy, b * ps_shape_len(net->shape[net->n_nodes]) * sizeof(float));
+    backward(net, b, &pass);
+}
+
+const float *ps_net_input_grad(const ps_net_t *net)
+{
+    return net->dx_in;
 }

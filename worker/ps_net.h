@@ -27,6 +27,7 @@
 #include "ps_data.h"
 #include "ps_layer.h"
 #include "ps_netspec.h"
+#include "ps_stage.h"
 #include "ps_tables.h"
 
 typedef struct ps_net ps_net_t;
@@ -59,6 +60,44 @@ ps_net_t *ps_net_new(const ps_netspec_t *spec, size_t max_batch, size_t slice_el
                      ps_errbuf_t *err);
 /* Frees *net_p and sets it to NULL. Safe with NULL or twice. */
 void ps_net_destroy(ps_net_t **net_p);
+
+/* A pipeline stage: the net of spec items [lo, hi) (lo < hi <= n_layers,
+ * both ends outside every residual: ps_stage_split's cuts). Its input is
+ * the activation after item lo - 1 (a data row if lo == 0), its output
+ * the activation after item hi - 1, and it has the loss only if hi is the
+ * end. Tables, their init streams and dropout streams are those the whole
+ * net gives the same layers, so a stage computes exactly what the whole
+ * net computes on its part. Errors as ps_net_new's. */
+ps_net_t *ps_net_new_stage(const ps_netspec_t *spec, size_t lo, size_t hi, size_t max_batch,
+                           size_t slice_elems, ps_errbuf_t *err);
+/* The whole net's layers, shapes and tables without any buffer (no
+ * parameters: only the shape and table accessors and ps_export's model.json
+ * may read it). */
+ps_net_t *ps_net_new_shapes(const ps_netspec_t *spec, ps_errbuf_t *err);
+/* Each item's costs (spec->n_layers of them) for ps_stage_split: the
+ * parameters it declares, the floats per sample after it, whether a stage
+ * may end after it. Errors as ps_net_new's (a layer that does not fit its
+ * shape). */
+int ps_net_stage_items(const ps_netspec_t *spec, ps_stage_item_t *items, ps_errbuf_t *err);
+/* The last stage of a language model after the first: its targets (each
+ * position's next token) from the b token rows (T + 1 values each) its
+ * micro-batch came from, before train_batch. */
+void ps_net_set_targets(ps_net_t *net, const float *rows, size_t b);
+/* False for a pipeline stage before the last. */
+bool ps_net_has_loss(const ps_net_t *net);
+/* A stage's forward on b input rows (dropout if is_training, keys as set);
+ * the output is ps_net_output. Returns 0, or -1 if need abandoned it. */
+int ps_net_stage_forward(ps_net_t *net, const float *x, size_t b, bool is_training,
+                         ps_params_needed_fn need, void *ctx);
+/* A stage without a loss: backward from dy (b x the output's floats; the
+ * last stage_forward's batch) through the layers: gradients SUMS over the
+ * b samples (overwritten), ready for every slice as in train_batch. */
+void ps_net_stage_backward(ps_net_t *net, const float *dy, size_t b, ps_grad_ready_fn ready,
+                           void *ctx);
+/* After a backward (stage_backward or train_batch) of a stage after the
+ * first: the gradient of its input, b x ps_net_input_len floats; borrowed,
+ * valid until the next pass. NULL for a net that starts at the input. */
+const float *ps_net_input_grad(const ps_net_t *net);
 
 /* Floats per data row (see above). */
 size_t ps_net_input_len(const ps_net_t *net);

@@ -35,7 +35,8 @@ struct ps_tables {
     slice_t *slices;
     uint32_t n_slices;
     float *params, *grads;
-    uint64_t total; /* floats in each buffer, padding included */
+    uint64_t total;   /* floats in each buffer, padding included */
+    uint32_t id_base; /* init streams count from here (a pipeline stage's tables) */
     bool is_frozen;
 };
 
@@ -242,7 +243,7 @@ void ps_tables_init(ps_tables_t *t, uint64_t seed)
         const table_t *tb = &t->tab[i];
         float *w = ps_tables_params(t, i);
         ps_rng_t rng;
-        ps_rng_seed(&rng, ps_rng_mix(seed, i));
+        ps_rng_seed(&rng, ps_rng_mix(seed, (uint64_t)t->id_base + i));
         for (uint64_t j = 0; j < tb->len; j++) {
             switch (tb->init.kind) {
             case PS_INIT_ZERO:
@@ -260,6 +261,11 @@ void ps_tables_init(ps_tables_t *t, uint64_t seed)
             }
         }
     }
+}
+
+void ps_tables_set_id_base(ps_tables_t *t, uint32_t base)
+{
+    t->id_base = base;
 }
 
 void ps_tables_zero_grads(ps_tables_t *t)

@@ -83,6 +83,10 @@ uint32_t ps_tables_n_blocks(const ps_tables_t *t, uint32_t id);
  * seeded by ps_rng_mix(seed, id), so one table's values do not depend on
  * the sizes of the others. */
 void ps_tables_init(ps_tables_t *t, uint64_t seed);
+/* Table id draws from stream base + id instead (default base 0): a
+ * pipeline stage holding tables base.. of a whole net initialises them to
+ * the whole net's values. */
+void ps_tables_set_id_base(ps_tables_t *t, uint32_t base);
 /* Sets every gradient to 0. */
 void ps_tables_zero_grads(ps_tables_t *t);
 

@@ -50,7 +50,7 @@
 #include "ps_wire.h"
 
 /* The wire tables are the model's slices: table id == slice id. */
-static void on_grad_ready(void *ctx, uint32_t id)
+void pswk_grad_ready(void *ctx, uint32_t id)
 {
     trainer_t *tr = ctx;
     if (tr->send_rc != PS_OK)
@@ -61,7 +61,7 @@ static void on_grad_ready(void *ctx, uint32_t id)
 
 /* Forward is about to read slice id: its reply from the last step must be
  * in. The replies of later slices keep arriving while this one computes. */
-static int on_params_needed(void *ctx, uint32_t id)
+int pswk_params_needed(void *ctx, uint32_t id)
 {
     trainer_t *tr = ctx;
     int64_t t0 = ps_time_ns();
@@ -119,8 +119,13 @@ static uint64_t job_steps(const trainer_t *tr)
     return steps ? steps : 1;
 }
 
-/* Errors a rejoin repairs: this worker declared dead, a shard restarted,
- * the job rolled back. */
+/* The worker that logs progress, evaluates and reports for the job: rank 0
+ * (with pipeline stages, replica 0's stage 0; each stage's replica 0
+ * exports its tables). */
+static bool is_lead(const trainer_t *tr)
+{
+    return tr->rank == 0 && tr->stage == 0;
+}
 
 /* fp16: the shards run the loss scaler over the rounds they apply; after
  * a HELLO or a rollback take their state, so a worker that joins late or
@@ -190,6 +195,8 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
         return rc;
     ps_worker_fingerprint(c, tr->fingerprint, sizeof tr->fingerprint);
     co.fingerprint = tr->fingerprint;
+    if (tr->n_stages > 1)
+        co.job = tr->stage_job;
     if (c->precision == PS__DTYPE__F16) {
         co.loss_scale = c->loss_scale;
         co.loss_scale_window = c->loss_scale_window;
@@ -258,6 +265,8 @@ static int run_step(trainer_t *tr, const float *x, const float *y, double *loss_
 
 static int train_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_t *err)
 {
+    if (tr->n_stages > 1)
+        return pswk_pipe_step(tr, step, loss_sum, err);
     uint64_t g_full = (uint64_t)tr->world * (uint64_t)tr->cfg->batch_size;
     uint64_t start = step * g_full;
     uint64_t g = tr->n_train - start < g_full ? tr->n_train - start : g_full;
@@ -300,8 +309,8 @@ static int run_step(trainer_t *tr, const float *x, const float *y, double *loss_
     bool fp16 = tr->cfg->precision == PS__DTYPE__F16;
     /* fp16 decides "overflow or not" for the whole step before sending any
      * table, so it gives up the push-as-you-go overlap. */
-    double loss = ps_net_train_batch(tr->net, x, y, tr->cur_batch, on_params_needed,
-                                     fp16 ? NULL : on_grad_ready, tr);
+    double loss = ps_net_train_batch(tr->net, x, y, tr->cur_batch, pswk_params_needed,
+                                     fp16 ? NULL : pswk_grad_ready, tr);
     if (tr->wait_rc != PS_OK) {
         *err = tr->wait_err;
         return tr->wait_rc;
@@ -354,13 +363,13 @@ static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64
         ps_report_metrics_text("test", &e, ps_net_task(tr->net), human + 1, sizeof human - 1);
         ps_report_metrics(&ev, PS_EVAL_TEST, &e, ps_net_task(tr->net));
     }
-    if (tr->rank == 0)
+    if (is_lead(tr))
         add_metrics(tr, &tr->val, PS_EVAL_VAL, &ev);
     double sps = epoch_s > 0 ? (double)n * tr->world / epoch_s : 0;
     char reader[64] = "";
     if (reader_s >= 0)
         snprintf(reader, sizeof reader, ", %.3f s for data", reader_s);
-    ps_log(tr->rank == 0 || reader_s >= 0 ? PS_LOG_INFO : PS_LOG_DEBUG,
+    ps_log(is_lead(tr) || reader_s >= 0 ? PS_LOG_INFO : PS_LOG_DEBUG,
            "worker %u: epoch %lld/%lld train_loss %.4f%s samples/s %.0f (%.2f s, %.2f s of it "
            "waiting for the servers%s)",
            tr->rank, (long long)epoch, (long long)tr->cfg->epochs, train_loss, human, sps, epoch_s,
@@ -454,6 +463,15 @@ static int pull_params(void *ctx, int64_t clock, ps_errbuf_t *err)
  * a rollback to a checkpoint gives back. */
 static int recover(trainer_t *tr, int why, ps_errbuf_t *err)
 {
+    if (tr->n_stages > 1) {
+        char what[sizeof err->msg];
+        snprintf(what, sizeof what, "%s", err->msg);
+        return ps_err_set(err, why,
+                          "worker %u (replica %u, stage %u): %s (%s); a pipeline stage cannot "
+                          "rejoin alone yet (its peers' stage jobs may resume at other clocks): "
+                          "the job fails",
+                          tr->world_rank, tr->rank, tr->stage, ps_worker_recovery_cause(why), what);
+    }
     int64_t clock;
     int rc = ps_worker_recover(tr->client, tr->cfg, tr->rank, why, tr->clock, &tr->recoveries,
                                pull_params, tr, &clock, err);
@@ -479,7 +497,7 @@ static void end_epoch(trainer_t *tr, const epoch_t *e)
         return;
     uint64_t n = tr->samples - e->n0;
     const ps_worker_config_t *c = tr->cfg;
-    bool eval = tr->rank == 0 && c->eval_every && e->epoch % c->eval_every == 0;
+    bool eval = is_lead(tr) && c->eval_every && e->epoch % c->eval_every == 0;
     double reader = tr->stream ? ps_stream_wait_s(tr->stream) - e->reader0_s : -1;
     report_epoch(tr, e->epoch, n ? e->loss_sum / (double)n : 0, n, ps_time_wall_s() - e->t0,
                  (double)(tr->server_wait_ns - e->wait0_ns) / 1e9, reader, eval);
@@ -508,11 +526,11 @@ static void tty_progress(trainer_t *tr, epoch_t *e, uint64_t step, uint64_t spe,
 static void log_progress(trainer_t *tr, epoch_t *e, uint64_t step, uint64_t spe)
 {
     double now = ps_time_wall_s();
-    if (tr->rank == 0 && tr->is_tty) {
+    if (is_lead(tr) && tr->is_tty) {
         tty_progress(tr, e, step, spe, now);
         return;
     }
-    if (tr->rank != 0 || !tr->cfg->progress_every_s ||
+    if (!is_lead(tr) || !tr->cfg->progress_every_s ||
         now - e->last_progress < (double)tr->cfg->progress_every_s)
         return;
     e->last_progress = now;
@@ -536,7 +554,7 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
     uint64_t eval_every_steps = (uint64_t)c->eval_every_steps;
     if (c->evals_per_epoch)
         eval_every_steps = (spe + (uint64_t)c->evals_per_epoch - 1) / (uint64_t)c->evals_per_epoch;
-    if (tr->rank == 0 && tr->t_train == 0)
+    if (is_lead(tr) && tr->t_train == 0)
         ps_report_start(spe, total, tr->n_train, tr->val.n, tr->test.n);
     if (tr->t_train == 0)
         tr->t_train = ps_time_wall_s();
@@ -558,7 +576,7 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
         }
         int rc = train_step(tr, step, &e.loss_sum, err);
         /* evaluation and the end of an epoch read the parameters */
-        bool eval_now = tr->rank == 0 && eval_every_steps && tr->clock % eval_every_steps == 0;
+        bool eval_now = is_lead(tr) && eval_every_steps && tr->clock % eval_every_steps == 0;
         if (rc == PS_OK &&
             (eval_now || (uint64_t)tr->clock % spe == 0 || (uint64_t)tr->clock >= total))
             rc = settle(tr, err);
@@ -566,7 +584,7 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
             rc = recover(tr, rc, err);
         if (rc != PS_OK)
             return rc;
-        if (tr->rank == 0 && eval_every_steps && tr->clock % eval_every_steps == 0)
+        if (is_lead(tr) && eval_every_steps && tr->clock % eval_every_steps == 0)
             report_eval(tr);
         log_progress(tr, &e, step, spe);
         uint64_t n = tr->samples - e.n0;
@@ -681,6 +699,8 @@ static int export_model(trainer_t *tr, const ps_net_eval_t *test, ps_errbuf_t *e
 {
     const ps_worker_config_t *c = tr->cfg;
     int rc = PS_OK;
+    if (tr->n_stages > 1)
+        return pswk_pipe_export(tr, err);
     if (*c->save_model) {
         ps_export_info_t info = {ps_worker_model_name(c), &tr->desc, tr->clock, c->seed,
                                  tr->test.n ? test : NULL};
@@ -703,7 +723,7 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
     ps_net_eval_t test = {0};
     if (tr->test.n)
         ps_net_evaluate(tr->net, &tr->test, &test);
-    if (tr->rank == 0 && (rc = export_model(tr, &test, err)) != PS_OK)
+    if (tr->rank == 0 && (rc = export_model(tr, &test, err)) != PS_OK) /* each stage's */
         return rc;
     ps_client_stop_heartbeats(tr->client);
     ps_errbuf_t bye_err = {0};
@@ -716,6 +736,8 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
     ps_report_summary(&done, tr->cfg, tr->rank, tr->world, epochs_run, tr->clock, tr->samples,
                       ps_time_wall_s() - tr->t_start, tr->client);
     ps_event_set_int(&done, PS_EF_SKIPPED_STEPS, (int64_t)tr->scaler.n_skipped);
+    if (tr->n_stages > 1)
+        pswk_pipe_report(tr, &done);
     char reader[160] = "";
     if (tr->stream)
         snprintf(reader, sizeof reader,
@@ -727,7 +749,7 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
            (double)ps_report_peak_rss_bytes() / 1e6, reader);
     if (tr->test.n)
         ps_report_metrics(&done, PS_EVAL_TEST, &test, ps_net_task(tr->net));
-    if (tr->rank == 0)
+    if (is_lead(tr))
         add_metrics(tr, &tr->val, PS_EVAL_VAL, &done);
     if (tr->stream) {
         int64_t rchar, read_bytes;
@@ -747,11 +769,17 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
 {
     if (PS_MODEL_IS_SPARSE(cfg->model))
         return ps_sparse_trainer_run(cfg, stop, err);
+    /* a pipeline: the data partition and the stage job go by replica */
+    uint32_t p = (uint32_t)cfg->pipeline_stages;
     trainer_t tr = {.cfg = cfg,
                     .stop = stop,
                     .is_tty = isatty(2) && cfg->progress_every_s > 0,
-                    .rank = (uint32_t)cfg->rank,
-                    .world = (uint32_t)cfg->world};
+                    .rank = (uint32_t)cfg->rank / p,
+                    .world = (uint32_t)cfg->world / p,
+                    .world_rank = (uint32_t)cfg->rank,
+                    .stage = (uint32_t)cfg->rank % p,
+                    .n_stages = p};
+    snprintf(tr.stage_job, sizeof tr.stage_job, "%s.stage%u", cfg->job, tr.stage);
     tr.t_start = ps_time_wall_s();
     int64_t epochs_run = 0;
     int rc = pswk_trainer_load_data(&tr, err);
@@ -759,6 +787,8 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
         ps_data_standardize(&tr.train, tr.test.n ? &tr.test : NULL, tr.val.n ? &tr.val : NULL);
     if (rc == PS_OK)
         rc = pswk_trainer_build_net(&tr, err);
+    if (rc == PS_OK && p > 1)
+        rc = pswk_pipe_open(&tr, err);
     if (rc == PS_OK)
         rc = setup(&tr, err);
     if (rc == PS_OK && *cfg->stats_socket) {
@@ -773,6 +803,7 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
         rc = finish(&tr, epochs_run, err);
     ps_statsd_stop(&tr.statsd);
     ps_client_destroy(&tr.client);
+    pswk_pipe_free(&tr);
     ps_net_destroy(&tr.net);
     ps_stream_destroy(&tr.stream);
     ps_text_destroy(&tr.text);

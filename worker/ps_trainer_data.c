@@ -170,9 +170,14 @@ int pswk_trainer_build_net(trainer_t *tr, ps_errbuf_t *err)
     int rc = fixed ? ps_worker_outputs(c, tr->train.n_classes, &n_out, err) : PS_OK;
     if (rc == PS_OK)
         rc = ps_worker_model_desc(c, tr->train.d, n_out, &tr->desc, err);
-    if (rc == PS_OK && (rc = ps_netdesc_spec(&tr->desc, &spec, err)) == PS_OK &&
-        !(tr->net = ps_net_new(&spec, b, (size_t)c->slice_elems, err)))
-        rc = err->code;
+    if (rc == PS_OK && (rc = ps_netdesc_spec(&tr->desc, &spec, err)) == PS_OK) {
+        tr->data_row =
+            spec.input.kind == PS_SHAPE_TOKENS ? ps_shape_len(spec.input) + 1 : tr->train.d;
+        if (tr->n_stages > 1)
+            rc = pswk_pipe_build_net(tr, &spec, err);
+        else if (!(tr->net = ps_net_new(&spec, b, (size_t)c->slice_elems, err)))
+            rc = err->code;
+    }
     ps_netspec_fini(&spec);
     if (rc != PS_OK)
         return ps_worker_model_err(c, rc, err);
@@ -183,7 +188,10 @@ int pswk_trainer_build_net(trainer_t *tr, ps_errbuf_t *err)
         ps_stream_set_label_limit(tr->stream, ps_net_label_limit(tr->net));
     size_t n_order = tr->stream || !tr->n_train ? 1 : tr->n_train; /* a stream has no order */
     tr->order = ps_xmalloc(n_order * sizeof *tr->order);
-    tr->bx = ps_xmalloc(b * ps_net_input_len(tr->net) * sizeof(float));
+    /* a pipeline stage after the first takes activations, but gathers the
+     * data rows all the same (the last one reads their labels) */
+    size_t row = tr->n_stages > 1 ? tr->data_row : ps_net_input_len(tr->net);
+    tr->bx = ps_xmalloc(b * row * sizeof(float));
     tr->by = ps_xmalloc(b * sizeof(float));
     tr->keys = ps_xmalloc(b * sizeof *tr->keys);
     return PS_OK;

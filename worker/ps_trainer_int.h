@@ -11,8 +11,10 @@
 
 #include "ps_client.h"
 #include "ps_data.h"
+#include "ps_event.h"
 #include "ps_loss_scale.h"
 #include "ps_net.h"
+#include "ps_pipe.h"
 #include "ps_statsd.h"
 #include "ps_stream.h"
 #include "ps_text.h"
@@ -51,7 +53,44 @@ typedef struct {
     double last_publish;
     double last_loss;
     char fingerprint[4096]; /* the options that define the job (ps_worker_fingerprint) */
+    /* pipeline_stages > 1: rank and world above are the replica and the
+     * replicas (the data partition and the stage job's ranks) */
+    uint32_t world_rank, stage, n_stages;
+    char stage_job[PS_OPT_STR_MAX + 16]; /* JOB.stage<s>: this stage's job on the servers */
+    ps_pipe_t *pipe;
+    size_t in_len, out_len; /* floats per sample into and out of this stage */
+    size_t data_row;        /* floats per data row (bx), whatever the stage's input */
+    float *pin;             /* stage > 0: the step's inputs, kept for the recompute */
+    float *pdy;             /* before the last stage: a micro-batch's output gradient */
+    float *acc;             /* micro-batches' gradient sums, slice by slice */
+    uint64_t *acc_off;      /* slice -> its offset in acc */
+    int64_t pipe_step_ns;   /* time in pipeline training steps */
+    int64_t pipe_wait_ns;   /* of which waiting for stage peers */
 } trainer_t;
+
+/* The trainer's callbacks to the net (ps_trainer.c): push a slice whose
+ * gradient is final; wait for a slice's parameters before forward reads it. */
+void pswk_grad_ready(void *ctx, uint32_t id);
+int pswk_params_needed(void *ctx, uint32_t id);
+
+/* pipeline_stages > 1 (ps_trainer_pipe.c). The stage's net: the split
+ * (stage_layers or the balance) of spec, this stage's layers for
+ * micro-batches of batch_size / micro_batches, the buffers a step needs.
+ * Errors name the option and the position. */
+int pswk_pipe_build_net(trainer_t *tr, const ps_netspec_t *spec, ps_errbuf_t *err);
+/* Links to the stage peers (ps_pipe_new with the job's options). */
+int pswk_pipe_open(trainer_t *tr, ps_errbuf_t *err);
+/* One step of the GPipe schedule (docs/architecture.md, "Pipeline
+ * stages"); as the data-parallel step, pushes each slice once. Errors name
+ * the peer, or are the servers'. */
+int pswk_pipe_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_t *err);
+/* Replica 0: every stage writes its tables into save_model; stage 0, once
+ * the stages after it say so, the model.json of the whole net. */
+int pswk_pipe_export(trainer_t *tr, ps_errbuf_t *err);
+/* The summary's pipeline fields. */
+void pswk_pipe_report(const trainer_t *tr, ps_event_t *ev);
+/* Frees what pswk_pipe_build_net and pswk_pipe_open made. */
+void pswk_pipe_free(trainer_t *tr);
 
 /* The job's data as cfg says: training rows (or, for data_format text,
  * windows of a corpus, the held-out tail as the validation set), the

@@ -5,6 +5,7 @@
 #include "ps_log.h"
 #include "ps_name.h"
 #include "ps_onnx.h"
+#include "ps_stage.h"
 #include "ps_stream.h"
 #include "ps_text.h"
 
@@ -162,6 +163,19 @@ static const ps_opt_t worker_opts[] = {
                "records header, the IDX label file; a streamed CSV classifier needs it)"),
     PS_OPT_STR("export_onnx", W, export_onnx, "",
                "rank 0 writes the trained model here as ONNX (opset 17, logits out)"),
+    /* pipeline stages (docs/architecture.md, "Pipeline stages") */
+    PS_OPT_INT("pipeline_stages", W, pipeline_stages, "1", 1, PS_STAGE_MAX,
+               "stages the model is cut into: rank r is replica r/P, stage r%P (1 = none)"),
+    PS_OPT_INT("micro_batches", W, micro_batches, "4", 1, 1 << 20,
+               "pipeline: micro-batches a stage's batch is cut into (GPipe schedule)"),
+    PS_OPT_STR("stage_layers", W, stage_layers, "",
+               "pipeline: layer positions where stages 2..P begin; empty = balance parameters"),
+    PS_OPT_STR("pipeline_dir", W, pipeline_dir, "",
+               "pipeline: directory all workers share to find their stage peers"),
+    PS_OPT_STR("pipeline_bind", W, pipeline_bind, "127.0.0.1",
+               "pipeline: address this worker binds for its peers (off loopback: CURVE)"),
+    PS_OPT_INT("pipeline_timeout_ms", W, pipeline_timeout_ms, "30000", 10, 86400000,
+               "pipeline: longest wait for a stage peer (its file, a message)"),
 };
 #undef W
 
@@ -317,6 +331,49 @@ static int validate_stream(const ps_worker_config_t *cfg, ps_errbuf_t *err)
     return PS_MODEL_IS_SPARSE(cfg->model) ? PS_OK : validate_stream_dense(cfg, err);
 }
 
+/* What a pipeline needs, and what it cannot do yet (said, not ignored). */
+static int validate_pipeline(const ps_worker_config_t *c, ps_errbuf_t *err)
+{
+    if (c->pipeline_stages == 1)
+        return *c->stage_layers ? ps_err_set(err, PS_EINVAL, "stage_layers: needs pipeline_stages")
+                                : PS_OK;
+    if (c->world % c->pipeline_stages != 0)
+        return ps_err_set(err, PS_EINVAL,
+                          "pipeline_stages %lld: the world of %lld workers must be a multiple of "
+                          "it (replicas x stages)",
+                          (long long)c->pipeline_stages, (long long)c->world);
+    char stage_job[PS_OPT_STR_MAX + 32];
+    ps_errbuf_t bad;
+    snprintf(stage_job, sizeof stage_job, "%s.stage%lld", c->job,
+             (long long)c->pipeline_stages - 1);
+    if (ps_name_check_job(stage_job, &bad) != PS_OK)
+        return ps_err_set(err, PS_EINVAL, "job: each stage is a job '%s' on the servers: %s",
+                          stage_job, bad.msg);
+    if (!*c->pipeline_dir)
+        return ps_err_set(err, PS_EINVAL,
+                          "pipeline_stages: needs pipeline_dir, a directory every worker of the "
+                          "job can read (ps-launch gives one)");
+    if (c->micro_batches > c->batch_size)
+        return ps_err_set(err, PS_EINVAL,
+                          "micro_batches %lld: more than batch_size %lld (a micro-batch would "
+                          "be empty)",
+                          (long long)c->micro_batches, (long long)c->batch_size);
+    if (c->precision == PS_PRECISION_FP16)
+        return ps_err_set(err, PS_EINVAL,
+                          "precision fp16: not with pipeline_stages (each stage's loss scaler "
+                          "would skip on its own; bf16 needs none)");
+    if (*c->test_data || c->val_fraction > 0 || c->evals_per_epoch)
+        return ps_err_set(err, PS_EINVAL,
+                          "test_data, val_fraction, evals_per_epoch: a pipeline does not "
+                          "evaluate yet (the forward pass across stages is built for training "
+                          "only); evaluate the exported model");
+    if (*c->export_onnx)
+        return ps_err_set(err, PS_EINVAL,
+                          "export_onnx: not with pipeline_stages (no stage "
+                          "holds the whole model); use save_model");
+    return PS_OK;
+}
+
 int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
 {
     if (!*cfg->servers)
@@ -349,8 +406,19 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
         return ps_err_set(err, PS_EINVAL,
                           "sparse models take lr_schedule constant (a row is "
                           "updated only when its key comes up)");
+    if (sparse && cfg->pipeline_stages > 1)
+        return ps_err_set(err, PS_EINVAL,
+                          "pipeline_stages: for the dense models (a sparse model lives on the "
+                          "shards)");
     int rc = validate_stream(cfg, err);
     if (rc != PS_OK || sparse)
+        return rc;
+    if (cfg->stream && cfg->pipeline_stages > 1)
+        return ps_err_set(err, PS_EINVAL,
+                          "stream: not with pipeline_stages yet (every stage of a replica reads "
+                          "the rows of its batch; streamed, they would need one reader)");
+    rc = validate_pipeline(cfg, err);
+    if (rc != PS_OK)
         return rc;
     ps_worker_optim_spec(cfg, 1, &spec);
     const char *why = ps_optim_spec_check(&spec);
@@ -582,7 +650,9 @@ static const char *const job_options[] = {
     /* the layer nets: a spec, a GPT, the windows of a text corpus */
     "input", "layers", "n_layer", "n_head", "n_embd", "block_size", "dropout", "text_stride",
     /* streamed input: which samples make each step's batch */
-    "stream", "partitions", "shuffle_window", "classes", NULL};
+    "stream", "partitions", "shuffle_window", "classes",
+    /* the pipeline: which layers a stage job's tables are */
+    "pipeline_stages", "micro_batches", "stage_layers", NULL};
 
 void ps_worker_fingerprint(const ps_worker_config_t *cfg, char *buf, size_t cap)
 {

@@ -125,6 +125,11 @@ typedef struct {
     bool stream;
     int64_t partitions, shuffle_window, prefetch_batches, reader_timeout_ms;
     int64_t classes; /* stream, dense: the class count; 0 = as the data says */
+    /* pipeline stages (ps_stage.h, ps_pipe.h) */
+    int64_t pipeline_stages, micro_batches;
+    char stage_layers[PS_OPT_STR_MAX];
+    char pipeline_dir[PS_OPT_STR_MAX], pipeline_bind[PS_OPT_STR_MAX];
+    int64_t pipeline_timeout_ms;
 } ps_worker_config_t;
 
 extern const ps_optset_t ps_worker_optset;

@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# run_pipeline.sh - pipeline stages (#20), two figures:
+# 1. the bubble: an MLP whose two stages do equal work, and the CNN
+#    (deploy/examples/fashion-cnn.conf), as 2 stages, 1 replica, STEPS SGD
+#    steps, for M = 1, 2, 4, 8 micro-batches: the measured bubble_fraction
+#    (time stages waited for each other over the steps' time, mean of the
+#    stages) and each stage's busy time, next to GPipe's (P-1)/(M+P-1);
+# 2. memory: a wide MLP (784-2048-2048-2048-10, 10.2 M parameters), the
+#    data-parallel worker (1 worker) against the largest stage of P = 2
+#    (M = 1 and M = 4): peak RSS of the largest worker, as a ratio.
+# 1 shard, loopback, no shaping (this is not the throughput bench: that
+# needs shaped namespaces and is not built).
+# Usage: bench/run_pipeline.sh [BUILD_DIR] [STEPS]   (default build 60)
+set -euo pipefail
+build=${1:-build}
+steps=${2:-60}
+py=/usr/bin/python3
+
+summary() { # config [--set ...]: the job's summary line
+    local conf=$1; shift
+    "$build/bin/ps-launch" --servers 1 --config "deploy/examples/$conf" --set optimizer=sgd \
+        --set lr=0.01 --set lr_schedule=constant --set max_steps="$steps" --set eval_every=0 \
+        --set eval_every_steps=0 --set progress_every_s=0 --set test_data= --set test_labels= \
+        "$@" 2>/dev/null | grep '"event":"done"' | tail -1
+}
+
+bubble() { # name config batch [--set ...]
+    local name=$1 conf=$2 b=$3; shift 3
+    echo "# bubble: $name, P=2, D=1, batch $b, $steps steps"
+    for m in 1 2 4 8; do
+        line=$(summary "$conf" --workers 2 --set batch_size="$b" --set pipeline_stages=2 \
+            --set micro_batches="$m" "$@")
+        "$py" - "$m" "$line" <<'PYEOF'
+import json, sys
+m, s, p = int(sys.argv[1]), json.loads(sys.argv[2]), 2
+print(f"M={m}: bubble_fraction {s['bubble_fraction']:.3f} (GPipe (P-1)/(M+P-1) = "
+      f"{(p - 1) / (m + p - 1):.3f}); stage busy ms {s['stage_busy_ms']}; wall {s['wall_s']:.1f} s")
+PYEOF
+    done
+}
+# stages of equal work: 784-1024x4-10 cuts after dense2
+bubble "MLP 784-1024-1024-1024-1024-10" fashion-mlp.conf 64 --set hidden=1024,1024,1024,1024
+# the CNN's balance by parameters gives stage 0 the convolutions, most of the work
+bubble "CNN (fashion-cnn.conf)" fashion-cnn.conf 32
+
+echo "# memory: MLP 784-2048-2048-2048-10, batch 32, $steps steps, peak RSS of the largest worker"
+wide=(--set hidden=2048,2048,2048 --set batch_size=32)
+dp=$(summary fashion-mlp.conf --workers 1 "${wide[@]}")
+p2m1=$(summary fashion-mlp.conf --workers 2 "${wide[@]}" --set pipeline_stages=2 --set micro_batches=1)
+p2m4=$(summary fashion-mlp.conf --workers 2 "${wide[@]}" --set pipeline_stages=2 --set micro_batches=4)
+"$py" - "$dp" "$p2m1" "$p2m4" <<'PYEOF'
+import json, sys
+dp, m1, m4 = (json.loads(a)["peak_rss_bytes"] / 1e6 for a in sys.argv[1:4])
+print(f"data-parallel worker {dp:.1f} MB; largest stage of P=2: M=1 {m1:.1f} MB ({m1 / dp:.2f}x), "
+      f"M=4 {m4:.1f} MB ({m4 / dp:.2f}x)")
+PYEOF

@@ -1,0 +1,179 @@
+/* test_pipe.c - the links between pipeline stages (worker/ps_pipe.c) over
+ * 127.0.0.1: two stages of one process (stage 0 on a thread while they
+ * meet) find each other through a directory and pass messages in order; a
+ * message out of step is refused; a wait past its deadline names the
+ * peer; with CURVE a sender whose key is not the neighbour's is refused by
+ * the ZAP handler, while the neighbour gets through. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "ps_pipe.h"
+
+typedef struct {
+    ps_pipe_opts_t o;
+    ps_pipe_t *p;
+    ps_errbuf_t err;
+    char pub[41], sec[41];
+} stage_t;
+
+static char dir[64];
+
+static void *open_thread(void *arg)
+{
+    stage_t *s = arg;
+    s->p = ps_pipe_new(&s->o, &s->err);
+    return NULL;
+}
+
+static void init_stage(stage_t *s, uint32_t stage, int64_t timeout_ms, bool curve)
+{
+    memset(s, 0, sizeof *s);
+    if (curve)
+        assert_int_equal(zmq_curve_keypair(s->pub, s->sec), 0);
+    s->o = (ps_pipe_opts_t){dir,
+                            "t",
+                            "127.0.0.1",
+                            stage,
+                            stage,
+                            2,
+                            0,
+                            timeout_ms,
+                            NULL,
+                            curve ? s->pub : NULL,
+                            curve ? s->sec : NULL};
+}
+
+/* Stage 0 (on a thread) and stage 1 meet. */
+static void open_pair(stage_t *a, stage_t *b, int64_t timeout_ms, bool curve)
+{
+    snprintf(dir, sizeof dir, "/tmp/ps-test-pipe.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    init_stage(a, 0, timeout_ms, curve);
+    init_stage(b, 1, timeout_ms, curve);
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, open_thread, a), 0);
+    b->p = ps_pipe_new(&b->o, &b->err);
+    pthread_join(t, NULL);
+    if (!a->p || !b->p)
+        fprintf(stderr, "stage 0: %s; stage 1: %s\n", a->err.msg, b->err.msg);
+    assert_non_null(a->p);
+    assert_non_null(b->p);
+}
+
+static void close_pair(stage_t *a, stage_t *b)
+{
+    ps_pipe_destroy(&a->p);
+    ps_pipe_destroy(&b->p);
+    rmdir(dir); /* empty: each stage removes its files */
+}
+
+static void test_messages_pass_in_order(void **state)
+{
+    (void)state;
+    stage_t a, b;
+    open_pair(&a, &b, 5000, false);
+    ps_errbuf_t err = {0};
+    const float x[3] = {1, 2, 3};
+    float got[3] = {0};
+    for (uint32_t m = 0; m < 2; m++) {
+        ps_pipe_msg_t msg = {PS_PIPE_FWD, m, 5, 3, 0};
+        assert_int_equal(ps_pipe_send(a.p, &msg, x, 3, &err), PS_OK);
+    }
+    for (uint32_t m = 0; m < 2; m++) {
+        ps_pipe_msg_t want = {PS_PIPE_FWD, m, 5, 3, 0}, h;
+        assert_int_equal(ps_pipe_recv(b.p, &want, got, 3, &h, &err), PS_OK);
+        assert_true(got[0] == 1 && got[2] == 3);
+        assert_int_equal(h.n_samples, 3);
+    }
+    ps_pipe_msg_t back = {PS_PIPE_BWD, 0, 5, 3, 2.5}, h;
+    assert_int_equal(ps_pipe_send(b.p, &back, x, 3, &err), PS_OK);
+    assert_int_equal(ps_pipe_recv(a.p, &back, got, 3, &h, &err), PS_OK);
+    assert_true(h.loss == 2.5);
+    /* out of step: clock 6 micro-batch 1 where 6/0 is awaited */
+    ps_pipe_msg_t ahead = {PS_PIPE_FWD, 1, 6, 3, 0}, want = {PS_PIPE_FWD, 0, 6, 3, 0};
+    assert_int_equal(ps_pipe_send(a.p, &ahead, x, 3, &err), PS_OK);
+    assert_int_equal(ps_pipe_recv(b.p, &want, got, 3, &h, &err), PS_EPROTO);
+    assert_non_null(strstr(err.msg, "out of step"));
+    close_pair(&a, &b);
+}
+
+static void test_wait_past_deadline_names_the_peer(void **state)
+{
+    (void)state;
+    stage_t a, b;
+    open_pair(&a, &b, 300, false);
+    ps_errbuf_t err = {0};
+    float got[1];
+    ps_pipe_msg_t want = {PS_PIPE_FWD, 0, 7, 1, 0}, h;
+    assert_int_equal(ps_pipe_recv(b.p, &want, got, 1, &h, &err), PS_ETIME);
+    assert_non_null(strstr(err.msg, "worker 1 (replica 0, stage 1): waiting for activations of "
+                                    "clock 7 micro-batch 0: the stage before stage 0 (rank 0, "));
+    assert_non_null(strstr(err.msg, "did not answer within 300 ms"));
+    close_pair(&a, &b);
+}
+
+/* Stage 1's endpoint for FWD, from its file. */
+static void fwd_endpoint(char *ep, size_t cap)
+{
+    char path[128], bwd[256], key[64];
+    snprintf(path, sizeof path, "%s/t.rank1", dir);
+    FILE *f = fopen(path, "r");
+    assert_non_null(f);
+    assert_int_equal(fscanf(f, "fwd %255s bwd %255s key %63s", ep, bwd, key), 3);
+    fclose(f);
+    assert_true(strlen(ep) < cap);
+}
+
+static void test_curve_refuses_a_stranger(void **state)
+{
+    (void)state;
+    stage_t a, b;
+    open_pair(&a, &b, 600, true);
+    char ep[256], pub[41], sec[41];
+    fwd_endpoint(ep, sizeof ep);
+    assert_int_equal(zmq_curve_keypair(pub, sec), 0);
+    void *ctx = zmq_ctx_new(), *rogue = zmq_socket(ctx, ZMQ_PUSH);
+    int zero = 0;
+    zmq_setsockopt(rogue, ZMQ_LINGER, &zero, sizeof zero);
+    zmq_setsockopt(rogue, ZMQ_CURVE_SERVERKEY, b.pub, 40);
+    zmq_setsockopt(rogue, ZMQ_CURVE_PUBLICKEY, pub, 40);
+    zmq_setsockopt(rogue, ZMQ_CURVE_SECRETKEY, sec, 40);
+    assert_int_equal(zmq_connect(rogue, ep), 0);
+    char junk[40] = "not from the stage before";
+    zmq_send(rogue, junk, sizeof junk, ZMQ_SNDMORE | ZMQ_DONTWAIT);
+    zmq_send(rogue, junk, sizeof junk, ZMQ_DONTWAIT);
+    /* nothing reaches stage 1: the wait ends at its deadline (a message
+     * that got through would be refused as malformed, PS_EPROTO) */
+    ps_errbuf_t err = {0};
+    float got[1] = {0};
+    ps_pipe_msg_t want = {PS_PIPE_FWD, 0, 1, 1, 0}, h;
+    assert_int_equal(ps_pipe_recv(b.p, &want, got, 1, &h, &err), PS_ETIME);
+    /* the neighbour, over CURVE, does get through */
+    const float x[1] = {4};
+    assert_int_equal(ps_pipe_send(a.p, &want, x, 1, &err), PS_OK);
+    assert_int_equal(ps_pipe_recv(b.p, &want, got, 1, &h, &err), PS_OK);
+    assert_true(got[0] == 4);
+    zmq_close(rogue);
+    zmq_ctx_term(ctx);
+    close_pair(&a, &b);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_messages_pass_in_order),
+        cmocka_unit_test(test_wait_past_deadline_names_the_peer),
+        cmocka_unit_test(test_curve_refuses_a_stranger),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}

@@ -1,0 +1,383 @@
+/* ps_pipe.c - stage-to-stage links: two PULL sockets bound per stage (from
+ * the stage before, from the stage after), a PUSH connected to each
+ * neighbour's, endpoints exchanged through files in the rendezvous
+ * directory. Headers travel in the workers' byte order (all x86-64 here,
+ * little-endian), checked by a magic word. */
+#include "ps_pipe.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+#include <zmq.h>
+
+#include "ps_curve.h"
+#include "ps_file.h"
+#include "ps_log.h"
+#include "ps_time.h"
+
+#define PIPE_MAGIC 0x50535050u /* "PSPP" */
+#define EP_MAX 256
+#define POLL_SLICE_MS 100
+
+typedef struct {
+    uint32_t magic, kind, micro, pad;
+    int64_t clock;
+    uint64_t n_samples;
+    double loss;
+} wire_hdr_t;
+
+enum { PREV = 0, NEXT = 1 }; /* the neighbour a socket talks to */
+
+struct ps_pipe {
+    ps_pipe_opts_t o;
+    char dir[PATH_MAX], job[256], bind[EP_MAX], pub[64], sec[64];
+    void *ctx;
+    void *in[2];  /* PULL: what comes from the stage before / after */
+    void *out[2]; /* PUSH: to the stage before / after */
+    char in_ep[2][EP_MAX], peer_ep[2][EP_MAX], peer_key[2][64];
+    char file[PATH_MAX + 300];
+    char key_file[PATH_MAX + 300], allow_file[PATH_MAX + 300]; /* CURVE */
+    ps_zap_t *zap; /* CURVE: takes only the neighbours' keys */
+    int64_t wait_ns;
+};
+
+static const char *side_name(int side)
+{
+    return side == PREV ? "the stage before" : "the stage after";
+}
+
+static bool has(const ps_pipe_t *p, int side)
+{
+    return side == PREV ? p->o.stage > 0 : p->o.stage + 1 < p->o.n_stages;
+}
+
+static uint32_t peer_rank(const ps_pipe_t *p, int side)
+{
+    return side == PREV ? p->o.rank - 1 : p->o.rank + 1;
+}
+
+static int zerr(ps_errbuf_t *err, const char *what, const char *ep)
+{
+    return ps_err_set(err, PS_ENET, "pipeline: cannot %s '%s': %s", what, ep,
+                      zmq_strerror(zmq_errno()));
+}
+
+static int bind_in(ps_pipe_t *p, int side, ps_errbuf_t *err)
+{
+    char ep[EP_MAX + 16];
+    size_t len = EP_MAX;
+    p->in[side] = zmq_socket(p->ctx, ZMQ_PULL);
+    int linger = 0; /* nothing goes out of a PULL */
+    zmq_setsockopt(p->in[side], ZMQ_LINGER, &linger, sizeof linger);
+    if (*p->sec && ps_curve_server_socket(p->in[side], p->sec, err) != PS_OK)
+        return err->code;
+    snprintf(ep, sizeof ep, "tcp://%s:*", p->bind);
+    if (zmq_bind(p->in[side], ep) != 0)
+        return zerr(err, "bind", ep);
+    if (zmq_getsockopt(p->in[side], ZMQ_LAST_ENDPOINT, p->in_ep[side], &len) != 0)
+        return zerr(err, "read the endpoint of", ep);
+    return PS_OK;
+}
+
+/* DIR/JOB.rank<R>: "fwd EP", "bwd EP" (the sockets that take FWD and BWD
+ * messages), "key Z85" with CURVE. */
+static int publish(ps_pipe_t *p, ps_errbuf_t *err)
+{
+    char text[3 * EP_MAX + 128];
+    snprintf(text, sizeof text, "fwd %s\nbwd %s\nkey %s\n", has(p, PREV) ? p->in_ep[PREV] : "-",
+             has(p, NEXT) ? p->in_ep[NEXT] : "-", *p->pub ? p->pub : "-");
+    snprintf(p->file, sizeof p->file, "%s/%s.rank%u", p->dir, p->job, p->o.rank);
+    return ps_file_write_all(p->file, text, strlen(text), 0644, err);
+}
+
+/* The neighbour's file, if it is there and whole: the endpoint that takes
+ * what this stage sends it (a stage before takes BWD, one after FWD). */
+static bool read_peer(ps_pipe_t *p, int side, const char *path)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char fwd[EP_MAX], bwd[EP_MAX], key[64];
+    int n = fscanf(f, "fwd %255s bwd %255s key %63s", fwd, bwd, key);
+    fclose(f);
+    if (n != 3)
+        return false;
+    snprintf(p->peer_ep[side], EP_MAX, "%s", side == PREV ? bwd : fwd);
+    snprintf(p->peer_key[side], sizeof p->peer_key[side], "%s", key);
+    return strcmp(p->peer_ep[side], "-") != 0;
+}
+
+static void nap_ms(int ms)
+{
+    struct timespec ts = {0, (long)ms * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Waits for the neighbour's file (it binds and publishes as this worker
+ * does), then connects a PUSH to it. */
+static int connect_out(ps_pipe_t *p, int side, ps_errbuf_t *err)
+{
+    char path[PATH_MAX + 300];
+    snprintf(path, sizeof path, "%s/%s.rank%u", p->dir, p->job, peer_rank(p, side));
+    int64_t deadline = ps_time_ms() + p->o.timeout_ms;
+    while (!read_peer(p, side, path)) {
+        if (p->o.stop && *p->o.stop)
+            return ps_err_set(err, PS_EINTR, "pipeline: stopped while waiting for '%s'", path);
+        if (ps_time_ms() > deadline)
+            return ps_err_set(err, PS_ETIME,
+                              "pipeline: worker %u (replica %u, stage %u): %s (rank %u) did not "
+                              "publish '%s' within %lld ms",
+                              p->o.rank, p->o.replica, p->o.stage, side_name(side),
+                              peer_rank(p, side), path, (long long)p->o.timeout_ms);
+        nap_ms(20);
+    }
+    p->out[side] = zmq_socket(p->ctx, ZMQ_PUSH);
+    int linger = p->o.timeout_ms < 5000 ? (int)p->o.timeout_ms : 5000;
+    zmq_setsockopt(p->out[side], ZMQ_LINGER, &linger, sizeof linger);
+    if (*p->sec && strcmp(p->peer_key[side], "-") == 0)
+        return ps_err_set(err, PS_EAUTH, "pipeline: '%s' has no CURVE key but this job uses CURVE",
+                          path);
+    if (*p->sec &&
+        ps_curve_client_socket(p->out[side], p->peer_key[side], p->pub, p->sec, err) != PS_OK)
+        return err->code;
+    if (zmq_connect(p->out[side], p->peer_ep[side]) != 0)
+        return zerr(err, "connect to", p->peer_ep[side]);
+    return PS_OK;
+}
+
+/* The neighbour's DIR/JOB.rank<R>.key ("key Z85"), once it is there. */
+static bool read_key(const char *path, char *key, size_t cap)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return false;
+    char k[64];
+    int n = fscanf(f, "key %63s", k);
+    fclose(f);
+    if (n != 1 || strlen(k) != PS_Z85_KEY_LEN)
+        return false;
+    snprintf(key, cap, "%s", k);
+    return true;
+}
+
+/* CURVE: a stage's PULL sockets take only its neighbours. Each worker
+ * publishes its public key first (it is known before any bind), waits for
+ * its neighbours', lists them in an allow-list and starts a ZAP handler
+ * on it before it binds, so no handshake is served unchecked. */
+static int start_zap(ps_pipe_t *p, ps_errbuf_t *err)
+{
+    char text[128], allow[512] = "";
+    snprintf(p->key_file, sizeof p->key_file, "%s/%s.rank%u.key", p->dir, p->job, p->o.rank);
+    snprintf(text, sizeof text, "key %s\n", p->pub);
+    if (ps_file_write_all(p->key_file, text, strlen(text), 0644, err) != PS_OK)
+        return err->code;
+    for (int side = PREV; side <= NEXT; side++) {
+        if (!has(p, side))
+            continue;
+        char path[PATH_MAX + 300], key[64];
+        snprintf(path, sizeof path, "%s/%s.rank%u.key", p->dir, p->job, peer_rank(p, side));
+        int64_t deadline = ps_time_ms() + p->o.timeout_ms;
+        while (!read_key(path, key, sizeof key)) {
+            if ((p->o.stop && *p->o.stop) || ps_time_ms() > deadline)
+                return ps_err_set(err, PS_ETIME,
+                                  "pipeline: worker %u (replica %u, stage %u): %s (rank %u) did "
+                                  "not publish its key '%s' within %lld ms",
+                                  p->o.rank, p->o.replica, p->o.stage, side_name(side),
+                                  peer_rank(p, side), path, (long long)p->o.timeout_ms);
+            nap_ms(20);
+        }
+        size_t len = strlen(allow);
+        snprintf(allow + len, sizeof allow - len, "worker %s rank%u\n", key, peer_rank(p, side));
+    }
+    snprintf(p->allow_file, sizeof p->allow_file, "%s/%s.rank%u.allow", p->dir, p->job, p->o.rank);
+    if (ps_file_write_all(p->allow_file, allow, strlen(allow), 0600, err) != PS_OK)
+        return err->code;
+    p->zap = ps_zap_start(p->ctx, p->allow_file, err);
+    return p->zap ? PS_OK : err->code;
+}
+
+static int pipe_open(ps_pipe_t *p, ps_errbuf_t *err)
+{
+    if (!*p->sec && !ps_is_loopback(p->bind))
+        return ps_err_set(err, PS_EINVAL,
+                          "pipeline_bind '%s': plain text stays on loopback; give the workers "
+                          "CURVE keys (curve_secret_file) to bind elsewhere",
+                          p->bind);
+    p->ctx = zmq_ctx_new();
+    if (*p->sec && start_zap(p, err) != PS_OK)
+        return err->code;
+    for (int side = PREV; side <= NEXT; side++)
+        if (has(p, side) && bind_in(p, side, err) != PS_OK)
+            return err->code;
+    if (publish(p, err) != PS_OK)
+        return err->code;
+    for (int side = PREV; side <= NEXT; side++)
+        if (has(p, side) && connect_out(p, side, err) != PS_OK)
+            return err->code;
+    return PS_OK;
+}
+
+ps_pipe_t *ps_pipe_new(const ps_pipe_opts_t *o, ps_errbuf_t *err)
+{
+    ps_pipe_t *p = ps_xcalloc(1, sizeof *p);
+    p->o = *o;
+    snprintf(p->dir, sizeof p->dir, "%s", o->dir);
+    snprintf(p->job, sizeof p->job, "%s", o->job);
+    snprintf(p->bind, sizeof p->bind, "%s", o->bind);
+    snprintf(p->pub, sizeof p->pub, "%s", o->curve_public ? o->curve_public : "");
+    snprintf(p->sec, sizeof p->sec, "%s", o->curve_secret ? o->curve_secret : "");
+    if (pipe_open(p, err) != PS_OK)
+        ps_pipe_destroy(&p);
+    return p;
+}
+
+void ps_pipe_destroy(ps_pipe_t **pp)
+{
+    ps_pipe_t *p = *pp;
+    if (!p)
+        return;
+    for (int side = PREV; side <= NEXT; side++) {
+        if (p->in[side])
+            zmq_close(p->in[side]);
+        if (p->out[side])
+            zmq_close(p->out[side]);
+    }
+    ps_zap_stop(&p->zap);
+    if (p->ctx)
+        zmq_ctx_term(p->ctx);
+    if (*p->file)
+        unlink(p->file);
+    if (*p->key_file)
+        unlink(p->key_file);
+    if (*p->allow_file)
+        unlink(p->allow_file);
+    free(p);
+    *pp = NULL;
+}
+
+static const char *kind_name(uint32_t kind)
+{
+    return kind == PS_PIPE_FWD ? "activations" : kind == PS_PIPE_BWD ? "gradients" : "saved";
+}
+
+/* Waits until sock can do what events asks, in slices (the stop flag),
+ * counting the time as waiting. PS_OK, PS_ETIME, PS_EINTR. */
+static int wait_sock(ps_pipe_t *p, void *sock, short events)
+{
+    int64_t t0 = ps_time_ns(), deadline = ps_time_ms() + p->o.timeout_ms;
+    int rc = PS_ETIME;
+    for (;;) {
+        zmq_pollitem_t it = {sock, 0, events, 0};
+        int64_t left = deadline - ps_time_ms();
+        if (zmq_poll(&it, 1, left < POLL_SLICE_MS ? (left > 0 ? left : 0) : POLL_SLICE_MS) > 0) {
+            rc = PS_OK;
+            break;
+        }
+        if (p->o.stop && *p->o.stop) {
+            rc = PS_EINTR;
+            break;
+        }
+        if (left <= 0)
+            break;
+    }
+    p->wait_ns += ps_time_ns() - t0;
+    return rc;
+}
+
+static int peer_err(const ps_pipe_t *p, int rc, int side, const char *what, const ps_pipe_msg_t *m,
+                    ps_errbuf_t *err)
+{
+    uint32_t peer_stage = side == PREV ? p->o.stage - 1 : p->o.stage + 1;
+    if (rc == PS_EINTR)
+        return ps_err_set(err, rc,
+                          "pipeline: worker %u (replica %u, stage %u): stopped while %s %s of "
+                          "clock %lld micro-batch %u (%s stage %u, rank %u)",
+                          p->o.rank, p->o.replica, p->o.stage, what, kind_name(m->kind),
+                          (long long)m->clock, m->micro, side == PREV ? "from" : "to", peer_stage,
+                          peer_rank(p, side));
+    return ps_err_set(err, rc,
+                      "pipeline: worker %u (replica %u, stage %u): %s %s of clock %lld "
+                      "micro-batch %u: %s stage %u (rank %u, '%s') did not answer within %lld ms",
+                      p->o.rank, p->o.replica, p->o.stage, what, kind_name(m->kind),
+                      (long long)m->clock, m->micro, side_name(side), peer_stage,
+                      peer_rank(p, side), p->peer_ep[side], (long long)p->o.timeout_ms);
+}
+
+int ps_pipe_send(ps_pipe_t *p, const ps_pipe_msg_t *m, const float *data, size_t n_floats,
+                 ps_errbuf_t *err)
+{
+    int side = m->kind == PS_PIPE_FWD ? NEXT : PREV;
+    if (!p->out[side])
+        return ps_err_set(err, PS_EINVAL, "pipeline: stage %u has no %s", p->o.stage,
+                          side_name(side));
+    int rc = wait_sock(p, p->out[side], ZMQ_POLLOUT);
+    if (rc != PS_OK)
+        return peer_err(p, rc, side, "sending", m, err);
+    wire_hdr_t h = {PIPE_MAGIC, m->kind, m->micro, 0, m->clock, m->n_samples, m->loss};
+    if (zmq_send(p->out[side], &h, sizeof h, ZMQ_SNDMORE | ZMQ_DONTWAIT) != (int)sizeof h ||
+        zmq_send(p->out[side], data, n_floats * sizeof(float), ZMQ_DONTWAIT) < 0)
+        return zerr(err, "send to", p->peer_ep[side]);
+    return PS_OK;
+}
+
+/* The two frames of a message that has arrived; -1 if it is not one of
+ * ours (size, magic, a missing value frame). */
+static int take(void *sock, wire_hdr_t *h, zmq_msg_t *values)
+{
+    zmq_msg_t hm;
+    zmq_msg_init(&hm);
+    int n = zmq_msg_recv(&hm, sock, ZMQ_DONTWAIT);
+    bool ok = n == (int)sizeof *h && zmq_msg_more(&hm);
+    if (ok)
+        memcpy(h, zmq_msg_data(&hm), sizeof *h);
+    zmq_msg_close(&hm);
+    if (!ok || h->magic != PIPE_MAGIC)
+        return -1;
+    return zmq_msg_recv(values, sock, ZMQ_DONTWAIT) < 0 ? -1 : 0;
+}
+
+int ps_pipe_recv(ps_pipe_t *p, const ps_pipe_msg_t *want, float *data, size_t n_floats,
+                 ps_pipe_msg_t *got, ps_errbuf_t *err)
+{
+    int side = want->kind == PS_PIPE_FWD ? PREV : NEXT;
+    if (!p->in[side])
+        return ps_err_set(err, PS_EINVAL, "pipeline: stage %u has no %s", p->o.stage,
+                          side_name(side));
+    int rc = wait_sock(p, p->in[side], ZMQ_POLLIN);
+    if (rc != PS_OK)
+        return peer_err(p, rc, side, "waiting for", want, err);
+    wire_hdr_t h;
+    zmq_msg_t v;
+    zmq_msg_init(&v);
+    rc = take(p->in[side], &h, &v);
+    bool fits = rc == 0 && h.kind == want->kind && h.clock == want->clock &&
+                h.micro == want->micro && zmq_msg_size(&v) == n_floats * sizeof(float);
+    if (fits && n_floats)
+        memcpy(data, zmq_msg_data(&v), n_floats * sizeof(float));
+    size_t got_bytes = zmq_msg_size(&v);
+    zmq_msg_close(&v);
+    if (rc != 0)
+        return ps_err_set(err, PS_EPROTO,
+                          "pipeline: worker %u (stage %u): a malformed message from %s (rank %u)",
+                          p->o.rank, p->o.stage, side_name(side), peer_rank(p, side));
+    if (!fits)
+        return ps_err_set(err, PS_EPROTO,
+                          "pipeline: worker %u (replica %u, stage %u): out of step with %s "
+                          "(rank %u): awaited %s of clock %lld micro-batch %u (%zu floats), got "
+                          "%s of clock %lld micro-batch %u (%zu bytes)",
+                          p->o.rank, p->o.replica, p->o.stage, side_name(side), peer_rank(p, side),
+                          kind_name(want->kind), (long long)want->clock, want->micro, n_floats,
+                          kind_name(h.kind), (long long)h.clock, h.micro, got_bytes);
+    *got = (ps_pipe_msg_t){h.kind, h.micro, h.clock, h.n_samples, h.loss};
+    return PS_OK;
+}
+
+int64_t ps_pipe_wait_ns(const ps_pipe_t *p)
+{
+    return p->wait_ns;
+}

@@ -1,0 +1,71 @@
+/* ps_pipe.h - the links between the stages of one pipeline replica
+ * (pipeline_stages): activations forward, their gradients back, over
+ * ZeroMQ PUSH/PULL, found through a rendezvous directory, CURVE when the
+ * job uses it. Every wait has a deadline whose error names the peer.
+ * Worker main thread only. */
+#ifndef PS_PIPE_H
+#define PS_PIPE_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ps_err.h"
+
+typedef struct ps_pipe ps_pipe_t;
+
+typedef struct {
+    const char *dir;  /* rendezvous: every worker of the job reads and writes here */
+    const char *job;  /* the job's name: files JOB.rank<R> */
+    const char *bind; /* address to bind and publish (127.0.0.1) */
+    uint32_t rank;    /* this worker's rank in the whole world */
+    uint32_t stage, n_stages, replica;
+    int64_t timeout_ms; /* every wait for a peer (its file, a message, a send) */
+    volatile sig_atomic_t *stop;
+    /* CURVE: this worker's key pair; NULL: plain text (loopback only) */
+    const char *curve_public, *curve_secret;
+} ps_pipe_opts_t;
+
+typedef enum {
+    PS_PIPE_FWD = 1,  /* activations of a micro-batch, to the next stage */
+    PS_PIPE_BWD = 2,  /* their gradient, to the stage before */
+    PS_PIPE_SAVED = 3 /* the stages after have written their tables (to the one before) */
+} ps_pipe_kind_t;
+
+/* A message's header; its floats travel in a second frame. */
+typedef struct {
+    uint32_t kind; /* ps_pipe_kind_t */
+    uint32_t micro;
+    int64_t clock;
+    uint64_t n_samples;
+    double loss; /* BWD: the summed loss of the micro-batch (the last stage's) */
+} ps_pipe_msg_t;
+
+/* Binds this stage's sockets (one for what comes from the stage before,
+ * one for what comes from the stage after), publishes their endpoints (and
+ * CURVE public key) as DIR/JOB.rank<R> (temp file, rename), waits for the
+ * neighbours' files and connects to them. NULL with err naming the file,
+ * peer or address: a bind that fails, a plain-text bind off loopback, a
+ * neighbour whose file did not appear within timeout_ms. opts is copied. */
+ps_pipe_t *ps_pipe_new(const ps_pipe_opts_t *opts, ps_errbuf_t *err);
+/* Closes the sockets (waiting at most timeout_ms for queued messages to
+ * leave) and removes this worker's file. NULL-safe; sets *pipe_p to NULL. */
+void ps_pipe_destroy(ps_pipe_t **pipe_p);
+
+/* Sends m and n_floats floats (copied) to the next stage (FWD) or the one
+ * before (BWD, SAVED). PS_ETIME naming the peer if it takes no message
+ * within timeout_ms (gone, or its queue full); PS_EINTR if *stop. */
+int ps_pipe_send(ps_pipe_t *p, const ps_pipe_msg_t *m, const float *data, size_t n_floats,
+                 ps_errbuf_t *err);
+/* Receives the message of kind want->kind (FWD from the stage before; BWD
+ * and SAVED from the one after) and checks it is the one expected: clock,
+ * micro-batch, and exactly n_floats floats into data (the header's
+ * n_samples and loss into *got). PS_ETIME naming this stage, the peer's
+ * stage, rank and endpoint and what was awaited; PS_EPROTO if the peer sent
+ * another message (the stages are out of step); PS_EINTR if *stop. */
+int ps_pipe_recv(ps_pipe_t *p, const ps_pipe_msg_t *want, float *data, size_t n_floats,
+                 ps_pipe_msg_t *got, ps_errbuf_t *err);
+/* Time blocked in sends and receives so far (the pipeline's bubble). */
+int64_t ps_pipe_wait_ns(const ps_pipe_t *p);
+
+#endif
