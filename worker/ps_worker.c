@@ -304,7 +304,8 @@ static int validate_stream_dense(const ps_worker_config_t *c, ps_errbuf_t *err)
 static int validate_stream(const ps_worker_config_t *cfg, ps_errbuf_t *err)
 {
     if (!cfg->stream) {
-        if (ps_stream_names_many(cfg->train_data))
+        /* a text corpus directory is one corpus: ps_text joins its files */
+        if (cfg->data_format != PS_FORMAT_TEXT && ps_stream_names_many(cfg->train_data))
             return ps_err_set(err, PS_EINVAL,
                               "train_data '%s' names several files: they are read with stream yes",
                               cfg->train_data);

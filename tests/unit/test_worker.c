@@ -234,6 +234,11 @@ static void test_stream_options_are_checked(void **state)
     make_cfg(&cfg, (const char *[]){"model", "sparse_lr", "data_format", "libsvm", "optimizer",
                                     "ftrl", "stream", "yes", "train_data", "/tmp/p-*", NULL});
     assert_int_equal(ps_worker_config_validate(&cfg, &err), PS_OK);
+    /* a text corpus directory is one corpus (ps_text joins its files), not partitions */
+    make_cfg(&cfg, (const char *[]){"model", "gpt", "data_format", "text", "train_data", "/tmp",
+                                    "train_labels", "", "test_labels", "", NULL});
+    if (ps_worker_config_validate(&cfg, &err) != PS_OK)
+        fail_msg("a corpus directory: %s", err.msg);
     /* dense: what the format cannot say in advance, and what needs the whole set */
     static const char *const dense[][9] = {
         {"data_format", "csv", "stream", "yes", "classes: a streamed CSV job"},
