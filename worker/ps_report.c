@@ -176,3 +176,14 @@ void ps_report_progress(ps_statsd_t *sd, const ps_worker_config_t *c, uint32_t r
     ps_statsd_publish(sd, PS_STATS_METRICS, ps_doc_prometheus(d), NULL);
     ps_doc_destroy(&d);
 }
+
+void ps_report_stream(ps_event_t *ev, ps_stream_t *s)
+{
+    int64_t rchar, read_bytes;
+    ps_report_proc_io(&rchar, &read_bytes);
+    ps_event_set_num(ev, PS_EF_READER_WAIT_S, ps_stream_wait_s(s));
+    ps_event_set_int(ev, PS_EF_DATA_BYTES, (int64_t)ps_stream_bytes_read(s));
+    ps_event_set_int(ev, PS_EF_IO_RCHAR, rchar);
+    ps_event_set_int(ev, PS_EF_IO_READ_BYTES, read_bytes);
+    ps_event_set_num(ev, PS_EF_READER_CPU_S, ps_stream_reader_cpu_s(s));
+}

@@ -12,6 +12,7 @@
 #include "ps_event.h"
 #include "ps_net.h"
 #include "ps_statsd.h"
+#include "ps_stream.h"
 #include "ps_worker.h"
 
 /* Progress figures for the stats socket. */
@@ -42,6 +43,10 @@ int64_t ps_report_peak_rss_bytes(void);
 /* This process's rchar and read_bytes from /proc/self/io (0 where it
  * cannot be read). */
 void ps_report_proc_io(int64_t *rchar, int64_t *read_bytes);
+/* A streamed job's reading, set in its done event ev: the time training
+ * waited for the reader, the data bytes read, /proc/self/io's rchar and
+ * read_bytes, and the reader thread's CPU time. */
+void ps_report_stream(ps_event_t *ev, ps_stream_t *s);
 /* A {"event":"done"} event with the fields every trainer reports (model,
  * precision, rank, world, epochs, steps, samples, wall time, rate, bytes,
  * peak RSS):

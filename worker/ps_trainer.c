@@ -751,15 +751,8 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
         ps_report_metrics(&done, PS_EVAL_TEST, &test, ps_net_task(tr->net));
     if (is_lead(tr))
         add_metrics(tr, &tr->val, PS_EVAL_VAL, &done);
-    if (tr->stream) {
-        int64_t rchar, read_bytes;
-        ps_report_proc_io(&rchar, &read_bytes);
-        ps_event_set_num(&done, PS_EF_READER_WAIT_S, ps_stream_wait_s(tr->stream));
-        ps_event_set_int(&done, PS_EF_DATA_BYTES, (int64_t)ps_stream_bytes_read(tr->stream));
-        ps_event_set_int(&done, PS_EF_IO_RCHAR, rchar);
-        ps_event_set_int(&done, PS_EF_IO_READ_BYTES, read_bytes);
-        ps_event_set_num(&done, PS_EF_READER_CPU_S, ps_stream_reader_cpu_s(tr->stream));
-    }
+    if (tr->stream)
+        ps_report_stream(&done, tr->stream);
     ps_event_print(&done, stdout);
     ps_event_fini(&done);
     return PS_OK;
