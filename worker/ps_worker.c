@@ -148,10 +148,12 @@ static const ps_opt_t worker_opts[] = {
                "(each byte is predicted once an epoch)"),
     PS_OPT_BOOL("stream", W, stream, "no",
                 "each worker streams only its partitions of train_data (a file, a directory "
-                "or a pattern; libsvm, csv, idx, records) in bounded memory (docs/data.md)"),
-    PS_OPT_INT("partitions", W, partitions, "0", 0, 1 << 20,
-               "stream: ranges one train_data file is cut into (text: byte ranges; IDX, "
-               "records: record ranges; 0 = world); several files are one partition each"),
+                "or a pattern; libsvm, csv, idx, records, text) in bounded memory "
+                "(docs/data.md)"),
+    PS_OPT_INT(
+        "partitions", W, partitions, "0", 0, 1 << 20,
+        "stream: ranges one train_data file is cut into (libsvm, csv, text: byte ranges; IDX, "
+        "records: record ranges; 0 = world); several files are one partition each"),
     PS_OPT_INT("shuffle_window", W, shuffle_window, "16384", 1, 1 << 24,
                "stream: samples each partition is shuffled among (1 = file order)"),
     PS_OPT_INT("prefetch_batches", W, prefetch_batches, "4", 1, 1024,
