@@ -12,7 +12,8 @@
  * start, since gzip cannot be seeked: the bytes before a range are
  * inflated and dropped, each pass (so readers of ranges of one .gz file
  * each inflate it up to their range's end; memory stays bounded, the bytes
- * read do not).
+ * read do not). A text corpus's files are bytes, gzip or not (as ps_text
+ * reads them), so they are always read plain.
  *
  * Memory: W samples per partition (sparse rows keep their arrays; dense
  * slots are [label f32][features as stored: bytes or floats], grown as
