@@ -12,7 +12,9 @@
 # 2. Memory does not grow with the corpus: one worker streaming a 64 MB
 #    corpus peaks within 16 MB of one streaming 1 MB, while reading the
 #    64 MB corpus whole (stream no) peaks at least 48 MB higher.
-# 3. What a streamed text job cannot do is refused naming the option.
+# 3. A byte the model cannot embed fails the worker naming the file, the
+#    window and the byte's offset; what a streamed text job cannot do is
+#    refused naming the option.
 . "$(dirname "$0")/lib.sh"
 cd "$WORK"
 CONF="$SRC/deploy/examples/text-gpt.conf"
@@ -80,7 +82,21 @@ check "$big < $small + 16e6"
 check "$whole > $big + 48e6"
 pass "peak RSS: streaming 1 MB $((small / 1000000)) MB, 64 MB $((big / 1000000)) MB; 64 MB read whole $((whole / 1000000)) MB"
 
-# 3. refusals (no servers needed: the config is checked first)
+# 3. a byte past the model's vocabulary (a spec embedding 128 tokens): the
+# worker fails (exit 65) naming the file, the window, and the byte's offset
+"$PY" -c "
+b = bytearray(b'a' * 4000); b[1000] = 200; open('bad.txt', 'wb').write(b)"
+rc=0
+timeout -k 10 $((120 * TIME_SCALE)) "$BIN/ps-launch" --servers 1 --workers 1 --config "$CONF" \
+    --set stream=yes --set val_fraction=0 --set model=net --set 'input=tokens(16)' \
+    --set 'layers=embed(128, 16) dense(128) cross_entropy' --set train_data="$WORK/bad.txt" \
+    --set test_data= --set max_steps=5 > bad.out 2> bad.log || rc=$?
+check "$rc == 65"
+want="bad.txt: window 62 (byte 992): byte 200 at offset 1000 is not below the vocabulary 128"
+grep -q "$want" bad.log || fail "no file, window and byte: $(grep ' E ' bad.log | head -2)"
+pass "a byte past the vocabulary fails the worker: $want"
+
+# refusals (no servers needed: the config is checked first)
 refused() { # pattern flags...: ps-worker refuses the config (exit 78) naming it
     local want=$1; shift
     rc=0
