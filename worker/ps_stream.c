@@ -12,7 +12,8 @@
  * start, since gzip cannot be seeked: the bytes before a range are
  * inflated and dropped, each pass (so readers of ranges of one .gz file
  * each inflate it up to their range's end; memory stays bounded, the bytes
- * read do not).
+ * read do not). A text corpus's files are bytes, gzip or not (as ps_text
+ * reads them), so they are always read plain.
  *
  * Memory: W samples per partition (sparse rows keep their arrays; dense
  * slots are [label f32][features as stored: bytes or floats], grown as
@@ -38,6 +39,7 @@
 #include "ps_data.h"
 #include "ps_recfile.h"
 #include "ps_rng.h"
+#include "ps_text.h"
 #include "ps_time.h"
 
 #define READ_CHUNK (1 << 20)
@@ -173,6 +175,7 @@ typedef struct {
     char *buf;
     size_t len, pos, cap;
     bool at_eof;                  /* nothing more to read in this pass */
+    bool raw;                     /* a text corpus: a gzip file's bytes are its bytes */
     uint64_t offset;              /* file offset (uncompressed) of buf[pos] */
     uint64_t limit;               /* read nothing at or past it (records: their range's end) */
     _Atomic uint64_t *bytes_read; /* the stream's count */
@@ -193,6 +196,7 @@ typedef struct {
     ps_rng_t rng;
     uint32_t passes_done;
     bool in_pass, exhausted;
+    bool windows; /* a text corpus: its records are windows of bytes */
 } part_reader_t;
 
 /* A batch of the ring with the capacities of its arrays. */
@@ -213,6 +217,9 @@ struct ps_stream {
     size_t slot_bytes;        /* dense: 4 + d * esize */
     uint32_t n_classes;       /* as ps_stream_n_classes */
     uint32_t label_limit;     /* dense: labels below it; 0 = any */
+    float byte_scale;         /* dense bytes as floats: byte * it (1 / 255, or 1 for tokens) */
+    uint32_t token_limit;     /* a text corpus: bytes below it; 0 = any */
+    size_t stride;            /* a text corpus: bytes from a window's start to the next's */
     size_t n_cols, label_col; /* CSV */
     ps_rec_header_t rec;      /* records: the first file's header */
     uint64_t n_samples;       /* 0 = unknown */
@@ -260,7 +267,7 @@ static int src_open(src_t *r, const char *path, uint64_t from, uint64_t limit, p
     r->at_eof = false;
     r->offset = from;
     r->limit = limit;
-    if (is_gzip(path)) {
+    if (!r->raw && is_gzip(path)) {
         r->gz = gzopen(path, "rb");
         if (!r->gz)
             return ps_err_set(err, PS_EIO, "cannot read '%s': %s", path, strerror(errno));
@@ -352,6 +359,9 @@ static void close_part(part_reader_t *p)
 static int where(const part_reader_t *p, uint64_t at, char *buf, size_t cap)
 {
     const ps_part_t *part = p->part;
+    if (p->windows)
+        return snprintf(buf, cap, "%s: window %llu (byte %llu)", part->path,
+                        (unsigned long long)(part->first + p->done), (unsigned long long)at);
     if (part->count != UINT64_MAX)
         return snprintf(buf, cap, "%s: record %llu (byte %llu)", part->path,
                         (unsigned long long)(part->first + p->done), (unsigned long long)at);
@@ -610,6 +620,50 @@ static int read_sparse_record(ps_stream_t *s, part_reader_t *p, ps_errbuf_t *err
     return 1;
 }
 
+/* A window that must be there (the file's size said so when the stream
+ * was made): PS_EFORMAT naming the file and where it now ends. */
+static int window_gone(const part_reader_t *p, uint64_t at, size_t have, ps_errbuf_t *err)
+{
+    char msg[200];
+    snprintf(msg, sizeof msg,
+             "the file ends at byte %llu, inside the window: it is shorter than when the job "
+             "started",
+             (unsigned long long)(at + have));
+    return located(p, at, PS_EFORMAT, msg, err);
+}
+
+/* A text corpus window into the window's next place: its bytes (each
+ * below the token limit), label 0; then the reader moves on to the next
+ * window's start (stride bytes on; the windows may overlap). */
+static int read_window(ps_stream_t *s, part_reader_t *p, ps_errbuf_t *err)
+{
+    const unsigned char *w = NULL;
+    size_t have = 0;
+    uint64_t at = p->src.offset;
+    int rc = src_peek(&p->src, s->d, &w, &have, err);
+    if (rc != 1)
+        return rc < 0 ? rc : window_gone(p, at, have, err);
+    unsigned char *slot = slot_at(s, p, p->n_window);
+    memset(slot, 0, 4); /* the label: 0.0f */
+    memcpy(slot + 4, w, s->d);
+    for (size_t j = 0; s->token_limit && s->token_limit < 256 && j < s->d; j++) {
+        if (w[j] < s->token_limit)
+            continue;
+        char msg[200];
+        snprintf(msg, sizeof msg,
+                 "byte %u at offset %llu is not below the vocabulary %u of the model (text is "
+                 "bytes: embed(256, ...))",
+                 w[j], (unsigned long long)(at + j), s->token_limit);
+        return located(p, at, PS_EFORMAT, msg, err);
+    }
+    if (p->done + 1 == p->part->count)
+        return 1; /* the last: its range's bytes end with it */
+    if ((rc = src_peek(&p->src, s->stride, &w, &have, err)) != 1)
+        return rc < 0 ? rc : window_gone(p, at, have, err);
+    src_skip(&p->src, s->stride);
+    return 1;
+}
+
 /* The next sample of p into its window's next place: 1, 0 at the end of
  * its range, or an error. */
 static int read_sample(ps_stream_t *s, part_reader_t *p, ps_errbuf_t *err)
@@ -618,9 +672,10 @@ static int read_sample(ps_stream_t *s, part_reader_t *p, ps_errbuf_t *err)
         return read_text(s, p, err);
     if (p->done == p->part->count)
         return 0;
-    int rc = s->o.format == PS_STREAM_IDX ? read_idx(s, p, err)
-             : s->sparse                  ? read_sparse_record(s, p, err)
-                                          : read_dense_record(s, p, err);
+    int rc = p->windows                     ? read_window(s, p, err)
+             : s->o.format == PS_STREAM_IDX ? read_idx(s, p, err)
+             : s->sparse                    ? read_sparse_record(s, p, err)
+                                            : read_dense_record(s, p, err);
     p->done += rc == 1;
     return rc;
 }
@@ -687,7 +742,7 @@ static void append_dense(const ps_stream_t *s, batch_slot_t *bs, const unsigned 
         return;
     }
     for (size_t j = 0; j < s->d; j++)
-        x[j] = (float)slot[4 + j] * PS_DATA_PIXEL_SCALE;
+        x[j] = (float)slot[4 + j] * s->byte_scale;
 }
 
 /* Moves window sample j of p to the batch; the last sample takes its place. */
@@ -1027,6 +1082,92 @@ static int rec_parts(ps_stream_t *s, ps_errbuf_t *err)
     return PS_OK;
 }
 
+/* Partition part's windows: those of its file (size bytes) starting at a
+ * multiple of stride in [from, to) whose row bytes the file holds. */
+static void text_windows(ps_part_t *part, uint64_t size, uint64_t from, uint64_t to, uint64_t row,
+                         uint64_t stride)
+{
+    uint64_t k0 = (from + stride - 1) / stride, k1 = (to + stride - 1) / stride;
+    uint64_t in_file = size >= row ? (size - row) / stride + 1 : 0;
+    if (k1 > in_file)
+        k1 = in_file;
+    part->first = k0;
+    part->count = k1 > k0 ? k1 - k0 : 0;
+    part->start = k0 * stride;
+    part->end = part->count ? (k1 - 1) * stride + row : part->start;
+}
+
+/* A text corpus's files (or one file's byte ranges), before their windows. */
+static int text_files(ps_stream_t *s, ps_errbuf_t *err)
+{
+    const ps_stream_opts_t *o = &s->o;
+    struct stat st;
+    if (ps_stream_names_many(o->train_data) && stat(o->train_data, &st) != 0)
+        return ps_stream_partitions(o->train_data, o->n_partitions, o->world, &s->all, err);
+    if (stat(o->train_data, &st) != 0)
+        return ps_err_set(err, PS_EIO, "cannot read '%s': %s", o->train_data, strerror(errno));
+    if (!S_ISDIR(st.st_mode)) {
+        uint32_t n = o->n_partitions ? o->n_partitions : o->world;
+        uint64_t size = (uint64_t)st.st_size;
+        s->all.parts = ps_xcalloc(n, sizeof *s->all.parts);
+        s->all.n = n;
+        for (uint32_t p = 0; p < n; p++)
+            s->all.parts[p] = (ps_part_t){.path = ps_xstrdup(o->train_data),
+                                          .start = size * p / n,
+                                          .end = size * (p + 1) / n};
+        return PS_OK;
+    }
+    char **paths = NULL;
+    size_t n = 0;
+    int rc = ps_text_dir_files(o->train_data, &paths, &n, err);
+    s->all.parts = ps_xcalloc(n + 1, sizeof *s->all.parts);
+    s->all.n = n;
+    for (size_t i = 0; i < n; i++) /* whole files: [0, size) once their sizes are known */
+        s->all.parts[i] = (ps_part_t){.path = paths[i], .end = UINT64_MAX};
+    free(paths);
+    if (rc == PS_OK && n == 0)
+        rc = ps_err_set(err, PS_EFORMAT, "train_data '%s' has no data files", o->train_data);
+    if (rc == PS_OK && o->n_partitions && o->n_partitions != n)
+        rc = ps_err_set(err, PS_EINVAL,
+                        "partitions %u: train_data '%s' names %zu files, one partition each",
+                        (unsigned)o->n_partitions, o->train_data, n);
+    return rc;
+}
+
+/* A text corpus: its partitions and their windows, counted from the sizes. */
+static int text_parts(ps_stream_t *s, ps_errbuf_t *err)
+{
+    const ps_stream_opts_t *o = &s->o;
+    if (o->block_size == 0 || o->block_size >= MAX_ROW)
+        return ps_err_set(err, PS_EINVAL, "'%s': a text window needs block_size 1..%u",
+                          o->train_data, MAX_ROW - 1);
+    int rc = text_files(s, err);
+    if (rc != PS_OK)
+        return rc;
+    uint64_t row = o->block_size + 1;
+    s->stride = o->text_stride ? o->text_stride : o->block_size;
+    for (size_t i = 0; i < s->all.n; i++) {
+        ps_part_t *part = &s->all.parts[i];
+        struct stat st;
+        if (stat(part->path, &st) != 0)
+            return ps_err_set(err, PS_EIO, "cannot read '%s': %s", part->path, strerror(errno));
+        uint64_t size = (uint64_t)st.st_size;
+        text_windows(part, size, part->start, part->end == UINT64_MAX ? size : part->end, row,
+                     s->stride);
+        s->n_samples += part->count;
+    }
+    if (s->n_samples == 0)
+        return ps_err_set(err, PS_EFORMAT,
+                          "train_data '%s': no file holds one window of %llu bytes (block_size "
+                          "+ 1)",
+                          o->train_data, (unsigned long long)row);
+    s->d = (size_t)row;
+    s->esize = 1;
+    s->byte_scale = 1; /* the bytes are tokens, not intensities */
+    s->n_classes = 0;
+    return PS_OK;
+}
+
 /* The partitions of the data set and what a sample is. */
 static int make_parts(ps_stream_t *s, ps_errbuf_t *err)
 {
@@ -1039,6 +1180,8 @@ static int make_parts(ps_stream_t *s, ps_errbuf_t *err)
         rc = rec_parts(s, err);
         s->sparse = rc == PS_OK && s->rec.kind == PS_REC_SPARSE;
         return rc;
+    case PS_STREAM_TEXT:
+        return text_parts(s, err);
     case PS_STREAM_CSV:
         rc = ps_stream_partitions(o->train_data, o->n_partitions, o->world, &s->all, err);
         return rc == PS_OK ? probe_csv(s, err) : rc;
@@ -1069,6 +1212,7 @@ ps_stream_t *ps_stream_new(const ps_stream_opts_t *opts, ps_errbuf_t *err)
         s->o.prefetch = 1;
     if (s->o.shuffle_window < 1)
         s->o.shuffle_window = 1;
+    s->byte_scale = PS_DATA_PIXEL_SCALE;
     if (make_parts(s, err) != PS_OK) {
         ps_partlist_fini(&s->all);
         free(s);
@@ -1076,11 +1220,14 @@ ps_stream_t *ps_stream_new(const ps_stream_opts_t *opts, ps_errbuf_t *err)
     }
     s->slot_bytes = 4 + s->d * s->esize;
     s->mine = ps_xcalloc(s->all.n / opts->world + 1, sizeof *s->mine);
+    bool text = opts->format == PS_STREAM_TEXT;
     for (size_t p = opts->rank; p < s->all.n; p += opts->world)
-        s->mine[s->n_mine++] = (part_reader_t){.part = &s->all.parts[p],
-                                               .id = (uint32_t)p,
-                                               .src = {.fd = -1, .bytes_read = &s->bytes_read},
-                                               .lab = {.fd = -1, .bytes_read = &s->bytes_read}};
+        s->mine[s->n_mine++] =
+            (part_reader_t){.part = &s->all.parts[p],
+                            .id = (uint32_t)p,
+                            .src = {.fd = -1, .bytes_read = &s->bytes_read, .raw = text},
+                            .lab = {.fd = -1, .bytes_read = &s->bytes_read},
+                            .windows = text};
     if (s->n_mine && opts->batch_size < s->n_mine) {
         ps_err_set(err, PS_EINVAL, "batch_size %llu is below the %zu partitions worker %u reads",
                    (unsigned long long)opts->batch_size, s->n_mine, opts->rank);
@@ -1279,4 +1426,9 @@ uint64_t ps_stream_n_samples(const ps_stream_t *s)
 void ps_stream_set_label_limit(ps_stream_t *s, uint32_t limit)
 {
     s->label_limit = limit;
+}
+
+void ps_stream_set_token_limit(ps_stream_t *s, uint32_t limit)
+{
+    s->token_limit = limit;
 }

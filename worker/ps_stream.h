@@ -5,7 +5,8 @@
  * partitions, parses them, shuffles each in a window and forms batches a
  * few steps ahead of training, so memory does not grow with the data set.
  * Formats: LIBSVM (sparse batches), CSV and IDX (dense batches), records
- * (ps_recfile.h: dense or sparse, as the files say). The trainer thread
+ * (ps_recfile.h: dense or sparse, as the files say), a byte-level text
+ * corpus (dense: windows of bytes, tokens for a language model). The trainer thread
  * calls every function here; the reader thread is private to ps_stream.c.
  * docs/data.md has the rules. */
 #ifndef PS_STREAM_H
@@ -23,12 +24,15 @@ typedef enum {
     PS_STREAM_CSV,        /* text lines, dense samples */
     PS_STREAM_IDX,        /* an IDX images file and its labels file, dense (bytes) */
     PS_STREAM_RECORDS,    /* ps-convert record files, dense or sparse */
+    PS_STREAM_TEXT,       /* a byte corpus (ps_text.h's files), windows of bytes */
 } ps_stream_format_t;
 
 /* One partition. Text: the lines of path whose first byte lies in [start,
  * end) (count UINT64_MAX). Records and IDX: count records from record
  * first, the first at byte start of path (and, IDX, its label at byte
- * labels_start of labels). */
+ * labels_start of labels). A text corpus: count windows, window first of
+ * path (numbered from the file's start) at byte start, the last one
+ * ending at byte end. */
 typedef struct {
     char *path;
     uint64_t start, end; /* end UINT64_MAX: to the end of the file (gzip allowed) */
@@ -74,6 +78,8 @@ typedef struct {
     uint32_t shuffle_window; /* samples held per partition; 1 = file order */
     uint32_t prefetch;       /* batches the reader keeps ready (>= 1) */
     int64_t wait_timeout_ms; /* ps_stream_next's deadline for one batch */
+    size_t block_size;       /* text corpus: a window is block_size + 1 bytes */
+    size_t text_stride;      /* text corpus: a window starts every N bytes; 0 = block_size */
 } ps_stream_opts_t;
 
 typedef struct ps_stream ps_stream_t;
@@ -88,7 +94,8 @@ typedef struct {
     ps_svm_t data; /* sparse: the samples, partition by partition in partition order */
     struct {
         size_t n;
-        float *x;            /* n x row_len features, as floats (bytes become byte / 255) */
+        float *x;            /* n x row_len features, as floats (IDX and records bytes
+                                become byte / 255; a text window's bytes stay 0..255) */
         float *y;            /* n labels */
         uint64_t *place;     /* sample i: its partition << 32 | its place in that one's share */
     } dense;                 /* dense formats: the samples, in the same order */
@@ -103,7 +110,15 @@ typedef struct {
  * ps_stream_partitions; for CSV, IDX and records the shape of the data is
  * read here (the first line of partition 0, the IDX headers and labels, the
  * records' headers, which must agree), errors naming the file. IDX is one
- * images file: it cannot name several. Starts no thread. */
+ * images file: it cannot name several.
+ * A text corpus (block_size >= 1): a directory's files are ps_text_dir_files
+ * (as ps_text_open reads them), a pattern's its matches, one file n_partitions
+ * byte ranges as above (a gzip file is bytes too, as ps_text reads it);
+ * a window of block_size + 1 bytes starts at every multiple of the stride
+ * of its file and belongs to the partition its first byte lies in (it may
+ * read past a range's end, never past its file's); its label is 0. The
+ * windows are counted from the files' sizes here: PS_EFORMAT naming the
+ * data if there is none. Starts no thread. */
 ps_stream_t *ps_stream_new(const ps_stream_opts_t *opts, ps_errbuf_t *err);
 /* Whether the batches are sparse (data) or dense (dense). */
 bool ps_stream_is_sparse(const ps_stream_t *s);
@@ -113,9 +128,9 @@ size_t ps_stream_row_len(const ps_stream_t *s);
  * are whole numbers (a records header, a scan of the IDX label file: every
  * worker reads that file once), else 0 (CSV without n_classes). */
 uint32_t ps_stream_n_classes(const ps_stream_t *s);
-/* Samples in the whole data set, or 0 if unknown (text formats). */
+/* Samples in the whole data set, or 0 if unknown (LIBSVM, CSV). */
 uint64_t ps_stream_n_samples(const ps_stream_t *s);
-/* With the sizes known (IDX, records): the steps of the job (every rank's
+/* With the sizes known (IDX, records, a text corpus): the steps of the job (every rank's
  * partitions, each read by its rank with its share of the batch; the
  * longest wins) and of one pass of the longest partition. 0 if unknown. */
 uint64_t ps_stream_job_steps(const ps_stream_t *s);
@@ -124,6 +139,10 @@ uint64_t ps_stream_steps_per_pass(const ps_stream_t *s);
  * (a classifier's class count); 0 = any finite value. A label that is not
  * fails the stream, naming its file and line or record. */
 void ps_stream_set_label_limit(ps_stream_t *s, uint32_t limit);
+/* A text corpus, before ps_stream_start: every byte of a window must be
+ * below limit (the model's vocabulary; 0 or 256 = any). One that is not
+ * fails the stream, naming its file and byte offset. */
+void ps_stream_set_token_limit(ps_stream_t *s, uint32_t limit);
 /* Frees *s (stopping its thread) and sets it to NULL; NULL and twice are fine. */
 void ps_stream_destroy(ps_stream_t **s);
 /* (Re)starts the reader at batch `skip` (a running one is stopped first):
@@ -133,7 +152,8 @@ int ps_stream_start(ps_stream_t *s, uint64_t skip, ps_errbuf_t *err);
 /* The next batch into *batch (borrowed until the next call, ps_stream_start
  * or destroy): returns 1, or 0 at the end (every partition past its last
  * pass), or an error: the reader's (PS_EFORMAT "PATH:LINE: reason",
- * "PATH: byte N: reason" or "PATH: record R (byte N): reason", PS_EIO
+ * "PATH: byte N: reason" "PATH: record R (byte N): reason" or, a text corpus, "PATH: window W
+ * (byte N): reason", PS_EIO
  * naming the file and offset), PS_ETIME if
  * no batch came within wait_timeout_ms. After an error the stream stays
  * failed: a partition that fails mid-epoch never yields a short epoch. */

@@ -110,6 +110,19 @@ static int read_dir(const char *dir, uint8_t **buf, size_t *len, size_t *cap, ps
     return rc;
 }
 
+int ps_text_dir_files(const char *dir, char ***paths, size_t *n, ps_errbuf_t *err)
+{
+    int rc = list_dir(dir, paths, n, err);
+    for (size_t i = 0; rc == PS_OK && i < *n; i++) {
+        size_t len = strlen(dir) + strlen((*paths)[i]) + 2;
+        char *full = ps_xmalloc(len);
+        snprintf(full, len, "%s/%s", dir, (*paths)[i]);
+        free((*paths)[i]);
+        (*paths)[i] = full;
+    }
+    return rc;
+}
+
 int ps_text_corpus_size(const char *path, uint64_t *bytes, uint64_t *files)
 {
     struct stat st;

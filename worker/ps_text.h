@@ -34,6 +34,11 @@ void ps_text_destroy(ps_text_t **text_p);
  * corpus that changed under a job is noticed. 0, or -1 if path cannot be
  * read (errno set). */
 int ps_text_corpus_size(const char *path, uint64_t *bytes, uint64_t *files);
+/* The files of a corpus directory that ps_text_open reads, in its order:
+ * *paths[0..*n) = "dir/name" (the caller frees each and the array), so a
+ * streamed corpus (ps_stream.h) has the same files as one read whole.
+ * PS_EIO naming dir if it cannot be read. */
+int ps_text_dir_files(const char *dir, char ***paths, size_t *n, ps_errbuf_t *err);
 
 size_t ps_text_n_bytes(const ps_text_t *t);
 size_t ps_text_n_train_bytes(const ps_text_t *t);

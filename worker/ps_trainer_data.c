@@ -9,17 +9,37 @@
 #include "ps_log.h"
 #include "ps_recfile.h"
 
+/* A text corpus's window length is the model's: its tokens(T) input. */
+static int text_block(trainer_t *tr, size_t *block, ps_errbuf_t *err)
+{
+    ps_netspec_t spec = {0};
+    int rc = ps_worker_model_desc(tr->cfg, 0, 0, &tr->desc, err);
+    if (rc == PS_OK)
+        rc = ps_netdesc_spec(&tr->desc, &spec, err);
+    *block = spec.input.d[0];
+    ps_netspec_fini(&spec);
+    return rc;
+}
+
+/* A test corpus, read whole: its windows every block bytes. */
+static int load_text_test(trainer_t *tr, size_t block, ps_errbuf_t *err)
+{
+    ps_text_opts_t o = {block, 0, block};
+    ps_text_t *test = ps_text_open(tr->cfg->test_data, &o, err);
+    if (!test)
+        return err->code;
+    ps_text_all_dataset(test, &tr->test);
+    ps_text_destroy(&test);
+    return PS_OK;
+}
+
 /* A text corpus: training windows, the held-out tail as the validation
- * set, a test corpus if given. The window length is the model's. */
+ * set, a test corpus if given. */
 static int load_text(trainer_t *tr, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
-    ps_netspec_t spec = {0};
-    int rc = ps_worker_model_desc(c, 0, 0, &tr->desc, err);
-    if (rc == PS_OK)
-        rc = ps_netdesc_spec(&tr->desc, &spec, err);
-    size_t block = spec.input.d[0];
-    ps_netspec_fini(&spec);
+    size_t block;
+    int rc = text_block(tr, &block, err);
     if (rc != PS_OK)
         return rc;
     ps_text_opts_t o = {block, c->val_fraction, c->text_stride ? (size_t)c->text_stride : block};
@@ -28,15 +48,7 @@ static int load_text(trainer_t *tr, ps_errbuf_t *err)
     ps_text_val_dataset(tr->text, &tr->val);
     tr->n_train = ps_text_n_windows(tr->text);
     tr->train.d = ps_text_row_len(tr->text);
-    if (!*c->test_data)
-        return PS_OK;
-    o.val_fraction = 0;
-    ps_text_t *test = ps_text_open(c->test_data, &o, err);
-    if (!test)
-        return err->code;
-    ps_text_all_dataset(test, &tr->test);
-    ps_text_destroy(&test);
-    return PS_OK;
+    return *c->test_data ? load_text_test(tr, block, err) : PS_OK;
 }
 
 /* The test set of a dense job, in memory, in the training data's format. */
@@ -63,7 +75,13 @@ static int open_stream(trainer_t *tr, ps_errbuf_t *err)
     const ps_worker_config_t *c = tr->cfg;
     static const int formats[] = {[PS_FORMAT_IDX] = PS_STREAM_IDX,
                                   [PS_FORMAT_CSV] = PS_STREAM_CSV,
-                                  [PS_FORMAT_RECORDS] = PS_STREAM_RECORDS};
+                                  [PS_FORMAT_RECORDS] = PS_STREAM_RECORDS,
+                                  [PS_FORMAT_TEXT] = PS_STREAM_TEXT};
+    bool text = c->data_format == PS_FORMAT_TEXT;
+    size_t block = 0;
+    int rc = text ? text_block(tr, &block, err) : PS_OK;
+    if (rc != PS_OK)
+        return rc;
     ps_stream_opts_t o = {
         .train_data = c->train_data,
         .format = formats[c->data_format],
@@ -79,6 +97,8 @@ static int open_stream(trainer_t *tr, ps_errbuf_t *err)
         .shuffle_window = (uint32_t)c->shuffle_window,
         .prefetch = (uint32_t)c->prefetch_batches,
         .wait_timeout_ms = c->reader_timeout_ms,
+        .block_size = block,
+        .text_stride = (size_t)c->text_stride,
     };
     if (!(tr->stream = ps_stream_new(&o, err)))
         return err->code ? err->code : PS_EINVAL;
@@ -93,17 +113,19 @@ static int open_stream(trainer_t *tr, ps_errbuf_t *err)
         ps_log(PS_LOG_WARN, "worker %u: no partition of '%s' is this worker's (world %u)", tr->rank,
                c->train_data, tr->world);
     /* only rank 0 evaluates while streaming, so only it holds the test set */
-    return *c->test_data && tr->rank == 0 ? load_test(tr, err) : PS_OK;
+    if (!*c->test_data || tr->rank != 0)
+        return PS_OK;
+    return text ? load_text_test(tr, block, err) : load_test(tr, err);
 }
 
 int pswk_trainer_load_data(trainer_t *tr, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
     int rc;
-    if (c->data_format == PS_FORMAT_TEXT)
-        return load_text(tr, err);
     if (c->stream)
         return open_stream(tr, err);
+    if (c->data_format == PS_FORMAT_TEXT)
+        return load_text(tr, err);
     /* the training images stay bytes until a batch is gathered (a quarter
      * of the memory); standardizing needs them as floats */
     if (c->data_format == PS_FORMAT_IDX && !c->standardize)
@@ -184,8 +206,10 @@ int pswk_trainer_build_net(trainer_t *tr, ps_errbuf_t *err)
     if ((rc = check_data(tr, err)) != PS_OK)
         return rc;
     ps_net_init_params(tr->net, (uint64_t)c->seed);
-    if (tr->stream)
+    if (tr->stream) {
         ps_stream_set_label_limit(tr->stream, ps_net_label_limit(tr->net));
+        ps_stream_set_token_limit(tr->stream, ps_net_token_limit(tr->net));
+    }
     size_t n_order = tr->stream || !tr->n_train ? 1 : tr->n_train; /* a stream has no order */
     tr->order = ps_xmalloc(n_order * sizeof *tr->order);
     /* a pipeline stage after the first takes activations, but gathers the

@@ -148,10 +148,12 @@ static const ps_opt_t worker_opts[] = {
                "(each byte is predicted once an epoch)"),
     PS_OPT_BOOL("stream", W, stream, "no",
                 "each worker streams only its partitions of train_data (a file, a directory "
-                "or a pattern; libsvm, csv, idx, records) in bounded memory (docs/data.md)"),
-    PS_OPT_INT("partitions", W, partitions, "0", 0, 1 << 20,
-               "stream: ranges one train_data file is cut into (text: byte ranges; IDX, "
-               "records: record ranges; 0 = world); several files are one partition each"),
+                "or a pattern; libsvm, csv, idx, records, text) in bounded memory "
+                "(docs/data.md)"),
+    PS_OPT_INT(
+        "partitions", W, partitions, "0", 0, 1 << 20,
+        "stream: ranges one train_data file is cut into (libsvm, csv, text: byte ranges; IDX, "
+        "records: record ranges; 0 = world); several files are one partition each"),
     PS_OPT_INT("shuffle_window", W, shuffle_window, "16384", 1, 1 << 24,
                "stream: samples each partition is shuffled among (1 = file order)"),
     PS_OPT_INT("prefetch_batches", W, prefetch_batches, "4", 1, 1024,
@@ -270,15 +272,12 @@ static int validate_model(const ps_worker_config_t *c, ps_errbuf_t *err)
     return rc;
 }
 
-/* A streamed dense job: what its format lets it know in advance. Text
- * (CSV) has no record count, so no step count and no class count. */
+/* A streamed dense job: what its format lets it know in advance. CSV has
+ * no record count, so no step count and no class count (a text corpus's
+ * windows are counted from its files' sizes). */
 static int validate_stream_dense(const ps_worker_config_t *c, ps_errbuf_t *err)
 {
     bool csv = c->data_format == PS_FORMAT_CSV;
-    if (c->data_format == PS_FORMAT_TEXT)
-        return ps_err_set(err, PS_EINVAL,
-                          "stream: data_format text is not streamed (its windows need the whole "
-                          "corpus)");
     if (c->standardize)
         return ps_err_set(err, PS_EINVAL,
                           "standardize: needs the whole training set's mean and deviation; a "
@@ -323,7 +322,8 @@ static int validate_stream(const ps_worker_config_t *cfg, ps_errbuf_t *err)
     if (cfg->train_subset)
         return ps_err_set(err, PS_EINVAL,
                           "train_subset: a streamed job reads its partitions whole");
-    bool sized = cfg->data_format == PS_FORMAT_IDX || cfg->data_format == PS_FORMAT_RECORDS;
+    bool sized = cfg->data_format == PS_FORMAT_IDX || cfg->data_format == PS_FORMAT_RECORDS ||
+                 cfg->data_format == PS_FORMAT_TEXT;
     if (cfg->evals_per_epoch && !sized)
         return ps_err_set(err, PS_EINVAL,
                           "evals_per_epoch: a streamed %s job does not know its epoch's length "
@@ -655,6 +655,25 @@ static const char *const job_options[] = {
     /* the pipeline: which layers a stage job's tables are */
     "pipeline_stages", "micro_batches", "stage_layers", NULL};
 
+/* The bytes and files a train_data pattern (stream yes) matches. */
+static int pattern_size(const char *pattern, uint64_t *bytes, uint64_t *files)
+{
+    ps_partlist_t l;
+    ps_errbuf_t err;
+    *bytes = *files = 0;
+    if (ps_stream_partitions(pattern, 0, 1, &l, &err) != PS_OK)
+        return -1;
+    for (size_t i = 0; i < l.n; i++) {
+        struct stat st;
+        if (stat(l.parts[i].path, &st) == 0) {
+            *bytes += (uint64_t)st.st_size;
+            ++*files;
+        }
+    }
+    ps_partlist_fini(&l);
+    return 0;
+}
+
 void ps_worker_fingerprint(const ps_worker_config_t *cfg, char *buf, size_t cap)
 {
     size_t len = 0;
@@ -669,10 +688,12 @@ void ps_worker_fingerprint(const ps_worker_config_t *cfg, char *buf, size_t cap)
      * of the files the text reader joins (a directory's own size does not
      * change when a file in it grows). */
     uint64_t bytes, files;
-    struct stat st;
-    if (len < cap && ps_text_corpus_size(cfg->train_data, &bytes, &files) == 0)
+    bool sized = ps_text_corpus_size(cfg->train_data, &bytes, &files) == 0;
+    if (!sized && ps_stream_names_many(cfg->train_data))
+        sized = pattern_size(cfg->train_data, &bytes, &files) == 0;
+    if (len < cap && sized)
         len += (size_t)snprintf(buf + len, cap - len, "train_data.bytes=%llu\n",
                                 (unsigned long long)bytes);
-    if (len < cap && stat(cfg->train_data, &st) == 0 && S_ISDIR(st.st_mode))
+    if (len < cap && sized && ps_stream_names_many(cfg->train_data))
         snprintf(buf + len, cap - len, "train_data.files=%llu\n", (unsigned long long)files);
 }

@@ -3,7 +3,9 @@
  * cover every record once, one reader of N partitions sees the N readers'
  * batches side by side, records read back what was written and name the
  * record and byte of damage, CSV byte ranges and their errors, the label
- * limit, and sparse records read as the LIBSVM text they came from. */
+ * limit, sparse records read as the LIBSVM text they came from, and a
+ * text corpus's windows: the corpus's bytes at their offsets, once each,
+ * in the partition of their first byte, and errors naming file and byte. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -470,6 +472,216 @@ static void test_sparse_records_read_as_their_libsvm(void **state)
     ps_data_free(&ds);
 }
 
+#define TB 16 /* the text tests' block_size: windows of 17 bytes */
+
+/* n pseudo-random bytes (no 17-byte run repeats, in practice) into path. */
+static void write_corpus(const char *path, size_t n, uint32_t seed, uint8_t *out)
+{
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (size_t i = 0; i < n; i++) {
+        seed = seed * 1664525u + 1013904223u;
+        out[i] = (uint8_t)(seed >> 24);
+    }
+    assert_int_equal(fwrite(out, 1, n, f), n);
+    fclose(f);
+}
+
+/* Reads a text stream whole (1 epoch); each window must be row bytes of
+ * files[its partition] (as floats 0..255) at a multiple of stride, inside
+ * the partition's byte range [lo, hi) (hi 0: the whole file); counts them
+ * in seen[partition][window]. Returns the windows read. */
+static size_t read_windows(const ps_stream_opts_t *o, const uint8_t *const *files,
+                           const size_t *sizes, const uint64_t (*range)[2], size_t stride,
+                           int (*seen)[1024])
+{
+    ps_errbuf_t err;
+    ps_stream_t *s = ps_stream_new(o, &err);
+    if (!s)
+        fail_msg("%s", err.msg);
+    assert_int_equal(ps_stream_row_len(s), TB + 1);
+    assert_int_equal(ps_stream_start(s, 0, &err), PS_OK);
+    const ps_stream_batch_t *b;
+    size_t n = 0;
+    uint64_t steps = 0;
+    int rc;
+    while ((rc = ps_stream_next(s, &b, &err)) == 1) {
+        steps++;
+        for (size_t i = 0; i < b->dense.n; i++) {
+            uint8_t w[TB + 1];
+            for (size_t j = 0; j < TB + 1; j++) {
+                float v = b->dense.x[i * (TB + 1) + j];
+                assert_true(v >= 0 && v <= 255 && v == floorf(v)); /* tokens, not byte / 255 */
+                w[j] = (uint8_t)v;
+            }
+            assert_float_equal(b->dense.y[i], 0, 0);
+            uint32_t part = (uint32_t)(b->dense.place[i] >> 32);
+            const uint8_t *at = memmem(files[part], sizes[part], w, sizeof w);
+            assert_non_null(at);
+            size_t off = (size_t)(at - files[part]);
+            assert_int_equal(off % stride, 0);
+            assert_true(off >= range[part][0]);
+            assert_true(range[part][1] == 0 || off < range[part][1]);
+            assert_true(off / stride < 1024);
+            seen[part][off / stride]++;
+            n++;
+        }
+    }
+    if (rc != 0)
+        fail_msg("%s", err.msg);
+    assert_int_equal(ps_stream_job_steps(s), ps_stream_steps_per_pass(s));
+    assert_true(steps <= ps_stream_job_steps(s));
+    ps_stream_destroy(&s);
+    return n;
+}
+
+static ps_stream_opts_t text_opts(const char *data, uint32_t rank, uint32_t world, uint32_t parts,
+                                  size_t stride)
+{
+    ps_stream_opts_t o = opts(PS_STREAM_TEXT, data, NULL, rank, world, parts, 8, 5);
+    o.epochs = 1;
+    o.block_size = TB;
+    o.text_stride = stride;
+    return o;
+}
+
+static void test_text_windows_are_the_corpus_bytes_at_their_offsets(void **state)
+{
+    (void)state;
+    enum { S = 5003 };
+    static uint8_t one[S], f0[900], f2[2000], junk[100];
+    char path[128], tdir[128], name[192];
+    snprintf(path, sizeof path, "%s/corpus.txt", dir);
+    write_corpus(path, S, 1, one);
+    /* byte ranges of one file, read by as many workers or by one */
+    size_t strides[] = {0, 5, 40}; /* block_size (windows share a byte), overlapping, gaps */
+    for (size_t si = 0; si < 3; si++) {
+        size_t stride = strides[si] ? strides[si] : TB;
+        size_t want = (S - TB - 1) / stride + 1;
+        for (uint32_t parts = 1; parts <= 4; parts++) {
+            static int seen[4][1024];
+            const uint8_t *files[4] = {one, one, one, one};
+            size_t sizes[4] = {S, S, S, S};
+            uint64_t range[4][2];
+            for (uint32_t p = 0; p < parts; p++) {
+                range[p][0] = (uint64_t)S * p / parts;
+                range[p][1] = (uint64_t)S * (p + 1) / parts;
+            }
+            for (uint32_t world = 1; world <= parts; world += parts - 1 ? parts - 1 : 1) {
+                memset(seen, 0, sizeof seen);
+                size_t n = 0;
+                for (uint32_t r = 0; r < world; r++) {
+                    ps_stream_opts_t o = text_opts(path, r, world, parts, strides[si]);
+                    n += read_windows(&o, files, sizes, (const uint64_t(*)[2])range, stride, seen);
+                }
+                assert_int_equal(n, want);
+                for (size_t k = 0; k < want; k++) {
+                    uint32_t p = 0;
+                    while (p + 1 < parts && k * stride >= range[p][1])
+                        p++;
+                    if (seen[p][k] != 1)
+                        fail_msg("stride %zu, %u ranges, %u readers: window %zu (byte %zu) of "
+                                 "range %u read %d times",
+                                 stride, parts, world, k, k * stride, p, seen[p][k]);
+                }
+            }
+        }
+    }
+    /* a directory: ps_text's files (no dot files, no *.dat), one partition
+     * each; a window never crosses a file; one too short for a window is
+     * an empty partition */
+    snprintf(tdir, sizeof tdir, "%s/corpus.d", dir);
+    mkdir(tdir, 0700);
+    snprintf(name, sizeof name, "%s/a", tdir);
+    write_corpus(name, sizeof f0, 2, f0);
+    snprintf(name, sizeof name, "%s/b", tdir);
+    write_corpus(name, 10, 3, junk);
+    snprintf(name, sizeof name, "%s/c", tdir);
+    write_corpus(name, sizeof f2, 4, f2);
+    snprintf(name, sizeof name, "%s/.hidden", tdir);
+    write_corpus(name, 100, 5, junk);
+    snprintf(name, sizeof name, "%s/c.dat", tdir);
+    write_corpus(name, 100, 6, junk);
+    const uint8_t *files[3] = {f0, junk, f2};
+    size_t sizes[3] = {sizeof f0, 10, sizeof f2};
+    uint64_t range[3][2] = {{0, 0}, {0, 0}, {0, 0}};
+    static int seen[4][1024];
+    memset(seen, 0, sizeof seen);
+    ps_stream_opts_t o = text_opts(tdir, 0, 1, 0, 7);
+    ps_errbuf_t err;
+    ps_stream_t *s = ps_stream_new(&o, &err);
+    assert_non_null(s);
+    size_t w0 = (sizeof f0 - TB - 1) / 7 + 1, w2 = (sizeof f2 - TB - 1) / 7 + 1;
+    assert_int_equal(ps_stream_n_samples(s), w0 + w2);
+    assert_int_equal(ps_stream_n_parts(s), 3);
+    ps_stream_destroy(&s);
+    assert_int_equal(read_windows(&o, files, sizes, (const uint64_t(*)[2])range, 7, seen), w0 + w2);
+    for (size_t k = 0; k < w0; k++)
+        assert_int_equal(seen[0][k], 1);
+    for (size_t k = 0; k < w2; k++)
+        assert_int_equal(seen[2][k], 1);
+    /* partitions must be the files' count */
+    char msg[512];
+    o.n_partitions = 2;
+    stream_error(&o, PS_EINVAL, msg, sizeof msg);
+    assert_non_null(strstr(msg, "names 3 files, one partition each"));
+}
+
+static void test_text_errors_name_the_file_and_byte(void **state)
+{
+    (void)state;
+    char path[128], msg[512], want[512];
+    snprintf(path, sizeof path, "%s/plain.txt", dir);
+    FILE *f = fopen(path, "wb");
+    assert_non_null(f);
+    for (int i = 0; i < 1000; i++)
+        fputc(i == 100 ? 200 : 'a', f);
+    fclose(f);
+    /* a byte outside the model's vocabulary: window 6 [96, 113) holds it */
+    ps_stream_opts_t o = text_opts(path, 0, 1, 0, 0);
+    o.shuffle_window = 1;
+    ps_errbuf_t err;
+    ps_stream_t *s = ps_stream_new(&o, &err);
+    assert_non_null(s);
+    ps_stream_set_token_limit(s, 128);
+    assert_int_equal(ps_stream_start(s, 0, &err), PS_OK);
+    const ps_stream_batch_t *b;
+    int rc;
+    while ((rc = ps_stream_next(s, &b, &err)) == 1)
+        ;
+    assert_int_equal(rc, PS_EFORMAT);
+    snprintf(want, sizeof want,
+             "%s: window 6 (byte 96): byte 200 at offset 100 is not below the vocabulary 128 of "
+             "the model (text is bytes: embed(256, ...))",
+             path);
+    assert_string_equal(err.msg, want);
+    ps_stream_destroy(&s);
+    /* the file shrank after its windows were counted: window 31 [496, 513) */
+    s = ps_stream_new(&o, &err);
+    assert_non_null(s);
+    assert_int_equal(truncate(path, 500), 0);
+    assert_int_equal(ps_stream_start(s, 0, &err), PS_OK);
+    while ((rc = ps_stream_next(s, &b, &err)) == 1)
+        ;
+    assert_int_equal(rc, PS_EFORMAT);
+    snprintf(want, sizeof want,
+             "%s: window 31 (byte 496): the file ends at byte 500, inside the window: it is "
+             "shorter than when the job started",
+             path);
+    assert_string_equal(err.msg, want);
+    ps_stream_destroy(&s);
+    /* too short for one window, and nothing there */
+    assert_int_equal(truncate(path, TB), 0);
+    stream_error(&o, PS_EFORMAT, msg, sizeof msg);
+    snprintf(want, sizeof want,
+             "train_data '%s': no file holds one window of %d bytes (block_size + 1)", path,
+             TB + 1);
+    assert_string_equal(msg, want);
+    snprintf(path, sizeof path, "%s/none.txt", dir);
+    stream_error(&o, PS_EIO, msg, sizeof msg);
+    assert_non_null(strstr(msg, path));
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -479,6 +691,8 @@ int main(void)
         cmocka_unit_test(test_damaged_records_name_the_record_and_byte),
         cmocka_unit_test(test_csv_ranges_cover_every_line_and_errors_say_where),
         cmocka_unit_test(test_sparse_records_read_as_their_libsvm),
+        cmocka_unit_test(test_text_windows_are_the_corpus_bytes_at_their_offsets),
+        cmocka_unit_test(test_text_errors_name_the_file_and_byte),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -272,10 +272,17 @@ static void test_stream_options_are_checked(void **state)
         if (ps_worker_config_validate(&cfg, &err) != PS_OK)
             fail_msg("%s %s: %s", fine[i][0], fine[i][1], err.msg);
     }
+    /* a streamed text corpus: its windows are counted, so a cosine schedule
+     * and evals_per_epoch work; a validation split does not */
     make_cfg(&cfg, (const char *[]){"stream", "yes", "data_format", "text", "model", "gpt",
-                                    "train_labels", "", NULL});
+                                    "train_labels", "", "val_fraction", "0", "lr_schedule",
+                                    "cosine", "evals_per_epoch", "2", NULL});
+    if (ps_worker_config_validate(&cfg, &err) != PS_OK)
+        fail_msg("streamed text: %s", err.msg);
+    make_cfg(&cfg, (const char *[]){"stream", "yes", "data_format", "text", "model", "gpt",
+                                    "train_labels", "", "val_fraction", "0.1", NULL});
     assert_int_equal(ps_worker_config_validate(&cfg, &err), PS_EINVAL);
-    assert_non_null(strstr(err.msg, "data_format text is not streamed"));
+    assert_non_null(strstr(err.msg, "val_fraction: a streamed job has no validation split"));
 }
 
 /* A text corpus given as a directory is fingerprinted by what the reader
@@ -314,6 +321,12 @@ static void test_the_fingerprint_covers_a_corpus_directory(void **state)
     ps_worker_fingerprint(&cfg, after, sizeof after);
     if (strcmp(before, after) == 0)
         fail_msg("a corpus file grew and the fingerprint stayed:\n%s", after);
+    /* a pattern (stream yes) is the files it matches */
+    char pattern[300];
+    snprintf(pattern, sizeof pattern, "%s/[ab]", dir);
+    make_cfg(&cfg, (const char *[]){"data_format", "text", "train_data", pattern, NULL});
+    ps_worker_fingerprint(&cfg, after, sizeof after);
+    assert_non_null(strstr(after, "train_data.bytes=21\ntrain_data.files=2\n"));
     for (size_t i = 0; i < 4; i++) {
         snprintf(path, sizeof path, "%s/%s", dir, files[i]);
         unlink(path);
