@@ -16,7 +16,8 @@
 typedef struct {
     size_t block_size;   /* tokens a window predicts; a window is block_size + 1 bytes */
     double val_fraction; /* the last round(fraction * n) bytes are validation, in [0, 1) */
-    size_t stride;       /* training windows start every stride bytes; 0 means 1 */
+    size_t stride;       /* training windows start every stride bytes; 0 means 1 (the option
+                          * text_stride 0, every block_size bytes, is the trainer's mapping) */
 } ps_text_opts_t;
 
 typedef struct ps_text ps_text_t;
