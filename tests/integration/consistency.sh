@@ -10,6 +10,9 @@ for s in 0 2 -1; do
     acc=$(json "$out" test_accuracy)
     steps=$(json "$out" steps)
     check "$steps == 400"
-    check "$acc > 0.75"
+    # BSP's model is the same every run (0.8019); SSP's and ASP's depend on
+    # timing: 0.745-0.82 seen on a loaded 2-core machine (2026-12-02). An
+    # untrained model scores 0.10, one that learns wrongly far below these.
+    if [ "$s" = 0 ]; then check "$acc > 0.75"; else check "$acc > 0.70"; fi
     pass "max_staleness $s: 400 steps, test accuracy $acc"
 done
