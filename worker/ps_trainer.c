@@ -97,7 +97,7 @@ static void push_scaled(trainer_t *tr)
 }
 
 /* Streamed: one pass of the longest partition (1 if unknown: CSV). */
-static uint64_t steps_per_epoch(const trainer_t *tr)
+uint64_t pswk_steps_per_epoch(const trainer_t *tr)
 {
     if (tr->stream) {
         uint64_t spp = ps_stream_steps_per_pass(tr->stream);
@@ -112,19 +112,11 @@ static uint64_t steps_per_epoch(const trainer_t *tr)
 static uint64_t job_steps(const trainer_t *tr)
 {
     const ps_worker_config_t *c = tr->cfg;
-    uint64_t steps =
-        tr->stream ? ps_stream_job_steps(tr->stream) : steps_per_epoch(tr) * (uint64_t)c->epochs;
+    uint64_t steps = tr->stream ? ps_stream_job_steps(tr->stream)
+                                : pswk_steps_per_epoch(tr) * (uint64_t)c->epochs;
     if (c->max_steps && ((uint64_t)c->max_steps < steps || !steps))
         steps = (uint64_t)c->max_steps;
     return steps ? steps : 1;
-}
-
-/* The worker that logs progress, evaluates and reports for the job: rank 0
- * (with pipeline stages, replica 0's stage 0; each stage's replica 0
- * exports its tables). */
-static bool is_lead(const trainer_t *tr)
-{
-    return tr->rank == 0 && tr->stage == 0;
 }
 
 /* fp16: the shards run the loss scaler over the rounds they apply; after
@@ -235,7 +227,7 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
            "over %u shards; %zu training samples, %llu steps per epoch",
            tr->rank, c->job, ps_worker_model_name(c), (unsigned long long)ps_net_n_params(tr->net),
            ps_net_n_tables(tr->net), ps_net_n_slices(tr->net), ps_client_n_shards(tr->client),
-           tr->n_train, (unsigned long long)steps_per_epoch(tr));
+           tr->n_train, (unsigned long long)pswk_steps_per_epoch(tr));
     return rc;
 }
 
@@ -337,76 +329,6 @@ static int run_step(trainer_t *tr, const float *x, const float *y, double *loss_
     return PS_OK;
 }
 
-/* The metrics of ds (test or validation set) into ev; nothing if the set
- * is empty. */
-static void add_metrics(const trainer_t *tr, const ps_dataset_t *ds, ps_eval_set_t set,
-                        ps_event_t *ev)
-{
-    if (!ds->n)
-        return;
-    ps_net_eval_t e;
-    ps_net_evaluate(tr->net, ds, &e);
-    ps_report_metrics(ev, set, &e, ps_net_task(tr->net));
-}
-
-/* reader_s: the time training waited for the data reader (a stream), or < 0. */
-static void report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64_t n,
-                         double epoch_s, double wait_s, double reader_s, bool evaluate)
-{
-    ps_event_t ev;
-    ps_event_init(&ev, PS_EVENT_EPOCH);
-    char human[128] = "";
-    if (evaluate && tr->test.n) {
-        ps_net_eval_t e;
-        ps_net_evaluate(tr->net, &tr->test, &e);
-        human[0] = ' ';
-        ps_report_metrics_text("test", &e, ps_net_task(tr->net), human + 1, sizeof human - 1);
-        ps_report_metrics(&ev, PS_EVAL_TEST, &e, ps_net_task(tr->net));
-    }
-    if (is_lead(tr))
-        add_metrics(tr, &tr->val, PS_EVAL_VAL, &ev);
-    double sps = epoch_s > 0 ? (double)n * tr->world / epoch_s : 0;
-    char reader[64] = "";
-    if (reader_s >= 0)
-        snprintf(reader, sizeof reader, ", %.3f s for data", reader_s);
-    ps_log(is_lead(tr) || reader_s >= 0 ? PS_LOG_INFO : PS_LOG_DEBUG,
-           "worker %u: epoch %lld/%lld train_loss %.4f%s samples/s %.0f (%.2f s, %.2f s of it "
-           "waiting for the servers%s)",
-           tr->rank, (long long)epoch, (long long)tr->cfg->epochs, train_loss, human, sps, epoch_s,
-           wait_s, reader);
-    ps_event_set_int(&ev, PS_EF_RANK, tr->rank);
-    ps_event_set_num(&ev, PS_EF_EPOCH, (double)epoch);
-    ps_event_set_int(&ev, PS_EF_STEPS, tr->clock);
-    ps_event_set_num(&ev, PS_EF_TRAIN_LOSS, train_loss);
-    ps_event_set_num(&ev, PS_EF_EPOCH_S, epoch_s);
-    ps_event_set_num(&ev, PS_EF_SERVER_WAIT_S, wait_s);
-    ps_event_set_num(&ev, PS_EF_SAMPLES_PER_S, sps);
-    if (reader_s >= 0)
-        ps_event_set_num(&ev, PS_EF_READER_WAIT_S, reader_s);
-    ps_event_print(&ev, stdout);
-    ps_event_fini(&ev);
-}
-
-/* Mid-epoch evaluation for learning curves and time-to-accuracy figures;
- * wall_s counts from the start of training (after setup). */
-static void report_eval(trainer_t *tr)
-{
-    if (!tr->test.n && !tr->val.n)
-        return;
-    ps_event_t ev;
-    ps_event_init(&ev, PS_EVENT_EVAL);
-    ps_event_set_int(&ev, PS_EF_RANK, tr->rank);
-    ps_event_set_int(&ev, PS_EF_STEPS, tr->clock);
-    ps_event_set_num(&ev, PS_EF_EPOCH,
-                     tr->stream ? (double)tr->epochs_seen
-                                : (double)tr->clock / (double)steps_per_epoch(tr));
-    add_metrics(tr, &tr->val, PS_EVAL_VAL, &ev);
-    add_metrics(tr, &tr->test, PS_EVAL_TEST, &ev);
-    ps_event_set_num(&ev, PS_EF_WALL_S, ps_time_wall_s() - tr->t_train);
-    ps_event_print(&ev, stdout);
-    ps_event_fini(&ev);
-}
-
 /* The worker's stats socket: info and metrics, at most twice a second. */
 static void publish_stats(trainer_t *tr, int64_t epoch, bool force)
 {
@@ -497,10 +419,10 @@ static void end_epoch(trainer_t *tr, const epoch_t *e)
         return;
     uint64_t n = tr->samples - e->n0;
     const ps_worker_config_t *c = tr->cfg;
-    bool eval = is_lead(tr) && c->eval_every && e->epoch % c->eval_every == 0;
+    bool eval = pswk_is_lead(tr) && c->eval_every && e->epoch % c->eval_every == 0;
     double reader = tr->stream ? ps_stream_wait_s(tr->stream) - e->reader0_s : -1;
-    report_epoch(tr, e->epoch, n ? e->loss_sum / (double)n : 0, n, ps_time_wall_s() - e->t0,
-                 (double)(tr->server_wait_ns - e->wait0_ns) / 1e9, reader, eval);
+    pswk_report_epoch(tr, e->epoch, n ? e->loss_sum / (double)n : 0, n, ps_time_wall_s() - e->t0,
+                      (double)(tr->server_wait_ns - e->wait0_ns) / 1e9, reader, eval);
 }
 
 /* On a terminal, rank 0 keeps one live line up to date (\r, 4 times a
@@ -526,11 +448,11 @@ static void tty_progress(trainer_t *tr, epoch_t *e, uint64_t step, uint64_t spe,
 static void log_progress(trainer_t *tr, epoch_t *e, uint64_t step, uint64_t spe)
 {
     double now = ps_time_wall_s();
-    if (is_lead(tr) && tr->is_tty) {
+    if (pswk_is_lead(tr) && tr->is_tty) {
         tty_progress(tr, e, step, spe, now);
         return;
     }
-    if (!is_lead(tr) || !tr->cfg->progress_every_s ||
+    if (!pswk_is_lead(tr) || !tr->cfg->progress_every_s ||
         now - e->last_progress < (double)tr->cfg->progress_every_s)
         return;
     e->last_progress = now;
@@ -545,7 +467,7 @@ static void log_progress(trainer_t *tr, epoch_t *e, uint64_t step, uint64_t spe)
 static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
-    uint64_t spe = steps_per_epoch(tr);
+    uint64_t spe = pswk_steps_per_epoch(tr);
     uint64_t total = spe * (uint64_t)c->epochs;
     if (c->max_steps && (uint64_t)c->max_steps < total)
         total = (uint64_t)c->max_steps;
@@ -554,7 +476,7 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
     uint64_t eval_every_steps = (uint64_t)c->eval_every_steps;
     if (c->evals_per_epoch)
         eval_every_steps = (spe + (uint64_t)c->evals_per_epoch - 1) / (uint64_t)c->evals_per_epoch;
-    if (is_lead(tr) && tr->t_train == 0)
+    if (pswk_is_lead(tr) && tr->t_train == 0)
         ps_report_start(spe, total, tr->n_train, tr->val.n, tr->test.n);
     if (tr->t_train == 0)
         tr->t_train = ps_time_wall_s();
@@ -576,7 +498,7 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
         }
         int rc = train_step(tr, step, &e.loss_sum, err);
         /* evaluation and the end of an epoch read the parameters */
-        bool eval_now = is_lead(tr) && eval_every_steps && tr->clock % eval_every_steps == 0;
+        bool eval_now = pswk_is_lead(tr) && eval_every_steps && tr->clock % eval_every_steps == 0;
         if (rc == PS_OK &&
             (eval_now || (uint64_t)tr->clock % spe == 0 || (uint64_t)tr->clock >= total))
             rc = settle(tr, err);
@@ -584,8 +506,8 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
             rc = recover(tr, rc, err);
         if (rc != PS_OK)
             return rc;
-        if (is_lead(tr) && eval_every_steps && tr->clock % eval_every_steps == 0)
-            report_eval(tr);
+        if (pswk_is_lead(tr) && eval_every_steps && tr->clock % eval_every_steps == 0)
+            pswk_report_eval(tr);
         log_progress(tr, &e, step, spe);
         uint64_t n = tr->samples - e.n0;
         tr->last_loss = n ? e.loss_sum / (double)n : 0;
@@ -606,7 +528,7 @@ static int train_stream(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epo
                         ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
-    uint64_t spp = ps_stream_steps_per_pass(tr->stream), spe = steps_per_epoch(tr);
+    uint64_t spp = ps_stream_steps_per_pass(tr->stream), spe = pswk_steps_per_epoch(tr);
     uint64_t total = c->max_steps ? (uint64_t)c->max_steps : UINT64_MAX;
     uint64_t eval_every_steps = (uint64_t)c->eval_every_steps;
     if (c->evals_per_epoch && spp)
@@ -650,7 +572,7 @@ static int train_stream(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epo
             return rc;
         tr->epochs_seen = b->epochs_done;
         if (eval_now)
-            report_eval(tr);
+            pswk_report_eval(tr);
         if (spp)
             log_progress(tr, &e, ((uint64_t)tr->clock - 1) % spe, spe);
         uint64_t n = tr->samples - e.n0;
@@ -749,8 +671,8 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
            (double)ps_report_peak_rss_bytes() / 1e6, reader);
     if (tr->test.n)
         ps_report_metrics(&done, PS_EVAL_TEST, &test, ps_net_task(tr->net));
-    if (is_lead(tr))
-        add_metrics(tr, &tr->val, PS_EVAL_VAL, &done);
+    if (pswk_is_lead(tr))
+        pswk_add_metrics(tr, &tr->val, PS_EVAL_VAL, &done);
     if (tr->stream)
         ps_report_stream(&done, tr->stream);
     ps_event_print(&done, stdout);

@@ -106,4 +106,26 @@ int pswk_trainer_load_data(trainer_t *tr, ps_errbuf_t *err);
  * does not fit. */
 int pswk_trainer_build_net(trainer_t *tr, ps_errbuf_t *err);
 
+/* The worker that logs progress, evaluates and reports for the job: rank 0
+ * (with pipeline stages, replica 0's stage 0; each stage's replica 0
+ * exports its tables). */
+static inline bool pswk_is_lead(const trainer_t *tr)
+{
+    return tr->rank == 0 && tr->stage == 0;
+}
+
+/* Steps of one epoch of the in-memory training set (the last may be short). */
+uint64_t pswk_steps_per_epoch(const trainer_t *tr);
+/* ps_trainer_report.c: the metrics of ds (test or validation set) into ev;
+ * nothing if the set is empty. */
+void pswk_add_metrics(const trainer_t *tr, const ps_dataset_t *ds, ps_eval_set_t set,
+                      ps_event_t *ev);
+/* The epoch event and log line (test metrics if evaluate; reader_s: the time
+ * training waited for the data reader, or < 0 without a stream). */
+void pswk_report_epoch(trainer_t *tr, int64_t epoch, double train_loss, uint64_t n, double epoch_s,
+                       double wait_s, double reader_s, bool evaluate);
+/* A mid-epoch evaluation event (validation and test metrics, wall time
+ * since training began). */
+void pswk_report_eval(trainer_t *tr);
+
 #endif
