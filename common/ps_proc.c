@@ -2,10 +2,13 @@
 #include "ps_proc.h"
 
 #include <dirent.h>
+#include <stdlib.h>
 #include <malloc.h>
 #include <signal.h>
 #include <string.h>
 #include <sys/resource.h>
+
+#include "ps_log.h"
 
 void ps_proc_on_stop(void (*on_stop)(int))
 {
@@ -15,6 +18,13 @@ void ps_proc_on_stop(void (*on_stop)(int))
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
+    /* ps-launch and ps-tune start us with both blocked (tools/ps_child.h):
+     * one sent while we started is delivered now, to the handler */
+    sigset_t stop;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigprocmask(SIG_UNBLOCK, &stop, NULL);
 }
 
 void ps_proc_keep_buffers(void)
@@ -62,4 +72,19 @@ long ps_proc_open_fds(long *limit)
         n += e->d_name[0] != '.';
     closedir(d);
     return n - 1; /* the directory's own descriptor */
+}
+
+void ps_failpoint(const char *name)
+{
+    const char *p = getenv("PS_FAILPOINTS");
+    size_t len = strlen(name);
+    while (p && *p) {
+        size_t n = strcspn(p, ",");
+        if (n == len && strncmp(p, name, len) == 0) {
+            ps_log(PS_LOG_NOTICE, "failpoint '%s' (PS_FAILPOINTS): stopped until SIGCONT", name);
+            raise(SIGSTOP);
+            return;
+        }
+        p += n + (p[n] == ',');
+    }
 }

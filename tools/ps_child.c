@@ -15,7 +15,7 @@
 #include "ps_time.h"
 
 /* In the child, before exec: its file descriptors and signals. */
-static void child_setup(const ps_child_spawn_t *how, int out_w)
+static void child_setup(const ps_child_spawn_t *how, int out_w, const sigset_t *parent_mask)
 {
     int devnull = open("/dev/null", O_RDONLY);
     if (devnull >= 0)
@@ -33,6 +33,15 @@ static void child_setup(const ps_child_spawn_t *how, int out_w)
     }
     if (how->ignore_sigint)
         signal(SIGINT, SIG_IGN);
+    /* forked with SIGTERM and SIGINT blocked (ps_child_start); the mask
+     * survives execv and a signal blocked stays pending: a program of ours
+     * unblocks them once its handler is in place, a foreign one now */
+    if (how->foreign) {
+        signal(SIGTERM, SIG_DFL); /* not our handler: a pending stop kills it */
+        if (!how->ignore_sigint)
+            signal(SIGINT, SIG_DFL);
+        sigprocmask(SIG_SETMASK, parent_mask, NULL);
+    }
 }
 
 int ps_child_start(ps_child_t *c, const char *name, char *const argv[], const ps_child_spawn_t *how)
@@ -42,13 +51,21 @@ int ps_child_start(ps_child_t *c, const char *name, char *const argv[], const ps
     int fds[2] = {-1, -1};
     if (how->pipe_stdout && pipe2(fds, O_CLOEXEC) != 0)
         return -1;
+    /* blocked before the fork, so that no stop reaches the child between
+     * fork and exec, when it has our handler but not our flag to set */
+    sigset_t stop, was;
+    sigemptyset(&stop);
+    sigaddset(&stop, SIGTERM);
+    sigaddset(&stop, SIGINT);
+    sigprocmask(SIG_BLOCK, &stop, &was);
     pid_t pid = fork();
     if (pid == 0) {
-        child_setup(how, fds[1]);
+        child_setup(how, fds[1], &was);
         execv(argv[0], argv);
         fprintf(stderr, "cannot run '%s': %s\n", argv[0], strerror(errno));
         _exit(127);
     }
+    sigprocmask(SIG_SETMASK, &was, NULL);
     if (fds[1] >= 0)
         close(fds[1]);
     if (pid < 0) {

@@ -31,6 +31,12 @@ typedef struct {
     bool own_group;          /* its own process group (stopped as a whole), and it gets
                           * SIGTERM if we die */
     bool ignore_sigint;      /* a terminal's Ctrl-C goes to us, and we stop it */
+    bool foreign;            /* not one of our binaries (a --worker-command shell): its
+                              * signal mask is left as ours. One of ours starts with
+                              * SIGTERM and SIGINT blocked, so that a stop sent while it
+                              * is still starting waits in the kernel until its handler
+                              * is in place (ps_proc_on_stop unblocks them) instead of
+                              * killing it before it can keep its state. */
 } ps_child_spawn_t;
 
 /* Starts argv[0] (a path) with argv, stdin from /dev/null. -1 with errno

@@ -334,7 +334,8 @@ static int start_command_worker(launch_t *L, int r, const char *name)
 {
     char *argv[] = {"/bin/sh", "-c", L->o.worker_command, NULL};
     /* its own group: stopping it reaches whatever the shell started */
-    ps_child_spawn_t how = {.pipe_stdout = true, .ignore_sigint = true, .own_group = true};
+    ps_child_spawn_t how = {
+        .pipe_stdout = true, .ignore_sigint = true, .own_group = true, .foreign = true};
     worker_env(L, r, true);
     int rc = ps_child_start(&L->workers[r], name, argv, &how);
     worker_env(L, r, false);
