@@ -36,6 +36,7 @@
 #include "ps_npy.h"
 #include "ps_recfile.h"
 #include "ps_report.h"
+#include "ps_proc.h"
 #include "ps_rng.h"
 #include "ps_stream.h"
 #include "ps_svm.h"
@@ -737,6 +738,7 @@ static int finish(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
     int rc = train_to_the_end(tr, stop, &done, &test, err);
     if (rc != PS_OK)
         return rc;
+    ps_failpoint("worker.before_bye");
     ps_client_stop_heartbeats(tr->client);
     ps_errbuf_t bye_err = {0};
     if (ps_client_bye(tr->client, &bye_err) != PS_OK)

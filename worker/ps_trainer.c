@@ -42,6 +42,7 @@
 #include "ps_event.h"
 #include "ps_export.h"
 #include "ps_report.h"
+#include "ps_proc.h"
 #include "ps_rng.h"
 #include "ps_sparse_trainer.h"
 #include "ps_trainer_int.h"
@@ -647,6 +648,7 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
         ps_net_evaluate(tr->net, &tr->test, &test);
     if (tr->rank == 0 && (rc = export_model(tr, &test, err)) != PS_OK) /* each stage's */
         return rc;
+    ps_failpoint("worker.before_bye");
     ps_client_stop_heartbeats(tr->client);
     ps_errbuf_t bye_err = {0};
     if (ps_client_bye(tr->client, &bye_err) != PS_OK)

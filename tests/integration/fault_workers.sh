@@ -8,8 +8,11 @@
 # 4. SIGSTOP every worker past the timeout (silence is not the end of a
 #    job): the shards keep the job, the workers rejoin, same model;
 # 5. kill -9 a shard after the last step, once its final checkpoint is
-#    written, and restart it: every worker exits 0 within seconds (BYE is
-#    bounded), same model.
+#    written, while every worker stands between its final model and its
+#    BYE (held there by the failpoint worker.before_bye: the window is a
+#    few ms wide, and from outside the job used to end before the kill
+#    landed), and restart it: every worker exits 0 within seconds (BYE is
+#    bounded), ps-launch stops the restarted shard cleanly, same model.
 . "$(dirname "$0")/lib.sh"
 TIMEOUT_MS=2000
 LOST_MS=3000
@@ -95,12 +98,28 @@ same_model silent
 pass "every worker silent past the timeout: the job kept its state, same model"
 
 # 5. a shard killed after the last step and restarted
+export PS_FAILPOINTS=worker.before_bye
 run_job final --restart-servers
-wait_for "$WORK/final.log" "final checkpoint at clock 400 written" 120
+unset PS_FAILPOINTS
+held=""
+for r in 0 1 2; do
+    wait_for "$WORK/final.log" "worker $r of" 60
+    pid=$(worker_pid "$WORK/final.log" $r)
+    [ -n "$pid" ] || fail "no pid for worker $r"
+    deadline=$((SECONDS + 120 * TIME_SCALE))
+    until [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = T ]; do
+        kill -0 "$pid" 2>/dev/null || fail "worker $r (pid $pid) ended before its failpoint"
+        [ $SECONDS -lt $deadline ] || fail "worker $r (pid $pid) never reached worker.before_bye"
+        sleep 0.05
+    done
+    held="$held $pid"
+done
+wait_for "$WORK/final.log" "final checkpoint at clock 400 written" 60
 victim=$(server_pid "$WORK/final.log" 1)
 [ -n "$victim" ] || fail "no pid for shard 1"
 kill -KILL "$victim"
 killed_at=$SECONDS
+for pid in $held; do kill -CONT "$pid"; done
 wait "$LAUNCH_PID" || fail "job whose shard died after the last step exited $?"
 took=$((SECONDS - killed_at))
 check "$took <= 15"
