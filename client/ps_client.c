@@ -361,36 +361,31 @@ static int64_t common_checkpoint(ps_client_t *c, int64_t low, ps_errbuf_t *err)
     return -1;
 }
 
-int ps_client_recover(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t *err)
+/* Forgets the requests in flight and HELLOs every shard: the lowest clock
+ * and the highest any chunk reached, the generations' range. */
+static int hello_again(ps_client_t *c, int64_t *low, int64_t *high, uint64_t *gen_min,
+                       uint64_t *gen_max, ps_errbuf_t *err)
 {
     ps_client_reset(c);
-    int64_t low;
-    int rc = ps_client_hello(c, &low, err);
+    int rc = ps_client_hello(c, low, err);
     if (rc != PS_OK)
         return rc;
-    uint64_t gen_min = UINT64_MAX, gen_max = 0;
-    int64_t high = 0;
+    *gen_min = UINT64_MAX;
+    *gen_max = 0;
+    *high = 0;
     for (uint32_t s = 0; s < c->n_shards; s++) {
-        gen_min = c->shard_generation[s] < gen_min ? c->shard_generation[s] : gen_min;
-        gen_max = c->shard_generation[s] > gen_max ? c->shard_generation[s] : gen_max;
-        high = c->max_clock[s] > high ? c->max_clock[s] : high;
+        *gen_min = c->shard_generation[s] < *gen_min ? c->shard_generation[s] : *gen_min;
+        *gen_max = c->shard_generation[s] > *gen_max ? c->shard_generation[s] : *gen_max;
+        *high = c->max_clock[s] > *high ? c->max_clock[s] : *high;
     }
-    /* Consistent: one generation, and no chunk ahead of the lowest (or, when
-     * not exact, at most one round ahead: it ignores the replayed pushes,
-     * but the replayed step reads its newer parameters). */
-    *clock = low;
-    if (gen_min == gen_max && high <= low + (exact ? 0 : 1))
-        return PS_OK;
-    /* A rollback half done by another worker is finished at its generation
-     * and its clock; otherwise a new one starts, to the newest checkpoint
-     * every shard holds. The shards that already did just acknowledge. */
-    uint64_t target = gen_min == gen_max ? gen_max + 1 : gen_max;
-    int64_t to = -1;
-    for (uint32_t s = 0; gen_min != gen_max && s < c->n_shards; s++)
-        if (c->shard_generation[s] == gen_max && c->answers[s].rollback_clock >= 0)
-            to = c->answers[s].rollback_clock;
-    if (to < 0 && (to = common_checkpoint(c, low, err)) < 0)
-        return PS_ENOCKPT;
+    return PS_OK;
+}
+
+/* ROLLBACK of every shard to checkpoint `to` as generation target; waits
+ * for every reply. */
+static int send_rollback(ps_client_t *c, int64_t to, uint64_t target, ps_errbuf_t *err)
+{
+    int rc;
     ps_log(PS_LOG_NOTICE,
            "worker %u: job '%s': rolling back every shard to clock %lld "
            "(generation %llu)",
@@ -407,8 +402,80 @@ int ps_client_recover(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t *e
     if ((rc = ps_client_wait(c, err)) != PS_OK)
         return rc;
     c->generation = target;
+    return PS_OK;
+}
+
+int ps_client_recover(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t *err)
+{
+    int64_t low, high;
+    uint64_t gen_min, gen_max;
+    int rc = hello_again(c, &low, &high, &gen_min, &gen_max, err);
+    if (rc != PS_OK)
+        return rc;
+    /* Consistent: one generation, and no chunk ahead of the lowest (or, when
+     * not exact, at most one round ahead: it ignores the replayed pushes,
+     * but the replayed step reads its newer parameters). */
+    *clock = low;
+    if (gen_min == gen_max && high <= low + (exact ? 0 : 1))
+        return PS_OK;
+    /* A rollback half done by another worker is finished at its generation
+     * and its clock; otherwise a new one starts, to the newest checkpoint
+     * every shard holds. The shards that already did just acknowledge. */
+    uint64_t target = gen_min == gen_max ? gen_max + 1 : gen_max;
+    int64_t to = -1;
+    for (uint32_t s = 0; gen_min != gen_max && s < c->n_shards; s++)
+        if (c->shard_generation[s] == gen_max && c->answers[s].rollback_clock >= 0)
+            to = c->answers[s].rollback_clock;
+    if (to < 0 && (to = common_checkpoint(c, low, err)) < 0)
+        return PS_ENOCKPT;
+    if ((rc = send_rollback(c, to, target, err)) != PS_OK)
+        return rc;
     *clock = to;
     return PS_OK;
+}
+
+static int newest_first(const void *a, const void *b)
+{
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? 1 : x > y ? -1 : 0;
+}
+
+size_t ps_client_resume_points(const ps_client_t *c, int64_t at, int64_t *out, size_t cap)
+{
+    if (cap == 0)
+        return 0;
+    size_t n = 0;
+    out[n++] = at;
+    const pscl_answer_t *a0 = &c->answers[0];
+    for (size_t k = 0; k < a0->n_checkpoints && n < cap; k++) {
+        int64_t clock = a0->checkpoints[k];
+        bool everywhere = clock < at;
+        for (uint32_t s = 1; everywhere && s < c->n_shards; s++)
+            everywhere = holds(&c->answers[s], clock);
+        if (everywhere)
+            out[n++] = clock;
+    }
+    qsort(out, n, sizeof *out, newest_first);
+    return n;
+}
+
+int ps_client_rollback_to(ps_client_t *c, int64_t to, ps_errbuf_t *err)
+{
+    int64_t low, high;
+    uint64_t gen_min, gen_max;
+    int rc = hello_again(c, &low, &high, &gen_min, &gen_max, err);
+    if (rc != PS_OK)
+        return rc;
+    if (gen_min == gen_max && low == to && high <= to)
+        return PS_OK; /* there already (another rank of the job brought it) */
+    for (uint32_t s = 0; s < c->n_shards; s++)
+        if (!holds(&c->answers[s], to))
+            return ps_err_set(err, PS_ENOCKPT,
+                              "worker %u: job '%s': shard %u (at clock %lld) holds no checkpoint "
+                              "of clock %lld to roll back to",
+                              c->opts.rank, c->job, s, (long long)c->answers[s].clock,
+                              (long long)to);
+    return send_rollback(c, to, gen_max + 1, err);
 }
 
 int ps_client_done(ps_client_t *c, ps_errbuf_t *err)

@@ -44,6 +44,9 @@ struct ps_pipe {
     char key_file[PATH_MAX + 300], allow_file[PATH_MAX + 300]; /* CURVE */
     ps_zap_t *zap; /* CURVE: takes only the neighbours' keys */
     int64_t wait_ns;
+    uint32_t begun_round;     /* the last sync round this stage began */
+    uint32_t announced_round; /* the newest round a neighbour's ABORT announced */
+    bool announced_by[2];     /* which neighbours announced it */
 };
 
 static const char *side_name(int side)
@@ -262,14 +265,23 @@ void ps_pipe_destroy(ps_pipe_t **pp)
 
 static const char *kind_name(uint32_t kind)
 {
-    return kind == PS_PIPE_FWD ? "activations" : kind == PS_PIPE_BWD ? "gradients" : "saved";
+    static const char *const names[] = {
+        "?",     "activations",         "gradients",          "saved",
+        "abort", "sync (lowest clock)", "sync (resume clock)"};
+    return kind < sizeof names / sizeof names[0] ? names[kind] : "?";
+}
+
+static bool is_sync(uint32_t kind)
+{
+    return kind == PS_PIPE_ABORT || kind == PS_PIPE_SYNC_UP || kind == PS_PIPE_SYNC_DOWN;
 }
 
 /* Waits until sock can do what events asks, in slices (the stop flag),
- * counting the time as waiting. PS_OK, PS_ETIME, PS_EINTR. */
-static int wait_sock(ps_pipe_t *p, void *sock, short events)
+ * counting the time as waiting, until the deadline (ps_time_ms). PS_OK,
+ * PS_ETIME, PS_EINTR. */
+static int wait_sock(ps_pipe_t *p, void *sock, short events, int64_t deadline)
 {
-    int64_t t0 = ps_time_ns(), deadline = ps_time_ms() + p->o.timeout_ms;
+    int64_t t0 = ps_time_ns();
     int rc = PS_ETIME;
     for (;;) {
         zmq_pollitem_t it = {sock, 0, events, 0};
@@ -290,7 +302,7 @@ static int wait_sock(ps_pipe_t *p, void *sock, short events)
 }
 
 static int peer_err(const ps_pipe_t *p, int rc, int side, const char *what, const ps_pipe_msg_t *m,
-                    ps_errbuf_t *err)
+                    int64_t timeout_ms, ps_errbuf_t *err)
 {
     uint32_t peer_stage = side == PREV ? p->o.stage - 1 : p->o.stage + 1;
     if (rc == PS_EINTR)
@@ -305,22 +317,31 @@ static int peer_err(const ps_pipe_t *p, int rc, int side, const char *what, cons
                       "micro-batch %u: %s stage %u (rank %u, '%s') did not answer within %lld ms",
                       p->o.rank, p->o.replica, p->o.stage, what, kind_name(m->kind),
                       (long long)m->clock, m->micro, side_name(side), peer_stage,
-                      peer_rank(p, side), p->peer_ep[side], (long long)p->o.timeout_ms);
+                      peer_rank(p, side), p->peer_ep[side], (long long)timeout_ms);
 }
+
+static int send_to(ps_pipe_t *p, int side, const ps_pipe_msg_t *m, const void *data, size_t bytes,
+                   ps_errbuf_t *err);
 
 int ps_pipe_send(ps_pipe_t *p, const ps_pipe_msg_t *m, const float *data, size_t n_floats,
                  ps_errbuf_t *err)
 {
-    int side = m->kind == PS_PIPE_FWD ? NEXT : PREV;
+    int side = m->kind == PS_PIPE_FWD || m->kind == PS_PIPE_SYNC_UP ? NEXT : PREV;
+    return send_to(p, side, m, data, n_floats * sizeof(float), err);
+}
+
+static int send_to(ps_pipe_t *p, int side, const ps_pipe_msg_t *m, const void *data, size_t bytes,
+                   ps_errbuf_t *err)
+{
     if (!p->out[side])
         return ps_err_set(err, PS_EINVAL, "pipeline: stage %u has no %s", p->o.stage,
                           side_name(side));
-    int rc = wait_sock(p, p->out[side], ZMQ_POLLOUT);
+    int rc = wait_sock(p, p->out[side], ZMQ_POLLOUT, ps_time_ms() + p->o.timeout_ms);
     if (rc != PS_OK)
-        return peer_err(p, rc, side, "sending", m, err);
+        return peer_err(p, rc, side, "sending", m, p->o.timeout_ms, err);
     wire_hdr_t h = {PIPE_MAGIC, m->kind, m->micro, 0, m->clock, m->n_samples, m->loss};
     if (zmq_send(p->out[side], &h, sizeof h, ZMQ_SNDMORE | ZMQ_DONTWAIT) != (int)sizeof h ||
-        zmq_send(p->out[side], data, n_floats * sizeof(float), ZMQ_DONTWAIT) < 0)
+        zmq_send(p->out[side], data, bytes, ZMQ_DONTWAIT) < 0)
         return zerr(err, "send to", p->peer_ep[side]);
     return PS_OK;
 }
@@ -341,6 +362,43 @@ static int take(void *sock, wire_hdr_t *h, zmq_msg_t *values)
     return zmq_msg_recv(values, sock, ZMQ_DONTWAIT) < 0 ? -1 : 0;
 }
 
+/* The next message from side into *h (its values into data when they
+ * fit its cap bytes; *got_bytes their size), by the deadline. */
+static int next_msg(ps_pipe_t *p, int side, int64_t deadline, wire_hdr_t *h, void *data, size_t cap,
+                    size_t *got_bytes)
+{
+    int rc = wait_sock(p, p->in[side], ZMQ_POLLIN, deadline);
+    if (rc != PS_OK)
+        return rc;
+    zmq_msg_t v;
+    zmq_msg_init(&v);
+    rc = take(p->in[side], h, &v) == 0 ? PS_OK : PS_EPROTO;
+    *got_bytes = zmq_msg_size(&v);
+    if (rc == PS_OK && data && *got_bytes <= cap && *got_bytes)
+        memcpy(data, zmq_msg_data(&v), *got_bytes);
+    zmq_msg_close(&v);
+    return rc;
+}
+
+static int malformed(const ps_pipe_t *p, int side, ps_errbuf_t *err)
+{
+    return ps_err_set(err, PS_EPROTO,
+                      "pipeline: worker %u (stage %u): a malformed message from %s (rank %u)",
+                      p->o.rank, p->o.stage, side_name(side), peer_rank(p, side));
+}
+
+static int out_of_step(const ps_pipe_t *p, int side, const ps_pipe_msg_t *want, size_t n_floats,
+                       const wire_hdr_t *h, size_t got_bytes, ps_errbuf_t *err)
+{
+    return ps_err_set(err, PS_EPROTO,
+                      "pipeline: worker %u (replica %u, stage %u): out of step with %s "
+                      "(rank %u): awaited %s of clock %lld micro-batch %u (%zu floats), got "
+                      "%s of clock %lld micro-batch %u (%zu bytes)",
+                      p->o.rank, p->o.replica, p->o.stage, side_name(side), peer_rank(p, side),
+                      kind_name(want->kind), (long long)want->clock, want->micro, n_floats,
+                      kind_name(h->kind), (long long)h->clock, h->micro, got_bytes);
+}
+
 int ps_pipe_recv(ps_pipe_t *p, const ps_pipe_msg_t *want, float *data, size_t n_floats,
                  ps_pipe_msg_t *got, ps_errbuf_t *err)
 {
@@ -348,33 +406,88 @@ int ps_pipe_recv(ps_pipe_t *p, const ps_pipe_msg_t *want, float *data, size_t n_
     if (!p->in[side])
         return ps_err_set(err, PS_EINVAL, "pipeline: stage %u has no %s", p->o.stage,
                           side_name(side));
-    int rc = wait_sock(p, p->in[side], ZMQ_POLLIN);
-    if (rc != PS_OK)
-        return peer_err(p, rc, side, "waiting for", want, err);
     wire_hdr_t h;
-    zmq_msg_t v;
-    zmq_msg_init(&v);
-    rc = take(p->in[side], &h, &v);
-    bool fits = rc == 0 && h.kind == want->kind && h.clock == want->clock &&
-                h.micro == want->micro && zmq_msg_size(&v) == n_floats * sizeof(float);
-    if (fits && n_floats)
-        memcpy(data, zmq_msg_data(&v), n_floats * sizeof(float));
-    size_t got_bytes = zmq_msg_size(&v);
-    zmq_msg_close(&v);
-    if (rc != 0)
-        return ps_err_set(err, PS_EPROTO,
-                          "pipeline: worker %u (stage %u): a malformed message from %s (rank %u)",
-                          p->o.rank, p->o.stage, side_name(side), peer_rank(p, side));
-    if (!fits)
-        return ps_err_set(err, PS_EPROTO,
-                          "pipeline: worker %u (replica %u, stage %u): out of step with %s "
-                          "(rank %u): awaited %s of clock %lld micro-batch %u (%zu floats), got "
-                          "%s of clock %lld micro-batch %u (%zu bytes)",
-                          p->o.rank, p->o.replica, p->o.stage, side_name(side), peer_rank(p, side),
-                          kind_name(want->kind), (long long)want->clock, want->micro, n_floats,
-                          kind_name(h.kind), (long long)h.clock, h.micro, got_bytes);
+    size_t got_bytes;
+    int rc;
+    /* an ABORT of a round already begun is left over from it: dropped */
+    do {
+        rc = next_msg(p, side, ps_time_ms() + p->o.timeout_ms, &h, data, n_floats * sizeof(float),
+                      &got_bytes);
+    } while (rc == PS_OK && h.kind == PS_PIPE_ABORT && h.micro <= p->begun_round);
+    if (rc == PS_EPROTO)
+        return malformed(p, side, err);
+    if (rc != PS_OK)
+        return peer_err(p, rc, side, "waiting for", want, p->o.timeout_ms, err);
+    if (h.kind == PS_PIPE_ABORT) {
+        if (p->announced_round != h.micro)
+            p->announced_by[PREV] = p->announced_by[NEXT] = false;
+        p->announced_round = h.micro;
+        p->announced_by[side] = true;
+        return ps_err_set(err, PS_ESTALE,
+                          "pipeline: %s (stage %u, rank %u) is recovering (sync round %u)",
+                          side_name(side), side == PREV ? p->o.stage - 1 : p->o.stage + 1,
+                          peer_rank(p, side), h.micro);
+    }
+    if (h.kind != want->kind || h.clock != want->clock || h.micro != want->micro ||
+        got_bytes != n_floats * sizeof(float))
+        return out_of_step(p, side, want, n_floats, &h, got_bytes, err);
     *got = (ps_pipe_msg_t){h.kind, h.micro, h.clock, h.n_samples, h.loss};
     return PS_OK;
+}
+
+int ps_pipe_begin_round(ps_pipe_t *p, uint32_t round, bool notify, ps_errbuf_t *err)
+{
+    p->begun_round = round;
+    if (!notify)
+        return PS_OK;
+    bool told = p->announced_round == round;
+    ps_pipe_msg_t m = {PS_PIPE_ABORT, round, 0, 0, 0};
+    for (int side = PREV; side <= NEXT; side++) {
+        if (!has(p, side) || (told && p->announced_by[side]))
+            continue;
+        int rc = send_to(p, side, &m, NULL, 0, err);
+        if (rc != PS_OK)
+            return rc;
+    }
+    return PS_OK;
+}
+
+uint32_t ps_pipe_announced_round(const ps_pipe_t *p)
+{
+    return p->announced_round > p->begun_round ? p->announced_round : 0;
+}
+
+int ps_pipe_sync_send(ps_pipe_t *p, const ps_pipe_msg_t *m, const int64_t *clocks, size_t n,
+                      ps_errbuf_t *err)
+{
+    return send_to(p, m->kind == PS_PIPE_SYNC_UP ? NEXT : PREV, m, clocks, n * sizeof *clocks, err);
+}
+
+int ps_pipe_sync_recv(ps_pipe_t *p, const ps_pipe_msg_t *want, int64_t timeout_ms,
+                      ps_pipe_msg_t *got, int64_t *clocks, size_t cap, size_t *n, ps_errbuf_t *err)
+{
+    int side = want->kind == PS_PIPE_SYNC_UP ? PREV : NEXT;
+    if (!p->in[side])
+        return ps_err_set(err, PS_EINVAL, "pipeline: stage %u has no %s", p->o.stage,
+                          side_name(side));
+    int64_t deadline = ps_time_ms() + timeout_ms;
+    wire_hdr_t h;
+    size_t got_bytes;
+    for (;;) {
+        int rc = next_msg(p, side, deadline, &h, clocks, cap * sizeof *clocks, &got_bytes);
+        if (rc == PS_EPROTO)
+            return malformed(p, side, err);
+        if (rc != PS_OK)
+            return peer_err(p, rc, side, "waiting for", want, timeout_ms, err);
+        if (!is_sync(h.kind) || (h.kind == PS_PIPE_ABORT && h.micro <= want->micro))
+            continue; /* what the abandoned step (or this round's notice) left */
+        if (h.kind != want->kind || h.micro != want->micro || got_bytes % sizeof *clocks ||
+            got_bytes > cap * sizeof *clocks)
+            return out_of_step(p, side, want, 0, &h, got_bytes, err);
+        *got = (ps_pipe_msg_t){h.kind, h.micro, h.clock, h.n_samples, h.loss};
+        *n = got_bytes / sizeof *clocks;
+        return PS_OK;
+    }
 }
 
 int64_t ps_pipe_wait_ns(const ps_pipe_t *p)

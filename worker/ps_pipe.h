@@ -7,6 +7,7 @@
 #define PS_PIPE_H
 
 #include <signal.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -27,19 +28,25 @@ typedef struct {
 } ps_pipe_opts_t;
 
 typedef enum {
-    PS_PIPE_FWD = 1,  /* activations of a micro-batch, to the next stage */
-    PS_PIPE_BWD = 2,  /* their gradient, to the stage before */
-    PS_PIPE_SAVED = 3 /* the stages after have written their tables (to the one before) */
+    PS_PIPE_FWD = 1,   /* activations of a micro-batch, to the next stage */
+    PS_PIPE_BWD = 2,   /* their gradient, to the stage before */
+    PS_PIPE_SAVED = 3, /* the stages after have written their tables (to the one before) */
+    /* a sync round (worker/ps_trainer_sync.c): where the stages resume */
+    PS_PIPE_ABORT = 4,    /* a stage is recovering: drop the step in hand (either way) */
+    PS_PIPE_SYNC_UP = 5,  /* the clocks every stage up to the sender can resume at, on */
+    PS_PIPE_SYNC_DOWN = 6 /* the clock every stage resumes at, to the stage before */
 } ps_pipe_kind_t;
 
 /* A message's header; its floats travel in a second frame. */
 typedef struct {
-    uint32_t kind; /* ps_pipe_kind_t */
-    uint32_t micro;
+    uint32_t kind;  /* ps_pipe_kind_t */
+    uint32_t micro; /* the sync messages: the round */
     int64_t clock;
-    uint64_t n_samples;
-    double loss; /* BWD: the summed loss of the micro-batch (the last stage's) */
+    uint64_t n_samples; /* the sync messages: PS_PIPE_RECOVERING if a stage recovers */
+    double loss;        /* BWD: the summed loss of the micro-batch (the last stage's) */
 } ps_pipe_msg_t;
+
+#define PS_PIPE_RECOVERING 1u
 
 /* Binds this stage's sockets (one for what comes from the stage before,
  * one for what comes from the stage after), publishes their endpoints (and
@@ -52,8 +59,8 @@ ps_pipe_t *ps_pipe_new(const ps_pipe_opts_t *opts, ps_errbuf_t *err);
  * leave) and removes this worker's file. NULL-safe; sets *pipe_p to NULL. */
 void ps_pipe_destroy(ps_pipe_t **pipe_p);
 
-/* Sends m and n_floats floats (copied) to the next stage (FWD) or the one
- * before (BWD, SAVED). PS_ETIME naming the peer if it takes no message
+/* Sends m and n_floats floats (copied) to the next stage (FWD, SYNC_UP) or
+ * the one before (BWD, SAVED, SYNC_DOWN). PS_ETIME naming the peer if it takes no message
  * within timeout_ms (gone, or its queue full); PS_EINTR if *stop. */
 int ps_pipe_send(ps_pipe_t *p, const ps_pipe_msg_t *m, const float *data, size_t n_floats,
                  ps_errbuf_t *err);
@@ -65,6 +72,28 @@ int ps_pipe_send(ps_pipe_t *p, const ps_pipe_msg_t *m, const float *data, size_t
  * another message (the stages are out of step); PS_EINTR if *stop. */
 int ps_pipe_recv(ps_pipe_t *p, const ps_pipe_msg_t *want, float *data, size_t n_floats,
                  ps_pipe_msg_t *got, ps_errbuf_t *err);
+/* A sync round (ps_trainer_sync.c). ps_pipe_recv, awaiting activations or
+ * gradients, that meets an ABORT of a round after the last one begun
+ * returns PS_ESTALE ("stage N is recovering") and remembers the round and
+ * side: the stage then begins that round too. */
+/* Begins sync round `round` here; notify (a recovery, not the barrier at
+ * the end): ABORT to every neighbour that has not told us of this round
+ * itself. Errors as ps_pipe_send. */
+int ps_pipe_begin_round(ps_pipe_t *p, uint32_t round, bool notify, ps_errbuf_t *err);
+/* The round a neighbour's ABORT announced (0: none beyond those begun). */
+uint32_t ps_pipe_announced_round(const ps_pipe_t *p);
+/* Sends the SYNC_UP (to the next stage) or SYNC_DOWN (to the one before)
+ * m with clocks[0..n) as its values. Errors as ps_pipe_send. */
+int ps_pipe_sync_send(ps_pipe_t *p, const ps_pipe_msg_t *m, const int64_t *clocks, size_t n,
+                      ps_errbuf_t *err);
+/* Waits up to timeout_ms for the SYNC_UP (from the stage before) or
+ * SYNC_DOWN (from the one after) of round want->micro, dropping what the
+ * abandoned step left in the queue (activations, gradients, ABORTs of
+ * this round or older); its clocks (at most cap) into clocks, *n of them.
+ * PS_ETIME naming the peer; PS_EPROTO for a sync message of another round
+ * or more than cap clocks. */
+int ps_pipe_sync_recv(ps_pipe_t *p, const ps_pipe_msg_t *want, int64_t timeout_ms,
+                      ps_pipe_msg_t *got, int64_t *clocks, size_t cap, size_t *n, ps_errbuf_t *err);
 /* Time blocked in sends and receives so far (the pipeline's bubble). */
 int64_t ps_pipe_wait_ns(const ps_pipe_t *p);
 

@@ -386,15 +386,8 @@ static int pull_params(void *ctx, int64_t clock, ps_errbuf_t *err)
  * a rollback to a checkpoint gives back. */
 static int recover(trainer_t *tr, int why, ps_errbuf_t *err)
 {
-    if (tr->n_stages > 1) {
-        char what[sizeof err->msg];
-        snprintf(what, sizeof what, "%s", err->msg);
-        return ps_err_set(err, why,
-                          "worker %u (replica %u, stage %u): %s (%s); a pipeline stage cannot "
-                          "rejoin alone yet (its peers' stage jobs may resume at other clocks): "
-                          "the job fails",
-                          tr->world_rank, tr->rank, tr->stage, ps_worker_recovery_cause(why), what);
-    }
+    if (tr->n_stages > 1)
+        return pswk_pipe_recover(tr, why, pull_params, err);
     int64_t clock;
     int rc = ps_worker_recover(tr->client, tr->cfg, tr->rank, why, tr->clock, &tr->recoveries,
                                pull_params, tr, &clock, err);
@@ -590,8 +583,8 @@ static int train_stream(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epo
     return PS_OK;
 }
 
-/* After the last step: say DONE and read the final model once every worker
- * is done. A shard that restarts or a rollback meanwhile sends the worker
+/* After the last step (and, with pipeline stages, the barrier of the
+ * stages): say DONE and read the final model once every worker is done. A shard that restarts or a rollback meanwhile sends the worker
  * back to training from the clock recovery gives (the steps after it are
  * replayed); only a model every worker finished is read. */
 static int train_to_the_end(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run,
@@ -600,8 +593,16 @@ static int train_to_the_end(trainer_t *tr, volatile sig_atomic_t *stop, int64_t 
     for (;;) {
         int rc =
             tr->stream ? train_stream(tr, stop, epochs_run, err) : train(tr, stop, epochs_run, err);
+        bool resumed = false;
+        /* pipeline stages: none leaves while another may need it to replay */
+        if (rc == PS_OK && tr->n_stages > 1 && !tr->pipe_finished)
+            rc = pswk_pipe_finish(tr, pull_params, &resumed, err);
+        if (ps_worker_recoverable(rc) && (rc = recover(tr, rc, err)) == PS_OK)
+            continue;
         if (rc != PS_OK)
             return rc;
+        if (resumed)
+            continue;
         rc = ps_client_done(tr->client, err);
         for (uint32_t id = 0; rc == PS_OK && id < ps_net_n_slices(tr->net); id++)
             rc = ps_client_pull(tr->client, id, tr->clock, PS_FLAG_AFTER_ALL_DONE,

@@ -66,6 +66,8 @@ typedef struct {
     uint64_t *acc_off;      /* slice -> its offset in acc */
     int64_t pipe_step_ns;   /* time in pipeline training steps */
     int64_t pipe_wait_ns;   /* of which waiting for stage peers */
+    uint32_t sync_round;    /* the last sync round (ps_trainer_sync.c) */
+    bool pipe_finished;     /* every stage finished training: no round any more */
 } trainer_t;
 
 /* The trainer's callbacks to the net (ps_trainer.c): push a slice whose
@@ -91,6 +93,19 @@ int pswk_pipe_export(trainer_t *tr, ps_errbuf_t *err);
 void pswk_pipe_report(const trainer_t *tr, ps_event_t *ev);
 /* Frees what pswk_pipe_build_net and pswk_pipe_open made. */
 void pswk_pipe_free(trainer_t *tr);
+/* ps_trainer_sync.c. A stage met the recoverable error why (its text in
+ * err), or a neighbour announced a recovery: every stage of the replica
+ * agrees on the clock to resume at (the lowest any stage's job recovers
+ * to), brings its job there and refetch(tr, clock)es its parameters;
+ * tr->clock is then where to train on. An error names the stage and the
+ * peer; after pswk_pipe_finish passed, a failure fails the job. */
+int pswk_pipe_recover(trainer_t *tr, int why,
+                      int (*refetch)(void *ctx, int64_t clock, ps_errbuf_t *err), ps_errbuf_t *err);
+/* The barrier after training: the same round at this stage's clock. PS_OK
+ * with *resumed false when every stage finished; *resumed true when one
+ * recovered meanwhile (tr->clock: where to train on, parameters pulled). */
+int pswk_pipe_finish(trainer_t *tr, int (*refetch)(void *ctx, int64_t clock, ps_errbuf_t *err),
+                     bool *resumed, ps_errbuf_t *err);
 
 /* The job's data as cfg says: training rows (or, for data_format text,
  * windows of a corpus, the held-out tail as the validation set), the

@@ -122,6 +122,56 @@ static void test_wait_past_deadline_names_the_peer(void **state)
     close_pair(&a, &b);
 }
 
+/* A sync round: an ABORT ends the receiver's wait for activations with
+ * PS_ESTALE naming the stage; what the abandoned step left in the queue
+ * (activations, the round's own ABORT) is dropped before the round's
+ * SYNC_UP, whose clocks arrive whole; the one announced is not told again. */
+static void test_sync_round_drops_the_abandoned_step(void **state)
+{
+    (void)state;
+    stage_t a, b;
+    open_pair(&a, &b, 2000, false);
+    ps_errbuf_t err = {0};
+    const float x[2] = {1, 2};
+    float got[2];
+    ps_pipe_msg_t h;
+    /* stage 1 recovers: stage 0, waiting for gradients, hears of it */
+    assert_int_equal(ps_pipe_begin_round(b.p, 1, true, &err), PS_OK);
+    ps_pipe_msg_t want_bwd = {PS_PIPE_BWD, 0, 9, 2, 0};
+    assert_int_equal(ps_pipe_recv(a.p, &want_bwd, got, 2, &h, &err), PS_ESTALE);
+    assert_non_null(
+        strstr(err.msg, "the stage after (stage 1, rank 1) is recovering (sync round 1)"));
+    assert_int_equal(ps_pipe_announced_round(a.p), 1);
+    /* stage 0 had sent activations of the step; then joins round 1: stage 1
+     * told it, so no ABORT goes back (stage 0 has no stage before) */
+    ps_pipe_msg_t fwd = {PS_PIPE_FWD, 0, 9, 2, 0};
+    assert_int_equal(ps_pipe_send(a.p, &fwd, x, 2, &err), PS_OK);
+    assert_int_equal(ps_pipe_begin_round(a.p, 1, true, &err), PS_OK);
+    assert_int_equal(ps_pipe_announced_round(a.p), 0);
+    const int64_t clocks[3] = {200, 180, 160};
+    ps_pipe_msg_t up = {PS_PIPE_SYNC_UP, 1, 200, PS_PIPE_RECOVERING, 0};
+    assert_int_equal(ps_pipe_sync_send(a.p, &up, clocks, 3, &err), PS_OK);
+    int64_t in[8];
+    size_t n = 0;
+    assert_int_equal(ps_pipe_sync_recv(b.p, &up, 2000, &h, in, 8, &n, &err), PS_OK);
+    assert_int_equal(n, 3);
+    assert_true(in[0] == 200 && in[2] == 160);
+    assert_int_equal(h.n_samples, PS_PIPE_RECOVERING);
+    /* back down; a sync message of another round is out of step */
+    ps_pipe_msg_t down = {PS_PIPE_SYNC_DOWN, 1, 180, PS_PIPE_RECOVERING, 0};
+    assert_int_equal(ps_pipe_sync_send(b.p, &down, NULL, 0, &err), PS_OK);
+    assert_int_equal(ps_pipe_sync_recv(a.p, &down, 2000, &h, in, 8, &n, &err), PS_OK);
+    assert_int_equal(h.clock, 180);
+    assert_int_equal(n, 0);
+    ps_pipe_msg_t stray = {PS_PIPE_SYNC_UP, 7, 0, 0, 0};
+    assert_int_equal(ps_pipe_sync_send(a.p, &stray, NULL, 0, &err), PS_OK);
+    assert_int_equal(ps_pipe_sync_recv(b.p, &up, 2000, &h, in, 8, &n, &err), PS_EPROTO);
+    /* a round's wait has its own deadline, and names it */
+    assert_int_equal(ps_pipe_sync_recv(a.p, &down, 200, &h, in, 8, &n, &err), PS_ETIME);
+    assert_non_null(strstr(err.msg, "did not answer within 200 ms"));
+    close_pair(&a, &b);
+}
+
 /* Stage 1's endpoint for FWD, from its file. */
 static void fwd_endpoint(char *ep, size_t cap)
 {
@@ -173,6 +223,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_messages_pass_in_order),
         cmocka_unit_test(test_wait_past_deadline_names_the_peer),
+        cmocka_unit_test(test_sync_round_drops_the_abandoned_step),
         cmocka_unit_test(test_curve_refuses_a_stranger),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
