@@ -186,6 +186,9 @@ static void send_hello(ps_client_t *c, uint32_t s, uint32_t flags)
     h.fingerprint = c->fingerprint;
     h.loss_scale = c->opts.loss_scale;
     h.loss_scale_window = (uint64_t)c->opts.loss_scale_window;
+    h.world_rank = c->opts.world_rank;
+    h.stage = c->opts.stage;
+    h.n_stages = c->opts.n_stages;
     Ps__ShmOffer offer;
     pscl_shm_offer(c, s, &h, &offer);
     int rc;

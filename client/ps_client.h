@@ -53,6 +53,10 @@ typedef struct {
      * PS_EINTR, like *stop (a self-pipe a signal handler writes to, e.g.
      * Python's signal.set_wakeup_fd); the client never reads it. */
     int stop_fd;
+    /* a pipeline stage (n_stages > 1; 0: not one): the process's rank in
+     * the whole world and its stage, shown by the servers' `show workers`
+     * (rank is then the replica). python/psclient/_lib.py mirrors this. */
+    uint32_t world_rank, stage, n_stages;
 } ps_client_opts_t;
 
 /* The defaults of every option, as ps-worker has them: timeout_ms 60000,

@@ -183,6 +183,7 @@ psrv_reply_t *psrv_handle_hello(ps_server_t *srv, psrv_request_t *rq)
     if (ps_job_claim(job, h->rank, h->worker_incarnation, psrv_request_peer(rq), ps_time_ms(),
                      &rejoin, why, sizeof why) != PS_OK)
         return psrv_fail(rq, PS_EAGAIN, "%s", why);
+    ps_job_set_rank_stage(job, h->rank, h->world_rank, h->stage, h->n_stages);
     ps_log(PS_LOG_INFO, "job '%s': worker %u %s from '%s' at clock %lld", ps_job_name(job), h->rank,
            rejoin ? "rejoined" : "joined", ps_job_rank(job, h->rank)->peer,
            (long long)ps_job_rank_resume_clock(job, h->rank));

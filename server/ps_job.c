@@ -120,6 +120,16 @@ const ps_rank_t *ps_job_rank(const ps_job_t *job, uint32_t r)
     return &job->ranks[r];
 }
 
+void ps_job_set_rank_stage(ps_job_t *job, uint32_t rank, uint32_t world_rank, uint32_t stage,
+                           uint32_t n_stages)
+{
+    ps_rank_t *r = &job->ranks[rank];
+    bool piped = n_stages > 1 && stage < n_stages;
+    r->world_rank = piped ? world_rank : rank;
+    r->stage = piped ? stage : 0;
+    r->n_stages = piped ? n_stages : 0;
+}
+
 uint64_t ps_job_id(const ps_job_t *job)
 {
     return job->id;

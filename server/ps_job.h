@@ -42,6 +42,7 @@ typedef struct {
     double samples, samples_per_s; /* from heartbeats */
     double loss;
     int64_t samples_at_ms;
+    uint32_t world_rank, stage, n_stages; /* a pipeline stage's place (n_stages > 1) */
 } ps_rank_t;
 
 /* New job of world ranks under max_staleness; its ranks count as seen at
@@ -106,6 +107,10 @@ typedef void (*ps_job_dead_fn)(void *ctx, const ps_job_t *job, uint32_t rank, in
 uint32_t ps_job_sweep(ps_job_t *job, int64_t now_ms, int64_t timeout_ms, ps_job_dead_fn on_dead,
                       void *ctx);
 const ps_rank_t *ps_job_rank(const ps_job_t *job, uint32_t rank);
+/* The pipeline place a rank's HELLO gave (n_stages <= 1: not a stage; the
+ * others are then ignored), for `show workers`. */
+void ps_job_set_rank_stage(ps_job_t *job, uint32_t rank, uint32_t world_rank, uint32_t stage,
+                           uint32_t n_stages);
 /* "live", "waiting" (not joined yet), "done", "left" or "dead". */
 const char *ps_job_rank_state(const ps_job_t *job, uint32_t rank);
 /* Per rank: 1 while it counts in the barriers (world entries). */

@@ -288,6 +288,10 @@ static const ps_col_t worker_cols[] = {
     {"heartbeat_age_ms", "heartbeat_ms", 12, 0, 0, false},
     {"samples_per_s", "samples/s", 12, 0, 1, false},
     {"loss", NULL, 9, 4, 6, false},
+    /* the ps-worker process: its rank in the whole world (a pipeline
+     * stage's job has the replica as rank) and its stage, "-" for none */
+    {"worker", NULL, 6, 0, 0, false},
+    {"stage", NULL, -5, 0, 0, false},
 };
 
 static void publish_workers(ps_server_t *srv, int64_t now)
@@ -309,6 +313,11 @@ static void publish_workers(ps_server_t *srv, int64_t now)
             ps_rows_int(t, now - rk->last_seen_ms);
             ps_rows_real(t, rk->samples_per_s);
             ps_rows_real(t, rk->loss);
+            ps_rows_int(t, rk->n_stages ? rk->world_rank : r);
+            char stage[24] = "-";
+            if (rk->n_stages)
+                snprintf(stage, sizeof stage, "%u/%u", rk->stage, rk->n_stages);
+            ps_rows_str(t, stage);
         }
     }
     ps_statsd_publish(srv->statsd, PS_STATS_WORKERS, ps_rows_text(t), ps_rows_json(t));

@@ -188,8 +188,12 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
         return rc;
     ps_worker_fingerprint(c, tr->fingerprint, sizeof tr->fingerprint);
     co.fingerprint = tr->fingerprint;
-    if (tr->n_stages > 1)
+    if (tr->n_stages > 1) {
         co.job = tr->stage_job;
+        co.world_rank = tr->world_rank;
+        co.stage = tr->stage;
+        co.n_stages = tr->n_stages;
+    }
     if (c->precision == PS__DTYPE__F16) {
         co.loss_scale = c->loss_scale;
         co.loss_scale_window = c->loss_scale_window;

@@ -3,7 +3,7 @@
 # waited for, the job fails (ps-launch exits non-zero) within a deadline,
 # and no model is saved. Never a hang. Before the kill, ps-ctl show
 # workers lists replica 0 of each stage (job launch.stage<s>, rank =
-# replica).
+# replica), with the worker process's rank and its stage.
 # A shard killed -9 mid-job and restarted (ps-launch --restart-servers):
 # the stages agree where to resume (a sync round: the lowest clock any
 # stage's job recovers to, every stage's job rolled back there), the job
@@ -26,7 +26,9 @@ victim=$(grep -o "ps-worker\[[0-9]*\] I worker 1 (replica 0, stage 1 of 2)" "$WO
 sock=$(grep -o "stats sockets [^ ]*/server-N.sock" "$WORK/kill.log" | head -1 |
     sed 's/stats sockets //; s/server-N/server-0/')
 "$BIN/ps-ctl" -s "$sock" show workers >"$WORK/workers.txt" || fail "ps-ctl show workers failed"
-grep -Eq '^launch\.stage0 +0 ' "$WORK/workers.txt" && grep -Eq '^launch\.stage1 +0 ' "$WORK/workers.txt" ||
+# (the last two columns: the worker process's rank in the world, its stage)
+grep -Eq '^launch\.stage0 +0 .* 0 +0/2 *$' "$WORK/workers.txt" &&
+    grep -Eq '^launch\.stage1 +0 .* 1 +1/2 *$' "$WORK/workers.txt" ||
     fail "show workers does not list stage 0 and stage 1 of replica 0: $(cat "$WORK/workers.txt")"
 kill -KILL "$victim"
 killed_at=$SECONDS
