@@ -346,13 +346,19 @@ static int send_to(ps_pipe_t *p, int side, const ps_pipe_msg_t *m, const void *d
     return PS_OK;
 }
 
-/* The two frames of a message that has arrived; -1 if it is not one of
- * ours (size, magic, a missing value frame). */
+/* The two frames of a message that has arrived; 1 if none has after all
+ * (under ZAP a PULL can poll readable for the handshake of a new
+ * connection, which recv then skips); -1 if it is not one of ours (size,
+ * magic, a missing value frame). */
 static int take(void *sock, wire_hdr_t *h, zmq_msg_t *values)
 {
     zmq_msg_t hm;
     zmq_msg_init(&hm);
     int n = zmq_msg_recv(&hm, sock, ZMQ_DONTWAIT);
+    if (n < 0 && zmq_errno() == EAGAIN) {
+        zmq_msg_close(&hm);
+        return 1;
+    }
     bool ok = n == (int)sizeof *h && zmq_msg_more(&hm);
     if (ok)
         memcpy(h, zmq_msg_data(&hm), sizeof *h);
@@ -367,12 +373,16 @@ static int take(void *sock, wire_hdr_t *h, zmq_msg_t *values)
 static int next_msg(ps_pipe_t *p, int side, int64_t deadline, wire_hdr_t *h, void *data, size_t cap,
                     size_t *got_bytes)
 {
-    int rc = wait_sock(p, p->in[side], ZMQ_POLLIN, deadline);
-    if (rc != PS_OK)
-        return rc;
     zmq_msg_t v;
-    zmq_msg_init(&v);
-    rc = take(p->in[side], h, &v) == 0 ? PS_OK : PS_EPROTO;
+    int rc, got;
+    do {
+        if ((rc = wait_sock(p, p->in[side], ZMQ_POLLIN, deadline)) != PS_OK)
+            return rc;
+        zmq_msg_init(&v);
+        if ((got = take(p->in[side], h, &v)) == 1)
+            zmq_msg_close(&v); /* readable, but nothing to read: wait on */
+    } while (got == 1);
+    rc = got == 0 ? PS_OK : PS_EPROTO;
     *got_bytes = zmq_msg_size(&v);
     if (rc == PS_OK && data && *got_bytes <= cap && *got_bytes)
         memcpy(data, zmq_msg_data(&v), *got_bytes);
