@@ -1,40 +1,83 @@
 #!/usr/bin/env bash
-# run_vs_torch.sh - time to 85% test accuracy on Fashion-MNIST, MLP
-# 784-256-128-10, Adam lr 1e-3, global batch 64, 2 training processes with
-# one thread each: ps (1 shard + 2 workers, BSP) against PyTorch
-# DistributedDataParallel (gloo), both run here, now. Both evaluate the test
-# set every 100 steps on rank 0; times count from the start of training.
-# Needs Debian's python3-torch. Usage: bench/run_vs_torch.sh [BUILD_DIR]
+# run_vs_torch.sh - Fashion-MNIST MLP 784-256-128-10, global batch 64, 2
+# epochs, test set every 100 steps on rank 0 (times count from the start of
+# training), on this one host, three ways per round, interleaved:
+#   ps         ps-launch, 1 shard + 2 workers (BSP, one BLAS thread each:
+#              what ps-launch picks on 2 cores)
+#   torch_ddp  PyTorch DistributedDataParallel (gloo), 2 processes x 1 thread
+#   torch_1p   PyTorch in one process, as many threads as cores (#18 target
+#              3: a user with one machine could just do this)
+# The recipe: adam (Adam lr 1e-3, the demo's) or sgd (SGD lr 0.01, momentum
+# 0.9), constant rate. Prints per round and variant seconds to 85% test
+# accuracy and seconds per epoch, then the medians and ps's ratio to each
+# baseline (< 1: ps faster). Needs Debian's python3-torch.
+# Usage: bench/run_vs_torch.sh [BUILD_DIR] [RECIPE] [ROUNDS]   (build adam 1)
 set -euo pipefail
 build=${1:-build}
+recipe=${2:-adam}
+rounds=${3:-1}
 py=/usr/bin/python3
 "$py" -c "import torch" 2>/dev/null || { echo "# python3-torch not installed; skipped"; exit 0; }
+case "$recipe" in
+adam) ps_opt=(--set optimizer=adam --set lr=0.001) th_opt=(--optimizer adam --lr 0.001) ;;
+sgd) ps_opt=(--set optimizer=momentum --set lr=0.01 --set momentum=0.9)
+    th_opt=(--optimizer sgd --lr 0.01 --momentum 0.9) ;;
+*) echo "run_vs_torch.sh: recipe '$recipe': adam or sgd" >&2; exit 2 ;;
+esac
+cores=$(nproc)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-"$build/bin/ps-launch" --servers 1 --workers 2 --config deploy/examples/fashion-mlp.conf \
-    --set epochs=2 --set eval_every_steps=100 --set lr_schedule=constant \
-    >"$work/ps.out" 2>/dev/null
-OMP_NUM_THREADS=1 "$py" bench/torch_ddp.py --epochs 2 --eval-every 100 >"$work/torch.out" 2>/dev/null
-"$py" - "$work" <<'PYEOF'
-import json, sys
-w = sys.argv[1]
-def events(name):
-    return [json.loads(l) for l in open(f"{w}/{name}.out") if l.startswith("{")]
-def first_at(ev, target=0.85):
+echo "# $recipe recipe, $rounds round(s), $cores cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+for r in $(seq "$rounds"); do
+    # the order turns each round, so no variant always runs first
+    order=(ps torch_ddp torch_1p)
+    for ((k = 1; k < r; k++)); do order=("${order[@]:1}" "${order[0]}"); done
+    for v in "${order[@]}"; do
+        case $v in
+        ps) "$build/bin/ps-launch" --servers 1 --workers 2 --config deploy/examples/fashion-mlp.conf \
+                --set epochs=2 --set eval_every_steps=100 --set lr_schedule=constant "${ps_opt[@]}" \
+                >"$work/$v.$r.out" 2>/dev/null ;;
+        torch_ddp) OMP_NUM_THREADS=1 "$py" bench/torch_ddp.py --epochs 2 --eval-every 100 \
+                "${th_opt[@]}" >"$work/$v.$r.out" 2>/dev/null ;;
+        torch_1p) OMP_NUM_THREADS=$cores "$py" bench/torch_ddp.py --epochs 2 --eval-every 100 \
+                --world 1 --threads "$cores" "${th_opt[@]}" >"$work/$v.$r.out" 2>/dev/null ;;
+        esac
+    done
+done
+"$py" - "$work" "$rounds" "$recipe" <<'PYEOF'
+import json, statistics, sys
+w, rounds, recipe = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+names = ["ps", "torch_ddp", "torch_1p"]
+def events(v, r):
+    return [json.loads(l) for l in open(f"{w}/{v}.{r}.out") if l.startswith("{")]
+def to85(ev):
     for e in ev:
-        if e.get("event") == "eval" and e["test_accuracy"] >= target:
-            return e["wall_s"], e["steps"]
-    return None, None
-ps, th = events("ps"), events("torch")
-ps_t, ps_s = first_at(ps)
-th_t, th_s = first_at(th)
-ps_epoch = [e["epoch_s"] for e in ps if e.get("event") == "epoch"]
-th_wall = [e["wall_s"] for e in th if e.get("event") == "epoch"]
-th_epoch = [b - a for a, b in zip([0] + th_wall, th_wall)]
-print(json.dumps({"bench": "vs_torch", "metric": "seconds_to_85pct", "ps": ps_t, "ps_steps": ps_s,
-                  "baseline": "torch_ddp_gloo", "baseline_value": th_t, "baseline_steps": th_s,
-                  "ratio": (ps_t / th_t) if ps_t and th_t else None}))
-print(json.dumps({"bench": "vs_torch", "metric": "seconds_per_epoch", "ps": ps_epoch,
-                  "baseline": "torch_ddp_gloo", "baseline_value": th_epoch,
-                  "ratio": sum(ps_epoch) / sum(th_epoch) if th_epoch else None}))
+        if e.get("event") == "eval" and e["test_accuracy"] >= 0.85:
+            return e["wall_s"]
+    return None
+def per_epoch(v, ev):
+    if v == "ps":
+        return [e["epoch_s"] for e in ev if e.get("event") == "epoch"]
+    wall = [e["wall_s"] for e in ev if e.get("event") == "epoch"]
+    return [b - a for a, b in zip([0] + wall, wall)]
+res = {v: {"to85": [], "epoch": []} for v in names}
+for r in range(1, rounds + 1):
+    for v in names:
+        ev = events(v, r)
+        t, ep = to85(ev), per_epoch(v, ev)
+        res[v]["to85"].append(t)
+        res[v]["epoch"].append(sum(ep) / len(ep) if ep else None)
+        print(f"round {r} {v:9s}: 85% after {t if t is None else round(t, 2)} s; "
+              f"{[round(x, 2) for x in ep]} s per epoch")
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+for metric in ("to85", "epoch"):
+    m = {v: med(res[v][metric]) for v in names}
+    out = {"bench": "vs_torch", "recipe": recipe, "rounds": rounds,
+           "metric": "seconds_to_85pct" if metric == "to85" else "seconds_per_epoch",
+           **{v: m[v] for v in names}}
+    for b in ("torch_ddp", "torch_1p"):
+        out["ratio_vs_" + b] = m["ps"] / m[b] if m["ps"] and m[b] else None
+    print(json.dumps(out))
 PYEOF

@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
-"""PyTorch DistributedDataParallel (gloo) baseline for bench/run_vs_torch.sh.
+"""PyTorch baselines for bench/run_vs_torch.sh.
 
-Fashion-MNIST MLP 784-256-128-10 (ReLU), Adam lr 1e-3, global batch 64 over
-2 processes, one thread each, on 127.0.0.1. Rank 0 evaluates the test set
-every --eval-every steps. Prints JSON lines: {"event":"eval",...} with the
-wall time since training started, then {"event":"done",...}.
+Fashion-MNIST MLP 784-256-128-10 (ReLU), global batch 64, Adam lr 1e-3 (or
+--optimizer sgd with --lr and --momentum). --world 2 (default): Distributed-
+DataParallel (gloo) over 2 processes on 127.0.0.1, --threads each (1);
+--world 1: plain PyTorch in this one process, no process group, with
+--threads intra-op threads (the single-process baseline). Rank 0 evaluates
+the test set every --eval-every steps. Prints JSON lines:
+{"event":"eval",...} with the wall time since training started, then
+{"event":"done",...}.
 """
 import argparse, gzip, json, os, socket, sys, time
 
@@ -23,16 +27,20 @@ def load(kind):
 
 
 def worker(rank, world, port, args):
-    torch.set_num_threads(1)
-    os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
-    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(args.threads)
+    if world > 1:
+        os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
+        dist.init_process_group("gloo", rank=rank, world_size=world)
     torch.manual_seed(args.seed)
     x, y = load("train")
     tx, ty = load("t10k")
     model = torch.nn.Sequential(torch.nn.Linear(784, 256), torch.nn.ReLU(), torch.nn.Linear(256, 128),
                                 torch.nn.ReLU(), torch.nn.Linear(128, 10))
-    ddp = torch.nn.parallel.DistributedDataParallel(model)
-    opt = torch.optim.Adam(ddp.parameters(), lr=1e-3)
+    ddp = torch.nn.parallel.DistributedDataParallel(model) if world > 1 else model
+    if args.optimizer == "adam":
+        opt = torch.optim.Adam(ddp.parameters(), lr=args.lr or 1e-3)
+    else:
+        opt = torch.optim.SGD(ddp.parameters(), lr=args.lr or 0.01, momentum=args.momentum)
     per = args.batch // world
     loss_fn = torch.nn.CrossEntropyLoss()
     g = torch.Generator().manual_seed(args.seed)
@@ -54,7 +62,8 @@ def worker(rank, world, port, args):
             print(json.dumps({"event": "epoch", "epoch": epoch + 1, "wall_s": time.time() - t0}), flush=True)
     if rank == 0:
         print(json.dumps({"event": "done", "steps": step, "wall_s": time.time() - t0}), flush=True)
-    dist.destroy_process_group()
+    if world > 1:
+        dist.destroy_process_group()
 
 
 def main():
@@ -63,12 +72,20 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--eval-every", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--world", type=int, default=2, help="processes (1: no DDP)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
+    ap.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
+    ap.add_argument("--lr", type=float, default=0.0, help="0: 1e-3 (adam), 0.01 (sgd)")
+    ap.add_argument("--momentum", type=float, default=0.9, help="sgd")
     args = ap.parse_args()
+    if args.world == 1:
+        worker(0, 1, 0, args)
+        return
     s = socket.socket()
     s.bind(("127.0.0.1", 0))
     port = s.getsockname()[1]
     s.close()
-    mp.spawn(worker, args=(2, port, args), nprocs=2, join=True)
+    mp.spawn(worker, args=(args.world, port, args), nprocs=args.world, join=True)
 
 
 if __name__ == "__main__":
