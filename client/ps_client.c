@@ -186,9 +186,9 @@ static void send_hello(ps_client_t *c, uint32_t s, uint32_t flags)
     h.fingerprint = c->fingerprint;
     h.loss_scale = c->opts.loss_scale;
     h.loss_scale_window = (uint64_t)c->opts.loss_scale_window;
-    h.world_rank = c->opts.world_rank;
-    h.stage = c->opts.stage;
-    h.n_stages = c->opts.n_stages;
+    h.world_rank = c->world_rank;
+    h.stage = c->stage;
+    h.n_stages = c->n_stages;
     Ps__ShmOffer offer;
     pscl_shm_offer(c, s, &h, &offer);
     int rc;
@@ -299,6 +299,13 @@ int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err)
     for (uint32_t s = 0; s < c->n_shards; s++)
         atomic_store(&c->last_reply_ms[s], ps_time_ms()); /* HELLO was answered just now */
     return PS_OK;
+}
+
+void ps_client_set_stage(ps_client_t *c, uint32_t world_rank, uint32_t stage, uint32_t n_stages)
+{
+    c->world_rank = world_rank;
+    c->stage = stage;
+    c->n_stages = n_stages;
 }
 
 uint64_t ps_client_job_id(const ps_client_t *c)
@@ -450,7 +457,8 @@ size_t ps_client_resume_points(const ps_client_t *c, int64_t at, int64_t *out, s
     size_t n = 0;
     out[n++] = at;
     const pscl_answer_t *a0 = &c->answers[0];
-    for (size_t k = 0; k < a0->n_checkpoints && n < cap; k++) {
+    /* newest first: with more checkpoints than cap, the old ones go */
+    for (size_t k = a0->n_checkpoints; k-- > 0 && n < cap;) {
         int64_t clock = a0->checkpoints[k];
         bool everywhere = clock < at;
         for (uint32_t s = 1; everywhere && s < c->n_shards; s++)

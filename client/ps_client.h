@@ -53,10 +53,6 @@ typedef struct {
      * PS_EINTR, like *stop (a self-pipe a signal handler writes to, e.g.
      * Python's signal.set_wakeup_fd); the client never reads it. */
     int stop_fd;
-    /* a pipeline stage (n_stages > 1; 0: not one): the process's rank in
-     * the whole world and its stage, shown by the servers' `show workers`
-     * (rank is then the replica). python/psclient/_lib.py mirrors this. */
-    uint32_t world_rank, stage, n_stages;
 } ps_client_opts_t;
 
 /* The defaults of every option, as ps-worker has them: timeout_ms 60000,
@@ -106,6 +102,11 @@ int ps_client_set_fingerprint(ps_client_t *c, const char *fingerprint);
  * only their headers. Every other shard, and every request that cannot
  * use the region, goes over TCP as before. */
 int ps_client_set_same_host(ps_client_t *c, bool on);
+/* A pipeline stage (n_stages > 1): the process's rank in the whole world
+ * and its stage, sent in every HELLO and shown by the servers' `show
+ * workers` (opts.rank is then the replica). Call before the first HELLO;
+ * a setter rather than fields of ps_client_opts_t, whose layout is ABI. */
+void ps_client_set_stage(ps_client_t *c, uint32_t world_rank, uint32_t stage, uint32_t n_stages);
 /* Dense data requests whose values went through a shared region. */
 uint64_t ps_client_shm_requests(const ps_client_t *c);
 

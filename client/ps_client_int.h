@@ -109,6 +109,7 @@ typedef struct {
 
 struct ps_client {
     ps_client_opts_t opts;
+    uint32_t world_rank, stage, n_stages; /* ps_client_set_stage; n_stages 0: not a stage */
     char job[64];
     void *ctx;
     void **socks;

@@ -76,11 +76,18 @@ long ps_proc_open_fds(long *limit)
 
 void ps_failpoint(const char *name)
 {
+    static const char *fired[16]; /* the names (literals) that stopped us once */
+    static size_t n_fired;
+    for (size_t i = 0; i < n_fired; i++)
+        if (strcmp(fired[i], name) == 0)
+            return;
     const char *p = getenv("PS_FAILPOINTS");
     size_t len = strlen(name);
     while (p && *p) {
         size_t n = strcspn(p, ",");
         if (n == len && strncmp(p, name, len) == 0) {
+            if (n_fired < sizeof fired / sizeof fired[0])
+                fired[n_fired++] = name;
             ps_log(PS_LOG_NOTICE, "failpoint '%s' (PS_FAILPOINTS): stopped until SIGCONT", name);
             raise(SIGSTOP);
             return;

@@ -5,8 +5,10 @@
 /* Routes SIGTERM and SIGINT to on_stop (which should only set a flag) and
  * ignores SIGPIPE, so a vanished peer is an error return, not a death;
  * then unblocks SIGTERM and SIGINT (a parent of ours starts us with them
- * blocked: one that came during startup reaches on_stop now). Call from
- * main before any thread is started. */
+ * blocked: one that came during startup reaches on_stop now). Call early
+ * in main, before the threads of our own: a thread started before it (a
+ * library's, at load) keeps them blocked, which is harmless since the
+ * main thread takes a signal sent to the process. */
 void ps_proc_on_stop(void (*on_stop)(int));
 /* Routes SIGHUP to on_reload (which should only set a flag). */
 void ps_proc_on_reload(void (*on_reload)(int));
@@ -27,11 +29,13 @@ long ps_proc_open_fds(long *limit);
 
 /* A named point where a test may freeze this process: if the comma-
  * separated list in $PS_FAILPOINTS names it, logs so and stops the process
- * (SIGSTOP) until a SIGCONT, so that a test can act in a window too short
+ * (SIGSTOP) until a SIGCONT, the first time only (name: a literal), so that a test can act in a window too short
  * to hit from outside (tests/integration/fault_workers.sh kills a shard
  * while every worker stands between the final model and its BYE). Without
  * the variable it costs one getenv. The points: worker.before_bye (both
- * trainers: the final model exported, BYE not yet sent). */
+ * trainers: the final model exported, BYE not yet sent);
+ * pipeline.before_barrier (a stage's last step done, the end barrier of
+ * the stages not begun). */
 void ps_failpoint(const char *name);
 
 #endif

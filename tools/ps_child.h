@@ -31,7 +31,8 @@ typedef struct {
     bool own_group;          /* its own process group (stopped as a whole), and it gets
                           * SIGTERM if we die */
     bool ignore_sigint;      /* a terminal's Ctrl-C goes to us, and we stop it */
-    bool foreign;            /* not one of our binaries (a --worker-command shell): its
+    bool foreign;            /* not one of our binaries (a --worker-command shell; a
+                              * --bin-dir wrapper must exec ours): its
                               * signal mask is left as ours. One of ours starts with
                               * SIGTERM and SIGINT blocked, so that a stop sent while it
                               * is still starting waits in the kernel until its handler

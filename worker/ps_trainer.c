@@ -188,12 +188,8 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
         return rc;
     ps_worker_fingerprint(c, tr->fingerprint, sizeof tr->fingerprint);
     co.fingerprint = tr->fingerprint;
-    if (tr->n_stages > 1) {
+    if (tr->n_stages > 1)
         co.job = tr->stage_job;
-        co.world_rank = tr->world_rank;
-        co.stage = tr->stage;
-        co.n_stages = tr->n_stages;
-    }
     if (c->precision == PS__DTYPE__F16) {
         co.loss_scale = c->loss_scale;
         co.loss_scale_window = c->loss_scale_window;
@@ -203,6 +199,8 @@ static int setup(trainer_t *tr, ps_errbuf_t *err)
     if (!tr->client)
         return PS_EINVAL;
     ps_client_set_same_host(tr->client, c->same_host);
+    if (tr->n_stages > 1)
+        ps_client_set_stage(tr->client, tr->world_rank, tr->stage, tr->n_stages);
     /* the reader fills its windows while the job is joined (a job that
      * turns out to be past clock 0 restarts it there) */
     if (tr->stream && (rc = ps_stream_start(tr->stream, 0, err)) != PS_OK)
@@ -599,8 +597,10 @@ static int train_to_the_end(trainer_t *tr, volatile sig_atomic_t *stop, int64_t 
             tr->stream ? train_stream(tr, stop, epochs_run, err) : train(tr, stop, epochs_run, err);
         bool resumed = false;
         /* pipeline stages: none leaves while another may need it to replay */
-        if (rc == PS_OK && tr->n_stages > 1 && !tr->pipe_finished)
+        if (rc == PS_OK && tr->n_stages > 1 && !tr->pipe_finished) {
+            ps_failpoint("pipeline.before_barrier");
             rc = pswk_pipe_finish(tr, pull_params, &resumed, err);
+        }
         if (ps_worker_recoverable(rc) && (rc = recover(tr, rc, err)) == PS_OK)
             continue;
         if (rc != PS_OK)

@@ -68,6 +68,7 @@ typedef struct {
     int64_t pipe_wait_ns;   /* of which waiting for stage peers */
     uint32_t sync_round;    /* the last sync round (ps_trainer_sync.c) */
     bool pipe_finished;     /* every stage finished training: no round any more */
+    unsigned nockpt_rounds; /* rounds begun again for a checkpoint gone meanwhile */
 } trainer_t;
 
 /* The trainer's callbacks to the net (ps_trainer.c): push a slice whose

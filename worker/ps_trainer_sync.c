@@ -55,12 +55,12 @@ static int own_points(trainer_t *tr, bool recovering, int64_t *at, int64_t *poin
                       ps_errbuf_t *err)
 {
     int rc;
-    do {
-        if (recovering && ++tr->recoveries > 100)
-            return ps_err_set(err, PS_ESTALE, "worker %u (stage %u): giving up after %u recoveries",
-                              tr->world_rank, tr->stage, tr->recoveries - 1);
-        rc = ps_client_recover(tr->client, true, at, err);
-    } while (ps_worker_recoverable(rc));
+    if (recovering)
+        tr->recoveries++;
+    while (ps_worker_recoverable(rc = ps_client_recover(tr->client, true, at, err)))
+        if (++tr->recoveries > 100)
+            return ps_err_set(err, rc, "worker %u (stage %u): giving up after %u recoveries: %s",
+                              tr->world_rank, tr->stage, tr->recoveries - 1, err->msg);
     if (rc == PS_OK)
         *n = ps_client_resume_points(tr->client, *at, points, POINTS_MAX);
     return rc;
@@ -141,6 +141,9 @@ static int sync_round(trainer_t *tr, bool recovering,
     int rc = ps_pipe_begin_round(tr->pipe, round, recovering, err);
     if (rc == PS_OK)
         rc = own_points(tr, recovering, &at, points, &n, err);
+    /* a shard that restarted at an older checkpoint after this stage's
+     * last step: its job went back, so the stages must replay with it */
+    recovering = recovering || at != tr->clock;
     memcpy(mine, points, n * sizeof *points);
     if (rc == PS_OK)
         rc = agree(tr, round, points, n, recovering, &resume, &any, err);
@@ -150,15 +153,22 @@ static int sync_round(trainer_t *tr, bool recovering,
         return rc;
     if (at != resume)
         rc = ps_client_rollback_to(tr->client, resume, err);
+    /* the checkpoint went since the HELLO (a shard restarted again, or
+     * another replica's rollback removed it): a new round asks again */
+    if (rc == PS_ENOCKPT && tr->nockpt_rounds++ < 3) {
+        ps_log(PS_LOG_WARN, "worker %u (stage %u): %s; another sync round", tr->world_rank,
+               tr->stage, err->msg);
+        rc = PS_ESTALE;
+    }
     if (rc == PS_OK)
         rc = refetch(tr, resume, err);
     if (rc != PS_OK)
         return rc;
     ps_log(PS_LOG_NOTICE,
            "worker %u (replica %u, stage %u): the %u stages resume at clock %lld (sync round %u; "
-           "this stage's job was at %lld)",
+           "this stage was at %lld, its job could resume at %lld)",
            tr->world_rank, tr->rank, tr->stage, tr->n_stages, (long long)resume, round,
-           (long long)at);
+           (long long)tr->clock, (long long)at);
     tr->clock = resume;
     *resumed = true;
     return PS_OK;

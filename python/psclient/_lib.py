@@ -38,9 +38,6 @@ class Opts(ctypes.Structure):
         ("loss_scale", ctypes.c_double),
         ("loss_scale_window", ctypes.c_int64),
         ("stop_fd", ctypes.c_int),
-        ("world_rank", ctypes.c_uint32),
-        ("stage", ctypes.c_uint32),
-        ("n_stages", ctypes.c_uint32),
     ]
 
 

@@ -9,7 +9,10 @@
 # stage's job recovers to, every stage's job rolled back there), the job
 # finishes and its model equals an uninterrupted run's, bit for bit. The
 # same when a stage is stopped past the heartbeat timeout (declared dead)
-# and continued.
+# and continued. And a shard killed after every stage's last step, before
+# their end barrier, that comes back at an older checkpoint (810 steps,
+# checkpoints every 20: at 800): the barrier finds it and the stages
+# replay the last 10 steps, same model.
 . "$(dirname "$0")/lib.sh"
 TIMEOUT_MS=3000
 "$BIN/ps-launch" --servers 1 --workers 2 --config "$SRC/deploy/examples/fashion-mlp.conf" \
@@ -46,7 +49,7 @@ pass "kill -9 of stage 1: ps-launch exit $rc after ${took} s: $(grep -o 'worker 
 pipe_job() { # NAME [extra ps-launch args]
     local name=$1; shift
     "$BIN/ps-launch" --servers 2 --workers 2 --config "$SRC/deploy/examples/fashion-mlp.conf" \
-        --set pipeline_stages=2 --set micro_batches=2 --set max_steps=800 --set eval_every=0 \
+        --set pipeline_stages=2 --set micro_batches=2 --set max_steps=810 --set eval_every=0 \
         --set test_data= --set test_labels= --set progress_every_s=1 --set heartbeat_ms=200 \
         --set pipeline_timeout_ms=$TIMEOUT_MS --server-set checkpoint_every=20 \
         --server-set heartbeat_timeout_ms=1500 --server-set lost_rank_timeout_ms=30000 \
@@ -96,3 +99,36 @@ wait "$LAUNCH_PID" || fail "the pipeline job whose stage 1 was stopped exited $?
 models_equal "$WORK/plain.model" "$WORK/stop.model" ||
     fail "the pipeline model after stage 1 was declared dead differs from the uninterrupted run's"
 pass "SIGSTOP/SIGCONT of stage 1 past the heartbeat timeout: $(grep -o 'the 2 stages resume at clock [0-9]*' "$WORK/stop.log" | head -1), same model"
+
+# every stage past its last step, held before the end barrier; shard 0
+# killed and restarted at its checkpoint of clock 800: the stages replay
+export PS_FAILPOINTS=pipeline.before_barrier
+pipe_job barrier --restart-servers yes
+unset PS_FAILPOINTS
+held=""
+for r in 0 1; do
+    wait_for "$WORK/barrier.log" "ps-worker\[[0-9]*\] I worker $r (replica 0, stage $r of 2)" 60
+    pid=$(grep -o "ps-worker\[[0-9]*\] I worker $r (replica 0, stage $r of 2)" "$WORK/barrier.log" |
+        head -1 | grep -o '\[[0-9]*\]' | tr -d '[]')
+    deadline=$((SECONDS + 120 * TIME_SCALE))
+    until [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = T ]; do
+        kill -0 "$pid" 2>/dev/null || fail "stage $r (pid $pid) ended before its failpoint"
+        [ $SECONDS -lt $deadline ] || fail "stage $r (pid $pid) never reached pipeline.before_barrier"
+        sleep 0.05
+    done
+    held="$held $pid"
+done
+shard=$(grep -o "ps-server\[[0-9]*\] I ready: endpoint .* shard 0 of" "$WORK/barrier.log" | head -1 |
+    grep -o '\[[0-9]*\]' | tr -d '[]')
+kill -KILL "$shard"
+deadline=$((SECONDS + 60 * TIME_SCALE))
+until [ "$(grep -c "I ready: endpoint .* shard 0 of" "$WORK/barrier.log")" -ge 2 ]; do
+    [ $SECONDS -lt $deadline ] || fail "shard 0 was not restarted"
+    sleep 0.05
+done
+for pid in $held; do kill -CONT "$pid"; done
+wait "$LAUNCH_PID" || fail "the pipeline job whose shard went back before the barrier exited $?: $(grep ' E ' "$WORK/barrier.log" | head -3)"
+grep -q "stages resume at clock 800" "$WORK/barrier.log" || fail "the stages did not replay from clock 800"
+models_equal "$WORK/plain.model" "$WORK/barrier.model" ||
+    fail "the pipeline model after the shard went back before the barrier differs"
+pass "shard 0 killed after the last step, back at clock 800: the stages replayed the last 10 steps, same model"
