@@ -39,7 +39,7 @@ static uint64_t step_bytes(const trainer_t *tr, size_t in_len, size_t out_len, s
     uint64_t b = (uint64_t)tr->cfg->batch_size;
     uint64_t row = pswk_step_row(tr);
     uint64_t n = b * row * sizeof(float) + b * (sizeof(float) + sizeof(uint64_t)) +
-                 (uint64_t)(tr->n_train ? tr->n_train : 1) * sizeof(uint32_t);
+                 (uint64_t)(tr->stream || !tr->n_train ? 1 : tr->n_train) * sizeof(uint32_t);
     if (tr->n_stages > 1 && tr->stage > 0)
         n += b * in_len * sizeof(float);
     if (tr->stage + 1 < tr->n_stages)

@@ -8,7 +8,7 @@
 # budget, its parts and pipeline_stages), and P = 2 trains under the same
 # budget: every stage's estimate and measured peak RSS are below it, and
 # the model equals the data-parallel job's (no budget) within 1e-5 after
-# 20 steps.
+# 20 steps. A sparse model refuses the option.
 . "$(dirname "$0")/lib.sh"
 run() { # name workers [--set ...]
     local name=$1 n=$2; shift 2
@@ -27,6 +27,12 @@ refused() { # name workers budget [--set ...]: must exit non-zero naming the bud
 estimate() { # log: the largest 'would hold about X MB'
     grep -o 'would hold about [0-9.]* MB' "$1" | grep -o '[0-9.]*' | sort -n | tail -1
 }
+# a sparse model's rows are not sized: the option is refused for it, not ignored
+rc=0
+timeout 60 "$BIN/ps-worker" --config "$SRC/deploy/examples/click-lr.conf" \
+    --servers tcp://127.0.0.1:1 --memory-budget-mb 100 >"$WORK/sparse.out" 2>&1 || rc=$?
+[ $rc -ne 0 ] && grep -qF "memory_budget_mb: for the dense models" "$WORK/sparse.out" ||
+    fail "a sparse model with memory_budget_mb (exit $rc): $(tail -1 "$WORK/sparse.out")"
 refused dp_1mb 1 1 --set pipeline_stages=1
 refused p2_1mb 2 1
 e1=$(estimate "$WORK/dp_1mb.log") e2=$(estimate "$WORK/p2_1mb.log")
