@@ -127,9 +127,11 @@ int ps_data_idx_header(const char *path, int ndim_min, int ndim_max, uint32_t *d
     return PS_OK;
 }
 
-/* ps_data_load_idx, keeping the pixel bytes in x8 if keep_bytes. */
-static int load_idx(const char *images, const char *labels, bool keep_bytes, ps_dataset_t *ds,
-                    ps_errbuf_t *err)
+/* ps_data_load_idx, keeping the pixel bytes in x8 if keep_bytes, and of
+ * the parts only those keep says (the pixels are not read without
+ * PS_DATA_FEATURES; the labels always are, for n_classes). */
+static int load_idx(const char *images, const char *labels, bool keep_bytes, unsigned keep,
+                    ps_dataset_t *ds, ps_errbuf_t *err)
 {
     uint32_t idims[8], ldims[8];
     int indim, lndim, rc = PS_OK;
@@ -153,22 +155,23 @@ static int load_idx(const char *images, const char *labels, bool keep_bytes, ps_
         rc = ps_err_set(err, PS_ERANGE, "'%s': %zu x %zu values is too large", images, n, d);
         goto out;
     }
-    size_t got;
-    buf = gz_read_grow(fi, n * d, &got);
+    size_t got = n * d;
+    bool want_x = keep & PS_DATA_FEATURES;
+    buf = want_x ? gz_read_grow(fi, n * d, &got) : malloc(n ? n : 1);
     if (buf && got < n * d) {
         rc = ps_err_set(err, PS_EFORMAT,
                         "'%s': truncated: header promises %zu bytes of pixels, file has %zu",
                         images, n * d, got);
         goto out;
     }
-    if (buf && keep_bytes) {
+    if (buf && want_x && keep_bytes) {
         ds->x8 = buf; /* the labels get a buffer of their own */
         buf = malloc(n ? n : 1);
-    } else {
+    } else if (want_x) {
         ds->x = buf ? malloc(n * d * sizeof(float)) : NULL;
     }
     ds->y = buf ? malloc(n * sizeof(float)) : NULL;
-    if (!buf || !(ds->x || ds->x8) || !ds->y) {
+    if (!buf || (want_x && !(ds->x || ds->x8)) || !ds->y) {
         rc = ps_err_set(err, PS_ENOMEM, "'%s': cannot allocate %zu x %zu floats", images, n, d);
         goto out;
     }
@@ -187,6 +190,10 @@ static int load_idx(const char *images, const char *labels, bool keep_bytes, ps_
     ds->n = n;
     ds->d = d;
     ds->n_classes = max_label + 1;
+    if (!(keep & PS_DATA_LABELS)) {
+        free(ds->y);
+        ds->y = NULL;
+    }
 out:
     free(buf);
     if (fi)
@@ -200,13 +207,19 @@ out:
 
 int ps_data_load_idx(const char *images, const char *labels, ps_dataset_t *ds, ps_errbuf_t *err)
 {
-    return load_idx(images, labels, false, ds, err);
+    return load_idx(images, labels, false, PS_DATA_ALL, ds, err);
 }
 
 int ps_data_load_idx_bytes(const char *images, const char *labels, ps_dataset_t *ds,
                            ps_errbuf_t *err)
 {
-    return load_idx(images, labels, true, ds, err);
+    return load_idx(images, labels, true, PS_DATA_ALL, ds, err);
+}
+
+int ps_data_load_idx_part(const char *images, const char *labels, bool keep_bytes, unsigned keep,
+                          ps_dataset_t *ds, ps_errbuf_t *err)
+{
+    return load_idx(images, labels, keep_bytes, keep, ds, err);
 }
 
 void ps_data_widen(ps_dataset_t *ds)
@@ -332,6 +345,12 @@ static void chomp(char *line)
 
 int ps_data_load_csv(const char *path, int label_col, ps_dataset_t *ds, ps_errbuf_t *err)
 {
+    return ps_data_load_csv_part(path, label_col, PS_DATA_ALL, ds, err);
+}
+
+int ps_data_load_csv_part(const char *path, int label_col, unsigned keep, ps_dataset_t *ds,
+                          ps_errbuf_t *err)
+{
     enum { MAX_FIELDS = 1 << 16 };
     memset(ds, 0, sizeof *ds);
     FILE *f = fopen(path, "r");
@@ -372,7 +391,8 @@ int ps_data_load_csv(const char *path, int label_col, ps_dataset_t *ds, ps_errbu
             if (parse_float(fields[i], &v) != 0)
                 rc = ps_err_set(err, PS_EFORMAT, "%s:%zu: field %zu '%.40s' is not a number", path,
                                 lineno, i + 1, fields[i]);
-            else if (push_float((int)i == label_col ? &ys : &xs, v) != 0)
+            else if (((int)i == label_col || (keep & PS_DATA_FEATURES)) &&
+                     push_float((int)i == label_col ? &ys : &xs, v) != 0)
                 rc = ps_err_set(err, PS_ENOMEM, "%s:%zu: out of memory", path, lineno);
         }
         if (rc != PS_OK)
@@ -403,12 +423,16 @@ int ps_data_load_csv(const char *path, int label_col, ps_dataset_t *ds, ps_errbu
             max_label = (uint32_t)y;
     }
     ds->n_classes = max_label == UINT32_MAX ? 0 : max_label + 1;
+    if (!(keep & PS_DATA_LABELS)) {
+        free(ds->y);
+        ds->y = NULL;
+    }
     return PS_OK;
 }
 
 void ps_data_standardize(ps_dataset_t *train, ps_dataset_t *test, ps_dataset_t *val)
 {
-    size_t d = train->d;
+    size_t d = train->x ? train->d : 0; /* no features held: nothing to scale */
     for (size_t j = 0; j < d; j++) {
         double sum = 0, sq = 0;
         for (size_t i = 0; i < train->n; i++) {
@@ -449,13 +473,14 @@ int ps_data_split(ps_dataset_t *ds, double val_fraction, size_t subset, uint64_t
     ps_rng_seed(&rng, seed);
     ps_rng_shuffle_u32(&rng, idx, ds->n);
     ps_dataset_t train = {.n = n_train, .d = ds->d, .n_classes = ds->n_classes};
-    train.x = ps_xmalloc(n_train * ds->d * sizeof(float));
-    train.y = ps_xmalloc(n_train * sizeof(float));
+    bool has_x = ds->x || ds->x8;
+    train.x = has_x ? ps_xmalloc((n_train * ds->d + 1) * sizeof(float)) : NULL;
+    train.y = ds->y ? ps_xmalloc(n_train * sizeof(float)) : NULL;
     ps_data_gather(ds, idx + n_val, n_train, train.x, train.y);
     if (n_val) {
         *val = (ps_dataset_t){.n = n_val, .d = ds->d, .n_classes = ds->n_classes};
-        val->x = ps_xmalloc(n_val * ds->d * sizeof(float));
-        val->y = ps_xmalloc(n_val * sizeof(float));
+        val->x = has_x ? ps_xmalloc((n_val * ds->d + 1) * sizeof(float)) : NULL;
+        val->y = ds->y ? ps_xmalloc(n_val * sizeof(float)) : NULL;
         ps_data_gather(ds, idx, n_val, val->x, val->y);
     }
     free(idx);
@@ -470,9 +495,10 @@ void ps_data_gather(const ps_dataset_t *ds, const uint32_t *idx, size_t n, float
         size_t row = (size_t)idx[i] * ds->d;
         if (ds->x)
             memcpy(x + i * ds->d, ds->x + row, ds->d * sizeof(float));
-        else
+        else if (ds->x8)
             for (size_t j = 0; j < ds->d; j++)
                 x[i * ds->d + j] = (float)ds->x8[row + j] * PS_DATA_PIXEL_SCALE;
-        y[i] = ds->y[idx[i]];
+        if (ds->y)
+            y[i] = ds->y[idx[i]];
     }
 }

@@ -101,6 +101,10 @@ typedef struct {
     void *ctx;
     bool is_training;           /* dropout active */
     const uint64_t *sample_key; /* b keys: sample i's dropout masks derive from key i */
+    /* backward adds this batch's gradients to those already there instead
+     * of overwriting them (a pipeline stage's micro-batches after the
+     * first: their sum without a copy of the gradients) */
+    bool accumulate;
 } ps_pass_t;
 
 /* need for every block of table id in row order; -1 as soon as one
@@ -118,12 +122,13 @@ typedef struct ps_layer ps_layer_t;
  *   it calls need for it, in the layer's order; returns 0, or -1 at once if
  *   a need abandoned the pass.
  * - backward: from forward's x and y and dy (b x out), sets dx (b x in; NULL:
- *   not wanted) and the layer's gradients (overwritten, sums over the
- *   batch), calling ready for each block once, as soon as its gradient is
+ *   not wanted) and the layer's gradients (sums over the batch:
+ *   overwritten, or added to what they hold if p->accumulate), calling ready for each block once, as soon as its gradient is
  *   final (an affine map: bias, then W's blocks, as forward asked for them;
  *   a layer of several maps does them last one first). Parameters are only
  *   read: new values land while forward waits in need.
- *   b == 0 is valid: the gradients become 0 and every block is announced.
+ *   b == 0 is valid: the gradients become 0 (stay, if p->accumulate) and
+ *   every block is announced.
  * - loss (losses only, forward and backward NULL): the summed loss of b
  *   samples of logits z against targets; dz (may be NULL) gets its
  *   gradient. targets: one per sample (a class, a value), or for a
@@ -143,8 +148,9 @@ struct ps_layer {
     const ps_layer_ops_t *ops;
     ps_layer_kind_t kind;
     ps_shape_t in, out;
-    uint32_t index;   /* place in its net: a dropout layer's stream */
-    size_t max_batch; /* scratch is sized for this many samples */
+    uint32_t index;       /* place in its net: a dropout layer's stream */
+    size_t max_batch;     /* scratch is sized for this many samples */
+    size_t scratch_bytes; /* what the layer allocated for its passes (pswk_scratch) */
 };
 
 /* A new layer for desc on input shape in, declaring its tables in tables,

@@ -47,6 +47,23 @@ void pswk_gemm(bool trans_a, bool trans_b, size_t m, size_t n, size_t k, float a
                const float *a, size_t lda, const float *b, size_t ldb, float beta, float *c,
                size_t ldc);
 
+/* A layer's scratch buffer of bytes, counted in l->scratch_bytes (what a
+ * memory budget adds up, ps_net_stage_memory): every buffer a layer keeps
+ * for its passes comes from here. */
+static inline void *pswk_scratch(ps_layer_t *l, size_t bytes)
+{
+    l->scratch_bytes += bytes;
+    return ps_xmalloc(bytes ? bytes : 1);
+}
+
+/* Where a backward begins a gradient of n floats: zeroed, unless the pass
+ * accumulates (the layer then adds to what g holds). */
+static inline void pswk_grad_begin(const ps_pass_t *p, float *g, size_t n)
+{
+    if (!p->accumulate)
+        memset(g, 0, n * sizeof(float));
+}
+
 /* y = x W + bias on rows of in floats, W in x out (table "PREFIX.W"), bias
  * out (table "PREFIX.b", if has_bias). */
 typedef struct {

@@ -128,7 +128,7 @@ ps_layer_t *pswk_act_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_tables_t
     a->base.ops = &act_ops;
     a->base.out = in;
     if (desc->kind == PS_LAYER_GELU)
-        a->cdf = ps_xmalloc(max_batch * ps_shape_len(in) * sizeof(float));
+        a->cdf = pswk_scratch(&a->base, max_batch * ps_shape_len(in) * sizeof(float));
     return &a->base;
 }
 
@@ -209,6 +209,6 @@ ps_layer_t *pswk_dropout_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_tabl
     d->base.out = in;
     d->p = (float)p;
     d->scale = (float)(1.0 / (1.0 - p));
-    d->keep = ps_xmalloc(max_batch * ps_shape_len(in));
+    d->keep = pswk_scratch(&d->base, max_batch * ps_shape_len(in));
     return &d->base;
 }

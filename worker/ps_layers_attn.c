@@ -134,12 +134,12 @@ ps_layer_t *pswk_attention_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_ta
     a->t = in.d[0], a->d = in.d[1], a->heads = heads, a->hd = a->d / heads;
     a->scale = (float)(1.0 / sqrt((double)a->hd));
     size_t bt = max_batch * a->t;
-    a->qkvbuf = ps_xmalloc(bt * 3 * a->d * sizeof(float));
-    a->dqkv = ps_xmalloc(bt * 3 * a->d * sizeof(float));
-    a->att = ps_xmalloc(bt * a->d * sizeof(float));
-    a->datt = ps_xmalloc(bt * a->d * sizeof(float));
-    a->prob = ps_xmalloc(max_batch * heads * a->t * a->t * sizeof(float));
-    a->dprob = ps_xmalloc(a->t * a->t * sizeof(float));
+    a->qkvbuf = pswk_scratch(&a->base, bt * 3 * a->d * sizeof(float));
+    a->dqkv = pswk_scratch(&a->base, bt * 3 * a->d * sizeof(float));
+    a->att = pswk_scratch(&a->base, bt * a->d * sizeof(float));
+    a->datt = pswk_scratch(&a->base, bt * a->d * sizeof(float));
+    a->prob = pswk_scratch(&a->base, max_batch * heads * a->t * a->t * sizeof(float));
+    a->dprob = pswk_scratch(&a->base, a->t * a->t * sizeof(float));
 
     char prefix[PS_TABLE_NAME_MAX];
     ps_init_t wi = ps_layer_torch_init(a->d), bi = wi, pi = wi;

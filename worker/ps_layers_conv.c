@@ -193,9 +193,9 @@ static void conv_backward(ps_layer_t *l, const float *x, const float *y, const f
     float *dw = ps_tables_grads(p->tables, cv->w);
     float *db = cv->has_bias ? ps_tables_grads(p->tables, cv->bias) : NULL;
     size_t P = cv->ho * cv->wo, in_len = ps_shape_len(l->in), out_len = cv->out * P;
-    memset(dw, 0, cv->out * cv->kk * sizeof(float));
+    pswk_grad_begin(p, dw, cv->out * cv->kk);
     if (db)
-        memset(db, 0, cv->out * sizeof(float));
+        pswk_grad_begin(p, db, cv->out);
     if (dx)
         memset(dx, 0, b * in_len * sizeof(float));
     for (size_t n0 = 0; n0 < b; n0 += cv->chunk) {
@@ -272,8 +272,8 @@ ps_layer_t *pswk_conv2d_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_table
     size_t P = cv->ho * cv->wo, per_sample = cv->kk * P;
     cv->chunk = conv_chunk_floats / per_sample;
     cv->chunk = cv->chunk < 1 ? 1 : cv->chunk > max_batch ? max_batch : cv->chunk;
-    cv->cols = ps_xmalloc(cv->kk * cv->chunk * P * sizeof(float));
-    cv->dcols = ps_xmalloc(cv->kk * cv->chunk * P * sizeof(float));
+    cv->cols = pswk_scratch(&cv->base, cv->kk * cv->chunk * P * sizeof(float));
+    cv->dcols = pswk_scratch(&cv->base, cv->kk * cv->chunk * P * sizeof(float));
 
     char name[PS_TABLE_NAME_MAX];
     uint64_t wshape[4] = {out, cv->c, k, k}, bshape[1] = {out};
@@ -445,7 +445,8 @@ ps_layer_t *pswk_pool_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_tables_
     pl->wo = (pl->w - k) / stride + 1;
     pl->base.out = (ps_shape_t){PS_SHAPE_IMG, {in.d[0], (uint32_t)pl->ho, (uint32_t)pl->wo}};
     if (pl->is_max)
-        pl->argmax = ps_xmalloc(max_batch * ps_shape_len(pl->base.out) * sizeof(uint32_t));
+        pl->argmax =
+            pswk_scratch(&pl->base, max_batch * ps_shape_len(pl->base.out) * sizeof(uint32_t));
     return &pl->base;
 }
 

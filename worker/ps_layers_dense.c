@@ -56,7 +56,7 @@ void pswk_linear_backward(const pswk_linear_t *lin, ps_pass_t *p, const float *x
     size_t k = lin->in, o = lin->out;
     if (lin->has_bias) {
         float *db = ps_tables_grads(t, lin->b);
-        memset(db, 0, o * sizeof(float));
+        pswk_grad_begin(p, db, o);
         for (size_t i = 0; i < rows; i++)
             for (size_t j = 0; j < o; j++)
                 db[j] += dy[i * o + j];
@@ -67,7 +67,8 @@ void pswk_linear_backward(const pswk_linear_t *lin, ps_pass_t *p, const float *x
     for (uint32_t i = 0; i < nb; i++) {
         uint64_t r0, nr;
         ps_tables_slice_rows(t, s0 + i, &r0, &nr);
-        pswk_gemm(true, false, nr, o, rows, 1.0f, x + r0, k, dy, o, 0.0f, dw + r0 * o, o);
+        pswk_gemm(true, false, nr, o, rows, 1.0f, x + r0, k, dy, o, p->accumulate ? 1.0f : 0.0f,
+                  dw + r0 * o, o);
         ps_pass_ready_block(p, lin->w, i);
     }
     if (dx)

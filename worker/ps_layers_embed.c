@@ -39,7 +39,7 @@ static void embed_backward(ps_layer_t *l, const float *x, const float *y, const 
     embed_t *e = (embed_t *)l;
     (void)y;
     float *dw = ps_tables_grads(p->tables, e->w);
-    memset(dw, 0, e->vocab * e->dim * sizeof(float));
+    pswk_grad_begin(p, dw, e->vocab * e->dim);
     for (size_t i = 0; i < b * e->t; i++) {
         float *row = dw + token_of(x[i], e->vocab) * e->dim;
         for (size_t j = 0; j < e->dim; j++)
@@ -104,7 +104,7 @@ static void posembed_backward(ps_layer_t *l, const float *x, const float *y, con
     posembed_t *e = (posembed_t *)l;
     (void)x, (void)y;
     float *dw = ps_tables_grads(p->tables, e->w);
-    memset(dw, 0, e->len * sizeof(float));
+    pswk_grad_begin(p, dw, e->len);
     for (size_t i = 0; i < b; i++)
         for (size_t j = 0; j < e->len; j++)
             dw[j] += dy[i * e->len + j];

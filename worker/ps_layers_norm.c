@@ -56,8 +56,8 @@ static void ln_backward(ps_layer_t *l, const float *x, const float *y, const flo
     (void)x, (void)y;
     const float *g = ps_tables_params(p->tables, n->g);
     float *dg = ps_tables_grads(p->tables, n->g), *db = ps_tables_grads(p->tables, n->bias);
-    memset(dg, 0, n->d * sizeof(float));
-    memset(db, 0, n->d * sizeof(float));
+    pswk_grad_begin(p, dg, n->d);
+    pswk_grad_begin(p, db, n->d);
     for (size_t r = 0; r < b * n->rows; r++) {
         const float *dyr = dy + r * n->d, *xh = n->xhat + r * n->d;
         double s1 = 0, s2 = 0;
@@ -109,8 +109,8 @@ ps_layer_t *pswk_layernorm_new(const ps_layer_desc_t *desc, ps_shape_t in, ps_ta
     n->d = in.kind == PS_SHAPE_VEC ? in.d[0] : in.d[1];
     n->rows = in.kind == PS_SHAPE_VEC ? 1 : in.d[0];
     n->eps = desc->arg[0];
-    n->xhat = ps_xmalloc(max_batch * ps_shape_len(in) * sizeof(float));
-    n->rstd = ps_xmalloc(max_batch * n->rows * sizeof(float));
+    n->xhat = pswk_scratch(&n->base, max_batch * ps_shape_len(in) * sizeof(float));
+    n->rstd = pswk_scratch(&n->base, max_batch * n->rows * sizeof(float));
     char name[PS_TABLE_NAME_MAX];
     uint64_t shape[1] = {n->d};
     n->g = ps_tables_add(t, pswk_table_name(name, desc->name, "g"), 1, shape,

@@ -46,6 +46,7 @@ struct ps_net {
     const float *dx_in;    /* that gradient after a backward (ga or gb) */
     bool is_shapes_only;   /* ps_net_new_shapes: no buffers */
     ps_shape_t spec_input; /* the whole net's input (a language model's stages: tokens) */
+    bool accumulate;       /* backward adds to the gradients (ps_net_set_accumulate) */
 };
 
 static const float *act_in(const ps_net_t *net, uint32_t i)
@@ -125,31 +126,59 @@ static int add_desc(ps_net_t *net, const ps_layer_desc_t *d, uint32_t *taps, int
     return PS_OK;
 }
 
-static void alloc_buffers(ps_net_t *net)
+/* A pass buffer of bytes: allocated if alloc, counted in *total either
+ * way (so the buffers and their estimate, ps_net_stage_memory, are one
+ * list). */
+static void *pass_buffer(bool alloc, size_t bytes, uint64_t *total)
 {
-    size_t n = net->n_nodes + 1, widest = 0;
-    net->act = ps_xcalloc(n, sizeof *net->act);
-    net->skip = ps_xcalloc(n, sizeof *net->skip);
-    net->skip_set = ps_xcalloc(n, sizeof *net->skip_set);
+    *total += bytes;
+    return alloc ? ps_xmalloc(bytes ? bytes : 1) : NULL;
+}
+
+/* The pass buffers (activations, residual gradients, the gradient
+ * ping-pong, targets, keys), allocated if alloc; returns their bytes. */
+static uint64_t pass_buffers(ps_net_t *net, bool alloc)
+{
+    size_t n = net->n_nodes + 1, widest = 0, mb = net->max_batch;
+    uint64_t total = 0;
+    bool *skip = ps_xcalloc(n, sizeof *skip);
+    if (alloc) {
+        net->act = ps_xcalloc(n, sizeof *net->act);
+        net->skip = ps_xcalloc(n, sizeof *net->skip);
+        net->skip_set = ps_xcalloc(n, sizeof *net->skip_set);
+    }
     for (size_t i = 0; i < n; i++) {
         size_t len = ps_shape_len(net->shape[i]);
         widest = len > widest ? len : widest;
-        if (i > 0 || net->input.kind == PS_SHAPE_TOKENS)
-            net->act[i] = ps_xmalloc(net->max_batch * len * sizeof(float));
+        if (i == 0 && net->input.kind != PS_SHAPE_TOKENS)
+            continue; /* the input rows are the caller's */
+        float *buf = pass_buffer(alloc, mb * len * sizeof(float), &total);
+        if (alloc)
+            net->act[i] = buf;
     }
     for (uint32_t i = 0; i < net->n_nodes; i++) {
         uint32_t tap = net->nodes[i].tap;
-        if (tap != NO_TAP && !net->skip[tap])
-            net->skip[tap] =
-                ps_xmalloc(net->max_batch * ps_shape_len(net->shape[tap]) * sizeof(float));
+        if (tap == NO_TAP || skip[tap])
+            continue;
+        skip[tap] = true;
+        float *buf = pass_buffer(alloc, mb * ps_shape_len(net->shape[tap]) * sizeof(float), &total);
+        if (alloc)
+            net->skip[tap] = buf;
     }
-    net->ga = ps_xmalloc(net->max_batch * widest * sizeof(float));
-    net->gb = ps_xmalloc(net->max_batch * widest * sizeof(float));
+    free(skip);
+    net->ga = pass_buffer(alloc, mb * widest * sizeof(float), &total);
+    net->gb = pass_buffer(alloc, mb * widest * sizeof(float), &total);
     if (net->spec_input.kind == PS_SHAPE_TOKENS)
-        net->targets = ps_xmalloc(net->max_batch * net->spec_input.d[0] * sizeof(float));
-    net->keys = ps_xmalloc(net->max_batch * sizeof *net->keys);
-    for (size_t i = 0; i < net->max_batch; i++)
+        net->targets = pass_buffer(alloc, mb * net->spec_input.d[0] * sizeof(float), &total);
+    net->keys = pass_buffer(alloc, mb * sizeof *net->keys, &total);
+    for (size_t i = 0; alloc && i < mb; i++)
         net->keys[i] = i;
+    return total;
+}
+
+static void alloc_buffers(ps_net_t *net)
+{
+    pass_buffers(net, true);
 }
 
 /* Every desc of the net's items in order, checking the structure the
@@ -310,6 +339,25 @@ ps_net_t *ps_net_new_stage(const ps_netspec_t *spec, size_t lo, size_t hi, size_
 fail:
     ps_net_destroy(&net);
     return NULL;
+}
+
+int ps_net_stage_memory(const ps_netspec_t *spec, size_t lo, size_t hi, size_t max_batch,
+                        ps_net_mem_t *mem, ps_errbuf_t *err)
+{
+    memset(mem, 0, sizeof *mem);
+    ps_net_t *net = net_build(spec, lo, hi, max_batch, err);
+    if (!net)
+        return err->code ? err->code : PS_EINVAL;
+    mem->params = ps_tables_n_params(net->tables) * sizeof(float);
+    mem->grads = mem->params;
+    mem->activations = pass_buffers(net, false);
+    for (uint32_t i = 0; i < net->n_nodes; i++)
+        mem->scratch += net->nodes[i].layer ? net->nodes[i].layer->scratch_bytes : 0;
+    mem->scratch += net->loss ? net->loss->scratch_bytes : 0;
+    mem->in_len = net->row_len;
+    mem->out_len = ps_shape_len(net->shape[net->n_nodes]);
+    ps_net_destroy(&net);
+    return PS_OK;
 }
 
 void ps_net_destroy(ps_net_t **np)
@@ -537,7 +585,7 @@ double ps_net_train_batch(ps_net_t *net, const float *x, const float *y, size_t 
                           ps_params_needed_fn need, ps_grad_ready_fn ready, void *ctx)
 {
     assert(b <= net->max_batch);
-    ps_pass_t pass = {net->tables, need, ready, ctx, true, net->keys};
+    ps_pass_t pass = {net->tables, need, ready, ctx, true, net->keys, net->accumulate};
     if (b == 0) {
         backward(net, 0, &pass);
         return 0;
@@ -553,7 +601,7 @@ double ps_net_train_batch(ps_net_t *net, const float *x, const float *y, size_t 
 double ps_net_forward(ps_net_t *net, const float *x, const float *y, size_t b, bool is_training)
 {
     assert(b <= net->max_batch);
-    ps_pass_t pass = {net->tables, NULL, NULL, NULL, is_training, net->keys};
+    ps_pass_t pass = {net->tables, NULL, NULL, NULL, is_training, net->keys, false};
     if (b == 0)
         return 0;
     forward(net, x, b, &pass);
@@ -685,7 +733,7 @@ int ps_net_stage_forward(ps_net_t *net, const float *x, size_t b, bool is_traini
                          ps_params_needed_fn need, void *ctx)
 {
     assert(b <= net->max_batch && !net->is_shapes_only);
-    ps_pass_t pass = {net->tables, need, NULL, ctx, is_training, net->keys};
+    ps_pass_t pass = {net->tables, need, NULL, ctx, is_training, net->keys, false};
     return b == 0 ? 0 : forward(net, x, b, &pass);
 }
 
@@ -693,9 +741,14 @@ void ps_net_stage_backward(ps_net_t *net, const float *dy, size_t b, ps_grad_rea
                            void *ctx)
 {
     assert(b <= net->max_batch && !net->loss && !net->is_shapes_only);
-    ps_pass_t pass = {net->tables, NULL, ready, ctx, true, net->keys};
+    ps_pass_t pass = {net->tables, NULL, ready, ctx, true, net->keys, net->accumulate};
     memcpy(net->ga, dy, b * ps_shape_len(net->shape[net->n_nodes]) * sizeof(float));
     backward(net, b, &pass);
+}
+
+void ps_net_set_accumulate(ps_net_t *net, bool on)
+{
+    net->accumulate = on;
 }
 
 const float *ps_net_input_grad(const ps_net_t *net)

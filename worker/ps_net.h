@@ -74,6 +74,22 @@ ps_net_t *ps_net_new_stage(const ps_netspec_t *spec, size_t lo, size_t hi, size_
  * parameters: only the shape and table accessors and ps_export's model.json
  * may read it). */
 ps_net_t *ps_net_new_shapes(const ps_netspec_t *spec, ps_errbuf_t *err);
+/* What a net of ps_net_new_stage(spec, lo, hi, max_batch) holds, in bytes
+ * (ps_net_new: lo 0, hi n_layers). */
+typedef struct {
+    uint64_t params; /* its tables' parameters */
+    uint64_t grads;  /* their gradients (as many) */
+    /* the pass buffers at max_batch: every layer's output, the residuals'
+     * gradients, the gradient ping-pong, keys, targets */
+    uint64_t activations;
+    uint64_t scratch;       /* the layers' own buffers (im2col, attention, norms, masks) */
+    size_t in_len, out_len; /* floats per sample in (ps_net_input_len) and out */
+} ps_net_mem_t;
+/* Fills mem for that net without allocating its parameters, gradients or
+ * pass buffers (its layers are built, their scratch allocated untouched,
+ * and freed). Errors as ps_net_new_stage's. */
+int ps_net_stage_memory(const ps_netspec_t *spec, size_t lo, size_t hi, size_t max_batch,
+                        ps_net_mem_t *mem, ps_errbuf_t *err);
 /* Each item's costs (spec->n_layers of them) for ps_stage_split: the
  * parameters it declares, the floats per sample after it, whether a stage
  * may end after it. Errors as ps_net_new's (a layer that does not fit its
@@ -94,6 +110,11 @@ int ps_net_stage_forward(ps_net_t *net, const float *x, size_t b, bool is_traini
  * b samples (overwritten), ready for every slice as in train_batch. */
 void ps_net_stage_backward(ps_net_t *net, const float *dy, size_t b, ps_grad_ready_fn ready,
                            void *ctx);
+/* on: the backwards that follow (train_batch, stage_backward) ADD their
+ * gradients to those the net holds instead of overwriting them, so the
+ * micro-batches of a pipeline step sum in place, with no second buffer
+ * (b == 0 then leaves them as they are). off (the default): overwrite. */
+void ps_net_set_accumulate(ps_net_t *net, bool on);
 /* After a backward (stage_backward or train_batch) of a stage after the
  * first: the gradient of its input, b x ps_net_input_len floats; borrowed,
  * valid until the next pass. NULL for a net that starts at the input. */

@@ -118,6 +118,23 @@ static int open_stream(trainer_t *tr, ps_errbuf_t *err)
     return text ? load_text_test(tr, block, err) : load_test(tr, err);
 }
 
+size_t pswk_step_row(const trainer_t *tr)
+{
+    /* a pipeline stage after the first takes activations: it gathers data
+     * rows only if it holds them (a corpus: the last reads its targets) */
+    if (tr->n_stages > 1 && !tr->text && !tr->train.x && !tr->train.x8)
+        return 0;
+    return tr->data_row;
+}
+
+unsigned pswk_data_keep(const trainer_t *tr)
+{
+    if (tr->n_stages == 1)
+        return PS_DATA_ALL;
+    return (tr->stage == 0 ? PS_DATA_FEATURES : 0u) |
+           (tr->stage + 1 == tr->n_stages ? PS_DATA_LABELS : 0u);
+}
+
 int pswk_trainer_load_data(trainer_t *tr, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
@@ -128,12 +145,12 @@ int pswk_trainer_load_data(trainer_t *tr, ps_errbuf_t *err)
         return load_text(tr, err);
     /* the training images stay bytes until a batch is gathered (a quarter
      * of the memory); standardizing needs them as floats */
-    if (c->data_format == PS_FORMAT_IDX && !c->standardize)
-        rc = ps_data_load_idx_bytes(c->train_data, c->train_labels, &tr->train, err);
-    else if (c->data_format == PS_FORMAT_IDX)
-        rc = ps_data_load_idx(c->train_data, c->train_labels, &tr->train, err);
+    unsigned keep = pswk_data_keep(tr);
+    if (c->data_format == PS_FORMAT_IDX)
+        rc = ps_data_load_idx_part(c->train_data, c->train_labels, !c->standardize, keep,
+                                   &tr->train, err);
     else
-        rc = ps_data_load_csv(c->train_data, (int)c->label_column, &tr->train, err);
+        rc = ps_data_load_csv_part(c->train_data, (int)c->label_column, keep, &tr->train, err);
     if (rc == PS_OK && (c->val_fraction > 0 || c->train_subset > 0))
         rc = ps_data_split(&tr->train, c->val_fraction, (size_t)c->train_subset,
                            (uint64_t)c->split_seed, &tr->val, err);
@@ -197,6 +214,8 @@ int pswk_trainer_build_net(trainer_t *tr, ps_errbuf_t *err)
             spec.input.kind == PS_SHAPE_TOKENS ? ps_shape_len(spec.input) + 1 : tr->train.d;
         if (tr->n_stages > 1)
             rc = pswk_pipe_build_net(tr, &spec, err);
+        else if ((rc = pswk_check_budget(tr, &spec, 0, spec.n_layers, b, err)) != PS_OK)
+            ; /* refused before the net is allocated */
         else if (!(tr->net = ps_net_new(&spec, b, (size_t)c->slice_elems, err)))
             rc = err->code;
     }
@@ -212,10 +231,8 @@ int pswk_trainer_build_net(trainer_t *tr, ps_errbuf_t *err)
     }
     size_t n_order = tr->stream || !tr->n_train ? 1 : tr->n_train; /* a stream has no order */
     tr->order = ps_xmalloc(n_order * sizeof *tr->order);
-    /* a pipeline stage after the first takes activations, but gathers the
-     * data rows all the same (the last one reads their labels) */
-    size_t row = tr->n_stages > 1 ? tr->data_row : ps_net_input_len(tr->net);
-    tr->bx = ps_xmalloc(b * row * sizeof(float));
+    size_t row = pswk_step_row(tr);
+    tr->bx = ps_xmalloc((b * row + 1) * sizeof(float));
     tr->by = ps_xmalloc(b * sizeof(float));
     tr->keys = ps_xmalloc(b * sizeof *tr->keys);
     return PS_OK;

@@ -62,8 +62,6 @@ typedef struct {
     size_t data_row;        /* floats per data row (bx), whatever the stage's input */
     float *pin;             /* stage > 0: the step's inputs, kept for the recompute */
     float *pdy;             /* before the last stage: a micro-batch's output gradient */
-    float *acc;             /* micro-batches' gradient sums, slice by slice */
-    uint64_t *acc_off;      /* slice -> its offset in acc */
     int64_t pipe_step_ns;   /* time in pipeline training steps */
     int64_t pipe_wait_ns;   /* of which waiting for stage peers */
     uint32_t sync_round;    /* the last sync round (ps_trainer_sync.c) */
@@ -115,6 +113,24 @@ int pswk_pipe_finish(trainer_t *tr, int (*refetch)(void *ctx, int64_t clock, ps_
  * of train's rows (train says only their width and classes; only rank 0
  * holds the test set). Errors name the file. */
 int pswk_trainer_load_data(trainer_t *tr, ps_errbuf_t *err);
+/* What of the training set this worker keeps in memory (PS_DATA_*): all
+ * of it, or on a pipeline stage only what it reads (the first stage the
+ * features, the last the labels, a middle one neither: the count and the
+ * shared order are enough). A text corpus is kept whole (both ends read
+ * its bytes: inputs and targets). */
+unsigned pswk_data_keep(const trainer_t *tr);
+/* Floats per gathered row of the step's batch (bx): a data row, or none
+ * on a pipeline stage that keeps no rows. Needs data_row (build_net). */
+size_t pswk_step_row(const trainer_t *tr);
+/* memory_budget_mb (ps_trainer_budget.c): with spec's items [lo, hi) at
+ * max_batch samples, what this worker will hold (the process so far, the
+ * net's parameters, gradients, activations and scratch, the step's
+ * buffers, same_host slots) against the budget, before any of the net is
+ * allocated. PS_ENOMEM naming the option, the estimate, each part and
+ * pipeline_stages when it exceeds it; logs the estimate otherwise; PS_OK
+ * at once without a budget. */
+int pswk_check_budget(trainer_t *tr, const ps_netspec_t *spec, size_t lo, size_t hi,
+                      size_t max_batch, ps_errbuf_t *err);
 /* The net cfg describes, checked against the loaded data (row length,
  * labels, tokens; a stream checks each label as it reads it) and
  * initialised from the seed; the batch buffers for batch_size samples.

@@ -11,9 +11,11 @@
  * order, the output gradient arrives, the forward is recomputed from the
  * input kept (re-materialisation: one micro-batch's activations in memory,
  * not micro_batches of them) and backward runs, its input gradient sent
- * back. Gradients are summed over the micro-batches; the last micro-batch's
- * backward adds the sum of the others to each slice and pushes it at once,
- * so the push overlaps the rest of backward as in the data-parallel step. */
+ * back. Gradients are summed over the micro-batches in place (the
+ * backwards after the first add to the net's gradients: no copy of them);
+ * the last micro-batch's backward finishes each slice's sum and pushes it
+ * at once, so the push overlaps the rest of backward as in the
+ * data-parallel step. */
 #include "ps_trainer_int.h"
 
 #include <stdio.h>
@@ -66,6 +68,8 @@ int pswk_pipe_build_net(trainer_t *tr, const ps_netspec_t *spec, ps_errbuf_t *er
 {
     size_t lo, hi;
     int rc = split(tr, spec, &lo, &hi, err);
+    if (rc == PS_OK)
+        rc = pswk_check_budget(tr, spec, lo, hi, micro_max(tr), err);
     if (rc != PS_OK)
         return rc;
     tr->net = ps_net_new_stage(spec, lo, hi, micro_max(tr), (size_t)tr->cfg->slice_elems, err);
@@ -78,15 +82,6 @@ int pswk_pipe_build_net(trainer_t *tr, const ps_netspec_t *spec, ps_errbuf_t *er
         tr->pin = ps_xmalloc(b * tr->in_len * sizeof(float));
     if (tr->stage + 1 < tr->n_stages)
         tr->pdy = ps_xmalloc(micro_max(tr) * tr->out_len * sizeof(float));
-    uint32_t n = ps_net_n_slices(tr->net);
-    tr->acc_off = ps_xmalloc((n + 1) * sizeof *tr->acc_off);
-    tr->acc_off[0] = 0;
-    for (uint32_t k = 0; k < n; k++)
-        tr->acc_off[k + 1] = tr->acc_off[k] + ps_net_slice_len(tr->net, k);
-    /* the micro-batches' sum: as large as the stage's parameters (layers
-     * overwrite their gradients), so none for one micro-batch */
-    if (tr->cfg->micro_batches > 1)
-        tr->acc = ps_xmalloc((tr->acc_off[n] ? tr->acc_off[n] : 1) * sizeof(float));
     return PS_OK;
 }
 
@@ -119,8 +114,6 @@ void pswk_pipe_free(trainer_t *tr)
     ps_pipe_destroy(&tr->pipe);
     free(tr->pin);
     free(tr->pdy);
-    free(tr->acc);
-    free(tr->acc_off);
 }
 
 static void micro(const trainer_t *tr, uint32_t m, size_t *off, size_t *len)
@@ -135,33 +128,12 @@ static bool is_last(const trainer_t *tr)
     return tr->stage + 1 == tr->n_stages;
 }
 
-/* After a micro-batch before the last: its gradients into the sums. */
-static void accumulate(trainer_t *tr, uint32_t m)
+/* Micro-batch m's backward begins the step's gradient sums (m == 0) or
+ * adds to them; only the last one's makes a slice final, to push. */
+static ps_grad_ready_fn sum_into(trainer_t *tr, uint32_t m)
 {
-    for (uint32_t k = 0; k < ps_net_n_slices(tr->net); k++) {
-        const float *g = ps_net_slice_grads(tr->net, k);
-        float *a = tr->acc + tr->acc_off[k];
-        size_t len = (size_t)ps_net_slice_len(tr->net, k);
-        if (m == 0)
-            memcpy(a, g, len * sizeof(float));
-        else
-            for (size_t j = 0; j < len; j++)
-                a[j] += g[j];
-    }
-}
-
-/* The last micro-batch made slice k's gradient: add the others', push. */
-static void ready_last(void *ctx, uint32_t k)
-{
-    trainer_t *tr = ctx;
-    if (tr->cfg->micro_batches > 1) {
-        float *g = ps_net_slice_grads(tr->net, k);
-        const float *a = tr->acc + tr->acc_off[k];
-        size_t len = (size_t)ps_net_slice_len(tr->net, k);
-        for (size_t j = 0; j < len; j++)
-            g[j] += a[j];
-    }
-    pswk_grad_ready(ctx, k);
+    ps_net_set_accumulate(tr->net, m > 0);
+    return m + 1 == tr->cfg->micro_batches ? pswk_grad_ready : NULL;
 }
 
 static const float *input_of(const trainer_t *tr, size_t off)
@@ -197,17 +169,14 @@ static int forward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *e
             return rc;
     }
     ps_net_set_sample_keys(tr->net, tr->keys + off, len);
-    bool fin = m + 1 == tr->cfg->micro_batches;
     if (is_last(tr)) {
         if (tr->text && tr->stage > 0)
             ps_net_set_targets(tr->net, tr->bx + off * tr->data_row, len);
         double l = ps_net_train_batch(tr->net, input_of(tr, off), tr->by + off, len,
-                                      pswk_params_needed, fin ? ready_last : NULL, tr);
+                                      pswk_params_needed, sum_into(tr, m), tr);
         if (tr->wait_rc != PS_OK)
             return abandoned(tr, err);
         *loss += l;
-        if (!fin)
-            accumulate(tr, m);
         return send_back(tr, m, len, l, err);
     }
     if (ps_net_stage_forward(tr->net, input_of(tr, off), len, true, pswk_params_needed, tr) != 0)
@@ -226,16 +195,13 @@ static int backward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *
     if (rc != PS_OK)
         return rc;
     *loss += got.loss;
-    bool fin = m + 1 == tr->cfg->micro_batches;
     if (tr->cfg->micro_batches > 1) {
         ps_net_set_sample_keys(tr->net, tr->keys + off, len);
         if (ps_net_stage_forward(tr->net, input_of(tr, off), len, true, pswk_params_needed, tr) !=
             0)
             return abandoned(tr, err);
     }
-    ps_net_stage_backward(tr->net, tr->pdy, len, fin ? ready_last : NULL, tr);
-    if (!fin)
-        accumulate(tr, m);
+    ps_net_stage_backward(tr->net, tr->pdy, len, sum_into(tr, m), tr);
     return send_back(tr, m, len, got.loss, err);
 }
 

@@ -178,6 +178,10 @@ static const ps_opt_t worker_opts[] = {
                "pipeline: address this worker binds for its peers (off loopback: CURVE)"),
     PS_OPT_INT("pipeline_timeout_ms", W, pipeline_timeout_ms, "30000", 10, 86400000,
                "pipeline: longest wait for a stage peer (its file, a message)"),
+    PS_OPT_INT("memory_budget_mb", W, memory_budget_mb, "0", 0, 1LL << 40,
+               "dense models: refuse to start when this worker would hold more than this many "
+               "MB (parameters, gradients, activations, data, buffers: estimated before it "
+               "allocates; pipeline_stages splits a model that does not fit); 0 = no budget"),
 };
 #undef W
 
@@ -407,6 +411,10 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
         return ps_err_set(err, PS_EINVAL,
                           "sparse models take lr_schedule constant (a row is "
                           "updated only when its key comes up)");
+    if (sparse && cfg->memory_budget_mb)
+        return ps_err_set(err, PS_EINVAL,
+                          "memory_budget_mb: for the dense models (a sparse model's rows live on "
+                          "the shards and grow with the data)");
     if (sparse && cfg->pipeline_stages > 1)
         return ps_err_set(err, PS_EINVAL,
                           "pipeline_stages: for the dense models (a sparse model lives on the "

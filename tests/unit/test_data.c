@@ -121,6 +121,56 @@ static void test_idx_bytes_gather_the_same_floats(void **state)
     ps_data_free(&b);
 }
 
+/* A pipeline stage's part of a set: the features only (stage 0), the
+ * labels only (the last), neither (a middle one); each with the count, the
+ * width and the class count of the whole; gather and split fill only the
+ * parts held, the same values as the whole set's. */
+static void test_parts_keep_only_what_a_stage_reads(void **state)
+{
+    (void)state;
+    write_idx_pair("p.gz", "pl.gz", 28, 3);
+    write_text("p.csv", "1,0,2\n3,1,4\n5,2,6\n");
+    ps_dataset_t all, xs, ys, none, c_all, c_x, c_y;
+    ps_errbuf_t err;
+    const char *img = path_of("p.gz"), *lab = path_of("pl.gz");
+    assert_int_equal(ps_data_load_idx_bytes(img, lab, &all, &err), PS_OK);
+    assert_int_equal(ps_data_load_idx_part(img, lab, true, PS_DATA_FEATURES, &xs, &err), PS_OK);
+    assert_int_equal(ps_data_load_idx_part(img, lab, true, PS_DATA_LABELS, &ys, &err), PS_OK);
+    assert_int_equal(ps_data_load_idx_part(img, lab, false, 0, &none, &err), PS_OK);
+    assert_non_null(xs.x8);
+    assert_null(xs.y);
+    assert_true(!ys.x && !ys.x8 && ys.y);
+    assert_true(!none.x && !none.x8 && !none.y);
+    for (const ps_dataset_t *p = &xs; p; p = p == &xs ? &ys : p == &ys ? &none : NULL) {
+        assert_int_equal(p->n, 3);
+        assert_int_equal(p->d, 4);
+        assert_int_equal(p->n_classes, 3);
+    }
+    const uint32_t idx[3] = {2, 0, 1};
+    float xa[12], ya[3], xp[12] = {0}, yp[3] = {0};
+    ps_data_gather(&all, idx, 3, xa, ya);
+    ps_data_gather(&xs, idx, 3, xp, NULL);
+    ps_data_gather(&ys, idx, 3, NULL, yp);
+    ps_data_gather(&none, idx, 3, NULL, NULL);
+    assert_memory_equal(xa, xp, sizeof xa);
+    assert_memory_equal(ya, yp, sizeof ya);
+    ps_dataset_t v;
+    assert_int_equal(ps_data_split(&ys, 0, 2, 9, &v, &err), PS_OK); /* train_subset 2 */
+    assert_true(ys.n == 2 && !ys.x && ys.y);
+    assert_int_equal(ps_data_load_csv(path_of("p.csv"), 1, &c_all, &err), PS_OK);
+    assert_int_equal(ps_data_load_csv_part(path_of("p.csv"), 1, PS_DATA_FEATURES, &c_x, &err),
+                     PS_OK);
+    assert_int_equal(ps_data_load_csv_part(path_of("p.csv"), 1, PS_DATA_LABELS, &c_y, &err),
+                     PS_OK);
+    assert_true(c_x.n == 3 && c_x.d == 2 && c_x.x && !c_x.y && c_x.n_classes == 3);
+    assert_true(c_y.n == 3 && c_y.d == 2 && !c_y.x && c_y.y && c_y.n_classes == 3);
+    assert_memory_equal(c_x.x, c_all.x, 6 * sizeof(float));
+    assert_memory_equal(c_y.y, c_all.y, 3 * sizeof(float));
+    ps_dataset_t *sets[] = {&all, &xs, &ys, &none, &c_all, &c_x, &c_y};
+    for (size_t i = 0; i < sizeof sets / sizeof *sets; i++)
+        ps_data_free(sets[i]);
+}
+
 static void test_idx_truncated_names_the_file(void **state)
 {
     (void)state;
@@ -205,6 +255,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_idx_reads_images_and_labels),
         cmocka_unit_test(test_idx_bytes_gather_the_same_floats),
+        cmocka_unit_test(test_parts_keep_only_what_a_stage_reads),
         cmocka_unit_test(test_idx_truncated_names_the_file),
         cmocka_unit_test(test_idx_bad_magic_and_count_mismatch),
         cmocka_unit_test(test_csv_with_header_and_label_column),

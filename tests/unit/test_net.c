@@ -298,6 +298,24 @@ static void check_split(ps_net_t *net, const char *what)
                 loss_parts, loss_whole);
     assert_true(worst <= 1e-5);
     assert_true(fabs(loss_parts - loss_whole) <= 1e-6 * fabs(loss_whole));
+    /* the parts summed in place (a pipeline's micro-batches): every layer
+     * adds to its gradients, an empty part leaves them, the whole again */
+    lo = 0;
+    for (int k = 0; k < 3; k++) {
+        ps_net_set_accumulate(net, k > 0);
+        ps_net_set_sample_keys(net, keys + lo, parts[k]);
+        ps_net_train_batch(net, x + lo * d, y + lo, parts[k], NULL, NULL, NULL);
+        if (k == 1)
+            ps_net_train_batch(net, x, y, 0, NULL, NULL, NULL);
+        lo += parts[k];
+    }
+    ps_net_set_accumulate(net, false);
+    worst = 0;
+    for (uint64_t i = 0; i < n; i++)
+        worst = fmax(worst, fabs((double)ps_net_grads(net, 0)[i] - whole[i]));
+    if (worst > 1e-5)
+        fprintf(stderr, "%s: accumulated in place: max grad diff %g\n", what, worst);
+    assert_true(worst <= 1e-5);
     /* and the dropout masks matter: other keys, other gradients */
     for (size_t i = 0; i < MAXB; i++)
         keys[i] ^= 0x5555;
