@@ -118,7 +118,8 @@ fashion_flags() {
         --test_data "$FM/t10k-images-idx3-ubyte.gz" --test_labels "$FM/t10k-labels-idx1-ubyte.gz"
 }
 
-# ---- network namespaces, one per "machine" (netns.sh, replica_takeover.sh)
+# ---- network namespaces, one per "machine" (netns.sh, replica_takeover.sh,
+# bench/run_shaped.sh)
 # netns_probe: true if this machine lets us make network namespaces (why
 # not, if not, in $WORK/probe.log).
 netns_probe() {
@@ -156,8 +157,10 @@ netns_build() {
     local prefix=$1 i=0 h ns; shift
     NETNS_HOSTS=("$@")
     mountpoint -q /run/netns 2>/dev/null && NETNS_HAD_MOUNT=1
-    # keep the test's own exit status through both cleanups
-    trap 'rc=$?; netns_cleanup; (exit $rc); cleanup' EXIT
+    # keep the test's own exit status through both cleanups; set +e first,
+    # or under set -e a failing status (exit $rc) ends the trap before
+    # cleanup, leaving the test's processes running
+    trap 'rc=$?; netns_cleanup; set +e; (exit $rc); cleanup' EXIT
     netns_step ip netns add "psbr$$"
     netns_step ip -n "psbr$$" link add br0 type bridge
     netns_step ip -n "psbr$$" link set br0 up
@@ -174,5 +177,18 @@ netns_build() {
         netns_step ip -n "$ns" link set eth0 up
         netns_step ip -n "$ns" link set lo up
         i=$((i + 1))
+    done
+}
+# netns_shape RATE BURST: after netns_build, every host's link limited to
+# RATE each way, as a full-duplex NIC on a switch: tc tbf on the host's
+# eth0 (what it sends) and on its bridge port (what it receives). BURST is
+# the bucket; it must hold a GSO segment (>= 64kb) or big packets stall.
+netns_shape() {
+    local rate=$1 burst=$2 i
+    for ((i = 0; i < ${#NETNS_HOSTS[@]}; i++)); do
+        netns_step ip netns exec "ps${NETNS_HOSTS[i]}$$" \
+            tc qdisc replace dev eth0 root tbf rate "$rate" burst "$burst" latency 50ms
+        netns_step ip netns exec "psbr$$" \
+            tc qdisc replace dev "b$i$$" root tbf rate "$rate" burst "$burst" latency 50ms
     done
 }
