@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# run_vs_torch.sh - Fashion-MNIST MLP 784-256-128-10, global batch 64, 2
+# run_vs_torch.sh - Fashion-MNIST MLP 784-256-128-10, global batch 64, EPOCHS
 # epochs, test set every 100 steps on rank 0 (times count from the start of
 # training), on this one host, three ways per round, interleaved:
 #   ps         ps-launch, 1 shard + 2 workers (BSP, one BLAS thread each:
@@ -11,11 +11,12 @@
 # 0.9), constant rate. Prints per round and variant seconds to 85% test
 # accuracy and seconds per epoch, then the medians and ps's ratio to each
 # baseline (< 1: ps faster). Needs Debian's python3-torch.
-# Usage: bench/run_vs_torch.sh [BUILD_DIR] [RECIPE] [ROUNDS]   (build adam 1)
+# Usage: bench/run_vs_torch.sh [BUILD_DIR] [RECIPE] [ROUNDS] [EPOCHS]   (build adam 1 2)
 set -euo pipefail
 build=${1:-build}
 recipe=${2:-adam}
 rounds=${3:-1}
+epochs=${4:-2}
 py=/usr/bin/python3
 "$py" -c "import torch" 2>/dev/null || { echo "# python3-torch not installed; skipped"; exit 0; }
 case "$recipe" in
@@ -27,7 +28,16 @@ esac
 cores=$(nproc)
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
-echo "# $recipe recipe, $rounds round(s), $cores cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //')"
+# Debian's OpenBLAS falls back to slow generic kernels on some Intel CPUs
+# (PyTorch here uses it for its sgemm); ps-worker picks its core itself
+# (blas_core auto). The baselines get the core ps-worker picked, so that
+# both sides run the same kernels: unset, torch_1p took 8.7 s an epoch on
+# the Xeon, 3.7-4.8 s with it set.
+"$build/bin/ps-launch" --servers 1 --workers 1 --config deploy/examples/fashion-mlp.conf \
+    --set max_steps=1 --set eval_every=0 --set test_data= --set test_labels= >/dev/null 2>"$work/core.log" || true
+core=$(grep -o "OpenBLAS core '[A-Za-z0-9]*'" "$work/core.log" | head -1 | cut -d"'" -f2 || true)
+export OPENBLAS_CORETYPE=${TORCH_OPENBLAS_CORETYPE:-$core}
+echo "# $recipe recipe, $rounds round(s), $epochs epochs, $cores cores: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ //'); OpenBLAS core for torch: '${OPENBLAS_CORETYPE}' (ps-worker picked '$core')"
 for r in $(seq "$rounds"); do
     # the order turns each round, so no variant always runs first
     order=(ps torch_ddp torch_1p)
@@ -35,11 +45,11 @@ for r in $(seq "$rounds"); do
     for v in "${order[@]}"; do
         case $v in
         ps) "$build/bin/ps-launch" --servers 1 --workers 2 --config deploy/examples/fashion-mlp.conf \
-                --set epochs=2 --set eval_every_steps=100 --set lr_schedule=constant "${ps_opt[@]}" \
+                --set epochs=$epochs --set eval_every_steps=100 --set lr_schedule=constant "${ps_opt[@]}" \
                 >"$work/$v.$r.out" 2>/dev/null ;;
-        torch_ddp) OMP_NUM_THREADS=1 "$py" bench/torch_ddp.py --epochs 2 --eval-every 100 \
+        torch_ddp) OMP_NUM_THREADS=1 "$py" bench/torch_ddp.py --epochs $epochs --eval-every 100 \
                 "${th_opt[@]}" >"$work/$v.$r.out" 2>/dev/null ;;
-        torch_1p) OMP_NUM_THREADS=$cores "$py" bench/torch_ddp.py --epochs 2 --eval-every 100 \
+        torch_1p) OMP_NUM_THREADS=$cores "$py" bench/torch_ddp.py --epochs $epochs --eval-every 100 \
                 --world 1 --threads "$cores" "${th_opt[@]}" >"$work/$v.$r.out" 2>/dev/null ;;
         esac
     done
