@@ -97,17 +97,6 @@ static void push_scaled(trainer_t *tr)
             tr->cur_batch, scale, overflow ? PS_FLAG_SKIP : 0, ps_net_slice_params(tr->net, id));
 }
 
-/* Streamed: one pass of the longest partition (1 if unknown: CSV). */
-uint64_t pswk_steps_per_epoch(const trainer_t *tr)
-{
-    if (tr->stream) {
-        uint64_t spp = ps_stream_steps_per_pass(tr->stream);
-        return spp ? spp : 1;
-    }
-    uint64_t g = (uint64_t)tr->world * (uint64_t)tr->cfg->batch_size;
-    return (tr->n_train + g - 1) / g;
-}
-
 /* The job's steps: all its epochs, or max_steps; for a CSV stream (no
  * count known) max_steps or 1: its schedules do not need the count. */
 static uint64_t job_steps(const trainer_t *tr)

@@ -118,13 +118,15 @@ static int open_stream(trainer_t *tr, ps_errbuf_t *err)
     return text ? load_text_test(tr, block, err) : load_test(tr, err);
 }
 
-size_t pswk_step_row(const trainer_t *tr)
+/* Streamed: one pass of the longest partition (1 if unknown: CSV). */
+uint64_t pswk_steps_per_epoch(const trainer_t *tr)
 {
-    /* a pipeline stage after the first takes activations: it gathers data
-     * rows only if it holds them (a corpus: the last reads its targets) */
-    if (tr->n_stages > 1 && !tr->text && !tr->train.x && !tr->train.x8)
-        return 0;
-    return tr->data_row;
+    if (tr->stream) {
+        uint64_t spp = ps_stream_steps_per_pass(tr->stream);
+        return spp ? spp : 1;
+    }
+    uint64_t g = (uint64_t)tr->world * (uint64_t)tr->cfg->batch_size;
+    return (tr->n_train + g - 1) / g;
 }
 
 unsigned pswk_data_keep(const trainer_t *tr)

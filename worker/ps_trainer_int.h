@@ -121,7 +121,14 @@ int pswk_trainer_load_data(trainer_t *tr, ps_errbuf_t *err);
 unsigned pswk_data_keep(const trainer_t *tr);
 /* Floats per gathered row of the step's batch (bx): a data row, or none
  * on a pipeline stage that keeps no rows. Needs data_row (build_net). */
-size_t pswk_step_row(const trainer_t *tr);
+static inline size_t pswk_step_row(const trainer_t *tr)
+{
+    /* a pipeline stage after the first takes activations: it gathers data
+     * rows only if it holds them (a corpus: the last reads its targets) */
+    if (tr->n_stages > 1 && !tr->text && !tr->train.x && !tr->train.x8)
+        return 0;
+    return tr->data_row;
+}
 /* memory_budget_mb (ps_trainer_budget.c): with spec's items [lo, hi) at
  * max_batch samples, what this worker will hold (the process so far, the
  * net's parameters, gradients, activations and scratch, the step's
@@ -146,7 +153,8 @@ static inline bool pswk_is_lead(const trainer_t *tr)
     return tr->rank == 0 && tr->stage == 0;
 }
 
-/* Steps of one epoch of the in-memory training set (the last may be short). */
+/* Steps of one epoch of the in-memory training set (the last may be
+ * short); streamed, one pass of the longest partition (ps_trainer_data.c). */
 uint64_t pswk_steps_per_epoch(const trainer_t *tr);
 /* ps_trainer_report.c: the metrics of ds (test or validation set) into ev;
  * nothing if the set is empty. */
