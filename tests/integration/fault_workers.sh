@@ -106,12 +106,7 @@ for r in 0 1 2; do
     wait_for "$WORK/final.log" "worker $r of" 60
     pid=$(worker_pid "$WORK/final.log" $r)
     [ -n "$pid" ] || fail "no pid for worker $r"
-    deadline=$((SECONDS + 120 * TIME_SCALE))
-    until [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = T ]; do
-        kill -0 "$pid" 2>/dev/null || fail "worker $r (pid $pid) ended before its failpoint"
-        [ $SECONDS -lt $deadline ] || fail "worker $r (pid $pid) never reached worker.before_bye"
-        sleep 0.05
-    done
+    wait_stopped "$pid" "worker $r (worker.before_bye)"
     held="$held $pid"
 done
 wait_for "$WORK/final.log" "final checkpoint at clock 400 written" 60

@@ -66,6 +66,17 @@ wait_for() { # FILE PATTERN SECONDS
     done
 }
 
+# wait_stopped PID WHAT: until process PID is stopped (a failpoint's
+# SIGSTOP, common/ps_proc.h), or fail naming WHAT (120 s, scaled).
+wait_stopped() {
+    local deadline=$((SECONDS + 120 * TIME_SCALE))
+    until [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = T ]; do
+        kill -0 "$1" 2>/dev/null || fail "$2 (pid $1) ended before its failpoint"
+        [ $SECONDS -lt $deadline ] || fail "$2 (pid $1) never reached its failpoint"
+        sleep 0.05
+    done
+}
+
 # json FILE KEY: the value of KEY in the last {"event":"done"} line of FILE.
 json() {
     "$PY" - "$1" "$2" <<'PYEOF'

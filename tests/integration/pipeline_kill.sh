@@ -110,12 +110,7 @@ for r in 0 1; do
     wait_for "$WORK/barrier.log" "ps-worker\[[0-9]*\] I worker $r (replica 0, stage $r of 2)" 60
     pid=$(grep -o "ps-worker\[[0-9]*\] I worker $r (replica 0, stage $r of 2)" "$WORK/barrier.log" |
         head -1 | grep -o '\[[0-9]*\]' | tr -d '[]')
-    deadline=$((SECONDS + 120 * TIME_SCALE))
-    until [ "$(awk '{print $3}' "/proc/$pid/stat" 2>/dev/null)" = T ]; do
-        kill -0 "$pid" 2>/dev/null || fail "stage $r (pid $pid) ended before its failpoint"
-        [ $SECONDS -lt $deadline ] || fail "stage $r (pid $pid) never reached pipeline.before_barrier"
-        sleep 0.05
-    done
+    wait_stopped "$pid" "stage $r (pipeline.before_barrier)"
     held="$held $pid"
 done
 shard=$(grep -o "ps-server\[[0-9]*\] I ready: endpoint .* shard 0 of" "$WORK/barrier.log" | head -1 |
