@@ -146,7 +146,7 @@ static bool replay_line(study_t *st, json_t *o)
     int nr = read_pairs(json_object_get(o, "rungs"), rungs, TUNE_MAX_RUNGS);
     int s = st->trials[(int)id].bracket;
     for (int k = 0; s >= 0 && k < nr; k++)
-        if (rungs[k][0] >= 0 && (int)rungs[k][0] <= s)
+        if (rungs[k][0] >= 0 && rungs[k][0] <= s) /* compared as doubles: any number may come */
             tune_record_rung(st, s, (int)rungs[k][0], rungs[k][1]);
     json_t *test = json_object_get(o, "test_metric");
     /* journals before 0.2 wrote "final":0 with "has_final":0 for no result */
