@@ -72,7 +72,7 @@ netns_probe || { echo "SKIP: this machine forbids network namespaces: $(cat "$WO
 if [ "$what" = pushpull ]; then
     ns="pspp$$"
     ip netns add "$ns" 2>"$WORK/net.log" || { echo "SKIP: cannot add namespace: $(cat "$WORK/net.log")"; exit 77; }
-    trap 'rc=$?; ip netns del "$ns" 2>/dev/null || true; set +e; (exit $rc); cleanup' EXIT
+    cleanup_also 'ip netns del "$ns" 2>/dev/null'
     ip -n "$ns" link set lo up
     ip netns exec "$ns" tc qdisc add dev lo root tbf rate "$rate" burst 1mb latency 50ms
     echo "# bench_pushpull --bytes 1048576 --seconds 3, loopback shaped to $rate (tbf, burst 1mb)"

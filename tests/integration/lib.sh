@@ -33,6 +33,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# cleanup_also 'CODE': the EXIT trap runs CODE (its failures ignored), then
+# cleanup, keeping the test's exit status. set +e first: under set -e a
+# failing command in CODE, or the (exit $rc) that restores a failing
+# status, would end the trap before cleanup and leave the test's
+# processes running.
+cleanup_also() {
+    trap "rc=\$?; set +e; $1; (exit \$rc); cleanup" EXIT
+}
+
 fail() { echo "FAIL: $*" >&2; exit 1; }
 pass() { echo "ok ($SECONDS s): $*"; }
 
@@ -168,10 +177,7 @@ netns_build() {
     local prefix=$1 i=0 h ns; shift
     NETNS_HOSTS=("$@")
     mountpoint -q /run/netns 2>/dev/null && NETNS_HAD_MOUNT=1
-    # keep the test's own exit status through both cleanups; set +e first,
-    # or under set -e a failing status (exit $rc) ends the trap before
-    # cleanup, leaving the test's processes running
-    trap 'rc=$?; netns_cleanup; set +e; (exit $rc); cleanup' EXIT
+    cleanup_also netns_cleanup
     netns_step ip netns add "psbr$$"
     netns_step ip -n "psbr$$" link add br0 type bridge
     netns_step ip -n "psbr$$" link set br0 up

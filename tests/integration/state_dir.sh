@@ -15,7 +15,7 @@ if [ -z "${PS_IN_MOUNT_NS:-}" ]; then
     exec env PS_IN_MOUNT_NS=1 unshare -m --propagation private bash "$0" "$@"
 fi
 . "$(dirname "$0")/lib.sh"
-trap 'rc=$?; umount "$WORK/ro" "$WORK/full" "$WORK/small" 2>/dev/null; (exit $rc); cleanup' EXIT
+cleanup_also 'umount "$WORK/ro" "$WORK/full" "$WORK/small" 2>/dev/null'
 
 mkdir -p "$WORK/ro" "$WORK/full" "$WORK/small"
 mount -t tmpfs -o size=1m,ro ro "$WORK/ro"
