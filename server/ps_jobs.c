@@ -7,6 +7,7 @@
 
 #include "ps_checkpoint.h"
 #include "ps_log.h"
+#include "ps_regions.h"
 #include "ps_reply.h"
 #include "ps_snapshot.h"
 #include "ps_time.h"
@@ -252,4 +253,19 @@ void psrv_jobs_sweep(ps_server_t *srv)
             j++;
         }
     }
+}
+
+const char *psrv_jobs_region_gone(ps_server_t *srv, const psrv_region_t *r)
+{
+    ps_job_t *job = psrv_jobs_find(srv, r->job);
+    if (!job)
+        return "the job ended here";
+    const ps_rank_t *rk = r->rank < ps_job_world(job) ? ps_job_rank(job, r->rank) : NULL;
+    if (!rk || rk->left)
+        return "the worker left";
+    if (rk->dead)
+        return "the worker was declared dead";
+    if (rk->owner != r->owner)
+        return "the rank has a new process";
+    return NULL;
 }

@@ -4,6 +4,7 @@
 #ifndef PS_JOBS_H
 #define PS_JOBS_H
 
+#include "ps_regions.h"
 #include "ps_server_int.h"
 
 /* The job named name, or NULL. */
@@ -24,6 +25,10 @@ const char *psrv_jobs_finished(ps_server_t *srv, const char *name, const char *f
 /* At start: every job with a checkpoint under state_dir comes back at its
  * newest valid one (what cannot be restored is logged and left alone). */
 void psrv_jobs_restore(ps_server_t *srv);
+/* Why region r must go: its job ended here, its rank left or was declared
+ * dead, or the rank has a new process; NULL if it stays (the
+ * psrv_regions_sweep predicate). */
+const char *psrv_jobs_region_gone(ps_server_t *srv, const psrv_region_t *r);
 /* Frees every job (shutdown); their checkpoints stay. */
 void psrv_jobs_free_all(ps_server_t *srv);
 

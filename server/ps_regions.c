@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "ps_jobs.h"
 #include "ps_log.h"
 #include "ps_shm.h"
 
@@ -107,23 +106,7 @@ void *psrv_region_at(const psrv_region_t *r, uint64_t offset, uint64_t bytes)
     return (char *)r->base + offset;
 }
 
-/* Why rank's region must go, or NULL if it stays. */
-static const char *gone(ps_server_t *srv, const psrv_region_t *r)
-{
-    ps_job_t *job = psrv_jobs_find(srv, r->job);
-    if (!job)
-        return "the job ended here";
-    const ps_rank_t *rk = r->rank < ps_job_world(job) ? ps_job_rank(job, r->rank) : NULL;
-    if (!rk || rk->left)
-        return "the worker left";
-    if (rk->dead)
-        return "the worker was declared dead";
-    if (rk->owner != r->owner)
-        return "the rank has a new process";
-    return NULL;
-}
-
-void psrv_regions_sweep(ps_server_t *srv)
+void psrv_regions_sweep(ps_server_t *srv, psrv_region_gone_fn gone)
 {
     for (size_t i = srv->n_regions; i-- > 0;) {
         const char *why = gone(srv, &srv->regions[i]);

@@ -38,9 +38,11 @@ psrv_region_t *psrv_regions_get(ps_server_t *srv, uint64_t id);
 /* [offset, offset + bytes) of r, or NULL if that is not wholly past its
  * header and inside it (or not aligned on PS_SHM_ALIGN). */
 void *psrv_region_at(const psrv_region_t *r, uint64_t offset, uint64_t bytes);
-/* Unmaps every region whose rank left, died or has another owner, or whose
- * job is gone (server_cron). */
-void psrv_regions_sweep(ps_server_t *srv);
+/* Why r must be unmapped (its holder is gone), or NULL if it stays. */
+typedef const char *(*psrv_region_gone_fn)(ps_server_t *srv, const psrv_region_t *r);
+/* Unmaps every region gone says must go, logging why (server_cron, with
+ * psrv_jobs_region_gone: the regions know nothing of jobs). */
+void psrv_regions_sweep(ps_server_t *srv, psrv_region_gone_fn gone);
 /* Unmaps every region (shutdown); safe twice. */
 void psrv_regions_fini(ps_server_t *srv);
 

@@ -417,7 +417,7 @@ static void server_cron(ps_server_t *srv, notify_t *n)
     psrv_snapshot_reap(srv, false);
     take_actions(srv);
     psrv_jobs_sweep(srv);
-    psrv_regions_sweep(srv);
+    psrv_regions_sweep(srv, psrv_jobs_region_gone);
     if (atomic_exchange(&srv->save_requested, 0))
         psrv_snapshot_all(srv);
     psrv_stats_publish(srv);
