@@ -140,7 +140,8 @@ char *ps_event_format(const ps_event_t *ev);
 /* Parses a line: 0 and *ev set (kind PS_EVENT_UNKNOWN for an object whose
  * "event" is not one of ours); -1 if the line is not a JSON object with
  * a string "event". Unknown fields are ignored; a field of the wrong type
- * is left unset. ev must be fini'd in either case. */
+ * is left unset, and so is an INT field given a number outside int64
+ * (a fraction is truncated). ev must be fini'd in either case. */
 int ps_event_parse(const char *line, ps_event_t *ev);
 /* Getters: the value, or fallback / NULL if the event lacks the field.
  * INT and NUM fields read as numbers either way. */

@@ -559,6 +559,13 @@ static int supervise(launch_t *L)
     }
 }
 
+/* A count summed from the workers' events as an int64: what a foreign
+ * worker printed may not fit (0 below, the largest above). */
+static int64_t count_of(double v)
+{
+    return v >= 9.2e18 ? INT64_MAX : v > 0 ? (int64_t)v : 0;
+}
+
 /* pipeline_stages: each stage's busy time (the busiest replica's, ms),
  * the mean bubble fraction, and the samples once (stage 0's), not once per
  * stage. Nothing for a job whose workers report no stage. */
@@ -573,13 +580,13 @@ static void pipeline_summary(const launch_t *L, ps_event_t *sum)
         if (stage < 0 || stage >= 64)
             continue;
         int s = (int)stage;
-        int64_t ms = (int64_t)(ps_event_num(d, PS_EF_STAGE_BUSY_S, 0) * 1000);
+        int64_t ms = count_of(ps_event_num(d, PS_EF_STAGE_BUSY_S, 0) * 1000);
         busy[s] = ms > busy[s] ? ms : busy[s];
         n_stages = s + 1 > n_stages ? s + 1 : n_stages;
         bubble += ps_event_num(d, PS_EF_BUBBLE_FRACTION, 0);
         n++;
         if (s == 0)
-            samples += (int64_t)ps_event_num(d, PS_EF_SAMPLES, 0);
+            samples = count_of((double)samples + ps_event_num(d, PS_EF_SAMPLES, 0));
     }
     if (!n)
         return;
@@ -628,15 +635,15 @@ static void print_summary(launch_t *L, double wall_s)
             lost[n_lost++] = r;
         restarts += L->wk[r].restarts;
     }
-    ps_event_set_int(&sum, PS_EF_SAMPLES, (int64_t)samples);
+    ps_event_set_int(&sum, PS_EF_SAMPLES, count_of(samples));
     ps_event_set_num(&sum, PS_EF_WALL_S, wall_s);
     ps_event_set_num(&sum, PS_EF_SAMPLES_PER_S, sps);
-    ps_event_set_int(&sum, PS_EF_BYTES_SENT, (int64_t)sent);
-    ps_event_set_int(&sum, PS_EF_BYTES_RECEIVED, (int64_t)recv);
-    ps_event_set_int(&sum, PS_EF_SHM_REQUESTS, (int64_t)shm);
+    ps_event_set_int(&sum, PS_EF_BYTES_SENT, count_of(sent));
+    ps_event_set_int(&sum, PS_EF_BYTES_RECEIVED, count_of(recv));
+    ps_event_set_int(&sum, PS_EF_SHM_REQUESTS, count_of(shm));
     ps_event_set_ints(&sum, PS_EF_LOST_WORKERS, lost, n_lost);
     ps_event_set_int(&sum, PS_EF_WORKER_RESTARTS, restarts);
-    ps_event_set_int(&sum, PS_EF_PEAK_RSS_BYTES, (int64_t)rss);
+    ps_event_set_int(&sum, PS_EF_PEAK_RSS_BYTES, count_of(rss));
     pipeline_summary(L, &sum);
     ps_event_print(&sum, stdout);
     ps_event_fini(&sum);
