@@ -17,7 +17,8 @@
 #            and uid, which is what the same-host check compares, so it
 #            would map shared memory and bypass the shaped links; each
 #            round checks that no request went through it (shm_requests).
-#   pushpull bench_pushpull --bytes 1048576 (ps against raw ZeroMQ, one
+#   pushpull bench_pushpull --bytes BYTES (default 1048576; all: every
+#            size it knows, 64 KB to 16 MB) (ps against raw ZeroMQ, one
 #            process) in a namespace whose loopback is shaped to RATE: both
 #            directions share that one queue, unlike the hosts' links.
 #   pipeline (#20 throughput) 1 shard (s0), 2 workers (w0, w1), links at
@@ -34,12 +35,13 @@
 #
 # Usage: bench/run_shaped.sh WHAT [--build DIR] [--old-build DIR]
 #        [--rounds R] [--steps S] [--rate RATE] [--batch B] [--micro M]
+#        [--bytes BYTES|all]
 # Namespaces are named with this script's PID and deleted on exit, also on
 # failure; only processes this script started are ended, by PID.
 set -euo pipefail
 what=${1:?usage: bench/run_shaped.sh hosts|pushpull|pipeline|smoke [options]}
 shift
-build=build old_build="" rounds=3 steps="" rate="" batch=256 micro=4
+build=build old_build="" rounds=3 steps="" rate="" batch=256 micro=4 bytes=1048576
 while [ $# -gt 0 ]; do
     case $1 in
     --build) build=$2 ;;
@@ -49,6 +51,7 @@ while [ $# -gt 0 ]; do
     --rate) rate=$2 ;;
     --batch) batch=$2 ;;
     --micro) micro=$2 ;;
+    --bytes) bytes=$2 ;;
     *) echo "run_shaped.sh: unknown option '$1'" >&2; exit 2 ;;
     esac
     shift 2
@@ -75,9 +78,11 @@ if [ "$what" = pushpull ]; then
     cleanup_also 'ip netns del "$ns" 2>/dev/null'
     ip -n "$ns" link set lo up
     ip netns exec "$ns" tc qdisc add dev lo root tbf rate "$rate" burst 1mb latency 50ms
-    echo "# bench_pushpull --bytes 1048576 --seconds 3, loopback shaped to $rate (tbf, burst 1mb)"
+    size=(--bytes "$bytes")
+    [ "$bytes" != all ] || size=()
+    echo "# bench_pushpull ${size[*]} --seconds 3, loopback shaped to $rate (tbf, burst 1mb)"
     for ((r = 0; r < rounds; r++)); do
-        ip netns exec "$ns" "$build/bin/bench_pushpull" --bytes 1048576 --seconds 3
+        ip netns exec "$ns" "$build/bin/bench_pushpull" "${size[@]}" --seconds 3
     done
     exit 0
 fi
