@@ -176,7 +176,7 @@ static void take_field(ps_event_t *ev, ps_event_field_t f, json_t *v)
     case T_INT:
         if (json_is_integer(v))
             ps_event_set_int(ev, f, json_integer_value(v));
-        else if (json_is_real(v) && fabs(json_real_value(v)) < 9.2e18) /* else no int64 */
+        else if (json_is_real(v) && fabs(json_real_value(v)) < PS_EVENT_INT64_LIMIT)
             ps_event_set_int(ev, f, (int64_t)json_real_value(v));
         break;
     case T_NUM:

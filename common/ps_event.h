@@ -137,6 +137,10 @@ void ps_event_print(const ps_event_t *ev, FILE *out);
 /* The line (without newline) as a malloc'd string. */
 char *ps_event_format(const ps_event_t *ev);
 
+/* Doubles of magnitude below this convert to int64 exactly as C defines
+ * (it is under 2^63); a number read from a worker beyond it does not. */
+#define PS_EVENT_INT64_LIMIT 9.2e18
+
 /* Parses a line: 0 and *ev set (kind PS_EVENT_UNKNOWN for an object whose
  * "event" is not one of ours); -1 if the line is not a JSON object with
  * a string "event". Unknown fields are ignored; a field of the wrong type

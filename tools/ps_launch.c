@@ -563,7 +563,7 @@ static int supervise(launch_t *L)
  * worker printed may not fit (0 below, the largest above). */
 static int64_t count_of(double v)
 {
-    return v >= 9.2e18 ? INT64_MAX : v > 0 ? (int64_t)v : 0;
+    return v >= PS_EVENT_INT64_LIMIT ? INT64_MAX : v > 0 ? (int64_t)v : 0;
 }
 
 /* pipeline_stages: each stage's busy time (the busiest replica's, ms),
