@@ -5,9 +5,12 @@
 #    steps, for M = 1, 2, 4, 8 micro-batches: the measured bubble_fraction
 #    (time stages waited for each other over the steps' time, mean of the
 #    stages) and each stage's busy time, next to GPipe's (P-1)/(M+P-1);
+#    each M twice, interleaved: stages keeping every micro-batch's
+#    activations (the default) and pipeline_recompute yes (stage 0
+#    recomputes each forward in backward);
 # 2. memory: a wide MLP (784-2048-2048-2048-10, 10.2 M parameters), the
 #    data-parallel worker (1 worker) against the largest stage of P = 2
-#    (M = 1 and M = 4): peak RSS of the largest worker, as a ratio.
+#    (M = 1, M = 4, M = 4 recomputing): peak RSS of the largest worker, as a ratio.
 # 1 shard, loopback, no shaping (this is not the throughput bench: that
 # needs shaped namespaces and is not built).
 # Usage: bench/run_pipeline.sh [BUILD_DIR] [STEPS]   (default build 60)
@@ -28,14 +31,18 @@ bubble() { # name config batch [--set ...]
     local name=$1 conf=$2 b=$3; shift 3
     echo "# bubble: $name, P=2, D=1, batch $b, $steps steps"
     for m in 1 2 4 8; do
-        line=$(summary "$conf" --workers 2 --set batch_size="$b" --set pipeline_stages=2 \
-            --set micro_batches="$m" "$@")
-        "$py" - "$m" "$line" <<'PYEOF'
+        for recompute in no yes; do
+            [ "$m" = 1 ] && [ "$recompute" = yes ] && continue # one micro-batch: nothing to keep
+            line=$(summary "$conf" --workers 2 --set batch_size="$b" --set pipeline_stages=2 \
+                --set micro_batches="$m" --set pipeline_recompute="$recompute" "$@")
+            "$py" - "$m" "$recompute" "$line" <<'PYEOF'
 import json, sys
-m, s, p = int(sys.argv[1]), json.loads(sys.argv[2]), 2
-print(f"M={m}: bubble_fraction {s['bubble_fraction']:.3f} (GPipe (P-1)/(M+P-1) = "
-      f"{(p - 1) / (m + p - 1):.3f}); stage busy ms {s['stage_busy_ms']}; wall {s['wall_s']:.1f} s")
+m, rec, s, p = int(sys.argv[1]), sys.argv[2], json.loads(sys.argv[3]), 2
+print(f"M={m} recompute {rec:3}: bubble_fraction {s['bubble_fraction']:.3f} (GPipe (P-1)/(M+P-1) = "
+      f"{(p - 1) / (m + p - 1):.3f}); stage busy ms {s['stage_busy_ms']}; wall {s['wall_s']:.1f} s; "
+      f"peak RSS {s['peak_rss_bytes'] / 1e6:.1f} MB")
 PYEOF
+        done
     done
 }
 # stages of equal work: 784-1024x4-10 cuts after dense2
@@ -48,9 +55,11 @@ wide=(--set hidden=2048,2048,2048 --set batch_size=32)
 dp=$(summary fashion-mlp.conf --workers 1 "${wide[@]}")
 p2m1=$(summary fashion-mlp.conf --workers 2 "${wide[@]}" --set pipeline_stages=2 --set micro_batches=1)
 p2m4=$(summary fashion-mlp.conf --workers 2 "${wide[@]}" --set pipeline_stages=2 --set micro_batches=4)
-"$py" - "$dp" "$p2m1" "$p2m4" <<'PYEOF'
+p2m4r=$(summary fashion-mlp.conf --workers 2 "${wide[@]}" --set pipeline_stages=2 --set micro_batches=4 \
+    --set pipeline_recompute=yes)
+"$py" - "$dp" "$p2m1" "$p2m4" "$p2m4r" <<'PYEOF'
 import json, sys
-dp, m1, m4 = (json.loads(a)["peak_rss_bytes"] / 1e6 for a in sys.argv[1:4])
+dp, m1, m4, m4r = (json.loads(a)["peak_rss_bytes"] / 1e6 for a in sys.argv[1:5])
 print(f"data-parallel worker {dp:.1f} MB; largest stage of P=2: M=1 {m1:.1f} MB ({m1 / dp:.2f}x), "
-      f"M=4 {m4:.1f} MB ({m4 / dp:.2f}x)")
+      f"M=4 {m4:.1f} MB ({m4 / dp:.2f}x), M=4 recomputing {m4r:.1f} MB ({m4r / dp:.2f}x)")
 PYEOF

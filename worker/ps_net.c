@@ -47,6 +47,7 @@ struct ps_net {
     bool is_shapes_only;   /* ps_net_new_shapes: no buffers */
     ps_shape_t spec_input; /* the whole net's input (a language model's stages: tokens) */
     bool accumulate;       /* backward adds to the gradients (ps_net_set_accumulate) */
+    bool shares_tables;    /* ps_net_new_sibling: tables are the owner's, not freed here */
 };
 
 static const float *act_in(const ps_net_t *net, uint32_t i)
@@ -341,6 +342,27 @@ fail:
     return NULL;
 }
 
+ps_net_t *ps_net_new_sibling(const ps_netspec_t *spec, const ps_net_t *owner, ps_errbuf_t *err)
+{
+    assert(!owner->is_shapes_only && !owner->shares_tables);
+    ps_net_t *net = net_build(spec, owner->item_lo, owner->item_hi, owner->max_batch, err);
+    if (!net)
+        return NULL;
+    if (ps_tables_n_tables(net->tables) != ps_tables_n_tables(owner->tables) ||
+        ps_tables_n_params(net->tables) != ps_tables_n_params(owner->tables)) {
+        ps_err_set(err, PS_EINVAL, "a sibling net needs the spec its owner was built from");
+        ps_net_destroy(&net);
+        return NULL;
+    }
+    /* the layers keep table ids only and read the buffers through each
+     * pass's tables, so the owner's serve both nets */
+    ps_tables_destroy(&net->tables);
+    net->tables = owner->tables;
+    net->shares_tables = true;
+    alloc_buffers(net);
+    return net;
+}
+
 int ps_net_stage_memory(const ps_netspec_t *spec, size_t lo, size_t hi, size_t max_batch,
                         ps_net_mem_t *mem, ps_errbuf_t *err)
 {
@@ -382,7 +404,8 @@ void ps_net_destroy(ps_net_t **np)
     free(net->targets);
     free(net->keys);
     free(net->item_shape);
-    ps_tables_destroy(&net->tables);
+    if (!net->shares_tables)
+        ps_tables_destroy(&net->tables);
     free(net);
     *np = NULL;
 }

@@ -70,6 +70,14 @@ void ps_net_destroy(ps_net_t **net_p);
  * net computes on its part. Errors as ps_net_new's. */
 ps_net_t *ps_net_new_stage(const ps_netspec_t *spec, size_t lo, size_t hi, size_t max_batch,
                            size_t slice_elems, ps_errbuf_t *err);
+/* Another net of owner's layers (same spec, items and max_batch) with its
+ * own pass buffers and layer scratch but owner's tables: it reads owner's
+ * parameters and writes owner's gradients (as owner's accumulate flag
+ * does not reach it, set its own). A pipeline stage keeps one per
+ * micro-batch, so each micro-batch's activations wait for its backward.
+ * owner must outlive it; destroying it leaves the tables. PS_EINVAL if
+ * spec is not owner's. */
+ps_net_t *ps_net_new_sibling(const ps_netspec_t *spec, const ps_net_t *owner, ps_errbuf_t *err);
 /* The whole net's layers, shapes and tables without any buffer (no
  * parameters: only the shape and table accessors and ps_export's model.json
  * may read it). */

@@ -48,7 +48,7 @@ static uint64_t step_bytes(const trainer_t *tr, size_t in_len, size_t out_len, s
 }
 
 int pswk_check_budget(trainer_t *tr, const ps_netspec_t *spec, size_t lo, size_t hi,
-                      size_t max_batch, ps_errbuf_t *err)
+                      size_t max_batch, size_t n_nets, ps_errbuf_t *err)
 {
     const ps_worker_config_t *c = tr->cfg;
     if (c->memory_budget_mb == 0)
@@ -57,6 +57,8 @@ int pswk_check_budget(trainer_t *tr, const ps_netspec_t *spec, size_t lo, size_t
     int rc = ps_net_stage_memory(spec, lo, hi, max_batch, &m, err);
     if (rc != PS_OK)
         return rc;
+    m.activations *= n_nets;
+    m.scratch *= n_nets;
     /* the process so far: libraries, ZeroMQ, OpenBLAS's threads and the
      * data as loaded (its peak: a loader's transient buffers count) */
     uint64_t proc = (uint64_t)ps_report_peak_rss_bytes();
@@ -70,14 +72,15 @@ int pswk_check_budget(trainer_t *tr, const ps_netspec_t *spec, size_t lo, size_t
         proc + m.params + m.grads + m.activations + m.scratch + step + shm + RUNTIME_BYTES;
     uint64_t budget = (uint64_t)c->memory_budget_mb * 1000000;
     char parts[768];
-    snprintf(parts, sizeof parts,
-             "the process so far %.1f MB (of which the training data it keeps %.1f MB), "
-             "parameters %.1f MB, their gradients %.1f MB, activations at %zu samples %.1f MB, "
-             "layer scratch %.1f MB, step buffers %.1f MB, same_host slots %.1f MB, threads "
-             "and libraries after the check %.1f MB",
-             (double)proc / MB, (double)data / MB, (double)m.params / MB, (double)m.grads / MB,
-             max_batch, (double)m.activations / MB, (double)m.scratch / MB, (double)step / MB,
-             (double)shm / MB, (double)RUNTIME_BYTES / MB);
+    snprintf(
+        parts, sizeof parts,
+        "the process so far %.1f MB (of which the training data it keeps %.1f MB), "
+        "parameters %.1f MB, their gradients %.1f MB, activations at %zu x %zu samples %.1f MB, "
+        "layer scratch %.1f MB, step buffers %.1f MB, same_host slots %.1f MB, threads "
+        "and libraries after the check %.1f MB",
+        (double)proc / MB, (double)data / MB, (double)m.params / MB, (double)m.grads / MB, n_nets,
+        max_batch, (double)m.activations / MB, (double)m.scratch / MB, (double)step / MB,
+        (double)shm / MB, (double)RUNTIME_BYTES / MB);
     if (total <= budget) {
         ps_log(PS_LOG_INFO, "worker %u: memory estimate %.1f MB within memory_budget_mb %lld: %s",
                tr->world_rank, (double)total / MB, (long long)c->memory_budget_mb, parts);

@@ -216,7 +216,7 @@ int pswk_trainer_build_net(trainer_t *tr, ps_errbuf_t *err)
             spec.input.kind == PS_SHAPE_TOKENS ? ps_shape_len(spec.input) + 1 : tr->train.d;
         if (tr->n_stages > 1)
             rc = pswk_pipe_build_net(tr, &spec, err);
-        else if ((rc = pswk_check_budget(tr, &spec, 0, spec.n_layers, b, err)) != PS_OK)
+        else if ((rc = pswk_check_budget(tr, &spec, 0, spec.n_layers, b, 1, err)) != PS_OK)
             ; /* refused before the net is allocated */
         else if (!(tr->net = ps_net_new(&spec, b, (size_t)c->slice_elems, err)))
             rc = err->code;

@@ -60,8 +60,12 @@ typedef struct {
     ps_pipe_t *pipe;
     size_t in_len, out_len; /* floats per sample into and out of this stage */
     size_t data_row;        /* floats per data row (bx), whatever the stage's input */
-    float *pin;             /* stage > 0: the step's inputs, kept for the recompute */
+    float *pin;             /* stage > 0: the step's inputs (the backward reads them) */
     float *pdy;             /* before the last stage: a micro-batch's output gradient */
+    /* before the last stage, unless pipeline_recompute: micro-batch m's
+     * net, its activations kept for its backward (micro_net[0] is net, the
+     * others its siblings); NULL: one net, forward recomputed in backward */
+    ps_net_t **micro_net;
     int64_t pipe_step_ns;   /* time in pipeline training steps */
     int64_t pipe_wait_ns;   /* of which waiting for stage peers */
     uint32_t sync_round;    /* the last sync round (ps_trainer_sync.c) */
@@ -131,13 +135,14 @@ static inline size_t pswk_step_row(const trainer_t *tr)
 }
 /* memory_budget_mb (ps_trainer_budget.c): with spec's items [lo, hi) at
  * max_batch samples, what this worker will hold (the process so far, the
- * net's parameters, gradients, activations and scratch, the step's
+ * net's parameters, gradients, n_nets times its activations and scratch
+ * (a stage keeping each micro-batch's activations), the step's
  * buffers, same_host slots) against the budget, before any of the net is
  * allocated. PS_ENOMEM naming the option, the estimate, each part and
  * pipeline_stages when it exceeds it; logs the estimate otherwise; PS_OK
  * at once without a budget. */
 int pswk_check_budget(trainer_t *tr, const ps_netspec_t *spec, size_t lo, size_t hi,
-                      size_t max_batch, ps_errbuf_t *err);
+                      size_t max_batch, size_t n_nets, ps_errbuf_t *err);
 /* The net cfg describes, checked against the loaded data (row length,
  * labels, tokens; a stream checks each label as it reads it) and
  * initialised from the seed; the batch buffers for batch_size samples.

@@ -8,14 +8,17 @@
  * middle stage does the same with what arrives; the last stage runs
  * forward, loss and backward of each as it arrives and sends the input's
  * gradient back. Backward (every stage but the last): per micro-batch, in
- * order, the output gradient arrives, the forward is recomputed from the
- * input kept (re-materialisation: one micro-batch's activations in memory,
- * not micro_batches of them) and backward runs, its input gradient sent
- * back. Gradients are summed over the micro-batches in place (the
- * backwards after the first add to the net's gradients: no copy of them);
- * the last micro-batch's backward finishes each slice's sum and pushes it
- * at once, so the push overlaps the rest of backward as in the
- * data-parallel step. */
+ * order, the output gradient arrives and backward runs on the activations
+ * its forward left in its own net (micro_net: a sibling per micro-batch,
+ * all on the stage's tables), its input gradient sent back. With
+ * pipeline_recompute the stage has one net and recomputes each forward
+ * from the input kept first (GPipe's re-materialisation: one micro-batch's
+ * activations in memory, not micro_batches of them, for a third more
+ * compute on the stage). Gradients are summed over the micro-batches in
+ * place (the backwards after the first add to the net's gradients: no
+ * copy of them); the last micro-batch's backward finishes each slice's
+ * sum and pushes it at once, so the push overlaps the rest of backward as
+ * in the data-parallel step. */
 #include "ps_trainer_int.h"
 
 #include <stdio.h>
@@ -32,6 +35,19 @@ static size_t micro_max(const trainer_t *tr)
 {
     size_t b = (size_t)tr->cfg->batch_size, m = (size_t)tr->cfg->micro_batches;
     return (b + m - 1) / m;
+}
+
+static bool is_last(const trainer_t *tr)
+{
+    return tr->stage + 1 == tr->n_stages;
+}
+
+/* The nets a stage holds activations in: one per micro-batch before the
+ * last stage (unless pipeline_recompute), else one. */
+static size_t n_nets(const trainer_t *tr)
+{
+    bool keep = !is_last(tr) && !tr->cfg->pipeline_recompute && tr->cfg->micro_batches > 1;
+    return keep ? (size_t)tr->cfg->micro_batches : 1;
 }
 
 /* The split and the log line saying what this stage holds. */
@@ -69,12 +85,19 @@ int pswk_pipe_build_net(trainer_t *tr, const ps_netspec_t *spec, ps_errbuf_t *er
     size_t lo, hi;
     int rc = split(tr, spec, &lo, &hi, err);
     if (rc == PS_OK)
-        rc = pswk_check_budget(tr, spec, lo, hi, micro_max(tr), err);
+        rc = pswk_check_budget(tr, spec, lo, hi, micro_max(tr), n_nets(tr), err);
     if (rc != PS_OK)
         return rc;
     tr->net = ps_net_new_stage(spec, lo, hi, micro_max(tr), (size_t)tr->cfg->slice_elems, err);
     if (!tr->net)
         return err->code;
+    if (n_nets(tr) > 1) {
+        tr->micro_net = ps_xcalloc(n_nets(tr), sizeof *tr->micro_net);
+        tr->micro_net[0] = tr->net;
+        for (size_t m = 1; m < n_nets(tr); m++)
+            if (!(tr->micro_net[m] = ps_net_new_sibling(spec, tr->net, err)))
+                return err->code;
+    }
     size_t b = (size_t)tr->cfg->batch_size;
     tr->in_len = ps_net_input_len(tr->net);
     tr->out_len = ps_shape_len(ps_net_output_shape(tr->net));
@@ -112,6 +135,10 @@ int pswk_pipe_open(trainer_t *tr, ps_errbuf_t *err)
 void pswk_pipe_free(trainer_t *tr)
 {
     ps_pipe_destroy(&tr->pipe);
+    for (size_t m = 1; tr->micro_net && m < n_nets(tr); m++)
+        ps_net_destroy(&tr->micro_net[m]);
+    free(tr->micro_net);
+    tr->micro_net = NULL;
     free(tr->pin);
     free(tr->pdy);
 }
@@ -123,16 +150,17 @@ static void micro(const trainer_t *tr, uint32_t m, size_t *off, size_t *len)
     *len = (m + 1) * n / k - *off;
 }
 
-static bool is_last(const trainer_t *tr)
+/* The net micro-batch m's forward and backward run in. */
+static ps_net_t *net_of(const trainer_t *tr, uint32_t m)
 {
-    return tr->stage + 1 == tr->n_stages;
+    return tr->micro_net ? tr->micro_net[m] : tr->net;
 }
 
 /* Micro-batch m's backward begins the step's gradient sums (m == 0) or
  * adds to them; only the last one's makes a slice final, to push. */
-static ps_grad_ready_fn sum_into(trainer_t *tr, uint32_t m)
+static ps_grad_ready_fn sum_into(trainer_t *tr, ps_net_t *net, uint32_t m)
 {
-    ps_net_set_accumulate(tr->net, m > 0);
+    ps_net_set_accumulate(net, m > 0);
     return m + 1 == tr->cfg->micro_batches ? pswk_grad_ready : NULL;
 }
 
@@ -141,12 +169,13 @@ static const float *input_of(const trainer_t *tr, size_t off)
     return tr->stage == 0 ? tr->bx + off * tr->data_row : tr->pin + off * tr->in_len;
 }
 
-static int send_back(trainer_t *tr, uint32_t m, size_t len, double loss, ps_errbuf_t *err)
+static int send_back(trainer_t *tr, const ps_net_t *net, uint32_t m, size_t len, double loss,
+                     ps_errbuf_t *err)
 {
     if (tr->stage == 0)
         return PS_OK;
     ps_pipe_msg_t msg = {PS_PIPE_BWD, m, tr->clock, len, loss};
-    return ps_pipe_send(tr->pipe, &msg, ps_net_input_grad(tr->net), len * tr->in_len, err);
+    return ps_pipe_send(tr->pipe, &msg, ps_net_input_grad(net), len * tr->in_len, err);
 }
 
 static int abandoned(trainer_t *tr, ps_errbuf_t *err)
@@ -168,21 +197,22 @@ static int forward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *e
         if (rc != PS_OK)
             return rc;
     }
-    ps_net_set_sample_keys(tr->net, tr->keys + off, len);
+    ps_net_t *net = net_of(tr, m);
+    ps_net_set_sample_keys(net, tr->keys + off, len);
     if (is_last(tr)) {
         if (tr->text && tr->stage > 0)
-            ps_net_set_targets(tr->net, tr->bx + off * tr->data_row, len);
-        double l = ps_net_train_batch(tr->net, input_of(tr, off), tr->by + off, len,
-                                      pswk_params_needed, sum_into(tr, m), tr);
+            ps_net_set_targets(net, tr->bx + off * tr->data_row, len);
+        double l = ps_net_train_batch(net, input_of(tr, off), tr->by + off, len, pswk_params_needed,
+                                      sum_into(tr, net, m), tr);
         if (tr->wait_rc != PS_OK)
             return abandoned(tr, err);
         *loss += l;
-        return send_back(tr, m, len, l, err);
+        return send_back(tr, net, m, len, l, err);
     }
-    if (ps_net_stage_forward(tr->net, input_of(tr, off), len, true, pswk_params_needed, tr) != 0)
+    if (ps_net_stage_forward(net, input_of(tr, off), len, true, pswk_params_needed, tr) != 0)
         return abandoned(tr, err);
     ps_pipe_msg_t msg = {PS_PIPE_FWD, m, tr->clock, len, 0};
-    return ps_pipe_send(tr->pipe, &msg, ps_net_output(tr->net), len * tr->out_len, err);
+    return ps_pipe_send(tr->pipe, &msg, ps_net_output(net), len * tr->out_len, err);
 }
 
 /* Micro-batch m of the backward sweep (a stage before the last). */
@@ -195,14 +225,16 @@ static int backward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *
     if (rc != PS_OK)
         return rc;
     *loss += got.loss;
-    if (tr->cfg->micro_batches > 1) {
-        ps_net_set_sample_keys(tr->net, tr->keys + off, len);
-        if (ps_net_stage_forward(tr->net, input_of(tr, off), len, true, pswk_params_needed, tr) !=
-            0)
+    ps_net_t *net = net_of(tr, m);
+    /* one net for several micro-batches: its activations are the last
+     * forward's, so this one's forward again */
+    if (!tr->micro_net && tr->cfg->micro_batches > 1) {
+        ps_net_set_sample_keys(net, tr->keys + off, len);
+        if (ps_net_stage_forward(net, input_of(tr, off), len, true, pswk_params_needed, tr) != 0)
             return abandoned(tr, err);
     }
-    ps_net_stage_backward(tr->net, tr->pdy, len, sum_into(tr, m), tr);
-    return send_back(tr, m, len, got.loss, err);
+    ps_net_stage_backward(net, tr->pdy, len, sum_into(tr, net, m), tr);
+    return send_back(tr, net, m, len, got.loss, err);
 }
 
 /* The replica's part of the step's batch and its dropout keys (the data

@@ -170,6 +170,10 @@ static const ps_opt_t worker_opts[] = {
                "stages the model is cut into: rank r is replica r/P, stage r%P (1 = none)"),
     PS_OPT_INT("micro_batches", W, micro_batches, "4", 1, 1 << 20,
                "pipeline: micro-batches a stage's batch is cut into (GPipe schedule)"),
+    PS_OPT_BOOL("pipeline_recompute", W, pipeline_recompute, "no",
+                "pipeline: a stage before the last keeps one micro-batch's activations and "
+                "recomputes each forward in backward (less memory, about 1/3 more compute) "
+                "instead of keeping all micro_batches of them"),
     PS_OPT_STR("stage_layers", W, stage_layers, "",
                "pipeline: layer positions where stages 2..P begin; empty = balance parameters"),
     PS_OPT_STR("pipeline_dir", W, pipeline_dir, "",

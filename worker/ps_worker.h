@@ -127,6 +127,7 @@ typedef struct {
     int64_t classes; /* stream, dense: the class count; 0 = as the data says */
     /* pipeline stages (ps_stage.h, ps_pipe.h) */
     int64_t pipeline_stages, micro_batches;
+    bool pipeline_recompute;
     char stage_layers[PS_OPT_STR_MAX];
     char pipeline_dir[PS_OPT_STR_MAX], pipeline_bind[PS_OPT_STR_MAX];
     int64_t pipeline_timeout_ms;

@@ -1,6 +1,7 @@
 # Pipeline stages (#20) are exact: the MLP, the CNN and the GPT (dropout
 # 0.1) trained 20 SGD steps with (D=1, P=2), (D=2, P=2) and P=3 (and a
-# user's cut, M = 1, 2 and 3 micro-batches, CURVE between the stages) give
+# user's cut, M = 1, 2 and 3 micro-batches, CURVE between the stages, and
+# pipeline_recompute, the forward recomputed in backward, on P=3) give
 # the model of the data-parallel job with the same global batch (24; the
 # GPT 8) and seed (it_pipeline: the MLP and the CNN; it_pipeline_gpt: the
 # GPT): the exported tables agree to 1e-5 (NumPy), while another seed
@@ -30,10 +31,12 @@ if [ "$SET" = dense ]; then
     run mlp_p2_m1 fashion-mlp.conf 2 24 $(p 2) --set micro_batches=1
     run mlp_p2_seed fashion-mlp.conf 2 24 $(p 2) --set seed=2
     run mlp_p2_curve fashion-mlp.conf 2 24 $(p 2) --curve # the stages' links over CURVE
+    run mlp_p3_recompute fashion-mlp.conf 3 24 $(p 3) --set pipeline_recompute=yes
     run cnn_dp1 fashion-cnn.conf 1 24
     run cnn_p2 fashion-cnn.conf 2 24 $(p 2)
     run cnn_d2p2 fashion-cnn-pipeline.conf 4 12 # the example config: P = 2
     run cnn_p3 fashion-cnn.conf 3 24 $(p 3)
+    run cnn_p3_recompute fashion-cnn.conf 3 24 $(p 3) --set pipeline_recompute=yes
     # bad pipelines stop at startup, saying why (no servers needed)
     refused() { # MESSAGE ps-worker-args...
         local want=$1 rc=0; shift
@@ -63,6 +66,7 @@ else
     run gpt_p2 text-gpt.conf 2 8 "${gpt[@]}" $(p 2)
     run gpt_d2p2 text-gpt.conf 4 4 "${gpt[@]}" $(p 2) --set micro_batches=2
     run gpt_p3 text-gpt.conf 3 8 "${gpt[@]}" $(p 3)
+    run gpt_p3_recompute text-gpt.conf 3 8 "${gpt[@]}" $(p 3) --set pipeline_recompute=yes
     run gpt_p2_seed text-gpt.conf 2 8 "${gpt[@]}" $(p 2) --set seed=2
 fi
 "$PY" - "$WORK" <<'PYEOF' || fail "models differ"
@@ -77,10 +81,10 @@ def diff(a, b):
     return max(float(np.abs(a[n] - b[n]).max()) for n in a)
 for ref, others, seed in (
         ("mlp_dp1", ["mlp_dp2", "mlp_p2", "mlp_d2p2", "mlp_p3", "mlp_p2_user", "mlp_p2_m1",
-                     "mlp_p2_curve"],
+                     "mlp_p2_curve", "mlp_p3_recompute"],
          "mlp_p2_seed"),
-        ("cnn_dp1", ["cnn_p2", "cnn_d2p2", "cnn_p3"], None),
-        ("gpt_dp1", ["gpt_p2", "gpt_d2p2", "gpt_p3"], "gpt_p2_seed")):
+        ("cnn_dp1", ["cnn_p2", "cnn_d2p2", "cnn_p3", "cnn_p3_recompute"], None),
+        ("gpt_dp1", ["gpt_p2", "gpt_d2p2", "gpt_p3", "gpt_p3_recompute"], "gpt_p2_seed")):
     if not os.path.exists(f"{w}/{ref}"):
         continue  # the other set
     r = load(ref)
@@ -94,7 +98,7 @@ for ref, others, seed in (
         assert d > 1e-3, "another seed should give another model"
 PYEOF
 # every stage of the 2 x 2 job reports its place and its bubble
-[ "$SET" = dense ] || { pass "pipeline: gpt 1x8 == P2 == 2x(P2, M=2) == P3 within 1e-5"; exit 0; }
+[ "$SET" = dense ] || { pass "pipeline: gpt 1x8 == P2 == 2x(P2, M=2) == P3 == P3 recomputing within 1e-5"; exit 0; }
 "$PY" - "$WORK/cnn_d2p2.out" <<'PYEOF' || fail "the summary lacks the pipeline's figures"
 import json, sys
 done = [json.loads(l) for l in open(sys.argv[1]) if '"event":"done"' in l]
@@ -104,4 +108,4 @@ assert 0 < s["bubble_fraction"] < 1, s
 assert len(s["stage_busy_ms"]) == 2 and min(s["stage_busy_ms"]) > 0, s
 assert s["samples"] == 20 * 24, s
 PYEOF
-pass "pipeline: mlp 1x24 == 2x12 == P2 == 2x(P2) == P3 == P2 cut at 3 / M=3 == P2 M=1, cnn 1x24 == P2 == 2x(P2) == P3, within 1e-5"
+pass "pipeline: mlp 1x24 == 2x12 == P2 == 2x(P2) == P3 == P2 cut at 3 / M=3 == P2 M=1 == P3 recomputing, cnn 1x24 == P2 == 2x(P2) == P3 == P3 recomputing, within 1e-5"

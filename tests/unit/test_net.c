@@ -2,8 +2,9 @@
  * forward asks for each slice before reading it and backward announces
  * each exactly once when final (ps_model's order for an MLP), a batch split
  * over workers sums to the whole batch's gradients (dropout included), an
- * MLP spec computes what ps_model computes, metrics, data checks, and
- * PyTorch's default init. Seeded; seeds are printed on failure. */
+ * MLP spec computes what ps_model computes, a sibling net keeps its own
+ * activations on its owner's tables, metrics, data checks, and PyTorch's
+ * default init. Seeded; seeds are printed on failure. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -343,6 +344,77 @@ static void test_split_batch_gradients_sum_to_whole_batch_with_dropout(void **st
     ps_net_destroy(&net);
 }
 
+/* A pipeline stage's micro-batches, each in its own net on one set of
+ * tables: two forwards, then the two backwards (the second adding), give
+ * bit for bit what one net gives running each micro-batch's forward just
+ * before its backward, dropout included; the sibling reads and writes the
+ * owner's buffers; a sibling of another spec is refused. */
+static void test_sibling_keeps_its_activations_on_the_owners_tables(void **state)
+{
+    (void)state;
+    ps_netspec_t spec, other;
+    ps_errbuf_t err = {0};
+    assert_int_equal(ps_netspec_parse(CNN_IN, CNN, &spec, &err), PS_OK);
+    assert_int_equal(ps_netspec_parse(RES_IN, RES, &other, &err), PS_OK);
+    size_t hi = 7; /* conv .. flatten dropout: a first stage with a dropout mask */
+    ps_net_t *owner = ps_net_new_stage(&spec, 0, hi, MAXB, 0, &err);
+    ps_net_t *ref = ps_net_new_stage(&spec, 0, hi, MAXB, 0, &err);
+    assert_non_null(owner);
+    assert_non_null(ref);
+    ps_net_t *sib = ps_net_new_sibling(&spec, owner, &err);
+    assert_non_null(sib);
+    assert_null(ps_net_new_sibling(&other, owner, &err));
+    assert_int_equal(err.code, PS_EINVAL);
+    ps_net_init_params(owner, SEED);
+    ps_net_init_params(ref, SEED);
+    for (uint32_t t = 0; t < ps_net_n_tables(owner); t++) {
+        assert_ptr_equal(ps_net_params(sib, t), ps_net_params(owner, t));
+        assert_ptr_equal(ps_net_grads(sib, t), ps_net_grads(owner, t));
+    }
+    size_t in = ps_net_input_len(owner), out = ps_shape_len(ps_net_output_shape(owner));
+    size_t b = MAXB / 2;
+    float *x = malloc(2 * b * in * sizeof(float)), *dy = malloc(2 * b * out * sizeof(float));
+    ps_rng_t rng;
+    ps_rng_seed(&rng, SEED);
+    for (size_t i = 0; i < 2 * b * in; i++)
+        x[i] = (float)ps_rng_normal(&rng);
+    for (size_t i = 0; i < 2 * b * out; i++)
+        dy[i] = (float)ps_rng_normal(&rng);
+    uint64_t keys[MAXB];
+    for (size_t i = 0; i < 2 * b; i++)
+        keys[i] = ps_net_sample_key(SEED, 3, i);
+    ps_net_t *nets[2] = {owner, sib};
+    for (size_t m = 0; m < 2; m++) {
+        ps_net_set_sample_keys(nets[m], keys + m * b, b);
+        assert_int_equal(ps_net_stage_forward(nets[m], x + m * b * in, b, true, NULL, NULL), 0);
+    }
+    for (size_t m = 0; m < 2; m++) {
+        ps_net_set_accumulate(nets[m], m > 0);
+        ps_net_stage_backward(nets[m], dy + m * b * out, b, NULL, NULL);
+        ps_net_set_sample_keys(ref, keys + m * b, b);
+        assert_int_equal(ps_net_stage_forward(ref, x + m * b * in, b, true, NULL, NULL), 0);
+        assert_memory_equal(ps_net_output(ref), ps_net_output(nets[m]), b * out * sizeof(float));
+        ps_net_set_accumulate(ref, m > 0);
+        ps_net_stage_backward(ref, dy + m * b * out, b, NULL, NULL);
+    }
+    bool any = false;
+    for (uint32_t t = 0; t < ps_net_n_tables(owner); t++) {
+        uint64_t n = ps_net_table_len(owner, t);
+        assert_memory_equal(ps_net_grads(owner, t), ps_net_grads(ref, t), n * sizeof(float));
+        for (uint64_t i = 0; i < n; i++)
+            any |= ps_net_grads(owner, t)[i] != 0;
+    }
+    assert_true(any);
+    free(x);
+    free(dy);
+    ps_net_destroy(&sib);
+    assert_non_null(ps_net_params(owner, 0)); /* the owner's tables outlive the sibling */
+    ps_net_destroy(&owner);
+    ps_net_destroy(&ref);
+    ps_netspec_fini(&spec);
+    ps_netspec_fini(&other);
+}
+
 /* Same weights in ps_model and an MLP spec: the same per-sample losses and
  * the same gradients (the same sgemm calls, so equal to rounding). */
 static void check_same_as_ps_model(ps_model_spec_t ms, const char *layers)
@@ -551,6 +623,7 @@ int main(void)
         cmocka_unit_test(test_mlp_slices_and_order_match_ps_model),
         cmocka_unit_test(test_split_batch_gradients_sum_to_whole_batch_with_dropout),
         cmocka_unit_test(test_old_model_specs_compute_what_ps_model_computes),
+        cmocka_unit_test(test_sibling_keeps_its_activations_on_the_owners_tables),
         cmocka_unit_test(test_evaluate_reports_the_task_metrics),
         cmocka_unit_test(test_check_data_refuses_what_does_not_fit),
         cmocka_unit_test(test_init_follows_pytorch_defaults_with_a_stream_per_table),
