@@ -342,14 +342,34 @@ fail:
     return NULL;
 }
 
+/* The same layers on the same shapes and the same tables: what a sibling
+ * must have before it may read its owner's buffers. */
+static bool same_layout(const ps_net_t *a, const ps_net_t *b)
+{
+    uint32_t n = ps_tables_n_tables(a->tables);
+    if (n != ps_tables_n_tables(b->tables) || a->n_nodes != b->n_nodes ||
+        !ps_shape_equal(a->input, b->input))
+        return false;
+    for (uint32_t id = 0; id < n; id++)
+        if (strcmp(ps_tables_name(a->tables, id), ps_tables_name(b->tables, id)) != 0 ||
+            ps_tables_len(a->tables, id) != ps_tables_len(b->tables, id))
+            return false;
+    for (uint32_t i = 0; i < a->n_nodes; i++) {
+        const ps_layer_t *la = a->nodes[i].layer, *lb = b->nodes[i].layer;
+        if (!la != !lb || (la && la->kind != lb->kind) ||
+            !ps_shape_equal(a->shape[i + 1], b->shape[i + 1]))
+            return false;
+    }
+    return true;
+}
+
 ps_net_t *ps_net_new_sibling(const ps_netspec_t *spec, const ps_net_t *owner, ps_errbuf_t *err)
 {
     assert(!owner->is_shapes_only && !owner->shares_tables);
     ps_net_t *net = net_build(spec, owner->item_lo, owner->item_hi, owner->max_batch, err);
     if (!net)
         return NULL;
-    if (ps_tables_n_tables(net->tables) != ps_tables_n_tables(owner->tables) ||
-        ps_tables_n_params(net->tables) != ps_tables_n_params(owner->tables)) {
+    if (!same_layout(net, owner)) {
         ps_err_set(err, PS_EINVAL, "a sibling net needs the spec its owner was built from");
         ps_net_destroy(&net);
         return NULL;

@@ -89,9 +89,12 @@ int pswk_check_budget(trainer_t *tr, const ps_netspec_t *spec, size_t lo, size_t
     if (tr->n_stages > 1)
         return ps_err_set(err, PS_ENOMEM,
                           "memory_budget_mb %lld: stage %u of %u would hold about %.1f MB: %s; "
-                          "more pipeline_stages would split it further",
+                          "more pipeline_stages would split it further%s",
                           (long long)c->memory_budget_mb, tr->stage, tr->n_stages,
-                          (double)total / MB, parts);
+                          (double)total / MB, parts,
+                          n_nets > 1 ? ", pipeline_recompute yes would keep one micro-batch's "
+                                       "activations instead of all"
+                                     : "");
     return ps_err_set(err, PS_ENOMEM,
                       "memory_budget_mb %lld: this worker would hold about %.1f MB: %s; "
                       "pipeline_stages P would split the model's parameters, gradients and "
