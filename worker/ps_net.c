@@ -363,7 +363,7 @@ static bool same_layout(const ps_net_t *a, const ps_net_t *b)
     return true;
 }
 
-ps_net_t *ps_net_new_sibling(const ps_netspec_t *spec, const ps_net_t *owner, ps_errbuf_t *err)
+ps_net_t *ps_net_new_sibling(const ps_netspec_t *spec, ps_net_t *owner, ps_errbuf_t *err)
 {
     assert(!owner->is_shapes_only && !owner->shares_tables);
     ps_net_t *net = net_build(spec, owner->item_lo, owner->item_hi, owner->max_batch, err);

@@ -77,7 +77,7 @@ ps_net_t *ps_net_new_stage(const ps_netspec_t *spec, size_t lo, size_t hi, size_
  * micro-batch, so each micro-batch's activations wait for its backward.
  * owner must outlive it; destroying it leaves the tables. PS_EINVAL if
  * spec is not owner's. */
-ps_net_t *ps_net_new_sibling(const ps_netspec_t *spec, const ps_net_t *owner, ps_errbuf_t *err);
+ps_net_t *ps_net_new_sibling(const ps_netspec_t *spec, ps_net_t *owner, ps_errbuf_t *err);
 /* The whole net's layers, shapes and tables without any buffer (no
  * parameters: only the shape and table accessors and ps_export's model.json
  * may read it). */
