@@ -50,14 +50,20 @@
 #include "ps_time.h"
 #include "ps_wire.h"
 
+/* Waits for a server shorter than this are not spans of the timeline. */
+#define PSWK_TRACE_MIN_WAIT_NS 1000
+
 /* The wire tables are the model's slices: table id == slice id. */
 void pswk_grad_ready(void *ctx, uint32_t id)
 {
     trainer_t *tr = ctx;
     if (tr->send_rc != PS_OK)
         return;
+    int64_t t0 = ps_trace_on(tr->trace) ? ps_time_ns() : 0;
     tr->send_rc = ps_client_push_pull(tr->client, id, tr->clock, ps_net_slice_grads(tr->net, id),
                                       tr->cur_batch, 1.0f, 0, ps_net_slice_params(tr->net, id));
+    if (t0)
+        ps_trace_span(tr->trace, PS_SPAN_PUSH, t0, ps_time_ns(), id);
 }
 
 /* Forward is about to read slice id: its reply from the last step must be
@@ -67,8 +73,25 @@ int pswk_params_needed(void *ctx, uint32_t id)
     trainer_t *tr = ctx;
     int64_t t0 = ps_time_ns();
     tr->wait_rc = ps_client_wait_table(tr->client, id, &tr->wait_err);
-    tr->server_wait_ns += ps_time_ns() - t0;
+    int64_t t1 = ps_time_ns();
+    tr->server_wait_ns += t1 - t0;
+    /* a reply already in costs a few hundred ns: not a wait worth a span */
+    if (t1 - t0 >= PSWK_TRACE_MIN_WAIT_NS)
+        ps_trace_span(tr->trace, PS_SPAN_WAIT_SERVER, t0, t1, id);
     return tr->wait_rc;
+}
+
+void pswk_trace_step(trainer_t *tr, int64_t t0_ns)
+{
+    if (!ps_trace_on(tr->trace))
+        return;
+    ps_errbuf_t err;
+    ps_trace_span(tr->trace, PS_SPAN_STEP, t0_ns, ps_time_ns(), tr->clock - 1);
+    if (ps_trace_step_done(tr->trace, &err) != PS_OK)
+        ps_log(PS_LOG_WARN, "worker %u: %s (training goes on)", tr->world_rank, err.msg);
+    else if (!ps_trace_on(tr->trace))
+        ps_log(PS_LOG_INFO, "worker %u: timeline of %lld steps written (trace_dir)", tr->world_rank,
+               (long long)tr->cfg->trace_steps);
 }
 
 /* Every reply in: before anything but forward reads the parameters. */
@@ -283,6 +306,7 @@ static int run_step(trainer_t *tr, const float *x, const float *y, double *loss_
     /* Forward waits for each slice before it pushes it again; a batch with
      * no samples runs no forward, so it waits for all here: never two
      * requests of one slice in flight. */
+    int64_t t0 = ps_time_ns();
     if (tr->cur_batch == 0) {
         int rc = settle(tr, err);
         if (rc != PS_OK)
@@ -293,8 +317,10 @@ static int run_step(trainer_t *tr, const float *x, const float *y, double *loss_
     bool fp16 = tr->cfg->precision == PS__DTYPE__F16;
     /* fp16 decides "overflow or not" for the whole step before sending any
      * table, so it gives up the push-as-you-go overlap. */
+    int64_t t_pass = ps_time_ns();
     double loss = ps_net_train_batch(tr->net, x, y, tr->cur_batch, pswk_params_needed,
                                      fp16 ? NULL : pswk_grad_ready, tr);
+    ps_trace_span(tr->trace, PS_SPAN_TRAIN, t_pass, ps_time_ns(), -1);
     if (tr->wait_rc != PS_OK) {
         *err = tr->wait_err;
         return tr->wait_rc;
@@ -318,6 +344,7 @@ static int run_step(trainer_t *tr, const float *x, const float *y, double *loss_
     }
     tr->clock++;
     tr->samples += tr->cur_batch;
+    pswk_trace_step(tr, t0);
     return PS_OK;
 }
 
@@ -676,6 +703,20 @@ static int finish(trainer_t *tr, int64_t epochs_run, ps_errbuf_t *err)
     return PS_OK;
 }
 
+/* trace_dir: the timeline, named for the viewer by this worker's place. */
+static int open_trace(trainer_t *tr, ps_errbuf_t *err)
+{
+    char label[96];
+    if (tr->n_stages > 1)
+        snprintf(label, sizeof label, "worker %u (replica %u, stage %u of %u)", tr->world_rank,
+                 tr->rank, tr->stage, tr->n_stages);
+    else
+        snprintf(label, sizeof label, "worker %u", tr->world_rank);
+    tr->trace = ps_trace_open(tr->cfg->trace_dir, tr->world_rank, label,
+                              (uint64_t)tr->cfg->trace_steps, err);
+    return tr->trace ? PS_OK : err->code;
+}
+
 int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, ps_errbuf_t *err)
 {
     if (PS_MODEL_IS_SPARSE(cfg->model))
@@ -700,6 +741,8 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
         rc = pswk_trainer_build_net(&tr, err);
     if (rc == PS_OK && p > 1)
         rc = pswk_pipe_open(&tr, err);
+    if (rc == PS_OK && *cfg->trace_dir)
+        rc = open_trace(&tr, err);
     if (rc == PS_OK)
         rc = setup(&tr, err);
     if (rc == PS_OK && *cfg->stats_socket) {
@@ -712,6 +755,9 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
         rc = train_to_the_end(&tr, stop, &epochs_run, err);
     if (rc == PS_OK)
         rc = finish(&tr, epochs_run, err);
+    ps_errbuf_t trace_err;
+    if (ps_trace_close(&tr.trace, &trace_err) != PS_OK)
+        ps_log(PS_LOG_WARN, "worker %u: %s", tr.world_rank, trace_err.msg);
     ps_statsd_stop(&tr.statsd);
     ps_client_destroy(&tr.client);
     pswk_pipe_free(&tr);

@@ -18,6 +18,7 @@
 #include "ps_statsd.h"
 #include "ps_stream.h"
 #include "ps_text.h"
+#include "ps_trace.h"
 #include "ps_worker.h"
 
 typedef struct {
@@ -71,12 +72,17 @@ typedef struct {
     uint32_t sync_round;    /* the last sync round (ps_trainer_sync.c) */
     bool pipe_finished;     /* every stage finished training: no round any more */
     unsigned nockpt_rounds; /* rounds begun again for a checkpoint gone meanwhile */
+    ps_trace_t *trace;      /* trace_dir: the timeline; NULL = off */
 } trainer_t;
 
 /* The trainer's callbacks to the net (ps_trainer.c): push a slice whose
  * gradient is final; wait for a slice's parameters before forward reads it. */
 void pswk_grad_ready(void *ctx, uint32_t id);
 int pswk_params_needed(void *ctx, uint32_t id);
+/* A training step that began at t0_ns (ps_time_ns) is done: its span in
+ * the timeline, which may then be complete (a failure to write it is
+ * logged; training goes on). */
+void pswk_trace_step(trainer_t *tr, int64_t t0_ns);
 
 /* pipeline_stages > 1 (ps_trainer_pipe.c). The stage's net: the split
  * (stage_layers or the balance) of spec, this stage's layers for

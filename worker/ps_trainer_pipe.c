@@ -169,13 +169,23 @@ static const float *input_of(const trainer_t *tr, size_t off)
     return tr->stage == 0 ? tr->bx + off * tr->data_row : tr->pin + off * tr->in_len;
 }
 
+/* ps_pipe_send, its time a span of the timeline. */
+static int traced_send(trainer_t *tr, const ps_pipe_msg_t *msg, const float *values, size_t n,
+                       ps_errbuf_t *err)
+{
+    int64_t t0 = ps_time_ns();
+    int rc = ps_pipe_send(tr->pipe, msg, values, n, err);
+    ps_trace_span(tr->trace, PS_SPAN_SEND, t0, ps_time_ns(), msg->micro);
+    return rc;
+}
+
 static int send_back(trainer_t *tr, const ps_net_t *net, uint32_t m, size_t len, double loss,
                      ps_errbuf_t *err)
 {
     if (tr->stage == 0)
         return PS_OK;
     ps_pipe_msg_t msg = {PS_PIPE_BWD, m, tr->clock, len, loss};
-    return ps_pipe_send(tr->pipe, &msg, ps_net_input_grad(net), len * tr->in_len, err);
+    return traced_send(tr, &msg, ps_net_input_grad(net), len * tr->in_len, err);
 }
 
 static int abandoned(trainer_t *tr, ps_errbuf_t *err)
@@ -192,11 +202,14 @@ static int forward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *e
     micro(tr, m, &off, &len);
     if (tr->stage > 0) {
         ps_pipe_msg_t want = {PS_PIPE_FWD, m, tr->clock, len, 0}, got;
+        int64_t t0 = ps_time_ns();
         int rc =
             ps_pipe_recv(tr->pipe, &want, tr->pin + off * tr->in_len, len * tr->in_len, &got, err);
+        ps_trace_span(tr->trace, PS_SPAN_WAIT_PREV, t0, ps_time_ns(), m);
         if (rc != PS_OK)
             return rc;
     }
+    int64_t t_pass = ps_time_ns();
     ps_net_t *net = net_of(tr, m);
     ps_net_set_sample_keys(net, tr->keys + off, len);
     if (is_last(tr)) {
@@ -204,6 +217,7 @@ static int forward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *e
             ps_net_set_targets(net, tr->bx + off * tr->data_row, len);
         double l = ps_net_train_batch(net, input_of(tr, off), tr->by + off, len, pswk_params_needed,
                                       sum_into(tr, net, m), tr);
+        ps_trace_span(tr->trace, PS_SPAN_TRAIN, t_pass, ps_time_ns(), m);
         if (tr->wait_rc != PS_OK)
             return abandoned(tr, err);
         *loss += l;
@@ -211,8 +225,9 @@ static int forward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *e
     }
     if (ps_net_stage_forward(net, input_of(tr, off), len, true, pswk_params_needed, tr) != 0)
         return abandoned(tr, err);
+    ps_trace_span(tr->trace, PS_SPAN_FORWARD, t_pass, ps_time_ns(), m);
     ps_pipe_msg_t msg = {PS_PIPE_FWD, m, tr->clock, len, 0};
-    return ps_pipe_send(tr->pipe, &msg, ps_net_output(net), len * tr->out_len, err);
+    return traced_send(tr, &msg, ps_net_output(net), len * tr->out_len, err);
 }
 
 /* Micro-batch m of the backward sweep (a stage before the last). */
@@ -221,7 +236,10 @@ static int backward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *
     size_t off, len;
     micro(tr, m, &off, &len);
     ps_pipe_msg_t want = {PS_PIPE_BWD, m, tr->clock, len, 0}, got;
+    int64_t t0 = ps_time_ns();
     int rc = ps_pipe_recv(tr->pipe, &want, tr->pdy, len * tr->out_len, &got, err);
+    int64_t t_pass = ps_time_ns();
+    ps_trace_span(tr->trace, PS_SPAN_WAIT_NEXT, t0, t_pass, m);
     if (rc != PS_OK)
         return rc;
     *loss += got.loss;
@@ -234,6 +252,7 @@ static int backward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *
             return abandoned(tr, err);
     }
     ps_net_stage_backward(net, tr->pdy, len, sum_into(tr, net, m), tr);
+    ps_trace_span(tr->trace, PS_SPAN_BACKWARD, t_pass, ps_time_ns(), m);
     return send_back(tr, net, m, len, got.loss, err);
 }
 
@@ -281,6 +300,7 @@ int pswk_pipe_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_t *
     *loss_sum += loss;
     tr->clock++;
     tr->samples += tr->cur_batch;
+    pswk_trace_step(tr, t0);
     return PS_OK;
 }
 

@@ -186,6 +186,12 @@ static const ps_opt_t worker_opts[] = {
                "dense models: refuse to start when this worker would hold more than this many "
                "MB (parameters, gradients, activations, data, buffers: estimated before it "
                "allocates; pipeline_stages splits a model that does not fit); 0 = no budget"),
+    /* the timeline (docs/operations.md, "A step's timeline") */
+    PS_OPT_STR("trace_dir", W, trace_dir, "",
+               "dense models: write the first trace_steps steps' timeline (compute, waits for "
+               "servers and stages, pushes) to DIR/worker-RANK.json, Chrome trace-event JSON "
+               "for Perfetto or tools/trace_summary.py; empty = off"),
+    PS_OPT_INT("trace_steps", W, trace_steps, "100", 1, 1000000, "trace_dir: steps traced"),
 };
 #undef W
 
@@ -419,6 +425,9 @@ int ps_worker_config_validate(const ps_worker_config_t *cfg, ps_errbuf_t *err)
         return ps_err_set(err, PS_EINVAL,
                           "memory_budget_mb: for the dense models (a sparse model's rows live on "
                           "the shards and grow with the data)");
+    if (sparse && *cfg->trace_dir)
+        return ps_err_set(err, PS_EINVAL,
+                          "trace_dir: for the dense models (a sparse step's time is the shards')");
     if (sparse && cfg->pipeline_stages > 1)
         return ps_err_set(err, PS_EINVAL,
                           "pipeline_stages: for the dense models (a sparse model lives on the "

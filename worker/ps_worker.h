@@ -132,6 +132,9 @@ typedef struct {
     char pipeline_dir[PS_OPT_STR_MAX], pipeline_bind[PS_OPT_STR_MAX];
     int64_t pipeline_timeout_ms;
     int64_t memory_budget_mb; /* 0 = none (ps_trainer_budget.c) */
+    /* the timeline (ps_trace.h) */
+    char trace_dir[PS_OPT_STR_MAX];
+    int64_t trace_steps;
 } ps_worker_config_t;
 
 extern const ps_optset_t ps_worker_optset;
