@@ -67,6 +67,10 @@ typedef struct {
      * net, its activations kept for its backward (micro_net[0] is net, the
      * others its siblings); NULL: one net, forward recomputed in backward */
     ps_net_t **micro_net;
+    /* stage > 0, the step's last micro-batch: the tables its backward made
+     * final, pushed once its input gradient is on its way (pipe_defer) */
+    uint32_t *deferred;
+    size_t n_deferred;
     int64_t pipe_step_ns;   /* time in pipeline training steps */
     int64_t pipe_wait_ns;   /* of which waiting for stage peers */
     uint32_t sync_round;    /* the last sync round (ps_trainer_sync.c) */

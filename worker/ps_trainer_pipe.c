@@ -105,6 +105,8 @@ int pswk_pipe_build_net(trainer_t *tr, const ps_netspec_t *spec, ps_errbuf_t *er
         tr->pin = ps_xmalloc(b * tr->in_len * sizeof(float));
     if (tr->stage + 1 < tr->n_stages)
         tr->pdy = ps_xmalloc(micro_max(tr) * tr->out_len * sizeof(float));
+    if (tr->stage > 0)
+        tr->deferred = ps_xcalloc(ps_net_n_slices(tr->net), sizeof *tr->deferred);
     return PS_OK;
 }
 
@@ -139,6 +141,8 @@ void pswk_pipe_free(trainer_t *tr)
         ps_net_destroy(&tr->micro_net[m]);
     free(tr->micro_net);
     tr->micro_net = NULL;
+    free(tr->deferred);
+    tr->deferred = NULL;
     free(tr->pin);
     free(tr->pdy);
 }
@@ -158,10 +162,36 @@ static ps_net_t *net_of(const trainer_t *tr, uint32_t m)
 
 /* Micro-batch m's backward begins the step's gradient sums (m == 0) or
  * adds to them; only the last one's makes a slice final, to push. */
+/* The last micro-batch's backward on a stage after the first: a table
+ * its backward made final waits until the stage before has this
+ * micro-batch's gradient. That gradient is what the stage before waits
+ * for (its drain), while these tables' replies are read only by this
+ * stage's next forward, which comes after that stage's backward and its
+ * own push and pull; pushing first put every copy and send into the
+ * drain. */
+static void pipe_defer(void *ctx, uint32_t id)
+{
+    trainer_t *tr = ctx;
+    if (tr->n_deferred < ps_net_n_slices(tr->net))
+        tr->deferred[tr->n_deferred++] = id;
+    else /* never: backward makes each table final once */
+        pswk_grad_ready(tr, id);
+}
+
+/* Pushes what pipe_defer held back, in the order backward made it. */
+static void push_deferred(trainer_t *tr)
+{
+    for (size_t i = 0; i < tr->n_deferred; i++)
+        pswk_grad_ready(tr, tr->deferred[i]);
+    tr->n_deferred = 0;
+}
+
 static ps_grad_ready_fn sum_into(trainer_t *tr, ps_net_t *net, uint32_t m)
 {
     ps_net_set_accumulate(net, m > 0);
-    return m + 1 == tr->cfg->micro_batches ? pswk_grad_ready : NULL;
+    if (m + 1 < tr->cfg->micro_batches)
+        return NULL;
+    return tr->stage > 0 ? pipe_defer : pswk_grad_ready;
 }
 
 static const float *input_of(const trainer_t *tr, size_t off)
@@ -221,7 +251,9 @@ static int forward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *e
         if (tr->wait_rc != PS_OK)
             return abandoned(tr, err);
         *loss += l;
-        return send_back(tr, net, m, len, l, err);
+        int rc = send_back(tr, net, m, len, l, err);
+        push_deferred(tr);
+        return rc;
     }
     if (ps_net_stage_forward(net, input_of(tr, off), len, true, pswk_params_needed, tr) != 0)
         return abandoned(tr, err);
@@ -253,7 +285,9 @@ static int backward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *
     }
     ps_net_stage_backward(net, tr->pdy, len, sum_into(tr, net, m), tr);
     ps_trace_span(tr->trace, PS_SPAN_BACKWARD, t_pass, ps_time_ns(), m);
-    return send_back(tr, net, m, len, got.loss, err);
+    rc = send_back(tr, net, m, len, got.loss, err);
+    push_deferred(tr);
+    return rc;
 }
 
 /* The replica's part of the step's batch and its dropout keys (the data
@@ -283,6 +317,7 @@ int pswk_pipe_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_t *
     int rc = tr->cur_batch == 0 ? ps_client_wait(tr->client, err) : PS_OK;
     tr->send_rc = PS_OK;
     tr->wait_rc = PS_OK;
+    tr->n_deferred = 0;
     double loss = 0;
     uint32_t n_micro = (uint32_t)tr->cfg->micro_batches;
     for (uint32_t m = 0; rc == PS_OK && m < n_micro; m++)
