@@ -7,7 +7,7 @@ each worker, the mean step and each kind of span's share of the steps'
 time, counting every span's own time only (a forward's time excludes the
 server waits inside it, a backward's the pushes inside it), so the shares
 add up to 100%. "step (other)" is what no inner span covers (gathering the
-batch, bookkeeping).
+batch, bookkeeping). A step abandoned for a recovery is a step here too.
 
 Usage: tools/trace_summary.py [--skip N] [--json] DIR_OR_FILE...
   --skip N  leave out each worker's first N traced steps (warm-up)
@@ -15,6 +15,7 @@ Usage: tools/trace_summary.py [--skip N] [--json] DIR_OR_FILE...
 Exit 1 if no file holds a traced step.
 """
 import argparse
+import decimal
 import glob
 import json
 import os
@@ -31,37 +32,45 @@ def files_of(paths):
     return out
 
 
+def ns(us):
+    """A timestamp or duration (us, three decimals) as integer ns: exact,
+    where a double of CLOCK_MONOTONIC us loses ns after some 50 days up."""
+    return int(us * 1000)
+
+
 def summarise(path, skip):
     with open(path, encoding="utf-8") as f:
-        events = json.load(f)
+        events = json.load(f, parse_float=decimal.Decimal)
     label = next((e["args"]["name"] for e in events if e.get("ph") == "M"), path)
-    spans = sorted((e for e in events if e.get("ph") == "X"),
-                   key=lambda e: (e["ts"], -e["dur"]))
-    steps = [e for e in spans if e["name"] == "step"][skip:]
+    spans = sorted(((ns(e["ts"]), ns(e["dur"]), e["name"]) for e in events if e.get("ph") == "X"),
+                   key=lambda s: (s[0], -s[1]))
+    steps = [s for s in spans if s[2] == "step"][skip:]
     if not steps:
         return None
-    lo, hi = steps[0]["ts"], steps[-1]["ts"] + steps[-1]["dur"]
+    lo, hi = steps[0][0], steps[-1][0] + steps[-1][1]
     own = {}
-    stack = []  # open spans: [end, name, own time so far]
+    stack = []  # open spans, outermost first: [end, name, own time so far]
 
     def close_until(ts):
-        while stack and stack[-1][0] <= ts + 1e-3:
+        while stack and stack[-1][0] <= ts:
             end, name, t = stack.pop()
             key = "step (other)" if name == "step" else name
-            own[key] = own.get(key, 0.0) + t
+            own[key] = own.get(key, 0) + t
 
-    for e in spans:
-        if e["ts"] < lo or e["ts"] >= hi:
+    for ts, dur, name in spans:
+        if ts < lo or ts >= hi:
             continue
-        close_until(e["ts"])
+        close_until(ts)
+        if not stack and name != "step":
+            continue  # outside every step (not written by ps-worker)
         if stack:
-            stack[-1][2] -= e["dur"]
-        stack.append([e["ts"] + e["dur"], e["name"], e["dur"]])
-    close_until(float("inf"))
-    total = sum(s["dur"] for s in steps)
+            stack[-1][2] -= dur
+        stack.append([ts + dur, name, dur])
+    close_until(hi)
+    total = sum(s[1] for s in steps)
     return {"file": path, "worker": label, "steps": len(steps),
-            "step_ms": total / len(steps) / 1e3,
-            "share": {k: own.get(k, 0.0) / total for k in ORDER if k in own}}
+            "step_ms": total / len(steps) / 1e6,
+            "share": {k: own[k] / total for k in ORDER if k in own}}
 
 
 def main():

@@ -1,5 +1,5 @@
 /* ps_trace.c - the worker's timeline file (see ps_trace.h). Spans go
- * straight to the temp file's stdio buffer as they happen: a few hundred
+ * straight to the temp file's stdio buffer as they happen: some tens
  * per step, each one fprintf, so tracing costs well under a microsecond a
  * span and holds nothing in memory. */
 #include "ps_trace.h"
@@ -103,7 +103,9 @@ static int finish(ps_trace_t *t, ps_errbuf_t *err)
 
 int ps_trace_step_done(ps_trace_t *t, ps_errbuf_t *err)
 {
-    if (!ps_trace_on(t) || --t->steps_left > 0)
+    if (!ps_trace_on(t))
+        return PS_OK;
+    if (--t->steps_left > 0 && !ferror(ps_file_stream(t->file)))
         return PS_OK;
     return finish(t, err);
 }

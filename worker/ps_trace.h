@@ -40,11 +40,13 @@ ps_trace_t *ps_trace_open(const char *dir, uint32_t rank, const char *label, uin
  * integer argument (the micro-batch, table or clock; negative: none). No-op
  * on a NULL trace and after the traced steps. */
 void ps_trace_span(ps_trace_t *t, ps_span_t kind, int64_t begin_ns, int64_t end_ns, int64_t arg);
-/* True while spans are being recorded (so callers skip reading the clock). */
+/* True while spans are being recorded (a caller may skip the clock reads
+ * a span needs when it is not). */
 int ps_trace_on(const ps_trace_t *t);
-/* A step is done; after the n_steps-th the file is completed and renamed
- * into place (nothing more is recorded). PS_OK, or PS_EIO with err naming
- * the file (trace then stops). NULL-safe. */
+/* A step is done; after the n_steps-th, or as soon as a write to the
+ * file has failed (a full disk), the file is completed and renamed into
+ * place (nothing more is recorded). PS_OK, or PS_EIO with err naming the
+ * file (trace then stops). NULL-safe. */
 int ps_trace_step_done(ps_trace_t *t, ps_errbuf_t *err);
 /* Completes the file if the job ran fewer steps, frees *tp and sets it to
  * NULL. PS_OK or PS_EIO as above; NULL-safe. */

@@ -50,50 +50,6 @@
 #include "ps_time.h"
 #include "ps_wire.h"
 
-/* Waits for a server shorter than this are not spans of the timeline. */
-#define PSWK_TRACE_MIN_WAIT_NS 1000
-
-/* The wire tables are the model's slices: table id == slice id. */
-void pswk_grad_ready(void *ctx, uint32_t id)
-{
-    trainer_t *tr = ctx;
-    if (tr->send_rc != PS_OK)
-        return;
-    int64_t t0 = ps_trace_on(tr->trace) ? ps_time_ns() : 0;
-    tr->send_rc = ps_client_push_pull(tr->client, id, tr->clock, ps_net_slice_grads(tr->net, id),
-                                      tr->cur_batch, 1.0f, 0, ps_net_slice_params(tr->net, id));
-    if (t0)
-        ps_trace_span(tr->trace, PS_SPAN_PUSH, t0, ps_time_ns(), id);
-}
-
-/* Forward is about to read slice id: its reply from the last step must be
- * in. The replies of later slices keep arriving while this one computes. */
-int pswk_params_needed(void *ctx, uint32_t id)
-{
-    trainer_t *tr = ctx;
-    int64_t t0 = ps_time_ns();
-    tr->wait_rc = ps_client_wait_table(tr->client, id, &tr->wait_err);
-    int64_t t1 = ps_time_ns();
-    tr->server_wait_ns += t1 - t0;
-    /* a reply already in costs a few hundred ns: not a wait worth a span */
-    if (t1 - t0 >= PSWK_TRACE_MIN_WAIT_NS)
-        ps_trace_span(tr->trace, PS_SPAN_WAIT_SERVER, t0, t1, id);
-    return tr->wait_rc;
-}
-
-void pswk_trace_step(trainer_t *tr, int64_t t0_ns)
-{
-    if (!ps_trace_on(tr->trace))
-        return;
-    ps_errbuf_t err;
-    ps_trace_span(tr->trace, PS_SPAN_STEP, t0_ns, ps_time_ns(), tr->clock - 1);
-    if (ps_trace_step_done(tr->trace, &err) != PS_OK)
-        ps_log(PS_LOG_WARN, "worker %u: %s (training goes on)", tr->world_rank, err.msg);
-    else if (!ps_trace_on(tr->trace))
-        ps_log(PS_LOG_INFO, "worker %u: timeline of %lld steps written (trace_dir)", tr->world_rank,
-               (long long)tr->cfg->trace_steps);
-}
-
 /* Every reply in: before anything but forward reads the parameters. */
 static int settle(trainer_t *tr, ps_errbuf_t *err)
 {
@@ -306,7 +262,6 @@ static int run_step(trainer_t *tr, const float *x, const float *y, double *loss_
     /* Forward waits for each slice before it pushes it again; a batch with
      * no samples runs no forward, so it waits for all here: never two
      * requests of one slice in flight. */
-    int64_t t0 = ps_time_ns();
     if (tr->cur_batch == 0) {
         int rc = settle(tr, err);
         if (rc != PS_OK)
@@ -344,7 +299,6 @@ static int run_step(trainer_t *tr, const float *x, const float *y, double *loss_
     }
     tr->clock++;
     tr->samples += tr->cur_batch;
-    pswk_trace_step(tr, t0);
     return PS_OK;
 }
 
@@ -508,7 +462,9 @@ static int train(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epochs_run
                           .wait0_ns = tr->server_wait_ns};
             *epochs_run = epoch;
         }
+        int64_t t0 = ps_time_ns();
         int rc = train_step(tr, step, &e.loss_sum, err);
+        pswk_trace_step(tr, t0, rc == PS_OK);
         /* evaluation and the end of an epoch read the parameters */
         bool eval_now = pswk_is_lead(tr) && eval_every_steps && tr->clock % eval_every_steps == 0;
         if (rc == PS_OK &&
@@ -572,7 +528,9 @@ static int train_stream(trainer_t *tr, volatile sig_atomic_t *stop, int64_t *epo
             *epochs_run = e.epoch;
         }
         bool epoch_end = b->epochs_done > b->epochs_before;
+        int64_t t0 = ps_time_ns();
         rc = stream_batch_step(tr, b, &e.loss_sum, err);
+        pswk_trace_step(tr, t0, rc == PS_OK);
         bool eval_now = tr->rank == 0 && eval_every_steps && tr->clock % eval_every_steps == 0;
         if (rc == PS_OK && (eval_now || epoch_end || (uint64_t)tr->clock >= total))
             rc = settle(tr, err);
@@ -739,10 +697,12 @@ int ps_trainer_run(const ps_worker_config_t *cfg, volatile sig_atomic_t *stop, p
         ps_data_standardize(&tr.train, tr.test.n ? &tr.test : NULL, tr.val.n ? &tr.val : NULL);
     if (rc == PS_OK)
         rc = pswk_trainer_build_net(&tr, err);
-    if (rc == PS_OK && p > 1)
-        rc = pswk_pipe_open(&tr, err);
+    /* before the stage links: a trace_dir that fails stops this stage
+     * before its peers wait for it */
     if (rc == PS_OK && *cfg->trace_dir)
         rc = open_trace(&tr, err);
+    if (rc == PS_OK && p > 1)
+        rc = pswk_pipe_open(&tr, err);
     if (rc == PS_OK)
         rc = setup(&tr, err);
     if (rc == PS_OK && *cfg->stats_socket) {

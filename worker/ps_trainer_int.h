@@ -79,14 +79,16 @@ typedef struct {
     ps_trace_t *trace;      /* trace_dir: the timeline; NULL = off */
 } trainer_t;
 
-/* The trainer's callbacks to the net (ps_trainer.c): push a slice whose
+/* The trainer's callbacks to the net (ps_trainer_hooks.c): push a slice whose
  * gradient is final; wait for a slice's parameters before forward reads it. */
 void pswk_grad_ready(void *ctx, uint32_t id);
 int pswk_params_needed(void *ctx, uint32_t id);
-/* A training step that began at t0_ns (ps_time_ns) is done: its span in
- * the timeline, which may then be complete (a failure to write it is
- * logged; training goes on). */
-void pswk_trace_step(trainer_t *tr, int64_t t0_ns);
+/* A training step that began at t0_ns (ps_time_ns) ended, done (the
+ * clock moved on) or abandoned: its span in the timeline (around every
+ * span it made, so they nest either way; arg the step's clock), and a
+ * done step counts towards trace_steps, after which the file may be
+ * complete (a failure to write it is logged; training goes on). */
+void pswk_trace_step(trainer_t *tr, int64_t t0_ns, bool done);
 
 /* pipeline_stages > 1 (ps_trainer_pipe.c). The stage's net: the split
  * (stage_layers or the balance) of spec, this stage's layers for

@@ -160,8 +160,6 @@ static ps_net_t *net_of(const trainer_t *tr, uint32_t m)
     return tr->micro_net ? tr->micro_net[m] : tr->net;
 }
 
-/* Micro-batch m's backward begins the step's gradient sums (m == 0) or
- * adds to them; only the last one's makes a slice final, to push. */
 /* The last micro-batch's backward on a stage after the first: a table
  * its backward made final waits until the stage before has this
  * micro-batch's gradient. That gradient is what the stage before waits
@@ -186,6 +184,8 @@ static void push_deferred(trainer_t *tr)
     tr->n_deferred = 0;
 }
 
+/* Micro-batch m's backward begins the step's gradient sums (m == 0) or
+ * adds to them; only the last one's makes a slice final, to push. */
 static ps_grad_ready_fn sum_into(trainer_t *tr, ps_net_t *net, uint32_t m)
 {
     ps_net_set_accumulate(net, m > 0);
@@ -335,7 +335,6 @@ int pswk_pipe_step(trainer_t *tr, uint64_t step, double *loss_sum, ps_errbuf_t *
     *loss_sum += loss;
     tr->clock++;
     tr->samples += tr->cur_batch;
-    pswk_trace_step(tr, t0);
     return PS_OK;
 }
 

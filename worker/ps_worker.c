@@ -191,7 +191,8 @@ static const ps_opt_t worker_opts[] = {
                "dense models: write the first trace_steps steps' timeline (compute, waits for "
                "servers and stages, pushes) to DIR/worker-RANK.json, Chrome trace-event JSON "
                "for Perfetto or tools/trace_summary.py; empty = off"),
-    PS_OPT_INT("trace_steps", W, trace_steps, "100", 1, 1000000, "trace_dir: steps traced"),
+    PS_OPT_INT("trace_steps", W, trace_steps, "100", 1, 10000,
+               "trace_dir: steps traced (each some tens of spans, a few KB)"),
 };
 #undef W
 

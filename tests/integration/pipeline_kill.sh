@@ -74,7 +74,7 @@ wait_clock() {
 pipe_job plain
 wait "$LAUNCH_PID" || fail "the uninterrupted pipeline job exited $?"
 
-pipe_job shard --restart-servers yes
+pipe_job shard --restart-servers yes --set trace_dir="$WORK/shard.trace" --set trace_steps=10000
 wait_clock "$WORK/shard.log" 150
 shard=$(grep -o "ps-server\[[0-9]*\] I ready: endpoint .* shard 0 of" "$WORK/shard.log" | head -1 |
     grep -o '\[[0-9]*\]' | tr -d '[]')
@@ -85,6 +85,27 @@ grep -q "stages resume at clock" "$WORK/shard.log" || fail "no stage said where 
 models_equal "$WORK/plain.model" "$WORK/shard.model" ||
     fail "the pipeline model after the shard's restart differs from the uninterrupted run's"
 pass "kill -9 of shard 0 (restarted): $(grep -o 'the 2 stages resume at clock [0-9]*' "$WORK/shard.log" | head -1), same model"
+# the timelines (trace_dir) of that job: the steps abandoned for the
+# recovery and those replayed after it are steps too, every span inside one
+"$PY" - "$WORK/shard.trace" <<'PYEOF' || fail "the timelines through the recovery do not nest in steps"
+import json, sys
+for stage in (0, 1):
+    ev = json.load(open(f"{sys.argv[1]}/worker-{stage}.json"))
+    spans = sorted((e for e in ev if e["ph"] == "X"), key=lambda e: (e["ts"], -e["dur"]))
+    steps = [e for e in spans if e["name"] == "step"]
+    ends, i = [s["ts"] + s["dur"] for s in steps], 0
+    for e in spans:
+        if e["name"] == "step":
+            continue
+        while i < len(steps) and ends[i] < e["ts"]:
+            i += 1
+        assert i < len(steps) and steps[i]["ts"] - 1 <= e["ts"] and e["ts"] + e["dur"] <= ends[i] + 1, \
+            (stage, e)
+    clocks = [s["args"]["clock"] for s in steps]
+    assert len(steps) >= 810 and max(clocks) == 809, (stage, len(steps), max(clocks))
+    print(f"stage {stage}: {len(steps)} steps traced for 810 clocks, "
+          f"{len(clocks) - len(set(clocks))} of them again after the recovery")
+PYEOF
 
 # stage 1 stopped past the heartbeat timeout, then continued: declared dead, it rejoins
 pipe_job stop

@@ -5,7 +5,9 @@
 # before any backward, then 4 backwards, each after a wait for the stage
 # after; stage 1 runs 4 forward+backward passes, each after a wait for the
 # stage before; each stage pushes each of its slices once a step, as many
-# as its log says it holds; every span lies inside its step. A
+# as its log says it holds: stage 0 within its last backward, stage 1 only
+# after it sent the last micro-batch's gradient back (964841b); every span
+# lies inside its step. A
 # data-parallel job of fewer steps than trace_steps still completes its
 # file. tools/trace_summary.py sums each file's shares to 100%. A
 # trace_dir that cannot be made stops the worker naming it; a sparse model
@@ -57,8 +59,17 @@ for stage in (0, 1):
             assert [e["args"]["micro"] for e in fb] == [0, 1, 2, 3], (k, fb)
             waits = named(spans, "wait stage before")
         assert [e["args"]["micro"] for e in waits] == [0, 1, 2, 3], (stage, k, waits)
-        ids = [e["args"]["table"] for e in named(spans, "push")]
+        pushes = named(spans, "push")
+        ids = [e["args"]["table"] for e in pushes]
         assert len(ids) == len(set(ids)) >= 2, (stage, k, ids)
+        if stage == 0:  # each as soon as the last backward makes it
+            last = bw[-1]
+            assert all(last["ts"] <= e["ts"] and e["ts"] + e["dur"] <= last["ts"] + last["dur"] + 1
+                       for e in pushes), f"step {k}: a push outside the last backward"
+        else:  # after the last micro-batch's gradient went back to stage 0
+            sent = [e for e in named(spans, "send") if e["args"]["micro"] == 3][0]
+            assert all(e["ts"] >= sent["ts"] + sent["dur"] - 1 for e in pushes), \
+                f"step {k}: stage 1 pushed before it sent micro-batch 3's gradient"
         pushed.append(sorted(ids))
     assert all(p == pushed[0] for p in pushed), (stage, pushed)
     tables.append(set(pushed[0]))
@@ -82,11 +93,15 @@ assert len(rows) == 3, rows
 for r in rows:
     total = sum(r["share"].values())
     assert abs(total - 1) < 0.005 and r["step_ms"] > 0, r
+    assert all(v >= 0 for v in r["share"].values()), r
     print(f"{r['worker']}: {r['steps']} steps, shares sum to {total:.4f}")
 PYEOF
-rc=0
-"$PY" "$SRC/tools/trace_summary.py" "$WORK/none" >"$WORK/empty.out" 2>&1 || rc=$?
-[ $rc -eq 1 ] || fail "trace_summary.py on a directory without timelines exited $rc"
+mkdir "$WORK/empty"
+for none in "$WORK/empty" "$WORK/missing.json"; do
+    rc=0
+    "$PY" "$SRC/tools/trace_summary.py" "$none" >"$WORK/none.out" 2>&1 || rc=$?
+    [ $rc -eq 1 ] || fail "trace_summary.py on $none (no timeline) exited $rc"
+done
 # a directory that cannot be made: the worker stops before it trains, naming it
 rc=0
 timeout 60 "$BIN/ps-worker" --config "$SRC/deploy/examples/fashion-mlp.conf" \
