@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # run_pipeline.sh - pipeline stages (#20), two figures:
-# 1. the bubble: an MLP whose two stages do equal work, and the CNN
+# 1. the bubble: an MLP whose two stages do equal work (and the timeline
+#    of its M = 4 steps), one whose stage 1 has more, and the CNN
 #    (deploy/examples/fashion-cnn.conf), as 2 stages, 1 replica, STEPS SGD
 #    steps, for M = 1, 2, 4, 8 micro-batches: the measured bubble_fraction
 #    (time stages waited for each other over the steps' time, mean of the
@@ -45,7 +46,18 @@ PYEOF
         done
     done
 }
-# stages of equal work: 784-1024x4-10 cuts after dense2
+# stages of equal work: 784-512x4-10 cuts after dense2, 1.59 M multiply-adds
+# a sample each way (the timeline below shows their compute within a few %)
+equal=(--set hidden=512,512,512,512)
+bubble "MLP 784-512-512-512-512-10" fashion-mlp.conf 128 "${equal[@]}"
+# where the M = 4 step's time goes, stage by stage (tools/trace_summary.py)
+echo "# timeline: that MLP, M=4, the last $((steps * 2 / 3)) of $steps steps"
+tl=$(mktemp -d)
+summary fashion-mlp.conf --workers 2 --set batch_size=128 "${equal[@]}" --set pipeline_stages=2 \
+    --set micro_batches=4 --set trace_dir="$tl" --set trace_steps="$steps" >/dev/null
+"$py" tools/trace_summary.py --skip $((steps / 3)) "$tl"
+rm -rf "$tl"
+# 784-1024x4-10 cuts after dense2 too, but stage 1 then has 1.3x the work
 bubble "MLP 784-1024-1024-1024-1024-10" fashion-mlp.conf 64 --set hidden=1024,1024,1024,1024
 # the CNN's balance by parameters gives stage 0 the convolutions, most of the work
 bubble "CNN (fashion-cnn.conf)" fashion-cnn.conf 32
