@@ -19,7 +19,6 @@ struct ps_trace {
     char path[PATH_MAX];
     uint32_t rank;
     uint64_t steps_left;
-    const char *sep; /* before the next event: "" for the first */
 };
 
 /* err's detail (which names the path) said to be about trace_dir. */
@@ -62,7 +61,6 @@ ps_trace_t *ps_trace_open(const char *dir, uint32_t rank, const char *label, uin
             rank, quoted ? quoted : "\"worker\"");
     free(quoted);
     json_decref(name);
-    t->sep = ",\n";
     return t;
 }
 
@@ -78,10 +76,10 @@ void ps_trace_span(ps_trace_t *t, ps_span_t kind, int64_t begin_ns, int64_t end_
     FILE *f = ps_file_stream(t->file);
     int64_t dur = end_ns > begin_ns ? end_ns - begin_ns : 0;
     fprintf(f,
-            "%s{\"name\":\"%s\",\"ph\":\"X\",\"pid\":%u,\"tid\":0,\"ts\":%lld.%03lld,"
+            ",\n{\"name\":\"%s\",\"ph\":\"X\",\"pid\":%u,\"tid\":0,\"ts\":%lld.%03lld,"
             "\"dur\":%lld.%03lld",
-            t->sep, span_names[kind], t->rank, (long long)(begin_ns / 1000),
-            (long long)(begin_ns % 1000), (long long)(dur / 1000), (long long)(dur % 1000));
+            span_names[kind], t->rank, (long long)(begin_ns / 1000), (long long)(begin_ns % 1000),
+            (long long)(dur / 1000), (long long)(dur % 1000));
     if (arg >= 0)
         fprintf(f, ",\"args\":{\"%s\":%lld}",
                 kind == PS_SPAN_STEP                                  ? "clock"
