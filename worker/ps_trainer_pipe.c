@@ -18,7 +18,8 @@
  * place (the backwards after the first add to the net's gradients: no
  * copy of them); the last micro-batch's backward finishes each slice's
  * sum and pushes it at once, so the push overlaps the rest of backward as
- * in the data-parallel step. */
+ * in the data-parallel step; a stage after the first holds those pushes
+ * until that micro-batch's gradient is sent back (pipe_defer). */
 #include "ps_trainer_int.h"
 
 #include <stdio.h>
@@ -199,6 +200,16 @@ static const float *input_of(const trainer_t *tr, size_t off)
     return tr->stage == 0 ? tr->bx + off * tr->data_row : tr->pin + off * tr->in_len;
 }
 
+/* ps_pipe_recv, its wait a span of the timeline. */
+static int traced_recv(trainer_t *tr, ps_span_t kind, const ps_pipe_msg_t *want, float *values,
+                       size_t n, ps_pipe_msg_t *got, ps_errbuf_t *err)
+{
+    int64_t t0 = ps_time_ns();
+    int rc = ps_pipe_recv(tr->pipe, want, values, n, got, err);
+    ps_trace_span(tr->trace, kind, t0, ps_time_ns(), want->micro);
+    return rc;
+}
+
 /* ps_pipe_send, its time a span of the timeline. */
 static int traced_send(trainer_t *tr, const ps_pipe_msg_t *msg, const float *values, size_t n,
                        ps_errbuf_t *err)
@@ -209,13 +220,17 @@ static int traced_send(trainer_t *tr, const ps_pipe_msg_t *msg, const float *val
     return rc;
 }
 
+/* Micro-batch m's input gradient to the stage before, then the pushes
+ * its backward held back (the last micro-batch's). */
 static int send_back(trainer_t *tr, const ps_net_t *net, uint32_t m, size_t len, double loss,
                      ps_errbuf_t *err)
 {
     if (tr->stage == 0)
         return PS_OK;
     ps_pipe_msg_t msg = {PS_PIPE_BWD, m, tr->clock, len, loss};
-    return traced_send(tr, &msg, ps_net_input_grad(net), len * tr->in_len, err);
+    int rc = traced_send(tr, &msg, ps_net_input_grad(net), len * tr->in_len, err);
+    push_deferred(tr);
+    return rc;
 }
 
 static int abandoned(trainer_t *tr, ps_errbuf_t *err)
@@ -232,10 +247,8 @@ static int forward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *e
     micro(tr, m, &off, &len);
     if (tr->stage > 0) {
         ps_pipe_msg_t want = {PS_PIPE_FWD, m, tr->clock, len, 0}, got;
-        int64_t t0 = ps_time_ns();
-        int rc =
-            ps_pipe_recv(tr->pipe, &want, tr->pin + off * tr->in_len, len * tr->in_len, &got, err);
-        ps_trace_span(tr->trace, PS_SPAN_WAIT_PREV, t0, ps_time_ns(), m);
+        int rc = traced_recv(tr, PS_SPAN_WAIT_PREV, &want, tr->pin + off * tr->in_len,
+                             len * tr->in_len, &got, err);
         if (rc != PS_OK)
             return rc;
     }
@@ -251,9 +264,7 @@ static int forward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *e
         if (tr->wait_rc != PS_OK)
             return abandoned(tr, err);
         *loss += l;
-        int rc = send_back(tr, net, m, len, l, err);
-        push_deferred(tr);
-        return rc;
+        return send_back(tr, net, m, len, l, err);
     }
     if (ps_net_stage_forward(net, input_of(tr, off), len, true, pswk_params_needed, tr) != 0)
         return abandoned(tr, err);
@@ -268,10 +279,8 @@ static int backward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *
     size_t off, len;
     micro(tr, m, &off, &len);
     ps_pipe_msg_t want = {PS_PIPE_BWD, m, tr->clock, len, 0}, got;
-    int64_t t0 = ps_time_ns();
-    int rc = ps_pipe_recv(tr->pipe, &want, tr->pdy, len * tr->out_len, &got, err);
+    int rc = traced_recv(tr, PS_SPAN_WAIT_NEXT, &want, tr->pdy, len * tr->out_len, &got, err);
     int64_t t_pass = ps_time_ns();
-    ps_trace_span(tr->trace, PS_SPAN_WAIT_NEXT, t0, t_pass, m);
     if (rc != PS_OK)
         return rc;
     *loss += got.loss;
@@ -285,9 +294,7 @@ static int backward_micro(trainer_t *tr, uint32_t m, double *loss, ps_errbuf_t *
     }
     ps_net_stage_backward(net, tr->pdy, len, sum_into(tr, net, m), tr);
     ps_trace_span(tr->trace, PS_SPAN_BACKWARD, t_pass, ps_time_ns(), m);
-    rc = send_back(tr, net, m, len, got.loss, err);
-    push_deferred(tr);
-    return rc;
+    return send_back(tr, net, m, len, got.loss, err);
 }
 
 /* The replica's part of the step's batch and its dropout keys (the data
