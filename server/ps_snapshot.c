@@ -1,9 +1,11 @@
 /* ps_snapshot.c - see ps_snapshot.h. */
 #include "ps_snapshot.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -149,8 +151,15 @@ static void fork_writer(ps_server_t *srv, ps_job_t *job, bool final)
     srv->ckpt_final = final;
     int64_t base = next_base(srv, job, srv->ckpt_clock);
     srv->ckpt_delta = base >= 0;
+    pid_t server_pid = getpid();
     pid_t pid = fork_is_safe(srv) ? fork() : -1;
     if (pid == 0) {
+        /* dies with its server: a writer left behind by a kill -9 would go
+         * on writing and pruning the state_dir under whatever replaces it
+         * (seen: a replacement's emptied state_dir refilled). The getppid
+         * test covers a server killed before the prctl. */
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL) != 0 || getppid() != server_pid)
+            _exit(1);
         /* the child holds copies of every descriptor, the listening socket
          * among them: closed, so a restarted server can bind its port while
          * this one still writes */

@@ -13,6 +13,7 @@
 # 5. kill -9 and an immediate restart on the same port, three times, while
 #    a checkpoint writer (19 MB: hidden 2048 with Adam state) is forked every
 #    clock, so one is nearly always running: the port is free each time;
+#    and a writer stopped mid-write ends with its server's kill -9;
 # 6. ASP: a worker lost for good no longer freezes the job's clock, so the
 #    checkpoints go on advancing.
 # (Corrupt and truncated checkpoints: tests/unit/test_checkpoint.c.)
@@ -157,8 +158,32 @@ for k in 1 2 3; do
 done
 wait_ckpt_past $((at + 5))
 kill -0 "$rw" || fail "the worker did not survive the restarts"
-kill -TERM "$rw"
 pass "kill -9 and an immediate restart on port $port_c, three times, with a writer forked every clock"
+
+# 5b. a checkpoint writer dies with its server: one caught and stopped
+# mid-write (so it cannot simply finish) is gone soon after the server's
+# kill -9
+writer=""
+deadline=$((SECONDS + 30))
+while [ -z "$writer" ]; do
+    [ $SECONDS -lt $deadline ] || fail "no checkpoint writer of shard c3 seen in 30 s"
+    for k in $(children_of "$pid"); do
+        kill -STOP "$k" 2>/dev/null || continue
+        until st=$(proc_state "$k") && [ "$st" != R ] && [ "$st" != S ] && [ "$st" != D ]; do
+            sleep 0.01
+        done
+        [ "$st" = T ] || continue # it had ended before the SIGSTOP
+        writer=$k
+        STARTED_PIDS+=("$k")
+        break
+    done
+    [ -n "$writer" ] || sleep 0.01
+done
+kill -KILL "$pid"
+wait "$pid" 2>/dev/null || true
+wait_gone "$writer" "the checkpoint writer stopped mid-write, after its server's kill -9,"
+kill -TERM "$rw"
+pass "a checkpoint writer stopped mid-write ended with its server's kill -9"
 
 # 6. ASP: the clock goes on without a lost worker
 start_server d 0 1 --state-dir "$WORK/state-d" --checkpoint-every 50 --heartbeat-timeout-ms 1000

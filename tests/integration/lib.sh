@@ -86,6 +86,47 @@ wait_stopped() {
     done
 }
 
+# children_of PID: the pids of the processes whose parent is PID.
+children_of() {
+    local f line fields
+    for f in /proc/[0-9]*/stat; do
+        { read -r line <"$f"; } 2>/dev/null || continue
+        read -r -a fields <<<"${line##*) }" # state ppid ...
+        [ "${fields[1]}" != "$1" ] || echo "${f//[^0-9]/}"
+    done
+}
+
+# proc_state PID: its state letter (R, S, T, Z...), nothing once reaped.
+proc_state() {
+    local line
+    { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 0
+    line=${line##*) }
+    echo "${line%% *}"
+}
+
+# wait_gone PID WHAT: until PID has ended (gone or a zombie), or fail
+# naming WHAT (10 s, scaled).
+wait_gone() {
+    local s deadline=$((SECONDS + 10 * TIME_SCALE))
+    until s=$(proc_state "$1") && { [ -z "$s" ] || [ "$s" = Z ]; }; do
+        [ $SECONDS -lt $deadline ] || fail "$2 (pid $1) still runs 10 s on"
+        sleep 0.05
+    done
+}
+
+# lose_host PID: kill -9 PID (a child of this shell) and every process it
+# forked at once, as losing its machine would, and return once none runs.
+# PID is stopped first so that it forks nothing while its children are
+# listed.
+lose_host() {
+    local k kids
+    kill -STOP "$1" 2>/dev/null || true
+    read -r -a kids <<<"$(children_of "$1" | tr '\n' ' ')"
+    kill -KILL "$1" "${kids[@]}" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    for k in "${kids[@]}"; do wait_gone "$k" "process $k, forked by the lost $1"; done
+}
+
 # json FILE KEY: the value of KEY in the last {"event":"done"} line of FILE.
 json() {
     "$PY" - "$1" "$2" <<'PYEOF'
