@@ -170,6 +170,7 @@ while [ -z "$writer" ]; do
     for k in $(children_of "$pid"); do
         kill -STOP "$k" 2>/dev/null || continue
         until st=$(proc_state "$k") && [ "$st" != R ] && [ "$st" != S ] && [ "$st" != D ]; do
+            [ $SECONDS -lt $deadline ] || fail "writer $k not stopped 30 s after SIGSTOP"
             sleep 0.01
         done
         [ "$st" = T ] || continue # it had ended before the SIGSTOP
