@@ -99,7 +99,11 @@ class TorchTest(unittest.TestCase):
         one = self.launch("one", 1, 32, 20)
         diff = self.max_diff(two, one)
         print("BSP 2 x 16 vs 1 x 32 after 20 steps: max abs difference %.3g" % diff)
-        self.assertLessEqual(diff, 1e-5)
+        # not bitwise: torch sums a batch of 32 in another order than two of
+        # 16, and Adam scales each rounding by 1/sqrt(v): 2.65e-5 in every
+        # run on a Sapphire Rapids Xeon (torch's kernels differ by CPU). One
+        # gradient lost or counted twice moves a weight by about lr (2e-3).
+        self.assertLessEqual(diff, 1e-4)
         init = {k: v for k, v in self.params(one).items()}
         self.assertTrue(all(np.all(np.isfinite(v)) for v in init.values()))
 
