@@ -75,11 +75,19 @@ wait_for() { # FILE PATTERN SECONDS
     done
 }
 
+# proc_state PID: its state letter (R, S, T, Z...), nothing once reaped.
+proc_state() {
+    local line
+    { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 0
+    line=${line##*) }
+    echo "${line%% *}"
+}
+
 # wait_stopped PID WHAT: until process PID is stopped (a failpoint's
 # SIGSTOP, common/ps_proc.h), or fail naming WHAT (120 s, scaled).
 wait_stopped() {
     local deadline=$((SECONDS + 120 * TIME_SCALE))
-    until [ "$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null)" = T ]; do
+    until [ "$(proc_state "$1")" = T ]; do
         kill -0 "$1" 2>/dev/null || fail "$2 (pid $1) ended before its failpoint"
         [ $SECONDS -lt $deadline ] || fail "$2 (pid $1) never reached its failpoint"
         sleep 0.05
@@ -94,14 +102,6 @@ children_of() {
         read -r -a fields <<<"${line##*) }" # state ppid ...
         [ "${fields[1]}" != "$1" ] || echo "${f//[^0-9]/}"
     done
-}
-
-# proc_state PID: its state letter (R, S, T, Z...), nothing once reaped.
-proc_state() {
-    local line
-    { read -r line <"/proc/$1/stat"; } 2>/dev/null || return 0
-    line=${line##*) }
-    echo "${line%% *}"
 }
 
 # wait_gone PID WHAT: until PID has ended (gone or a zombie), or fail
