@@ -72,7 +72,15 @@ static const psrv_region_t *shm_request(ps_server_t *srv, psrv_request_t *rq, ps
                NULL;
     if (push) {
         zmq_msg_init_size(&rq->shm_values, bytes);
-        memcpy(zmq_msg_data(&rq->shm_values), src, bytes);
+        /* fp32 that ps_wire_to_f32 leaves alone or scales down (grad_scale 0
+         * or >= 1: a finite value stays finite, inf and NaN stay so) is
+         * checked for inf and NaN in the same pass as it is copied */
+        if (h->dtype == PS__DTYPE__F32 && (h->grad_scale == 0.0 || h->grad_scale >= 1.0)) {
+            rq->finite = psrv_copy_finite(zmq_msg_data(&rq->shm_values), src, ps_table_len(t));
+            rq->finite_checked = true;
+        } else {
+            memcpy(zmq_msg_data(&rq->shm_values), src, bytes);
+        }
         rq->has_shm_values = true;
         rq->values = &rq->shm_values;
         srv->stats.bytes_in += bytes; /* moved, by whichever path */
@@ -244,7 +252,9 @@ static psrv_reply_t *take_push(ps_server_t *srv, psrv_request_t *rq, ps_job_t *j
         return &rq->reply;
     if (ps_job_rank(job, h->rank)->done)
         return psrv_fail(rq, PS_ECONFLICT, "worker %u already said DONE", h->rank);
-    if (!skip && !psrv_all_finite(zmq_msg_data(rq->values), ps_table_len(t))) {
+    if (!skip &&
+        !(rq->finite_checked ? rq->finite
+                             : psrv_all_finite(zmq_msg_data(rq->values), ps_table_len(t)))) {
         srv->stats.nonfinite_pushes++;
         return psrv_fail(rq, PS_ENONFINITE, "push to table '%s' clock %lld contains inf or NaN",
                          ps_table_name(t), (long long)h->clock);

@@ -61,18 +61,16 @@ double ps_optim_lr(const ps_optim_spec_t *s, uint64_t t)
     }
 }
 
-/* src and dst may be the same array, so neither is restrict; GCC checks
- * for overlap at run time and still takes the vector loop. Built twice, for
- * AVX2 and for the x86-64 baseline, picked at load time: 8 lanes instead of
- * 4, and the same IEEE operations (no FMA), so results do not depend on the
- * CPU. GCC only: clang 14 names the dispatcher so that other files' calls
- * do not link. Not under ThreadSanitizer: the resolver runs while the
- * dynamic linker relocates, before TSan's runtime is up, and crashed there. */
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-void ps_optim_step_to(ps_optim_t *opt, const float *src, float *dst, const float *restrict g,
-                      float scale)
+/* The update's kernels, inlined twice into ps_optim_step_to below: once
+ * with more == NULL and once without, so each copy's loops read one or two
+ * gradient streams and no loop tests which (GCC unswitches loops only at
+ * -O3). GRAD(i) is the summed gradient in the order a separate pass would
+ * add it, so a fused round is bitwise the one it replaces. */
+#define GRAD(i) (more ? g[i] + more[i] : g[i])
+static inline __attribute__((always_inline)) void step_kernel(ps_optim_t *opt, const float *src,
+                                                              float *dst, const float *restrict g,
+                                                              const float *restrict more,
+                                                              float scale)
 {
     const ps_optim_spec_t *s = &opt->spec;
     const size_t n = opt->len;
@@ -84,19 +82,19 @@ void ps_optim_step_to(ps_optim_t *opt, const float *src, float *dst, const float
     switch (s->kind) {
     case PS_OPTIM_SGD:
         for (size_t i = 0; i < n; i++)
-            dst[i] = src[i] - lr * (g[i] * scale + wd * src[i]);
+            dst[i] = src[i] - lr * (GRAD(i) * scale + wd * src[i]);
         break;
     case PS_OPTIM_MOMENTUM: {
         const float mu = (float)s->momentum;
         if (s->nesterov) {
             for (size_t i = 0; i < n; i++) {
-                float gi = g[i] * scale + wd * src[i];
+                float gi = GRAD(i) * scale + wd * src[i];
                 m[i] = mu * m[i] + gi;
                 dst[i] = src[i] - lr * (gi + mu * m[i]);
             }
         } else {
             for (size_t i = 0; i < n; i++) {
-                m[i] = mu * m[i] + g[i] * scale + wd * src[i];
+                m[i] = mu * m[i] + GRAD(i) * scale + wd * src[i];
                 dst[i] = src[i] - lr * m[i];
             }
         }
@@ -105,7 +103,7 @@ void ps_optim_step_to(ps_optim_t *opt, const float *src, float *dst, const float
     case PS_OPTIM_ADAGRAD: {
         const float eps = (float)s->eps;
         for (size_t i = 0; i < n; i++) {
-            float gi = g[i] * scale + wd * src[i];
+            float gi = GRAD(i) * scale + wd * src[i];
             m[i] += gi * gi;
             dst[i] = src[i] - lr * gi / (sqrtf(m[i]) + eps);
         }
@@ -114,7 +112,7 @@ void ps_optim_step_to(ps_optim_t *opt, const float *src, float *dst, const float
     case PS_OPTIM_RMSPROP: {
         const float rho = (float)s->rho, eps = (float)s->eps;
         for (size_t i = 0; i < n; i++) {
-            float gi = g[i] * scale + wd * src[i];
+            float gi = GRAD(i) * scale + wd * src[i];
             m[i] = rho * m[i] + (1 - rho) * gi * gi;
             dst[i] = src[i] - lr * gi / (sqrtf(m[i]) + eps);
         }
@@ -129,7 +127,7 @@ void ps_optim_step_to(ps_optim_t *opt, const float *src, float *dst, const float
         const float l2 = s->kind == PS_OPTIM_ADAM ? wd : 0.0f;
         const float decay = s->kind == PS_OPTIM_ADAMW ? 1.0f - lr * wd : 1.0f;
         for (size_t i = 0; i < n; i++) {
-            float gi = g[i] * scale + l2 * src[i];
+            float gi = GRAD(i) * scale + l2 * src[i];
             m[i] = b1 * m[i] + (1 - b1) * gi;
             v[i] = b2 * v[i] + (1 - b2) * gi * gi;
             dst[i] = src[i] * decay - step * m[i] / (sqrtf(v[i]) * inv_bc2 + eps);
@@ -140,8 +138,28 @@ void ps_optim_step_to(ps_optim_t *opt, const float *src, float *dst, const float
         break;
     }
 }
+#undef GRAD
+
+/* src and dst may be the same array, so neither is restrict; GCC checks
+ * for overlap at run time and still takes the vector loop. Built twice, for
+ * AVX2 and for the x86-64 baseline, picked at load time: 8 lanes instead of
+ * 4, and the same IEEE operations (no FMA), so results do not depend on the
+ * CPU. GCC only: clang 14 names the dispatcher so that other files' calls
+ * do not link. Not under ThreadSanitizer: the resolver runs while the
+ * dynamic linker relocates, before TSan's runtime is up, and crashed there. */
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+void ps_optim_step_to(ps_optim_t *opt, const float *src, float *dst, const float *restrict g,
+                      const float *restrict more, float scale)
+{
+    if (more)
+        step_kernel(opt, src, dst, g, more, scale);
+    else
+        step_kernel(opt, src, dst, g, NULL, scale);
+}
 
 void ps_optim_step(ps_optim_t *opt, float *w, const float *g, float scale)
 {
-    ps_optim_step_to(opt, w, w, g, scale);
+    ps_optim_step_to(opt, w, w, g, NULL, scale);
 }

@@ -30,9 +30,12 @@ double ps_optim_lr(const ps_optim_spec_t *spec, uint64_t t);
 void ps_optim_step(ps_optim_t *opt, float *w, const float *grad_sum, float grad_scale);
 /* The same update read from src and written to dst (both opt->len floats;
  * they may be the same array but must not otherwise overlap): lets a table
- * keep the parameters a reply is still sending intact. */
+ * keep the parameters a reply is still sending intact. If grad_more is not
+ * NULL the gradient is (grad_sum[i] + grad_more[i]) * grad_scale, bitwise
+ * what summing them in a pass of its own first would give: a BSP round of
+ * two pushes reads both where they lie, without an accumulator pass. */
 void ps_optim_step_to(ps_optim_t *opt, const float *src, float *dst, const float *grad_sum,
-                      float grad_scale);
+                      const float *grad_more, float grad_scale);
 /* Bytes of optimizer state per element (0, 4 or 8). */
 size_t ps_optim_state_bytes_per_elem(ps_optim_kind_t kind);
 

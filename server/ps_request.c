@@ -106,3 +106,18 @@ bool psrv_all_finite(const float *v, uint64_t n)
         bad |= (u[i] & 0x7f800000u) == 0x7f800000u;
     return bad == 0;
 }
+
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(__SANITIZE_THREAD__)
+__attribute__((target_clones("avx2", "default")))
+#endif
+bool psrv_copy_finite(float *restrict dst, const float *restrict src, uint64_t n)
+{
+    const uint32_t *u = (const uint32_t *)src;
+    uint32_t *restrict out = (uint32_t *)dst, bad = 0;
+    for (uint64_t i = 0; i < n; i++) {
+        uint32_t x = u[i];
+        out[i] = x;
+        bad |= (x & 0x7f800000u) == 0x7f800000u;
+    }
+    return bad == 0;
+}

@@ -26,5 +26,9 @@ bool psrv_request_current(psrv_request_t *rq, const ps_job_t *job);
 bool psrv_request_values(psrv_request_t *rq, uint64_t offset, uint64_t len, bool has_values);
 /* No inf or NaN among v[0..n). */
 bool psrv_all_finite(const float *v, uint64_t n);
+/* Copies n floats from src to dst (not overlapping) and says, as
+ * psrv_all_finite would of them, whether none is inf or NaN: one pass
+ * where a copy and a check would make two. */
+bool psrv_copy_finite(float *dst, const float *src, uint64_t n);
 
 #endif

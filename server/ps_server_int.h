@@ -38,6 +38,9 @@ typedef struct {
     zmq_msg_t *values;    /* the values frame, NULL if none (or shm_values) */
     zmq_msg_t shm_values; /* a copy of values a worker left in its shared region */
     bool has_shm_values;
+    /* the shared region's values were checked for inf and NaN as they were
+     * copied out (finite_checked), and finite says what that found */
+    bool finite_checked, finite;
     int64_t recv_ns;
     psrv_reply_t reply;
 } psrv_request_t;

@@ -193,11 +193,12 @@ static void commit_buf(ps_table_t *t, param_buf_t *b)
     }
 }
 
-/* One optimizer step from cur into a buffer no reply is reading. */
-static void apply_update(ps_table_t *t, const float *grad, float scale)
+/* One optimizer step from cur into a buffer no reply is reading; the
+ * gradient is grad + more (more may be NULL). */
+static void apply_update(ps_table_t *t, const float *grad, const float *more, float scale)
 {
     param_buf_t *b = writable_buf(t);
-    ps_optim_step_to(&t->opt, t->cur->data, b->data, grad, scale);
+    ps_optim_step_to(&t->opt, t->cur->data, b->data, grad, more, scale);
     commit_buf(t, b);
 }
 uint64_t ps_table_updates(const ps_table_t *t)
@@ -244,17 +245,20 @@ int ps_table_push(ps_table_t *t, uint32_t rank, int64_t clock, zmq_msg_t *values
         return PS_OK;
     case PS_ROUND_APPLY:
         if (values && n_samples)
-            apply_update(t, zmq_msg_data(values), 1.0f / (float)n_samples);
+            apply_update(t, zmq_msg_data(values), NULL, 1.0f / (float)n_samples);
         return PS_OK;
     }
     return PS_EINVAL;
 }
 
-/* The gradient of a BSP round: a single kept push straight from its frame;
- * more summed in rank order into accum, the first two in one pass. */
-static const float *round_gradient(ps_table_t *t)
+/* The gradient of a BSP round as *first + *more (more NULL if one push
+ * sent values): kept pushes stay in their frames; from the third on, all
+ * but the last are summed in rank order into accum (the first two in one
+ * pass) and the optimizer adds the last as it reads, so two pushes, the
+ * common round, cost no pass of their own. NULL if no push sent values. */
+static const float *round_gradient(ps_table_t *t, const float **more)
 {
-    const float *first = NULL;
+    const float *first = NULL, *last = NULL;
     bool summed = false;
     for (uint32_t r = 0; r < t->world; r++) {
         if (t->round.slot[r] != PS_ROUND_VALUES)
@@ -262,15 +266,20 @@ static const float *round_gradient(ps_table_t *t)
         const float *g = zmq_msg_data(&t->stash[r]);
         if (!first) {
             first = g;
+        } else if (!last) {
+            last = g;
         } else if (!summed) {
             for (uint64_t i = 0; i < t->len; i++)
-                t->accum[i] = first[i] + g[i];
+                t->accum[i] = first[i] + last[i];
             summed = true;
+            last = g;
         } else {
             for (uint64_t i = 0; i < t->len; i++)
-                t->accum[i] += g[i];
+                t->accum[i] += last[i];
+            last = g;
         }
     }
+    *more = last;
     return summed ? t->accum : first;
 }
 
@@ -282,8 +291,10 @@ bool ps_table_try_complete(ps_table_t *t, const uint8_t *live)
     for (uint32_t r = 0; r < t->world; r++)
         if (t->round.slot[r] == PS_ROUND_VALUES)
             samples += t->stash_samples[r];
-    if (!ps_round_is_skipped(&t->round) && samples)
-        apply_update(t, round_gradient(t), 1.0f / (float)samples);
+    if (!ps_round_is_skipped(&t->round) && samples) {
+        const float *more, *grad = round_gradient(t, &more);
+        apply_update(t, grad, more, 1.0f / (float)samples);
+    }
     drop_stash(t);
     ps_round_close(&t->round);
     return true;

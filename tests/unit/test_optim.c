@@ -147,13 +147,52 @@ static void test_step_to_matches_in_place(void **state)
         memcpy(src, w0, sizeof w0);
         for (int step = 0; step < 3; step++) {
             ps_optim_step(&a, in_place, g, 0.25f);
-            ps_optim_step_to(&b, src, dst, g, 0.25f);
+            ps_optim_step_to(&b, src, dst, g, NULL, 0.25f);
             assert_memory_equal(in_place, dst, sizeof dst);
             memcpy(src, dst, sizeof dst);
             memset(dst, 0xff, sizeof dst); /* NaNs: a stale read would show */
         }
-        ps_optim_step_to(&b, src, dst, g, 0.25f);
+        ps_optim_step_to(&b, src, dst, g, NULL, 0.25f);
         assert_memory_not_equal(src, dst, sizeof dst);
+        ps_optim_fini(&a);
+        ps_optim_fini(&b);
+    }
+}
+
+/* Two gradients handed over apart (a BSP round of two pushes) must give
+ * the very bits of their sum handed over as one, for every optimizer: the
+ * shard's fused round may not move a model by one rounding. */
+static void test_two_gradients_match_their_sum(void **state)
+{
+    (void)state;
+    enum { N = 1000 + 7 };
+    static const ps_optim_kind_t kinds[] = {PS_OPTIM_SGD, PS_OPTIM_MOMENTUM, PS_OPTIM_ADAGRAD,
+                                            PS_OPTIM_RMSPROP, PS_OPTIM_ADAM, PS_OPTIM_ADAMW};
+    static float w0[N], g1[N], g2[N], sum[N], a_w[N], b_w[N];
+    for (int i = 0; i < N; i++) {
+        w0[i] = sinf((float)i * 0.37f);
+        /* magnitudes far apart, so g1 + g2 rounds and a different order
+         * of operations would show in the bits */
+        g1[i] = cosf((float)i * 1.3f) * (float)(i % 5) * 1e3f;
+        g2[i] = sinf((float)i * 0.71f) * 1e-3f;
+        sum[i] = g1[i] + g2[i];
+    }
+    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
+        ps_optim_spec_t s = base(kinds[k], 0.05);
+        s.momentum = 0.9;
+        s.nesterov = k % 2 == 1;
+        s.weight_decay = 0.01;
+        ps_optim_t a, b;
+        assert_int_equal(ps_optim_init(&a, &s, N), 0);
+        assert_int_equal(ps_optim_init(&b, &s, N), 0);
+        memcpy(a_w, w0, sizeof w0);
+        memcpy(b_w, w0, sizeof w0);
+        for (int step = 0; step < 3; step++) {
+            ps_optim_step_to(&a, a_w, a_w, sum, NULL, 0.5f);
+            ps_optim_step_to(&b, b_w, b_w, g1, g2, 0.5f);
+            assert_memory_equal(a_w, b_w, sizeof a_w);
+        }
+        assert_memory_not_equal(a_w, w0, sizeof w0);
         ps_optim_fini(&a);
         ps_optim_fini(&b);
     }
@@ -184,6 +223,7 @@ int main(void)
         cmocka_unit_test(test_adam_and_adamw), cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_spec_check_rejects_nonsense),
         cmocka_unit_test(test_step_to_matches_in_place),
+        cmocka_unit_test(test_two_gradients_match_their_sum),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
