@@ -5,8 +5,21 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <float.h>
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
+#if defined(__x86_64__) || defined(__i386__)
+#include <xmmintrin.h>
+#endif
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
 
 #include "ps_optim.h"
 
@@ -198,6 +211,47 @@ static void test_two_gradients_match_their_sum(void **state)
     }
 }
 
+/* A moment decaying below FLT_MIN, and a subnormal gradient, leave zeros,
+ * never subnormals (each operation on one costs a microcode assist), and
+ * the caller's floating-point flags come back as they were. Valgrind does
+ * not model the flush flags, so there only the flags are checked. */
+static void test_subnormals_are_flushed(void **state)
+{
+    (void)state;
+    enum { N = 64 + 3 };
+    static float w[N], g[N];
+    ps_optim_spec_t s = base(PS_OPTIM_ADAM, 1e-3);
+    ps_optim_t opt;
+    assert_int_equal(ps_optim_init(&opt, &s, N), 0);
+    for (int i = 0; i < N; i++) {
+        w[i] = 1.0f;
+        g[i] = 0.0f;
+        opt.m[i] = FLT_MIN * (1.0f + (float)i / (10 * N)); /* 0.9 of it is subnormal */
+        opt.v[i] = 1.0f;
+    }
+#if defined(__x86_64__) || defined(__i386__)
+    const unsigned int controls = ~0x3fu; /* not the sticky exception flags */
+    const unsigned int csr = _mm_getcsr() & controls;
+#endif
+    ps_optim_step(&opt, w, g, 1.0f);
+    for (int i = 0; i < N; i++)
+        g[i] = FLT_MIN / 4; /* subnormal: read as zero */
+    ps_optim_step(&opt, w, g, 1.0f);
+#if defined(__x86_64__) || defined(__i386__)
+    assert_int_equal(_mm_getcsr() & controls, csr);
+#endif
+    if (RUNNING_ON_VALGRIND) {
+        printf("test_subnormals_are_flushed: under Valgrind, which does not flush: flags only\n");
+    } else {
+        for (int i = 0; i < N; i++) {
+            assert_true(opt.m[i] == 0.0f);
+            assert_int_not_equal(fpclassify(opt.v[i]), FP_SUBNORMAL);
+            assert_int_not_equal(fpclassify(w[i]), FP_SUBNORMAL);
+        }
+    }
+    ps_optim_fini(&opt);
+}
+
 static void test_spec_check_rejects_nonsense(void **state)
 {
     (void)state;
@@ -224,6 +278,7 @@ int main(void)
         cmocka_unit_test(test_spec_check_rejects_nonsense),
         cmocka_unit_test(test_step_to_matches_in_place),
         cmocka_unit_test(test_two_gradients_match_their_sum),
+        cmocka_unit_test(test_subnormals_are_flushed),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
