@@ -186,18 +186,23 @@ wait_gone "$writer" "the checkpoint writer stopped mid-write, after its server's
 kill -TERM "$rw"
 pass "a checkpoint writer stopped mid-write ended with its server's kill -9"
 
-# 6. ASP: the clock goes on without a lost worker
+# 6. ASP: the clock goes on without a lost worker. Worker 1 is lost, and
+# declared dead, before worker 0 starts: worker 0's 3000 steps can take less
+# than the heartbeat timeout, and a worker lost after its peer finished
+# tests nothing.
 start_server d 0 1 --state-dir "$WORK/state-d" --checkpoint-every 50 --heartbeat-timeout-ms 1000
-for r in 0 1; do
-    "$BIN/ps-worker" --config "$CONF" --servers "$EP_d" --rank $r --world 2 --hidden 128 \
+asp_worker() {
+    "$BIN/ps-worker" --config "$CONF" --servers "$EP_d" --rank "$1" --world 2 --hidden 128 \
         --max_steps 3000 --eval_every 0 --max_staleness -1 --heartbeat_ms 200 --job asp \
-        >"$WORK/asp$r.out" 2>"$WORK/asp$r.log" &
+        >"$WORK/asp$1.out" 2>"$WORK/asp$1.log" &
     STARTED_PIDS+=("$!")
-    eval "asp$r=$!"
-done
+    eval "asp$1=$!"
+}
+asp_worker 1
 wait_for "$WORK/d.log" "worker 1 joined" 60
 kill -KILL "$asp1"
 wait_for "$WORK/d.log" "worker 1 declared dead" 30
+asp_worker 0
 wait "$asp0" || fail "ASP worker 0 exited $?"
 newest=$(ls "$WORK/state-d/asp" | sed 's/ckpt-0*\([0-9]*\)\.psc/\1/' | sort -n | tail -1)
 check "${newest:-0} >= 2500"
