@@ -2,6 +2,7 @@
  * hand (w0 = 1, gradient sum 1.0 over 2 samples = mean 0.5, two steps). */
 #include <setjmp.h>
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
@@ -134,6 +135,23 @@ static void test_schedules(void **state)
     assert_close(ps_optim_lr(&s, 4), 1.0); /* cosine starts after warm-up */
 }
 
+/* Every dense optimizer, for the tests that must hold for each. */
+static const ps_optim_kind_t every_kind[] = {PS_OPTIM_SGD,     PS_OPTIM_MOMENTUM, PS_OPTIM_ADAGRAD,
+                                             PS_OPTIM_RMSPROP, PS_OPTIM_ADAM,     PS_OPTIM_ADAMW};
+#define N_KINDS (sizeof every_kind / sizeof every_kind[0])
+
+/* Two optimizers of every_kind[k] over n elements with one spec (lr 0.05,
+ * momentum 0.9, weight decay 0.01), to be stepped side by side. */
+static void init_twins(size_t k, size_t n, bool nesterov, ps_optim_t *a, ps_optim_t *b)
+{
+    ps_optim_spec_t s = base(every_kind[k], 0.05);
+    s.momentum = 0.9;
+    s.nesterov = nesterov;
+    s.weight_decay = 0.01;
+    assert_int_equal(ps_optim_init(a, &s, n), 0);
+    assert_int_equal(ps_optim_init(b, &s, n), 0);
+}
+
 /* Writing the update elsewhere (as a table does while a reply sends its
  * parameters) must give the very bits of the in-place update and leave the
  * source alone, for every optimizer, over lengths that exercise the vector
@@ -142,20 +160,14 @@ static void test_step_to_matches_in_place(void **state)
 {
     (void)state;
     enum { N = 1000 + 7 };
-    static const ps_optim_kind_t kinds[] = {PS_OPTIM_SGD, PS_OPTIM_MOMENTUM, PS_OPTIM_ADAGRAD,
-                                            PS_OPTIM_RMSPROP, PS_OPTIM_ADAM, PS_OPTIM_ADAMW};
     static float w0[N], g[N], in_place[N], src[N], dst[N];
     for (int i = 0; i < N; i++) {
         w0[i] = sinf((float)i * 0.37f);
         g[i] = cosf((float)i * 1.3f) * (float)(i % 5);
     }
-    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-        ps_optim_spec_t s = base(kinds[k], 0.05);
-        s.momentum = 0.9;
-        s.weight_decay = 0.01;
+    for (size_t k = 0; k < N_KINDS; k++) {
         ps_optim_t a, b;
-        assert_int_equal(ps_optim_init(&a, &s, N), 0);
-        assert_int_equal(ps_optim_init(&b, &s, N), 0);
+        init_twins(k, N, false, &a, &b);
         memcpy(in_place, w0, sizeof w0);
         memcpy(src, w0, sizeof w0);
         for (int step = 0; step < 3; step++) {
@@ -179,8 +191,6 @@ static void test_two_gradients_match_their_sum(void **state)
 {
     (void)state;
     enum { N = 1000 + 7 };
-    static const ps_optim_kind_t kinds[] = {PS_OPTIM_SGD, PS_OPTIM_MOMENTUM, PS_OPTIM_ADAGRAD,
-                                            PS_OPTIM_RMSPROP, PS_OPTIM_ADAM, PS_OPTIM_ADAMW};
     static float w0[N], g1[N], g2[N], sum[N], a_w[N], b_w[N];
     for (int i = 0; i < N; i++) {
         w0[i] = sinf((float)i * 0.37f);
@@ -190,14 +200,9 @@ static void test_two_gradients_match_their_sum(void **state)
         g2[i] = sinf((float)i * 0.71f) * 1e-3f;
         sum[i] = g1[i] + g2[i];
     }
-    for (size_t k = 0; k < sizeof kinds / sizeof kinds[0]; k++) {
-        ps_optim_spec_t s = base(kinds[k], 0.05);
-        s.momentum = 0.9;
-        s.nesterov = k % 2 == 1;
-        s.weight_decay = 0.01;
+    for (size_t k = 0; k < N_KINDS; k++) {
         ps_optim_t a, b;
-        assert_int_equal(ps_optim_init(&a, &s, N), 0);
-        assert_int_equal(ps_optim_init(&b, &s, N), 0);
+        init_twins(k, N, k % 2 == 1, &a, &b);
         memcpy(a_w, w0, sizeof w0);
         memcpy(b_w, w0, sizeof w0);
         for (int step = 0; step < 3; step++) {
@@ -272,9 +277,12 @@ static void test_spec_check_rejects_nonsense(void **state)
 int main(void)
 {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test(test_sgd),          cmocka_unit_test(test_momentum_and_nesterov),
-        cmocka_unit_test(test_adagrad),      cmocka_unit_test(test_rmsprop),
-        cmocka_unit_test(test_adam_and_adamw), cmocka_unit_test(test_schedules),
+        cmocka_unit_test(test_sgd),
+        cmocka_unit_test(test_momentum_and_nesterov),
+        cmocka_unit_test(test_adagrad),
+        cmocka_unit_test(test_rmsprop),
+        cmocka_unit_test(test_adam_and_adamw),
+        cmocka_unit_test(test_schedules),
         cmocka_unit_test(test_spec_check_rejects_nonsense),
         cmocka_unit_test(test_step_to_matches_in_place),
         cmocka_unit_test(test_two_gradients_match_their_sum),
