@@ -1,6 +1,7 @@
 /* ps_optim_spec.c - optimizer spec checks and wire conversion. */
 #include "ps_optim_spec.h"
 
+#include <float.h>
 #include <math.h>
 
 const char *const ps_optim_names[] = {PS_OPTIM_MAP(PS_ENUM_NAME) NULL};
@@ -26,8 +27,10 @@ const char *ps_optim_spec_check(const ps_optim_spec_t *s)
         return "beta1 and beta2 must be in [0, 1)";
     if (s->kind == PS_OPTIM_RMSPROP && (s->rho < 0 || s->rho >= 1))
         return "rho must be in [0, 1)";
-    if (s->kind >= PS_OPTIM_ADAGRAD && !(s->eps > 0))
-        return "eps must be > 0";
+    /* the step runs with subnormals flushed to zero (ps_optim.c), so a
+     * smaller eps would be 0 there and a weight with no gradient 0 / 0 */
+    if (s->kind >= PS_OPTIM_ADAGRAD && !(s->eps >= FLT_MIN))
+        return "eps must be at least 1.18e-38 (the smallest normal float)";
     if ((unsigned)s->schedule > PS_SCHED_COSINE)
         return "unknown schedule";
     if (s->schedule == PS_SCHED_STEP && (s->step_size == 0 || !(s->gamma > 0)))

@@ -6,7 +6,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
-#if defined(__x86_64__) || defined(__i386__)
+#if defined(__SSE__)
 #include <xmmintrin.h>
 #endif
 
@@ -62,6 +62,41 @@ double ps_optim_lr(const ps_optim_spec_t *s, uint64_t t)
     default:
         return s->lr;
     }
+}
+
+/* Subnormal floats are flushed to zero while a step runs (FTZ and DAZ):
+ * Adam's first moment of a weight whose input is rarely non-zero (a border
+ * pixel) decays by beta1 a step into the subnormal range, where every
+ * operation on it takes a microcode assist of about a hundred cycles. On
+ * the Fashion-MNIST MLP that made the shard's Adam a fifth of a 1 x 1
+ * job's CPU after 750 steps, and the job 1.7x slower. A subnormal is below
+ * 1.2e-38: flushing it moves no weight by anything a float of its size can
+ * show. TensorFlow's CPU kernels run with the same flags. The control
+ * register is written only if the flags are not set already, so a caller
+ * that brackets many small steps (sparse rows) pays for it once. Other
+ * CPUs than x86 (SSE) run the steps as they are. */
+#define FLUSH_FLAGS (_MM_FLUSH_ZERO_ON | 0x0040u /* DAZ */)
+
+ps_optim_fp_t ps_optim_fp_enter(void)
+{
+#if defined(__SSE__)
+    unsigned int csr = _mm_getcsr();
+    if ((csr & FLUSH_FLAGS) != FLUSH_FLAGS) {
+        _mm_setcsr(csr | FLUSH_FLAGS);
+        return (ps_optim_fp_t){csr, true};
+    }
+#endif
+    return (ps_optim_fp_t){0, false};
+}
+
+void ps_optim_fp_leave(ps_optim_fp_t fp)
+{
+#if defined(__SSE__)
+    if (fp.changed)
+        _mm_setcsr(fp.saved);
+#else
+    (void)fp;
+#endif
 }
 
 /* The update's kernels, inlined twice into ps_optim_step_to below: once
@@ -156,26 +191,12 @@ __attribute__((target_clones("avx2", "default")))
 void ps_optim_step_to(ps_optim_t *opt, const float *src, float *dst, const float *restrict g,
                       const float *restrict more, float scale)
 {
-#if defined(__x86_64__) || defined(__i386__)
-    /* Subnormal floats are flushed to zero for the step (FTZ and DAZ, put
-     * back after): Adam's first moment of a weight whose input is rarely
-     * non-zero (a border pixel) decays by beta1 a step into the subnormal
-     * range, where every operation on it takes a microcode assist of about
-     * a hundred cycles. On the Fashion-MNIST MLP that made the shard's Adam
-     * a fifth of a 1 x 1 job's CPU after 750 steps, and the job 1.6x
-     * slower. A subnormal is below 1.2e-38: flushing it moves no weight by
-     * anything a float of its size can show. TensorFlow's CPU kernels run
-     * with the same flags. */
-    const unsigned int csr = _mm_getcsr();
-    _mm_setcsr(csr | _MM_FLUSH_ZERO_ON | 0x0040u /* DAZ */);
-#endif
+    ps_optim_fp_t fp = ps_optim_fp_enter();
     if (more)
         step_kernel(opt, src, dst, g, more, scale);
     else
         step_kernel(opt, src, dst, g, NULL, scale);
-#if defined(__x86_64__) || defined(__i386__)
-    _mm_setcsr(csr);
-#endif
+    ps_optim_fp_leave(fp);
 }
 
 void ps_optim_step(ps_optim_t *opt, float *w, const float *g, float scale)

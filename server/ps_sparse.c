@@ -310,12 +310,14 @@ static void apply_push(ps_sparse_t *t, const zmq_msg_t *keys, const zmq_msg_t *g
     const char *k = zmq_msg_data((zmq_msg_t *)keys);
     const char *g = zmq_msg_data((zmq_msg_t *)grads);
     float row_grad[4096];
+    ps_optim_fp_t fp = ps_optim_fp_enter(); /* once, not once a row */
     for (uint64_t i = 0; i < n; i++) {
         uint64_t key;
         memcpy(&key, k + i * sizeof key, sizeof key); /* frames need not be aligned */
         memcpy(row_grad, g + i * t->dim * sizeof(float), t->dim * sizeof(float));
         ps_sparse_apply(t, key, row_grad);
     }
+    ps_optim_fp_leave(fp);
 }
 
 int ps_sparse_push(ps_sparse_t *t, uint32_t rank, int64_t clock, zmq_msg_t *keys, zmq_msg_t *grads)
@@ -375,8 +377,10 @@ static void apply_round(ps_sparse_t *t)
             }
         }
     }
+    ps_optim_fp_t fp = ps_optim_fp_enter(); /* once, not once a row */
     for (uint32_t i = 0; i < n; i++)
         ps_sparse_apply(t, keys[i], sums + (size_t)i * t->dim);
+    ps_optim_fp_leave(fp);
     free(sums);
     free(keys);
     ps_hashmap_free(&slot_of);

@@ -292,8 +292,12 @@ bool ps_table_try_complete(ps_table_t *t, const uint8_t *live)
         if (t->round.slot[r] == PS_ROUND_VALUES)
             samples += t->stash_samples[r];
     if (!ps_round_is_skipped(&t->round) && samples) {
+        /* the accumulator pass (three pushes or more) in the step's own
+         * floating-point mode, so a round sums alike however many pushed */
+        ps_optim_fp_t fp = ps_optim_fp_enter();
         const float *more, *grad = round_gradient(t, &more);
         apply_update(t, grad, more, 1.0f / (float)samples);
+        ps_optim_fp_leave(fp);
     }
     drop_stash(t);
     ps_round_close(&t->round);

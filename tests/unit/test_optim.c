@@ -240,8 +240,8 @@ static void test_subnormals_are_flushed(void **state)
 #endif
     ps_optim_step(&opt, w, g, 1.0f);
     for (int i = 0; i < N; i++)
-        g[i] = FLT_MIN / 4; /* subnormal: read as zero */
-    ps_optim_step(&opt, w, g, 1.0f);
+        g[i] = FLT_MIN / 4; /* subnormal, read as zero: scaled by 2^24 it would be normal */
+    ps_optim_step(&opt, w, g, 16777216.0f);
 #if defined(__x86_64__) || defined(__i386__)
     assert_int_equal(_mm_getcsr() & controls, csr);
 #endif
@@ -264,6 +264,9 @@ static void test_spec_check_rejects_nonsense(void **state)
     assert_non_null(ps_optim_spec_check(&s));
     s = base(PS_OPTIM_ADAM, 0.1);
     s.beta1 = 1.0;
+    assert_non_null(ps_optim_spec_check(&s));
+    s = base(PS_OPTIM_ADAM, 0.1);
+    s.eps = 1e-39; /* subnormal: flushed to zero in the step */
     assert_non_null(ps_optim_spec_check(&s));
     s = base(PS_OPTIM_SGD, 0.1);
     s.kind = (ps_optim_kind_t)42;

@@ -171,9 +171,47 @@ static void test_invalid_optimizer_is_refused(void **state)
     assert_int_equal(err.code, PS_EINVAL);
 }
 
+/* A round of 2, 3 and 4 pushes (pushed out of rank order) lands bitwise
+ * where one SGD step on their sum taken in rank order does, the sum
+ * ((g0 + g1) + g2) + g3: the shard adds the last push inside the
+ * optimizer's loop and the others in an accumulator, and neither may
+ * change the order. */
+static void test_bsp_round_sums_in_rank_order(void **state)
+{
+    (void)state;
+    /* floats are 8 apart at 1e8: each 4 added to it alone rounds away
+     * (to even), two 4s added first would not */
+    static const float g[4][3] = {{1e8f, 0.1f, -3.0f},
+                                  {4.0f, 0.2f, 7e7f},
+                                  {4.0f, 1e-7f, 1.5f},
+                                  {4.0f, 0.3f, -7e7f}};
+    for (uint32_t world = 2; world <= 4; world++) {
+        ps_table_t *t = make(0, world);
+        uint8_t live[4] = {1, 1, 1, 1};
+        for (uint32_t k = world; k-- > 0;) { /* the last rank first */
+            zmq_msg_t m;
+            grad_msg(&m, g[k][0], g[k][1], g[k][2]);
+            assert_int_equal(ps_table_push(t, k, 0, &m, 1), PS_OK);
+            zmq_msg_close(&m);
+        }
+        assert_true(ps_table_try_complete(t, live));
+        const float init[3] = {1, 2, 3};
+        for (int i = 0; i < 3; i++) {
+            float sum = g[0][i];
+            for (uint32_t k = 1; k < world; k++)
+                sum += g[k][i];
+            /* make()'s SGD, lr 1: w - 1 * (sum * (1 / samples) + 0 * w) */
+            float want = init[i] - 1.0f * (sum * (1.0f / (float)world) + 0.0f * init[i]);
+            assert_memory_equal(&ps_table_params(t)[i], &want, sizeof want);
+        }
+        ps_table_destroy(&t);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bsp_round_sums_in_rank_order),
         cmocka_unit_test(test_bsp_round_waits_for_every_live_worker),
         cmocka_unit_test(test_bsp_round_skips_workers_that_are_done),
         cmocka_unit_test(test_bsp_keeps_pushes_until_destroyed_without_leaks),
