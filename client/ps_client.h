@@ -149,7 +149,8 @@ int ps_client_rollback_to(ps_client_t *c, int64_t to, ps_errbuf_t *err);
 /* After ps_client_recover brought the job to clock `at`: the clocks it can
  * be brought to without losing a step it holds, newest first, into
  * out[0..cap): `at` itself, then every older checkpoint clock that every
- * shard held at that HELLO. Returns how many. */
+ * shard held, as their last HELLO or ROLLBACK replies listed (a rollback
+ * keeps the checkpoints at or below its clock). Returns how many. */
 size_t ps_client_resume_points(const ps_client_t *c, int64_t at, int64_t *out, size_t cap);
 
 /* Stops the heartbeat thread (before BYE, so the counts are final). */

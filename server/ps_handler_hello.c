@@ -159,9 +159,7 @@ static psrv_reply_t *welcome(ps_server_t *srv, psrv_request_t *rq, ps_job_t *job
         rep->hdr.scale_good_steps = (uint64_t)ls->clean;
         rep->hdr.scale_skipped = ls->n_skipped;
     }
-    int n = psrv_snapshot_clocks(srv, ps_job_name(job), &rep->clocks);
-    rep->hdr.n_checkpoints = (size_t)n;
-    rep->hdr.checkpoints = rep->clocks;
+    psrv_snapshot_reply_clocks(srv, job, rep);
     return rep;
 }
 

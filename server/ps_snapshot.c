@@ -443,3 +443,10 @@ int psrv_snapshot_clocks(ps_server_t *srv, const char *job, int64_t **clocks)
     psrv_snapshot_reap(srv, true); /* a checkpoint being written counts once it is */
     return ps_ckpt_list_clocks(srv->cfg.state_dir, job, clocks);
 }
+
+void psrv_snapshot_reply_clocks(ps_server_t *srv, const ps_job_t *job, psrv_reply_t *rep)
+{
+    int n = psrv_snapshot_clocks(srv, ps_job_name(job), &rep->clocks);
+    rep->hdr.n_checkpoints = (size_t)n;
+    rep->hdr.checkpoints = rep->clocks;
+}

@@ -40,5 +40,10 @@ void psrv_snapshot_remove_job(ps_server_t *srv, const ps_job_t *job);
 /* The clocks of the checkpoints this shard holds for job (ascending, a new
  * array the caller frees; NULL and 0 without state_dir). */
 int psrv_snapshot_clocks(ps_server_t *srv, const char *job, int64_t **clocks);
+/* Puts those clocks in rep's `checkpoints` (storage rep->clocks, freed
+ * once sent): HELLO and ROLLBACK replies both carry them, so a worker
+ * choosing where to resume (a pipeline's stages) knows what each shard
+ * holds after a rollback as well as after a HELLO. */
+void psrv_snapshot_reply_clocks(ps_server_t *srv, const ps_job_t *job, psrv_reply_t *rep);
 
 #endif
