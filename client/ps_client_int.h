@@ -86,7 +86,7 @@ typedef struct {
     uint32_t shard, n_shards, flags;
     int64_t clock, max_clock, rollback_clock;
     uint64_t generation, incarnation, job_id;
-    int64_t *checkpoints; /* HELLO: this shard's checkpoint clocks, malloc'd */
+    int64_t *checkpoints; /* HELLO, ROLLBACK: this shard's checkpoint clocks, malloc'd */
     size_t n_checkpoints;
     double loss_scale;
     uint64_t scale_window, scale_good, scale_skipped;

@@ -82,8 +82,8 @@ static psrv_reply_t *handle_rollback(ps_server_t *srv, psrv_request_t *rq)
         rep->hdr.scale_good_steps = (uint64_t)ls->clean;
         rep->hdr.scale_skipped = ls->n_skipped;
     }
-    /* what the rollback left (it removed every later checkpoint): where a
-     * pipeline's stages may still meet */
+    /* the checkpoints held now (after a rollback done here, none above its
+     * clock): where a pipeline's stages may still meet */
     psrv_snapshot_reply_clocks(srv, job, rep);
     return rep;
 }

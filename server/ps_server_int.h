@@ -25,7 +25,7 @@ typedef struct {
     Ps__Header hdr;
     char message[512]; /* hdr.message points here when status != 0 */
     char *document;    /* a longer hdr.message (STATS), freed once sent */
-    int64_t *clocks;   /* hdr.checkpoints' storage (HELLO), freed once sent */
+    int64_t *clocks;   /* hdr.checkpoints' storage (HELLO, ROLLBACK), freed once sent */
     zmq_msg_t values;
     bool has_values;
 } psrv_reply_t;
