@@ -161,7 +161,9 @@ static void test_resume_points_survive_a_rollback(void **state)
     cfg.checkpoint_keep = 8;
     ps_test_server_t ckpt_server;
     assert_int_equal(ps_test_server_start_config(&ckpt_server, &cfg), 0);
-    ps_client_opts_t o = {.job = "rb", .rank = 0, .world = 1, .timeout_ms = 5000,
+    /* each round waits for the checkpoint writer before it, a forked
+     * process: under Valgrind (tools/valgrind.sh) that took over 5 s */
+    ps_client_opts_t o = {.job = "rb", .rank = 0, .world = 1, .timeout_ms = 120000,
                           .dtype = PS__DTYPE__F32};
     ps_errbuf_t err;
     ps_client_t *c = ps_client_new(ps_server_endpoint(ckpt_server.srv), &o, &err);
