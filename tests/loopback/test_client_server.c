@@ -159,6 +159,10 @@ static void test_resume_points_survive_a_rollback(void **state)
     snprintf(cfg.state_dir, sizeof cfg.state_dir, "%s", dir);
     cfg.checkpoint_every = 1;
     cfg.checkpoint_keep = 8;
+    /* this client sends no heartbeats, so only its requests keep it
+     * live, and under Valgrind one round took longer than the default 10 s
+     * (CI: EDEAD on the fifth push) */
+    cfg.heartbeat_timeout_ms = 600000;
     ps_test_server_t ckpt_server;
     assert_int_equal(ps_test_server_start_config(&ckpt_server, &cfg), 0);
     /* each round waits for the checkpoint writer before it, a forked
