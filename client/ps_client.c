@@ -391,9 +391,7 @@ static int hello_again(ps_client_t *c, int64_t *low, int64_t *high, uint64_t *ge
     return PS_OK;
 }
 
-/* ROLLBACK of every shard to checkpoint `to` as generation target; waits
- * for every reply. */
-static int send_rollback(ps_client_t *c, int64_t to, uint64_t target, ps_errbuf_t *err)
+int pscl_send_rollback(ps_client_t *c, int64_t to, uint64_t target, ps_errbuf_t *err)
 {
     int rc;
     ps_log(PS_LOG_NOTICE,
@@ -411,11 +409,26 @@ static int send_rollback(ps_client_t *c, int64_t to, uint64_t target, ps_errbuf_
     }
     if ((rc = ps_client_wait(c, err)) != PS_OK)
         return rc;
+    /* A shard that had this generation already only acknowledges: if the
+     * rollback it took was another worker's, to another clock (a checkpoint
+     * landed between our HELLOs), the shards may now be at two clocks. */
+    for (uint32_t s = 0; s < c->n_shards; s++) {
+        const pscl_answer_t *a = &c->answers[s];
+        if (a->generation != target || a->rollback_clock != to)
+            return ps_err_set(err, PS_ECONFLICT,
+                              "worker %u: job '%s': shard %u is at generation %llu, rolled back "
+                              "to clock %lld, where this rollback was generation %llu to clock "
+                              "%lld: another worker's rollback reached it first",
+                              c->opts.rank, c->job, s, (unsigned long long)a->generation,
+                              (long long)a->rollback_clock, (unsigned long long)target,
+                              (long long)to);
+    }
     c->generation = target;
     return PS_OK;
 }
 
-int ps_client_recover(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t *err)
+/* One attempt of ps_client_recover. */
+static int recover_once(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t *err)
 {
     int64_t low, high;
     uint64_t gen_min, gen_max;
@@ -438,10 +451,26 @@ int ps_client_recover(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t *e
             to = c->answers[s].rollback_clock;
     if (to < 0 && (to = common_checkpoint(c, low, err)) < 0)
         return PS_ENOCKPT;
-    if ((rc = send_rollback(c, to, target, err)) != PS_OK)
+    if ((rc = pscl_send_rollback(c, to, target, err)) != PS_OK)
         return rc;
     *clock = to;
     return PS_OK;
+}
+
+/* Rollbacks of one generation that raced (PS_ECONFLICT) are undone by
+ * the next: every worker that saw the conflict HELLOs again and finds the
+ * shards at two clocks. More attempts than this is workers that keep
+ * racing, said rather than retried forever. */
+#define PSCL_ROLLBACK_ATTEMPTS 4
+
+int ps_client_recover(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t *err)
+{
+    for (int attempt = 1;; attempt++) {
+        int rc = recover_once(c, exact, clock, err);
+        if (rc != PS_ECONFLICT || attempt == PSCL_ROLLBACK_ATTEMPTS)
+            return rc;
+        ps_log(PS_LOG_NOTICE, "%s; recovering again", err->msg);
+    }
 }
 
 static int newest_first(const void *a, const void *b)
@@ -470,7 +499,8 @@ size_t ps_client_resume_points(const ps_client_t *c, int64_t at, int64_t *out, s
     return n;
 }
 
-int ps_client_rollback_to(ps_client_t *c, int64_t to, ps_errbuf_t *err)
+/* One attempt of ps_client_rollback_to. */
+static int rollback_to_once(ps_client_t *c, int64_t to, ps_errbuf_t *err)
 {
     int64_t low, high;
     uint64_t gen_min, gen_max;
@@ -486,7 +516,17 @@ int ps_client_rollback_to(ps_client_t *c, int64_t to, ps_errbuf_t *err)
                               "of clock %lld to roll back to",
                               c->opts.rank, c->job, s, (long long)c->answers[s].clock,
                               (long long)to);
-    return send_rollback(c, to, gen_max + 1, err);
+    return pscl_send_rollback(c, to, gen_max + 1, err);
+}
+
+int ps_client_rollback_to(ps_client_t *c, int64_t to, ps_errbuf_t *err)
+{
+    for (int attempt = 1;; attempt++) {
+        int rc = rollback_to_once(c, to, err);
+        if (rc != PS_ECONFLICT || attempt == PSCL_ROLLBACK_ATTEMPTS)
+            return rc;
+        ps_log(PS_LOG_NOTICE, "%s; rolling back again", err->msg);
+    }
 }
 
 int ps_client_done(ps_client_t *c, ps_errbuf_t *err)

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "ps_client.h"
+#include "ps_client_int.h" /* pscl_send_rollback: one side of a race */
 #include "ps_half.h"
 #include "ps_log.h"
 #include "ps_test_server.h"
@@ -197,6 +198,86 @@ static void test_resume_points_survive_a_rollback(void **state)
     assert_int_equal(system(rm), 0);
 }
 
+/* Two workers recovering at once may both start a rollback of the same
+ * generation, to different clocks (a checkpoint landed between their
+ * HELLOs). A shard takes whichever reaches it first and only acknowledges
+ * the other, so the shards can end at two clocks; the loser must hear so,
+ * not resume as if its rollback were done (before, it did: the job went on
+ * with its shards at clocks 4 and 3). Here the winner's rollback reaches
+ * shard 1 alone, then the loser's (to 4, a stale view) both shards. */
+static void test_a_raced_rollback_is_reported_and_recovered(void **state)
+{
+    (void)state;
+    char dir0[] = "/tmp/ps-test-race0.XXXXXX", dir1[] = "/tmp/ps-test-race1.XXXXXX";
+    assert_non_null(mkdtemp(dir0));
+    assert_non_null(mkdtemp(dir1));
+    ps_test_server_t shards[2];
+    char eps[256] = "";
+    for (int s = 0; s < 2; s++) {
+        ps_server_config_t cfg;
+        ps_test_server_config(&cfg, s, 2);
+        snprintf(cfg.state_dir, sizeof cfg.state_dir, "%s", s ? dir1 : dir0);
+        cfg.checkpoint_every = 1;
+        cfg.checkpoint_keep = 8;
+        cfg.heartbeat_timeout_ms = 600000; /* no heartbeats; Valgrind */
+        assert_int_equal(ps_test_server_start_config(&shards[s], &cfg), 0);
+        size_t len = strlen(eps);
+        snprintf(eps + len, sizeof eps - len, "%s%s", s ? "," : "", ps_server_endpoint(shards[s].srv));
+    }
+    ps_client_opts_t o = {.job = "race", .rank = 0, .world = 1, .timeout_ms = 120000,
+                          .dtype = PS__DTYPE__F32};
+    ps_errbuf_t err;
+    ps_client_t *c = ps_client_new(eps, &o, &err);
+    assert_non_null(c);
+    assert_int_equal(ps_client_hello(c, NULL, &err), PS_OK);
+    static float init[N], grad[N], got[N];
+    uint64_t shape[1] = {N};
+    ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 1.0};
+    for (uint32_t t = 0; t < 2; t++) /* one table on each shard at least */
+        assert_int_equal(ps_client_init_table(c, t, "t", shape, 1, &sgd, init, &err), PS_OK);
+    for (int64_t clock = 0; clock < 6; clock++) {
+        for (uint32_t t = 0; t < 2; t++)
+            assert_int_equal(ps_client_push_pull(c, t, clock, grad, 1, 1.0f, 0, got), PS_OK);
+        assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    }
+    int64_t at;
+    assert_int_equal(ps_client_recover(c, true, &at, &err), PS_OK);
+    assert_int_equal(at, 6);
+    uint64_t next = c->generation + 1;
+    /* the winner's rollback, to clock 3, reached shard 1 only so far */
+    Ps__Header h;
+    pscl_header_init(c, &h, PS__OP__ROLLBACK);
+    h.clock = 3;
+    h.generation = next;
+    int rc;
+    assert_non_null(pscl_send(c, 1, &h, NULL, NULL, 0, NULL, 0, 0, &rc));
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    /* the loser's, to clock 4, as the same generation: shard 0 takes it,
+     * shard 1 acknowledges the winner's */
+    assert_int_equal(pscl_send_rollback(c, 4, next, &err), PS_ECONFLICT);
+    assert_non_null(strstr(err.msg, "shard 1 is at generation"));
+    assert_non_null(strstr(err.msg, "to clock 3"));
+    /* recovering again brings both to a clock they both hold, once more
+     * as a new generation, and then the job is consistent there */
+    assert_int_equal(ps_client_recover(c, true, &at, &err), PS_OK);
+    assert_int_equal(at, 3);
+    assert_int_equal(c->generation, next + 1);
+    for (uint32_t s = 0; s < 2; s++) {
+        assert_int_equal(c->answers[s].generation, next + 1);
+        assert_int_equal(c->answers[s].rollback_clock, 3);
+    }
+    int64_t again;
+    assert_int_equal(ps_client_recover(c, true, &again, &err), PS_OK);
+    assert_int_equal(again, 3);
+    assert_int_equal(c->generation, next + 1); /* nothing more to roll back */
+    ps_client_destroy(&c);
+    for (int s = 0; s < 2; s++)
+        ps_test_server_stop(&shards[s]);
+    char rm[128];
+    snprintf(rm, sizeof rm, "rm -rf '%s' '%s'", dir0, dir1);
+    assert_int_equal(system(rm), 0);
+}
+
 /* Waiting for one table: its values are in on return, a table with
  * nothing in flight returns at once, and an error of the awaited table's
  * request comes back from that wait. */
@@ -295,6 +376,7 @@ int main(void)
         cmocka_unit_test(test_bsp_overflow_on_one_worker_skips_the_step_for_all),
         cmocka_unit_test(test_wait_for_one_table),
         cmocka_unit_test(test_resume_points_survive_a_rollback),
+        cmocka_unit_test(test_a_raced_rollback_is_reported_and_recovered),
         cmocka_unit_test(test_two_sparse_pulls_in_flight_keep_their_own_keys),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
