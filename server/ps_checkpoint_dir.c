@@ -96,6 +96,31 @@ static void prune(const char *jobdir, int keep, int64_t written)
     free_names(names, n);
 }
 
+/* Deletes the temporary files of checkpoint writers that died before
+ * their rename (ps_file.c names them .ckpt-CLOCK.psc.tmp.RANDOM): each is
+ * up to a whole checkpoint, and nothing else would ever remove them. Only
+ * from a writer that has renamed its own file: one writer runs at a time
+ * (ps_snapshot.c), so any other such file in jobdir is a dead one's. */
+static void remove_dead_writers_files(const char *jobdir)
+{
+    DIR *d = opendir(jobdir);
+    if (!d)
+        return;
+    char path[1300];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        if (strncmp(e->d_name, ".ckpt-", 6) != 0 || !strstr(e->d_name, ".psc.tmp."))
+            continue;
+        snprintf(path, sizeof path, "%s/%s", jobdir, e->d_name);
+        n += unlink(path) == 0;
+    }
+    closedir(d);
+    if (n)
+        ps_log(PS_LOG_NOTICE, "%s: deleted %d partial checkpoint files of writers that died",
+               jobdir, n);
+}
+
 int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *chunks,
                   const uint32_t *chunk_ids, uint32_t n_chunks, const ps_ckpt_sparse_set_t *sparse,
                   int keep, ps_errbuf_t *err)
@@ -103,8 +128,10 @@ int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *
     char jobdir[1024];
     int rc =
         psck_write_file(dir, job, chunks, chunk_ids, n_chunks, sparse, jobdir, sizeof jobdir, err);
-    if (rc == PS_OK)
+    if (rc == PS_OK) {
+        remove_dead_writers_files(jobdir);
         prune(jobdir, keep, job->clock);
+    }
     return rc;
 }
 

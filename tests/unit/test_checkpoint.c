@@ -189,6 +189,37 @@ static void test_only_the_newest_k_are_kept(void **state)
     ps_table_destroy(&t);
 }
 
+/* A writer killed before its rename leaves its temporary file (up to a
+ * whole checkpoint; before, nothing ever removed it). The next write
+ * deletes such files, and nothing else in the job's directory. */
+static void test_a_dead_writers_partial_file_is_deleted(void **state)
+{
+    (void)state;
+    ps_table_t *t = make_table(10, 0.0f);
+    char cmd[300], dead[400], other[400], path[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s/d; mkdir -p %s/d", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(dead, sizeof dead, "%s/d/.ckpt-000000000003.psc.tmp.00000000deadbeef", dir);
+    snprintf(other, sizeof other, "%s/d/.incoming-000000000003.psc.tmp.00000000deadbeef", dir);
+    for (int i = 0; i < 2; i++) {
+        FILE *f = fopen(i ? other : dead, "w");
+        assert_non_null(f);
+        fputs("partial", f);
+        fclose(f);
+    }
+    ps_ckpt_job_t job = {.job = "d", .world = 1, .shard = 0, .n_shards = 1, .clock = 4};
+    uint32_t ids[1] = {0};
+    ps_errbuf_t err;
+    assert_int_equal(ps_ckpt_write(dir, &job, &t, ids, 1, NULL, 2, &err), PS_OK);
+    struct stat st;
+    assert_int_not_equal(stat(dead, &st), 0);
+    /* a received file's temporary: another writer's, not ours to delete */
+    assert_int_equal(stat(other, &st), 0);
+    snprintf(path, sizeof path, "%s/d/ckpt-%012d.psc", dir, 4);
+    assert_int_equal(stat(path, &st), 0);
+    ps_table_destroy(&t);
+}
+
 /* Not a timing assertion: prints the write time and size of a shard of the
  * demo MLP (235,146 parameters with Adam state, half of them) for the notes. */
 static void test_demo_sized_checkpoint_is_written(void **state)
@@ -565,6 +596,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_round_trip_and_corrupt_files_are_skipped),
         cmocka_unit_test(test_only_the_newest_k_are_kept),
+        cmocka_unit_test(test_a_dead_writers_partial_file_is_deleted),
         cmocka_unit_test(test_demo_sized_checkpoint_is_written),
         cmocka_unit_test(test_every_optimizer_field_round_trips),
         cmocka_unit_test(test_rollback_leftovers_and_other_ids),
