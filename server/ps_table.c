@@ -63,7 +63,7 @@ struct ps_table {
     /* BSP round in progress: what the ranks whose slot is PS_ROUND_VALUES sent */
     zmq_msg_t *stash; /* per rank: gradient sums of the current clock */
     uint64_t *stash_samples;
-    float *accum; /* sum of the round, len floats */
+    float *accum; /* sum of the round, len floats; world > 2 only */
 };
 
 /* Lets go of the values kept for the BSP round in progress. */
@@ -101,8 +101,10 @@ ps_table_t *ps_table_new(const ps_table_params_t *p, const float *init, ps_errbu
     t->cur = buf_new(n);
     t->stash = calloc(p->world, sizeof *t->stash);
     t->stash_samples = calloc(p->world, sizeof *t->stash_samples);
-    t->accum = p->max_staleness == 0 ? malloc(n * sizeof(float)) : NULL;
-    if (!t->cur || !t->stash || !t->stash_samples || (p->max_staleness == 0 && !t->accum) ||
+    /* only a BSP round of three pushes or more sums into it (round_gradient) */
+    bool summing = p->max_staleness == 0 && p->world > 2;
+    t->accum = summing ? malloc(n * sizeof(float)) : NULL;
+    if (!t->cur || !t->stash || !t->stash_samples || (summing && !t->accum) ||
         ps_round_init(&t->round, p->world, p->max_staleness) != PS_OK ||
         ps_optim_init(&t->opt, &p->optim, p->len) != PS_OK)
         goto oom;

@@ -208,10 +208,26 @@ static void test_bsp_round_sums_in_rank_order(void **state)
     }
 }
 
+/* A BSP table of one or two workers holds no accumulator (two pushes are
+ * summed as the optimizer reads them): before, every BSP table carried
+ * one float per parameter it never used. Three workers need it. */
+static void test_the_accumulator_is_only_for_three_workers_or_more(void **state)
+{
+    (void)state;
+    for (uint32_t world = 1; world <= 3; world++) {
+        ps_table_t *bsp = make(0, world), *ssp = make(1, world);
+        size_t extra = world > 2 ? 3 * sizeof(float) : 0;
+        assert_int_equal(ps_table_bytes(bsp), ps_table_bytes(ssp) + extra);
+        ps_table_destroy(&bsp);
+        ps_table_destroy(&ssp);
+    }
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bsp_round_sums_in_rank_order),
+        cmocka_unit_test(test_the_accumulator_is_only_for_three_workers_or_more),
         cmocka_unit_test(test_bsp_round_waits_for_every_live_worker),
         cmocka_unit_test(test_bsp_round_skips_workers_that_are_done),
         cmocka_unit_test(test_bsp_keeps_pushes_until_destroyed_without_leaks),
