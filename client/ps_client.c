@@ -391,9 +391,27 @@ static int hello_again(ps_client_t *c, int64_t *low, int64_t *high, uint64_t *ge
     return PS_OK;
 }
 
-int pscl_send_rollback(ps_client_t *c, int64_t to, uint64_t target, ps_errbuf_t *err)
+/* Did shard s take our rollback (to, target)? Its own acknowledgement:
+ * that generation, rolled back to that clock, or restored from a
+ * checkpoint of that generation at that clock (a restart forgets the
+ * rollback's clock). */
+static bool took_rollback(const pscl_answer_t *a, int64_t to, uint64_t target)
+{
+    return a->generation == target &&
+           (a->rollback_clock == to || (a->rollback_clock < 0 && a->clock == to));
+}
+
+/* ROLLBACK of every shard to checkpoint `to` as generation target; waits
+ * for every reply. PS_ESTALE, naming the shard, if one says another
+ * rollback reached it first: a shard that has a generation already only
+ * acknowledges, so two workers that started rollbacks of one generation
+ * to different clocks (a checkpoint landed between their HELLOs) can
+ * leave the shards at two clocks, and the job must be recovered again. */
+static int send_rollback(ps_client_t *c, int64_t to, uint64_t target, ps_errbuf_t *err)
 {
     int rc;
+    if (c->before_rollback)
+        c->before_rollback(c, c->before_rollback_arg);
     ps_log(PS_LOG_NOTICE,
            "worker %u: job '%s': rolling back every shard to clock %lld "
            "(generation %llu)",
@@ -409,16 +427,13 @@ int pscl_send_rollback(ps_client_t *c, int64_t to, uint64_t target, ps_errbuf_t 
     }
     if ((rc = ps_client_wait(c, err)) != PS_OK)
         return rc;
-    /* A shard that had this generation already only acknowledges: if the
-     * rollback it took was another worker's, to another clock (a checkpoint
-     * landed between our HELLOs), the shards may now be at two clocks. */
     for (uint32_t s = 0; s < c->n_shards; s++) {
         const pscl_answer_t *a = &c->answers[s];
-        if (a->generation != target || a->rollback_clock != to)
-            return ps_err_set(err, PS_ECONFLICT,
+        if (!took_rollback(a, to, target))
+            return ps_err_set(err, PS_ESTALE,
                               "worker %u: job '%s': shard %u is at generation %llu, rolled back "
-                              "to clock %lld, where this rollback was generation %llu to clock "
-                              "%lld: another worker's rollback reached it first",
+                              "to clock %lld, not this rollback's generation %llu to clock %lld: "
+                              "another rollback reached it first",
                               c->opts.rank, c->job, s, (unsigned long long)a->generation,
                               (long long)a->rollback_clock, (unsigned long long)target,
                               (long long)to);
@@ -451,23 +466,23 @@ static int recover_once(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t 
             to = c->answers[s].rollback_clock;
     if (to < 0 && (to = common_checkpoint(c, low, err)) < 0)
         return PS_ENOCKPT;
-    if ((rc = pscl_send_rollback(c, to, target, err)) != PS_OK)
+    if ((rc = send_rollback(c, to, target, err)) != PS_OK)
         return rc;
     *clock = to;
     return PS_OK;
 }
 
-/* Rollbacks of one generation that raced (PS_ECONFLICT) are undone by
- * the next: every worker that saw the conflict HELLOs again and finds the
- * shards at two clocks. More attempts than this is workers that keep
- * racing, said rather than retried forever. */
+/* A recovery that another worker's rollback cut short (PS_ESTALE) is begun
+ * again at once: it finds the shards at two clocks and rolls them back
+ * once more, as the next generation. After this many tries the caller
+ * gets the PS_ESTALE (ps-worker recovers again, up to its own limit). */
 #define PSCL_ROLLBACK_ATTEMPTS 4
 
 int ps_client_recover(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t *err)
 {
     for (int attempt = 1;; attempt++) {
         int rc = recover_once(c, exact, clock, err);
-        if (rc != PS_ECONFLICT || attempt == PSCL_ROLLBACK_ATTEMPTS)
+        if (rc != PS_ESTALE || attempt == PSCL_ROLLBACK_ATTEMPTS)
             return rc;
         ps_log(PS_LOG_NOTICE, "%s; recovering again", err->msg);
     }
@@ -516,14 +531,20 @@ static int rollback_to_once(ps_client_t *c, int64_t to, ps_errbuf_t *err)
                               "of clock %lld to roll back to",
                               c->opts.rank, c->job, s, (long long)c->answers[s].clock,
                               (long long)to);
-    return pscl_send_rollback(c, to, gen_max + 1, err);
+    /* another rank's rollback to this clock, half done, is finished at its
+     * generation rather than raced by a newer one */
+    bool half_done = gen_min != gen_max;
+    for (uint32_t s = 0; half_done && s < c->n_shards; s++)
+        if (c->shard_generation[s] == gen_max && c->answers[s].rollback_clock != to)
+            half_done = false;
+    return send_rollback(c, to, half_done ? gen_max : gen_max + 1, err);
 }
 
 int ps_client_rollback_to(ps_client_t *c, int64_t to, ps_errbuf_t *err)
 {
     for (int attempt = 1;; attempt++) {
         int rc = rollback_to_once(c, to, err);
-        if (rc != PS_ECONFLICT || attempt == PSCL_ROLLBACK_ATTEMPTS)
+        if (rc != PS_ESTALE || attempt == PSCL_ROLLBACK_ATTEMPTS)
             return rc;
         ps_log(PS_LOG_NOTICE, "%s; rolling back again", err->msg);
     }

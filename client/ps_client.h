@@ -139,16 +139,18 @@ bool ps_client_loss_scale(const ps_client_t *c, double *scale, int64_t *clean, u
  * than the replayed step's). Otherwise a chunk one round ahead is accepted
  * (it ignores the replayed pushes), so a rejoin needs no checkpoint.
  * A rollback that raced another worker's of the same generation (a shard
- * reports the other's clock) is done again as the next; PS_ECONFLICT,
- * naming the shard and both clocks, if that keeps happening (4 tries). */
+ * reports the other's clock) is done again as the next; PS_ESTALE, naming
+ * the shard and both clocks, if that keeps happening (4 tries): recover
+ * again. */
 int ps_client_recover(ps_client_t *c, bool exact, int64_t *clock, ps_errbuf_t *err);
 /* Brings every shard of the job to checkpoint clock `to` (forgetting the
  * requests in flight, HELLO, then ROLLBACK as a new generation), unless
  * they are all there already, in one generation. Used where workers of
  * several jobs must resume at one clock (the stages of a pipeline: the
  * lowest any stage's job could recover to). PS_ENOCKPT naming the shard
- * if one holds no checkpoint of that clock. Raced rollbacks as in
- * ps_client_recover. The caller re-pulls there. */
+ * if one holds no checkpoint of that clock. Another rank's rollback to
+ * `to`, half done, is finished; raced ones as in ps_client_recover. The
+ * caller re-pulls there. */
 int ps_client_rollback_to(ps_client_t *c, int64_t to, ps_errbuf_t *err);
 /* After ps_client_recover brought the job to clock `at`: the clocks it can
  * be brought to without losing a step it holds, newest first, into

@@ -126,7 +126,11 @@ struct ps_client {
     atomic_int zero_copy_held;
     uint64_t bytes_sent, bytes_received, requests;
     uint32_t reply_flags;
-    uint64_t generation;         /* sent with every request */
+    uint64_t generation; /* sent with every request */
+    /* tests: runs after a recovery's HELLOs, before its ROLLBACKs (where
+     * another worker's rollback can race ours) */
+    void (*before_rollback)(ps_client_t *c, void *arg);
+    void *before_rollback_arg;
     uint64_t job_id;             /* the job's id, from shard 0's HELLO */
     uint64_t worker_incarnation; /* this process's, sent with every request */
     char *fingerprint;           /* opts.fingerprint's copy */
@@ -185,12 +189,6 @@ int pscl_wait(ps_client_t *c, uint32_t table, ps_errbuf_t *err);
 /* Sends op (no values) to every shard and waits for every reply. */
 int pscl_broadcast(ps_client_t *c, int op, ps_errbuf_t *err);
 pscl_table_t *pscl_table(ps_client_t *c, uint32_t id);
-/* ROLLBACK of every shard to checkpoint `to` as generation target, then
- * waits for every reply (ps_client.c). PS_ECONFLICT, naming the shard and
- * both clocks, if a shard reports another rollback of that generation (or
- * a newer one): rollbacks of two workers raced, and the job must recover
- * again. Tests call it to stand in for the loser of such a race. */
-int pscl_send_rollback(ps_client_t *c, int64_t to, uint64_t target, ps_errbuf_t *err);
 
 /* ---- the same-host path (ps_client_shm.c) ---- */
 
