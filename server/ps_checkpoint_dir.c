@@ -99,8 +99,8 @@ static void prune(const char *jobdir, int keep, int64_t written)
 /* Deletes the temporary files of checkpoint writers that died before
  * their rename (ps_file.c names them .ckpt-CLOCK.psc.tmp.RANDOM): each is
  * up to a whole checkpoint, and nothing else would ever remove them. Only
- * from a writer that has renamed its own file: one writer runs at a time
- * (ps_snapshot.c), so any other such file in jobdir is a dead one's. */
+ * from a writer before it starts its own file: one writer runs at a time
+ * (ps_snapshot.c), so any such file in jobdir is a dead one's. */
 static void remove_dead_writers_files(const char *jobdir)
 {
     DIR *d = opendir(jobdir);
@@ -126,12 +126,14 @@ int ps_ckpt_write(const char *dir, const ps_ckpt_job_t *job, ps_table_t *const *
                   int keep, ps_errbuf_t *err)
 {
     char jobdir[1024];
+    /* first: on a disk that dead writers' files filled, this write needs
+     * their room */
+    snprintf(jobdir, sizeof jobdir, "%s/%s", dir, job->job);
+    remove_dead_writers_files(jobdir);
     int rc =
         psck_write_file(dir, job, chunks, chunk_ids, n_chunks, sparse, jobdir, sizeof jobdir, err);
-    if (rc == PS_OK) {
-        remove_dead_writers_files(jobdir);
+    if (rc == PS_OK)
         prune(jobdir, keep, job->clock);
-    }
     return rc;
 }
 
