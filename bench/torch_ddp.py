@@ -28,6 +28,9 @@ def load(kind):
 
 def worker(rank, world, port, args):
     torch.set_num_threads(args.threads)
+    # ps's optimizer flushes subnormals (docs/architecture.md): without the
+    # same, a moment decaying on a border pixel's weight slows torch alone
+    torch.set_flush_denormal(not args.keep_denormals)
     if world > 1:
         os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
         dist.init_process_group("gloo", rank=rank, world_size=world)
@@ -77,6 +80,8 @@ def main():
     ap.add_argument("--optimizer", choices=["adam", "sgd"], default="adam")
     ap.add_argument("--lr", type=float, default=0.0, help="0: 1e-3 (adam), 0.01 (sgd)")
     ap.add_argument("--momentum", type=float, default=0.9, help="sgd")
+    ap.add_argument("--keep-denormals", action="store_true",
+                    help="leave subnormal floats unflushed (ps flushes them in its optimizer)")
     args = ap.parse_args()
     if args.world == 1:
         worker(0, 1, 0, args)

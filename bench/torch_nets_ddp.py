@@ -181,6 +181,7 @@ def train_gpt(rank, world, a, work):
 
 def worker(rank, world, port, a):
     torch.set_num_threads(1)
+    torch.set_flush_denormal(True)  # as ps's optimizer does (docs/architecture.md)
     os.environ["MASTER_ADDR"], os.environ["MASTER_PORT"] = "127.0.0.1", str(port)
     dist.init_process_group("gloo", rank=rank, world_size=world)
     with tempfile.TemporaryDirectory() as work:
