@@ -19,11 +19,14 @@ check "'$(stat -c %a "$sock")' == '660'"
 grep -qE "^launch +0 +live +127.0.0.1" "$WORK/workers.txt" || fail "rank 0 not live in: $(cat "$WORK/workers.txt")"
 grep -qE "^launch +1 +live" "$WORK/workers.txt" || fail "rank 1 not live"
 # samples_per_s is a rate between heartbeats: wait (10 s) until both
-# workers have reported progress since their previous one
+# workers have reported progress since their previous one. The tables are a
+# snapshot the shard publishes every poll_ms (100): one taken before the
+# eval at step 100 can show clock 93 (ASan CI, 250 steps/s), so wait for a
+# newer one too.
 deadline=$((SECONDS + 10 * TIME_SCALE))
 until "$CTL" -s "$sock" --json show workers > "$WORK/workers.json" &&
-    "$PY" -c 'import json, sys; w = json.load(open(sys.argv[1])); sys.exit(0 if len(w) == 2 and all(x["samples_per_s"] > 0 for x in w) else 1)' "$WORK/workers.json"; do
-    [ $SECONDS -lt $deadline ] || fail "no samples_per_s > 0 for both workers after 10 s: $(cat "$WORK/workers.json")"
+    "$PY" -c 'import json, sys; w = json.load(open(sys.argv[1])); sys.exit(0 if len(w) == 2 and all(x["samples_per_s"] > 0 and x["clock"] >= 100 for x in w) else 1)' "$WORK/workers.json"; do
+    [ $SECONDS -lt $deadline ] || fail "no samples_per_s > 0 and clock >= 100 for both workers after 10 s: $(cat "$WORK/workers.json")"
     sleep 0.1
 done
 "$CTL" -s "$sock" --json show info > "$WORK/info.json"
