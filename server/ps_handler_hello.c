@@ -182,9 +182,11 @@ psrv_reply_t *psrv_handle_hello(ps_server_t *srv, psrv_request_t *rq)
                      &rejoin, why, sizeof why) != PS_OK)
         return psrv_fail(rq, PS_EAGAIN, "%s", why);
     ps_job_set_rank_stage(job, h->rank, h->world_rank, h->stage, h->n_stages);
-    ps_log(PS_LOG_INFO, "job '%s': worker %u %s from '%s' at clock %lld", ps_job_name(job), h->rank,
-           rejoin ? "rejoined" : "joined", ps_job_rank(job, h->rank)->peer,
-           (long long)ps_job_rank_resume_clock(job, h->rank));
+    uint32_t forgot = rejoin ? ps_job_forget_rank_pushes(job, h->rank) : 0;
+    ps_log(PS_LOG_INFO, "job '%s': worker %u %s from '%s' at clock %lld%s", ps_job_name(job),
+           h->rank, rejoin ? "rejoined" : "joined", ps_job_rank(job, h->rank)->peer,
+           (long long)ps_job_rank_resume_clock(job, h->rank),
+           forgot ? " (its pushes to the round in progress dropped: it replays them)" : "");
     psrv_reply_t *rep = welcome(srv, rq, job);
     psrv_regions_hello(srv, job, h, rep);
     return rep;

@@ -411,6 +411,18 @@ void ps_job_reopen_rank(ps_job_t *job, uint32_t rank)
     job->live[rank] = !(r->dead && job->max_staleness != 0);
 }
 
+uint32_t ps_job_forget_rank_pushes(ps_job_t *job, uint32_t rank)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; rank < job->world && i < job->n_tables; i++) {
+        ps_job_table_t *e = &job->tables[i];
+        for (uint32_t c = 0; c < e->n_chunks; c++)
+            n += e->chunks[c] && ps_table_forget_rank(e->chunks[c], rank);
+        n += e->sparse && ps_sparse_forget_rank(e->sparse, rank);
+    }
+    return n;
+}
+
 void ps_job_restore_rank(ps_job_t *job, uint32_t rank, bool done, bool left, bool dead,
                          int64_t now_ms)
 {

@@ -136,6 +136,13 @@ const char *ps_job_world_problem(const ps_job_t *job, int64_t now_ms, int64_t lo
  * stays gone; one declared dead keeps that state (the claim of its
  * restarted worker clears it). */
 void ps_job_reopen_rank(ps_job_t *job, uint32_t rank);
+/* BSP, a rank that rejoins (HELLO again: it forgot its requests and
+ * replays from the job's clock): drops what it pushed into the rounds in
+ * progress, so each waits for its replayed push. Kept, that push would
+ * let a round complete before the replay, whose pull then reads the
+ * newer parameters (a shard restart left the shards at one clock, and a
+ * model no uninterrupted run makes). Returns how many tables it touched. */
+uint32_t ps_job_forget_rank_pushes(ps_job_t *job, uint32_t rank);
 /* Puts rank's membership back as a checkpoint saved it (done, left, dead). */
 void ps_job_restore_rank(ps_job_t *job, uint32_t rank, bool done, bool left, bool dead,
                          int64_t now_ms);

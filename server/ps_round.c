@@ -47,6 +47,15 @@ ps_round_verdict_t ps_round_offer(ps_round_t *r, uint32_t rank, int64_t clock, b
     return PS_ROUND_KEEP;
 }
 
+bool ps_round_forget(ps_round_t *r, uint32_t rank)
+{
+    if (r->max_staleness != 0 || rank >= r->world || r->slot[rank] == PS_ROUND_NONE)
+        return false;
+    r->slot[rank] = PS_ROUND_NONE;
+    r->pushes[rank] = r->clock;
+    return true;
+}
+
 bool ps_round_is_complete(const ps_round_t *r, const uint8_t *live)
 {
     if (r->max_staleness != 0)

@@ -61,6 +61,12 @@ bool ps_round_is_skipped(const ps_round_t *r);
  * values it kept): clears every slot, notes a skipped round, clock + 1. */
 void ps_round_close(ps_round_t *r);
 
+/* BSP: takes back rank's part of the round in progress, as if it had not
+ * pushed yet; true if it had (the caller drops the values it kept). A
+ * rank that rejoins replays the step: the round must wait for that push,
+ * whose gradient reads the parameters it pulls now. False for SSP/ASP. */
+bool ps_round_forget(ps_round_t *r, uint32_t rank);
+
 /* BSP: rounds completed. SSP/ASP: the lowest clock over all ranks. */
 int64_t ps_round_clock(const ps_round_t *r);
 /* The newest clock every live rank's pushes are reflected in. BSP: rounds

@@ -411,6 +411,21 @@ const ps_round_t *ps_sparse_round(const ps_sparse_t *t)
     return &t->round;
 }
 
+bool ps_sparse_forget_rank(ps_sparse_t *t, uint32_t rank)
+{
+    bool had_values = rank < t->world && t->round.slot[rank] == PS_ROUND_VALUES;
+    if (!ps_round_forget(&t->round, rank))
+        return false;
+    if (had_values) {
+        t->stash_bytes -= zmq_msg_size(&t->stash_keys[rank]) + zmq_msg_size(&t->stash_grads[rank]);
+        zmq_msg_close(&t->stash_keys[rank]);
+        zmq_msg_close(&t->stash_grads[rank]);
+        zmq_msg_init(&t->stash_keys[rank]);
+        zmq_msg_init(&t->stash_grads[rank]);
+    }
+    return true;
+}
+
 void ps_sparse_layout(const ps_sparse_t *t, ps_sparse_layout_t *out)
 {
     *out = (ps_sparse_layout_t){.id = t->id,

@@ -75,6 +75,9 @@ int64_t ps_sparse_ready_clock(const ps_sparse_t *t, const uint8_t *live);
 int64_t ps_sparse_worker_clock(const ps_sparse_t *t, uint32_t rank);
 /* The table's round (its clocks), read-only. */
 const ps_round_t *ps_sparse_round(const ps_sparse_t *t);
+/* BSP: drops rank's push kept for the round in progress (ps_round_forget);
+ * true if there was one. */
+bool ps_sparse_forget_rank(ps_sparse_t *t, uint32_t rank);
 
 /* ---- checkpoints ----
  * A row is dirty from the moment it is made or updated until

@@ -230,6 +230,17 @@ bool ps_table_same_layout(const ps_table_t *t, const char *name, uint64_t n_tota
     return strcmp(t->name, name) == 0 && t->n_total == n_total;
 }
 
+bool ps_table_forget_rank(ps_table_t *t, uint32_t rank)
+{
+    bool had_values = rank < t->world && t->round.slot[rank] == PS_ROUND_VALUES;
+    if (!ps_round_forget(&t->round, rank))
+        return false;
+    if (had_values)
+        zmq_msg_close(&t->stash[rank]);
+    t->stash_samples[rank] = 0;
+    return true;
+}
+
 int ps_table_push(ps_table_t *t, uint32_t rank, int64_t clock, zmq_msg_t *values,
                   uint64_t n_samples)
 {

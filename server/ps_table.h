@@ -103,6 +103,9 @@ bool ps_table_try_complete(ps_table_t *t, const uint8_t *live);
 /* The chunk's round (its clocks), read-only: the job folds clocks over the
  * rounds of dense chunks and sparse tables alike. */
 const ps_round_t *ps_table_round(const ps_table_t *t);
+/* BSP: drops rank's push kept for the round in progress (ps_round_forget);
+ * true if there was one. */
+bool ps_table_forget_rank(ps_table_t *t, uint32_t rank);
 /* BSP: the clock of the newest round that was skipped, -1 if none. */
 int64_t ps_table_last_skipped_round(const ps_table_t *t);
 /* The newest clock every live worker's pushes are reflected in: a pull of

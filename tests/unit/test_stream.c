@@ -206,6 +206,40 @@ static void test_a_restart_at_batch_k_gives_batch_k(void **state)
     ps_stream_destroy(&s);
 }
 
+/* A recovery sends a worker back to batch k after it trained k and read
+ * ahead: for every k of both passes (a batch that spans the two passes
+ * among them), the batch it gets is the one an uninterrupted reader got. */
+static void test_every_restart_point_gives_its_batch(void **state)
+{
+    (void)state;
+    ps_errbuf_t err;
+    ps_stream_opts_t o = opts(file, 1, 2, 0, 32, 100);
+    static long all[2048];
+    size_t n_all = read_all(&o, all, 2048, true);
+    /* where each batch starts in all[] */
+    size_t start[64], n_batches = 0, at = 0;
+    for (size_t i = 0; i < n_all; i++)
+        if (all[i] == -1) {
+            start[n_batches++] = at;
+            at = i + 1;
+        }
+    for (uint64_t k = 0; k + 1 < n_batches; k++) {
+        ps_stream_t *s = ps_stream_new(&o, &err);
+        assert_non_null(s);
+        assert_int_equal(ps_stream_start(s, 0, &err), PS_OK);
+        const ps_stream_batch_t *b;
+        for (uint64_t j = 0; j <= k + 1; j++) /* trained k, began k + 1 */
+            assert_int_equal(ps_stream_next(s, &b, &err), 1);
+        assert_int_equal(ps_stream_start(s, k, &err), PS_OK);
+        assert_int_equal(ps_stream_next(s, &b, &err), 1);
+        assert_int_equal(b->index, k);
+        for (size_t i = 0; i < b->data.n; i++)
+            assert_int_equal((long)b->data.keys[b->data.row_ptr[i]], all[start[k] + i]);
+        assert_int_equal(all[start[k] + b->data.n], -1);
+        ps_stream_destroy(&s);
+    }
+}
+
 /* A bad line fails the stream with its place: file:line for a whole file,
  * the byte offset in a range; the batches before it still come. */
 static void test_a_bad_line_fails_the_stream_naming_where(void **state)
@@ -297,6 +331,7 @@ int main(void)
         cmocka_unit_test(test_one_reader_of_n_partitions_is_n_readers_side_by_side),
         cmocka_unit_test(test_the_window_shuffles_each_pass_into_a_permutation),
         cmocka_unit_test(test_a_restart_at_batch_k_gives_batch_k),
+        cmocka_unit_test(test_every_restart_point_gives_its_batch),
         cmocka_unit_test(test_a_bad_line_fails_the_stream_naming_where),
         cmocka_unit_test(test_partition_lists_are_checked),
     };
