@@ -198,7 +198,8 @@ static void send_hello(ps_client_t *c, uint32_t s, uint32_t flags)
 /* HELLO to shards [first, last], until every one answers or timeout_ms
  * passes: sent again every PSCL_HELLO_ATTEMPT_MS (a HELLO that went to a
  * shard killed before it answered is lost with its connection, and its
- * restarted process never sees it; a HELLO is idempotent), and while a
+ * restarted process never sees it; a HELLO twice is as one: the second
+ * takes back no push, since the caller pushes only after all answered), and while a
  * rank is still held by a live process of ours that is not yet declared
  * dead (PS_EAGAIN). */
 static int hello_shards(ps_client_t *c, uint32_t first, uint32_t last, uint32_t flags,

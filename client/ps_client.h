@@ -119,7 +119,9 @@ uint64_t ps_client_shm_requests(const ps_client_t *c);
  * HELLO, so a shard that accepted us keeps us while another is awaited. A
  * rank still held by a live process of another incarnation is retried
  * until it is declared dead or timeout_ms passes. Error (naming the shard)
- * on timeout, version, job or configuration mismatch. */
+ * on timeout, version, job or configuration mismatch. Under BSP a rejoin
+ * takes back this rank's pushes to rounds still in progress: the caller
+ * replays from *clock (as ps_client_recover's callers do). */
 int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err);
 /* The job's id, as shard 0 gave it (0 before a HELLO). */
 uint64_t ps_client_job_id(const ps_client_t *c);

@@ -298,7 +298,9 @@ class Client:
         """Joins (or rejoins) the job on every shard; returns the clock to
         resume at (0 for a new job) and sets self.clock to it. Raises
         ECONFLICT naming the option when the fingerprint, world or
-        staleness differ from the job's, EFINISHED when the job ended."""
+        staleness differ from the job's, EFINISHED when the job ended.
+        Under BSP a rejoin takes back this rank's pushes to rounds still in
+        progress: replay from the returned clock."""
         clock = ctypes.c_int64(0)
         self._said_hello = True
         self._wait_call(lib.ps_client_hello, ctypes.byref(clock), recovering=True)
