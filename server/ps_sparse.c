@@ -101,17 +101,24 @@ ps_sparse_t *ps_sparse_new(const ps_sparse_params_t *p, ps_errbuf_t *err)
     return t;
 }
 
+/* Lets go of rank r's push kept for the round in progress, if it sent
+ * values: closed and made empty again, so a second drop is harmless. */
+static void drop_rank_stash(ps_sparse_t *t, uint32_t r)
+{
+    if (t->round.slot[r] != PS_ROUND_VALUES)
+        return;
+    t->stash_bytes -= zmq_msg_size(&t->stash_keys[r]) + zmq_msg_size(&t->stash_grads[r]);
+    zmq_msg_close(&t->stash_keys[r]);
+    zmq_msg_close(&t->stash_grads[r]);
+    zmq_msg_init(&t->stash_keys[r]);
+    zmq_msg_init(&t->stash_grads[r]);
+}
+
 /* Lets go of the pushes kept for the BSP round in progress. */
 static void drop_stash(ps_sparse_t *t)
 {
     for (uint32_t r = 0; r < t->world; r++)
-        if (t->round.slot[r] == PS_ROUND_VALUES) {
-            /* closed and made empty again: a second drop is harmless */
-            zmq_msg_close(&t->stash_keys[r]);
-            zmq_msg_close(&t->stash_grads[r]);
-            zmq_msg_init(&t->stash_keys[r]);
-            zmq_msg_init(&t->stash_grads[r]);
-        }
+        drop_rank_stash(t, r);
     t->stash_bytes = 0;
 }
 
@@ -413,17 +420,10 @@ const ps_round_t *ps_sparse_round(const ps_sparse_t *t)
 
 bool ps_sparse_forget_rank(ps_sparse_t *t, uint32_t rank)
 {
-    bool had_values = rank < t->world && t->round.slot[rank] == PS_ROUND_VALUES;
-    if (!ps_round_forget(&t->round, rank))
+    if (rank >= t->world)
         return false;
-    if (had_values) {
-        t->stash_bytes -= zmq_msg_size(&t->stash_keys[rank]) + zmq_msg_size(&t->stash_grads[rank]);
-        zmq_msg_close(&t->stash_keys[rank]);
-        zmq_msg_close(&t->stash_grads[rank]);
-        zmq_msg_init(&t->stash_keys[rank]);
-        zmq_msg_init(&t->stash_grads[rank]);
-    }
-    return true;
+    drop_rank_stash(t, rank); /* reads the slot ps_round_forget clears */
+    return ps_round_forget(&t->round, rank);
 }
 
 void ps_sparse_layout(const ps_sparse_t *t, ps_sparse_layout_t *out)

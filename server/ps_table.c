@@ -66,12 +66,18 @@ struct ps_table {
     float *accum; /* sum of the round, len floats; world > 2 only */
 };
 
+/* Lets go of rank r's values kept for the round in progress, if any. */
+static void drop_rank_stash(ps_table_t *t, uint32_t r)
+{
+    if (t->round.slot[r] == PS_ROUND_VALUES)
+        zmq_msg_close(&t->stash[r]);
+}
+
 /* Lets go of the values kept for the BSP round in progress. */
 static void drop_stash(ps_table_t *t)
 {
     for (uint32_t r = 0; t->round.slot && r < t->world; r++)
-        if (t->round.slot[r] == PS_ROUND_VALUES)
-            zmq_msg_close(&t->stash[r]);
+        drop_rank_stash(t, r);
 }
 
 ps_table_t *ps_table_new(const ps_table_params_t *p, const float *init, ps_errbuf_t *err)
@@ -232,11 +238,11 @@ bool ps_table_same_layout(const ps_table_t *t, const char *name, uint64_t n_tota
 
 bool ps_table_forget_rank(ps_table_t *t, uint32_t rank)
 {
-    bool had_values = rank < t->world && t->round.slot[rank] == PS_ROUND_VALUES;
+    if (rank >= t->world)
+        return false;
+    drop_rank_stash(t, rank); /* reads the slot ps_round_forget clears */
     if (!ps_round_forget(&t->round, rank))
         return false;
-    if (had_values)
-        zmq_msg_close(&t->stash[rank]);
     t->stash_samples[rank] = 0;
     return true;
 }
