@@ -75,6 +75,19 @@ wait_for() { # FILE PATTERN SECONDS
     done
 }
 
+# wait_stats SOCK SECTION PATTERN SECONDS OUT: polls `ps-ctl show SECTION`
+# into OUT until it holds a line matching the extended regex PATTERN. The
+# stats socket serves snapshots the shard's loop publishes every poll_ms, so
+# an event a test has just seen (a join, an eval, a refusal) may not be in
+# the section yet: one read right after it is a race.
+wait_stats() {
+    local deadline=$((SECONDS + $4 * TIME_SCALE))
+    until "$BIN/ps-ctl" -s "$1" show "$2" >"$5" 2>&1 && grep -Eq -- "$3" "$5"; do
+        [ $SECONDS -lt $deadline ] || fail "show $2 on $1 has no line like '$3' after $4 s: $(cat "$5")"
+        sleep 0.05
+    done
+}
+
 # proc_state PID: its state letter (R, S, T, Z...), nothing once reaped.
 proc_state() {
     local line

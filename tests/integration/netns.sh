@@ -24,16 +24,16 @@ servers="tcp://${IP[s0]}:7000,tcp://${IP[s1]}:7000"
 pids=()
 for r in 0 1; do
     ip netns exec "psw$r$tag" "$BIN/ps-worker" --servers "$servers" --rank $r --world 2 $(fashion_flags) \
-        --model softmax --lr 0.1 --max_steps 300 --eval_every_steps 100 --job netns \
+        --model softmax --lr 0.1 --max_steps 600 --eval_every_steps 100 --job netns \
         --curve-server-key-file "$WORK/server.pub" --curve-secret-file "$WORK/worker-$r.secret" \
         >"$WORK/w$r.out" 2>"$WORK/w$r.log" &
     pids+=("$!")
     STARTED_PIDS+=("$!")
 done
 wait_for "$WORK/w0.out" '"event":"eval"' 60
-"$BIN/ps-ctl" -s "$WORK/s0.sock" show workers > "$WORK/workers.txt" || fail "ps-ctl show workers"
-grep -qE "^netns +0 +live +${IP[w0]}" "$WORK/workers.txt" || fail "worker 0 not seen from ${IP[w0]}: $(cat "$WORK/workers.txt")"
-grep -qE "^netns +1 +live +${IP[w1]}" "$WORK/workers.txt" || fail "worker 1 not seen from ${IP[w1]}"
+# (the workers' table is a snapshot published every poll_ms: wait for it)
+wait_stats "$WORK/s0.sock" workers "^netns +0 +live +${IP[w0]}" 10 "$WORK/workers.txt"
+wait_stats "$WORK/s0.sock" workers "^netns +1 +live +${IP[w1]}" 10 "$WORK/workers.txt"
 for p in "${pids[@]}"; do wait "$p" || fail "worker exited $?"; done
 check "$(json "$WORK/w0.out" test_accuracy) > 0.7"
 "$BIN/ps-ctl" -s "$WORK/s1.sock" show info | grep -cE "^requests_PUSH_PULL:[1-9]" >/dev/null || fail "shard 1 served nothing"

@@ -28,11 +28,9 @@ victim=$(grep -o "ps-worker\[[0-9]*\] I worker 1 (replica 0, stage 1 of 2)" "$WO
 # the servers list each stage as its job, each replica as its rank
 sock=$(grep -o "stats sockets [^ ]*/server-N.sock" "$WORK/kill.log" | head -1 |
     sed 's/stats sockets //; s/server-N/server-0/')
-"$BIN/ps-ctl" -s "$sock" show workers >"$WORK/workers.txt" || fail "ps-ctl show workers failed"
 # (the last two columns: the worker process's rank in the world, its stage)
-grep -Eq '^launch\.stage0 +0 .* 0 +0/2 *$' "$WORK/workers.txt" &&
-    grep -Eq '^launch\.stage1 +0 .* 1 +1/2 *$' "$WORK/workers.txt" ||
-    fail "show workers does not list stage 0 and stage 1 of replica 0: $(cat "$WORK/workers.txt")"
+wait_stats "$sock" workers '^launch\.stage0 +0 .* 0 +0/2 *$' 10 "$WORK/workers.txt"
+wait_stats "$sock" workers '^launch\.stage1 +0 .* 1 +1/2 *$' 10 "$WORK/workers.txt"
 kill -KILL "$victim"
 killed_at=$SECONDS
 rc=0

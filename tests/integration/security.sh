@@ -72,9 +72,8 @@ rc=0; worker again w1 --max_steps 5 || rc=$?
 check "$rc == 77"
 pass "SIGHUP without w1: connected worker locked out (exit $rc), reconnect refused"
 
-"$BIN/ps-ctl" -s "$WORK/s0.sock" show info > info.txt
-grep -q "^handshakes_refused:[1-9]" info.txt || fail "refusals not counted"
-grep -q "^errors_EAUTH:[1-9]" info.txt || fail "EAUTH not counted"
+wait_stats "$WORK/s0.sock" info "^handshakes_refused:[1-9]" 10 info.txt
+wait_stats "$WORK/s0.sock" info "^errors_EAUTH:[1-9]" 10 info.txt
 kill -0 "$PID_s0" || fail "server died"
 "$BIN/ps-ctl" -e "$EP_s0" --server-key server.pub --key adm.secret shutdown >/dev/null
 deadline=$((SECONDS + 10 * TIME_SCALE))
