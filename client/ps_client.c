@@ -91,13 +91,13 @@ void ps_client_destroy(ps_client_t **cp)
         free(c->answers[s].checkpoints);
     }
     free(c->fingerprint);
+    pscl_shm_close(c); /* before the shards: it walks n_shards */
     pscl_close_shards(c);
     memset(c->curve_secret, 0, sizeof c->curve_secret);
     for (uint32_t i = 0; i < c->n_tables; i++) {
         free(c->tables[i].wire);
         free(c->tables[i].slots);
     }
-    pscl_shm_close(c);
     free(c->tables);
     free(c->inflight);
     free(c->answers);

@@ -8,6 +8,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "ps_client.h"
 #include "ps_client_int.h" /* to stage one side of a race */
@@ -427,6 +428,37 @@ static void test_two_sparse_pulls_in_flight_keep_their_own_keys(void **state)
     ps_client_destroy(&c);
 }
 
+/* This process's descriptors whose link starts with prefix. */
+static int open_fds_like(const char *prefix)
+{
+    int n = 0;
+    for (int fd = 0; fd < 4096; fd++) {
+        char path[64], link[256];
+        snprintf(path, sizeof path, "/proc/self/fd/%d", fd);
+        ssize_t len = readlink(path, link, sizeof link - 1);
+        if (len > 0) {
+            link[len] = '\0';
+            n += strncmp(link, prefix, strlen(prefix)) == 0;
+        }
+    }
+    return n;
+}
+
+static void test_a_destroyed_client_leaves_no_region_open(void **state)
+{
+    (void)state;
+    static float init[N], got[N];
+    ps_errbuf_t err;
+    ps_client_t *c = client("leak", 0, 1, PS__DTYPE__F32);
+    init_table(c, init);
+    assert_int_equal(ps_client_pull(c, 0, 0, 0, got), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    assert_true(ps_client_shm_requests(c) >= 1);
+    ps_client_destroy(&c);
+    /* the shard (a thread here) closed its copy once it mapped the region */
+    assert_int_equal(open_fds_like("/memfd:ps-shm"), 0);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -438,6 +470,7 @@ int main(void)
         cmocka_unit_test(test_resume_points_survive_a_rollback),
         cmocka_unit_test(test_a_raced_rollback_is_seen_and_recovered),
         cmocka_unit_test(test_two_sparse_pulls_in_flight_keep_their_own_keys),
+        cmocka_unit_test(test_a_destroyed_client_leaves_no_region_open),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
