@@ -109,6 +109,9 @@ int ps_client_set_same_host(ps_client_t *c, bool on);
 void ps_client_set_stage(ps_client_t *c, uint32_t world_rank, uint32_t stage, uint32_t n_stages);
 /* Dense data requests whose values went through a shared region. */
 uint64_t ps_client_shm_requests(const ps_client_t *c);
+/* Of those, the ones whose header went down the shard's doorbell pipe
+ * rather than ZeroMQ (the shard opened it at HELLO: same_host_bell). */
+uint64_t ps_client_bell_requests(const ps_client_t *c);
 
 /* Joins (or rejoins) the job on every shard: shard 0 first (it creates the
  * job, with an id, or says which one it holds), then the others with that

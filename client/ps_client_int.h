@@ -12,6 +12,7 @@
 #include <stdint.h>
 
 #include "ps_client.h"
+#include "ps_bell.h"
 #include "ps_optim_spec.h"
 #include "ps_shm.h"
 #include "ps_wire.h"
@@ -52,6 +53,13 @@ typedef struct {
     uint64_t nonce;       /* in the region's header and the offer */
     bool accepted;        /* the shard's last HELLO reply mapped it */
     bool answered;        /* a HELLO reply came (its verdict was logged) */
+    /* The doorbell (ps_bell.h): requests go down bell[1], replies come up
+     * answer[0]. This process keeps all four ends open, so its writes
+     * never raise SIGPIPE when the shard is gone (the pipe fills, the
+     * header goes over ZeroMQ) and the shard's never do while it lives. */
+    int bell[2], answer[2]; /* -1: none */
+    bool bell_on;           /* the shard's last HELLO reply opened them */
+    ps_bell_reader_t reader;
 } pscl_shm_t;
 
 /* One request waiting for its reply. */
@@ -146,6 +154,7 @@ struct ps_client {
     pscl_shm_t *shm;        /* per shard */
     ps_shm_host_t shm_host; /* what the offers say of this host (their strings point here) */
     uint64_t shm_requests;  /* data requests whose values went through a region */
+    uint64_t bell_requests; /* ... whose header went down a doorbell */
     /* shared with the heartbeat thread */
     pthread_t heartbeat_thread;
     int has_heartbeat;
@@ -214,7 +223,17 @@ const void *pscl_shm_reply_values(ps_client_t *c, const pscl_inflight_t *f, cons
 /* Reply h from shard s answers a request that used the region: frees the
  * slots that request held (a late reply too). */
 void pscl_shm_release(ps_client_t *c, const Ps__Header *h);
-/* Unmaps and closes every region. */
+/* Sends request header h to shard s down its doorbell if h uses the
+ * region (PS_FLAG_SHM) and carries no frames after it: true if it went,
+ * false (nothing sent: no doorbell, pipe full) to send it over ZeroMQ. */
+bool pscl_bell_send(ps_client_t *c, uint32_t s, const Ps__Header *h, bool more_frames);
+/* The doorbells pscl_wait polls: appends an item per shard with one (at
+ * most max) and the shard to shards; returns how many. */
+int pscl_bell_items(ps_client_t *c, zmq_pollitem_t *items, uint32_t *shards, int max);
+/* Does shard s's doorbell reader hold a whole reply not yet taken (a
+ * take that stopped at an error reply leaves the rest there)? */
+bool pscl_bell_pending(const ps_client_t *c, uint32_t s);
+/* Unmaps and closes every region and doorbell. */
 void pscl_shm_close(ps_client_t *c);
 
 /* ---- heartbeats (ps_heartbeat.c) ---- */

@@ -34,6 +34,32 @@ uint64_t ps_client_shm_requests(const ps_client_t *c)
     return c->shm_requests;
 }
 
+uint64_t ps_client_bell_requests(const ps_client_t *c)
+{
+    return c->bell_requests;
+}
+
+static void close_pipes(pscl_shm_t *r)
+{
+    for (int i = 0; i < 2; i++) {
+        if (r->bell[i] >= 0)
+            close(r->bell[i]);
+        if (r->answer[i] >= 0)
+            close(r->answer[i]);
+        r->bell[i] = r->answer[i] = -1;
+    }
+    r->bell_on = false;
+    ps_bell_reader_free(&r->reader);
+}
+
+/* Reads a non-blocking pipe empty (what it held is dropped). */
+static void drain(int fd)
+{
+    char buf[4096];
+    for (int i = 0; fd >= 0 && i < 64 && read(fd, buf, sizeof buf) > 0; i++)
+        ;
+}
+
 /* Makes shard s's region; false (logged) if this host will not. */
 static bool make_region(ps_client_t *c, uint32_t s)
 {
@@ -52,6 +78,11 @@ static bool make_region(ps_client_t *c, uint32_t s)
     }
     r->bytes = PSCL_SHM_BYTES;
     r->used = PS_SHM_HEADER_BYTES;
+    if (ps_bell_pipe(r->bell, &err) != PS_OK || ps_bell_pipe(r->answer, &err) != PS_OK) {
+        ps_log(PS_LOG_NOTICE, "worker %u: shard %u: no doorbell, headers over ZeroMQ: %s",
+               c->opts.rank, s, err.msg);
+        close_pipes(r);
+    }
     return true;
 }
 
@@ -62,10 +93,17 @@ void pscl_shm_offer(ps_client_t *c, uint32_t s, Ps__Header *h, Ps__ShmOffer *o)
     if (!c->shm) {
         c->shm = ps_xcalloc(c->n_shards, sizeof *c->shm);
         for (uint32_t i = 0; i < c->n_shards; i++)
-            c->shm[i].fd = -1;
+            c->shm[i].fd = c->shm[i].bell[0] = c->shm[i].bell[1] = c->shm[i].answer[0] =
+                c->shm[i].answer[1] = -1;
     }
     if (!make_region(c, s))
         return;
+    /* A request still in the pipe would reach the shard after this HELLO
+     * (the pipe and the socket are two channels): one written while the
+     * shard had closed our doorbell (we were declared dead) would then be
+     * applied after the rejoin dropped our pushes. Requests go before a
+     * HELLO or never; one dropped here is resent over TCP. */
+    drain(c->shm[s].bell[0]);
     if (!*c->shm_host.boot_id)
         ps_shm_host(&c->shm_host);
     ps__shm_offer__init(o);
@@ -76,6 +114,9 @@ void pscl_shm_offer(ps_client_t *c, uint32_t s, Ps__Header *h, Ps__ShmOffer *o)
     o->fd = c->shm[s].fd;
     o->bytes = c->shm[s].bytes;
     o->nonce = c->shm[s].nonce;
+    /* the shard reads requests from the one, writes replies to the other */
+    o->bell_fd = c->shm[s].bell[0] >= 0 ? c->shm[s].bell[0] : 0;
+    o->answer_fd = c->shm[s].answer[1] >= 0 ? c->shm[s].answer[1] : 0;
     h->shm = o;
 }
 
@@ -99,15 +140,49 @@ void pscl_shm_take_hello(ps_client_t *c, uint32_t s, uint32_t flags, const char 
         return;
     pscl_shm_t *r = &c->shm[s];
     bool accepted = (flags & PS_FLAG_SHM) != 0;
-    if (!r->answered || accepted != r->accepted)
+    bool bell = accepted && (flags & PS_FLAG_BELL) && r->bell[1] >= 0;
+    if (!r->answered || accepted != r->accepted || bell != r->bell_on)
         ps_log(accepted ? PS_LOG_INFO : PS_LOG_NOTICE, "worker %u: shard %u '%s': %s%s",
                c->opts.rank, s, c->endpoints[s],
-               accepted ? "same-host path (shared memory)" : "TCP, no same-host path: ",
-               accepted ? "" : (refused && *refused ? refused : "the shard offers none"));
+               accepted ? "same-host path (shared memory" : "TCP, no same-host path: ",
+               accepted ? (bell ? ", doorbell)" : ")")
+                        : (refused && *refused ? refused : "the shard offers none"));
     r->accepted = accepted;
     r->answered = true;
-    if (new_incarnation)
+    r->bell_on = bell;
+    if (new_incarnation) {
         free_slots(c, s);
+        /* what the process before it wrote and we did not take answers
+         * nothing now: replies to requests given up on */
+        drain(r->answer[0]);
+        ps_bell_reader_clear(&r->reader);
+    }
+}
+
+bool pscl_bell_send(ps_client_t *c, uint32_t s, const Ps__Header *h, bool more_frames)
+{
+    if (more_frames || !(h->flags & PS_FLAG_SHM) || !c->shm || !c->shm[s].bell_on ||
+        ps_bell_ring(c->shm[s].bell[1], h) != PS_OK)
+        return false;
+    c->bell_requests++;
+    return true;
+}
+
+int pscl_bell_items(ps_client_t *c, zmq_pollitem_t *items, uint32_t *shards, int max)
+{
+    int n = 0;
+    for (uint32_t s = 0; c->shm && s < c->n_shards && n < max; s++) {
+        if (!c->shm[s].bell_on)
+            continue;
+        items[n] = (zmq_pollitem_t){NULL, c->shm[s].answer[0], ZMQ_POLLIN, 0};
+        shards[n++] = s;
+    }
+    return n;
+}
+
+bool pscl_bell_pending(const ps_client_t *c, uint32_t s)
+{
+    return c->shm && c->shm[s].reader.used >= 4;
 }
 
 /* Chunk k's slot of table t (id), its offsets cut from shard s's region
@@ -195,6 +270,7 @@ void pscl_shm_close(ps_client_t *c)
         ps_shm_unmap(&c->shm[s].base, c->shm[s].bytes);
         if (c->shm[s].fd >= 0)
             close(c->shm[s].fd);
+        close_pipes(&c->shm[s]);
     }
     free(c->shm);
     c->shm = NULL;

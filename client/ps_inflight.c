@@ -101,6 +101,10 @@ static int send_frames(ps_client_t *c, uint32_t shard, Ps__Header *h, const uint
     if ((h->flags & PS_FLAG_SHM) && h->shm_offset)
         values = NULL;
     h->incarnation = atomic_load(&c->incarnation[shard]);
+    if (pscl_bell_send(c, shard, h, keys || values)) {
+        c->bytes_sent += ps__header__get_packed_size(h);
+        return PS_OK;
+    }
     int n = ps_wire_send_header(s, h, keys || values);
     if (n < 0)
         return n;
@@ -212,22 +216,22 @@ static void keep_answer(ps_client_t *c, const pscl_inflight_t *f, const Ps__Head
 
 /* Writes the values of a data reply where its request said. */
 static int take_values(ps_client_t *c, const pscl_inflight_t *f, const Ps__Header *h,
-                       ps_wire_msg_t *m, ps_errbuf_t *err)
+                       zmq_msg_t *vals, ps_errbuf_t *err)
 {
-    size_t bytes = m->n_parts == 2 ? zmq_msg_size(&m->parts[1]) : 0;
+    size_t bytes = vals ? zmq_msg_size(vals) : 0;
     if (f->scatter) {
         size_t row = f->dim * sizeof(float);
         if (h->n_elems != f->len || h->dtype != PS__DTYPE__F32 || bytes != f->len * row)
             return describe(c, err, f, PS_EPROTO, "sparse reply does not carry the rows asked for");
-        const char *rows = zmq_msg_data(&m->parts[1]);
+        const char *rows = vals ? zmq_msg_data(vals) : NULL;
         for (uint64_t i = 0; i < f->len; i++)
             memcpy(f->dst + f->scatter[i] * f->dim, rows + i * row, row);
         return PS_OK;
     }
-    const void *src = m->n_parts == 2 ? zmq_msg_data(&m->parts[1]) : NULL;
+    const void *src = vals ? zmq_msg_data(vals) : NULL;
     if (h->flags & PS_FLAG_SHM_VALUES) {
         src = pscl_shm_reply_values(c, f, h);
-        bytes = src && m->n_parts == 1 ? f->len * ps_dtype_size(c->opts.dtype) : 0;
+        bytes = src && !vals ? f->len * ps_dtype_size(c->opts.dtype) : 0;
         c->bytes_received += bytes; /* moved, by whichever path */
     }
     if (h->offset != f->offset || h->n_elems != f->len || h->dtype != (Ps__DType)c->opts.dtype ||
@@ -236,27 +240,15 @@ static int take_values(ps_client_t *c, const pscl_inflight_t *f, const Ps__Heade
     return ps_wire_decode(h->dtype, src, f->dst + f->offset, f->len, 1.0f);
 }
 
-/* Handles one reply from shard (*none: there was none queued); PS_OK or an
- * error about its request (which may be a server's PS_EAGAIN). */
-static int take_reply(ps_client_t *c, uint32_t shard, bool *none, ps_errbuf_t *err)
+/* Handles reply h (its values frame vals, NULL if none) from shard;
+ * PS_OK or an error about its request (which may be a server's
+ * PS_EAGAIN). Frees h. */
+static int handle_reply(ps_client_t *c, uint32_t shard, Ps__Header *h, zmq_msg_t *vals,
+                        ps_errbuf_t *err)
 {
-    ps_wire_msg_t m;
-    int rc = ps_wire_recv(c->socks[shard], &m, ZMQ_DONTWAIT);
-    *none = rc == PS_EAGAIN;
-    if (*none)
-        return PS_OK;
-    c->bytes_received += ps_wire_msg_bytes(&m);
     c->handshake_breaks[shard] = 0;
-    Ps__Header *h = m.n_parts >= 1 ? ps_wire_unpack_header(&m.parts[0]) : NULL;
-    if (rc != PS_OK || !h) {
-        ps_wire_msg_close(&m);
-        if (h)
-            ps__header__free_unpacked(h, NULL);
-        return ps_err_set(err, PS_EPROTO, "worker %u: shard %u '%s' sent a malformed reply",
-                          c->opts.rank, shard, c->endpoints[shard]);
-    }
     pscl_inflight_t *f = find_inflight(c, h->request_id);
-    rc = PS_OK;
+    int rc = PS_OK;
     if (!f) {
         /* a late reply to a request we gave up on */
     } else if (h->status != 0) {
@@ -268,7 +260,7 @@ static int take_reply(ps_client_t *c, uint32_t shard, bool *none, ps_errbuf_t *e
     } else if (!has_table(f->op)) {
         keep_answer(c, f, h);
     } else if (f->dst) {
-        rc = take_values(c, f, h, &m, err);
+        rc = take_values(c, f, h, vals, err);
     }
     if (f) {
         c->reply_flags |= h->flags & ~(PS_FLAG_SHM | PS_FLAG_SHM_VALUES);
@@ -276,8 +268,58 @@ static int take_reply(ps_client_t *c, uint32_t shard, bool *none, ps_errbuf_t *e
     }
     pscl_shm_release(c, h); /* after its values were taken */
     ps__header__free_unpacked(h, NULL);
+    return rc;
+}
+
+/* Handles one reply from shard (*none: there was none queued); as
+ * handle_reply. */
+static int take_reply(ps_client_t *c, uint32_t shard, bool *none, ps_errbuf_t *err)
+{
+    ps_wire_msg_t m;
+    int rc = ps_wire_recv(c->socks[shard], &m, ZMQ_DONTWAIT);
+    *none = rc == PS_EAGAIN;
+    if (*none)
+        return PS_OK;
+    c->bytes_received += ps_wire_msg_bytes(&m);
+    Ps__Header *h = m.n_parts >= 1 ? ps_wire_unpack_header(&m.parts[0]) : NULL;
+    if (rc != PS_OK || !h) {
+        ps_wire_msg_close(&m);
+        if (h)
+            ps__header__free_unpacked(h, NULL);
+        return ps_err_set(err, PS_EPROTO, "worker %u: shard %u '%s' sent a malformed reply",
+                          c->opts.rank, shard, c->endpoints[shard]);
+    }
+    rc = handle_reply(c, shard, h, m.n_parts == 2 ? &m.parts[1] : NULL, err);
     ps_wire_msg_close(&m);
     return rc;
+}
+
+typedef struct {
+    ps_client_t *c;
+    uint32_t shard;
+    ps_errbuf_t *err;
+} bell_ctx_t;
+
+/* One reply header out of a doorbell. */
+static int take_bell_frame(void *arg, const uint8_t *frame, size_t len)
+{
+    bell_ctx_t *b = arg;
+    b->c->bytes_received += len;
+    Ps__Header *h = ps__header__unpack(NULL, len, frame);
+    if (!h)
+        return ps_err_set(b->err, PS_EPROTO,
+                          "worker %u: shard %u '%s' sent a malformed reply up the doorbell",
+                          b->c->opts.rank, b->shard, b->c->endpoints[b->shard]);
+    return handle_reply(b->c, b->shard, h, NULL, b->err);
+}
+
+/* Takes the replies in shard's doorbell; a shard that closed it (it died:
+ * its successor opens it again at HELLO) is not an error here. */
+static int take_bell(ps_client_t *c, uint32_t shard, ps_errbuf_t *err)
+{
+    bell_ctx_t b = {c, shard, err};
+    int rc = ps_bell_take(&c->shm[shard].reader, c->shm[shard].answer[0], take_bell_frame, &b);
+    return rc == PS_ENET ? PS_OK : rc;
 }
 
 /* Is a request for table (PSCL_ALL_TABLES: any) still waiting for its reply? */
@@ -380,9 +422,18 @@ static int check_deadlines(ps_client_t *c, int64_t now, int64_t *next, ps_errbuf
     return PS_OK;
 }
 
-/* Takes what poll found: handshake failures, then replies. */
-static int take_ready(ps_client_t *c, zmq_pollitem_t *items, int n_items, ps_errbuf_t *err)
+/* Takes what poll found: handshake failures, then replies (the
+ * doorbells' are items [n_items, n_items + n_bells)). */
+static int take_ready(ps_client_t *c, zmq_pollitem_t *items, int n_items, int n_bells,
+                      const uint32_t *bell_shards, ps_errbuf_t *err)
 {
+    for (int i = 0; i < n_bells; i++) {
+        if (!items[n_items + i].revents)
+            continue;
+        int rc = take_bell(c, bell_shards[i], err);
+        if (rc != PS_OK)
+            return rc;
+    }
     for (int i = (int)c->n_shards; i < n_items; i++) {
         if (!(items[i].revents & ZMQ_POLLIN) || !items[i].socket)
             continue;
@@ -403,9 +454,22 @@ static int take_ready(ps_client_t *c, zmq_pollitem_t *items, int n_items, ps_err
     return PS_OK;
 }
 
+/* Replies a doorbell reader holds from an earlier take that stopped at
+ * an error: poll would not wake for them (the pipe is empty). */
+static int take_pending(ps_client_t *c, int n_bells, const uint32_t *bell_shards, ps_errbuf_t *err)
+{
+    for (int i = 0; i < n_bells; i++) {
+        int rc = pscl_bell_pending(c, bell_shards[i]) ? take_bell(c, bell_shards[i], err) : PS_OK;
+        if (rc != PS_OK)
+            return rc;
+    }
+    return PS_OK;
+}
+
 int pscl_wait(ps_client_t *c, uint32_t table, ps_errbuf_t *err)
 {
-    zmq_pollitem_t items[2 * PSCL_MAX_SHARDS + 1];
+    zmq_pollitem_t items[3 * PSCL_MAX_SHARDS + 1];
+    uint32_t bell_shards[PSCL_MAX_SHARDS];
     int n_items = 0;
     for (uint32_t i = 0; i < c->n_shards; i++)
         items[n_items++] = (zmq_pollitem_t){c->socks[i], 0, ZMQ_POLLIN, 0};
@@ -415,18 +479,25 @@ int pscl_wait(ps_client_t *c, uint32_t table, ps_errbuf_t *err)
     /* the stop descriptor wakes the poll; check_deadlines then says so */
     if (c->opts.stop_fd > 0)
         items[n_items++] = (zmq_pollitem_t){NULL, c->opts.stop_fd, ZMQ_POLLIN, 0};
+    /* the doorbells last: a HELLO within this wait may open or close one */
+    int n_bells = 0;
     while (awaiting(c, table)) {
-        int64_t now = ps_time_ms(), next;
-        int rc = check_deadlines(c, now, &next, err);
+        n_bells = pscl_bell_items(c, items + n_items, bell_shards, PSCL_MAX_SHARDS);
+        int rc = take_pending(c, n_bells, bell_shards, err);
         if (rc != PS_OK)
+            return rc;
+        if (!awaiting(c, table))
+            break;
+        int64_t now = ps_time_ms(), next;
+        if ((rc = check_deadlines(c, now, &next, err)) != PS_OK)
             return rc;
         /* wake at least every 100 ms to notice a stop request */
         int64_t wait_ms = next - now < 100 ? next - now : 100;
-        int n = zmq_poll(items, n_items, (long)(wait_ms > 0 ? wait_ms : 0));
+        int n = zmq_poll(items, n_items + n_bells, (long)(wait_ms > 0 ? wait_ms : 0));
         if (n < 0 && zmq_errno() != EINTR)
             return ps_err_set(err, PS_ENET, "worker %u: poll failed: %s", c->opts.rank,
                               zmq_strerror(zmq_errno()));
-        if (n > 0 && (rc = take_ready(c, items, n_items, err)) != PS_OK)
+        if (n > 0 && (rc = take_ready(c, items, n_items, n_bells, bell_shards, err)) != PS_OK)
             return rc;
     }
     return PS_OK;

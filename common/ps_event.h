@@ -74,6 +74,7 @@ extern const char *const ps_event_kind_names[];
     XX(BYTES_SENT, "bytes_sent", INT)           \
     XX(BYTES_RECEIVED, "bytes_received", INT)   \
     XX(SHM_REQUESTS, "shm_requests", INT)       \
+    XX(BELL_REQUESTS, "bell_requests", INT)     \
     XX(KEYS_PULLED, "keys_pulled", INT)         \
     XX(LOST_WORKERS, "lost_workers", INTS)      \
     XX(WORKER_RESTARTS, "worker_restarts", INT) \

@@ -20,6 +20,10 @@
  * free again). */
 #define PS_FLAG_SHM 0x40u
 #define PS_FLAG_SHM_VALUES 0x80u /* reply: its values are in the region, no values frame */
+/* HELLO reply: the shard opened the worker's doorbell pipes (ShmOffer
+ * bell_fd, answer_fd): headers of requests that use the region may go
+ * down the one, header-only replies to them come up the other. */
+#define PS_FLAG_BELL 0x100u
 
 /* Header.dtype: the type of the values on the wire (ps.DType). */
 #define PS_DTYPE_F32 0

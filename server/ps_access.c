@@ -76,7 +76,7 @@ bool psrv_access_permitted(ps_server_t *srv, psrv_request_t *rq)
                   ps_op_name(op));
         return false;
     }
-    const char *user_id = zmq_msg_gets(&rq->msg->parts[1], "User-Id");
+    const char *user_id = psrv_request_user(rq);
     ps_role_t role = ps_zap_role(srv->zap, user_id);
     if (role == PS_ROLE_NONE) {
         psrv_fail(rq, PS_EAUTH, "the key of %s is not on shard %lld's allow-list any more",

@@ -68,7 +68,6 @@ const char *psrv_budget_new_job(const ps_server_t *srv, const char *who, char *w
 
 const char *psrv_budget_client(const psrv_request_t *rq)
 {
-    const char *user =
-        rq->msg && rq->msg->n_parts >= 2 ? zmq_msg_gets(&rq->msg->parts[1], "User-Id") : NULL;
-    return user && *user ? user : psrv_request_peer(rq);
+    const char *user = psrv_request_user(rq);
+    return *user ? user : psrv_request_peer(rq);
 }

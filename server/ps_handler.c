@@ -9,6 +9,7 @@
 #include "ps_access.h"
 #include "ps_jobs.h"
 #include "ps_log.h"
+#include "ps_regions.h"
 #include "ps_reply.h"
 #include "ps_request.h"
 #include "ps_snapshot.h"
@@ -142,6 +143,16 @@ static const handler_fn handlers[] = {
 };
 #define N_HANDLERS (sizeof handlers / sizeof handlers[0])
 
+/* A doorbell is its worker process's alone (it opened the pipe): what
+ * comes through it must be that process's data request on its region. */
+static bool bell_may_carry(const psrv_request_t *rq)
+{
+    const Ps__Header *h = rq->hdr;
+    bool data_op = h->op == PS__OP__PULL || h->op == PS__OP__PUSH || h->op == PS__OP__PUSH_PULL;
+    return data_op && (h->flags & PS_FLAG_SHM) && h->job && strcmp(h->job, rq->bell->job) == 0 &&
+           h->rank == rq->bell->rank && h->worker_incarnation == rq->bell->owner;
+}
+
 /* The checks every request passes before its handler; NULL if it may go
  * on, else the error reply. */
 static psrv_reply_t *admit(ps_server_t *srv, psrv_request_t *rq, int recv_rc)
@@ -154,6 +165,11 @@ static psrv_reply_t *admit(ps_server_t *srv, psrv_request_t *rq, int recv_rc)
         return psrv_fail(rq, PS_EPROTO, "too many frames");
     if ((unsigned)h->op >= N_HANDLERS || !handlers[h->op])
         return psrv_fail(rq, PS_EPROTO, "unknown op %d", h->op);
+    if (rq->bell && !bell_may_carry(rq))
+        return psrv_fail(rq, PS_EPERM,
+                         "%s came through the doorbell of job '%s' worker %u, which carries only "
+                         "that worker's requests that use its shared region",
+                         ps_op_name(h->op), rq->bell->job, rq->bell->rank);
     if (!psrv_access_permitted(srv, rq))
         return &rq->reply;
     if (h->incarnation && h->incarnation != srv->incarnation && h->op != PS__OP__HELLO &&
@@ -163,11 +179,14 @@ static psrv_reply_t *admit(ps_server_t *srv, psrv_request_t *rq, int recv_rc)
     return NULL;
 }
 
-void psrv_handle(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
+static void handle(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc, const psrv_region_t *bell)
 {
     if (msg->n_parts < 1)
         return;
-    psrv_request_t rq = {.msg = msg, .recv_ns = ps_time_ns()};
+    psrv_request_t rq = {
+        .msg = msg, .recv_ns = ps_time_ns(), .bell = bell, .answer_region = bell ? bell->id : 0};
+    if (bell)
+        srv->stats.bell_requests++;
     /* the routing identity is ZeroMQ's, not the peer's bytes */
     srv->stats.bytes_in += ps_wire_msg_bytes(msg) - zmq_msg_size(&msg->parts[0]);
     if (msg->n_parts >= 2)
@@ -185,6 +204,16 @@ void psrv_handle(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
         zmq_msg_close(&rq.shm_values);
     if (rq.hdr)
         ps__header__free_unpacked(rq.hdr, NULL);
+}
+
+void psrv_handle(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc)
+{
+    handle(srv, msg, recv_rc, NULL);
+}
+
+void psrv_handle_bell(ps_server_t *srv, ps_wire_msg_t *msg, const psrv_region_t *region)
+{
+    handle(srv, msg, PS_OK, region);
 }
 
 void ps_server_handle(ps_server_t *srv, ps_wire_msg_t *msg)

@@ -11,6 +11,12 @@
  * recv_rc is ps_wire_recv's result (PS_EPROTO: too many frames). Every
  * request gets exactly one reply, now or when its pull is served. */
 void psrv_handle(ps_server_t *srv, ps_wire_msg_t *msg, int recv_rc);
+/* Handles a request that came through region's doorbell (msg is
+ * [the HELLO's routing id][header]): it must be that worker's data
+ * request on the region (else EPERM), is judged by the HELLO's key, and
+ * its header-only reply goes back up the doorbell. */
+struct psrv_region;
+void psrv_handle_bell(ps_server_t *srv, ps_wire_msg_t *msg, const struct psrv_region *region);
 
 /* HELLO: joining a job (ps_handler_hello.c): identity, configuration,
  * membership. */

@@ -58,6 +58,7 @@ static const psrv_region_t *shm_request(ps_server_t *srv, psrv_request_t *rq, ps
                          "worker %u: %s names a shared region this shard has not mapped for it",
                          h->rank, ps_op_name(h->op)),
                NULL;
+    rq->answer_region = r->id; /* its reply's header may go up the doorbell */
     uint64_t bytes = ps_table_len(t) * ps_dtype_size(h->dtype);
     bool push = h->op != PS__OP__PULL && !(h->flags & PS_FLAG_SKIP);
     const void *src = push ? psrv_region_at(r, h->shm_offset, bytes) : NULL;

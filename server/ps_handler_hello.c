@@ -188,6 +188,6 @@ psrv_reply_t *psrv_handle_hello(ps_server_t *srv, psrv_request_t *rq)
            (long long)ps_job_rank_resume_clock(job, h->rank),
            forgot ? " (its pushes to the round in progress dropped: it replays them)" : "");
     psrv_reply_t *rep = welcome(srv, rq, job);
-    psrv_regions_hello(srv, job, h, rep);
+    psrv_regions_hello(srv, job, rq, rep);
     return rep;
 }

@@ -4,16 +4,64 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "ps_handler.h"
 #include "ps_log.h"
+#include "ps_reply.h"
 #include "ps_shm.h"
+
+static void close_fd(int *fd)
+{
+    if (*fd >= 0)
+        close(*fd);
+    *fd = -1;
+}
+
+static void close_bell(psrv_region_t *r)
+{
+    close_fd(&r->bell_fd);
+    close_fd(&r->answer_fd);
+    close_fd(&r->answer_keep_fd);
+    ps_bell_reader_free(&r->reader);
+}
 
 static void unmap_at(ps_server_t *srv, size_t i, const char *why)
 {
     psrv_region_t *r = &srv->regions[i];
     ps_log(PS_LOG_INFO, "job '%s': worker %u's shared region unmapped (%s)", r->job, r->rank, why);
     ps_shm_unmap(&r->base, r->bytes);
+    close_bell(r);
     srv->regions[i] = srv->regions[--srv->n_regions];
+}
+
+/* Opens offer o's doorbell for r: both pipes, or neither (logged). */
+static bool open_bell(psrv_region_t *r, const Ps__ShmOffer *o)
+{
+    ps_errbuf_t err = {0};
+    r->bell_fd = ps_bell_open(o->pid, o->bell_fd, 0, &err);
+    if (r->bell_fd >= 0)
+        r->answer_keep_fd = ps_bell_open(o->pid, o->answer_fd, 0, &err);
+    if (r->answer_keep_fd >= 0)
+        r->answer_fd = ps_bell_open(o->pid, o->answer_fd, 1, &err);
+    if (r->answer_fd >= 0)
+        return true;
+    ps_log(PS_LOG_NOTICE, "job '%s': worker %u: no doorbell, headers over ZeroMQ: %s", r->job,
+           r->rank, err.msg);
+    close_bell(r);
+    return false;
+}
+
+/* Who sent HELLO rq, kept for the requests its doorbell brings. */
+static void keep_sender(psrv_region_t *r, const psrv_request_t *rq)
+{
+    const zmq_msg_t *id = &rq->msg->parts[0];
+    r->identity_len = zmq_msg_size((zmq_msg_t *)id);
+    if (r->identity_len > sizeof r->identity)
+        r->identity_len = 0; /* ROUTER ids are at most 255 bytes: cannot happen */
+    memcpy(r->identity, zmq_msg_data((zmq_msg_t *)id), r->identity_len);
+    snprintf(r->user_id, sizeof r->user_id, "%s", psrv_request_user(rq));
+    snprintf(r->peer, sizeof r->peer, "%s", psrv_request_peer(rq));
 }
 
 /* The region rank of job holds, whoever its owner; its index or -1. */
@@ -27,7 +75,8 @@ static long find_rank(ps_server_t *srv, const char *job, uint32_t rank)
 
 /* Maps offer o of rank (owner) in job; PS_OK, or the error with err. */
 static int map_offer(ps_server_t *srv, const char *job, uint32_t rank, uint64_t owner,
-                     const Ps__ShmOffer *o, ps_errbuf_t *err)
+                     const Ps__ShmOffer *o, const psrv_request_t *rq, psrv_reply_t *rep,
+                     ps_errbuf_t *err)
 {
     const char *other = ps_shm_same_host(o->boot_id, o->pid_ns, o->uid);
     if (other)
@@ -46,16 +95,24 @@ static int map_offer(ps_server_t *srv, const char *job, uint32_t rank, uint64_t 
                          .owner = owner,
                          .nonce = o->nonce,
                          .base = base,
-                         .bytes = o->bytes};
+                         .bytes = o->bytes,
+                         .bell_fd = -1,
+                         .answer_fd = -1,
+                         .answer_keep_fd = -1};
     snprintf(r->job, sizeof r->job, "%s", job);
-    ps_log(PS_LOG_INFO, "job '%s': worker %u's shared region mapped (%llu MiB; same host)", job,
-           rank, (unsigned long long)(o->bytes >> 20));
+    keep_sender(r, rq);
+    bool bell = o->bell_fd > 0 && o->answer_fd > 0 && srv->cfg.same_host_bell && open_bell(r, o);
+    if (bell)
+        rep->hdr.flags |= PS_FLAG_BELL;
+    ps_log(PS_LOG_INFO, "job '%s': worker %u's shared region mapped (%llu MiB; same host%s)", job,
+           rank, (unsigned long long)(o->bytes >> 20), bell ? ", doorbell" : "");
     return PS_OK;
 }
 
-void psrv_regions_hello(ps_server_t *srv, const ps_job_t *job, const Ps__Header *h,
+void psrv_regions_hello(ps_server_t *srv, const ps_job_t *job, const psrv_request_t *rq,
                         psrv_reply_t *rep)
 {
+    const Ps__Header *h = rq->hdr;
     const Ps__ShmOffer *o = h->shm;
     if (!o)
         return;
@@ -63,14 +120,18 @@ void psrv_regions_hello(ps_server_t *srv, const ps_job_t *job, const Ps__Header 
     long i = find_rank(srv, name, h->rank);
     if (i >= 0 && srv->regions[i].owner == h->worker_incarnation &&
         srv->regions[i].nonce == o->nonce) {
-        rep->hdr.flags |= PS_FLAG_SHM; /* a HELLO again (a rejoin, a resend) */
+        /* a HELLO again (a rejoin, a resend): replies may now go to
+         * another socket of the same process */
+        rep->hdr.flags |= PS_FLAG_SHM | (srv->regions[i].answer_fd >= 0 ? PS_FLAG_BELL : 0);
+        keep_sender(&srv->regions[i], rq);
         return;
     }
     if (i >= 0)
         unmap_at(srv, (size_t)i, "the rank has a new process");
     ps_errbuf_t err = {0};
-    int rc = srv->cfg.same_host ? map_offer(srv, name, h->rank, h->worker_incarnation, o, &err)
-                                : ps_err_set(&err, PS_EPERM, "same_host is off on this shard");
+    int rc = srv->cfg.same_host
+                 ? map_offer(srv, name, h->rank, h->worker_incarnation, o, rq, rep, &err)
+                 : ps_err_set(&err, PS_EPERM, "same_host is off on this shard");
     if (rc == PS_OK) {
         rep->hdr.flags |= PS_FLAG_SHM;
         srv->stats.shm_regions = srv->n_regions;
@@ -104,6 +165,70 @@ void *psrv_region_at(const psrv_region_t *r, uint64_t offset, uint64_t bytes)
         bytes > r->bytes - offset)
         return NULL;
     return (char *)r->base + offset;
+}
+
+size_t psrv_regions_bells(ps_server_t *srv, zmq_pollitem_t *items, uint64_t *ids, size_t max)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < srv->n_regions && n < max; i++) {
+        if (srv->regions[i].bell_fd < 0)
+            continue;
+        items[n] = (zmq_pollitem_t){NULL, srv->regions[i].bell_fd, ZMQ_POLLIN, 0};
+        ids[n++] = srv->regions[i].id;
+    }
+    return n;
+}
+
+typedef struct {
+    ps_server_t *srv;
+    uint64_t id;
+} bell_ctx_t;
+
+/* One request out of a doorbell: handled as the router's would be, from
+ * the HELLO's socket. */
+static int take_request(void *arg, const uint8_t *frame, size_t len)
+{
+    bell_ctx_t *b = arg;
+    psrv_region_t *r = psrv_regions_get(b->srv, b->id);
+    if (!r)
+        return PS_ENET; /* unmapped while its requests were handled */
+    ps_wire_msg_t m = {.n_parts = 2};
+    if (zmq_msg_init_size(&m.parts[0], r->identity_len) != 0 ||
+        zmq_msg_init_size(&m.parts[1], len) != 0) {
+        m.n_parts = 1;
+        ps_wire_msg_close(&m);
+        return PS_ENOMEM;
+    }
+    memcpy(zmq_msg_data(&m.parts[0]), r->identity, r->identity_len);
+    memcpy(zmq_msg_data(&m.parts[1]), frame, len);
+    psrv_handle_bell(b->srv, &m, r);
+    ps_wire_msg_close(&m);
+    return PS_OK;
+}
+
+void psrv_regions_take_bell(ps_server_t *srv, uint64_t id)
+{
+    psrv_region_t *r = psrv_regions_get(srv, id);
+    if (!r || r->bell_fd < 0)
+        return;
+    bell_ctx_t b = {srv, id};
+    int rc = ps_bell_take(&r->reader, r->bell_fd, take_request, &b);
+    if (rc == PS_OK || !(r = psrv_regions_get(srv, id)))
+        return;
+    /* the worker's process is gone (every writer closed), or it wrote
+     * what no client writes: its headers come over ZeroMQ from now on */
+    ps_log(rc == PS_ENET ? PS_LOG_INFO : PS_LOG_WARN, "job '%s': worker %u's doorbell closed (%s)",
+           r->job, r->rank, rc == PS_ENET ? "the worker closed it" : "a malformed frame");
+    close_bell(r);
+}
+
+bool psrv_regions_ring(ps_server_t *srv, uint64_t id, const Ps__Header *hdr)
+{
+    psrv_region_t *r = psrv_regions_get(srv, id);
+    if (!r || r->answer_fd < 0 || ps_bell_ring(r->answer_fd, hdr) != PS_OK)
+        return false;
+    srv->stats.bell_replies++;
+    return true;
 }
 
 void psrv_regions_sweep(ps_server_t *srv, psrv_region_gone_fn gone)

@@ -11,6 +11,7 @@
 
 #include <stdint.h>
 
+#include "ps_bell.h"
 #include "ps_server_int.h"
 
 /* One mapped region. */
@@ -22,14 +23,29 @@ typedef struct psrv_region {
     uint64_t nonce;
     void *base;
     uint64_t bytes;
+    /* The doorbell (ps_bell.h), -1 if none: the worker's request pipe read
+     * here, its reply pipe written here, and that pipe's read end held too,
+     * so a reply written after the worker died fills the pipe (EAGAIN)
+     * rather than raising SIGPIPE. */
+    int bell_fd, answer_fd, answer_keep_fd;
+    ps_bell_reader_t reader;
+    /* What a request through the doorbell is answered and judged as: the
+     * HELLO's ZeroMQ routing id (a reply that cannot go up the pipe goes
+     * there), its CURVE key ("" without CURVE) and address. */
+    uint8_t identity[256];
+    size_t identity_len;
+    char user_id[96];
+    char peer[64];
 } psrv_region_t;
 
 /* HELLO h of rank in job, already admitted: maps the worker's region if
  * it offered one and may (same_host on here, same host, boot, pid
  * namespace and user, the region checks out); then rep carries
  * PS_FLAG_SHM, otherwise rep->hdr.shm_refused says why (rep->message holds
- * the text). A region the rank held for another process is unmapped. */
-void psrv_regions_hello(ps_server_t *srv, const ps_job_t *job, const Ps__Header *h,
+ * the text); and opens its doorbell if it offered one (then PS_FLAG_BELL;
+ * a doorbell that cannot be opened leaves the region on ZeroMQ headers).
+ * A region the rank held for another process is unmapped. */
+void psrv_regions_hello(ps_server_t *srv, const ps_job_t *job, const psrv_request_t *rq,
                         psrv_reply_t *rep);
 /* The region of rank in job held by process owner; NULL if none. */
 psrv_region_t *psrv_regions_find(ps_server_t *srv, const char *job, uint32_t rank, uint64_t owner);
@@ -40,6 +56,17 @@ psrv_region_t *psrv_regions_get(ps_server_t *srv, uint64_t id);
 void *psrv_region_at(const psrv_region_t *r, uint64_t offset, uint64_t bytes);
 /* Why r must be unmapped (its holder is gone), or NULL if it stays. */
 typedef const char *(*psrv_region_gone_fn)(ps_server_t *srv, const psrv_region_t *r);
+/* The doorbells to poll: appends a pollitem per region that has one to
+ * items (at most max) and its region id to ids; returns how many. */
+size_t psrv_regions_bells(ps_server_t *srv, zmq_pollitem_t *items, uint64_t *ids, size_t max);
+/* Takes the requests waiting in region id's doorbell, each handled as if
+ * it came over the router from the HELLO's socket; a doorbell whose
+ * worker closed it (or wrote garbage) is closed, the region stays. */
+void psrv_regions_take_bell(ps_server_t *srv, uint64_t id);
+/* Sends header-only reply hdr up region id's doorbell: false (nothing
+ * sent) if the region or its doorbell is gone or the pipe is full; the
+ * caller then sends it over the router. */
+bool psrv_regions_ring(ps_server_t *srv, uint64_t id, const Ps__Header *hdr);
 /* Unmaps every region gone says must go, logging why (server_cron, with
  * psrv_jobs_region_gone: the regions know nothing of jobs). */
 void psrv_regions_sweep(ps_server_t *srv, psrv_region_gone_fn gone);

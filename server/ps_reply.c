@@ -12,9 +12,20 @@
 
 const char *psrv_request_peer(const psrv_request_t *rq)
 {
+    if (rq->bell)
+        return rq->bell->peer;
     const char *addr =
         rq->msg && rq->msg->n_parts >= 2 ? zmq_msg_gets(&rq->msg->parts[1], "Peer-Address") : NULL;
     return addr ? addr : "?";
+}
+
+const char *psrv_request_user(const psrv_request_t *rq)
+{
+    if (rq->bell)
+        return rq->bell->user_id;
+    const char *user =
+        rq->msg && rq->msg->n_parts >= 2 ? zmq_msg_gets(&rq->msg->parts[1], "User-Id") : NULL;
+    return user ? user : "";
 }
 
 void psrv_send(ps_server_t *srv, zmq_msg_t *identity, Ps__Header *hdr, zmq_msg_t *values_in)
@@ -109,7 +120,9 @@ void psrv_reply_send(ps_server_t *srv, psrv_request_t *rq, psrv_reply_t *rep)
 {
     if (rep->hdr.status != 0)
         note_rejected(srv, rq, rep);
-    psrv_send(srv, &rq->msg->parts[0], &rep->hdr, rep->has_values ? &rep->values : NULL);
+    if (rep->has_values || !rq->answer_region ||
+        !psrv_regions_ring(srv, rq->answer_region, &rep->hdr))
+        psrv_send(srv, &rq->msg->parts[0], &rep->hdr, rep->has_values ? &rep->values : NULL);
     rep->has_values = false;
     free(rep->document);
     rep->document = NULL;
@@ -141,7 +154,8 @@ static bool reply_in_region(ps_server_t *srv, ps_pull_t *p, ps_table_t *t, Ps__H
     if (!dst || ps_wire_encode(p->dtype, ps_table_params(t), dst, len, 1.0f) != PS_OK)
         return false;
     rep->flags |= PS_FLAG_SHM_VALUES;
-    psrv_send(srv, &p->identity, rep, NULL);
+    if (!psrv_regions_ring(srv, p->region_id, rep))
+        psrv_send(srv, &p->identity, rep, NULL);
     srv->stats.bytes_out += len * ps_dtype_size(p->dtype); /* moved, by whichever path */
     ps_hist_observe(&srv->stats.pull_latency, ps_time_ns() - p->recv_ns);
     return true;
@@ -205,5 +219,6 @@ void psrv_reply_pull_error(ps_server_t *srv, ps_pull_t *p, int code, const char 
     rep.flags = p->reply_flags & PS_FLAG_SHM;
     rep.status = code;
     rep.message = (char *)message;
-    psrv_send(srv, &p->identity, &rep, NULL);
+    if (!p->region_id || !psrv_regions_ring(srv, p->region_id, &rep))
+        psrv_send(srv, &p->identity, &rep, NULL);
 }

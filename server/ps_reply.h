@@ -17,7 +17,9 @@ psrv_reply_t *psrv_ok(psrv_request_t *rq);
 psrv_reply_t *psrv_fail(psrv_request_t *rq, int code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 /* Sends rep to the requester of rq (its values frame, if any, goes with
- * it); a failure is counted and logged (rate-limited) with the peer. */
+ * it): up the doorbell of rq->answer_region if it has no values and the
+ * pipe takes it, else over the router; a failure is counted and logged
+ * (rate-limited) with the peer. */
 void psrv_reply_send(ps_server_t *srv, psrv_request_t *rq, psrv_reply_t *rep);
 
 /* Sends [identity][header][values] (values may be NULL; its ownership
@@ -33,5 +35,7 @@ void psrv_reply_pull_error(ps_server_t *srv, ps_pull_t *pull, int code, const ch
 /* The sender's address, for logs and HELLO only: it costs a metadata
  * lookup, which no request on the hot path pays. Never NULL. */
 const char *psrv_request_peer(const psrv_request_t *rq);
+/* The CURVE key (Z85) rq came with, "" without CURVE. Never NULL. */
+const char *psrv_request_user(const psrv_request_t *rq);
 
 #endif

@@ -444,6 +444,28 @@ static void drain_router(ps_server_t *srv, volatile sig_atomic_t *stop)
     }
 }
 
+/* The loop's poll items: n_fixed sockets, then the doorbells (ids[i] is
+ * the region of item n_fixed + i). */
+typedef struct {
+    zmq_pollitem_t *items;
+    uint64_t *ids;
+    size_t n_fixed, cap, cap_ids;
+} poll_set_t;
+
+/* Lists the doorbells after the fixed items; returns how many. */
+static size_t list_bells(ps_server_t *srv, poll_set_t *ps)
+{
+    if (ps->cap < ps->n_fixed + srv->n_regions) {
+        ps->cap = ps->n_fixed + 2 * srv->n_regions;
+        ps->items = ps_xrealloc(ps->items, ps->cap * sizeof *ps->items);
+    }
+    if (ps->cap_ids < srv->n_regions) {
+        ps->cap_ids = 2 * srv->n_regions;
+        ps->ids = ps_xrealloc(ps->ids, ps->cap_ids * sizeof *ps->ids);
+    }
+    return psrv_regions_bells(srv, ps->items + ps->n_fixed, ps->ids, ps->cap - ps->n_fixed);
+}
+
 int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop, volatile sig_atomic_t *reload)
 {
     notify_t n = {0, 0, ps_notify_watchdog_ms()};
@@ -452,22 +474,33 @@ int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop, volatile sig_at
              (long long)srv->cfg.shard, (long long)srv->cfg.shards, srv->endpoint);
     ps_notify(ready);
     int64_t next_cron = ps_time_ms() + srv->cfg.poll_ms;
-    /* the monitor and the replica writer's wake socket only if there */
-    zmq_pollitem_t items[3] = {{srv->router, 0, ZMQ_POLLIN, 0}};
+    /* the monitor and the replica writer's wake socket only if there;
+     * then one item per doorbell, listed again each turn */
+    poll_set_t ps = {.items = ps_xmalloc(4 * sizeof *ps.items), .cap = 4};
+    ps.items[0] = (zmq_pollitem_t){srv->router, 0, ZMQ_POLLIN, 0};
     int n_items = 1, monitor_at = -1, store_at = -1;
     if (srv->monitor)
-        items[monitor_at = n_items++] = (zmq_pollitem_t){srv->monitor, 0, ZMQ_POLLIN, 0};
+        ps.items[monitor_at = n_items++] = (zmq_pollitem_t){srv->monitor, 0, ZMQ_POLLIN, 0};
     if (srv->replica_store)
-        items[store_at = n_items++] =
+        ps.items[store_at = n_items++] =
             (zmq_pollitem_t){psrv_replica_store_wake(srv->replica_store), 0, ZMQ_POLLIN, 0};
+    ps.n_fixed = (size_t)n_items;
+    zmq_pollitem_t *items = ps.items;
     while (!stopping(srv, stop)) {
-        if (zmq_poll(items, n_items, (long)srv->cfg.poll_ms) < 0) {
+        size_t n_bells = list_bells(srv, &ps);
+        items = ps.items;
+        if (zmq_poll(items, (int)(ps.n_fixed + n_bells), (long)srv->cfg.poll_ms) < 0) {
             if (zmq_errno() == EINTR)
                 continue;
             ps_log(PS_LOG_ERROR, "shard %lld: poll failed: %s", (long long)srv->cfg.shard,
                    zmq_strerror(zmq_errno()));
+            free(ps.items);
+            free(ps.ids);
             return PS_ENET;
         }
+        for (size_t i = 0; i < n_bells; i++)
+            if (items[ps.n_fixed + i].revents)
+                psrv_regions_take_bell(srv, ps.ids[i]);
         if (reload && *reload) {
             *reload = 0;
             psrv_access_reload(srv);
@@ -482,5 +515,7 @@ int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop, volatile sig_at
             next_cron = ps_time_ms() + srv->cfg.poll_ms;
         }
     }
+    free(ps.items);
+    free(ps.ids);
     return PS_OK;
 }

@@ -81,6 +81,9 @@ static const ps_opt_t server_opts[] = {
     PS_OPT_BOOL("same_host", ps_server_config_t, same_host, "yes",
                 "map the shared region a worker on this host offers at HELLO (same boot, pid "
                 "namespace and user), so its dense pushes and pulls skip TCP; no = TCP only"),
+    PS_OPT_BOOL("same_host_bell", ps_server_config_t, same_host_bell, "yes",
+                "with same_host: take the headers of requests that use a worker's region through "
+                "its pipes (one wakeup each way) rather than ZeroMQ; no = ZeroMQ carries them"),
     PS_OPT_INT("max_table_elems", ps_server_config_t, max_table_elems, "4294967296", 1, 1LL << 48,
                "largest table a job may define (elements, all shards)"),
     PS_OPT_INT("max_request_keys", ps_server_config_t, max_request_keys, "1048576", 1, 1LL << 30,

@@ -44,6 +44,7 @@ typedef struct {
     char allow_file[PS_OPT_STR_MAX];
     bool insecure;
     bool same_host;
+    bool same_host_bell;
     int64_t max_table_elems;
     int64_t max_request_keys;
     int64_t max_sparse_keys;

@@ -42,6 +42,12 @@ typedef struct {
      * copied out (finite_checked), and finite says what that found */
     bool finite_checked, finite;
     int64_t recv_ns;
+    /* the request came through this region's doorbell (NULL: the router);
+     * valid while it is handled (no doorbell request may unmap one) */
+    const struct psrv_region *bell;
+    /* a header-only reply goes up this region's doorbell if it can (0: the
+     * router): a doorbell request's, or one that used the region */
+    uint64_t answer_region;
     psrv_reply_t reply;
 } psrv_request_t;
 

@@ -119,6 +119,12 @@ static void doc_requests(ps_doc_t *d, const ps_server_stats_t *st)
                        "Data requests whose values went through a shared region."));
     ps_doc_int(d, "shm_refused", (int64_t)st->shm_refused,
                COUNTER("ps_shm_refused_total", "Shared region offers not mapped."));
+    ps_doc_int(d, "bell_requests", (int64_t)st->bell_requests,
+               COUNTER("ps_bell_requests_total",
+                       "Request headers taken from same-host workers' doorbell pipes."));
+    ps_doc_int(d, "bell_replies", (int64_t)st->bell_replies,
+               COUNTER("ps_bell_replies_total",
+                       "Reply headers sent up same-host workers' doorbell pipes."));
 }
 
 static void doc_errors(ps_doc_t *d, const ps_server_stats_t *st)

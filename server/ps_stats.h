@@ -40,6 +40,7 @@ typedef struct {
     uint64_t shm_regions;  /* shared regions mapped now (gauge) */
     uint64_t shm_requests; /* data requests whose values came or went through one */
     uint64_t shm_refused;  /* region offers not mapped (another host, user, a bad region) */
+    uint64_t bell_requests, bell_replies; /* headers that came and went through doorbells */
 } ps_server_stats_t;
 
 /* Counts one observation of ns nanoseconds. */

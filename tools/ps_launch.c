@@ -619,7 +619,7 @@ static void print_summary(launch_t *L, double wall_s)
         if (!L->wk[0].lost && L->wk[0].has_done)
             ps_event_copy_field(&sum, &L->wk[0].done, ps_event_metric_field(PS_EVAL_VAL, k));
     }
-    double sent = 0, recv = 0, shm = 0, samples = 0, sps = 0, rss = 0;
+    double sent = 0, recv = 0, shm = 0, bell = 0, samples = 0, sps = 0, rss = 0;
     int64_t lost[MAX_PROCS], restarts = 0;
     size_t n_lost = 0;
     for (int r = 0; r < L->o.workers; r++) {
@@ -627,6 +627,7 @@ static void print_summary(launch_t *L, double wall_s)
         sent += ps_event_num(d, PS_EF_BYTES_SENT, 0);
         recv += ps_event_num(d, PS_EF_BYTES_RECEIVED, 0);
         shm += ps_event_num(d, PS_EF_SHM_REQUESTS, 0);
+        bell += ps_event_num(d, PS_EF_BELL_REQUESTS, 0);
         samples += ps_event_num(d, PS_EF_SAMPLES, 0);
         sps += ps_event_num(d, PS_EF_SAMPLES_PER_S, 0);
         if (ps_event_num(d, PS_EF_PEAK_RSS_BYTES, 0) > rss)
@@ -641,6 +642,7 @@ static void print_summary(launch_t *L, double wall_s)
     ps_event_set_int(&sum, PS_EF_BYTES_SENT, count_of(sent));
     ps_event_set_int(&sum, PS_EF_BYTES_RECEIVED, count_of(recv));
     ps_event_set_int(&sum, PS_EF_SHM_REQUESTS, count_of(shm));
+    ps_event_set_int(&sum, PS_EF_BELL_REQUESTS, count_of(bell));
     ps_event_set_ints(&sum, PS_EF_LOST_WORKERS, lost, n_lost);
     ps_event_set_int(&sum, PS_EF_WORKER_RESTARTS, restarts);
     ps_event_set_int(&sum, PS_EF_PEAK_RSS_BYTES, count_of(rss));

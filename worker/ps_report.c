@@ -93,6 +93,7 @@ void ps_report_summary(ps_event_t *ev, const ps_worker_config_t *cfg, uint32_t r
     ps_event_set_int(ev, PS_EF_BYTES_SENT, (int64_t)ps_client_bytes_sent(client));
     ps_event_set_int(ev, PS_EF_BYTES_RECEIVED, (int64_t)ps_client_bytes_received(client));
     ps_event_set_int(ev, PS_EF_SHM_REQUESTS, (int64_t)ps_client_shm_requests(client));
+    ps_event_set_int(ev, PS_EF_BELL_REQUESTS, (int64_t)ps_client_bell_requests(client));
     ps_event_set_int(ev, PS_EF_PEAK_RSS_BYTES, ps_report_peak_rss_bytes());
 }
 

@@ -755,6 +755,7 @@ static int finish(strainer_t *tr, volatile sig_atomic_t *stop, ps_errbuf_t *err)
     ps_event_set_int(&done, PS_EF_BYTES_SENT, (int64_t)ps_client_bytes_sent(tr->client));
     ps_event_set_int(&done, PS_EF_BYTES_RECEIVED, (int64_t)ps_client_bytes_received(tr->client));
     ps_event_set_int(&done, PS_EF_SHM_REQUESTS, (int64_t)ps_client_shm_requests(tr->client));
+    ps_event_set_int(&done, PS_EF_BELL_REQUESTS, (int64_t)ps_client_bell_requests(tr->client));
     ps_event_set_int(&done, PS_EF_KEYS_PULLED, (int64_t)tr->keys_pulled);
     if (tr->stream)
         ps_report_stream(&done, tr->stream);

@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 #include <math.h>
+#include <poll.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
@@ -15,6 +16,7 @@
 #include "ps_half.h"
 #include "ps_log.h"
 #include "ps_test_server.h"
+#include "ps_time.h"
 #include "ps_wire.h"
 
 #define N 10000
@@ -428,6 +430,51 @@ static void test_two_sparse_pulls_in_flight_keep_their_own_keys(void **state)
     ps_client_destroy(&c);
 }
 
+typedef struct {
+    int n, status;
+    uint64_t id;
+} bell_answer_t;
+
+static int take_answer(void *arg, const uint8_t *frame, size_t len)
+{
+    bell_answer_t *a = arg;
+    Ps__Header *h = ps__header__unpack(NULL, len, frame);
+    assert_non_null(h);
+    a->n++;
+    a->status = h->status;
+    a->id = h->request_id;
+    ps__header__free_unpacked(h, NULL);
+    return PS_OK;
+}
+
+/* Rings h down c's doorbell to shard 0 and returns the status of the one
+ * reply that comes back up it (5 s deadline). */
+static int ring_forged(ps_client_t *c, Ps__Header *h)
+{
+    pscl_shm_t *r = &c->shm[0];
+    assert_int_equal(ps_bell_ring(r->bell[1], h), PS_OK);
+    bell_answer_t a = {0};
+    int64_t deadline = ps_time_ms() + 5000;
+    while (a.n == 0 && ps_time_ms() < deadline) {
+        struct pollfd p = {.fd = r->answer[0], .events = POLLIN};
+        poll(&p, 1, 50);
+        assert_int_equal(ps_bell_take(&r->reader, r->answer[0], take_answer, &a), PS_OK);
+    }
+    assert_int_equal(a.n, 1);
+    assert_int_equal(a.id, h->request_id);
+    return a.status;
+}
+
+static void push_pull_all(ps_client_t *c, int64_t clock, const float *grad, float *got, float want)
+{
+    ps_errbuf_t err;
+    assert_int_equal(ps_client_push_pull(c, 0, clock, grad, 1, 1.0f, 0, got), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    for (int i = 0; i < N; i++)
+        if (got[i] != want)
+            fail_msg("value %d is %g, not %g", i, (double)got[i], (double)want);
+}
+
 /* This process's descriptors whose link starts with prefix. */
 static int open_fds_like(const char *prefix)
 {
@@ -459,6 +506,52 @@ static void test_a_destroyed_client_leaves_no_region_open(void **state)
     assert_int_equal(open_fds_like("/memfd:ps-shm"), 0);
 }
 
+static void test_the_doorbell_carries_only_its_workers_region_requests(void **state)
+{
+    (void)state;
+    static float init[N], grad[N], got[N];
+    for (int i = 0; i < N; i++)
+        init[i] = 1.0f, grad[i] = 0.5f;
+    ps_errbuf_t err;
+    int pipes_before = open_fds_like("pipe:");
+    ps_client_opts_t o = {.job = "bell", .rank = 0, .world = 1, .timeout_ms = 300, .retries = 3};
+    ps_client_t *c = ps_client_new(ps_server_endpoint(server.srv), &o, &err);
+    assert_non_null(c);
+    assert_int_equal(ps_client_hello(c, NULL, &err), PS_OK);
+    assert_true(c->shm && c->shm[0].bell_on);
+    init_table(c, init);
+    push_pull_all(c, 0, grad, got, 0.5f); /* SGD, lr 1, one sample */
+    uint64_t rung = ps_client_bell_requests(c);
+    assert_true(rung >= 1);
+    /* what only the router may carry: another rank's request, a request
+     * that does not use the region, a control op */
+    Ps__Header h;
+    pscl_header_init(c, &h, PS__OP__PULL);
+    h.flags = PS_FLAG_SHM;
+    h.rank = 1;
+    assert_int_equal(ring_forged(c, &h), PS_EPERM);
+    pscl_header_init(c, &h, PS__OP__PULL);
+    assert_int_equal(ring_forged(c, &h), PS_EPERM);
+    pscl_header_init(c, &h, PS__OP__SHUTDOWN);
+    h.flags = PS_FLAG_SHM;
+    assert_int_equal(ring_forged(c, &h), PS_EPERM);
+    /* the shard serves on, through the doorbell */
+    push_pull_all(c, 1, grad, got, 0.0f);
+    assert_true(ps_client_bell_requests(c) > rung);
+    /* garbage: the shard closes the doorbell; what was rung after it is
+     * lost there and resent over TCP at its deadline, applied once */
+    uint8_t zero[4] = {0};
+    assert_int_equal(write(c->shm[0].bell[1], zero, sizeof zero), (ssize_t)sizeof zero);
+    push_pull_all(c, 2, grad, got, -0.5f);
+    push_pull_all(c, 3, grad, got, -1.0f);
+    /* the client lets go of its region and pipes; the shard (a thread
+     * here, which closed its copy of the memfd once it mapped it) of the
+     * doorbell it closed */
+    ps_client_destroy(&c);
+    assert_int_equal(open_fds_like("/memfd:ps-shm"), 0);
+    assert_int_equal(open_fds_like("pipe:"), pipes_before);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -471,6 +564,7 @@ int main(void)
         cmocka_unit_test(test_a_raced_rollback_is_seen_and_recovered),
         cmocka_unit_test(test_two_sparse_pulls_in_flight_keep_their_own_keys),
         cmocka_unit_test(test_a_destroyed_client_leaves_no_region_open),
+        cmocka_unit_test(test_the_doorbell_carries_only_its_workers_region_requests),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }
