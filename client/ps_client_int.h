@@ -54,10 +54,12 @@ typedef struct {
     bool accepted;        /* the shard's last HELLO reply mapped it */
     bool answered;        /* a HELLO reply came (its verdict was logged) */
     /* The doorbell (ps_bell.h): requests go down bell[1], replies come up
-     * answer[0]. This process keeps all four ends open, so its writes
-     * never raise SIGPIPE when the shard is gone (the pipe fills, the
-     * header goes over ZeroMQ) and the shard's never do while it lives. */
-    int bell[2], answer[2]; /* -1: none */
+     * answer_fd. Both ends of the request pipe stay open here, so a write
+     * never raises SIGPIPE when the shard is gone (the pipe fills, the
+     * header goes over ZeroMQ). The reply pipe's only writer is the shard
+     * (it opens answer_fd for writing): end-of-file on it says the shard
+     * let go of the doorbell (it closed it, or died). */
+    int bell[2], answer_fd; /* -1: none */
     bool bell_on;           /* the shard's last HELLO reply opened them */
     ps_bell_reader_t reader;
 } pscl_shm_t;
@@ -75,6 +77,7 @@ typedef struct {
     int64_t deadline_ms;
     int64_t waited_ms; /* over all attempts so far */
     int attempts;
+    bool rung; /* the first attempt went down the shard's doorbell */
     /* what a resend needs (never for HELLO or INIT_TABLE) */
     uint32_t flags;
     uint64_t n_samples;
@@ -227,6 +230,9 @@ void pscl_shm_release(ps_client_t *c, const Ps__Header *h);
  * region (PS_FLAG_SHM) and carries no frames after it: true if it went,
  * false (nothing sent: no doorbell, pipe full) to send it over ZeroMQ. */
 bool pscl_bell_send(ps_client_t *c, uint32_t s, const Ps__Header *h, bool more_frames);
+/* Shard s let go of its doorbell (end-of-file on the reply pipe): no
+ * more headers go down it until a HELLO reply opens it again. */
+void pscl_bell_gone(ps_client_t *c, uint32_t s);
 /* The doorbells pscl_wait polls: appends an item per shard with one (at
  * most max) and the shard to shards; returns how many. */
 int pscl_bell_items(ps_client_t *c, zmq_pollitem_t *items, uint32_t *shards, int max);

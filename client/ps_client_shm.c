@@ -44,12 +44,54 @@ static void close_pipes(pscl_shm_t *r)
     for (int i = 0; i < 2; i++) {
         if (r->bell[i] >= 0)
             close(r->bell[i]);
-        if (r->answer[i] >= 0)
-            close(r->answer[i]);
-        r->bell[i] = r->answer[i] = -1;
+        r->bell[i] = -1;
     }
+    if (r->answer_fd >= 0)
+        close(r->answer_fd);
+    r->answer_fd = -1;
     r->bell_on = false;
     ps_bell_reader_free(&r->reader);
+}
+
+/* The two pipes; false (logged, none made) if they cannot be. */
+static bool make_pipes(ps_client_t *c, uint32_t s, pscl_shm_t *r)
+{
+    int answer[2] = {-1, -1};
+    ps_errbuf_t err;
+    if (ps_bell_pipe(r->bell, &err) == PS_OK && ps_bell_pipe(answer, &err) == PS_OK) {
+        /* the shard opens the read end again for writing: it alone writes */
+        close(answer[1]);
+        r->answer_fd = answer[0];
+        return true;
+    }
+    ps_log(PS_LOG_NOTICE, "worker %u: shard %u: no doorbell, headers over ZeroMQ: %s", c->opts.rank,
+           s, err.msg);
+    close_pipes(r);
+    return false;
+}
+
+/* A request taken back out of the doorbell: it never reaches the shard,
+ * so the slots it holds are free. */
+static int take_back(void *arg, const uint8_t *frame, size_t len)
+{
+    Ps__Header *h = ps__header__unpack(NULL, len, frame);
+    if (h) {
+        pscl_shm_release(arg, h);
+        ps__header__free_unpacked(h, NULL);
+    }
+    return PS_OK;
+}
+
+/* Empties shard s's request pipe. One read takes the whole pipe (the
+ * reader holds more than its capacity), so a frame is never split
+ * between us and the shard, should it be reading too. */
+static void drain_requests(ps_client_t *c, pscl_shm_t *r)
+{
+    if (r->bell[0] < 0)
+        return;
+    ps_bell_reader_t back = {0};
+    ps_bell_take(&back, r->bell[0], take_back, c);
+    ps_bell_reader_free(&back);
 }
 
 /* Reads a non-blocking pipe empty (what it held is dropped). */
@@ -78,11 +120,7 @@ static bool make_region(ps_client_t *c, uint32_t s)
     }
     r->bytes = PSCL_SHM_BYTES;
     r->used = PS_SHM_HEADER_BYTES;
-    if (ps_bell_pipe(r->bell, &err) != PS_OK || ps_bell_pipe(r->answer, &err) != PS_OK) {
-        ps_log(PS_LOG_NOTICE, "worker %u: shard %u: no doorbell, headers over ZeroMQ: %s",
-               c->opts.rank, s, err.msg);
-        close_pipes(r);
-    }
+    make_pipes(c, s, r);
     return true;
 }
 
@@ -93,8 +131,7 @@ void pscl_shm_offer(ps_client_t *c, uint32_t s, Ps__Header *h, Ps__ShmOffer *o)
     if (!c->shm) {
         c->shm = ps_xcalloc(c->n_shards, sizeof *c->shm);
         for (uint32_t i = 0; i < c->n_shards; i++)
-            c->shm[i].fd = c->shm[i].bell[0] = c->shm[i].bell[1] = c->shm[i].answer[0] =
-                c->shm[i].answer[1] = -1;
+            c->shm[i].fd = c->shm[i].bell[0] = c->shm[i].bell[1] = c->shm[i].answer_fd = -1;
     }
     if (!make_region(c, s))
         return;
@@ -102,8 +139,8 @@ void pscl_shm_offer(ps_client_t *c, uint32_t s, Ps__Header *h, Ps__ShmOffer *o)
      * (the pipe and the socket are two channels): one written while the
      * shard had closed our doorbell (we were declared dead) would then be
      * applied after the rejoin dropped our pushes. Requests go before a
-     * HELLO or never; one dropped here is resent over TCP. */
-    drain(c->shm[s].bell[0]);
+     * HELLO or never (a HELLO follows a reset: nothing waits for them). */
+    drain_requests(c, &c->shm[s]);
     if (!*c->shm_host.boot_id)
         ps_shm_host(&c->shm_host);
     ps__shm_offer__init(o);
@@ -116,7 +153,7 @@ void pscl_shm_offer(ps_client_t *c, uint32_t s, Ps__Header *h, Ps__ShmOffer *o)
     o->nonce = c->shm[s].nonce;
     /* the shard reads requests from the one, writes replies to the other */
     o->bell_fd = c->shm[s].bell[0] >= 0 ? c->shm[s].bell[0] : 0;
-    o->answer_fd = c->shm[s].answer[1] >= 0 ? c->shm[s].answer[1] : 0;
+    o->answer_fd = c->shm[s].answer_fd >= 0 ? c->shm[s].answer_fd : 0;
     h->shm = o;
 }
 
@@ -154,15 +191,30 @@ void pscl_shm_take_hello(ps_client_t *c, uint32_t s, uint32_t flags, const char 
         free_slots(c, s);
         /* what the process before it wrote and we did not take answers
          * nothing now: replies to requests given up on */
-        drain(r->answer[0]);
+        drain(r->answer_fd);
         ps_bell_reader_clear(&r->reader);
     }
+}
+
+/* Is a request for chunk k of table id in flight to shard s over ZeroMQ?
+ * Then one rung now could overtake it: the shard reads the pipe at once
+ * but a ZeroMQ message only once its I/O thread passed it on. (The other
+ * way round the shard keeps the order: before each router message it
+ * takes what its sender rang.) */
+static bool chunk_on_socket(const ps_client_t *c, uint32_t s, uint32_t id, uint32_t k)
+{
+    for (size_t i = 0; i < c->n_inflight; i++) {
+        const pscl_inflight_t *f = &c->inflight[i];
+        if (f->shard == s && f->table_id == id && f->chunk == k && !f->rung)
+            return true;
+    }
+    return false;
 }
 
 bool pscl_bell_send(ps_client_t *c, uint32_t s, const Ps__Header *h, bool more_frames)
 {
     if (more_frames || !(h->flags & PS_FLAG_SHM) || !c->shm || !c->shm[s].bell_on ||
-        ps_bell_ring(c->shm[s].bell[1], h) != PS_OK)
+        chunk_on_socket(c, s, h->table_id, h->chunk) || ps_bell_ring(c->shm[s].bell[1], h) != PS_OK)
         return false;
     c->bell_requests++;
     return true;
@@ -174,10 +226,24 @@ int pscl_bell_items(ps_client_t *c, zmq_pollitem_t *items, uint32_t *shards, int
     for (uint32_t s = 0; c->shm && s < c->n_shards && n < max; s++) {
         if (!c->shm[s].bell_on)
             continue;
-        items[n] = (zmq_pollitem_t){NULL, c->shm[s].answer[0], ZMQ_POLLIN, 0};
+        items[n] = (zmq_pollitem_t){NULL, c->shm[s].answer_fd, ZMQ_POLLIN, 0};
         shards[n++] = s;
     }
     return n;
+}
+
+void pscl_bell_gone(ps_client_t *c, uint32_t s)
+{
+    pscl_shm_t *r = &c->shm[s];
+    if (!r->bell_on)
+        return;
+    ps_log(PS_LOG_INFO,
+           "worker %u: shard %u '%s' closed our doorbell: headers over ZeroMQ until "
+           "the next HELLO",
+           c->opts.rank, s, c->endpoints[s]);
+    r->bell_on = false;
+    ps_bell_reader_clear(&r->reader);
+    drain(r->answer_fd); /* garbage, if that is why */
 }
 
 bool pscl_bell_pending(const ps_client_t *c, uint32_t s)

@@ -95,13 +95,14 @@ static int send_zero_copy(ps_client_t *c, void *sock, const void *buf, size_t by
  * then n_values values of the header's dtype; keys and values zero-copy.
  * A push whose values are in the shared region sends only its header. */
 static int send_frames(ps_client_t *c, uint32_t shard, Ps__Header *h, const uint64_t *keys,
-                       const void *values, uint64_t n_values)
+                       const void *values, uint64_t n_values, bool *rung)
 {
     void *s = c->socks[shard];
     if ((h->flags & PS_FLAG_SHM) && h->shm_offset)
         values = NULL;
     h->incarnation = atomic_load(&c->incarnation[shard]);
-    if (pscl_bell_send(c, shard, h, keys || values)) {
+    *rung = pscl_bell_send(c, shard, h, keys || values);
+    if (*rung) {
         c->bytes_sent += ps__header__get_packed_size(h);
         return PS_OK;
     }
@@ -121,10 +122,12 @@ pscl_inflight_t *pscl_send(ps_client_t *c, uint32_t shard, Ps__Header *h, const 
                            const void *values, uint64_t n_values, float *dst, uint64_t dst_offset,
                            uint64_t dst_len, int *rc)
 {
-    *rc = send_frames(c, shard, h, keys, values, n_values);
+    bool rung;
+    *rc = send_frames(c, shard, h, keys, values, n_values, &rung);
     if (*rc != PS_OK)
         return NULL;
     pscl_inflight_t *f = track(c, shard, h);
+    f->rung = rung;
     f->values = values;
     f->n_values = n_values;
     f->keys = keys;
@@ -153,7 +156,9 @@ static int resend(ps_client_t *c, pscl_inflight_t *f)
     h.grad_scale = f->grad_scale;
     if (f->keys)
         h.dtype = PS__DTYPE__F32; /* sparse rows always travel as f32 */
-    int rc = send_frames(c, f->shard, &h, f->keys, f->values, f->n_values);
+    bool rung;                    /* never: a resend has no PS_FLAG_SHM */
+    int rc = send_frames(c, f->shard, &h, f->keys, f->values, f->n_values, &rung);
+    f->rung = false;
     return rc < 0 ? rc : PS_OK;
 }
 
@@ -263,7 +268,7 @@ static int handle_reply(ps_client_t *c, uint32_t shard, Ps__Header *h, zmq_msg_t
         rc = take_values(c, f, h, vals, err);
     }
     if (f) {
-        c->reply_flags |= h->flags & ~(PS_FLAG_SHM | PS_FLAG_SHM_VALUES);
+        c->reply_flags |= h->flags & ~(PS_FLAG_SHM | PS_FLAG_SHM_VALUES | PS_FLAG_BELL);
         *f = c->inflight[--c->n_inflight];
     }
     pscl_shm_release(c, h); /* after its values were taken */
@@ -313,13 +318,26 @@ static int take_bell_frame(void *arg, const uint8_t *frame, size_t len)
     return handle_reply(b->c, b->shard, h, NULL, b->err);
 }
 
-/* Takes the replies in shard's doorbell; a shard that closed it (it died:
- * its successor opens it again at HELLO) is not an error here. */
+/* Takes the replies in shard's doorbell. A shard that let go of it (it
+ * declared us dead, saw garbage, or died) reads nothing of what we rang
+ * since: those requests are resent over ZeroMQ now, not at their
+ * deadlines (a rejoin must hear EDEAD at once). */
 static int take_bell(ps_client_t *c, uint32_t shard, ps_errbuf_t *err)
 {
     bell_ctx_t b = {c, shard, err};
-    int rc = ps_bell_take(&c->shm[shard].reader, c->shm[shard].answer[0], take_bell_frame, &b);
-    return rc == PS_ENET ? PS_OK : rc;
+    int rc = ps_bell_take(&c->shm[shard].reader, c->shm[shard].answer_fd, take_bell_frame, &b);
+    if (rc == PS_EPROTO) /* no shard writes that: whoever did, the pipe is garbage */
+        ps_log(PS_LOG_WARN, "worker %u: shard %u '%s': a malformed frame in our doorbell",
+               c->opts.rank, shard, c->endpoints[shard]);
+    else if (rc != PS_ENET)
+        return rc;
+    pscl_bell_gone(c, shard);
+    for (size_t i = 0; i < c->n_inflight; i++) {
+        pscl_inflight_t *f = &c->inflight[i];
+        if (f->shard == shard && f->rung && resend(c, f) != PS_OK)
+            return describe(c, err, f, PS_ENET, "cannot resend");
+    }
+    return PS_OK;
 }
 
 /* Is a request for table (PSCL_ALL_TABLES: any) still waiting for its reply? */

@@ -212,14 +212,33 @@ void psrv_regions_take_bell(ps_server_t *srv, uint64_t id)
     if (!r || r->bell_fd < 0)
         return;
     bell_ctx_t b = {srv, id};
+    /* r->reader stays put while its requests are handled: no data
+     * request maps or unmaps a region (only HELLO and the sweep do) */
     int rc = ps_bell_take(&r->reader, r->bell_fd, take_request, &b);
     if (rc == PS_OK || !(r = psrv_regions_get(srv, id)))
         return;
     /* the worker's process is gone (every writer closed), or it wrote
-     * what no client writes: its headers come over ZeroMQ from now on */
+     * what no client writes: closing our end of its reply pipe tells it
+     * (end-of-file there), and its headers come over ZeroMQ from now on */
     ps_log(rc == PS_ENET ? PS_LOG_INFO : PS_LOG_WARN, "job '%s': worker %u's doorbell closed (%s)",
-           r->job, r->rank, rc == PS_ENET ? "the worker closed it" : "a malformed frame");
+           r->job, r->rank,
+           rc == PS_ENET     ? "the worker closed it"
+           : rc == PS_EPROTO ? "a malformed frame"
+                             : "out of memory");
     close_bell(r);
+}
+
+void psrv_regions_take_bell_of(ps_server_t *srv, zmq_msg_t *identity)
+{
+    size_t len = zmq_msg_size(identity);
+    const void *bytes = zmq_msg_data(identity);
+    for (size_t i = 0; i < srv->n_regions; i++) {
+        const psrv_region_t *r = &srv->regions[i];
+        if (r->bell_fd >= 0 && r->identity_len == len && memcmp(r->identity, bytes, len) == 0) {
+            psrv_regions_take_bell(srv, r->id);
+            return;
+        }
+    }
 }
 
 bool psrv_regions_ring(ps_server_t *srv, uint64_t id, const Ps__Header *hdr)
@@ -228,6 +247,7 @@ bool psrv_regions_ring(ps_server_t *srv, uint64_t id, const Ps__Header *hdr)
     if (!r || r->answer_fd < 0 || ps_bell_ring(r->answer_fd, hdr) != PS_OK)
         return false;
     srv->stats.bell_replies++;
+    srv->stats.bytes_out += ps__header__get_packed_size(hdr);
     return true;
 }
 

@@ -63,6 +63,11 @@ size_t psrv_regions_bells(ps_server_t *srv, zmq_pollitem_t *items, uint64_t *ids
  * it came over the router from the HELLO's socket; a doorbell whose
  * worker closed it (or wrote garbage) is closed, the region stays. */
 void psrv_regions_take_bell(ps_server_t *srv, uint64_t id);
+/* Takes the requests waiting in the doorbell of the worker whose socket
+ * has ZeroMQ routing id identity, if it has one: called before each
+ * message of the router, so a request that worker rang before it sent
+ * that message is handled first. */
+void psrv_regions_take_bell_of(ps_server_t *srv, zmq_msg_t *identity);
 /* Sends header-only reply hdr up region id's doorbell: false (nothing
  * sent) if the region or its doorbell is gone or the pipe is full; the
  * caller then sends it over the router. */

@@ -436,6 +436,11 @@ static void drain_router(ps_server_t *srv, volatile sig_atomic_t *stop)
     for (int burst = 0; burst < 256 && !stopping(srv, stop); burst++) {
         ps_wire_msg_t msg;
         int rc = ps_wire_recv(srv->router, &msg, ZMQ_DONTWAIT);
+        /* what its sender rang before it comes first (the pipe was
+         * written before this message was sent): one worker's requests
+         * are handled in the order it sent them, whichever way each came */
+        if (rc != PS_EAGAIN && rc != PS_ENET && msg.n_parts >= 1 && srv->n_regions)
+            psrv_regions_take_bell_of(srv, &msg.parts[0]);
         if (rc != PS_EAGAIN && rc != PS_ENET)
             psrv_handle(srv, &msg, rc);
         ps_wire_msg_close(&msg);

@@ -456,9 +456,9 @@ static int ring_forged(ps_client_t *c, Ps__Header *h)
     bell_answer_t a = {0};
     int64_t deadline = ps_time_ms() + 5000;
     while (a.n == 0 && ps_time_ms() < deadline) {
-        struct pollfd p = {.fd = r->answer[0], .events = POLLIN};
+        struct pollfd p = {.fd = r->answer_fd, .events = POLLIN};
         poll(&p, 1, 50);
-        assert_int_equal(ps_bell_take(&r->reader, r->answer[0], take_answer, &a), PS_OK);
+        assert_int_equal(ps_bell_take(&r->reader, r->answer_fd, take_answer, &a), PS_OK);
     }
     assert_int_equal(a.n, 1);
     assert_int_equal(a.id, h->request_id);
@@ -506,6 +506,57 @@ static void test_a_destroyed_client_leaves_no_region_open(void **state)
     assert_int_equal(open_fds_like("/memfd:ps-shm"), 0);
 }
 
+/* Queues n heartbeats of another peer at the shard's router: the loop
+ * then spends a while draining the router, not looking at the doorbells. */
+static void flood_router(void *sock, int n)
+{
+    Ps__Header h;
+    ps__header__init(&h);
+    h.version = PS_PROTOCOL_VERSION;
+    h.op = PS__OP__HEARTBEAT;
+    h.job = "flood";
+    for (int i = 0; i < n; i++)
+        assert_true(ps_wire_send_header(sock, &h, 0) > 0);
+    /* their replies, whenever they come, are not read */
+}
+
+/* Two pushes of a chunk in flight: the first takes the region and the
+ * doorbell, the second (its slot busy) goes over ZeroMQ with its values,
+ * and the shard must still take them in clock order (else the second is
+ * AHEAD: ERANGE). Another peer's flood keeps the shard's loop in its
+ * router, where the second would overtake the first. */
+static void test_a_workers_requests_keep_their_order_across_the_two_paths(void **state)
+{
+    (void)state;
+    static float init[N], grad[N], got[N];
+    for (int i = 0; i < N; i++)
+        grad[i] = 1.0f / 1024;
+    ps_errbuf_t err;
+    ps_client_t *c = client_asp("order", 0, 1, PS__DTYPE__F32, 4);
+    init_table(c, init);
+    void *ctx = zmq_ctx_new();
+    void *flood = zmq_socket(ctx, ZMQ_DEALER);
+    int zero = 0;
+    zmq_setsockopt(flood, ZMQ_LINGER, &zero, sizeof zero);
+    assert_int_equal(zmq_connect(flood, ps_server_endpoint(server.srv)), 0);
+    for (int64_t clock = 0; clock < 400; clock += 2) {
+        flood_router(flood, 600);
+        assert_int_equal(ps_client_push(c, 0, clock, grad, 1, 1.0f, 0), PS_OK);
+        assert_int_equal(ps_client_push(c, 0, clock + 1, grad, 1, 1.0f, 0), PS_OK);
+        if (ps_client_wait(c, &err) != PS_OK)
+            fail_msg("pushes of clocks %lld and %lld: %s", (long long)clock, (long long)clock + 1,
+                     err.msg);
+    }
+    assert_true(ps_client_bell_requests(c) >= 100);
+    assert_int_equal(ps_client_pull(c, 0, 400, 0, got), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    for (int i = 0; i < N; i++)
+        assert_true(fabsf(got[i] + 400.0f / 1024) < 1e-5f);
+    ps_client_destroy(&c);
+    zmq_close(flood);
+    zmq_ctx_term(ctx);
+}
+
 static void test_the_doorbell_carries_only_its_workers_region_requests(void **state)
 {
     (void)state;
@@ -549,6 +600,10 @@ static void test_the_doorbell_carries_only_its_workers_region_requests(void **st
      * doorbell it closed */
     ps_client_destroy(&c);
     assert_int_equal(open_fds_like("/memfd:ps-shm"), 0);
+    /* the shard's thread closes its three once it reads end-of-file */
+    int64_t deadline = ps_time_ms() + 5000;
+    while (open_fds_like("pipe:") != pipes_before && ps_time_ms() < deadline)
+        poll(NULL, 0, 10);
     assert_int_equal(open_fds_like("pipe:"), pipes_before);
 }
 
@@ -564,6 +619,7 @@ int main(void)
         cmocka_unit_test(test_a_raced_rollback_is_seen_and_recovered),
         cmocka_unit_test(test_two_sparse_pulls_in_flight_keep_their_own_keys),
         cmocka_unit_test(test_a_destroyed_client_leaves_no_region_open),
+        cmocka_unit_test(test_a_workers_requests_keep_their_order_across_the_two_paths),
         cmocka_unit_test(test_the_doorbell_carries_only_its_workers_region_requests),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
