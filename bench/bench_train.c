@@ -3,11 +3,12 @@
  *             the same ps_optim update code, applied in place;
  *   ps 1x1:   ps-launch with 1 shard and 1 worker (BSP);
  *   ps 1x2:   1 shard and 2 workers, the same per-worker batch (scaling);
- * both on the same-host path (shared regions, the default), and again over
- * loopback TCP (same_host=no) for comparison.
+ * both on the same-host path (shared regions and their doorbells, the
+ * default), again with the headers over ZeroMQ (same_host_bell=no on the
+ * shard) and over loopback TCP (same_host=no) for comparison.
  * All at per-worker batch 64, one BLAS thread per process, one epoch.
  * Samples/s of the distributed runs come from rank 0's epoch event (training
- * time only, like the baseline's). The five take turns for --rounds
+ * time only, like the baseline's). The seven take turns for --rounds
  * rounds; JSON lines give the medians and their ratios, and for the
  * distributed runs the cores the whole launch kept busy and the kernel's
  * share of that CPU (loopback TCP copies: what bounds them on 2 cores).
@@ -99,17 +100,25 @@ typedef struct {
 
 /* Runs ps-launch and returns rank 0's epoch samples/s; *cpu gets what the
  * launch (servers, workers, data loading included) cost in CPU. */
-static double launch(const char *bin_dir, const char *config, int workers, long steps,
-                     bool same_host, launch_cpu_t *cpu)
+/* The three paths a launch may take. */
+typedef enum { PATH_BELL, PATH_NO_BELL, PATH_TCP } path_t;
+
+static double launch(const char *bin_dir, const char *config, int workers, long steps, path_t path,
+                     launch_cpu_t *cpu)
 {
+    static const char *const args[] = {
+        [PATH_BELL] = "",
+        [PATH_NO_BELL] = "--server_set same_host_bell=no",
+        [PATH_TCP] = "--set same_host=no",
+    };
     double u0, s0, u1, s1, t0 = ps_time_wall_s();
     children_cpu(&u0, &s0);
     char cmd[2048];
     snprintf(cmd, sizeof cmd,
              "%s/ps-launch --servers 1 --workers %d --config %s --set batch_size=64 "
              "--set epochs=1 --set eval_every=0 --set max_steps=%ld --set progress_every_s=0 "
-             "--set same_host=%s 2>/dev/null",
-             bin_dir, workers, config, steps, same_host ? "yes" : "no");
+             "%s 2>/dev/null",
+             bin_dir, workers, config, steps, args[path]);
     FILE *p = popen(cmd, "r");
     char line[4096];
     double rate = -1;
@@ -160,8 +169,8 @@ int main(int argc, char **argv)
         else {
             fprintf(stderr,
                     "usage: bench_train [--quick] [--rounds N] [--bin-dir DIR] [--config FILE]\n"
-                    "  N: rounds of (in-process, 1x1, 1x2, 1x1 tcp, 1x2 tcp), medians "
-                    "reported (default 3)\n");
+                    "  N: rounds of (in-process, 1x1, 1x2, the two without doorbells, the two "
+                    "over tcp), medians reported (default 3)\n");
             return 2;
         }
     }
@@ -181,21 +190,27 @@ int main(int argc, char **argv)
     size_t n_steps = steps ? (size_t)steps : 938;
     double base[100], one[100], two[100], cores1[100], cores2[100], sys1[100], sys2[100];
     double one_tcp[100], two_tcp[100], r1[100], r2[100], rt1[100], rt2[100];
+    double one_nb[100], two_nb[100], rb1[100], rb2[100];
     for (int r = 0; r < rounds; r++) {
         launch_cpu_t c1, c2, ct;
         base[r] = baseline(n_steps, 64);
-        one[r] = launch(bin_dir, config, 1, steps, true, &c1);
-        two[r] = launch(bin_dir, config, 2, steps, true, &c2);
-        one_tcp[r] = launch(bin_dir, config, 1, steps, false, &ct);
-        two_tcp[r] = launch(bin_dir, config, 2, steps, false, &ct);
+        one[r] = launch(bin_dir, config, 1, steps, PATH_BELL, &c1);
+        two[r] = launch(bin_dir, config, 2, steps, PATH_BELL, &c2);
+        one_nb[r] = launch(bin_dir, config, 1, steps, PATH_NO_BELL, &ct);
+        two_nb[r] = launch(bin_dir, config, 2, steps, PATH_NO_BELL, &ct);
+        one_tcp[r] = launch(bin_dir, config, 1, steps, PATH_TCP, &ct);
+        two_tcp[r] = launch(bin_dir, config, 2, steps, PATH_TCP, &ct);
         cores1[r] = c1.cores, sys1[r] = c1.sys, cores2[r] = c2.cores, sys2[r] = c2.sys;
         /* each round's own ratios too: their spread says how much the machine moved */
         r1[r] = one[r] / base[r], r2[r] = two[r] / one[r];
         rt1[r] = one[r] / one_tcp[r], rt2[r] = two[r] / two_tcp[r];
+        rb1[r] = one[r] / one_nb[r], rb2[r] = two[r] / two_nb[r];
         fprintf(stderr,
-                "bench_train: round %d: in-process %.0f, 1x1 %.0f (tcp %.0f), 1x2 %.0f (tcp %.0f) "
-                "samples/s; 1x1/in-process %.3f, 1x2/1x1 %.3f\n",
-                r + 1, base[r], one[r], one_tcp[r], two[r], two_tcp[r], r1[r], r2[r]);
+                "bench_train: round %d: in-process %.0f, 1x1 %.0f (no doorbell %.0f, tcp %.0f), "
+                "1x2 %.0f (no doorbell %.0f, tcp %.0f) samples/s; 1x1/in-process %.3f, "
+                "1x2/1x1 %.3f\n",
+                r + 1, base[r], one[r], one_nb[r], one_tcp[r], two[r], two_nb[r], two_tcp[r], r1[r],
+                r2[r]);
     }
     double b = median(base, rounds), o = median(one, rounds), t = median(two, rounds);
     double ot = median(one_tcp, rounds), tt = median(two_tcp, rounds);
@@ -212,6 +227,15 @@ int main(int argc, char **argv)
            "\"rounds\":%d,\"baseline\":\"1 shard x 1 worker\",\"ratio\":%.3f,\"cpu_cores\":%.2f,"
            "\"sys_share\":%.2f}\n",
            t, rounds, t / o, median(cores2, rounds), median(sys2, rounds));
+    printf("{\"bench\":\"train\",\"setup\":\"1 shard x 1 worker, no doorbell\","
+           "\"samples_per_s\":%.1f,\"rounds\":%d,\"baseline\":\"in-process\",\"ratio\":%.3f,"
+           "\"doorbell_over_none\":%.3f}\n",
+           median(one_nb, rounds), rounds, median(one_nb, rounds) / b, median(rb1, rounds));
+    printf("{\"bench\":\"train\",\"setup\":\"1 shard x 2 workers, no doorbell\","
+           "\"samples_per_s\":%.1f,\"rounds\":%d,\"baseline\":\"1 shard x 1 worker, no "
+           "doorbell\",\"ratio\":%.3f,\"doorbell_over_none\":%.3f}\n",
+           median(two_nb, rounds), rounds, median(two_nb, rounds) / median(one_nb, rounds),
+           median(rb2, rounds));
     printf("{\"bench\":\"train\",\"setup\":\"1 shard x 1 worker, tcp\",\"samples_per_s\":%.1f,"
            "\"rounds\":%d,\"baseline\":\"in-process\",\"ratio\":%.3f,"
            "\"shared_over_tcp\":%.3f}\n",
