@@ -10,22 +10,25 @@
 #include "ps_regions.h"
 #include "ps_time.h"
 
+/* ZeroMQ's property name of rq's header frame (from the socket it came
+ * on), or what its doorbell's HELLO said; fallback if neither has one. */
+static const char *request_meta(const psrv_request_t *rq, const char *name, const char *of_bell,
+                                const char *fallback)
+{
+    const char *v = rq->bell                           ? of_bell
+                    : rq->msg && rq->msg->n_parts >= 2 ? zmq_msg_gets(&rq->msg->parts[1], name)
+                                                       : NULL;
+    return v ? v : fallback;
+}
+
 const char *psrv_request_peer(const psrv_request_t *rq)
 {
-    if (rq->bell)
-        return rq->bell->peer;
-    const char *addr =
-        rq->msg && rq->msg->n_parts >= 2 ? zmq_msg_gets(&rq->msg->parts[1], "Peer-Address") : NULL;
-    return addr ? addr : "?";
+    return request_meta(rq, "Peer-Address", rq->bell ? rq->bell->peer : NULL, "?");
 }
 
 const char *psrv_request_user(const psrv_request_t *rq)
 {
-    if (rq->bell)
-        return rq->bell->user_id;
-    const char *user =
-        rq->msg && rq->msg->n_parts >= 2 ? zmq_msg_gets(&rq->msg->parts[1], "User-Id") : NULL;
-    return user ? user : "";
+    return request_meta(rq, "User-Id", rq->bell ? rq->bell->user_id : NULL, "");
 }
 
 void psrv_send(ps_server_t *srv, zmq_msg_t *identity, Ps__Header *hdr, zmq_msg_t *values_in)
