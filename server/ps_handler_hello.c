@@ -188,6 +188,7 @@ psrv_reply_t *psrv_handle_hello(ps_server_t *srv, psrv_request_t *rq)
            (long long)ps_job_rank_resume_clock(job, h->rank),
            forgot ? " (its pushes to the round in progress dropped: it replays them)" : "");
     psrv_reply_t *rep = welcome(srv, rq, job);
-    psrv_regions_hello(srv, job, rq, rep);
+    psrv_sender_t from = {&rq->msg->parts[0], psrv_request_peer(rq), psrv_request_user(rq)};
+    psrv_regions_hello(srv, job, h, &from, rep);
     return rep;
 }

@@ -6,9 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "ps_handler.h"
 #include "ps_log.h"
-#include "ps_reply.h"
 #include "ps_shm.h"
 
 static void close_fd(int *fd)
@@ -52,16 +50,15 @@ static bool open_bell(psrv_region_t *r, const Ps__ShmOffer *o)
     return false;
 }
 
-/* Who sent HELLO rq, kept for the requests its doorbell brings. */
-static void keep_sender(psrv_region_t *r, const psrv_request_t *rq)
+/* Who sent the HELLO, kept for the requests its doorbell brings. */
+static void keep_sender(psrv_region_t *r, const psrv_sender_t *from)
 {
-    const zmq_msg_t *id = &rq->msg->parts[0];
-    r->identity_len = zmq_msg_size((zmq_msg_t *)id);
+    r->identity_len = zmq_msg_size((zmq_msg_t *)from->identity);
     if (r->identity_len > sizeof r->identity)
         r->identity_len = 0; /* ROUTER ids are at most 255 bytes: cannot happen */
-    memcpy(r->identity, zmq_msg_data((zmq_msg_t *)id), r->identity_len);
-    snprintf(r->user_id, sizeof r->user_id, "%s", psrv_request_user(rq));
-    snprintf(r->peer, sizeof r->peer, "%s", psrv_request_peer(rq));
+    memcpy(r->identity, zmq_msg_data((zmq_msg_t *)from->identity), r->identity_len);
+    snprintf(r->user_id, sizeof r->user_id, "%s", from->user);
+    snprintf(r->peer, sizeof r->peer, "%s", from->peer);
 }
 
 /* The region rank of job holds, whoever its owner; its index or -1. */
@@ -75,7 +72,7 @@ static long find_rank(ps_server_t *srv, const char *job, uint32_t rank)
 
 /* Maps offer o of rank (owner) in job; PS_OK, or the error with err. */
 static int map_offer(ps_server_t *srv, const char *job, uint32_t rank, uint64_t owner,
-                     const Ps__ShmOffer *o, const psrv_request_t *rq, psrv_reply_t *rep,
+                     const Ps__ShmOffer *o, const psrv_sender_t *from, psrv_reply_t *rep,
                      ps_errbuf_t *err)
 {
     const char *other = ps_shm_same_host(o->boot_id, o->pid_ns, o->uid);
@@ -100,7 +97,7 @@ static int map_offer(ps_server_t *srv, const char *job, uint32_t rank, uint64_t 
                          .answer_fd = -1,
                          .answer_keep_fd = -1};
     snprintf(r->job, sizeof r->job, "%s", job);
-    keep_sender(r, rq);
+    keep_sender(r, from);
     bool bell = o->bell_fd > 0 && o->answer_fd > 0 && srv->cfg.same_host_bell && open_bell(r, o);
     if (bell)
         rep->hdr.flags |= PS_FLAG_BELL;
@@ -109,10 +106,9 @@ static int map_offer(ps_server_t *srv, const char *job, uint32_t rank, uint64_t 
     return PS_OK;
 }
 
-void psrv_regions_hello(ps_server_t *srv, const ps_job_t *job, const psrv_request_t *rq,
-                        psrv_reply_t *rep)
+void psrv_regions_hello(ps_server_t *srv, const ps_job_t *job, const Ps__Header *h,
+                        const psrv_sender_t *from, psrv_reply_t *rep)
 {
-    const Ps__Header *h = rq->hdr;
     const Ps__ShmOffer *o = h->shm;
     if (!o)
         return;
@@ -123,14 +119,14 @@ void psrv_regions_hello(ps_server_t *srv, const ps_job_t *job, const psrv_reques
         /* a HELLO again (a rejoin, a resend): replies may now go to
          * another socket of the same process */
         rep->hdr.flags |= PS_FLAG_SHM | (srv->regions[i].answer_fd >= 0 ? PS_FLAG_BELL : 0);
-        keep_sender(&srv->regions[i], rq);
+        keep_sender(&srv->regions[i], from);
         return;
     }
     if (i >= 0)
         unmap_at(srv, (size_t)i, "the rank has a new process");
     ps_errbuf_t err = {0};
     int rc = srv->cfg.same_host
-                 ? map_offer(srv, name, h->rank, h->worker_incarnation, o, rq, rep, &err)
+                 ? map_offer(srv, name, h->rank, h->worker_incarnation, o, from, rep, &err)
                  : ps_err_set(&err, PS_EPERM, "same_host is off on this shard");
     if (rc == PS_OK) {
         rep->hdr.flags |= PS_FLAG_SHM;
@@ -179,66 +175,25 @@ size_t psrv_regions_bells(ps_server_t *srv, zmq_pollitem_t *items, uint64_t *ids
     return n;
 }
 
-typedef struct {
-    ps_server_t *srv;
-    uint64_t id;
-} bell_ctx_t;
-
-/* One request out of a doorbell: handled as the router's would be, from
- * the HELLO's socket. */
-static int take_request(void *arg, const uint8_t *frame, size_t len)
-{
-    bell_ctx_t *b = arg;
-    psrv_region_t *r = psrv_regions_get(b->srv, b->id);
-    if (!r)
-        return PS_ENET; /* unmapped while its requests were handled */
-    ps_wire_msg_t m = {.n_parts = 2};
-    if (zmq_msg_init_size(&m.parts[0], r->identity_len) != 0 ||
-        zmq_msg_init_size(&m.parts[1], len) != 0) {
-        m.n_parts = 1;
-        ps_wire_msg_close(&m);
-        return PS_ENOMEM;
-    }
-    memcpy(zmq_msg_data(&m.parts[0]), r->identity, r->identity_len);
-    memcpy(zmq_msg_data(&m.parts[1]), frame, len);
-    psrv_handle_bell(b->srv, &m, r);
-    ps_wire_msg_close(&m);
-    return PS_OK;
-}
-
-void psrv_regions_take_bell(ps_server_t *srv, uint64_t id)
+void psrv_regions_close_bell(ps_server_t *srv, uint64_t id, const char *why)
 {
     psrv_region_t *r = psrv_regions_get(srv, id);
     if (!r || r->bell_fd < 0)
         return;
-    bell_ctx_t b = {srv, id};
-    /* r->reader stays put while its requests are handled: no data
-     * request maps or unmaps a region (only HELLO and the sweep do) */
-    int rc = ps_bell_take(&r->reader, r->bell_fd, take_request, &b);
-    if (rc == PS_OK || !(r = psrv_regions_get(srv, id)))
-        return;
-    /* the worker's process is gone (every writer closed), or it wrote
-     * what no client writes: closing our end of its reply pipe tells it
-     * (end-of-file there), and its headers come over ZeroMQ from now on */
-    ps_log(rc == PS_ENET ? PS_LOG_INFO : PS_LOG_WARN, "job '%s': worker %u's doorbell closed (%s)",
-           r->job, r->rank,
-           rc == PS_ENET     ? "the worker closed it"
-           : rc == PS_EPROTO ? "a malformed frame"
-                             : "out of memory");
+    ps_log(PS_LOG_INFO, "job '%s': worker %u's doorbell closed (%s)", r->job, r->rank, why);
     close_bell(r);
 }
 
-void psrv_regions_take_bell_of(ps_server_t *srv, zmq_msg_t *identity)
+psrv_region_t *psrv_regions_of_sender(ps_server_t *srv, zmq_msg_t *identity)
 {
     size_t len = zmq_msg_size(identity);
     const void *bytes = zmq_msg_data(identity);
     for (size_t i = 0; i < srv->n_regions; i++) {
-        const psrv_region_t *r = &srv->regions[i];
-        if (r->bell_fd >= 0 && r->identity_len == len && memcmp(r->identity, bytes, len) == 0) {
-            psrv_regions_take_bell(srv, r->id);
-            return;
-        }
+        psrv_region_t *r = &srv->regions[i];
+        if (r->bell_fd >= 0 && r->identity_len == len && memcmp(r->identity, bytes, len) == 0)
+            return r;
     }
+    return NULL;
 }
 
 bool psrv_regions_ring(ps_server_t *srv, uint64_t id, const Ps__Header *hdr)

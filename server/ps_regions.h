@@ -45,8 +45,12 @@ typedef struct psrv_region {
  * the text); and opens its doorbell if it offered one (then PS_FLAG_BELL;
  * a doorbell that cannot be opened leaves the region on ZeroMQ headers).
  * A region the rank held for another process is unmapped. */
-void psrv_regions_hello(ps_server_t *srv, const ps_job_t *job, const psrv_request_t *rq,
-                        psrv_reply_t *rep);
+typedef struct {
+    const zmq_msg_t *identity; /* the HELLO's ZeroMQ routing id */
+    const char *peer, *user;   /* its address, its CURVE key ("" without) */
+} psrv_sender_t;
+void psrv_regions_hello(ps_server_t *srv, const ps_job_t *job, const Ps__Header *h,
+                        const psrv_sender_t *from, psrv_reply_t *rep);
 /* The region of rank in job held by process owner; NULL if none. */
 psrv_region_t *psrv_regions_find(ps_server_t *srv, const char *job, uint32_t rank, uint64_t owner);
 /* The region of id, NULL if it was unmapped since. */
@@ -59,15 +63,12 @@ typedef const char *(*psrv_region_gone_fn)(ps_server_t *srv, const psrv_region_t
 /* The doorbells to poll: appends a pollitem per region that has one to
  * items (at most max) and its region id to ids; returns how many. */
 size_t psrv_regions_bells(ps_server_t *srv, zmq_pollitem_t *items, uint64_t *ids, size_t max);
-/* Takes the requests waiting in region id's doorbell, each handled as if
- * it came over the router from the HELLO's socket; a doorbell whose
- * worker closed it (or wrote garbage) is closed, the region stays. */
-void psrv_regions_take_bell(ps_server_t *srv, uint64_t id);
-/* Takes the requests waiting in the doorbell of the worker whose socket
- * has ZeroMQ routing id identity, if it has one: called before each
- * message of the router, so a request that worker rang before it sent
- * that message is handled first. */
-void psrv_regions_take_bell_of(ps_server_t *srv, zmq_msg_t *identity);
+/* Closes region id's doorbell (logged with why), if it has one: the
+ * worker reads end-of-file on its reply pipe; the region stays. */
+void psrv_regions_close_bell(ps_server_t *srv, uint64_t id, const char *why);
+/* The region with a doorbell whose HELLO came from the socket with
+ * ZeroMQ routing id identity; NULL if none. */
+psrv_region_t *psrv_regions_of_sender(ps_server_t *srv, zmq_msg_t *identity);
 /* Sends header-only reply hdr up region id's doorbell: false (nothing
  * sent) if the region or its doorbell is gone or the pipe is full; the
  * caller then sends it over the router. */

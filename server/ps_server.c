@@ -17,6 +17,7 @@
 #include "ps_access.h"
 #include "ps_budget.h"
 #include "ps_checkpoint.h"
+#include "ps_doorbells.h"
 #include "ps_file.h"
 #include "ps_handler.h"
 #include "ps_jobs.h"
@@ -439,8 +440,8 @@ static void drain_router(ps_server_t *srv, volatile sig_atomic_t *stop)
         /* what its sender rang before it comes first (the pipe was
          * written before this message was sent): one worker's requests
          * are handled in the order it sent them, whichever way each came */
-        if (rc != PS_EAGAIN && rc != PS_ENET && msg.n_parts >= 1 && srv->n_regions)
-            psrv_regions_take_bell_of(srv, &msg.parts[0]);
+        if (rc != PS_EAGAIN && rc != PS_ENET && msg.n_parts >= 1)
+            psrv_doorbells_take_of(srv, &msg.parts[0]);
         if (rc != PS_EAGAIN && rc != PS_ENET)
             psrv_handle(srv, &msg, rc);
         ps_wire_msg_close(&msg);
@@ -505,7 +506,7 @@ int ps_server_run(ps_server_t *srv, volatile sig_atomic_t *stop, volatile sig_at
         }
         for (size_t i = 0; i < n_bells; i++)
             if (items[ps.n_fixed + i].revents)
-                psrv_regions_take_bell(srv, ps.ids[i]);
+                psrv_doorbells_take(srv, ps.ids[i]);
         if (reload && *reload) {
             *reload = 0;
             psrv_access_reload(srv);
