@@ -230,9 +230,12 @@ void pscl_shm_release(ps_client_t *c, const Ps__Header *h);
  * region (PS_FLAG_SHM) and carries no frames after it: true if it went,
  * false (nothing sent: no doorbell, pipe full) to send it over ZeroMQ. */
 bool pscl_bell_send(ps_client_t *c, uint32_t s, const Ps__Header *h, bool more_frames);
-/* Shard s let go of its doorbell (end-of-file on the reply pipe): no
- * more headers go down it until a HELLO reply opens it again. */
-void pscl_bell_gone(ps_client_t *c, uint32_t s);
+/* Shard s's doorbell is done with: the shard let go of it (end-of-file
+ * on the reply pipe), or, ours, garbage came up it and we close both
+ * pipes (the shard then reads end-of-file; new ones are offered at the
+ * next HELLO). What was rung and not read is taken back (its slots
+ * freed); no header goes down it until a HELLO reply opens it again. */
+void pscl_bell_gone(ps_client_t *c, uint32_t s, bool ours);
 /* The doorbells pscl_wait polls: appends an item per shard with one (at
  * most max) and the shard to shards; returns how many. */
 int pscl_bell_items(ps_client_t *c, zmq_pollitem_t *items, uint32_t *shards, int max);

@@ -135,6 +135,8 @@ void pscl_shm_offer(ps_client_t *c, uint32_t s, Ps__Header *h, Ps__ShmOffer *o)
     }
     if (!make_region(c, s))
         return;
+    if (c->shm[s].bell[0] < 0) /* closed after garbage: new pipes, new numbers */
+        make_pipes(c, s, &c->shm[s]);
     /* A request still in the pipe would reach the shard after this HELLO
      * (the pipe and the socket are two channels): one written while the
      * shard had closed our doorbell (we were declared dead) would then be
@@ -232,18 +234,26 @@ int pscl_bell_items(ps_client_t *c, zmq_pollitem_t *items, uint32_t *shards, int
     return n;
 }
 
-void pscl_bell_gone(ps_client_t *c, uint32_t s)
+void pscl_bell_gone(ps_client_t *c, uint32_t s, bool ours)
 {
     pscl_shm_t *r = &c->shm[s];
     if (!r->bell_on)
         return;
-    ps_log(PS_LOG_INFO,
-           "worker %u: shard %u '%s' closed our doorbell: headers over ZeroMQ until "
-           "the next HELLO",
-           c->opts.rank, s, c->endpoints[s]);
+    if (ours)
+        ps_log(PS_LOG_WARN,
+               "worker %u: shard %u '%s': a malformed frame came up our doorbell: closed, "
+               "headers over ZeroMQ until the next HELLO",
+               c->opts.rank, s, c->endpoints[s]);
+    else
+        ps_log(PS_LOG_INFO,
+               "worker %u: shard %u '%s' closed our doorbell: headers over ZeroMQ until the "
+               "next HELLO",
+               c->opts.rank, s, c->endpoints[s]);
     r->bell_on = false;
     ps_bell_reader_clear(&r->reader);
-    drain(r->answer_fd); /* garbage, if that is why */
+    drain_requests(c, r);
+    if (ours)
+        close_pipes(r);
 }
 
 bool pscl_bell_pending(const ps_client_t *c, uint32_t s)

@@ -303,41 +303,59 @@ typedef struct {
     ps_client_t *c;
     uint32_t shard;
     ps_errbuf_t *err;
+    bool reply_failed; /* a reply said no (its error is the take's) */
 } bell_ctx_t;
 
-/* One reply header out of a doorbell. */
+/* One reply header out of a doorbell; PS_EPROTO (and no err) if it is
+ * not a header: the pipe is garbage. */
 static int take_bell_frame(void *arg, const uint8_t *frame, size_t len)
 {
     bell_ctx_t *b = arg;
     b->c->bytes_received += len;
     Ps__Header *h = ps__header__unpack(NULL, len, frame);
     if (!h)
-        return ps_err_set(b->err, PS_EPROTO,
-                          "worker %u: shard %u '%s' sent a malformed reply up the doorbell",
-                          b->c->opts.rank, b->shard, b->c->endpoints[b->shard]);
-    return handle_reply(b->c, b->shard, h, NULL, b->err);
+        return PS_EPROTO;
+    int rc = handle_reply(b->c, b->shard, h, NULL, b->err);
+    b->reply_failed = rc != PS_OK;
+    return rc;
+}
+
+/* Resends, oldest first (the shard takes a chunk's pushes in clock
+ * order), shard's requests in flight that went down its doorbell (rung)
+ * or that used its region at all. */
+static int resend_to(ps_client_t *c, uint32_t shard, bool every_region_request, ps_errbuf_t *err)
+{
+    for (uint64_t last = 0;;) {
+        pscl_inflight_t *next = NULL;
+        for (size_t i = 0; i < c->n_inflight; i++) {
+            pscl_inflight_t *f = &c->inflight[i];
+            bool picked = every_region_request ? (f->flags & PS_FLAG_SHM) != 0 : f->rung;
+            if (f->shard == shard && picked && f->request_id > last &&
+                (!next || f->request_id < next->request_id))
+                next = f;
+        }
+        if (!next)
+            return PS_OK;
+        last = next->request_id;
+        if (resend(c, next) != PS_OK)
+            return describe(c, err, next, PS_ENET, "cannot resend");
+    }
 }
 
 /* Takes the replies in shard's doorbell. A shard that let go of it (it
- * declared us dead, saw garbage, or died) reads nothing of what we rang
- * since: those requests are resent over ZeroMQ now, not at their
- * deadlines (a rejoin must hear EDEAD at once). */
+ * declared us dead or its process is gone, saw garbage) reads nothing of
+ * what we rang since: those requests are resent over ZeroMQ now, not at
+ * their deadlines (a rejoin must hear EDEAD at once). Garbage in the
+ * reply pipe (no shard writes that): we let go too, and resend every
+ * request whose reply could have been lost in it. */
 static int take_bell(ps_client_t *c, uint32_t shard, ps_errbuf_t *err)
 {
-    bell_ctx_t b = {c, shard, err};
+    bell_ctx_t b = {c, shard, err, false};
     int rc = ps_bell_take(&c->shm[shard].reader, c->shm[shard].answer_fd, take_bell_frame, &b);
-    if (rc == PS_EPROTO) /* no shard writes that: whoever did, the pipe is garbage */
-        ps_log(PS_LOG_WARN, "worker %u: shard %u '%s': a malformed frame in our doorbell",
-               c->opts.rank, shard, c->endpoints[shard]);
-    else if (rc != PS_ENET)
+    if (rc == PS_OK || b.reply_failed || (rc != PS_ENET && rc != PS_EPROTO))
         return rc;
-    pscl_bell_gone(c, shard);
-    for (size_t i = 0; i < c->n_inflight; i++) {
-        pscl_inflight_t *f = &c->inflight[i];
-        if (f->shard == shard && f->rung && resend(c, f) != PS_OK)
-            return describe(c, err, f, PS_ENET, "cannot resend");
-    }
-    return PS_OK;
+    pscl_bell_gone(c, shard, rc == PS_EPROTO);
+    return resend_to(c, shard, rc == PS_EPROTO, err);
 }
 
 /* Is a request for table (PSCL_ALL_TABLES: any) still waiting for its reply? */

@@ -11,7 +11,8 @@
 
 /* A pipe's default capacity plus one frame: a reader this size takes the
  * whole pipe in one read, so two readers never split a frame. */
-#define BELL_READ_CAP (65536u + PS_BELL_FRAME_MAX)
+#define PIPE_CAP 65536u
+#define BELL_READ_CAP (PIPE_CAP + PS_BELL_FRAME_MAX)
 /* Reads per ps_bell_take: bounds the work one peer gets per poll. */
 #define BELL_READS 4
 
@@ -19,7 +20,16 @@ int ps_bell_pipe(int fds[2], ps_errbuf_t *err)
 {
     if (pipe2(fds, O_NONBLOCK | O_CLOEXEC) != 0)
         return ps_err_set(err, PS_EIO, "pipe2: %s", strerror(errno));
-    return PS_OK;
+    /* a pipe holds 16 pages: 64 KiB here, 1 MiB where pages are 64 KiB;
+     * it must not hold more than a reader takes in one read */
+    fcntl(fds[1], F_SETPIPE_SZ, (int)PIPE_CAP);
+    int cap = fcntl(fds[1], F_GETPIPE_SZ);
+    if (cap > 0 && (size_t)cap <= PIPE_CAP)
+        return PS_OK;
+    close(fds[0]);
+    close(fds[1]);
+    return ps_err_set(err, PS_EIO, "a pipe holds %d bytes, more than one read of %u takes", cap,
+                      PIPE_CAP);
 }
 
 int ps_bell_open(int32_t pid, int32_t fd, int for_write, ps_errbuf_t *err)

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "ps_handler.h"
+#include "ps_log.h"
 #include "ps_regions.h"
 
 typedef struct {
@@ -48,7 +49,7 @@ void psrv_doorbells_take(ps_server_t *srv, uint64_t id)
     /* the worker's process is gone (every writer closed), or it wrote
      * what no client writes: closing our end of its reply pipe tells it
      * (end-of-file there), and its headers come over ZeroMQ from now on */
-    psrv_regions_close_bell(srv, id,
+    psrv_regions_close_bell(srv, id, rc == PS_ENET ? PS_LOG_INFO : PS_LOG_WARN,
                             rc == PS_ENET     ? "the worker closed it"
                             : rc == PS_EPROTO ? "a malformed frame"
                                               : "out of memory");

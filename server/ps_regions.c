@@ -37,6 +37,8 @@ static void unmap_at(ps_server_t *srv, size_t i, const char *why)
 static bool open_bell(psrv_region_t *r, const Ps__ShmOffer *o)
 {
     ps_errbuf_t err = {0};
+    r->offered_bell_fd = o->bell_fd;
+    r->offered_answer_fd = o->answer_fd;
     r->bell_fd = ps_bell_open(o->pid, o->bell_fd, 0, &err);
     if (r->bell_fd >= 0)
         r->answer_keep_fd = ps_bell_open(o->pid, o->answer_fd, 0, &err);
@@ -48,6 +50,11 @@ static bool open_bell(psrv_region_t *r, const Ps__ShmOffer *o)
            r->rank, err.msg);
     close_bell(r);
     return false;
+}
+
+static bool offers_bell(const ps_server_t *srv, const Ps__ShmOffer *o)
+{
+    return o->bell_fd > 0 && o->answer_fd > 0 && srv->cfg.same_host_bell;
 }
 
 /* Who sent the HELLO, kept for the requests its doorbell brings. */
@@ -98,7 +105,7 @@ static int map_offer(ps_server_t *srv, const char *job, uint32_t rank, uint64_t 
                          .answer_keep_fd = -1};
     snprintf(r->job, sizeof r->job, "%s", job);
     keep_sender(r, from);
-    bool bell = o->bell_fd > 0 && o->answer_fd > 0 && srv->cfg.same_host_bell && open_bell(r, o);
+    bool bell = offers_bell(srv, o) && open_bell(r, o);
     if (bell)
         rep->hdr.flags |= PS_FLAG_BELL;
     ps_log(PS_LOG_INFO, "job '%s': worker %u's shared region mapped (%llu MiB; same host%s)", job,
@@ -117,9 +124,16 @@ void psrv_regions_hello(ps_server_t *srv, const ps_job_t *job, const Ps__Header 
     if (i >= 0 && srv->regions[i].owner == h->worker_incarnation &&
         srv->regions[i].nonce == o->nonce) {
         /* a HELLO again (a rejoin, a resend): replies may now go to
-         * another socket of the same process */
-        rep->hdr.flags |= PS_FLAG_SHM | (srv->regions[i].answer_fd >= 0 ? PS_FLAG_BELL : 0);
-        keep_sender(&srv->regions[i], from);
+         * another socket of the same process, and a doorbell closed since
+         * (or replaced by the worker: other pipes) is opened again */
+        psrv_region_t *r = &srv->regions[i];
+        keep_sender(r, from);
+        bool same_pipes = r->offered_bell_fd == o->bell_fd && r->offered_answer_fd == o->answer_fd;
+        if (r->answer_fd >= 0 && !same_pipes)
+            close_bell(r);
+        if (r->answer_fd < 0 && offers_bell(srv, o) && open_bell(r, o))
+            ps_log(PS_LOG_INFO, "job '%s': worker %u's doorbell opened again", r->job, r->rank);
+        rep->hdr.flags |= PS_FLAG_SHM | (r->answer_fd >= 0 ? PS_FLAG_BELL : 0);
         return;
     }
     if (i >= 0)
@@ -175,12 +189,12 @@ size_t psrv_regions_bells(ps_server_t *srv, zmq_pollitem_t *items, uint64_t *ids
     return n;
 }
 
-void psrv_regions_close_bell(ps_server_t *srv, uint64_t id, const char *why)
+void psrv_regions_close_bell(ps_server_t *srv, uint64_t id, int level, const char *why)
 {
     psrv_region_t *r = psrv_regions_get(srv, id);
     if (!r || r->bell_fd < 0)
         return;
-    ps_log(PS_LOG_INFO, "job '%s': worker %u's doorbell closed (%s)", r->job, r->rank, why);
+    ps_log(level, "job '%s': worker %u's doorbell closed (%s)", r->job, r->rank, why);
     close_bell(r);
 }
 

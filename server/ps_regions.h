@@ -28,6 +28,7 @@ typedef struct psrv_region {
      * so a reply written after the worker died fills the pipe (EAGAIN)
      * rather than raising SIGPIPE. */
     int bell_fd, answer_fd, answer_keep_fd;
+    int32_t offered_bell_fd, offered_answer_fd; /* the worker's numbers for them */
     ps_bell_reader_t reader;
     /* What a request through the doorbell is answered and judged as: the
      * HELLO's ZeroMQ routing id (a reply that cannot go up the pipe goes
@@ -63,9 +64,9 @@ typedef const char *(*psrv_region_gone_fn)(ps_server_t *srv, const psrv_region_t
 /* The doorbells to poll: appends a pollitem per region that has one to
  * items (at most max) and its region id to ids; returns how many. */
 size_t psrv_regions_bells(ps_server_t *srv, zmq_pollitem_t *items, uint64_t *ids, size_t max);
-/* Closes region id's doorbell (logged with why), if it has one: the
- * worker reads end-of-file on its reply pipe; the region stays. */
-void psrv_regions_close_bell(ps_server_t *srv, uint64_t id, const char *why);
+/* Closes region id's doorbell (logged at level with why), if it has one:
+ * the worker reads end-of-file on its reply pipe; the region stays. */
+void psrv_regions_close_bell(ps_server_t *srv, uint64_t id, int level, const char *why);
 /* The region with a doorbell whose HELLO came from the socket with
  * ZeroMQ routing id identity; NULL if none. */
 psrv_region_t *psrv_regions_of_sender(ps_server_t *srv, zmq_msg_t *identity);

@@ -595,6 +595,38 @@ static void test_the_doorbell_carries_only_its_workers_region_requests(void **st
     assert_int_equal(write(c->shm[0].bell[1], zero, sizeof zero), (ssize_t)sizeof zero);
     push_pull_all(c, 2, grad, got, -0.5f);
     push_pull_all(c, 3, grad, got, -1.0f);
+    /* the client heard the shard let go (end-of-file on the reply pipe);
+     * a HELLO again opens the same pipes again. (Table 0's slots stay
+     * busy with the request the shard dropped with the garbage, so its
+     * chunk stays on TCP: a fresh table shows the doorbell.) */
+    assert_false(c->shm[0].bell_on);
+    assert_int_equal(ps_client_hello(c, NULL, &err), PS_OK);
+    assert_true(c->shm[0].bell_on);
+    rung = ps_client_bell_requests(c);
+    uint64_t shape[1] = {N};
+    ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 1.0};
+    assert_int_equal(ps_client_init_table(c, 1, "t1", shape, 1, &sgd, init, &err), PS_OK);
+    assert_int_equal(ps_client_pull(c, 1, 0, 0, got), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    assert_true(ps_client_bell_requests(c) > rung);
+    push_pull_all(c, 4, grad, got, -1.5f);
+    /* garbage up the reply pipe: the client lets go (closes both pipes),
+     * resends what used the region, and offers new pipes at its next HELLO */
+    int forged_answer = ps_bell_open(getpid(), c->shm[0].answer_fd, 1, &err);
+    assert_true(forged_answer >= 0);
+    assert_int_equal(write(forged_answer, zero, sizeof zero), (ssize_t)sizeof zero);
+    close(forged_answer);
+    push_pull_all(c, 5, grad, got, -2.0f);
+    assert_false(c->shm[0].bell_on);
+    assert_int_equal(c->shm[0].answer_fd, -1);
+    assert_int_equal(ps_client_hello(c, NULL, &err), PS_OK);
+    assert_true(c->shm[0].bell_on && c->shm[0].answer_fd >= 0);
+    rung = ps_client_bell_requests(c);
+    assert_int_equal(ps_client_init_table(c, 2, "t2", shape, 1, &sgd, init, &err), PS_OK);
+    assert_int_equal(ps_client_pull(c, 2, 0, 0, got), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    assert_true(ps_client_bell_requests(c) > rung);
+    push_pull_all(c, 6, grad, got, -2.5f);
     /* the client lets go of its region and pipes; the shard (a thread
      * here, which closed its copy of the memfd once it mapped it) of the
      * doorbell it closed */
