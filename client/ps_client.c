@@ -42,7 +42,8 @@ ps_client_t *ps_client_new(const char *endpoints, const ps_client_opts_t *opts, 
     c->opts.job = c->job;
     c->ctx = zmq_ctx_new();
     c->next_id = 1;
-    atomic_init(&c->zero_copy_held, 0);
+    for (uint32_t s = 0; s < PSCL_MAX_SHARDS; s++)
+        atomic_init(&c->zero_copy_held[s], 0);
     atomic_init(&c->restarted, 0);
     int rc = take_keys(c, opts, err);
     c->opts.curve_server_key = c->opts.curve_public_key = c->opts.curve_secret_key = NULL;

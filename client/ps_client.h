@@ -172,9 +172,17 @@ void ps_client_stop_heartbeats(ps_client_t *c);
 void ps_client_report(ps_client_t *c, uint64_t samples, double loss);
 
 /* Forgets every request in flight (their late replies are ignored), e.g.
- * after PS_EDEAD before rejoining. Waits for ZeroMQ to release the
- * zero-copy buffers. */
+ * after PS_EDEAD before rejoining. When it returns ZeroMQ holds none of
+ * the caller's buffers, so they may be freed: a shard's socket that still
+ * held one (queued for a shard that is gone, to be sent when it is back)
+ * is replaced by a new one, and its queue dropped. The shards then see a
+ * new peer: HELLO (ps_client_hello, or ps_client_recover, which resets)
+ * before any other request. */
 void ps_client_reset(ps_client_t *c);
+/* How many of the caller's buffers (gradients, keys: sent zero-copy)
+ * ZeroMQ still reads from. 0 once ps_client_wait returned PS_OK, and once
+ * ps_client_reset returned. */
+int ps_client_buffers_held(const ps_client_t *c);
 /* Defines table id (dense, shape[0..ndim), optimizer spec) on every shard
  * that holds part of it, sending that shard's slice of init. The first
  * worker to define a table wins; later definitions must match in name and
@@ -203,7 +211,9 @@ int ps_client_push(ps_client_t *c, uint32_t id, int64_t clock, const float *grad
 int ps_client_pull(ps_client_t *c, uint32_t id, int64_t clock, uint32_t flags, float *params);
 /* Waits for every request in flight. PS_OK, or the first error with err
  * naming shard, endpoint, op, table and clock (PS_ETIME after timeout_ms of
- * silence on a request). After an error the client should be destroyed. */
+ * silence on a request). After an error the client should be destroyed,
+ * or reset (ps_client_recover): until then ZeroMQ may still read the
+ * buffers of the requests that were in flight, so keep them. */
 int ps_client_wait(ps_client_t *c, ps_errbuf_t *err);
 /* Waits only until no request for table id is in flight (taking whatever
  * replies come meanwhile, with the same deadlines and errors as

@@ -134,7 +134,9 @@ struct ps_client {
     size_t n_inflight, cap_inflight;
     pscl_answer_t *answers; /* per shard */
     uint64_t next_id;
-    atomic_int zero_copy_held;
+    /* per shard: the caller's buffers ZeroMQ still holds (sent zero-copy,
+     * not yet let go); fixed, since its I/O threads count them back */
+    atomic_int zero_copy_held[PSCL_MAX_SHARDS];
     uint64_t bytes_sent, bytes_received, requests;
     uint32_t reply_flags;
     uint64_t generation; /* sent with every request */
@@ -180,6 +182,14 @@ int pscl_add_shard(ps_client_t *c, const char *ep, ps_errbuf_t *err);
 int pscl_handshake_failure(ps_client_t *c, uint32_t s, ps_errbuf_t *err);
 /* Closes every socket and monitor. */
 void pscl_close_shards(ps_client_t *c);
+/* Closes shard s's socket and opens a new one to the same endpoint: what
+ * ZeroMQ still queued on the old one (for a peer gone, until it is back)
+ * is dropped, and with it the caller's buffers. The shard sees a new peer
+ * and must be sent a HELLO. False when the new socket cannot be made
+ * (the old one is then kept). */
+bool pscl_reopen_shard(ps_client_t *c, uint32_t s);
+/* How many of the caller's buffers ZeroMQ holds, over every shard. */
+int pscl_zero_copy_held(const ps_client_t *c);
 
 /* ---- requests (ps_inflight.c) ---- */
 

@@ -73,6 +73,21 @@ int pscl_handshake_failure(ps_client_t *c, uint32_t s, ps_errbuf_t *err)
     return rc;
 }
 
+bool pscl_reopen_shard(ps_client_t *c, uint32_t s)
+{
+    void *fresh = pscl_open_socket(c, c->endpoints[s]);
+    if (!fresh)
+        return false;
+    zmq_socket_monitor(c->socks[s], NULL, 0);
+    zmq_close(c->socks[s]); /* ZMQ_LINGER 0: its queue is dropped, not sent */
+    if (c->monitors[s])
+        zmq_close(c->monitors[s]);
+    c->socks[s] = fresh;
+    c->monitors[s] = ps_handshake_monitor(c->ctx, fresh);
+    c->handshake_breaks[s] = 0;
+    return true;
+}
+
 void pscl_close_shards(ps_client_t *c)
 {
     for (uint32_t i = 0; i < c->n_shards; i++) {

@@ -79,13 +79,27 @@ static void release_zero_copy(void *data, void *hint)
     atomic_fetch_sub((atomic_int *)hint, 1);
 }
 
-/* Sends one zero-copy frame; ZeroMQ lets go of buf later (zero_copy_held). */
-static int send_zero_copy(ps_client_t *c, void *sock, const void *buf, size_t bytes, int more)
+int pscl_zero_copy_held(const ps_client_t *c)
+{
+    int n = 0;
+    for (uint32_t s = 0; s < c->n_shards; s++)
+        n += atomic_load(&c->zero_copy_held[s]);
+    return n;
+}
+
+int ps_client_buffers_held(const ps_client_t *c)
+{
+    return pscl_zero_copy_held(c);
+}
+
+/* Sends one zero-copy frame to shard s; ZeroMQ lets go of buf later
+ * (zero_copy_held[s]). */
+static int send_zero_copy(ps_client_t *c, uint32_t s, const void *buf, size_t bytes, int more)
 {
     zmq_msg_t m;
-    atomic_fetch_add(&c->zero_copy_held, 1);
-    zmq_msg_init_data(&m, (void *)buf, bytes, release_zero_copy, &c->zero_copy_held);
-    int n = ps_wire_send_msg(sock, &m, more);
+    atomic_fetch_add(&c->zero_copy_held[s], 1);
+    zmq_msg_init_data(&m, (void *)buf, bytes, release_zero_copy, &c->zero_copy_held[s]);
+    int n = ps_wire_send_msg(c->socks[s], &m, more);
     if (n >= 0)
         c->bytes_sent += (uint64_t)n;
     return n;
@@ -110,10 +124,10 @@ static int send_frames(ps_client_t *c, uint32_t shard, Ps__Header *h, const uint
     if (n < 0)
         return n;
     c->bytes_sent += (uint64_t)n;
-    if (keys &&
-        (n = send_zero_copy(c, s, keys, h->n_elems * sizeof *keys, values ? ZMQ_SNDMORE : 0)) < 0)
+    if (keys && (n = send_zero_copy(c, shard, keys, h->n_elems * sizeof *keys,
+                                    values ? ZMQ_SNDMORE : 0)) < 0)
         return n;
-    if (values && (n = send_zero_copy(c, s, values, n_values * ps_dtype_size(h->dtype), 0)) < 0)
+    if (values && (n = send_zero_copy(c, shard, values, n_values * ps_dtype_size(h->dtype), 0)) < 0)
         return n;
     return PS_OK;
 }
@@ -566,10 +580,10 @@ int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
     /* Every reply is in, so every request was read by its server; the I/O
      * thread lets go of the zero-copy buffers right after. */
     int64_t deadline = ps_time_ms() + c->opts.timeout_ms;
-    while (atomic_load(&c->zero_copy_held) > 0) {
+    while (pscl_zero_copy_held(c) > 0) {
         if (ps_time_ms() > deadline)
             return ps_err_set(err, PS_ETIME, "worker %u: ZeroMQ still holds %d send buffers",
-                              c->opts.rank, atomic_load(&c->zero_copy_held));
+                              c->opts.rank, pscl_zero_copy_held(c));
         sched_yield();
     }
     c->n_stages_used = 0; /* no sparse op is in flight any more */
@@ -579,11 +593,24 @@ int ps_client_wait(ps_client_t *c, ps_errbuf_t *err)
 void ps_client_reset(ps_client_t *c)
 {
     c->n_inflight = 0;
+    /* A request to a shard that is gone stays queued in ZeroMQ until the
+     * shard is back, and is then sent from the caller's buffer, which the
+     * caller may have freed by then: a socket that still holds a buffer is
+     * replaced, and its queue dropped. */
+    for (uint32_t s = 0; s < c->n_shards; s++)
+        if (atomic_load(&c->zero_copy_held[s]) > 0 && !pscl_reopen_shard(c, s))
+            ps_log(PS_LOG_ERROR, "worker %u: cannot open a new socket to shard %u '%s': %s",
+                   c->opts.rank, s, c->endpoints[s], zmq_strerror(zmq_errno()));
+    /* the I/O threads drop the old queues at once */
     int64_t deadline = ps_time_ms() + c->opts.timeout_ms;
-    while (atomic_load(&c->zero_copy_held) > 0 && ps_time_ms() < deadline)
+    while (pscl_zero_copy_held(c) > 0 && ps_time_ms() < deadline)
         sched_yield();
-    /* the late replies are ignored; like the callers' buffers, the stages
-     * are reused on the understanding that ZeroMQ let go within the deadline */
+    if (pscl_zero_copy_held(c) > 0)
+        ps_log(PS_LOG_ERROR,
+               "worker %u: ZeroMQ still holds %d of our send buffers %lld ms after a reset",
+               c->opts.rank, pscl_zero_copy_held(c), (long long)c->opts.timeout_ms);
+    /* the late replies are ignored; the stages are the client's own and
+     * are reused like the callers' buffers */
     c->n_stages_used = 0;
 }
 

@@ -94,6 +94,7 @@ _PROTOTYPES = {
     "ps_client_stop_heartbeats": (None, [_P]),
     "ps_client_report": (None, [_P, _c.c_uint64, _c.c_double]),
     "ps_client_reset": (None, [_P]),
+    "ps_client_buffers_held": (_c.c_int, [_P]),
     "ps_client_init_table": (_c.c_int, [_P, _c.c_uint32, _c.c_char_p, _U64P, _c.c_int,
                                         _c.POINTER(OptimSpec), _F, _E]),
     "ps_client_push_pull": (_c.c_int, [_P, _c.c_uint32, _c.c_int64, _F, _c.c_uint64,

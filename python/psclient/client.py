@@ -234,6 +234,13 @@ class Client:
         return lib.ps_client_n_shards(self._handle())
 
     @property
+    def buffers_held(self):
+        """How many of the arrays lent to requests ZeroMQ still reads. 0
+        after a wait() that succeeded; after one that failed, the client
+        keeps them until recover() or close()."""
+        return lib.ps_client_buffers_held(self._c) if self._c is not None else 0
+
+    @property
     def job_id(self):
         """The job's id, as shard 0 gave it (0 before hello)."""
         return lib.ps_client_job_id(self._handle())
@@ -314,11 +321,13 @@ class Client:
         returns that clock (also self.clock). The caller pulls its
         parameters there and replays from it. exact: roll back whenever the
         shards' clocks differ at all (BSP, or after a shard restart)."""
-        self._held = []
         clock = ctypes.c_int64(0)
         self._said_hello = True
-        self._wait_call(lib.ps_client_recover, ctypes.c_bool(exact), ctypes.byref(clock),
-                        recovering=True)
+        try:
+            self._wait_call(lib.ps_client_recover, ctypes.c_bool(exact), ctypes.byref(clock),
+                            recovering=True)
+        finally:
+            self._let_go()
         self.clock = clock.value
         return self.clock
 
@@ -387,6 +396,14 @@ class Client:
         try:
             self._wait_call(lib.ps_client_wait)
         finally:
+            self._let_go()
+
+    def _let_go(self):
+        """Drops the arrays lent to requests once ZeroMQ reads none of them:
+        after a failed wait() it may still (a request queued for a shard
+        that is gone is sent when the shard is back), until recover() or
+        close()."""
+        if self._c is not None and lib.ps_client_buffers_held(self._c) == 0:
             self._held = []
 
     def wait_table(self, table_id):

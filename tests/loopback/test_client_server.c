@@ -23,9 +23,13 @@
 
 static ps_test_server_t server;
 
+static int pipes_at_setup; /* open pipes before any client made its doorbell */
+static int open_fds_like(const char *prefix);
+
 static int setup(void **state)
 {
     (void)state;
+    pipes_at_setup = open_fds_like("pipe:");
     ps_log_init("test", PS_LOG_ERROR);
     ps_server_config_t cfg;
     ps_test_server_config(&cfg, 0, 1);
@@ -491,6 +495,16 @@ static int open_fds_like(const char *prefix)
     return n;
 }
 
+/* Waits (5 s at most) until the open pipes are those of setup(): every
+ * doorbell closed on both sides. */
+static void wait_pipes_back(void)
+{
+    int64_t deadline = ps_time_ms() + 5000;
+    while (open_fds_like("pipe:") != pipes_at_setup && ps_time_ms() < deadline)
+        poll(NULL, 0, 10);
+    assert_int_equal(open_fds_like("pipe:"), pipes_at_setup);
+}
+
 static void test_a_destroyed_client_leaves_no_region_open(void **state)
 {
     (void)state;
@@ -564,7 +578,10 @@ static void test_the_doorbell_carries_only_its_workers_region_requests(void **st
     for (int i = 0; i < N; i++)
         init[i] = 1.0f, grad[i] = 0.5f;
     ps_errbuf_t err;
-    int pipes_before = open_fds_like("pipe:");
+    /* the shard's thread closes the pipes of the tests before this one
+     * as it reads their end-of-file: counted now, they would be gone by
+     * the end */
+    wait_pipes_back();
     ps_client_opts_t o = {.job = "bell", .rank = 0, .world = 1, .timeout_ms = 300, .retries = 3};
     ps_client_t *c = ps_client_new(ps_server_endpoint(server.srv), &o, &err);
     assert_non_null(c);
@@ -633,10 +650,70 @@ static void test_the_doorbell_carries_only_its_workers_region_requests(void **st
     ps_client_destroy(&c);
     assert_int_equal(open_fds_like("/memfd:ps-shm"), 0);
     /* the shard's thread closes its three once it reads end-of-file */
-    int64_t deadline = ps_time_ms() + 5000;
-    while (open_fds_like("pipe:") != pipes_before && ps_time_ms() < deadline)
-        poll(NULL, 0, 10);
-    assert_int_equal(open_fds_like("pipe:"), pipes_before);
+    wait_pipes_back();
+}
+
+/* A push to a shard that is gone stays queued in ZeroMQ, to be sent from
+ * the caller's buffer when the shard is back: the buffer is freed by then
+ * (as Python frees a gradient's tensor), so a reset lets go of it. */
+static void test_a_reset_lets_go_of_buffers_queued_for_a_shard_that_is_gone(void **state)
+{
+    (void)state;
+    char dir[] = "/tmp/ps-test-gone.XXXXXX";
+    assert_non_null(mkdtemp(dir));
+    ps_server_config_t cfg;
+    ps_test_server_config(&cfg, 0, 1);
+    snprintf(cfg.state_dir, sizeof cfg.state_dir, "%s", dir); /* back with the job */
+    ps_test_server_t gone;
+    assert_int_equal(ps_test_server_start_config(&gone, &cfg), 0);
+    char ep[128];
+    snprintf(ep, sizeof ep, "%s", ps_server_endpoint(gone.srv));
+    ps_client_opts_t o = {.job = "gone", .world = 1, .timeout_ms = 200, .dtype = PS__DTYPE__F32};
+    ps_errbuf_t err;
+    ps_client_t *c = ps_client_new(ep, &o, &err);
+    assert_non_null(c);
+    ps_client_set_same_host(c, false); /* values zero-copy, over TCP */
+    assert_int_equal(ps_client_hello(c, NULL, &err), PS_OK);
+    float *grad = calloc(N, sizeof *grad);
+    init_table(c, grad);
+    /* it stops as on SIGTERM: the job's state is written, to come back with */
+    ps_server_stop(gone.srv);
+    pthread_join(gone.thread, NULL);
+    assert_int_equal(ps_server_checkpoint_all(gone.srv), 0);
+    ps_server_destroy(&gone.srv);
+    /* a push written before the client saw the close dies with the
+     * connection; the next ones wait for the shard to come back */
+    bool held = false;
+    for (int64_t clock = 0; clock < 50 && !held; clock++) {
+        assert_int_equal(ps_client_push(c, 0, clock, grad, 1, 1.0f, 0), PS_OK);
+        assert_int_not_equal(ps_client_wait(c, &err), PS_OK);
+        held = ps_client_buffers_held(c) > 0;
+        if (!held)
+            ps_client_reset(c);
+    }
+    assert_true(held);
+    ps_client_reset(c);
+    assert_int_equal(ps_client_buffers_held(c), 0);
+    free(grad); /* ASan: a send from it after this is a use after free */
+    /* the shard is back where it was: the client rejoins on its new
+     * socket, and what the old one queued is never sent */
+    cfg.port = atoi(strrchr(ep, ':') + 1);
+    assert_int_equal(ps_test_server_start_config(&gone, &cfg), 0);
+    c->opts.timeout_ms = 5000;
+    int64_t at;
+    assert_int_equal(ps_client_hello(c, &at, &err), PS_OK);
+    static float ones[N], got[N];
+    for (size_t i = 0; i < N; i++)
+        ones[i] = 1.0f;
+    assert_int_equal(ps_client_push_pull(c, 0, at, ones, 1, 1.0f, 0, got), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    assert_float_equal(got[0], -1.0f, 0.0f); /* SGD, lr 1, from zeros */
+    assert_float_equal(got[N - 1], -1.0f, 0.0f);
+    ps_client_destroy(&c);
+    ps_test_server_stop(&gone);
+    char rm[128];
+    snprintf(rm, sizeof rm, "rm -rf '%s'", dir);
+    assert_int_equal(system(rm), 0);
 }
 
 int main(void)
@@ -653,6 +730,7 @@ int main(void)
         cmocka_unit_test(test_a_destroyed_client_leaves_no_region_open),
         cmocka_unit_test(test_a_workers_requests_keep_their_order_across_the_two_paths),
         cmocka_unit_test(test_the_doorbell_carries_only_its_workers_region_requests),
+        cmocka_unit_test(test_a_reset_lets_go_of_buffers_queued_for_a_shard_that_is_gone),
     };
     return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -3,11 +3,13 @@ applied equals its NumPy reimplementation (SGD exactly), BSP sums and
 divides by the summed sample count, sparse rows by uint64 key, the job's
 fingerprint, errors as exceptions with the server's message, Ctrl-C ends
 a wait, the context manager's BYE ends the job."""
+import gc
 import os
 import signal
 import threading
 import time
 import unittest
+import weakref
 
 import numpy as np
 
@@ -231,6 +233,36 @@ class ClientTest(unittest.TestCase):
         c.close()
         self.assertLess(time.monotonic() - t0, 10 * pstest.TIME_SCALE)
         self.assertIn(ep, cm.exception.message)
+
+    def test_a_failed_wait_keeps_the_gradients_zeromq_still_reads(self):
+        # A stopped shard reads nothing: once the kernel's buffers are full
+        # the pushes wait in ZeroMQ, which reads them from our arrays. (A
+        # failed wait() dropped them, and a shard back later was sent a
+        # freed tensor: py_torch under ASan, heap-use-after-free in send.)
+        n = 1 << 20  # 4 MB a push; a chunk's second push goes over TCP
+        with pstest.Servers(1) as one:
+            c = psclient.Client(one.servers, "held", timeout_ms=300, retries=0,
+                                heartbeat_ms=0)
+            c.hello()
+            c.init_table(0, "w", np.zeros(n, np.float32), optim.SGD(lr=0.1))
+            one.procs[0].send_signal(signal.SIGSTOP)
+            try:
+                refs = []
+                for clock in range(6):
+                    g = np.full(n, clock + 1, np.float32)
+                    c.push(0, clock, g, 1)
+                    refs.append(weakref.ref(g))
+                    del g
+                with self.assertRaises(errors.ETIME):
+                    c.wait()
+                gc.collect()
+                self.assertGreater(c.buffers_held, 0)  # frames: a push is several chunks
+                self.assertEqual([r for r in refs if r() is None], [])
+                c.close()  # lets go of every socket's queue
+                gc.collect()
+                self.assertEqual([r for r in refs if r() is not None], [])
+            finally:
+                one.procs[0].send_signal(signal.SIGCONT)
 
     def test_sigint_ends_a_blocked_wait(self):
         # rank 1 never comes: the BSP pull of clock 1 is parked on the shards
