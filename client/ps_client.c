@@ -4,6 +4,7 @@
  * heartbeats in ps_heartbeat.c, sparse ops in ps_client_sparse.c. */
 #include "ps_client_int.h"
 
+#include <errno.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -94,6 +95,11 @@ void ps_client_destroy(ps_client_t **cp)
     free(c->fingerprint);
     pscl_shm_close(c); /* before the shards: it walks n_shards */
     pscl_close_shards(c);
+    /* before the buffers below are freed: the I/O threads may still be
+     * sending from them (tables' wire buffers, sparse stages) until the
+     * context has closed every socket */
+    while (zmq_ctx_term(c->ctx) != 0 && zmq_errno() == EINTR)
+        ;
     memset(c->curve_secret, 0, sizeof c->curve_secret);
     for (uint32_t i = 0; i < c->n_tables; i++) {
         free(c->tables[i].wire);
@@ -111,7 +117,6 @@ void ps_client_destroy(ps_client_t **cp)
     for (size_t i = 0; i < c->cap_stages; i++)
         free_stage(&c->stages[i]);
     free(c->stages);
-    zmq_ctx_term(c->ctx);
     free(c);
     *cp = NULL;
 }
@@ -273,6 +278,11 @@ static int recreate_on_shard0(ps_client_t *c, ps_errbuf_t *err)
 
 int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err)
 {
+    /* after a failed wait: the HELLOs' wait must not resend the old
+     * requests from (or write their replies into) buffers the caller may
+     * have let go of */
+    if (c->n_inflight > 0)
+        ps_client_reset(c);
     c->generation = 0;
     c->said_hello = true;
     int rc = pscl_start_heartbeats(c, err);

@@ -124,7 +124,9 @@ uint64_t ps_client_bell_requests(const ps_client_t *c);
  * until it is declared dead or timeout_ms passes. Error (naming the shard)
  * on timeout, version, job or configuration mismatch. Under BSP a rejoin
  * takes back this rank's pushes to rounds still in progress: the caller
- * replays from *clock (as ps_client_recover's callers do). */
+ * replays from *clock (as ps_client_recover's callers do). Requests
+ * still in flight (after a failed wait) are forgotten first, as by
+ * ps_client_reset. */
 int ps_client_hello(ps_client_t *c, int64_t *clock, ps_errbuf_t *err);
 /* The job's id, as shard 0 gave it (0 before a HELLO). */
 uint64_t ps_client_job_id(const ps_client_t *c);
@@ -177,7 +179,10 @@ void ps_client_report(ps_client_t *c, uint64_t samples, double loss);
  * held one (queued for a shard that is gone, to be sent when it is back)
  * is replaced by a new one, and its queue dropped. The shards then see a
  * new peer: HELLO (ps_client_hello, or ps_client_recover, which resets)
- * before any other request. */
+ * before any other request. (What the old socket had already written to
+ * a shard that is alive but stalled may still reach it after that
+ * HELLO: the shard then counts that push, not the replayed one, for its
+ * rank and clock.) */
 void ps_client_reset(ps_client_t *c);
 /* How many of the caller's buffers (gradients, keys: sent zero-copy)
  * ZeroMQ still reads from. 0 once ps_client_wait returned PS_OK, and once

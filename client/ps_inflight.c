@@ -605,13 +605,15 @@ void ps_client_reset(ps_client_t *c)
     int64_t deadline = ps_time_ms() + c->opts.timeout_ms;
     while (pscl_zero_copy_held(c) > 0 && ps_time_ms() < deadline)
         sched_yield();
-    if (pscl_zero_copy_held(c) > 0)
+    if (pscl_zero_copy_held(c) > 0) {
+        /* cannot happen (the drop needs no peer); the stages stay taken,
+         * so no sparse op writes over one ZeroMQ still reads */
         ps_log(PS_LOG_ERROR,
                "worker %u: ZeroMQ still holds %d of our send buffers %lld ms after a reset",
                c->opts.rank, pscl_zero_copy_held(c), (long long)c->opts.timeout_ms);
-    /* the late replies are ignored; the stages are the client's own and
-     * are reused like the callers' buffers */
-    c->n_stages_used = 0;
+        return;
+    }
+    c->n_stages_used = 0; /* the late replies are ignored */
 }
 
 uint32_t ps_client_reply_flags(const ps_client_t *c)

@@ -237,7 +237,7 @@ class Client:
     def buffers_held(self):
         """How many of the arrays lent to requests ZeroMQ still reads. 0
         after a wait() that succeeded; after one that failed, the client
-        keeps them until recover() or close()."""
+        keeps them until recover(), hello() or close()."""
         return lib.ps_client_buffers_held(self._c) if self._c is not None else 0
 
     @property
@@ -310,7 +310,10 @@ class Client:
         progress: replay from the returned clock."""
         clock = ctypes.c_int64(0)
         self._said_hello = True
-        self._wait_call(lib.ps_client_hello, ctypes.byref(clock), recovering=True)
+        try:
+            self._wait_call(lib.ps_client_hello, ctypes.byref(clock), recovering=True)
+        finally:
+            self._let_go()  # it forgot the requests of a failed wait
         self.clock = clock.value
         return self.clock
 
@@ -348,8 +351,10 @@ class Client:
             raise ValueError("table %r is empty" % name)
         dims = (ctypes.c_uint64 * len(shape))(*shape)
         spec = optimizer.to_c()
+        self._held.append(arr)  # sent zero-copy, like a gradient
         self._wait_call(lib.ps_client_init_table, ctypes.c_uint32(table_id), name.encode(),
                         dims, len(shape), ctypes.byref(spec), _fptr(arr))
+        self._let_go()
         self._tables[table_id] = ("dense", arr.size)
 
     def _dense(self, table_id):
@@ -401,8 +406,8 @@ class Client:
     def _let_go(self):
         """Drops the arrays lent to requests once ZeroMQ reads none of them:
         after a failed wait() it may still (a request queued for a shard
-        that is gone is sent when the shard is back), until recover() or
-        close()."""
+        that is gone is sent when the shard is back), until recover(),
+        hello() or close()."""
         if self._c is not None and lib.ps_client_buffers_held(self._c) == 0:
             self._held = []
 

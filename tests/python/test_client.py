@@ -241,14 +241,14 @@ class ClientTest(unittest.TestCase):
         # freed tensor: py_torch under ASan, heap-use-after-free in send.)
         n = 1 << 20  # 4 MB a push; a chunk's second push goes over TCP
         with pstest.Servers(1) as one:
-            c = psclient.Client(one.servers, "held", timeout_ms=300, retries=0,
-                                heartbeat_ms=0)
+            c = psclient.Client(one.servers, "held", retries=0, heartbeat_ms=0,
+                                timeout_ms=int(2000 * pstest.TIME_SCALE))
             c.hello()
             c.init_table(0, "w", np.zeros(n, np.float32), optim.SGD(lr=0.1))
             one.procs[0].send_signal(signal.SIGSTOP)
             try:
                 refs = []
-                for clock in range(6):
+                for clock in range(12):  # 44 MB over TCP: more than the kernel takes
                     g = np.full(n, clock + 1, np.float32)
                     c.push(0, clock, g, 1)
                     refs.append(weakref.ref(g))
