@@ -283,6 +283,23 @@ static psrv_reply_t *take_push(ps_server_t *srv, psrv_request_t *rq, ps_job_t *j
     return NULL;
 }
 
+/* Under BSP the parameters of a clock the table has moved past are gone:
+ * serving the newer ones would let a replayed step compute from them (a
+ * worker that rejoins while another completes the round). One rule for
+ * dense and sparse pulls; NULL if the pull may wait for its clock. */
+static psrv_reply_t *refuse_clock_gone(psrv_request_t *rq, const ps_job_t *job, const char *table,
+                                       int64_t table_clock)
+{
+    const Ps__Header *h = rq->hdr;
+    if (ps_job_max_staleness(job) != 0 || (h->flags & PS_FLAG_AFTER_ALL_DONE) ||
+        table_clock <= h->clock)
+        return NULL;
+    return psrv_fail(rq, PS_ESTALE,
+                     "table '%s' is at clock %lld, past the clock %lld asked for: its "
+                     "parameters of that clock are gone (roll back to read them)",
+                     table, (long long)table_clock, (long long)h->clock);
+}
+
 psrv_reply_t *psrv_handle_push_pull(ps_server_t *srv, psrv_request_t *rq)
 {
     const Ps__Header *h = rq->hdr;
@@ -303,15 +320,11 @@ psrv_reply_t *psrv_handle_push_pull(ps_server_t *srv, psrv_request_t *rq)
     }
     if (h->op == PS__OP__PUSH)
         return psrv_ok(rq);
-    /* Under BSP the parameters of a clock the chunk has moved past are gone:
-     * serving the newer ones would let a replayed step compute from them
-     * (a worker that rejoins while another completes the round). */
-    if (h->op == PS__OP__PULL && ps_job_max_staleness(job) == 0 &&
-        !(h->flags & PS_FLAG_AFTER_ALL_DONE) && ps_table_clock(t) > h->clock)
-        return psrv_fail(rq, PS_ESTALE,
-                         "table '%s' is at clock %lld, past the clock %lld asked for: its "
-                         "parameters of that clock are gone (roll back to read them)",
-                         ps_table_name(t), (long long)ps_table_clock(t), (long long)h->clock);
+    if (h->op == PS__OP__PULL) {
+        psrv_reply_t *gone = refuse_clock_gone(rq, job, ps_table_name(t), ps_table_clock(t));
+        if (gone)
+            return gone;
+    }
     char why[512];
     if (psrv_jobs_world_problem(srv, job, why, sizeof why))
         return psrv_fail(rq, PS_EWORLD, "%s", why);
@@ -422,6 +435,10 @@ psrv_reply_t *psrv_handle_sparse(ps_server_t *srv, psrv_request_t *rq)
     if (push)
         return sparse_push(srv, rq, job, t);
     /* a pull: parked with an aligned copy of its keys until the clock allows */
+    psrv_reply_t *gone =
+        refuse_clock_gone(rq, job, ps_sparse_name(t), ps_round_clock(ps_sparse_round(t)));
+    if (gone)
+        return gone;
     ps_pull_t *p = park(rq, job, h->clock, 0, NULL);
     p->sparse = true;
     zmq_msg_t *keys = &rq->msg->parts[2];

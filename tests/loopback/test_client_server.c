@@ -434,6 +434,50 @@ static void test_two_sparse_pulls_in_flight_keep_their_own_keys(void **state)
     ps_client_destroy(&c);
 }
 
+/* Under BSP a pull of a clock the table has moved past is refused
+ * (PS_ESTALE): the parameters of that clock are gone, and serving the newer
+ * ones would let a replayed step compute from them. Sparse pulls answered
+ * such a pull with the newer rows (seen on 3b488d4: PS_OK, the rows of
+ * clock 2 for a pull of clock 0). */
+static void test_a_pull_of_a_clock_gone_by_is_stale_dense_and_sparse(void **state)
+{
+    (void)state;
+    static float init[N], grad[N], got[N];
+    for (int i = 0; i < N; i++)
+        grad[i] = 1.0f;
+    ps_errbuf_t err;
+    ps_client_t *d = client("stale-dense", 0, 1, PS__DTYPE__F32);
+    init_table(d, init);
+    for (int64_t clock = 0; clock < 2; clock++) {
+        assert_int_equal(ps_client_push_pull(d, 0, clock, grad, 1, 1.0f, 0, got), PS_OK);
+        assert_int_equal(ps_client_wait(d, &err), PS_OK);
+    }
+    assert_int_equal(ps_client_pull(d, 0, 0, 0, got), PS_OK);
+    assert_int_equal(ps_client_wait(d, &err), PS_ESTALE);
+    assert_non_null(strstr(err.msg, "past the clock 0"));
+    ps_client_destroy(&d);
+
+    ps_client_t *c = client("stale-sparse", 0, 1, PS__DTYPE__F32);
+    ps_optim_spec_t sgd = {.kind = PS_OPTIM_SGD, .lr = 0.5};
+    assert_int_equal(ps_client_init_sparse(c, 0, "e", 2, &sgd, 0.5, 3, &err), PS_OK);
+    uint64_t keys[3] = {11, 12, 13};
+    float g[3 * 2] = {1, 1, 1, 1, 1, 1}, at0[3 * 2], at2[3 * 2], stale[3 * 2];
+    assert_int_equal(ps_client_sparse_pull(c, 0, 0, 0, keys, 3, at0), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    for (int64_t clock = 0; clock < 2; clock++) {
+        assert_int_equal(ps_client_sparse_push(c, 0, clock, keys, 3, g), PS_OK);
+        assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    }
+    assert_int_equal(ps_client_sparse_pull(c, 0, 2, 0, keys, 3, at2), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_OK);
+    for (int i = 0; i < 3 * 2; i++) /* SGD on sums, lr 0.5, two pushes of 1 */
+        assert_float_equal(at2[i], at0[i] - 1.0f, 1e-6f);
+    assert_int_equal(ps_client_sparse_pull(c, 0, 0, 0, keys, 3, stale), PS_OK);
+    assert_int_equal(ps_client_wait(c, &err), PS_ESTALE);
+    assert_non_null(strstr(err.msg, "past the clock 0"));
+    ps_client_destroy(&c);
+}
+
 typedef struct {
     int n, status;
     uint64_t id;
@@ -734,6 +778,7 @@ int main(void)
         cmocka_unit_test(test_resume_points_survive_a_rollback),
         cmocka_unit_test(test_a_raced_rollback_is_seen_and_recovered),
         cmocka_unit_test(test_two_sparse_pulls_in_flight_keep_their_own_keys),
+        cmocka_unit_test(test_a_pull_of_a_clock_gone_by_is_stale_dense_and_sparse),
         cmocka_unit_test(test_a_destroyed_client_leaves_no_region_open),
         cmocka_unit_test(test_a_workers_requests_keep_their_order_across_the_two_paths),
         cmocka_unit_test(test_the_doorbell_carries_only_its_workers_region_requests),
