@@ -224,6 +224,40 @@ static void test_bsp_round_waits_for_every_live_rank(void **state)
     ps_sparse_destroy(&t);
 }
 
+/* A rank that rejoins replays its step: ps_sparse_forget_rank takes back
+ * its kept push, the round waits again for it, and the replayed gradient,
+ * not the forgotten one, is applied. */
+static void test_a_forgotten_rank_is_waited_for_and_its_replay_applied(void **state)
+{
+    (void)state;
+    ps_sparse_t *t = table(PS_OPTIM_SGD, 1, 0, 0);
+    uint8_t live[2] = {1, 1};
+    zmq_msg_t k, v;
+    make_push(&k, &v, 5, 100.0f); /* the push the rejoin forgets */
+    assert_int_equal(ps_sparse_push(t, 0, 0, &k, &v), PS_OK);
+    zmq_msg_close(&k);
+    zmq_msg_close(&v);
+    assert_false(ps_sparse_forget_rank(t, 2)); /* no such rank */
+    assert_true(ps_sparse_forget_rank(t, 0));
+    assert_false(ps_sparse_forget_rank(t, 0)); /* nothing kept any more */
+    assert_int_equal(ps_sparse_worker_clock(t, 0), 0);
+    make_push(&k, &v, 5, 3.0f);
+    assert_int_equal(ps_sparse_push(t, 1, 0, &k, &v), PS_OK);
+    zmq_msg_close(&k);
+    zmq_msg_close(&v);
+    assert_false(ps_sparse_try_complete(t, live)); /* waits for rank 0's replay */
+    make_push(&k, &v, 5, 1.0f);
+    assert_int_equal(ps_sparse_push(t, 0, 0, &k, &v), PS_OK);
+    zmq_msg_close(&k);
+    zmq_msg_close(&v);
+    assert_true(ps_sparse_try_complete(t, live));
+    float w;
+    uint64_t key = 5;
+    ps_sparse_pull(t, &key, 1, &w);
+    assert_true(fabsf(w - (-0.5f * 1.0f - 0.5f * 3.0f)) < 1e-6f); /* the replay, not 100 */
+    ps_sparse_destroy(&t);
+}
+
 /* A BSP round of a sparse table is one optimizer step on the sum of the
  * ranks' gradients, per key: the update one worker makes with the whole
  * global batch. FTRL and Adagrad are not linear in the gradient, so two
@@ -338,6 +372,7 @@ int main(void)
         cmocka_unit_test(test_rows_start_from_seed_table_and_key),
         cmocka_unit_test(test_ftrl_matches_reference),
         cmocka_unit_test(test_bsp_round_waits_for_every_live_rank),
+        cmocka_unit_test(test_a_forgotten_rank_is_waited_for_and_its_replay_applied),
         cmocka_unit_test(test_bsp_round_steps_once_on_the_summed_gradient),
         cmocka_unit_test(test_dense_optimizers_row_wise),
         cmocka_unit_test(test_invalid_tables_are_refused),
