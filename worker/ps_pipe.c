@@ -2,15 +2,28 @@
  * the stage before, from the stage after), a PUSH connected to each
  * neighbour's, endpoints exchanged through files in the rendezvous
  * directory. Headers travel in the workers' byte order (all x86-64 here,
- * little-endian), checked by a magic word. */
+ * little-endian), checked by a magic word.
+ *
+ * Between plain-text stages on one host a sender writes to its receiver's
+ * FIFO instead (DIR/JOB.rank<R>.from-before, .from-after, made by the
+ * receiver before it publishes): the hand-over is then one write and one
+ * wake-up, not a trip through four ZeroMQ threads, which is most of what a
+ * micro-batch's hand-over costs (bench/README.md, run_pipeline.sh). The
+ * receiver reads both, the FIFO and its PULL socket; each sender uses one of
+ * them for its life, so order holds. While a stage waits (to send or to
+ * receive) it reads whatever its FIFOs hold into memory, so two stages
+ * writing to each other never wait on each other. */
 #include "ps_pipe.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
@@ -18,6 +31,7 @@
 #include "ps_curve.h"
 #include "ps_file.h"
 #include "ps_log.h"
+#include "ps_shm.h"
 #include "ps_time.h"
 
 #define PIPE_MAGIC 0x50535050u /* "PSPP" */
@@ -31,6 +45,25 @@ typedef struct {
     double loss;
 } wire_hdr_t;
 
+/* On a FIFO a message is this, then its values. */
+typedef struct {
+    wire_hdr_t h;
+    uint64_t bytes;
+} fifo_frame_t;
+
+#define FIFO_SIZE (1 << 20)              /* asked of the kernel (pipe-max-size's default) */
+#define FIFO_MSG_MAX ((uint64_t)1 << 34) /* values of one message: more is garbage */
+#define FIFO_READ_ROOM (64 << 10)
+
+typedef struct {
+    int fd;               /* in: the read end; out: the write end; -1: unused */
+    int hold_fd;          /* in: a write end held, so a read never sees end-of-file
+                  * before the sender opens; out: a read end held, so a
+                  * vanished receiver is a full FIFO (a deadline), never EPIPE */
+    char *buf;            /* in: bytes read, not yet taken; out: bytes not yet written */
+    size_t off, len, cap; /* the bytes are buf[off, len) */
+} fifo_t;
+
 enum { PREV = 0, NEXT = 1 }; /* the neighbour a socket talks to */
 
 struct ps_pipe {
@@ -40,6 +73,13 @@ struct ps_pipe {
     void *in[2];  /* PULL: what comes from the stage before / after */
     void *out[2]; /* PUSH: to the stage before / after */
     char in_ep[2][EP_MAX], peer_ep[2][EP_MAX], peer_key[2][64];
+    fifo_t fin[2], fout[2];           /* the same-host links, by side */
+    char fifo_in[2][PATH_MAX + 300];  /* the FIFOs this stage made (to remove) */
+    char fifo_out[2][PATH_MAX + 300]; /* the neighbours' FIFOs written to */
+    bool peer_fifo[2];                /* the neighbour offers a FIFO for us */
+    char peer_boot[2][40];            /* ... and is on this host if these match */
+    unsigned long long peer_pid_ns[2];
+    unsigned peer_uid[2];
     char file[PATH_MAX + 300];
     char key_file[PATH_MAX + 300], allow_file[PATH_MAX + 300]; /* CURVE */
     ps_zap_t *zap; /* CURVE: takes only the neighbours' keys */
@@ -88,14 +128,88 @@ static int bind_in(ps_pipe_t *p, int side, ps_errbuf_t *err)
 }
 
 /* DIR/JOB.rank<R>: "fwd EP", "bwd EP" (the sockets that take FWD and BWD
- * messages), "key Z85" with CURVE. */
+ * messages), "key Z85" with CURVE, "host BOOT_ID PID_NS UID" and "fifo B A"
+ * (yes or -: a FIFO takes what comes from the stage before, after). */
 static int publish(ps_pipe_t *p, ps_errbuf_t *err)
 {
-    char text[3 * EP_MAX + 128];
-    snprintf(text, sizeof text, "fwd %s\nbwd %s\nkey %s\n", has(p, PREV) ? p->in_ep[PREV] : "-",
-             has(p, NEXT) ? p->in_ep[NEXT] : "-", *p->pub ? p->pub : "-");
+    char text[3 * EP_MAX + 256];
+    ps_shm_host_t me;
+    ps_shm_host(&me);
+    snprintf(text, sizeof text, "fwd %s\nbwd %s\nkey %s\nhost %s %llu %u\nfifo %s %s\n",
+             has(p, PREV) ? p->in_ep[PREV] : "-", has(p, NEXT) ? p->in_ep[NEXT] : "-",
+             *p->pub ? p->pub : "-", *me.boot_id ? me.boot_id : "-", (unsigned long long)me.pid_ns,
+             me.uid, p->fin[PREV].fd >= 0 ? "yes" : "-", p->fin[NEXT].fd >= 0 ? "yes" : "-");
     snprintf(p->file, sizeof p->file, "%s/%s.rank%u", p->dir, p->job, p->o.rank);
     return ps_file_write_all(p->file, text, strlen(text), 0644, err);
+}
+
+static const char *fifo_suffix(int from_side)
+{
+    return from_side == PREV ? "from-before" : "from-after";
+}
+
+static void fifo_close(fifo_t *f)
+{
+    if (f->fd >= 0)
+        close(f->fd);
+    if (f->hold_fd >= 0)
+        close(f->hold_fd);
+    free(f->buf);
+    *f = (fifo_t){.fd = -1, .hold_fd = -1};
+}
+
+/* Makes the FIFO that takes what comes from side, and holds both ends
+ * (reads it, never writes it). False, with a warning, if the system will
+ * not: the neighbour then sends over ZeroMQ. */
+static bool fifo_offer(ps_pipe_t *p, int side)
+{
+    char *path = p->fifo_in[side];
+    snprintf(path, sizeof p->fifo_in[side], "%s/%s.rank%u.%s", p->dir, p->job, p->o.rank,
+             fifo_suffix(side));
+    unlink(path); /* a crashed run's */
+    fifo_t *f = &p->fin[side];
+    if (mkfifo(path, 0600) == 0 && (f->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) >= 0 &&
+        (f->hold_fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) >= 0) {
+        (void)fcntl(f->fd, F_SETPIPE_SZ, FIFO_SIZE); /* the default 64 KB still works */
+        return true;
+    }
+    ps_log(PS_LOG_WARN, "pipeline: worker %u: cannot make the FIFO '%s' (%s); %s sends over ZeroMQ",
+           p->o.rank, path, strerror(errno), side_name(side));
+    fifo_close(f);
+    unlink(path);
+    *path = '\0';
+    return false;
+}
+
+/* NULL if this stage writes to side's FIFO, else why not. */
+static const char *fifo_refusal(const ps_pipe_t *p, int side)
+{
+    if (!p->o.same_host)
+        return "pipeline_same_host is off";
+    if (*p->sec)
+        return "the job uses CURVE";
+    if (!p->peer_fifo[side])
+        return "it offers no FIFO";
+    return ps_shm_same_host(p->peer_boot[side], (uint64_t)p->peer_pid_ns[side], p->peer_uid[side]);
+}
+
+/* Opens side's FIFO for writing (and a read end, held). */
+static bool fifo_connect(ps_pipe_t *p, int side)
+{
+    char *path = p->fifo_out[side];
+    snprintf(path, sizeof p->fifo_out[side], "%s/%s.rank%u.%s", p->dir, p->job, peer_rank(p, side),
+             fifo_suffix(side == NEXT ? PREV : NEXT));
+    fifo_t *f = &p->fout[side];
+    struct stat st;
+    if (lstat(path, &st) == 0 && S_ISFIFO(st.st_mode) &&
+        (f->hold_fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW)) >= 0 &&
+        (f->fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW)) >= 0)
+        return true;
+    ps_log(PS_LOG_WARN, "pipeline: worker %u: cannot open the FIFO '%s' (%s); sending over ZeroMQ",
+           p->o.rank, path, strerror(errno));
+    fifo_close(f);
+    *path = '\0';
+    return false;
 }
 
 /* The neighbour's file, if it is there and whole: the endpoint that takes
@@ -105,13 +219,23 @@ static bool read_peer(ps_pipe_t *p, int side, const char *path)
     FILE *f = fopen(path, "r");
     if (!f)
         return false;
-    char fwd[EP_MAX], bwd[EP_MAX], key[64];
-    int n = fscanf(f, "fwd %255s bwd %255s key %63s", fwd, bwd, key);
+    char fwd[EP_MAX], bwd[EP_MAX], key[64], boot[40], before[4], after[4];
+    unsigned long long pid_ns = 0;
+    unsigned uid = 0;
+    int n = fscanf(f, "fwd %255s bwd %255s key %63s host %39s %llu %u fifo %3s %3s", fwd, bwd, key,
+                   boot, &pid_ns, &uid, before, after);
     fclose(f);
-    if (n != 3)
+    if (n != 3 && n != 8) /* 3: a worker from before the FIFOs */
         return false;
     snprintf(p->peer_ep[side], EP_MAX, "%s", side == PREV ? bwd : fwd);
     snprintf(p->peer_key[side], sizeof p->peer_key[side], "%s", key);
+    /* the stage before takes what we send in its FIFO from the stage after */
+    p->peer_fifo[side] = n == 8 && strcmp(side == PREV ? after : before, "yes") == 0;
+    if (n == 8) {
+        snprintf(p->peer_boot[side], sizeof p->peer_boot[side], "%s", boot);
+        p->peer_pid_ns[side] = pid_ns;
+        p->peer_uid[side] = uid;
+    }
     return strcmp(p->peer_ep[side], "-") != 0;
 }
 
@@ -139,6 +263,15 @@ static int connect_out(ps_pipe_t *p, int side, ps_errbuf_t *err)
                               peer_rank(p, side), path, (long long)p->o.timeout_ms);
         nap_ms(20);
     }
+    const char *why = fifo_refusal(p, side);
+    if (!why && fifo_connect(p, side)) {
+        ps_log(PS_LOG_INFO, "pipeline: worker %u (stage %u) sends to %s (rank %u) through '%s'",
+               p->o.rank, p->o.stage, side_name(side), peer_rank(p, side), p->fifo_out[side]);
+        return PS_OK;
+    }
+    if (why)
+        ps_log(PS_LOG_INFO, "pipeline: worker %u (stage %u) sends to %s (rank %u) over ZeroMQ: %s",
+               p->o.rank, p->o.stage, side_name(side), peer_rank(p, side), why);
     p->out[side] = zmq_socket(p->ctx, ZMQ_PUSH);
     int linger = p->o.timeout_ms < 5000 ? (int)p->o.timeout_ms : 5000;
     zmq_setsockopt(p->out[side], ZMQ_LINGER, &linger, sizeof linger);
@@ -214,9 +347,12 @@ static int pipe_open(ps_pipe_t *p, ps_errbuf_t *err)
     p->ctx = zmq_ctx_new();
     if (*p->sec && start_zap(p, err) != PS_OK)
         return err->code;
-    for (int side = PREV; side <= NEXT; side++)
+    for (int side = PREV; side <= NEXT; side++) {
         if (has(p, side) && bind_in(p, side, err) != PS_OK)
             return err->code;
+        if (has(p, side) && p->o.same_host && !*p->sec)
+            fifo_offer(p, side);
+    }
     if (publish(p, err) != PS_OK)
         return err->code;
     for (int side = PREV; side <= NEXT; side++)
@@ -229,6 +365,8 @@ ps_pipe_t *ps_pipe_new(const ps_pipe_opts_t *o, ps_errbuf_t *err)
 {
     ps_pipe_t *p = ps_xcalloc(1, sizeof *p);
     p->o = *o;
+    for (int side = PREV; side <= NEXT; side++)
+        p->fin[side] = p->fout[side] = (fifo_t){.fd = -1, .hold_fd = -1};
     snprintf(p->dir, sizeof p->dir, "%s", o->dir);
     snprintf(p->job, sizeof p->job, "%s", o->job);
     snprintf(p->bind, sizeof p->bind, "%s", o->bind);
@@ -239,16 +377,24 @@ ps_pipe_t *ps_pipe_new(const ps_pipe_opts_t *o, ps_errbuf_t *err)
     return p;
 }
 
+static void fifo_drain_out(ps_pipe_t *p, int64_t deadline);
+
 void ps_pipe_destroy(ps_pipe_t **pp)
 {
     ps_pipe_t *p = *pp;
     if (!p)
         return;
+    /* what the FIFOs could not take yet, as ZeroMQ's linger does */
+    fifo_drain_out(p, ps_time_ms() + (p->o.timeout_ms < 5000 ? p->o.timeout_ms : 5000));
     for (int side = PREV; side <= NEXT; side++) {
         if (p->in[side])
             zmq_close(p->in[side]);
         if (p->out[side])
             zmq_close(p->out[side]);
+        fifo_close(&p->fin[side]);
+        fifo_close(&p->fout[side]);
+        if (*p->fifo_in[side])
+            unlink(p->fifo_in[side]);
     }
     ps_zap_stop(&p->zap);
     if (p->ctx)
@@ -276,17 +422,136 @@ static bool is_sync(uint32_t kind)
     return kind == PS_PIPE_ABORT || kind == PS_PIPE_SYNC_UP || kind == PS_PIPE_SYNC_DOWN;
 }
 
-/* Waits until sock can do what events asks, in slices (the stop flag),
- * counting the time as waiting, until the deadline (ps_time_ms). PS_OK,
- * PS_ETIME, PS_EINTR. */
-static int wait_sock(ps_pipe_t *p, void *sock, short events, int64_t deadline)
+static bool fifo_pending(const fifo_t *f)
+{
+    return f->fd >= 0 && f->off < f->len;
+}
+
+static bool any_pending(const ps_pipe_t *p)
+{
+    return fifo_pending(&p->fout[PREV]) || fifo_pending(&p->fout[NEXT]);
+}
+
+/* Writes what side's FIFO takes of its sender's buffer. PS_ENET (errno
+ * kept) if the write fails for another reason than a full FIFO. */
+static int fifo_flush(fifo_t *f)
+{
+    while (fifo_pending(f)) {
+        ssize_t n = write(f->fd, f->buf + f->off, f->len - f->off);
+        if (n > 0)
+            f->off += (size_t)n;
+        else if (n < 0 && errno == EINTR)
+            continue;
+        else if (n < 0 && errno == EAGAIN)
+            return PS_OK;
+        else
+            return PS_ENET;
+    }
+    f->off = f->len = 0;
+    return PS_OK;
+}
+
+/* Room for `more` bytes after buf[len] (bytes before off are dropped). */
+static void fifo_reserve(fifo_t *f, size_t more)
+{
+    if (f->off) {
+        memmove(f->buf, f->buf + f->off, f->len - f->off);
+        f->len -= f->off;
+        f->off = 0;
+    }
+    if (f->cap - f->len >= more)
+        return;
+    size_t cap = f->cap ? f->cap : FIFO_READ_ROOM;
+    while (cap - f->len < more)
+        cap *= 2;
+    f->buf = ps_xrealloc(f->buf, cap);
+    f->cap = cap;
+}
+
+/* Reads whatever the FIFO holds into its buffer. */
+static void fifo_fill(fifo_t *f)
+{
+    if (f->fd < 0)
+        return;
+    for (;;) {
+        fifo_reserve(f, FIFO_READ_ROOM);
+        ssize_t n = read(f->fd, f->buf + f->len, f->cap - f->len);
+        if (n > 0)
+            f->len += (size_t)n;
+        else if (!(n < 0 && errno == EINTR))
+            return; /* empty (EAGAIN); never end-of-file: we hold a writer */
+    }
+}
+
+/* The next whole message read from f: 0 (values into data if they fit cap
+ * bytes; *got_bytes their size), 1 if none is whole yet, -1 if the bytes
+ * are not one of ours. */
+static int fifo_take(fifo_t *f, wire_hdr_t *h, void *data, size_t cap, size_t *got_bytes)
+{
+    fifo_fill(f);
+    fifo_frame_t fr;
+    size_t have = f->fd >= 0 ? f->len - f->off : 0;
+    if (have < sizeof fr)
+        return 1;
+    memcpy(&fr, f->buf + f->off, sizeof fr);
+    if (fr.h.magic != PIPE_MAGIC || fr.bytes > FIFO_MSG_MAX)
+        return -1;
+    if (have - sizeof fr < fr.bytes)
+        return 1;
+    *h = fr.h;
+    *got_bytes = (size_t)fr.bytes;
+    if (data && fr.bytes && fr.bytes <= cap)
+        memcpy(data, f->buf + f->off + sizeof fr, (size_t)fr.bytes);
+    f->off += sizeof fr + (size_t)fr.bytes;
+    if (f->off == f->len)
+        f->off = f->len = 0;
+    return 0;
+}
+
+/* Waits, in slices (the stop flag), until side `in` (-1: none) may have a
+ * message or ZeroMQ socket out[out] (-1: none) may take one; with neither,
+ * until the FIFOs have taken every byte their senders' buffers hold.
+ * Meanwhile those buffers are written out as the FIFOs take them, and
+ * what comes in by FIFO is read into memory, so two stages writing to each
+ * other never wait on each other. The time counts as waiting. PS_OK,
+ * PS_ETIME, PS_EINTR; PS_ENET if a FIFO's write fails. */
+static int wait_io(ps_pipe_t *p, int in, int out, int64_t deadline)
 {
     int64_t t0 = ps_time_ns();
     int rc = PS_ETIME;
     for (;;) {
-        zmq_pollitem_t it = {sock, 0, events, 0};
+        zmq_pollitem_t it[8];
+        int n = 0;
+        if (in >= 0 && p->in[in])
+            it[n++] = (zmq_pollitem_t){p->in[in], 0, ZMQ_POLLIN, 0};
+        if (in >= 0 && p->fin[in].fd >= 0)
+            it[n++] = (zmq_pollitem_t){NULL, p->fin[in].fd, ZMQ_POLLIN, 0};
+        if (out >= 0 && p->out[out])
+            it[n++] = (zmq_pollitem_t){p->out[out], 0, ZMQ_POLLOUT, 0};
+        int wanted = n;
+        if (wanted == 0 && !any_pending(p)) {
+            rc = PS_OK; /* every buffer is out */
+            break;
+        }
+        for (int side = PREV; side <= NEXT; side++) {
+            if (fifo_pending(&p->fout[side]))
+                it[n++] = (zmq_pollitem_t){NULL, p->fout[side].fd, ZMQ_POLLOUT, 0};
+            if (side != in && p->fin[side].fd >= 0)
+                it[n++] = (zmq_pollitem_t){NULL, p->fin[side].fd, ZMQ_POLLIN, 0};
+        }
         int64_t left = deadline - ps_time_ms();
-        if (zmq_poll(&it, 1, left < POLL_SLICE_MS ? (left > 0 ? left : 0) : POLL_SLICE_MS) > 0) {
+        zmq_poll(it, n, left < POLL_SLICE_MS ? (left > 0 ? left : 0) : POLL_SLICE_MS);
+        if (fifo_flush(&p->fout[PREV]) != PS_OK || fifo_flush(&p->fout[NEXT]) != PS_OK) {
+            rc = PS_ENET;
+            break;
+        }
+        for (int side = PREV; side <= NEXT; side++)
+            if (side != in)
+                fifo_fill(&p->fin[side]);
+        bool done = false;
+        for (int i = 0; i < wanted; i++)
+            done = done || it[i].revents;
+        if (done || (wanted == 0 && !any_pending(p))) {
             rc = PS_OK;
             break;
         }
@@ -301,6 +566,11 @@ static int wait_sock(ps_pipe_t *p, void *sock, short events, int64_t deadline)
     return rc;
 }
 
+static void fifo_drain_out(ps_pipe_t *p, int64_t deadline)
+{
+    (void)wait_io(p, -1, -1, deadline);
+}
+
 static int peer_err(const ps_pipe_t *p, int rc, int side, const char *what, const ps_pipe_msg_t *m,
                     int64_t timeout_ms, ps_errbuf_t *err)
 {
@@ -312,12 +582,19 @@ static int peer_err(const ps_pipe_t *p, int rc, int side, const char *what, cons
                           p->o.rank, p->o.replica, p->o.stage, what, kind_name(m->kind),
                           (long long)m->clock, m->micro, side == PREV ? "from" : "to", peer_stage,
                           peer_rank(p, side));
+    const char *peer = *p->fifo_out[side] ? p->fifo_out[side] : p->peer_ep[side];
+    if (rc == PS_ENET)
+        return ps_err_set(err, rc,
+                          "pipeline: worker %u (replica %u, stage %u): %s %s of clock %lld "
+                          "micro-batch %u: cannot write to the FIFO of a neighbour (%s)",
+                          p->o.rank, p->o.replica, p->o.stage, what, kind_name(m->kind),
+                          (long long)m->clock, m->micro, strerror(errno));
     return ps_err_set(err, rc,
                       "pipeline: worker %u (replica %u, stage %u): %s %s of clock %lld "
                       "micro-batch %u: %s stage %u (rank %u, '%s') did not answer within %lld ms",
                       p->o.rank, p->o.replica, p->o.stage, what, kind_name(m->kind),
                       (long long)m->clock, m->micro, side_name(side), peer_stage,
-                      peer_rank(p, side), p->peer_ep[side], (long long)timeout_ms);
+                      peer_rank(p, side), peer, (long long)timeout_ms);
 }
 
 static int send_to(ps_pipe_t *p, int side, const ps_pipe_msg_t *m, const void *data, size_t bytes,
@@ -330,16 +607,54 @@ int ps_pipe_send(ps_pipe_t *p, const ps_pipe_msg_t *m, const float *data, size_t
     return send_to(p, side, m, data, n_floats * sizeof(float), err);
 }
 
+/* Writes the message into side's FIFO. What the FIFO cannot take at once
+ * (a message above its free room, FIFO_SIZE when empty) waits in the
+ * sender's buffer, and this waits, by the deadline, until the receiver
+ * has read enough for the rest: without a thread of its own to write it
+ * later, a sender that went back to computing would hold it back. */
+static int fifo_send(ps_pipe_t *p, int side, const ps_pipe_msg_t *m, const wire_hdr_t *h,
+                     const void *data, size_t bytes, ps_errbuf_t *err)
+{
+    fifo_t *f = &p->fout[side];
+    fifo_frame_t fr = {*h, bytes};
+    size_t total = sizeof fr + bytes, done = 0;
+    if (fifo_flush(f) != PS_OK)
+        return peer_err(p, PS_ENET, side, "sending", m, p->o.timeout_ms, err);
+    if (!fifo_pending(f)) {
+        struct iovec iov[2] = {{&fr, sizeof fr}, {(void *)data, bytes}};
+        ssize_t n;
+        do
+            n = writev(f->fd, iov, bytes ? 2 : 1);
+        while (n < 0 && errno == EINTR);
+        if (n < 0 && errno != EAGAIN)
+            return peer_err(p, PS_ENET, side, "sending", m, p->o.timeout_ms, err);
+        done = n > 0 ? (size_t)n : 0;
+    }
+    if (done < total) {
+        fifo_reserve(f, total - done);
+        size_t head = done < sizeof fr ? sizeof fr - done : 0;
+        size_t from = done + head - sizeof fr; /* the first value byte not written */
+        memcpy(f->buf + f->len, (const char *)&fr + done, head);
+        if (bytes > from)
+            memcpy(f->buf + f->len + head, (const char *)data + from, bytes - from);
+        f->len += total - done;
+    }
+    int rc = wait_io(p, -1, -1, ps_time_ms() + p->o.timeout_ms);
+    return rc == PS_OK ? PS_OK : peer_err(p, rc, side, "sending", m, p->o.timeout_ms, err);
+}
+
 static int send_to(ps_pipe_t *p, int side, const ps_pipe_msg_t *m, const void *data, size_t bytes,
                    ps_errbuf_t *err)
 {
+    wire_hdr_t h = {PIPE_MAGIC, m->kind, m->micro, 0, m->clock, m->n_samples, m->loss};
+    if (p->fout[side].fd >= 0)
+        return fifo_send(p, side, m, &h, data, bytes, err);
     if (!p->out[side])
         return ps_err_set(err, PS_EINVAL, "pipeline: stage %u has no %s", p->o.stage,
                           side_name(side));
-    int rc = wait_sock(p, p->out[side], ZMQ_POLLOUT, ps_time_ms() + p->o.timeout_ms);
+    int rc = wait_io(p, -1, side, ps_time_ms() + p->o.timeout_ms);
     if (rc != PS_OK)
         return peer_err(p, rc, side, "sending", m, p->o.timeout_ms, err);
-    wire_hdr_t h = {PIPE_MAGIC, m->kind, m->micro, 0, m->clock, m->n_samples, m->loss};
     if (zmq_send(p->out[side], &h, sizeof h, ZMQ_SNDMORE | ZMQ_DONTWAIT) != (int)sizeof h ||
         zmq_send(p->out[side], data, bytes, ZMQ_DONTWAIT) < 0)
         return zerr(err, "send to", p->peer_ep[side]);
@@ -375,13 +690,17 @@ static int next_msg(ps_pipe_t *p, int side, int64_t deadline, wire_hdr_t *h, voi
 {
     zmq_msg_t v;
     int rc, got;
-    do {
-        if ((rc = wait_sock(p, p->in[side], ZMQ_POLLIN, deadline)) != PS_OK)
-            return rc;
+    for (;;) {
+        /* a sender uses one of the two for its life: order holds */
+        if ((got = fifo_take(&p->fin[side], h, data, cap, got_bytes)) != 1)
+            return got == 0 ? PS_OK : PS_EPROTO;
         zmq_msg_init(&v);
-        if ((got = take(p->in[side], h, &v)) == 1)
-            zmq_msg_close(&v); /* readable, but nothing to read: wait on */
-    } while (got == 1);
+        if ((got = take(p->in[side], h, &v)) != 1)
+            break;
+        zmq_msg_close(&v); /* readable, but nothing to read: wait on */
+        if ((rc = wait_io(p, side, -1, deadline)) != PS_OK)
+            return rc;
+    }
     rc = got == 0 ? PS_OK : PS_EPROTO;
     *got_bytes = zmq_msg_size(&v);
     if (rc == PS_OK && data && *got_bytes <= cap && *got_bytes)
@@ -503,4 +822,10 @@ int ps_pipe_sync_recv(ps_pipe_t *p, const ps_pipe_msg_t *want, int64_t timeout_m
 int64_t ps_pipe_wait_ns(const ps_pipe_t *p)
 {
     return p->wait_ns;
+}
+
+const char *ps_pipe_transport(const ps_pipe_t *p, bool to_next)
+{
+    int side = to_next ? NEXT : PREV;
+    return p->fout[side].fd >= 0 ? "fifo" : p->out[side] ? "zeromq" : "none";
 }

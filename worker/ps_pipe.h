@@ -1,7 +1,8 @@
 /* ps_pipe.h - the links between the stages of one pipeline replica
  * (pipeline_stages): activations forward, their gradients back, over
- * ZeroMQ PUSH/PULL, found through a rendezvous directory, CURVE when the
- * job uses it. Every wait has a deadline whose error names the peer.
+ * ZeroMQ PUSH/PULL (or, between plain-text stages on one host, FIFOs), found
+ * through a rendezvous directory, CURVE when the job uses it. Every wait
+ * has a deadline whose error names the peer.
  * Worker main thread only. */
 #ifndef PS_PIPE_H
 #define PS_PIPE_H
@@ -25,6 +26,10 @@ typedef struct {
     volatile sig_atomic_t *stop;
     /* CURVE: this worker's key pair; NULL: plain text (loopback only) */
     const char *curve_public, *curve_secret;
+    /* plain text only: a neighbour on this host (same boot, pid namespace
+     * and user) is sent to through a FIFO in dir instead of ZeroMQ (a
+     * hand-over then costs one wake-up, not ZeroMQ's chain of threads) */
+    bool same_host;
 } ps_pipe_opts_t;
 
 typedef enum {
@@ -96,5 +101,8 @@ int ps_pipe_sync_recv(ps_pipe_t *p, const ps_pipe_msg_t *want, int64_t timeout_m
                       ps_pipe_msg_t *got, int64_t *clocks, size_t cap, size_t *n, ps_errbuf_t *err);
 /* Time blocked in sends and receives so far (the pipeline's bubble). */
 int64_t ps_pipe_wait_ns(const ps_pipe_t *p);
+/* How this stage sends to its neighbour before (to_next false) or after:
+ * "fifo", "zeromq", or "none" (no such neighbour). */
+const char *ps_pipe_transport(const ps_pipe_t *p, bool to_next);
 
 #endif

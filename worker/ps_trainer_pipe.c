@@ -129,6 +129,7 @@ int pswk_pipe_open(trainer_t *tr, ps_errbuf_t *err)
         .stop = tr->stop,
         .curve_public = *c->curve_secret_file ? own.public_z85 : NULL,
         .curve_secret = *c->curve_secret_file ? own.secret_z85 : NULL,
+        .same_host = c->pipeline_same_host,
     };
     tr->pipe = ps_pipe_new(&o, err);
     memset(&own, 0, sizeof own);

@@ -182,6 +182,9 @@ static const ps_opt_t worker_opts[] = {
                "pipeline: address this worker binds for its peers (off loopback: CURVE)"),
     PS_OPT_INT("pipeline_timeout_ms", W, pipeline_timeout_ms, "30000", 10, 86400000,
                "pipeline: longest wait for a stage peer (its file, a message)"),
+    PS_OPT_BOOL("pipeline_same_host", W, pipeline_same_host, "yes",
+                "pipeline: without CURVE, a stage peer on this host (same boot, pid namespace "
+                "and user) is sent to through a FIFO in pipeline_dir, not ZeroMQ"),
     PS_OPT_INT("memory_budget_mb", W, memory_budget_mb, "0", 0, 1LL << 40,
                "dense models: refuse to start when this worker would hold more than this many "
                "MB (parameters, gradients, activations, data, buffers: estimated before it "

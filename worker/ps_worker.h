@@ -131,6 +131,7 @@ typedef struct {
     char stage_layers[PS_OPT_STR_MAX];
     char pipeline_dir[PS_OPT_STR_MAX], pipeline_bind[PS_OPT_STR_MAX];
     int64_t pipeline_timeout_ms;
+    bool pipeline_same_host;
     int64_t memory_budget_mb; /* 0 = none (ps_trainer_budget.c) */
     /* the timeline (ps_trace.h) */
     char trace_dir[PS_OPT_STR_MAX];

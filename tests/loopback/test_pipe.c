@@ -3,7 +3,8 @@
  * meet) find each other through a directory and pass messages in order; a
  * message out of step is refused; a wait past its deadline names the
  * peer; with CURVE a sender whose key is not the neighbour's is refused by
- * the ZAP handler, while the neighbour gets through. */
+ * the ZAP handler, while the neighbour gets through. Every test runs
+ * twice: over ZeroMQ only, and with the same-host FIFOs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +28,8 @@ typedef struct {
 } stage_t;
 
 static char dir[64];
+/* the run of the group: stages on one host use FIFOs, or ZeroMQ only */
+static bool same_host;
 
 static void *open_thread(void *arg)
 {
@@ -50,7 +53,8 @@ static void init_stage(stage_t *s, uint32_t stage, int64_t timeout_ms, bool curv
                             timeout_ms,
                             NULL,
                             curve ? s->pub : NULL,
-                            curve ? s->sec : NULL};
+                            curve ? s->sec : NULL,
+                            same_host};
 }
 
 /* Stage 0 (on a thread) and stage 1 meet. */
@@ -172,6 +176,78 @@ static void test_sync_round_drops_the_abandoned_step(void **state)
     close_pair(&a, &b);
 }
 
+typedef struct {
+    ps_pipe_t *p;
+    ps_pipe_msg_t m;
+    const float *x;
+    size_t n;
+    int rc;
+    ps_errbuf_t err;
+} send_job_t;
+
+static void *send_thread(void *arg)
+{
+    send_job_t *j = arg;
+    j->rc = ps_pipe_send(j->p, &j->m, j->x, j->n, &j->err);
+    return NULL;
+}
+
+/* A message far above a FIFO's room (12 MB; the kernel's FIFO holds 1 MB)
+ * arrives whole, in order between small ones, while both stages send such
+ * a message to each other at once: each, waiting for its own to be read,
+ * reads what comes its way, so neither waits on the other. Both sides say
+ * which transport they took, and the stages' files and FIFOs go with them. */
+static void test_big_messages_cross_whole_and_in_order(void **state)
+{
+    (void)state;
+    stage_t a, b;
+    open_pair(&a, &b, 5000, false);
+    const char *want_tr = same_host ? "fifo" : "zeromq";
+    assert_string_equal(ps_pipe_transport(a.p, true), want_tr);
+    assert_string_equal(ps_pipe_transport(b.p, false), want_tr);
+    assert_string_equal(ps_pipe_transport(a.p, false), "none");
+    assert_string_equal(ps_pipe_transport(b.p, true), "none");
+    enum { BIG = 3 << 20 };
+    float *fwd = malloc(BIG * sizeof(float)), *bwd = malloc(BIG * sizeof(float));
+    float *got = malloc(BIG * sizeof(float));
+    assert_non_null(fwd);
+    assert_non_null(bwd);
+    assert_non_null(got);
+    for (size_t i = 0; i < BIG; i++) {
+        fwd[i] = (float)i;
+        bwd[i] = -(float)i;
+    }
+    ps_errbuf_t err = {0};
+    const float one[1] = {7};
+    ps_pipe_msg_t small0 = {PS_PIPE_FWD, 0, 3, 1, 0}, big = {PS_PIPE_FWD, 1, 3, 1, 0};
+    ps_pipe_msg_t small1 = {PS_PIPE_FWD, 2, 3, 1, 0}, back = {PS_PIPE_BWD, 0, 3, 1, 0.5};
+    assert_int_equal(ps_pipe_send(a.p, &small0, one, 1, &err), PS_OK);
+    /* both big ones at once: stage 0's on a thread, stage 1's here */
+    send_job_t j = {a.p, big, fwd, BIG, -1, {0}};
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, send_thread, &j), 0);
+    assert_int_equal(ps_pipe_send(b.p, &back, bwd, BIG, &err), PS_OK);
+    ps_pipe_msg_t h;
+    assert_int_equal(ps_pipe_recv(b.p, &small0, got, 1, &h, &err), PS_OK);
+    assert_true(got[0] == 7);
+    assert_int_equal(ps_pipe_recv(b.p, &big, got, BIG, &h, &err), PS_OK);
+    pthread_join(t, NULL);
+    if (j.rc != PS_OK)
+        fail_msg("stage 0's big send: %s", j.err.msg);
+    assert_memory_equal(got, fwd, BIG * sizeof(float));
+    assert_int_equal(ps_pipe_send(a.p, &small1, one, 1, &err), PS_OK);
+    assert_int_equal(ps_pipe_recv(b.p, &small1, got, 1, &h, &err), PS_OK);
+    assert_int_equal(ps_pipe_recv(a.p, &back, got, BIG, &h, &err), PS_OK);
+    assert_memory_equal(got, bwd, BIG * sizeof(float));
+    assert_true(h.loss == 0.5);
+    free(fwd);
+    free(bwd);
+    free(got);
+    ps_pipe_destroy(&a.p);
+    ps_pipe_destroy(&b.p);
+    assert_int_equal(rmdir(dir), 0); /* nothing left: files, keys, FIFOs */
+}
+
 /* Stage 1's endpoint for FWD, from its file. */
 static void fwd_endpoint(char *ep, size_t cap)
 {
@@ -218,6 +294,20 @@ static void test_curve_refuses_a_stranger(void **state)
     close_pair(&a, &b);
 }
 
+static int zeromq_only(void **state)
+{
+    (void)state;
+    same_host = false;
+    return 0;
+}
+
+static int with_fifos(void **state)
+{
+    (void)state;
+    same_host = true;
+    return 0;
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -225,6 +315,8 @@ int main(void)
         cmocka_unit_test(test_wait_past_deadline_names_the_peer),
         cmocka_unit_test(test_sync_round_drops_the_abandoned_step),
         cmocka_unit_test(test_curve_refuses_a_stranger),
+        cmocka_unit_test(test_big_messages_cross_whole_and_in_order),
     };
-    return cmocka_run_group_tests(tests, NULL, NULL);
+    int failed = cmocka_run_group_tests_name("zeromq", tests, zeromq_only, NULL);
+    return failed + cmocka_run_group_tests_name("same host: FIFOs", tests, with_fifos, NULL);
 }
