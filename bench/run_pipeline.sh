@@ -9,6 +9,8 @@
 #    each M twice, interleaved: stages keeping every micro-batch's
 #    activations (the default) and pipeline_recompute yes (stage 0
 #    recomputes each forward in backward);
+#    and the same MLP at M = 8 with the stages handing over through FIFOs
+#    (the default on one host) and through ZeroMQ, in turn;
 # 2. memory: a wide MLP (784-2048-2048-2048-10, 10.2 M parameters), the
 #    data-parallel worker (1 worker) against the largest stage of P = 2
 #    (M = 1, M = 4, M = 4 recomputing): peak RSS of the largest worker, as a ratio.
@@ -57,6 +59,21 @@ summary fashion-mlp.conf --workers 2 --set batch_size=128 "${equal[@]}" --set pi
     --set micro_batches=4 --set trace_dir="$tl" --set trace_steps="$steps" >/dev/null
 "$py" tools/trace_summary.py --skip $((steps / 3)) "$tl"
 rm -rf "$tl"
+# the hand-over: FIFOs between the stages (the default on one host) against
+# ZeroMQ, M = 8 (16 hand-overs a step), interleaved, 4x the steps
+echo "# hand-over: that MLP, M=8, $((steps * 4)) steps, FIFOs vs ZeroMQ (pipeline_same_host yes/no)"
+for round in 1 2 3; do
+    for same in yes no; do
+        line=$(steps=$((steps * 4)) summary fashion-mlp.conf --workers 2 --set batch_size=128 \
+            "${equal[@]}" --set pipeline_stages=2 --set micro_batches=8 --set pipeline_same_host=$same)
+        "$py" - "$round" "$same" "$line" <<'PYEOF'
+import json, sys
+r, same, s = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+print(f"round {r} same_host {same:3}: bubble_fraction {s['bubble_fraction']:.3f}; "
+      f"stage busy ms {s['stage_busy_ms']}; wall {s['wall_s']:.2f} s")
+PYEOF
+    done
+done
 # 784-1024x4-10 cuts after dense2 too, but stage 1 then has 1.3x the work
 bubble "MLP 784-1024-1024-1024-1024-10" fashion-mlp.conf 64 --set hidden=1024,1024,1024,1024
 # the CNN's balance by parameters gives stage 0 the convolutions, most of the work

@@ -54,6 +54,7 @@ typedef struct {
 #define FIFO_SIZE (1 << 20)              /* asked of the kernel (pipe-max-size's default) */
 #define FIFO_MSG_MAX ((uint64_t)1 << 34) /* values of one message: more is garbage */
 #define FIFO_READ_ROOM (64 << 10)
+#define FIFO_SLACK (64 << 10) /* a step's headers and sync messages */
 
 typedef struct {
     int fd;               /* in: the read end; out: the write end; -1: unused */
@@ -193,9 +194,11 @@ static const char *fifo_refusal(const ps_pipe_t *p, int side)
     return ps_shm_same_host(p->peer_boot[side], (uint64_t)p->peer_pid_ns[side], p->peer_uid[side]);
 }
 
-/* Opens side's FIFO for writing (and a read end, held). */
+/* Opens side's FIFO for writing (and a read end, held); refuses it, with
+ * why in a log line, where a step's messages would not fit in it. */
 static bool fifo_connect(ps_pipe_t *p, int side)
 {
+    uint64_t step = side == NEXT ? p->o.step_bytes_to_next : p->o.step_bytes_to_prev;
     char *path = p->fifo_out[side];
     snprintf(path, sizeof p->fifo_out[side], "%s/%s.rank%u.%s", p->dir, p->job, peer_rank(p, side),
              fifo_suffix(side == NEXT ? PREV : NEXT));
@@ -203,10 +206,21 @@ static bool fifo_connect(ps_pipe_t *p, int side)
     struct stat st;
     if (lstat(path, &st) == 0 && S_ISFIFO(st.st_mode) &&
         (f->hold_fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW)) >= 0 &&
-        (f->fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW)) >= 0)
-        return true;
-    ps_log(PS_LOG_WARN, "pipeline: worker %u: cannot open the FIFO '%s' (%s); sending over ZeroMQ",
-           p->o.rank, path, strerror(errno));
+        (f->fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+        int room = fcntl(f->fd, F_GETPIPE_SZ);
+        if (room > 0 && step + FIFO_SLACK <= (uint64_t)room)
+            return true;
+        ps_log(PS_LOG_INFO,
+               "pipeline: worker %u (stage %u) sends to %s (rank %u) over ZeroMQ: a step's "
+               "%llu bytes do not fit in the FIFO's %d",
+               p->o.rank, p->o.stage, side_name(side), peer_rank(p, side), (unsigned long long)step,
+               room);
+    } else {
+        ps_log(PS_LOG_WARN,
+               "pipeline: worker %u: cannot open the FIFO '%s' (%s); sending over "
+               "ZeroMQ",
+               p->o.rank, path, strerror(errno));
+    }
     fifo_close(f);
     *path = '\0';
     return false;

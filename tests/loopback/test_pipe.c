@@ -54,7 +54,9 @@ static void init_stage(stage_t *s, uint32_t stage, int64_t timeout_ms, bool curv
                             NULL,
                             curve ? s->pub : NULL,
                             curve ? s->sec : NULL,
-                            same_host};
+                            same_host,
+                            0,
+                            0};
 }
 
 /* Stage 0 (on a thread) and stage 1 meet. */
@@ -178,25 +180,32 @@ static void test_sync_round_drops_the_abandoned_step(void **state)
 
 typedef struct {
     ps_pipe_t *p;
-    ps_pipe_msg_t m;
+    ps_pipe_msg_t fwd, bwd;
     const float *x;
+    float *got;
     size_t n;
     int rc;
     ps_errbuf_t err;
-} send_job_t;
+} stage0_job_t;
 
-static void *send_thread(void *arg)
+/* Stage 0 as a trainer runs it: its activations on, then it waits for their
+ * gradient. */
+static void *stage0_thread(void *arg)
 {
-    send_job_t *j = arg;
-    j->rc = ps_pipe_send(j->p, &j->m, j->x, j->n, &j->err);
+    stage0_job_t *j = arg;
+    ps_pipe_msg_t h;
+    j->rc = ps_pipe_send(j->p, &j->fwd, j->x, j->n, &j->err);
+    if (j->rc == PS_OK)
+        j->rc = ps_pipe_recv(j->p, &j->bwd, j->got, j->n, &h, &j->err);
     return NULL;
 }
 
-/* A message far above a FIFO's room (12 MB; the kernel's FIFO holds 1 MB)
- * arrives whole, in order between small ones, while both stages send such
- * a message to each other at once: each, waiting for its own to be read,
- * reads what comes its way, so neither waits on the other. Both sides say
- * which transport they took, and the stages' files and FIFOs go with them. */
+/* Messages far above a FIFO's room (12 MB; the kernel's FIFO holds 1 MB)
+ * arrive whole and in order between small ones, while the two stages send
+ * such a message to each other at once: each, waiting for its own to be
+ * read, reads what comes its way, so neither waits on the other. Both
+ * sides say which transport they took; the stages' files and FIFOs go with
+ * them. */
 static void test_big_messages_cross_whole_and_in_order(void **state)
 {
     (void)state;
@@ -209,10 +218,8 @@ static void test_big_messages_cross_whole_and_in_order(void **state)
     assert_string_equal(ps_pipe_transport(b.p, true), "none");
     enum { BIG = 3 << 20 };
     float *fwd = malloc(BIG * sizeof(float)), *bwd = malloc(BIG * sizeof(float));
-    float *got = malloc(BIG * sizeof(float));
-    assert_non_null(fwd);
-    assert_non_null(bwd);
-    assert_non_null(got);
+    float *got = malloc(BIG * sizeof(float)), *got0 = malloc(BIG * sizeof(float));
+    assert_true(fwd && bwd && got && got0);
     for (size_t i = 0; i < BIG; i++) {
         fwd[i] = (float)i;
         bwd[i] = -(float)i;
@@ -223,29 +230,59 @@ static void test_big_messages_cross_whole_and_in_order(void **state)
     ps_pipe_msg_t small1 = {PS_PIPE_FWD, 2, 3, 1, 0}, back = {PS_PIPE_BWD, 0, 3, 1, 0.5};
     assert_int_equal(ps_pipe_send(a.p, &small0, one, 1, &err), PS_OK);
     /* both big ones at once: stage 0's on a thread, stage 1's here */
-    send_job_t j = {a.p, big, fwd, BIG, -1, {0}};
+    stage0_job_t j = {a.p, big, back, fwd, got0, BIG, -1, {0}};
     pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, send_thread, &j), 0);
-    assert_int_equal(ps_pipe_send(b.p, &back, bwd, BIG, &err), PS_OK);
+    assert_int_equal(pthread_create(&t, NULL, stage0_thread, &j), 0);
+    int sent = ps_pipe_send(b.p, &back, bwd, BIG, &err);
     ps_pipe_msg_t h;
-    assert_int_equal(ps_pipe_recv(b.p, &small0, got, 1, &h, &err), PS_OK);
-    assert_true(got[0] == 7);
-    assert_int_equal(ps_pipe_recv(b.p, &big, got, BIG, &h, &err), PS_OK);
+    int rc0 = ps_pipe_recv(b.p, &small0, got, 1, &h, &err);
+    bool seven = got[0] == 7;
+    int rc1 = ps_pipe_recv(b.p, &big, got, BIG, &h, &err);
     pthread_join(t, NULL);
-    if (j.rc != PS_OK)
-        fail_msg("stage 0's big send: %s", j.err.msg);
+    if (sent != PS_OK || rc0 != PS_OK || rc1 != PS_OK || j.rc != PS_OK)
+        fail_msg("stage 1: send %d, receives %d %d (%s); stage 0: %d (%s)", sent, rc0, rc1, err.msg,
+                 j.rc, j.err.msg);
+    assert_true(seven);
     assert_memory_equal(got, fwd, BIG * sizeof(float));
+    assert_memory_equal(got0, bwd, BIG * sizeof(float));
     assert_int_equal(ps_pipe_send(a.p, &small1, one, 1, &err), PS_OK);
     assert_int_equal(ps_pipe_recv(b.p, &small1, got, 1, &h, &err), PS_OK);
-    assert_int_equal(ps_pipe_recv(a.p, &back, got, BIG, &h, &err), PS_OK);
-    assert_memory_equal(got, bwd, BIG * sizeof(float));
-    assert_true(h.loss == 0.5);
     free(fwd);
     free(bwd);
     free(got);
+    free(got0);
     ps_pipe_destroy(&a.p);
     ps_pipe_destroy(&b.p);
     assert_int_equal(rmdir(dir), 0); /* nothing left: files, keys, FIFOs */
+}
+
+/* A link whose step would not fit in the FIFO (here 8 MB each way) keeps
+ * to ZeroMQ, so no send of the job waits for its receiver to read. */
+static void test_a_step_too_big_for_a_fifo_goes_over_zeromq(void **state)
+{
+    (void)state;
+    snprintf(dir, sizeof dir, "/tmp/ps-test-pipe.XXXXXX");
+    assert_non_null(mkdtemp(dir));
+    stage_t a, b;
+    init_stage(&a, 0, 5000, false);
+    init_stage(&b, 1, 5000, false);
+    a.o.step_bytes_to_next = b.o.step_bytes_to_prev = 8 << 20;
+    pthread_t t;
+    assert_int_equal(pthread_create(&t, NULL, open_thread, &a), 0);
+    b.p = ps_pipe_new(&b.o, &b.err);
+    pthread_join(t, NULL);
+    assert_non_null(a.p);
+    assert_non_null(b.p);
+    assert_string_equal(ps_pipe_transport(a.p, true), "zeromq");
+    assert_string_equal(ps_pipe_transport(b.p, false), "zeromq");
+    ps_errbuf_t err = {0};
+    const float x[2] = {1, 2};
+    float got[2];
+    ps_pipe_msg_t m = {PS_PIPE_FWD, 0, 1, 2, 0}, h;
+    assert_int_equal(ps_pipe_send(a.p, &m, x, 2, &err), PS_OK);
+    assert_int_equal(ps_pipe_recv(b.p, &m, got, 2, &h, &err), PS_OK);
+    assert_true(got[1] == 2);
+    close_pair(&a, &b);
 }
 
 /* Stage 1's endpoint for FWD, from its file. */
@@ -316,6 +353,7 @@ int main(void)
         cmocka_unit_test(test_sync_round_drops_the_abandoned_step),
         cmocka_unit_test(test_curve_refuses_a_stranger),
         cmocka_unit_test(test_big_messages_cross_whole_and_in_order),
+        cmocka_unit_test(test_a_step_too_big_for_a_fifo_goes_over_zeromq),
     };
     int failed = cmocka_run_group_tests_name("zeromq", tests, zeromq_only, NULL);
     return failed + cmocka_run_group_tests_name("same host: FIFOs", tests, with_fifos, NULL);
