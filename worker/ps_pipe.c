@@ -51,18 +51,21 @@ typedef struct {
     uint64_t bytes;
 } fifo_frame_t;
 
-#define FIFO_SIZE (1 << 20)              /* asked of the kernel (pipe-max-size's default) */
-#define FIFO_MSG_MAX ((uint64_t)1 << 34) /* values of one message: more is garbage */
+#define FIFO_SIZE (1 << 20) /* asked of the kernel (pipe-max-size's default) */
 #define FIFO_READ_ROOM (64 << 10)
-#define FIFO_SLACK (64 << 10) /* a step's headers and sync messages */
+#define FIFO_SYNC_PAGES 16                  /* a step's ABORT, SYNC and SAVED messages */
+#define FIFO_BACKLOG_MAX ((size_t)64 << 20) /* read ahead into memory, at most */
 
+/* One end of a same-host link. hold_fd: for a reader, a write end held so
+ * that a read never sees end-of-file before the sender opens; for a
+ * sender, a read end held so that a vanished receiver is a full FIFO (a
+ * deadline), never EPIPE. */
 typedef struct {
     int fd;               /* in: the read end; out: the write end; -1: unused */
-    int hold_fd;          /* in: a write end held, so a read never sees end-of-file
-                  * before the sender opens; out: a read end held, so a
-                  * vanished receiver is a full FIFO (a deadline), never EPIPE */
+    int hold_fd;          /* see above */
     char *buf;            /* in: bytes read, not yet taken; out: bytes not yet written */
     size_t off, len, cap; /* the bytes are buf[off, len) */
+    size_t room;          /* the FIFO's capacity: no message of ours is larger */
 } fifo_t;
 
 enum { PREV = 0, NEXT = 1 }; /* the neighbour a socket talks to */
@@ -159,6 +162,15 @@ static void fifo_close(fifo_t *f)
     *f = (fifo_t){.fd = -1, .hold_fd = -1};
 }
 
+/* fd is a FIFO of this user's that no one else may open (a path in a
+ * directory others can write may have been swapped under us). */
+static bool fifo_is_ours(int fd)
+{
+    struct stat st;
+    return fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && st.st_uid == geteuid() &&
+           (st.st_mode & 077) == 0;
+}
+
 /* Makes the FIFO that takes what comes from side, and holds both ends
  * (reads it, never writes it). False, with a warning, if the system will
  * not: the neighbour then sends over ZeroMQ. */
@@ -169,17 +181,35 @@ static bool fifo_offer(ps_pipe_t *p, int side)
              fifo_suffix(side));
     unlink(path); /* a crashed run's */
     fifo_t *f = &p->fin[side];
-    if (mkfifo(path, 0600) == 0 && (f->fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)) >= 0 &&
-        (f->hold_fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)) >= 0) {
+    const int flags = O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW;
+    const char *why = NULL;
+    if (mkfifo(path, 0600) != 0 || (f->fd = open(path, O_RDONLY | flags)) < 0 ||
+        (f->hold_fd = open(path, O_WRONLY | flags)) < 0)
+        why = strerror(errno);
+    else if (!fifo_is_ours(f->fd))
+        why = "not a FIFO of this user's alone";
+    if (!why) {
         (void)fcntl(f->fd, F_SETPIPE_SZ, FIFO_SIZE); /* the default 64 KB still works */
-        return true;
+        int room = fcntl(f->fd, F_GETPIPE_SZ);
+        f->room = room > 0 ? (size_t)room : 0;
+        if (f->room)
+            return true;
+        why = strerror(errno);
     }
     ps_log(PS_LOG_WARN, "pipeline: worker %u: cannot make the FIFO '%s' (%s); %s sends over ZeroMQ",
-           p->o.rank, path, strerror(errno), side_name(side));
+           p->o.rank, path, why, side_name(side));
     fifo_close(f);
     unlink(path);
     *path = '\0';
     return false;
+}
+
+/* Pages of a pipe that a step's messages take at most: each message's
+ * frame and values, plus the page its tail may leave part empty. */
+static uint64_t step_pages(uint32_t messages, uint64_t bytes, uint64_t page)
+{
+    return (uint64_t)messages * ((sizeof(fifo_frame_t) + bytes + page - 1) / page + 1) +
+           FIFO_SYNC_PAGES;
 }
 
 /* NULL if this stage writes to side's FIFO, else why not. */
@@ -198,28 +228,36 @@ static const char *fifo_refusal(const ps_pipe_t *p, int side)
  * why in a log line, where a step's messages would not fit in it. */
 static bool fifo_connect(ps_pipe_t *p, int side)
 {
-    uint64_t step = side == NEXT ? p->o.step_bytes_to_next : p->o.step_bytes_to_prev;
+    uint64_t bytes = side == NEXT ? p->o.message_bytes_to_next : p->o.message_bytes_to_prev;
     char *path = p->fifo_out[side];
     snprintf(path, sizeof p->fifo_out[side], "%s/%s.rank%u.%s", p->dir, p->job, peer_rank(p, side),
              fifo_suffix(side == NEXT ? PREV : NEXT));
     fifo_t *f = &p->fout[side];
-    struct stat st;
-    if (lstat(path, &st) == 0 && S_ISFIFO(st.st_mode) &&
-        (f->hold_fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW)) >= 0 &&
-        (f->fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW)) >= 0) {
+    const int flags = O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW;
+    const char *why = NULL;
+    if ((f->hold_fd = open(path, O_RDONLY | flags)) < 0 ||
+        (f->fd = open(path, O_WRONLY | flags)) < 0)
+        why = strerror(errno);
+    else if (!fifo_is_ours(f->fd))
+        why = "not a FIFO of this user's alone";
+    if (!why) {
         int room = fcntl(f->fd, F_GETPIPE_SZ);
-        if (room > 0 && step + FIFO_SLACK <= (uint64_t)room)
+        long page = sysconf(_SC_PAGESIZE);
+        uint32_t messages = p->o.step_messages ? p->o.step_messages : 1;
+        if (room > 0 && page > 0 &&
+            step_pages(messages, bytes, (uint64_t)page) * (uint64_t)page <= (uint64_t)room) {
+            f->room = (size_t)room;
             return true;
+        }
         ps_log(PS_LOG_INFO,
-               "pipeline: worker %u (stage %u) sends to %s (rank %u) over ZeroMQ: a step's "
-               "%llu bytes do not fit in the FIFO's %d",
-               p->o.rank, p->o.stage, side_name(side), peer_rank(p, side), (unsigned long long)step,
-               room);
+               "pipeline: worker %u (stage %u) sends to %s (rank %u) over ZeroMQ: a step's %u "
+               "messages of up to %llu bytes take more than the FIFO's %d bytes",
+               p->o.rank, p->o.stage, side_name(side), peer_rank(p, side), messages,
+               (unsigned long long)bytes, room);
     } else {
         ps_log(PS_LOG_WARN,
-               "pipeline: worker %u: cannot open the FIFO '%s' (%s); sending over "
-               "ZeroMQ",
-               p->o.rank, path, strerror(errno));
+               "pipeline: worker %u: cannot open the FIFO '%s' (%s); sending over ZeroMQ",
+               p->o.rank, path, why);
     }
     fifo_close(f);
     *path = '\0';
@@ -487,7 +525,7 @@ static void fifo_fill(fifo_t *f)
 {
     if (f->fd < 0)
         return;
-    for (;;) {
+    while (f->len - f->off < FIFO_BACKLOG_MAX) {
         fifo_reserve(f, FIFO_READ_ROOM);
         ssize_t n = read(f->fd, f->buf + f->len, f->cap - f->len);
         if (n > 0)
@@ -508,7 +546,7 @@ static int fifo_take(fifo_t *f, wire_hdr_t *h, void *data, size_t cap, size_t *g
     if (have < sizeof fr)
         return 1;
     memcpy(&fr, f->buf + f->off, sizeof fr);
-    if (fr.h.magic != PIPE_MAGIC || fr.bytes > FIFO_MSG_MAX)
+    if (fr.h.magic != PIPE_MAGIC || fr.bytes > f->room) /* no sender of ours writes more */
         return -1;
     if (have - sizeof fr < fr.bytes)
         return 1;
@@ -596,7 +634,9 @@ static int peer_err(const ps_pipe_t *p, int rc, int side, const char *what, cons
                           p->o.rank, p->o.replica, p->o.stage, what, kind_name(m->kind),
                           (long long)m->clock, m->micro, side == PREV ? "from" : "to", peer_stage,
                           peer_rank(p, side));
-    const char *peer = *p->fifo_out[side] ? p->fifo_out[side] : p->peer_ep[side];
+    /* sending: where to; waiting: the peer's endpoint names its process */
+    bool sending = strcmp(what, "sending") == 0;
+    const char *peer = sending && *p->fifo_out[side] ? p->fifo_out[side] : p->peer_ep[side];
     if (rc == PS_ENET)
         return ps_err_set(err, rc,
                           "pipeline: worker %u (replica %u, stage %u): %s %s of clock %lld "
@@ -622,14 +662,20 @@ int ps_pipe_send(ps_pipe_t *p, const ps_pipe_msg_t *m, const float *data, size_t
 }
 
 /* Writes the message into side's FIFO. What the FIFO cannot take at once
- * (a message above its free room, FIFO_SIZE when empty) waits in the
- * sender's buffer, and this waits, by the deadline, until the receiver
- * has read enough for the rest: without a thread of its own to write it
- * later, a sender that went back to computing would hold it back. */
+ * (only where the step's sizes given to ps_pipe_new were short of the
+ * truth) waits in the sender's buffer, and this waits, by the deadline,
+ * until the receiver has read enough: without a thread of its own to write
+ * it later, a sender that went back to computing would hold it back. */
 static int fifo_send(ps_pipe_t *p, int side, const ps_pipe_msg_t *m, const wire_hdr_t *h,
                      const void *data, size_t bytes, ps_errbuf_t *err)
 {
     fifo_t *f = &p->fout[side];
+    if (bytes > f->room) /* the receiver would take it for garbage */
+        return ps_err_set(err, PS_EINVAL,
+                          "pipeline: worker %u (stage %u): %s of %zu bytes for %s, above its "
+                          "FIFO's %zu (ps_pipe_opts_t's message sizes were too small)",
+                          p->o.rank, p->o.stage, kind_name(m->kind), bytes, side_name(side),
+                          f->room);
     fifo_frame_t fr = {*h, bytes};
     size_t total = sizeof fr + bytes, done = 0;
     if (fifo_flush(f) != PS_OK)
@@ -648,7 +694,8 @@ static int fifo_send(ps_pipe_t *p, int side, const ps_pipe_msg_t *m, const wire_
         fifo_reserve(f, total - done);
         size_t head = done < sizeof fr ? sizeof fr - done : 0;
         size_t from = done + head - sizeof fr; /* the first value byte not written */
-        memcpy(f->buf + f->len, (const char *)&fr + done, head);
+        if (head)
+            memcpy(f->buf + f->len, (const char *)&fr + done, head);
         if (bytes > from)
             memcpy(f->buf + f->len + head, (const char *)data + from, bytes - from);
         f->len += total - done;

@@ -30,11 +30,12 @@ typedef struct {
      * and user) is sent to through a FIFO in dir instead of ZeroMQ (a
      * hand-over then costs one wake-up, not ZeroMQ's chain of threads) */
     bool same_host;
-    /* the values one step sends at most to the stage after and to the one
-     * before (all its micro-batches): a FIFO is used only if they fit in
-     * it with room to spare, so a send never waits for its receiver to
-     * read (a bigger message would wait, by the deadline) */
-    uint64_t step_bytes_to_next, step_bytes_to_prev;
+    /* a step's messages each way (its micro-batches) and the largest one's
+     * values to the stage after and to the one before: a link takes a FIFO
+     * only if a whole step of them fits in it, counted in the kernel's
+     * pages, so a send never waits for its receiver to read */
+    uint32_t step_messages;
+    uint64_t message_bytes_to_next, message_bytes_to_prev;
 } ps_pipe_opts_t;
 
 typedef enum {

@@ -130,8 +130,9 @@ int pswk_pipe_open(trainer_t *tr, ps_errbuf_t *err)
         .curve_public = *c->curve_secret_file ? own.public_z85 : NULL,
         .curve_secret = *c->curve_secret_file ? own.secret_z85 : NULL,
         .same_host = c->pipeline_same_host,
-        .step_bytes_to_next = (uint64_t)c->batch_size * tr->out_len * sizeof(float),
-        .step_bytes_to_prev = (uint64_t)c->batch_size * tr->in_len * sizeof(float),
+        .step_messages = (uint32_t)c->micro_batches,
+        .message_bytes_to_next = (uint64_t)micro_max(tr) * tr->out_len * sizeof(float),
+        .message_bytes_to_prev = (uint64_t)micro_max(tr) * tr->in_len * sizeof(float),
     };
     tr->pipe = ps_pipe_new(&o, err);
     memset(&own, 0, sizeof own);

@@ -10,6 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -55,6 +56,7 @@ static void init_stage(stage_t *s, uint32_t stage, int64_t timeout_ms, bool curv
                             curve ? s->pub : NULL,
                             curve ? s->sec : NULL,
                             same_host,
+                            0,
                             0,
                             0};
 }
@@ -180,32 +182,36 @@ static void test_sync_round_drops_the_abandoned_step(void **state)
 
 typedef struct {
     ps_pipe_t *p;
-    ps_pipe_msg_t fwd, bwd;
     const float *x;
     float *got;
-    size_t n;
+    size_t n;        /* floats a message */
+    uint32_t n_msgs; /* each way */
     int rc;
     ps_errbuf_t err;
 } stage0_job_t;
 
 /* Stage 0 as a trainer runs it: its activations on, then it waits for their
- * gradient. */
+ * gradients. */
 static void *stage0_thread(void *arg)
 {
     stage0_job_t *j = arg;
     ps_pipe_msg_t h;
-    j->rc = ps_pipe_send(j->p, &j->fwd, j->x, j->n, &j->err);
-    if (j->rc == PS_OK)
-        j->rc = ps_pipe_recv(j->p, &j->bwd, j->got, j->n, &h, &j->err);
+    for (uint32_t m = 0; j->rc == PS_OK && m < j->n_msgs; m++) {
+        ps_pipe_msg_t fwd = {PS_PIPE_FWD, m, 3, 1, 0};
+        j->rc = ps_pipe_send(j->p, &fwd, j->x + (size_t)m * j->n, j->n, &j->err);
+    }
+    for (uint32_t m = 0; j->rc == PS_OK && m < j->n_msgs; m++) {
+        ps_pipe_msg_t bwd = {PS_PIPE_BWD, m, 3, 1, 0};
+        j->rc = ps_pipe_recv(j->p, &bwd, j->got + (size_t)m * j->n, j->n, &h, &j->err);
+    }
     return NULL;
 }
 
-/* Messages far above a FIFO's room (12 MB; the kernel's FIFO holds 1 MB)
- * arrive whole and in order between small ones, while the two stages send
- * such a message to each other at once: each, waiting for its own to be
- * read, reads what comes its way, so neither waits on the other. Both
- * sides say which transport they took; the stages' files and FIFOs go with
- * them. */
+/* 12 MB each way, in 48 messages of 256 KB, twelve times what the kernel's
+ * FIFO holds, sent by the two stages to each other at once: each, waiting
+ * for its own to be read, reads what comes its way, so neither waits on
+ * the other, and every message arrives whole and in order. Both sides say
+ * which transport they took; the stages' files and FIFOs go with them. */
 static void test_big_messages_cross_whole_and_in_order(void **state)
 {
     (void)state;
@@ -216,37 +222,33 @@ static void test_big_messages_cross_whole_and_in_order(void **state)
     assert_string_equal(ps_pipe_transport(b.p, false), want_tr);
     assert_string_equal(ps_pipe_transport(a.p, false), "none");
     assert_string_equal(ps_pipe_transport(b.p, true), "none");
-    enum { BIG = 3 << 20 };
-    float *fwd = malloc(BIG * sizeof(float)), *bwd = malloc(BIG * sizeof(float));
-    float *got = malloc(BIG * sizeof(float)), *got0 = malloc(BIG * sizeof(float));
+    enum { MSGS = 48, N = 64 << 10, ALL = MSGS * N };
+    float *fwd = malloc(ALL * sizeof(float)), *bwd = malloc(ALL * sizeof(float));
+    float *got = malloc(ALL * sizeof(float)), *got0 = malloc(ALL * sizeof(float));
     assert_true(fwd && bwd && got && got0);
-    for (size_t i = 0; i < BIG; i++) {
+    for (size_t i = 0; i < ALL; i++) {
         fwd[i] = (float)i;
         bwd[i] = -(float)i;
     }
     ps_errbuf_t err = {0};
-    const float one[1] = {7};
-    ps_pipe_msg_t small0 = {PS_PIPE_FWD, 0, 3, 1, 0}, big = {PS_PIPE_FWD, 1, 3, 1, 0};
-    ps_pipe_msg_t small1 = {PS_PIPE_FWD, 2, 3, 1, 0}, back = {PS_PIPE_BWD, 0, 3, 1, 0.5};
-    assert_int_equal(ps_pipe_send(a.p, &small0, one, 1, &err), PS_OK);
-    /* both big ones at once: stage 0's on a thread, stage 1's here */
-    stage0_job_t j = {a.p, big, back, fwd, got0, BIG, -1, {0}};
+    stage0_job_t j = {a.p, fwd, got0, N, MSGS, PS_OK, {0}};
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, stage0_thread, &j), 0);
-    int sent = ps_pipe_send(b.p, &back, bwd, BIG, &err);
+    int rc = PS_OK;
+    for (uint32_t m = 0; rc == PS_OK && m < MSGS; m++) {
+        ps_pipe_msg_t back = {PS_PIPE_BWD, m, 3, 1, 0};
+        rc = ps_pipe_send(b.p, &back, bwd + (size_t)m * N, N, &err);
+    }
     ps_pipe_msg_t h;
-    int rc0 = ps_pipe_recv(b.p, &small0, got, 1, &h, &err);
-    bool seven = got[0] == 7;
-    int rc1 = ps_pipe_recv(b.p, &big, got, BIG, &h, &err);
+    for (uint32_t m = 0; rc == PS_OK && m < MSGS; m++) {
+        ps_pipe_msg_t want = {PS_PIPE_FWD, m, 3, 1, 0};
+        rc = ps_pipe_recv(b.p, &want, got + (size_t)m * N, N, &h, &err);
+    }
     pthread_join(t, NULL);
-    if (sent != PS_OK || rc0 != PS_OK || rc1 != PS_OK || j.rc != PS_OK)
-        fail_msg("stage 1: send %d, receives %d %d (%s); stage 0: %d (%s)", sent, rc0, rc1, err.msg,
-                 j.rc, j.err.msg);
-    assert_true(seven);
-    assert_memory_equal(got, fwd, BIG * sizeof(float));
-    assert_memory_equal(got0, bwd, BIG * sizeof(float));
-    assert_int_equal(ps_pipe_send(a.p, &small1, one, 1, &err), PS_OK);
-    assert_int_equal(ps_pipe_recv(b.p, &small1, got, 1, &h, &err), PS_OK);
+    if (rc != PS_OK || j.rc != PS_OK)
+        fail_msg("stage 1: %d (%s); stage 0: %d (%s)", rc, err.msg, j.rc, j.err.msg);
+    assert_memory_equal(got, fwd, ALL * sizeof(float));
+    assert_memory_equal(got0, bwd, ALL * sizeof(float));
     free(fwd);
     free(bwd);
     free(got);
@@ -256,32 +258,91 @@ static void test_big_messages_cross_whole_and_in_order(void **state)
     assert_int_equal(rmdir(dir), 0); /* nothing left: files, keys, FIFOs */
 }
 
-/* A link whose step would not fit in the FIFO (here 8 MB each way) keeps
- * to ZeroMQ, so no send of the job waits for its receiver to read. */
-static void test_a_step_too_big_for_a_fifo_goes_over_zeromq(void **state)
+/* Stage 0 and stage 1 meet with a step of `messages` messages of `bytes`
+ * each way. */
+static void open_sized(stage_t *a, stage_t *b, uint32_t messages, uint64_t bytes, int64_t timeout)
 {
-    (void)state;
     snprintf(dir, sizeof dir, "/tmp/ps-test-pipe.XXXXXX");
     assert_non_null(mkdtemp(dir));
-    stage_t a, b;
-    init_stage(&a, 0, 5000, false);
-    init_stage(&b, 1, 5000, false);
-    a.o.step_bytes_to_next = b.o.step_bytes_to_prev = 8 << 20;
+    init_stage(a, 0, timeout, false);
+    init_stage(b, 1, timeout, false);
+    a->o.step_messages = b->o.step_messages = messages;
+    a->o.message_bytes_to_next = b->o.message_bytes_to_prev = bytes;
     pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, open_thread, &a), 0);
-    b.p = ps_pipe_new(&b.o, &b.err);
+    assert_int_equal(pthread_create(&t, NULL, open_thread, a), 0);
+    b->p = ps_pipe_new(&b->o, &b->err);
     pthread_join(t, NULL);
-    assert_non_null(a.p);
-    assert_non_null(b.p);
+    assert_non_null(a->p);
+    assert_non_null(b->p);
+}
+
+/* A link takes a FIFO only if a whole step fits in it, counted in the
+ * kernel's pages (a message may leave part of its last page empty): then
+ * no send of the step waits for the receiver, who may be busy elsewhere.
+ * 60 messages of 16 KB are 983040 bytes, under the FIFO's 1 MB, but take
+ * 60 x 6 pages and 16 for the sync messages, 376 of its 256; 40 of them
+ * fit. One message of 8 MB does not. */
+static void test_a_link_takes_a_fifo_only_where_a_step_fits(void **state)
+{
+    (void)state;
+    if (!same_host)
+        skip();
+    stage_t a, b;
+    open_sized(&a, &b, 1, 8 << 20, 5000);
     assert_string_equal(ps_pipe_transport(a.p, true), "zeromq");
     assert_string_equal(ps_pipe_transport(b.p, false), "zeromq");
+    close_pair(&a, &b);
+    open_sized(&a, &b, 60, 16 << 10, 5000);
+    assert_string_equal(ps_pipe_transport(a.p, true), "zeromq");
+    close_pair(&a, &b);
+    /* 40 x 16 KB, with no one reading: every send returns at once */
+    open_sized(&a, &b, 40, 16 << 10, 300);
+    assert_string_equal(ps_pipe_transport(a.p, true), "fifo");
+    enum { N = 4096, MSGS = 40 };
+    static float x[N], got[N];
     ps_errbuf_t err = {0};
-    const float x[2] = {1, 2};
-    float got[2];
-    ps_pipe_msg_t m = {PS_PIPE_FWD, 0, 1, 2, 0}, h;
-    assert_int_equal(ps_pipe_send(a.p, &m, x, 2, &err), PS_OK);
-    assert_int_equal(ps_pipe_recv(b.p, &m, got, 2, &h, &err), PS_OK);
-    assert_true(got[1] == 2);
+    ps_pipe_msg_t h;
+    for (uint32_t m = 0; m < MSGS; m++) {
+        x[0] = (float)m;
+        ps_pipe_msg_t msg = {PS_PIPE_FWD, m, 1, 1, 0};
+        if (ps_pipe_send(a.p, &msg, x, N, &err) != PS_OK)
+            fail_msg("send %u of %u waited for the receiver: %s", m, MSGS, err.msg);
+    }
+    for (uint32_t m = 0; m < MSGS; m++) {
+        ps_pipe_msg_t want = {PS_PIPE_FWD, m, 1, 1, 0};
+        assert_int_equal(ps_pipe_recv(b.p, &want, got, N, &h, &err), PS_OK);
+        assert_true(got[0] == (float)m);
+    }
+    close_pair(&a, &b);
+}
+
+/* Garbage in a FIFO (here a header that claims 16 GB of values) is a
+ * malformed message at once, not a wait, nor an allocation of its size. */
+static void test_garbage_in_a_fifo_is_malformed(void **state)
+{
+    (void)state;
+    if (!same_host)
+        skip();
+    stage_t a, b;
+    open_pair(&a, &b, 5000, false);
+    char path[128];
+    snprintf(path, sizeof path, "%s/t.rank1.from-before", dir);
+    int fd = open(path, O_WRONLY | O_NONBLOCK);
+    assert_true(fd >= 0);
+    struct {
+        uint32_t magic, kind, micro, pad;
+        int64_t clock;
+        uint64_t n_samples;
+        double loss;
+        uint64_t bytes;
+    } bad = {0x50535050u, PS_PIPE_FWD, 0, 0, 1, 1, 0, (uint64_t)1 << 34};
+    assert_int_equal(write(fd, &bad, sizeof bad), (int)sizeof bad);
+    close(fd);
+    ps_errbuf_t err = {0};
+    float got[1];
+    ps_pipe_msg_t want = {PS_PIPE_FWD, 0, 1, 1, 0}, h;
+    assert_int_equal(ps_pipe_recv(b.p, &want, got, 1, &h, &err), PS_EPROTO);
+    assert_non_null(strstr(err.msg, "malformed"));
     close_pair(&a, &b);
 }
 
@@ -353,7 +414,8 @@ int main(void)
         cmocka_unit_test(test_sync_round_drops_the_abandoned_step),
         cmocka_unit_test(test_curve_refuses_a_stranger),
         cmocka_unit_test(test_big_messages_cross_whole_and_in_order),
-        cmocka_unit_test(test_a_step_too_big_for_a_fifo_goes_over_zeromq),
+        cmocka_unit_test(test_a_link_takes_a_fifo_only_where_a_step_fits),
+        cmocka_unit_test(test_garbage_in_a_fifo_is_malformed),
     };
     int failed = cmocka_run_group_tests_name("zeromq", tests, zeromq_only, NULL);
     return failed + cmocka_run_group_tests_name("same host: FIFOs", tests, with_fifos, NULL);
