@@ -61,13 +61,17 @@ static void init_stage(stage_t *s, uint32_t stage, int64_t timeout_ms, bool curv
                             0};
 }
 
-/* Stage 0 (on a thread) and stage 1 meet. */
-static void open_pair(stage_t *a, stage_t *b, int64_t timeout_ms, bool curve)
+/* Stage 0 (on a thread) and stage 1 meet, with a step of `messages`
+ * messages of `bytes` each way (0: unsaid). */
+static void open_sized(stage_t *a, stage_t *b, int64_t timeout_ms, bool curve, uint32_t messages,
+                       uint64_t bytes)
 {
     snprintf(dir, sizeof dir, "/tmp/ps-test-pipe.XXXXXX");
     assert_non_null(mkdtemp(dir));
     init_stage(a, 0, timeout_ms, curve);
     init_stage(b, 1, timeout_ms, curve);
+    a->o.step_messages = b->o.step_messages = messages;
+    a->o.message_bytes_to_next = b->o.message_bytes_to_prev = bytes;
     pthread_t t;
     assert_int_equal(pthread_create(&t, NULL, open_thread, a), 0);
     b->p = ps_pipe_new(&b->o, &b->err);
@@ -76,6 +80,11 @@ static void open_pair(stage_t *a, stage_t *b, int64_t timeout_ms, bool curve)
         fprintf(stderr, "stage 0: %s; stage 1: %s\n", a->err.msg, b->err.msg);
     assert_non_null(a->p);
     assert_non_null(b->p);
+}
+
+static void open_pair(stage_t *a, stage_t *b, int64_t timeout_ms, bool curve)
+{
+    open_sized(a, b, timeout_ms, curve, 0, 0);
 }
 
 static void close_pair(stage_t *a, stage_t *b)
@@ -262,24 +271,6 @@ static void test_big_messages_cross_whole_and_in_order(void **state)
     assert_int_equal(rmdir(dir), 0); /* nothing left: files, keys, FIFOs */
 }
 
-/* Stage 0 and stage 1 meet with a step of `messages` messages of `bytes`
- * each way. */
-static void open_sized(stage_t *a, stage_t *b, uint32_t messages, uint64_t bytes, int64_t timeout)
-{
-    snprintf(dir, sizeof dir, "/tmp/ps-test-pipe.XXXXXX");
-    assert_non_null(mkdtemp(dir));
-    init_stage(a, 0, timeout, false);
-    init_stage(b, 1, timeout, false);
-    a->o.step_messages = b->o.step_messages = messages;
-    a->o.message_bytes_to_next = b->o.message_bytes_to_prev = bytes;
-    pthread_t t;
-    assert_int_equal(pthread_create(&t, NULL, open_thread, a), 0);
-    b->p = ps_pipe_new(&b->o, &b->err);
-    pthread_join(t, NULL);
-    assert_non_null(a->p);
-    assert_non_null(b->p);
-}
-
 /* A link takes a FIFO only if a whole step fits in it, counted in the
  * kernel's pages (a message may leave part of its last page empty): then
  * no send of the step waits for the receiver, who may be busy elsewhere.
@@ -292,15 +283,15 @@ static void test_a_link_takes_a_fifo_only_where_a_step_fits(void **state)
     if (!same_host)
         skip();
     stage_t a, b;
-    open_sized(&a, &b, 1, 8 << 20, 5000);
+    open_sized(&a, &b, 5000, false, 1, 8 << 20);
     assert_string_equal(ps_pipe_transport(a.p, true), "zeromq");
     assert_string_equal(ps_pipe_transport(b.p, false), "zeromq");
     close_pair(&a, &b);
-    open_sized(&a, &b, 60, 16 << 10, 5000);
+    open_sized(&a, &b, 5000, false, 60, 16 << 10);
     assert_string_equal(ps_pipe_transport(a.p, true), "zeromq");
     close_pair(&a, &b);
     /* 40 x 16 KB, with no one reading: every send returns at once */
-    open_sized(&a, &b, 40, 16 << 10, 300);
+    open_sized(&a, &b, 300, false, 40, 16 << 10);
     assert_string_equal(ps_pipe_transport(a.p, true), "fifo");
     enum { N = 4096, MSGS = 40 };
     static float x[N], got[N];
