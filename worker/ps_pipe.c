@@ -16,19 +16,17 @@
 #include "ps_pipe.h"
 
 #include <errno.h>
-#include <fcntl.h>
 #include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 #include <zmq.h>
 
 #include "ps_curve.h"
+#include "ps_fifo.h"
 #include "ps_file.h"
 #include "ps_log.h"
 #include "ps_shm.h"
@@ -45,29 +43,6 @@ typedef struct {
     double loss;
 } wire_hdr_t;
 
-/* On a FIFO a message is this, then its values. */
-typedef struct {
-    wire_hdr_t h;
-    uint64_t bytes;
-} fifo_frame_t;
-
-#define FIFO_SIZE (1 << 20) /* asked of the kernel (pipe-max-size's default) */
-#define FIFO_READ_ROOM (64 << 10)
-#define FIFO_SYNC_PAGES 16                  /* a step's ABORT, SYNC and SAVED messages */
-#define FIFO_BACKLOG_MAX ((size_t)64 << 20) /* read ahead into memory, at most */
-
-/* One end of a same-host link. hold_fd: for a reader, a write end held so
- * that a read never sees end-of-file before the sender opens; for a
- * sender, a read end held so that a vanished receiver is a full FIFO (a
- * deadline), never EPIPE. */
-typedef struct {
-    int fd;               /* in: the read end; out: the write end; -1: unused */
-    int hold_fd;          /* see above */
-    char *buf;            /* in: bytes read, not yet taken; out: bytes not yet written */
-    size_t off, len, cap; /* the bytes are buf[off, len) */
-    size_t room;          /* the FIFO's capacity: no message of ours is larger */
-} fifo_t;
-
 enum { PREV = 0, NEXT = 1 }; /* the neighbour a socket talks to */
 
 struct ps_pipe {
@@ -77,7 +52,7 @@ struct ps_pipe {
     void *in[2];  /* PULL: what comes from the stage before / after */
     void *out[2]; /* PUSH: to the stage before / after */
     char in_ep[2][EP_MAX], peer_ep[2][EP_MAX], peer_key[2][64];
-    fifo_t fin[2], fout[2];           /* the same-host links, by side */
+    ps_fifo_t fin[2], fout[2];        /* the same-host links, by side */
     char fifo_in[2][PATH_MAX + 300];  /* the FIFOs this stage made (to remove) */
     char fifo_out[2][PATH_MAX + 300]; /* the neighbours' FIFOs written to */
     bool peer_fifo[2];                /* the neighbour offers a FIFO for us */
@@ -152,64 +127,20 @@ static const char *fifo_suffix(int from_side)
     return from_side == PREV ? "from-before" : "from-after";
 }
 
-static void fifo_close(fifo_t *f)
-{
-    if (f->fd >= 0)
-        close(f->fd);
-    if (f->hold_fd >= 0)
-        close(f->hold_fd);
-    free(f->buf);
-    *f = (fifo_t){.fd = -1, .hold_fd = -1};
-}
-
-/* fd is a FIFO of this user's that no one else may open (a path in a
- * directory others can write may have been swapped under us). */
-static bool fifo_is_ours(int fd)
-{
-    struct stat st;
-    return fstat(fd, &st) == 0 && S_ISFIFO(st.st_mode) && st.st_uid == geteuid() &&
-           (st.st_mode & 077) == 0;
-}
-
-/* Makes the FIFO that takes what comes from side, and holds both ends
- * (reads it, never writes it). False, with a warning, if the system will
- * not: the neighbour then sends over ZeroMQ. */
+/* Makes the FIFO that takes what comes from side. False, with a warning,
+ * if the system will not: the neighbour then sends over ZeroMQ. */
 static bool fifo_offer(ps_pipe_t *p, int side)
 {
     char *path = p->fifo_in[side];
     snprintf(path, sizeof p->fifo_in[side], "%s/%s.rank%u.%s", p->dir, p->job, p->o.rank,
              fifo_suffix(side));
-    unlink(path); /* a crashed run's */
-    fifo_t *f = &p->fin[side];
-    const int flags = O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW;
-    const char *why = NULL;
-    if (mkfifo(path, 0600) != 0 || (f->fd = open(path, O_RDONLY | flags)) < 0 ||
-        (f->hold_fd = open(path, O_WRONLY | flags)) < 0)
-        why = strerror(errno);
-    else if (!fifo_is_ours(f->fd))
-        why = "not a FIFO of this user's alone";
-    if (!why) {
-        (void)fcntl(f->fd, F_SETPIPE_SZ, FIFO_SIZE); /* the default 64 KB still works */
-        int room = fcntl(f->fd, F_GETPIPE_SZ);
-        f->room = room > 0 ? (size_t)room : 0;
-        if (f->room)
-            return true;
-        why = strerror(errno);
-    }
+    const char *why = ps_fifo_make(&p->fin[side], path);
+    if (!why)
+        return true;
     ps_log(PS_LOG_WARN, "pipeline: worker %u: cannot make the FIFO '%s' (%s); %s sends over ZeroMQ",
            p->o.rank, path, why, side_name(side));
-    fifo_close(f);
-    unlink(path);
     *path = '\0';
     return false;
-}
-
-/* Pages of a pipe that a step's messages take at most: each message's
- * frame and values, plus the page its tail may leave part empty. */
-static uint64_t step_pages(uint32_t messages, uint64_t bytes, uint64_t page)
-{
-    return (uint64_t)messages * ((sizeof(fifo_frame_t) + bytes + page - 1) / page + 1) +
-           FIFO_SYNC_PAGES;
 }
 
 /* NULL if this stage writes to side's FIFO, else why not. */
@@ -224,42 +155,30 @@ static const char *fifo_refusal(const ps_pipe_t *p, int side)
     return ps_shm_same_host(p->peer_boot[side], (uint64_t)p->peer_pid_ns[side], p->peer_uid[side]);
 }
 
-/* Opens side's FIFO for writing (and a read end, held); refuses it, with
- * why in a log line, where a step's messages would not fit in it. */
+/* Opens side's FIFO for writing; refuses it, with why in a log line, where
+ * a step's messages would not fit in it at once. */
 static bool fifo_connect(ps_pipe_t *p, int side)
 {
     uint64_t bytes = side == NEXT ? p->o.message_bytes_to_next : p->o.message_bytes_to_prev;
+    uint32_t messages = p->o.step_messages ? p->o.step_messages : 1;
     char *path = p->fifo_out[side];
     snprintf(path, sizeof p->fifo_out[side], "%s/%s.rank%u.%s", p->dir, p->job, peer_rank(p, side),
              fifo_suffix(side == NEXT ? PREV : NEXT));
-    fifo_t *f = &p->fout[side];
-    const int flags = O_NONBLOCK | O_CLOEXEC | O_NOFOLLOW;
-    const char *why = NULL;
-    if ((f->hold_fd = open(path, O_RDONLY | flags)) < 0 ||
-        (f->fd = open(path, O_WRONLY | flags)) < 0)
-        why = strerror(errno);
-    else if (!fifo_is_ours(f->fd))
-        why = "not a FIFO of this user's alone";
-    if (!why) {
-        int room = fcntl(f->fd, F_GETPIPE_SZ);
-        long page = sysconf(_SC_PAGESIZE);
-        uint32_t messages = p->o.step_messages ? p->o.step_messages : 1;
-        if (room > 0 && page > 0 &&
-            step_pages(messages, bytes, (uint64_t)page) * (uint64_t)page <= (uint64_t)room) {
-            f->room = (size_t)room;
-            return true;
-        }
-        ps_log(PS_LOG_INFO,
-               "pipeline: worker %u (stage %u) sends to %s (rank %u) over ZeroMQ: a step's %u "
-               "messages of up to %llu bytes take more than the FIFO's %d bytes",
-               p->o.rank, p->o.stage, side_name(side), peer_rank(p, side), messages,
-               (unsigned long long)bytes, room);
-    } else {
+    ps_fifo_t *f = &p->fout[side];
+    const char *why = ps_fifo_open_writer(f, path);
+    if (!why && ps_fifo_fits(f, messages, sizeof(wire_hdr_t) + bytes))
+        return true;
+    if (why)
         ps_log(PS_LOG_WARN,
                "pipeline: worker %u: cannot open the FIFO '%s' (%s); sending over ZeroMQ",
                p->o.rank, path, why);
-    }
-    fifo_close(f);
+    else
+        ps_log(PS_LOG_INFO,
+               "pipeline: worker %u (stage %u) sends to %s (rank %u) over ZeroMQ: a step's %u "
+               "messages of up to %llu bytes take more than the FIFO's %zu bytes",
+               p->o.rank, p->o.stage, side_name(side), peer_rank(p, side), messages,
+               (unsigned long long)bytes, f->room);
+    ps_fifo_close(f);
     *path = '\0';
     return false;
 }
@@ -417,8 +336,10 @@ ps_pipe_t *ps_pipe_new(const ps_pipe_opts_t *o, ps_errbuf_t *err)
 {
     ps_pipe_t *p = ps_xcalloc(1, sizeof *p);
     p->o = *o;
-    for (int side = PREV; side <= NEXT; side++)
-        p->fin[side] = p->fout[side] = (fifo_t){.fd = -1, .hold_fd = -1};
+    for (int side = PREV; side <= NEXT; side++) {
+        ps_fifo_init(&p->fin[side]);
+        ps_fifo_init(&p->fout[side]);
+    }
     snprintf(p->dir, sizeof p->dir, "%s", o->dir);
     snprintf(p->job, sizeof p->job, "%s", o->job);
     snprintf(p->bind, sizeof p->bind, "%s", o->bind);
@@ -443,8 +364,8 @@ void ps_pipe_destroy(ps_pipe_t **pp)
             zmq_close(p->in[side]);
         if (p->out[side])
             zmq_close(p->out[side]);
-        fifo_close(&p->fin[side]);
-        fifo_close(&p->fout[side]);
+        ps_fifo_close(&p->fin[side]);
+        ps_fifo_close(&p->fout[side]);
         if (*p->fifo_in[side])
             unlink(p->fifo_in[side]);
     }
@@ -474,90 +395,9 @@ static bool is_sync(uint32_t kind)
     return kind == PS_PIPE_ABORT || kind == PS_PIPE_SYNC_UP || kind == PS_PIPE_SYNC_DOWN;
 }
 
-static bool fifo_pending(const fifo_t *f)
-{
-    return f->fd >= 0 && f->off < f->len;
-}
-
 static bool any_pending(const ps_pipe_t *p)
 {
-    return fifo_pending(&p->fout[PREV]) || fifo_pending(&p->fout[NEXT]);
-}
-
-/* Writes what side's FIFO takes of its sender's buffer. PS_ENET (errno
- * kept) if the write fails for another reason than a full FIFO. */
-static int fifo_flush(fifo_t *f)
-{
-    while (fifo_pending(f)) {
-        ssize_t n = write(f->fd, f->buf + f->off, f->len - f->off);
-        if (n > 0)
-            f->off += (size_t)n;
-        else if (n < 0 && errno == EINTR)
-            continue;
-        else if (n < 0 && errno == EAGAIN)
-            return PS_OK;
-        else
-            return PS_ENET;
-    }
-    f->off = f->len = 0;
-    return PS_OK;
-}
-
-/* Room for `more` bytes after buf[len] (bytes before off are dropped). */
-static void fifo_reserve(fifo_t *f, size_t more)
-{
-    if (f->off) {
-        memmove(f->buf, f->buf + f->off, f->len - f->off);
-        f->len -= f->off;
-        f->off = 0;
-    }
-    if (f->cap - f->len >= more)
-        return;
-    size_t cap = f->cap ? f->cap : FIFO_READ_ROOM;
-    while (cap - f->len < more)
-        cap *= 2;
-    f->buf = ps_xrealloc(f->buf, cap);
-    f->cap = cap;
-}
-
-/* Reads whatever the FIFO holds into its buffer. */
-static void fifo_fill(fifo_t *f)
-{
-    if (f->fd < 0)
-        return;
-    while (f->len - f->off < FIFO_BACKLOG_MAX) {
-        fifo_reserve(f, FIFO_READ_ROOM);
-        ssize_t n = read(f->fd, f->buf + f->len, f->cap - f->len);
-        if (n > 0)
-            f->len += (size_t)n;
-        else if (!(n < 0 && errno == EINTR))
-            return; /* empty (EAGAIN); never end-of-file: we hold a writer */
-    }
-}
-
-/* The next whole message read from f: 0 (values into data if they fit cap
- * bytes; *got_bytes their size), 1 if none is whole yet, -1 if the bytes
- * are not one of ours. */
-static int fifo_take(fifo_t *f, wire_hdr_t *h, void *data, size_t cap, size_t *got_bytes)
-{
-    fifo_fill(f);
-    fifo_frame_t fr;
-    size_t have = f->fd >= 0 ? f->len - f->off : 0;
-    if (have < sizeof fr)
-        return 1;
-    memcpy(&fr, f->buf + f->off, sizeof fr);
-    if (fr.h.magic != PIPE_MAGIC || fr.bytes > f->room) /* no sender of ours writes more */
-        return -1;
-    if (have - sizeof fr < fr.bytes)
-        return 1;
-    *h = fr.h;
-    *got_bytes = (size_t)fr.bytes;
-    if (data && fr.bytes && fr.bytes <= cap)
-        memcpy(data, f->buf + f->off + sizeof fr, (size_t)fr.bytes);
-    f->off += sizeof fr + (size_t)fr.bytes;
-    if (f->off == f->len)
-        f->off = f->len = 0;
-    return 0;
+    return ps_fifo_pending(&p->fout[PREV]) || ps_fifo_pending(&p->fout[NEXT]);
 }
 
 /* Waits, in slices (the stop flag), until side `in` (-1: none) may have a
@@ -586,20 +426,20 @@ static int wait_io(ps_pipe_t *p, int in, int out, int64_t deadline)
             break;
         }
         for (int side = PREV; side <= NEXT; side++) {
-            if (fifo_pending(&p->fout[side]))
+            if (ps_fifo_pending(&p->fout[side]))
                 it[n++] = (zmq_pollitem_t){NULL, p->fout[side].fd, ZMQ_POLLOUT, 0};
             if (side != in && p->fin[side].fd >= 0)
                 it[n++] = (zmq_pollitem_t){NULL, p->fin[side].fd, ZMQ_POLLIN, 0};
         }
         int64_t left = deadline - ps_time_ms();
         zmq_poll(it, n, left < POLL_SLICE_MS ? (left > 0 ? left : 0) : POLL_SLICE_MS);
-        if (fifo_flush(&p->fout[PREV]) != PS_OK || fifo_flush(&p->fout[NEXT]) != PS_OK) {
+        if (ps_fifo_flush(&p->fout[PREV]) != PS_OK || ps_fifo_flush(&p->fout[NEXT]) != PS_OK) {
             rc = PS_ENET;
             break;
         }
         for (int side = PREV; side <= NEXT; side++)
             if (side != in)
-                fifo_fill(&p->fin[side]);
+                ps_fifo_fill(&p->fin[side]);
         bool done = false;
         for (int i = 0; i < wanted; i++)
             done = done || it[i].revents;
@@ -669,38 +509,16 @@ int ps_pipe_send(ps_pipe_t *p, const ps_pipe_msg_t *m, const float *data, size_t
 static int fifo_send(ps_pipe_t *p, int side, const ps_pipe_msg_t *m, const wire_hdr_t *h,
                      const void *data, size_t bytes, ps_errbuf_t *err)
 {
-    fifo_t *f = &p->fout[side];
-    if (bytes > f->room) /* the receiver would take it for garbage */
+    ps_fifo_t *f = &p->fout[side];
+    int rc = ps_fifo_write(f, h, sizeof *h, data, bytes);
+    if (rc == PS_EINVAL) /* the receiver would take it for garbage */
         return ps_err_set(err, PS_EINVAL,
                           "pipeline: worker %u (stage %u): %s of %zu bytes for %s, above its "
                           "FIFO's %zu (ps_pipe_opts_t's message sizes were too small)",
                           p->o.rank, p->o.stage, kind_name(m->kind), bytes, side_name(side),
                           f->room);
-    fifo_frame_t fr = {*h, bytes};
-    size_t total = sizeof fr + bytes, done = 0;
-    if (fifo_flush(f) != PS_OK)
-        return peer_err(p, PS_ENET, side, "sending", m, p->o.timeout_ms, err);
-    if (!fifo_pending(f)) {
-        struct iovec iov[2] = {{&fr, sizeof fr}, {(void *)data, bytes}};
-        ssize_t n;
-        do
-            n = writev(f->fd, iov, bytes ? 2 : 1);
-        while (n < 0 && errno == EINTR);
-        if (n < 0 && errno != EAGAIN)
-            return peer_err(p, PS_ENET, side, "sending", m, p->o.timeout_ms, err);
-        done = n > 0 ? (size_t)n : 0;
-    }
-    if (done < total) {
-        fifo_reserve(f, total - done);
-        size_t head = done < sizeof fr ? sizeof fr - done : 0;
-        size_t from = done + head - sizeof fr; /* the first value byte not written */
-        if (head)
-            memcpy(f->buf + f->len, (const char *)&fr + done, head);
-        if (bytes > from)
-            memcpy(f->buf + f->len + head, (const char *)data + from, bytes - from);
-        f->len += total - done;
-    }
-    int rc = wait_io(p, -1, -1, ps_time_ms() + p->o.timeout_ms);
+    if (rc == PS_OK)
+        rc = wait_io(p, -1, -1, ps_time_ms() + p->o.timeout_ms);
     return rc == PS_OK ? PS_OK : peer_err(p, rc, side, "sending", m, p->o.timeout_ms, err);
 }
 
@@ -744,6 +562,26 @@ static int take(void *sock, wire_hdr_t *h, zmq_msg_t *values)
     return zmq_msg_recv(values, sock, ZMQ_DONTWAIT) < 0 ? -1 : 0;
 }
 
+/* As take, from a FIFO: 0 with *h (values into data if they fit cap bytes;
+ * *got_bytes their size), 1 if none is whole yet, -1 if not one of ours. */
+static int fifo_msg(ps_fifo_t *f, wire_hdr_t *h, void *data, size_t cap, size_t *got_bytes)
+{
+    const void *msg;
+    size_t len;
+    int got = ps_fifo_take(f, &msg, &len);
+    if (got != 0)
+        return got;
+    if (len < sizeof *h)
+        return -1;
+    memcpy(h, msg, sizeof *h);
+    if (h->magic != PIPE_MAGIC)
+        return -1;
+    *got_bytes = len - sizeof *h;
+    if (data && *got_bytes && *got_bytes <= cap)
+        memcpy(data, (const char *)msg + sizeof *h, *got_bytes);
+    return 0;
+}
+
 /* The next message from side into *h (its values into data when they
  * fit its cap bytes; *got_bytes their size), by the deadline. */
 static int next_msg(ps_pipe_t *p, int side, int64_t deadline, wire_hdr_t *h, void *data, size_t cap,
@@ -753,7 +591,7 @@ static int next_msg(ps_pipe_t *p, int side, int64_t deadline, wire_hdr_t *h, voi
     int rc, got;
     for (;;) {
         /* a sender uses one of the two for its life: order holds */
-        if ((got = fifo_take(&p->fin[side], h, data, cap, got_bytes)) != 1)
+        if ((got = fifo_msg(&p->fin[side], h, data, cap, got_bytes)) != 1)
             return got == 0 ? PS_OK : PS_EPROTO;
         zmq_msg_init(&v);
         if ((got = take(p->in[side], h, &v)) != 1)

@@ -325,12 +325,12 @@ static void test_garbage_in_a_fifo_is_malformed(void **state)
     int fd = open(path, O_WRONLY | O_NONBLOCK);
     assert_true(fd >= 0);
     struct {
+        uint64_t bytes; /* the length of the message, then its header */
         uint32_t magic, kind, micro, pad;
         int64_t clock;
         uint64_t n_samples;
         double loss;
-        uint64_t bytes;
-    } bad = {0x50535050u, PS_PIPE_FWD, 0, 0, 1, 1, 0, (uint64_t)1 << 34};
+    } bad = {(uint64_t)1 << 34, 0x50535050u, PS_PIPE_FWD, 0, 0, 1, 1, 0};
     assert_int_equal(write(fd, &bad, sizeof bad), (int)sizeof bad);
     close(fd);
     ps_errbuf_t err = {0};
